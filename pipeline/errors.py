@@ -1,0 +1,84 @@
+"""Every exception pipeline raises on purpose, in one place.
+
+Hierarchy::
+
+    PipelineError                 base of everything below
+    ├── ValidationError           a value that does not fit the model (path, message)
+    ├── ConfigError               a resource file that does not load (file, document, resource, path)
+    ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
+    ├── StoreError                the event store failed or holds something unreadable
+    └── HandlerError              a handler could not be started or run
+
+Each carries what a log line or an operator needs to find the offending input.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class of pipeline's own errors."""
+
+
+class ValidationError(PipelineError):
+    """A value does not fit the model.
+
+    ``path`` is the dotted location of the value (``check.status``, ``entity.metadata.name``);
+    it is empty when the whole object is at fault.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+    def within(self, prefix: str) -> ValidationError:
+        """The same error located under ``prefix`` (``spec`` + ``interval`` -> ``spec.interval``)."""
+        path = f"{prefix}.{self.path}" if self.path else prefix
+        return ValidationError(path, self.message)
+
+
+class ConfigError(PipelineError):
+    """A resource file that cannot be loaded, located as precisely as we can.
+
+    Reads like ``config/checks.yml: document 2: CheckConfig 'disk': spec.interval: expected
+    integer, got 'ten'``.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        message: str,
+        *,
+        document: int | None = None,
+        resource: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.file = file
+        self.document = document
+        self.resource = resource
+        self.line = line
+        self.message = message
+        parts = [file if line is None else f"{file}: line {line}"]
+        if document is not None:
+            parts.append(f"document {document}")
+        if resource:
+            parts.append(resource)
+        parts.append(message)
+        super().__init__(": ".join(parts))
+
+
+class WireError(PipelineError):
+    """A peer sent something that breaks the wire protocol; the connection is closed."""
+
+    def __init__(self, peer: str, reason: str) -> None:
+        self.peer = peer
+        self.reason = reason
+        super().__init__(f"{peer}: {reason}")
+
+
+class StoreError(PipelineError):
+    """The event store failed, or holds a record it cannot read back."""
+
+
+class HandlerError(PipelineError):
+    """A handler is misconfigured or could not be run."""

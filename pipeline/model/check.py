@@ -1,0 +1,141 @@
+"""Checks: the configuration operators write (CheckConfig) and the result in an event (Check).
+
+Field names, defaults and which fields Sensu Go always emits follow core/v2 ``check.proto``.
+Parts pipeline carries but does not interpret yet (hooks, subdues, proxy requests, secrets,
+thresholds) are kept as plain JSON so that a Sensu event survives a round trip unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.errors import ValidationError
+from pipeline.model.codec import JSON, field
+from pipeline.model.meta import ObjectMeta, ResourceReference, validate_name
+from pipeline.model.metrics import MetricTag
+
+METRIC_FORMATS = ("nagios_perfdata", "graphite_plaintext", "influxdb_line", "opentsdb_line", "prometheus_text")
+
+#: ``check.state`` values.
+PASSING, FAILING, FLAPPING = "passing", "failing", "flapping"
+
+
+@dataclass(slots=True)
+class CheckHistory:
+    """One past result: only its status and when it ran."""
+
+    status: int = field(0)
+    executed: int = field(0)
+
+
+@dataclass(slots=True)
+class CheckConfig:
+    """A check as operators define it (the ``spec`` of a ``CheckConfig`` resource)."""
+
+    command: str = field("", omitempty=True)
+    handlers: list[str] = field([])
+    high_flap_threshold: int = field(0)
+    interval: int = field(0)
+    low_flap_threshold: int = field(0)
+    publish: bool = field(False)
+    runtime_assets: list[str] = field([])
+    subscriptions: list[str] = field([])
+    proxy_entity_name: str = field("")
+    check_hooks: list[JSON] = field([])
+    stdin: bool = field(False)
+    subdue: JSON = field(None)
+    cron: str = field("", omitempty=True)
+    ttl: int = field(0)
+    timeout: int = field(0)
+    proxy_requests: JSON = field(None, omitempty=True)
+    round_robin: bool = field(False)
+    output_metric_format: str = field("")
+    output_metric_handlers: list[str] = field([])
+    env_vars: list[str] = field([])
+    metadata: ObjectMeta = field(factory=ObjectMeta)
+    max_output_size: int = field(0, omitempty=True)
+    discard_output: bool = field(False, omitempty=True)
+    secrets: list[JSON] = field([])
+    output_metric_tags: list[MetricTag] = field([], omitempty=True)
+    pipelines: list[ResourceReference] = field([])
+    output_metric_thresholds: list[JSON] = field([], omitempty=True)
+    subdues: list[JSON] = field([], omitempty=True)
+    ttl_status: int = field(0, omitempty=True)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def validate(self, path: str = "") -> None:
+        """Sensu Go's ``CheckConfig.Validate`` rules, with errors naming the field."""
+
+        def at(name: str) -> str:
+            return f"{path}.{name}" if path else name
+
+        validate_name(self.metadata.name, at("metadata.name"))
+        if self.cron and self.interval:
+            raise ValidationError(at("cron"), "must not be set together with interval")
+        if self.publish and not self.cron and self.interval < 1:
+            raise ValidationError(at("interval"), f"must be at least 1 for a published check, got {self.interval}")
+        if self.ttl > 0 and (self.ttl <= self.interval or self.ttl < 5):
+            raise ValidationError(at("ttl"), f"must be greater than interval and at least 5, got {self.ttl}")
+        for i, sub in enumerate(self.subscriptions):
+            if not sub:
+                raise ValidationError(at(f"subscriptions[{i}]"), "must not be empty")
+        if self.low_flap_threshold and self.high_flap_threshold and self.low_flap_threshold >= self.high_flap_threshold:
+            raise ValidationError(
+                at("low_flap_threshold"),
+                f"must be lower than high_flap_threshold ({self.low_flap_threshold} >= {self.high_flap_threshold})",
+            )
+        if self.output_metric_format and self.output_metric_format not in METRIC_FORMATS:
+            raise ValidationError(
+                at("output_metric_format"),
+                f"expected one of {', '.join(METRIC_FORMATS)}, got {self.output_metric_format!r}",
+            )
+        if self.max_output_size < 0:
+            raise ValidationError(at("max_output_size"), f"must not be negative, got {self.max_output_size}")
+        for name in ("interval", "timeout", "high_flap_threshold", "low_flap_threshold"):
+            if getattr(self, name) < 0:
+                raise ValidationError(at(name), f"must not be negative, got {getattr(self, name)}")
+
+
+@dataclass(slots=True)
+class Check(CheckConfig):
+    """A check inside an event: its configuration plus the result and the derived state.
+
+    ``is_flapping_start`` and ``is_flapping_end`` are pipeline's own: they are true on the one
+    event where ``state`` becomes ``flapping`` and the one where it stops being ``flapping``.
+    """
+
+    duration: float = field(0.0, omitempty=True)
+    executed: int = field(0)
+    history: list[CheckHistory] = field([])
+    issued: int = field(0)
+    output: str = field("")
+    state: str = field("", omitempty=True)
+    status: int = field(0)
+    total_state_change: int = field(0)
+    last_ok: int = field(0)
+    occurrences: int = field(0)
+    occurrences_watermark: int = field(0)
+    silenced: list[str] = field([], omitempty=True)
+    hooks: list[JSON] = field([], omitempty=True)
+    is_silenced: bool = field(False)
+    scheduler: str = field("")
+    processed_by: str = field("", omitempty=True)
+    fallback_pipeline: JSON = field(None, omitempty=True)
+    asset_status: list[str] = field([], omitempty=True)
+    is_flapping_start: bool = field(False, omitempty=True)
+    is_flapping_end: bool = field(False, omitempty=True)
+
+    def validate(self, path: str = "check") -> None:
+        validate_name(self.metadata.name, f"{path}.metadata.name")
+        if self.status < 0:
+            raise ValidationError(f"{path}.status", f"must not be negative, got {self.status}")
+
+    @classmethod
+    def from_config(cls, config: CheckConfig) -> Check:
+        """A check carrying ``config``'s fields and an empty result (Sensu's ``NewCheck``)."""
+        from pipeline.model.codec import decode, encode
+
+        return decode(cls, encode(config))

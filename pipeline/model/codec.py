@@ -1,0 +1,237 @@
+"""Declarative conversion between model dataclasses and Sensu Go v2 shaped dicts.
+
+A model class is a slotted dataclass whose fields are declared with :func:`field`. The field
+says whether Sensu Go always emits it or omits it when empty (gogo's ``omitempty``), so that
+``encode(decode(cls, d)) == d`` for every dict Sensu Go itself would produce.
+
+Decoding is strict: unknown keys and wrong types raise :class:`ValidationError` naming the
+dotted path and the offending value. ``null`` is read as the field's zero value, as Go does.
+The per-class field table is built once and cached, so the hot path is a loop over closures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pipeline.errors import ValidationError
+
+T = TypeVar("T")
+
+#: A JSON value kept as it was given (for parts of the Sensu shape we carry but do not use).
+JSON = Any
+
+Decoder = Callable[[Any, str], Any]
+Encoder = Callable[[Any], Any]
+
+
+def field(
+    default: Any = dataclasses.MISSING,
+    *,
+    omitempty: bool = False,
+    key: str | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A model field. List and dict defaults, and ``factory``, give each instance a fresh value."""
+    metadata = {"omitempty": omitempty, "key": key}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata)
+    if isinstance(default, (list, dict)):
+        factory = type(default)
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def describe(value: Any) -> str:
+    """A short rendering of an offending value for error messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _expected(what: str, value: Any, path: str) -> ValidationError:
+    return ValidationError(path, f"expected {what}, got {_type_name(value)} {describe(value)}")
+
+
+def _decode_str(value: Any, path: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _expected("string", value, path)
+    return value
+
+
+def _decode_int(value: Any, path: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _expected("integer", value, path)
+    return value
+
+
+def _decode_float(value: Any, path: str) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _expected("number", value, path)
+    return float(value)
+
+
+def _decode_bool(value: Any, path: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _expected("boolean", value, path)
+    return value
+
+
+def _decode_any(value: Any, path: str) -> Any:
+    return value
+
+
+def _list_decoder(item: Decoder) -> Decoder:
+    def decode(value: Any, path: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise _expected("list", value, path)
+        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+    return decode
+
+
+def _map_decoder(item: Decoder) -> Decoder:
+    def decode(value: Any, path: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise _expected("mapping", value, path)
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _expected("string key", k, path)
+            out[k] = item(v, f"{path}.{k}")
+        return out
+
+    return decode
+
+
+def _optional_decoder(inner: Decoder) -> Decoder:
+    def decode(value: Any, path: str) -> Any:
+        return None if value is None else inner(value, path)
+
+    return decode
+
+
+_SCALARS: dict[Any, Decoder] = {str: _decode_str, int: _decode_int, float: _decode_float, bool: _decode_bool}
+
+
+def _decoder_for(tp: Any) -> Decoder:
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    if tp is Any:
+        return _decode_any
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is list:
+        return _list_decoder(_decoder_for(args[0]))
+    if origin is dict:
+        return _map_decoder(_decoder_for(args[1]))
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return _optional_decoder(_decoder_for(inner))
+    if dataclasses.is_dataclass(tp):
+        cls = tp
+        return lambda value, path: cls() if value is None else decode(cls, value, path)
+    raise TypeError(f"codec cannot decode {tp!r}")
+
+
+def _encoder_for(tp: Any) -> Encoder | None:
+    """None means the value encodes as itself."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is list:
+        item = _encoder_for(args[0])
+        return list if item is None else (lambda v: [item(x) for x in v])
+    if origin is dict:
+        return lambda v: dict(v)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        (inner_tp,) = [a for a in args if a is not type(None)]
+        inner = _encoder_for(inner_tp)
+        return None if inner is None else (lambda v: None if v is None else inner(v))
+    if dataclasses.is_dataclass(tp):
+        return encode
+    return None
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class _FieldSpec:
+    key: str
+    attr: str
+    omitempty: bool
+    decoder: Decoder
+    encoder: Encoder | None
+
+
+_TABLES: dict[type, tuple[dict[str, _FieldSpec], tuple[_FieldSpec, ...]]] = {}
+
+
+def _table(cls: type) -> tuple[dict[str, _FieldSpec], tuple[_FieldSpec, ...]]:
+    cached = _TABLES.get(cls)
+    if cached is not None:
+        return cached
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        key = f.metadata.get("key") or f.name
+        tp = hints[f.name]
+        specs.append(_FieldSpec(key, f.name, f.metadata.get("omitempty", False), _decoder_for(tp), _encoder_for(tp)))
+    table = ({s.key: s for s in specs}, tuple(specs))
+    _TABLES[cls] = table
+    return table
+
+
+def decode(cls: type[T], data: Any, path: str = "") -> T:
+    """Build ``cls`` from a Sensu-shaped dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise _expected("mapping", data, path or cls.__name__)
+    by_key, _ = _table(cls)
+    kwargs = {}
+    for key, value in data.items():
+        spec = by_key.get(key)
+        sub = f"{path}.{key}" if path else str(key)
+        if spec is None:
+            raise ValidationError(sub, "unknown field")
+        kwargs[spec.attr] = spec.decoder(value, sub)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field without default was absent
+        raise ValidationError(path, str(exc)) from None
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == 0 or value == "" or value == [] or value == {} or value is False
+
+
+def encode(obj: Any) -> dict[str, Any]:
+    """The Sensu-shaped dict of a model object (fields with ``omitempty`` left out when empty)."""
+    _, specs = _table(type(obj))
+    out: dict[str, Any] = {}
+    for spec in specs:
+        value = getattr(obj, spec.attr)
+        if spec.omitempty and _is_empty(value):
+            continue
+        out[spec.key] = value if spec.encoder is None or value is None else spec.encoder(value)
+    return out

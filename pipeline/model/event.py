@@ -1,0 +1,130 @@
+"""Event: one check result, one set of metrics, or both, about one entity.
+
+The dict shape is Sensu Go's v2 event JSON; the same dict, packed with msgpack, is what travels
+on the wire. ``to_json``/``from_json`` and ``to_msgpack``/``from_msgpack`` round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from pipeline.errors import ValidationError
+from pipeline.model.check import Check
+from pipeline.model.codec import JSON, decode, encode, field
+from pipeline.model.entity import Entity
+from pipeline.model.meta import ObjectMeta, ResourceReference
+from pipeline.model.metrics import Metrics
+
+
+@dataclass(slots=True)
+class Event:
+    """A Sensu v2 event. ``id`` is the canonical UUID string; ``timestamp`` is in seconds."""
+
+    timestamp: int = field(0, omitempty=True)
+    entity: Entity | None = field(None, omitempty=True)
+    check: Check | None = field(None, omitempty=True)
+    metrics: Metrics | None = field(None, omitempty=True)
+    metadata: ObjectMeta = field(factory=ObjectMeta)
+    id: str = field("")
+    sequence: int = field(0)
+    pipelines: list[ResourceReference] = field([])
+    fallback_pipeline: JSON = field(None, omitempty=True)
+
+    # -- derived facts, as Sensu Go synthesizes them for filters ------------------------------
+
+    @property
+    def has_check(self) -> bool:
+        return self.check is not None
+
+    @property
+    def has_metrics(self) -> bool:
+        return self.metrics is not None
+
+    @property
+    def is_incident(self) -> bool:
+        return self.check is not None and self.check.status != 0
+
+    @property
+    def is_resolution(self) -> bool:
+        check = self.check
+        if check is None or len(check.history) < 2:
+            return False
+        return check.history[-2].status != 0 and check.status == 0
+
+    @property
+    def is_silenced(self) -> bool:
+        return self.check is not None and bool(self.check.silenced)
+
+    @property
+    def entity_name(self) -> str:
+        return self.entity.metadata.name if self.entity is not None else ""
+
+    @property
+    def check_name(self) -> str:
+        return self.check.metadata.name if self.check is not None else ""
+
+    @property
+    def namespace(self) -> str:
+        if self.entity is not None and self.entity.metadata.namespace:
+            return self.entity.metadata.namespace
+        return self.metadata.namespace
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Sensu Go's ``Event.Validate``, with errors that name the field."""
+        if self.entity is None:
+            raise ValidationError("entity", "event must contain an entity")
+        if self.check is None and self.metrics is None:
+            raise ValidationError("", "event must contain a check or metrics")
+        if self.metadata.name:
+            raise ValidationError("metadata.name", "events cannot be named")
+        self.entity.validate("entity")
+        if self.check is not None:
+            self.check.validate("check")
+        if self.id:
+            try:
+                uuid.UUID(self.id)
+            except ValueError:
+                raise ValidationError("id", f"expected a UUID, got {self.id!r}") from None
+
+    # -- conversion ----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return encode(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Event:
+        """Decode without validating; call :meth:`validate` for Sensu's event rules."""
+        return decode(cls, data)
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Event:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationError("", f"invalid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def to_msgpack(self) -> bytes:
+        return msgpack.packb(self.to_dict(), use_bin_type=True)
+
+    @classmethod
+    def from_msgpack(cls, raw: bytes) -> Event:
+        try:
+            data = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise ValidationError("", f"invalid msgpack: {exc}") from None
+        return cls.from_dict(data)
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
