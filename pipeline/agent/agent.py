@@ -1,0 +1,218 @@
+"""The agent daemon: connects to the backend, runs the checks it is given, sends their events.
+
+Events go into one bounded outbound channel (every source of events on the agent sends
+there); the connection task sends them in batches and keeps a window of unacknowledged
+events, which it sends again after a reconnect.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from pipeline import __version__
+from pipeline.agent.executor import CheckExecutor
+from pipeline.process import plugin_environment
+from pipeline.agent.scheduler import Scheduler
+from pipeline.agent.system import collect_system
+from pipeline.errors import ValidationError
+from pipeline.logs import get_logger
+from pipeline.metrics import AgentMetrics
+from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, entity_subscription
+from pipeline.model.codec import decode, encode
+from pipeline.wire import protocol
+from pipeline.wire.protocol import ProtocolError
+from pipeline.wire.stream import MessageStream
+
+log = get_logger("agent")
+
+#: Events produced and not yet handed to the connection.
+OUTBOUND_BUFFER = 1024
+#: Events sent and not yet acknowledged, at most.
+SEND_WINDOW = 1000
+#: Events per ``events`` frame, at most.
+BATCH_MAX = 200
+RETRY_MIN, RETRY_MAX = 0.5, 30.0
+
+
+@dataclass(slots=True)
+class AgentConfig:
+    name: str
+    backend_addrs: list[tuple[str, int]]
+    namespace: str = "default"
+    subscriptions: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    plugin_dirs: list[Path] = field(default_factory=list)
+
+
+def agent_entity(config: AgentConfig) -> Entity:
+    """The agent's own entity, subscribed to ``entity:<name>`` as Sensu agents always are."""
+    subscriptions = list(dict.fromkeys([*config.subscriptions, entity_subscription(config.name)]))
+    return Entity(
+        entity_class="agent",
+        system=collect_system(),
+        subscriptions=subscriptions,
+        last_seen=int(time.time()),
+        metadata=ObjectMeta(
+            name=config.name,
+            namespace=config.namespace,
+            labels=dict(config.labels),
+            annotations=dict(config.annotations),
+        ),
+        sensu_agent_version=__version__,
+    )
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, metrics: AgentMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or AgentMetrics.create()
+        self.entity = agent_entity(config)
+        self.executor = CheckExecutor(self.entity, plugin_environment(config.plugin_dirs))
+        self._outbound_send, self._outbound = trio.open_memory_channel[Event](OUTBOUND_BUFFER)
+        self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
+        self.scheduler = Scheduler(self._run_check, self.submit, on_skip=self._count_skip)
+        self._unacked: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._window = trio.Semaphore(SEND_WINDOW)
+        self.connected = trio.Event()
+
+    async def submit(self, event: Event) -> None:
+        """Queue an event for the backend (waits while the outbound queue is full)."""
+        await self._outbound_send.send(event)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        log.info("agent starting", name=self.config.name, subscriptions=",".join(self.entity.subscriptions))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.scheduler.run)
+            task_status.started()
+            await self._connect_forever()
+
+    async def _run_check(self, config: CheckConfig, issued: int) -> Event:
+        event = await self.executor.execute(config, issued)
+        assert event.check is not None
+        name = config.metadata.name
+        self.metrics.checks_executed.labels(name, str(event.check.status)).inc()
+        self.metrics.check_duration.labels(name).observe(event.check.duration)
+        log.info("check executed", check=name, status=event.check.status, duration=f"{event.check.duration:.3f}")
+        return event
+
+    def _count_skip(self, name: str) -> None:
+        self.metrics.checks_skipped.labels(name).inc()
+        log.warning("check run skipped", check=name, reason="previous run still going")
+
+    async def _connect_forever(self) -> None:
+        delay = RETRY_MIN
+        attempt = 0
+        while True:
+            host, port = self.config.backend_addrs[attempt % len(self.config.backend_addrs)]
+            attempt += 1
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError as exc:
+                self.metrics.connection_failures.inc()
+                log.warning("backend unreachable", backend=f"{host}:{port}", error=exc, retry_in=f"{delay:.1f}")
+            else:
+                delay = RETRY_MIN
+                await self._serve_connection(MessageStream(stream, f"{host}:{port}"))
+            await trio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _serve_connection(self, conn: MessageStream) -> None:
+        try:
+            await self._handshake(conn)
+            self.metrics.connected.set(1)
+            self.connected.set()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send_loop, conn)
+                await self._receive_loop(conn)
+                nursery.cancel_scope.cancel()
+        except (OSError, trio.BrokenResourceError, ProtocolError) as exc:
+            self.metrics.connection_failures.inc()
+            log.warning("backend connection lost", backend=conn.peer, error=exc)
+        finally:
+            self.metrics.connected.set(0)
+            self.connected = trio.Event()
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+
+    async def _handshake(self, conn: MessageStream) -> None:
+        await conn.send(
+            protocol.hello(self.config.name, self.config.namespace, self.entity.subscriptions, encode(self.entity))
+        )
+        reply = await conn.receive()
+        if reply is None:
+            raise ProtocolError("backend closed the connection during the handshake")
+        if reply["type"] == protocol.ERROR:
+            raise ProtocolError(f"backend refused the agent: {reply['message']}")
+        if reply["type"] != protocol.WELCOME:
+            raise ProtocolError(f"expected welcome, got {reply['type']}")
+        log.info("connected to backend", backend=conn.peer, backend_name=reply["backend"])
+
+    async def _receive_loop(self, conn: MessageStream) -> None:
+        while (message := await conn.receive()) is not None:
+            if message["type"] == protocol.CHECKS:
+                self._apply_checks(message["checks"])
+            elif message["type"] == protocol.ACK:
+                self._apply_ack(message["ids"], message["rejected"])
+            elif message["type"] == protocol.ERROR:
+                raise ProtocolError(f"backend error: {message['message']}")
+        log.info("backend closed the connection", backend=conn.peer)
+
+    def _apply_checks(self, raw: Sequence[Any]) -> None:
+        checks = []
+        for i, item in enumerate(raw):
+            try:
+                checks.append(decode(CheckConfig, item, f"checks[{i}]"))
+            except ValidationError as exc:
+                log.error("invalid check from backend", error=exc)
+        self.scheduler.update(checks)
+
+    def _apply_ack(self, ids: Sequence[str], rejected: Sequence[dict[str, str]]) -> None:
+        for event_id in ids:
+            if self._unacked.pop(event_id, None) is not None:
+                self._window.release()
+                self.metrics.events_acked.inc()
+        for item in rejected:
+            if self._unacked.pop(item.get("id", ""), None) is not None:
+                self._window.release()
+                self.metrics.events_rejected.inc()
+                log.error("backend rejected event", event_id=item.get("id"), error=item.get("error"))
+        self.metrics.events_unacked.set(len(self._unacked))
+
+    async def _send_loop(self, conn: MessageStream) -> None:
+        pending = list(self._unacked.values())
+        for start in range(0, len(pending), BATCH_MAX):
+            await conn.send(protocol.events(pending[start : start + BATCH_MAX]))
+        if pending:
+            log.info("resent unacknowledged events", count=len(pending))
+        while True:
+            await self._window.acquire()
+            try:
+                batch = [await self._outbound.receive()]
+            except BaseException:
+                self._window.release()  # the permit was for an event we never took
+                raise
+            while len(batch) < BATCH_MAX:
+                try:
+                    self._window.acquire_nowait()
+                except trio.WouldBlock:
+                    break
+                try:
+                    batch.append(self._outbound.receive_nowait())
+                except trio.WouldBlock:
+                    self._window.release()
+                    break
+            raw = [event.to_dict() for event in batch]
+            for item in raw:
+                self._unacked[item["id"]] = item
+            self.metrics.events_unacked.set(len(self._unacked))
+            await conn.send(protocol.events(raw))
+            self.metrics.events_sent.inc(len(raw))

@@ -1,0 +1,153 @@
+"""The backend's HTTP API: health, Prometheus metrics, and Sensu Go's events API.
+
+Submitted events take the same path as an agent's (dedupe, state, store, handlers); the
+response is sent once the event is stored, so a GET right after a 201 sees it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pipeline.backend.eventd import Outcome
+from pipeline.errors import ValidationError
+from pipeline.logs import get_logger
+from pipeline.metrics import BackendMetrics
+from pipeline.model import Event, new_event_id
+from pipeline.store.base import EventStore
+
+log = get_logger("backend.api")
+
+EVENTS = "/api/core/v2/namespaces/{namespace}/events"
+#: Bodies larger than this are refused with 413.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+Submit = Callable[[Event, Callable[[str, Outcome], None]], Awaitable[None]]
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+def prepare_event(
+    body: bytes, namespace: str, *, entity: str | None = None, check: str | None = None, now: float
+) -> Event:
+    """Decode and complete a submitted event as Sensu Go's API does (raises ValidationError)."""
+    event = Event.from_json(body)
+    if event.entity is None:
+        raise ValidationError("entity", "event must contain an entity")
+    if entity is not None:
+        _fill_or_match(event.entity.metadata, "name", entity, "entity.metadata.name")
+    if check is not None:
+        if event.check is None:
+            raise ValidationError("check", "event must contain a check")
+        _fill_or_match(event.check.metadata, "name", check, "check.metadata.name")
+    _fill_or_match(event.entity.metadata, "namespace", namespace, "entity.metadata.namespace")
+    if event.check is not None:
+        _fill_or_match(event.check.metadata, "namespace", namespace, "check.metadata.namespace")
+        if not event.check.executed:
+            event.check.executed = int(now)
+    if not event.entity.entity_class:
+        event.entity.entity_class = "proxy"
+    if not event.metadata.namespace:
+        event.metadata.namespace = namespace
+    if not event.id:
+        event.id = new_event_id()
+    event.validate()
+    return event
+
+
+def _fill_or_match(meta: Any, attr: str, wanted: str, path: str) -> None:
+    given = getattr(meta, attr)
+    if not given:
+        setattr(meta, attr, wanted)
+    elif given != wanted:
+        raise ValidationError(path, f"{given!r} does not match {wanted!r} in the URL")
+
+
+def create_app(
+    store: EventStore,
+    submit: Submit,
+    metrics: BackendMetrics,
+    *,
+    wall_clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The Starlette app; dependencies are passed in, background work lives in the daemon."""
+
+    async def read(fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def prometheus(request: Request) -> Response:
+        body = generate_latest(metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    async def list_events(request: Request) -> Response:
+        p = request.path_params
+        events = await read(store.list_events, p["namespace"], p.get("entity"))
+        return JSONResponse([e.to_dict() for e in events])
+
+    async def get_event(request: Request) -> Response:
+        p = request.path_params
+        event = await read(store.get_event, p["namespace"], p["entity"], p["check"])
+        if event is None:
+            return error(404, f"event {p['entity']}/{p['check']} not found in namespace {p['namespace']}")
+        return JSONResponse(event.to_dict())
+
+    async def create_event(request: Request) -> Response:
+        p = request.path_params
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return error(413, f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+        metrics.events_received.labels("api").inc()
+        try:
+            event = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"), now=wall_clock())
+        except ValidationError as exc:
+            metrics.events_rejected.labels("api").inc()
+            log.info("rejected event from API", client=_client(request), error=exc)
+            return error(400, str(exc))
+        outcome = await _submit_and_wait(submit, event)
+        if outcome is Outcome.FAILED:
+            return error(500, "the event store failed; try again")
+        return Response(status_code=201)
+
+    routes = [
+        Route("/health", health),
+        Route("/metrics", prometheus),
+        Route(EVENTS, list_events, methods=["GET"]),
+        Route(EVENTS, create_event, methods=["POST"]),
+        Route(EVENTS + "/{entity}", list_events, methods=["GET"]),
+        Route(EVENTS + "/{entity}/{check}", get_event, methods=["GET"]),
+        Route(EVENTS + "/{entity}/{check}", create_event, methods=["PUT", "POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+async def _submit_and_wait(submit: Submit, event: Event) -> Outcome:
+    done = trio.Event()
+    result: list[Outcome] = []
+
+    def reply(event_id: str, outcome: Outcome) -> None:
+        result.append(outcome)
+        done.set()
+
+    await submit(event, reply)
+    await done.wait()
+    return result[0]
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+
+
+__all__ = ["create_app", "prepare_event"]

@@ -1,0 +1,108 @@
+"""The backend daemon: store, event processor, handlers, agent transport and HTTP API.
+
+The store lives in the outer scope and the listeners and workers inside, so that shutdown
+stops taking work before the store is closed.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from pipeline.backend.api import create_app
+from pipeline.backend.eventd import EventProcessor
+from pipeline.backend.handlers import HandlerRunner
+from pipeline.backend.transport import TransportServer
+from pipeline.config import Resources
+from pipeline.logs import get_logger
+from pipeline.metrics import BackendMetrics
+from pipeline.model import CheckConfig
+from pipeline.process import plugin_environment
+from pipeline.store.sqlite import SQLiteStore
+
+log = get_logger("backend")
+
+
+@dataclass(slots=True)
+class BackendConfig:
+    data_dir: Path
+    resources: Resources
+    api_addr: tuple[str, int] = ("127.0.0.1", 8080)
+    transport_addr: tuple[str, int] = ("127.0.0.1", 8081)
+    plugin_dirs: list[Path] = field(default_factory=list)
+    name: str = field(default_factory=socket.gethostname)
+
+
+@dataclass(slots=True, frozen=True)
+class BackendAddresses:
+    api: tuple[str, int]
+    transport: tuple[str, int]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api[0]}:{self.api[1]}"
+
+
+class Backend:
+    def __init__(
+        self,
+        config: BackendConfig,
+        metrics: BackendMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or BackendMetrics.create()
+        self.resources = config.resources
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SQLiteStore(config.data_dir / "events.db")
+        env = plugin_environment(config.plugin_dirs)
+        env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
+        self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env)
+        self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox)
+
+    def checks_for(self, subscriptions: list[str], namespace: str) -> list[CheckConfig]:
+        return self.resources.checks_for(subscriptions, namespace)
+
+    async def run(self, *, task_status: trio.TaskStatus[BackendAddresses] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.to_thread.run_sync(self.store.open)
+        try:
+            await self.eventd.load_state()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.handlers.run)
+                await nursery.start(self.eventd.run)
+                transport = TransportServer(*self.config.transport_addr, self.eventd, self.checks_for, self.metrics)
+                transport_addr = await nursery.start(transport.run)
+                api_addr = await nursery.start(self._serve_http)
+                addresses = BackendAddresses(api=api_addr, transport=transport_addr)
+                log.info("backend ready", api=addresses.api_url, transport=f"{transport_addr[0]}:{transport_addr[1]}")
+                task_status.started(addresses)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.store.close)
+            log.info("backend stopped")
+
+    async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
+        app = create_app(self.store, self.eventd.submit, self.metrics)
+        host, port = self.config.api_addr
+        config = HypercornConfig()
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        config.accesslog = None
+        config.errorlog = None
+        config.graceful_timeout = 1.0
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(functools.partial(serve, app, config, mode="asgi"))
+            task_status.started(_address_of(urls[0]))
+
+
+def _address_of(url: str) -> tuple[str, int]:
+    hostport = url.split("://", 1)[1]
+    host, _, port = hostport.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+__all__ = ["Backend", "BackendAddresses", "BackendConfig"]

@@ -1,0 +1,33 @@
+"""Parsing of ``host:port`` flags (IPv6 in brackets: ``[::1]:8080``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` -> ``("127.0.0.1", 8080)``; raises argparse.ArgumentTypeError."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def parse_list(text: str) -> list[str]:
+    """``"a,b, c"`` -> ``["a", "b", "c"]`` (empty items dropped)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """``"k=v,k2=v2"`` -> a dict; raises argparse.ArgumentTypeError on an item without ``=``."""
+    pairs = {}
+    for item in parse_list(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs

@@ -1,0 +1,147 @@
+"""``pipeline up``, ``pipeline backend`` and ``pipeline agent``: the long-running commands."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+from pipeline import logs
+from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.backend.server import Backend, BackendConfig
+from pipeline.cli.addresses import parse_address, parse_list, parse_pairs
+from pipeline.config import load_directory
+from pipeline.errors import ConfigErrors
+from pipeline.metrics import AgentMetrics, BackendMetrics
+
+log = logs.get_logger("cli")
+
+SOURCE_TREE = Path(__file__).resolve().parents[2]
+
+
+def default_plugin_dirs() -> list[Path]:
+    """The source tree's ``checks/``, ``handlers/`` and ``hooks/``, where they exist."""
+    return [d for d in (SOURCE_TREE / name for name in ("checks", "handlers", "hooks")) if d.is_dir()]
+
+
+def add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=Path("config"), help="resource directory (default: ./config)")
+    parser.add_argument("--data", type=Path, default=Path("data"), help="data directory (default: ./data)")
+    parser.add_argument("--api-addr", type=parse_address, default=("127.0.0.1", 8080), help="HTTP API and /metrics")
+    parser.add_argument("--transport-addr", type=parse_address, default=("127.0.0.1", 8081), help="agent transport")
+
+
+def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    parser.add_argument(f"--{prefix}name", dest="agent_name", default=socket.gethostname(), help="entity name")
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--subscriptions", type=parse_list, default=None, help="comma-separated subscriptions")
+    parser.add_argument("--labels", type=parse_pairs, default={}, help="entity labels as k=v,k2=v2")
+    parser.add_argument("--annotations", type=parse_pairs, default={}, help="entity annotations as k=v,k2=v2")
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plugin-dir",
+        type=Path,
+        action="append",
+        dest="plugin_dirs",
+        help="directory put first on PATH for checks and handlers (repeatable; default: the source tree's "
+        "checks/, handlers/ and hooks/)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _backend_config(args: argparse.Namespace) -> BackendConfig:
+    resources = load_directory(args.config)
+    return BackendConfig(
+        data_dir=args.data,
+        resources=resources,
+        api_addr=args.api_addr,
+        transport_addr=args.transport_addr,
+        plugin_dirs=args.plugin_dirs or default_plugin_dirs(),
+    )
+
+
+def _agent_config(args: argparse.Namespace, backend_addrs: list[tuple[str, int]], default_subs: list[str]) -> AgentConfig:
+    return AgentConfig(
+        name=args.agent_name,
+        namespace=args.namespace,
+        backend_addrs=backend_addrs,
+        subscriptions=args.subscriptions if args.subscriptions is not None else default_subs,
+        labels=args.labels,
+        annotations=args.annotations,
+        plugin_dirs=args.plugin_dirs or default_plugin_dirs(),
+    )
+
+
+async def _until_signalled(main: Callable[[trio.Nursery], Awaitable[None]]) -> None:
+    """Run ``main`` until it returns or SIGINT/SIGTERM arrives, then stop everything cleanly."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("stopping", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            await main(nursery)
+
+
+def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitable[None]]) -> int:
+    logs.configure(args.log_level)
+    trio.run(_until_signalled, main)
+    return 0
+
+
+def cmd_backend(args: argparse.Namespace) -> int:
+    try:
+        config = _backend_config(args)
+    except ConfigErrors as exc:
+        return _config_failed(exc)
+
+    async def main(nursery: trio.Nursery) -> None:
+        await nursery.start(Backend(config).run)
+
+    return run_daemon(args, main)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    config = _agent_config(args, args.backend_addr or [("127.0.0.1", 8081)], [])
+
+    async def main(nursery: trio.Nursery) -> None:
+        await nursery.start(Agent(config).run)
+
+    return run_daemon(args, main)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        backend_config = _backend_config(args)
+    except ConfigErrors as exc:
+        return _config_failed(exc)
+
+    async def main(nursery: trio.Nursery) -> None:
+        # One process, one /metrics: the agent's metrics join the backend's registry.
+        backend_metrics = BackendMetrics.create()
+        agent_metrics = AgentMetrics.create(backend_metrics.registry, backend_metrics.queues)
+        backend = Backend(backend_config, backend_metrics)
+        addresses = await nursery.start(backend.run)
+        agent_config = _agent_config(args, [addresses.transport], ["system"])
+        await nursery.start(Agent(agent_config, agent_metrics).run)
+        print(f"pipeline is up: API {addresses.api_url}, agent {agent_config.name!r}", file=sys.stderr, flush=True)
+
+    return run_daemon(args, main)
+
+
+def _config_failed(exc: ConfigErrors) -> int:
+    for error in exc.errors:
+        print(error, file=sys.stderr)
+    print(f"pipeline: refusing to start: {len(exc.errors)} configuration error(s)", file=sys.stderr)
+    return 1

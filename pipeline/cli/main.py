@@ -1,0 +1,71 @@
+"""The ``pipeline`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.cli import daemons, operator
+from pipeline.cli.addresses import parse_address
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline", description="A monitoring event pipeline in the Sensu tradition.")
+    parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run a backend and a local agent in one process tree")
+    daemons.add_backend_flags(up)
+    daemons.add_agent_flags(up, prefix="agent-")
+    daemons.add_common_flags(up)
+    up.set_defaults(func=daemons.cmd_up)
+
+    backend = commands.add_parser("backend", help="run the backend")
+    daemons.add_backend_flags(backend)
+    daemons.add_common_flags(backend)
+    backend.set_defaults(func=daemons.cmd_backend)
+
+    agent = commands.add_parser("agent", help="run an agent")
+    agent.add_argument(
+        "--backend-addr", type=parse_address, action="append", help="backend transport HOST:PORT (default 127.0.0.1:8081)"
+    )
+    daemons.add_agent_flags(agent)
+    daemons.add_common_flags(agent)
+    agent.set_defaults(func=daemons.cmd_agent)
+
+    validate = commands.add_parser("validate", help="check a resource directory and report every error")
+    validate.add_argument("directory", type=Path)
+    validate.set_defaults(func=operator.cmd_validate)
+
+    event = commands.add_parser("event", help="list and inspect events")
+    event_commands = event.add_subparsers(dest="event_command", required=True, metavar="SUBCOMMAND")
+    event_list = event_commands.add_parser("list", help="the latest event of every check, as a table")
+    event_list.add_argument("--format", choices=["table", "json"], default="table")
+    event_list.set_defaults(func=operator.cmd_event_list)
+    event_info = event_commands.add_parser("info", help="one event as JSON")
+    event_info.add_argument("entity")
+    event_info.add_argument("check")
+    event_info.set_defaults(func=operator.cmd_event_info)
+    for sub in (event_list, event_info):
+        sub.add_argument("--api-url", default="http://127.0.0.1:8080")
+        sub.add_argument("--namespace", default="default")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except operator.ApiError as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Operator commands that talk to a running backend or read config: ``event``, ``validate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from pipeline.config import validate_directory
+
+OUTPUT_WIDTH = 60
+
+
+class ApiError(Exception):
+    """The backend could not be reached or answered with an error."""
+
+
+def api_get(api_url: str, path: str) -> Any:
+    url = api_url.rstrip("/") + path
+    try:
+        response = httpx.get(url, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach the backend at {api_url}: {exc}") from None
+    if response.status_code == 404:
+        raise ApiError(response.json().get("message", "not found"))
+    if response.status_code != 200:
+        raise ApiError(f"{url}: HTTP {response.status_code}: {response.text.strip()}")
+    return response.json()
+
+
+def first_line(text: str, width: int = OUTPUT_WIDTH) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(lines)
+
+
+def event_rows(events: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for event in events:
+        check = event.get("check") or {}
+        rows.append(
+            [
+                event.get("entity", {}).get("metadata", {}).get("name", ""),
+                check.get("metadata", {}).get("name", ""),
+                str(check.get("status", "")),
+                check.get("state", ""),
+                str(check.get("occurrences", "")),
+                first_line(check.get("output", "")),
+            ]
+        )
+    return rows
+
+
+def cmd_event_list(args: argparse.Namespace) -> int:
+    events = api_get(args.api_url, f"/api/core/v2/namespaces/{args.namespace}/events")
+    if args.format == "json":
+        print(json.dumps(events, indent=2))
+    elif not events:
+        print("no events")
+    else:
+        print(render_table(["entity", "check", "status", "state", "occurrences", "output"], event_rows(events)))
+    return 0
+
+
+def cmd_event_info(args: argparse.Namespace) -> int:
+    event = api_get(args.api_url, f"/api/core/v2/namespaces/{args.namespace}/events/{args.entity}/{args.check}")
+    print(json.dumps(event, indent=2))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    errors = validate_directory(args.directory)
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} error(s) in {args.directory}", file=sys.stderr)
+        return 1
+    print(f"{args.directory}: ok")
+    return 0

@@ -1,0 +1,74 @@
+"""One structured line per notable action: ``ts level component action key=value ...``.
+
+Values are rendered logfmt-style (quoted when they contain spaces or quotes), so a line can be
+grepped by eye and parsed by machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def _render(value: Any) -> str:
+    text = str(value)
+    if text == "" or any(c in text for c in ' "=\n\t'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
+        parts = [
+            self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            record.levelname.lower(),
+            record.name,
+            _render(record.getMessage()),
+        ]
+        parts.extend(f"{key}={_render(value)}" for key, value in fields.items())
+        line = " ".join(parts)
+        if record.exc_info:
+            line += " error=" + _render(self.formatException(record.exc_info))
+        return line
+
+
+class Logger:
+    """``log.info("event stored", entity="web1", check="disk")``: one line, fields as key=value."""
+
+    def __init__(self, name: str) -> None:
+        self._logger = logging.getLogger(name)
+
+    def _log(self, level: int, action: str, fields: dict[str, Any]) -> None:
+        if self._logger.isEnabledFor(level):
+            safe = {(k if k not in _RESERVED else f"{k}_"): v for k, v in fields.items()}
+            self._logger.log(level, action, extra=safe)
+
+    def debug(self, action: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, action, fields)
+
+    def info(self, action: str, **fields: Any) -> None:
+        self._log(logging.INFO, action, fields)
+
+    def warning(self, action: str, **fields: Any) -> None:
+        self._log(logging.WARNING, action, fields)
+
+    def error(self, action: str, **fields: Any) -> None:
+        self._log(logging.ERROR, action, fields)
+
+
+def get_logger(name: str) -> Logger:
+    return Logger(f"pipeline.{name}")
+
+
+def configure(level: str = "info") -> None:
+    """Send pipeline's log lines to stderr at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    root = logging.getLogger("pipeline")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

@@ -1,0 +1,133 @@
+"""Prometheus metrics of both daemons, each on its own injectable registry.
+
+Queue depths are read from the channels at scrape time by :class:`ChannelDepthCollector`, so
+no stage keeps depth bookkeeping by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import trio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class ChannelDepthCollector(Collector):
+    """``pipeline_queue_depth{queue=...}`` and ``pipeline_queue_capacity`` from live channels."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, trio.MemorySendChannel[object]] = {}
+
+    def watch(self, name: str, channel: trio.MemorySendChannel[object]) -> None:
+        self._channels[name] = channel
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("pipeline_queue_depth", "Items waiting in an internal queue", labels=["queue"])
+        capacity = GaugeMetricFamily("pipeline_queue_capacity", "Capacity of an internal queue", labels=["queue"])
+        for name, channel in self._channels.items():
+            stats = channel.statistics()
+            depth.add_metric([name], stats.current_buffer_used)
+            capacity.add_metric([name], stats.max_buffer_size)
+        yield depth
+        yield capacity
+
+
+@dataclass(slots=True)
+class BackendMetrics:
+    registry: CollectorRegistry
+    queues: ChannelDepthCollector
+    events_received: Counter
+    events_rejected: Counter
+    events_duplicate: Counter
+    events_stored: Counter
+    events_processed: Counter
+    store_batches: Histogram
+    handler_runs: Counter
+    handler_failures: Counter
+    handler_duration: Histogram
+    agents_connected: Gauge
+    transport_errors: Counter
+
+    @classmethod
+    def create(
+        cls, registry: CollectorRegistry | None = None, queues: ChannelDepthCollector | None = None
+    ) -> BackendMetrics:
+        """Metrics on ``registry`` (a new one by default); pass ``queues`` to share one queue collector."""
+        registry = registry if registry is not None else CollectorRegistry()
+        if queues is None:
+            queues = ChannelDepthCollector()
+            registry.register(queues)
+        r = registry
+        return cls(
+            registry=r,
+            queues=queues,
+            events_received=Counter("pipeline_events_received", "Events received", ["source"], registry=r),
+            events_rejected=Counter("pipeline_events_rejected", "Events rejected as invalid", ["source"], registry=r),
+            events_duplicate=Counter("pipeline_events_duplicate", "Replayed events dropped by id", registry=r),
+            events_stored=Counter("pipeline_events_stored", "Check events written to the store", registry=r),
+            events_processed=Counter("pipeline_events_processed", "Events passed to the handlers", registry=r),
+            store_batches=Histogram(
+                "pipeline_store_batch_size", "Events per store transaction", buckets=(1, 10, 50, 100, 250, 500), registry=r
+            ),
+            handler_runs=Counter("pipeline_handler_runs", "Handler executions", ["handler"], registry=r),
+            handler_failures=Counter(
+                "pipeline_handler_failures", "Handler executions that failed", ["handler", "reason"], registry=r
+            ),
+            handler_duration=Histogram(
+                "pipeline_handler_duration_seconds", "Handler run time", ["handler"], buckets=_DURATION_BUCKETS, registry=r
+            ),
+            agents_connected=Gauge("pipeline_agents_connected", "Agents connected to the transport", registry=r),
+            transport_errors=Counter(
+                "pipeline_transport_errors", "Transport connections closed on a protocol error", ["reason"], registry=r
+            ),
+        )
+
+
+@dataclass(slots=True)
+class AgentMetrics:
+    registry: CollectorRegistry
+    queues: ChannelDepthCollector
+    checks_executed: Counter
+    check_duration: Histogram
+    checks_skipped: Counter
+    events_sent: Counter
+    events_acked: Counter
+    events_rejected: Counter
+    connected: Gauge
+    connection_failures: Counter
+    events_unacked: Gauge
+
+    @classmethod
+    def create(
+        cls, registry: CollectorRegistry | None = None, queues: ChannelDepthCollector | None = None
+    ) -> AgentMetrics:
+        """Metrics on ``registry`` (a new one by default); pass ``queues`` to share one queue collector."""
+        registry = registry if registry is not None else CollectorRegistry()
+        if queues is None:
+            queues = ChannelDepthCollector()
+            registry.register(queues)
+        r = registry
+        return cls(
+            registry=r,
+            queues=queues,
+            checks_executed=Counter("pipeline_agent_checks_executed", "Checks run", ["check", "status"], registry=r),
+            check_duration=Histogram(
+                "pipeline_agent_check_duration_seconds", "Check run time", ["check"], buckets=_DURATION_BUCKETS, registry=r
+            ),
+            checks_skipped=Counter(
+                "pipeline_agent_checks_skipped", "Scheduled runs skipped because the last was still running", ["check"], registry=r
+            ),
+            events_sent=Counter("pipeline_agent_events_sent", "Events sent to the backend", registry=r),
+            events_acked=Counter("pipeline_agent_events_acked", "Events acknowledged by the backend", registry=r),
+            events_rejected=Counter("pipeline_agent_events_rejected", "Events the backend rejected", registry=r),
+            connected=Gauge("pipeline_agent_connected", "1 while connected to a backend", registry=r),
+            connection_failures=Counter(
+                "pipeline_agent_connection_failures", "Failed or lost backend connections", registry=r
+            ),
+            events_unacked=Gauge("pipeline_agent_events_unacked", "Events sent and not yet acknowledged", registry=r),
+        )

@@ -1,0 +1,152 @@
+"""Run a command with a timeout, killing its whole process group when time is up.
+
+Checks, hooks, pipe mutators and pipe handlers all run through :func:`run_command`. The
+command runs through ``/bin/sh -c`` in a new session, so that a timeout (or cancellation of
+the caller) kills the shell *and* everything it started, not just the shell.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+TIMED_OUT_OUTPUT = "Execution timed out\n"
+#: Sensu's status for a command that ran past its timeout.
+TIMED_OUT_STATUS = 2
+#: Output beyond this many bytes is discarded (a safety cap; checks set their own lower limit).
+DEFAULT_OUTPUT_CAP = 1024 * 1024
+#: How long a process group has between SIGTERM and SIGKILL.
+TERMINATE_GRACE = 1.0
+
+
+@dataclass(slots=True, frozen=True)
+class CommandResult:
+    """What a command did: exit status, combined stdout and stderr, and how long it ran."""
+
+    status: int
+    output: str
+    duration: float
+    timed_out: bool = False
+    truncated_bytes: int = 0
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+async def _terminate_group(process: trio.Process) -> None:
+    """SIGTERM the group, give it a moment, then SIGKILL whatever is left."""
+    _kill_group(process.pid, signal.SIGTERM)
+    with trio.move_on_after(TERMINATE_GRACE) as scope:
+        scope.shield = True
+        await process.wait()
+    _kill_group(process.pid, signal.SIGKILL)
+    with trio.CancelScope(shield=True):
+        await process.wait()
+
+
+class _Capture:
+    """Output read so far, kept outside the reading task so a timeout does not lose it."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.dropped = 0
+
+    async def read_all(self, stream: trio.abc.ReceiveStream) -> None:
+        while data := await stream.receive_some(65536):
+            room = max(self.cap - self.kept, 0)
+            if room:
+                self.chunks.append(data[:room])
+                self.kept += min(room, len(data))
+            self.dropped += max(len(data) - room, 0)
+
+    @property
+    def output(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+async def run_command(
+    command: str,
+    *,
+    timeout: float = 0,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    output_cap: int = DEFAULT_OUTPUT_CAP,
+) -> CommandResult:
+    """Run ``command`` with ``/bin/sh -c``. ``timeout`` 0 means none.
+
+    On timeout the status is 2 and the output is ``"Execution timed out\\n"`` followed by any
+    partial output, as Sensu Go reports it. Exit by signal N gives status 128+N, as a shell does.
+    """
+    started = trio.current_time()
+    process = await trio.lowlevel.open_process(
+        ["/bin/sh", "-c", command],
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+    )
+    capture = _Capture(output_cap)
+    timed_out = False
+    try:
+        with trio.move_on_after(timeout if timeout > 0 else math.inf) as scope:
+            async with trio.open_nursery() as nursery:
+                if stdin is not None:
+                    nursery.start_soon(_feed_stdin, process, stdin)
+                assert process.stdout is not None
+                await capture.read_all(process.stdout)
+                await process.wait()
+        timed_out = scope.cancelled_caught
+    finally:
+        if process.returncode is None:
+            await _terminate_group(process)
+        if process.stdout is not None:
+            await process.stdout.aclose()
+    duration = trio.current_time() - started
+    text = capture.output.decode("utf-8", errors="replace")
+    if timed_out:
+        return CommandResult(TIMED_OUT_STATUS, TIMED_OUT_OUTPUT + text, duration, True, capture.dropped)
+    code = process.returncode
+    status = code if code >= 0 else 128 - code
+    return CommandResult(status, text, duration, False, capture.dropped)
+
+
+async def _feed_stdin(process: trio.Process, data: bytes) -> None:
+    assert process.stdin is not None
+    try:
+        await process.stdin.send_all(data)
+    except trio.BrokenResourceError:
+        pass  # the command did not read all of its input; that is its business
+    finally:
+        await process.stdin.aclose()
+
+
+def plugin_environment(plugin_dirs: Sequence[Path], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for checks and handlers: ``base`` with ``plugin_dirs`` first on PATH."""
+    env = dict(os.environ if base is None else base)
+    dirs = [str(d) for d in plugin_dirs]
+    env["PATH"] = os.pathsep.join([*dirs, env.get("PATH", os.defpath)])
+    return env
+
+
+def with_env_vars(env: Mapping[str, str], env_vars: Sequence[str]) -> dict[str, str]:
+    """``env`` plus a check's ``env_vars`` (``KEY=VALUE`` strings, Sensu's format)."""
+    merged = dict(env)
+    for item in env_vars:
+        key, sep, value = item.partition("=")
+        if sep and key:
+            merged[key] = value
+    return merged

@@ -1,0 +1,134 @@
+"""The agent transport's wire protocol, sans I/O.
+
+A connection is a byte stream of frames; each frame is a 4-byte big-endian length followed by
+one msgpack map with a ``type`` key. Every message type and its fields are listed here, and
+the handshake carries :data:`PROTOCOL_VERSION` so that either side can refuse a peer it does
+not understand.
+
+Agent -> backend:
+    ``hello``   {version, agent, namespace, subscriptions, entity}: first frame of a connection.
+    ``events``  {events: [event dict, ...]}: a batch of Sensu v2 events.
+Backend -> agent:
+    ``welcome`` {version, backend}: the handshake was accepted.
+    ``checks``  {checks: [CheckConfig dict, ...]}: the full set of checks the agent must run
+                (sent after ``welcome`` and again whenever it changes).
+    ``ack``     {ids: [event id, ...], rejected: [{id, error}, ...]}: these events are durably
+                stored (or were rejected as invalid and will never be); the agent may forget them.
+    ``error``   {message}: the backend refuses the connection and closes it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+#: Frames larger than this are a protocol error: the connection is closed, not the daemon.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+HELLO, WELCOME, CHECKS, EVENTS, ACK, ERROR = "hello", "welcome", "checks", "events", "ack", "error"
+
+#: Required fields of each message type, beyond ``type``.
+MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    HELLO: ("version", "agent", "namespace", "subscriptions", "entity"),
+    WELCOME: ("version", "backend"),
+    CHECKS: ("checks",),
+    EVENTS: ("events",),
+    ACK: ("ids", "rejected"),
+    ERROR: ("message",),
+}
+
+_LENGTH = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """The byte stream or a message breaks the protocol (the connection must be closed)."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """One framed message, ready to write."""
+    body: bytes = msgpack.packb(message, use_bin_type=True)
+    if len(body) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds the limit of {MAX_FRAME_BYTES}")
+    return _LENGTH.pack(len(body)) + body
+
+
+def validate_message(message: Any) -> dict[str, Any]:
+    """Check that a decoded frame is a known message with its required fields."""
+    if not isinstance(message, dict):
+        raise ProtocolError(f"expected a message map, got {type(message).__name__}")
+    kind = message.get("type")
+    required = MESSAGE_FIELDS.get(kind) if isinstance(kind, str) else None
+    if required is None:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    missing = [name for name in required if name not in message]
+    if missing:
+        raise ProtocolError(f"{kind} message lacks {', '.join(missing)}")
+    return message
+
+
+@dataclass(slots=True)
+class FrameDecoder:
+    """Accumulates received bytes and yields complete messages."""
+
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    _buffer: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Add received bytes; return every message now complete, in order."""
+        self._buffer += data
+        messages = []
+        while len(self._buffer) >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(self._buffer)
+            if length > self.max_frame_bytes:
+                raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self.max_frame_bytes}")
+            end = _LENGTH.size + length
+            if len(self._buffer) < end:
+                break
+            body = bytes(self._buffer[_LENGTH.size : end])
+            del self._buffer[:end]
+            try:
+                decoded = msgpack.unpackb(body, raw=False, strict_map_key=True)
+            except (ValueError, msgpack.UnpackException) as exc:
+                raise ProtocolError(f"malformed msgpack frame: {exc}") from None
+            messages.append(validate_message(decoded))
+        return messages
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buffer)
+
+
+def hello(agent: str, namespace: str, subscriptions: list[str], entity: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": HELLO,
+        "version": PROTOCOL_VERSION,
+        "agent": agent,
+        "namespace": namespace,
+        "subscriptions": subscriptions,
+        "entity": entity,
+    }
+
+
+def welcome(backend: str) -> dict[str, Any]:
+    return {"type": WELCOME, "version": PROTOCOL_VERSION, "backend": backend}
+
+
+def checks(configs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": CHECKS, "checks": configs}
+
+
+def events(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": EVENTS, "events": batch}
+
+
+def ack(ids: list[str], rejected: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"type": ACK, "ids": ids, "rejected": rejected or []}
+
+
+def error(message: str) -> dict[str, Any]:
+    return {"type": ERROR, "message": message}

@@ -1,0 +1,192 @@
+"""The event model: Sensu Go's v2 JSON shape, exact round trips, errors that name the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.errors import ValidationError
+from pipeline.model import Check, CheckHistory, Entity, Event, MetricPoint, Metrics, MetricTag, ObjectMeta
+
+# An event as Sensu Go 6 serialises it (fields with explicit json tags are always present).
+SENSU_EVENT = {
+    "timestamp": 1700000000,
+    "entity": {
+        "entity_class": "agent",
+        "system": {
+            "hostname": "web1",
+            "os": "linux",
+            "platform": "debian",
+            "platform_family": "debian",
+            "platform_version": "12",
+            "network": {"interfaces": [{"name": "lo", "addresses": ["127.0.0.1/8", "::1/128"]}]},
+            "arch": "amd64",
+            "libc_type": "glibc",
+            "vm_system": "",
+            "vm_role": "",
+            "cloud_provider": "",
+            "processes": [],
+        },
+        "subscriptions": ["linux", "entity:web1"],
+        "last_seen": 1700000000,
+        "deregister": False,
+        "deregistration": {},
+        "metadata": {"name": "web1", "namespace": "default", "labels": {"team": "ops"}},
+        "sensu_agent_version": "6.12.0",
+    },
+    "check": {
+        "command": "check_disk -w 80 -c 90",
+        "handlers": ["slack"],
+        "high_flap_threshold": 0,
+        "interval": 60,
+        "low_flap_threshold": 0,
+        "publish": True,
+        "runtime_assets": [],
+        "subscriptions": ["linux"],
+        "proxy_entity_name": "",
+        "check_hooks": [],
+        "stdin": False,
+        "subdue": None,
+        "ttl": 0,
+        "timeout": 10,
+        "round_robin": False,
+        "duration": 0.012,
+        "executed": 1700000000,
+        "history": [{"status": 0, "executed": 1699999940}, {"status": 1, "executed": 1700000000}],
+        "issued": 1700000000,
+        "output": "DISK WARNING - 85% used | used=85%;80;90\n",
+        "state": "failing",
+        "status": 1,
+        "total_state_change": 0,
+        "last_ok": 1699999940,
+        "occurrences": 1,
+        "occurrences_watermark": 1,
+        "output_metric_format": "",
+        "output_metric_handlers": [],
+        "env_vars": [],
+        "metadata": {"name": "disk", "namespace": "default"},
+        "secrets": [],
+        "is_silenced": False,
+        "scheduler": "",
+        "processed_by": "web1",
+        "pipelines": [],
+    },
+    "metadata": {"namespace": "default"},
+    "id": "3a5c8d1e-0f6b-4b8e-9d3f-2c1a4e5b6c7d",
+    "sequence": 5,
+    "pipelines": [],
+}
+
+
+def test_sensu_event_round_trips_exactly_through_json_and_msgpack() -> None:
+    event = Event.from_json(json.dumps(SENSU_EVENT))
+    event.validate()
+    assert event.to_dict() == SENSU_EVENT
+    assert json.loads(event.to_json()) == SENSU_EVENT
+    assert Event.from_msgpack(event.to_msgpack()) == event
+
+
+def test_fields_land_on_the_model() -> None:
+    event = Event.from_dict(SENSU_EVENT)
+    assert event.entity is not None and event.check is not None
+    assert event.entity_name == "web1"
+    assert event.check_name == "disk"
+    assert event.check.history == [CheckHistory(0, 1699999940), CheckHistory(1, 1700000000)]
+    assert event.entity.metadata.labels == {"team": "ops"}
+    assert event.is_incident and event.has_check and not event.has_metrics
+
+
+def test_metrics_only_and_polymorphic_events() -> None:
+    entity = Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"))
+    metrics = Metrics(
+        handlers=["graphite"],
+        points=[MetricPoint(name="load1", value=0.5, timestamp=1700000000, tags=[MetricTag("host", "web1")])],
+    )
+    metrics_only = Event(entity=entity, metrics=metrics)
+    metrics_only.validate()
+    assert "check" not in metrics_only.to_dict()
+    assert metrics_only.to_dict()["metrics"] == {
+        "handlers": ["graphite"],
+        "points": [{"name": "load1", "value": 0.5, "timestamp": 1700000000, "tags": [{"name": "host", "value": "web1"}]}],
+    }
+    both = Event(entity=entity, check=Check(metadata=ObjectMeta(name="load")), metrics=metrics)
+    both.validate()
+    assert Event.from_msgpack(both.to_msgpack()) == both
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"check": {"metadata": {"name": "disk"}}}, "entity: event must contain an entity"),
+        ({"entity": {"metadata": {"name": "web1"}}}, "event must contain a check or metrics"),
+        (
+            {"entity": {"metadata": {"name": "web1"}}, "check": {"metadata": {"name": "x"}}, "metadata": {"name": "n"}},
+            "metadata.name: events cannot be named",
+        ),
+        ({"entity": {"metadata": {"name": ""}}, "check": {}}, "entity.metadata.name: name must not be empty"),
+        ({"entity": {"metadata": {"name": "web 1"}}, "check": {}}, "entity.metadata.name: name 'web 1' may contain"),
+        ({"entity": {"metadata": {"name": "w"}}, "check": {"metadata": {"name": "c"}}, "id": "x"}, "id: expected a UUID"),
+    ],
+)
+def test_validation_errors_name_the_field(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Event.from_dict(data).validate()
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"check": {"status": "2"}}, "check.status: expected integer, got string '2'"),
+        ({"check": {"status": True}}, "check.status: expected integer, got boolean True"),
+        ({"check": {"history": [{"status": 0, "executed": "now"}]}}, "check.history[0].executed: expected integer"),
+        ({"entity": {"subscriptions": "linux"}}, "entity.subscriptions: expected list, got string 'linux'"),
+        ({"entity": {"metadata": {"labels": {"a": 1}}}}, "entity.metadata.labels.a: expected string, got integer 1"),
+        ({"check": {"stauts": 1}}, "check.stauts: unknown field"),
+        ({"timestamp": 1.5}, "timestamp: expected integer, got number 1.5"),
+    ],
+)
+def test_wrong_types_and_unknown_fields_name_the_path(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Event.from_dict(data)
+    assert str(info.value).startswith(message)
+
+
+def test_invalid_json_and_msgpack_are_validation_errors() -> None:
+    with pytest.raises(ValidationError, match="invalid JSON"):
+        Event.from_json(b"{not json")
+    with pytest.raises(ValidationError, match="invalid msgpack"):
+        Event.from_msgpack(b"\xc1")
+
+
+def test_null_reads_as_the_zero_value_as_in_go() -> None:
+    event = Event.from_dict({"entity": {"metadata": {"name": "a"}, "subscriptions": None}, "check": None})
+    assert event.entity is not None and event.entity.subscriptions == []
+    assert event.check is None
+
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=20)
+
+
+@given(
+    entity=names,
+    check=names,
+    statuses=st.lists(st.integers(0, 255), max_size=21),
+    output=st.text(max_size=200),
+    value=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_any_event_round_trips(entity: str, check: str, statuses: list[int], output: str, value: float) -> None:
+    event = Event(
+        entity=Entity(metadata=ObjectMeta(name=entity, namespace="default")),
+        check=Check(
+            metadata=ObjectMeta(name=check),
+            output=output,
+            history=[CheckHistory(s, 1700000000 + i) for i, s in enumerate(statuses)],
+        ),
+        metrics=Metrics(points=[MetricPoint(name="m", value=value, timestamp=1)]),
+    )
+    assert Event.from_json(event.to_json()) == event
+    assert Event.from_msgpack(event.to_msgpack()) == event

@@ -1,0 +1,65 @@
+"""Commands run through /bin/sh with a timeout that kills the whole process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import trio
+
+from pipeline.process import TIMED_OUT_OUTPUT, plugin_environment, run_command, with_env_vars
+
+
+async def test_exit_status_and_combined_output() -> None:
+    result = await run_command("echo out; echo err >&2; exit 3")
+    assert result.status == 3
+    assert result.output == "out\nerr\n"
+    assert not result.timed_out
+
+
+async def test_stdin_is_delivered() -> None:
+    result = await run_command("cat", stdin=b'{"a": 1}')
+    assert result.output == '{"a": 1}'
+
+
+async def test_timeout_reports_sensu_status_and_kills_the_whole_group(tmp_path: trio.Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    # The shell starts a grandchild that would outlive a kill of the shell alone.
+    result = await run_command(f"echo partial; sleep 60 & echo $! > {pidfile}; wait", timeout=0.5)
+    assert result.timed_out
+    assert result.status == 2
+    assert result.output == TIMED_OUT_OUTPUT + "partial\n"
+    child = int(pidfile.read_text())
+    with trio.fail_after(5):
+        while _alive(child):
+            await trio.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie already reaped by init is gone; one not yet reaped shows state Z.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+async def test_killed_by_signal_reports_128_plus_signal() -> None:
+    result = await run_command("kill -TERM $$")
+    assert result.status == 128 + signal.SIGTERM
+
+
+async def test_output_beyond_the_cap_is_dropped_and_counted() -> None:
+    result = await run_command("head -c 5000 /dev/zero", output_cap=1000)
+    assert len(result.output) == 1000
+    assert result.truncated_bytes == 4000
+
+
+async def test_environment_and_plugin_path(tmp_path: trio.Path) -> None:
+    plugin = tmp_path / "my_check"
+    plugin.write_text("#!/bin/sh\necho \"plugin $GREETING\"\n")
+    plugin.chmod(0o755)
+    env = with_env_vars(plugin_environment([tmp_path]), ["GREETING=hello", "IGNORED"])
+    result = await run_command("my_check", env=env)
+    assert result.output == "plugin hello\n"
