@@ -72,14 +72,21 @@ class BackendMetrics:
             events_stored=Counter("pipeline_events_stored", "Check events written to the store", registry=r),
             events_processed=Counter("pipeline_events_processed", "Events passed to the handlers", registry=r),
             store_batches=Histogram(
-                "pipeline_store_batch_size", "Events per store transaction", buckets=(1, 10, 50, 100, 250, 500), registry=r
+                "pipeline_store_batch_size",
+                "Events per store transaction",
+                buckets=(1, 10, 50, 100, 250, 500),
+                registry=r,
             ),
             handler_runs=Counter("pipeline_handler_runs", "Handler executions", ["handler"], registry=r),
             handler_failures=Counter(
                 "pipeline_handler_failures", "Handler executions that failed", ["handler", "reason"], registry=r
             ),
             handler_duration=Histogram(
-                "pipeline_handler_duration_seconds", "Handler run time", ["handler"], buckets=_DURATION_BUCKETS, registry=r
+                "pipeline_handler_duration_seconds",
+                "Handler run time",
+                ["handler"],
+                buckets=_DURATION_BUCKETS,
+                registry=r,
             ),
             agents_connected=Gauge("pipeline_agents_connected", "Agents connected to the transport", registry=r),
             transport_errors=Counter(
@@ -117,10 +124,17 @@ class AgentMetrics:
             queues=queues,
             checks_executed=Counter("pipeline_agent_checks_executed", "Checks run", ["check", "status"], registry=r),
             check_duration=Histogram(
-                "pipeline_agent_check_duration_seconds", "Check run time", ["check"], buckets=_DURATION_BUCKETS, registry=r
+                "pipeline_agent_check_duration_seconds",
+                "Check run time",
+                ["check"],
+                buckets=_DURATION_BUCKETS,
+                registry=r,
             ),
             checks_skipped=Counter(
-                "pipeline_agent_checks_skipped", "Scheduled runs skipped because the last was still running", ["check"], registry=r
+                "pipeline_agent_checks_skipped",
+                "Scheduled runs skipped because the last was still running",
+                ["check"],
+                registry=r,
             ),
             events_sent=Counter("pipeline_agent_events_sent", "Events sent to the backend", registry=r),
             events_acked=Counter("pipeline_agent_events_acked", "Events acknowledged by the backend", registry=r),

@@ -7,6 +7,7 @@ the caller) kills the shell *and* everything it started, not just the shell.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -38,10 +39,8 @@ class CommandResult:
 
 
 def _kill_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 async def _terminate_group(process: trio.Process) -> None:
@@ -65,7 +64,7 @@ class _Capture:
         self.dropped = 0
 
     async def read_all(self, stream: trio.abc.ReceiveStream) -> None:
-        while data := await stream.receive_some(65536):
+        while data := bytes(await stream.receive_some(65536)):
             room = max(self.cap - self.kept, 0)
             if room:
                 self.chunks.append(data[:room])
@@ -120,6 +119,7 @@ async def run_command(
     if timed_out:
         return CommandResult(TIMED_OUT_STATUS, TIMED_OUT_OUTPUT + text, duration, True, capture.dropped)
     code = process.returncode
+    assert code is not None  # the process was waited for above
     status = code if code >= 0 else 128 - code
     return CommandResult(status, text, duration, False, capture.dropped)
 

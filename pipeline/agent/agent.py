@@ -18,15 +18,17 @@ from typing import Any
 import trio
 
 from pipeline import __version__
+from pipeline.agent.api import create_agent_app
 from pipeline.agent.executor import CheckExecutor
-from pipeline.process import plugin_environment
 from pipeline.agent.scheduler import Scheduler
 from pipeline.agent.system import collect_system
 from pipeline.errors import ValidationError
+from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
 from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, entity_subscription
 from pipeline.model.codec import decode, encode
+from pipeline.process import plugin_environment
 from pipeline.wire import protocol
 from pipeline.wire.protocol import ProtocolError
 from pipeline.wire.stream import MessageStream
@@ -51,6 +53,7 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     plugin_dirs: list[Path] = field(default_factory=list)
+    api_addr: tuple[str, int] | None = ("127.0.0.1", 3031)
 
 
 def agent_entity(config: AgentConfig) -> Entity:
@@ -71,6 +74,11 @@ def agent_entity(config: AgentConfig) -> Entity:
     )
 
 
+@dataclass(slots=True, frozen=True)
+class AgentAddresses:
+    api: tuple[str, int] | None
+
+
 class Agent:
     def __init__(self, config: AgentConfig, metrics: AgentMetrics | None = None) -> None:
         self.config = config
@@ -88,11 +96,16 @@ class Agent:
         """Queue an event for the backend (waits while the outbound queue is full)."""
         await self._outbound_send.send(event)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", name=self.config.name, subscriptions=",".join(self.entity.subscriptions))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.scheduler.run)
-            task_status.started()
+            api = None
+            if self.config.api_addr is not None:
+                app = create_agent_app(self.metrics.registry, self.connected.is_set)
+                api = await nursery.start(serve_app, app, self.config.api_addr)
+                log.info("agent API listening", address=f"{api[0]}:{api[1]}")
+            task_status.started(AgentAddresses(api=api))
             await self._connect_forever()
 
     async def _run_check(self, config: CheckConfig, issued: int) -> Event:

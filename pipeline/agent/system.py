@@ -70,7 +70,9 @@ def network_interfaces() -> list[NetworkInterface]:
         except OSError:
             mac = ""
         addresses = [a for a in [_ipv4_of(name)] if a] + ipv6.get(name, [])
-        interfaces.append(NetworkInterface(name=name, mac="" if mac == "00:00:00:00:00:00" else mac, addresses=addresses))
+        interfaces.append(
+            NetworkInterface(name=name, mac="" if mac == "00:00:00:00:00:00" else mac, addresses=addresses)
+        )
     return interfaces
 
 

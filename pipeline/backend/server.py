@@ -6,20 +6,18 @@ stops taking work before the store is closed.
 
 from __future__ import annotations
 
-import functools
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from pipeline.backend.api import create_app
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
+from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import CheckConfig
@@ -88,21 +86,4 @@ class Backend:
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         app = create_app(self.store, self.eventd.submit, self.metrics)
-        host, port = self.config.api_addr
-        config = HypercornConfig()
-        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-        config.accesslog = None
-        config.errorlog = None
-        config.graceful_timeout = 1.0
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(functools.partial(serve, app, config, mode="asgi"))
-            task_status.started(_address_of(urls[0]))
-
-
-def _address_of(url: str) -> tuple[str, int]:
-    hostport = url.split("://", 1)[1]
-    host, _, port = hostport.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-__all__ = ["Backend", "BackendAddresses", "BackendConfig"]
+        await serve_app(app, self.config.api_addr, task_status=task_status)

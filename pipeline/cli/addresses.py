@@ -17,6 +17,11 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_optional_address(text: str) -> tuple[str, int] | None:
+    """Like :func:`parse_address`, but an empty string means "disabled"."""
+    return parse_address(text) if text else None
+
+
 def parse_list(text: str) -> list[str]:
     """``"a,b, c"`` -> ``["a", "b", "c"]`` (empty items dropped)."""
     return [item.strip() for item in text.split(",") if item.strip()]

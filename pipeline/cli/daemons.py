@@ -14,7 +14,7 @@ import trio
 from pipeline import logs
 from pipeline.agent.agent import Agent, AgentConfig
 from pipeline.backend.server import Backend, BackendConfig
-from pipeline.cli.addresses import parse_address, parse_list, parse_pairs
+from pipeline.cli.addresses import parse_address, parse_list, parse_optional_address, parse_pairs
 from pipeline.config import load_directory
 from pipeline.errors import ConfigErrors
 from pipeline.metrics import AgentMetrics, BackendMetrics
@@ -42,6 +42,13 @@ def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> Non
     parser.add_argument("--subscriptions", type=parse_list, default=None, help="comma-separated subscriptions")
     parser.add_argument("--labels", type=parse_pairs, default={}, help="entity labels as k=v,k2=v2")
     parser.add_argument("--annotations", type=parse_pairs, default={}, help="entity annotations as k=v,k2=v2")
+    parser.add_argument(
+        f"--{prefix}api-addr",
+        dest="agent_api_addr",
+        type=parse_optional_address,
+        default=("127.0.0.1", 3031),
+        help="agent HTTP API (/healthz, /metrics); empty disables it (default 127.0.0.1:3031)",
+    )
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +74,9 @@ def _backend_config(args: argparse.Namespace) -> BackendConfig:
     )
 
 
-def _agent_config(args: argparse.Namespace, backend_addrs: list[tuple[str, int]], default_subs: list[str]) -> AgentConfig:
+def _agent_config(
+    args: argparse.Namespace, backend_addrs: list[tuple[str, int]], default_subs: list[str]
+) -> AgentConfig:
     return AgentConfig(
         name=args.agent_name,
         namespace=args.namespace,
@@ -76,6 +85,7 @@ def _agent_config(args: argparse.Namespace, backend_addrs: list[tuple[str, int]]
         labels=args.labels,
         annotations=args.annotations,
         plugin_dirs=args.plugin_dirs or default_plugin_dirs(),
+        api_addr=args.agent_api_addr,
     )
 
 

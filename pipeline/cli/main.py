@@ -30,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = commands.add_parser("agent", help="run an agent")
     agent.add_argument(
-        "--backend-addr", type=parse_address, action="append", help="backend transport HOST:PORT (default 127.0.0.1:8081)"
+        "--backend-addr",
+        type=parse_address,
+        action="append",
+        help="backend transport HOST:PORT (default 127.0.0.1:8081)",
     )
     daemons.add_agent_flags(agent)
     daemons.add_common_flags(agent)

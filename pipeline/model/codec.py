@@ -152,8 +152,8 @@ def _decoder_for(tp: Any) -> Decoder:
     if origin in (typing.Union, types.UnionType) and type(None) in args:
         (inner,) = [a for a in args if a is not type(None)]
         return _optional_decoder(_decoder_for(inner))
-    if dataclasses.is_dataclass(tp):
-        cls = tp
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        cls: type[Any] = tp
         return lambda value, path: cls() if value is None else decode(cls, value, path)
     raise TypeError(f"codec cannot decode {tp!r}")
 

@@ -115,7 +115,8 @@ class Event:
         return cls.from_dict(data)
 
     def to_msgpack(self) -> bytes:
-        return msgpack.packb(self.to_dict(), use_bin_type=True)
+        packed: bytes = msgpack.packb(self.to_dict(), use_bin_type=True)
+        return packed
 
     @classmethod
     def from_msgpack(cls, raw: bytes) -> Event:

@@ -36,7 +36,7 @@ class MessageStream:
         Raises :class:`ProtocolError` on a malformed frame or a stream closed mid-frame.
         """
         while not self._ready:
-            data = await self.stream.receive_some(_RECEIVE_BYTES)
+            data = bytes(await self.stream.receive_some(_RECEIVE_BYTES))
             if not data:
                 if self._decoder.pending_bytes:
                     raise ProtocolError("connection closed in the middle of a frame")

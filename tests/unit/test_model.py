@@ -91,12 +91,15 @@ def test_sensu_event_round_trips_exactly_through_json_and_msgpack() -> None:
 
 def test_fields_land_on_the_model() -> None:
     event = Event.from_dict(SENSU_EVENT)
-    assert event.entity is not None and event.check is not None
+    assert event.entity is not None
+    assert event.check is not None
     assert event.entity_name == "web1"
     assert event.check_name == "disk"
     assert event.check.history == [CheckHistory(0, 1699999940), CheckHistory(1, 1700000000)]
     assert event.entity.metadata.labels == {"team": "ops"}
-    assert event.is_incident and event.has_check and not event.has_metrics
+    assert event.is_incident
+    assert event.has_check
+    assert not event.has_metrics
 
 
 def test_metrics_only_and_polymorphic_events() -> None:
@@ -110,7 +113,9 @@ def test_metrics_only_and_polymorphic_events() -> None:
     assert "check" not in metrics_only.to_dict()
     assert metrics_only.to_dict()["metrics"] == {
         "handlers": ["graphite"],
-        "points": [{"name": "load1", "value": 0.5, "timestamp": 1700000000, "tags": [{"name": "host", "value": "web1"}]}],
+        "points": [
+            {"name": "load1", "value": 0.5, "timestamp": 1700000000, "tags": [{"name": "host", "value": "web1"}]}
+        ],
     }
     both = Event(entity=entity, check=Check(metadata=ObjectMeta(name="load")), metrics=metrics)
     both.validate()
@@ -128,7 +133,10 @@ def test_metrics_only_and_polymorphic_events() -> None:
         ),
         ({"entity": {"metadata": {"name": ""}}, "check": {}}, "entity.metadata.name: name must not be empty"),
         ({"entity": {"metadata": {"name": "web 1"}}, "check": {}}, "entity.metadata.name: name 'web 1' may contain"),
-        ({"entity": {"metadata": {"name": "w"}}, "check": {"metadata": {"name": "c"}}, "id": "x"}, "id: expected a UUID"),
+        (
+            {"entity": {"metadata": {"name": "w"}}, "check": {"metadata": {"name": "c"}}, "id": "x"},
+            "id: expected a UUID",
+        ),
     ],
 )
 def test_validation_errors_name_the_field(data: dict[str, object], message: str) -> None:
@@ -164,7 +172,8 @@ def test_invalid_json_and_msgpack_are_validation_errors() -> None:
 
 def test_null_reads_as_the_zero_value_as_in_go() -> None:
     event = Event.from_dict({"entity": {"metadata": {"name": "a"}, "subscriptions": None}, "check": None})
-    assert event.entity is not None and event.entity.subscriptions == []
+    assert event.entity is not None
+    assert event.entity.subscriptions == []
     assert event.check is None
 
 

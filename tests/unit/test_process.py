@@ -29,20 +29,20 @@ async def test_timeout_reports_sensu_status_and_kills_the_whole_group(tmp_path: 
     assert result.timed_out
     assert result.status == 2
     assert result.output == TIMED_OUT_OUTPUT + "partial\n"
-    child = int(pidfile.read_text())
-    with trio.fail_after(5):
-        while _alive(child):
-            await trio.sleep(0.01)
+    await wait_for_exit(int(pidfile.read_text()))
 
 
-def _alive(pid: int) -> bool:
+async def wait_for_exit(pid: int) -> None:
+    """Return once ``pid`` has terminated (a pidfd becomes readable when it does)."""
     try:
-        os.kill(pid, 0)
+        pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return False
-    # A zombie already reaped by init is gone; one not yet reaped shows state Z.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(")")[-1].split()[0] != "Z"
+        return  # already gone and reaped
+    try:
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
 
 
 async def test_killed_by_signal_reports_128_plus_signal() -> None:
@@ -58,7 +58,7 @@ async def test_output_beyond_the_cap_is_dropped_and_counted() -> None:
 
 async def test_environment_and_plugin_path(tmp_path: trio.Path) -> None:
     plugin = tmp_path / "my_check"
-    plugin.write_text("#!/bin/sh\necho \"plugin $GREETING\"\n")
+    plugin.write_text('#!/bin/sh\necho "plugin $GREETING"\n')
     plugin.chmod(0o755)
     env = with_env_vars(plugin_environment([tmp_path]), ["GREETING=hello", "IGNORED"])
     result = await run_command("my_check", env=env)

@@ -1,0 +1,58 @@
+"""Helpers for tests that run real daemons: config directories, and a FIFO that handlers write to.
+
+A handler writes each event as one JSON line into a named pipe; the test reads the pipe as
+lines arrive, so it synchronises on the events themselves rather than on sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import trio
+
+REPO = Path(__file__).resolve().parents[1]
+EVENT_FILE_HANDLER = REPO / "handlers" / "event-file"
+
+
+def write_config(directory: Path, yaml_text: str, name: str = "resources.yml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(textwrap.dedent(yaml_text))
+    return directory
+
+
+class EventPipe:
+    """A named pipe that handlers append JSON lines to; ``await next_event()`` reads one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.mkfifo(path)
+        # Opened read-write so that the pipe never reports end-of-file between handler runs.
+        self._stream = trio.lowlevel.FdStream(os.open(path, os.O_RDWR | os.O_NONBLOCK))
+        self._buffer = b""
+
+    async def next_event(self) -> dict[str, Any]:
+        while b"\n" not in self._buffer:
+            self._buffer += await self._stream.receive_some(65536)
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        event: dict[str, Any] = json.loads(line)
+        return event
+
+    async def next_matching(self, predicate: Any, limit: int = 50) -> dict[str, Any]:
+        """The next event for which ``predicate(event)`` holds, among the next ``limit``."""
+        for _ in range(limit):
+            event = await self.next_event()
+            if predicate(event):
+                return event
+        raise AssertionError(f"no matching event among {limit}")
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def pipeline_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli.main", *args]
