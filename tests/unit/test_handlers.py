@@ -1,0 +1,63 @@
+"""Handlers named by an event run isolated: a failing, slow or missing one never stops another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pipeline.model.resources import Handler
+
+from pipeline.backend.handlers import HandlerRunner, handler_names
+from pipeline.config import Resources
+from pipeline.metrics import BackendMetrics
+from pipeline.model import Check, Entity, Event, Metrics, ObjectMeta
+
+
+def pipe_handler(name: str, command: str, timeout: int = 0) -> Handler:
+    return Handler(metadata=ObjectMeta(name=name, namespace="default"), type="pipe", command=command, timeout=timeout)
+
+
+def event_for(*handlers: str, metric_handlers: tuple[str, ...] = ()) -> Event:
+    return Event(
+        entity=Entity(metadata=ObjectMeta(name="web1", namespace="default")),
+        check=Check(metadata=ObjectMeta(name="disk", namespace="default"), status=2, handlers=list(handlers)),
+        metrics=Metrics(handlers=list(metric_handlers)) if metric_handlers else None,
+        id="5f0c3c1e-3a43-4bb9-8d2e-5a2b1c9d7e6f",
+    )
+
+
+def test_legacy_handler_names_are_unique_and_sorted() -> None:
+    assert handler_names(event_for("slack", "email", "slack", metric_handlers=("graphite", "email"))) == [
+        "email",
+        "graphite",
+        "slack",
+    ]
+
+
+@pytest.mark.trio
+async def test_failing_slow_and_missing_handlers_do_not_stop_the_others(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    resources = Resources(
+        checks=[],
+        handlers=[
+            pipe_handler("good", f"cat > {out}"),
+            pipe_handler("broken", "echo boom; exit 7"),
+            pipe_handler("slow", "sleep 30", timeout=1),
+        ],
+    )
+    metrics = BackendMetrics.create()
+    runner = HandlerRunner(lambda: resources, metrics, {"PATH": "/usr/bin:/bin"})
+    event = event_for("broken", "good", "missing", "slow")
+    await runner.handle(event)
+    assert Event.from_json(out.read_bytes()) == event
+
+    def failures(handler: str, reason: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "pipeline_handler_failures_total", {"handler": handler, "reason": reason}
+        )
+
+    assert failures("broken", "exit_status") == 1
+    assert failures("slow", "timeout") == 1
+    assert failures("missing", "missing") == 1
+    assert metrics.registry.get_sample_value("pipeline_handler_runs_total", {"handler": "good"}) == 1
+    assert failures("good", "exit_status") is None
