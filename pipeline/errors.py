@@ -5,6 +5,7 @@ Hierarchy::
     PipelineError                 base of everything below
     ├── ValidationError           a value that does not fit the model (path, message)
     ├── ConfigError               a resource file that does not load (file, document, resource, path)
+    ├── ConfigErrors              every ConfigError of a directory, reported together
     ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
     ├── StoreError                the event store failed or holds something unreadable
     └── HandlerError              a handler could not be started or run
@@ -65,6 +66,14 @@ class ConfigError(PipelineError):
             parts.append(resource)
         parts.append(message)
         super().__init__(": ".join(parts))
+
+
+class ConfigErrors(PipelineError):
+    """All the errors found in a config directory; ``str()`` gives one per line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
 
 
 class WireError(PipelineError):

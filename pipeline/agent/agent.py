@@ -97,7 +97,7 @@ class Agent:
         await self._outbound_send.send(event)
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
-        log.info("agent starting", name=self.config.name, subscriptions=",".join(self.entity.subscriptions))
+        log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.scheduler.run)
             api = None

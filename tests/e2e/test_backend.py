@@ -207,6 +207,7 @@ async def test_malformed_frame_closes_only_that_connection(running: RunningBacke
     await bad.send_all(b"\x00\x00\x00\x02\xc1\xc1")
     with trio.fail_after(10):
         assert await bad.receive_some(100) == b""  # the backend closed it
+    await bad.aclose()
     registry = running.backend.metrics.registry
     assert registry.get_sample_value("pipeline_transport_errors_total", {"reason": "protocol"}) == 1
     assert (await running.client.post(EVENTS, json=check_event(0, check="after"))).status_code == 201

@@ -1,0 +1,90 @@
+"""Shared by the check plugins here: Nagios threshold ranges, perfdata, exit codes.
+
+Range syntax from the Nagios plugin development guidelines: ``10`` (alert outside 0..10),
+``10:`` (below 10), ``~:10`` (above 10), ``10:20`` (outside 10..20), ``@10:20`` (inside).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
+
+class ThresholdError(ValueError):
+    """A threshold that does not follow the Nagios range syntax."""
+
+
+@dataclass(frozen=True)
+class Range:
+    start: float
+    end: float
+    inside: bool  # "@": alert when the value is inside the range
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> Range:
+        spec = text.strip()
+        inside = spec.startswith("@")
+        spec = spec.removeprefix("@")
+        if not spec:
+            raise ThresholdError(f"empty threshold {text!r}")
+        low, sep, high = spec.partition(":")
+        if not sep:
+            low, high = "0", low
+        try:
+            start = -math.inf if low == "~" else float(low or 0)
+            end = math.inf if high == "" else float(high)
+        except ValueError:
+            raise ThresholdError(f"not a Nagios range: {text!r}") from None
+        if start > end:
+            raise ThresholdError(f"range start is above its end: {text!r}")
+        return cls(start, end, inside, text)
+
+    def alerts(self, value: float) -> bool:
+        within = self.start <= value <= self.end
+        return within if self.inside else not within
+
+
+def status_for(value: float, warning: Range | None, critical: Range | None) -> int:
+    if critical is not None and critical.alerts(value):
+        return CRITICAL
+    if warning is not None and warning.alerts(value):
+        return WARNING
+    return OK
+
+
+def perfdata(label: str, value: float, uom: str = "", warning: Range | None = None,
+             critical: Range | None = None, minimum: float | None = None, maximum: float | None = None) -> str:
+    """One ``'label'=value[UOM];warn;crit;min;max`` item."""
+    name = f"'{label}'" if any(c in label for c in " '=") else label
+    fields = [
+        f"{_number(value)}{uom}",
+        warning.text if warning else "",
+        critical.text if critical else "",
+        "" if minimum is None else _number(minimum),
+        "" if maximum is None else _number(maximum),
+    ]
+    return f"{name}=" + ";".join(fields).rstrip(";")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}".rstrip("0")
+
+
+def finish(service: str, status: int, message: str, perf: Sequence[str] = ()) -> None:
+    """Print the one-line result and exit with ``status``."""
+    line = f"{service} {STATE_NAMES[status]} - {message}"
+    if perf:
+        line += " | " + " ".join(perf)
+    print(line)
+    sys.exit(status)
+
+
+def usage_error(service: str, message: str) -> None:
+    print(f"{service} UNKNOWN - {message}")
+    sys.exit(UNKNOWN)

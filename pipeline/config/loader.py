@@ -1,0 +1,135 @@
+"""Load Sensu Go resource YAML from a directory, reporting every error as a path.
+
+Every ``*.yml`` and ``*.yaml`` file below the directory, in sorted order, may hold several
+documents. Each document is ``{type, api_version: core/v2, metadata, spec}``; the spec is
+decoded strictly (unknown fields are errors) and validated by its resource class. All errors
+of the directory are collected, so that one run of ``pipeline validate`` shows them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import ConfigError, ConfigErrors, ValidationError
+from pipeline.model.codec import decode
+from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
+from pipeline.model.resources import RESOURCE_TYPES, Resources
+
+API_VERSION = "core/v2"
+DOCUMENT_KEYS = ("type", "api_version", "metadata", "spec")
+
+
+def _yaml_files(directory: Path) -> list[Path]:
+    found = {p for pattern in ("*.yml", "*.yaml") for p in directory.rglob(pattern) if p.is_file()}
+    return sorted(found)
+
+
+class _Loader:
+    def __init__(self) -> None:
+        self.resources = Resources()
+        self.errors: list[ConfigError] = []
+        self._defined: dict[tuple[str, str, str], str] = {}
+
+    def load_file(self, path: Path) -> None:
+        name = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.errors.append(ConfigError(name, f"cannot read: {exc}"))
+            return
+        number = 0
+        try:
+            for number, document in enumerate(yaml.safe_load_all(text), start=1):
+                if document is not None:
+                    self.load_document(name, number, document)
+        except yaml.YAMLError as exc:
+            self.errors.append(_yaml_error(name, exc))
+
+    def load_document(self, file: str, number: int, document: Any) -> None:
+        label = None
+        try:
+            kind, metadata = _envelope(document)
+            label = f"{kind} {metadata.name!r}"
+            resource = _resource(kind, metadata, document.get("spec"))
+        except ValidationError as exc:
+            self.errors.append(ConfigError(file, str(exc), document=number, resource=label))
+            return
+        key = (kind, metadata.namespace, metadata.name)
+        if key in self._defined:
+            message = f"defined twice: also at {self._defined[key]}"
+            self.errors.append(ConfigError(file, message, document=number, resource=label))
+            return
+        self._defined[key] = f"{file}: document {number}"
+        self.resources.add(resource)
+
+
+def _envelope(document: Any) -> tuple[str, ObjectMeta]:
+    """The resource kind and metadata of a document, checked."""
+    if not isinstance(document, dict):
+        raise ValidationError("", f"expected a mapping with {', '.join(DOCUMENT_KEYS)}, got {_kind(document)}")
+    for key in document:
+        if key not in DOCUMENT_KEYS:
+            raise ValidationError(str(key), f"unknown field (expected {', '.join(DOCUMENT_KEYS)})")
+    kind = document.get("type")
+    if kind not in RESOURCE_TYPES:
+        got = "nothing" if kind is None else repr(kind)
+        raise ValidationError("type", f"expected one of {', '.join(RESOURCE_TYPES)}, got {got}")
+    version = document.get("api_version")
+    if version != API_VERSION:
+        got = "nothing" if version is None else repr(version)
+        raise ValidationError("api_version", f"expected {API_VERSION!r}, got {got}")
+    metadata = decode(ObjectMeta, document.get("metadata") or {}, "metadata")
+    validate_name(metadata.name, "metadata.name")
+    metadata.namespace = metadata.namespace or DEFAULT_NAMESPACE
+    return kind, metadata
+
+
+def _resource(kind: str, metadata: ObjectMeta, spec: Any) -> Any:
+    """The resource decoded from its spec, with its metadata, validated."""
+    if not isinstance(spec, dict):
+        raise ValidationError("spec", f"expected a mapping, got {_kind(spec)}")
+    if "metadata" in spec:
+        raise ValidationError("spec.metadata", "unknown field (metadata belongs at the top level)")
+    resource = decode(RESOURCE_TYPES[kind], spec, "spec")
+    resource.metadata = metadata
+    resource.validate("spec")
+    return resource
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _yaml_error(file: str, exc: yaml.YAMLError) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    message = f"invalid YAML: {context + ', ' if context else ''}{problem}"
+    return ConfigError(file, message, line=mark.line + 1 if mark is not None else None)
+
+
+def validate_directory(directory: Path) -> list[ConfigError]:
+    """Every error in the resource files under ``directory`` (an empty list when all is well)."""
+    try:
+        load_directory(directory)
+    except ConfigErrors as exc:
+        return exc.errors
+    return []
+
+
+def load_directory(directory: Path) -> Resources:
+    """Load every resource under ``directory``; raise :class:`ConfigErrors` listing all problems."""
+    if not directory.is_dir():
+        raise ConfigErrors([ConfigError(str(directory), "not a directory")])
+    loader = _Loader()
+    for path in _yaml_files(directory):
+        loader.load_file(path)
+    if loader.errors:
+        raise ConfigErrors(loader.errors)
+    return loader.resources

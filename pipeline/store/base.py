@@ -1,0 +1,46 @@
+"""The event store interface. Implementations are synchronous; the backend calls them from
+worker threads (``trio.to_thread``), one batch per call for writes."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+from pipeline.model import Check, Event
+
+#: (namespace, entity name, check name)
+CheckKey = tuple[str, str, str]
+
+
+class EventStore(Protocol):
+    def open(self) -> None:
+        """Connect and create the schema if needed (idempotent)."""
+
+    def close(self) -> None: ...
+
+    def write_batch(self, events: Sequence[Event]) -> None:
+        """Store the check events of ``events`` in one transaction: each replaces the latest
+        event of its check and is appended to the event log. Metrics-only events are not
+        stored, and metrics are not kept with check events (as in Sensu Go)."""
+
+    def known_ids(self, ids: Collection[str]) -> set[str]:
+        """Which of ``ids`` are already in the event log."""
+        ...
+
+    def get_event(self, namespace: str, entity: str, check: str) -> Event | None: ...
+
+    def list_events(self, namespace: str | None = None, entity: str | None = None) -> list[Event]:
+        """Latest events, by entity then check; ``namespace`` None means every namespace."""
+        ...
+
+    def latest_checks(self) -> dict[CheckKey, Check]:
+        """Every check's latest result, to load state into memory at start."""
+        ...
+
+    def delete_event(self, namespace: str, entity: str, check: str) -> bool: ...
+
+    def event_log(self, namespace: str, entity: str, check: str, limit: int = 100) -> list[Event]:
+        """Past events of one check, newest first."""
+        ...
+
+    def count_log(self) -> int: ...

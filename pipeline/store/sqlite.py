@@ -1,0 +1,232 @@
+"""The SQLite event store: the embedded default.
+
+One writer connection (used by one thread at a time: the backend holds a CapacityLimiter(1))
+and one reader connection per thread. WAL mode lets readers run while a batch is written.
+With ``synchronous=NORMAL`` a committed batch survives the process being killed; a power
+loss may lose the last commits. ``durable=True`` selects ``synchronous=FULL``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline.errors import StoreError, ValidationError
+from pipeline.model import DEFAULT_NAMESPACE, Check, Event
+from pipeline.store.base import CheckKey
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    namespace TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    event BLOB NOT NULL,
+    PRIMARY KEY (namespace, entity, check_name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    namespace TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    event BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_log_by_check ON event_log (namespace, entity, check_name, seq);
+"""
+
+#: SQLite's default limit on host parameters is 32766 in recent versions; stay well below.
+_ID_CHUNK = 500
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, *, durable: bool = False) -> None:
+        self.path = path
+        self.durable = durable
+        self._writer: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the event store: {exc}") from exc
+        return conn
+
+    def open(self) -> None:
+        self._writer = self._connect()
+        try:
+            self._writer.executescript(SCHEMA)
+            row = self._writer.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                self._writer.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {row[0]}, this pipeline reads {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot create the schema: {exc}") from exc
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {action}: {exc}") from exc
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def write_batch(self, events: Sequence[Event]) -> None:
+        rows = []
+        for event in events:
+            if event.check is None:
+                continue
+            stored = Event(
+                timestamp=event.timestamp,
+                entity=event.entity,
+                check=event.check,
+                metadata=event.metadata,
+                id=event.id,
+                sequence=event.sequence,
+                pipelines=event.pipelines,
+                fallback_pipeline=event.fallback_pipeline,
+            )
+            namespace = event.namespace or DEFAULT_NAMESPACE
+            rows.append(
+                (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id,
+                 stored.to_msgpack())
+            )  # fmt: skip
+        if not rows:
+            return
+        assert self._writer is not None, "SQLiteStore.open() first"
+        with self._errors("cannot write events"):
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO event_log (namespace, entity, check_name, status, timestamp, id, event)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def delete_event(self, namespace: str, entity: str, check: str) -> bool:
+        assert self._writer is not None, "SQLiteStore.open() first"
+        with self._errors("cannot delete an event"):
+            cursor = self._writer.execute(
+                "DELETE FROM events WHERE namespace = ? AND entity = ? AND check_name = ?", (namespace, entity, check)
+            )
+        return cursor.rowcount > 0
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _decode(self, blob: bytes) -> Event:
+        try:
+            return Event.from_msgpack(blob)
+        except ValidationError as exc:
+            raise StoreError(f"{self.path}: a stored event cannot be read: {exc}") from exc
+
+    def known_ids(self, ids: Collection[str]) -> set[str]:
+        wanted = list(ids)
+        found: set[str] = set()
+        with self._errors("cannot look up event ids"):
+            conn = self._reader()
+            for start in range(0, len(wanted), _ID_CHUNK):
+                chunk = wanted[start : start + _ID_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(r[0] for r in conn.execute(f"SELECT id FROM event_log WHERE id IN ({marks})", chunk))
+        return found
+
+    def get_event(self, namespace: str, entity: str, check: str) -> Event | None:
+        with self._errors("cannot read an event"):
+            row = (
+                self._reader()
+                .execute(
+                    "SELECT event FROM events WHERE namespace = ? AND entity = ? AND check_name = ?",
+                    (namespace, entity, check),
+                )
+                .fetchone()
+            )
+        return None if row is None else self._decode(row[0])
+
+    def list_events(self, namespace: str | None = None, entity: str | None = None) -> list[Event]:
+        clauses, params = [], []
+        if namespace is not None:
+            clauses.append("namespace = ?")
+            params.append(namespace)
+        if entity is not None:
+            clauses.append("entity = ?")
+            params.append(entity)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        query = f"SELECT event FROM events {where} ORDER BY namespace, entity, check_name"
+        with self._errors("cannot list events"):
+            rows = self._reader().execute(query, params).fetchall()
+        return [self._decode(r[0]) for r in rows]
+
+    def latest_checks(self) -> dict[CheckKey, Check]:
+        with self._errors("cannot load check state"):
+            rows = self._reader().execute("SELECT namespace, entity, check_name, event FROM events").fetchall()
+        latest = {}
+        for namespace, entity, check, blob in rows:
+            event = self._decode(blob)
+            if event.check is not None:
+                latest[(namespace, entity, check)] = event.check
+        return latest
+
+    def event_log(self, namespace: str, entity: str, check: str, limit: int = 100) -> list[Event]:
+        with self._errors("cannot read the event log"):
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT event FROM event_log WHERE namespace = ? AND entity = ? AND check_name = ?"
+                    " ORDER BY seq DESC LIMIT ?",
+                    (namespace, entity, check, limit),
+                )
+                .fetchall()
+            )
+        return [self._decode(r[0]) for r in rows]
+
+    def count_log(self) -> int:
+        with self._errors("cannot count the event log"):
+            (count,) = self._reader().execute("SELECT COUNT(*) FROM event_log").fetchone()
+        return int(count)
