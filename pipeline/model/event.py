@@ -110,7 +110,9 @@ class Event:
     def from_json(cls, raw: bytes | str) -> Event:
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            # JSON may escape unpaired surrogates ("\\ud800") that no UTF-8 encoder accepts later.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeError) as exc:
             raise ValidationError("", f"invalid JSON: {exc}") from None
         return cls.from_dict(data)
 

@@ -124,10 +124,13 @@ class SQLiteStore:
                 fallback_pipeline=event.fallback_pipeline,
             )
             namespace = event.namespace or DEFAULT_NAMESPACE
+            try:
+                blob = stored.to_msgpack()
+            except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+                raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
             rows.append(
-                (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id,
-                 stored.to_msgpack())
-            )  # fmt: skip
+                (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id, blob)
+            )
         if not rows:
             return
         assert self._writer is not None, "SQLiteStore.open() first"

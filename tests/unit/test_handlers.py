@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pipeline.model.resources import Handler
 
 from pipeline.backend.handlers import HandlerRunner, handler_names
 from pipeline.config import Resources
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, Entity, Event, Metrics, ObjectMeta
+from pipeline.model.resources import Handler
 
 
 def pipe_handler(name: str, command: str, timeout: int = 0) -> Handler:

@@ -1,0 +1,165 @@
+"""The event store contract, run against every store implementation (SQLite today)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import StoreError
+from pipeline.model import Check, CheckHistory, Entity, Event, MetricPoint, Metrics, ObjectMeta
+from pipeline.store import EventStore, SQLiteStore
+
+
+def make_event(entity: str = "web1", check: str | None = "disk", status: int = 0, namespace: str = "default",
+               metrics: bool = False, executed: int = 1_700_000_000) -> Event:  # fmt: skip
+    return Event(
+        timestamp=executed,
+        entity=Entity(entity_class="agent", metadata=ObjectMeta(name=entity, namespace=namespace)),
+        check=None
+        if check is None
+        else Check(
+            metadata=ObjectMeta(name=check, namespace=namespace),
+            status=status,
+            output=f"status {status}",
+            executed=executed,
+            history=[CheckHistory(status, executed)],
+        ),
+        metrics=Metrics(points=[MetricPoint(name="m", value=1.0, timestamp=executed)]) if metrics else None,
+        metadata=ObjectMeta(namespace=namespace),
+        id=str(uuid.uuid4()),
+    )
+
+
+def without_metrics(event: Event) -> Event:
+    return Event.from_dict({k: v for k, v in event.to_dict().items() if k != "metrics"})
+
+
+@pytest.fixture(params=["sqlite"])
+def store_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    return tmp_path / "events.db"
+
+
+@pytest.fixture
+def store(store_path: Path) -> Iterator[EventStore]:
+    s = SQLiteStore(store_path)
+    s.open()
+    yield s
+    s.close()
+
+
+def test_round_trip_field_for_field(store: EventStore) -> None:
+    event = make_event()
+    store.write_batch([event])
+    assert store.get_event("default", "web1", "disk") == event
+    assert store.get_event("default", "web1", "other") is None
+
+
+def test_latest_is_replaced_and_the_log_keeps_everything(store: EventStore) -> None:
+    first, second = make_event(status=0), make_event(status=2, executed=1_700_000_060)
+    store.write_batch([first])
+    store.write_batch([second])
+    assert store.get_event("default", "web1", "disk") == second
+    assert store.event_log("default", "web1", "disk") == [second, first]
+    assert store.count_log() == 2
+    assert store.latest_checks() == {("default", "web1", "disk"): second.check}
+
+
+def test_metrics_are_not_stored(store: EventStore) -> None:
+    both = make_event(metrics=True)
+    store.write_batch([make_event(check=None, metrics=True, entity="only-metrics"), both])
+    assert store.list_events() == [without_metrics(both)]
+    assert store.count_log() == 1
+
+
+def test_a_replayed_id_is_logged_once_and_known(store: EventStore) -> None:
+    event = make_event()
+    store.write_batch([event])
+    store.write_batch([event])
+    assert store.count_log() == 1
+    other = str(uuid.uuid4())
+    assert store.known_ids([event.id, other]) == {event.id}
+    many = [make_event(check=f"c{i}") for i in range(1200)]
+    store.write_batch(many)
+    assert store.known_ids([e.id for e in many] + [other]) == {e.id for e in many}
+
+
+def test_namespaces_entities_and_order(store: EventStore) -> None:
+    events = [make_event("b", "y"), make_event("a", "z"), make_event("a", "x"), make_event("a", "x", namespace="prod")]
+    store.write_batch(events)
+    assert [(e.entity_name, e.check_name) for e in store.list_events("default")] == [("a", "x"), ("a", "z"), ("b", "y")]
+    assert [e.check_name for e in store.list_events("default", "a")] == ["x", "z"]
+    assert [e.namespace for e in store.list_events("prod")] == ["prod"]
+    assert len(store.list_events()) == 4
+
+
+def test_delete(store: EventStore) -> None:
+    store.write_batch([make_event()])
+    assert store.delete_event("default", "web1", "disk")
+    assert not store.delete_event("default", "web1", "disk")
+    assert store.list_events() == []
+
+
+def test_everything_is_there_after_reopening(store_path: Path) -> None:
+    events = [make_event(check=f"c{i}") for i in range(10)]
+    first = SQLiteStore(store_path)
+    first.open()
+    first.write_batch(events)
+    first.close()
+    again = SQLiteStore(store_path)
+    again.open()
+    assert again.list_events() == sorted(events, key=lambda e: e.check_name)
+    again.close()
+
+
+def test_readers_in_other_threads_while_batches_are_written(store: EventStore) -> None:
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                store.list_events()
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    for batch in range(20):
+        store.write_batch([make_event(check=f"c{batch}-{i}") for i in range(100)])
+    done.set()
+    for thread in readers:
+        thread.join()
+    assert errors == []
+    assert store.count_log() == 2000
+
+
+def test_a_failing_batch_writes_nothing(store: EventStore) -> None:
+    good = make_event(check="good")
+    bad = make_event(check="bad")
+    assert bad.check is not None
+    bad.check.output = "\ud800"  # a lone surrogate cannot be serialised
+    with pytest.raises(StoreError, match=f"event {bad.id} cannot be serialised"):
+        store.write_batch([good, bad])
+    assert store.list_events() == []
+    assert store.count_log() == 0
+
+
+def test_unreadable_record_is_a_store_error(store: EventStore, store_path: Path) -> None:
+    store.write_batch([make_event()])
+    conn = sqlite3.connect(store_path)
+    conn.execute("UPDATE events SET event = x'c1'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="a stored event cannot be read"):
+        store.list_events()
+
+
+def test_unopenable_database_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open the event store"):
+        SQLiteStore(tmp_path / "missing-dir" / "events.db").open()
