@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import ConfigError, ConfigErrors, ValidationError
+from pipeline.model.check import CheckConfig
 from pipeline.model.codec import decode
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
 from pipeline.model.resources import RESOURCE_TYPES, Resources
@@ -95,6 +96,9 @@ def _resource(kind: str, metadata: ObjectMeta, spec: Any) -> Any:
         raise ValidationError("spec.metadata", "unknown field (metadata belongs at the top level)")
     resource = decode(RESOURCE_TYPES[kind], spec, "spec")
     resource.metadata = metadata
+    if isinstance(resource, CheckConfig) and "publish" not in spec:
+        # A check with a schedule is meant to run; Sensu Go would silently never schedule it.
+        resource.publish = bool(resource.interval or resource.cron)
     resource.validate("spec")
     return resource
 

@@ -31,7 +31,6 @@ def config_yaml(status_file: Path, fifo: Path) -> str:
           command: sh -c 'exit $(cat {status_file})'
           interval: 1
           timeout: 5
-          publish: true
           subscriptions: [test]
           handlers: [capture]
         ---

@@ -56,6 +56,13 @@ def test_good_resources_load_with_their_fields(tmp_path: Path) -> None:
     assert resources.checks_for(["windows"], "default") == []
 
 
+def test_a_scheduled_check_is_published_unless_it_says_otherwise(tmp_path: Path) -> None:
+    write_config(tmp_path, CHECK.format(spec="  interval: 10\n  command: x"), "a.yml")
+    write_config(tmp_path, CHECK.format(spec="  interval: 10\n  publish: false").replace("disk", "quiet"), "b.yml")
+    checks = {c.metadata.name: c.publish for c in load_directory(tmp_path).checks}
+    assert checks == {"disk": True, "quiet": False}
+
+
 def test_yaml_and_yml_in_nested_directories_and_other_files_ignored(tmp_path: Path) -> None:
     write_config(tmp_path / "a" / "b", GOOD.split("---")[0], "check.yaml")
     write_config(tmp_path, GOOD.split("---")[1].replace("prod", "default"), "handler.yml")
