@@ -37,6 +37,16 @@ class ChannelDepthCollector(Collector):
         yield capacity
 
 
+def _registry_with_queues(
+    registry: CollectorRegistry | None, queues: ChannelDepthCollector | None
+) -> tuple[CollectorRegistry, ChannelDepthCollector]:
+    registry = registry if registry is not None else CollectorRegistry()
+    if queues is None:
+        queues = ChannelDepthCollector()
+        registry.register(queues)
+    return registry, queues
+
+
 @dataclass(slots=True)
 class BackendMetrics:
     registry: CollectorRegistry
@@ -58,11 +68,7 @@ class BackendMetrics:
         cls, registry: CollectorRegistry | None = None, queues: ChannelDepthCollector | None = None
     ) -> BackendMetrics:
         """Metrics on ``registry`` (a new one by default); pass ``queues`` to share one queue collector."""
-        registry = registry if registry is not None else CollectorRegistry()
-        if queues is None:
-            queues = ChannelDepthCollector()
-            registry.register(queues)
-        r = registry
+        r, queues = _registry_with_queues(registry, queues)
         return cls(
             registry=r,
             queues=queues,
@@ -114,11 +120,7 @@ class AgentMetrics:
         cls, registry: CollectorRegistry | None = None, queues: ChannelDepthCollector | None = None
     ) -> AgentMetrics:
         """Metrics on ``registry`` (a new one by default); pass ``queues`` to share one queue collector."""
-        registry = registry if registry is not None else CollectorRegistry()
-        if queues is None:
-            queues = ChannelDepthCollector()
-            registry.register(queues)
-        r = registry
+        r, queues = _registry_with_queues(registry, queues)
         return cls(
             registry=r,
             queues=queues,

@@ -15,6 +15,9 @@ from typing import Any
 
 import trio
 
+from pipeline.backend.server import Backend, BackendConfig
+from pipeline.config import load_directory
+
 REPO = Path(__file__).resolve().parents[1]
 EVENT_FILE_HANDLER = REPO / "handlers" / "event-file"
 
@@ -52,6 +55,31 @@ class EventPipe:
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def capture_handler(pipe: Path, name: str = "capture") -> str:
+    """YAML of a pipe handler that writes every event it gets into ``pipe`` (handlers/event-file)."""
+    return f"""
+        type: Handler
+        api_version: core/v2
+        metadata: {{name: {name}}}
+        spec:
+          type: pipe
+          command: {EVENT_FILE_HANDLER} {pipe}
+          timeout: 10
+        """
+
+
+def loopback_backend(tmp_path: Path, config: Path) -> Backend:
+    """A backend on free loopback ports with the resources of ``config``."""
+    return Backend(
+        BackendConfig(
+            data_dir=tmp_path / "data",
+            resources=load_directory(config),
+            api_addr=("127.0.0.1", 0),
+            transport_addr=("127.0.0.1", 0),
+        )
+    )
 
 
 def pipeline_command(*args: str) -> list[str]:

@@ -8,9 +8,7 @@ import pytest
 import trio
 
 from pipeline.agent.agent import Agent, AgentConfig
-from pipeline.backend.server import Backend, BackendConfig
-from pipeline.config import load_directory
-from tests.support import EVENT_FILE_HANDLER, EventPipe, write_config
+from tests.support import EventPipe, capture_handler, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -36,30 +34,13 @@ def resources_yaml(pipe: Path) -> str:
             ("not-mine", "echo other", "db"),
         ]
     )
-    return (
-        f"""
-        type: Handler
-        api_version: core/v2
-        metadata: {{name: capture}}
-        spec:
-          type: pipe
-          command: {EVENT_FILE_HANDLER} {pipe}
-        """
-        + checks
-    )
+    return capture_handler(pipe) + checks
 
 
 async def test_agent_runs_only_its_checks_and_times_out_hung_ones(tmp_path: Path) -> None:
     pipe = EventPipe(tmp_path / "events.fifo")
     config = write_config(tmp_path / "config", resources_yaml(pipe.path))
-    backend = Backend(
-        BackendConfig(
-            data_dir=tmp_path / "data",
-            resources=load_directory(config),
-            api_addr=("127.0.0.1", 0),
-            transport_addr=("127.0.0.1", 0),
-        )
-    )
+    backend = loopback_backend(tmp_path, config)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)

@@ -16,11 +16,10 @@ import httpx
 import pytest
 import trio
 
-from pipeline.backend.server import Backend, BackendAddresses, BackendConfig
-from pipeline.config import load_directory
+from pipeline.backend.server import Backend, BackendAddresses
 from pipeline.wire import protocol
 from pipeline.wire.stream import MessageStream
-from tests.support import EVENT_FILE_HANDLER, EventPipe, write_config
+from tests.support import EventPipe, capture_handler, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -41,31 +40,18 @@ async def running(tmp_path: Path) -> AsyncIterator[RunningBackend]:
     pipe = EventPipe(tmp_path / "events.fifo")
     config = write_config(
         tmp_path / "config",
-        f"""
-        type: Handler
-        api_version: core/v2
-        metadata: {{name: capture}}
-        spec:
-          type: pipe
-          command: {EVENT_FILE_HANDLER} {pipe.path}
-          timeout: 10
+        capture_handler(pipe.path)
+        + """
         ---
         type: Handler
         api_version: core/v2
-        metadata: {{name: broken}}
+        metadata: {name: broken}
         spec:
           type: pipe
           command: exit 7
         """,
     )
-    backend = Backend(
-        BackendConfig(
-            data_dir=tmp_path / "data",
-            resources=load_directory(config),
-            api_addr=("127.0.0.1", 0),
-            transport_addr=("127.0.0.1", 0),
-        )
-    )
+    backend = loopback_backend(tmp_path, config)
     async with trio.open_nursery() as nursery:
         addresses = await nursery.start(backend.run)
         async with httpx.AsyncClient(base_url=addresses.api_url, timeout=10) as client:
