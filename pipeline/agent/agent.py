@@ -102,7 +102,7 @@ class Agent:
             await nursery.start(self.scheduler.run)
             api = None
             if self.config.api_addr is not None:
-                app = create_agent_app(self.metrics.registry, self.connected.is_set)
+                app = create_agent_app(self.metrics.registry, lambda: self.connected.is_set())
                 api = await nursery.start(serve_app, app, self.config.api_addr)
                 log.info("agent API listening", address=f"{api[0]}:{api[1]}")
             task_status.started(AgentAddresses(api=api))

@@ -107,6 +107,8 @@ def _list_decoder(item: Decoder) -> Decoder:
             return []
         if not isinstance(value, list):
             raise _expected("list", value, path)
+        if item is _decode_str and all(type(v) is str for v in value):
+            return list(value)  # the common case, without a call per item
         return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
     return decode
@@ -221,17 +223,13 @@ def decode(cls: type[T], data: Any, path: str = "") -> T:
         raise ValidationError(path, str(exc)) from None
 
 
-def _is_empty(value: Any) -> bool:
-    return value is None or value == 0 or value == "" or value == [] or value == {} or value is False
-
-
 def encode(obj: Any) -> dict[str, Any]:
     """The Sensu-shaped dict of a model object (fields with ``omitempty`` left out when empty)."""
     _, specs = _table(type(obj))
     out: dict[str, Any] = {}
     for spec in specs:
         value = getattr(obj, spec.attr)
-        if spec.omitempty and _is_empty(value):
+        if spec.omitempty and not value:  # None, 0, "", [], {} and False: gogo's omitempty
             continue
         out[spec.key] = value if spec.encoder is None or value is None else spec.encoder(value)
     return out

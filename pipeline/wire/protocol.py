@@ -82,20 +82,25 @@ class FrameDecoder:
         """Add received bytes; return every message now complete, in order."""
         self._buffer += data
         messages = []
-        while len(self._buffer) >= _LENGTH.size:
-            (length,) = _LENGTH.unpack_from(self._buffer)
+        buffer = self._buffer
+        start = 0
+        while len(buffer) - start >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(buffer, start)
             if length > self.max_frame_bytes:
                 raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self.max_frame_bytes}")
-            end = _LENGTH.size + length
-            if len(self._buffer) < end:
+            end = start + _LENGTH.size + length
+            if len(buffer) < end:
                 break
-            body = bytes(self._buffer[_LENGTH.size : end])
-            del self._buffer[:end]
+            body = memoryview(buffer)[start + _LENGTH.size : end]
+            start = end
             try:
                 decoded = msgpack.unpackb(body, raw=False, strict_map_key=True)
             except (ValueError, msgpack.UnpackException) as exc:
                 raise ProtocolError(f"malformed msgpack frame: {exc}") from None
+            finally:
+                body.release()
             messages.append(validate_message(decoded))
+        del buffer[:start]  # consumed frames are dropped once per feed, not once per frame
         return messages
 
     @property
