@@ -30,6 +30,14 @@ async def serve_app(
     config.accesslog = None
     config.errorlog = None
     config.graceful_timeout = 1.0
+    try:
+        # Bind here first, so that a port in use is reported with its address.
+        probe = trio.socket.socket(trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET)
+        probe.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        with probe:
+            await probe.bind((host, port))
+    except OSError as exc:
+        raise OSError(exc.errno, f"HTTP on {host}:{port}: {exc.strerror}") from exc
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(functools.partial(serve, app, config, mode="asgi"))  # type: ignore[arg-type]
         task_status.started(address_of(urls[0]))

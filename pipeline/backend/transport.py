@@ -84,7 +84,10 @@ class TransportServer:
         self.name = name or socket.gethostname()
 
     async def run(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        except OSError as exc:
+            raise OSError(exc.errno, f"agent transport on {self.host}:{self.port}: {exc.strerror}") from exc
         address = listeners[0].socket.getsockname()[:2]
         log.info("transport listening", address=f"{address[0]}:{address[1]}")
         task_status.started((address[0], address[1]))

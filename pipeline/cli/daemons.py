@@ -16,7 +16,7 @@ from pipeline.agent.agent import Agent, AgentConfig
 from pipeline.backend.server import Backend, BackendConfig
 from pipeline.cli.addresses import parse_address, parse_list, parse_optional_address, parse_pairs
 from pipeline.config import load_directory
-from pipeline.errors import ConfigErrors
+from pipeline.errors import ConfigErrors, StoreError
 from pipeline.metrics import AgentMetrics, BackendMetrics
 
 log = logs.get_logger("cli")
@@ -105,9 +105,23 @@ async def _until_signalled(main: Callable[[trio.Nursery], Awaitable[None]]) -> N
 
 
 def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitable[None]]) -> int:
+    """Run until signalled; a port in use or an unusable store is one clear line and exit 1."""
     logs.configure(args.log_level)
-    trio.run(_until_signalled, main)
-    return 0
+    failures: list[BaseException] = []
+    try:
+        trio.run(_until_signalled, main)
+    except* (OSError, StoreError) as group:
+        failures = _leaves(group)
+    for error in failures:
+        print(f"pipeline: cannot run: {error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for error in group.exceptions:
+        leaves.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return leaves
 
 
 def cmd_backend(args: argparse.Namespace) -> int:

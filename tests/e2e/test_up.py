@@ -162,3 +162,27 @@ async def test_up_refuses_to_start_on_broken_config(tmp_path: Path) -> None:
     assert "resources.yml: document 1: CheckConfig 'x': spec.interval: expected integer, got string 'ten'" in (
         result.stderr.decode()
     )
+
+
+async def test_a_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    with listener:
+        result = await trio.run_process(
+            pipeline_command(
+                "up",
+                "--config", str(write_config(tmp_path / "config", "")),
+                "--data", str(tmp_path / "data"),
+                "--api-addr", "127.0.0.1:0",
+                "--transport-addr", f"127.0.0.1:{port}",
+                "--agent-api-addr", "",
+            ),
+            capture_stderr=True,
+            check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"pipeline: cannot run: [Errno 98] agent transport on 127.0.0.1:{port}: Address already in use" in (
+        result.stderr.decode()
+    )
