@@ -114,6 +114,7 @@ class AgentMetrics:
     connected: Gauge
     connection_failures: Counter
     events_unacked: Gauge
+    metric_extraction_errors: Counter
 
     @classmethod
     def create(
@@ -146,4 +147,10 @@ class AgentMetrics:
                 "pipeline_agent_connection_failures", "Failed or lost backend connections", registry=r
             ),
             events_unacked=Gauge("pipeline_agent_events_unacked", "Events sent and not yet acknowledged", registry=r),
+            metric_extraction_errors=Counter(
+                "pipeline_agent_metric_extraction_errors",
+                "Check output lines metric extraction could not use",
+                ["check", "format"],
+                registry=r,
+            ),
         )

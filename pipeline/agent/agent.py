@@ -84,7 +84,9 @@ class Agent:
         self.config = config
         self.metrics = metrics or AgentMetrics.create()
         self.entity = agent_entity(config)
-        self.executor = CheckExecutor(self.entity, plugin_environment(config.plugin_dirs))
+        self.executor = CheckExecutor(
+            self.entity, plugin_environment(config.plugin_dirs), on_extraction_errors=self._count_extraction_errors
+        )
         self._outbound_send, self._outbound = trio.open_memory_channel[Event](OUTBOUND_BUFFER)
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
         self.scheduler = Scheduler(self._run_check, self.submit, on_skip=self._count_skip)
@@ -116,6 +118,16 @@ class Agent:
         self.metrics.check_duration.labels(name).observe(event.check.duration)
         log.info("check executed", check=name, status=event.check.status, duration=f"{event.check.duration:.3f}")
         return event
+
+    def _count_extraction_errors(self, config: CheckConfig, errors: list[str]) -> None:
+        self.metrics.metric_extraction_errors.labels(config.metadata.name, config.output_metric_format).inc(len(errors))
+        log.warning(
+            "metric extraction skipped lines",
+            check=config.metadata.name,
+            format=config.output_metric_format,
+            count=len(errors),
+            first=errors[0],
+        )
 
     def _count_skip(self, name: str) -> None:
         self.metrics.checks_skipped.labels(name).inc()

@@ -5,13 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from pipeline.model import Check, CheckConfig, Entity, Event, ObjectMeta, new_event_id
+from pipeline.core.extract import extract
+from pipeline.model import Check, CheckConfig, Entity, Event, Metrics, ObjectMeta, new_event_id
 from pipeline.model.codec import decode, encode
 from pipeline.process import run_command, with_env_vars
 
 
 def copy_entity(entity: Entity) -> Entity:
     return decode(Entity, encode(entity))
+
+
+#: Event annotation listing the output lines metric extraction could not use, one per line.
+OUTPUT_METRIC_ERRORS = "pipeline.io/output_metric_errors"
 
 
 class CheckExecutor:
@@ -23,8 +28,10 @@ class CheckExecutor:
         env: Mapping[str, str],
         *,
         wall_clock: Callable[[], float] = time.time,
+        on_extraction_errors: Callable[[CheckConfig, list[str]], None] = lambda config, errors: None,
     ) -> None:
         self.entity = entity
+        self.on_extraction_errors = on_extraction_errors
         self.env = dict(env)
         self._wall_clock = wall_clock
         self._sequence: dict[str, int] = {}
@@ -51,7 +58,24 @@ class CheckExecutor:
         check.status = result.status
         check.output = result.output
         check.duration = round(result.duration, 6)
-        return self._event(check)
+        event = self._event(check)
+        if config.output_metric_format or config.output_metric_handlers:
+            self._extract_metrics(config, event)
+        return event
+
+    def _extract_metrics(self, config: CheckConfig, event: Event) -> None:
+        """Sensu's rule: a format or metric handlers give the event a ``metrics`` object."""
+        assert event.check is not None
+        event.metrics = Metrics(handlers=list(config.output_metric_handlers))
+        if not config.output_metric_format:
+            return
+        extraction = extract(
+            config.output_metric_format, event.check.output, event.check.executed, config.output_metric_tags
+        )
+        event.metrics.points = extraction.points
+        if extraction.errors:
+            event.metadata.annotations[OUTPUT_METRIC_ERRORS] = "\n".join(extraction.errors)
+            self.on_extraction_errors(config, extraction.errors)
 
     def _stdin_payload(self, check: Check) -> bytes:
         # Sensu writes the event (entity plus check, no output yet) to the command's stdin.

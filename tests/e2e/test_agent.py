@@ -60,3 +60,46 @@ async def test_agent_runs_only_its_checks_and_times_out_hung_ones(tmp_path: Path
             assert agent.scheduler.scheduled == ["hangs", "mine"]
             nursery.cancel_scope.cancel()
     await pipe.aclose()
+
+
+MONITORING_PLUGINS = Path("/usr/lib/nagios/plugins")
+
+
+async def test_perfdata_of_real_monitoring_plugins_becomes_metrics(tmp_path: Path) -> None:
+    assert (MONITORING_PLUGINS / "check_load").exists(), "install Debian's monitoring-plugins-basic (.ci/run does)"
+    pipe = EventPipe(tmp_path / "events.fifo")
+    check = f"""
+        ---
+        type: CheckConfig
+        api_version: core/v2
+        metadata: {{name: load}}
+        spec:
+          command: {MONITORING_PLUGINS}/check_load -w 50,40,30 -c 100,80,60
+          interval: 1
+          subscriptions: [web]
+          handlers: [capture]
+          output_metric_format: nagios_perfdata
+          output_metric_handlers: [capture]
+          output_metric_tags: [{{name: source, value: monitoring-plugins}}]
+        """
+    config = write_config(tmp_path / "config", capture_handler(pipe.path) + check)
+    backend = loopback_backend(tmp_path, config)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            agent = Agent(
+                AgentConfig(name="web1", backend_addrs=[addresses.transport], subscriptions=["web"], api_addr=None)
+            )
+            await nursery.start(agent.run)
+            event = await pipe.next_event()
+            nursery.cancel_scope.cancel()
+    await pipe.aclose()
+    assert event["check"]["status"] == 0
+    assert event["check"]["output"].startswith("LOAD OK - total load average: ")
+    assert event["metrics"]["handlers"] == ["capture"]
+    points = event["metrics"]["points"]
+    assert [p["name"] for p in points] == ["load1", "load5", "load15"]
+    for point in points:
+        assert point["timestamp"] == event["check"]["executed"]
+        assert point["tags"] == [{"name": "source", "value": "monitoring-plugins"}]
+        assert isinstance(point["value"], float)

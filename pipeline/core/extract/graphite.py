@@ -1,0 +1,50 @@
+"""``graphite_plaintext``: ``path value timestamp`` lines; tags as ``path;k=v;k2=v2``.
+
+As Sensu Go: exactly three fields, a float value, an integer timestamp in seconds kept as
+given, tags from the path after ``output_metric_tags``. Unlike Sensu Go, fields may be
+separated by any run of spaces or tabs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.core.extract.numbers import parse_float, parse_int
+from pipeline.core.extract.result import Extraction, copy_tags, lines
+from pipeline.model import MetricPoint, MetricTag
+
+
+def path_tags(parts: Sequence[str]) -> list[MetricTag]:
+    """Tags of a tagged series path (the parts after the name); ValueError on a bad one."""
+    tags = []
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key or "=" in value:
+            raise ValueError(f"tag {part!r} is not key=value")
+        tags.append(MetricTag(key, value))
+    return tags
+
+
+def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
+    result = Extraction()
+    for number, line in lines(output):
+        fields = line.split()
+        if len(fields) != 3:
+            result.reject(number, line, f"expected 'path value timestamp', got {len(fields)} fields")
+            continue
+        path, raw_value, raw_timestamp = fields
+        value, timestamp = parse_float(raw_value), parse_int(raw_timestamp)
+        if value is None:
+            result.reject(number, line, f"value {raw_value!r} is not a number")
+            continue
+        if timestamp is None:
+            result.reject(number, line, f"timestamp {raw_timestamp!r} is not an integer")
+            continue
+        name, *parts = path.split(";")
+        try:
+            point_tags = copy_tags(tags) + path_tags(parts)
+        except ValueError as exc:
+            result.reject(number, line, str(exc))
+            continue
+        result.points.append(MetricPoint(name=name, value=value, timestamp=timestamp, tags=point_tags))
+    return result
