@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from pipeline.core.extract import extract
+from pipeline.core.thresholds import evaluate
+from pipeline.core.tokens import TokenError, entity_scope, substitute_all
 from pipeline.model import Check, CheckConfig, Entity, Event, Metrics, ObjectMeta, new_event_id
 from pipeline.model.codec import decode, encode
 from pipeline.process import run_command, with_env_vars
@@ -43,25 +46,58 @@ class CheckExecutor:
         return value
 
     async def execute(self, config: CheckConfig, issued: int) -> Event:
-        """Run ``config.command`` and return the event carrying its result."""
-        check = Check.from_config(config)
-        check.issued = issued
-        check.executed = int(self._wall_clock())
-        check.processed_by = self.entity.metadata.name
+        """Run ``config.command`` and return the event carrying its result.
+
+        As in Sensu Go: tokens are substituted first (a failure gives status 3 and says which
+        token), then the command runs, metrics are extracted, thresholds applied. The event
+        reports the command as written, not as substituted, so secrets in labels stay out.
+        """
+        try:
+            resolved = decode(CheckConfig, substitute_all(encode(config), self._token_scope))
+        except TokenError as exc:
+            return self._failure(config, issued, f"error while substituting check tokens: {exc}")
+        check = self._new_check(resolved, issued)
+        check.command = config.command
         stdin = self._stdin_payload(check) if config.stdin else None
         result = await run_command(
-            config.command,
-            timeout=config.timeout,
+            resolved.command,
+            timeout=resolved.timeout,
             stdin=stdin,
-            env=with_env_vars(self.env, config.env_vars),
+            env=with_env_vars(self.env, resolved.env_vars),
         )
         check.status = result.status
         check.output = result.output
         check.duration = round(result.duration, 6)
         event = self._event(check)
-        if config.output_metric_format or config.output_metric_handlers:
-            self._extract_metrics(config, event)
+        if resolved.output_metric_format or resolved.output_metric_handlers:
+            self._extract_metrics(resolved, event)
+            self._apply_thresholds(resolved, event)
         return event
+
+    def _new_check(self, config: CheckConfig, issued: int) -> Check:
+        check = Check.from_config(config)
+        check.issued = issued
+        check.executed = int(self._wall_clock())
+        check.processed_by = self.entity.metadata.name
+        return check
+
+    def _failure(self, config: CheckConfig, issued: int, output: str) -> Event:
+        """Sensu's agent-side failure: status 3 and an output that says why."""
+        check = self._new_check(config, issued)
+        check.status = 3
+        check.output = output
+        return self._event(check)
+
+    @property
+    def _token_scope(self) -> dict[str, Any]:
+        return entity_scope(encode(self.entity))
+
+    def _apply_thresholds(self, config: CheckConfig, event: Event) -> None:
+        assert event.check is not None
+        assert event.metrics is not None
+        result = evaluate(event.check.status, event.metrics.points, config.output_metric_thresholds)
+        event.check.status = result.status
+        event.metadata.annotations.update(result.annotations)
 
     def _extract_metrics(self, config: CheckConfig, event: Event) -> None:
         """Sensu's rule: a format or metric handlers give the event a ``metrics`` object."""

@@ -29,6 +29,51 @@ class CheckHistory:
 
 
 @dataclass(slots=True)
+class MetricThresholdRule:
+    """``min`` and ``max`` are strings (they may hold tokens); a point outside gives ``status``."""
+
+    min: str = field("")
+    max: str = field("")
+    status: int = field(0)
+
+
+@dataclass(slots=True)
+class MetricThresholdTag:
+    name: str = field("")
+    value: str = field("")
+
+
+@dataclass(slots=True)
+class MetricThreshold:
+    """Rules for the points named ``name`` (with these tags); ``null_status`` when none is found."""
+
+    name: str = field("")
+    tags: list[MetricThresholdTag] = field([])
+    thresholds: list[MetricThresholdRule] = field([])
+    null_status: int = field(0)
+
+    def validate(self, path: str) -> None:
+        if not self.name:
+            raise ValidationError(f"{path}.name", "required")
+        if not self.thresholds:
+            raise ValidationError(f"{path}.thresholds", "at least one rule is required")
+        for i, rule in enumerate(self.thresholds):
+            if not rule.min and not rule.max:
+                raise ValidationError(f"{path}.thresholds[{i}]", "a rule needs min or max")
+            for bound in ("min", "max"):
+                text = getattr(rule, bound)
+                if text and "{{" not in text and _float_or_none(text) is None:
+                    raise ValidationError(f"{path}.thresholds[{i}].{bound}", f"expected a number, got {text!r}")
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
 class CheckConfig:
     """A check as operators define it (the ``spec`` of a ``CheckConfig`` resource)."""
 
@@ -58,7 +103,7 @@ class CheckConfig:
     secrets: list[JSON] = field([])
     output_metric_tags: list[MetricTag] = field([], omitempty=True)
     pipelines: list[ResourceReference] = field([])
-    output_metric_thresholds: list[JSON] = field([], omitempty=True)
+    output_metric_thresholds: list[MetricThreshold] = field([], omitempty=True)
     subdues: list[JSON] = field([], omitempty=True)
     ttl_status: int = field(0, omitempty=True)
 
@@ -94,6 +139,8 @@ class CheckConfig:
             )
         if self.max_output_size < 0:
             raise ValidationError(at("max_output_size"), f"must not be negative, got {self.max_output_size}")
+        for i, threshold in enumerate(self.output_metric_thresholds):
+            threshold.validate(at(f"output_metric_thresholds[{i}]"))
         for name in ("interval", "timeout", "high_flap_threshold", "low_flap_threshold"):
             if getattr(self, name) < 0:
                 raise ValidationError(at(name), f"must not be negative, got {getattr(self, name)}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from pipeline.agent.executor import CheckExecutor
-from pipeline.model import CheckConfig, Entity, ObjectMeta
+from pipeline.agent.executor import OUTPUT_METRIC_ERRORS, CheckExecutor
+from pipeline.model import CheckConfig, Entity, MetricTag, ObjectMeta
+from pipeline.model.check import MetricThreshold, MetricThresholdRule
 from pipeline.process import TIMED_OUT_OUTPUT
 
 
@@ -66,3 +67,79 @@ async def test_env_vars_and_stdin() -> None:
     assert sent["entity"]["metadata"]["name"] == "web1"
     assert sent["check"]["metadata"]["name"] == "probe"
     assert sent["check"]["output"] == ""
+
+
+def labelled_entity() -> Entity:
+    labelled = entity()
+    labelled.metadata.labels = {"disk_warning": "90"}
+    return labelled
+
+
+async def test_tokens_are_substituted_and_the_event_reports_the_command_as_written() -> None:
+    executor = CheckExecutor(labelled_entity(), {"PATH": "/usr/bin:/bin"})
+    command = 'echo "w={{ .labels.disk_warning }} c={{ .labels.disk_critical | default "95" }} on {{ .name }}"'
+    event = await executor.execute(check(command), issued=0)
+    assert event.check is not None
+    assert event.check.output == "w=90 c=95 on web1\n"
+    assert event.check.command == command
+
+
+async def test_an_unmatched_token_does_not_run_the_command() -> None:
+    executor = CheckExecutor(entity(), {"PATH": "/usr/bin:/bin"})
+    event = await executor.execute(check("touch /tmp/should-not-exist-{{ .labels.nope }}"), issued=0)
+    assert event.check is not None
+    assert event.check.status == 3
+    assert event.check.output == (
+        "error while substituting check tokens: command: unmatched token '{{ .labels.nope }}'"
+    )
+
+
+async def test_output_inside_braces_is_never_rendered() -> None:
+    executor = CheckExecutor(entity(), {"PATH": "/usr/bin:/bin"})
+    event = await executor.execute(check("echo '{{ .name }}'"), issued=0)
+    assert event.check is not None
+    assert event.check.output == "web1\n"  # the command's token is substituted ...
+    raw = await executor.execute(check("printf '%s%s .name }}' '{' '{'"), issued=0)
+    assert raw.check is not None
+    assert raw.check.output == "{{ .name }}"  # ... but text the command prints stays as printed
+
+
+async def test_metrics_thresholds_and_their_annotations() -> None:
+    executor = CheckExecutor(labelled_entity(), {"PATH": "/usr/bin:/bin"})
+    config = check(
+        "echo 'DISK OK | used=95%;80;90 free=5%'",
+        output_metric_format="nagios_perfdata",
+        output_metric_handlers=["influx"],
+        output_metric_tags=[MetricTag("host", "{{ .name }}")],
+        output_metric_thresholds=[
+            MetricThreshold(name="used", thresholds=[MetricThresholdRule(max="{{ .labels.disk_warning }}", status=1)])
+        ],
+    )
+    event = await executor.execute(config, issued=0)
+    assert event.check is not None
+    assert event.metrics is not None
+    assert event.check.status == 1
+    assert event.metrics.handlers == ["influx"]
+    assert [(p.name, p.value, p.tags) for p in event.metrics.points] == [
+        ("used", 95.0, [MetricTag("host", "web1")]),
+        ("free", 5.0, [MetricTag("host", "web1")]),
+    ]
+    assert event.metadata.annotations["sensu.io/notifications/warning"] == (
+        "The value of used exceeded the configured threshold (max: 90, actual: 95)."
+    )
+
+
+async def test_unparsable_metric_lines_are_reported_in_the_event_and_counted() -> None:
+    seen: list[list[str]] = []
+    executor = CheckExecutor(entity(), {"PATH": "/usr/bin:/bin"}, on_extraction_errors=lambda c, e: seen.append(e))
+    event = await executor.execute(
+        check("echo 'a.b 1 2'; echo 'garbage'", output_metric_format="graphite_plaintext"), 0
+    )
+    assert event.check is not None
+    assert event.check.status == 0
+    assert event.metrics is not None
+    assert [p.name for p in event.metrics.points] == ["a.b"]
+    assert event.metadata.annotations[OUTPUT_METRIC_ERRORS] == (
+        "line 2: 'garbage': expected 'path value timestamp', got 1 fields"
+    )
+    assert seen == [["line 2: 'garbage': expected 'path value timestamp', got 1 fields"]]
