@@ -27,6 +27,7 @@ from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
 from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, entity_subscription
+from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.process import plugin_environment
 from pipeline.wire import protocol
@@ -184,6 +185,7 @@ class Agent:
     async def _receive_loop(self, conn: MessageStream) -> None:
         while (message := await conn.receive()) is not None:
             if message["type"] == protocol.CHECKS:
+                self._apply_hooks(message["hooks"])
                 self._apply_checks(message["checks"])
             elif message["type"] == protocol.ACK:
                 self._apply_ack(message["ids"], message["rejected"])
@@ -199,6 +201,17 @@ class Agent:
             except ValidationError as exc:
                 log.error("invalid check from backend", error=exc)
         self.scheduler.update(checks)
+
+    def _apply_hooks(self, raw: Sequence[Any]) -> None:
+        hooks = {}
+        for i, item in enumerate(raw):
+            try:
+                hook = decode(HookConfig, item, f"hooks[{i}]")
+            except ValidationError as exc:
+                log.error("invalid hook from backend", error=exc)
+                continue
+            hooks[hook.metadata.name] = hook
+        self.executor.hooks = hooks
 
     def _apply_ack(self, ids: Sequence[str], rejected: Sequence[dict[str, str]]) -> None:
         for event_id in ids:

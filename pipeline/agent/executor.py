@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.core.extract import extract
+from pipeline.core.hooks import select_hooks
 from pipeline.core.thresholds import evaluate
 from pipeline.core.tokens import TokenError, entity_scope, substitute_all
 from pipeline.model import Check, CheckConfig, Entity, Event, Metrics, ObjectMeta, new_event_id
+from pipeline.model.check import Hook, HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.process import run_command, with_env_vars
 
@@ -20,6 +23,22 @@ def copy_entity(entity: Entity) -> Entity:
 
 #: Event annotation listing the output lines metric extraction could not use, one per line.
 OUTPUT_METRIC_ERRORS = "pipeline.io/output_metric_errors"
+#: Event label with the number of output bytes cut by ``max_output_size`` (Sensu Go's name).
+OUTPUT_TRUNCATED_BYTES = "sensu.io/output_truncated_bytes"
+#: Timeout of the stand-in hook that reports a missing or broken hook (Sensu Go's value).
+SYNTHETIC_HOOK_TIMEOUT = 5
+
+
+def truncate_output(event: Event, limit: int) -> None:
+    """Cut ``check.output`` to ``limit`` bytes, saying so in the output and in a label."""
+    assert event.check is not None
+    raw = event.check.output.encode()
+    if len(raw) <= limit:
+        return
+    kept = raw[:limit].decode(errors="ignore")
+    cut = len(raw) - len(kept.encode())
+    event.check.output = kept + f"\n[output truncated: {cut} bytes over max_output_size {limit}]\n"
+    event.metadata.labels[OUTPUT_TRUNCATED_BYTES] = str(cut)
 
 
 class CheckExecutor:
@@ -35,6 +54,8 @@ class CheckExecutor:
     ) -> None:
         self.entity = entity
         self.on_extraction_errors = on_extraction_errors
+        #: The hook configurations the backend sent, by name.
+        self.hooks: dict[str, HookConfig] = {}
         self.env = dict(env)
         self._wall_clock = wall_clock
         self._sequence: dict[str, int] = {}
@@ -72,7 +93,42 @@ class CheckExecutor:
         if resolved.output_metric_format or resolved.output_metric_handlers:
             self._extract_metrics(resolved, event)
             self._apply_thresholds(resolved, event)
+        names = select_hooks(resolved.check_hooks, check.status)
+        if names:
+            check.hooks = [await self._run_hook(name, event) for name in names]
+        if resolved.discard_output:
+            check.output = ""
+        if resolved.max_output_size:
+            truncate_output(event, resolved.max_output_size)
         return event
+
+    async def _run_hook(self, name: str, event: Event) -> Hook:
+        """Run one hook; a missing or unsubstitutable hook reports why, as Sensu Go does."""
+        hook = self.hooks.get(name)
+        try:
+            if hook is None:
+                raise LookupError("no HookConfig of that name")
+            resolved = decode(HookConfig, substitute_all(encode(hook), self._token_scope))
+        except (LookupError, TokenError) as exc:
+            hook = resolved = HookConfig(
+                metadata=ObjectMeta(name=name, namespace=self._namespace),
+                command=f"echo {shlex.quote(f'hook {name}: {exc}')}; exit 2",
+                timeout=SYNTHETIC_HOOK_TIMEOUT,
+            )
+        executed = int(self._wall_clock())
+        stdin = event.to_json() if resolved.stdin else None
+        result = await run_command(resolved.command, timeout=resolved.timeout, stdin=stdin, env=self.env)
+        return Hook(
+            metadata=hook.metadata,
+            command=hook.command,  # as written: substituted tokens may hold secrets
+            timeout=hook.timeout,
+            stdin=hook.stdin,
+            runtime_assets=list(hook.runtime_assets),
+            duration=round(result.duration, 6),
+            executed=executed,
+            output=result.output,
+            status=result.status,
+        )
 
     def _new_check(self, config: CheckConfig, issued: int) -> Check:
         check = Check.from_config(config)

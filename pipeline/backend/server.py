@@ -21,6 +21,7 @@ from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import CheckConfig
+from pipeline.model.check import HookConfig
 from pipeline.process import plugin_environment
 from pipeline.store.sqlite import SQLiteStore
 
@@ -63,8 +64,10 @@ class Backend:
         self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env)
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox)
 
-    def checks_for(self, subscriptions: list[str], namespace: str) -> list[CheckConfig]:
-        return self.resources.checks_for(subscriptions, namespace)
+    def checks_for(self, subscriptions: list[str], namespace: str) -> tuple[list[CheckConfig], list[HookConfig]]:
+        """The checks an agent with these subscriptions runs, and the hooks they name."""
+        checks = self.resources.checks_for(subscriptions, namespace)
+        return checks, self.resources.hooks_for(checks)
 
     async def run(self, *, task_status: trio.TaskStatus[BackendAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(self.store.open)

@@ -19,6 +19,7 @@ from pipeline.errors import ValidationError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import CheckConfig, Entity, Event
+from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.wire import protocol
 from pipeline.wire.protocol import ProtocolError
@@ -71,7 +72,7 @@ class TransportServer:
         host: str,
         port: int,
         eventd: EventProcessor,
-        checks_for: Callable[[list[str], str], list[CheckConfig]],
+        checks_for: Callable[[list[str], str], tuple[list[CheckConfig], list[HookConfig]]],
         metrics: BackendMetrics,
         *,
         name: str | None = None,
@@ -136,7 +137,8 @@ class TransportServer:
         entity = await self._handshake(conn)
         name, namespace = entity.metadata.name, entity.metadata.namespace or "default"
         await conn.send(protocol.welcome(self.name))
-        await conn.send(protocol.checks([encode(c) for c in self.checks_for(entity.subscriptions, namespace)]))
+        checks, hooks = self.checks_for(entity.subscriptions, namespace)
+        await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
         log.info("agent connected", agent=name, peer=conn.peer, subscriptions=",".join(entity.subscriptions))
         self.metrics.agents_connected.inc()
         acks = _Acks()

@@ -75,7 +75,8 @@ def _envelope(document: Any) -> tuple[str, ObjectMeta]:
         if key not in DOCUMENT_KEYS:
             raise ValidationError(str(key), f"unknown field (expected {', '.join(DOCUMENT_KEYS)})")
     kind = document.get("type")
-    if kind not in RESOURCE_TYPES:
+    # isinstance first: a list or mapping here is unhashable and would crash the dict lookup.
+    if not isinstance(kind, str) or kind not in RESOURCE_TYPES:
         got = "nothing" if kind is None else repr(kind)
         raise ValidationError("type", f"expected one of {', '.join(RESOURCE_TYPES)}, got {got}")
     version = document.get("api_version")

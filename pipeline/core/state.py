@@ -1,18 +1,22 @@
 """A check's state across results: history, occurrences, flapping. Pure: no I/O, no clock.
 
-:func:`apply_result` merges one new result into the previous one exactly as Sensu Go 6.x
-does it (``core/v2`` ``Check.MergeWith``, ``updateCheckState``, ``totalStateChange`` and the
-store's ``updateOccurrences``), so ``history``, ``occurrences``, ``occurrences_watermark``,
-``state``, ``total_state_change`` and ``last_ok`` match Sensu Go's values for any sequence.
+:func:`apply_result` merges one new result into the stored previous one exactly as Sensu Go
+6.x does (``core/v2`` ``Check.MergeWith``, ``updateCheckState`` and ``totalStateChange``, then
+the store's ``updateOccurrences``). For any sequence of results, ``history``, ``occurrences``,
+``occurrences_watermark``, ``state``, ``total_state_change`` and ``last_ok`` hold the values
+Sensu Go would store.
 
-Two deliberate differences, both documented in the README:
+Where we knowingly differ:
 
-- Flapping transitions are detectable. Sensu Go's per-result ``flapping`` flag is never set,
-  so its ``is_flapping_start`` fires on every flapping event and ``is_flapping_end`` never.
-  Here ``check.is_flapping_start`` is true only on the result that made ``state`` become
-  ``flapping``, and ``check.is_flapping_end`` only on the result that made it stop.
-- History is always capped at the last 21 results. Sensu Go drops only one entry per merge,
-  so an event submitted with more than 20 history entries of its own keeps them all there.
+- ``is_flapping_start`` and ``is_flapping_end`` make flap transitions detectable. Sensu Go
+  derives them from a per-result ``history[].flapping`` flag that it never sets, so its
+  ``is_flapping_start`` is true on *every* flapping event and its ``is_flapping_end`` is never
+  true. Here ``is_flapping_start`` is true only on the result whose ``state`` became
+  ``flapping`` (the previous state was not), and ``is_flapping_end`` only on the result whose
+  ``state`` stopped being ``flapping``. A handler can page once per flap episode.
+- History never holds more than :data:`HISTORY_LIMIT` results. Sensu Go drops one entry per
+  merge, so a first event submitted with more than 20 history entries of its own stays over
+  the limit for good (and its weights run past 1.18). Only such submitted histories differ.
 """
 
 from __future__ import annotations
@@ -23,51 +27,68 @@ from collections.abc import Sequence
 
 from pipeline.model import FAILING, FLAPPING, PASSING, Check, CheckHistory
 
+#: How many results a check's history keeps, and how many flap detection needs.
 HISTORY_LIMIT = 21
 
 _FLOAT32 = struct.Struct("f")
 
 
 def _f32(value: float) -> float:
-    """``value`` rounded to the nearest float32, as a Go ``float32(...)`` conversion does."""
-    result: float = _FLOAT32.unpack(_FLOAT32.pack(value))[0]
-    return result
+    """``value`` rounded to the nearest float32, as Go's ``float32(...)`` conversion does."""
+    rounded: float = _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+    return rounded
+
+
+def _go_percent(changes: float) -> int:
+    """Go's ``uint32(float32(changes) / 20 * 100)``.
+
+    Each float32 operation is done in float64 and rounded back to float32: for one division
+    or multiplication of float32 operands that gives the correctly rounded float32 result.
+    Plain float64 arithmetic would differ for some histories (9.4 gives 46 in Go, 47 in
+    float64; 11.2 gives 56 in Go, 55 in float64).
+    """
+    return int(_f32(_f32(_f32(changes) / 20) * 100))
 
 
 def total_state_change(history: Sequence[CheckHistory]) -> int:
-    """Sensu's weighted state change over 21 results, in percent (0 to 98).
+    """Sensu Go's weighted percentage of status changes over the last 21 results (0 to 98).
 
-    Transitions are weighted from 0.80 (oldest) to 1.18 (newest); any change of status counts.
-    The last step is float32 arithmetic in Go, which changes the result for some histories,
-    so it is reproduced here operation by operation.
+    0 until there are 21 results. Each of the 20 transitions, oldest to newest, weighs 0.80,
+    0.82, ... 1.18; any change of status counts (1 -> 2 too). The weights are accumulated in
+    float64 by repeated addition, as Go does, so the sum carries Go's rounding errors.
     """
     if len(history) < HISTORY_LIMIT:
         return 0
+    window = history[-HISTORY_LIMIT:]
     changes = 0.0
     weight = 0.80
-    previous = history[0].status
-    for entry in history[1:]:
+    previous = window[0].status
+    for entry in window[1:]:
         if entry.status != previous:
             changes += weight
         weight += 0.02
         previous = entry.status
-    percent = _f32(_f32(_f32(changes) / 20) * 100)
-    return int(percent)
+    return _go_percent(changes)
 
 
 def is_flapping(check: Check, total: int) -> bool:
-    """Sensu Go's effective rule: both thresholds set and ``total >= high_flap_threshold``.
+    """Sensu Go's effective rule: both thresholds are set and ``total >= high_flap_threshold``.
 
-    Sensu's hysteresis branch (``total > low`` while already flapping) reads a flag that is
-    never set, so it never applies; keeping it out keeps ``state`` identical to Sensu Go.
+    Sensu's hysteresis branch (stay flapping while ``total > low_flap_threshold``) reads the
+    ``history[].flapping`` flag that is never set, so it never runs. Leaving it out keeps
+    ``state`` identical to Sensu Go; ``low_flap_threshold`` only needs to be non-zero.
     """
     if check.low_flap_threshold == 0 or check.high_flap_threshold == 0:
         return False
     return total >= check.high_flap_threshold
 
 
-def _occurrences(history: Sequence[CheckHistory], occurrences: int, watermark: int) -> tuple[int, int]:
-    """Sensu Go's ``updateOccurrences``: the run length of the current status, and its high mark."""
+def _update_occurrences(history: Sequence[CheckHistory], occurrences: int, watermark: int) -> tuple[int, int]:
+    """Sensu Go's ``updateOccurrences``: the length of the current run, and its high mark.
+
+    The watermark restarts at 1 only on the first non-OK result after an OK one, so it keeps
+    the longest run of the incident across warning/critical changes and through the recovery.
+    """
     repeated = len(history) > 1 and history[-1].status == history[-2].status
     occurrences = occurrences + 1 if repeated else 1
     if len(history) > 1 and history[-1].status != 0 and history[-2].status == 0:
@@ -77,35 +98,47 @@ def _occurrences(history: Sequence[CheckHistory], occurrences: int, watermark: i
     return occurrences, watermark
 
 
-def apply_result(incoming: Check, previous: Check | None) -> Check:
-    """``incoming`` merged with the previous result of the same check (None for the first).
+def _start_from(incoming: Check, previous: Check | None) -> Check:
+    """What ``MergeWith`` merges with: the previous result, or for a first result the result itself.
 
-    Returns a new Check; neither argument is changed.
+    Sensu sets ``last_ok`` of a passing first result before merging it with itself, so it
+    holds even if the result carried enough history to be flapping.
     """
-    check = dataclasses.replace(incoming)
+    if previous is not None:
+        return previous
+    if incoming.status == 0:
+        return dataclasses.replace(incoming, last_ok=incoming.executed)
+    return incoming
+
+
+def apply_result(incoming: Check, previous: Check | None) -> Check:
+    """``incoming`` merged with the stored previous result of the same check (None for the first).
+
+    Returns a new Check; neither argument is changed. The new ``history`` is a new list, whose
+    older entries are shared with the base history (treat entries as values). Other fields are
+    shared with ``incoming`` as in a shallow copy.
+    """
+    base = _start_from(incoming, previous)
     entry = CheckHistory(status=incoming.status, executed=incoming.executed)
-    if previous is None:
-        # Sensu merges a first result with itself: its own history, last_ok and counters.
-        base_history, last_ok = list(incoming.history), incoming.last_ok
-        occurrences, watermark = incoming.occurrences, incoming.occurrences_watermark
-        if incoming.status == 0:
-            last_ok = incoming.executed
-        was_flapping = False
+    history = [*base.history, entry][-HISTORY_LIMIT:]
+    total = total_state_change(history)
+    last_ok = base.last_ok
+    if is_flapping(incoming, total):
+        state = FLAPPING  # last_ok is not moved while flapping, as in Sensu Go
+    elif incoming.status == 0:
+        state, last_ok = PASSING, incoming.executed
     else:
-        base_history, last_ok = list(previous.history), previous.last_ok
-        occurrences, watermark = previous.occurrences, previous.occurrences_watermark
-        was_flapping = previous.state == FLAPPING
-    check.history = [*base_history, entry][-HISTORY_LIMIT:]
-    check.total_state_change = total_state_change(check.history)
-    if is_flapping(check, check.total_state_change):
-        check.state = FLAPPING  # last_ok is not updated while flapping
-    elif check.status == 0:
-        check.state = PASSING
-        last_ok = check.executed
-    else:
-        check.state = FAILING
-    check.last_ok = last_ok
-    check.occurrences, check.occurrences_watermark = _occurrences(check.history, occurrences, watermark)
-    check.is_flapping_start = check.state == FLAPPING and not was_flapping
-    check.is_flapping_end = was_flapping and check.state != FLAPPING
-    return check
+        state = FAILING
+    occurrences, watermark = _update_occurrences(history, base.occurrences, base.occurrences_watermark)
+    was_flapping = previous is not None and previous.state == FLAPPING
+    return dataclasses.replace(
+        incoming,
+        history=history,
+        total_state_change=total,
+        state=state,
+        last_ok=last_ok,
+        occurrences=occurrences,
+        occurrences_watermark=watermark,
+        is_flapping_start=state == FLAPPING and not was_flapping,
+        is_flapping_end=was_flapping and state != FLAPPING,
+    )

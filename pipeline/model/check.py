@@ -28,6 +28,48 @@ class CheckHistory:
     executed: int = field(0)
 
 
+#: ``check_hooks`` keys besides the exact exit codes "0" to "255".
+HOOK_TYPES = ("ok", "warning", "critical", "unknown", "non-zero")
+
+
+@dataclass(slots=True)
+class HookConfig:
+    """A command run on the agent after a check whose status matches (Sensu's ``HookConfig``)."""
+
+    metadata: ObjectMeta = field(factory=ObjectMeta)
+    command: str = field("", omitempty=True)
+    timeout: int = field(60)
+    stdin: bool = field(False)
+    runtime_assets: list[str] = field([])
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def validate(self, path: str = "") -> None:
+        at = f"{path}." if path else ""
+        validate_name(self.metadata.name, f"{at}metadata.name")
+        if not self.command.strip():
+            raise ValidationError(f"{at}command", "required")
+        if self.timeout <= 0:
+            raise ValidationError(f"{at}timeout", f"must be greater than 0, got {self.timeout}")
+
+
+@dataclass(slots=True)
+class Hook(HookConfig):
+    """A hook's result inside ``check.hooks``: its configuration plus what it did."""
+
+    duration: float = field(0.0, omitempty=True)
+    executed: int = field(0)
+    issued: int = field(0)
+    output: str = field("", omitempty=True)
+    status: int = field(0)
+
+
+def valid_hook_type(name: str) -> bool:
+    return name in HOOK_TYPES or (name.isdigit() and str(int(name)) == name and 0 <= int(name) <= 255)
+
+
 @dataclass(slots=True)
 class MetricThresholdRule:
     """``min`` and ``max`` are strings (they may hold tokens); a point outside gives ``status``."""
@@ -86,7 +128,7 @@ class CheckConfig:
     runtime_assets: list[str] = field([])
     subscriptions: list[str] = field([])
     proxy_entity_name: str = field("")
-    check_hooks: list[JSON] = field([])
+    check_hooks: list[dict[str, list[str]]] = field([])
     stdin: bool = field(False)
     subdue: JSON = field(None)
     cron: str = field("", omitempty=True)
@@ -139,6 +181,13 @@ class CheckConfig:
             )
         if self.max_output_size < 0:
             raise ValidationError(at("max_output_size"), f"must not be negative, got {self.max_output_size}")
+        for i, entry in enumerate(self.check_hooks):
+            for hook_type in entry:
+                if not valid_hook_type(hook_type):
+                    raise ValidationError(
+                        at(f"check_hooks[{i}].{hook_type}"),
+                        f"hook type must be 0-255 or one of {', '.join(HOOK_TYPES)}",
+                    )
         for i, threshold in enumerate(self.output_metric_thresholds):
             threshold.validate(at(f"output_metric_thresholds[{i}]"))
         for name in ("interval", "timeout", "high_flap_threshold", "low_flap_threshold"):
@@ -166,7 +215,7 @@ class Check(CheckConfig):
     occurrences: int = field(0)
     occurrences_watermark: int = field(0)
     silenced: list[str] = field([], omitempty=True)
-    hooks: list[JSON] = field([], omitempty=True)
+    hooks: list[Hook] = field([], omitempty=True)
     is_silenced: bool = field(False)
     scheduler: str = field("")
     processed_by: str = field("", omitempty=True)

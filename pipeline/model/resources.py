@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import ValidationError
-from pipeline.model.check import CheckConfig
+from pipeline.model.check import CheckConfig, HookConfig
 from pipeline.model.codec import JSON
 from pipeline.model.codec import field as model_field
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
@@ -57,7 +57,7 @@ class Handler:
 
 
 #: Resource kinds by their ``type`` in YAML.
-RESOURCE_TYPES: dict[str, type[Any]] = {"CheckConfig": CheckConfig, "Handler": Handler}
+RESOURCE_TYPES: dict[str, type[Any]] = {"CheckConfig": CheckConfig, "HookConfig": HookConfig, "Handler": Handler}
 
 
 def _namespace_of(resource: Any) -> str:
@@ -70,10 +70,13 @@ class Resources:
 
     checks: list[CheckConfig] = field(default_factory=list)
     handlers: list[Handler] = field(default_factory=list)
+    hooks: list[HookConfig] = field(default_factory=list)
 
     def add(self, resource: Any) -> None:
         if isinstance(resource, CheckConfig):
             self.checks.append(resource)
+        elif isinstance(resource, HookConfig):
+            self.hooks.append(resource)
         elif isinstance(resource, Handler):
             self.handlers.append(resource)
         else:
@@ -84,6 +87,17 @@ class Resources:
             if handler.metadata.name == name and _namespace_of(handler) == namespace:
                 return handler
         return None
+
+    def hooks_for(self, checks: Iterable[CheckConfig]) -> list[HookConfig]:
+        """The hook configurations the ``check_hooks`` of ``checks`` name (each once)."""
+        wanted = {
+            (_namespace_of(c), name)
+            for c in checks
+            for entry in c.check_hooks
+            for names in entry.values()
+            for name in names
+        }
+        return [h for h in self.hooks if (_namespace_of(h), h.metadata.name) in wanted]
 
     def checks_for(self, subscriptions: Iterable[str], namespace: str = DEFAULT_NAMESPACE) -> list[CheckConfig]:
         """The checks of ``namespace`` that share a subscription with ``subscriptions``."""

@@ -10,8 +10,9 @@ Agent -> backend:
     ``events``  {events: [event dict, ...]}: a batch of Sensu v2 events.
 Backend -> agent:
     ``welcome`` {version, backend}: the handshake was accepted.
-    ``checks``  {checks: [CheckConfig dict, ...]}: the full set of checks the agent must run
-                (sent after ``welcome`` and again whenever it changes).
+    ``checks``  {checks: [CheckConfig dict, ...], hooks: [HookConfig dict, ...]}: the full set of
+                checks the agent must run and the hooks they name (sent after ``welcome`` and
+                again whenever it changes).
     ``ack``     {ids: [event id, ...], rejected: [{id, error}, ...]}: these events are durably
                 stored (or were rejected as invalid and will never be); the agent may forget them.
     ``error``   {message}: the backend refuses the connection and closes it.
@@ -36,7 +37,7 @@ HELLO, WELCOME, CHECKS, EVENTS, ACK, ERROR = "hello", "welcome", "checks", "even
 MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
     HELLO: ("version", "agent", "namespace", "subscriptions", "entity"),
     WELCOME: ("version", "backend"),
-    CHECKS: ("checks",),
+    CHECKS: ("checks", "hooks"),
     EVENTS: ("events",),
     ACK: ("ids", "rejected"),
     ERROR: ("message",),
@@ -123,8 +124,8 @@ def welcome(backend: str) -> dict[str, Any]:
     return {"type": WELCOME, "version": PROTOCOL_VERSION, "backend": backend}
 
 
-def checks(configs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": CHECKS, "checks": configs}
+def checks(configs: list[dict[str, Any]], hooks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"type": CHECKS, "checks": configs, "hooks": hooks or []}
 
 
 def events(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from pipeline.agent.agent import Agent, AgentConfig
-from tests.support import EventPipe, capture_handler, loopback_backend, write_config
+from tests.support import REPO, EventPipe, capture_handler, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -103,3 +103,43 @@ async def test_perfdata_of_real_monitoring_plugins_becomes_metrics(tmp_path: Pat
         assert point["timestamp"] == event["check"]["executed"]
         assert point["tags"] == [{"name": "source", "value": "monitoring-plugins"}]
         assert isinstance(point["value"], float)
+
+
+async def test_hooks_sent_by_the_backend_run_on_a_failing_check(tmp_path: Path) -> None:
+    pipe = EventPipe(tmp_path / "events.fifo")
+    resources = """
+        ---
+        type: HookConfig
+        api_version: core/v2
+        metadata: {name: disk-usage}
+        spec:
+          command: disk-usage
+          timeout: 10
+        ---
+        type: CheckConfig
+        api_version: core/v2
+        metadata: {name: failing}
+        spec:
+          command: echo 'DISK CRITICAL - full'; exit 2
+          interval: 1
+          subscriptions: [web]
+          handlers: [capture]
+          check_hooks: [{critical: [disk-usage]}, {ok: [disk-usage]}]
+        """
+    config = write_config(tmp_path / "config", capture_handler(pipe.path) + resources)
+    backend = loopback_backend(tmp_path, config)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], subscriptions=["web"], api_addr=None,
+                                      plugin_dirs=[REPO / "hooks"]))  # fmt: skip
+            await nursery.start(agent.run)
+            event = await pipe.next_event()
+            nursery.cancel_scope.cancel()
+    await pipe.aclose()
+    assert event["check"]["status"] == 2
+    (hook,) = event["check"]["hooks"]
+    assert hook["metadata"]["name"] == "disk-usage"
+    assert hook["command"] == "disk-usage"
+    assert hook["status"] == 0
+    assert hook["output"].startswith("Filesystem")

@@ -109,7 +109,7 @@ def test_spec_errors_name_file_document_resource_and_field(tmp_path: Path, spec:
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ("api_version: core/v2\nmetadata: {name: x}\nspec: {}", "type: expected one of CheckConfig, Handler, got nothing"),
+        ("api_version: core/v2\nmetadata: {name: x}\nspec: {}", "type: expected one of CheckConfig, HookConfig, Handler, got nothing"),
         ("type: Check\napi_version: core/v2\nmetadata: {name: x}\nspec: {}", "got 'Check'"),
         ("type: Handler\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got nothing"),
         ("type: Handler\napi_version: core/v3\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got 'core/v3'"),

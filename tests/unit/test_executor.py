@@ -6,7 +6,7 @@ import json
 
 from pipeline.agent.executor import OUTPUT_METRIC_ERRORS, CheckExecutor
 from pipeline.model import CheckConfig, Entity, MetricTag, ObjectMeta
-from pipeline.model.check import MetricThreshold, MetricThresholdRule
+from pipeline.model.check import HookConfig, MetricThreshold, MetricThresholdRule
 from pipeline.process import TIMED_OUT_OUTPUT
 
 
@@ -143,3 +143,60 @@ async def test_unparsable_metric_lines_are_reported_in_the_event_and_counted() -
         "line 2: 'garbage': expected 'path value timestamp', got 1 fields"
     )
     assert seen == [["line 2: 'garbage': expected 'path value timestamp', got 1 fields"]]
+
+
+async def test_hooks_run_for_matching_statuses_and_report_like_sensu() -> None:
+    executor = CheckExecutor(labelled_entity(), {"PATH": "/usr/bin:/bin"}, wall_clock=lambda: 1_700_000_000)
+    executor.hooks = {
+        "who": HookConfig(metadata=ObjectMeta(name="who", namespace="default"), command="echo checked on {{ .name }}"),
+        "input": HookConfig(metadata=ObjectMeta(name="input", namespace="default"), command="cat", stdin=True),
+        "never": HookConfig(metadata=ObjectMeta(name="never", namespace="default"), command="echo no"),
+    }
+    config = check(
+        "echo broken; exit 2",
+        check_hooks=[{"ok": ["never"]}, {"critical": ["who", "input", "missing"]}, {"non-zero": ["who"]}],
+    )
+    event = await executor.execute(config, issued=0)
+    assert event.check is not None
+    hooks = {hook.metadata.name: hook for hook in event.check.hooks}
+    assert [hook.metadata.name for hook in event.check.hooks] == ["who", "input", "missing"]
+    assert hooks["who"].output == "checked on web1\n"
+    assert hooks["who"].command == "echo checked on {{ .name }}"  # as written
+    assert (hooks["who"].status, hooks["who"].executed, hooks["who"].issued, hooks["who"].timeout) == (
+        0,
+        1_700_000_000,
+        0,
+        60,
+    )
+    seen = json.loads(hooks["input"].output)
+    assert seen["check"]["output"] == "broken\n"
+    assert "hooks" not in seen["check"]
+    assert hooks["missing"].status == 2
+    assert hooks["missing"].output == "hook missing: no HookConfig of that name\n"
+    as_json = json.loads(event.to_json())["check"]["hooks"][0]
+    assert set(as_json) == {"metadata", "command", "timeout", "stdin", "runtime_assets", "duration", "executed",
+                            "issued", "output", "status"}  # fmt: skip
+
+
+async def test_a_hook_timeout_is_status_2() -> None:
+    executor = CheckExecutor(entity(), {"PATH": "/usr/bin:/bin"})
+    executor.hooks = {"slow": HookConfig(metadata=ObjectMeta(name="slow"), command="sleep 10", timeout=1)}
+    event = await executor.execute(check("exit 1", check_hooks=[{"warning": ["slow"]}]), issued=0)
+    assert event.check is not None
+    (hook,) = event.check.hooks
+    assert (hook.status, hook.output) == (2, "Execution timed out\n")
+
+
+async def test_discard_output_after_extraction_and_max_output_size() -> None:
+    executor = CheckExecutor(entity(), {"PATH": "/usr/bin:/bin"})
+    discarded = await executor.execute(
+        check("echo 'OK | x=1'", discard_output=True, output_metric_format="nagios_perfdata"), issued=0
+    )
+    assert discarded.check is not None
+    assert discarded.check.output == ""
+    assert discarded.metrics is not None
+    assert [p.name for p in discarded.metrics.points] == ["x"]
+    cut = await executor.execute(check("printf 'abcdefghij'", max_output_size=4), issued=0)
+    assert cut.check is not None
+    assert cut.check.output == "abcd\n[output truncated: 6 bytes over max_output_size 4]\n"
+    assert cut.metadata.labels == {"sensu.io/output_truncated_bytes": "6"}

@@ -68,9 +68,9 @@ async def test_message_stream_over_a_real_stream_pair() -> None:
     left, right = trio.testing.memory_stream_pair()
     sender, receiver = MessageStream(left, "left"), MessageStream(right, "right")
     await sender.send(protocol.welcome("b"))
-    await sender.send(protocol.checks([{"command": "true"}]))
+    await sender.send(protocol.checks([{"command": "true"}], [{"command": "uptime"}]))
     assert await receiver.receive() == protocol.welcome("b")
-    assert (await receiver.receive()) == protocol.checks([{"command": "true"}])
+    assert (await receiver.receive()) == protocol.checks([{"command": "true"}], [{"command": "uptime"}])
     await sender.aclose()
     assert await receiver.receive() is None
 
