@@ -170,3 +170,26 @@ def test_shipped_default_config_is_valid() -> None:
     resources = load_directory(config)
     assert {c.metadata.name for c in resources.checks} >= {"load", "disk", "memory"}
     assert resources.handler("event-file") is not None
+
+
+def test_a_type_that_is_not_a_string_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    (error,) = errors_of(tmp_path, "type: [CheckConfig]\napi_version: core/v2\nmetadata: {name: x}\nspec: {}")
+    assert error.startswith(f"{tmp_path / 'resources.yml'}: document 1: type: expected one of CheckConfig")
+    assert error.endswith("got ['CheckConfig']")
+
+
+def test_messages_name_files_as_the_user_gave_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(tmp_path / "config", CHECK.format(spec="  interval: ten"), "checks.yml")
+    monkeypatch.chdir(tmp_path)
+    (error,) = [str(e) for e in validate_directory(Path("config"))]
+    assert (
+        error == "config/checks.yml: document 1: CheckConfig 'disk': spec.interval: expected integer, got string 'ten'"
+    )
+
+
+def test_handler_fields_land(tmp_path: Path) -> None:
+    text = GOOD.split("---")[1] + "  env_vars: [A=1]\n  filters: [is_incident]\n  socket: {host: h, port: 1}\n"
+    (handler,) = load_directory(write_config(tmp_path, text)).handlers
+    assert (handler.type, handler.timeout, handler.env_vars, handler.filters) == ("pipe", 10, ["A=1"], ["is_incident"])
+    assert handler.socket is not None
+    assert (handler.socket.host, handler.socket.port) == ("h", 1)
