@@ -23,6 +23,21 @@ API_VERSION = "core/v2"
 DOCUMENT_KEYS = ("type", "api_version", "metadata", "spec")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _yaml_files(directory: Path) -> list[Path]:
     found = {p for pattern in ("*.yml", "*.yaml") for p in directory.rglob(pattern) if p.is_file()}
     return sorted(found)
@@ -43,7 +58,7 @@ class _Loader:
             return
         number = 0
         try:
-            for number, document in enumerate(yaml.safe_load_all(text), start=1):
+            for number, document in enumerate(yaml.load_all(text, Loader=_StrictLoader), start=1):
                 if document is not None:
                     self.load_document(name, number, document)
         except yaml.YAMLError as exc:

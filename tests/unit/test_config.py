@@ -193,3 +193,12 @@ def test_handler_fields_land(tmp_path: Path) -> None:
     assert (handler.type, handler.timeout, handler.env_vars, handler.filters) == ("pipe", 10, ["A=1"], ["is_incident"])
     assert handler.socket is not None
     assert (handler.socket.host, handler.socket.port) == ("h", 1)
+
+
+def test_a_key_given_twice_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    text = "type: CheckConfig\napi_version: core/v2\nmetadata: {name: disk}\nspec:\n  interval: 10\n  command: a\n  command: b\n"
+    (error,) = errors_of(tmp_path, text)
+    assert (
+        error
+        == f"{tmp_path / 'resources.yml'}: line 7: invalid YAML: while constructing a mapping, found duplicate key 'command'"
+    )
