@@ -90,7 +90,7 @@ class Agent:
         )
         self._outbound_send, self._outbound = trio.open_memory_channel[Event](OUTBOUND_BUFFER)
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
-        self.scheduler = Scheduler(self._run_check, self.submit, on_skip=self._count_skip)
+        self.scheduler = Scheduler(config.name, self._run_check, self.submit, on_skip=self._count_skip)
         self._unacked: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._window = trio.Semaphore(SEND_WINDOW)
         self.connected = trio.Event()

@@ -1,18 +1,18 @@
-"""Run each check on its interval, anchored to the schedule so that runs never drift.
+"""Run each check on its schedule (interval with splay, or cron), never twice at once.
 
-Every check has one task. The n-th run is due at ``first + n * interval`` whatever the previous
-run took; a run still going when the next is due makes that next run be skipped (counted), so
-a check never runs twice at once.
+Every check has one task. Run times come from :mod:`pipeline.core.schedule`: they are fixed
+by the schedule, not by when the previous run ended, so nothing drifts. A run still going
+when the next is due makes that next run be skipped (and counted).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable
 
 import trio
 
+from pipeline.core.schedule import schedule_for
 from pipeline.logs import get_logger
 from pipeline.model import CheckConfig, Event
 from pipeline.model.codec import encode
@@ -22,25 +22,19 @@ log = get_logger("agent.scheduler")
 RunCheck = Callable[[CheckConfig, int], Awaitable[Event]]
 
 
-def next_due(first: float, interval: float, now: float) -> float:
-    """The first scheduled time at or after ``now`` on the grid ``first + n * interval``."""
-    if now <= first:
-        return first
-    periods = math.ceil((now - first) / interval)
-    return first + periods * interval
-
-
 class Scheduler:
     """Keeps one task per check; :meth:`update` replaces the set of checks."""
 
     def __init__(
         self,
+        agent: str,
         run_check: RunCheck,
         send: Callable[[Event], Awaitable[None]],
         *,
         on_skip: Callable[[str], None] = lambda name: None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self.agent = agent
         self._run_check = run_check
         self._send = send
         self._on_skip = on_skip
@@ -61,7 +55,7 @@ class Scheduler:
     def update(self, checks: list[CheckConfig]) -> None:
         """Schedule exactly ``checks``: new ones start, changed ones restart, gone ones stop."""
         assert self._nursery is not None, "Scheduler.run must be started first"
-        wanted = {c.metadata.name: c for c in checks if c.publish and c.interval > 0}
+        wanted = {c.metadata.name: c for c in checks if c.publish and (c.interval > 0 or c.cron)}
         for name in list(self._tasks):
             spec, scope = self._tasks[name]
             if name not in wanted or encode(wanted[name]) != spec:
@@ -72,19 +66,18 @@ class Scheduler:
                 scope = trio.CancelScope()
                 self._tasks[name] = (encode(config), scope)
                 self._nursery.start_soon(self._run_schedule, config, scope)
-                log.info("check scheduled", check=name, interval=config.interval)
+                log.info("check scheduled", check=name, interval=config.interval, cron=config.cron)
 
     async def _run_schedule(self, config: CheckConfig, scope: trio.CancelScope) -> None:
+        name = config.metadata.name
         with scope:
-            interval = float(config.interval)
-            first = trio.current_time()
-            due = first
+            schedule = schedule_for(self.agent, name, interval=config.interval, cron=config.cron)
+            due = schedule.next_after(self._wall_clock())
             while True:
-                await trio.sleep_until(due)
-                event = await self._run_check(config, int(self._wall_clock()))
+                await trio.sleep(max(0.0, due - self._wall_clock()))
+                event = await self._run_check(config, int(due))
                 await self._send(event)
-                following = next_due(first, interval, max(trio.current_time(), due + interval))
-                missed = round((following - due) / interval) - 1
-                for _ in range(missed):
-                    self._on_skip(config.metadata.name)
+                following = schedule.next_after(max(self._wall_clock(), due))
+                for _ in range(schedule.runs_between(due, following)):
+                    self._on_skip(name)
                 due = following

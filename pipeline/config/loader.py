@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.core.schedule import ScheduleError, parse_cron
 from pipeline.errors import ConfigError, ConfigErrors, ValidationError
 from pipeline.model.check import CheckConfig
 from pipeline.model.codec import decode
@@ -116,6 +117,11 @@ def _resource(kind: str, metadata: ObjectMeta, spec: Any) -> Any:
         # A check with a schedule is meant to run; Sensu Go would silently never schedule it.
         resource.publish = bool(resource.interval or resource.cron)
     resource.validate("spec")
+    if isinstance(resource, CheckConfig) and resource.cron:
+        try:
+            parse_cron(resource.cron)
+        except ScheduleError as exc:
+            raise ValidationError("spec.cron", str(exc)) from None
     return resource
 
 

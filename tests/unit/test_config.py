@@ -202,3 +202,8 @@ def test_a_key_given_twice_is_an_error_naming_its_line(tmp_path: Path) -> None:
         error
         == f"{tmp_path / 'resources.yml'}: line 7: invalid YAML: while constructing a mapping, found duplicate key 'command'"
     )
+
+
+def test_a_bad_cron_is_a_config_error(tmp_path: Path) -> None:
+    (error,) = errors_of(tmp_path, CHECK.format(spec="  cron: '61 * * * *'"))
+    assert error.endswith("CheckConfig 'disk': spec.cron: invalid cron expression '61 * * * *'")

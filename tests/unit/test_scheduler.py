@@ -1,17 +1,27 @@
-"""Interval scheduling in virtual time: anchored runs, no overlap, skips counted, updates applied."""
+"""Scheduling in virtual time: anchored runs with a stable splay, cron, no overlap, updates."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import trio
 import trio.testing
 
-from pipeline.agent.scheduler import Scheduler, next_due
+from pipeline.agent.scheduler import Scheduler
+from pipeline.core.schedule import splay_phase
 from pipeline.model import Check, CheckConfig, Entity, Event, ObjectMeta
 
+#: The wall clock at virtual time 0: 2026-01-01T00:00:00Z.
+EPOCH = 1_767_225_600.0
 
-def config(name: str, interval: int, *, publish: bool = True) -> CheckConfig:
-    return CheckConfig(metadata=ObjectMeta(name=name), command="true", interval=interval, publish=publish)
+
+def config(name: str, interval: int = 0, *, cron: str = "", publish: bool = True) -> CheckConfig:
+    return CheckConfig(metadata=ObjectMeta(name=name), command="true", interval=interval, cron=cron, publish=publish)
+
+
+def wall() -> float:
+    return EPOCH + trio.current_time()
 
 
 class Recorder:
@@ -20,71 +30,94 @@ class Recorder:
     def __init__(self, duration: float = 0.0) -> None:
         self.duration = duration
         self.starts: dict[str, list[float]] = {}
-        self.sent: list[Event] = []
+        self.issued: list[int] = []
         self.skipped: list[str] = []
 
     async def run_check(self, cfg: CheckConfig, issued: int) -> Event:
-        self.starts.setdefault(cfg.metadata.name, []).append(trio.current_time())
+        self.starts.setdefault(cfg.metadata.name, []).append(wall())
+        self.issued.append(issued)
         await trio.sleep(self.duration)
         return Event(entity=Entity(metadata=ObjectMeta(name="a")), check=Check(metadata=ObjectMeta(name=cfg.name)))
 
     async def send(self, event: Event) -> None:
-        self.sent.append(event)
+        pass
 
-
-def test_next_due_is_on_the_grid() -> None:
-    assert next_due(100.0, 10.0, 95.0) == 100.0
-    assert next_due(100.0, 10.0, 100.0) == 100.0
-    assert next_due(100.0, 10.0, 100.1) == 110.0
-    assert next_due(100.0, 10.0, 135.0) == 140.0
+    def scheduler(self, agent: str = "web1") -> Scheduler:
+        return Scheduler(agent, self.run_check, self.send, on_skip=self.skipped.append, wall_clock=wall)
 
 
 @pytest.fixture
 def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    clock.jump(0)
+    return clock
 
 
-async def run_for(seconds: float, recorder: Recorder, checks: list[CheckConfig]) -> Scheduler:
-    scheduler = Scheduler(recorder.run_check, recorder.send, on_skip=recorder.skipped.append)
+async def run_for(seconds: float, recorder: Recorder, checks: list[CheckConfig], agent: str = "web1") -> None:
+    scheduler = recorder.scheduler(agent)
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run)
         scheduler.update(checks)
         await trio.sleep(seconds)
         nursery.cancel_scope.cancel()
-    return scheduler
 
 
-async def test_runs_are_anchored_and_do_not_drift(mock_clock: trio.testing.MockClock) -> None:
+async def test_runs_are_anchored_on_a_splayed_grid(mock_clock: trio.testing.MockClock) -> None:
     recorder = Recorder(duration=0.7)
-    start = trio.current_time()
-    await run_for(35.5, recorder, [config("cpu", 10)])
-    assert [t - start for t in recorder.starts["cpu"]] == [0.0, 10.0, 20.0, 30.0]
-    assert len(recorder.sent) == 4
+    await run_for(40, recorder, [config("cpu", 10)])
+    phase = splay_phase("web1", "cpu", 10)
+    assert recorder.starts["cpu"] == pytest.approx([EPOCH + phase + 10 * k for k in range(4)])
+    assert recorder.issued == [int(t) for t in recorder.starts["cpu"]]
+
+
+async def test_the_same_check_on_different_agents_fires_at_different_instants(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    firsts = set()
+    for agent in ("web1", "web2", "web3", "db1"):
+        recorder = Recorder()
+        await run_for(10, recorder, [config("cpu", 10)], agent=agent)
+        firsts.add(round(recorder.starts["cpu"][0] % 10, 3))
+    assert len(firsts) == 4
 
 
 async def test_a_run_still_going_is_not_started_twice_and_the_skip_is_counted(
     mock_clock: trio.testing.MockClock,
 ) -> None:
     recorder = Recorder(duration=25.0)
-    start = trio.current_time()
-    await run_for(61.0, recorder, [config("slow", 10)])
+    await run_for(70, recorder, [config("slow", 10)])
+    first = recorder.starts["slow"][0]
     # Runs at 0 (ends 25: skips 10, 20), 30 (ends 55: skips 40, 50), 60.
-    assert [t - start for t in recorder.starts["slow"]] == [0.0, 30.0, 60.0]
+    assert [t - first for t in recorder.starts["slow"]] == pytest.approx([0, 30, 60])
     assert recorder.skipped == ["slow"] * 4
+
+
+async def test_cron_runs_at_its_times(mock_clock: trio.testing.MockClock) -> None:
+    recorder = Recorder(duration=1)
+    await run_for(16 * 60, recorder, [config("report", cron="CRON_TZ=UTC */5 * * * *")])
+    assert recorder.starts["report"] == [EPOCH + 300, EPOCH + 600, EPOCH + 900]
+
+
+async def test_every_descriptor(mock_clock: trio.testing.MockClock) -> None:
+    recorder = Recorder()
+    await run_for(95, recorder, [config("often", cron="@every 30s")])
+    starts = recorder.starts["often"]
+    assert len(starts) >= 3
+    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([30] * (len(starts) - 1))
 
 
 async def test_update_starts_new_stops_removed_and_restarts_changed(mock_clock: trio.testing.MockClock) -> None:
     recorder = Recorder()
-    scheduler = Scheduler(recorder.run_check, recorder.send)
+    scheduler = recorder.scheduler()
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run)
         scheduler.update([config("a", 10), config("b", 10), config("unpublished", 10, publish=False)])
-        await trio.sleep(15)
         assert scheduler.scheduled == ["a", "b"]
+        await trio.sleep(20)
         scheduler.update([config("a", 5), config("c", 10)])
         assert scheduler.scheduled == ["a", "c"]
-        await trio.sleep(11)
+        await trio.sleep(20)
         nursery.cancel_scope.cancel()
-    assert len(recorder.starts["b"]) == 2  # at 0 and 10, then removed
-    assert len(recorder.starts["a"]) == 2 + 3  # twice on the old interval, then at 15, 20, 25
+    assert len(recorder.starts["b"]) == 2  # 20 s on a 10 s grid, then removed
+    assert len(recorder.starts["a"]) == 2 + 4  # then 20 s on a 5 s grid
     assert len(recorder.starts["c"]) == 2
