@@ -1,0 +1,88 @@
+"""Subprocess checks per second one agent runs and sends, against a plain spawn loop.
+
+The agent is the real one (scheduler, executor, transport client); the backend is a minimal
+sink on loopback that speaks the wire protocol, hands the agent N checks running
+``/bin/true`` every second and acknowledges every event, so that only the agent's cost is
+measured. The peer, in the same run, is a plain Python loop calling
+``subprocess.run(["/bin/sh", "-c", "/bin/true"])`` back to back.
+
+Usage: python bench/agent_checks.py [--checks N] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import subprocess
+import time
+
+import trio
+
+from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.model import CheckConfig, ObjectMeta
+from pipeline.model.codec import encode
+from pipeline.wire import protocol
+from pipeline.wire.stream import MessageStream
+
+
+def plain_loop(seconds: float) -> float:
+    """Spawns per second of a plain loop."""
+    count = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        subprocess.run(["/bin/sh", "-c", "/bin/true"], check=True)
+        count += 1
+    return count / seconds
+
+
+class Sink:
+    def __init__(self, checks: int) -> None:
+        self.checks = [
+            encode(CheckConfig(metadata=ObjectMeta(name=f"true-{i}"), command="/bin/true", interval=1, publish=True,
+                               subscriptions=["bench"]))
+            for i in range(checks)
+        ]  # fmt: skip
+        self.received = 0
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        conn = MessageStream(stream, "agent")
+        await conn.receive()
+        await conn.send(protocol.welcome("sink"))
+        await conn.send(protocol.checks(self.checks))
+        while (message := await conn.receive()) is not None:
+            ids = [e["id"] for e in message["events"]]
+            self.received += len(ids)
+            await conn.send(protocol.ack(ids))
+
+
+async def agent_rate(checks: int, seconds: float) -> float:
+    sink = Sink(checks)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, sink.serve, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        agent = Agent(
+            AgentConfig(name="bench", backend_addrs=[("127.0.0.1", port)], subscriptions=["bench"], api_addr=None)
+        )
+        await nursery.start(agent.run)
+        await trio.sleep(2)  # let every check's splayed first run pass
+        start_count, started = sink.received, time.perf_counter()
+        await trio.sleep(seconds)
+        rate = (sink.received - start_count) / (time.perf_counter() - started)
+        nursery.cancel_scope.cancel()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checks", type=int, default=800, help="checks at interval 1 (the demand, per second)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    plain = plain_loop(args.seconds)
+    print(f"plain loop: {plain:,.0f} spawns/s of /bin/sh -c /bin/true")
+    rate = trio.run(agent_rate, args.checks, args.seconds)
+    print(f"agent:      {rate:,.0f} checks/s run and sent ({args.checks} checks at interval 1)")
+    print(f"ratio agent/plain: {rate / plain:.2f}")
+
+
+if __name__ == "__main__":
+    main()
