@@ -6,10 +6,16 @@ Range syntax from the Nagios plugin development guidelines: ``10`` (alert outsid
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
+
+VERSION = "pipeline-plugins 0.1.0"
+#: Help text of options that exist for tests (a fake /proc file), hidden from --help.
+HIDDEN = argparse.SUPPRESS
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -50,6 +56,18 @@ class Range:
         return within if self.inside else not within
 
 
+def read_meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
+    """``/proc/meminfo`` in bytes."""
+    values = {}
+    with open(path) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            fields = rest.split()
+            if fields:
+                values[key] = int(fields[0]) * 1024  # the kernel reports kB
+    return values
+
+
 def status_for(value: float, warning: Range | None, critical: Range | None) -> int:
     if critical is not None and critical.alerts(value):
         return CRITICAL
@@ -76,7 +94,7 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}".rstrip("0")
 
 
-def finish(service: str, status: int, message: str, perf: Sequence[str] = ()) -> None:
+def finish(service: str, status: int, message: str, perf: Sequence[str] = ()) -> NoReturn:
     """Print the one-line result and exit with ``status``."""
     line = f"{service} {STATE_NAMES[status]} - {message}"
     if perf:
@@ -85,6 +103,34 @@ def finish(service: str, status: int, message: str, perf: Sequence[str] = ()) ->
     sys.exit(status)
 
 
-def usage_error(service: str, message: str) -> None:
+def usage_error(service: str, message: str) -> NoReturn:
     print(f"{service} UNKNOWN - {message}")
     sys.exit(UNKNOWN)
+
+
+class PluginParser(argparse.ArgumentParser):
+    """Options as the Monitoring Plugins guidelines want them: ``-h``/``--help`` and
+    ``-V``/``--version`` print and exit UNKNOWN (3), as the C plugins do; bad usage prints
+    ``SERVICE UNKNOWN - ...`` and the usage line, and exits UNKNOWN."""
+
+    def __init__(self, service: str, prog: str, description: str | None) -> None:
+        super().__init__(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.service = service
+        self.add_argument("-V", "--version", action="version", version=f"{prog} ({VERSION})")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stdout.write(message)
+        sys.exit(UNKNOWN)
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.service} UNKNOWN - {message}")
+        print(self.format_usage().strip())
+        sys.exit(UNKNOWN)
+
+    def ranges(self, args: argparse.Namespace, *names: str) -> list[Range | None]:
+        """The named options parsed as Nagios ranges (None when not given)."""
+        try:
+            return [Range.parse(getattr(args, n)) if getattr(args, n) is not None else None for n in names]
+        except ThresholdError as exc:
+            self.error(str(exc))

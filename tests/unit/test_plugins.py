@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,12 +119,33 @@ def test_check_file_age(tmp_path: Path) -> None:
     assert "does not exist" in missing.stdout
 
 
-@pytest.mark.parametrize("plugin", ["check_load", "check_disk", "check_memory", "check_file_age"])
-def test_bad_arguments_are_unknown_with_usage(plugin: str) -> None:
-    result = run(CHECKS / plugin, "-w", "not-a-range", "-c", "1", "-f", "/x")
+PLUGINS = ["check_load", "check_disk", "check_memory", "check_swap", "check_file_age", "check_procs", "check_tcp",
+           "check_http", "check_cert_expiry"]  # fmt: skip
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_usage_follows_the_monitoring_plugins_guidelines(plugin: str) -> None:
+    bogus = run(CHECKS / plugin, "--bogus")
+    assert bogus.returncode == 3
+    assert re.match(r"[A-Z_]+ UNKNOWN - ", bogus.stdout)
+    assert f"usage: {plugin}" in bogus.stdout
+    helped = run(CHECKS / plugin, "--help")
+    assert helped.returncode == 3
+    assert f"usage: {plugin}" in helped.stdout
+    assert "-w" in helped.stdout
+    version = run(CHECKS / plugin, "--version")
+    assert (version.returncode, version.stdout) == (3, f"{plugin} (pipeline-plugins 0.1.0)\n")
+
+
+@pytest.mark.parametrize(
+    ("plugin", "required"),
+    [("check_load", []), ("check_disk", []), ("check_memory", []), ("check_swap", []), ("check_procs", []),
+     ("check_tcp", ["-H", "127.0.0.1", "-p", "9"]), ("check_file_age", ["-f", "/etc/hostname"])],
+)  # fmt: skip
+def test_a_bad_range_is_unknown(plugin: str, required: list[str]) -> None:
+    result = run(CHECKS / plugin, "-w", "not-a-range", "-c", "1", *required)
     assert result.returncode == 3
-    assert " UNKNOWN - " in result.stdout
-    assert run(CHECKS / plugin, "--bogus").returncode == 3
+    assert "UNKNOWN - not a Nagios range: 'not-a-range'" in result.stdout
 
 
 def test_event_file_appends_one_line_per_event(tmp_path: Path) -> None:
@@ -142,3 +168,172 @@ def test_event_file_rejects_what_is_not_an_event(tmp_path: Path, stdin: bytes, m
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_check_swap(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("SwapTotal: 1000 kB\nSwapFree: 400 kB\n")
+    result = run(CHECKS / "check_swap", "-w", "50", "-c", "80", "--meminfo", meminfo)
+    assert result.returncode == 1
+    assert_nagios_line(result.stdout, "SWAP", "WARNING")
+    assert "used=60%;50;80;0;100" in result.stdout
+    meminfo.write_text("SwapTotal: 0 kB\nSwapFree: 0 kB\n")
+    none = run(CHECKS / "check_swap", "-w", "50", "-c", "80", "--meminfo", meminfo)
+    assert (none.returncode, none.stdout.split(" | ")[0]) == (0, "SWAP OK - no swap configured")
+
+
+def test_check_procs_counts_matching_processes(tmp_path: Path) -> None:
+    marker = f"pipeline-test-{os.getpid()}"
+    sleepers = [subprocess.Popen(["sh", "-c", f"sleep 30; : {marker}"]) for _ in range(2)]
+    try:
+        found = run(CHECKS / "check_procs", "-a", marker, "-w", "3:", "-c", "1:")
+        assert found.returncode == 1  # 2 processes: below the warning range, inside the critical one
+        assert_nagios_line(found.stdout, "PROCS", "WARNING")
+        assert "procs=2;3:;1:;0" in found.stdout
+        assert run(CHECKS / "check_procs", "-a", marker, "-c", "2:2").returncode == 0
+    finally:
+        for process in sleepers:
+            process.kill()
+            process.wait()
+    assert run(CHECKS / "check_procs", "-a", marker, "-c", "1:").returncode == 2
+    assert run(CHECKS / "check_procs", "-u", "no-such-user-here", "-c", "1:").returncode == 3
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[tuple[str, int]]:
+    """A loopback server that answers every connection with '+PONG'."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"+PONG\r\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    yield server.getsockname()[:2]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_check_tcp(tcp_server: tuple[str, int]) -> None:
+    host, port = tcp_server
+    ok = run(CHECKS / "check_tcp", "-H", host, "-p", str(port), "-w", "5", "-c", "10", "-e", "PONG")
+    assert ok.returncode == 0
+    assert_nagios_line(ok.stdout, "TCP", "OK")
+    assert run(CHECKS / "check_tcp", "-H", host, "-p", str(port), "-e", "HELLO").returncode == 2
+    closed = socket.create_server(("127.0.0.1", 0))
+    port_closed = closed.getsockname()[1]
+    closed.close()
+    refused = run(CHECKS / "check_tcp", "-H", "127.0.0.1", "-p", str(port_closed))
+    assert refused.returncode == 2
+    assert "Connection refused" in refused.stdout
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        codes = {"/ok": 200, "/missing": 404, "/broken": 500, "/moved": 301}
+        code = codes.get(self.path, 404)
+        body = b"all systems go" if code == 200 else b"no"
+        self.send_response(code)
+        if code == 301:
+            self.send_header("Location", "/ok")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "status", "state"),
+    [
+        ("/ok", [], 0, "OK"),
+        ("/ok", ["-s", "systems go"], 0, "OK"),
+        ("/ok", ["-s", "panic"], 2, "CRITICAL"),
+        ("/moved", [], 0, "OK"),
+        ("/moved", ["-e", "200"], 2, "CRITICAL"),
+        ("/missing", [], 1, "WARNING"),
+        ("/missing", ["-e", "404"], 0, "OK"),
+        ("/broken", [], 2, "CRITICAL"),
+    ],
+)
+def test_check_http(http_server: str, path: str, extra: list[str], status: int, state: str) -> None:
+    result = run(CHECKS / "check_http", "-U", http_server + path, "-w", "5", "-c", "10", *extra)
+    assert result.returncode == status, result.stdout
+    assert_nagios_line(result.stdout, "HTTP", state)
+    assert "time=" in result.stdout
+
+
+def test_check_http_from_host_port_and_uri(http_server: str) -> None:
+    port = http_server.rsplit(":", 1)[1]
+    assert run(CHECKS / "check_http", "-H", "127.0.0.1", "-p", port, "-u", "/ok").returncode == 0
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A loopback TLS server with a fresh self-signed certificate valid for 20 days."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "20", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (ssl.SSLError, OSError):
+                pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    yield server.getsockname()[1], cert
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_check_cert_expiry(tls_server: tuple[int, Path]) -> None:
+    port, _ = tls_server
+    base = [CHECKS / "check_cert_expiry", "-H", "127.0.0.1", "-p", str(port)]
+    unverified = run(*base)
+    assert unverified.returncode == 2
+    assert "does not verify" in unverified.stdout
+    warning = run(*base, "-k", "-w", "30", "-c", "7")
+    assert warning.returncode == 1, warning.stdout
+    assert_nagios_line(warning.stdout, "CERT", "WARNING")
+    days = float(re.search(r"days=([0-9.]+);", warning.stdout).group(1))  # type: ignore[union-attr]
+    assert 19 < days <= 20
+    assert run(*base, "-k", "-w", "10", "-c", "7").returncode == 0
+    assert run(*base, "-k", "-w", "60", "-c", "30").returncode == 2
