@@ -22,6 +22,7 @@ from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, Check, Event
+from pipeline.model.entity import proxy_entity
 from pipeline.store.base import EventStore
 
 log = get_logger("backend.eventd")
@@ -49,6 +50,14 @@ Reply = Callable[[str, Outcome], None]
 class Submission:
     event: Event
     reply: Reply | None = None
+
+
+def attribute_to_proxy(event: Event) -> None:
+    """An event whose check names ``proxy_entity_name`` is about that entity, as in Sensu Go."""
+    check = event.check
+    if check is None or not check.proxy_entity_name or event.entity_name == check.proxy_entity_name:
+        return
+    event.entity = proxy_entity(check.proxy_entity_name, event.namespace or DEFAULT_NAMESPACE)
 
 
 def check_key(event: Event) -> CheckKey:
@@ -106,6 +115,7 @@ class EventProcessor:
             event = sub.event
             if not event.timestamp:
                 event.timestamp = now
+            attribute_to_proxy(event)
             if event.check is not None:
                 key = check_key(event)
                 event.check = apply_result(event.check, states.get(key) or self._checks.get(key))

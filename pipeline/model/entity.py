@@ -81,3 +81,12 @@ class Entity:
 def entity_subscription(name: str) -> str:
     """The subscription every entity has to itself."""
     return f"entity:{name}"
+
+
+def proxy_entity(name: str, namespace: str) -> Entity:
+    """A proxy entity (a thing without an agent, such as a switch), as Sensu Go creates one."""
+    return Entity(
+        entity_class="proxy",
+        subscriptions=[entity_subscription(name)],
+        metadata=ObjectMeta(name=name, namespace=namespace),
+    )

@@ -197,3 +197,13 @@ async def test_malformed_frame_closes_only_that_connection(running: RunningBacke
     registry = running.backend.metrics.registry
     assert registry.get_sample_value("pipeline_transport_errors_total", {"reason": "protocol"}) == 1
     assert (await running.client.post(EVENTS, json=check_event(0, check="after"))).status_code == 201
+
+
+async def test_a_check_with_proxy_entity_name_is_about_that_entity(running: RunningBackend) -> None:
+    body = check_event(2, check="ping", proxy_entity_name="switch1")
+    assert (await running.client.post(EVENTS, json=body)).status_code == 201
+    stored = (await running.client.get(f"{EVENTS}/switch1/ping")).json()
+    assert stored["entity"]["metadata"] == {"name": "switch1", "namespace": "default"}
+    assert stored["entity"]["entity_class"] == "proxy"
+    assert stored["entity"]["subscriptions"] == ["entity:switch1"]
+    assert (await running.client.get(f"{EVENTS}/router1/ping")).status_code == 404
