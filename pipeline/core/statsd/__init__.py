@@ -1,0 +1,1 @@
+"""StatsD on the agent, pure: parsing datagrams and aggregating them exactly as etsy StatsD."""

@@ -1,0 +1,247 @@
+"""StatsD and DogStatsD lines, read as etsy StatsD reads them. Pure.
+
+``key:value|type[|@rate][|#tag:v,tag][|c:container][|T<unix>]``, several ``value|type``
+samples per key (``a:1|c:2|c``), newline-separated lines per datagram. As etsy: an empty
+counter value counts 1, an empty timer or gauge value is 0, a set value defaults to ``0``, a
+type letter other than ``g``, ``s`` and the timers with a numeric value is a counter, key
+names are sanitised. Unlike etsy: ``h`` and ``d`` are timers (DogStatsD's histogram and
+distribution), tags are kept apart as point tags rather than folded into the key, and the
+DogStatsD extension fields are accepted (``|T`` sets the timestamp) instead of making the
+line bad. DogStatsD service checks (``_sc|...``) and events (``_e{t,l}:title|text|...``) are
+parsed into their own records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+
+TIMER_TYPES = frozenset({"ms", "h", "d"})
+
+_WHITESPACE = re.compile(r"\s+")
+_NOT_KEY = re.compile(r"[^a-zA-Z_\-0-9.;=]")
+_JS_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|Infinity)\s*\Z")
+
+
+class BadLine(ValueError):
+    """A line etsy StatsD would count in ``bad_lines_seen``; the message says why."""
+
+
+def sanitize(name: str) -> str:
+    """etsy's ``sanitizeKeyName``."""
+    return _NOT_KEY.sub("", _WHITESPACE.sub("_", name).replace("/", "-"))
+
+
+def js_number(text: str) -> float | None:
+    """The number JavaScript's ``Number()`` reads in ``text`` (decimal forms), else None."""
+    if not _JS_NUMBER.match(text):
+        return None
+    value = float(text.strip().replace("Infinity", "inf"))
+    return None if math.isnan(value) else value
+
+
+Tags = tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True, frozen=True)
+class Sample:
+    key: str
+    tags: Tags
+    kind: str  # "c", "g", "ms" (also for h and d) or "s"
+    value: float | str
+    rate: float = 1.0
+    delta: bool = False  # a gauge value written with a sign
+    timestamp: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ServiceCheck:
+    name: str
+    status: int
+    message: str = ""
+    hostname: str = ""
+    timestamp: int | None = None
+    tags: Tags = ()
+
+
+@dataclass(slots=True, frozen=True)
+class DogEvent:
+    title: str
+    text: str
+    hostname: str = ""
+    timestamp: int | None = None
+    priority: str = "normal"
+    alert_type: str = "info"
+    aggregation_key: str = ""
+    source_type: str = ""
+    tags: Tags = ()
+
+
+@dataclass(slots=True)
+class Datagram:
+    samples: list[Sample] = field(default_factory=list)
+    service_checks: list[ServiceCheck] = field(default_factory=list)
+    events: list[DogEvent] = field(default_factory=list)
+    #: (line, reason) for every bad line or sample
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    lines: int = 0
+
+
+def parse_tags(text: str) -> Tags:
+    """DogStatsD tags ``k:v,flag`` as (name, value) pairs, sanitised like keys."""
+    tags = []
+    for raw in text.split(","):
+        if raw:
+            name, _, value = raw.partition(":")
+            tags.append((sanitize(name), sanitize(value)))
+    return tuple(tags)
+
+
+def _sample(key: str, tags: Tags, text: str) -> Sample:
+    fields = text.split("|")
+    if len(fields) < 2:
+        raise BadLine("no type")
+    raw, kind = fields[0], fields[1].strip()
+    rate, timestamp = 1.0, None
+    for extra in fields[2:]:
+        if extra.startswith("@"):
+            parsed = js_number(extra[1:])
+            if not extra[1:] or parsed is None or extra[1:].lstrip().startswith("-"):
+                raise BadLine(f"bad sample rate {extra!r}")
+            rate = parsed
+        elif extra.startswith("T") and extra[1:].isdigit():
+            timestamp = int(extra[1:])
+        # other fields (DogStatsD's future extensions) are accepted and ignored
+    if kind == "s":
+        return Sample(key, tags, "s", raw or "0", rate, timestamp=timestamp)
+    value = js_number(raw) if raw else None
+    if kind == "g":
+        if value is None:
+            raise BadLine(f"gauge value {raw!r} is not a number")
+        return Sample(key, tags, "g", value, rate, delta=raw.lstrip()[:1] in "+-", timestamp=timestamp)
+    if kind in TIMER_TYPES:
+        if value is None:
+            raise BadLine(f"timer value {raw!r} is not a number")
+        if kind == "ms" and value < 0:
+            raise BadLine(f"timer value {raw!r} is negative")
+        return Sample(key, tags, "ms", value, rate, timestamp=timestamp)
+    if not raw:
+        return Sample(key, tags, "c", 1.0, rate, timestamp=timestamp)
+    if value is None:
+        raise BadLine(f"counter value {raw!r} is not a number")
+    return Sample(key, tags, "c", value, rate, timestamp=timestamp)
+
+
+_EXTENSION = re.compile(r"(c:|e:|card:)|T\d+\Z")
+
+
+def _strip_extensions(body: str) -> tuple[str, int | None]:
+    """The line without its trailing DogStatsD fields (container, external data, cardinality,
+    timestamp), and the ``|T`` timestamp. Only trailing fields count, so that etsy's
+    ``a:1|c:2|c`` stays two counter samples."""
+    fields = body.split("|")
+    timestamp = None
+    while len(fields) > 2 and _EXTENSION.match(fields[-1]):
+        extra = fields.pop()
+        if extra.startswith("T"):
+            timestamp = int(extra[1:])
+    return "|".join(fields), timestamp
+
+
+def parse_line(line: str) -> tuple[list[Sample], list[str]]:
+    """The samples of one metric line, and why each bad sample of it was refused."""
+    body, _, tag_text = line.partition("|#")
+    tag_text, _, after_tags = tag_text.partition("|")
+    if after_tags:
+        body = f"{body}|{after_tags}"  # fields written after the tags, e.g. |#a:b|T123
+    body, timestamp = _strip_extensions(body)
+    key, *parts = body.split(":")
+    tags = parse_tags(tag_text)
+    if not parts:
+        parts = ["1"]  # etsy reads a bare key as the value "1" with no type: a bad line
+    samples, errors = [], []
+    key = sanitize(key)
+    for part in parts:
+        try:
+            sample = _sample(key, tags, part)
+            samples.append(sample if timestamp is None else dataclasses.replace(sample, timestamp=timestamp))
+        except BadLine as exc:
+            errors.append(str(exc))
+    return samples, errors
+
+
+def parse_service_check(line: str) -> ServiceCheck:
+    fields = line.split("|")
+    if len(fields) < 3 or not fields[1]:
+        raise BadLine("service check needs _sc|name|status")
+    if fields[2] not in ("0", "1", "2", "3"):
+        raise BadLine(f"service check status {fields[2]!r} is not 0, 1, 2 or 3")
+    hostname, message, timestamp = "", "", None
+    tags: Tags = ()
+    for extra in fields[3:]:
+        if extra.startswith("d:") and extra[2:].isdigit():
+            timestamp = int(extra[2:])
+        elif extra.startswith("h:"):
+            hostname = extra[2:]
+        elif extra.startswith("#"):
+            tags = parse_tags(extra[1:])
+        elif extra.startswith("m:"):
+            message = extra[2:]
+    return ServiceCheck(fields[1], int(fields[2]), message, hostname, timestamp, tags)
+
+
+_EVENT_HEAD = re.compile(r"_e\{(\d+),(\d+)\}:")
+
+
+def parse_event(line: str) -> DogEvent:
+    head = _EVENT_HEAD.match(line)
+    if head is None:
+        raise BadLine("event needs _e{title length,text length}:title|text")
+    title_length, text_length = int(head.group(1)), int(head.group(2))
+    rest = line[head.end() :]
+    title, separator, rest = rest[:title_length], rest[title_length : title_length + 1], rest[title_length + 1 :]
+    text = rest[:text_length]
+    if len(title) != title_length or separator != "|" or len(text) != text_length:
+        raise BadLine("event title or text is shorter than its declared length")
+    values: dict[str, str] = {}
+    tags: Tags = ()
+    for extra in rest[text_length:].split("|")[1:]:
+        if extra.startswith("#"):
+            tags = parse_tags(extra[1:])
+        elif len(extra) > 2 and extra[1] == ":":
+            values[extra[0]] = extra[2:]
+    timestamp = int(values["d"]) if values.get("d", "").isdigit() else None
+    return DogEvent(
+        title=title,
+        text=text.replace("\\n", "\n"),
+        hostname=values.get("h", ""),
+        timestamp=timestamp,
+        priority=values.get("p", "normal"),
+        alert_type=values.get("t", "info"),
+        aggregation_key=values.get("k", ""),
+        source_type=values.get("s", ""),
+        tags=tags,
+    )
+
+
+def parse_datagram(data: bytes) -> Datagram:
+    """Every line of one datagram; bad lines are reported and the rest still counts."""
+    result = Datagram()
+    for line in data.decode("utf-8", errors="replace").split("\n"):
+        if not line:
+            continue
+        result.lines += 1
+        try:
+            if line.startswith("_sc|"):
+                result.service_checks.append(parse_service_check(line))
+            elif line.startswith("_e{"):
+                result.events.append(parse_event(line))
+            else:
+                samples, errors = parse_line(line)
+                result.samples.extend(samples)
+                result.bad.extend((line, error) for error in errors)
+        except BadLine as exc:
+            result.bad.append((line, str(exc)))
+    return result
