@@ -21,6 +21,7 @@ from pipeline import __version__
 from pipeline.agent.api import create_agent_app
 from pipeline.agent.executor import CheckExecutor
 from pipeline.agent.scheduler import Scheduler
+from pipeline.agent.statsd import StatsdConfig, StatsdServer
 from pipeline.agent.system import collect_system
 from pipeline.errors import ValidationError
 from pipeline.http import serve_app
@@ -55,6 +56,7 @@ class AgentConfig:
     annotations: dict[str, str] = field(default_factory=dict)
     plugin_dirs: list[Path] = field(default_factory=list)
     api_addr: tuple[str, int] | None = ("127.0.0.1", 3031)
+    statsd: StatsdConfig | None = None
 
 
 def agent_entity(config: AgentConfig) -> Entity:
@@ -78,6 +80,7 @@ def agent_entity(config: AgentConfig) -> Entity:
 @dataclass(slots=True, frozen=True)
 class AgentAddresses:
     api: tuple[str, int] | None
+    statsd: tuple[str, int] | None = None
 
 
 class Agent:
@@ -108,7 +111,11 @@ class Agent:
                 app = create_agent_app(self.metrics.registry, lambda: self.connected.is_set())
                 api = await nursery.start(serve_app, app, self.config.api_addr)
                 log.info("agent API listening", address=f"{api[0]}:{api[1]}")
-            task_status.started(AgentAddresses(api=api))
+            statsd = None
+            if self.config.statsd is not None:
+                server = StatsdServer(self.config.statsd, self.entity, self.submit, self.metrics.registry)
+                statsd = await nursery.start(server.run)
+            task_status.started(AgentAddresses(api=api, statsd=statsd))
             await self._connect_forever()
 
     async def _run_check(self, config: CheckConfig, issued: int) -> Event:

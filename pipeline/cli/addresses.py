@@ -36,3 +36,21 @@ def parse_pairs(text: str) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
         pairs[key.strip()] = value.strip()
     return pairs
+
+
+def parse_floats(text: str) -> list[float]:
+    """``"90,99.9"`` -> ``[90.0, 99.9]``; raises argparse.ArgumentTypeError on a non-number."""
+    try:
+        return [float(item) for item in parse_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value

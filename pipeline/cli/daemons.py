@@ -13,8 +13,16 @@ import trio
 
 from pipeline import logs
 from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.statsd import StatsdConfig
 from pipeline.backend.server import Backend, BackendConfig
-from pipeline.cli.addresses import parse_address, parse_list, parse_optional_address, parse_pairs
+from pipeline.cli.addresses import (
+    parse_address,
+    parse_floats,
+    parse_list,
+    parse_optional_address,
+    parse_pairs,
+    positive_float,
+)
 from pipeline.config import load_directory
 from pipeline.errors import ConfigErrors, StoreError
 from pipeline.metrics import AgentMetrics, BackendMetrics
@@ -48,6 +56,35 @@ def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> Non
         type=parse_optional_address,
         default=("127.0.0.1", 3031),
         help="agent HTTP API (/healthz, /metrics); empty disables it (default 127.0.0.1:3031)",
+    )
+
+
+def add_statsd_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--statsd-addr",
+        type=parse_optional_address,
+        default=("127.0.0.1", 8125),
+        help="StatsD UDP HOST:PORT, [::1]:PORT for IPv6; empty disables it (default 127.0.0.1:8125)",
+    )
+    parser.add_argument("--statsd-flush-interval", type=positive_float, default=10.0, help="seconds (default 10)")
+    parser.add_argument(
+        "--statsd-percentiles", type=parse_floats, default=[90.0], help="comma-separated, e.g. 90,99 (default 90)"
+    )
+    parser.add_argument(
+        "--statsd-delete-idle", action="store_true", help="forget idle metrics after a flush (etsy's deleteIdleStats)"
+    )
+    parser.add_argument("--statsd-event-handlers", type=parse_list, default=[], help="handlers of the metric events")
+
+
+def _statsd_config(args: argparse.Namespace) -> StatsdConfig | None:
+    if args.statsd_addr is None:
+        return None
+    return StatsdConfig(
+        addr=args.statsd_addr,
+        flush_interval=args.statsd_flush_interval,
+        percentiles=args.statsd_percentiles,
+        delete_idle=args.statsd_delete_idle,
+        event_handlers=args.statsd_event_handlers,
     )
 
 
@@ -86,6 +123,7 @@ def _agent_config(
         annotations=args.annotations,
         plugin_dirs=args.plugin_dirs or default_plugin_dirs(),
         api_addr=args.agent_api_addr,
+        statsd=_statsd_config(args),
     )
 
 

@@ -82,6 +82,7 @@ async def test_check_result_travels_from_yaml_to_a_pipe_handler(tmp_path: Path) 
         "--transport-addr", "127.0.0.1:0",
         "--agent-name", "e2e-agent",
         "--agent-api-addr", "127.0.0.1:0",
+        "--statsd-addr", "127.0.0.1:0",
         "--subscriptions", "test",
     )  # fmt: skip
     log: list[str] = []
@@ -178,6 +179,7 @@ async def test_a_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path) -> Non
                 "--api-addr", "127.0.0.1:0",
                 "--transport-addr", f"127.0.0.1:{port}",
                 "--agent-api-addr", "",
+                "--statsd-addr", "",
             ),
             capture_stderr=True,
             check=False,
