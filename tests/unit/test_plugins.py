@@ -337,3 +337,62 @@ def test_check_cert_expiry(tls_server: tuple[int, Path]) -> None:
     assert 19 < days <= 20
     assert run(*base, "-k", "-w", "10", "-c", "7").returncode == 0
     assert run(*base, "-k", "-w", "60", "-c", "30").returncode == 2
+
+
+GRAPHITE_HANDLER = REPO / "handlers" / "graphite"
+
+
+@pytest.fixture
+def carbon() -> Iterator[tuple[int, list[bytes]]]:
+    """A loopback Carbon plaintext receiver that keeps what it is sent."""
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                chunks = []
+                while data := conn.recv(65536):
+                    chunks.append(data)
+                received.append(b"".join(chunks))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    yield server.getsockname()[1], received
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_graphite_handler_writes_tagged_series_as_etsy_does(carbon: tuple[int, list[bytes]]) -> None:
+    port, received = carbon
+    event = {"metrics": {"handlers": ["graphite"], "points": [
+        {"name": "stats.counters.foo.count", "value": 10.0, "timestamp": 1700000000,
+         "tags": [{"name": "env", "value": "prod"}, {"name": "svc", "value": ""}]},
+        {"name": "stats.timers.t.std", "value": 2.8722813232690143, "timestamp": 1700000000, "tags": []},
+        {"name": "tiny", "value": 1e-7, "timestamp": 1700000000, "tags": []},
+    ]}}  # fmt: skip
+    result = run(GRAPHITE_HANDLER, "--port", str(port), "--prefix", "web", stdin=json.dumps(event).encode())
+    assert result.returncode == 0, result.stderr
+    assert received == [
+        b"web.stats.counters.foo.count;env=prod;svc 10 1700000000\n"
+        b"web.stats.timers.t.std 2.8722813232690143 1700000000\n"
+        b"web.tiny 1e-7 1700000000\n"
+    ]
+
+
+def test_graphite_handler_retries_then_reports_what_it_could_not_write() -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    event = {"metrics": {"points": [{"name": "a", "value": 1, "timestamp": 1, "tags": []}]}}
+    result = run(GRAPHITE_HANDLER, "--port", str(port), "--retries", "1", stdin=json.dumps(event).encode())
+    assert result.returncode == 1
+    assert "could not write 1 points" in result.stderr
+    assert "Connection refused" in result.stderr
