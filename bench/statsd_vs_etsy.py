@@ -1,0 +1,173 @@
+"""StatsD ingest rate: pipeline's agent against etsy StatsD, in one run, with one paced sender.
+
+Both receivers run as their own processes on loopback: etsy StatsD (npm ``statsd``, installed
+into ~/.cache/pipeline-tests on first use; flush interval one hour so its counters are not
+reset during a step) and ``pipeline agent`` (StatsD only, no backend needed). For each rate
+the same sender process sends counters for ``--seconds`` seconds, paced in 5 ms slices, with
+1 or 10 metrics per datagram; the receiver's own count of metrics received (etsy: the
+management port's ``counters``; pipeline: ``pipeline_statsd_lines_total`` on /metrics) gives
+the loss. The search doubles the rate until the loss exceeds 0.1 %, then bisects. Every loss
+on pipeline's side is a kernel drop (``pipeline_statsd_kernel_drops``), printed too.
+
+Usage: python bench/statsd_vs_etsy.py [--seconds 2] [--max-rate 400000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ETSY_DIR = Path.home() / ".cache" / "pipeline-tests" / "etsy-statsd"
+LOSS_LIMIT = 0.001
+
+SENDER = r"""
+import socket, sys, time
+host, port, rate, seconds, per = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+payload = "\n".join(f"bench.metric{i}:1|c" for i in range(per)).encode()
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+datagrams = int(rate * seconds / per)
+start = time.perf_counter()
+sent = 0
+while sent < datagrams:
+    due = int((time.perf_counter() - start) * rate / per) + 1
+    while sent < min(due, datagrams):
+        sock.sendto(payload, (host, port))
+        sent += 1
+    time.sleep(0.005)
+print(sent * per)
+"""
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(predicate, seconds: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("receiver did not come up")
+        time.sleep(0.05)
+
+
+class Etsy:
+    def __init__(self, tmp: Path) -> None:
+        script = ETSY_DIR / "node_modules" / "statsd" / "stats.js"
+        if not script.exists():
+            npm = shutil.which("npm") or sys.exit("npm is needed to install etsy StatsD")
+            subprocess.run(
+                [npm, "install", "--prefix", str(ETSY_DIR), "--no-audit", "--no-fund", "statsd@0.9.0"], check=True
+            )
+        self.port, self.mgmt = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+        config = tmp / "etsy.js"
+        config.write_text(f'{{ port: {self.port}, address: "127.0.0.1", mgmt_port: {self.mgmt}, mgmt_address: "127.0.0.1",'
+                          f' flushInterval: 3600000, backends: [] }}')  # fmt: skip
+        self.process = subprocess.Popen(["node", str(script), str(config)], stdout=subprocess.DEVNULL)
+        wait_for(self._up)
+
+    def _up(self) -> bool:
+        try:
+            self.received()
+            return True
+        except OSError:
+            return False
+
+    def received(self) -> int:
+        with socket.create_connection(("127.0.0.1", self.mgmt), timeout=5) as conn:
+            conn.sendall(b"counters\n")
+            data = b""
+            while b"END" not in data:
+                data += conn.recv(65536)
+        return int(re.search(rb"'statsd.metrics_received': (\d+)", data).group(1))  # type: ignore[union-attr]
+
+    def drops(self) -> str:
+        return "-"
+
+
+class Pipeline:
+    def __init__(self, tmp: Path) -> None:
+        self.port, api = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+        self.metrics_url = f"http://127.0.0.1:{api}/metrics"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli.main", "agent", "--backend-addr", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+             "--api-addr", f"127.0.0.1:{api}", "--statsd-addr", f"127.0.0.1:{self.port}", "--statsd-flush-interval", "3600",
+             "--log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self._up)
+
+    def _metric(self, name: str) -> float:
+        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    def _up(self) -> bool:
+        try:
+            self._metric("pipeline_statsd_lines_total")
+            return True
+        except OSError:
+            return False
+
+    def received(self) -> int:
+        return int(self._metric("pipeline_statsd_lines_total"))
+
+    def drops(self) -> str:
+        return str(int(self._metric("pipeline_statsd_kernel_drops_total")))
+
+
+def step(receiver: Etsy | Pipeline, rate: float, seconds: float, per: int) -> float:
+    """The loss ratio at ``rate`` metrics per second."""
+    before = receiver.received()
+    result = subprocess.run([sys.executable, "-c", SENDER, "127.0.0.1", str(receiver.port), str(rate), str(seconds), str(per)],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    sent = int(result.stdout)
+    time.sleep(0.5)  # let the receiver finish what the kernel already holds
+    received = receiver.received() - before
+    return max(0.0, 1 - received / sent)
+
+
+def highest_rate(receiver: Etsy | Pipeline, seconds: float, per: int, max_rate: float) -> float:
+    good, rate = 0.0, 5000.0
+    while rate <= max_rate and step(receiver, rate, seconds, per) <= LOSS_LIMIT:
+        good, rate = rate, rate * 2
+    bad = min(rate, max_rate * 2)
+    for _ in range(4):
+        middle = (good + bad) / 2
+        if step(receiver, middle, seconds, per) <= LOSS_LIMIT:
+            good = middle
+        else:
+            bad = middle
+    return good
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--max-rate", type=float, default=400_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        etsy, ours = Etsy(Path(tmp)), Pipeline(Path(tmp))
+        try:
+            for per in (1, 10):
+                etsy_rate = highest_rate(etsy, args.seconds, per, args.max_rate)
+                our_rate = highest_rate(ours, args.seconds, per, args.max_rate)
+                print(f"{per:>2} metric(s)/datagram: etsy {etsy_rate:>9,.0f}/s  pipeline {our_rate:>9,.0f}/s  "
+                      f"ratio {our_rate / etsy_rate:.2f}  (pipeline kernel drops so far: {ours.drops()})")  # fmt: skip
+        finally:
+            for process in (etsy.process, ours.process):
+                process.terminate()
+                process.wait()
+
+
+if __name__ == "__main__":
+    main()
