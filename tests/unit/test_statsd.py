@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.core.statsd.aggregate import Aggregator, percentile_suffix
-from pipeline.core.statsd.parse import Sample, parse_datagram
+from pipeline.core.statsd.parse import Sample, parse_datagram, parse_line, parse_line_general
 
 NOW = 1_700_000_000
 
@@ -86,7 +86,10 @@ def test_keys_are_sanitised_and_tags_are_point_tags() -> None:
     assert {p.timestamp for p in points} == {NOW}
 
 
-@pytest.mark.parametrize("line", [b"foo:bar|c", b"foo:1", b"foo:1|c|@-1", b"foo:-5|ms", b"foo:x|g", b"foo:1|c|@"])
+@pytest.mark.parametrize(
+    "line",
+    [b"foo:bar|c", b"foo:1", b"foo:1|c|@-1", b"foo:-5|ms", b"foo:x|g", b"foo:1|c|@", b"foo:1|c|@0", b"f:1|ms|@0.0"],
+)
 def test_bad_lines_are_reported_and_the_rest_still_counts(line: bytes) -> None:
     parsed = parse_datagram(line + b"\nok:1|c\n")
     assert len(parsed.bad) == 1
@@ -156,3 +159,14 @@ def test_any_datagram_is_parsed_without_raising(data: bytes) -> None:
     aggregator.add(parsed.samples)
     for point in aggregator.flush(NOW, 10):
         assert point.name.startswith("stats.")
+
+
+@given(
+    key=st.from_regex(r"[a-zA-Z0-9_.\-]{1,20}", fullmatch=True),
+    value=st.from_regex(r"\d{1,6}(\.\d{1,4})?", fullmatch=True),
+    kind=st.sampled_from(["c", "ms", "h", "d"]),
+    rate=st.sampled_from(["", "|@0.5", "|@1", "|@.25", "|@0", "|@10"]),
+)
+def test_the_fast_path_parses_exactly_as_the_general_one(key: str, value: str, kind: str, rate: str) -> None:
+    line = f"{key}:{value}|{kind}{rate}"
+    assert parse_line(line) == parse_line_general(line)
