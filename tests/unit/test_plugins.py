@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -199,9 +200,9 @@ def test_check_procs_counts_matching_processes(tmp_path: Path) -> None:
     assert run(CHECKS / "check_procs", "-u", "no-such-user-here", "-c", "1:").returncode == 3
 
 
-@pytest.fixture
-def tcp_server() -> Iterator[tuple[str, int]]:
-    """A loopback server that answers every connection with '+PONG'."""
+@contextlib.contextmanager
+def threaded_server(handle: Callable[[socket.socket], None]) -> Iterator[tuple[str, int]]:
+    """A loopback TCP server in a thread, calling ``handle`` with each connection."""
     server = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -213,14 +214,27 @@ def tcp_server() -> Iterator[tuple[str, int]]:
             except TimeoutError:
                 continue
             with conn:
-                conn.sendall(b"+PONG\r\n")
+                handle(conn)
 
     thread = threading.Thread(target=serve)
     thread.start()
-    yield server.getsockname()[:2]
-    stop.set()
-    thread.join()
-    server.close()
+    try:
+        yield server.getsockname()[:2]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[tuple[str, int]]:
+    """A loopback server that answers every connection with '+PONG'."""
+
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(b"+PONG\r\n")
+
+    with threaded_server(answer) as address:
+        yield address
 
 
 def test_check_tcp(tcp_server: tuple[str, int]) -> None:
@@ -300,28 +314,16 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     )  # fmt: skip
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
 
-    def serve() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            try:
-                with context.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(1)
-            except (ssl.SSLError, OSError):
-                pass
+    def handshake(conn: socket.socket) -> None:
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            pass  # the client read the certificate and left, or refused it
 
-    thread = threading.Thread(target=serve)
-    thread.start()
-    yield server.getsockname()[1], cert
-    stop.set()
-    thread.join()
-    server.close()
+    with threaded_server(handshake) as (_, port):
+        yield port, cert
 
 
 def test_check_cert_expiry(tls_server: tuple[int, Path]) -> None:
@@ -345,29 +347,16 @@ GRAPHITE_HANDLER = REPO / "handlers" / "graphite"
 @pytest.fixture
 def carbon() -> Iterator[tuple[int, list[bytes]]]:
     """A loopback Carbon plaintext receiver that keeps what it is sent."""
-    server = socket.create_server(("127.0.0.1", 0))
     received: list[bytes] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                chunks = []
-                while data := conn.recv(65536):
-                    chunks.append(data)
-                received.append(b"".join(chunks))
+    def keep(conn: socket.socket) -> None:
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+        received.append(b"".join(chunks))
 
-    thread = threading.Thread(target=serve)
-    thread.start()
-    yield server.getsockname()[1], received
-    stop.set()
-    thread.join()
-    server.close()
+    with threaded_server(keep) as (_, port):
+        yield port, received
 
 
 def test_graphite_handler_writes_tagged_series_as_etsy_does(carbon: tuple[int, list[bytes]]) -> None:

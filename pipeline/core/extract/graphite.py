@@ -10,19 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline.core.extract.numbers import parse_float, parse_int
-from pipeline.core.extract.result import Extraction, copy_tags, lines
+from pipeline.core.extract.result import Extraction, copy_tags, key_value_tags, lines
 from pipeline.model import MetricPoint, MetricTag
-
-
-def path_tags(parts: Sequence[str]) -> list[MetricTag]:
-    """Tags of a tagged series path (the parts after the name); ValueError on a bad one."""
-    tags = []
-    for part in parts:
-        key, sep, value = part.partition("=")
-        if not sep or not key or "=" in value:
-            raise ValueError(f"tag {part!r} is not key=value")
-        tags.append(MetricTag(key, value))
-    return tags
 
 
 def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
@@ -42,7 +31,7 @@ def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
             continue
         name, *parts = path.split(";")
         try:
-            point_tags = copy_tags(tags) + path_tags(parts)
+            point_tags = copy_tags(tags) + key_value_tags(parts)
         except ValueError as exc:
             result.reject(number, line, str(exc))
             continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline.core.extract.numbers import parse_float, parse_int
-from pipeline.core.extract.result import Extraction, copy_tags, lines
+from pipeline.core.extract.result import Extraction, copy_tags, key_value_tags, lines
 from pipeline.model import MetricPoint, MetricTag
 
 
@@ -32,14 +32,10 @@ def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
             continue
         if len(raw_timestamp.lstrip("+-")) == 13:
             timestamp //= 1000
-        point_tags = []
-        for item in raw_tags:
-            key, sep, tag_value = item.partition("=")
-            if not sep or not key or "=" in tag_value:
-                result.reject(number, line, f"tag {item!r} is not key=value")
-                break
-            point_tags.append(MetricTag(key, tag_value))
-        else:
-            point_tags += copy_tags(tags)
-            result.points.append(MetricPoint(name=name, value=value, timestamp=timestamp, tags=point_tags))
+        try:
+            point_tags = key_value_tags(raw_tags) + copy_tags(tags)
+        except ValueError as exc:
+            result.reject(number, line, str(exc))
+            continue
+        result.points.append(MetricPoint(name=name, value=value, timestamp=timestamp, tags=point_tags))
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.model import MetricPoint, MetricTag
@@ -27,3 +27,14 @@ def copy_tags(tags: Iterable[MetricTag]) -> list[MetricTag]:
 def lines(output: str) -> list[tuple[int, str]]:
     """Numbered non-blank lines, stripped; a last line without a newline counts too."""
     return [(n, text.strip()) for n, text in enumerate(output.splitlines(), start=1) if text.strip()]
+
+
+def key_value_tags(items: Sequence[str]) -> list[MetricTag]:
+    """Tags written as ``key=value`` items; ValueError naming the first bad one."""
+    tags = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or "=" in value:
+            raise ValueError(f"tag {item!r} is not key=value")
+        tags.append(MetricTag(key, value))
+    return tags
