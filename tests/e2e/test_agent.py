@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import trio
@@ -12,8 +14,30 @@ from tests.support import REPO, EventPipe, capture_handler, loopback_backend, wr
 
 pytestmark = pytest.mark.e2e
 
+T = TypeVar("T")
 
-def resources_yaml(pipe: Path) -> str:
+
+async def with_agent(tmp_path: Path, resources: str, read: Callable[[EventPipe], Awaitable[T]], **agent: Any) -> T:
+    """Run a backend with ``resources`` plus a capture handler, and an agent subscribed to
+    ``web``; return what ``read`` takes from the events the handler receives."""
+    pipe = EventPipe(tmp_path / "events.fifo")
+    config = write_config(tmp_path / "config", capture_handler(pipe.path) + resources)
+    backend = loopback_backend(tmp_path, config)
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                addresses = await nursery.start(backend.run)
+                config_ = AgentConfig(name="web1", backend_addrs=[addresses.transport], subscriptions=["web"],
+                                      api_addr=None, **agent)  # fmt: skip
+                await nursery.start(Agent(config_).run)
+                result = await read(pipe)
+                nursery.cancel_scope.cancel()
+    finally:
+        await pipe.aclose()
+    return result
+
+
+def resources_yaml() -> str:
     checks = "".join(
         f"""
         ---
@@ -34,32 +58,23 @@ def resources_yaml(pipe: Path) -> str:
             ("not-mine", "echo other", "db"),
         ]
     )
-    return capture_handler(pipe) + checks
+    return checks
 
 
 async def test_agent_runs_only_its_checks_and_times_out_hung_ones(tmp_path: Path) -> None:
-    pipe = EventPipe(tmp_path / "events.fifo")
-    config = write_config(tmp_path / "config", resources_yaml(pipe.path))
-    backend = loopback_backend(tmp_path, config)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            agent = Agent(
-                AgentConfig(name="web1", backend_addrs=[addresses.transport], subscriptions=["web"], api_addr=None)
-            )
-            await nursery.start(agent.run)
-            seen: dict[str, dict[str, object]] = {}
-            while set(seen) != {"mine", "hangs"}:
-                event = await pipe.next_event()
-                seen[event["check"]["metadata"]["name"]] = event["check"]
-                assert event["entity"]["metadata"]["name"] == "web1"
-            assert seen["mine"]["output"] == "mine\n"
-            assert seen["mine"]["status"] == 0
-            assert seen["hangs"]["status"] == 2
-            assert seen["hangs"]["output"] == "Execution timed out\n"
-            assert agent.scheduler.scheduled == ["hangs", "mine"]
-            nursery.cancel_scope.cancel()
-    await pipe.aclose()
+    async def two_checks(pipe: EventPipe) -> dict[str, dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        while set(seen) != {"mine", "hangs"}:
+            event = await pipe.next_event()
+            assert event["entity"]["metadata"]["name"] == "web1"
+            seen[event["check"]["metadata"]["name"]] = event["check"]
+        return seen
+
+    seen = await with_agent(tmp_path, resources_yaml(), two_checks)
+    assert seen["mine"]["output"] == "mine\n"
+    assert seen["mine"]["status"] == 0
+    assert seen["hangs"]["status"] == 2
+    assert seen["hangs"]["output"] == "Execution timed out\n"
 
 
 MONITORING_PLUGINS = Path("/usr/lib/nagios/plugins")
@@ -67,7 +82,6 @@ MONITORING_PLUGINS = Path("/usr/lib/nagios/plugins")
 
 async def test_perfdata_of_real_monitoring_plugins_becomes_metrics(tmp_path: Path) -> None:
     assert (MONITORING_PLUGINS / "check_load").exists(), "install Debian's monitoring-plugins-basic (.ci/run does)"
-    pipe = EventPipe(tmp_path / "events.fifo")
     check = f"""
         ---
         type: CheckConfig
@@ -82,18 +96,7 @@ async def test_perfdata_of_real_monitoring_plugins_becomes_metrics(tmp_path: Pat
           output_metric_handlers: [capture]
           output_metric_tags: [{{name: source, value: monitoring-plugins}}]
         """
-    config = write_config(tmp_path / "config", capture_handler(pipe.path) + check)
-    backend = loopback_backend(tmp_path, config)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            agent = Agent(
-                AgentConfig(name="web1", backend_addrs=[addresses.transport], subscriptions=["web"], api_addr=None)
-            )
-            await nursery.start(agent.run)
-            event = await pipe.next_event()
-            nursery.cancel_scope.cancel()
-    await pipe.aclose()
+    event = await with_agent(tmp_path, check, EventPipe.next_event)
     assert event["check"]["status"] == 0
     assert event["check"]["output"].startswith("LOAD OK - total load average: ")
     assert event["metrics"]["handlers"] == ["capture"]
@@ -106,7 +109,6 @@ async def test_perfdata_of_real_monitoring_plugins_becomes_metrics(tmp_path: Pat
 
 
 async def test_hooks_sent_by_the_backend_run_on_a_failing_check(tmp_path: Path) -> None:
-    pipe = EventPipe(tmp_path / "events.fifo")
     resources = """
         ---
         type: HookConfig
@@ -126,17 +128,7 @@ async def test_hooks_sent_by_the_backend_run_on_a_failing_check(tmp_path: Path) 
           handlers: [capture]
           check_hooks: [{critical: [disk-usage]}, {ok: [disk-usage]}]
         """
-    config = write_config(tmp_path / "config", capture_handler(pipe.path) + resources)
-    backend = loopback_backend(tmp_path, config)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], subscriptions=["web"], api_addr=None,
-                                      plugin_dirs=[REPO / "hooks"]))  # fmt: skip
-            await nursery.start(agent.run)
-            event = await pipe.next_event()
-            nursery.cancel_scope.cancel()
-    await pipe.aclose()
+    event = await with_agent(tmp_path, resources, EventPipe.next_event, plugin_dirs=[REPO / "hooks"])
     assert event["check"]["status"] == 2
     (hook,) = event["check"]["hooks"]
     assert hook["metadata"]["name"] == "disk-usage"
