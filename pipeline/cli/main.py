@@ -10,9 +10,13 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.cli import daemons, operator
 from pipeline.cli.addresses import parse_address
+from pipeline.cli.config_file import CONFIG_FILE_FLAG, config_file_in, file_defaults
+from pipeline.errors import ConfigError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command line, and the daemon subcommands (which also read ``--config-file``)."""
+    daemon_commands: dict[str, argparse.ArgumentParser] = {}
     parser = argparse.ArgumentParser(prog="pipeline", description="A monitoring event pipeline in the Sensu tradition.")
     parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -23,11 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     daemons.add_statsd_flags(up)
     daemons.add_common_flags(up)
     up.set_defaults(func=daemons.cmd_up)
+    daemon_commands["up"] = up
 
     backend = commands.add_parser("backend", help="run the backend")
     daemons.add_backend_flags(backend)
     daemons.add_common_flags(backend)
     backend.set_defaults(func=daemons.cmd_backend)
+    daemon_commands["backend"] = backend
 
     agent = commands.add_parser("agent", help="run an agent")
     agent.add_argument(
@@ -40,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     daemons.add_statsd_flags(agent)
     daemons.add_common_flags(agent)
     agent.set_defaults(func=daemons.cmd_agent)
+    daemon_commands["agent"] = agent
+    for daemon in daemon_commands.values():
+        daemon.add_argument(CONFIG_FILE_FLAG, type=Path, help="YAML file of settings (long flag names as keys)")
 
     validate = commands.add_parser("validate", help="check a resource directory and report every error")
     validate.add_argument("directory", type=Path)
@@ -57,11 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (event_list, event_info):
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")
-    return parser
+    return parser, daemon_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, daemon_commands = build_parser()
+    settings = config_file_in(argv)
+    if settings is not None and argv and argv[0] in daemon_commands:
+        daemon = daemon_commands[argv[0]]
+        try:
+            daemon.set_defaults(**file_defaults(daemon, settings))
+        except ConfigError as exc:
+            print(f"pipeline: {exc}", file=sys.stderr)
+            return 1
+    args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
     except operator.ApiError as exc:

@@ -1,0 +1,71 @@
+"""Daemon settings from a YAML file (Sensu's agent.yml habit), overridden by flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli.config_file import config_file_in, file_defaults
+from pipeline.cli.main import build_parser, main
+from pipeline.errors import ConfigError
+
+
+def agent_args(tmp_path: Path, text: str, *flags: str) -> object:
+    settings = tmp_path / "agent.yml"
+    settings.write_text(text)
+    parser, daemons = build_parser()
+    daemons["agent"].set_defaults(**file_defaults(daemons["agent"], settings))
+    return parser.parse_args(["agent", *flags])
+
+
+def test_settings_are_read_with_the_flags_own_parsing(tmp_path: Path) -> None:
+    args = agent_args(
+        tmp_path,
+        "name: web9\nsubscriptions: [linux, web]\nstatsd-addr: '[::1]:9125'\nstatsd-percentiles: [90, 99.9]\n"
+        "statsd-delete-idle: true\nstatsd-flush-interval: 5\nlabels: {team: ops, tier: web}\n",
+    )
+    assert args.agent_name == "web9"  # type: ignore[attr-defined]
+    assert args.subscriptions == ["linux", "web"]  # type: ignore[attr-defined]
+    assert args.statsd_addr == ("::1", 9125)  # type: ignore[attr-defined]
+    assert args.statsd_percentiles == [90.0, 99.9]  # type: ignore[attr-defined]
+    assert args.statsd_delete_idle is True  # type: ignore[attr-defined]
+    assert args.statsd_flush_interval == 5.0  # type: ignore[attr-defined]
+    assert args.labels == {"team": "ops", "tier": "web"}  # type: ignore[attr-defined]
+
+
+def test_flags_win_over_the_file(tmp_path: Path) -> None:
+    args = agent_args(tmp_path, "name: from-file\nstatsd-addr: 127.0.0.1:9125\n", "--name", "from-flag")
+    assert args.agent_name == "from-flag"  # type: ignore[attr-defined]
+    assert args.statsd_addr == ("127.0.0.1", 9125)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("statsd-adr: 1\n", "statsd-adr: unknown setting (expected one of annotations, api-addr"),
+        ("statsd-addr: nowhere\n", "statsd-addr: expected HOST:PORT, got 'nowhere'"),
+        ("statsd-delete-idle: sometimes\n", "statsd-delete-idle: expected true or false, got 'sometimes'"),
+        ("- a list\n", "expected a mapping of setting: value"),
+    ],
+)
+def test_bad_settings_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    settings = tmp_path / "agent.yml"
+    settings.write_text(text)
+    _, daemons = build_parser()
+    with pytest.raises(ConfigError) as info:
+        file_defaults(daemons["agent"], settings)
+    assert str(info.value).startswith(f"{settings}: {message}")
+
+
+def test_the_command_refuses_to_start_on_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = tmp_path / "agent.yml"
+    settings.write_text("nme: x\n")
+    assert main(["agent", "--config-file", str(settings)]) == 1
+    assert f"pipeline: {settings}: nme: unknown setting" in capsys.readouterr().err
+
+
+def test_config_file_in_argv() -> None:
+    assert config_file_in(["agent", "--config-file", "a.yml"]) == Path("a.yml")
+    assert config_file_in(["agent", "--config-file=b.yml"]) == Path("b.yml")
+    assert config_file_in(["agent"]) is None
