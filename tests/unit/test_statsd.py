@@ -169,4 +169,7 @@ def test_any_datagram_is_parsed_without_raising(data: bytes) -> None:
 )
 def test_the_fast_path_parses_exactly_as_the_general_one(key: str, value: str, kind: str, rate: str) -> None:
     line = f"{key}:{value}|{kind}{rate}"
-    assert parse_line(line) == parse_line_general(line)
+    general_samples, general_errors = parse_line_general(line)
+    assert parse_line(line) == (general_samples, general_errors)
+    parsed = parse_datagram(line.encode())
+    assert (parsed.samples, [reason for _, reason in parsed.bad]) == (general_samples, general_errors)
