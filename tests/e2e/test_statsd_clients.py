@@ -109,3 +109,30 @@ async def test_datadog_dogstatsd_client() -> None:
     deploy = by_name["Deploy_finished"]
     assert deploy is not None
     assert (deploy.status, deploy.output) == (0, "v1.2 is live")
+
+
+async def test_the_listener_takes_ipv6() -> None:
+    sent: list[Event] = []
+
+    async def submit(event: Event) -> None:
+        sent.append(event)
+
+    entity = Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"))
+    server = CountingServer(StatsdConfig(addr=("::1", 0), flush_interval=3600), entity, submit, CollectorRegistry())
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(server.run)
+            assert host == "::1"
+
+            def send() -> None:
+                client = statsd.StatsClient(host, port, ipv6=True)
+                client.incr("over.v6", 3)
+                client.close()
+
+            await trio.to_thread.run_sync(send)
+            await server.wait_for(1)
+            await server.flush()
+            nursery.cancel_scope.cancel()
+    (event,) = sent
+    assert event.metrics is not None
+    assert {p.name: p.value for p in event.metrics.points}["stats.counters.over.v6.count"] == 3
