@@ -9,10 +9,12 @@ once. A failing handler is logged and counted and never stops another.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import trio
 
+from pipeline import plugins
 from pipeline.config import Resources
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
@@ -57,6 +59,9 @@ class HandlerRunner:
         self.env = dict(env)
         self.workers = workers
         self._processes = trio.CapacityLimiter(max_processes)
+        self._plugins = {
+            h.metadata.name: plugins.load(h.plugin, h.options) for h in resources().handlers if h.type == "plugin"
+        }
         self.inbox, self._receive = trio.open_memory_channel[Event](INBOX_SIZE)
         metrics.queues.watch("handlers_inbox", self.inbox)  # type: ignore[arg-type]
 
@@ -94,6 +99,9 @@ class HandlerRunner:
     async def _run_handler(self, handler: Handler, event: Event, payload: bytes) -> None:
         name = handler.metadata.name
         self.metrics.handler_runs.labels(name).inc()
+        if handler.type == "plugin":
+            await self._run_plugin(handler, event)
+            return
         env = with_env_vars(self.env, handler.env_vars)
         try:
             async with self._processes:
@@ -102,21 +110,50 @@ class HandlerRunner:
             self.metrics.handler_failures.labels(name, "spawn").inc()
             log.error("handler could not start", handler=name, event_id=event.id, error=exc)
             return
-        self.metrics.handler_duration.labels(name).observe(result.duration)
+        self._report(
+            name, event, result.duration, result.status, result.timed_out, result.output[:LOGGED_OUTPUT].strip()
+        )
+
+    async def _run_plugin(self, handler: Handler, event: Event) -> None:
+        """An in-process plugin: its exception is its failure; it never stops another handler."""
+        name = handler.metadata.name
+        started = trio.current_time()
+        status, output = 0, ""
+        with trio.move_on_after(handler.timeout or math.inf) as scope:
+            try:
+                await self._plugins[name].handle(event)
+            except Exception as exc:  # a plugin's failure is data, counted and logged
+                status, output = 1, f"{type(exc).__name__}: {exc}"
+        timed_out = scope.cancelled_caught
+        duration = trio.current_time() - started
+        self._report(name, event, duration, 2 if timed_out else status, timed_out, output, failure="exception")
+
+    def _report(
+        self,
+        name: str,
+        event: Event,
+        duration: float,
+        status: int,
+        timed_out: bool,
+        output: str,
+        *,
+        failure: str = "exit_status",
+    ) -> None:
+        self.metrics.handler_duration.labels(name).observe(duration)
         fields = {
             "handler": name,
             "event_id": event.id,
             "entity": event.entity_name,
             "check": event.check_name,
-            "status": result.status,
-            "duration": f"{result.duration:.3f}",
-            "output": result.output[:LOGGED_OUTPUT].strip(),
+            "status": status,
+            "duration": f"{duration:.3f}",
+            "output": output,
         }
-        if result.timed_out:
+        if timed_out:
             self.metrics.handler_failures.labels(name, "timeout").inc()
             log.error("handler timed out", **fields)
-        elif result.status != 0:
-            self.metrics.handler_failures.labels(name, "exit_status").inc()
+        elif status != 0:
+            self.metrics.handler_failures.labels(name, failure).inc()
             log.error("handler failed", **fields)
         else:
             log.info("handler ran", **fields)

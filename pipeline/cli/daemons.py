@@ -24,7 +24,7 @@ from pipeline.cli.addresses import (
     positive_float,
 )
 from pipeline.config import load_directory
-from pipeline.errors import ConfigErrors, StoreError
+from pipeline.errors import ConfigErrors, HandlerError, StoreError
 from pipeline.metrics import AgentMetrics, BackendMetrics
 
 log = logs.get_logger("cli")
@@ -148,7 +148,7 @@ def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitabl
     failures: list[BaseException] = []
     try:
         trio.run(_until_signalled, main)
-    except* (OSError, StoreError) as group:
+    except* (OSError, StoreError, HandlerError) as group:
         failures = _leaves(group)
     for error in failures:
         print(f"pipeline: cannot run: {error}", file=sys.stderr)

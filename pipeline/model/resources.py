@@ -12,8 +12,8 @@ from pipeline.model.codec import JSON
 from pipeline.model.codec import field as model_field
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
 
-HANDLER_TYPES = ("pipe", "tcp", "udp", "set")
-SUPPORTED_HANDLER_TYPES = ("pipe",)
+HANDLER_TYPES = ("pipe", "tcp", "udp", "set", "plugin")
+SUPPORTED_HANDLER_TYPES = ("pipe", "plugin")
 
 
 @dataclass(slots=True)
@@ -37,6 +37,9 @@ class Handler:
     env_vars: list[str] = model_field([])
     runtime_assets: list[str] = model_field([])
     secrets: list[JSON] = model_field([])
+    #: pipeline's own: the in-process plugin (``module:attr`` or an entry point name) and its options
+    plugin: str = model_field("", omitempty=True)
+    options: dict[str, JSON] = model_field({}, omitempty=True)
 
     def validate(self, path: str = "") -> None:
         def at(name: str) -> str:
@@ -52,6 +55,8 @@ class Handler:
             )
         if self.type == "pipe" and not self.command.strip():
             raise ValidationError(at("command"), "required for a pipe handler")
+        if self.type == "plugin" and not self.plugin.strip():
+            raise ValidationError(at("plugin"), "required for a plugin handler (module:attr or an entry point name)")
         if self.timeout < 0:
             raise ValidationError(at("timeout"), f"must not be negative, got {self.timeout}")
 

@@ -120,7 +120,7 @@ def test_spec_errors_name_file_document_resource_and_field(tmp_path: Path, spec:
         ("type: Handler\napi_version: core/v2\nmetadata: {name: x}", "Handler 'x': spec: expected a mapping, got nothing"),
         (
             "type: Handler\napi_version: core/v2\nmetadata: {name: x}\nspec: {type: tcp}",
-            "Handler 'x': spec.type: handler type 'tcp' is not supported yet (supported: pipe)",
+            "Handler 'x': spec.type: handler type 'tcp' is not supported yet (supported: pipe, plugin)",
         ),
         ("type: Handler\napi_version: core/v2\nmetadata: {name: x}\nspec: {type: pipe}", "spec.command: required"),
     ],
@@ -207,3 +207,15 @@ def test_a_key_given_twice_is_an_error_naming_its_line(tmp_path: Path) -> None:
 def test_a_bad_cron_is_a_config_error(tmp_path: Path) -> None:
     (error,) = errors_of(tmp_path, CHECK.format(spec="  cron: '61 * * * *'"))
     assert error.endswith("CheckConfig 'disk': spec.cron: invalid cron expression '61 * * * *'")
+
+
+def test_a_plugin_handler_needs_its_plugin(tmp_path: Path) -> None:
+    (error,) = errors_of(tmp_path, "type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: plugin}\n")
+    assert error.endswith(
+        "Handler 'h': spec.plugin: required for a plugin handler (module:attr or an entry point name)"
+    )
+    resources = load_directory(write_config(tmp_path, "type: Handler\napi_version: core/v2\nmetadata: {name: h}\n"
+                                            "spec: {type: plugin, plugin: graphite, options: {port: 2004}}\n"))  # fmt: skip
+    handler = resources.handler("h")
+    assert handler is not None
+    assert (handler.plugin, handler.options) == ("graphite", {"port": 2004})
