@@ -25,40 +25,47 @@ class ThresholdError(ValueError):
     """A threshold that does not follow the Nagios range syntax."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Range:
+    """A Nagios threshold range: alert when the value is outside ``start..end`` (inclusive),
+    or inside it when the range was written with a leading ``@``."""
+
     start: float
     end: float
     inside: bool  # "@": alert when the value is inside the range
-    text: str
+    text: str  # as written (stripped), for the perfdata warn/crit fields
 
     @classmethod
     def parse(cls, text: str) -> Range:
+        """Parse ``10``, ``10:``, ``~:10``, ``10:20`` or ``@10:20``; raise ThresholdError otherwise."""
         spec = text.strip()
         inside = spec.startswith("@")
-        spec = spec.removeprefix("@")
-        if not spec:
+        body = spec.removeprefix("@")
+        if not body:
             raise ThresholdError(f"empty threshold {text!r}")
-        low, sep, high = spec.partition(":")
+        low, sep, high = body.partition(":")
         if not sep:
-            low, high = "0", low
+            low, high = "0", low  # a bare number N means 0:N
         try:
             start = -math.inf if low == "~" else float(low or 0)
             end = math.inf if high == "" else float(high)
         except ValueError:
             raise ThresholdError(f"not a Nagios range: {text!r}") from None
+        if math.isnan(start) or math.isnan(end):
+            raise ThresholdError(f"not a Nagios range: {text!r}")
         if start > end:
             raise ThresholdError(f"range start is above its end: {text!r}")
-        return cls(start, end, inside, text)
+        return cls(start, end, inside, spec)
 
     def alerts(self, value: float) -> bool:
+        """Whether ``value`` raises this threshold's alert."""
         within = self.start <= value <= self.end
         return within if self.inside else not within
 
 
 def read_meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
     """``/proc/meminfo`` in bytes."""
-    values = {}
+    values: dict[str, int] = {}
     with open(path) as f:
         for line in f:
             key, _, rest = line.partition(":")
@@ -69,6 +76,7 @@ def read_meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
 
 
 def status_for(value: float, warning: Range | None, critical: Range | None) -> int:
+    """CRITICAL if ``critical`` alerts, else WARNING if ``warning`` does, else OK (None never alerts)."""
     if critical is not None and critical.alerts(value):
         return CRITICAL
     if warning is not None and warning.alerts(value):
@@ -76,8 +84,15 @@ def status_for(value: float, warning: Range | None, critical: Range | None) -> i
     return OK
 
 
-def perfdata(label: str, value: float, uom: str = "", warning: Range | None = None,
-             critical: Range | None = None, minimum: float | None = None, maximum: float | None = None) -> str:
+def perfdata(
+    label: str,
+    value: float,
+    uom: str = "",
+    warning: Range | None = None,
+    critical: Range | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> str:
     """One ``'label'=value[UOM];warn;crit;min;max`` item."""
     name = f"'{label}'" if any(c in label for c in " '=") else label
     fields = [
@@ -104,6 +119,7 @@ def finish(service: str, status: int, message: str, perf: Sequence[str] = ()) ->
 
 
 def usage_error(service: str, message: str) -> NoReturn:
+    """Print ``SERVICE UNKNOWN - message`` and exit UNKNOWN: the plugin could not measure."""
     print(f"{service} UNKNOWN - {message}")
     sys.exit(UNKNOWN)
 

@@ -6,7 +6,7 @@ no stage keeps depth bookkeeping by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import trio
@@ -37,6 +37,11 @@ class ChannelDepthCollector(Collector):
         yield capacity
 
 
+def _registered(collector: SpoolCollector, registry: CollectorRegistry) -> SpoolCollector:
+    registry.register(collector)
+    return collector
+
+
 def _registry_with_queues(
     registry: CollectorRegistry | None, queues: ChannelDepthCollector | None
 ) -> tuple[CollectorRegistry, ChannelDepthCollector]:
@@ -45,6 +50,23 @@ def _registry_with_queues(
         queues = ChannelDepthCollector()
         registry.register(queues)
     return registry, queues
+
+
+class SpoolCollector(Collector):
+    """``pipeline_agent_spool_events`` and ``_bytes``, read from the spool at scrape time."""
+
+    def __init__(self) -> None:
+        self._count: Callable[[], int] = lambda: 0
+        self._bytes: Callable[[], int] = lambda: 0
+
+    def watch(self, count: Callable[[], int], size: Callable[[], int]) -> None:
+        self._count, self._bytes = count, size
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "pipeline_agent_spool_events", "Events in the spool (not yet acknowledged)", self._count()
+        )
+        yield GaugeMetricFamily("pipeline_agent_spool_bytes", "Bytes of events in the spool", self._bytes())
 
 
 @dataclass(slots=True)
@@ -115,6 +137,8 @@ class AgentMetrics:
     connection_failures: Counter
     events_unacked: Gauge
     metric_extraction_errors: Counter
+    spool: SpoolCollector
+    spool_dropped: Counter
 
     @classmethod
     def create(
@@ -152,5 +176,9 @@ class AgentMetrics:
                 "Check output lines metric extraction could not use",
                 ["check", "format"],
                 registry=r,
+            ),
+            spool=_registered(SpoolCollector(), r),
+            spool_dropped=Counter(
+                "pipeline_agent_spool_dropped", "Oldest events dropped because the spool was full", registry=r
             ),
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,10 @@ import trio
 
 from pipeline import __version__
 from pipeline.agent.api import create_agent_app
+from pipeline.agent.delivery import Delivery
 from pipeline.agent.executor import CheckExecutor
 from pipeline.agent.scheduler import Scheduler
+from pipeline.agent.spool import Spool
 from pipeline.agent.statsd import StatsdConfig, StatsdServer
 from pipeline.agent.system import collect_system
 from pipeline.errors import ValidationError
@@ -39,10 +40,6 @@ log = get_logger("agent")
 
 #: Events produced and not yet handed to the connection.
 OUTBOUND_BUFFER = 1024
-#: Events sent and not yet acknowledged, at most.
-SEND_WINDOW = 1000
-#: Events per ``events`` frame, at most.
-BATCH_MAX = 200
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
 
 
@@ -57,6 +54,9 @@ class AgentConfig:
     plugin_dirs: list[Path] = field(default_factory=list)
     api_addr: tuple[str, int] | None = ("127.0.0.1", 3031)
     statsd: StatsdConfig | None = None
+    #: where the spool lives; None keeps it in memory (tests, benchmarks)
+    data_dir: Path | None = None
+    spool_max_bytes: int = 256 * 1024 * 1024
 
 
 def agent_entity(config: AgentConfig) -> Entity:
@@ -94,8 +94,10 @@ class Agent:
         self._outbound_send, self._outbound = trio.open_memory_channel[Event](OUTBOUND_BUFFER)
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
         self.scheduler = Scheduler(config.name, self._run_check, self.submit, on_skip=self._count_skip)
-        self._unacked: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._window = trio.Semaphore(SEND_WINDOW)
+        spool_path = config.data_dir / "spool.db" if config.data_dir else Path(":memory:")
+        self.spool = Spool(spool_path, config.spool_max_bytes)
+        self.delivery = Delivery(self.spool, self._outbound, self.metrics)
+        self.metrics.spool.watch(lambda: self.spool.count, lambda: self.spool.bytes)
         self.connected = trio.Event()
 
     async def submit(self, event: Event) -> None:
@@ -104,7 +106,16 @@ class Agent:
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))
+        await trio.to_thread.run_sync(self.spool.open)
+        try:
+            await self._run_tasks(task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.spool.close)
+
+    async def _run_tasks(self, task_status: trio.TaskStatus[AgentAddresses]) -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.delivery.run_spooler)
             await nursery.start(self.scheduler.run)
             api = None
             if self.config.api_addr is not None:
@@ -164,7 +175,7 @@ class Agent:
             self.metrics.connected.set(1)
             self.connected.set()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send_loop, conn)
+                nursery.start_soon(self.delivery.send_loop, conn)
                 await self._receive_loop(conn)
                 nursery.cancel_scope.cancel()
         except (OSError, trio.BrokenResourceError, ProtocolError) as exc:
@@ -195,7 +206,7 @@ class Agent:
                 self._apply_hooks(message["hooks"])
                 self._apply_checks(message["checks"])
             elif message["type"] == protocol.ACK:
-                self._apply_ack(message["ids"], message["rejected"])
+                await self.delivery.acknowledge(message["ids"], message["rejected"])
             elif message["type"] == protocol.ERROR:
                 raise ProtocolError(f"backend error: {message['message']}")
         log.info("backend closed the connection", backend=conn.peer)
@@ -219,45 +230,3 @@ class Agent:
                 continue
             hooks[hook.metadata.name] = hook
         self.executor.hooks = hooks
-
-    def _apply_ack(self, ids: Sequence[str], rejected: Sequence[dict[str, str]]) -> None:
-        for event_id in ids:
-            if self._unacked.pop(event_id, None) is not None:
-                self._window.release()
-                self.metrics.events_acked.inc()
-        for item in rejected:
-            if self._unacked.pop(item.get("id", ""), None) is not None:
-                self._window.release()
-                self.metrics.events_rejected.inc()
-                log.error("backend rejected event", event_id=item.get("id"), error=item.get("error"))
-        self.metrics.events_unacked.set(len(self._unacked))
-
-    async def _send_loop(self, conn: MessageStream) -> None:
-        pending = list(self._unacked.values())
-        for start in range(0, len(pending), BATCH_MAX):
-            await conn.send(protocol.events(pending[start : start + BATCH_MAX]))
-        if pending:
-            log.info("resent unacknowledged events", count=len(pending))
-        while True:
-            await self._window.acquire()
-            try:
-                batch = [await self._outbound.receive()]
-            except BaseException:
-                self._window.release()  # the permit was for an event we never took
-                raise
-            while len(batch) < BATCH_MAX:
-                try:
-                    self._window.acquire_nowait()
-                except trio.WouldBlock:
-                    break
-                try:
-                    batch.append(self._outbound.receive_nowait())
-                except trio.WouldBlock:
-                    self._window.release()
-                    break
-            raw = [event.to_dict() for event in batch]
-            for item in raw:
-                self._unacked[item["id"]] = item
-            self.metrics.events_unacked.set(len(self._unacked))
-            await conn.send(protocol.events(raw))
-            self.metrics.events_sent.inc(len(raw))

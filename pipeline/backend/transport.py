@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
 import trio
 
 from pipeline.backend.eventd import EventProcessor, Outcome
@@ -58,12 +59,23 @@ class _Acks:
 
 
 def decode_agent_event(raw: Any) -> Event:
-    """An event from an agent's frame, validated (raises ValidationError)."""
-    event = Event.from_dict(raw)
+    """An event from an agent's frame (msgpack bytes or a map), validated (raises ValidationError)."""
+    event = Event.from_msgpack(raw) if isinstance(raw, bytes) else Event.from_dict(raw)
     event.validate()
     if not event.id:
         raise ValidationError("id", "an agent event must carry an id")
     return event
+
+
+def _id_of(raw: Any) -> str:
+    """The id of an event that failed to decode, if it can be read at all (for the reject)."""
+    if isinstance(raw, bytes):
+        try:
+            raw = msgpack.unpackb(raw, raw=False)
+        except (ValueError, msgpack.UnpackException):
+            return ""
+    value = raw.get("id", "") if isinstance(raw, dict) else ""
+    return value if isinstance(value, str) else ""
 
 
 class TransportServer:
@@ -162,7 +174,7 @@ class TransportServer:
             try:
                 event = decode_agent_event(raw)
             except ValidationError as exc:
-                event_id = raw.get("id", "") if isinstance(raw, dict) else ""
+                event_id = _id_of(raw)
                 self.metrics.events_rejected.labels("agent").inc()
                 log.warning("invalid event from agent", agent=agent, event_id=event_id, error=exc)
                 acks.reject(str(event_id), str(exc))

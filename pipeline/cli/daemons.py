@@ -59,6 +59,19 @@ def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> Non
     )
 
 
+def add_spool_flags(parser: argparse.ArgumentParser, *, data: bool) -> None:
+    if data:
+        parser.add_argument(
+            "--data", type=Path, default=Path("data"), help="data directory, for the spool (default ./data)"
+        )
+    parser.add_argument(
+        "--spool-max-bytes",
+        type=int,
+        default=256 * 1024 * 1024,
+        help="bytes of unacknowledged events kept on disk; past that the oldest are dropped and counted (256 MiB)",
+    )
+
+
 def add_statsd_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--statsd-addr",
@@ -112,7 +125,7 @@ def _backend_config(args: argparse.Namespace) -> BackendConfig:
 
 
 def _agent_config(
-    args: argparse.Namespace, backend_addrs: list[tuple[str, int]], default_subs: list[str]
+    args: argparse.Namespace, backend_addrs: list[tuple[str, int]], default_subs: list[str], data_dir: Path
 ) -> AgentConfig:
     return AgentConfig(
         name=args.agent_name,
@@ -124,6 +137,8 @@ def _agent_config(
         plugin_dirs=args.plugin_dirs or default_plugin_dirs(),
         api_addr=args.agent_api_addr,
         statsd=_statsd_config(args),
+        data_dir=data_dir,
+        spool_max_bytes=args.spool_max_bytes,
     )
 
 
@@ -175,7 +190,7 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    config = _agent_config(args, args.backend_addr or [("127.0.0.1", 8081)], [])
+    config = _agent_config(args, args.backend_addr or [("127.0.0.1", 8081)], [], args.data)
 
     async def main(nursery: trio.Nursery) -> None:
         await nursery.start(Agent(config).run)
@@ -195,7 +210,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         agent_metrics = AgentMetrics.create(backend_metrics.registry, backend_metrics.queues)
         backend = Backend(backend_config, backend_metrics)
         addresses = await nursery.start(backend.run)
-        agent_config = _agent_config(args, [addresses.transport], ["system"])
+        agent_config = _agent_config(args, [addresses.transport], ["system"], args.data / "agent")
         await nursery.start(Agent(agent_config, agent_metrics).run)
         print(f"pipeline is up: API {addresses.api_url}, agent {agent_config.name!r}", file=sys.stderr, flush=True)
 

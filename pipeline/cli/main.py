@@ -24,6 +24,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     up = commands.add_parser("up", help="run a backend and a local agent in one process tree")
     daemons.add_backend_flags(up)
     daemons.add_agent_flags(up, prefix="agent-")
+    daemons.add_spool_flags(up, data=False)
     daemons.add_statsd_flags(up)
     daemons.add_common_flags(up)
     up.set_defaults(func=daemons.cmd_up)
@@ -43,6 +44,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="backend transport HOST:PORT (default 127.0.0.1:8081)",
     )
     daemons.add_agent_flags(agent)
+    daemons.add_spool_flags(agent, data=True)
     daemons.add_statsd_flags(agent)
     daemons.add_common_flags(agent)
     agent.set_defaults(func=daemons.cmd_agent)

@@ -7,7 +7,8 @@ not understand.
 
 Agent -> backend:
     ``hello``   {version, agent, namespace, subscriptions, entity}: first frame of a connection.
-    ``events``  {events: [event dict, ...]}: a batch of Sensu v2 events.
+    ``events``  {events: [event, ...]}: a batch of Sensu v2 events, each either msgpack bytes of
+                the event map (what the agent sends: the bytes it spooled, packed once) or the map.
 Backend -> agent:
     ``welcome`` {version, backend}: the handshake was accepted.
     ``checks``  {checks: [CheckConfig dict, ...], hooks: [HookConfig dict, ...]}: the full set of
@@ -21,6 +22,7 @@ Backend -> agent:
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,8 +130,8 @@ def checks(configs: list[dict[str, Any]], hooks: list[dict[str, Any]] | None = N
     return {"type": CHECKS, "checks": configs, "hooks": hooks or []}
 
 
-def events(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": EVENTS, "events": batch}
+def events(batch: Sequence[bytes | dict[str, Any]]) -> dict[str, Any]:
+    return {"type": EVENTS, "events": list(batch)}
 
 
 def ack(ids: list[str], rejected: list[dict[str, str]] | None = None) -> dict[str, Any]:
