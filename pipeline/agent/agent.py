@@ -7,6 +7,7 @@ events, which it sends again after a reconnect.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.process import plugin_environment
 from pipeline.wire import protocol
-from pipeline.wire.protocol import ProtocolError
+from pipeline.wire.protocol import FrameDecoder, ProtocolError
 from pipeline.wire.stream import MessageStream
 
 log = get_logger("agent")
@@ -41,6 +42,17 @@ log = get_logger("agent")
 #: Events produced and not yet handed to the connection.
 OUTBOUND_BUFFER = 1024
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+#: The last ``checks`` message, kept in the data directory.
+CHECKS_FILE = "checks.msgpack"
 
 
 @dataclass(slots=True)
@@ -117,6 +129,7 @@ class Agent:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.delivery.run_spooler)
             await nursery.start(self.scheduler.run)
+            await self._schedule_remembered_checks()
             api = None
             if self.config.api_addr is not None:
                 app = create_agent_app(self.metrics.registry, lambda: self.connected.is_set())
@@ -205,11 +218,36 @@ class Agent:
             if message["type"] == protocol.CHECKS:
                 self._apply_hooks(message["hooks"])
                 self._apply_checks(message["checks"])
+                await self._remember_checks(message)
             elif message["type"] == protocol.ACK:
                 await self.delivery.acknowledge(message["ids"], message["rejected"])
             elif message["type"] == protocol.ERROR:
                 raise ProtocolError(f"backend error: {message['message']}")
         log.info("backend closed the connection", backend=conn.peer)
+
+    @property
+    def _checks_file(self) -> Path | None:
+        return self.config.data_dir / CHECKS_FILE if self.config.data_dir else None
+
+    async def _remember_checks(self, message: dict[str, Any]) -> None:
+        """Keep the last checks received on disk, so a restart without a backend still runs them."""
+        path = self._checks_file
+        if path is not None:
+            data = protocol.encode_frame({"checks": message["checks"], "hooks": message["hooks"], "type": "checks"})
+            await trio.to_thread.run_sync(_write_atomically, path, data)
+
+    async def _schedule_remembered_checks(self) -> None:
+        path = self._checks_file
+        if path is None or not path.exists():
+            return
+        try:
+            (message,) = FrameDecoder().feed(await trio.to_thread.run_sync(path.read_bytes))
+        except (OSError, ValueError, ProtocolError) as exc:
+            log.error("remembered checks unreadable; waiting for the backend", path=str(path), error=exc)
+            return
+        self._apply_hooks(message["hooks"])
+        self._apply_checks(message["checks"])
+        log.info("scheduling the checks last received", count=len(message["checks"]), path=str(path))
 
     def _apply_checks(self, raw: Sequence[Any]) -> None:
         checks = []

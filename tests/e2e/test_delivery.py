@@ -53,6 +53,7 @@ def free_tcp_port() -> int:
 
 
 async def test_events_made_while_the_backend_is_away_survive_an_agent_restart(tmp_path: Path) -> None:
+    """The agent keeps its checks and its unacknowledged events on disk across a restart."""
     pipe = EventPipe(tmp_path / "events.fifo")
     port = free_tcp_port()
     agent_data = tmp_path / "agent"
@@ -91,6 +92,7 @@ async def test_events_made_while_the_backend_is_away_survive_an_agent_restart(tm
             second = CountingAgent(AgentConfig(name="web1", backend_addrs=[("127.0.0.1", port)], subscriptions=["web"],
                                                api_addr=None, data_dir=agent_data))  # fmt: skip
             await nursery.start(run_agent, second, trio.CancelScope())
+            await second.wait_for(1)  # it runs the checks it last received, with no backend yet
             await nursery.start(backend.run)
             delivered: set[str] = set()
             while not set(produced) <= delivered:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -16,25 +18,45 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
+import yaml
 
-from tests.support import EVENT_FILE_HANDLER, REPO
-
+REPO = Path(__file__).resolve().parents[2]
 CHECKS = REPO / "checks"
-sys.path.insert(0, str(CHECKS))
-from _nagios import Range, ThresholdError  # noqa: E402
+EVENT_FILE_HANDLER = REPO / "handlers" / "event-file"
 
+Arg = str | os.PathLike[str]
 PERFDATA_ITEM = r"('[^']+'|[^ =']+)=-?[0-9.]+[a-zA-Z%]*(;[^; ]*){0,4}"
+NUMBER = r"-?[0-9]+(\.[0-9]+)?"
 
 
-def run(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def load_nagios_helper() -> ModuleType:
+    """checks/_nagios.py as a module, without putting checks/ on sys.path for the whole session."""
+    spec = importlib.util.spec_from_file_location("_nagios", CHECKS / "_nagios.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building the class
+    spec.loader.exec_module(module)
+    return module
+
+
+nagios = load_nagios_helper()
+
+
+def run(
+    *args: Arg, stdin: bytes | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(a) for a in args],
+        [os.fspath(a) for a in args],
         input=stdin.decode() if stdin is not None else None,
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         check=False,
     )
 
@@ -48,26 +70,62 @@ def assert_nagios_line(output: str, service: str, state: str) -> None:
         assert re.fullmatch(rf"{PERFDATA_ITEM}( {PERFDATA_ITEM})*", perf), perf
 
 
+def perf_item(output: str, label: str) -> list[str]:
+    """The value and the warn;crit;min;max fields of one perfdata item, as printed."""
+    _, _, perf = output.strip().partition(" | ")
+    items = dict(item.split("=", 1) for item in perf.split(" "))
+    return items[label].split(";")
+
+
 @pytest.mark.parametrize(
     ("spec", "alerting", "quiet"),
     [
-        ("10", [-1, 10.5, 11], [0, 5, 10]),
-        ("10:", [9.9, -5], [10, 1e9]),
-        ("~:10", [10.1, 50], [-1e9, 10]),
-        ("10:20", [9, 21], [10, 15, 20]),
-        ("@10:20", [10, 15, 20], [9, 21]),
+        ("10", [-1, 10.5, 11], [0, 5, 10]),  # outside 0..10
+        ("10:", [9.9, -5], [10, 1e9]),  # below 10
+        ("~:10", [10.1, 50], [-1e9, -1, 10]),  # above 10; ~ is minus infinity
+        ("10:20", [9, 21], [10, 15, 20]),  # outside 10..20, ends included
+        ("@10:20", [10, 15, 20], [9, 21]),  # inside 10..20
+        ("@10", [0, 10], [-0.1, 10.1]),  # inside 0..10
+        ("-5:-1", [-6, 0], [-5, -3, -1]),
+        ("@~:0", [-1e9, 0], [0.1]),
+        (" 2.5 ", [2.6], [2.5]),
     ],
 )
 def test_nagios_range_syntax(spec: str, alerting: list[float], quiet: list[float]) -> None:
-    threshold = Range.parse(spec)
+    threshold = nagios.Range.parse(spec)
     assert [threshold.alerts(v) for v in alerting] == [True] * len(alerting)
     assert [threshold.alerts(v) for v in quiet] == [False] * len(quiet)
 
 
-@pytest.mark.parametrize("spec", ["", "x", "20:10", "1:2:3"])
+def test_a_range_keeps_its_text_for_perfdata() -> None:
+    threshold = nagios.Range.parse(" @10:20 ")
+    assert (threshold.start, threshold.end, threshold.inside, threshold.text) == (10, 20, True, "@10:20")
+    assert nagios.Range.parse("~:").start == -math.inf
+    assert nagios.perfdata("x", 1.5, "s", threshold, None, 0) == "x=1.5s;@10:20;;0"
+
+
+@pytest.mark.parametrize("spec", ["", "@", "x", "~", "20:10", "1:2:3", "nan", "@1:nan", "10%"])
 def test_bad_ranges_are_refused(spec: str) -> None:
-    with pytest.raises(ThresholdError):
-        Range.parse(spec)
+    with pytest.raises(nagios.ThresholdError, match=r"threshold|range"):
+        nagios.Range.parse(spec)
+
+
+def test_check_status_takes_the_worst_threshold() -> None:
+    warning, critical = nagios.Range.parse("80"), nagios.Range.parse("90")
+    statuses = [nagios.status_for(v, warning, critical) for v in (50, 85, 95)]
+    assert statuses == [nagios.OK, nagios.WARNING, nagios.CRITICAL]
+    assert nagios.status_for(95, None, None) == nagios.OK
+
+
+def test_check_load_on_this_machine() -> None:
+    result = run(CHECKS / "check_load", "-r", "-w", "4,3,2", "-c", "8,6,4")
+    assert result.returncode in (0, 1, 2)
+    load = rf"{NUMBER};[0-9]+;[0-9]+;0"
+    pattern = (
+        rf"LOAD [A-Z]+ - load average per CPU: {NUMBER}, {NUMBER}, {NUMBER} \| load1={load} load5={load} load15={load}"
+    )
+    assert re.fullmatch(pattern, result.stdout.strip()), result.stdout
+    assert perf_item(result.stdout, "load5")[1:] == ["3", "6", "0"]
 
 
 def test_check_load(tmp_path: Path) -> None:
@@ -75,24 +133,56 @@ def test_check_load(tmp_path: Path) -> None:
     loadavg.write_text("0.50 3.50 9.00 1/100 1234\n")
     ok = run(CHECKS / "check_load", "-w", "10", "-c", "20", "--loadavg", loadavg)
     assert ok.returncode == 0
-    assert_nagios_line(ok.stdout, "LOAD", "OK")
-    assert "load1=0.5;10;20;0 load5=3.5;10;20;0 load15=9;10;20;0" in ok.stdout
+    assert (
+        ok.stdout == "LOAD OK - load average: 0.50, 3.50, 9.00 | load1=0.5;10;20;0 load5=3.5;10;20;0 load15=9;10;20;0\n"
+    )
     warning = run(CHECKS / "check_load", "-w", "4,3,10", "-c", "8,6,20", "--loadavg", loadavg)
     assert warning.returncode == 1
+    assert_nagios_line(warning.stdout, "LOAD", "WARNING")
     critical = run(CHECKS / "check_load", "-w", "1,1,1", "-c", "8,6,4", "--loadavg", loadavg)
     assert critical.returncode == 2
     assert_nagios_line(critical.stdout, "LOAD", "CRITICAL")
+    inverted = run(CHECKS / "check_load", "-w", "@0:1", "-c", "100", "--loadavg", loadavg)
+    assert inverted.returncode == 1  # load1 0.5 is inside 0..1
+    two = run(CHECKS / "check_load", "-w", "4,3", "-c", "8", "--loadavg", loadavg)
+    assert two.returncode == 3
+    assert "expected 1 or 3 comma-separated ranges, got '4,3'" in two.stdout
+
+
+def test_check_load_per_cpu(tmp_path: Path) -> None:
+    cpus = os.cpu_count() or 1
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text(f"{10 * cpus} {10 * cpus} {10 * cpus} 1/100 1234\n")
+    per_cpu = run(CHECKS / "check_load", "-r", "-w", "5", "-c", "20", "--loadavg", loadavg)
+    assert per_cpu.returncode == 1
+    assert "load average per CPU: 10.00, 10.00, 10.00" in per_cpu.stdout
+    assert perf_item(per_cpu.stdout, "load1") == ["10", "5", "20", "0"]
+    total = run(CHECKS / "check_load", "-w", "5", "-c", f"{10 * cpus - 1}", "--loadavg", loadavg)
+    assert total.returncode == 2
+    assert perf_item(total.stdout, "load1")[0] == str(10 * cpus)
 
 
 def test_check_disk_thresholds_follow_real_usage() -> None:
     usage = shutil.disk_usage("/")
     percent = 100 * usage.used / usage.total
-    assert run(CHECKS / "check_disk", "-w", "100", "-c", "100").returncode == 0
+    assert percent > 0.01, "the root filesystem holds at least this test suite"
+    ok = run(CHECKS / "check_disk", "-w", "100", "-c", "100")
+    assert ok.returncode == 0
+    assert_nagios_line(ok.stdout, "DISK", "OK")
+    value, *fields = perf_item(ok.stdout, "used")
+    assert fields == ["100", "100", "0", "100"]
+    assert abs(float(value.removesuffix("%")) - percent) < 1
+    assert perf_item(ok.stdout, "used_bytes")[1:] == ["", "", "0", str(usage.total)]
     warning = run(CHECKS / "check_disk", "-w", f"{percent / 2:.3f}", "-c", "100")
     assert warning.returncode == 1
     assert_nagios_line(warning.stdout, "DISK", "WARNING")
     assert run(CHECKS / "check_disk", "-w", "0", "-c", f"{percent / 2:.3f}").returncode == 2
-    assert run(CHECKS / "check_disk", "-w", "80", "-c", "90", "-p", "/does/not/exist").returncode == 3
+    assert run(CHECKS / "check_disk", "-w", "@0:100", "-c", "100").returncode == 1  # "@": inside alerts
+    assert run(CHECKS / "check_disk", "-w", "100", "-c", "~:0").returncode == 2  # above 0
+    assert run(CHECKS / "check_disk", "-w", "100", "-c", f"{percent / 2:.3f}:").returncode == 0  # below only
+    missing = run(CHECKS / "check_disk", "-w", "80", "-c", "90", "-p", "/does/not/exist")
+    assert missing.returncode == 3
+    assert missing.stdout.startswith("DISK UNKNOWN - cannot read /does/not/exist")
 
 
 def test_check_memory(tmp_path: Path) -> None:
@@ -101,8 +191,13 @@ def test_check_memory(tmp_path: Path) -> None:
     result = run(CHECKS / "check_memory", "-w", "80", "-c", "90", "--meminfo", meminfo)
     assert result.returncode == 1  # 85% used
     assert_nagios_line(result.stdout, "MEMORY", "WARNING")
-    assert "used=85%;80;90;0;100" in result.stdout
-    assert run(CHECKS / "check_memory", "-w", "80", "-c", "90").returncode in (0, 1, 2)
+    assert "used=85%;80;90;0;100 used_bytes=870400B;;;0;1024000" in result.stdout
+    old_kernel = tmp_path / "old"
+    old_kernel.write_text("MemTotal: 1000 kB\nMemFree: 100 kB\n")
+    assert run(CHECKS / "check_memory", "-w", "80", "-c", "90", "--meminfo", old_kernel).returncode == 3
+    real = run(CHECKS / "check_memory", "-w", "100", "-c", "100")
+    assert real.returncode == 0
+    assert_nagios_line(real.stdout, "MEMORY", "OK")
 
 
 def test_check_file_age(tmp_path: Path) -> None:
@@ -110,13 +205,16 @@ def test_check_file_age(tmp_path: Path) -> None:
     path.write_text("")
     old = time.time() - 500
     os.utime(path, (old, old))
-    assert run(CHECKS / "check_file_age", "-f", path, "-w", "1000", "-c", "2000").returncode == 0
+    ok = run(CHECKS / "check_file_age", "-f", path, "-w", "1000", "-c", "2000")
+    assert ok.returncode == 0
+    assert re.search(r"\| age=50[0-9]s;1000;2000;0$", ok.stdout.strip()), ok.stdout
     warning = run(CHECKS / "check_file_age", "-f", path, "-w", "100", "-c", "2000")
     assert warning.returncode == 1
     assert_nagios_line(warning.stdout, "FILE_AGE", "WARNING")
     assert run(CHECKS / "check_file_age", "-f", path, "-w", "100", "-c", "200").returncode == 2
     missing = run(CHECKS / "check_file_age", "-f", tmp_path / "nope")
     assert missing.returncode == 2
+    assert_nagios_line(missing.stdout, "FILE_AGE", "CRITICAL")
     assert "does not exist" in missing.stdout
 
 
@@ -138,6 +236,22 @@ def test_usage_follows_the_monitoring_plugins_guidelines(plugin: str) -> None:
     assert (version.returncode, version.stdout) == (3, f"{plugin} (pipeline-plugins 0.1.0)\n")
 
 
+@pytest.mark.parametrize("plugin", ["check_load", "check_disk", "check_memory", "check_swap"])
+def test_missing_thresholds_are_unknown(plugin: str) -> None:
+    result = run(CHECKS / plugin)
+    assert result.returncode == 3
+    assert "UNKNOWN - the following arguments are required: -w/--warning, -c/--critical" in result.stdout
+
+
+def test_plugins_are_stand_alone_executables() -> None:
+    for path in [*(CHECKS / p for p in PLUGINS), EVENT_FILE_HANDLER]:
+        text = path.read_text()
+        assert text.startswith("#!/usr/bin/env python3\n"), path
+        assert os.access(path, os.X_OK), path
+        assert not re.search(r"^\s*(from|import) pipeline\b", text, re.MULTILINE), path
+    assert "pipeline" not in (CHECKS / "_nagios.py").read_text().replace("pipeline-plugins", "")
+
+
 @pytest.mark.parametrize(
     ("plugin", "required"),
     [("check_load", []), ("check_disk", []), ("check_memory", []), ("check_swap", []), ("check_procs", []),
@@ -147,14 +261,28 @@ def test_a_bad_range_is_unknown(plugin: str, required: list[str]) -> None:
     result = run(CHECKS / plugin, "-w", "not-a-range", "-c", "1", *required)
     assert result.returncode == 3
     assert "UNKNOWN - not a Nagios range: 'not-a-range'" in result.stdout
+    assert f"usage: {plugin}" in result.stdout
 
 
 def test_event_file_appends_one_line_per_event(tmp_path: Path) -> None:
     out = tmp_path / "events.jsonl"
-    events = [{"entity": {"metadata": {"name": "web1"}}, "check": {"output": "line1\nline2 ü"}}, {"id": "2"}]
+    events = [
+        {"entity": {"metadata": {"name": "web1"}}, "check": {"output": "line1\nline2 ü", "status": 2}},
+        {"id": "2"},
+    ]
     for event in events:
-        assert run(EVENT_FILE_HANDLER, out, stdin=json.dumps(event).encode()).returncode == 0
-    assert [json.loads(line) for line in out.read_text().splitlines()] == events
+        assert run(EVENT_FILE_HANDLER, out, stdin=json.dumps(event, indent=2).encode()).returncode == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == events
+    assert lines[1] == '{"id":"2"}'  # compact, as read
+
+
+def test_event_file_writes_the_object_it_read_unchanged(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    raw = '{"z": 1, "a": {"y": [1.5, 12345678901234567890, null, true]}, "s": "\\u00fc \\ud83d\\ude00 \\ud800"}'
+    assert run(EVENT_FILE_HANDLER, out, stdin=raw.encode()).returncode == 0
+    assert json.loads(out.read_text()) == json.loads(raw)
+    assert list(json.loads(out.read_text())) == ["z", "a", "s"]  # key order kept
 
 
 def test_event_file_defaults_to_the_data_dir(tmp_path: Path) -> None:
@@ -163,12 +291,75 @@ def test_event_file_defaults_to_the_data_dir(tmp_path: Path) -> None:
     assert (tmp_path / "events.jsonl").read_text() == '{"a":1}\n'
 
 
-@pytest.mark.parametrize(("stdin", "message"), [(b"{nope", "stdin is not JSON"), (b"[1]", "expected a JSON object")])
+def test_event_file_falls_back_to_the_working_directory(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PIPELINE_DATA_DIR"}
+    assert run(EVENT_FILE_HANDLER, stdin=b'{"a": 1}', env=env, cwd=tmp_path).returncode == 0
+    assert (tmp_path / "events.jsonl").read_text() == '{"a":1}\n'
+
+
+def test_concurrent_event_file_runs_never_interleave_lines(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    inputs = []
+    for n in range(12):  # lines far above PIPE_BUF, so only one write per line keeps them whole
+        path = tmp_path / f"in{n}.json"
+        path.write_text(json.dumps({"id": str(n), "check": {"output": str(n) * 300_000}}))
+        inputs.append(path.open("rb"))
+    try:
+        processes = [subprocess.Popen([EVENT_FILE_HANDLER, out], stdin=f) for f in inputs]
+        assert [p.wait() for p in processes] == [0] * len(processes)
+    finally:
+        for f in inputs:
+            f.close()
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(int(e["id"]) for e in events) == list(range(12))
+    assert all(e["check"]["output"] == e["id"] * 300_000 for e in events)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (b"{nope", "stdin is not JSON"),
+        (b"", "stdin is not JSON"),
+        (b"\xff\xfe{", "stdin is not JSON"),
+        (b'{"a": NaN}', "NaN is not a JSON value"),
+        (b'{"a": 1e400}', "number '1e400' is not finite"),
+        (b"[1]", "expected a JSON object on stdin, got list"),
+    ],
+)
 def test_event_file_rejects_what_is_not_an_event(tmp_path: Path, stdin: bytes, message: str) -> None:
-    result = run(EVENT_FILE_HANDLER, tmp_path / "out", stdin=stdin)
+    result = subprocess.run([EVENT_FILE_HANDLER, tmp_path / "out"], input=stdin, capture_output=True, check=False)
     assert result.returncode == 2
-    assert message in result.stderr
+    assert message in result.stderr.decode()
     assert not (tmp_path / "out").exists()
+
+
+def test_event_file_reports_a_file_it_cannot_write(tmp_path: Path) -> None:
+    result = run(EVENT_FILE_HANDLER, tmp_path / "missing-dir" / "events.jsonl", stdin=b"{}")
+    assert result.returncode == 1
+    assert f"event-file: cannot append to {tmp_path / 'missing-dir' / 'events.jsonl'}" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["checks.yml", "handlers.yml"])
+def test_default_config_documents_are_sensu_resources(name: str) -> None:
+    documents: list[Any] = list(yaml.safe_load_all((REPO / "config" / name).read_text()))
+    assert documents
+    for document in documents:
+        assert {"type", "api_version", "metadata", "spec"} <= set(document), document
+        assert document["api_version"] == "core/v2"
+        assert document["metadata"]["name"]
+
+
+def test_default_checks_run_the_shipped_plugins() -> None:
+    checks = list(yaml.safe_load_all((REPO / "config" / "checks.yml").read_text()))
+    handlers = {h["metadata"]["name"] for h in yaml.safe_load_all((REPO / "config" / "handlers.yml").read_text())}
+    for check in checks:
+        spec = check["spec"]
+        plugin = spec["command"].split()[0]
+        assert (CHECKS / plugin).exists(), plugin
+        assert set(spec["handlers"]) <= handlers
+        assert spec["subscriptions"] == ["system"]
+        result = run(CHECKS / plugin, *spec["command"].split()[1:])
+        assert result.returncode in (0, 1, 2), result.stdout  # the shipped arguments are valid here
 
 
 def test_check_swap(tmp_path: Path) -> None:
@@ -328,7 +519,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 
 def test_check_cert_expiry(tls_server: tuple[int, Path]) -> None:
     port, _ = tls_server
-    base = [CHECKS / "check_cert_expiry", "-H", "127.0.0.1", "-p", str(port)]
+    base: list[Arg] = [CHECKS / "check_cert_expiry", "-H", "127.0.0.1", "-p", str(port)]
     unverified = run(*base)
     assert unverified.returncode == 2
     assert "does not verify" in unverified.stdout
