@@ -116,6 +116,12 @@ class Agent:
         """Queue an event for the backend (waits while the outbound queue is full)."""
         await self._outbound_send.send(event)
 
+    async def submit_durably(self, event: Event) -> None:
+        """Queue an event and return once it is in the on-disk spool."""
+        spooled = self.delivery.spooled_event(event.id)
+        await self.submit(event)
+        await spooled.wait()
+
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))
         await trio.to_thread.run_sync(self.spool.open)
@@ -132,7 +138,9 @@ class Agent:
             await self._schedule_remembered_checks()
             api = None
             if self.config.api_addr is not None:
-                app = create_agent_app(self.metrics.registry, lambda: self.connected.is_set())
+                app = create_agent_app(
+                    self.metrics.registry, lambda: self.connected.is_set(), self.submit_durably, self.entity
+                )
                 api = await nursery.start(serve_app, app, self.config.api_addr)
                 log.info("agent API listening", address=f"{api[0]}:{api[1]}")
             statsd = None

@@ -1,17 +1,65 @@
-"""The agent's local HTTP API: ``/healthz`` and Prometheus ``/metrics`` (Sensu's port 3031)."""
+"""The agent's local HTTP API (Sensu's port 3031): external results, health, metrics.
+
+``POST /events`` takes a Sensu Go event from a local program (a cron job, a script) and
+answers 202 once it is on disk in the spool, so a 202 is never lost to an agent crash. As
+Sensu Go's agent prepares it: the entity is always the agent's own (an entity of another
+name makes the check about that proxy entity), a missing interval is 1, ``executed`` and
+``timestamp`` are now, the namespace is the agent's, and an id is given.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from pipeline import __version__
+from pipeline.errors import ValidationError
+from pipeline.model import Entity, Event, new_event_id
+from pipeline.model.codec import decode, encode
 
-def create_agent_app(registry: CollectorRegistry, is_connected: Callable[[], bool]) -> Starlette:
+#: Bodies larger than this are refused with 413.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
+    """A locally submitted event, completed as Sensu Go's agent does (raises ValidationError)."""
+    event = Event.from_json(body)
+    if event.check is None and event.metrics is None:
+        raise ValidationError("", "event must contain a check or metrics")
+    given = event.entity.metadata.name if event.entity is not None else ""
+    namespace = agent.metadata.namespace
+    event.entity = decode(Entity, encode(agent))
+    event.metadata.namespace = namespace
+    event.timestamp = int(now)
+    event.id = event.id or new_event_id()
+    if event.check is not None:
+        check = event.check
+        if not check.metadata.name:
+            raise ValidationError("check.metadata.name", "a check needs a name")
+        if given and given != agent.metadata.name:
+            check.proxy_entity_name = given
+        check.metadata.namespace = namespace
+        check.interval = check.interval or 1
+        check.executed = int(now)
+        check.processed_by = agent.metadata.name
+    event.validate()
+    return event
+
+
+def create_agent_app(
+    registry: CollectorRegistry,
+    is_connected: Callable[[], bool],
+    submit: Callable[[Event], Awaitable[None]] | None = None,
+    entity: Entity | None = None,
+    *,
+    wall_clock: Callable[[], float] = time.time,
+) -> Starlette:
     async def healthz(request: Request) -> Response:
         # Sensu Go's agent answers exactly these bodies.
         if is_connected():
@@ -21,4 +69,23 @@ def create_agent_app(registry: CollectorRegistry, is_connected: Callable[[], boo
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+    async def version(request: Request) -> Response:
+        return JSONResponse({"version": __version__})
+
+    async def post_event(request: Request) -> Response:
+        assert submit is not None
+        assert entity is not None
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return JSONResponse({"message": f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}"}, status_code=413)
+        try:
+            event = prepare_local_event(body, entity, wall_clock())
+        except ValidationError as exc:
+            return JSONResponse({"message": str(exc)}, status_code=400)
+        await submit(event)
+        return Response(status_code=202)
+
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/version", version)]
+    if submit is not None and entity is not None:
+        routes.append(Route("/events", post_event, methods=["POST"]))
+    return Starlette(routes=routes)

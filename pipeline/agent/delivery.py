@@ -40,6 +40,8 @@ class Delivery:
         self._spooled = trio.Event()
         self._acked = trio.Event()
         self._in_flight: set[str] = set()
+        #: submitters waiting to hear that their event is on disk, by event id
+        self._waiting: dict[str, trio.Event] = {}
 
     async def _spool_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -57,7 +59,16 @@ class Delivery:
             if dropped:
                 self.metrics.spool_dropped.inc(dropped)
                 log.warning("spool full: oldest events dropped", dropped=dropped, max_bytes=self.spool.max_bytes)
+            for event in batch:
+                waiter = self._waiting.pop(event.id, None)
+                if waiter is not None:
+                    waiter.set()
             self._wake_sender()
+
+    def spooled_event(self, event_id: str) -> trio.Event:
+        """An event set once ``event_id`` is written to the spool (register before submitting)."""
+        waiter = self._waiting[event_id] = trio.Event()
+        return waiter
 
     def _wake_sender(self) -> None:
         self._spooled.set()

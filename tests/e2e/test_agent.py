@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import trio
 
@@ -135,3 +136,42 @@ async def test_hooks_sent_by_the_backend_run_on_a_failing_check(tmp_path: Path) 
     assert hook["command"] == "disk-usage"
     assert hook["status"] == 0
     assert hook["output"].startswith("Filesystem")
+
+
+async def test_results_posted_to_the_local_api_are_spooled_then_delivered(tmp_path: Path) -> None:
+    pipe = EventPipe(tmp_path / "events.fifo")
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", capture_handler(pipe.path)))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], api_addr=("127.0.0.1", 0),
+                                      data_dir=tmp_path / "agent"))  # fmt: skip
+            api = (await nursery.start(agent.run)).api
+            assert api is not None
+            url = f"http://{api[0]}:{api[1]}/events"
+            async with httpx.AsyncClient() as client:
+                cron_job = {"check": {"metadata": {"name": "backup"}, "status": 1, "output": "backup late",
+                                      "handlers": ["capture"]}}  # fmt: skip
+                assert (await client.post(url, json=cron_job)).status_code == 202
+                about_a_switch = {"entity": {"metadata": {"name": "switch1"}},
+                                  "check": {"metadata": {"name": "ping"}, "status": 2, "handlers": ["capture"]}}  # fmt: skip
+                assert (await client.post(url, json=about_a_switch)).status_code == 202
+                bad = await client.post(url, content=b'{"check": {"status": "x"}}')
+                assert bad.status_code == 400
+                assert bad.json() == {"message": "check.status: expected integer, got string 'x'"}
+                nameless = await client.post(url, json={"check": {"status": 0}})
+                assert nameless.json() == {"message": "check.metadata.name: a check needs a name"}
+                assert (await client.get(url.replace("/events", "/version"))).json() == {"version": "0.1.0"}
+            received = {}
+            while set(received) != {"backup", "ping"}:
+                event = await pipe.next_event()
+                received[event["check"]["metadata"]["name"]] = event
+            nursery.cancel_scope.cancel()
+    await pipe.aclose()
+    backup, ping = received["backup"], received["ping"]
+    assert backup["entity"]["metadata"]["name"] == "web1"
+    assert backup["entity"]["entity_class"] == "agent"
+    assert (backup["check"]["status"], backup["check"]["output"], backup["check"]["interval"]) == (1, "backup late", 1)
+    assert ping["entity"]["metadata"]["name"] == "switch1"  # the backend made it about the proxy entity
+    assert ping["entity"]["entity_class"] == "proxy"
+    assert ping["check"]["proxy_entity_name"] == "switch1"
