@@ -29,7 +29,7 @@ from pipeline.errors import ValidationError
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
-from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, entity_subscription
+from pipeline.model import Check, CheckConfig, Entity, Event, ObjectMeta, entity_subscription, new_event_id
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.process import plugin_environment
@@ -131,9 +131,34 @@ class Agent:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.spool.close)
 
+    def lifecycle_event(self, what: str) -> Event:
+        """``agent_started`` / ``agent_stopped``: a change event of the agent's own entity."""
+        now = int(time.time())
+        namespace = self.entity.metadata.namespace
+        check = Check(
+            metadata=ObjectMeta(name=what, namespace=namespace),
+            status=0,
+            output=f"{what} pipeline-agent {__version__} / on {self.entity.system.hostname}",
+            executed=now,
+            issued=now,
+            interval=1,
+            processed_by=self.config.name,
+        )
+        return Event(timestamp=now, entity=self.entity, check=check, metadata=ObjectMeta(namespace=namespace),
+                     id=new_event_id())  # fmt: skip
+
+    async def stop(self) -> None:
+        """Say ``agent_stopped`` and wait for the backend's ack (the caller bounds the wait)."""
+        event = self.lifecycle_event("agent_stopped")
+        acknowledged = self.delivery.acknowledged_event(event.id)
+        await self.submit(event)
+        log.info("agent stopping", agent=self.config.name)
+        await acknowledged.wait()
+
     async def _run_tasks(self, task_status: trio.TaskStatus[AgentAddresses]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.delivery.run_spooler)
+            await self.submit(self.lifecycle_event("agent_started"))
             await nursery.start(self.scheduler.run)
             await self._schedule_remembered_checks()
             api = None

@@ -40,8 +40,9 @@ class Delivery:
         self._spooled = trio.Event()
         self._acked = trio.Event()
         self._in_flight: set[str] = set()
-        #: submitters waiting to hear that their event is on disk, by event id
+        #: submitters waiting to hear that their event is on disk, or acknowledged, by event id
         self._waiting: dict[str, trio.Event] = {}
+        self._ack_waiting: dict[str, trio.Event] = {}
 
     async def _spool_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -64,6 +65,11 @@ class Delivery:
                 if waiter is not None:
                     waiter.set()
             self._wake_sender()
+
+    def acknowledged_event(self, event_id: str) -> trio.Event:
+        """An event set once the backend acknowledges ``event_id`` (register before submitting)."""
+        waiter = self._ack_waiting[event_id] = trio.Event()
+        return waiter
 
     def spooled_event(self, event_id: str) -> trio.Event:
         """An event set once ``event_id`` is written to the spool (register before submitting)."""
@@ -108,5 +114,9 @@ class Delivery:
         self.metrics.events_acked.inc(len(ids))
         self.metrics.events_rejected.inc(len(refused))
         self.metrics.events_unacked.set(len(self._in_flight))
+        for event_id in [*ids, *refused]:
+            waiter = self._ack_waiting.pop(event_id, None)
+            if waiter is not None:
+                waiter.set()
         self._acked.set()
         self._acked = trio.Event()

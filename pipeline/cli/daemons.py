@@ -142,22 +142,31 @@ def _agent_config(
     )
 
 
-async def _until_signalled(main: Callable[[trio.Nursery], Awaitable[None]]) -> None:
-    """Run ``main`` until it returns or SIGINT/SIGTERM arrives, then stop everything cleanly."""
+Stopper = Callable[[], Awaitable[None]]
+#: How long a clean stop may take (the agent waiting for the ack of agent_stopped).
+STOP_GRACE = 5.0
+
+
+async def _until_signalled(main: Callable[[trio.Nursery], Awaitable[Stopper | None]]) -> None:
+    """Run ``main`` until SIGINT/SIGTERM, let its stopper finish (bounded), then stop everything."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            stopper: list[Stopper | None] = [None]
 
             async def stop_on_signal() -> None:
                 async for signum in signals:
                     log.info("stopping", signal=signal.Signals(signum).name)
+                    if stopper[0] is not None:
+                        with trio.move_on_after(STOP_GRACE):
+                            await stopper[0]()
                     nursery.cancel_scope.cancel()
                     return
 
             nursery.start_soon(stop_on_signal)
-            await main(nursery)
+            stopper[0] = await main(nursery)
 
 
-def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitable[None]]) -> int:
+def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitable[Stopper | None]]) -> int:
     """Run until signalled; a port in use or an unusable store is one clear line and exit 1."""
     logs.configure(args.log_level)
     failures: list[BaseException] = []
@@ -185,6 +194,7 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
     async def main(nursery: trio.Nursery) -> None:
         await nursery.start(Backend(config).run)
+        return None
 
     return run_daemon(args, main)
 
@@ -192,8 +202,10 @@ def cmd_backend(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     config = _agent_config(args, args.backend_addr or [("127.0.0.1", 8081)], [], args.data)
 
-    async def main(nursery: trio.Nursery) -> None:
-        await nursery.start(Agent(config).run)
+    async def main(nursery: trio.Nursery) -> Stopper:
+        agent = Agent(config)
+        await nursery.start(agent.run)
+        return agent.stop
 
     return run_daemon(args, main)
 
@@ -204,15 +216,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ConfigErrors as exc:
         return _config_failed(exc)
 
-    async def main(nursery: trio.Nursery) -> None:
+    async def main(nursery: trio.Nursery) -> Stopper:
         # One process, one /metrics: the agent's metrics join the backend's registry.
         backend_metrics = BackendMetrics.create()
         agent_metrics = AgentMetrics.create(backend_metrics.registry, backend_metrics.queues)
         backend = Backend(backend_config, backend_metrics)
         addresses = await nursery.start(backend.run)
         agent_config = _agent_config(args, [addresses.transport], ["system"], args.data / "agent")
-        await nursery.start(Agent(agent_config, agent_metrics).run)
+        agent = Agent(agent_config, agent_metrics)
+        await nursery.start(agent.run)
         print(f"pipeline is up: API {addresses.api_url}, agent {agent_config.name!r}", file=sys.stderr, flush=True)
+        return agent.stop
 
     return run_daemon(args, main)
 

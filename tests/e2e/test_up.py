@@ -16,6 +16,7 @@ import httpx
 import pytest
 import trio
 
+from pipeline.store import SQLiteStore
 from tests.support import EVENT_FILE_HANDLER, EventPipe, pipeline_command, write_config
 
 pytestmark = pytest.mark.e2e
@@ -143,6 +144,16 @@ async def test_check_result_travels_from_yaml_to_a_pipe_handler(tmp_path: Path) 
 
             process.send_signal(signal.SIGTERM)
             assert await process.wait() == 0
+            # The agent said it started and, before exiting, that it stopped (and waited for the ack).
+            store = SQLiteStore(tmp_path / "data" / "events.db")
+            store.open()
+            started = store.get_event("default", "e2e-agent", "agent_started")
+            stopped = store.get_event("default", "e2e-agent", "agent_stopped")
+            store.close()
+            assert started is not None
+            assert stopped is not None
+            assert stopped.check is not None
+            assert stopped.check.output.startswith("agent_stopped pipeline-agent 0.1.0 / on ")
         finally:
             if process.returncode is None:
                 process.kill()
