@@ -84,6 +84,12 @@ class BackendMetrics:
     handler_duration: Histogram
     agents_connected: Gauge
     transport_errors: Counter
+    auth_failures: Counter
+    keepalives_received: Counter
+    keepalive_failures: Counter
+    ttl_expired: Counter
+    entities_registered: Counter
+    entities_deregistered: Counter
 
     @classmethod
     def create(
@@ -120,6 +126,23 @@ class BackendMetrics:
             transport_errors=Counter(
                 "pipeline_transport_errors", "Transport connections closed on a protocol error", ["reason"], registry=r
             ),
+            auth_failures=Counter(
+                "pipeline_transport_auth_failures", "Agent handshakes refused for their credentials", registry=r
+            ),
+            keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),
+            keepalive_failures=Counter(
+                "pipeline_keepalive_failures",
+                "Failing keepalive events emitted for silent agents",
+                ["status"],
+                registry=r,
+            ),
+            ttl_expired=Counter(
+                "pipeline_check_ttl_expired", "Failing results emitted for checks past their ttl", registry=r
+            ),
+            entities_registered=Counter("pipeline_entities_registered", "Entities seen for the first time", registry=r),
+            entities_deregistered=Counter(
+                "pipeline_entities_deregistered", "Entities removed on deregistration", registry=r
+            ),
         )
 
 
@@ -139,6 +162,7 @@ class AgentMetrics:
     metric_extraction_errors: Counter
     spool: SpoolCollector
     spool_dropped: Counter
+    keepalives_sent: Counter
 
     @classmethod
     def create(
@@ -181,4 +205,5 @@ class AgentMetrics:
             spool_dropped=Counter(
                 "pipeline_agent_spool_dropped", "Oldest events dropped because the spool was full", registry=r
             ),
+            keepalives_sent=Counter("pipeline_agent_keepalives_sent", "Keepalives sent to the backend", registry=r),
         )

@@ -1,8 +1,10 @@
 """The agent daemon: connects to the backend, runs the checks it is given, sends their events.
 
 Events go into one bounded outbound channel (every source of events on the agent sends
-there); the connection task sends them in batches and keeps a window of unacknowledged
-events, which it sends again after a reconnect.
+there), then into the on-disk spool; the connection task sends them in batches and keeps a
+window of unacknowledged events, which it sends again after a reconnect. Beside them on the
+connection: keepalives (never spooled: a late keepalive means nothing) and heartbeats, so
+that a half-open connection is noticed within ``heartbeat_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from pipeline.agent.scheduler import Scheduler
 from pipeline.agent.spool import Spool
 from pipeline.agent.statsd import StatsdConfig, StatsdServer
 from pipeline.agent.system import collect_system
+from pipeline.core.keepalive import (
+    DEFAULT_CRITICAL_TIMEOUT,
+    DEFAULT_INTERVAL,
+    DEFAULT_WARNING_TIMEOUT,
+    keepalive_check,
+)
+from pipeline.core.redact import DEFAULT_REDACT, redacted_entity
 from pipeline.errors import ValidationError
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
@@ -32,7 +41,9 @@ from pipeline.metrics import AgentMetrics
 from pipeline.model import Check, CheckConfig, Entity, Event, ObjectMeta, entity_subscription, new_event_id
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
+from pipeline.model.entity import Deregistration
 from pipeline.process import plugin_environment
+from pipeline.tls import TLSFiles, client_context
 from pipeline.wire import protocol
 from pipeline.wire.protocol import FrameDecoder, ProtocolError
 from pipeline.wire.stream import MessageStream
@@ -65,20 +76,54 @@ class AgentConfig:
     annotations: dict[str, str] = field(default_factory=dict)
     plugin_dirs: list[Path] = field(default_factory=list)
     api_addr: tuple[str, int] | None = ("127.0.0.1", 3031)
+    #: the Sensu client socket (TCP and UDP); None disables it
+    socket_addr: tuple[str, int] | None = None
     statsd: StatsdConfig | None = None
     #: where the spool lives; None keeps it in memory (tests, benchmarks)
     data_dir: Path | None = None
     spool_max_bytes: int = 256 * 1024 * 1024
+    keepalive_interval: int = DEFAULT_INTERVAL
+    keepalive_warning_timeout: int = DEFAULT_WARNING_TIMEOUT
+    keepalive_critical_timeout: int = DEFAULT_CRITICAL_TIMEOUT
+    keepalive_handlers: list[str] = field(default_factory=list)
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 15.0
+    #: ``{user, password}`` or ``{token}``, sent in the handshake
+    credentials: dict[str, str] = field(default_factory=dict)
+    tls: TLSFiles = field(default_factory=TLSFiles)
+    redact: list[str] = field(default_factory=lambda: list(DEFAULT_REDACT))
+    deregister: bool = False
+    deregistration_handler: str = ""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the flag when the settings contradict each other."""
+        for flag, timeout in (("--keepalive-warning-timeout", self.keepalive_warning_timeout),
+                              ("--keepalive-critical-timeout", self.keepalive_critical_timeout)):  # fmt: skip
+            if timeout and timeout <= self.keepalive_interval:
+                raise ValueError(
+                    f"{flag} {timeout} must be greater than --keepalive-interval {self.keepalive_interval}"
+                )
+        if self.keepalive_interval <= 0:
+            raise ValueError(f"--keepalive-interval must be positive, got {self.keepalive_interval}")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError(
+                f"--heartbeat-timeout {self.heartbeat_timeout} must be greater than --heartbeat-interval "
+                f"{self.heartbeat_interval}"
+            )
 
 
 def agent_entity(config: AgentConfig) -> Entity:
-    """The agent's own entity, subscribed to ``entity:<name>`` as Sensu agents always are."""
+    """The agent's own entity, subscribed to ``entity:<name>`` as Sensu agents always are, with the
+    labels and annotations its ``redact`` list names masked: this is what leaves the agent."""
     subscriptions = list(dict.fromkeys([*config.subscriptions, entity_subscription(config.name)]))
-    return Entity(
+    entity = Entity(
         entity_class="agent",
         system=collect_system(),
         subscriptions=subscriptions,
         last_seen=int(time.time()),
+        deregister=config.deregister,
+        deregistration=Deregistration(handler=config.deregistration_handler),
+        redact=list(config.redact),
         metadata=ObjectMeta(
             name=config.name,
             namespace=config.namespace,
@@ -86,7 +131,9 @@ def agent_entity(config: AgentConfig) -> Entity:
             annotations=dict(config.annotations),
         ),
         sensu_agent_version=__version__,
+        keepalive_handlers=list(config.keepalive_handlers),
     )
+    return redacted_entity(entity)
 
 
 @dataclass(slots=True, frozen=True)
@@ -97,7 +144,10 @@ class AgentAddresses:
 
 class Agent:
     def __init__(self, config: AgentConfig, metrics: AgentMetrics | None = None) -> None:
+        config.validate()
         self.config = config
+        self._tls = client_context(config.tls) if config.tls.any else None
+        self._conn: MessageStream | None = None
         self.metrics = metrics or AgentMetrics.create()
         self.entity = agent_entity(config)
         self.executor = CheckExecutor(
@@ -148,12 +198,41 @@ class Agent:
                      id=new_event_id())  # fmt: skip
 
     async def stop(self) -> None:
-        """Say ``agent_stopped`` and wait for the backend's ack (the caller bounds the wait)."""
+        """Say ``agent_stopped`` and wait for the backend's ack, then deregister if configured to
+        (the caller bounds the wait)."""
         event = self.lifecycle_event("agent_stopped")
         acknowledged = self.delivery.acknowledged_event(event.id)
         await self.submit(event)
         log.info("agent stopping", agent=self.config.name)
         await acknowledged.wait()
+        if self.config.deregister:
+            await self._deregister()
+
+    async def _deregister(self) -> None:
+        request_id = new_event_id()
+        deregistered = self.delivery.acknowledged_event(request_id)
+        while True:
+            await self.connected.wait()
+            conn = self._conn
+            if conn is None:
+                continue
+            try:
+                await conn.send(protocol.deregister(request_id))
+                break
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await trio.sleep(0.1)  # until the connection task notices and reconnects
+        await deregistered.wait()
+        log.info("agent deregistered", agent=self.config.name)
+
+    def keepalive_event(self) -> Event:
+        now = time.time()
+        namespace = self.entity.metadata.namespace
+        check = keepalive_check(self.config.keepalive_interval, self.config.keepalive_warning_timeout,
+                                self.config.keepalive_critical_timeout, namespace, now)  # fmt: skip
+        check.processed_by = self.config.name
+        self.entity.last_seen = int(now)
+        return Event(timestamp=int(now), entity=self.entity, check=check, metadata=ObjectMeta(namespace=namespace),
+                     id=new_event_id())  # fmt: skip
 
     async def _run_tasks(self, task_status: trio.TaskStatus[AgentAddresses]) -> None:
         async with trio.open_nursery() as nursery:
@@ -205,37 +284,71 @@ class Agent:
             host, port = self.config.backend_addrs[attempt % len(self.config.backend_addrs)]
             attempt += 1
             try:
-                stream = await trio.open_tcp_stream(host, port)
+                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
             except OSError as exc:
                 self.metrics.connection_failures.inc()
                 log.warning("backend unreachable", backend=f"{host}:{port}", error=exc, retry_in=f"{delay:.1f}")
             else:
-                delay = RETRY_MIN
-                await self._serve_connection(MessageStream(stream, f"{host}:{port}"))
+                if self._tls is not None:
+                    stream = trio.SSLStream(stream, self._tls, server_hostname=host)
+                if await self._serve_connection(MessageStream(stream, f"{host}:{port}")):
+                    delay = RETRY_MIN
             await trio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, RETRY_MAX)
 
-    async def _serve_connection(self, conn: MessageStream) -> None:
+    async def _serve_connection(self, conn: MessageStream) -> bool:
+        """Serve one connection until it ends; True if the handshake succeeded."""
+        welcomed = False
         try:
-            await self._handshake(conn)
+            with trio.fail_after(self.config.heartbeat_timeout):
+                await self._handshake(conn)
+            welcomed = True
+            self._conn = conn
             self.metrics.connected.set(1)
             self.connected.set()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.delivery.send_loop, conn)
+                nursery.start_soon(self._send_keepalives, conn)
+                nursery.start_soon(self._send_heartbeats, conn)
                 await self._receive_loop(conn)
                 nursery.cancel_scope.cancel()
+        except trio.TooSlowError:
+            self.metrics.connection_failures.inc()
+            log.warning("backend silent: dropping the connection", backend=conn.peer,
+                        timeout=self.config.heartbeat_timeout)  # fmt: skip
         except (OSError, trio.BrokenResourceError, ProtocolError) as exc:
             self.metrics.connection_failures.inc()
             log.warning("backend connection lost", backend=conn.peer, error=exc)
         finally:
+            self._conn = None
             self.metrics.connected.set(0)
             self.connected = trio.Event()
             with trio.CancelScope(shield=True):
-                await conn.aclose()
+                with trio.move_on_after(1):  # a TLS close_notify to a dead peer must not hang us
+                    await conn.aclose()
+        return welcomed
+
+    async def _send_keepalives(self, conn: MessageStream) -> None:
+        while True:
+            await conn.send(protocol.keepalive(self.keepalive_event().to_msgpack()))
+            self.metrics.keepalives_sent.inc()
+            await trio.sleep(self.config.keepalive_interval)
+
+    async def _send_heartbeats(self, conn: MessageStream) -> None:
+        while True:
+            await trio.sleep(self.config.heartbeat_interval)
+            await conn.send(protocol.ping())
 
     async def _handshake(self, conn: MessageStream) -> None:
         await conn.send(
-            protocol.hello(self.config.name, self.config.namespace, self.entity.subscriptions, encode(self.entity))
+            protocol.hello(
+                self.config.name,
+                self.config.namespace,
+                self.entity.subscriptions,
+                encode(self.entity),
+                heartbeat_timeout=self.config.heartbeat_timeout,
+                credentials=self.config.credentials,
+            )
         )
         reply = await conn.receive()
         if reply is None:
@@ -247,8 +360,14 @@ class Agent:
         log.info("connected to backend", backend=conn.peer, backend_name=reply["backend"])
 
     async def _receive_loop(self, conn: MessageStream) -> None:
-        while (message := await conn.receive()) is not None:
-            if message["type"] == protocol.CHECKS:
+        while True:
+            with trio.fail_after(self.config.heartbeat_timeout):
+                message = await conn.receive()
+            if message is None:
+                break
+            if message["type"] == protocol.PING:
+                await conn.send(protocol.pong())
+            elif message["type"] == protocol.CHECKS:
                 self._apply_hooks(message["hooks"])
                 self._apply_checks(message["checks"])
                 await self._remember_checks(message)

@@ -1,4 +1,4 @@
-"""The backend's HTTP API: health, Prometheus metrics, and Sensu Go's events API.
+"""The backend's HTTP API: health, Prometheus metrics, and Sensu Go's events and entities APIs.
 
 Submitted events take the same path as an agent's (dedupe, state, store, handlers); the
 response is sent once the event is stored, so a GET right after a 201 sees it.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -21,16 +22,26 @@ from pipeline.backend.eventd import Outcome
 from pipeline.errors import ValidationError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import Event, new_event_id
+from pipeline.model import Entity, Event, new_event_id
+from pipeline.model.codec import encode
 from pipeline.store.base import EventStore
 
 log = get_logger("backend.api")
 
 EVENTS = "/api/core/v2/namespaces/{namespace}/events"
+ENTITIES = "/api/core/v2/namespaces/{namespace}/entities"
 #: Bodies larger than this are refused with 413.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 Submit = Callable[[Event, Callable[[str, Outcome], None]], Awaitable[None]]
+
+
+@dataclass(slots=True, frozen=True)
+class EntityService:
+    """What the entities API needs from the backend besides the store."""
+
+    last_seen: Callable[[str, str], float | None]
+    deregister: Callable[[str, str], Awaitable[None]]
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -78,6 +89,7 @@ def create_app(
     submit: Submit,
     metrics: BackendMetrics,
     *,
+    entities: EntityService | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The Starlette app; dependencies are passed in, background work lives in the daemon."""
@@ -121,6 +133,32 @@ def create_app(
             return error(500, "the event store failed; try again")
         return Response(status_code=201)
 
+    def entity_json(entity: Entity) -> dict[str, Any]:
+        seen = entities.last_seen(entity.metadata.namespace, entity.name) if entities else None
+        data: dict[str, Any] = encode(entity)
+        if seen is not None:
+            data["last_seen"] = int(seen)
+        return data
+
+    async def list_entities(request: Request) -> Response:
+        found = await read(store.list_entities, request.path_params["namespace"])
+        return JSONResponse([entity_json(e) for e in found])
+
+    async def get_entity(request: Request) -> Response:
+        p = request.path_params
+        entity = await read(store.get_entity, p["namespace"], p["entity"])
+        if entity is None:
+            return error(404, f"entity {p['entity']} not found in namespace {p['namespace']}")
+        return JSONResponse(entity_json(entity))
+
+    async def delete_entity(request: Request) -> Response:
+        p = request.path_params
+        if await read(store.get_entity, p["namespace"], p["entity"]) is None:
+            return error(404, f"entity {p['entity']} not found in namespace {p['namespace']}")
+        assert entities is not None
+        await entities.deregister(p["namespace"], p["entity"])
+        return Response(status_code=204)
+
     routes = [
         Route("/health", health),
         Route("/metrics", prometheus),
@@ -129,7 +167,11 @@ def create_app(
         Route(EVENTS + "/{entity}", list_events, methods=["GET"]),
         Route(EVENTS + "/{entity}/{check}", get_event, methods=["GET"]),
         Route(EVENTS + "/{entity}/{check}", create_event, methods=["PUT", "POST"]),
+        Route(ENTITIES, list_entities, methods=["GET"]),
+        Route(ENTITIES + "/{entity}", get_entity, methods=["GET"]),
     ]
+    if entities is not None:
+        routes.append(Route(ENTITIES + "/{entity}", delete_entity, methods=["DELETE"]))
     return Starlette(routes=routes)
 
 
@@ -150,4 +192,4 @@ def _client(request: Request) -> str:
     return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
 
 
-__all__ = ["create_app", "prepare_event"]
+__all__ = ["EntityService", "create_app", "prepare_event"]

@@ -1,7 +1,9 @@
 """The backend's event path: dedupe by id -> state -> store -> handlers.
 
-Submissions arrive on one bounded channel from every source (agent transport, HTTP API). A
-single task takes them in batches: replays are dropped by id, each check event's state is
+Submissions arrive on one bounded channel from every source (agent transport, HTTP API), and
+keepalives on a second one that is always taken first, so that a backlog of check results
+never delays them (a late keepalive would be a false alarm). A single task takes them in
+batches: replays are dropped by id, each check event's state is
 computed from the previous result of the same check (kept in memory, loaded from the store at
 start), the batch is written in one transaction, each submitter is told the outcome, and
 the events go on to the handlers.
@@ -29,6 +31,8 @@ log = get_logger("backend.eventd")
 
 #: Submissions waiting for the event processor, at most.
 INBOX_SIZE = 2000
+#: Keepalives waiting, at most.
+PRIORITY_INBOX_SIZE = 1000
 #: Events per store transaction, at most.
 BATCH_MAX = 500
 #: Event ids remembered in memory to drop replays without asking the store.
@@ -72,8 +76,10 @@ class EventProcessor:
         handlers: trio.MemorySendChannel[Event],
         *,
         wall_clock: Callable[[], float] = time.time,
+        on_stored: Callable[[Sequence[Event], float], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_stored = on_stored
         self.metrics = metrics
         self._handlers = handlers
         self._wall_clock = wall_clock
@@ -81,7 +87,15 @@ class EventProcessor:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._store_limiter = trio.CapacityLimiter(1)
         self.inbox, self._receive = trio.open_memory_channel[Submission](INBOX_SIZE)
+        self.priority_inbox, self._receive_priority = trio.open_memory_channel[Submission](PRIORITY_INBOX_SIZE)
+        self._work = trio.Event()
         metrics.queues.watch("eventd_inbox", self.inbox)  # type: ignore[arg-type]
+        metrics.queues.watch("eventd_priority_inbox", self.priority_inbox)  # type: ignore[arg-type]
+
+    @property
+    def checks(self) -> dict[CheckKey, Check]:
+        """Every check's latest result, as the processor holds it."""
+        return self._checks
 
     async def load_state(self) -> None:
         """Read every check's latest result from the store (once, at start)."""
@@ -90,17 +104,42 @@ class EventProcessor:
 
     async def submit(self, event: Event, reply: Reply | None = None) -> None:
         await self.inbox.send(Submission(event, reply))
+        self._work.set()
+
+    async def submit_priority(self, event: Event, reply: Reply | None = None) -> None:
+        """Submit ahead of every ordinary submission (keepalives)."""
+        await self.priority_inbox.send(Submission(event, reply))
+        self._work.set()
+
+    async def handle_only(self, event: Event) -> None:
+        """Send an event straight to the handlers, unstored (registration, deregistration)."""
+        await self._handlers.send(event)
+        self.metrics.events_processed.inc()
+
+    def forget_entity(self, namespace: str, name: str) -> None:
+        """Drop the state of a deregistered entity's checks: a new entity of that name starts afresh."""
+        for key in [k for k in self._checks if k[0] == namespace and k[1] == name]:
+            del self._checks[key]
+
+    def _take_batch(self) -> list[Submission]:
+        batch: list[Submission] = []
+        for channel in (self._receive_priority, self._receive):
+            while len(batch) < BATCH_MAX:
+                try:
+                    batch.append(channel.receive_nowait())
+                except trio.WouldBlock:
+                    break
+        return batch
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        async with self._receive:
+        async with self._receive, self._receive_priority:
             while True:
-                batch = [await self._receive.receive()]
-                while len(batch) < BATCH_MAX:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
+                self._work = trio.Event()
+                batch = self._take_batch()
+                if not batch:
+                    await self._work.wait()
+                    continue
                 await self.process_batch(batch)
 
     async def process_batch(self, batch: Sequence[Submission]) -> None:
@@ -126,6 +165,8 @@ class EventProcessor:
                 _reply(sub, Outcome.FAILED)
             return
         self._checks.update(states)
+        if self.on_stored is not None and to_store:
+            self.on_stored(to_store, self._wall_clock())
         for sub in fresh:
             self._remember(sub.event.id)
             _reply(sub, Outcome.STORED)

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import trio
 
-from pipeline.backend.api import create_app
+from pipeline.backend.api import EntityService, create_app
+from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
+from pipeline.backend.liveness import Liveness
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
 from pipeline.http import serve_app
@@ -24,6 +26,7 @@ from pipeline.model import CheckConfig
 from pipeline.model.check import HookConfig
 from pipeline.process import plugin_environment
 from pipeline.store.sqlite import SQLiteStore
+from pipeline.tls import TLSFiles, server_context
 
 log = get_logger("backend")
 
@@ -36,6 +39,8 @@ class BackendConfig:
     transport_addr: tuple[str, int] = ("127.0.0.1", 8081)
     plugin_dirs: list[Path] = field(default_factory=list)
     name: str = field(default_factory=socket.gethostname)
+    agent_credentials: AgentCredentials = field(default_factory=AgentCredentials)
+    tls: TLSFiles = field(default_factory=TLSFiles)
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,6 +68,9 @@ class Backend:
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
         self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env)
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox)
+        self.liveness = Liveness(self.eventd, self.store, self.metrics)
+        self._ssl = server_context(config.tls) if config.tls.any else None
+        self._transport().check_exposure()  # refuse a bad setup before anything starts
 
     def checks_for(self, subscriptions: list[str], namespace: str) -> tuple[list[CheckConfig], list[HookConfig]]:
         """The checks an agent with these subscriptions runs, and the hooks they name."""
@@ -73,11 +81,12 @@ class Backend:
         await trio.to_thread.run_sync(self.store.open)
         try:
             await self.eventd.load_state()
+            self.liveness.load(self.eventd.checks)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.handlers.run)
                 await nursery.start(self.eventd.run)
-                transport = TransportServer(*self.config.transport_addr, self.eventd, self.checks_for, self.metrics)
-                transport_addr = await nursery.start(transport.run)
+                await nursery.start(self.liveness.run)
+                transport_addr = await nursery.start(self._transport().run)
                 api_addr = await nursery.start(self._serve_http)
                 addresses = BackendAddresses(api=api_addr, transport=transport_addr)
                 log.info("backend ready", api=addresses.api_url, transport=f"{transport_addr[0]}:{transport_addr[1]}")
@@ -87,6 +96,19 @@ class Backend:
                 await trio.to_thread.run_sync(self.store.close)
             log.info("backend stopped")
 
+    def _transport(self) -> TransportServer:
+        return TransportServer(
+            *self.config.transport_addr,
+            self.eventd,
+            self.checks_for,
+            self.metrics,
+            liveness=self.liveness,
+            credentials=self.config.agent_credentials,
+            ssl_context=self._ssl,
+            name=self.config.name,
+        )
+
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
-        app = create_app(self.store, self.eventd.submit, self.metrics)
+        entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister)
+        app = create_app(self.store, self.eventd.submit, self.metrics, entities=entities)
         await serve_app(app, self.config.api_addr, task_status=task_status)

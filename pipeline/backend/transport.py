@@ -1,21 +1,27 @@
 """The agent transport server: handshake, checks for the agent, events in, acks out.
 
-One task per connection reads frames; events go to the event processor, whose replies are
-collected per connection and sent back as ``ack`` frames in batches by a second task. A
-malformed or oversized frame closes that connection only, is counted, and is logged with
-the peer.
+One task per connection reads frames. Keepalives and heartbeats are answered at once; events
+go through a per-connection queue (larger than the agent's send window, so reading never
+waits on the event processor and a keepalive is never stuck behind events) to a second task
+that submits them; the processor's replies are sent back as ``ack`` frames in batches by a
+third. A malformed or oversized frame, a failed TLS handshake, wrong credentials or a
+silent peer close that connection only, are counted, and are logged with the peer.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 import msgpack
 import trio
 
+from pipeline.backend.auth import AgentCredentials, AuthenticationError
 from pipeline.backend.eventd import EventProcessor, Outcome
+from pipeline.backend.liveness import Liveness
 from pipeline.errors import ValidationError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
@@ -29,6 +35,18 @@ from pipeline.wire.stream import MessageStream
 log = get_logger("backend.transport")
 
 HANDSHAKE_TIMEOUT = 15.0
+#: A connection that says nothing for this long is dead, unless the agent asked for another timeout.
+DEFAULT_HEARTBEAT_TIMEOUT = 15.0
+#: ``events`` frames read and not yet submitted, per connection; each frame holds at least
+#: one event, so an agent keeping to its send window never fills it.
+FRAMES_BUFFERED = 1024
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class _Acks:
@@ -87,6 +105,9 @@ class TransportServer:
         checks_for: Callable[[list[str], str], tuple[list[CheckConfig], list[HookConfig]]],
         metrics: BackendMetrics,
         *,
+        liveness: Liveness | None = None,
+        credentials: AgentCredentials | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         name: str | None = None,
     ) -> None:
         self.host = host
@@ -94,15 +115,29 @@ class TransportServer:
         self.eventd = eventd
         self.checks_for = checks_for
         self.metrics = metrics
+        self.liveness = liveness
+        self.credentials = credentials or AgentCredentials()
+        self.ssl_context = ssl_context
         self.name = name or socket.gethostname()
 
+    def check_exposure(self) -> None:
+        """Refuse to accept unauthenticated agents from the network (raises ValueError)."""
+        if not self.credentials.configured and not is_loopback(self.host):
+            raise ValueError(
+                f"agent transport on {self.host}:{self.port} is not a loopback address and no agent credentials"
+                " are configured (--agent-user USER:PASSWORD or --agent-token TOKEN)"
+            )
+
     async def run(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
+        self.check_exposure()
         try:
             listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         except OSError as exc:
             raise OSError(exc.errno, f"agent transport on {self.host}:{self.port}: {exc.strerror}") from exc
         address = listeners[0].socket.getsockname()[:2]
-        log.info("transport listening", address=f"{address[0]}:{address[1]}")
+        log.info("transport listening", address=f"{address[0]}:{address[1]}", tls=self.ssl_context is not None)
+        if not self.credentials.configured:
+            log.warning("no agent credentials configured: accepting agents on the loopback address only")
         task_status.started((address[0], address[1]))
         await trio.serve_listeners(self._serve, listeners)
 
@@ -112,19 +147,33 @@ class TransportServer:
             peer = f"{host}:{port}"
         except OSError:
             peer = "unknown"
-        conn = MessageStream(stream, peer)
+        byte_stream: trio.abc.Stream = stream
+        if self.ssl_context is not None:
+            byte_stream = trio.SSLStream(stream, self.ssl_context, server_side=True)
+        conn = MessageStream(byte_stream, peer)
         try:
             await self._serve_agent(conn)
         except ProtocolError as exc:
             self.metrics.transport_errors.labels("protocol").inc()
             log.warning("closing connection on protocol error", peer=peer, error=exc)
+        except AuthenticationError as exc:
+            self.metrics.auth_failures.inc()
+            log.warning("agent refused", peer=peer, error=exc)
+        except trio.TooSlowError:
+            self.metrics.transport_errors.labels("heartbeat").inc()
+            log.warning("closing silent connection", peer=peer)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.info("agent connection lost", peer=peer, error=exc)
+            if isinstance(exc.__cause__, ssl.SSLError):
+                self.metrics.transport_errors.labels("tls").inc()
+                log.warning("TLS handshake failed", peer=peer, error=exc.__cause__)
+            else:
+                log.info("agent connection lost", peer=peer, error=exc)
         finally:
             with trio.CancelScope(shield=True):
-                await conn.aclose()
+                with trio.move_on_after(1):  # a TLS close_notify to a dead peer must not hang us
+                    await conn.aclose()
 
-    async def _handshake(self, conn: MessageStream) -> Entity:
+    async def _handshake(self, conn: MessageStream) -> tuple[Entity, float]:
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 hello = await conn.receive()
@@ -138,33 +187,88 @@ class TransportServer:
             await conn.send(protocol.error(f"unsupported protocol version {hello['version']!r}"))
             raise ProtocolError(f"agent speaks protocol version {hello['version']!r}")
         try:
+            self.credentials.authenticate(hello)
+        except AuthenticationError as exc:
+            await conn.send(protocol.error(str(exc)))
+            raise
+        try:
             entity = decode(Entity, hello["entity"], "entity")
             entity.validate()
         except ValidationError as exc:
             await conn.send(protocol.error(f"invalid entity: {exc}"))
             raise ProtocolError(f"invalid entity in hello: {exc}") from None
-        return entity
+        timeout = hello.get("heartbeat_timeout", DEFAULT_HEARTBEAT_TIMEOUT)
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            raise ProtocolError(f"invalid heartbeat_timeout {timeout!r}")
+        return entity, float(timeout)
 
     async def _serve_agent(self, conn: MessageStream) -> None:
-        entity = await self._handshake(conn)
+        entity, heartbeat_timeout = await self._handshake(conn)
         name, namespace = entity.metadata.name, entity.metadata.namespace or "default"
         await conn.send(protocol.welcome(self.name))
+        if self.liveness is not None:
+            await self.liveness.register(entity)
         checks, hooks = self.checks_for(entity.subscriptions, namespace)
         await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
         log.info("agent connected", agent=name, peer=conn.peer, subscriptions=",".join(entity.subscriptions))
         self.metrics.agents_connected.inc()
         acks = _Acks()
+        frames_in, frames_out = trio.open_memory_channel[Any](FRAMES_BUFFERED)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_acks, conn, acks, nursery.cancel_scope)
-                while (message := await conn.receive()) is not None:
-                    if message["type"] != protocol.EVENTS:
-                        raise ProtocolError(f"unexpected {message['type']} message from an agent")
-                    await self._accept_events(message["events"], name, acks)
+                nursery.start_soon(self._submit_frames, frames_out, name, acks)
+                while True:
+                    with trio.fail_after(heartbeat_timeout):
+                        message = await conn.receive()
+                    if message is None:
+                        break
+                    await self._dispatch(conn, message, frames_in, entity, acks)
                 nursery.cancel_scope.cancel()
         finally:
             self.metrics.agents_connected.dec()
             log.info("agent disconnected", agent=name, peer=conn.peer)
+
+    async def _dispatch(
+        self,
+        conn: MessageStream,
+        message: dict[str, Any],
+        frames: trio.MemorySendChannel[Any],
+        entity: Entity,
+        acks: _Acks,
+    ) -> None:
+        kind = message["type"]
+        if kind == protocol.EVENTS:
+            await frames.send(message["events"])
+        elif kind == protocol.PING:
+            await conn.send(protocol.pong())
+        elif kind == protocol.KEEPALIVE:
+            await self._keepalive(message["event"], entity)
+        elif kind == protocol.DEREGISTER:
+            await self._deregister(message["id"], entity, acks)
+        elif kind != protocol.PONG:
+            raise ProtocolError(f"unexpected {kind} message from an agent")
+
+    async def _keepalive(self, raw: Any, entity: Entity) -> None:
+        try:
+            event = decode_agent_event(raw)
+        except ValidationError as exc:
+            self.metrics.events_rejected.labels("keepalive").inc()
+            log.warning("invalid keepalive", agent=entity.name, error=exc)
+            return
+        if event.entity_name != entity.name or event.check_name != "keepalive":
+            raise ProtocolError(f"keepalive for {event.entity_name}/{event.check_name} from agent {entity.name}")
+        if self.liveness is not None:
+            await self.liveness.keepalive(event)
+
+    async def _deregister(self, request_id: Any, entity: Entity, acks: _Acks) -> None:
+        if self.liveness is not None:
+            await self.liveness.deregister(entity.metadata.namespace or "default", entity.name)
+        acks.reply(str(request_id), Outcome.STORED)
+
+    async def _submit_frames(self, frames: trio.MemoryReceiveChannel[Any], agent: str, acks: _Acks) -> None:
+        async for raw_events in frames:
+            await self._accept_events(raw_events, agent, acks)
 
     async def _accept_events(self, raw_events: Any, agent: str, acks: _Acks) -> None:
         if not isinstance(raw_events, list):

@@ -14,6 +14,7 @@ import trio
 from pipeline import logs
 from pipeline.agent.agent import Agent, AgentConfig
 from pipeline.agent.statsd import StatsdConfig
+from pipeline.backend.auth import AgentCredentials, parse_user
 from pipeline.backend.server import Backend, BackendConfig
 from pipeline.cli.addresses import (
     parse_address,
@@ -24,8 +25,26 @@ from pipeline.cli.addresses import (
     positive_float,
 )
 from pipeline.config import load_directory
+from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
+from pipeline.core.redact import DEFAULT_REDACT
 from pipeline.errors import ConfigErrors, HandlerError, StoreError
 from pipeline.metrics import AgentMetrics, BackendMetrics
+from pipeline.tls import TLSFiles
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
 
 log = logs.get_logger("cli")
 
@@ -44,6 +63,42 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport-addr", type=parse_address, default=("127.0.0.1", 8081), help="agent transport")
 
 
+def add_backend_security_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--agent-user",
+        type=parse_user,
+        action="append",
+        default=[],
+        metavar="USER:PASSWORD",
+        help="an agent login (repeatable); without any login or token, agents are accepted on loopback only",
+    )
+    parser.add_argument("--agent-token", action="append", default=[], help="an agent token (repeatable)")
+    add_tls_flags(parser, "the backend's certificate", "CA that agent certificates must be signed by (mutual TLS)")
+
+
+def add_tls_flags(parser: argparse.ArgumentParser, cert: str, ca: str) -> None:
+    parser.add_argument("--cert-file", type=Path, help=f"PEM file of {cert} (enables TLS)")
+    parser.add_argument("--key-file", type=Path, help="PEM file of its private key")
+    parser.add_argument("--trusted-ca-file", type=Path, help=f"PEM file of the {ca}")
+
+
+def add_agent_connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend-addr",
+        type=parse_address,
+        action="append",
+        help="backend transport HOST:PORT (repeatable: tried in turn; default 127.0.0.1:8081)",
+    )
+    parser.add_argument("--user", help="agent login, with --password")
+    parser.add_argument("--password", help="agent password")
+    parser.add_argument("--token", help="agent token configured on the backend")
+    parser.add_argument("--heartbeat-interval", type=positive_float, default=5.0, help="seconds between pings (5)")
+    parser.add_argument(
+        "--heartbeat-timeout", type=positive_float, default=15.0, help="seconds of silence that end a connection (15)"
+    )
+    add_tls_flags(parser, "the agent's client certificate (mutual TLS)", "CA that signed the backend's certificate")
+
+
 def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
     parser.add_argument(f"--{prefix}name", dest="agent_name", default=socket.gethostname(), help="entity name")
     parser.add_argument("--namespace", default="default")
@@ -57,6 +112,32 @@ def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> Non
         default=("127.0.0.1", 3031),
         help="agent HTTP API (/healthz, /metrics); empty disables it (default 127.0.0.1:3031)",
     )
+    parser.add_argument(
+        f"--{prefix}socket-addr",
+        dest="agent_socket_addr",
+        type=parse_optional_address,
+        default=("127.0.0.1", 3030),
+        help="Sensu client socket, TCP and UDP; empty disables it (default 127.0.0.1:3030)",
+    )
+    parser.add_argument("--keepalive-interval", type=positive_int, default=DEFAULT_INTERVAL, help="seconds (20)")
+    parser.add_argument(
+        "--keepalive-warning-timeout",
+        type=non_negative_int,
+        default=DEFAULT_WARNING_TIMEOUT,
+        help="seconds of silence before the keepalive warns; 0 never (120)",
+    )
+    parser.add_argument(
+        "--keepalive-critical-timeout",
+        type=non_negative_int,
+        default=DEFAULT_CRITICAL_TIMEOUT,
+        help="seconds of silence before the keepalive is critical; 0 never (240)",
+    )
+    parser.add_argument("--keepalive-handlers", type=parse_list, default=[], help="handlers of keepalive events")
+    parser.add_argument(
+        "--redact", type=parse_list, default=list(DEFAULT_REDACT), help="label and annotation keys to mask"
+    )
+    parser.add_argument("--deregister", action="store_true", help="remove this agent's entity when it stops cleanly")
+    parser.add_argument("--deregistration-handler", default="", help="handler of the deregistration event")
 
 
 def add_spool_flags(parser: argparse.ArgumentParser, *, data: bool) -> None:
@@ -121,7 +202,24 @@ def _backend_config(args: argparse.Namespace) -> BackendConfig:
         api_addr=args.api_addr,
         transport_addr=args.transport_addr,
         plugin_dirs=args.plugin_dirs or default_plugin_dirs(),
+        agent_credentials=AgentCredentials(
+            users=dict(getattr(args, "agent_user", [])), tokens=tuple(getattr(args, "agent_token", []))
+        ),
+        tls=_tls_files(args),
     )
+
+
+def _tls_files(args: argparse.Namespace) -> TLSFiles:
+    return TLSFiles(getattr(args, "cert_file", None), getattr(args, "key_file", None),
+                    getattr(args, "trusted_ca_file", None))  # fmt: skip
+
+
+def _credentials(args: argparse.Namespace) -> dict[str, str]:
+    if getattr(args, "token", None):
+        return {"token": args.token}
+    if getattr(args, "user", None):
+        return {"user": args.user, "password": args.password or ""}
+    return {}
 
 
 def _agent_config(
@@ -139,6 +237,18 @@ def _agent_config(
         statsd=_statsd_config(args),
         data_dir=data_dir,
         spool_max_bytes=args.spool_max_bytes,
+        socket_addr=args.agent_socket_addr,
+        keepalive_interval=args.keepalive_interval,
+        keepalive_warning_timeout=args.keepalive_warning_timeout,
+        keepalive_critical_timeout=args.keepalive_critical_timeout,
+        keepalive_handlers=args.keepalive_handlers,
+        heartbeat_interval=getattr(args, "heartbeat_interval", 5.0),
+        heartbeat_timeout=getattr(args, "heartbeat_timeout", 15.0),
+        credentials=_credentials(args),
+        tls=_tls_files(args),
+        redact=args.redact,
+        deregister=args.deregister,
+        deregistration_handler=args.deregistration_handler,
     )
 
 
@@ -172,7 +282,7 @@ def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitabl
     failures: list[BaseException] = []
     try:
         trio.run(_until_signalled, main)
-    except* (OSError, StoreError, HandlerError) as group:
+    except* (OSError, StoreError, HandlerError, ValueError) as group:
         failures = _leaves(group)
     for error in failures:
         print(f"pipeline: cannot run: {error}", file=sys.stderr)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.cli import daemons, operator
-from pipeline.cli.addresses import parse_address
 from pipeline.cli.config_file import CONFIG_FILE_FLAG, config_file_in, file_defaults
 from pipeline.errors import ConfigError
 
@@ -32,17 +31,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     backend = commands.add_parser("backend", help="run the backend")
     daemons.add_backend_flags(backend)
+    daemons.add_backend_security_flags(backend)
     daemons.add_common_flags(backend)
     backend.set_defaults(func=daemons.cmd_backend)
     daemon_commands["backend"] = backend
 
     agent = commands.add_parser("agent", help="run an agent")
-    agent.add_argument(
-        "--backend-addr",
-        type=parse_address,
-        action="append",
-        help="backend transport HOST:PORT (default 127.0.0.1:8081)",
-    )
+    daemons.add_agent_connection_flags(agent)
     daemons.add_agent_flags(agent)
     daemons.add_spool_flags(agent, data=True)
     daemons.add_statsd_flags(agent)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from pipeline.model import Check, Event
+from pipeline.model import Check, Entity, Event
 
 #: (namespace, entity name, check name)
 CheckKey = tuple[str, str, str]
@@ -44,3 +44,15 @@ class EventStore(Protocol):
         ...
 
     def count_log(self) -> int: ...
+
+    def put_entity(self, entity: Entity) -> bool:
+        """Store (or replace) an entity; True when it is new (a registration)."""
+        ...
+
+    def delete_entity(self, namespace: str, name: str) -> list[Event]:
+        """Remove an entity and its latest events; the event log keeps its past. Returns the events."""
+        ...
+
+    def get_entity(self, namespace: str, name: str) -> Entity | None: ...
+
+    def list_entities(self, namespace: str | None = None) -> list[Entity]: ...

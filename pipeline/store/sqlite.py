@@ -14,11 +14,16 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import msgpack
+
 from pipeline.errors import StoreError, ValidationError
-from pipeline.model import DEFAULT_NAMESPACE, Check, Event
+from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
+from pipeline.model.codec import decode, encode
 from pipeline.store.base import CheckKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Older schema versions this one upgrades in place (version 2 added ``entities``).
+UPGRADABLE = (1,)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -43,6 +48,12 @@ CREATE TABLE IF NOT EXISTS event_log (
     event BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_log_by_check ON event_log (namespace, entity, check_name, seq);
+CREATE TABLE IF NOT EXISTS entities (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    entity BLOB NOT NULL,
+    PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
 """
 
 #: SQLite's default limit on host parameters is 32766 in recent versions; stay well below.
@@ -76,6 +87,8 @@ class SQLiteStore:
             row = self._writer.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 self._writer.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] in UPGRADABLE:
+                self._writer.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             elif row[0] != SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: schema version {row[0]}, this pipeline reads {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
@@ -161,6 +174,43 @@ class SQLiteStore:
             )
         return cursor.rowcount > 0
 
+    def put_entity(self, entity: Entity) -> bool:
+        """Store (or replace) an entity; True when it was not stored before (a registration)."""
+        assert self._writer is not None, "SQLiteStore.open() first"
+        namespace = entity.metadata.namespace or DEFAULT_NAMESPACE
+        blob = msgpack.packb(encode(entity), use_bin_type=True)
+        with self._errors("cannot store an entity"):
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                known = conn.execute(
+                    "SELECT 1 FROM entities WHERE namespace = ? AND name = ?", (namespace, entity.name)
+                ).fetchone()
+                conn.execute("INSERT OR REPLACE INTO entities VALUES (?, ?, ?)", (namespace, entity.name, blob))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        return known is None
+
+    def delete_entity(self, namespace: str, name: str) -> list[Event]:
+        """Remove an entity and its latest events (the event log keeps its past); returns the events."""
+        assert self._writer is not None, "SQLiteStore.open() first"
+        with self._errors("cannot delete an entity"):
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute(
+                    "SELECT event FROM events WHERE namespace = ? AND entity = ? ORDER BY check_name", (namespace, name)
+                ).fetchall()
+                conn.execute("DELETE FROM events WHERE namespace = ? AND entity = ?", (namespace, name))
+                conn.execute("DELETE FROM entities WHERE namespace = ? AND name = ?", (namespace, name))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        return [self._decode(r[0]) for r in rows]
+
     # -- reads ---------------------------------------------------------------------------------
 
     def _decode(self, blob: bytes) -> Event:
@@ -228,6 +278,30 @@ class SQLiteStore:
                 .fetchall()
             )
         return [self._decode(r[0]) for r in rows]
+
+    def _decode_entity(self, blob: bytes) -> Entity:
+        try:
+            entity = decode(Entity, msgpack.unpackb(blob, raw=False), "entity")
+        except (ValidationError, ValueError, msgpack.UnpackException) as exc:
+            raise StoreError(f"{self.path}: a stored entity cannot be read: {exc}") from exc
+        return entity
+
+    def get_entity(self, namespace: str, name: str) -> Entity | None:
+        with self._errors("cannot read an entity"):
+            row = (
+                self._reader()
+                .execute("SELECT entity FROM entities WHERE namespace = ? AND name = ?", (namespace, name))
+                .fetchone()
+            )
+        return None if row is None else self._decode_entity(row[0])
+
+    def list_entities(self, namespace: str | None = None) -> list[Entity]:
+        query, params = "SELECT entity FROM entities ORDER BY namespace, name", []
+        if namespace is not None:
+            query, params = "SELECT entity FROM entities WHERE namespace = ? ORDER BY name", [namespace]
+        with self._errors("cannot list entities"):
+            rows = self._reader().execute(query, params).fetchall()
+        return [self._decode_entity(r[0]) for r in rows]
 
     def count_log(self) -> int:
         with self._errors("cannot count the event log"):

@@ -6,9 +6,17 @@ the handshake carries :data:`PROTOCOL_VERSION` so that either side can refuse a 
 not understand.
 
 Agent -> backend:
-    ``hello``   {version, agent, namespace, subscriptions, entity}: first frame of a connection.
+    ``hello``   {version, agent, namespace, subscriptions, entity, [heartbeat_timeout],
+                [user, password] or [token]}: first frame of a connection. The backend closes
+                a connection that says nothing for ``heartbeat_timeout`` seconds.
     ``events``  {events: [event, ...]}: a batch of Sensu v2 events, each either msgpack bytes of
                 the event map (what the agent sends: the bytes it spooled, packed once) or the map.
+    ``keepalive`` {event}: the agent is alive (an event whose check is ``keepalive``); never
+                spooled, never queued behind events.
+    ``deregister`` {id}: remove this agent's entity and events (a clean stop with
+                ``deregister``); acknowledged with an ``ack`` of ``id``.
+Either way:
+    ``ping`` {} / ``pong`` {}: heartbeats; a connection silent past its heartbeat timeout is dead.
 Backend -> agent:
     ``welcome`` {version, backend}: the handshake was accepted.
     ``checks``  {checks: [CheckConfig dict, ...], hooks: [HookConfig dict, ...]}: the full set of
@@ -34,6 +42,7 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 HELLO, WELCOME, CHECKS, EVENTS, ACK, ERROR = "hello", "welcome", "checks", "events", "ack", "error"
+KEEPALIVE, DEREGISTER, PING, PONG = "keepalive", "deregister", "ping", "pong"
 
 #: Required fields of each message type, beyond ``type``.
 MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -43,6 +52,10 @@ MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
     EVENTS: ("events",),
     ACK: ("ids", "rejected"),
     ERROR: ("message",),
+    KEEPALIVE: ("event",),
+    DEREGISTER: ("id",),
+    PING: (),
+    PONG: (),
 }
 
 _LENGTH = struct.Struct(">I")
@@ -111,8 +124,17 @@ class FrameDecoder:
         return len(self._buffer)
 
 
-def hello(agent: str, namespace: str, subscriptions: list[str], entity: dict[str, Any]) -> dict[str, Any]:
-    return {
+def hello(
+    agent: str,
+    namespace: str,
+    subscriptions: list[str],
+    entity: dict[str, Any],
+    *,
+    heartbeat_timeout: float | None = None,
+    credentials: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """``credentials``: ``{user, password}`` or ``{token}``."""
+    message: dict[str, Any] = {
         "type": HELLO,
         "version": PROTOCOL_VERSION,
         "agent": agent,
@@ -120,6 +142,10 @@ def hello(agent: str, namespace: str, subscriptions: list[str], entity: dict[str
         "subscriptions": subscriptions,
         "entity": entity,
     }
+    if heartbeat_timeout is not None:
+        message["heartbeat_timeout"] = heartbeat_timeout
+    message.update(credentials or {})
+    return message
 
 
 def welcome(backend: str) -> dict[str, Any]:
@@ -140,3 +166,19 @@ def ack(ids: list[str], rejected: list[dict[str, str]] | None = None) -> dict[st
 
 def error(message: str) -> dict[str, Any]:
     return {"type": ERROR, "message": message}
+
+
+def keepalive(event: bytes) -> dict[str, Any]:
+    return {"type": KEEPALIVE, "event": event}
+
+
+def deregister(request_id: str) -> dict[str, Any]:
+    return {"type": DEREGISTER, "id": request_id}
+
+
+def ping() -> dict[str, Any]:
+    return {"type": PING}
+
+
+def pong() -> dict[str, Any]:
+    return {"type": PONG}

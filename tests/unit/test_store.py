@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,33 @@ def test_unreadable_record_is_a_store_error(store: EventStore, store_path: Path)
 def test_unopenable_database_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open the event store"):
         SQLiteStore(tmp_path / "missing-dir" / "events.db").open()
+
+
+def test_entities_register_once_and_deregistering_removes_their_latest_events(store: EventStore) -> None:
+    web1 = Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"), subscriptions=["web"])
+    assert store.put_entity(web1) is True  # new: a registration
+    assert store.put_entity(web1) is False
+    assert store.get_entity("default", "web1") == web1
+    assert store.list_entities() == [web1]
+    first, second, other = make_event(check="disk"), make_event(check="load"), make_event(entity="web2")
+    store.write_batch([first, second, other])
+    removed = store.delete_entity("default", "web1")
+    assert sorted(e.check_name for e in removed) == ["disk", "load"]
+    assert store.get_entity("default", "web1") is None
+    assert store.list_events(entity="web1") == []
+    assert store.list_events(entity="web2") != []
+    assert store.known_ids([first.id]) == {first.id}  # the log keeps the past
+
+
+def test_a_version_1_store_is_upgraded_in_place(store_path: Path) -> None:
+    old = sqlite3.connect(store_path)
+    old.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);")
+    old.close()
+    upgraded = SQLiteStore(store_path)
+    upgraded.open()
+    try:
+        assert upgraded.put_entity(Entity(metadata=ObjectMeta(name="web1", namespace="default"))) is True
+    finally:
+        upgraded.close()
+    with closing(sqlite3.connect(store_path)) as check:
+        assert check.execute("SELECT version FROM schema_version").fetchone() == (2,)

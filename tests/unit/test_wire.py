@@ -24,6 +24,10 @@ def test_every_message_type_has_a_builder_that_validates() -> None:
         protocol.events([]),
         protocol.ack(["a"]),
         protocol.error("no"),
+        protocol.keepalive(b"event"),
+        protocol.deregister("id1"),
+        protocol.ping(),
+        protocol.pong(),
     ]
     assert {m["type"] for m in messages} == set(protocol.MESSAGE_FIELDS)
     decoder = FrameDecoder()

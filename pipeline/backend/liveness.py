@@ -1,0 +1,222 @@
+"""Watching for silence: agents' keepalives, checks' ttl, and the entities agents register.
+
+Keepalives come straight from the transport (never queued behind check results) and are
+stored as passing ``keepalive`` events through the event processor's priority inbox. One task
+sleeps until the next deadline: an agent silent past its warning or critical timeout gets a
+failing ``keepalive`` event, a check whose ttl passed gets a failing result. Everything
+needed to carry on after a restart is in the store: the latest keepalive event of each agent
+(its ``last_ok`` is when it was last seen, its check holds the timeouts) and each check's
+latest result (its ``ttl``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import trio
+
+from pipeline.backend.eventd import CheckKey, EventProcessor
+from pipeline.core.deadlines import Deadlines
+from pipeline.core.keepalive import (
+    KEEPALIVE,
+    deregistration_events,
+    failing_keepalive,
+    keepalive_deadline,
+    passing_keepalive,
+    registration_event,
+    ttl_expired,
+)
+from pipeline.errors import StoreError
+from pipeline.logs import get_logger
+from pipeline.metrics import BackendMetrics
+from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
+from pipeline.store.base import EventStore
+
+log = get_logger("backend.liveness")
+
+EntityKey = tuple[str, str]
+
+#: The longest sleep between looks at the deadlines (the wall clock may jump).
+MAX_SLEEP = 1.0
+
+
+def _first_timeout(check: Check) -> int:
+    return min((t for t in (check.timeout, check.ttl) if t > 0), default=0)
+
+
+class Liveness:
+    def __init__(
+        self,
+        eventd: EventProcessor,
+        store: EventStore,
+        metrics: BackendMetrics,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.eventd = eventd
+        self.store = store
+        self.metrics = metrics
+        self._wall_clock = wall_clock
+        self._store_limiter = trio.CapacityLimiter(1)
+        self.keepalives: Deadlines[EntityKey] = Deadlines()
+        self.ttls: Deadlines[CheckKey] = Deadlines()
+        self._last_seen: dict[EntityKey, float] = {}
+        self._failing: set[EntityKey] = set()
+        self._changed = trio.Event()
+        eventd.on_stored = self.checks_stored
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def load(self, latest: dict[CheckKey, Check]) -> None:
+        """Resume watching after a start. Every deadline is at least one timeout away, so that
+        agents have the time to reconnect to a backend that was down before they are called silent."""
+        now = self._wall_clock()
+        for (namespace, entity, name), check in latest.items():
+            if name == KEEPALIVE:
+                first = _first_timeout(check)
+                if first:
+                    key = (namespace, entity)
+                    self._last_seen[key] = float(check.last_ok or check.executed)
+                    if check.status != 0:
+                        self._failing.add(key)
+                    self.keepalives.set(key, now + first)
+            elif check.ttl > 0:
+                self.ttls.set((namespace, entity, name), now + check.ttl)
+        log.info("liveness loaded", agents=len(self.keepalives), ttl_checks=len(self.ttls))
+
+    def checks_stored(self, events: Sequence[Event], now: float) -> None:
+        """Arm (or disarm) the ttl of every check result just stored (called by the event processor)."""
+        for event in events:
+            check = event.check
+            if check is None or check.metadata.name == KEEPALIVE:
+                continue
+            key = (event.namespace or DEFAULT_NAMESPACE, event.entity_name, check.metadata.name)
+            if check.ttl > 0:
+                self.ttls.set(key, now + check.ttl)
+            else:
+                self.ttls.cancel(key)
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+
+    def last_seen(self, namespace: str, entity: str) -> float | None:
+        return self._last_seen.get((namespace, entity))
+
+    def is_failing(self, namespace: str, entity: str) -> bool:
+        return (namespace, entity) in self._failing
+
+    # -- what agents say -----------------------------------------------------------------------
+
+    async def register(self, entity: Entity) -> None:
+        """An agent connected: store its entity; a new one gets Sensu's ``registration`` event."""
+        try:
+            created = await trio.to_thread.run_sync(self.store.put_entity, entity, limiter=self._store_limiter)
+        except StoreError as exc:
+            log.error("entity not stored", entity=entity.name, error=exc)
+            return
+        if created:
+            log.info("entity registered", entity=entity.name, namespace=entity.metadata.namespace)
+            self.metrics.entities_registered.inc()
+            await self.eventd.handle_only(registration_event(entity, self._wall_clock()))
+
+    async def keepalive(self, received: Event) -> None:
+        """A keepalive from a connected agent: it is alive now."""
+        now = self._wall_clock()
+        event = passing_keepalive(received, now)
+        assert event.check is not None
+        key = (event.namespace or DEFAULT_NAMESPACE, event.entity_name)
+        self._last_seen[key] = now
+        if key in self._failing:
+            self._failing.discard(key)
+            log.info("agent is back", entity=key[1], namespace=key[0])
+        deadline = keepalive_deadline(now, now, event.check.timeout, event.check.ttl)
+        if deadline is None:
+            self.keepalives.cancel(key)
+        else:
+            self.keepalives.set(key, deadline)
+        self.metrics.keepalives_received.inc()
+        await self.eventd.submit_priority(event)
+        self._wake()
+
+    async def deregister(self, namespace: str, name: str) -> None:
+        """Remove an entity and its events; the handlers hear each event resolved."""
+        try:
+            events = await trio.to_thread.run_sync(self.store.delete_entity, namespace, name,
+                                                   limiter=self._store_limiter)  # fmt: skip
+        except StoreError as exc:
+            log.error("entity not deregistered", entity=name, error=exc)
+            return
+        entity = next((e.entity for e in events if e.check_name == KEEPALIVE and e.entity is not None), None)
+        entity = entity or next((e.entity for e in events if e.entity is not None), None)
+        key = (namespace, name)
+        self.keepalives.cancel(key)
+        self._failing.discard(key)
+        self._last_seen.pop(key, None)
+        for check_key in [k for k in self.eventd.checks if k[:2] == key]:
+            self.ttls.cancel(check_key)
+        self.eventd.forget_entity(namespace, name)
+        self.metrics.entities_deregistered.inc()
+        log.info("entity deregistered", entity=name, namespace=namespace, events=len(events))
+        if entity is not None:
+            for event in deregistration_events(entity, events, self._wall_clock()):
+                await self.eventd.handle_only(event)
+
+    # -- silence -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self._changed = trio.Event()
+            now = self._wall_clock()
+            for key in self.keepalives.pop_due(now):
+                await self._keepalive_silent(key, now)
+            for check_key in self.ttls.pop_due(now):
+                await self._ttl_expired(check_key, now)
+            upcoming = [t for t in (self.keepalives.next_at(), self.ttls.next_at()) if t is not None]
+            wait = min([MAX_SLEEP, *(t - now for t in upcoming)])
+            with trio.move_on_after(max(wait, 0.0)):
+                await self._changed.wait()
+
+    async def _stored_event(self, namespace: str, entity: str, check: str) -> Event | None:
+        try:
+            return await trio.to_thread.run_sync(self.store.get_event, namespace, entity, check,
+                                                 limiter=self._store_limiter)  # fmt: skip
+        except StoreError as exc:
+            log.error("stored event unreadable", entity=entity, check=check, error=exc)
+            return None
+
+    async def _keepalive_silent(self, key: EntityKey, now: float) -> None:
+        namespace, name = key
+        stored = await self._stored_event(namespace, name, KEEPALIVE)
+        if stored is None or stored.check is None:
+            return  # deregistered or deleted: nothing to watch any more
+        if stored.entity is not None and stored.entity.deregister:
+            await self.deregister(namespace, name)  # Sensu Go deregisters a silent agent that asked for it
+            return
+        last_seen = self._last_seen.get(key, float(stored.check.last_ok or stored.check.executed))
+        event = failing_keepalive(stored, last_seen, now)
+        assert event.check is not None
+        self._failing.add(key)
+        deadline = keepalive_deadline(last_seen, now, stored.check.timeout, stored.check.ttl)
+        if deadline is not None:
+            self.keepalives.set(key, deadline)
+        self.metrics.keepalive_failures.labels(str(event.check.status)).inc()
+        log.warning("agent silent", entity=name, namespace=namespace, status=event.check.status,
+                    silent_for=int(now - last_seen))  # fmt: skip
+        await self.eventd.submit_priority(event)
+
+    async def _ttl_expired(self, key: CheckKey, now: float) -> None:
+        namespace, entity, name = key
+        if (namespace, entity) in self._failing:
+            return  # the agent itself is silent: its keepalive says so; ttl resumes with the next result
+        stored = await self._stored_event(namespace, entity, name)
+        if stored is None or stored.check is None or stored.check.ttl <= 0:
+            return
+        if stored.check.executed + stored.check.ttl > now:
+            return  # a result came in meanwhile and armed the ttl again
+        event = ttl_expired(stored, now)
+        self.metrics.ttl_expired.inc()
+        log.warning("check ttl expired", entity=entity, check=name, namespace=namespace, ttl=stored.check.ttl)
+        await self.eventd.submit(event)
