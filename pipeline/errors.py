@@ -91,3 +91,11 @@ class StoreError(PipelineError):
 
 class HandlerError(PipelineError):
     """A handler is misconfigured or could not be run."""
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf of an exception group: what to log."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

@@ -34,7 +34,7 @@ from pipeline.core.keepalive import (
     keepalive_check,
 )
 from pipeline.core.redact import DEFAULT_REDACT, redacted_entity
-from pipeline.errors import ValidationError
+from pipeline.errors import ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
@@ -312,13 +312,14 @@ class Agent:
                 nursery.start_soon(self._send_heartbeats, conn)
                 await self._receive_loop(conn)
                 nursery.cancel_scope.cancel()
-        except trio.TooSlowError:
+        # except*: the connection's tasks run in a nursery, which raises exception groups
+        except* trio.TooSlowError:
             self.metrics.connection_failures.inc()
             log.warning("backend silent: dropping the connection", backend=conn.peer,
                         timeout=self.config.heartbeat_timeout)  # fmt: skip
-        except (OSError, trio.BrokenResourceError, ProtocolError) as exc:
+        except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError) as group:
             self.metrics.connection_failures.inc()
-            log.warning("backend connection lost", backend=conn.peer, error=exc)
+            log.warning("backend connection lost", backend=conn.peer, error=first_error(group))
         finally:
             self._conn = None
             self.metrics.connected.set(0)

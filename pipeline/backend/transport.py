@@ -22,7 +22,7 @@ import trio
 from pipeline.backend.auth import AgentCredentials, AuthenticationError
 from pipeline.backend.eventd import EventProcessor, Outcome
 from pipeline.backend.liveness import Liveness
-from pipeline.errors import ValidationError
+from pipeline.errors import ValidationError, first_error
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import CheckConfig, Entity, Event
@@ -151,23 +151,25 @@ class TransportServer:
         if self.ssl_context is not None:
             byte_stream = trio.SSLStream(stream, self.ssl_context, server_side=True)
         conn = MessageStream(byte_stream, peer)
+        # except*: the connection's tasks run in a nursery, which raises exception groups
         try:
             await self._serve_agent(conn)
-        except ProtocolError as exc:
+        except* ProtocolError as group:
             self.metrics.transport_errors.labels("protocol").inc()
-            log.warning("closing connection on protocol error", peer=peer, error=exc)
-        except AuthenticationError as exc:
+            log.warning("closing connection on protocol error", peer=peer, error=first_error(group))
+        except* AuthenticationError as group:
             self.metrics.auth_failures.inc()
-            log.warning("agent refused", peer=peer, error=exc)
-        except trio.TooSlowError:
+            log.warning("agent refused", peer=peer, error=first_error(group))
+        except* trio.TooSlowError:
             self.metrics.transport_errors.labels("heartbeat").inc()
             log.warning("closing silent connection", peer=peer)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            if isinstance(exc.__cause__, ssl.SSLError):
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+            error = first_error(group)
+            if isinstance(error.__cause__, ssl.SSLError):
                 self.metrics.transport_errors.labels("tls").inc()
-                log.warning("TLS handshake failed", peer=peer, error=exc.__cause__)
+                log.warning("TLS handshake failed", peer=peer, error=error.__cause__)
             else:
-                log.info("agent connection lost", peer=peer, error=exc)
+                log.info("agent connection lost", peer=peer, error=error)
         finally:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(1):  # a TLS close_notify to a dead peer must not hang us
