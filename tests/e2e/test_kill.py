@@ -1,0 +1,188 @@
+"""kill -9, from outside: the backend and the agent are real processes, killed while events flow.
+
+Checked: every event accepted by the agent's API is stored exactly once, in order, and the
+check's history and occurrences are what they would have been without the kills.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import httpx
+import msgpack
+import pytest
+
+from pipeline.core.state import apply_result
+from pipeline.model import Check, ObjectMeta
+from tests.support import pipeline_command, write_config
+
+pytestmark = pytest.mark.e2e
+
+DEADLINE = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: object, what: str, deadline: float = DEADLINE) -> None:
+    """Poll an outside condition (a log line, a row count) until it holds; fail after ``deadline``."""
+    assert callable(condition)
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Daemon:
+    """A ``pipeline`` daemon as a child process, its log in a file."""
+
+    def __init__(self, log: Path, *args: str) -> None:
+        self.log = log
+        self._file = log.open("ab")
+        self.process = subprocess.Popen(pipeline_command(*args), stderr=self._file, stdout=subprocess.DEVNULL)
+
+    def logged(self, text: str, after: int = 0) -> bool:
+        return text in self.log.read_text()[after:]
+
+    def wait_for_log(self, text: str, after: int = 0) -> None:
+        wait_until(lambda: self.logged(text, after) or self.process.poll() is not None, text)
+        assert self.process.poll() is None, self.log.read_text()[-2000:]
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._file.close()
+
+
+@contextmanager
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    try:
+        yield started
+    finally:
+        for daemon in started:
+            daemon.stop()
+
+
+class Setup:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.config = write_config(tmp_path / "config", "---\n")
+        self.transport = free_port()
+        self.agent_api = free_port()
+
+    def backend(self, started: list[Daemon]) -> Daemon:
+        log = self.tmp / "backend.log"
+        offset = log.stat().st_size if log.exists() else 0
+        daemon = Daemon(log, "backend", "--config", str(self.config), "--data", str(self.tmp / "backend"),
+                        "--api-addr", f"127.0.0.1:{free_port()}", "--transport-addr", f"127.0.0.1:{self.transport}")  # fmt: skip
+        started.append(daemon)
+        daemon.wait_for_log("backend ready", offset)
+        return daemon
+
+    def agent(self, started: list[Daemon]) -> Daemon:
+        log = self.tmp / "agent.log"
+        offset = log.stat().st_size if log.exists() else 0
+        daemon = Daemon(log, "agent", "--name", "web1", "--backend-addr", f"127.0.0.1:{self.transport}",
+                        "--data", str(self.tmp / "agent"), "--api-addr", f"127.0.0.1:{self.agent_api}",
+                        "--socket-addr", "", "--statsd-addr", "")  # fmt: skip
+        started.append(daemon)
+        daemon.wait_for_log("agent API listening", offset)
+        return daemon
+
+    def stored(self) -> list[tuple[str, bytes]]:
+        """(id, event) of every stored result of the ``burst`` check, in the order stored."""
+        path = self.tmp / "backend" / "events.db"
+        if not path.exists():
+            return []
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+            try:
+                rows = db.execute("SELECT id, event FROM event_log WHERE check_name = 'burst' ORDER BY seq").fetchall()
+            except sqlite3.OperationalError:
+                return []  # the schema is not there yet
+        return [(r[0], r[1]) for r in rows]
+
+
+def status_of(i: int) -> int:
+    return (i // 7) % 3  # runs of equal statuses, so occurrences count up and reset
+
+
+def post(client: httpx.Client, i: int) -> None:
+    body = {"check": {"metadata": {"name": "burst"}, "status": status_of(i), "output": str(i)}}
+    response = client.post("/events", json=body)
+    assert response.status_code == 202, response.text
+
+
+def expected_check(count: int) -> Check:
+    previous = None
+    for i in range(count):
+        check = Check(metadata=ObjectMeta(name="burst", namespace="default"), status=status_of(i), output=str(i),
+                      interval=1, executed=1_800_000_000 + i)  # fmt: skip
+        previous = apply_result(check, previous)
+    assert previous is not None
+    return previous
+
+
+def assert_stored_exactly_once_in_order(setup: Setup, count: int) -> None:
+    rows = setup.stored()
+    outputs = [msgpack.unpackb(blob)["check"]["output"] for _, blob in rows]
+    assert outputs == [str(i) for i in range(count)]  # each once, in the order accepted
+    assert len({event_id for event_id, _ in rows}) == count
+    latest = msgpack.unpackb(rows[-1][1])["check"]
+    expected = expected_check(count)
+    assert [h["status"] for h in latest["history"]] == [h.status for h in expected.history]
+    assert (latest["occurrences"], latest["occurrences_watermark"], latest["total_state_change"]) == (
+        expected.occurrences, expected.occurrences_watermark, expected.total_state_change)  # fmt: skip
+
+
+def test_backend_killed_repeatedly_while_events_flow_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    count, kills = 3000, 3
+    setup = Setup(tmp_path)
+    with daemons() as started:
+        backend = setup.backend(started)
+        setup.agent(started)
+        with httpx.Client(base_url=f"http://127.0.0.1:{setup.agent_api}", timeout=30) as client:
+            for i in range(count):
+                post(client, i)
+                if i and i % (count // (kills + 1)) == 0:
+                    backend.kill()  # mid-flow: events in flight, a batch maybe half-written
+                    backend = setup.backend(started)
+        wait_until(lambda: len(setup.stored()) >= count, f"{count} stored events")
+        assert backend.logged("agent connected")
+    assert_stored_exactly_once_in_order(setup, count)
+    assert (tmp_path / "backend.log").read_text().count("backend ready") == kills + 1
+
+
+def test_an_agent_killed_with_a_full_spool_delivers_it_after_restart(tmp_path: Path) -> None:
+    count = 500
+    setup = Setup(tmp_path)
+    with daemons() as started:
+        agent = setup.agent(started)  # no backend yet: the agent starts anyway, and spools
+        with httpx.Client(base_url=f"http://127.0.0.1:{setup.agent_api}", timeout=30) as client:
+            assert client.get("/healthz").status_code == 503
+            for i in range(count):
+                post(client, i)  # each 202 means: on disk
+        agent.kill()
+        setup.backend(started)
+        setup.agent(started)
+        wait_until(lambda: len(setup.stored()) >= count, f"{count} stored events")
+    assert_stored_exactly_once_in_order(setup, count)
