@@ -6,7 +6,7 @@ sink on loopback that speaks the wire protocol, hands the agent N checks running
 measured. The peer, in the same run, is a plain Python loop calling
 ``subprocess.run(["/bin/sh", "-c", "/bin/true"])`` back to back.
 
-Usage: python bench/agent_checks.py [--checks N] [--seconds S]
+Usage: python -m bench.agent_checks [--checks N] [--seconds S]
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import time
 
 import trio
 
+from bench.sink import AckingSink
 from pipeline.agent.agent import Agent, AgentConfig
 from pipeline.model import CheckConfig, ObjectMeta
 from pipeline.model.codec import encode
-from pipeline.wire import protocol
-from pipeline.wire.stream import MessageStream
 
 
 def plain_loop(seconds: float) -> float:
@@ -35,28 +34,12 @@ def plain_loop(seconds: float) -> float:
     return count / seconds
 
 
-class Sink:
-    def __init__(self, checks: int) -> None:
-        self.checks = [
-            encode(CheckConfig(metadata=ObjectMeta(name=f"true-{i}"), command="/bin/true", interval=1, publish=True,
-                               subscriptions=["bench"]))
-            for i in range(checks)
-        ]  # fmt: skip
-        self.received = 0
-
-    async def serve(self, stream: trio.SocketStream) -> None:
-        conn = MessageStream(stream, "agent")
-        await conn.receive()
-        await conn.send(protocol.welcome("sink"))
-        await conn.send(protocol.checks(self.checks))
-        while (message := await conn.receive()) is not None:
-            ids = [e["id"] for e in message["events"]]
-            self.received += len(ids)
-            await conn.send(protocol.ack(ids))
-
-
 async def agent_rate(checks: int, seconds: float) -> float:
-    sink = Sink(checks)
+    sink = AckingSink([
+        encode(CheckConfig(metadata=ObjectMeta(name=f"true-{i}"), command="/bin/true", interval=1, publish=True,
+                           subscriptions=["bench"]))
+        for i in range(checks)
+    ])  # fmt: skip
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(functools.partial(trio.serve_tcp, sink.serve, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]

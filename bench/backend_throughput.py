@@ -9,7 +9,7 @@ events as the agent does. Reported:
 - spawn/s: a plain loop spawning the same handler command through /bin/sh, the peer for the
   handler stage (the ratio handled/spawn shows what the pipeline adds to fork cost).
 
-Usage: python bench/backend_throughput.py [--events N] [--checks M] [--handler-events K]
+Usage: python -m bench.backend_throughput [--events N] [--checks M] [--handler-events K]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ management port's ``counters``; pipeline: ``pipeline_statsd_lines_total`` on /me
 the loss. The search doubles the rate until the loss exceeds 0.1 %, then bisects. Every loss
 on pipeline's side is a kernel drop (``pipeline_statsd_kernel_drops``), printed too.
 
-Usage: python bench/statsd_vs_etsy.py [--seconds 2] [--max-rate 400000]
+Usage: python -m bench.statsd_vs_etsy [--seconds 2] [--max-rate 400000]
 """
 
 from __future__ import annotations
