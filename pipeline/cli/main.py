@@ -60,7 +60,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     event_info.add_argument("entity")
     event_info.add_argument("check")
     event_info.set_defaults(func=operator.cmd_event_info)
-    for sub in (event_list, event_info):
+    entity = commands.add_parser("entity", help="list the entities agents registered")
+    entity_commands = entity.add_subparsers(dest="entity_command", required=True, metavar="SUBCOMMAND")
+    entity_list = entity_commands.add_parser("list", help="every entity: class, hostname, last keepalive")
+    entity_list.add_argument("--format", choices=["table", "json"], default="table")
+    entity_list.set_defaults(func=operator.cmd_entity_list)
+    for sub in (event_list, event_info, entity_list):
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")
     return parser, daemon_commands

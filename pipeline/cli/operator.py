@@ -1,10 +1,11 @@
-"""Operator commands that talk to a running backend or read config: ``event``, ``validate``."""
+"""Operator commands that talk to a running backend or read config: ``event``, ``entity``, ``validate``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,6 +77,34 @@ def cmd_event_list(args: argparse.Namespace) -> int:
 def cmd_event_info(args: argparse.Namespace) -> int:
     event = api_get(args.api_url, f"/api/core/v2/namespaces/{args.namespace}/events/{args.entity}/{args.check}")
     print(json.dumps(event, indent=2))
+    return 0
+
+
+def entity_rows(entities: Sequence[dict[str, Any]], now: float) -> list[list[str]]:
+    rows = []
+    for entity in entities:
+        seen = entity.get("last_seen") or 0
+        rows.append(
+            [
+                entity.get("metadata", {}).get("name", ""),
+                entity.get("entity_class", ""),
+                entity.get("system", {}).get("hostname", ""),
+                f"{int(now - seen)}s ago" if seen else "never",
+                ",".join(entity.get("subscriptions", [])),
+            ]
+        )
+    return rows
+
+
+def cmd_entity_list(args: argparse.Namespace) -> int:
+    entities = api_get(args.api_url, f"/api/core/v2/namespaces/{args.namespace}/entities")
+    if args.format == "json":
+        print(json.dumps(entities, indent=2))
+    elif not entities:
+        print("no entities")
+    else:
+        headers = ["entity", "class", "hostname", "last seen", "subscriptions"]
+        print(render_table(headers, entity_rows(entities, time.time())))
     return 0
 
 

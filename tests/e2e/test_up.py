@@ -136,6 +136,12 @@ async def test_check_result_travels_from_yaml_to_a_pipe_handler(tmp_path: Path) 
             )
             assert b'"status-from-file"' in info.stdout
 
+            entities = await trio.run_process(
+                pipeline_command("entity", "list", "--api-url", api_url), capture_stdout=True
+            )
+            assert re.search(r"ENTITY\s+CLASS\s+HOSTNAME\s+LAST SEEN\s+SUBSCRIPTIONS", entities.stdout.decode())
+            assert re.search(r"e2e-agent\s+agent\s+\S+\s+\d+s ago\s+test,entity:e2e-agent", entities.stdout.decode())
+
             async with httpx.AsyncClient() as client:
                 metrics = (await client.get(f"{api_url}/metrics")).text
             assert 'pipeline_handler_runs_total{handler="capture"}' in metrics
