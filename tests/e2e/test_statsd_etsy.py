@@ -52,10 +52,18 @@ def etsy_statsd() -> Path:
 
 
 class Carbon:
-    """A loopback Carbon plaintext receiver: every line received, and an event per arrival."""
+    """A loopback Carbon plaintext receiver: every line received, and an event per arrival.
+
+    Both sides write one flush per connection, so a connection closing marks a flush complete.
+    """
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.closed_at: list[int] = []  # len(lines) when each connection closed
+        self.arrived = trio.Event()
+
+    def _wake(self) -> None:
+        self.arrived.set()
         self.arrived = trio.Event()
 
     async def serve(self, stream: trio.SocketStream) -> None:
@@ -64,8 +72,14 @@ class Carbon:
             buffer += chunk
             *complete, buffer = buffer.split(b"\n")
             self.lines.extend(line.decode() for line in complete)
-            self.arrived.set()
-            self.arrived = trio.Event()
+            self._wake()
+        self.closed_at.append(len(self.lines))
+        self._wake()
+
+    async def wait_for_flush_end(self, index: int) -> None:
+        """Until the connection that carried line ``index - 1`` has closed (its flush is whole)."""
+        while not any(closed >= index for closed in self.closed_at):
+            await self.arrived.wait()
 
     async def wait_for(self, predicate: object, start: int = 0) -> int:
         """Index just past the first line from ``start`` on for which ``predicate(line)`` holds."""
@@ -151,9 +165,10 @@ async def test_etsy_and_pipeline_flush_the_same_series(etsy_statsd: Path, tmp_pa
                     for target in targets:
                         client.sendto(datagram, target)
             marker = "stats.counters.gorets.count"
-            await etsy_carbon.wait_for(lambda line: line.startswith(marker + " "), etsy_seen)
-            await ours_carbon.wait_for(lambda line: line.startswith(marker + " "), ours_seen)
-            await trio.sleep(0.3)  # the rest of that flush's lines, on both sides
+            etsy_marker = await etsy_carbon.wait_for(lambda line: line.startswith(marker + " "), etsy_seen)
+            ours_marker = await ours_carbon.wait_for(lambda line: line.startswith(marker + " "), ours_seen)
+            await etsy_carbon.wait_for_flush_end(etsy_marker)  # the rest of that flush's lines, on both sides
+            await ours_carbon.wait_for_flush_end(ours_marker)
             nursery.cancel_scope.cancel()
     etsy.kill()
     await etsy.wait()
