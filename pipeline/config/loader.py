@@ -18,6 +18,7 @@ from pipeline.errors import ConfigError, ConfigErrors, ValidationError
 from pipeline.model.check import CheckConfig
 from pipeline.model.codec import decode
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
+from pipeline.model.pipeline import Silenced
 from pipeline.model.resources import RESOURCE_TYPES, Resources
 
 API_VERSION = "core/v2"
@@ -48,7 +49,7 @@ class _Loader:
     def __init__(self) -> None:
         self.resources = Resources()
         self.errors: list[ConfigError] = []
-        self._defined: dict[tuple[str, str, str], str] = {}
+        self._defined: dict[tuple[str, str, str], tuple[str, int]] = {}
 
     def load_file(self, path: Path) -> None:
         name = str(path)
@@ -75,12 +76,20 @@ class _Loader:
             self.errors.append(ConfigError(file, str(exc), document=number, resource=label))
             return
         key = (kind, metadata.namespace, metadata.name)
+        label = f"{kind} {metadata.name!r}"
         if key in self._defined:
-            message = f"defined twice: also at {self._defined[key]}"
+            other_file, other_number = self._defined[key]
+            message = f"defined twice: also at {other_file}: document {other_number}"
             self.errors.append(ConfigError(file, message, document=number, resource=label))
             return
-        self._defined[key] = f"{file}: document {number}"
+        self._defined[key] = (file, number)
         self.resources.add(resource)
+
+    def check_references(self) -> None:
+        for problem in self.resources.reference_errors():
+            file, number = self._defined[(problem.kind, problem.namespace, problem.name)]
+            self.errors.append(ConfigError(file, f"{problem.path}: {problem.message}", document=number,
+                                           resource=f"{problem.kind} {problem.name!r}"))  # fmt: skip
 
 
 def _envelope(document: Any) -> tuple[str, ObjectMeta]:
@@ -100,7 +109,8 @@ def _envelope(document: Any) -> tuple[str, ObjectMeta]:
         got = "nothing" if version is None else repr(version)
         raise ValidationError("api_version", f"expected {API_VERSION!r}, got {got}")
     metadata = decode(ObjectMeta, document.get("metadata") or {}, "metadata")
-    validate_name(metadata.name, "metadata.name")
+    if kind != "Silenced":  # a silence is named after what it silences (``*:disk``)
+        validate_name(metadata.name, "metadata.name")
     metadata.namespace = metadata.namespace or DEFAULT_NAMESPACE
     return kind, metadata
 
@@ -117,6 +127,8 @@ def _resource(kind: str, metadata: ObjectMeta, spec: Any) -> Any:
         # A check with a schedule is meant to run; Sensu Go would silently never schedule it.
         resource.publish = bool(resource.interval or resource.cron)
     resource.validate("spec")
+    if isinstance(resource, Silenced):
+        resource.metadata.name = resource.derived_name
     if isinstance(resource, CheckConfig) and resource.cron:
         try:
             parse_cron(resource.cron)
@@ -156,6 +168,8 @@ def load_directory(directory: Path) -> Resources:
     loader = _Loader()
     for path in _yaml_files(directory):
         loader.load_file(path)
+    if not loader.errors:
+        loader.check_references()
     if loader.errors:
         raise ConfigErrors(loader.errors)
     return loader.resources

@@ -1,4 +1,9 @@
-"""Resources operators write besides checks: handlers (more kinds join in later issues)."""
+"""The resources operators write, and the set of them a backend runs with.
+
+Cross references (a handler set naming its members, a pipeline naming its filters, mutator
+and handler) are checked across the whole set by :meth:`Resources.reference_errors`, so that
+a loop or a dangling name is an error at load time, with the path of names that shows it.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,11 @@ from pipeline.model.check import CheckConfig, HookConfig
 from pipeline.model.codec import JSON
 from pipeline.model.codec import field as model_field
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
+from pipeline.model.pipeline import BUILTIN_FILTERS, BUILTIN_MUTATORS, EventFilter, Mutator, Pipeline, Silenced
 
 HANDLER_TYPES = ("pipe", "tcp", "udp", "set", "plugin")
-SUPPORTED_HANDLER_TYPES = ("pipe", "plugin")
+#: How deep handler sets may nest (Sensu Go's limit).
+MAX_SET_DEPTH = 3
 
 
 @dataclass(slots=True)
@@ -40,6 +47,10 @@ class Handler:
     #: pipeline's own: the in-process plugin (``module:attr`` or an entry point name) and its options
     plugin: str = model_field("", omitempty=True)
     options: dict[str, JSON] = model_field({}, omitempty=True)
+    #: pipeline's own: attempts before the event goes to the dead letters (1: no retry)
+    max_attempts: int = model_field(3, omitempty=True)
+    #: pipeline's own: runs of this handler at once, at most (0: only the backend's limits)
+    concurrency: int = model_field(0, omitempty=True)
 
     def validate(self, path: str = "") -> None:
         def at(name: str) -> str:
@@ -48,21 +59,46 @@ class Handler:
         validate_name(self.metadata.name, at("metadata.name"))
         if self.type not in HANDLER_TYPES:
             raise ValidationError(at("type"), f"expected one of {', '.join(HANDLER_TYPES)}, got {self.type!r}")
-        if self.type not in SUPPORTED_HANDLER_TYPES:
-            raise ValidationError(
-                at("type"),
-                f"handler type {self.type!r} is not supported yet (supported: {', '.join(SUPPORTED_HANDLER_TYPES)})",
-            )
         if self.type == "pipe" and not self.command.strip():
             raise ValidationError(at("command"), "required for a pipe handler")
         if self.type == "plugin" and not self.plugin.strip():
             raise ValidationError(at("plugin"), "required for a plugin handler (module:attr or an entry point name)")
+        if self.type in ("tcp", "udp") and (self.socket is None or not self.socket.host
+                                            or not 0 < self.socket.port < 65536):  # fmt: skip
+            raise ValidationError(at("socket"), f"a {self.type} handler needs socket: {{host, port}}")
+        if self.type == "set" and not self.handlers:
+            raise ValidationError(at("handlers"), "a set names at least one handler")
+        if self.type == "plugin" and self.mutator:
+            raise ValidationError(at("mutator"), "a plugin handler takes the event itself, not mutated bytes")
         if self.timeout < 0:
             raise ValidationError(at("timeout"), f"must not be negative, got {self.timeout}")
+        if self.max_attempts < 1:
+            raise ValidationError(at("max_attempts"), f"must be at least 1, got {self.max_attempts}")
+        if self.concurrency < 0:
+            raise ValidationError(at("concurrency"), f"must not be negative, got {self.concurrency}")
 
 
 #: Resource kinds by their ``type`` in YAML.
-RESOURCE_TYPES: dict[str, type[Any]] = {"CheckConfig": CheckConfig, "HookConfig": HookConfig, "Handler": Handler}
+RESOURCE_TYPES: dict[str, type[Any]] = {
+    "CheckConfig": CheckConfig,
+    "HookConfig": HookConfig,
+    "Handler": Handler,
+    "EventFilter": EventFilter,
+    "Mutator": Mutator,
+    "Pipeline": Pipeline,
+    "Silenced": Silenced,
+}
+
+
+@dataclass(slots=True, frozen=True)
+class ReferenceError:
+    """A cross-reference problem: which resource, where in it, and what."""
+
+    kind: str
+    namespace: str
+    name: str
+    path: str
+    message: str
 
 
 def _namespace_of(resource: Any) -> str:
@@ -76,22 +112,123 @@ class Resources:
     checks: list[CheckConfig] = field(default_factory=list)
     handlers: list[Handler] = field(default_factory=list)
     hooks: list[HookConfig] = field(default_factory=list)
+    filters: list[EventFilter] = field(default_factory=list)
+    mutators: list[Mutator] = field(default_factory=list)
+    pipelines: list[Pipeline] = field(default_factory=list)
+    silences: list[Silenced] = field(default_factory=list)
 
     def add(self, resource: Any) -> None:
-        if isinstance(resource, CheckConfig):
-            self.checks.append(resource)
-        elif isinstance(resource, HookConfig):
-            self.hooks.append(resource)
-        elif isinstance(resource, Handler):
-            self.handlers.append(resource)
-        else:
-            raise TypeError(f"not a resource: {resource!r}")
+        kinds: tuple[tuple[type[Any], list[Any]], ...] = (
+            (CheckConfig, self.checks),
+            (HookConfig, self.hooks),
+            (Handler, self.handlers),
+            (EventFilter, self.filters),
+            (Mutator, self.mutators),
+            (Pipeline, self.pipelines),
+            (Silenced, self.silences),
+        )
+        for kind, items in kinds:
+            if isinstance(resource, kind):
+                items.append(resource)
+                return
+        raise TypeError(f"not a resource: {resource!r}")
+
+    @staticmethod
+    def _named(items: Iterable[Any], name: str, namespace: str) -> Any:
+        for item in items:
+            if item.metadata.name == name and _namespace_of(item) == namespace:
+                return item
+        return None
 
     def handler(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> Handler | None:
+        found: Handler | None = self._named(self.handlers, name, namespace)
+        return found
+
+    def filter(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EventFilter | None:
+        found: EventFilter | None = self._named(self.filters, name, namespace)
+        return found
+
+    def mutator(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> Mutator | None:
+        found: Mutator | None = self._named(self.mutators, name, namespace)
+        return found
+
+    def pipeline(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> Pipeline | None:
+        found: Pipeline | None = self._named(self.pipelines, name, namespace)
+        return found
+
+    def _knows_filter(self, name: str, namespace: str) -> bool:
+        return name in BUILTIN_FILTERS or self.filter(name, namespace) is not None
+
+    def _knows_mutator(self, name: str, namespace: str) -> bool:
+        return name in BUILTIN_MUTATORS or self.mutator(name, namespace) is not None
+
+    def reference_errors(self) -> list[ReferenceError]:
+        """Loops and over-deep nesting in handler sets; names a handler or pipeline uses that no
+        resource defines (a check's handlers may name handlers defined later, as in Sensu Go)."""
+        errors: list[ReferenceError] = []
         for handler in self.handlers:
-            if handler.metadata.name == name and _namespace_of(handler) == namespace:
-                return handler
+            namespace, name = _namespace_of(handler), handler.metadata.name
+            found = [("spec.filters", f"no EventFilter {f!r}") for f in handler.filters
+                     if not self._knows_filter(f, namespace)]  # fmt: skip
+            if handler.mutator and not self._knows_mutator(handler.mutator, namespace):
+                found.append(("spec.mutator", f"no Mutator {handler.mutator!r}"))
+            problem = self._set_problem([name], namespace) if handler.type == "set" else None
+            if problem:
+                found.append(("spec.handlers", problem))
+            errors.extend(ReferenceError("Handler", namespace, name, path, message) for path, message in found)
+        for pipeline in self.pipelines:
+            namespace, name = _namespace_of(pipeline), pipeline.metadata.name
+            found = []
+            for i, workflow in enumerate(pipeline.workflows):
+                at = f"spec.workflows[{i}]"
+                found.extend((f"{at}.filters", f"no EventFilter {ref.name!r}") for ref in workflow.filters
+                             if not self._knows_filter(ref.name, namespace))  # fmt: skip
+                mutator = workflow.mutator.name if workflow.mutator else ""
+                if mutator and not self._knows_mutator(mutator, namespace):
+                    found.append((f"{at}.mutator", f"no Mutator {mutator!r}"))
+                target_name = workflow.handler.name if workflow.handler else ""
+                target = self.handler(target_name, namespace)
+                if target is None:
+                    found.append((f"{at}.handler", f"no Handler {target_name!r}"))
+                elif target.type == "set":
+                    found.append((f"{at}.handler", f"{target_name!r} is a handler set; a workflow runs one handler"))
+            errors.extend(ReferenceError("Pipeline", namespace, name, path, message) for path, message in found)
+        return errors
+
+    def _set_problem(self, chain: list[str], namespace: str) -> str | None:
+        """A loop or too deep a nesting below the set at the end of ``chain``, as a path of names."""
+        handler = self.handler(chain[-1], namespace)
+        if handler is None or handler.type != "set":
+            return None
+        if len(chain) > MAX_SET_DEPTH:
+            return f"handler sets nest deeper than {MAX_SET_DEPTH} levels: {' -> '.join(chain)}"
+        for member in handler.handlers:
+            if member in chain:
+                return f"handler sets loop: {' -> '.join([*chain, member])}"
+            problem = self._set_problem([*chain, member], namespace)
+            if problem:
+                return problem
         return None
+
+    def expand_handlers(self, names: Iterable[str], namespace: str) -> tuple[list[Handler], list[str]]:
+        """Sensu Go's legacy expansion: sets replaced by their members (recursively), unique,
+        sorted by name; the names no handler defines are returned apart."""
+        found: dict[str, Handler] = {}
+        missing: list[str] = []
+
+        def visit(name: str, depth: int) -> None:
+            handler = self.handler(name, namespace)
+            if handler is None:
+                missing.append(name)
+            elif handler.type != "set":
+                found[name] = handler
+            elif depth < MAX_SET_DEPTH:
+                for member in handler.handlers:
+                    visit(member, depth + 1)
+
+        for name in names:
+            visit(name, 0)
+        return [found[name] for name in sorted(found)], sorted(set(missing))
 
     def hooks_for(self, checks: Iterable[CheckConfig]) -> list[HookConfig]:
         """The hook configurations the ``check_hooks`` of ``checks`` name (each once)."""

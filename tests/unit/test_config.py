@@ -109,7 +109,7 @@ def test_spec_errors_name_file_document_resource_and_field(tmp_path: Path, spec:
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ("api_version: core/v2\nmetadata: {name: x}\nspec: {}", "type: expected one of CheckConfig, HookConfig, Handler, got nothing"),
+        ("api_version: core/v2\nmetadata: {name: x}\nspec: {}", "type: expected one of CheckConfig, HookConfig, Handler, EventFilter, Mutator, Pipeline, Silenced, got nothing"),
         ("type: Check\napi_version: core/v2\nmetadata: {name: x}\nspec: {}", "got 'Check'"),
         ("type: Handler\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got nothing"),
         ("type: Handler\napi_version: core/v3\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got 'core/v3'"),
@@ -120,7 +120,7 @@ def test_spec_errors_name_file_document_resource_and_field(tmp_path: Path, spec:
         ("type: Handler\napi_version: core/v2\nmetadata: {name: x}", "Handler 'x': spec: expected a mapping, got nothing"),
         (
             "type: Handler\napi_version: core/v2\nmetadata: {name: x}\nspec: {type: tcp}",
-            "Handler 'x': spec.type: handler type 'tcp' is not supported yet (supported: pipe, plugin)",
+            "Handler 'x': spec.socket: a tcp handler needs socket: {host, port}",
         ),
         ("type: Handler\napi_version: core/v2\nmetadata: {name: x}\nspec: {type: pipe}", "spec.command: required"),
     ],

@@ -1,0 +1,159 @@
+"""The pipeline's resources in YAML: filters, mutators, handler kinds, pipelines, silences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_directory, validate_directory
+from tests.support import write_config
+
+PIPELINE = """
+type: EventFilter
+api_version: core/v2
+metadata: {name: business-hours}
+spec:
+  action: allow
+  expressions:
+    - "hour(event.timestamp) >= 9 and hour(event.timestamp) < 17"
+---
+type: Mutator
+api_version: core/v2
+metadata: {name: short}
+spec:
+  type: template
+  template: "{{ event.entity.metadata.name }}: {{ event.check.output }}"
+---
+type: Mutator
+api_version: core/v2
+metadata: {name: jq}
+spec:
+  command: jq -c .check
+  timeout: 5
+---
+type: Handler
+api_version: core/v2
+metadata: {name: logstash}
+spec:
+  type: tcp
+  socket: {host: 127.0.0.1, port: 5000}
+  mutator: short
+  filters: [is_incident, business-hours]
+---
+type: Handler
+api_version: core/v2
+metadata: {name: statsd}
+spec:
+  type: udp
+  socket: {host: 127.0.0.1, port: 8125}
+---
+type: Handler
+api_version: core/v2
+metadata: {name: ops}
+spec:
+  type: set
+  handlers: [logstash, statsd, nowhere]
+---
+type: Pipeline
+api_version: core/v2
+metadata: {name: incidents}
+spec:
+  workflows:
+    - name: logstash
+      filters: [{name: is_incident, type: EventFilter, api_version: core/v2}, {name: fatigue}]
+      mutator: {name: jq, type: Mutator, api_version: core/v2}
+      handler: {name: logstash, type: Handler, api_version: core/v2}
+---
+type: Silenced
+api_version: core/v2
+metadata: {}
+spec:
+  subscription: linux
+  check: disk
+  expire: 3600
+  expire_on_resolve: true
+  reason: disk replaced tomorrow
+"""
+
+
+def errors_of(tmp_path: Path, text: str) -> list[str]:
+    write_config(tmp_path, text)
+    return [str(e) for e in validate_directory(tmp_path)]
+
+
+def test_every_pipeline_resource_loads(tmp_path: Path) -> None:
+    resources = load_directory(write_config(tmp_path, PIPELINE))
+    assert [f.metadata.name for f in resources.filters] == ["business-hours"]
+    assert [(m.metadata.name, m.kind) for m in resources.mutators] == [("short", "template"), ("jq", "pipe")]
+    assert [h.type for h in resources.handlers] == ["tcp", "udp", "set"]
+    pipeline = resources.pipeline("incidents")
+    assert pipeline is not None
+    assert [f.name for f in pipeline.workflows[0].filters] == ["is_incident", "fatigue"]
+    (silence,) = resources.silences
+    assert silence.metadata.name == "linux:disk"  # named after what it silences, as in Sensu Go
+    handlers, missing = resources.expand_handlers(["ops", "statsd"], "default")
+    assert [h.metadata.name for h in handlers] == ["logstash", "statsd"]
+    assert missing == ["nowhere"]
+
+
+SET = """
+---
+type: Handler
+api_version: core/v2
+metadata: {{name: {name}}}
+spec:
+  type: set
+  handlers: [{members}]
+"""
+
+
+def sets(*definitions: tuple[str, str]) -> str:
+    return "".join(SET.format(name=name, members=members) for name, members in definitions)
+
+
+def test_a_loop_of_handler_sets_is_an_error_with_its_path(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, sets(("a", "b"), ("b", "c"), ("c", "a")))
+    assert (
+        f"{tmp_path}/resources.yml: document 1: Handler 'a': spec.handlers: handler sets loop: a -> b -> c -> a"
+        in errors
+    )
+
+
+def test_sets_nest_at_most_three_levels(tmp_path: Path) -> None:
+    assert errors_of(tmp_path, sets(("a", "b"), ("b", "c"), ("c", "x"))) == []
+    errors = errors_of(tmp_path, sets(("a", "b"), ("b", "c"), ("c", "d"), ("d", "x")))
+    assert any("spec.handlers: handler sets nest deeper than 3 levels: a -> b -> c -> d" in e for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("type: Pipeline\napi_version: core/v2\nmetadata: {name: p}\nspec:\n  workflows: [{name: w, handler: {name: ghost}}]",
+         "Pipeline 'p': spec.workflows[0].handler: no Handler 'ghost'"),
+        ("type: Pipeline\napi_version: core/v2\nmetadata: {name: p}\nspec:\n  workflows: [{name: w}]",
+         "Pipeline 'p': spec.workflows[0].handler: required"),
+        ("type: Pipeline\napi_version: core/v2\nmetadata: {name: p}\nspec: {workflows: []}",
+         "Pipeline 'p': spec.workflows: at least one workflow is required"),
+        ("type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: pipe, command: x, filters: [ghost]}",
+         "Handler 'h': spec.filters: no EventFilter 'ghost'"),
+        ("type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: pipe, command: x, mutator: ghost}",
+         "Handler 'h': spec.mutator: no Mutator 'ghost'"),
+        ("type: EventFilter\napi_version: core/v2\nmetadata: {name: f}\nspec: {action: maybe, expressions: [x]}",
+         "EventFilter 'f': spec.action: expected allow or deny, got 'maybe'"),
+        ("type: EventFilter\napi_version: core/v2\nmetadata: {name: is_incident}\nspec: {action: allow, expressions: [x]}",
+         "EventFilter 'is_incident': spec.metadata.name: 'is_incident' is a built-in filter"),
+        ("type: Mutator\napi_version: core/v2\nmetadata: {name: m}\nspec: {type: javascript, eval: x}",
+         "Mutator 'm': spec.type: javascript mutators are not supported; use a template mutator"),
+        ("type: Silenced\napi_version: core/v2\nmetadata: {}\nspec: {subscription: '*', check: '*'}",
+         "'*:*' would silence everything"),
+        ("type: Silenced\napi_version: core/v2\nmetadata: {name: wrong}\nspec: {check: disk}",
+         "spec.metadata.name: a silence is named <subscription>:<check>: expected '*:disk'"),
+        ("type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: udp, socket: {host: x}}",
+         "Handler 'h': spec.socket: a udp handler needs socket: {host, port}"),
+    ],
+)  # fmt: skip
+def test_pipeline_resource_errors_name_the_field(tmp_path: Path, document: str, message: str) -> None:
+    errors = errors_of(tmp_path, document)
+    assert len(errors) == 1, errors
+    assert message in errors[0]
