@@ -82,6 +82,13 @@ class BackendMetrics:
     handler_runs: Counter
     handler_failures: Counter
     handler_duration: Histogram
+    handler_retries: Counter
+    filter_runs: Counter
+    filter_errors: Counter
+    events_filtered: Counter
+    mutator_runs: Counter
+    mutator_failures: Counter
+    mutator_duration: Histogram
     agents_connected: Gauge
     transport_errors: Counter
     auth_failures: Counter
@@ -119,6 +126,25 @@ class BackendMetrics:
                 "pipeline_handler_duration_seconds",
                 "Handler run time",
                 ["handler"],
+                buckets=_DURATION_BUCKETS,
+                registry=r,
+            ),
+            handler_retries=Counter(
+                "pipeline_handler_retries", "Handler attempts after a failure", ["handler"], registry=r
+            ),
+            filter_runs=Counter("pipeline_filter_runs", "Events a filter was applied to", ["filter"], registry=r),
+            filter_errors=Counter(
+                "pipeline_filter_errors", "Filter expressions or annotations that failed", ["filter"], registry=r
+            ),
+            events_filtered=Counter("pipeline_events_filtered", "Events a filter stopped", ["filter"], registry=r),
+            mutator_runs=Counter("pipeline_mutator_runs", "Mutator executions", ["mutator"], registry=r),
+            mutator_failures=Counter(
+                "pipeline_mutator_failures", "Mutator executions that failed", ["mutator", "reason"], registry=r
+            ),
+            mutator_duration=Histogram(
+                "pipeline_mutator_duration_seconds",
+                "Mutator run time",
+                ["mutator"],
                 buckets=_DURATION_BUCKETS,
                 registry=r,
             ),

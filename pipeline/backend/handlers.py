@@ -1,21 +1,28 @@
-"""Run the handlers an event names, each isolated from the others.
+"""The backend pipeline: every event through its workflows, filter -> mutator -> handler.
 
-For now handlers come from the legacy lists ``check.handlers`` and ``metrics.handlers``, as
-Sensu Go's legacy pipeline builds them: de-duplicated and sorted by name, missing handlers
-logged and skipped. A ``pipe`` handler gets the event as Sensu Go v2 JSON on stdin. A bounded
-pool of workers takes events; a capacity limiter bounds how many handler processes run at
-once. A failing handler is logged and counted and never stops another.
+An event's workflows are the legacy pipeline of ``check.handlers`` and ``metrics.handlers``
+(handler sets expanded, unique, sorted by name, as Sensu Go builds it) and the workflows of
+every Pipeline it names. Each workflow runs in its own task: a filter error, a mutator failure
+or a handler failure is logged with the event id, the stage and the error, counted, and never
+stops another workflow. A failing handler is retried with exponential backoff up to its
+``max_attempts``. A bounded pool of workers takes events; a capacity limiter bounds the
+handler and mutator processes running at once, and a handler's ``concurrency`` bounds its own
+runs.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import trio
 
 from pipeline import plugins
 from pipeline.config import Resources
+from pipeline.core.filtering import BUILTIN_FILTERS, CompiledFilter, FilterError
+from pipeline.core.workflows import Workflow, legacy_handler_names, workflows_for
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event
@@ -24,24 +31,39 @@ from pipeline.process import run_command, with_env_vars
 
 log = get_logger("backend.handlers")
 
-#: Events waiting for a handler worker, at most.
+#: Events waiting for a pipeline worker, at most.
 INBOX_SIZE = 1000
-#: Events being handled at once.
+#: Events going through their workflows at once.
 WORKERS = 32
-#: Handler processes running at once.
+#: Handler and mutator processes running at once.
 MAX_PROCESSES = 16
 #: Bytes of handler output kept for the log line.
 LOGGED_OUTPUT = 500
+#: Sensu Go's timeout of tcp and udp handlers without one.
+SOCKET_TIMEOUT = 60
+#: The first retry waits this long; each next one twice as long, up to RETRY_MAX.
+RETRY_BASE, RETRY_MAX = 1.0, 60.0
 
 
 def handler_names(event: Event) -> list[str]:
     """The legacy handler names of an event: check and metrics handlers, unique, sorted."""
-    names: set[str] = set()
-    if event.check is not None:
-        names.update(event.check.handlers)
-    if event.metrics is not None:
-        names.update(event.metrics.handlers)
-    return sorted(names)
+    return sorted(set(legacy_handler_names(event)))
+
+
+class StageError(Exception):
+    """A mutator or handler failed; ``reason`` labels the metric, the message says what happened."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass(slots=True, frozen=True)
+class HandlerRun:
+    """What one attempt of a handler did, for the log."""
+
+    status: int
+    output: str
 
 
 class HandlerRunner:
@@ -53,15 +75,23 @@ class HandlerRunner:
         *,
         workers: int = WORKERS,
         max_processes: int = MAX_PROCESSES,
+        retry_base: float = RETRY_BASE,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._resources = resources
         self.metrics = metrics
         self.env = dict(env)
         self.workers = workers
+        self.retry_base = retry_base
+        self._wall_clock = wall_clock
         self._processes = trio.CapacityLimiter(max_processes)
-        self._plugins = {
-            h.metadata.name: plugins.load(h.plugin, h.options) for h in resources().handlers if h.type == "plugin"
-        }
+        loaded = resources()
+        self._plugins = {h.metadata.name: plugins.load(h.plugin, h.options) for h in loaded.handlers
+                         if h.type == "plugin"}  # fmt: skip
+        self._filters = {(f.metadata.namespace or "default", f.metadata.name): CompiledFilter.of(f)
+                         for f in loaded.filters}  # fmt: skip
+        self._limits = {h.metadata.name: trio.CapacityLimiter(h.concurrency) for h in loaded.handlers
+                        if h.concurrency > 0}  # fmt: skip
         self.inbox, self._receive = trio.open_memory_channel[Event](INBOX_SIZE)
         metrics.queues.watch("handlers_inbox", self.inbox)  # type: ignore[arg-type]
 
@@ -78,82 +108,179 @@ class HandlerRunner:
                 await self.handle(event)
 
     async def handle(self, event: Event) -> None:
-        """Run every handler the event names, concurrently, each isolated from the others."""
-        resources = self._resources()
-        namespace = event.namespace or "default"
-        handlers = []
-        for name in handler_names(event):
-            handler = resources.handler(name, namespace)
-            if handler is None:
-                self.metrics.handler_failures.labels(name, "missing").inc()
-                log.warning("handler not found", handler=name, namespace=namespace, event_id=event.id)
-            else:
-                handlers.append(handler)
-        if not handlers:
+        """Run every workflow of the event, concurrently, each isolated from the others."""
+        workflows, problems = workflows_for(event, self._resources())
+        for problem in problems:
+            reason = "missing" if problem.startswith("handler") else "pipeline"
+            name = problem.split("'")[1] if "'" in problem else problem
+            self.metrics.handler_failures.labels(name, reason).inc()
+            log.warning("pipeline problem", event_id=event.id, entity=event.entity_name, check=event.check_name,
+                        problem=problem)  # fmt: skip
+        if not workflows:
             return
-        payload = event.to_json()
         async with trio.open_nursery() as nursery:
-            for handler in handlers:
-                nursery.start_soon(self._run_handler, handler, event, payload)
+            for workflow in workflows:
+                nursery.start_soon(self._run_workflow, workflow, event)
+
+    # -- one workflow ----------------------------------------------------------------------------
+
+    async def _run_workflow(self, workflow: Workflow, event: Event) -> None:
+        for name in workflow.filters:
+            if not self._passes(name, workflow, event):
+                return
+        handler = workflow.handler
+        payload = b""
+        if handler.type != "plugin":
+            try:
+                payload = await self._mutate(workflow.mutator or "json", event)
+            except StageError as exc:
+                self.metrics.mutator_failures.labels(workflow.mutator, exc.reason).inc()
+                log.error("mutator failed", event_id=event.id, workflow=workflow.name, mutator=workflow.mutator,
+                          handler=handler.metadata.name, error=exc)  # fmt: skip
+                return
+        await self._run_handler(handler, event, payload)
+
+    def _passes(self, name: str, workflow: Workflow, event: Event) -> bool:
+        self.metrics.filter_runs.labels(name).inc()
+        builtin = BUILTIN_FILTERS.get(name)
+        try:
+            if builtin is not None:
+                passed = builtin(event)
+            else:
+                compiled = self._filters.get((event.namespace or "default", name))
+                if compiled is None:
+                    raise FilterError(f"no EventFilter {name!r}")
+                outcome = compiled.apply(event, self._wall_clock())
+                for error in outcome.errors:
+                    self.metrics.filter_errors.labels(name).inc()
+                    log.error("filter expression failed", event_id=event.id, workflow=workflow.name, filter=name,
+                              error=error)  # fmt: skip
+                passed = outcome.passed
+        except FilterError as exc:
+            self.metrics.filter_errors.labels(name).inc()
+            log.error("filter failed", event_id=event.id, workflow=workflow.name, filter=name, error=exc)
+            return False
+        if not passed:
+            self.metrics.events_filtered.labels(name).inc()
+            log.debug("event filtered", event_id=event.id, workflow=workflow.name, filter=name)
+        return passed
+
+    # -- mutators --------------------------------------------------------------------------------
+
+    async def _mutate(self, name: str, event: Event) -> bytes:
+        self.metrics.mutator_runs.labels(name).inc()
+        if name == "json":
+            return event.to_json()
+        if name == "only_check_output":
+            if event.check is None:
+                raise StageError("no_check", "only_check_output: the event has no check")
+            return event.check.output.encode()
+        mutator = self._resources().mutator(name, event.namespace or "default")
+        if mutator is None:
+            raise StageError("missing", f"no Mutator {name!r}")
+        started = trio.current_time()
+        try:
+            if mutator.kind == "template":
+                raise StageError("unsupported", "template mutators are not wired to the pipeline yet")
+            env = with_env_vars(self.env, mutator.env_vars)
+            try:
+                async with self._processes:
+                    result = await run_command(mutator.command, timeout=mutator.timeout, stdin=event.to_json(), env=env)
+            except OSError as exc:
+                raise StageError("spawn", f"{mutator.command!r} could not start: {exc}") from None
+            if result.timed_out:
+                raise StageError("timeout", f"timed out after {mutator.timeout} s")
+            if result.status != 0:
+                raise StageError("exit_status", f"exited {result.status}: {result.output[:LOGGED_OUTPUT].strip()}")
+            return result.output.encode()
+        finally:
+            self.metrics.mutator_duration.labels(name).observe(trio.current_time() - started)
+
+    # -- handlers --------------------------------------------------------------------------------
 
     async def _run_handler(self, handler: Handler, event: Event, payload: bytes) -> None:
         name = handler.metadata.name
-        self.metrics.handler_runs.labels(name).inc()
-        if handler.type == "plugin":
-            await self._run_plugin(handler, event)
+        limit = self._limits.get(name)
+        for attempt in range(1, handler.max_attempts + 1):
+            if attempt > 1:
+                self.metrics.handler_retries.labels(name).inc()
+                await trio.sleep(min(self.retry_base * 2 ** (attempt - 2), RETRY_MAX))
+            self.metrics.handler_runs.labels(name).inc()
+            started = trio.current_time()
+            try:
+                if limit is not None:
+                    async with limit:
+                        run = await self._attempt(handler, event, payload)
+                else:
+                    run = await self._attempt(handler, event, payload)
+            except StageError as exc:
+                self.metrics.handler_failures.labels(name, exc.reason).inc()
+                self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
+                give_up = attempt == handler.max_attempts
+                log.error("handler gave up" if give_up else "handler failed", handler=name, event_id=event.id,
+                          entity=event.entity_name, check=event.check_name, attempt=attempt,
+                          max_attempts=handler.max_attempts, error=exc)  # fmt: skip
+                continue
+            self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
+            log.info("handler ran", handler=name, event_id=event.id, entity=event.entity_name, check=event.check_name,
+                     attempt=attempt, status=run.status, output=run.output)  # fmt: skip
             return
+
+    async def _attempt(self, handler: Handler, event: Event, payload: bytes) -> HandlerRun:
+        """One run of a handler; raises StageError when it fails."""
+        if handler.type == "pipe":
+            return await self._attempt_pipe(handler, payload)  # timed from the process start, not the queue
+        timeout = handler.timeout or (SOCKET_TIMEOUT if handler.type in ("tcp", "udp") else 0)
+        with trio.move_on_after(timeout or math.inf):
+            if handler.type == "plugin":
+                return await self._attempt_plugin(handler, event)
+            if handler.type == "tcp":
+                return await self._attempt_tcp(handler, payload)
+            return await self._attempt_udp(handler, payload)
+        raise StageError("timeout", f"timed out after {timeout} s")
+
+    async def _attempt_plugin(self, handler: Handler, event: Event) -> HandlerRun:
+        try:
+            await self._plugins[handler.metadata.name].handle(event)
+        except Exception as exc:  # a plugin's failure is data: counted, logged, retried
+            raise StageError("exception", f"{type(exc).__name__}: {exc}") from None
+        return HandlerRun(0, "")
+
+    async def _attempt_pipe(self, handler: Handler, payload: bytes) -> HandlerRun:
         env = with_env_vars(self.env, handler.env_vars)
         try:
             async with self._processes:
                 result = await run_command(handler.command, timeout=handler.timeout, stdin=payload, env=env)
         except OSError as exc:
-            self.metrics.handler_failures.labels(name, "spawn").inc()
-            log.error("handler could not start", handler=name, event_id=event.id, error=exc)
-            return
-        self._report(
-            name, event, result.duration, result.status, result.timed_out, result.output[:LOGGED_OUTPUT].strip()
-        )
+            raise StageError("spawn", f"{handler.command!r} could not start: {exc}") from None
+        output = result.output[:LOGGED_OUTPUT].strip()
+        if result.timed_out:
+            raise StageError("timeout", f"timed out after {handler.timeout} s")
+        if result.status != 0:
+            raise StageError("exit_status", f"exited {result.status}: {output}")
+        return HandlerRun(0, output)
 
-    async def _run_plugin(self, handler: Handler, event: Event) -> None:
-        """An in-process plugin: its exception is its failure; it never stops another handler."""
-        name = handler.metadata.name
-        started = trio.current_time()
-        status, output = 0, ""
-        with trio.move_on_after(handler.timeout or math.inf) as scope:
-            try:
-                await self._plugins[name].handle(event)
-            except Exception as exc:  # a plugin's failure is data, counted and logged
-                status, output = 1, f"{type(exc).__name__}: {exc}"
-        timed_out = scope.cancelled_caught
-        duration = trio.current_time() - started
-        self._report(name, event, duration, 2 if timed_out else status, timed_out, output, failure="exception")
+    async def _attempt_tcp(self, handler: Handler, payload: bytes) -> HandlerRun:
+        assert handler.socket is not None
+        address = f"{handler.socket.host}:{handler.socket.port}"
+        try:
+            stream = await trio.open_tcp_stream(handler.socket.host, handler.socket.port)
+            async with stream:
+                await stream.send_all(payload)
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise StageError("connection", f"tcp {address}: {exc}") from None
+        return HandlerRun(0, f"wrote {len(payload)} bytes to tcp {address}")
 
-    def _report(
-        self,
-        name: str,
-        event: Event,
-        duration: float,
-        status: int,
-        timed_out: bool,
-        output: str,
-        *,
-        failure: str = "exit_status",
-    ) -> None:
-        self.metrics.handler_duration.labels(name).observe(duration)
-        fields = {
-            "handler": name,
-            "event_id": event.id,
-            "entity": event.entity_name,
-            "check": event.check_name,
-            "status": status,
-            "duration": f"{duration:.3f}",
-            "output": output,
-        }
-        if timed_out:
-            self.metrics.handler_failures.labels(name, "timeout").inc()
-            log.error("handler timed out", **fields)
-        elif status != 0:
-            self.metrics.handler_failures.labels(name, failure).inc()
-            log.error("handler failed", **fields)
-        else:
-            log.info("handler ran", **fields)
+    async def _attempt_udp(self, handler: Handler, payload: bytes) -> HandlerRun:
+        assert handler.socket is not None
+        address = f"{handler.socket.host}:{handler.socket.port}"
+        try:
+            infos = await trio.socket.getaddrinfo(handler.socket.host, handler.socket.port, type=trio.socket.SOCK_DGRAM)
+            family, kind, proto, _, target = infos[0]
+            with trio.socket.socket(family, kind, proto) as sock:
+                sent = await sock.sendto(payload, target)
+        except OSError as exc:
+            raise StageError("connection", f"udp {address}: {exc}") from None
+        if sent != len(payload):
+            raise StageError("short_write", f"udp {address}: sent {sent} of {len(payload)} bytes")
+        return HandlerRun(0, f"sent {len(payload)} bytes to udp {address}")

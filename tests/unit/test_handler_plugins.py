@@ -57,7 +57,7 @@ class NotAsync:
 
 def plugin(name: str, reference: str, timeout: int = 0, **options: Any) -> Handler:
     return Handler(metadata=ObjectMeta(name=name, namespace="default"), type="plugin", plugin=reference,
-                   options=options, timeout=timeout)  # fmt: skip
+                   options=options, timeout=timeout, max_attempts=1)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,9 @@ from pipeline.model import Check, Entity, Event, Metrics, ObjectMeta
 from pipeline.model.resources import Handler
 
 
-def pipe_handler(name: str, command: str, timeout: int = 0) -> Handler:
-    return Handler(metadata=ObjectMeta(name=name, namespace="default"), type="pipe", command=command, timeout=timeout)
+def pipe_handler(name: str, command: str, timeout: int = 0, max_attempts: int = 1) -> Handler:
+    return Handler(metadata=ObjectMeta(name=name, namespace="default"), type="pipe", command=command, timeout=timeout,
+                   max_attempts=max_attempts)  # fmt: skip
 
 
 def event_for(*handlers: str, metric_handlers: tuple[str, ...] = ()) -> Event:

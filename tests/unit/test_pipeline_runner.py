@@ -1,0 +1,134 @@
+"""Events through their workflows: filters, mutators, tcp/udp/pipe handlers, sets, retries, isolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from pipeline.backend.handlers import HandlerRunner
+from pipeline.config import Resources
+from pipeline.metrics import BackendMetrics
+from pipeline.model import Check, CheckHistory, Entity, Event, ObjectMeta
+from pipeline.model.meta import ResourceReference
+from pipeline.model.pipeline import EventFilter, Mutator, Pipeline, PipelineWorkflow
+from pipeline.model.resources import Handler, HandlerSocket
+
+ENV = {"PATH": "/usr/bin:/bin"}
+
+
+def meta(name: str) -> ObjectMeta:
+    return ObjectMeta(name=name, namespace="default")
+
+
+def pipe(name: str, command: str, **kwargs: Any) -> Handler:
+    return Handler(metadata=meta(name), type="pipe", command=command, **kwargs)
+
+
+def event(*handlers: str, status: int = 2, output: str = "disk is full\n") -> Event:
+    return Event(
+        timestamp=1_800_000_000,
+        entity=Entity(entity_class="agent", metadata=meta("web1")),
+        check=Check(metadata=meta("disk"), status=status, output=output, handlers=list(handlers),
+                    history=[CheckHistory(status, 0)]),
+        metadata=ObjectMeta(namespace="default"),
+        id="7d3a1f7e-0a52-4a53-9a5e-9f8f2a1d0c11",
+    )  # fmt: skip
+
+
+def sample(metrics: BackendMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+async def test_tcp_and_udp_handlers_write_the_mutated_body_once(tmp_path: Path) -> None:
+    received: list[bytes] = []
+
+    async def tcp_server(stream: trio.SocketStream) -> None:
+        received.append(b"".join([chunk async for chunk in stream]))
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, tcp_server, 0)
+        tcp_port = listeners[0].socket.getsockname()[1]
+        udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await udp.bind(("127.0.0.1", 0))
+        resources = Resources(
+            handlers=[
+                Handler(metadata=meta("logstash"), type="tcp", socket=HandlerSocket("127.0.0.1", tcp_port),
+                        mutator="shout"),
+                Handler(metadata=meta("statsd"), type="udp", socket=HandlerSocket("127.0.0.1", udp.getsockname()[1]),
+                        mutator="only_check_output"),
+            ],
+            mutators=[Mutator(metadata=meta("shout"), command="tr a-z A-Z")],
+        )  # fmt: skip
+        metrics = BackendMetrics.create()
+        await HandlerRunner(lambda: resources, metrics, ENV).handle(event("logstash", "statsd"))
+        datagram = await udp.recv(65536)
+        udp.close()
+        nursery.cancel_scope.cancel()
+    assert datagram == b"disk is full\n"
+    (body,) = received
+    assert body.startswith(b'{"TIMESTAMP":1800000000,')  # the event JSON, through the pipe mutator
+    assert sample(metrics, "pipeline_mutator_runs_total", mutator="shout") == 1
+
+
+async def test_a_set_with_a_failing_member_still_runs_the_others(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    resources = Resources(handlers=[
+        Handler(metadata=meta("ops"), type="set", handlers=["broken", "good", "bad-mutator"]),
+        pipe("broken", "exit 3", max_attempts=1),
+        pipe("good", f"cat > {out}"),
+        pipe("bad-mutator", f"cat > {tmp_path / 'never'}", mutator="fails"),
+    ], mutators=[Mutator(metadata=meta("fails"), command="echo nope; exit 1")])  # fmt: skip
+    metrics = BackendMetrics.create()
+    await HandlerRunner(lambda: resources, metrics, ENV).handle(event("ops"))
+    assert Event.from_json(out.read_bytes()).check_name == "disk"
+    assert not (tmp_path / "never").exists()
+    assert sample(metrics, "pipeline_handler_failures_total", handler="broken", reason="exit_status") == 1
+    assert sample(metrics, "pipeline_mutator_failures_total", mutator="fails", reason="exit_status") == 1
+
+
+async def test_filters_stop_only_their_own_workflow(tmp_path: Path) -> None:
+    resources = Resources(
+        handlers=[pipe("paged", f"cat > {tmp_path / 'paged'}", filters=["is_incident", "not-web"]),
+                  pipe("logged", f"cat > {tmp_path / 'logged'}")],
+        filters=[EventFilter(metadata=meta("not-web"), action="deny",
+                             expressions=["event.entity.metadata.name.startswith('web')"])],
+    )  # fmt: skip
+    metrics = BackendMetrics.create()
+    await HandlerRunner(lambda: resources, metrics, ENV).handle(event("paged", "logged"))
+    assert (tmp_path / "logged").exists()
+    assert not (tmp_path / "paged").exists()
+    assert sample(metrics, "pipeline_events_filtered_total", filter="not-web") == 1
+    assert sample(metrics, "pipeline_filter_runs_total", filter="is_incident") == 1
+
+
+async def test_a_pipeline_named_by_the_event_runs_its_workflows(tmp_path: Path) -> None:
+    resources = Resources(
+        handlers=[pipe("file", f"cat >> {tmp_path / 'out'}")],
+        pipelines=[Pipeline(metadata=meta("incidents"), workflows=[
+            PipelineWorkflow(name="raw", filters=[ResourceReference(name="is_incident")],
+                             handler=ResourceReference(name="file")),
+            PipelineWorkflow(name="text", mutator=ResourceReference(name="only_check_output"),
+                             handler=ResourceReference(name="file")),
+        ])],
+    )  # fmt: skip
+    e = event()
+    e.pipelines = [ResourceReference(name="incidents", type="Pipeline", api_version="core/v2")]
+    await HandlerRunner(lambda: resources, BackendMetrics.create(), ENV).handle(e)
+    written = (tmp_path / "out").read_bytes()
+    assert b"disk is full\n" in written
+    assert b'"check":{' in written
+
+
+async def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds_or_gives_up(tmp_path: Path) -> None:
+    attempts = tmp_path / "attempts"
+    flaky = f"echo x >> {attempts}; test $(wc -l < {attempts}) -ge 2"  # fails once, then works
+    resources = Resources(handlers=[pipe("flaky", flaky), pipe("down", "exit 1", max_attempts=4)])
+    metrics = BackendMetrics.create()
+    await HandlerRunner(lambda: resources, metrics, ENV, retry_base=0.01).handle(event("flaky", "down"))
+    assert attempts.read_text().count("x") == 2
+    assert sample(metrics, "pipeline_handler_runs_total", handler="flaky") == 2
+    assert sample(metrics, "pipeline_handler_retries_total", handler="flaky") == 1
+    assert sample(metrics, "pipeline_handler_runs_total", handler="down") == 4
+    assert sample(metrics, "pipeline_handler_failures_total", handler="down", reason="exit_status") == 4
