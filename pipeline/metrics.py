@@ -83,6 +83,7 @@ class BackendMetrics:
     handler_failures: Counter
     handler_duration: Histogram
     handler_retries: Counter
+    dead_letters: Counter
     filter_runs: Counter
     filter_errors: Counter
     events_filtered: Counter
@@ -131,6 +132,9 @@ class BackendMetrics:
             ),
             handler_retries=Counter(
                 "pipeline_handler_retries", "Handler attempts after a failure", ["handler"], registry=r
+            ),
+            dead_letters=Counter(
+                "pipeline_dead_letters", "Events handlers failed to take after every attempt", ["handler"], registry=r
             ),
             filter_runs=Counter("pipeline_filter_runs", "Events a filter was applied to", ["filter"], registry=r),
             filter_errors=Counter(

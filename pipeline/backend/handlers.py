@@ -5,16 +5,17 @@ An event's workflows are the legacy pipeline of ``check.handlers`` and ``metrics
 every Pipeline it names. Each workflow runs in its own task: a filter error, a mutator failure
 or a handler failure is logged with the event id, the stage and the error, counted, and never
 stops another workflow. A failing handler is retried with exponential backoff up to its
-``max_attempts``. A bounded pool of workers takes events; a capacity limiter bounds the
-handler and mutator processes running at once, and a handler's ``concurrency`` bounds its own
-runs.
+``max_attempts``; what still fails becomes a dead letter, kept in the store until it is
+replayed (:meth:`HandlerRunner.replay`) or deleted. A bounded pool of workers takes events; a
+capacity limiter bounds the handler and mutator processes running at once, and a handler's
+``concurrency`` bounds its own runs.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import trio
@@ -25,7 +26,8 @@ from pipeline.core.filtering import BUILTIN_FILTERS, CompiledFilter, FilterError
 from pipeline.core.workflows import Workflow, legacy_handler_names, workflows_for
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import Event
+from pipeline.model import Event, new_event_id
+from pipeline.model.deadletter import DeadLetter
 from pipeline.model.resources import Handler
 from pipeline.process import run_command, with_env_vars
 
@@ -76,9 +78,11 @@ class HandlerRunner:
         workers: int = WORKERS,
         max_processes: int = MAX_PROCESSES,
         retry_base: float = RETRY_BASE,
+        dead_letters: Callable[[DeadLetter], Awaitable[None]] | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._resources = resources
+        self._dead_letters = dead_letters
         self.metrics = metrics
         self.env = dict(env)
         self.workers = workers
@@ -128,17 +132,58 @@ class HandlerRunner:
         for name in workflow.filters:
             if not self._passes(name, workflow, event):
                 return
+        payload = await self._payload(workflow, event)
+        if payload is None:
+            return
+        error = await self._run_handler(workflow.handler, event, payload)
+        if error is not None:
+            await self._bury(workflow, event, error)
+
+    async def _payload(self, workflow: Workflow, event: Event) -> bytes | None:
+        """The mutated event for the workflow's handler; None when the mutator failed (logged)."""
+        if workflow.handler.type == "plugin":
+            return b""  # a plugin takes the event itself
+        try:
+            return await self._mutate(workflow.mutator or "json", event)
+        except StageError as exc:
+            self.metrics.mutator_failures.labels(workflow.mutator, exc.reason).inc()
+            log.error("mutator failed", event_id=event.id, workflow=workflow.name, mutator=workflow.mutator,
+                      handler=workflow.handler.metadata.name, error=exc)  # fmt: skip
+            return None
+
+    async def _bury(self, workflow: Workflow, event: Event, error: StageError) -> None:
         handler = workflow.handler
-        payload = b""
-        if handler.type != "plugin":
-            try:
-                payload = await self._mutate(workflow.mutator or "json", event)
-            except StageError as exc:
-                self.metrics.mutator_failures.labels(workflow.mutator, exc.reason).inc()
-                log.error("mutator failed", event_id=event.id, workflow=workflow.name, mutator=workflow.mutator,
-                          handler=handler.metadata.name, error=exc)  # fmt: skip
-                return
-        await self._run_handler(handler, event, payload)
+        self.metrics.dead_letters.labels(handler.metadata.name).inc()
+        if self._dead_letters is None:
+            return
+        letter = DeadLetter(
+            id=new_event_id(),
+            created=int(self._wall_clock()),
+            namespace=event.namespace or "default",
+            handler=handler.metadata.name,
+            workflow=workflow.name,
+            pipeline=workflow.pipeline,
+            mutator=workflow.mutator,
+            error=str(error),
+            attempts=handler.max_attempts,
+            event=event,
+        )
+        await self._dead_letters(letter)
+        log.warning("dead letter kept", letter=letter.id, handler=letter.handler, event_id=event.id, error=error)
+
+    async def replay(self, letter: DeadLetter) -> str | None:
+        """Send a dead letter's event to its handler again (as configured now, with its retries,
+        its filters skipped: they passed the first time). None on success, else the error."""
+        resources = self._resources()
+        handler = resources.handler(letter.handler, letter.namespace)
+        if handler is None or handler.type == "set":
+            return f"handler {letter.handler!r} no longer exists"
+        workflow = Workflow(letter.workflow, letter.pipeline, (), letter.mutator, handler)
+        payload = await self._payload(workflow, letter.event)
+        if payload is None:
+            return f"mutator {letter.mutator!r} failed"
+        error = await self._run_handler(handler, letter.event, payload)
+        return None if error is None else str(error)
 
     def _passes(self, name: str, workflow: Workflow, event: Event) -> bool:
         self.metrics.filter_runs.labels(name).inc()
@@ -198,9 +243,11 @@ class HandlerRunner:
 
     # -- handlers --------------------------------------------------------------------------------
 
-    async def _run_handler(self, handler: Handler, event: Event, payload: bytes) -> None:
+    async def _run_handler(self, handler: Handler, event: Event, payload: bytes) -> StageError | None:
+        """Run a handler, retrying; None once it succeeds, else the last error."""
         name = handler.metadata.name
         limit = self._limits.get(name)
+        error = StageError("never_run", "no attempt made")
         for attempt in range(1, handler.max_attempts + 1):
             if attempt > 1:
                 self.metrics.handler_retries.labels(name).inc()
@@ -214,6 +261,7 @@ class HandlerRunner:
                 else:
                     run = await self._attempt(handler, event, payload)
             except StageError as exc:
+                error = exc
                 self.metrics.handler_failures.labels(name, exc.reason).inc()
                 self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
                 give_up = attempt == handler.max_attempts
@@ -224,7 +272,8 @@ class HandlerRunner:
             self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
             log.info("handler ran", handler=name, event_id=event.id, entity=event.entity_name, check=event.check_name,
                      attempt=attempt, status=run.status, output=run.output)  # fmt: skip
-            return
+            return None
+        return error
 
     async def _attempt(self, handler: Handler, event: Event, payload: bytes) -> HandlerRun:
         """One run of a handler; raises StageError when it fails."""

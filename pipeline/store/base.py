@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from pipeline.model import Check, Entity, Event
+from pipeline.model.deadletter import DeadLetter
 
 #: (namespace, entity name, check name)
 CheckKey = tuple[str, str, str]
@@ -56,3 +57,14 @@ class EventStore(Protocol):
     def get_entity(self, namespace: str, name: str) -> Entity | None: ...
 
     def list_entities(self, namespace: str | None = None) -> list[Entity]: ...
+
+    def put_dead_letter(self, letter: DeadLetter) -> None:
+        """Store (or update) an event a handler failed to take."""
+
+    def delete_dead_letter(self, letter_id: str) -> bool: ...
+
+    def list_dead_letters(self) -> list[DeadLetter]:
+        """Oldest first."""
+        ...
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None: ...

@@ -1,7 +1,7 @@
 """The SQLite event store: the embedded default.
 
-One writer connection (used by one thread at a time: the backend holds a CapacityLimiter(1))
-and one reader connection per thread. WAL mode lets readers run while a batch is written.
+One writer connection (used by one thread at a time, under a lock) and one reader connection
+per thread. WAL mode lets readers run while a batch is written.
 With ``synchronous=NORMAL`` a committed batch survives the process being killed; a power
 loss may lose the last commits. ``durable=True`` selects ``synchronous=FULL``.
 """
@@ -19,11 +19,12 @@ import msgpack
 from pipeline.errors import StoreError, ValidationError
 from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
 from pipeline.model.codec import decode, encode
+from pipeline.model.deadletter import DeadLetter
 from pipeline.store.base import CheckKey
 
-SCHEMA_VERSION = 2
-#: Older schema versions this one upgrades in place (version 2 added ``entities``).
-UPGRADABLE = (1,)
+SCHEMA_VERSION = 3
+#: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``).
+UPGRADABLE = (1, 2)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -48,6 +49,11 @@ CREATE TABLE IF NOT EXISTS event_log (
     event BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_log_by_check ON event_log (namespace, entity, check_name, seq);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    letter BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS entities (
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -68,6 +74,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -119,6 +126,21 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {action}: {exc}") from exc
 
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """The writer connection inside one transaction, for one thread at a time: the backend's
+        services (event processor, liveness, API, pipeline) write from their own threads."""
+        assert self._writer is not None, "SQLiteStore.open() first"
+        with self._write_lock, self._errors(action):
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     # -- writes --------------------------------------------------------------------------------
 
     def write_batch(self, events: Sequence[Event]) -> None:
@@ -146,70 +168,56 @@ class SQLiteStore:
             )
         if not rows:
             return
-        assert self._writer is not None, "SQLiteStore.open() first"
-        with self._errors("cannot write events"):
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                conn.executemany(
-                    "INSERT OR IGNORE INTO event_log (namespace, entity, check_name, status, timestamp, id, event)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._transaction("cannot write events") as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO event_log (namespace, entity, check_name, status, timestamp, id, event)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def delete_event(self, namespace: str, entity: str, check: str) -> bool:
-        assert self._writer is not None, "SQLiteStore.open() first"
-        with self._errors("cannot delete an event"):
-            cursor = self._writer.execute(
+        with self._transaction("cannot delete an event") as conn:
+            cursor = conn.execute(
                 "DELETE FROM events WHERE namespace = ? AND entity = ? AND check_name = ?", (namespace, entity, check)
             )
         return cursor.rowcount > 0
 
     def put_entity(self, entity: Entity) -> bool:
         """Store (or replace) an entity; True when it was not stored before (a registration)."""
-        assert self._writer is not None, "SQLiteStore.open() first"
         namespace = entity.metadata.namespace or DEFAULT_NAMESPACE
         blob = msgpack.packb(encode(entity), use_bin_type=True)
-        with self._errors("cannot store an entity"):
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                known = conn.execute(
-                    "SELECT 1 FROM entities WHERE namespace = ? AND name = ?", (namespace, entity.name)
-                ).fetchone()
-                conn.execute("INSERT OR REPLACE INTO entities VALUES (?, ?, ?)", (namespace, entity.name, blob))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._transaction("cannot store an entity") as conn:
+            known = conn.execute(
+                "SELECT 1 FROM entities WHERE namespace = ? AND name = ?", (namespace, entity.name)
+            ).fetchone()
+            conn.execute("INSERT OR REPLACE INTO entities VALUES (?, ?, ?)", (namespace, entity.name, blob))
         return known is None
 
     def delete_entity(self, namespace: str, name: str) -> list[Event]:
         """Remove an entity and its latest events (the event log keeps its past); returns the events."""
-        assert self._writer is not None, "SQLiteStore.open() first"
-        with self._errors("cannot delete an entity"):
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = conn.execute(
-                    "SELECT event FROM events WHERE namespace = ? AND entity = ? ORDER BY check_name", (namespace, name)
-                ).fetchall()
-                conn.execute("DELETE FROM events WHERE namespace = ? AND entity = ?", (namespace, name))
-                conn.execute("DELETE FROM entities WHERE namespace = ? AND name = ?", (namespace, name))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._transaction("cannot delete an entity") as conn:
+            rows = conn.execute(
+                "SELECT event FROM events WHERE namespace = ? AND entity = ? ORDER BY check_name", (namespace, name)
+            ).fetchall()
+            conn.execute("DELETE FROM events WHERE namespace = ? AND entity = ?", (namespace, name))
+            conn.execute("DELETE FROM entities WHERE namespace = ? AND name = ?", (namespace, name))
         return [self._decode(r[0]) for r in rows]
+
+    def put_dead_letter(self, letter: DeadLetter) -> None:
+        """Store (or update) a dead letter."""
+        blob = msgpack.packb(encode(letter), use_bin_type=True)
+        with self._transaction("cannot store a dead letter") as conn:
+            conn.execute("INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?)", (letter.id, letter.created, blob))
+
+    def delete_dead_letter(self, letter_id: str) -> bool:
+        with self._transaction("cannot delete a dead letter") as conn:
+            cursor = conn.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+        return cursor.rowcount > 0
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -302,6 +310,22 @@ class SQLiteStore:
         with self._errors("cannot list entities"):
             rows = self._reader().execute(query, params).fetchall()
         return [self._decode_entity(r[0]) for r in rows]
+
+    def _decode_letter(self, blob: bytes) -> DeadLetter:
+        try:
+            return decode(DeadLetter, msgpack.unpackb(blob, raw=False), "dead_letter")
+        except (ValidationError, ValueError, msgpack.UnpackException) as exc:
+            raise StoreError(f"{self.path}: a stored dead letter cannot be read: {exc}") from exc
+
+    def list_dead_letters(self) -> list[DeadLetter]:
+        with self._errors("cannot list dead letters"):
+            rows = self._reader().execute("SELECT letter FROM dead_letters ORDER BY created, id").fetchall()
+        return [self._decode_letter(r[0]) for r in rows]
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        with self._errors("cannot read a dead letter"):
+            row = self._reader().execute("SELECT letter FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
+        return None if row is None else self._decode_letter(row[0])
 
     def count_log(self) -> int:
         with self._errors("cannot count the event log"):

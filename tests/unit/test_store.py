@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.errors import StoreError
 from pipeline.model import Check, CheckHistory, Entity, Event, MetricPoint, Metrics, ObjectMeta
+from pipeline.model.deadletter import DeadLetter
 from pipeline.store import EventStore, SQLiteStore
 
 
@@ -182,7 +183,7 @@ def test_entities_register_once_and_deregistering_removes_their_latest_events(st
     assert store.known_ids([first.id]) == {first.id}  # the log keeps the past
 
 
-def test_a_version_1_store_is_upgraded_in_place(store_path: Path) -> None:
+def test_an_older_store_is_upgraded_in_place(store_path: Path) -> None:
     old = sqlite3.connect(store_path)
     old.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);")
     old.close()
@@ -193,4 +194,41 @@ def test_a_version_1_store_is_upgraded_in_place(store_path: Path) -> None:
     finally:
         upgraded.close()
     with closing(sqlite3.connect(store_path)) as check:
-        assert check.execute("SELECT version FROM schema_version").fetchone() == (2,)
+        assert check.execute("SELECT version FROM schema_version").fetchone() == (3,)
+
+
+def test_dead_letters_are_kept_until_deleted(store: EventStore) -> None:
+    letter = DeadLetter(id="d1", created=1_800_000_000, namespace="default", handler="pager", workflow="w",
+                        error="exited 1: boom", attempts=3, event=make_event())  # fmt: skip
+    store.put_dead_letter(letter)
+    store.put_dead_letter(DeadLetter(id="d0", created=1_700_000_000, handler="x", event=make_event()))
+    assert [d.id for d in store.list_dead_letters()] == ["d0", "d1"]  # oldest first
+    assert store.get_dead_letter("d1") == letter
+    assert store.delete_dead_letter("d1") is True
+    assert store.delete_dead_letter("d1") is False
+    assert store.get_dead_letter("d1") is None
+
+
+def test_writes_from_several_threads_do_not_interleave_their_transactions(store: EventStore) -> None:
+    """The event processor, liveness, the API and the pipeline each write from their own thread."""
+    errors: list[BaseException] = []
+
+    def write(kind: str) -> None:
+        try:
+            for i in range(200):
+                if kind == "events":
+                    store.write_batch([make_event(check=f"c{i}")])
+                else:
+                    store.put_entity(Entity(metadata=ObjectMeta(name=f"e{i}", namespace="default")))
+                    store.put_dead_letter(DeadLetter(id=f"d{i}", created=i, event=make_event()))
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(kind,)) for kind in ("events", "entities")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store.list_entities()) == 200
+    assert store.count_log() == 200
