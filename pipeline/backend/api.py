@@ -30,10 +30,21 @@ log = get_logger("backend.api")
 
 EVENTS = "/api/core/v2/namespaces/{namespace}/events"
 ENTITIES = "/api/core/v2/namespaces/{namespace}/entities"
+DEAD_LETTERS = "/api/pipeline/v1/deadletters"
 #: Bodies larger than this are refused with 413.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 Submit = Callable[[Event, Callable[[str, Outcome], None]], Awaitable[None]]
+
+
+@dataclass(slots=True, frozen=True)
+class ReplayResult:
+    id: str
+    ok: bool
+    error: str
+
+
+Replay = Callable[[str], Awaitable[ReplayResult | None]]
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,6 +101,7 @@ def create_app(
     metrics: BackendMetrics,
     *,
     entities: EntityService | None = None,
+    replay: Replay | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The Starlette app; dependencies are passed in, background work lives in the daemon."""
@@ -159,6 +171,29 @@ def create_app(
         await entities.deregister(p["namespace"], p["entity"])
         return Response(status_code=204)
 
+    async def list_dead_letters(request: Request) -> Response:
+        letters = await read(store.list_dead_letters)
+        return JSONResponse([encode(letter) for letter in letters])
+
+    async def get_dead_letter(request: Request) -> Response:
+        letter = await read(store.get_dead_letter, request.path_params["id"])
+        if letter is None:
+            return error(404, f"dead letter {request.path_params['id']} not found")
+        return JSONResponse(encode(letter))
+
+    async def delete_dead_letter(request: Request) -> Response:
+        if not await read(store.delete_dead_letter, request.path_params["id"]):
+            return error(404, f"dead letter {request.path_params['id']} not found")
+        return Response(status_code=204)
+
+    async def replay_dead_letter(request: Request) -> Response:
+        assert replay is not None
+        result = await replay(request.path_params["id"])
+        if result is None:
+            return error(404, f"dead letter {request.path_params['id']} not found")
+        body = {"id": result.id, "replayed": result.ok, "error": result.error}
+        return JSONResponse(body, status_code=200 if result.ok else 502)
+
     routes = [
         Route("/health", health),
         Route("/metrics", prometheus),
@@ -169,7 +204,12 @@ def create_app(
         Route(EVENTS + "/{entity}/{check}", create_event, methods=["PUT", "POST"]),
         Route(ENTITIES, list_entities, methods=["GET"]),
         Route(ENTITIES + "/{entity}", get_entity, methods=["GET"]),
+        Route(DEAD_LETTERS, list_dead_letters, methods=["GET"]),
+        Route(DEAD_LETTERS + "/{id}", get_dead_letter, methods=["GET"]),
+        Route(DEAD_LETTERS + "/{id}", delete_dead_letter, methods=["DELETE"]),
     ]
+    if replay is not None:
+        routes.append(Route(DEAD_LETTERS + "/{id}/replay", replay_dead_letter, methods=["POST"]))
     if entities is not None:
         routes.append(Route(ENTITIES + "/{entity}", delete_entity, methods=["DELETE"]))
     return Starlette(routes=routes)
@@ -192,4 +232,4 @@ def _client(request: Request) -> str:
     return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
 
 
-__all__ = ["EntityService", "create_app", "prepare_event"]
+__all__ = ["EntityService", "ReplayResult", "create_app", "prepare_event"]

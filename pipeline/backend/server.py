@@ -12,18 +12,20 @@ from pathlib import Path
 
 import trio
 
-from pipeline.backend.api import EntityService, create_app
+from pipeline.backend.api import EntityService, ReplayResult, create_app
 from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
+from pipeline.errors import StoreError
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import CheckConfig
 from pipeline.model.check import HookConfig
+from pipeline.model.deadletter import DeadLetter
 from pipeline.process import plugin_environment
 from pipeline.store.sqlite import SQLiteStore
 from pipeline.tls import TLSFiles, server_context
@@ -66,7 +68,7 @@ class Backend:
         self.store = SQLiteStore(config.data_dir / "events.db")
         env = plugin_environment(config.plugin_dirs)
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
-        self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env)
+        self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter)
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox)
         self.liveness = Liveness(self.eventd, self.store, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None
@@ -96,6 +98,28 @@ class Backend:
                 await trio.to_thread.run_sync(self.store.close)
             log.info("backend stopped")
 
+    async def _keep_dead_letter(self, letter: DeadLetter) -> None:
+        try:
+            await trio.to_thread.run_sync(self.store.put_dead_letter, letter)
+        except StoreError as exc:
+            log.error("dead letter lost: the store failed", letter=letter.id, event_id=letter.event.id, error=exc)
+
+    async def replay_dead_letter(self, letter_id: str) -> ReplayResult | None:
+        """Hand a dead letter to its handler again; on success it is deleted. None if unknown."""
+        letter = await trio.to_thread.run_sync(self.store.get_dead_letter, letter_id)
+        if letter is None:
+            return None
+        error = await self.handlers.replay(letter)
+        if error is None:
+            await trio.to_thread.run_sync(self.store.delete_dead_letter, letter_id)
+            log.info("dead letter replayed", letter=letter_id, handler=letter.handler, event_id=letter.event.id)
+            return ReplayResult(letter_id, True, "")
+        letter.error = error
+        letter.attempts += 1
+        await trio.to_thread.run_sync(self.store.put_dead_letter, letter)
+        log.warning("dead letter replay failed", letter=letter_id, handler=letter.handler, error=error)
+        return ReplayResult(letter_id, False, error)
+
     def _transport(self) -> TransportServer:
         return TransportServer(
             *self.config.transport_addr,
@@ -110,5 +134,6 @@ class Backend:
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister)
-        app = create_app(self.store, self.eventd.submit, self.metrics, entities=entities)
+        app = create_app(self.store, self.eventd.submit, self.metrics, entities=entities,
+                         replay=self.replay_dead_letter)  # fmt: skip
         await serve_app(app, self.config.api_addr, task_status=task_status)

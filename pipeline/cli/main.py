@@ -65,7 +65,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     entity_list = entity_commands.add_parser("list", help="every entity: class, hostname, last keepalive")
     entity_list.add_argument("--format", choices=["table", "json"], default="table")
     entity_list.set_defaults(func=operator.cmd_entity_list)
-    for sub in (event_list, event_info, entity_list):
+    deadletter = commands.add_parser("deadletter", help="events handlers failed to take: list and replay")
+    deadletter_commands = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="SUBCOMMAND")
+    deadletter_list = deadletter_commands.add_parser("list", help="every dead letter, oldest first")
+    deadletter_list.add_argument("--format", choices=["table", "json"], default="table")
+    deadletter_list.set_defaults(func=operator.cmd_deadletter_list)
+    deadletter_replay = deadletter_commands.add_parser("replay", help="send dead letters to their handler again")
+    deadletter_replay.add_argument("id", nargs="?", help="the dead letter to replay")
+    deadletter_replay.add_argument("--all", action="store_true", help="replay every dead letter, oldest first")
+    deadletter_replay.set_defaults(func=operator.cmd_deadletter_replay)
+    for sub in (event_list, event_info, entity_list, deadletter_list, deadletter_replay):
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")
     return parser, daemon_commands

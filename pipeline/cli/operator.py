@@ -108,6 +108,63 @@ def cmd_entity_list(args: argparse.Namespace) -> int:
     return 0
 
 
+DEAD_LETTERS = "/api/pipeline/v1/deadletters"
+
+
+def api_post(api_url: str, path: str) -> tuple[int, Any]:
+    url = api_url.rstrip("/") + path
+    try:
+        response = httpx.post(url, timeout=600.0)  # a replay runs the handler with its retries
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach the backend at {api_url}: {exc}") from None
+    return response.status_code, response.json()
+
+
+def dead_letter_rows(letters: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for letter in letters:
+        event = letter.get("event", {})
+        entity = event.get("entity", {}).get("metadata", {}).get("name", "")
+        check = (event.get("check") or {}).get("metadata", {}).get("name", "")
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.get("created", 0)))
+        rows.append([letter["id"], created, letter.get("handler", ""), f"{entity}/{check}",
+                     str(letter.get("attempts", "")), first_line(letter.get("error", ""), 50)])  # fmt: skip
+    return rows
+
+
+def cmd_deadletter_list(args: argparse.Namespace) -> int:
+    letters = api_get(args.api_url, DEAD_LETTERS)
+    if args.format == "json":
+        print(json.dumps(letters, indent=2))
+    elif not letters:
+        print("no dead letters")
+    else:
+        headers = ["id", "created", "handler", "event", "attempts", "error"]
+        print(render_table(headers, dead_letter_rows(letters)))
+    return 0
+
+
+def cmd_deadletter_replay(args: argparse.Namespace) -> int:
+    """Replay one dead letter, or all of them with a line of progress each; exit 1 if any failed."""
+    if args.all == bool(args.id):
+        print("pipeline: give a dead letter ID or --all", file=sys.stderr)
+        return 2
+    ids = [letter["id"] for letter in api_get(args.api_url, DEAD_LETTERS)] if args.all else [args.id]
+    failed = 0
+    for number, letter_id in enumerate(ids, start=1):
+        status, body = api_post(args.api_url, f"{DEAD_LETTERS}/{letter_id}/replay")
+        if status == 404:
+            raise ApiError(body.get("message", f"dead letter {letter_id} not found"))
+        if body.get("replayed"):
+            print(f"[{number}/{len(ids)}] {letter_id}: delivered")
+        else:
+            failed += 1
+            print(f"[{number}/{len(ids)}] {letter_id}: failed again: {body.get('error', '')}")
+    if args.all:
+        print(f"replayed {len(ids) - failed} of {len(ids)} dead letters")
+    return 1 if failed else 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     errors = validate_directory(args.directory)
     for error in errors:
