@@ -84,6 +84,8 @@ class BackendMetrics:
     handler_duration: Histogram
     handler_retries: Counter
     dead_letters: Counter
+    events_silenced: Counter
+    silences_active: Gauge
     filter_runs: Counter
     filter_errors: Counter
     events_filtered: Counter
@@ -136,6 +138,8 @@ class BackendMetrics:
             dead_letters=Counter(
                 "pipeline_dead_letters", "Events handlers failed to take after every attempt", ["handler"], registry=r
             ),
+            events_silenced=Counter("pipeline_events_silenced", "Check events a silence applied to", registry=r),
+            silences_active=Gauge("pipeline_silences", "Silences held (active or waiting to begin)", registry=r),
             filter_runs=Counter("pipeline_filter_runs", "Events a filter was applied to", ["filter"], registry=r),
             filter_errors=Counter(
                 "pipeline_filter_errors", "Filter expressions or annotations that failed", ["filter"], registry=r

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
+from pipeline.backend.silences import Silences
 from pipeline.core.state import apply_result
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
@@ -77,9 +78,11 @@ class EventProcessor:
         *,
         wall_clock: Callable[[], float] = time.time,
         on_stored: Callable[[Sequence[Event], float], None] | None = None,
+        silences: Silences | None = None,
     ) -> None:
         self.store = store
         self.on_stored = on_stored
+        self.silences = silences
         self.metrics = metrics
         self._handlers = handlers
         self._wall_clock = wall_clock
@@ -158,6 +161,8 @@ class EventProcessor:
             if event.check is not None:
                 key = check_key(event)
                 event.check = apply_result(event.check, states.get(key) or self._checks.get(key))
+                if self.silences is not None:
+                    self.silences.apply(event, now)
                 states[key] = event.check
                 to_store.append(event)
         if to_store and not await self._write(to_store):
@@ -165,6 +170,8 @@ class EventProcessor:
                 _reply(sub, Outcome.FAILED)
             return
         self._checks.update(states)
+        if self.silences is not None:
+            await self.silences.end_pending()
         if self.on_stored is not None and to_store:
             self.on_stored(to_store, self._wall_clock())
         for sub in fresh:

@@ -17,6 +17,7 @@ from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.liveness import Liveness
+from pipeline.backend.silences import Silences
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
 from pipeline.errors import StoreError
@@ -69,7 +70,8 @@ class Backend:
         env = plugin_environment(config.plugin_dirs)
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
         self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter)
-        self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox)
+        self.silences = Silences(self.store, self.metrics, config.resources.silences)
+        self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, silences=self.silences)
         self.liveness = Liveness(self.eventd, self.store, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None
         self._transport().check_exposure()  # refuse a bad setup before anything starts
@@ -83,6 +85,7 @@ class Backend:
         await trio.to_thread.run_sync(self.store.open)
         try:
             await self.eventd.load_state()
+            await self.silences.load()
             self.liveness.load(self.eventd.checks)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.handlers.run)

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from pipeline.model import Check, Entity, Event
 from pipeline.model.deadletter import DeadLetter
+from pipeline.model.pipeline import Silenced
 
 #: (namespace, entity name, check name)
 CheckKey = tuple[str, str, str]
@@ -68,3 +69,13 @@ class EventStore(Protocol):
         ...
 
     def get_dead_letter(self, letter_id: str) -> DeadLetter | None: ...
+
+    def put_silence(self, entry: Silenced) -> None: ...
+
+    def delete_silence(self, namespace: str, name: str) -> bool: ...
+
+    def seed_silences(self, entries: Sequence[tuple[str, Silenced]]) -> list[Silenced]:
+        """Store each (key, silence) whose key was never seeded before; return those stored."""
+        ...
+
+    def list_silences(self) -> list[Silenced]: ...

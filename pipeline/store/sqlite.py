@@ -20,11 +20,13 @@ from pipeline.errors import StoreError, ValidationError
 from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
 from pipeline.model.codec import decode, encode
 from pipeline.model.deadletter import DeadLetter
+from pipeline.model.pipeline import Silenced
 from pipeline.store.base import CheckKey
 
-SCHEMA_VERSION = 3
-#: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``).
-UPGRADABLE = (1, 2)
+SCHEMA_VERSION = 4
+#: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``,
+#: 4 ``silenced``).
+UPGRADABLE = (1, 2, 3)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -49,6 +51,13 @@ CREATE TABLE IF NOT EXISTS event_log (
     event BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_log_by_check ON event_log (namespace, entity, check_name, seq);
+CREATE TABLE IF NOT EXISTS silenced (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    entry BLOB NOT NULL,
+    PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS silenced_seeded (key TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY,
     created INTEGER NOT NULL,
@@ -219,6 +228,32 @@ class SQLiteStore:
             cursor = conn.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
         return cursor.rowcount > 0
 
+    def put_silence(self, entry: Silenced) -> None:
+        blob = msgpack.packb(encode(entry), use_bin_type=True)
+        with self._transaction("cannot store a silence") as conn:
+            conn.execute("INSERT OR REPLACE INTO silenced VALUES (?, ?, ?)",
+                         (entry.metadata.namespace or DEFAULT_NAMESPACE, entry.metadata.name, blob))  # fmt: skip
+
+    def delete_silence(self, namespace: str, name: str) -> bool:
+        with self._transaction("cannot delete a silence") as conn:
+            cursor = conn.execute("DELETE FROM silenced WHERE namespace = ? AND name = ?", (namespace, name))
+        return cursor.rowcount > 0
+
+    def seed_silences(self, entries: Sequence[tuple[str, Silenced]]) -> list[Silenced]:
+        """Store each (key, silence) whose key was never seeded before; returns those stored. A
+        silence from the config files is created once: ended by time or resolution, it stays ended."""
+        created = []
+        with self._transaction("cannot seed silences") as conn:
+            for key, entry in entries:
+                if conn.execute("SELECT 1 FROM silenced_seeded WHERE key = ?", (key,)).fetchone() is not None:
+                    continue
+                conn.execute("INSERT INTO silenced_seeded VALUES (?)", (key,))
+                blob = msgpack.packb(encode(entry), use_bin_type=True)
+                conn.execute("INSERT OR REPLACE INTO silenced VALUES (?, ?, ?)",
+                             (entry.metadata.namespace or DEFAULT_NAMESPACE, entry.metadata.name, blob))  # fmt: skip
+                created.append(entry)
+        return created
+
     # -- reads ---------------------------------------------------------------------------------
 
     def _decode(self, blob: bytes) -> Event:
@@ -326,6 +361,14 @@ class SQLiteStore:
         with self._errors("cannot read a dead letter"):
             row = self._reader().execute("SELECT letter FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
         return None if row is None else self._decode_letter(row[0])
+
+    def list_silences(self) -> list[Silenced]:
+        with self._errors("cannot list silences"):
+            rows = self._reader().execute("SELECT entry FROM silenced ORDER BY namespace, name").fetchall()
+        try:
+            return [decode(Silenced, msgpack.unpackb(r[0], raw=False), "silenced") for r in rows]
+        except (ValidationError, ValueError, msgpack.UnpackException) as exc:
+            raise StoreError(f"{self.path}: a stored silence cannot be read: {exc}") from exc
 
     def count_log(self) -> int:
         with self._errors("cannot count the event log"):

@@ -1,0 +1,93 @@
+"""The silences the backend holds: from the config files (created once) and, later, the API.
+
+They live in the store; this keeps them in memory for the event processor, which asks which
+apply to each event. A silence ends when its time is up (dropped the next time it is
+consulted) or, with ``expire_on_resolve``, when an event it silenced resolves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+
+import trio
+
+from pipeline.core.silencing import ended_by_resolution, is_expired, silencing_names, with_times
+from pipeline.errors import StoreError
+from pipeline.logs import get_logger
+from pipeline.metrics import BackendMetrics
+from pipeline.model import DEFAULT_NAMESPACE, Event
+from pipeline.model.codec import encode
+from pipeline.model.pipeline import Silenced
+from pipeline.store.base import EventStore
+
+log = get_logger("backend.silences")
+
+
+def seed_key(entry: Silenced) -> str:
+    """What identifies a silence of the config files: its whole definition."""
+    definition = json.dumps(encode(entry), sort_keys=True)
+    return hashlib.sha256(definition.encode()).hexdigest()
+
+
+class Silences:
+    def __init__(
+        self,
+        store: EventStore,
+        metrics: BackendMetrics,
+        configured: Sequence[Silenced] = (),
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self._configured = list(configured)
+        self._wall_clock = wall_clock
+        self._entries: dict[str, dict[str, Silenced]] = {}
+        self._ending: list[tuple[str, str, str]] = []  # (namespace, name, why), to delete from the store
+        metrics.silences_active.set_function(lambda: sum(len(e) for e in self._entries.values()))
+
+    async def load(self) -> None:
+        now = self._wall_clock()
+        seeds = [(seed_key(entry), with_times(entry, now)) for entry in self._configured]
+        created = await trio.to_thread.run_sync(self.store.seed_silences, seeds)
+        for entry in created:
+            log.info("silence created from the config files", silence=entry.metadata.name,
+                     namespace=entry.metadata.namespace, expire_at=entry.expire_at)  # fmt: skip
+        for entry in await trio.to_thread.run_sync(self.store.list_silences):
+            self._entries.setdefault(entry.metadata.namespace or DEFAULT_NAMESPACE, {})[entry.metadata.name] = entry
+        log.info("silences loaded", count=sum(len(e) for e in self._entries.values()))
+
+    def apply(self, event: Event, now: float) -> None:
+        """Set ``check.silenced`` and ``is_silenced`` (call after the check's state is merged), and
+        end the ``expire_on_resolve`` silences a resolution ends, as Sensu Go does: they leave the
+        list, so the resolution passes ``not_silenced``, while ``is_silenced`` stays true."""
+        check = event.check
+        if check is None:
+            return
+        namespace = event.namespace or DEFAULT_NAMESPACE
+        entries = self._entries.get(namespace, {})
+        for name in [n for n, e in entries.items() if is_expired(e, now)]:
+            del entries[name]
+            self._ending.append((namespace, name, "expired"))
+        check.silenced = silencing_names(event, entries.values(), now)
+        check.is_silenced = bool(check.silenced)
+        if check.is_silenced:
+            self.metrics.events_silenced.inc()
+        for name in ended_by_resolution(event, entries):
+            del entries[name]
+            check.silenced.remove(name)
+            self._ending.append((namespace, name, "resolved"))
+
+    async def end_pending(self) -> None:
+        """Delete from the store the silences that ended since the last call."""
+        ending, self._ending = self._ending, []
+        for namespace, name, why in ending:
+            try:
+                await trio.to_thread.run_sync(self.store.delete_silence, namespace, name)
+            except StoreError as exc:
+                log.error("ended silence not deleted", silence=name, namespace=namespace, error=exc)
+                continue
+            log.info("silence ended", silence=name, namespace=namespace, reason=why)
