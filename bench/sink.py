@@ -1,5 +1,7 @@
-"""A minimal backend for agent benchmarks: speaks the wire protocol, hands out checks, and
-acknowledges every event at once, so that only the agent's cost is measured."""
+"""Stand-ins for benchmarks: a minimal backend for agent benchmarks (speaks the wire protocol,
+hands out checks, acknowledges every event at once, so that only the agent's cost is
+measured), and a plugin handler that only counts (in a module of its own, so that the
+benchmark run as ``__main__`` and the loaded plugin share one class)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 import msgpack
 import trio
 
+from pipeline.model import Event
 from pipeline.wire import protocol
 from pipeline.wire.stream import MessageStream
 
@@ -34,3 +37,19 @@ class AckingSink:
                 ids = [event_id(e) for e in message["events"]]
                 self.received += len(ids)
                 await conn.send(protocol.ack(ids))
+
+
+class Counting:
+    """A plugin handler that only counts (the runner's own cost)."""
+
+    target = 0
+    seen = 0
+    done: trio.Event
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        pass
+
+    async def handle(self, event: Event) -> None:
+        Counting.seen += 1
+        if Counting.seen == Counting.target:
+            Counting.done.set()
