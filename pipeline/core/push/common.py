@@ -1,0 +1,124 @@
+"""What every push format shares: JSON bodies with positioned errors, the status of a
+severity, labels from tags, and the change event itself."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline.errors import ValidationError
+from pipeline.model import Check, Event, ObjectMeta, new_event_id
+from pipeline.model.entity import proxy_entity
+
+#: Marks a pushed change event (a deploy, a boot), as against a check result.
+CHANGE_LABEL = "pipeline.io/event-kind"
+CHANGE = "change"
+
+_STATUS_OF = {"info": 0, "normal": 0, "low": 0, "ok": 0, "success": 0, "notice": 0,
+              "warning": 1, "warn": 1, "medium": 1,
+              "error": 2, "critical": 2, "high": 2, "fatal": 2, "alert": 2, "emergency": 2}  # fmt: skip
+_NAME_UNSAFE = re.compile(r"[^\w.\-:]")
+
+
+@dataclass(slots=True, frozen=True)
+class PushContext:
+    """What a pushed body does not say: where it came from, when, and where it goes."""
+
+    default_host: str
+    now: float
+    namespace: str = "default"
+    #: handlers of change events (check.handlers)
+    handlers: list[str] = field(default_factory=list)
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON of a body; a ValidationError naming line and column when it is not JSON."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValidationError("", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise ValidationError("", f"the body is not UTF-8: {exc}") from None
+
+
+def status_of(*levels: Any) -> int:
+    """0, 1 or 2 from the first severity or priority word that means something (default 0)."""
+    for level in levels:
+        if isinstance(level, str) and level.strip().lower() in _STATUS_OF:
+            return _STATUS_OF[level.strip().lower()]
+    return 0
+
+
+def safe_name(text: str, fallback: str) -> str:
+    """A valid Sensu name made from free text (``server_start``, ``web1.example.com``)."""
+    name = _NAME_UNSAFE.sub("_", text.strip())
+    return name or fallback
+
+
+def labels_of(tags: Any, path: str) -> dict[str, str]:
+    """``["env:prod", "team=ops", "canary"]`` as labels ``{env: prod, team: ops, canary: "true"}``."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValidationError(path, "expected a list of strings")
+    labels = {}
+    for tag in tags:
+        key, sep, value = tag.partition(":") if ":" in tag else tag.partition("=")
+        labels[key.strip()] = value.strip() if sep else "true"
+    return labels
+
+
+def text_of(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def iso_timestamp(value: Any, path: str, now: float) -> int:
+    if value is None:
+        return int(now)
+    if not isinstance(value, str):
+        raise ValidationError(path, f"expected an ISO-8601 time, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(path, f"expected an ISO-8601 time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ValidationError(path, f"the time {value!r} has no time zone")
+    return int(parsed.timestamp())
+
+
+def change_event(
+    *,
+    host: str,
+    name: str,
+    output: str,
+    status: int,
+    timestamp: int,
+    namespace: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    handlers: list[str],
+) -> Event:
+    """A change event: a check event of a proxy entity (the host), marked as a change.
+
+    Its check has no flap thresholds, so a run of deploys never makes it flap.
+    """
+    entity = proxy_entity(safe_name(host, "unknown-host"), namespace)
+    check = Check(
+        metadata=ObjectMeta(
+            name=safe_name(name, "event"),
+            namespace=namespace,
+            labels={**labels, CHANGE_LABEL: CHANGE},
+            annotations=annotations,
+        ),
+        status=status,
+        output=output,
+        executed=timestamp,
+        issued=timestamp,
+        interval=1,
+        handlers=list(handlers),
+    )
+    return Event(timestamp=timestamp, entity=entity, check=check, metadata=ObjectMeta(namespace=namespace),
+                 id=new_event_id())  # fmt: skip
