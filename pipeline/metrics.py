@@ -197,6 +197,8 @@ class AgentMetrics:
     spool: SpoolCollector
     spool_dropped: Counter
     keepalives_sent: Counter
+    socket_results: Counter
+    socket_errors: Counter
 
     @classmethod
     def create(
@@ -240,4 +242,10 @@ class AgentMetrics:
                 "pipeline_agent_spool_dropped", "Oldest events dropped because the spool was full", registry=r
             ),
             keepalives_sent=Counter("pipeline_agent_keepalives_sent", "Keepalives sent to the backend", registry=r),
+            socket_results=Counter(
+                "pipeline_agent_socket_results", "Check results taken from the client socket", ["transport"], registry=r
+            ),
+            socket_errors=Counter(
+                "pipeline_agent_socket_errors", "Client socket input refused", ["transport", "reason"], registry=r
+            ),
         )

@@ -21,6 +21,7 @@ import trio
 
 from pipeline import __version__
 from pipeline.agent.api import create_agent_app
+from pipeline.agent.client_socket import ClientSocketServer
 from pipeline.agent.delivery import Delivery
 from pipeline.agent.executor import CheckExecutor
 from pipeline.agent.scheduler import Scheduler
@@ -140,6 +141,7 @@ def agent_entity(config: AgentConfig) -> Entity:
 class AgentAddresses:
     api: tuple[str, int] | None
     statsd: tuple[str, int] | None = None
+    socket: tuple[str, int] | None = None
 
 
 class Agent:
@@ -251,7 +253,11 @@ class Agent:
             if self.config.statsd is not None:
                 server = StatsdServer(self.config.statsd, self.entity, self.submit, self.metrics.registry)
                 statsd = await nursery.start(server.run)
-            task_status.started(AgentAddresses(api=api, statsd=statsd))
+            client_socket = None
+            if self.config.socket_addr is not None:
+                sockets = ClientSocketServer(self.config.socket_addr, self.entity, self.submit_durably, self.metrics)
+                client_socket = await nursery.start(sockets.run)
+            task_status.started(AgentAddresses(api=api, statsd=statsd, socket=client_socket))
             await self._connect_forever()
 
     async def _run_check(self, config: CheckConfig, issued: int) -> Event:

@@ -83,6 +83,7 @@ async def test_check_result_travels_from_yaml_to_a_pipe_handler(tmp_path: Path) 
         "--transport-addr", "127.0.0.1:0",
         "--agent-name", "e2e-agent",
         "--agent-api-addr", "127.0.0.1:0",
+        "--agent-socket-addr", "127.0.0.1:0",
         "--statsd-addr", "127.0.0.1:0",
         "--subscriptions", "test",
     )  # fmt: skip

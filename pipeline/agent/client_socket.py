@@ -1,0 +1,132 @@
+"""The agent's Sensu 1.x client socket: TCP and UDP on one address (default 127.0.0.1:3030).
+
+One JSON check result per TCP connection or UDP datagram (see
+:mod:`pipeline.core.legacy_result`). Over TCP the agent reads until the bytes are valid JSON
+(5 s at most), answers ``ok`` once the event is in the on-disk spool, ``invalid: <why>``
+otherwise, and ``pong`` to ``ping``. A malformed datagram is counted and logged; unlike Sensu
+Go's agent, the UDP listener keeps serving after one.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from pipeline.core.legacy_result import is_ping, parse_legacy_result
+from pipeline.errors import ValidationError
+from pipeline.logs import get_logger
+from pipeline.metrics import AgentMetrics
+from pipeline.model import Entity, Event
+
+log = get_logger("agent.socket")
+
+#: How long a TCP client has to send a complete result.
+READ_TIMEOUT = 5.0
+#: A result larger than this is refused.
+MAX_RESULT_BYTES = 1024 * 1024
+MAX_DATAGRAM = 65536
+
+
+class ClientSocketServer:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        entity: Entity,
+        submit: Callable[[Event], Awaitable[None]],
+        metrics: AgentMetrics,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.address = address
+        self.entity = entity
+        self.submit = submit
+        self.metrics = metrics
+        self._wall_clock = wall_clock
+
+    async def run(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
+        host, port = self.address
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            raise OSError(exc.errno, f"client socket on {host}:{port}: {exc.strerror}") from exc
+        bound = listeners[0].socket.getsockname()[:2]
+        udp = trio.socket.socket(socket.AF_INET6 if ":" in bound[0] else socket.AF_INET, socket.SOCK_DGRAM)
+        with udp:
+            try:
+                await udp.bind(bound)  # the port TCP got, so that port 0 works
+            except OSError as exc:
+                raise OSError(exc.errno, f"client socket (UDP) on {bound[0]}:{bound[1]}: {exc.strerror}") from exc
+            log.info("client socket listening", address=f"{bound[0]}:{bound[1]}", transports="tcp,udp")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._serve_udp, udp)
+                await nursery.start(trio.serve_listeners, self._serve_tcp, listeners)
+                task_status.started((bound[0], bound[1]))
+
+    def _failed(self, transport: str, reason: str, peer: str, error: object) -> None:
+        self.metrics.socket_errors.labels(transport, reason).inc()
+        log.warning("check result refused", transport=transport, peer=peer, reason=reason, error=error)
+
+    async def _serve_tcp(self, stream: trio.SocketStream) -> None:
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            peer = f"{host}:{port}"
+        except OSError:
+            peer = "unknown"
+        async with stream:
+            try:
+                reply = await self._tcp_reply(stream, peer)
+                await stream.send_all(reply)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                log.info("client socket connection lost", peer=peer, error=exc)
+
+    async def _tcp_reply(self, stream: trio.SocketStream, peer: str) -> bytes:
+        data = b""
+        with trio.move_on_after(READ_TIMEOUT):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+                if len(data) > MAX_RESULT_BYTES:
+                    self._failed("tcp", "too_large", peer, f"over {MAX_RESULT_BYTES} bytes")
+                    return f"invalid: a result must be at most {MAX_RESULT_BYTES} bytes".encode()
+                if is_ping(data):
+                    return b"pong"
+                if _complete_json(data):
+                    break
+            return await self._accept("tcp", data, peer)
+        if is_ping(data):
+            return b"pong"
+        if _complete_json(data):
+            return await self._accept("tcp", data, peer)
+        self._failed("tcp", "timeout", peer, f"no complete JSON within {READ_TIMEOUT:.0f} s")
+        return f"invalid: no complete JSON within {READ_TIMEOUT:.0f} s".encode()
+
+    async def _accept(self, transport: str, data: bytes, peer: str) -> bytes:
+        try:
+            event = parse_legacy_result(data, self.entity, self._wall_clock())
+        except ValidationError as exc:
+            self._failed(transport, "invalid", peer, exc)
+            return f"invalid: {exc}".encode()
+        await self.submit(event)
+        self.metrics.socket_results.labels(transport).inc()
+        log.info("check result received", transport=transport, peer=peer, check=event.check_name,
+                 entity=event.check.proxy_entity_name if event.check else "")  # fmt: skip
+        return b"ok"
+
+    async def _serve_udp(self, udp: trio.socket.SocketType) -> None:
+        while True:
+            data, sender = await udp.recvfrom(MAX_DATAGRAM)
+            peer = f"{sender[0]}:{sender[1]}"
+            if is_ping(data):
+                continue
+            await self._accept("udp", data, peer)
+
+
+def _complete_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True

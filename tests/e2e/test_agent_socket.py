@@ -1,0 +1,70 @@
+"""Check results pushed to the agent's Sensu 1.x socket, over TCP and UDP, reach the backend."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from pipeline.agent.agent import Agent, AgentConfig
+from tests.support import EventPipe, capture_handler, loopback_backend, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+async def tcp_exchange(address: tuple[str, int], data: bytes) -> bytes:
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(data)
+        await stream.send_eof()
+        reply = b""
+        while chunk := await stream.receive_some(4096):
+            reply += chunk
+    return reply
+
+
+def result(name: str, **fields: object) -> bytes:
+    return json.dumps({"name": name, "output": f"{name} output", "handlers": ["capture"], **fields}).encode()
+
+
+async def test_results_over_tcp_and_udp_and_bad_input_does_not_stop_the_socket(tmp_path: Path) -> None:
+    pipe = EventPipe(tmp_path / "events.fifo")
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", capture_handler(pipe.path)))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], api_addr=None,
+                                      socket_addr=("127.0.0.1", 0), data_dir=tmp_path / "agent"))  # fmt: skip
+            address = (await nursery.start(agent.run)).socket
+            replies = [
+                await tcp_exchange(address, result("over-tcp", status=2, source="switch1")),
+                await tcp_exchange(address, b'{"name": "broken", "output": '),
+                await tcp_exchange(address, result("bad-status", status="two")),
+                await tcp_exchange(address, b"ping\n"),
+            ]
+            over_tcp = await pipe.next_event()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.sendto(b"not json at all", address)
+                udp.sendto(result("over-udp", status=1), address)
+            over_udp = await pipe.next_event()
+            nursery.cancel_scope.cancel()
+    await pipe.aclose()
+    assert replies[0] == b"ok"
+    assert replies[1].startswith(b"invalid: malformed JSON at line 1 column 30")
+    assert replies[2] == b"invalid: status: expected integer, got str 'two'"
+    assert replies[3] == b"pong"
+    assert (over_tcp["entity"]["metadata"]["name"], over_tcp["check"]["metadata"]["name"]) == ("switch1", "over-tcp")
+    assert (over_tcp["check"]["status"], over_tcp["check"]["output"]) == (2, "over-tcp output")
+    assert (over_udp["entity"]["metadata"]["name"], over_udp["check"]["status"]) == ("web1", 1)
+    registry = agent.metrics.registry
+    assert registry.get_sample_value("pipeline_agent_socket_results_total", {"transport": "tcp"}) == 1
+    assert registry.get_sample_value("pipeline_agent_socket_results_total", {"transport": "udp"}) == 1
+    assert (
+        registry.get_sample_value("pipeline_agent_socket_errors_total", {"transport": "tcp", "reason": "invalid"}) == 2
+    )
+    assert (
+        registry.get_sample_value("pipeline_agent_socket_errors_total", {"transport": "udp", "reason": "invalid"}) == 1
+    )
