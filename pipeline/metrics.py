@@ -92,6 +92,8 @@ class BackendMetrics:
     mutator_runs: Counter
     mutator_failures: Counter
     mutator_duration: Histogram
+    push_requests: Counter
+    push_refused: Counter
     agents_connected: Gauge
     transport_errors: Counter
     auth_failures: Counter
@@ -155,6 +157,10 @@ class BackendMetrics:
                 ["mutator"],
                 buckets=_DURATION_BUCKETS,
                 registry=r,
+            ),
+            push_requests=Counter("pipeline_push_requests", "Change event pushes received", ["format"], registry=r),
+            push_refused=Counter(
+                "pipeline_push_refused", "Change event pushes refused", ["format", "reason"], registry=r
             ),
             agents_connected=Gauge("pipeline_agents_connected", "Agents connected to the transport", registry=r),
             transport_errors=Counter(

@@ -19,18 +19,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.backend.eventd import Outcome
+from pipeline.core.timespec import parse_time
 from pipeline.errors import ValidationError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import encode
-from pipeline.store.base import EventStore
+from pipeline.store.base import EventStore, TimelineQuery
 
 log = get_logger("backend.api")
 
 EVENTS = "/api/core/v2/namespaces/{namespace}/events"
 ENTITIES = "/api/core/v2/namespaces/{namespace}/entities"
 DEAD_LETTERS = "/api/pipeline/v1/deadletters"
+TIMELINE = "/api/core/v2/namespaces/{namespace}/timeline"
+#: Timeline entries per page, by default and at most.
+TIMELINE_PAGE, TIMELINE_PAGE_MAX = 100, 1000
 #: Bodies larger than this are refused with 413.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -102,6 +106,7 @@ def create_app(
     *,
     entities: EntityService | None = None,
     replay: Replay | None = None,
+    extra_routes: list[Route] | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The Starlette app; dependencies are passed in, background work lives in the daemon."""
@@ -194,6 +199,29 @@ def create_app(
         body = {"id": result.id, "replayed": result.ok, "error": result.error}
         return JSONResponse(body, status_code=200 if result.ok else 502)
 
+    async def timeline(request: Request) -> Response:
+        params = request.query_params
+        now = wall_clock()
+        bounds: dict[str, int | None] = {}
+        for name in ("since", "until"):
+            try:
+                bounds[name] = parse_time(params[name], now) if params.get(name) else None
+            except ValueError as exc:
+                return error(400, f"{name}: {exc}")
+        since, until = bounds["since"], bounds["until"]
+        try:
+            limit = int(params.get("limit", TIMELINE_PAGE))
+            after = TimelineQuery.cursor(params["continue"]) if params.get("continue") else None
+        except ValueError:
+            return error(400, "limit must be a number and continue a cursor from Sensu-Continue")
+        if not 0 < limit <= TIMELINE_PAGE_MAX:
+            return error(400, f"limit: between 1 and {TIMELINE_PAGE_MAX}, got {limit}")
+        query = TimelineQuery(request.path_params["namespace"], since, until, params.get("entity", ""),
+                              params.get("type", ""), limit, after)  # fmt: skip
+        events, cursor = await read(store.timeline, query)
+        headers = {"Sensu-Continue": cursor} if cursor else {}
+        return JSONResponse([e.to_dict() for e in events], headers=headers)
+
     routes = [
         Route("/health", health),
         Route("/metrics", prometheus),
@@ -204,12 +232,14 @@ def create_app(
         Route(EVENTS + "/{entity}/{check}", create_event, methods=["PUT", "POST"]),
         Route(ENTITIES, list_entities, methods=["GET"]),
         Route(ENTITIES + "/{entity}", get_entity, methods=["GET"]),
+        Route(TIMELINE, timeline, methods=["GET"]),
         Route(DEAD_LETTERS, list_dead_letters, methods=["GET"]),
         Route(DEAD_LETTERS + "/{id}", get_dead_letter, methods=["GET"]),
         Route(DEAD_LETTERS + "/{id}", delete_dead_letter, methods=["DELETE"]),
     ]
     if replay is not None:
         routes.append(Route(DEAD_LETTERS + "/{id}/replay", replay_dead_letter, methods=["POST"]))
+    routes.extend(extra_routes or [])  # last: the push formats' paths are catch-alls of two segments
     if entities is not None:
         routes.append(Route(ENTITIES + "/{entity}", delete_entity, methods=["DELETE"]))
     return Starlette(routes=routes)

@@ -17,6 +17,7 @@ from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.liveness import Liveness
+from pipeline.backend.push_api import push_routes
 from pipeline.backend.silences import Silences
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
@@ -43,6 +44,12 @@ class BackendConfig:
     plugin_dirs: list[Path] = field(default_factory=list)
     name: str = field(default_factory=socket.gethostname)
     agent_credentials: AgentCredentials = field(default_factory=AgentCredentials)
+    #: API keys: admin (everything) and ingest (pushing events only)
+    admin_keys: list[str] = field(default_factory=list)
+    ingest_keys: list[str] = field(default_factory=list)
+    #: handlers of pushed change events
+    change_handlers: list[str] = field(default_factory=list)
+    max_body_size: int = 1024 * 1024
     tls: TLSFiles = field(default_factory=TLSFiles)
 
 
@@ -137,6 +144,9 @@ class Backend:
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister)
+        keys = frozenset([*self.config.admin_keys, *self.config.ingest_keys])
+        push = push_routes(self.eventd.submit, self.metrics, lambda: keys, max_body=self.config.max_body_size,
+                           change_handlers=self.config.change_handlers)  # fmt: skip
         app = create_app(self.store, self.eventd.submit, self.metrics, entities=entities,
-                         replay=self.replay_dead_letter)  # fmt: skip
+                         replay=self.replay_dead_letter, extra_routes=push)  # fmt: skip
         await serve_app(app, self.config.api_addr, task_status=task_status)

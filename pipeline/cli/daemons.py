@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import sys
@@ -61,6 +62,31 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("data"), help="data directory (default: ./data)")
     parser.add_argument("--api-addr", type=parse_address, default=("127.0.0.1", 8080), help="HTTP API and /metrics")
     parser.add_argument("--transport-addr", type=parse_address, default=("127.0.0.1", 8081), help="agent transport")
+    parser.add_argument(
+        "--admin-key",
+        action="append",
+        default=_env_list("PIPELINE_ADMIN_KEYS"),
+        help="an API key of role admin (repeatable; also PIPELINE_ADMIN_KEYS, comma-separated)",
+    )
+    parser.add_argument(
+        "--ingest-key",
+        action="append",
+        default=_env_list("PIPELINE_INGEST_KEYS"),
+        help="an API key that may only push events (repeatable; also PIPELINE_INGEST_KEYS)",
+    )
+    parser.add_argument(
+        "--change-handlers",
+        type=parse_list,
+        default=[],
+        help="handlers of pushed change events (deployments, boots ...)",
+    )
+    parser.add_argument(
+        "--max-body-size", type=int, default=1024 * 1024, help="largest HTTP body accepted, in bytes (1 MiB)"
+    )
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
 def add_backend_security_flags(parser: argparse.ArgumentParser) -> None:
@@ -202,6 +228,10 @@ def _backend_config(args: argparse.Namespace) -> BackendConfig:
         api_addr=args.api_addr,
         transport_addr=args.transport_addr,
         plugin_dirs=args.plugin_dirs or default_plugin_dirs(),
+        admin_keys=args.admin_key,
+        ingest_keys=args.ingest_key,
+        change_handlers=args.change_handlers,
+        max_body_size=args.max_body_size,
         agent_credentials=AgentCredentials(
             users=dict(getattr(args, "agent_user", [])), tokens=tuple(getattr(args, "agent_token", []))
         ),

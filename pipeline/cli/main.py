@@ -74,7 +74,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     deadletter_replay.add_argument("id", nargs="?", help="the dead letter to replay")
     deadletter_replay.add_argument("--all", action="store_true", help="replay every dead letter, oldest first")
     deadletter_replay.set_defaults(func=operator.cmd_deadletter_replay)
-    for sub in (event_list, event_info, entity_list, deadletter_list, deadletter_replay):
+    timeline = commands.add_parser("timeline", help="what happened, in time order: checks, changes, keepalives")
+    timeline.add_argument("--since", default="1h", help="1h, 30m, 2d (ago), epoch seconds or ISO-8601 (default 1h)")
+    timeline.add_argument("--until", default="", help="same forms; default now")
+    timeline.add_argument("--entity", default="", help="only this entity")
+    timeline.add_argument("--type", default="", help="only this check or change type (deployment, keepalive, ...)")
+    timeline.add_argument("--limit", type=int, default=1000, help="at most this many lines (1000)")
+    timeline.add_argument("--page", type=int, default=500, help=argparse.SUPPRESS)
+    timeline.set_defaults(func=operator.cmd_timeline)
+    for sub in (event_list, event_info, entity_list, deadletter_list, deadletter_replay, timeline):
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")
     return parser, daemon_commands

@@ -165,6 +165,37 @@ def cmd_deadletter_replay(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_timeline(args: argparse.Namespace) -> int:
+    """Every logged event in time order, page after page."""
+    params = {k: v for k, v in (("since", args.since), ("until", args.until), ("entity", args.entity),
+                                ("type", args.type), ("limit", str(args.page))) if v}  # fmt: skip
+    path = f"/api/core/v2/namespaces/{args.namespace}/timeline"
+    rows: list[list[str]] = []
+    url = args.api_url.rstrip("/") + path
+    while True:
+        try:
+            response = httpx.get(url, params=params, timeout=30.0)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
+        if response.status_code != 200:
+            raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
+        for event in response.json():
+            check = event.get("check") or {}
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("timestamp", 0)))
+            rows.append([when, event.get("entity", {}).get("metadata", {}).get("name", ""),
+                         check.get("metadata", {}).get("name", "metrics"), str(check.get("status", "")),
+                         first_line(check.get("output", ""))])  # fmt: skip
+        cursor = response.headers.get("Sensu-Continue")
+        if not cursor or len(rows) >= args.limit:
+            break
+        params["continue"] = cursor
+    if not rows:
+        print("nothing happened in that time")
+        return 0
+    print(render_table(["time", "entity", "check", "status", "output"], rows[: args.limit]))
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     errors = validate_directory(args.directory)
     for error in errors:

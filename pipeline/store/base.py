@@ -4,6 +4,7 @@ worker threads (``trio.to_thread``), one batch per call for writes."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from pipeline.model import Check, Entity, Event
@@ -12,6 +13,25 @@ from pipeline.model.pipeline import Silenced
 
 #: (namespace, entity name, check name)
 CheckKey = tuple[str, str, str]
+
+
+@dataclass(slots=True, frozen=True)
+class TimelineQuery:
+    namespace: str
+    since: int | None = None
+    until: int | None = None
+    entity: str = ""
+    #: the check name: ``deployment``, ``keepalive``, ``disk`` ...
+    check: str = ""
+    limit: int = 100
+    #: (timestamp, seq) of the last event of the previous page
+    after: tuple[int, int] | None = None
+
+    @staticmethod
+    def cursor(text: str) -> tuple[int, int]:
+        """A page cursor from its text (raises ValueError)."""
+        timestamp, _, seq = text.partition(":")
+        return int(timestamp), int(seq)
 
 
 class EventStore(Protocol):
@@ -79,3 +99,7 @@ class EventStore(Protocol):
         ...
 
     def list_silences(self) -> list[Silenced]: ...
+
+    def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
+        """Logged events in time order, and the cursor of the next page ("" when none)."""
+        ...

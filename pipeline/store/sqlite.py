@@ -21,7 +21,7 @@ from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
 from pipeline.model.codec import decode, encode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
-from pipeline.store.base import CheckKey
+from pipeline.store.base import CheckKey, TimelineQuery
 
 SCHEMA_VERSION = 4
 #: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``,
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS event_log (
     event BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_log_by_check ON event_log (namespace, entity, check_name, seq);
+CREATE INDEX IF NOT EXISTS event_log_by_time ON event_log (namespace, timestamp, seq);
 CREATE TABLE IF NOT EXISTS silenced (
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -369,6 +370,35 @@ class SQLiteStore:
             return [decode(Silenced, msgpack.unpackb(r[0], raw=False), "silenced") for r in rows]
         except (ValidationError, ValueError, msgpack.UnpackException) as exc:
             raise StoreError(f"{self.path}: a stored silence cannot be read: {exc}") from exc
+
+    def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
+        """Logged events of a namespace in time order, filtered; and the cursor of the next page
+        (empty when this is the last)."""
+        clauses: list[str] = ["namespace = ?"]
+        params: list[str | int] = [query.namespace]
+        if query.since is not None:
+            clauses.append("timestamp >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            clauses.append("timestamp <= ?")
+            params.append(query.until)
+        if query.entity:
+            clauses.append("entity = ?")
+            params.append(query.entity)
+        if query.check:
+            clauses.append("check_name = ?")
+            params.append(query.check)
+        if query.after is not None:
+            clauses.append("(timestamp, seq) > (?, ?)")
+            params.extend(query.after)
+        sql = (f"SELECT seq, timestamp, event FROM event_log WHERE {' AND '.join(clauses)}"
+               " ORDER BY timestamp, seq LIMIT ?")  # fmt: skip
+        with self._errors("cannot read the timeline"):
+            rows = self._reader().execute(sql, [*params, query.limit + 1]).fetchall()
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        cursor = f"{rows[-1][1]}:{rows[-1][0]}" if more and rows else ""
+        return [self._decode(r[2]) for r in rows], cursor
 
     def count_log(self) -> int:
         with self._errors("cannot count the event log"):

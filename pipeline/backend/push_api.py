@@ -1,0 +1,106 @@
+"""Change events pushed in other tools' formats: Sematext's Events API and StackState's receiver.
+
+``POST /{token}/event`` and ``/{token}/events`` (Sematext; the token in the path is an ingest
+key) and ``POST /stsAgent/intake?api_key=KEY`` (also under ``/receiver``; StackState). The
+body is mapped by the pure adapters of :mod:`pipeline.core.push`; every event then takes the
+path of any other (state, store, pipeline). Sematext's documented curl lines send no
+Content-Type; the body is read as JSON whatever the header says.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Awaitable, Callable, Collection
+
+import trio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pipeline.backend.eventd import Outcome
+from pipeline.core.push import sematext, stackstate
+from pipeline.core.push.common import PushContext
+from pipeline.errors import ValidationError
+from pipeline.logs import get_logger
+from pipeline.metrics import BackendMetrics
+from pipeline.model import Event
+
+log = get_logger("backend.push")
+
+Submit = Callable[[Event, Callable[[str, Outcome], None]], Awaitable[None]]
+
+
+def client_host(request: Request) -> str:
+    """The pushing machine's name when the body names no host: the backend's own for loopback."""
+    host = request.client.host if request.client else ""
+    return socket.gethostname() if host in ("", "127.0.0.1", "::1", "localhost") else host
+
+
+def push_routes(
+    submit: Submit,
+    metrics: BackendMetrics,
+    ingest_keys: Callable[[], Collection[str]],
+    *,
+    max_body: int,
+    change_handlers: list[str],
+    wall_clock: Callable[[], float] = time.time,
+) -> list[Route]:
+    async def accept(request: Request, source: str, key: str, parse: Callable[[bytes, PushContext], list[Event]],
+                     status: int) -> Response:  # fmt: skip
+        metrics.push_requests.labels(source).inc()
+        if key not in ingest_keys():
+            metrics.push_refused.labels(source, "unauthorized").inc()
+            log.warning("push refused: unknown key", source=source, client=client_host(request))
+            return JSONResponse({"message": "unknown or missing ingest key"}, status_code=401)
+        body = await request.body()
+        if len(body) > max_body:
+            metrics.push_refused.labels(source, "too_large").inc()
+            return JSONResponse({"message": f"body of {len(body)} bytes exceeds {max_body}"}, status_code=413)
+        context = PushContext(default_host=client_host(request), now=wall_clock(), handlers=change_handlers)
+        try:
+            events = parse(body, context)
+        except ValidationError as exc:
+            metrics.push_refused.labels(source, "invalid").inc()
+            log.info("push refused", source=source, error=exc)
+            return JSONResponse({"message": str(exc)}, status_code=400)
+        outcomes = await _submit_all(submit, events)
+        if Outcome.FAILED in outcomes:
+            return JSONResponse({"message": "the event store failed; try again"}, status_code=500)
+        metrics.events_received.labels(source).inc(len(events))
+        return JSONResponse({"accepted": len(events)}, status_code=status)
+
+    async def sematext_one(request: Request) -> Response:
+        return await accept(request, "sematext", request.path_params["token"],
+                            lambda body, ctx: sematext.parse(body, ctx, many=False), 201)  # fmt: skip
+
+    async def sematext_many(request: Request) -> Response:
+        return await accept(request, "sematext", request.path_params["token"],
+                            lambda body, ctx: sematext.parse(body, ctx, many=True), 201)  # fmt: skip
+
+    async def stackstate_intake(request: Request) -> Response:
+        return await accept(request, "stackstate", request.query_params.get("api_key", ""), stackstate.parse, 200)
+
+    return [
+        Route("/stsAgent/intake", stackstate_intake, methods=["POST"]),
+        Route("/receiver/stsAgent/intake", stackstate_intake, methods=["POST"]),
+        Route("/{token}/event", sematext_one, methods=["POST"]),
+        Route("/{token}/events", sematext_many, methods=["POST"]),
+    ]
+
+
+async def _submit_all(submit: Submit, events: list[Event]) -> list[Outcome]:
+    """Submit every event and wait until each is stored (or failed)."""
+    outcomes: list[Outcome] = []
+    done = trio.Event()
+
+    def reply(event_id: str, outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if len(outcomes) == len(events):
+            done.set()
+
+    for event in events:
+        await submit(event, reply)
+    if events:
+        await done.wait()
+    return outcomes
