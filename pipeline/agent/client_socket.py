@@ -85,23 +85,22 @@ class ClientSocketServer:
 
     async def _tcp_reply(self, stream: trio.SocketStream, peer: str) -> bytes:
         data = b""
-        with trio.move_on_after(READ_TIMEOUT):
+        with trio.move_on_after(READ_TIMEOUT) as reading:
             while chunk := await stream.receive_some(65536):
                 data += chunk
                 if len(data) > MAX_RESULT_BYTES:
                     self._failed("tcp", "too_large", peer, f"over {MAX_RESULT_BYTES} bytes")
                     return f"invalid: a result must be at most {MAX_RESULT_BYTES} bytes".encode()
-                if is_ping(data):
-                    return b"pong"
-                if _complete_json(data):
+                if is_ping(data) or _complete_json(data):
                     break
-            return await self._accept("tcp", data, peer)
         if is_ping(data):
             return b"pong"
-        if _complete_json(data):
-            return await self._accept("tcp", data, peer)
-        self._failed("tcp", "timeout", peer, f"no complete JSON within {READ_TIMEOUT:.0f} s")
-        return f"invalid: no complete JSON within {READ_TIMEOUT:.0f} s".encode()
+        if reading.cancelled_caught and not _complete_json(data):
+            self._failed("tcp", "timeout", peer, f"no complete JSON within {READ_TIMEOUT:.0f} s")
+            return f"invalid: no complete JSON within {READ_TIMEOUT:.0f} s".encode()
+        # Outside the read deadline: a cancelled submit may already have queued the event,
+        # and submitting it again would deliver it twice under two ids.
+        return await self._accept("tcp", data, peer)
 
     async def _accept(self, transport: str, data: bytes, peer: str) -> bytes:
         try:

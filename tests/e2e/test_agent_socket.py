@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.client_socket import READ_TIMEOUT, ClientSocketServer
+from pipeline.metrics import AgentMetrics
+from pipeline.model import Entity, Event, ObjectMeta
 from tests.support import EventPipe, capture_handler, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
@@ -68,3 +72,30 @@ async def test_results_over_tcp_and_udp_and_bad_input_does_not_stop_the_socket(t
     assert (
         registry.get_sample_value("pipeline_agent_socket_errors_total", {"transport": "udp", "reason": "invalid"}) == 1
     )
+
+
+async def test_a_slow_spool_write_never_submits_a_result_twice(mock_clock: trio.testing.MockClock) -> None:
+    """The read deadline must not cancel (and so repeat) the submission of a complete result."""
+    submitted: list[Event] = []
+    called, release = trio.Event(), trio.Event()
+
+    async def slow_submit(event: Event) -> None:
+        submitted.append(event)
+        called.set()
+        await release.wait()  # the spool write takes longer than the read deadline
+
+    agent = Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"))
+    server = ClientSocketServer(("127.0.0.1", 0), agent, slow_submit, AgentMetrics.create())
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(server.run)
+        stream = await trio.open_tcp_stream(*address)
+        await stream.send_all(result("slow"))
+        await called.wait()
+        mock_clock.jump(READ_TIMEOUT * 2)
+        await trio.testing.wait_all_tasks_blocked()  # let an expired deadline act, if it covers the submit
+        release.set()
+        reply = await stream.receive_some(100)
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+    assert reply == b"ok"
+    assert len(submitted) == 1
