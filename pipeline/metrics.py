@@ -93,6 +93,7 @@ class BackendMetrics:
     mutator_failures: Counter
     mutator_duration: Histogram
     push_requests: Counter
+    api_unauthorized: Counter
     push_refused: Counter
     agents_connected: Gauge
     transport_errors: Counter
@@ -157,6 +158,9 @@ class BackendMetrics:
                 ["mutator"],
                 buckets=_DURATION_BUCKETS,
                 registry=r,
+            ),
+            api_unauthorized=Counter(
+                "pipeline_api_unauthorized", "API requests refused for their credentials", ["reason"], registry=r
             ),
             push_requests=Counter("pipeline_push_requests", "Change event pushes received", ["format"], registry=r),
             push_refused=Counter(

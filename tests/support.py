@@ -82,5 +82,11 @@ def loopback_backend(tmp_path: Path, config: Path) -> Backend:
     )
 
 
+def admin_headers(backend: Backend) -> dict[str, str]:
+    """The Authorization header of the admin key a backend without keys creates in its data directory."""
+    assert backend.admin_key is not None
+    return {"Authorization": f"Key {backend.admin_key}"}
+
+
 def pipeline_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli.main", *args]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 
 import trio
 from starlette.requests import Request
@@ -40,7 +40,7 @@ def client_host(request: Request) -> str:
 def push_routes(
     submit: Submit,
     metrics: BackendMetrics,
-    ingest_keys: Callable[[], Collection[str]],
+    key_ok: Callable[[str], bool],
     *,
     max_body: int,
     change_handlers: list[str],
@@ -49,7 +49,7 @@ def push_routes(
     async def accept(request: Request, source: str, key: str, parse: Callable[[bytes, PushContext], list[Event]],
                      status: int) -> Response:  # fmt: skip
         metrics.push_requests.labels(source).inc()
-        if key not in ingest_keys():
+        if not key_ok(key):
             metrics.push_refused.labels(source, "unauthorized").inc()
             log.warning("push refused: unknown key", source=source, client=client_host(request))
             return JSONResponse({"message": "unknown or missing ingest key"}, status_code=401)

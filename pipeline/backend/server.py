@@ -6,6 +6,7 @@ stops taking work before the store is closed.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,10 @@ import trio
 
 from pipeline.backend.api import EntityService, ReplayResult, create_app
 from pipeline.backend.auth import AgentCredentials
+from pipeline.backend.auth_http import RequireKey, key_routes
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
+from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
 from pipeline.backend.silences import Silences
@@ -34,6 +37,9 @@ from pipeline.tls import TLSFiles, server_context
 
 log = get_logger("backend")
 
+#: The admin API key a backend without any creates in its data directory.
+ADMIN_KEY_FILE = "admin.key"
+
 
 @dataclass(slots=True)
 class BackendConfig:
@@ -50,6 +56,8 @@ class BackendConfig:
     #: handlers of pushed change events
     change_handlers: list[str] = field(default_factory=list)
     max_body_size: int = 1024 * 1024
+    #: users who may get a bearer token from /auth (admin role)
+    api_users: list[tuple[str, str]] = field(default_factory=list)
     tls: TLSFiles = field(default_factory=TLSFiles)
 
 
@@ -77,6 +85,8 @@ class Backend:
         env = plugin_environment(config.plugin_dirs)
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
         self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter)
+        self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users)
+        self.admin_key = self._admin_key_file()
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, silences=self.silences)
         self.liveness = Liveness(self.eventd, self.store, self.metrics)
@@ -91,6 +101,7 @@ class Backend:
     async def run(self, *, task_status: trio.TaskStatus[BackendAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(self.store.open)
         try:
+            self.keys.stored = {k.digest: k for k in await trio.to_thread.run_sync(self.store.list_api_keys)}
             await self.eventd.load_state()
             await self.silences.load()
             self.liveness.load(self.eventd.checks)
@@ -144,9 +155,25 @@ class Backend:
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister)
-        keys = frozenset([*self.config.admin_keys, *self.config.ingest_keys])
-        push = push_routes(self.eventd.submit, self.metrics, lambda: keys, max_body=self.config.max_body_size,
-                           change_handlers=self.config.change_handlers)  # fmt: skip
+        push = push_routes(self.eventd.submit, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
+                           max_body=self.config.max_body_size, change_handlers=self.config.change_handlers)  # fmt: skip
+        routes = [*key_routes(self.keys, self.store), *push]
         app = create_app(self.store, self.eventd.submit, self.metrics, entities=entities,
-                         replay=self.replay_dead_letter, extra_routes=push)  # fmt: skip
-        await serve_app(app, self.config.api_addr, task_status=task_status)
+                         replay=self.replay_dead_letter, extra_routes=routes)  # fmt: skip
+        await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr, task_status=task_status)
+
+    def _admin_key_file(self) -> str | None:
+        """``<data>/admin.key``: read if there; created (mode 0600) when no admin key or user is configured."""
+        path = self.config.data_dir / ADMIN_KEY_FILE
+        if path.exists():
+            key = path.read_text().strip()
+        elif self.config.admin_keys or self.config.api_users:
+            return None
+        else:
+            key = new_key()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(key + "\n")
+            log.info("admin API key created", path=str(path))
+        self.keys.configured[digest(key)] = ADMIN
+        return key

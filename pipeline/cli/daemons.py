@@ -75,6 +75,14 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
         help="an API key that may only push events (repeatable; also PIPELINE_INGEST_KEYS)",
     )
     parser.add_argument(
+        "--api-user",
+        type=parse_user,
+        action="append",
+        default=[],
+        metavar="USER:PASSWORD",
+        help="a user who may get a bearer token from POST /auth (admin role; repeatable)",
+    )
+    parser.add_argument(
         "--change-handlers",
         type=parse_list,
         default=[],
@@ -231,6 +239,7 @@ def _backend_config(args: argparse.Namespace) -> BackendConfig:
         admin_keys=args.admin_key,
         ingest_keys=args.ingest_key,
         change_handlers=args.change_handlers,
+        api_users=args.api_user,
         max_body_size=args.max_body_size,
         agent_credentials=AgentCredentials(
             users=dict(getattr(args, "agent_user", [])), tokens=tuple(getattr(args, "agent_token", []))

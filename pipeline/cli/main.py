@@ -82,9 +82,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     timeline.add_argument("--limit", type=int, default=1000, help="at most this many lines (1000)")
     timeline.add_argument("--page", type=int, default=500, help=argparse.SUPPRESS)
     timeline.set_defaults(func=operator.cmd_timeline)
-    for sub in (event_list, event_info, entity_list, deadletter_list, deadletter_replay, timeline):
+    key = commands.add_parser("key", help="API keys: create, list, revoke")
+    key_commands = key.add_subparsers(dest="key_command", required=True, metavar="SUBCOMMAND")
+    key_create = key_commands.add_parser("create", help="a new key, printed once")
+    key_create.add_argument("--role", choices=["admin", "ingest"], default="ingest")
+    key_create.add_argument("--name", default="", help="what the key is for")
+    key_create.set_defaults(func=operator.cmd_key_create)
+    key_list = key_commands.add_parser("list", help="the keys created through the API")
+    key_list.set_defaults(func=operator.cmd_key_list)
+    key_revoke = key_commands.add_parser("revoke", help="revoke a key created through the API")
+    key_revoke.add_argument("id")
+    key_revoke.set_defaults(func=operator.cmd_key_revoke)
+    operator_commands = (event_list, event_info, entity_list, deadletter_list, deadletter_replay, timeline,
+                         key_create, key_list, key_revoke)  # fmt: skip
+    for sub in operator_commands:
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")
+        sub.add_argument("--api-key", default="", help="API key (default: PIPELINE_API_KEY, else <--data>/admin.key)")
+        sub.add_argument("--data", type=Path, default=Path("data"), help="where to look for admin.key (./data)")
     return parser, daemon_commands
 
 

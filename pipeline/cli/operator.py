@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,12 +22,40 @@ class ApiError(Exception):
     """The backend could not be reached or answered with an error."""
 
 
-def api_get(api_url: str, path: str) -> Any:
+def api_key(args: argparse.Namespace) -> str:
+    """The key to send: ``--api-key``, else ``PIPELINE_API_KEY``, else ``<--data>/admin.key``."""
+    if getattr(args, "api_key", None):
+        return str(args.api_key)
+    if os.environ.get("PIPELINE_API_KEY"):
+        return os.environ["PIPELINE_API_KEY"]
+    path = Path(getattr(args, "data", "data")) / "admin.key"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def auth_headers(args: argparse.Namespace) -> dict[str, str]:
+    key = api_key(args)
+    return {"Authorization": f"Key {key}"} if key else {}
+
+
+def _unauthorized(args: argparse.Namespace) -> ApiError:
+    return ApiError(
+        f"the backend at {args.api_url} refused the API key: give one with --api-key or PIPELINE_API_KEY "
+        f"(a backend without keys writes one to <data>/admin.key; looked in {getattr(args, 'data', 'data')})"
+    )
+
+
+def api_get(args: argparse.Namespace, path: str) -> Any:
+    api_url = args.api_url
     url = api_url.rstrip("/") + path
     try:
-        response = httpx.get(url, timeout=10.0)
+        response = httpx.get(url, headers=auth_headers(args), timeout=10.0)
     except httpx.HTTPError as exc:
         raise ApiError(f"cannot reach the backend at {api_url}: {exc}") from None
+    if response.status_code in (401, 403):
+        raise _unauthorized(args)
     if response.status_code == 404:
         raise ApiError(response.json().get("message", "not found"))
     if response.status_code != 200:
@@ -64,7 +94,7 @@ def event_rows(events: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 
 def cmd_event_list(args: argparse.Namespace) -> int:
-    events = api_get(args.api_url, f"/api/core/v2/namespaces/{args.namespace}/events")
+    events = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/events")
     if args.format == "json":
         print(json.dumps(events, indent=2))
     elif not events:
@@ -75,7 +105,7 @@ def cmd_event_list(args: argparse.Namespace) -> int:
 
 
 def cmd_event_info(args: argparse.Namespace) -> int:
-    event = api_get(args.api_url, f"/api/core/v2/namespaces/{args.namespace}/events/{args.entity}/{args.check}")
+    event = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/events/{args.entity}/{args.check}")
     print(json.dumps(event, indent=2))
     return 0
 
@@ -97,7 +127,7 @@ def entity_rows(entities: Sequence[dict[str, Any]], now: float) -> list[list[str
 
 
 def cmd_entity_list(args: argparse.Namespace) -> int:
-    entities = api_get(args.api_url, f"/api/core/v2/namespaces/{args.namespace}/entities")
+    entities = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/entities")
     if args.format == "json":
         print(json.dumps(entities, indent=2))
     elif not entities:
@@ -111,12 +141,15 @@ def cmd_entity_list(args: argparse.Namespace) -> int:
 DEAD_LETTERS = "/api/pipeline/v1/deadletters"
 
 
-def api_post(api_url: str, path: str) -> tuple[int, Any]:
-    url = api_url.rstrip("/") + path
+def api_post(args: argparse.Namespace, path: str) -> tuple[int, Any]:
+    url = args.api_url.rstrip("/") + path
     try:
-        response = httpx.post(url, timeout=600.0)  # a replay runs the handler with its retries
+        # a replay runs the handler with its retries: minutes, at worst
+        response = httpx.post(url, headers=auth_headers(args), timeout=600.0)
     except httpx.HTTPError as exc:
-        raise ApiError(f"cannot reach the backend at {api_url}: {exc}") from None
+        raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
+    if response.status_code in (401, 403):
+        raise _unauthorized(args)
     return response.status_code, response.json()
 
 
@@ -133,7 +166,7 @@ def dead_letter_rows(letters: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 
 def cmd_deadletter_list(args: argparse.Namespace) -> int:
-    letters = api_get(args.api_url, DEAD_LETTERS)
+    letters = api_get(args, DEAD_LETTERS)
     if args.format == "json":
         print(json.dumps(letters, indent=2))
     elif not letters:
@@ -149,10 +182,10 @@ def cmd_deadletter_replay(args: argparse.Namespace) -> int:
     if args.all == bool(args.id):
         print("pipeline: give a dead letter ID or --all", file=sys.stderr)
         return 2
-    ids = [letter["id"] for letter in api_get(args.api_url, DEAD_LETTERS)] if args.all else [args.id]
+    ids = [letter["id"] for letter in api_get(args, DEAD_LETTERS)] if args.all else [args.id]
     failed = 0
     for number, letter_id in enumerate(ids, start=1):
-        status, body = api_post(args.api_url, f"{DEAD_LETTERS}/{letter_id}/replay")
+        status, body = api_post(args, f"{DEAD_LETTERS}/{letter_id}/replay")
         if status == 404:
             raise ApiError(body.get("message", f"dead letter {letter_id} not found"))
         if body.get("replayed"):
@@ -174,9 +207,11 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     url = args.api_url.rstrip("/") + path
     while True:
         try:
-            response = httpx.get(url, params=params, timeout=30.0)
+            response = httpx.get(url, params=params, headers=auth_headers(args), timeout=30.0)
         except httpx.HTTPError as exc:
             raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
+        if response.status_code in (401, 403):
+            raise _unauthorized(args)
         if response.status_code != 200:
             raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
         for event in response.json():
@@ -193,6 +228,50 @@ def cmd_timeline(args: argparse.Namespace) -> int:
         print("nothing happened in that time")
         return 0
     print(render_table(["time", "entity", "check", "status", "output"], rows[: args.limit]))
+    return 0
+
+
+KEYS = "/api/pipeline/v1/keys"
+
+
+def cmd_key_create(args: argparse.Namespace) -> int:
+    url = args.api_url.rstrip("/") + KEYS
+    try:
+        response = httpx.post(url, json={"role": args.role, "name": args.name}, headers=auth_headers(args), timeout=10)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
+    if response.status_code in (401, 403):
+        raise _unauthorized(args)
+    if response.status_code != 201:
+        raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
+    created = response.json()
+    print(f"{created['key']}")
+    print(f"key {created['id']} ({created['role']}): shown once, keep it now", file=sys.stderr)
+    return 0
+
+
+def cmd_key_list(args: argparse.Namespace) -> int:
+    keys = api_get(args, KEYS)
+    if not keys:
+        print("no keys created through the API (command-line and admin.key keys are not listed)")
+        return 0
+    rows = [[k["id"], k["role"], k["name"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(k["created"]))]
+            for k in keys]  # fmt: skip
+    print(render_table(["id", "role", "name", "created"], rows))
+    return 0
+
+
+def cmd_key_revoke(args: argparse.Namespace) -> int:
+    url = args.api_url.rstrip("/") + f"{KEYS}/{args.id}"
+    try:
+        response = httpx.delete(url, headers=auth_headers(args), timeout=10)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
+    if response.status_code in (401, 403):
+        raise _unauthorized(args)
+    if response.status_code != 204:
+        raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
+    print(f"key {args.id} revoked")
     return 0
 
 

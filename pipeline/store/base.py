@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pipeline.model import Check, Entity, Event
+from pipeline.model.apikey import StoredKey
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
 
@@ -103,3 +104,9 @@ class EventStore(Protocol):
     def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
         """Logged events in time order, and the cursor of the next page ("" when none)."""
         ...
+
+    def put_api_key(self, key: StoredKey) -> None: ...
+
+    def delete_api_key(self, key_id: str) -> bool: ...
+
+    def list_api_keys(self) -> list[StoredKey]: ...

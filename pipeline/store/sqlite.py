@@ -18,15 +18,16 @@ import msgpack
 
 from pipeline.errors import StoreError, ValidationError
 from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
+from pipeline.model.apikey import StoredKey
 from pipeline.model.codec import decode, encode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
 from pipeline.store.base import CheckKey, TimelineQuery
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``,
-#: 4 ``silenced``).
-UPGRADABLE = (1, 2, 3)
+#: 4 ``silenced``, 5 ``api_keys``).
+UPGRADABLE = (1, 2, 3, 4)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -58,6 +59,13 @@ CREATE TABLE IF NOT EXISTS silenced (
     entry BLOB NOT NULL,
     PRIMARY KEY (namespace, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS silenced_seeded (key TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY,
@@ -255,6 +263,16 @@ class SQLiteStore:
                 created.append(entry)
         return created
 
+    def put_api_key(self, key: StoredKey) -> None:
+        with self._transaction("cannot store an API key") as conn:
+            conn.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?)",
+                         (key.id, key.name, key.role, key.digest, key.created))  # fmt: skip
+
+    def delete_api_key(self, key_id: str) -> bool:
+        with self._transaction("cannot delete an API key") as conn:
+            cursor = conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
+        return cursor.rowcount > 0
+
     # -- reads ---------------------------------------------------------------------------------
 
     def _decode(self, blob: bytes) -> Event:
@@ -399,6 +417,15 @@ class SQLiteStore:
         rows = rows[: query.limit]
         cursor = f"{rows[-1][1]}:{rows[-1][0]}" if more and rows else ""
         return [self._decode(r[2]) for r in rows], cursor
+
+    def list_api_keys(self) -> list[StoredKey]:
+        with self._errors("cannot list API keys"):
+            rows = (
+                self._reader()
+                .execute("SELECT id, name, role, digest, created FROM api_keys ORDER BY created")
+                .fetchall()
+            )
+        return [StoredKey(*row) for row in rows]
 
     def count_log(self) -> int:
         with self._errors("cannot count the event log"):

@@ -19,7 +19,7 @@ import trio
 from pipeline.backend.server import Backend, BackendAddresses
 from pipeline.wire import protocol
 from pipeline.wire.stream import MessageStream
-from tests.support import EventPipe, capture_handler, loopback_backend, write_config
+from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,7 @@ async def running(tmp_path: Path) -> AsyncIterator[RunningBackend]:
     backend = loopback_backend(tmp_path, config)
     async with trio.open_nursery() as nursery:
         addresses = await nursery.start(backend.run)
-        async with httpx.AsyncClient(base_url=addresses.api_url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=addresses.api_url, timeout=10, headers=admin_headers(backend)) as client:
             yield RunningBackend(backend, addresses, client, pipe, tmp_path / "data")
         nursery.cancel_scope.cancel()
     await pipe.aclose()

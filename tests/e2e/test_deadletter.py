@@ -73,7 +73,8 @@ async def test_a_handler_that_keeps_failing_leaves_a_dead_letter_that_survives_a
     with trio.fail_after(60):
         backend = await BackendProcess.start(config, tmp_path / "data")
         api = (await backend.wait_for(r'"backend ready" api=(\S+)')).group(1)
-        async with httpx.AsyncClient(base_url=api) as client:
+        key = (tmp_path / "data" / "admin.key").read_text().strip()  # made by a backend without keys
+        async with httpx.AsyncClient(base_url=api, headers={"Authorization": f"Key {key}"}) as client:
             assert (await client.post("/api/core/v2/namespaces/default/events", json=event)).status_code == 201
         await backend.wait_for(r'"handler failed" handler=pager .* attempt=1')
         kept = await backend.wait_for(r'"dead letter kept" letter=(\S+) handler=pager')
@@ -82,16 +83,20 @@ async def test_a_handler_that_keeps_failing_leaves_a_dead_letter_that_survives_a
 
         backend = await BackendProcess.start(config, tmp_path / "data")  # the dead letter is on disk
         api = (await backend.wait_for(r'"backend ready" api=(\S+)')).group(1)
-        code, listing = await operator("deadletter", "list", "--api-url", api)
+        code, listing = await operator("deadletter", "list", "--api-url", api, "--data", str(tmp_path / "data"))
         assert code == 0
         assert re.search(rf"{letter_id}\s+\S+ \S+\s+pager\s+db1/backup\s+2\s+exited 1", listing), listing
-        code, output = await operator("deadletter", "replay", letter_id, "--api-url", api)
+        code, output = await operator(
+            "deadletter", "replay", letter_id, "--api-url", api, "--data", str(tmp_path / "data")
+        )
         assert (code, output.strip()) == (1, f"[1/1] {letter_id}: failed again: exited 1:")  # still down
         up.touch()  # the pager is back
-        code, output = await operator("deadletter", "replay", "--all", "--api-url", api)
+        code, output = await operator(
+            "deadletter", "replay", "--all", "--api-url", api, "--data", str(tmp_path / "data")
+        )
         assert code == 0
         assert output.splitlines() == [f"[1/1] {letter_id}: delivered", "replayed 1 of 1 dead letters"]
-        code, listing = await operator("deadletter", "list", "--api-url", api)
+        code, listing = await operator("deadletter", "list", "--api-url", api, "--data", str(tmp_path / "data"))
         assert listing.strip() == "no dead letters"
         await backend.stop()
     (line,) = delivered.read_text().splitlines()

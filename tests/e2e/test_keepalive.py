@@ -12,7 +12,7 @@ import trio
 
 from pipeline.agent.agent import Agent, AgentConfig
 from pipeline.backend.server import Backend
-from tests.support import EventPipe, capture_handler, loopback_backend, write_config
+from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -111,7 +111,7 @@ async def test_a_check_past_its_ttl_fails_and_keeps_failing_every_ttl(tmp_path: 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)
-            async with httpx.AsyncClient(base_url=addresses.api_url) as client:
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
                 response = await client.post("/api/core/v2/namespaces/default/events", json=event)
                 assert response.status_code == 201
             posted = await pipe.next_event()
@@ -140,7 +140,7 @@ async def test_agents_register_and_a_deregistering_agent_removes_its_entity_on_a
             await run_in(nursery, agent)
             registered = await pipe.next_matching(lambda e: e["check"]["metadata"]["name"] == "registration")
             await pipe.next_matching(keepalive_with(0))
-            async with httpx.AsyncClient(base_url=addresses.api_url) as client:
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
                 entities = (await client.get("/api/core/v2/namespaces/default/entities")).json()
                 await agent.stop()
                 # handlers run side by side: these two arrive in either order

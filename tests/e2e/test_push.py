@@ -13,7 +13,7 @@ import trio
 
 from pipeline.backend.server import Backend, BackendConfig
 from pipeline.config import load_directory
-from tests.support import pipeline_command, write_config
+from tests.support import admin_headers, pipeline_command, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,8 @@ async def test_sematext_systemd_lines_verbatim_and_a_stackstate_intake_land_on_t
     }  # fmt: skip
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend(tmp_path).run)
+            server = backend(tmp_path)
+            addresses = await nursery.start(server.run)
             url = addresses.api_url
             # Sematext's systemd lines, verbatim but for the address: no Content-Type header
             started = await curl("-XPOST", f"{url}/{TOKEN}/event", "-d", SYSTEMD_START)
@@ -61,7 +62,7 @@ async def test_sematext_systemd_lines_verbatim_and_a_stackstate_intake_land_on_t
                                     "Content-Type: application/json", "-d", json.dumps(intake))  # fmt: skip
             reserved = await curl("-XPOST", f"{url}/receiver/stsAgent/intake?api_key={TOKEN}", "-d",
                                   json.dumps({"events": {"hostname_change": [{"msg_title": "t", "msg_text": "x"}]}}))  # fmt: skip
-            async with httpx.AsyncClient(base_url=url) as client:
+            async with httpx.AsyncClient(base_url=url, headers=admin_headers(server)) as client:
                 timeline = (await client.get("/api/core/v2/namespaces/default/timeline",
                                              params={"since": "1700000000", "until": "1800000100"})).json()  # fmt: skip
                 page = await client.get("/api/core/v2/namespaces/default/timeline",
@@ -71,7 +72,8 @@ async def test_sematext_systemd_lines_verbatim_and_a_stackstate_intake_land_on_t
                                                 "continue": page.headers["Sensu-Continue"]})  # fmt: skip
                 server_start = (await client.get("/api/core/v2/namespaces/default/events")).json()
             listing = await trio.run_process(pipeline_command("timeline", "--since", "1700000000", "--entity", "db1",
-                                                              "--api-url", url), capture_stdout=True)  # fmt: skip
+                                                              "--api-url", url, "--data", str(tmp_path / "data")),
+                                           capture_stdout=True)  # fmt: skip
             nursery.cancel_scope.cancel()
     assert started == ("201", '{"accepted":1}')
     assert stopped[0] == "201"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trio
 
-from tests.support import REPO, EventPipe, loopback_backend, write_config
+from tests.support import REPO, EventPipe, admin_headers, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -31,9 +31,10 @@ async def test_a_sensu_plugin_handler_reads_our_events(tmp_path: Path) -> None:
              "check": {"metadata": {"name": "disk"}, "status": 2, "output": "disk full", "handlers": ["legacy"]}}  # fmt: skip
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(loopback_backend(tmp_path, config).run)
+            backend = loopback_backend(tmp_path, config)
+            addresses = await nursery.start(backend.run)
             records = []
-            async with httpx.AsyncClient(base_url=addresses.api_url) as client:
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
                 for _ in range(2):
                     response = await client.post("/api/core/v2/namespaces/default/events", json=event)
                     assert response.status_code == 201

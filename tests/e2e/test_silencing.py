@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trio
 
-from tests.support import EVENT_FILE_HANDLER, EventPipe, loopback_backend, write_config
+from tests.support import EVENT_FILE_HANDLER, EventPipe, admin_headers, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -56,8 +56,9 @@ async def test_silenced_incidents_do_not_page_and_a_resolution_ends_the_silence(
     config_dir = write_config(tmp_path / "config", config(pipe.path))
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(loopback_backend(tmp_path, config_dir).run)
-            async with httpx.AsyncClient(base_url=addresses.api_url) as client:
+            backend = loopback_backend(tmp_path, config_dir)
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
                 for check, status in [("disk", 2), ("load", 2), ("cpu", 2)]:
                     assert (await client.post(EVENTS, json=check_event(check, status))).status_code == 201
                 paged = await pipe.next_event()  # only cpu: disk and load are silenced
@@ -69,8 +70,9 @@ async def test_silenced_incidents_do_not_page_and_a_resolution_ends_the_silence(
             nursery.cancel_scope.cancel()
         # A restart does not bring back the silence the resolution ended.
         async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(loopback_backend(tmp_path, config_dir).run)
-            async with httpx.AsyncClient(base_url=addresses.api_url) as client:
+            backend = loopback_backend(tmp_path, config_dir)
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
                 for check in ("load", "disk"):
                     assert (await client.post(EVENTS, json=check_event(check, 1))).status_code == 201
                 after_restart = await pipe.next_event()

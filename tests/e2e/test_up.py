@@ -125,20 +125,31 @@ async def test_check_result_travels_from_yaml_to_a_pipe_handler(tmp_path: Path) 
             assert resolved["check"]["occurrences"] == 1
 
             listing = await trio.run_process(
-                pipeline_command("event", "list", "--api-url", api_url), capture_stdout=True
+                pipeline_command("event", "list", "--api-url", api_url, "--data", str(tmp_path / "data")),
+                capture_stdout=True,
             )
             table = listing.stdout.decode()
             assert re.search(r"ENTITY\s+CHECK\s+STATUS\s+STATE\s+OCCURRENCES\s+OUTPUT", table)
             assert re.search(r"e2e-agent\s+status-from-file\s+[01]\s+(passing|failing)\s+\d+", table)
 
             info = await trio.run_process(
-                pipeline_command("event", "info", "e2e-agent", "status-from-file", "--api-url", api_url),
+                pipeline_command(
+                    "event",
+                    "info",
+                    "e2e-agent",
+                    "status-from-file",
+                    "--api-url",
+                    api_url,
+                    "--data",
+                    str(tmp_path / "data"),
+                ),
                 capture_stdout=True,
             )
             assert b'"status-from-file"' in info.stdout
 
             entities = await trio.run_process(
-                pipeline_command("entity", "list", "--api-url", api_url), capture_stdout=True
+                pipeline_command("entity", "list", "--api-url", api_url, "--data", str(tmp_path / "data")),
+                capture_stdout=True,
             )
             assert re.search(r"ENTITY\s+CLASS\s+HOSTNAME\s+LAST SEEN\s+SUBSCRIPTIONS", entities.stdout.decode())
             assert re.search(r"e2e-agent\s+agent\s+\S+\s+\d+s ago\s+test,entity:e2e-agent", entities.stdout.decode())
