@@ -23,6 +23,7 @@ import trio
 from pipeline import plugins
 from pipeline.config import Resources
 from pipeline.core.filtering import BUILTIN_FILTERS, CompiledFilter, FilterError
+from pipeline.core.templates import RenderError, Template, compile_template, render
 from pipeline.core.workflows import Workflow, legacy_handler_names, workflows_for
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
@@ -96,6 +97,7 @@ class HandlerRunner:
                          for f in loaded.filters}  # fmt: skip
         self._limits = {h.metadata.name: trio.CapacityLimiter(h.concurrency) for h in loaded.handlers
                         if h.concurrency > 0}  # fmt: skip
+        self._templates: dict[str, Template] = {}
         self.inbox, self._receive = trio.open_memory_channel[Event](INBOX_SIZE)
         metrics.queues.watch("handlers_inbox", self.inbox)  # type: ignore[arg-type]
 
@@ -226,7 +228,10 @@ class HandlerRunner:
         started = trio.current_time()
         try:
             if mutator.kind == "template":
-                raise StageError("unsupported", "template mutators are not wired to the pipeline yet")
+                try:
+                    return render(self._template(mutator.metadata.name, mutator.template), event).encode()
+                except RenderError as exc:
+                    raise StageError("template", str(exc)) from None
             env = with_env_vars(self.env, mutator.env_vars)
             try:
                 async with self._processes:
@@ -240,6 +245,13 @@ class HandlerRunner:
             return result.output.encode()
         finally:
             self.metrics.mutator_duration.labels(name).observe(trio.current_time() - started)
+
+    def _template(self, name: str, text: str) -> Template:
+        """The compiled template of a mutator (compiled once; the loader has checked its syntax)."""
+        cached = self._templates.get(name)
+        if cached is None or cached.source != text:
+            cached = self._templates[name] = compile_template(text, f"Mutator {name}: spec.template")
+        return cached
 
     # -- handlers --------------------------------------------------------------------------------
 

@@ -15,11 +15,12 @@ import yaml
 
 from pipeline.core.filtering import CompiledFilter
 from pipeline.core.schedule import ScheduleError, parse_cron
+from pipeline.core.templates import compile_template
 from pipeline.errors import ConfigError, ConfigErrors, ValidationError
 from pipeline.model.check import CheckConfig
 from pipeline.model.codec import decode
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
-from pipeline.model.pipeline import EventFilter, Silenced
+from pipeline.model.pipeline import EventFilter, Mutator, Silenced
 from pipeline.model.resources import RESOURCE_TYPES, Resources
 
 API_VERSION = "core/v2"
@@ -132,6 +133,8 @@ def _resource(kind: str, metadata: ObjectMeta, spec: Any) -> Any:
         resource.metadata.name = resource.derived_name
     if isinstance(resource, EventFilter):
         CompiledFilter.of(resource)  # an expression that does not parse is a config error
+    if isinstance(resource, Mutator) and resource.kind == "template":
+        compile_template(resource.template, "spec.template")
     if isinstance(resource, CheckConfig) and resource.cron:
         try:
             parse_cron(resource.cron)

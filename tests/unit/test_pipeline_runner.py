@@ -132,3 +132,19 @@ async def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds_or_gi
     assert sample(metrics, "pipeline_handler_retries_total", handler="flaky") == 1
     assert sample(metrics, "pipeline_handler_runs_total", handler="down") == 4
     assert sample(metrics, "pipeline_handler_failures_total", handler="down", reason="exit_status") == 4
+
+
+async def test_a_template_mutator_shapes_the_body(tmp_path: Path) -> None:
+    template = "{{ event.entity.metadata.name }}/{{ event.check.metadata.name }} is {{ event.check.status }}: "
+    template += "{{ event.check.output | trim }} ({{ event.check.nothing_here | default('n/a') }})"
+    resources = Resources(
+        handlers=[pipe("chat", f"cat > {tmp_path / 'chat'}", mutator="short"),
+                  pipe("never", f"cat > {tmp_path / 'never'}", mutator="broken", max_attempts=1)],
+        mutators=[Mutator(metadata=meta("short"), type="template", template=template),
+                  Mutator(metadata=meta("broken"), type="template", template="{{ 1 / 0 }}")],
+    )  # fmt: skip
+    metrics = BackendMetrics.create()
+    await HandlerRunner(lambda: resources, metrics, ENV).handle(event("chat", "never"))
+    assert (tmp_path / "chat").read_text() == "web1/disk is 2: disk is full (n/a)"
+    assert not (tmp_path / "never").exists()
+    assert sample(metrics, "pipeline_mutator_failures_total", mutator="broken", reason="template") == 1
