@@ -88,6 +88,7 @@ class BackendMetrics:
     silences_active: Gauge
     filter_runs: Counter
     filter_errors: Counter
+    filter_duration: Histogram
     events_filtered: Counter
     mutator_runs: Counter
     mutator_failures: Counter
@@ -146,6 +147,13 @@ class BackendMetrics:
             filter_runs=Counter("pipeline_filter_runs", "Events a filter was applied to", ["filter"], registry=r),
             filter_errors=Counter(
                 "pipeline_filter_errors", "Filter expressions or annotations that failed", ["filter"], registry=r
+            ),
+            filter_duration=Histogram(
+                "pipeline_filter_duration_seconds",
+                "Filter evaluation time",
+                ["filter"],
+                buckets=(0.00001, 0.0001, 0.001, 0.01, 0.1),
+                registry=r,
             ),
             events_filtered=Counter("pipeline_events_filtered", "Events a filter stopped", ["filter"], registry=r),
             mutator_runs=Counter("pipeline_mutator_runs", "Mutator executions", ["mutator"], registry=r),

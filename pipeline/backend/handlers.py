@@ -189,6 +189,10 @@ class HandlerRunner:
 
     def _passes(self, name: str, workflow: Workflow, event: Event) -> bool:
         self.metrics.filter_runs.labels(name).inc()
+        with self.metrics.filter_duration.labels(name).time():
+            return self._apply_filter(name, workflow, event)
+
+    def _apply_filter(self, name: str, workflow: Workflow, event: Event) -> bool:
         builtin = BUILTIN_FILTERS.get(name)
         try:
             if builtin is not None:
