@@ -94,6 +94,7 @@ class BackendMetrics:
     mutator_failures: Counter
     mutator_duration: Histogram
     push_requests: Counter
+    api_busy: Counter
     api_unauthorized: Counter
     push_refused: Counter
     agents_connected: Gauge
@@ -169,6 +170,9 @@ class BackendMetrics:
             ),
             api_unauthorized=Counter(
                 "pipeline_api_unauthorized", "API requests refused for their credentials", ["reason"], registry=r
+            ),
+            api_busy=Counter(
+                "pipeline_api_busy", "Submissions answered 503 because the pipeline was full", ["source"], registry=r
             ),
             push_requests=Counter("pipeline_push_requests", "Change event pushes received", ["format"], registry=r),
             push_refused=Counter(

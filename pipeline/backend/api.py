@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.backend.eventd import Outcome
+from pipeline.backend.push_api import Offer, PipelineFull, busy, store_all
 from pipeline.core.timespec import parse_time
 from pipeline.errors import ValidationError
 from pipeline.logs import get_logger
@@ -37,8 +38,6 @@ TIMELINE = "/api/core/v2/namespaces/{namespace}/timeline"
 TIMELINE_PAGE, TIMELINE_PAGE_MAX = 100, 1000
 #: Bodies larger than this are refused with 413.
 MAX_BODY_BYTES = 4 * 1024 * 1024
-
-Submit = Callable[[Event, Callable[[str, Outcome], None]], Awaitable[None]]
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,12 +100,13 @@ def _fill_or_match(meta: Any, attr: str, wanted: str, path: str) -> None:
 
 def create_app(
     store: EventStore,
-    submit: Submit,
+    offer: Offer,
     metrics: BackendMetrics,
     *,
     entities: EntityService | None = None,
     replay: Replay | None = None,
     extra_routes: list[Route] | None = None,
+    delete_event: Callable[[str, str, str], Awaitable[bool]] | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The Starlette app; dependencies are passed in, background work lives in the daemon."""
@@ -145,10 +145,20 @@ def create_app(
             metrics.events_rejected.labels("api").inc()
             log.info("rejected event from API", client=_client(request), error=exc)
             return error(400, str(exc))
-        outcome = await _submit_and_wait(submit, event)
+        try:
+            (outcome,) = await store_all(offer, [event])
+        except PipelineFull:
+            return busy(metrics, "api")
         if outcome is Outcome.FAILED:
             return error(500, "the event store failed; try again")
         return Response(status_code=201)
+
+    async def remove_event(request: Request) -> Response:
+        p = request.path_params
+        assert delete_event is not None
+        if not await delete_event(p["namespace"], p["entity"], p["check"]):
+            return error(404, f"event {p['entity']}/{p['check']} not found in namespace {p['namespace']}")
+        return Response(status_code=204)
 
     def entity_json(entity: Entity) -> dict[str, Any]:
         seen = entities.last_seen(entity.metadata.namespace, entity.name) if entities else None
@@ -237,25 +247,14 @@ def create_app(
         Route(DEAD_LETTERS + "/{id}", get_dead_letter, methods=["GET"]),
         Route(DEAD_LETTERS + "/{id}", delete_dead_letter, methods=["DELETE"]),
     ]
+    if delete_event is not None:
+        routes.append(Route(EVENTS + "/{entity}/{check}", remove_event, methods=["DELETE"]))
     if replay is not None:
         routes.append(Route(DEAD_LETTERS + "/{id}/replay", replay_dead_letter, methods=["POST"]))
     routes.extend(extra_routes or [])  # last: the push formats' paths are catch-alls of two segments
     if entities is not None:
         routes.append(Route(ENTITIES + "/{entity}", delete_entity, methods=["DELETE"]))
     return Starlette(routes=routes)
-
-
-async def _submit_and_wait(submit: Submit, event: Event) -> Outcome:
-    done = trio.Event()
-    result: list[Outcome] = []
-
-    def reply(event_id: str, outcome: Outcome) -> None:
-        result.append(outcome)
-        done.set()
-
-    await submit(event, reply)
-    await done.wait()
-    return result[0]
 
 
 def _client(request: Request) -> str:

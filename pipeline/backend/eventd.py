@@ -109,6 +109,17 @@ class EventProcessor:
         await self.inbox.send(Submission(event, reply))
         self._work.set()
 
+    def offer(self, events: Sequence[Event], reply: Reply | None = None) -> bool:
+        """Queue every one of ``events`` at once, or none of them when the inbox lacks the room:
+        the HTTP API answers 503 rather than hold a client on a full pipeline."""
+        stats = self.inbox.statistics()
+        if stats.max_buffer_size - stats.current_buffer_used < len(events):
+            return False
+        for event in events:
+            self.inbox.send_nowait(Submission(event, reply))
+        self._work.set()
+        return True
+
     async def submit_priority(self, event: Event, reply: Reply | None = None) -> None:
         """Submit ahead of every ordinary submission (keepalives)."""
         await self.priority_inbox.send(Submission(event, reply))

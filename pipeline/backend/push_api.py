@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 
 import trio
 from starlette.requests import Request
@@ -28,7 +28,38 @@ from pipeline.model import Event
 
 log = get_logger("backend.push")
 
-Submit = Callable[[Event, Callable[[str, Outcome], None]], Awaitable[None]]
+#: Queue all the events or none (False: the pipeline is full).
+Offer = Callable[[Sequence[Event], Callable[[str, Outcome], None]], bool]
+#: Seconds a client told the pipeline is full should wait.
+RETRY_AFTER = 1
+
+
+class PipelineFull(Exception):
+    """The event processor's inbox has no room for the events."""
+
+
+async def store_all(offer: Offer, events: Sequence[Event]) -> list[Outcome]:
+    """Queue the events and wait until each is stored (or failed); PipelineFull if there is no room."""
+    outcomes: list[Outcome] = []
+    done = trio.Event()
+
+    def reply(event_id: str, outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if len(outcomes) == len(events):
+            done.set()
+
+    if not events:
+        return outcomes
+    if not offer(events, reply):
+        raise PipelineFull()
+    await done.wait()
+    return outcomes
+
+
+def busy(metrics: BackendMetrics, source: str) -> Response:
+    metrics.api_busy.labels(source).inc()
+    return JSONResponse({"message": "the pipeline is full; retry shortly"}, status_code=503,
+                        headers={"Retry-After": str(RETRY_AFTER)})  # fmt: skip
 
 
 def client_host(request: Request) -> str:
@@ -38,7 +69,7 @@ def client_host(request: Request) -> str:
 
 
 def push_routes(
-    submit: Submit,
+    offer: Offer,
     metrics: BackendMetrics,
     key_ok: Callable[[str], bool],
     *,
@@ -64,7 +95,10 @@ def push_routes(
             metrics.push_refused.labels(source, "invalid").inc()
             log.info("push refused", source=source, error=exc)
             return JSONResponse({"message": str(exc)}, status_code=400)
-        outcomes = await _submit_all(submit, events)
+        try:
+            outcomes = await store_all(offer, events)
+        except PipelineFull:
+            return busy(metrics, source)
         if Outcome.FAILED in outcomes:
             return JSONResponse({"message": "the event store failed; try again"}, status_code=500)
         metrics.events_received.labels(source).inc(len(events))
@@ -87,20 +121,3 @@ def push_routes(
         Route("/{token}/event", sematext_one, methods=["POST"]),
         Route("/{token}/events", sematext_many, methods=["POST"]),
     ]
-
-
-async def _submit_all(submit: Submit, events: list[Event]) -> list[Outcome]:
-    """Submit every event and wait until each is stored (or failed)."""
-    outcomes: list[Outcome] = []
-    done = trio.Event()
-
-    def reply(event_id: str, outcome: Outcome) -> None:
-        outcomes.append(outcome)
-        if len(outcomes) == len(events):
-            done.set()
-
-    for event in events:
-        await submit(event, reply)
-    if events:
-        await done.wait()
-    return outcomes

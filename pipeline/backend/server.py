@@ -119,6 +119,15 @@ class Backend:
                 await trio.to_thread.run_sync(self.store.close)
             log.info("backend stopped")
 
+    async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
+        """Delete a check's latest event and forget its state (the event log keeps its past)."""
+        deleted = await trio.to_thread.run_sync(self.store.delete_event, namespace, entity, check)
+        if deleted:
+            self.eventd.checks.pop((namespace, entity, check), None)
+            self.liveness.ttls.cancel((namespace, entity, check))
+            log.info("event deleted", entity=entity, check=check, namespace=namespace)
+        return deleted
+
     async def _keep_dead_letter(self, letter: DeadLetter) -> None:
         try:
             await trio.to_thread.run_sync(self.store.put_dead_letter, letter)
@@ -155,11 +164,12 @@ class Backend:
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister)
-        push = push_routes(self.eventd.submit, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
+        push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            max_body=self.config.max_body_size, change_handlers=self.config.change_handlers)  # fmt: skip
         routes = [*key_routes(self.keys, self.store), *push]
-        app = create_app(self.store, self.eventd.submit, self.metrics, entities=entities,
-                         replay=self.replay_dead_letter, extra_routes=routes)  # fmt: skip
+        app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
+                         replay=self.replay_dead_letter, extra_routes=routes,
+                         delete_event=self.delete_event)  # fmt: skip
         await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr, task_status=task_status)
 
     def _admin_key_file(self) -> str | None:

@@ -207,3 +207,14 @@ async def test_a_check_with_proxy_entity_name_is_about_that_entity(running: Runn
     assert stored["entity"]["entity_class"] == "proxy"
     assert stored["entity"]["subscriptions"] == ["entity:switch1"]
     assert (await running.client.get(f"{EVENTS}/router1/ping")).status_code == 404
+
+
+async def test_an_event_can_be_deleted_and_its_check_starts_afresh(running: RunningBackend) -> None:
+    for status in (2, 2):
+        assert (await running.client.post(EVENTS, json=check_event(status, check="gone"))).status_code == 201
+    assert (await running.client.delete(f"{EVENTS}/router1/gone")).status_code == 204
+    assert (await running.client.get(f"{EVENTS}/router1/gone")).status_code == 404
+    assert (await running.client.delete(f"{EVENTS}/router1/gone")).status_code == 404
+    assert (await running.client.post(EVENTS, json=check_event(2, check="gone"))).status_code == 201
+    again = (await running.client.get(f"{EVENTS}/router1/gone")).json()
+    assert (again["check"]["occurrences"], len(again["check"]["history"])) == (1, 1)
