@@ -64,8 +64,9 @@ def error(status: int, message: str) -> JSONResponse:
 
 def prepare_event(
     body: bytes, namespace: str, *, entity: str | None = None, check: str | None = None, now: float
-) -> Event:
-    """Decode and complete a submitted event as Sensu Go's API does (raises ValidationError)."""
+) -> tuple[Event, bool]:
+    """Decode and complete a submitted event as Sensu Go's API does (raises ValidationError).
+    Also says whether the id was made here (a new id cannot be a replay)."""
     event = Event.from_json(body)
     if event.entity is None:
         raise ValidationError("entity", "event must contain an entity")
@@ -84,10 +85,11 @@ def prepare_event(
         event.entity.entity_class = "proxy"
     if not event.metadata.namespace:
         event.metadata.namespace = namespace
-    if not event.id:
+    new_id = not event.id
+    if new_id:
         event.id = new_event_id()
     event.validate()
-    return event
+    return event, new_id
 
 
 def _fill_or_match(meta: Any, attr: str, wanted: str, path: str) -> None:
@@ -140,13 +142,14 @@ def create_app(
             return error(413, f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
         metrics.events_received.labels("api").inc()
         try:
-            event = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"), now=wall_clock())
+            event, new_id = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"),
+                                          now=wall_clock())  # fmt: skip
         except ValidationError as exc:
             metrics.events_rejected.labels("api").inc()
             log.info("rejected event from API", client=_client(request), error=exc)
             return error(400, str(exc))
         try:
-            (outcome,) = await store_all(offer, [event])
+            (outcome,) = await store_all(offer, [event], new_ids=new_id)
         except PipelineFull:
             return busy(metrics, "api")
         if outcome is Outcome.FAILED:

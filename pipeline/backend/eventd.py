@@ -55,6 +55,8 @@ Reply = Callable[[str, Outcome], None]
 class Submission:
     event: Event
     reply: Reply | None = None
+    #: the id was just made by this backend, so it cannot be a replay: no store lookup needed
+    new_id: bool = False
 
 
 def attribute_to_proxy(event: Event) -> None:
@@ -109,14 +111,14 @@ class EventProcessor:
         await self.inbox.send(Submission(event, reply))
         self._work.set()
 
-    def offer(self, events: Sequence[Event], reply: Reply | None = None) -> bool:
+    def offer(self, events: Sequence[Event], reply: Reply | None = None, *, new_ids: bool = False) -> bool:
         """Queue every one of ``events`` at once, or none of them when the inbox lacks the room:
         the HTTP API answers 503 rather than hold a client on a full pipeline."""
         stats = self.inbox.statistics()
         if stats.max_buffer_size - stats.current_buffer_used < len(events):
             return False
         for event in events:
-            self.inbox.send_nowait(Submission(event, reply))
+            self.inbox.send_nowait(Submission(event, reply, new_ids))
         self._work.set()
         return True
 
@@ -193,12 +195,13 @@ class EventProcessor:
             self.metrics.events_processed.inc()
 
     async def _split_replays(self, batch: Sequence[Submission]) -> tuple[list[Submission], list[Submission]]:
-        unknown = {s.event.id for s in batch if s.event.id not in self._recent}
-        try:
-            known = await trio.to_thread.run_sync(self.store.known_ids, unknown, limiter=self._store_limiter)
-        except StoreError as exc:
-            log.error("store lookup failed", error=exc)
-            known = set()
+        unknown = {s.event.id for s in batch if not s.new_id and s.event.id not in self._recent}
+        known: set[str] = set()
+        if unknown:
+            try:
+                known = await trio.to_thread.run_sync(self.store.known_ids, unknown, limiter=self._store_limiter)
+            except StoreError as exc:
+                log.error("store lookup failed", error=exc)
         fresh, duplicates, seen = [], [], set()
         for sub in batch:
             event_id = sub.event.id

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import trio
 from starlette.requests import Request
@@ -28,8 +29,15 @@ from pipeline.model import Event
 
 log = get_logger("backend.push")
 
-#: Queue all the events or none (False: the pipeline is full).
-Offer = Callable[[Sequence[Event], Callable[[str, Outcome], None]], bool]
+
+class Offer(Protocol):
+    """Queue all the events or none (False: the pipeline is full); ``new_ids``: ids made here."""
+
+    def __call__(
+        self, events: Sequence[Event], reply: Callable[[str, Outcome], None], *, new_ids: bool = False
+    ) -> bool: ...
+
+
 #: Seconds a client told the pipeline is full should wait.
 RETRY_AFTER = 1
 
@@ -38,7 +46,7 @@ class PipelineFull(Exception):
     """The event processor's inbox has no room for the events."""
 
 
-async def store_all(offer: Offer, events: Sequence[Event]) -> list[Outcome]:
+async def store_all(offer: Offer, events: Sequence[Event], *, new_ids: bool = False) -> list[Outcome]:
     """Queue the events and wait until each is stored (or failed); PipelineFull if there is no room."""
     outcomes: list[Outcome] = []
     done = trio.Event()
@@ -50,7 +58,7 @@ async def store_all(offer: Offer, events: Sequence[Event]) -> list[Outcome]:
 
     if not events:
         return outcomes
-    if not offer(events, reply):
+    if not offer(events, reply, new_ids=new_ids):
         raise PipelineFull()
     await done.wait()
     return outcomes
@@ -96,7 +104,7 @@ def push_routes(
             log.info("push refused", source=source, error=exc)
             return JSONResponse({"message": str(exc)}, status_code=400)
         try:
-            outcomes = await store_all(offer, events)
+            outcomes = await store_all(offer, events, new_ids=True)  # the adapters made the ids
         except PipelineFull:
             return busy(metrics, source)
         if Outcome.FAILED in outcomes:
