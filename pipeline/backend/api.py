@@ -6,6 +6,7 @@ response is sent once the event is stored, so a GET right after a 201 sees it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ from starlette.routing import Route
 
 from pipeline.backend.eventd import Outcome
 from pipeline.backend.push_api import Offer, PipelineFull, busy, store_all
+from pipeline.backend.silences import Silences
 from pipeline.core.timespec import parse_time
 from pipeline.errors import ValidationError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Entity, Event, new_event_id
-from pipeline.model.codec import encode
+from pipeline.model.codec import decode, encode
+from pipeline.model.pipeline import Silenced
 from pipeline.store.base import EventStore, TimelineQuery
 
 log = get_logger("backend.api")
@@ -34,6 +37,7 @@ EVENTS = "/api/core/v2/namespaces/{namespace}/events"
 ENTITIES = "/api/core/v2/namespaces/{namespace}/entities"
 DEAD_LETTERS = "/api/pipeline/v1/deadletters"
 TIMELINE = "/api/core/v2/namespaces/{namespace}/timeline"
+SILENCED = "/api/core/v2/namespaces/{namespace}/silenced"
 #: Timeline entries per page, by default and at most.
 TIMELINE_PAGE, TIMELINE_PAGE_MAX = 100, 1000
 #: Bodies larger than this are refused with 413.
@@ -109,6 +113,7 @@ def create_app(
     replay: Replay | None = None,
     extra_routes: list[Route] | None = None,
     delete_event: Callable[[str, str, str], Awaitable[bool]] | None = None,
+    silences: Silences | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The Starlette app; dependencies are passed in, background work lives in the daemon."""
@@ -155,6 +160,37 @@ def create_app(
         if outcome is Outcome.FAILED:
             return error(500, "the event store failed; try again")
         return Response(status_code=201)
+
+    async def list_silenced(request: Request) -> Response:
+        assert silences is not None
+        return JSONResponse([encode(e) for e in silences.list(request.path_params["namespace"])])
+
+    async def create_silenced(request: Request) -> Response:
+        assert silences is not None
+        namespace = request.path_params["namespace"]
+        try:
+            data = json.loads(await request.body())
+            entry = decode(Silenced, data, "")
+            entry.metadata.namespace = entry.metadata.namespace or namespace
+            if entry.metadata.namespace != namespace:
+                raise ValidationError("metadata.namespace", f"{entry.metadata.namespace!r} does not match the URL")
+            if "name" in request.path_params and entry.metadata.name not in ("", request.path_params["name"]):
+                raise ValidationError("metadata.name", "does not match the URL")
+            entry.validate()
+        except json.JSONDecodeError as exc:
+            return error(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+        except ValidationError as exc:
+            return error(400, str(exc))
+        entry.metadata.name = entry.derived_name
+        stored = await silences.put(entry)
+        return JSONResponse(encode(stored), status_code=201)
+
+    async def delete_silenced(request: Request) -> Response:
+        assert silences is not None
+        p = request.path_params
+        if not await silences.delete(p["namespace"], p["name"]):
+            return error(404, f"silence {p['name']} not found in namespace {p['namespace']}")
+        return Response(status_code=204)
 
     async def remove_event(request: Request) -> Response:
         p = request.path_params
@@ -250,6 +286,13 @@ def create_app(
         Route(DEAD_LETTERS + "/{id}", get_dead_letter, methods=["GET"]),
         Route(DEAD_LETTERS + "/{id}", delete_dead_letter, methods=["DELETE"]),
     ]
+    if silences is not None:
+        routes += [
+            Route(SILENCED, list_silenced, methods=["GET"]),
+            Route(SILENCED, create_silenced, methods=["POST"]),
+            Route(SILENCED + "/{name}", create_silenced, methods=["PUT"]),
+            Route(SILENCED + "/{name}", delete_silenced, methods=["DELETE"]),
+        ]
     if delete_event is not None:
         routes.append(Route(EVENTS + "/{entity}/{check}", remove_event, methods=["DELETE"]))
     if replay is not None:

@@ -169,7 +169,7 @@ class Backend:
         routes = [*key_routes(self.keys, self.store), *push]
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
-                         delete_event=self.delete_event)  # fmt: skip
+                         delete_event=self.delete_event, silences=self.silences)  # fmt: skip
         await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr, task_status=task_status)
 
     def _admin_key_file(self) -> str | None:

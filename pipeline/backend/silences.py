@@ -60,6 +60,28 @@ class Silences:
             self._entries.setdefault(entry.metadata.namespace or DEFAULT_NAMESPACE, {})[entry.metadata.name] = entry
         log.info("silences loaded", count=sum(len(e) for e in self._entries.values()))
 
+    def list(self, namespace: str) -> list[Silenced]:
+        now = self._wall_clock()
+        entries = self._entries.get(namespace, {})
+        return [entries[name] for name in sorted(entries) if not is_expired(entries[name], now)]
+
+    async def put(self, entry: Silenced) -> Silenced:
+        """Create or replace a silence (Sensu's defaults for begin and expire_at filled)."""
+        entry = with_times(entry, self._wall_clock())
+        namespace = entry.metadata.namespace or DEFAULT_NAMESPACE
+        await trio.to_thread.run_sync(self.store.put_silence, entry)
+        self._entries.setdefault(namespace, {})[entry.metadata.name] = entry
+        log.info("silence created", silence=entry.metadata.name, namespace=namespace, expire_at=entry.expire_at,
+                 creator=entry.creator, reason=entry.reason)  # fmt: skip
+        return entry
+
+    async def delete(self, namespace: str, name: str) -> bool:
+        if self._entries.get(namespace, {}).pop(name, None) is None:
+            return False
+        await trio.to_thread.run_sync(self.store.delete_silence, namespace, name)
+        log.info("silence deleted", silence=name, namespace=namespace)
+        return True
+
     def apply(self, event: Event, now: float) -> None:
         """Set ``check.silenced`` and ``is_silenced`` (call after the check's state is merged), and
         end the ``expire_on_resolve`` silences a resolution ends, as Sensu Go does: they leave the

@@ -90,3 +90,32 @@ async def test_silenced_incidents_do_not_page_and_a_resolution_ends_the_silence(
     assert (again["check"]["metadata"]["name"], again["check"]["status"]) == ("disk", 2)
     assert "silenced" not in again["check"]
     assert (after_restart["check"]["metadata"]["name"], after_restart["check"]["status"]) == ("disk", 1)
+
+
+async def test_silences_made_and_removed_through_the_api(tmp_path: Path) -> None:
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    silenced = "/api/core/v2/namespaces/default/silenced"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                made = await client.post(silenced, json={"subscription": "linux", "expire": 600, "reason": "patching",
+                                                         "creator": "ops"})  # fmt: skip
+                everything = await client.post(silenced, json={"subscription": "*", "check": "*"})
+                listed = (await client.get(silenced)).json()
+                await client.post(EVENTS, json=check_event("disk", 2))
+                during = (await client.get(f"{EVENTS}/web1/disk")).json()["check"]
+                assert (await client.delete(f"{silenced}/linux:*")).status_code == 204
+                missing = await client.delete(f"{silenced}/linux:*")
+                await client.post(EVENTS, json=check_event("disk", 2))
+                after = (await client.get(f"{EVENTS}/web1/disk")).json()["check"]
+            nursery.cancel_scope.cancel()
+    assert made.status_code == 201
+    body = made.json()
+    assert (body["metadata"]["name"], body["expire_at"] - body["begin"]) == ("linux:*", 600)
+    assert everything.status_code == 400
+    assert "'*:*' would silence everything" in everything.json()["message"]
+    assert [s["metadata"]["name"] for s in listed] == ["linux:*"]
+    assert (during["silenced"], during["is_silenced"]) == (["linux:*"], True)
+    assert missing.status_code == 404
+    assert "silenced" not in after
