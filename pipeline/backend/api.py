@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from pipeline.backend.eventd import Outcome
 from pipeline.backend.push_api import Offer, PipelineFull, busy, store_all
+from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.core.timespec import parse_time
 from pipeline.errors import ValidationError
@@ -114,6 +115,7 @@ def create_app(
     extra_routes: list[Route] | None = None,
     delete_event: Callable[[str, str, str], Awaitable[bool]] | None = None,
     silences: Silences | None = None,
+    resources: ResourceService | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The Starlette app; dependencies are passed in, background work lives in the daemon."""
@@ -190,6 +192,67 @@ def create_app(
         p = request.path_params
         if not await silences.delete(p["namespace"], p["name"]):
             return error(404, f"silence {p['name']} not found in namespace {p['namespace']}")
+        return Response(status_code=204)
+
+    def kind_of(request: Request) -> str | None:
+        return API_KINDS.get(request.path_params["kind"])
+
+    async def list_resources(request: Request) -> Response:
+        assert resources is not None
+        kind = kind_of(request)
+        if kind is None:
+            return error(404, f"no resources called {request.path_params['kind']!r}")
+        return JSONResponse([encode(r) for r in resources.list(kind, request.path_params["namespace"])])
+
+    async def get_resource(request: Request) -> Response:
+        assert resources is not None
+        kind, p = kind_of(request), request.path_params
+        found = resources.get(kind, p["namespace"], p["name"]) if kind else None
+        if found is None:
+            return error(404, f"{p['kind']} {p['name']!r} not found in namespace {p['namespace']}")
+        return JSONResponse(encode(found))
+
+    async def put_resource(request: Request) -> Response:
+        assert resources is not None
+        kind, p = kind_of(request), request.path_params
+        if kind is None:
+            return error(404, f"no resources called {p['kind']!r}")
+        try:
+            body = json.loads(await request.body())
+        except json.JSONDecodeError as exc:
+            return error(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+        if not isinstance(body, dict):
+            return error(400, "expected a JSON object")
+        if "spec" in body:
+            document = dict(body)
+        else:  # Sensu Go's API form: the spec's fields and metadata side by side
+            spec = {k: v for k, v in body.items() if k != "metadata"}
+            document = {"type": kind, "api_version": "core/v2", "metadata": body.get("metadata") or {}, "spec": spec}
+        metadata = document.setdefault("metadata", {})
+        if not isinstance(metadata, dict):
+            return error(400, "metadata: expected an object")
+        metadata.setdefault("namespace", p["namespace"])
+        if "name" in p:
+            metadata.setdefault("name", p["name"])
+        try:
+            if document.get("type") != kind:
+                raise ValidationError("type", f"expected {kind!r} at this path, got {document.get('type')!r}")
+            if metadata["namespace"] != p["namespace"] or ("name" in p and metadata["name"] != p["name"]):
+                raise ValidationError("metadata", "name and namespace must match the URL")
+            saved = await resources.put(document)
+        except ValidationError as exc:
+            return error(400, str(exc))
+        return JSONResponse(encode(saved), status_code=201)
+
+    async def delete_resource(request: Request) -> Response:
+        assert resources is not None
+        kind, p = kind_of(request), request.path_params
+        try:
+            deleted = await resources.delete(kind, p["namespace"], p["name"]) if kind else False
+        except ValidationError as exc:
+            return error(409, f"still in use: {exc}")
+        if not deleted:
+            return error(404, f"{p['kind']} {p['name']!r} not found in namespace {p['namespace']}")
         return Response(status_code=204)
 
     async def remove_event(request: Request) -> Response:
@@ -297,6 +360,15 @@ def create_app(
         routes.append(Route(EVENTS + "/{entity}/{check}", remove_event, methods=["DELETE"]))
     if replay is not None:
         routes.append(Route(DEAD_LETTERS + "/{id}/replay", replay_dead_letter, methods=["POST"]))
+    if resources is not None:  # after every fixed path: {kind} would match them
+        resource_path = "/api/core/v2/namespaces/{namespace}/{kind}"
+        routes += [
+            Route(resource_path, list_resources, methods=["GET"]),
+            Route(resource_path, put_resource, methods=["POST"]),
+            Route(resource_path + "/{name}", get_resource, methods=["GET"]),
+            Route(resource_path + "/{name}", put_resource, methods=["PUT"]),
+            Route(resource_path + "/{name}", delete_resource, methods=["DELETE"]),
+        ]
     routes.extend(extra_routes or [])  # last: the push formats' paths are catch-alls of two segments
     if entities is not None:
         routes.append(Route(ENTITIES + "/{entity}", delete_entity, methods=["DELETE"]))

@@ -90,16 +90,42 @@ class HandlerRunner:
         self.retry_base = retry_base
         self._wall_clock = wall_clock
         self._processes = trio.CapacityLimiter(max_processes)
-        loaded = resources()
-        self._plugins = {h.metadata.name: plugins.load(h.plugin, h.options) for h in loaded.handlers
-                         if h.type == "plugin"}  # fmt: skip
-        self._filters = {(f.metadata.namespace or "default", f.metadata.name): CompiledFilter.of(f)
-                         for f in loaded.filters}  # fmt: skip
-        self._limits = {h.metadata.name: trio.CapacityLimiter(h.concurrency) for h in loaded.handlers
-                        if h.concurrency > 0}  # fmt: skip
+        self._plugins: dict[str, plugins.HandlerPlugin] = {}
+        self._plugin_specs: dict[str, tuple[str, dict[str, object]]] = {}
+        self._filters: dict[tuple[str, str], CompiledFilter] = {}
+        self._limits: dict[str, trio.CapacityLimiter] = {}
+        self.refresh(resources())
         self._templates: dict[str, Template] = {}
         self.inbox, self._receive = trio.open_memory_channel[Event](INBOX_SIZE)
         metrics.queues.watch("handlers_inbox", self.inbox)  # type: ignore[arg-type]
+
+    def prepare(self, resources: Resources) -> dict[str, plugins.HandlerPlugin]:
+        """The plugins of ``resources``, loaded (the ones already loaded are kept); raises HandlerError
+        naming a plugin that cannot be loaded, so that a bad change is refused before it applies."""
+        loaded = {}
+        for handler in resources.handlers:
+            if handler.type == "plugin":
+                name = handler.metadata.name
+                known = self._plugin_specs.get(name)
+                same = known == (handler.plugin, handler.options) and name in self._plugins
+                loaded[name] = self._plugins[name] if same else plugins.load(handler.plugin, handler.options)
+        return loaded
+
+    def refresh(self, resources: Resources) -> None:
+        """Use a new set of resources from the next event on."""
+        self._plugins = self.prepare(resources)
+        self._plugin_specs = {h.metadata.name: (h.plugin, h.options) for h in resources.handlers if h.type == "plugin"}
+        self._filters = {(f.metadata.namespace or "default", f.metadata.name): CompiledFilter.of(f)
+                         for f in resources.filters}  # fmt: skip
+        limits = {}
+        for handler in resources.handlers:
+            if handler.concurrency > 0:
+                current = self._limits.get(handler.metadata.name)
+                if current is not None and current.total_tokens == handler.concurrency:
+                    limits[handler.metadata.name] = current
+                else:
+                    limits[handler.metadata.name] = trio.CapacityLimiter(handler.concurrency)
+        self._limits = limits
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

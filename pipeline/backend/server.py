@@ -21,10 +21,11 @@ from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
+from pipeline.backend.resources import ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
-from pipeline.errors import StoreError
+from pipeline.errors import HandlerError, StoreError, ValidationError
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
@@ -79,9 +80,11 @@ class Backend:
     ) -> None:
         self.config = config
         self.metrics = metrics or BackendMetrics.create()
-        self.resources = config.resources
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = SQLiteStore(config.data_dir / "events.db")
+        self.resource_service = ResourceService(config.resources, self.store, check=self._check_resources,
+                                                changed=self._resources_changed)  # fmt: skip
+        self.transport: TransportServer | None = None
         env = plugin_environment(config.plugin_dirs)
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
         self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter)
@@ -93,6 +96,21 @@ class Backend:
         self._ssl = server_context(config.tls) if config.tls.any else None
         self._transport().check_exposure()  # refuse a bad setup before anything starts
 
+    @property
+    def resources(self) -> Resources:
+        return self.resource_service.current
+
+    def _check_resources(self, resources: Resources) -> None:
+        try:
+            self.handlers.prepare(resources)
+        except HandlerError as exc:
+            raise ValidationError("spec.plugin", str(exc)) from None
+
+    async def _resources_changed(self, resources: Resources) -> None:
+        self.handlers.refresh(resources)
+        if self.transport is not None:
+            await self.transport.broadcast_checks()
+
     def checks_for(self, subscriptions: list[str], namespace: str) -> tuple[list[CheckConfig], list[HookConfig]]:
         """The checks an agent with these subscriptions runs, and the hooks they name."""
         checks = self.resources.checks_for(subscriptions, namespace)
@@ -102,6 +120,8 @@ class Backend:
         await trio.to_thread.run_sync(self.store.open)
         try:
             self.keys.stored = {k.digest: k for k in await trio.to_thread.run_sync(self.store.list_api_keys)}
+            await self.resource_service.load()
+            self.handlers.refresh(self.resources)
             await self.eventd.load_state()
             await self.silences.load()
             self.liveness.load(self.eventd.checks)
@@ -109,7 +129,8 @@ class Backend:
                 await nursery.start(self.handlers.run)
                 await nursery.start(self.eventd.run)
                 await nursery.start(self.liveness.run)
-                transport_addr = await nursery.start(self._transport().run)
+                self.transport = self._transport()
+                transport_addr = await nursery.start(self.transport.run)
                 api_addr = await nursery.start(self._serve_http)
                 addresses = BackendAddresses(api=api_addr, transport=transport_addr)
                 log.info("backend ready", api=addresses.api_url, transport=f"{transport_addr[0]}:{transport_addr[1]}")
@@ -169,7 +190,8 @@ class Backend:
         routes = [*key_routes(self.keys, self.store), *push]
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
-                         delete_event=self.delete_event, silences=self.silences)  # fmt: skip
+                         delete_event=self.delete_event, silences=self.silences,
+                         resources=self.resource_service)  # fmt: skip
         await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr, task_status=task_status)
 
     def _admin_key_file(self) -> str | None:

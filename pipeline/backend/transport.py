@@ -119,6 +119,18 @@ class TransportServer:
         self.credentials = credentials or AgentCredentials()
         self.ssl_context = ssl_context
         self.name = name or socket.gethostname()
+        #: connected agents, to send changed checks to
+        self._agents: dict[int, tuple[MessageStream, Entity]] = {}
+
+    async def broadcast_checks(self) -> None:
+        """Send every connected agent its checks again (they changed)."""
+        for conn, entity in list(self._agents.values()):
+            checks, hooks = self.checks_for(entity.subscriptions, entity.metadata.namespace or "default")
+            try:
+                await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                continue  # that connection's own task notices and ends it
+        log.info("checks sent again", agents=len(self._agents))
 
     def check_exposure(self) -> None:
         """Refuse to accept unauthenticated agents from the network (raises ValueError)."""
@@ -214,6 +226,7 @@ class TransportServer:
         await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
         log.info("agent connected", agent=name, peer=conn.peer, subscriptions=",".join(entity.subscriptions))
         self.metrics.agents_connected.inc()
+        self._agents[id(conn)] = (conn, entity)
         acks = _Acks()
         frames_in, frames_out = trio.open_memory_channel[Any](FRAMES_BUFFERED)
         try:
@@ -228,6 +241,7 @@ class TransportServer:
                     await self._dispatch(conn, message, frames_in, entity, acks)
                 nursery.cancel_scope.cancel()
         finally:
+            self._agents.pop(id(conn), None)
             self.metrics.agents_connected.dec()
             log.info("agent disconnected", agent=name, peer=conn.peer)
 

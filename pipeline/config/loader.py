@@ -158,6 +158,13 @@ def _yaml_error(file: str, exc: yaml.YAMLError) -> ConfigError:
     return ConfigError(file, message, line=mark.line + 1 if mark is not None else None)
 
 
+def resource_from_document(document: Any) -> Any:
+    """One resource from a ``{type, api_version, metadata, spec}`` document, validated on its own
+    (raises ValidationError naming the field)."""
+    kind, metadata = _envelope(document)
+    return _resource(kind, metadata, document.get("spec"))
+
+
 def validate_directory(directory: Path) -> list[ConfigError]:
     """Every error in the resource files under ``directory`` (an empty list when all is well)."""
     try:

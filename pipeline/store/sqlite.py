@@ -24,10 +24,10 @@ from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
 from pipeline.store.base import CheckKey, TimelineQuery
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``,
-#: 4 ``silenced``, 5 ``api_keys``).
-UPGRADABLE = (1, 2, 3, 4)
+#: 4 ``silenced``, 5 ``api_keys``, 6 ``resources``).
+UPGRADABLE = (1, 2, 3, 4, 5)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -58,6 +58,13 @@ CREATE TABLE IF NOT EXISTS silenced (
     name TEXT NOT NULL,
     entry BLOB NOT NULL,
     PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resources (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    document BLOB,
+    PRIMARY KEY (kind, namespace, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
@@ -263,6 +270,11 @@ class SQLiteStore:
                 created.append(entry)
         return created
 
+    def put_resource(self, kind: str, namespace: str, name: str, document: bytes | None) -> None:
+        """A resource changed through the API: its JSON document, or None when it was deleted."""
+        with self._transaction("cannot store a resource") as conn:
+            conn.execute("INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?)", (kind, namespace, name, document))
+
     def put_api_key(self, key: StoredKey) -> None:
         with self._transaction("cannot store an API key") as conn:
             conn.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?)",
@@ -417,6 +429,12 @@ class SQLiteStore:
         rows = rows[: query.limit]
         cursor = f"{rows[-1][1]}:{rows[-1][0]}" if more and rows else ""
         return [self._decode(r[2]) for r in rows], cursor
+
+    def list_resources(self) -> list[tuple[str, str, str, bytes | None]]:
+        """Every resource changed through the API: (kind, namespace, name, document or None if deleted)."""
+        with self._errors("cannot list resources"):
+            rows = self._reader().execute("SELECT kind, namespace, name, document FROM resources").fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     def list_api_keys(self) -> list[StoredKey]:
         with self._errors("cannot list API keys"):

@@ -1,0 +1,99 @@
+"""Resources changed at run time through the API: validated against the whole set, kept in
+the store, and applied at once (the pipeline reads the new set for the next event; connected
+agents get their new checks)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from pipeline.config.loader import resource_from_document
+from pipeline.config.overlay import Change, key_of, overlay
+from pipeline.errors import StoreError, ValidationError
+from pipeline.logs import get_logger
+from pipeline.model import DEFAULT_NAMESPACE
+from pipeline.model.resources import Resources
+from pipeline.store.base import EventStore
+
+log = get_logger("backend.resources")
+
+#: API path segment -> resource kind (silences have their own API).
+API_KINDS = {"checks": "CheckConfig", "hooks": "HookConfig", "handlers": "Handler", "filters": "EventFilter",
+             "mutators": "Mutator", "pipelines": "Pipeline"}  # fmt: skip
+_LISTS = {"CheckConfig": "checks", "HookConfig": "hooks", "Handler": "handlers", "EventFilter": "filters",
+          "Mutator": "mutators", "Pipeline": "pipelines"}  # fmt: skip
+
+
+class ResourceService:
+    def __init__(
+        self,
+        base: Resources,
+        store: EventStore,
+        *,
+        check: Callable[[Resources], None] = lambda resources: None,
+        changed: Callable[[Resources], Awaitable[None]] | None = None,
+    ) -> None:
+        self.base = base
+        self.store = store
+        self.current = base
+        self._changes: dict[tuple[str, str, str], Any] = {}
+        self._check = check
+        self._changed = changed
+
+    async def load(self) -> None:
+        """Apply the changes made through the API before this start."""
+        for kind, namespace, name, document in await trio.to_thread.run_sync(self.store.list_resources):
+            try:
+                resource = None if document is None else resource_from_document(json.loads(document))
+            except (ValidationError, ValueError) as exc:
+                log.error("stored resource unreadable; skipped", kind=kind, name=name, namespace=namespace, error=exc)
+                continue
+            self._changes[(kind, namespace, name)] = resource
+        self.current = overlay(self.base, self._changed_list())
+        log.info("resources loaded", changed_through_api=len(self._changes))
+
+    def _changed_list(self, extra: Change | None = None) -> list[Change]:
+        changes = [(*key, resource) for key, resource in self._changes.items()]
+        return [*changes, extra] if extra is not None else changes
+
+    def list(self, kind: str, namespace: str) -> list[Any]:
+        items: list[Any] = getattr(self.current, _LISTS[kind])
+        return [r for r in items if (r.metadata.namespace or DEFAULT_NAMESPACE) == namespace]
+
+    def get(self, kind: str, namespace: str, name: str) -> Any:
+        return next((r for r in self.list(kind, namespace) if r.metadata.name == name), None)
+
+    async def put(self, document: dict[str, Any]) -> Any:
+        """Create or replace a resource (raises ValidationError naming the field or the reference)."""
+        resource = resource_from_document(document)
+        key = key_of(resource)
+        await self._apply(key, resource, json.dumps(document).encode())
+        log.info("resource saved", kind=key[0], namespace=key[1], name=key[2])
+        return resource
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        if self.get(kind, namespace, name) is None:
+            return False
+        await self._apply((kind, namespace, name), None, None)
+        log.info("resource deleted", kind=kind, namespace=namespace, name=name)
+        return True
+
+    async def _apply(self, key: tuple[str, str, str], resource: Any, document: bytes | None) -> None:
+        candidate = overlay(self.base, self._changed_list((*key, resource)))
+        problems = candidate.reference_errors()
+        if problems:
+            first = problems[0]
+            raise ValidationError(first.path, f"{first.kind} {first.name!r}: {first.message}")
+        self._check(candidate)  # e.g. a plugin that cannot be loaded
+        try:
+            await trio.to_thread.run_sync(self.store.put_resource, *key, document)
+        except StoreError:
+            log.error("resource change not stored", kind=key[0], name=key[2])
+            raise
+        self._changes[key] = resource
+        self.current = candidate
+        if self._changed is not None:
+            await self._changed(candidate)

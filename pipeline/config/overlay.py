@@ -1,0 +1,39 @@
+"""The resources a backend runs with: those of the config directory, changed through the API.
+
+Pure. A change is (kind, namespace, name, resource), the resource None for a deletion; it
+replaces whatever the directory defines under that name, and survives restarts (the backend
+keeps the changes in its store), so the API's word is the last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.model import DEFAULT_NAMESPACE
+from pipeline.model.resources import RESOURCE_TYPES, Resources
+
+KIND_OF: dict[type[Any], str] = {cls: name for name, cls in RESOURCE_TYPES.items()}
+
+Change = tuple[str, str, str, Any]
+
+
+def key_of(resource: Any) -> tuple[str, str, str]:
+    return (KIND_OF[type(resource)], resource.metadata.namespace or DEFAULT_NAMESPACE, resource.metadata.name)
+
+
+def all_resources(resources: Resources) -> list[Any]:
+    return [*resources.checks, *resources.hooks, *resources.handlers, *resources.filters, *resources.mutators,
+            *resources.pipelines, *resources.silences]  # fmt: skip
+
+
+def overlay(base: Resources, changes: Iterable[Change]) -> Resources:
+    changed = {(kind, namespace, name): resource for kind, namespace, name, resource in changes}
+    result = Resources()
+    for resource in all_resources(base):
+        if key_of(resource) not in changed:
+            result.add(resource)
+    for resource in changed.values():
+        if resource is not None:
+            result.add(resource)
+    return result

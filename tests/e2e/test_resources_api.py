@@ -1,0 +1,63 @@
+"""Resources changed through the API reach the agents and the pipeline at once, and stay changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from pipeline.agent.agent import Agent, AgentConfig
+from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, write_config
+
+pytestmark = pytest.mark.e2e
+
+NS = "/api/core/v2/namespaces/default"
+
+
+async def test_a_check_created_through_the_api_runs_on_a_connected_agent_and_survives_a_restart(tmp_path: Path) -> None:
+    pipe = EventPipe(tmp_path / "events.fifo")
+    config = write_config(tmp_path / "config", capture_handler(pipe.path))
+    check = {"metadata": {"name": "made-by-api"}, "command": "echo hello from the API", "interval": 1,
+             "subscriptions": ["web"], "handlers": ["capture"], "publish": True}  # fmt: skip
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            backend = loopback_backend(tmp_path, config)
+            addresses = await nursery.start(backend.run)
+            agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], subscriptions=["web"],
+                                      api_addr=None))  # fmt: skip
+            nursery.start_soon(agent.run)
+            await agent.connected.wait()
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                created = await client.put(f"{NS}/checks/made-by-api", json=check)
+                event = await pipe.next_matching(lambda e: e["check"]["metadata"]["name"] == "made-by-api")
+                listed = (await client.get(f"{NS}/checks")).json()
+                bad = await client.put(f"{NS}/checks/broken", json={"command": "x", "interval": "often"})
+                dangling = await client.put(f"{NS}/pipelines/p", json={"workflows": [{"name": "w",
+                                                                                    "handler": {"name": "ghost"}}]})  # fmt: skip
+                pipeline = await client.put(f"{NS}/pipelines/p", json={"workflows": [{"name": "w",
+                                                                                    "handler": {"name": "capture"}}]})  # fmt: skip
+                in_use = await client.delete(f"{NS}/handlers/capture")
+            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:  # a restart: the API's changes are still there
+            backend = loopback_backend(tmp_path, config)
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                kept = await client.get(f"{NS}/checks/made-by-api")
+                assert (await client.delete(f"{NS}/pipelines/p")).status_code == 204
+                assert (await client.delete(f"{NS}/checks/made-by-api")).status_code == 204
+                gone = await client.get(f"{NS}/checks/made-by-api")
+            nursery.cancel_scope.cancel()
+    await pipe.aclose()
+    assert created.status_code == 201
+    assert event["check"]["output"] == "hello from the API\n"
+    assert [c["metadata"]["name"] for c in listed] == ["made-by-api"]
+    assert bad.status_code == 400
+    assert bad.json()["message"] == "spec.interval: expected integer, got string 'often'"
+    assert dangling.status_code == 400
+    assert "no Handler 'ghost'" in dangling.json()["message"]
+    assert pipeline.status_code == 201
+    assert in_use.status_code == 409
+    assert (kept.status_code, kept.json()["command"]) == (200, "echo hello from the API")
+    assert gone.status_code == 404
