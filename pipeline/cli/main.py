@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.cli import daemons, operator
+from pipeline.cli import daemons, operator, resources
 from pipeline.cli.config_file import CONFIG_FILE_FLAG, config_file_in, file_defaults
 from pipeline.errors import ConfigError
 
@@ -93,8 +93,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     key_revoke = key_commands.add_parser("revoke", help="revoke a key created through the API")
     key_revoke.add_argument("id")
     key_revoke.set_defaults(func=operator.cmd_key_revoke)
+    create = commands.add_parser("create", help="apply resource YAML through the API")
+    create.add_argument("-f", "--file", type=Path, required=True, help="a YAML file or a directory of them")
+    create.set_defaults(func=resources.cmd_create)
+    get = commands.add_parser(
+        "get", help="list resources: checks, hooks, handlers, filters, mutators, pipelines, silenced"
+    )
+    get.add_argument("kind")
+    get.add_argument("name", nargs="?")
+    get.add_argument("--format", choices=["table", "json"], default="table")
+    get.set_defaults(func=resources.cmd_get)
+    delete = commands.add_parser("delete", help="delete a resource through the API")
+    delete.add_argument("kind")
+    delete.add_argument("name")
+    delete.set_defaults(func=resources.cmd_delete)
     operator_commands = (event_list, event_info, entity_list, deadletter_list, deadletter_replay, timeline,
-                         key_create, key_list, key_revoke)  # fmt: skip
+                         key_create, key_list, key_revoke, create, get, delete)  # fmt: skip
     for sub in operator_commands:
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")

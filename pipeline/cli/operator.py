@@ -40,7 +40,7 @@ def auth_headers(args: argparse.Namespace) -> dict[str, str]:
     return {"Authorization": f"Key {key}"} if key else {}
 
 
-def _unauthorized(args: argparse.Namespace) -> ApiError:
+def unauthorized_error(args: argparse.Namespace) -> ApiError:
     return ApiError(
         f"the backend at {args.api_url} refused the API key: give one with --api-key or PIPELINE_API_KEY "
         f"(a backend without keys writes one to <data>/admin.key; looked in {getattr(args, 'data', 'data')})"
@@ -55,7 +55,7 @@ def api_get(args: argparse.Namespace, path: str) -> Any:
     except httpx.HTTPError as exc:
         raise ApiError(f"cannot reach the backend at {api_url}: {exc}") from None
     if response.status_code in (401, 403):
-        raise _unauthorized(args)
+        raise unauthorized_error(args)
     if response.status_code == 404:
         raise ApiError(response.json().get("message", "not found"))
     if response.status_code != 200:
@@ -149,7 +149,7 @@ def api_post(args: argparse.Namespace, path: str) -> tuple[int, Any]:
     except httpx.HTTPError as exc:
         raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
     if response.status_code in (401, 403):
-        raise _unauthorized(args)
+        raise unauthorized_error(args)
     return response.status_code, response.json()
 
 
@@ -211,7 +211,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
         except httpx.HTTPError as exc:
             raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
         if response.status_code in (401, 403):
-            raise _unauthorized(args)
+            raise unauthorized_error(args)
         if response.status_code != 200:
             raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
         for event in response.json():
@@ -241,7 +241,7 @@ def cmd_key_create(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
     if response.status_code in (401, 403):
-        raise _unauthorized(args)
+        raise unauthorized_error(args)
     if response.status_code != 201:
         raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
     created = response.json()
@@ -268,7 +268,7 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
     if response.status_code in (401, 403):
-        raise _unauthorized(args)
+        raise unauthorized_error(args)
     if response.status_code != 204:
         raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
     print(f"key {args.id} revoked")

@@ -27,7 +27,7 @@ API_VERSION = "core/v2"
 DOCUMENT_KEYS = ("type", "api_version", "metadata", "spec")
 
 
-class _StrictLoader(yaml.SafeLoader):
+class StrictLoader(yaml.SafeLoader):
     """The safe loader, refusing a key given twice in one mapping (YAML would keep the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -42,7 +42,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _yaml_files(directory: Path) -> list[Path]:
+def yaml_files(directory: Path) -> list[Path]:
     found = {p for pattern in ("*.yml", "*.yaml") for p in directory.rglob(pattern) if p.is_file()}
     return sorted(found)
 
@@ -62,7 +62,7 @@ class _Loader:
             return
         number = 0
         try:
-            for number, document in enumerate(yaml.load_all(text, Loader=_StrictLoader), start=1):
+            for number, document in enumerate(yaml.load_all(text, Loader=StrictLoader), start=1):
                 if document is not None:
                     self.load_document(name, number, document)
         except yaml.YAMLError as exc:
@@ -179,7 +179,7 @@ def load_directory(directory: Path) -> Resources:
     if not directory.is_dir():
         raise ConfigErrors([ConfigError(str(directory), "not a directory")])
     loader = _Loader()
-    for path in _yaml_files(directory):
+    for path in yaml_files(directory):
         loader.load_file(path)
     if not loader.errors:
         loader.check_references()

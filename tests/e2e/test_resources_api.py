@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -9,7 +10,15 @@ import pytest
 import trio
 
 from pipeline.agent.agent import Agent, AgentConfig
-from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, write_config
+from tests.support import (
+    REPO,
+    EventPipe,
+    admin_headers,
+    capture_handler,
+    loopback_backend,
+    pipeline_command,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +70,36 @@ async def test_a_check_created_through_the_api_runs_on_a_connected_agent_and_sur
     assert in_use.status_code == 409
     assert (kept.status_code, kept.json()["command"]) == (200, "echo hello from the API")
     assert gone.status_code == 404
+
+
+async def test_pipeline_create_get_and_delete(tmp_path: Path) -> None:
+    empty = write_config(tmp_path / "config", "---\n")
+    bad = write_config(
+        tmp_path / "bad", "type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: pipe}\n"
+    )
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            backend = loopback_backend(tmp_path, empty)
+            url = (await nursery.start(backend.run)).api_url
+
+            async def cli(*args: str) -> tuple[int, str]:
+                result = await trio.run_process(pipeline_command(*args, "--api-url", url, "--data", str(tmp_path / "data")),
+                                                capture_stdout=True, check=False)  # fmt: skip
+                return result.returncode, result.stdout.decode()
+
+            created = await cli("create", "-f", str(REPO / "config"))
+            listed = await cli("get", "checks")
+            deleted = await cli("delete", "checks", "load")
+            after = await cli("get", "checks", "--format", "json")
+            refused = await cli("create", "-f", str(bad))
+            nursery.cancel_scope.cancel()
+    code, output = created
+    assert code == 0, output
+    assert output.splitlines()[-1].endswith("resources saved")
+    assert "saved" in output.splitlines()[0]
+    assert "load" in listed[1]
+    assert "check_load" in listed[1]
+    assert deleted == (0, "checks 'load' deleted\n")
+    assert "load" not in [c["metadata"]["name"] for c in json.loads(after[1])]
+    assert refused[0] == 1
+    assert "Handler 'h': spec.command: required for a pipe handler" in refused[1]
