@@ -41,8 +41,8 @@ TIMELINE = "/api/core/v2/namespaces/{namespace}/timeline"
 SILENCED = "/api/core/v2/namespaces/{namespace}/silenced"
 #: Timeline entries per page, by default and at most.
 TIMELINE_PAGE, TIMELINE_PAGE_MAX = 100, 1000
-#: Bodies larger than this are refused with 413.
-MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Bodies larger than this are refused with 413 (the backend's --max-body-size).
+MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,6 +116,7 @@ def create_app(
     delete_event: Callable[[str, str, str], Awaitable[bool]] | None = None,
     silences: Silences | None = None,
     resources: ResourceService | None = None,
+    max_body: int = MAX_BODY_BYTES,
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The Starlette app; dependencies are passed in, background work lives in the daemon."""
@@ -145,8 +146,8 @@ def create_app(
     async def create_event(request: Request) -> Response:
         p = request.path_params
         body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return error(413, f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+        if len(body) > max_body:
+            return error(413, f"body of {len(body)} bytes exceeds {max_body}")
         metrics.events_received.labels("api").inc()
         try:
             event, new_id = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"),
@@ -217,8 +218,11 @@ def create_app(
         kind, p = kind_of(request), request.path_params
         if kind is None:
             return error(404, f"no resources called {p['kind']!r}")
+        raw = await request.body()
+        if len(raw) > max_body:
+            return error(413, f"body of {len(raw)} bytes exceeds {max_body}")
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
         except json.JSONDecodeError as exc:
             return error(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
         if not isinstance(body, dict):

@@ -191,7 +191,7 @@ class Backend:
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
                          delete_event=self.delete_event, silences=self.silences,
-                         resources=self.resource_service)  # fmt: skip
+                         resources=self.resource_service, max_body=self.config.max_body_size)  # fmt: skip
         await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr, task_status=task_status)
 
     def _admin_key_file(self) -> str | None:

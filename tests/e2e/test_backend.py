@@ -218,3 +218,11 @@ async def test_an_event_can_be_deleted_and_its_check_starts_afresh(running: Runn
     assert (await running.client.post(EVENTS, json=check_event(2, check="gone"))).status_code == 201
     again = (await running.client.get(f"{EVENTS}/router1/gone")).json()
     assert (again["check"]["occurrences"], len(again["check"]["history"])) == (1, 1)
+
+
+async def test_a_body_over_the_size_limit_is_413_and_takes_nothing(running: RunningBackend) -> None:
+    huge = check_event(2, check="huge", output="x" * (1024 * 1024 + 1))
+    response = await running.client.post(EVENTS, json=huge)
+    assert response.status_code == 413
+    assert response.json()["message"].endswith("exceeds 1048576")
+    assert (await running.client.get(f"{EVENTS}/router1/huge")).status_code == 404
