@@ -47,20 +47,38 @@ def unauthorized_error(args: argparse.Namespace) -> ApiError:
     )
 
 
-def api_get(args: argparse.Namespace, path: str) -> Any:
-    api_url = args.api_url
-    url = api_url.rstrip("/") + path
+def api_request(
+    args: argparse.Namespace, method: str, path: str, *, timeout: float = 10.0, **kwargs: Any
+) -> httpx.Response:
+    """A request with the operator's key; ApiError when the backend is unreachable or refuses the key."""
+    url = args.api_url.rstrip("/") + path
     try:
-        response = httpx.get(url, headers=auth_headers(args), timeout=10.0)
+        response = httpx.request(method, url, headers=auth_headers(args), timeout=timeout, **kwargs)
     except httpx.HTTPError as exc:
-        raise ApiError(f"cannot reach the backend at {api_url}: {exc}") from None
+        raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
     if response.status_code in (401, 403):
         raise unauthorized_error(args)
+    return response
+
+
+def api_get(args: argparse.Namespace, path: str) -> Any:
+    response = api_request(args, "GET", path)
     if response.status_code == 404:
         raise ApiError(response.json().get("message", "not found"))
     if response.status_code != 200:
-        raise ApiError(f"{url}: HTTP {response.status_code}: {response.text.strip()}")
+        raise ApiError(f"{args.api_url}{path}: HTTP {response.status_code}: {response.text.strip()}")
     return response.json()
+
+
+def show(items: list[Any], args: argparse.Namespace, empty: str, headers: list[str], rows: list[list[str]]) -> int:
+    """A list as JSON (``--format json``), a line saying it is empty, or a table."""
+    if getattr(args, "format", "table") == "json":
+        print(json.dumps(items, indent=2))
+    elif not items:
+        print(empty)
+    else:
+        print(render_table(headers, rows))
+    return 0
 
 
 def first_line(text: str, width: int = OUTPUT_WIDTH) -> str:
@@ -95,13 +113,8 @@ def event_rows(events: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 def cmd_event_list(args: argparse.Namespace) -> int:
     events = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/events")
-    if args.format == "json":
-        print(json.dumps(events, indent=2))
-    elif not events:
-        print("no events")
-    else:
-        print(render_table(["entity", "check", "status", "state", "occurrences", "output"], event_rows(events)))
-    return 0
+    headers = ["entity", "check", "status", "state", "occurrences", "output"]
+    return show(events, args, "no events", headers, event_rows(events))
 
 
 def cmd_event_info(args: argparse.Namespace) -> int:
@@ -128,28 +141,16 @@ def entity_rows(entities: Sequence[dict[str, Any]], now: float) -> list[list[str
 
 def cmd_entity_list(args: argparse.Namespace) -> int:
     entities = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/entities")
-    if args.format == "json":
-        print(json.dumps(entities, indent=2))
-    elif not entities:
-        print("no entities")
-    else:
-        headers = ["entity", "class", "hostname", "last seen", "subscriptions"]
-        print(render_table(headers, entity_rows(entities, time.time())))
-    return 0
+    headers = ["entity", "class", "hostname", "last seen", "subscriptions"]
+    return show(entities, args, "no entities", headers, entity_rows(entities, time.time()))
 
 
 DEAD_LETTERS = "/api/pipeline/v1/deadletters"
 
 
 def api_post(args: argparse.Namespace, path: str) -> tuple[int, Any]:
-    url = args.api_url.rstrip("/") + path
-    try:
-        # a replay runs the handler with its retries: minutes, at worst
-        response = httpx.post(url, headers=auth_headers(args), timeout=600.0)
-    except httpx.HTTPError as exc:
-        raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
-    if response.status_code in (401, 403):
-        raise unauthorized_error(args)
+    # a replay runs the handler with its retries: minutes, at worst
+    response = api_request(args, "POST", path, timeout=600.0)
     return response.status_code, response.json()
 
 
@@ -167,14 +168,8 @@ def dead_letter_rows(letters: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 def cmd_deadletter_list(args: argparse.Namespace) -> int:
     letters = api_get(args, DEAD_LETTERS)
-    if args.format == "json":
-        print(json.dumps(letters, indent=2))
-    elif not letters:
-        print("no dead letters")
-    else:
-        headers = ["id", "created", "handler", "event", "attempts", "error"]
-        print(render_table(headers, dead_letter_rows(letters)))
-    return 0
+    headers = ["id", "created", "handler", "event", "attempts", "error"]
+    return show(letters, args, "no dead letters", headers, dead_letter_rows(letters))
 
 
 def cmd_deadletter_replay(args: argparse.Namespace) -> int:
@@ -204,14 +199,8 @@ def cmd_timeline(args: argparse.Namespace) -> int:
                                 ("type", args.type), ("limit", str(args.page))) if v}  # fmt: skip
     path = f"/api/core/v2/namespaces/{args.namespace}/timeline"
     rows: list[list[str]] = []
-    url = args.api_url.rstrip("/") + path
     while True:
-        try:
-            response = httpx.get(url, params=params, headers=auth_headers(args), timeout=30.0)
-        except httpx.HTTPError as exc:
-            raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
-        if response.status_code in (401, 403):
-            raise unauthorized_error(args)
+        response = api_request(args, "GET", path, params=params, timeout=30.0)
         if response.status_code != 200:
             raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
         for event in response.json():
@@ -235,13 +224,7 @@ KEYS = "/api/pipeline/v1/keys"
 
 
 def cmd_key_create(args: argparse.Namespace) -> int:
-    url = args.api_url.rstrip("/") + KEYS
-    try:
-        response = httpx.post(url, json={"role": args.role, "name": args.name}, headers=auth_headers(args), timeout=10)
-    except httpx.HTTPError as exc:
-        raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
-    if response.status_code in (401, 403):
-        raise unauthorized_error(args)
+    response = api_request(args, "POST", KEYS, json={"role": args.role, "name": args.name})
     if response.status_code != 201:
         raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
     created = response.json()
@@ -262,13 +245,7 @@ def cmd_key_list(args: argparse.Namespace) -> int:
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:
-    url = args.api_url.rstrip("/") + f"{KEYS}/{args.id}"
-    try:
-        response = httpx.delete(url, headers=auth_headers(args), timeout=10)
-    except httpx.HTTPError as exc:
-        raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
-    if response.status_code in (401, 403):
-        raise unauthorized_error(args)
+    response = api_request(args, "DELETE", f"{KEYS}/{args.id}")
     if response.status_code != 204:
         raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
     print(f"key {args.id} revoked")

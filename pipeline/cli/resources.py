@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
-from pipeline.cli.operator import ApiError, auth_headers, render_table, unauthorized_error
+from pipeline.cli.operator import ApiError, api_request, show
 from pipeline.config.loader import StrictLoader, yaml_files
 
 #: YAML kind -> API path segment, in the order that satisfies references when creating.
@@ -41,17 +40,6 @@ def _order(item: tuple[str, int, Any]) -> tuple[int, int]:
     return rank, 1 if is_set else 0  # sets after the handlers they name
 
 
-def _request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> httpx.Response:
-    try:
-        response = httpx.request(method, args.api_url.rstrip("/") + path, json=body, headers=auth_headers(args),
-                                 timeout=30.0)  # fmt: skip
-    except httpx.HTTPError as exc:
-        raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
-    if response.status_code in (401, 403):
-        raise unauthorized_error(args)
-    return response
-
-
 def cmd_create(args: argparse.Namespace) -> int:
     """Apply every document of a file or directory, one progress line each; exit 1 if any failed."""
     documents = sorted(_documents(args.file), key=_order)
@@ -67,9 +55,9 @@ def cmd_create(args: argparse.Namespace) -> int:
             continue
         base = f"/api/core/v2/namespaces/{namespace}/{API_PATHS[kind]}"
         if kind == "Silenced":
-            response = _request(args, "POST", base, {"metadata": metadata, **(document.get("spec") or {})})
+            response = api_request(args, "POST", base, json={"metadata": metadata, **(document.get("spec") or {})})
         else:
-            response = _request(args, "PUT", f"{base}/{name}", document)
+            response = api_request(args, "PUT", f"{base}/{name}", json=document)
         if response.status_code in (200, 201):
             print(f"{label}: saved")
         else:
@@ -84,27 +72,23 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(KINDS)})", file=sys.stderr)
         return 2
     path = f"/api/core/v2/namespaces/{args.namespace}/{args.kind}" + (f"/{args.name}" if args.name else "")
-    response = _request(args, "GET", path)
+    response = api_request(args, "GET", path)
     if response.status_code != 200:
         raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
     found = response.json()
-    if args.format == "json" or args.name:
+    if args.name:
         print(json.dumps(found, indent=2))
-        return 0
-    if not found:
-        print(f"no {args.kind}")
         return 0
     rows = [[item.get("metadata", {}).get("name", ""), item.get("type") or item.get("action") or "",
              item.get("command") or item.get("reason") or ""] for item in found]  # fmt: skip
-    print(render_table(["name", "type", "command"], rows))
-    return 0
+    return show(found, args, f"no {args.kind}", ["name", "type", "command"], rows)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     if args.kind not in KINDS:
         print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(KINDS)})", file=sys.stderr)
         return 2
-    response = _request(args, "DELETE", f"/api/core/v2/namespaces/{args.namespace}/{args.kind}/{args.name}")
+    response = api_request(args, "DELETE", f"/api/core/v2/namespaces/{args.namespace}/{args.kind}/{args.name}")
     if response.status_code != 204:
         raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
     print(f"{args.kind} {args.name!r} deleted")
