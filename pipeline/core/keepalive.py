@@ -106,20 +106,18 @@ def ttl_expired(stored: Event, now: float) -> Event:
     return dataclasses.replace(stored, check=failed, timestamp=int(now), id=new_event_id())
 
 
-def registration_event(entity: Entity, now: float) -> Event:
-    """Sensu's ``registration`` event for an entity seen for the first time (handled, not stored)."""
+def _entity_event(entity: Entity, name: str, handler: str, output: str, now: float) -> Event:
+    """An event the backend makes about an entity itself (status 1, as Sensu Go makes them)."""
     namespace = entity.metadata.namespace
-    check = Check(
-        metadata=ObjectMeta(name=REGISTRATION, namespace=namespace),
-        status=1,
-        interval=1,
-        handlers=[REGISTRATION],
-        output=f"Entity {entity.name} registered",
-        executed=int(now),
-        issued=int(now),
-    )
+    check = Check(metadata=ObjectMeta(name=name, namespace=namespace), status=1, interval=1, handlers=[handler],
+                  output=output, executed=int(now), issued=int(now))  # fmt: skip
     return Event(timestamp=int(now), entity=entity, check=check, metadata=ObjectMeta(namespace=namespace),
                  id=new_event_id())  # fmt: skip
+
+
+def registration_event(entity: Entity, now: float) -> Event:
+    """Sensu's ``registration`` event for an entity seen for the first time (handled, not stored)."""
+    return _entity_event(entity, REGISTRATION, REGISTRATION, f"Entity {entity.name} registered", now)
 
 
 def deregistration_events(entity: Entity, stored: list[Event], now: float) -> list[Event]:
@@ -135,16 +133,5 @@ def deregistration_events(entity: Entity, stored: list[Event], now: float) -> li
         resolved.append(dataclasses.replace(event, check=check, timestamp=int(now), id=new_event_id()))
     handler = entity.deregistration.handler
     if handler:
-        namespace = entity.metadata.namespace
-        check = Check(
-            metadata=ObjectMeta(name=DEREGISTRATION, namespace=namespace),
-            status=1,
-            interval=1,
-            handlers=[handler],
-            output=f"Entity {entity.name} deregistered",
-            executed=int(now),
-            issued=int(now),
-        )
-        resolved.append(Event(timestamp=int(now), entity=entity, check=check,
-                              metadata=ObjectMeta(namespace=namespace), id=new_event_id()))  # fmt: skip
+        resolved.append(_entity_event(entity, DEREGISTRATION, handler, f"Entity {entity.name} deregistered", now))
     return resolved
