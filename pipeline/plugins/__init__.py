@@ -9,13 +9,17 @@ that cannot be found, loaded or built stops the backend with an error naming it.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from pipeline.errors import HandlerError
+import trio
+
+from pipeline.errors import HandlerError, ValidationError
 from pipeline.model import Event
 
 ENTRY_POINT_GROUP = "pipeline.handlers"
@@ -54,3 +58,34 @@ def load(reference: str, options: Mapping[str, Any]) -> HandlerPlugin:
     if not inspect.iscoroutinefunction(handle):
         raise HandlerError(f"plugin {reference!r}: {type(plugin).__name__} has no 'async def handle(self, event)'")
     return plugin  # type: ignore[no-any-return]
+
+
+def run_pipe_program(
+    parser: argparse.ArgumentParser,
+    factory: Callable[[dict[str, Any]], HandlerPlugin],
+    options: dict[str, Any],
+    *,
+    failures: tuple[type[BaseException], ...] = (HandlerError,),
+    done: Callable[[Event], str] | None = None,
+) -> int:
+    """A plugin as a pipe handler: build it from flags (a bad one is a usage error), read one event
+    as JSON on stdin (exit 2 when it is not one), handle it (exit 1, the reason on stderr, on one of
+    ``failures``), and say what was done."""
+    name = parser.prog
+    try:
+        handler = factory(options)
+    except (ValueError, ValidationError) as exc:
+        parser.error(str(exc))
+    try:
+        event = Event.from_json(sys.stdin.buffer.read())
+    except ValidationError as exc:
+        print(f"{name}: stdin is not a Sensu event: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(handler.handle, event)
+    except failures as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    if done is not None:
+        print(f"{name}: {done(event)}")
+    return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import smtplib
 import ssl
-import sys
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -22,8 +21,9 @@ from typing import Any
 import trio
 
 from pipeline.core.templates import RenderError, compile_template, render
-from pipeline.errors import HandlerError, ValidationError
+from pipeline.errors import HandlerError
 from pipeline.model import Event
+from pipeline.plugins import run_pipe_program
 
 OPTIONS = {"host", "port", "starttls", "username", "password", "from", "to", "subject_template", "body_template",
            "timeout"}  # fmt: skip
@@ -126,18 +126,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--body-template")
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args(argv)
-    try:
-        handler = EmailHandler({k: v for k, v in vars(args).items() if v is not None})
-    except (ValueError, ValidationError) as exc:
-        parser.error(str(exc))
-    try:
-        event = Event.from_json(sys.stdin.buffer.read())
-    except ValidationError as exc:
-        print(f"email: stdin is not a Sensu event: {exc}", file=sys.stderr)
-        return 2
-    try:
-        trio.run(handler.handle, event)
-    except (HandlerError, RenderError) as exc:
-        print(f"email: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    options = {k: v for k, v in vars(args).items() if v is not None}
+    return run_pipe_program(parser, EmailHandler, options, failures=(HandlerError, RenderError))

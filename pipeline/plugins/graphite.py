@@ -10,15 +10,14 @@ printed as JavaScript prints numbers, so that StatsD series match etsy's byte fo
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import trio
 
 from pipeline.model import Event, MetricPoint
+from pipeline.plugins import run_pipe_program
 
 
 def js_number(value: float) -> str:
@@ -99,16 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
-    try:
-        event = Event.from_dict(json.loads(sys.stdin.buffer.read()))
-    except ValueError as exc:
-        print(f"graphite: stdin is not a Sensu event: {exc}", file=sys.stderr)
-        return 2
-    handler = GraphiteHandler(vars(args))
-    try:
-        trio.run(handler.handle, event)
-    except OSError as exc:
-        print(f"graphite: {exc}", file=sys.stderr)
-        return 1
-    print(f"graphite: wrote {len(lines_of(event))} points to {args.host}:{args.port}")
-    return 0
+
+    def done(event: Event) -> str:
+        return f"wrote {len(lines_of(event))} points to {args.host}:{args.port}"
+
+    return run_pipe_program(parser, GraphiteHandler, vars(args), failures=(OSError,), done=done)

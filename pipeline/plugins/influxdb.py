@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-import trio
-
-from pipeline.errors import HandlerError, ValidationError
 from pipeline.model import Event, MetricPoint
+from pipeline.plugins import run_pipe_program
 from pipeline.plugins.webhook import check_options, post, timeout_option, url_option
 
 V1_OPTIONS = {"database", "username", "password"}
@@ -107,19 +104,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("org", "bucket", "token"):
         v2.add_argument(f"--{name}")
     args = parser.parse_args(argv)
-    try:
-        handler = InfluxDBHandler({k: v for k, v in vars(args).items() if v is not None})
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        event = Event.from_json(sys.stdin.buffer.read())
-    except ValidationError as exc:
-        print(f"influxdb: stdin is not a Sensu event: {exc}", file=sys.stderr)
-        return 2
-    try:
-        trio.run(handler.handle, event)
-    except HandlerError as exc:
-        print(f"influxdb: {exc}", file=sys.stderr)
-        return 1
-    print(f"influxdb: wrote {len(lines_of(event))} points")
-    return 0
+    options = {k: v for k, v in vars(args).items() if v is not None}
+    return run_pipe_program(parser, InfluxDBHandler, options, done=lambda event: f"wrote {len(lines_of(event))} points")

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import trio
 
-from pipeline.errors import ValidationError
 from pipeline.model import Event
+from pipeline.plugins import run_pipe_program
 
 
 def append_line(path: str, line: bytes) -> None:
@@ -54,14 +53,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jsonl", description=__doc__)
     parser.add_argument("--path", required=True)
     args = parser.parse_args(argv)
-    try:
-        event = Event.from_json(sys.stdin.buffer.read())
-    except ValidationError as exc:
-        print(f"jsonl: stdin is not a Sensu event: {exc}", file=sys.stderr)
-        return 2
-    try:
-        append_line(args.path, event.to_json() + b"\n")
-    except OSError as exc:
-        print(f"jsonl: cannot append to {args.path}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_pipe_program(parser, JSONLinesHandler, vars(args), failures=(OSError,))

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-import trio
 
 from pipeline.core.templates import RenderError, Template, compile_template, render
-from pipeline.errors import HandlerError, ValidationError
+from pipeline.errors import HandlerError
 from pipeline.model import Event
+from pipeline.plugins import run_pipe_program
 
 OPTIONS = {"url", "body_template", "headers", "timeout"}
 
@@ -128,18 +127,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = {k: v for k, v in vars(args).items() if v is not None}
     options["headers"] = dict(args.headers)
-    try:
-        handler = WebhookHandler(options)
-    except (ValueError, ValidationError) as exc:
-        parser.error(str(exc))
-    try:
-        event = Event.from_json(sys.stdin.buffer.read())
-    except ValidationError as exc:
-        print(f"webhook: stdin is not a Sensu event: {exc}", file=sys.stderr)
-        return 2
-    try:
-        trio.run(handler.handle, event)
-    except (HandlerError, RenderError) as exc:
-        print(f"webhook: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_pipe_program(parser, WebhookHandler, options, failures=(HandlerError, RenderError))
