@@ -6,11 +6,13 @@ check's history and occurrences are what they would have been without the kills.
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import socket
 import sqlite3
 import subprocess
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 
 from pipeline.core.state import apply_result
 from pipeline.model import Check, ObjectMeta
-from tests.support import pipeline_command, write_config
+from tests.support import capture_handler, pipeline_command, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -34,30 +36,36 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition: object, what: str, deadline: float = DEADLINE) -> None:
-    """Poll an outside condition (a log line, a row count) until it holds; fail after ``deadline``."""
-    assert callable(condition)
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 class Daemon:
-    """A ``pipeline`` daemon as a child process, its log in a file."""
+    """A ``pipeline`` daemon as a child process; a thread copies its log lines to a file and
+    wakes whoever waits for one."""
 
     def __init__(self, log: Path, *args: str) -> None:
         self.log = log
-        self._file = log.open("ab")
-        self.process = subprocess.Popen(pipeline_command(*args), stderr=self._file, stdout=subprocess.DEVNULL)
+        self.lines: list[str] = []
+        self._arrived = threading.Condition()
+        self.process = subprocess.Popen(pipeline_command(*args), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def logged(self, text: str, after: int = 0) -> bool:
-        return text in self.log.read_text()[after:]
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        with self.log.open("ab") as copy:
+            for raw in self.process.stderr:
+                copy.write(raw)
+                with self._arrived:
+                    self.lines.append(raw.decode(errors="replace"))
+                    self._arrived.notify_all()
+        with self._arrived:
+            self._arrived.notify_all()  # the process ended
 
-    def wait_for_log(self, text: str, after: int = 0) -> None:
-        wait_until(lambda: self.logged(text, after) or self.process.poll() is not None, text)
-        assert self.process.poll() is None, self.log.read_text()[-2000:]
+    def logged(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def wait_for_log(self, text: str) -> None:
+        with self._arrived:
+            self._arrived.wait_for(lambda: self.logged(text) or not self._reader.is_alive(), DEADLINE)
+        assert self.logged(text), f"no {text!r} in the log: {''.join(self.lines)[-2000:]}"
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -70,7 +78,9 @@ class Daemon:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self._file.close()
+        self._reader.join(timeout=10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 @contextmanager
@@ -86,28 +96,42 @@ def daemons() -> Iterator[list[Daemon]]:
 class Setup:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
-        self.config = write_config(tmp_path / "config", "---\n")
+        self.fifo = tmp_path / "marker.fifo"
+        os.mkfifo(self.fifo)
+        # held open read-write, so that it never reports end-of-file between handler runs
+        self._fifo_fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK)
+        self.config = write_config(tmp_path / "config", capture_handler(self.fifo, "marker"))
         self.transport = free_port()
         self.agent_api = free_port()
 
     def backend(self, started: list[Daemon]) -> Daemon:
         log = self.tmp / "backend.log"
-        offset = log.stat().st_size if log.exists() else 0
         daemon = Daemon(log, "backend", "--config", str(self.config), "--data", str(self.tmp / "backend"),
                         "--api-addr", f"127.0.0.1:{free_port()}", "--transport-addr", f"127.0.0.1:{self.transport}")  # fmt: skip
         started.append(daemon)
-        daemon.wait_for_log("backend ready", offset)
+        daemon.wait_for_log("backend ready")
         return daemon
 
     def agent(self, started: list[Daemon]) -> Daemon:
         log = self.tmp / "agent.log"
-        offset = log.stat().st_size if log.exists() else 0
         daemon = Daemon(log, "agent", "--name", "web1", "--backend-addr", f"127.0.0.1:{self.transport}",
                         "--data", str(self.tmp / "agent"), "--api-addr", f"127.0.0.1:{self.agent_api}",
                         "--socket-addr", "", "--statsd-addr", "")  # fmt: skip
         started.append(daemon)
-        daemon.wait_for_log("agent API listening", offset)
+        daemon.wait_for_log("agent API listening")
         return daemon
+
+    def send_marker_and_wait(self, client: httpx.Client) -> None:
+        """Send one last event whose handler writes to a FIFO; the agent delivers in order and the
+        backend stores in order, so once it is handled every event before it is stored."""
+        body = {"check": {"metadata": {"name": "marker"}, "status": 0, "output": "the end", "handlers": ["marker"]}}
+        assert client.post("/events", json=body).status_code == 202
+        readable, _, _ = select.select([self._fifo_fd], [], [], DEADLINE)
+        assert readable, "the marker event never reached its handler"
+        assert b"the end" in os.read(self._fifo_fd, 65536)
+
+    def close(self) -> None:
+        os.close(self._fifo_fd)
 
     def stored(self) -> list[tuple[str, bytes]]:
         """(id, event) of every stored result of the ``burst`` check, in the order stored."""
@@ -166,8 +190,8 @@ def test_backend_killed_repeatedly_while_events_flow_loses_and_repeats_nothing(t
                 if i and i % (count // (kills + 1)) == 0:
                     backend.kill()  # mid-flow: events in flight, a batch maybe half-written
                     backend = setup.backend(started)
-        wait_until(lambda: len(setup.stored()) >= count, f"{count} stored events")
-        assert backend.logged("agent connected")
+            setup.send_marker_and_wait(client)
+    setup.close()
     assert_stored_exactly_once_in_order(setup, count)
     assert (tmp_path / "backend.log").read_text().count("backend ready") == kills + 1
 
@@ -184,5 +208,7 @@ def test_an_agent_killed_with_a_full_spool_delivers_it_after_restart(tmp_path: P
         agent.kill()
         setup.backend(started)
         setup.agent(started)
-        wait_until(lambda: len(setup.stored()) >= count, f"{count} stored events")
+        with httpx.Client(base_url=f"http://127.0.0.1:{setup.agent_api}", timeout=30) as client:
+            setup.send_marker_and_wait(client)
+    setup.close()
     assert_stored_exactly_once_in_order(setup, count)
