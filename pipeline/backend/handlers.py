@@ -42,6 +42,8 @@ WORKERS = 32
 MAX_PROCESSES = 16
 #: Bytes of handler output kept for the log line.
 LOGGED_OUTPUT = 500
+#: Distinct pipeline problems remembered, to warn of each once.
+REPORTED_MAX = 1000
 #: Sensu Go's timeout of tcp and udp handlers without one.
 SOCKET_TIMEOUT = 60
 #: The first retry waits this long; each next one twice as long, up to RETRY_MAX.
@@ -96,6 +98,7 @@ class HandlerRunner:
         self._limits: dict[str, trio.CapacityLimiter] = {}
         self.refresh(resources())
         self._templates: dict[str, Template] = {}
+        self._reported: set[str] = set()
         self.inbox, self._receive = trio.open_memory_channel[Event](INBOX_SIZE)
         metrics.queues.watch("handlers_inbox", self.inbox)  # type: ignore[arg-type]
 
@@ -143,11 +146,14 @@ class HandlerRunner:
         """Run every workflow of the event, concurrently, each isolated from the others."""
         workflows, problems = workflows_for(event, self._resources())
         for problem in problems:
-            reason = "missing" if problem.startswith("handler") else "pipeline"
-            name = problem.split("'")[1] if "'" in problem else problem
-            self.metrics.handler_failures.labels(name, reason).inc()
-            log.warning("pipeline problem", event_id=event.id, entity=event.entity_name, check=event.check_name,
-                        problem=problem)  # fmt: skip
+            self.metrics.handler_failures.labels(problem.name, problem.reason).inc()
+            # Every keepalive names the "keepalive" handler, defined or not: warn once per name, then count.
+            report = log.debug if problem.message in self._reported else log.warning
+            if len(self._reported) >= REPORTED_MAX:  # names come from events too: stay bounded
+                self._reported.clear()
+            self._reported.add(problem.message)
+            report("pipeline problem", event_id=event.id, entity=event.entity_name, check=event.check_name,
+                   problem=problem.message)  # fmt: skip
         if not workflows:
             return
         async with trio.open_nursery() as nursery:

@@ -19,6 +19,15 @@ class Workflow:
     handler: Handler
 
 
+@dataclass(slots=True, frozen=True)
+class Problem:
+    """Something an event names that cannot run: ``reason`` is ``missing`` (a handler) or ``pipeline``."""
+
+    reason: str
+    name: str
+    message: str
+
+
 def legacy_handler_names(event: Event) -> list[str]:
     names = list(event.check.handlers) if event.check is not None else []
     if event.metrics is not None:
@@ -26,24 +35,25 @@ def legacy_handler_names(event: Event) -> list[str]:
     return names
 
 
-def workflows_for(event: Event, resources: Resources) -> tuple[list[Workflow], list[str]]:
+def workflows_for(event: Event, resources: Resources) -> tuple[list[Workflow], list[Problem]]:
     """The workflows to run, and the problems met resolving them (missing handlers, pipelines)."""
     namespace = event.namespace or DEFAULT_NAMESPACE
     handlers, missing = resources.expand_handlers(legacy_handler_names(event), namespace)
-    problems = [f"handler {name!r} not found" for name in missing]
+    problems = [Problem("missing", name, f"handler {name!r} not found") for name in missing]
     workflows = [
         Workflow(f"legacy-pipeline-workflow-{h.metadata.name}", "", tuple(h.filters), h.mutator, h) for h in handlers
     ]
     for ref in event.pipelines:
         pipeline = resources.pipeline(ref.name, namespace)
         if pipeline is None:
-            problems.append(f"pipeline {ref.name!r} not found")
+            problems.append(Problem("pipeline", ref.name, f"pipeline {ref.name!r} not found"))
             continue
         for workflow in pipeline.workflows:
             handler_name = workflow.handler.name if workflow.handler else ""
             handler = resources.handler(handler_name, namespace)
             if handler is None or handler.type == "set":
-                problems.append(f"pipeline {ref.name!r} workflow {workflow.name!r}: no usable handler {handler_name!r}")
+                message = f"pipeline {ref.name!r} workflow {workflow.name!r}: no usable handler {handler_name!r}"
+                problems.append(Problem("pipeline", ref.name, message))
                 continue
             mutator = workflow.mutator.name if workflow.mutator else ""
             workflows.append(

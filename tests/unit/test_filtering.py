@@ -143,4 +143,7 @@ def test_workflows_legacy_sorted_and_pipelines_ignore_handler_filters() -> None:
         ("legacy-pipeline-workflow-slack", "", ("is_incident",), "only_check_output"),
         ("w", "p", (), ""),
     ]
-    assert problems == ["handler 'nowhere' not found", "pipeline 'ghost' not found"]
+    assert [(p.reason, p.name, p.message) for p in problems] == [
+        ("missing", "nowhere", "handler 'nowhere' not found"),
+        ("pipeline", "ghost", "pipeline 'ghost' not found"),
+    ]
