@@ -57,6 +57,8 @@ class _Acks:
         self.rejected: list[dict[str, str]] = []
         self.failed = False
         self.ready = trio.Event()
+        #: the agent deregistered on this connection: a keepalive still in flight must not revive it
+        self.deregistered = False
 
     def reply(self, event_id: str, outcome: Outcome) -> None:
         if outcome is Outcome.FAILED:
@@ -259,7 +261,8 @@ class TransportServer:
         elif kind == protocol.PING:
             await conn.send(protocol.pong())
         elif kind == protocol.KEEPALIVE:
-            await self._keepalive(message["event"], entity)
+            if not acks.deregistered:
+                await self._keepalive(message["event"], entity)
         elif kind == protocol.DEREGISTER:
             await self._deregister(message["id"], entity, acks)
         elif kind != protocol.PONG:
@@ -278,6 +281,7 @@ class TransportServer:
             await self.liveness.keepalive(event)
 
     async def _deregister(self, request_id: Any, entity: Entity, acks: _Acks) -> None:
+        acks.deregistered = True
         if self.liveness is not None:
             await self.liveness.deregister(entity.metadata.namespace or "default", entity.name)
         acks.reply(str(request_id), Outcome.STORED)
