@@ -24,7 +24,7 @@ from pipeline import plugins
 from pipeline.config import Resources
 from pipeline.core.filtering import BUILTIN_FILTERS, CompiledFilter, FilterError
 from pipeline.core.templates import RenderError, Template, compile_template, render
-from pipeline.core.workflows import Workflow, legacy_handler_names, workflows_for
+from pipeline.core.workflows import Workflow, workflows_for
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event, new_event_id
@@ -48,11 +48,6 @@ REPORTED_MAX = 1000
 SOCKET_TIMEOUT = 60
 #: The first retry waits this long; each next one twice as long, up to RETRY_MAX.
 RETRY_BASE, RETRY_MAX = 1.0, 60.0
-
-
-def handler_names(event: Event) -> list[str]:
-    """The legacy handler names of an event: check and metrics handlers, unique, sorted."""
-    return sorted(set(legacy_handler_names(event)))
 
 
 class StageError(Exception):

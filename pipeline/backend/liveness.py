@@ -104,9 +104,6 @@ class Liveness:
     def last_seen(self, namespace: str, entity: str) -> float | None:
         return self._last_seen.get((namespace, entity))
 
-    def is_failing(self, namespace: str, entity: str) -> bool:
-        return (namespace, entity) in self._failing
-
     # -- what agents say -----------------------------------------------------------------------
 
     async def register(self, entity: Entity) -> None:

@@ -24,12 +24,6 @@ class Deadlines(Generic[K]):
     def __len__(self) -> int:
         return len(self._at)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._at
-
-    def get(self, key: K) -> float | None:
-        return self._at.get(key)
-
     def set(self, key: K, at: float) -> None:
         """Look at ``key`` at time ``at`` (replacing its previous deadline)."""
         self._at[key] = at

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.backend.handlers import HandlerRunner, handler_names
+from pipeline.backend.handlers import HandlerRunner
 from pipeline.config import Resources
+from pipeline.core.workflows import workflows_for
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, Entity, Event, Metrics, ObjectMeta
 from pipeline.model.resources import Handler
@@ -27,12 +28,12 @@ def event_for(*handlers: str, metric_handlers: tuple[str, ...] = ()) -> Event:
     )
 
 
-def test_legacy_handler_names_are_unique_and_sorted() -> None:
-    assert handler_names(event_for("slack", "email", "slack", metric_handlers=("graphite", "email"))) == [
-        "email",
-        "graphite",
-        "slack",
-    ]
+def test_legacy_workflows_are_unique_and_sorted() -> None:
+    resources = Resources(handlers=[pipe_handler(name, "true") for name in ("slack", "email", "graphite")])
+    event = event_for("slack", "email", "slack", metric_handlers=("graphite", "email"))
+    workflows, problems = workflows_for(event, resources)
+    assert [w.handler.metadata.name for w in workflows] == ["email", "graphite", "slack"]
+    assert problems == []
 
 
 @pytest.mark.trio
