@@ -6,7 +6,6 @@ response is sent once the event is stored, so a GET right after a 201 sees it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pipeline.errors import ValidationError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Entity, Event, new_event_id
-from pipeline.model.codec import decode, encode
+from pipeline.model.codec import decode, encode, load_json
 from pipeline.model.pipeline import Silenced
 from pipeline.store.base import EventStore, TimelineQuery
 
@@ -168,11 +167,23 @@ def create_app(
         assert silences is not None
         return JSONResponse([encode(e) for e in silences.list(request.path_params["namespace"])])
 
+    async def json_body(request: Request) -> Any:
+        """The request's JSON; a 413 or 400 response when it is too large or not JSON."""
+        raw = await request.body()
+        if len(raw) > max_body:
+            return error(413, f"body of {len(raw)} bytes exceeds {max_body}")
+        try:
+            return load_json(raw)
+        except ValidationError as exc:
+            return error(400, str(exc))
+
     async def create_silenced(request: Request) -> Response:
         assert silences is not None
         namespace = request.path_params["namespace"]
+        data = await json_body(request)
+        if isinstance(data, Response):
+            return data
         try:
-            data = json.loads(await request.body())
             entry = decode(Silenced, data, "")
             entry.metadata.namespace = entry.metadata.namespace or namespace
             if entry.metadata.namespace != namespace:
@@ -180,8 +191,6 @@ def create_app(
             if "name" in request.path_params and entry.metadata.name not in ("", request.path_params["name"]):
                 raise ValidationError("metadata.name", "does not match the URL")
             entry.validate()
-        except json.JSONDecodeError as exc:
-            return error(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
         except ValidationError as exc:
             return error(400, str(exc))
         entry.metadata.name = entry.derived_name
@@ -218,13 +227,9 @@ def create_app(
         kind, p = kind_of(request), request.path_params
         if kind is None:
             return error(404, f"no resources called {p['kind']!r}")
-        raw = await request.body()
-        if len(raw) > max_body:
-            return error(413, f"body of {len(raw)} bytes exceeds {max_body}")
-        try:
-            body = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            return error(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+        body = await json_body(request)
+        if isinstance(body, Response):
+            return body
         if not isinstance(body, dict):
             return error(400, "expected a JSON object")
         if "spec" in body:

@@ -9,13 +9,12 @@ Other fields, custom attributes of 1.x clients, are ignored.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from pipeline.errors import ValidationError
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
-from pipeline.model.codec import decode, encode
+from pipeline.model.codec import decode, encode, load_json
 
 _PING = re.compile(rb"\A\s*ping\s*\Z")
 
@@ -41,12 +40,7 @@ def _field(result: dict[str, Any], name: str, kind: type, default: Any) -> Any:
 
 def parse_legacy_result(data: bytes, agent: Entity, now: float) -> Event:
     """The event of one check result (raises ValidationError naming the field)."""
-    try:
-        result = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise ValidationError("", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise ValidationError("", f"not UTF-8: {exc}") from None
+    result = load_json(data)
     if not isinstance(result, dict):
         raise ValidationError("", f"expected a JSON object, got {type(result).__name__}")
     name = _field(result, "name", str, "")

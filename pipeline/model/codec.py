@@ -12,6 +12,7 @@ The per-class field table is built once and cached, so the hot path is a loop ov
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Callable
@@ -233,3 +234,13 @@ def encode(obj: Any) -> dict[str, Any]:
             continue
         out[spec.key] = value if spec.encoder is None or value is None else spec.encoder(value)
     return out
+
+
+def load_json(data: bytes) -> Any:
+    """JSON from bytes; a ValidationError naming the line and column when it is not JSON."""
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise ValidationError("", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise ValidationError("", f"not UTF-8: {exc}") from None

@@ -102,6 +102,8 @@ async def test_silences_made_and_removed_through_the_api(tmp_path: Path) -> None
                 made = await client.post(silenced, json={"subscription": "linux", "expire": 600, "reason": "patching",
                                                          "creator": "ops"})  # fmt: skip
                 everything = await client.post(silenced, json={"subscription": "*", "check": "*"})
+                huge = await client.post(silenced, json={"check": "disk", "reason": "x" * (1024 * 1024)})
+                malformed = await client.post(silenced, content=b'{"check": ')
                 listed = (await client.get(silenced)).json()
                 await client.post(EVENTS, json=check_event("disk", 2))
                 during = (await client.get(f"{EVENTS}/web1/disk")).json()["check"]
@@ -115,6 +117,11 @@ async def test_silences_made_and_removed_through_the_api(tmp_path: Path) -> None
     assert (body["metadata"]["name"], body["expire_at"] - body["begin"]) == ("linux:*", 600)
     assert everything.status_code == 400
     assert "'*:*' would silence everything" in everything.json()["message"]
+    assert huge.status_code == 413
+    assert (malformed.status_code, malformed.json()["message"]) == (
+        400,
+        "malformed JSON at line 1 column 11: Expecting value",
+    )
     assert [s["metadata"]["name"] for s in listed] == ["linux:*"]
     assert (during["silenced"], during["is_silenced"]) == (["linux:*"], True)
     assert missing.status_code == 404

@@ -34,16 +34,6 @@ class PushContext:
     handlers: list[str] = field(default_factory=list)
 
 
-def parse_json(body: bytes) -> Any:
-    """The JSON of a body; a ValidationError naming line and column when it is not JSON."""
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValidationError("", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise ValidationError("", f"the body is not UTF-8: {exc}") from None
-
-
 def status_of(*levels: Any) -> int:
     """0, 1 or 2 from the first severity or priority word that means something (default 0)."""
     for level in levels:

@@ -22,12 +22,12 @@ from pipeline.core.push.common import (
     change_event,
     iso_timestamp,
     labels_of,
-    parse_json,
     status_of,
     text_of,
 )
 from pipeline.errors import ValidationError
 from pipeline.model import Event
+from pipeline.model.codec import load_json
 
 ANNOTATED = ("name", "creator", "priority", "severity", "data")
 
@@ -64,7 +64,7 @@ def event_from(item: Any, path: str, context: PushContext) -> Event:
 def parse(body: bytes, context: PushContext, *, many: bool) -> list[Event]:
     """The events of a Sematext body: one object, or (``many``) a list of them or one object.
     Raises ValidationError naming the field."""
-    data = parse_json(body)
+    data = load_json(body)
     if many and isinstance(data, list):
         return [event_from(item, f"[{i}]", context) for i, item in enumerate(data)]
     return [event_from(data, "", context)]

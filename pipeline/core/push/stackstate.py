@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.core.push.common import PushContext, change_event, labels_of, parse_json, safe_name, status_of, text_of
+from pipeline.core.push.common import PushContext, change_event, labels_of, safe_name, status_of, text_of
 from pipeline.errors import ValidationError
 from pipeline.model import Check, Event, MetricPoint, Metrics, MetricTag, ObjectMeta, new_event_id
+from pipeline.model.codec import load_json
 from pipeline.model.entity import proxy_entity
 
 RESERVED_PREFIXES = ("eventType", "host", "labels", "message", "name", "tags", "timeReceived", "timestamp", "title")
@@ -141,7 +142,7 @@ def _service_checks(data: dict[str, Any], host: str, collected: int, context: Pu
 
 def parse(body: bytes, context: PushContext) -> list[Event]:
     """The events of an intake body (raises ValidationError naming the field)."""
-    data = parse_json(body)
+    data = load_json(body)
     if not isinstance(data, dict):
         raise ValidationError("", "expected a JSON object")
     host = _string(data.get("internalHostname"), "internalHostname") or context.default_host
