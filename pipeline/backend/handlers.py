@@ -13,6 +13,7 @@ capacity limiter bounds the handler and mutator processes running at once, and a
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -88,7 +89,8 @@ class HandlerRunner:
         self._wall_clock = wall_clock
         self._processes = trio.CapacityLimiter(max_processes)
         self._plugins: dict[str, plugins.HandlerPlugin] = {}
-        self._plugin_specs: dict[str, tuple[str, dict[str, object]]] = {}
+        #: every plugin built, by (handler, plugin, options): checking a change and applying it build it once
+        self._built: dict[tuple[str, str, str], plugins.HandlerPlugin] = {}
         self._filters: dict[tuple[str, str], CompiledFilter] = {}
         self._limits: dict[str, trio.CapacityLimiter] = {}
         self.refresh(resources())
@@ -103,16 +105,17 @@ class HandlerRunner:
         loaded = {}
         for handler in resources.handlers:
             if handler.type == "plugin":
-                name = handler.metadata.name
-                known = self._plugin_specs.get(name)
-                same = known == (handler.plugin, handler.options) and name in self._plugins
-                loaded[name] = self._plugins[name] if same else plugins.load(handler.plugin, handler.options)
+                key = (handler.metadata.name, handler.plugin, json.dumps(handler.options, sort_keys=True))
+                if key not in self._built:
+                    self._built[key] = plugins.load(handler.plugin, handler.options)
+                loaded[handler.metadata.name] = self._built[key]
         return loaded
 
     def refresh(self, resources: Resources) -> None:
         """Use a new set of resources from the next event on."""
         self._plugins = self.prepare(resources)
-        self._plugin_specs = {h.metadata.name: (h.plugin, h.options) for h in resources.handlers if h.type == "plugin"}
+        in_use = {id(plugin) for plugin in self._plugins.values()}
+        self._built = {key: plugin for key, plugin in self._built.items() if id(plugin) in in_use}
         self._filters = {(f.metadata.namespace or "default", f.metadata.name): CompiledFilter.of(f)
                          for f in resources.filters}  # fmt: skip
         limits = {}

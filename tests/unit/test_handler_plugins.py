@@ -142,3 +142,27 @@ async def test_the_backend_refuses_to_start_on_a_plugin_it_cannot_load(tmp_path:
     assert (
         "pipeline: cannot run: plugin 'no_such_module:Pager': cannot import 'no_such_module'" in result.stderr.decode()
     )
+
+
+class Counted:
+    """A plugin that counts how often it is built."""
+
+    built = 0
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        Counted.built += 1
+
+    async def handle(self, event: Event) -> None:
+        pass
+
+
+def test_a_plugin_is_built_once_when_a_change_is_checked_then_applied() -> None:
+    before = Resources(handlers=[plugin("record", "tests.unit.test_handler_plugins:Recording")])
+    after = Resources(handlers=[*before.handlers, plugin("counted", "tests.unit.test_handler_plugins:Counted")])
+    runner = HandlerRunner(lambda: before, BackendMetrics.create(), {})
+    Counted.built = 0
+    runner.prepare(after)  # the API checks the change ...
+    runner.refresh(after)  # ... then applies it
+    assert Counted.built == 1
+    runner.refresh(Resources(handlers=[plugin("counted", "tests.unit.test_handler_plugins:Counted", port=1)]))
+    assert Counted.built == 2  # new options: a new instance
