@@ -70,14 +70,16 @@ def capture_handler(pipe: Path, name: str = "capture") -> str:
         """
 
 
-def loopback_backend(tmp_path: Path, config: Path) -> Backend:
-    """A backend on free loopback ports with the resources of ``config``."""
+def loopback_backend(tmp_path: Path, config: Path, **settings: Any) -> Backend:
+    """A backend on free loopback ports with the resources of ``config`` and other ``settings``
+    of BackendConfig (keys, TLS, limits)."""
     return Backend(
         BackendConfig(
             data_dir=tmp_path / "data",
             resources=load_directory(config),
             api_addr=("127.0.0.1", 0),
             transport_addr=("127.0.0.1", 0),
+            **settings,
         )
     )
 

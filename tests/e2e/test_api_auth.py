@@ -8,9 +8,8 @@ import httpx
 import pytest
 import trio
 
-from pipeline.backend.server import Backend, BackendConfig
-from pipeline.config import load_directory
-from tests.support import pipeline_command, write_config
+from pipeline.backend.server import Backend
+from tests.support import loopback_backend, pipeline_command, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +22,8 @@ def key(value: str) -> dict[str, str]:
 
 
 async def test_keys_roles_tokens_and_revocation(tmp_path: Path) -> None:
-    config = BackendConfig(data_dir=tmp_path / "data", resources=load_directory(write_config(tmp_path / "config", "")),
-                           api_addr=("127.0.0.1", 0), transport_addr=("127.0.0.1", 0), admin_keys=["root-key"],
-                           ingest_keys=["push-key"], api_users=[("ops", "s3cret")])  # fmt: skip
-    backend = Backend(config)
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", ""), admin_keys=["root-key"],
+                               ingest_keys=["push-key"], api_users=[("ops", "s3cret")])  # fmt: skip
     assert backend.admin_key is None  # an admin key was given: no admin.key file
     assert not (tmp_path / "data" / "admin.key").exists()
 
@@ -73,8 +70,7 @@ async def test_keys_roles_tokens_and_revocation(tmp_path: Path) -> None:
 
 async def test_a_backend_without_keys_makes_an_admin_key_and_keeps_it(tmp_path: Path) -> None:
     def make() -> Backend:
-        return Backend(BackendConfig(data_dir=tmp_path / "data", resources=load_directory(write_config(tmp_path / "c", "")),
-                                     api_addr=("127.0.0.1", 0), transport_addr=("127.0.0.1", 0)))  # fmt: skip
+        return loopback_backend(tmp_path, write_config(tmp_path / "c", ""))
 
     first = make()
     key_file = tmp_path / "data" / "admin.key"

@@ -11,9 +11,8 @@ import httpx
 import pytest
 import trio
 
-from pipeline.backend.server import Backend, BackendConfig
-from pipeline.config import load_directory
-from tests.support import admin_headers, pipeline_command, write_config
+from pipeline.backend.server import Backend
+from tests.support import admin_headers, loopback_backend, pipeline_command, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +22,8 @@ SYSTEMD_STOP = '{"message" : "Stopping Elasticsearch on node web1","type" : "ser
 
 
 def backend(tmp_path: Path) -> Backend:
-    config = BackendConfig(data_dir=tmp_path / "data", resources=load_directory(write_config(tmp_path / "config", "")),
-                           api_addr=("127.0.0.1", 0), transport_addr=("127.0.0.1", 0), ingest_keys=[TOKEN],
-                           max_body_size=64 * 1024)  # fmt: skip
-    return Backend(config)
+    return loopback_backend(tmp_path, write_config(tmp_path / "config", ""), ingest_keys=[TOKEN],
+                            max_body_size=64 * 1024)  # fmt: skip
 
 
 async def curl(*args: str) -> tuple[str, str]:

@@ -13,13 +13,12 @@ import trustme
 
 from pipeline.agent.agent import Agent, AgentConfig, agent_entity
 from pipeline.backend.auth import AgentCredentials
-from pipeline.backend.server import Backend, BackendConfig
-from pipeline.config import load_directory
+from pipeline.backend.server import Backend
 from pipeline.model.codec import encode
 from pipeline.tls import TLSFiles, client_context
 from pipeline.wire import protocol
 from pipeline.wire.stream import MessageStream
-from tests.support import pipeline_command, write_config
+from tests.support import loopback_backend, pipeline_command, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -27,9 +26,7 @@ EMPTY = "---\n"
 
 
 def backend_with(tmp_path: Path, **config: Any) -> Backend:
-    resources = load_directory(write_config(tmp_path / "config", EMPTY))
-    return Backend(BackendConfig(data_dir=tmp_path / "data", resources=resources, api_addr=("127.0.0.1", 0),
-                                 transport_addr=("127.0.0.1", 0), **config))  # fmt: skip
+    return loopback_backend(tmp_path, write_config(tmp_path / "config", EMPTY), **config)
 
 
 def hello(**kwargs: Any) -> dict[str, Any]:
