@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.backend.eventd import Outcome
-from pipeline.backend.push_api import Offer, PipelineFull, busy, store_all
+from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.core.timespec import parse_time

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
-import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.backend.eventd import Outcome
+from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.core.push import sematext, stackstate
 from pipeline.core.push.common import PushContext
 from pipeline.errors import ValidationError
@@ -28,46 +27,6 @@ from pipeline.metrics import BackendMetrics
 from pipeline.model import Event
 
 log = get_logger("backend.push")
-
-
-class Offer(Protocol):
-    """Queue all the events or none (False: the pipeline is full); ``new_ids``: ids made here."""
-
-    def __call__(
-        self, events: Sequence[Event], reply: Callable[[str, Outcome], None], *, new_ids: bool = False
-    ) -> bool: ...
-
-
-#: Seconds a client told the pipeline is full should wait.
-RETRY_AFTER = 1
-
-
-class PipelineFull(Exception):
-    """The event processor's inbox has no room for the events."""
-
-
-async def store_all(offer: Offer, events: Sequence[Event], *, new_ids: bool = False) -> list[Outcome]:
-    """Queue the events and wait until each is stored (or failed); PipelineFull if there is no room."""
-    outcomes: list[Outcome] = []
-    done = trio.Event()
-
-    def reply(event_id: str, outcome: Outcome) -> None:
-        outcomes.append(outcome)
-        if len(outcomes) == len(events):
-            done.set()
-
-    if not events:
-        return outcomes
-    if not offer(events, reply, new_ids=new_ids):
-        raise PipelineFull()
-    await done.wait()
-    return outcomes
-
-
-def busy(metrics: BackendMetrics, source: str) -> Response:
-    metrics.api_busy.labels(source).inc()
-    return JSONResponse({"message": "the pipeline is full; retry shortly"}, status_code=503,
-                        headers={"Retry-After": str(RETRY_AFTER)})  # fmt: skip
 
 
 def client_host(request: Request) -> str:
