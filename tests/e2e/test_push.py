@@ -93,7 +93,8 @@ async def test_sematext_systemd_lines_verbatim_and_a_stackstate_intake_land_on_t
     assert [e["check"]["output"] for e in page.json() + rest.json()] == [o for _, o in db1]
     assert "Sensu-Continue" not in rest.headers
     config_changes = [e["check"] for e in timeline if e["check"]["metadata"]["name"] == "config_change"]
-    assert config_changes[1]["occurrences"] == 2  # change events keep their history, and never flap
+    assert config_changes[1]["occurrences"] == 2  # change events keep their history
+    assert all(c["low_flap_threshold"] == c["high_flap_threshold"] == 0 for c in config_changes)  # so never flap
     starts = [e for e in server_start if e["check"]["metadata"]["name"] == "server_start"]
     assert starts[0]["check"]["output"] == "Starting Elasticsearch on node web1"
     assert starts[0]["entity"]["entity_class"] == "proxy"
