@@ -70,6 +70,24 @@ class SpoolCollector(Collector):
 
 
 @dataclass(slots=True)
+class HttpMetrics:
+    connections: Gauge
+    responses: Counter
+    errors: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, prefix: str) -> HttpMetrics:
+        """``prefix`` keeps two servers apart on one registry (``pipeline up``: backend and agent)."""
+        return cls(
+            connections=Gauge(f"{prefix}_connections", "HTTP connections open", registry=registry),
+            responses=Counter(f"{prefix}_responses", "HTTP responses sent", ["code"], registry=registry),
+            errors=Counter(
+                f"{prefix}_errors", "HTTP requests refused or failed, by reason", ["reason"], registry=registry
+            ),
+        )
+
+
+@dataclass(slots=True)
 class BackendMetrics:
     registry: CollectorRegistry
     queues: ChannelDepthCollector
@@ -105,6 +123,7 @@ class BackendMetrics:
     ttl_expired: Counter
     entities_registered: Counter
     entities_deregistered: Counter
+    http: HttpMetrics
 
     @classmethod
     def create(
@@ -199,6 +218,7 @@ class BackendMetrics:
             entities_deregistered=Counter(
                 "pipeline_entities_deregistered", "Entities removed on deregistration", registry=r
             ),
+            http=HttpMetrics.create(r, "pipeline_http"),
         )
 
 
@@ -221,6 +241,7 @@ class AgentMetrics:
     keepalives_sent: Counter
     socket_results: Counter
     socket_errors: Counter
+    http: HttpMetrics
 
     @classmethod
     def create(
@@ -270,4 +291,5 @@ class AgentMetrics:
             socket_errors=Counter(
                 "pipeline_agent_socket_errors", "Client socket input refused", ["transport", "reason"], registry=r
             ),
+            http=HttpMetrics.create(r, "pipeline_agent_http"),
         )

@@ -9,6 +9,7 @@ that a half-open connection is noticed within ``heartbeat_timeout`` seconds.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -247,7 +248,8 @@ class Agent:
                 app = create_agent_app(
                     self.metrics.registry, lambda: self.connected.is_set(), self.submit_durably, self.entity
                 )
-                api = await nursery.start(serve_app, app, self.config.api_addr)
+                serve = functools.partial(serve_app, app, self.config.api_addr, metrics=self.metrics.http)
+                api = await nursery.start(serve)
                 log.info("agent API listening", address=f"{api[0]}:{api[1]}")
             statsd = None
             if self.config.statsd is not None:

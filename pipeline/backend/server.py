@@ -26,7 +26,7 @@ from pipeline.backend.silences import Silences
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
 from pipeline.errors import HandlerError, StoreError, ValidationError
-from pipeline.http import serve_app
+from pipeline.http import Limits, serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import CheckConfig
@@ -192,7 +192,9 @@ class Backend:
                          replay=self.replay_dead_letter, extra_routes=routes,
                          delete_event=self.delete_event, silences=self.silences,
                          resources=self.resource_service, max_body=self.config.max_body_size)  # fmt: skip
-        await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr, task_status=task_status)
+        await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr,
+                        limits=Limits(max_body=self.config.max_body_size), metrics=self.metrics.http,
+                        task_status=task_status)  # fmt: skip
 
     def _admin_key_file(self) -> str | None:
         """``<data>/admin.key``: read if there; created (mode 0600) when no admin key or user is configured."""

@@ -1,0 +1,266 @@
+"""The daemons' HTTP server over real loopback sockets: keep-alive, bodies however framed,
+100-continue, limits, bad requests and failing apps cost one connection and are counted.
+
+Responses are read with h11's client side, so their framing is checked by a real parser;
+one test drives curl, the client most push scripts use."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import h11
+import pytest
+import trio
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from pipeline.http import Limits, serve_app
+from pipeline.metrics import HttpMetrics
+
+
+async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers with what it was sent; ``/fail`` raises, ``/deny`` answers without reading the body."""
+    if scope["path"] == "/fail":
+        raise RuntimeError("the app broke")
+    body = b""
+    if scope["path"] != "/deny":
+        while True:
+            message = await receive()
+            body += message["body"]
+            if not message["more_body"]:
+                break
+    answer = json.dumps({"method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
+                         "body": body.decode(), "client": scope["client"][0]}).encode()  # fmt: skip
+    status = 401 if scope["path"] == "/deny" else 200
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]})  # fmt: skip
+    await send({"type": "http.response.body", "body": answer})
+
+
+@contextlib.asynccontextmanager
+async def serving(limits: Limits | None = None) -> AsyncIterator[tuple[tuple[str, int], CollectorRegistry]]:
+    registry = CollectorRegistry()
+    metrics = HttpMetrics.create(registry, "test_http")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(functools.partial(serve_app, echo_app, ("127.0.0.1", 0), limits=limits or Limits(),
+                                                            metrics=metrics))  # fmt: skip
+            yield address, registry
+            nursery.cancel_scope.cancel()
+
+
+class Client:
+    """One raw connection; requests are written as given, responses parsed by h11."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def response(self) -> tuple[int, dict[bytes, bytes], bytes]:
+        status, headers, body = 0, {}, b""
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                self.h11.receive_data(await self.stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                status, headers = event.status_code, dict(event.headers)
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return status, headers, body
+            elif not isinstance(event, h11.InformationalResponse):
+                raise AssertionError(f"unexpected {event!r}")
+
+    async def request(self, method: str, target: str, body: bytes = b"", **headers: str) -> tuple[int, Any]:
+        fields = [("host", "test"), *headers.items()]
+        if body:
+            fields.append(("content-length", str(len(body))))
+        await self.send_raw(self.h11.send(h11.Request(method=method, target=target, headers=fields)) or b"")
+        await self.send_raw((self.h11.send(h11.Data(data=body)) or b"") + (self.h11.send(h11.EndOfMessage()) or b""))
+        status, _, answer = await self.response()
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+        return status, json.loads(answer) if answer else None
+
+    async def closed_by_server(self) -> bool:
+        """True once the server has closed its side (EOF), whatever it sent before."""
+        while data := await self.stream.receive_some(65536):
+            del data
+        return True
+
+
+@contextlib.asynccontextmanager
+async def connect(address: tuple[str, int]) -> AsyncIterator[Client]:
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        yield Client(stream)
+
+
+def count(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(f"test_http_{name}", labels) or 0.0
+
+
+async def test_one_keep_alive_connection_carries_many_requests() -> None:
+    async with serving() as (address, registry), connect(address) as client:
+        answers = [await client.request("POST", f"/events?n={i}", b'{"n": %d}' % i) for i in range(3)]
+        status, answer = await client.request("GET", "/health%20check")
+        assert count(registry, "connections") == 1
+    assert [a for _, a in answers] == [
+        {"method": "POST", "path": "/events", "query": f"n={i}", "body": f'{{"n": {i}}}', "client": "127.0.0.1"}
+        for i in range(3)
+    ]
+    assert (status, answer["path"]) == (200, "/health check")  # the path is percent-decoded, as ASGI says
+    assert count(registry, "responses_total", code="200") == 4
+
+
+async def test_a_chunked_body_reaches_the_app_whole() -> None:
+    async with serving() as (address, _), connect(address) as client:
+        await client.send_raw(b"POST /in HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")  # fmt: skip
+        status, _, body = await client.response()
+    assert (status, json.loads(body)["body"]) == (200, "hello world")
+
+
+async def test_a_client_waiting_for_100_continue_gets_it_and_then_its_answer() -> None:
+    async with serving() as (address, _), connect(address) as client:
+        head = [("host", "t"), ("content-length", "4"), ("expect", "100-continue")]
+        await client.send_raw(client.h11.send(h11.Request(method="POST", target="/in", headers=head)) or b"")
+        interim = await client.stream.receive_some(65536)
+        await client.send_raw(
+            (client.h11.send(h11.Data(data=b"ping")) or b"") + (client.h11.send(h11.EndOfMessage()) or b"")
+        )
+        client.h11.receive_data(interim)
+        status, _, body = await client.response()
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    assert (status, json.loads(body)["body"]) == (200, "ping")
+
+
+async def test_curl_posts_a_large_body_with_expect_100_continue(tmp_path: Any) -> None:
+    payload = tmp_path / "body.json"
+    payload.write_text(json.dumps({"message": "x" * 5000}))
+    async with serving() as ((host, port), _):
+        result = await trio.run_process(
+            ["curl", "-sS", "--data-binary", f"@{payload}", f"http://{host}:{port}/in"], capture_stdout=True
+        )
+    assert json.loads(json.loads(result.stdout)["body"]) == {"message": "x" * 5000}
+
+
+async def test_an_unread_body_does_not_confuse_the_next_request() -> None:
+    async with serving() as (address, _), connect(address) as client:
+        denied = await client.request("POST", "/deny", b"x" * 100_000)
+        after = await client.request("POST", "/in", b"next")
+    assert denied[0] == 401
+    assert after == (200, {"method": "POST", "path": "/in", "query": "", "body": "next", "client": "127.0.0.1"})
+
+
+async def test_a_declared_body_over_the_limit_is_refused_before_it_is_read() -> None:
+    async with serving(Limits(max_body=10)) as (address, registry), connect(address) as client:
+        await client.send_raw(b"POST /in HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n")  # and no body yet
+        status, headers, body = await client.response()
+        assert await client.closed_by_server()
+    assert (status, json.loads(body)) == (413, {"message": "body of 11 bytes exceeds 10"})
+    assert headers[b"connection"] == b"close"
+    assert count(registry, "errors_total", reason="body_too_large") == 1
+
+
+async def test_a_chunked_body_over_the_limit_is_refused_as_it_grows() -> None:
+    async with serving(Limits(max_body=10)) as (address, _), connect(address) as client:
+        await client.send_raw(b"POST /in HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n")
+        status, _, body = await client.response()
+    assert (status, json.loads(body)) == (413, {"message": "body exceeds 10 bytes"})
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "reason"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400, "bad_request"),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: ten\r\n\r\n", 400, "bad_request"),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", 431, "head_too_large"),
+    ],
+)
+async def test_a_bad_request_is_answered_and_costs_only_its_connection(
+    request_bytes: bytes, status: int, reason: str
+) -> None:
+    async with serving() as (address, registry):
+        async with connect(address) as client:
+            await client.send_raw(request_bytes)
+            answer = await client.response()
+        async with connect(address) as client:
+            after = await client.request("GET", "/in")
+    assert answer[0] == status
+    assert "message" in json.loads(answer[2])
+    assert after[0] == 200
+    assert count(registry, "errors_total", reason=reason) == 1
+
+
+async def test_a_failing_app_gets_500_and_the_server_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    async with serving() as (address, registry):
+        async with connect(address) as client:
+            failed = await client.request("GET", "/fail")
+        async with connect(address) as client:
+            after = await client.request("GET", "/in")
+    assert failed == (500, {"message": "internal server error"})
+    assert after[0] == 200
+    assert count(registry, "errors_total", reason="app_error") == 1
+    assert any("the app broke" in str(getattr(r, "error", "")) for r in caplog.records)
+
+
+async def test_head_gets_the_headers_and_no_body() -> None:
+    async with serving() as (address, _), connect(address) as client:
+        await client.send_raw(b"HEAD /in HTTP/1.1\r\nHost: t\r\n\r\n")
+        client.h11.send(h11.Request(method="HEAD", target="/in", headers=[("host", "t")]))  # for the parser's framing
+        status, headers, body = await client.response()
+    assert (status, body) == (200, b"")
+    assert int(headers[b"content-length"]) > 0
+
+
+async def test_http_1_0_closes_after_the_response() -> None:
+    async with serving() as (address, _), connect(address) as client:
+        await client.send_raw(b"GET /in HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := await client.stream.receive_some(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b'"client": "127.0.0.1"}')
+
+
+async def test_an_idle_keep_alive_connection_is_closed() -> None:
+    async with serving(Limits(keep_alive_timeout=0.05)) as (address, registry), connect(address) as client:
+        await client.request("GET", "/in")
+        assert await client.closed_by_server()
+        assert count(registry, "connections") == 0  # counted down before the server's side is closed
+    assert count(registry, "errors_total", reason="timeout") == 0  # idling between requests is no error
+
+
+async def test_a_request_that_stops_halfway_is_cut_off_and_counted() -> None:
+    async with serving(Limits(read_timeout=0.05)) as (address, registry), connect(address) as client:
+        await client.send_raw(b"POST /in HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhalf")
+        assert await client.closed_by_server()
+    assert count(registry, "errors_total", reason="timeout") == 1
+
+
+async def test_a_starlette_app_cut_off_by_the_limit_answers_413_not_its_own_500() -> None:
+    async def read_all(request: Request) -> Response:
+        return Response(await request.body())
+
+    app = Starlette(routes=[Route("/in", read_all, methods=["POST"])])
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(functools.partial(serve_app, app, ("127.0.0.1", 0), limits=Limits(max_body=10)))
+        async with connect(address) as client:
+            await client.send_raw(
+                b"POST /in HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n"
+            )
+            status, _, body = await client.response()
+        nursery.cancel_scope.cancel()
+    assert (status, json.loads(body)) == (413, {"message": "body exceeds 10 bytes"})
