@@ -35,7 +35,11 @@ class ValidationError(PipelineError):
     def within(self, prefix: str) -> ValidationError:
         """The same error located under ``prefix`` (``spec`` + ``interval`` -> ``spec.interval``)."""
         path = f"{prefix}.{self.path}" if self.path else prefix
-        return ValidationError(path, self.message)
+        return type(self)(path, self.message)
+
+
+class UnknownFieldError(ValidationError):
+    """A key the model does not have (refused in resource files, ignored in submitted events)."""
 
 
 class ConfigError(PipelineError):

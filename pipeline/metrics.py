@@ -112,6 +112,7 @@ class BackendMetrics:
     mutator_failures: Counter
     mutator_duration: Histogram
     push_requests: Counter
+    fields_ignored: Counter
     api_busy: Counter
     api_unauthorized: Counter
     push_refused: Counter
@@ -192,6 +193,9 @@ class BackendMetrics:
             ),
             api_busy=Counter(
                 "pipeline_api_busy", "Submissions answered 503 because the pipeline was full", ["source"], registry=r
+            ),
+            fields_ignored=Counter(
+                "pipeline_api_fields_ignored", "Unknown fields dropped from events submitted to the API", registry=r
             ),
             push_requests=Counter("pipeline_push_requests", "Change event pushes received", ["format"], registry=r),
             push_refused=Counter(

@@ -28,8 +28,9 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
-    """A locally submitted event, completed as Sensu Go's agent does (raises ValidationError)."""
-    event = Event.from_json(body)
+    """A locally submitted event, completed as Sensu Go's agent does (raises ValidationError);
+    fields the model does not know are dropped, as Sensu Go's JSON decoding does."""
+    event = Event.from_json(body, ignored=[])
     if event.check is None and event.metrics is None:
         raise ValidationError("", "event must contain a check or metrics")
     given = event.entity.metadata.name if event.entity is not None else ""

@@ -67,11 +67,18 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 def prepare_event(
-    body: bytes, namespace: str, *, entity: str | None = None, check: str | None = None, now: float
+    body: bytes,
+    namespace: str,
+    *,
+    entity: str | None = None,
+    check: str | None = None,
+    now: float,
+    ignored: list[str] | None = None,
 ) -> tuple[Event, bool]:
     """Decode and complete a submitted event as Sensu Go's API does (raises ValidationError).
-    Also says whether the id was made here (a new id cannot be a replay)."""
-    event = Event.from_json(body)
+    Also says whether the id was made here (a new id cannot be a replay). Fields the model does
+    not know are dropped, as Sensu Go's JSON decoding does, and their paths put in ``ignored``."""
+    event = Event.from_json(body, ignored=[] if ignored is None else ignored)
     if event.entity is None:
         raise ValidationError("entity", "event must contain an entity")
     if entity is not None:
@@ -148,13 +155,17 @@ def create_app(
         if len(body) > max_body:
             return error(413, f"body of {len(body)} bytes exceeds {max_body}")
         metrics.events_received.labels("api").inc()
+        ignored: list[str] = []
         try:
             event, new_id = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"),
-                                          now=wall_clock())  # fmt: skip
+                                          now=wall_clock(), ignored=ignored)  # fmt: skip
         except ValidationError as exc:
             metrics.events_rejected.labels("api").inc()
             log.info("rejected event from API", client=_client(request), error=exc)
             return error(400, str(exc))
+        if ignored:
+            metrics.fields_ignored.inc(len(ignored))
+            log.debug("unknown fields ignored", client=_client(request), fields=",".join(ignored))
         try:
             (outcome,) = await store_all(offer, [event], new_ids=new_id)
         except PipelineFull:

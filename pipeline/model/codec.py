@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pipeline.errors import ValidationError
+from pipeline.errors import UnknownFieldError, ValidationError
 
 T = TypeVar("T")
 
@@ -186,6 +186,7 @@ class _FieldSpec:
     omitempty: bool
     decoder: Decoder
     encoder: Encoder | None
+    tp: Any
 
 
 _TABLES: dict[type, tuple[dict[str, _FieldSpec], tuple[_FieldSpec, ...]]] = {}
@@ -200,7 +201,8 @@ def _table(cls: type) -> tuple[dict[str, _FieldSpec], tuple[_FieldSpec, ...]]:
     for f in dataclasses.fields(cls):
         key = f.metadata.get("key") or f.name
         tp = hints[f.name]
-        specs.append(_FieldSpec(key, f.name, f.metadata.get("omitempty", False), _decoder_for(tp), _encoder_for(tp)))
+        omitempty = f.metadata.get("omitempty", False)
+        specs.append(_FieldSpec(key, f.name, omitempty, _decoder_for(tp), _encoder_for(tp), tp))
     table = ({s.key: s for s in specs}, tuple(specs))
     _TABLES[cls] = table
     return table
@@ -216,12 +218,42 @@ def decode(cls: type[T], data: Any, path: str = "") -> T:
         spec = by_key.get(key)
         sub = f"{path}.{key}" if path else str(key)
         if spec is None:
-            raise ValidationError(sub, "unknown field")
+            raise UnknownFieldError(sub, "unknown field")
         kwargs[spec.attr] = spec.decoder(value, sub)
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field without default was absent
         raise ValidationError(path, str(exc)) from None
+
+
+def known_fields_only(cls: type, data: Any) -> tuple[Any, list[str]]:
+    """``data`` without the keys that ``cls`` and the records inside it do not have, and the
+    paths of those keys: for the APIs that, as Sensu Go's do, ignore fields they do not know."""
+    ignored: list[str] = []
+    return _prune(cls, data, "", ignored), ignored
+
+
+def _prune(tp: Any, value: Any, path: str, ignored: list[str]) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        (tp,) = [a for a in args if a is not type(None)]
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        by_key, _ = _table(tp)
+        kept = {}
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            spec = by_key.get(key)
+            if spec is None:
+                ignored.append(sub)
+            else:
+                kept[key] = _prune(spec.tp, item, sub, ignored)
+        return kept
+    if origin is list and isinstance(value, list):
+        return [_prune(args[0], item, f"{path}[{i}]", ignored) for i, item in enumerate(value)]
+    if origin is dict and isinstance(value, dict):
+        return {key: _prune(args[1], item, f"{path}.{key}", ignored) for key, item in value.items()}
+    return value  # a scalar, or a value of the wrong type, which decode() will name
 
 
 def encode(obj: Any) -> dict[str, Any]:

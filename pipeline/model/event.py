@@ -13,9 +13,9 @@ from typing import Any
 
 import msgpack
 
-from pipeline.errors import ValidationError
+from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model.check import Check
-from pipeline.model.codec import JSON, decode, encode, field
+from pipeline.model.codec import JSON, decode, encode, field, known_fields_only
 from pipeline.model.entity import Entity
 from pipeline.model.meta import ObjectMeta, ResourceReference
 from pipeline.model.metrics import Metrics
@@ -99,22 +99,30 @@ class Event:
         return encode(self)
 
     @classmethod
-    def from_dict(cls, data: Any) -> Event:
-        """Decode without validating; call :meth:`validate` for Sensu's event rules."""
-        return decode(cls, data)
+    def from_dict(cls, data: Any, *, ignored: list[str] | None = None) -> Event:
+        """Decode without validating; call :meth:`validate` for Sensu's event rules. Unknown fields
+        are an error, unless ``ignored`` is given: then they are dropped and their paths put there."""
+        try:
+            return decode(cls, data)
+        except UnknownFieldError:
+            if ignored is None:
+                raise
+        known, dropped = known_fields_only(cls, data)
+        ignored.extend(dropped)
+        return decode(cls, known)
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> Event:
+    def from_json(cls, raw: bytes | str, *, ignored: list[str] | None = None) -> Event:
         try:
             data = json.loads(raw)
             # JSON may escape unpaired surrogates ("\\ud800") that no UTF-8 encoder accepts later.
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except (ValueError, UnicodeError) as exc:
             raise ValidationError("", f"invalid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(data, ignored=ignored)
 
     def to_msgpack(self) -> bytes:
         packed: bytes = msgpack.packb(self.to_dict(), use_bin_type=True)

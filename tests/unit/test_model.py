@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.errors import ValidationError
+from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model import Check, CheckHistory, Entity, Event, MetricPoint, Metrics, MetricTag, ObjectMeta
 
 # An event as Sensu Go 6 serialises it (fields with explicit json tags are always present).
@@ -201,3 +201,14 @@ def test_any_event_round_trips(entity: str, check: str, statuses: list[int], out
     )
     assert Event.from_json(event.to_json()) == event
     assert Event.from_msgpack(event.to_msgpack()) == event
+
+
+def test_submitted_events_may_carry_fields_the_model_does_not_know() -> None:
+    data = {"entity": {"metadata": {"name": "e", "uid": 1}}, "sent_by": "x",
+            "check": {"metadata": {"name": "c"}, "status": 2, "history": [{"status": 0, "executed": 1, "note": "n"}]}}  # fmt: skip
+    ignored: list[str] = []
+    event = Event.from_dict(data, ignored=ignored)
+    assert ignored == ["entity.metadata.uid", "sent_by", "check.history[0].note"]
+    assert (event.entity_name, event.check_name, event.check and event.check.status) == ("e", "c", 2)
+    with pytest.raises(UnknownFieldError, match=r"entity\.metadata\.uid: unknown field"):
+        Event.from_dict(data)  # strict unless asked: resource files refuse what they do not know
