@@ -142,15 +142,15 @@ class _Connection:
                     return
                 self.h11.start_next_cycle()
         except _Refused as refused:
-            self._count_error(refused.reason)
+            self.count_error(refused.reason)
             log.info("HTTP request refused", peer=self.peer, status=refused.status, error=refused)
             self.refused = True
             await self._answer_refusal(refused)
         except _PeerGone as gone:
-            self._count_error(gone.reason)
+            self.count_error(gone.reason)
             log.debug("HTTP client gone", peer=self.peer, reason=gone.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._count_error("disconnect")
+            self.count_error("disconnect")
 
     async def _next_request(self) -> h11.Request | None:
         """The next request's head; None when the client closes or stays idle too long."""
@@ -229,7 +229,7 @@ class _Connection:
         if self.metrics is not None:
             self.metrics.responses.labels(str(status)).inc()
 
-    def _count_error(self, reason: str) -> None:
+    def count_error(self, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.errors.labels(reason).inc()
 
@@ -266,11 +266,11 @@ class _Exchange:
         except Exception as exc:
             if self.cut is not None:
                 raise self.cut from exc
-            log.error("HTTP app failed", peer=connection.peer, method=request.method.decode(),
-                      target=request.target.decode("latin-1"), error=repr(exc))  # fmt: skip
+            log.exception("HTTP app failed", peer=connection.peer, method=request.method.decode(),
+                          target=request.target.decode("latin-1"))  # fmt: skip
             if not self.head_sent:
                 raise _Refused("app_error", 500, "internal server error") from exc
-            connection._count_error("app_error")  # the response is cut short: the connection closes
+            connection.count_error("app_error")  # the response is cut short: the connection closes
             return
         if self.cut is not None:
             raise self.cut  # the app caught it and went on

@@ -42,10 +42,10 @@ class Logger:
     def __init__(self, name: str) -> None:
         self._logger = logging.getLogger(name)
 
-    def _log(self, level: int, action: str, fields: dict[str, Any]) -> None:
+    def _log(self, level: int, action: str, fields: dict[str, Any], *, traceback: bool = False) -> None:
         if self._logger.isEnabledFor(level):
             safe = {(k if k not in _RESERVED else f"{k}_"): v for k, v in fields.items()}
-            self._logger.log(level, action, extra=safe)
+            self._logger.log(level, action, extra=safe, exc_info=traceback)
 
     def debug(self, action: str, **fields: Any) -> None:
         self._log(logging.DEBUG, action, fields)
@@ -58,6 +58,10 @@ class Logger:
 
     def error(self, action: str, **fields: Any) -> None:
         self._log(logging.ERROR, action, fields)
+
+    def exception(self, action: str, **fields: Any) -> None:
+        """An error with the traceback of the exception being handled (a bug, not a bad input)."""
+        self._log(logging.ERROR, action, fields, traceback=True)
 
 
 def get_logger(name: str) -> Logger:

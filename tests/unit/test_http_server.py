@@ -213,7 +213,9 @@ async def test_a_failing_app_gets_500_and_the_server_goes_on(caplog: pytest.LogC
     assert failed == (500, {"message": "internal server error"})
     assert after[0] == 200
     assert count(registry, "errors_total", reason="app_error") == 1
-    assert any("the app broke" in str(getattr(r, "error", "")) for r in caplog.records)
+    (failure,) = [r for r in caplog.records if r.getMessage() == "HTTP app failed"]
+    assert failure.exc_info is not None  # the traceback is logged
+    assert str(failure.exc_info[1]) == "the app broke"
 
 
 async def test_head_gets_the_headers_and_no_body() -> None:
