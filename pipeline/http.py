@@ -21,6 +21,7 @@ import contextlib
 import functools
 import json
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -204,7 +205,7 @@ class _Connection:
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
                    (b"connection", b"close")]  # fmt: skip
         try:
-            await self.send(h11.Response(status_code=refused.status, headers=headers), h11.Data(data=body),
+            await self.send(_response(refused.status, headers), h11.Data(data=body),
                             h11.EndOfMessage())  # fmt: skip
         except (trio.BrokenResourceError, trio.ClosedResourceError, _PeerGone):
             return
@@ -334,7 +335,7 @@ class _Exchange:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start" and self.response is None:
-            self.response = h11.Response(status_code=message["status"], headers=message.get("headers", []))
+            self.response = _response(message["status"], message.get("headers", []))
             return
         if kind != "http.response.body" or self.finished.is_set() or self.cut is not None:
             return  # ignored, as ASGI allows: a message after the response is complete
@@ -358,6 +359,13 @@ class _Exchange:
 
 def _body_message(chunks: list[bytes], *, more: bool) -> Message:
     return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
+
+
+def _response(status: int, headers: Any) -> h11.Response:
+    return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+
+
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 def _content_length(request: h11.Request) -> int | None:

@@ -43,7 +43,7 @@ async def post(
         raise HandlerError(f"POST to {origin(url)} failed: {type(exc).__name__}: {exc}") from None
     if not response.is_success:
         status = response.status_code
-        reason = response.reason_phrase or httpx.codes.get_reason_phrase(status)  # HTTP/2 and hypercorn send none
+        reason = response.reason_phrase or httpx.codes.get_reason_phrase(status)  # HTTP/2 and some servers send none
         raise HandlerError(f"POST to {origin(url)} answered {status} {reason}: {response.text[:500]}")
 
 

@@ -266,3 +266,10 @@ async def test_a_starlette_app_cut_off_by_the_limit_answers_413_not_its_own_500(
             status, _, body = await client.response()
         nursery.cancel_scope.cancel()
     assert (status, json.loads(body)) == (413, {"message": "body exceeds 10 bytes"})
+
+
+async def test_the_status_line_carries_the_reason_phrase() -> None:
+    async with serving() as (address, _), connect(address) as client:
+        await client.send_raw(b"POST /deny HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        head = await client.stream.receive_some(65536)
+    assert head.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
