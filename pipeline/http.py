@@ -111,6 +111,9 @@ async def _serve_connection(
         metrics.connections.inc()
     try:
         await connection.run()
+    except Exception:  # a bug of ours in one connection must not stop the server and the daemon with it
+        connection.count_error("internal")
+        log.exception("HTTP connection failed", peer=connection.peer)
     finally:
         if metrics is not None:
             metrics.connections.dec()
@@ -133,15 +136,18 @@ class _Connection:
         self.peer = "{}:{}".format(*self.client) if self.client else "?"
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.refused = False
+        self.method = b""  # of the request under way: a HEAD request's answer has no body, refusals included
 
     async def run(self) -> None:
         try:
             while (request := await self._next_request()) is not None:
+                self.method = request.method
                 exchange = _Exchange(self, request)
                 await exchange.run()
                 if not (exchange.complete and await self._finish_request(exchange)):
                     return
                 self.h11.start_next_cycle()
+                self.method = b""
         except _Refused as refused:
             self.count_error(refused.reason)
             log.info("HTTP request refused", peer=self.peer, status=refused.status, error=refused)
@@ -205,8 +211,8 @@ class _Connection:
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
                    (b"connection", b"close")]  # fmt: skip
         try:
-            await self.send(_response(refused.status, headers), h11.Data(data=body),
-                            h11.EndOfMessage())  # fmt: skip
+            answer = [h11.Data(data=body)] if self.method != b"HEAD" else []
+            await self.send(_response(refused.status, headers), *answer, h11.EndOfMessage())
         except (trio.BrokenResourceError, trio.ClosedResourceError, _PeerGone):
             return
         self.count_response(refused.status)

@@ -15,6 +15,8 @@ from typing import Any
 import h11
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -105,6 +107,19 @@ async def connect(address: tuple[str, int]) -> AsyncIterator[Client]:
     stream = await trio.open_tcp_stream(*address)
     async with stream:
         yield Client(stream)
+
+
+#: Requests, well and badly formed, for the property test: a request line, some headers, a body.
+REQUEST_LINES = st.sampled_from([b"GET / HTTP/1.1", b"POST /in HTTP/1.1", b"HEAD /in HTTP/1.1", b"GET /in HTTP/1.0",
+                                 b"POST /deny HTTP/1.1", b"GET /fail HTTP/1.1", b"POST /in?a=%zz HTTP/1.1", b"BREW / HTCPCP/1.0"])  # fmt: skip
+HEADERS = st.lists(st.sampled_from([b"Content-Length: 3", b"Content-Length: 0", b"Content-Length: -1",
+                                    b"Content-Length: 99999999", b"Transfer-Encoding: chunked", b"Expect: 100-continue",
+                                    b"Connection: close", b"Connection: keep-alive", b"X: \x00", b": empty"]),
+                   max_size=4)  # fmt: skip
+BODIES = st.sampled_from([b"", b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"zz\r\n", b"ffffffff\r\n"]) | st.binary(max_size=50)
+REQUESTS = st.builds(lambda line, headers, body: line + b"\r\nHost: t\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body,
+                     REQUEST_LINES, HEADERS, BODIES)  # fmt: skip
+GARBAGE = st.lists(REQUESTS, min_size=1, max_size=3).map(b"".join) | st.binary(min_size=1, max_size=300)
 
 
 def count(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -273,3 +288,34 @@ async def test_the_status_line_carries_the_reason_phrase() -> None:
         await client.send_raw(b"POST /deny HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
         head = await client.stream.receive_some(65536)
     assert head.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=GARBAGE)
+async def test_whatever_a_client_sends_the_server_keeps_serving(garbage: bytes) -> None:
+    async with serving(Limits(read_timeout=0.05, keep_alive_timeout=0.05)) as (address, registry):
+        async with connect(address) as client:
+            await client.send_raw(garbage)
+            await client.stream.send_eof()
+            assert await client.closed_by_server()
+        async with connect(address) as client:
+            assert (await client.request("GET", "/in"))[0] == 200
+    assert count(registry, "errors_total", reason="internal") == 0
+
+
+async def test_a_refusal_after_a_head_request_is_framed_for_the_request_it_answers() -> None:
+    async with serving(Limits(read_timeout=0.05)) as (address, registry):
+        async with connect(address) as client:  # a HEAD whose body never comes: 400, without a body
+            await client.send_raw(b"HEAD /in HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n")
+            await client.stream.send_eof()
+            client.h11.send(h11.Request(method="HEAD", target="/in", headers=[("host", "t"), ("content-length", "3")]))
+            status, _, body = await client.response()
+        async with connect(address) as client:  # a HEAD answered, then a malformed request: 400 with its body
+            await client.send_raw(b"HEAD /in HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nContent-Length: x\r\n\r\n")
+            data = b""
+            while chunk := await client.stream.receive_some(65536):
+                data += chunk
+    assert (status, body) == (400, b"")
+    assert data.count(b"HTTP/1.1 ") == 2
+    assert data.endswith(b'"}')  # the second refusal's JSON body, whole
+    assert count(registry, "errors_total", reason="internal") == 0
