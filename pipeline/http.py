@@ -8,8 +8,9 @@ API's goal is 3,000 events/s from one client.
 What the daemons need, and all this serves: HTTP/1.1 and 1.0 with keep-alive, bodies by
 ``Content-Length`` or chunked, ``Expect: 100-continue`` (curl sends it for larger bodies),
 a body size limit enforced before the body is read (413), a limit on the head (431), an
-idle keep-alive timeout and a per-read timeout. Not served: HTTP/2, WebSockets, TLS and the
-ASGI lifespan protocol (the daemons start their services themselves, in their nursery).
+idle keep-alive timeout, a per-read timeout and a cap on connections (503 beyond). Not
+served: HTTP/2, WebSockets, TLS and the ASGI lifespan protocol (the daemons start their
+services themselves, in their nursery).
 
 A bad request costs its connection only: it is answered (400, 413, 431), counted by reason
 in ``<prefix>_errors``, logged with the peer, and the server goes on.
@@ -18,7 +19,6 @@ in ``<prefix>_errors``, logged with the peer, and the server goes on.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -44,6 +44,8 @@ MAX_HEAD_BYTES = 16 * 1024
 #: Bytes of a request's body, at most, unless the daemon sets its own: 413 beyond.
 MAX_BODY_BYTES = 1024 * 1024
 READ_SIZE = 64 * 1024
+#: Connections served at once; each one beyond gets 503 with ``Retry-After`` to its first request.
+MAX_CONNECTIONS = 1000
 #: After a refusal, the request's unread rest is read and dropped for this long (bytes, seconds), so
 #: that a client still sending its body gets to read the answer rather than a connection reset.
 LINGER_BYTES = 64 * 1024 * 1024
@@ -53,6 +55,7 @@ LINGER_SECONDS = 2.0
 @dataclass(slots=True, frozen=True)
 class Limits:
     max_body: int = MAX_BODY_BYTES
+    max_connections: int = MAX_CONNECTIONS
     keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
     read_timeout: float = READ_TIMEOUT
 
@@ -96,28 +99,36 @@ async def serve_app(
         listeners = await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
         raise OSError(exc.errno, f"HTTP on {host}:{port}: {exc.strerror}") from exc
-    bound = listeners[0].socket.getsockname()[:2]
-    handler = functools.partial(_serve_connection, app, bound, limits, metrics)
+    server = _Server(app, listeners[0].socket.getsockname()[:2], limits, metrics)
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, handler, listeners)
-        task_status.started(bound)
+        await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
+        task_status.started(server.address)
 
 
-async def _serve_connection(
-    app: ASGIApp, server: tuple[str, int], limits: Limits, metrics: HttpMetrics | None, stream: trio.SocketStream
-) -> None:
-    connection = _Connection(app, server, limits, metrics, stream)
-    if metrics is not None:
-        metrics.connections.inc()
-    try:
-        await connection.run()
-    except Exception:  # a bug of ours in one connection must not stop the server and the daemon with it
-        connection.count_error("internal")
-        log.exception("HTTP connection failed", peer=connection.peer)
-    finally:
-        if metrics is not None:
-            metrics.connections.dec()
-        await connection.close()
+@dataclass(slots=True)
+class _Server:
+    app: ASGIApp
+    address: tuple[str, int]
+    limits: Limits
+    metrics: HttpMetrics | None
+    connections: int = 0
+
+    async def serve_connection(self, stream: trio.SocketStream) -> None:
+        connection = _Connection(self.app, self.address, self.limits, self.metrics, stream)
+        over_limit = self.connections >= self.limits.max_connections
+        self.connections += 1
+        if self.metrics is not None:
+            self.metrics.connections.inc()
+        try:
+            await connection.run(over_limit=over_limit)
+        except Exception:  # a bug of ours in one connection must not stop the server and the daemon with it
+            connection.count_error("internal")
+            log.exception("HTTP connection failed", peer=connection.peer)
+        finally:
+            self.connections -= 1
+            if self.metrics is not None:
+                self.metrics.connections.dec()
+            await connection.close()
 
 
 class _Connection:
@@ -138,10 +149,13 @@ class _Connection:
         self.refused = False
         self.method = b""  # of the request under way: a HEAD request's answer has no body, refusals included
 
-    async def run(self) -> None:
+    async def run(self, *, over_limit: bool = False) -> None:
+        """Serve requests until the client is done; ``over_limit``: answer the first one 503 and close."""
         try:
             while (request := await self._next_request()) is not None:
                 self.method = request.method
+                if over_limit:
+                    raise _Refused("too_many_connections", 503, "too many connections; retry shortly")
                 exchange = _Exchange(self, request)
                 await exchange.run()
                 if not (exchange.complete and await self._finish_request(exchange)):
@@ -210,6 +224,8 @@ class _Connection:
         body = json.dumps({"message": str(refused)}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
                    (b"connection", b"close")]  # fmt: skip
+        if refused.status == 503:
+            headers.append((b"retry-after", b"1"))
         try:
             answer = [h11.Data(data=body)] if self.method != b"HEAD" else []
             await self.send(_response(refused.status, headers), *answer, h11.EndOfMessage())

@@ -319,3 +319,20 @@ async def test_a_refusal_after_a_head_request_is_framed_for_the_request_it_answe
     assert data.count(b"HTTP/1.1 ") == 2
     assert data.endswith(b'"}')  # the second refusal's JSON body, whole
     assert count(registry, "errors_total", reason="internal") == 0
+
+
+async def test_connections_beyond_the_cap_are_told_to_retry() -> None:
+    async with serving(Limits(max_connections=1)) as (address, registry):
+        async with connect(address) as first:
+            assert (await first.request("GET", "/in"))[0] == 200
+            async with connect(address) as second:
+                await second.send_raw(b"GET /in HTTP/1.1\r\nHost: t\r\n\r\n")
+                status, headers, _ = await second.response()
+                assert await second.closed_by_server()
+            assert (await first.request("GET", "/in", connection="close"))[0] == 200  # the one served goes on
+            assert await first.closed_by_server()  # and is counted out before the server closes its side
+        async with connect(address) as third:  # room again
+            after = await third.request("GET", "/in")
+    assert (status, headers[b"retry-after"]) == (503, b"1")
+    assert after[0] == 200
+    assert count(registry, "errors_total", reason="too_many_connections") == 1
