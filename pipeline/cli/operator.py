@@ -81,6 +81,11 @@ def show(items: list[Any], args: argparse.Namespace, empty: str, headers: list[s
     return 0
 
 
+def local_time(epoch: float) -> str:
+    """Seconds since the epoch as the operator's local time, the way every table shows it."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
 def first_line(text: str, width: int = OUTPUT_WIDTH) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= width else line[: width - 3] + "..."
@@ -160,7 +165,7 @@ def dead_letter_rows(letters: Sequence[dict[str, Any]]) -> list[list[str]]:
         event = letter.get("event", {})
         entity = event.get("entity", {}).get("metadata", {}).get("name", "")
         check = (event.get("check") or {}).get("metadata", {}).get("name", "")
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.get("created", 0)))
+        created = local_time(letter.get("created", 0))
         rows.append([letter["id"], created, letter.get("handler", ""), f"{entity}/{check}",
                      str(letter.get("attempts", "")), first_line(letter.get("error", ""), 50)])  # fmt: skip
     return rows
@@ -205,7 +210,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
             raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
         for event in response.json():
             check = event.get("check") or {}
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("timestamp", 0)))
+            when = local_time(event.get("timestamp", 0))
             rows.append([when, event.get("entity", {}).get("metadata", {}).get("name", ""),
                          check.get("metadata", {}).get("name", "metrics"), str(check.get("status", "")),
                          first_line(check.get("output", ""))])  # fmt: skip
@@ -238,7 +243,7 @@ def cmd_key_list(args: argparse.Namespace) -> int:
     if not keys:
         print("no keys created through the API (command-line and admin.key keys are not listed)")
         return 0
-    rows = [[k["id"], k["role"], k["name"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(k["created"]))]
+    rows = [[k["id"], k["role"], k["name"], local_time(k["created"])]
             for k in keys]  # fmt: skip
     print(render_table(["id", "role", "name", "created"], rows))
     return 0

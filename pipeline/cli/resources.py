@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline.cli.operator import ApiError, api_request, show
+from pipeline.cli.operator import ApiError, api_request, first_line, local_time, show
 from pipeline.config.loader import StrictLoader, yaml_files
 
 #: YAML kind -> API path segment, in the order that satisfies references when creating.
@@ -79,9 +80,76 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.name:
         print(json.dumps(found, indent=2))
         return 0
-    rows = [[item.get("metadata", {}).get("name", ""), item.get("type") or item.get("action") or "",
-             item.get("command") or item.get("reason") or ""] for item in found]  # fmt: skip
-    return show(found, args, f"no {args.kind}", ["name", "type", "command"], rows)
+    columns = COLUMNS[args.kind]
+    rows = [[cell(item) for _, cell in columns] for item in found]
+    return show(found, args, f"no {args.kind}", [header for header, _ in columns], rows)
+
+
+Item = dict[str, Any]
+
+
+def _text(key: str) -> Callable[[Item], str]:
+    return lambda item: first_line(str(item.get(key) or ""))
+
+
+def _number(key: str) -> Callable[[Item], str]:
+    return lambda item: str(item[key]) if item.get(key) else ""
+
+
+def _names(key: str) -> Callable[[Item], str]:
+    return lambda item: ",".join(item.get(key) or [])
+
+
+def _name(item: Item) -> str:
+    return str((item.get("metadata") or {}).get("name", ""))
+
+
+def _schedule(check: Item) -> str:
+    return str(check.get("cron") or f"every {check.get('interval', 0)}s")
+
+
+def _execute(handler: Item) -> str:
+    """What a handler does, in sensuctl's words (RUN, PIPE TO, CALL), plus our plugins."""
+    kind, socket = handler.get("type") or "pipe", handler.get("socket") or {}
+    if kind in ("tcp", "udp"):
+        return f"PIPE TO: {kind}://{socket.get('host', '')}:{socket.get('port', '')}"
+    if kind == "set":
+        return "CALL: " + ",".join(handler.get("handlers") or [])
+    if kind == "plugin":
+        return f"PLUGIN: {handler.get('plugin', '')}"
+    return "RUN: " + first_line(str(handler.get("command") or ""))
+
+
+def _mutation(mutator: Item) -> str:
+    return first_line(str(mutator.get("command") or mutator.get("eval") or mutator.get("template") or ""))
+
+
+def _workflows(pipeline: Item) -> str:
+    return ",".join(str(w.get("name", "")) for w in pipeline.get("workflows") or [])
+
+
+def _silenced_until(entry: Item) -> str:
+    until = "resolution" if entry.get("expire_on_resolve") else ""
+    if entry.get("expire_at"):
+        until = ", ".join(filter(None, [local_time(entry["expire_at"]), until]))
+    return until or "never"
+
+
+#: What ``pipeline get KIND`` shows of each kind, after sensuctl's ``list`` columns.
+COLUMNS: dict[str, list[tuple[str, Callable[[Item], str]]]] = {
+    "checks": [("name", _name), ("command", _text("command")), ("schedule", _schedule), ("timeout", _number("timeout")),
+               ("ttl", _number("ttl")), ("subscriptions", _names("subscriptions")), ("handlers", _names("handlers"))],
+    "hooks": [("name", _name), ("command", _text("command")), ("timeout", _number("timeout")),
+              ("stdin", lambda h: "yes" if h.get("stdin") else "")],
+    "handlers": [("name", _name), ("type", lambda h: str(h.get("type") or "pipe")), ("timeout", _number("timeout")),
+                 ("filters", _names("filters")), ("mutator", _text("mutator")), ("execute", _execute)],
+    "filters": [("name", _name), ("action", _text("action")),
+                ("expressions", lambda f: " && ".join(f.get("expressions") or []))],
+    "mutators": [("name", _name), ("type", lambda m: str(m.get("type") or "pipe")), ("mutation", _mutation)],
+    "pipelines": [("name", _name), ("workflows", _workflows)],
+    "silenced": [("name", _name), ("subscription", _text("subscription")), ("check", _text("check")),
+                 ("until", _silenced_until), ("creator", _text("creator")), ("reason", _text("reason"))],
+}  # fmt: skip
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

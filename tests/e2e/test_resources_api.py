@@ -89,6 +89,7 @@ async def test_pipeline_create_get_and_delete(tmp_path: Path) -> None:
 
             created = await cli("create", "-f", str(REPO / "config"))
             listed = await cli("get", "checks")
+            handlers = await cli("get", "handlers")
             deleted = await cli("delete", "checks", "load")
             after = await cli("get", "checks", "--format", "json")
             refused = await cli("create", "-f", str(bad))
@@ -97,8 +98,11 @@ async def test_pipeline_create_get_and_delete(tmp_path: Path) -> None:
     assert code == 0, output
     assert output.splitlines()[-1].endswith("resources saved")
     assert "saved" in output.splitlines()[0]
-    assert "load" in listed[1]
-    assert "check_load" in listed[1]
+    header, _, *rows = listed[1].splitlines()
+    assert header.split() == ["NAME", "COMMAND", "SCHEDULE", "TIMEOUT", "TTL", "SUBSCRIPTIONS", "HANDLERS"]
+    assert rows[0].split()[:2] == ["load", "check_load"]
+    assert "every 10s" in rows[0]
+    assert handlers[1].splitlines()[2].split() == ["event-file", "pipe", "10", "RUN:", "event-file"]
     assert deleted == (0, "checks 'load' deleted\n")
     assert "load" not in [c["metadata"]["name"] for c in json.loads(after[1])]
     assert refused[0] == 1
