@@ -175,8 +175,23 @@ def create_app(
         return Response(status_code=201)
 
     async def list_silenced(request: Request) -> Response:
+        """Every silence; under ``/subscriptions/{subscription}`` or ``/checks/{check}`` those of one."""
         assert silences is not None
-        return JSONResponse([encode(e) for e in silences.list(request.path_params["namespace"])])
+        p = request.path_params
+        found = silences.list(p["namespace"])
+        if "subscription" in p:
+            found = [e for e in found if e.subscription == p["subscription"]]
+        if "check" in p:
+            found = [e for e in found if e.check == p["check"]]
+        return JSONResponse([encode(e) for e in found])
+
+    async def get_silenced(request: Request) -> Response:
+        assert silences is not None
+        p = request.path_params
+        found = [e for e in silences.list(p["namespace"]) if e.metadata.name == p["name"]]
+        if not found:
+            return error(404, f"silence {p['name']} not found in namespace {p['namespace']}")
+        return JSONResponse(encode(found[0]))
 
     async def json_body(request: Request) -> Any:
         """The request's JSON; a 413 or 400 response when it is too large or not JSON."""
@@ -300,6 +315,27 @@ def create_app(
             return error(404, f"entity {p['entity']} not found in namespace {p['namespace']}")
         return JSONResponse(entity_json(entity))
 
+    async def put_entity(request: Request) -> Response:
+        """POST creates (409 if the name is taken), PUT creates or replaces; class ``proxy`` by default."""
+        p = request.path_params
+        data = await json_body(request)
+        if isinstance(data, Response):
+            return data
+        try:
+            entity = decode(Entity, data, "")
+            _fill_or_match(entity.metadata, "namespace", p["namespace"], "metadata.namespace")
+            if "entity" in p:
+                _fill_or_match(entity.metadata, "name", p["entity"], "metadata.name")
+            entity.entity_class = entity.entity_class or "proxy"
+            entity.validate("")
+        except ValidationError as exc:
+            return error(400, str(exc))
+        if request.method == "POST" and await read(store.get_entity, p["namespace"], entity.name) is not None:
+            return error(409, f"entity {entity.name} already exists in namespace {p['namespace']}")
+        created = await read(store.put_entity, entity)
+        log.info("entity saved through the API", entity=entity.name, namespace=p["namespace"], created=created)
+        return Response(status_code=201)
+
     async def delete_entity(request: Request) -> Response:
         p = request.path_params
         if await read(store.get_entity, p["namespace"], p["entity"]) is None:
@@ -364,6 +400,8 @@ def create_app(
         Route(EVENTS + "/{entity}/{check}", create_event, methods=["PUT", "POST"]),
         Route(ENTITIES, list_entities, methods=["GET"]),
         Route(ENTITIES + "/{entity}", get_entity, methods=["GET"]),
+        Route(ENTITIES, put_entity, methods=["POST"]),
+        Route(ENTITIES + "/{entity}", put_entity, methods=["PUT"]),
         Route(TIMELINE, timeline, methods=["GET"]),
         Route(DEAD_LETTERS, list_dead_letters, methods=["GET"]),
         Route(DEAD_LETTERS + "/{id}", get_dead_letter, methods=["GET"]),
@@ -372,6 +410,9 @@ def create_app(
     if silences is not None:
         routes += [
             Route(SILENCED, list_silenced, methods=["GET"]),
+            Route(SILENCED + "/subscriptions/{subscription}", list_silenced, methods=["GET"]),
+            Route(SILENCED + "/checks/{check}", list_silenced, methods=["GET"]),
+            Route(SILENCED + "/{name}", get_silenced, methods=["GET"]),
             Route(SILENCED, create_silenced, methods=["POST"]),
             Route(SILENCED + "/{name}", create_silenced, methods=["PUT"]),
             Route(SILENCED + "/{name}", delete_silenced, methods=["DELETE"]),
@@ -380,6 +421,8 @@ def create_app(
         routes.append(Route(EVENTS + "/{entity}/{check}", remove_event, methods=["DELETE"]))
     if replay is not None:
         routes.append(Route(DEAD_LETTERS + "/{id}/replay", replay_dead_letter, methods=["POST"]))
+    if entities is not None:
+        routes.append(Route(ENTITIES + "/{entity}", delete_entity, methods=["DELETE"]))
     if resources is not None:  # after every fixed path: {kind} would match them
         resource_path = "/api/core/v2/namespaces/{namespace}/{kind}"
         routes += [
@@ -390,8 +433,6 @@ def create_app(
             Route(resource_path + "/{name}", delete_resource, methods=["DELETE"]),
         ]
     routes.extend(extra_routes or [])  # last: the push formats' paths are catch-alls of two segments
-    if entities is not None:
-        routes.append(Route(ENTITIES + "/{entity}", delete_entity, methods=["DELETE"]))
     return Starlette(routes=routes)
 
 

@@ -73,9 +73,11 @@ class Entity:
         return self.metadata.name
 
     def validate(self, path: str = "entity") -> None:
-        validate_name(self.metadata.name, f"{path}.metadata.name")
+        """Sensu's rules for names; ``path`` locates the entity in its document ("" at the top)."""
+        prefix = f"{path}." if path else ""
+        validate_name(self.metadata.name, f"{prefix}metadata.name")
         if self.entity_class:
-            validate_name(self.entity_class, f"{path}.entity_class")
+            validate_name(self.entity_class, f"{prefix}entity_class")
 
 
 def entity_subscription(name: str) -> str:

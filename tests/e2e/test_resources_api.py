@@ -107,3 +107,32 @@ async def test_pipeline_create_get_and_delete(tmp_path: Path) -> None:
     assert "load" not in [c["metadata"]["name"] for c in json.loads(after[1])]
     assert refused[0] == 1
     assert "Handler 'h': spec.command: required for a pipe handler" in refused[1]
+
+
+async def test_proxy_entities_created_replaced_and_deleted_through_the_api(tmp_path: Path) -> None:
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    switch = {"metadata": {"name": "switch1", "labels": {"site": "lyon"}}, "subscriptions": ["snmp"]}
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                created = await client.post(f"{NS}/entities", json=switch)
+                again = await client.post(f"{NS}/entities", json=switch)
+                switch["metadata"]["labels"] = {"site": "paris"}
+                replaced = await client.put(f"{NS}/entities/switch1", json=switch)
+                stored = (await client.get(f"{NS}/entities/switch1")).json()
+                mismatch = await client.put(f"{NS}/entities/switch2", json=switch)
+                typo = await client.put(f"{NS}/entities/switch1", json={**switch, "subscriptons": []})
+                deleted = await client.delete(f"{NS}/entities/switch1")
+                gone = await client.get(f"{NS}/entities/switch1")
+            nursery.cancel_scope.cancel()
+    assert (created.status_code, again.status_code, replaced.status_code) == (201, 409, 201)
+    assert "switch1 already exists" in again.json()["message"]
+    assert (stored["entity_class"], stored["metadata"]["labels"], stored["subscriptions"]) == ("proxy", {"site": "paris"},
+                                                                                              ["snmp"])  # fmt: skip
+    assert (mismatch.status_code, mismatch.json()["message"]) == (
+        400,
+        "metadata.name: 'switch1' does not match 'switch2' in the URL",
+    )
+    assert (typo.status_code, typo.json()["message"]) == (400, "subscriptons: unknown field")
+    assert (deleted.status_code, gone.status_code) == (204, 404), deleted.text

@@ -105,6 +105,9 @@ async def test_silences_made_and_removed_through_the_api(tmp_path: Path) -> None
                 huge = await client.post(silenced, json={"check": "disk", "reason": "x" * (1024 * 1024)})
                 malformed = await client.post(silenced, content=b'{"check": ')
                 listed = (await client.get(silenced)).json()
+                one = await client.get(f"{silenced}/linux:*")
+                by_subscription = [(await client.get(f"{silenced}/subscriptions/{s}")).json() for s in ("linux", "web")]
+                by_check = (await client.get(f"{silenced}/checks/disk")).json()
                 await client.post(EVENTS, json=check_event("disk", 2))
                 during = (await client.get(f"{EVENTS}/web1/disk")).json()["check"]
                 assert (await client.delete(f"{silenced}/linux:*")).status_code == 204
@@ -123,6 +126,9 @@ async def test_silences_made_and_removed_through_the_api(tmp_path: Path) -> None
         "malformed JSON at line 1 column 11: Expecting value",
     )
     assert [s["metadata"]["name"] for s in listed] == ["linux:*"]
+    assert (one.status_code, one.json()) == (200, listed[0])
+    assert [len(found) for found in by_subscription] == [1, 0]
+    assert by_check == []  # linux:* names no check
     assert (during["silenced"], during["is_silenced"]) == (["linux:*"], True)
     assert missing.status_code == 404
     assert "silenced" not in after
