@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pipeline import __version__
 from pipeline.backend.eventd import Outcome
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.backend.resources import API_KINDS, ResourceService
@@ -132,6 +133,10 @@ def create_app(
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    async def version(request: Request) -> Response:
+        """Sensu Go's ``/version``, which its clients read to know what they talk to."""
+        return JSONResponse({"sensu_backend": __version__, "pipeline": __version__})
 
     async def prometheus(request: Request) -> Response:
         body = generate_latest(metrics.registry)
@@ -392,6 +397,7 @@ def create_app(
 
     routes = [
         Route("/health", health),
+        Route("/version", version),
         Route("/metrics", prometheus),
         Route(EVENTS, list_events, methods=["GET"]),
         Route(EVENTS, create_event, methods=["POST"]),

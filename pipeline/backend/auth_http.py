@@ -1,6 +1,6 @@
 """The HTTP API's gate and its key management: every request but ``/health``, ``/metrics``,
-``/auth`` and the push formats (which carry their key in the path or query) needs a key or
-a bearer token; an ingest key may only push events. Refusals are 401 (no or unknown
+``/version``, ``/auth`` and the push formats (which carry their key in the path or query)
+needs a key or a bearer token; an ingest key may only push events. Refusals are 401 (no or unknown
 credentials) or 403 (a role that may not), counted by reason."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pipeline.store.base import EventStore
 log = get_logger("backend.auth")
 
 KEYS = "/api/pipeline/v1/keys"
-_OPEN = re.compile(r"\A/(health|metrics|auth)\Z")
+_OPEN = re.compile(r"\A/(health|metrics|auth|version)\Z")
 #: The push formats check their own key (Sematext: in the path; StackState: ``api_key``).
 _PUSH = re.compile(r"\A/((receiver/)?stsAgent/intake|[^/]+/events?)\Z")
 

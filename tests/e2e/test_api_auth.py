@@ -38,6 +38,7 @@ async def test_keys_roles_tokens_and_revocation(tmp_path: Path) -> None:
             async with httpx.AsyncClient(base_url=url) as client:
                 assert (await client.get("/health")).status_code == 200  # open
                 assert (await client.get("/metrics")).status_code == 200
+                assert "sensu_backend" in (await client.get("/version")).json()  # open, as in Sensu Go
                 missing = await client.get(EVENTS)
                 wrong = await client.get(EVENTS, headers=key("guess"))
                 assert (await client.post(EVENTS, json=EVENT, headers=key("push-key"))).status_code == 201
