@@ -1,7 +1,7 @@
 """The HTTP API's gate and its key management: every request but ``/health``, ``/metrics``,
 ``/version``, ``/auth`` and the push formats (which carry their key in the path or query)
-needs a key or a bearer token; an ingest key may only push events. Refusals are 401 (no or unknown
-credentials) or 403 (a role that may not), counted by reason."""
+needs a key or a bearer token; an ingest key may only push events. Refusals are 401 (no or
+unknown credentials) or 403 (a role that may not), counted by reason."""
 
 from __future__ import annotations
 
