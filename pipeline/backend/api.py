@@ -143,8 +143,9 @@ def create_app(
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def list_events(request: Request) -> Response:
+        """The latest events of a namespace (or of one entity); under ``/api/core/v2/events``, of all."""
         p = request.path_params
-        events = await read(store.list_events, p["namespace"], p.get("entity"))
+        events = await read(store.list_events, p.get("namespace"), p.get("entity"))
         return JSONResponse([e.to_dict() for e in events])
 
     async def get_event(request: Request) -> Response:
@@ -399,6 +400,7 @@ def create_app(
         Route("/health", health),
         Route("/version", version),
         Route("/metrics", prometheus),
+        Route("/api/core/v2/events", list_events, methods=["GET"]),
         Route(EVENTS, list_events, methods=["GET"]),
         Route(EVENTS, create_event, methods=["POST"]),
         Route(EVENTS + "/{entity}", list_events, methods=["GET"]),

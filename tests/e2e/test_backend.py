@@ -161,6 +161,18 @@ async def test_unknown_fields_are_ignored_as_sensu_go_ignores_them(running: Runn
     assert registry.get_sample_value("pipeline_api_fields_ignored_total") == 3
 
 
+async def test_events_of_every_namespace_are_listed_under_api_core_v2_events(running: RunningBackend) -> None:
+    ops = check_event(1, check="disk")
+    ops["entity"]["metadata"]["namespace"] = "ops"
+    assert (await running.client.post(EVENTS, json=check_event(0, check="cpu"))).status_code == 201
+    assert (await running.client.post("/api/core/v2/namespaces/ops/events", json=ops)).status_code == 201
+    everywhere = (await running.client.get("/api/core/v2/events")).json()
+    in_default = (await running.client.get(EVENTS)).json()
+    assert [(e["metadata"]["namespace"], e["check"]["metadata"]["name"]) for e in everywhere] == [
+        ("default", "cpu"), ("ops", "disk")]  # fmt: skip
+    assert [e["check"]["metadata"]["name"] for e in in_default] == ["cpu"]
+
+
 async def test_unknown_event_is_404_and_path_names_must_match(running: RunningBackend) -> None:
     assert (await running.client.get(f"{EVENTS}/nobody/nothing")).status_code == 404
     response = await running.client.put(f"{EVENTS}/router1/other", json=check_event(0, check="seq"))
