@@ -380,6 +380,8 @@ class Agent:
                 self._apply_hooks(message["hooks"])
                 self._apply_checks(message["checks"])
                 await self._remember_checks(message)
+            elif message["type"] == protocol.EXECUTE:
+                self._execute_now(message["check"], message["hooks"])
             elif message["type"] == protocol.ACK:
                 await self.delivery.acknowledge(message["ids"], message["rejected"])
             elif message["type"] == protocol.ERROR:
@@ -418,6 +420,18 @@ class Agent:
             except ValidationError as exc:
                 log.error("invalid check from backend", error=exc)
         self.scheduler.update(checks)
+
+    def _execute_now(self, raw_check: Any, raw_hooks: Sequence[Any]) -> None:
+        """Run a check once, now, as the backend asks (Sensu's ad hoc execution); its hooks join the known ones
+        for the run, since the check may not be one this agent is scheduled to run."""
+        try:
+            check = decode(CheckConfig, raw_check, "check")
+            hooks = [decode(HookConfig, item, f"hooks[{i}]") for i, item in enumerate(raw_hooks)]
+        except ValidationError as exc:
+            log.error("invalid check execution request from backend", error=exc)
+            return
+        self.executor.hooks = {**self.executor.hooks, **{h.metadata.name: h for h in hooks}}
+        self.scheduler.run_once(check)
 
     def _apply_hooks(self, raw: Sequence[Any]) -> None:
         hooks = {}

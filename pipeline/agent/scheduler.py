@@ -68,6 +68,15 @@ class Scheduler:
                 self._nursery.start_soon(self._run_schedule, config, scope)
                 log.info("check scheduled", check=name, interval=config.interval, cron=config.cron)
 
+    def run_once(self, config: CheckConfig) -> None:
+        """Run ``config`` once, now, beside its schedule if it has one (an ad hoc execution)."""
+        assert self._nursery is not None, "Scheduler.run must be started first"
+        log.info("check executed on request", check=config.metadata.name)
+        self._nursery.start_soon(self._run_now, config)
+
+    async def _run_now(self, config: CheckConfig) -> None:
+        await self._send(await self._run_check(config, int(self._wall_clock())))
+
     async def _run_schedule(self, config: CheckConfig, scope: trio.CancelScope) -> None:
         name = config.metadata.name
         with scope:

@@ -39,6 +39,7 @@ ENTITIES = "/api/core/v2/namespaces/{namespace}/entities"
 DEAD_LETTERS = "/api/pipeline/v1/deadletters"
 TIMELINE = "/api/core/v2/namespaces/{namespace}/timeline"
 SILENCED = "/api/core/v2/namespaces/{namespace}/silenced"
+EXECUTE = "/api/core/v2/namespaces/{namespace}/checks/{check}/execute"
 #: Timeline entries per page, by default and at most.
 TIMELINE_PAGE, TIMELINE_PAGE_MAX = 100, 1000
 #: Bodies larger than this are refused with 413 (the backend's --max-body-size).
@@ -53,6 +54,8 @@ class ReplayResult:
 
 
 Replay = Callable[[str], Awaitable[ReplayResult | None]]
+#: (namespace, check, subscriptions or None for the check's own) -> agents asked, None: no such check
+Execute = Callable[[str, str, list[str] | None], Awaitable[int | None]]
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,6 +126,7 @@ def create_app(
     delete_event: Callable[[str, str, str], Awaitable[bool]] | None = None,
     silences: Silences | None = None,
     resources: ResourceService | None = None,
+    execute: Execute | None = None,
     max_body: int = MAX_BODY_BYTES,
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
@@ -350,6 +354,24 @@ def create_app(
         await entities.deregister(p["namespace"], p["entity"])
         return Response(status_code=204)
 
+    async def execute_check(request: Request) -> Response:
+        """Sensu's ad hoc execution: ``{check?, subscriptions?, reason?, creator?}``, 202 once asked."""
+        assert execute is not None
+        p = request.path_params
+        data = await json_body(request) if (await request.body()).strip() else {}
+        if isinstance(data, Response):
+            return data
+        try:
+            subscriptions = _execution_request(data, p["check"])
+        except ValidationError as exc:
+            return error(400, str(exc))
+        asked = await execute(p["namespace"], p["check"], subscriptions)
+        if asked is None:
+            return error(404, f"check {p['check']} not found in namespace {p['namespace']}")
+        log.info("ad hoc execution", check=p["check"], agents=asked, reason=data.get("reason", ""),
+                 creator=data.get("creator", ""), client=_client(request))  # fmt: skip
+        return JSONResponse({"issued": int(wall_clock()), "agents": asked}, status_code=202)
+
     async def list_dead_letters(request: Request) -> Response:
         letters = await read(store.list_dead_letters)
         return JSONResponse([encode(letter) for letter in letters])
@@ -431,6 +453,8 @@ def create_app(
         routes.append(Route(DEAD_LETTERS + "/{id}/replay", replay_dead_letter, methods=["POST"]))
     if entities is not None:
         routes.append(Route(ENTITIES + "/{entity}", delete_entity, methods=["DELETE"]))
+    if execute is not None:
+        routes.append(Route(EXECUTE, execute_check, methods=["POST"]))
     if resources is not None:  # after every fixed path: {kind} would match them
         resource_path = "/api/core/v2/namespaces/{namespace}/{kind}"
         routes += [
@@ -442,6 +466,20 @@ def create_app(
         ]
     routes.extend(extra_routes or [])  # last: the push formats' paths are catch-alls of two segments
     return Starlette(routes=routes)
+
+
+def _execution_request(data: Any, check: str) -> list[str] | None:
+    """The subscriptions an ad hoc request names (None: the check's own); ValidationError naming the field."""
+    if not isinstance(data, dict):
+        raise ValidationError("", "expected a JSON object")
+    if data.get("check", check) != check:
+        raise ValidationError("check", f"{data['check']!r} does not match {check!r} in the URL")
+    subscriptions = data.get("subscriptions")
+    if subscriptions is None or subscriptions == []:
+        return None
+    if not isinstance(subscriptions, list) or not all(isinstance(s, str) and s for s in subscriptions):
+        raise ValidationError("subscriptions", "expected a list of subscription names")
+    return subscriptions
 
 
 def _client(request: Request) -> str:

@@ -111,6 +111,17 @@ class Backend:
         if self.transport is not None:
             await self.transport.broadcast_checks()
 
+    async def execute_check(self, namespace: str, name: str, subscriptions: list[str] | None) -> int | None:
+        """Run a check once now on the agents of ``subscriptions`` (the check's own by default):
+        Sensu's ad hoc execution. None when there is no such check; else how many agents were asked."""
+        check: CheckConfig | None = self.resource_service.get("CheckConfig", namespace, name)
+        if check is None or self.transport is None:
+            return None
+        hooks = self.resources.hooks_for([check])
+        return await self.transport.execute(
+            check, hooks, check.subscriptions if subscriptions is None else subscriptions
+        )
+
     def checks_for(self, subscriptions: list[str], namespace: str) -> tuple[list[CheckConfig], list[HookConfig]]:
         """The checks an agent with these subscriptions runs, and the hooks they name."""
         checks = self.resources.checks_for(subscriptions, namespace)
@@ -191,7 +202,8 @@ class Backend:
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
                          delete_event=self.delete_event, silences=self.silences,
-                         resources=self.resource_service, max_body=self.config.max_body_size)  # fmt: skip
+                         resources=self.resource_service, execute=self.execute_check,
+                         max_body=self.config.max_body_size)  # fmt: skip
         await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr,
                         limits=Limits(max_body=self.config.max_body_size), metrics=self.metrics.http,
                         task_status=task_status)  # fmt: skip

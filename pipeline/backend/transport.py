@@ -25,7 +25,7 @@ from pipeline.backend.liveness import Liveness
 from pipeline.errors import ValidationError, first_error
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import CheckConfig, Entity, Event
+from pipeline.model import CheckConfig, Entity, Event, entity_subscription
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.wire import protocol
@@ -134,6 +134,25 @@ class TransportServer:
                 continue  # that connection's own task notices and ends it
         log.info("checks sent again", agents=len(self._agents))
 
+    async def execute(self, check: CheckConfig, hooks: list[HookConfig], subscriptions: list[str]) -> int:
+        """Ask every connected agent of the check's namespace that has one of ``subscriptions``
+        (``entity:<name>`` included) to run ``check`` once now; returns how many were asked."""
+        namespace = check.metadata.namespace or "default"
+        message = protocol.execute(encode(check), [encode(h) for h in hooks])
+        wanted, asked = set(subscriptions), 0
+        for conn, entity in list(self._agents.values()):
+            mine = {*entity.subscriptions, entity_subscription(entity.name)}
+            if (entity.metadata.namespace or "default") != namespace or not wanted & mine:
+                continue
+            try:
+                await conn.send(message)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                continue  # that connection's own task notices and ends it
+            asked += 1
+        log.info("check execution requested", check=check.metadata.name, subscriptions=",".join(subscriptions),
+                 agents=asked)  # fmt: skip
+        return asked
+
     def check_exposure(self) -> None:
         """Refuse to accept unauthenticated agents from the network (raises ValueError)."""
         if not self.credentials.configured and not is_loopback(self.host):
@@ -222,16 +241,17 @@ class TransportServer:
         entity, heartbeat_timeout = await self._handshake(conn)
         name, namespace = entity.metadata.name, entity.metadata.namespace or "default"
         await conn.send(protocol.welcome(self.name))
-        if self.liveness is not None:
-            await self.liveness.register(entity)
-        checks, hooks = self.checks_for(entity.subscriptions, namespace)
-        await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
-        log.info("agent connected", agent=name, peer=conn.peer, subscriptions=",".join(entity.subscriptions))
-        self.metrics.agents_connected.inc()
+        # Reachable from here on (changed checks, ad hoc executions): the agent knows it is connected.
         self._agents[id(conn)] = (conn, entity)
+        self.metrics.agents_connected.inc()
         acks = _Acks()
         frames_in, frames_out = trio.open_memory_channel[Any](FRAMES_BUFFERED)
         try:
+            if self.liveness is not None:
+                await self.liveness.register(entity)
+            checks, hooks = self.checks_for(entity.subscriptions, namespace)
+            await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
+            log.info("agent connected", agent=name, peer=conn.peer, subscriptions=",".join(entity.subscriptions))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_acks, conn, acks, nursery.cancel_scope)
                 nursery.start_soon(self._submit_frames, frames_out, name, acks)

@@ -107,8 +107,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     delete.add_argument("kind")
     delete.add_argument("name")
     delete.set_defaults(func=resources.cmd_delete)
+    check = commands.add_parser("check", help="run a check once, now, on its agents")
+    check_commands = check.add_subparsers(dest="check_command", required=True)
+    check_execute = check_commands.add_parser("execute", help="Sensu's ad hoc execution, whatever the schedule")
+    check_execute.add_argument("name")
+    check_execute.add_argument("--subscriptions", default="", help="comma-separated (default: the check's own)")
+    check_execute.add_argument("--reason", default="", help="logged by the backend with the request")
+    check_execute.set_defaults(func=resources.cmd_check_execute)
     operator_commands = (event_list, event_info, entity_list, deadletter_list, deadletter_replay, timeline,
-                         key_create, key_list, key_revoke, create, get, delete)  # fmt: skip
+                         key_create, key_list, key_revoke, create, get, delete, check_execute)  # fmt: skip
     for sub in operator_commands:
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")

@@ -161,3 +161,15 @@ def cmd_delete(args: argparse.Namespace) -> int:
         raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
     print(f"{args.kind} {args.name!r} deleted")
     return 0
+
+
+def cmd_check_execute(args: argparse.Namespace) -> int:
+    subscriptions = [s for s in args.subscriptions.split(",") if s]
+    body = {"check": args.name, "subscriptions": subscriptions, "reason": args.reason, "creator": "pipeline"}
+    response = api_request(args, "POST", f"/api/core/v2/namespaces/{args.namespace}/checks/{args.name}/execute",
+                           json=body)  # fmt: skip
+    if response.status_code != 202:
+        raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
+    agents = response.json()["agents"]
+    print(f"check {args.name!r}: {agents} agent{'' if agents == 1 else 's'} asked to run it now")
+    return 0

@@ -22,6 +22,8 @@ Backend -> agent:
     ``checks``  {checks: [CheckConfig dict, ...], hooks: [HookConfig dict, ...]}: the full set of
                 checks the agent must run and the hooks they name (sent after ``welcome`` and
                 again whenever it changes).
+    ``execute`` {check: CheckConfig dict, hooks: [HookConfig dict, ...]}: run this check once, now,
+                whatever its schedule (Sensu's ad hoc execution, asked for through the API).
     ``ack``     {ids: [event id, ...], rejected: [{id, error}, ...]}: these events are durably
                 stored (or were rejected as invalid and will never be); the agent may forget them.
     ``error``   {message}: the backend refuses the connection and closes it.
@@ -42,13 +44,14 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 HELLO, WELCOME, CHECKS, EVENTS, ACK, ERROR = "hello", "welcome", "checks", "events", "ack", "error"
-KEEPALIVE, DEREGISTER, PING, PONG = "keepalive", "deregister", "ping", "pong"
+KEEPALIVE, DEREGISTER, PING, PONG, EXECUTE = "keepalive", "deregister", "ping", "pong", "execute"
 
 #: Required fields of each message type, beyond ``type``.
 MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
     HELLO: ("version", "agent", "namespace", "subscriptions", "entity"),
     WELCOME: ("version", "backend"),
     CHECKS: ("checks", "hooks"),
+    EXECUTE: ("check", "hooks"),
     EVENTS: ("events",),
     ACK: ("ids", "rejected"),
     ERROR: ("message",),
@@ -154,6 +157,10 @@ def welcome(backend: str) -> dict[str, Any]:
 
 def checks(configs: list[dict[str, Any]], hooks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"type": CHECKS, "checks": configs, "hooks": hooks or []}
+
+
+def execute(check: dict[str, Any], hooks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": EXECUTE, "check": check, "hooks": hooks}
 
 
 def events(batch: Sequence[bytes | dict[str, Any]]) -> dict[str, Any]:

@@ -136,3 +136,54 @@ async def test_proxy_entities_created_replaced_and_deleted_through_the_api(tmp_p
     )
     assert (typo.status_code, typo.json()["message"]) == (400, "subscriptons: unknown field")
     assert (deleted.status_code, gone.status_code) == (204, 404), deleted.text
+
+
+ON_REQUEST = """
+---
+type: CheckConfig
+api_version: core/v2
+metadata: {name: backup}
+spec:
+  command: echo backup ran on request
+  interval: 86400
+  publish: false
+  subscriptions: [db]
+  handlers: [capture]
+"""
+
+
+async def test_a_check_executed_through_the_api_runs_now_on_the_agents_it_names(tmp_path: Path) -> None:
+    pipe = EventPipe(tmp_path / "events.fifo")
+    config = write_config(tmp_path / "config", capture_handler(pipe.path) + ON_REQUEST)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            backend = loopback_backend(tmp_path, config)
+            addresses = await nursery.start(backend.run)
+            agent = Agent(AgentConfig(name="db1", backend_addrs=[addresses.transport], subscriptions=["db"],
+                                      api_addr=None))  # fmt: skip
+            nursery.start_soon(agent.run)
+            await agent.connected.wait()
+            url = addresses.api_url
+            async with httpx.AsyncClient(base_url=url, headers=admin_headers(backend)) as client:
+                asked = await client.post(f"{NS}/checks/backup/execute", json={"check": "backup", "reason": "test"})
+                event = await pipe.next_matching(lambda e: e["check"]["metadata"]["name"] == "backup")
+                elsewhere = await client.post(f"{NS}/checks/backup/execute", json={"subscriptions": ["web"]})
+                unknown = await client.post(f"{NS}/checks/nothing/execute")
+                mismatch = await client.post(f"{NS}/checks/backup/execute", json={"check": "other"})
+            cli = await trio.run_process(pipeline_command("check", "execute", "backup", "--subscriptions", "entity:db1",
+                                                          "--api-url", url, "--data", str(tmp_path / "data")),
+                                         capture_stdout=True)  # fmt: skip
+            again = await pipe.next_matching(lambda e: e["check"]["metadata"]["name"] == "backup")
+            nursery.cancel_scope.cancel()
+    await pipe.aclose()
+    assert (asked.status_code, asked.json()["agents"]) == (202, 1)
+    assert event["entity"]["metadata"]["name"] == "db1"
+    assert event["check"]["output"] == "backup ran on request\n"
+    assert (elsewhere.status_code, elsewhere.json()["agents"]) == (202, 0)
+    assert unknown.status_code == 404
+    assert (mismatch.status_code, mismatch.json()["message"]) == (
+        400,
+        "check: 'other' does not match 'backup' in the URL",
+    )
+    assert cli.stdout.decode() == "check 'backup': 1 agent asked to run it now\n"
+    assert again["check"]["output"] == "backup ran on request\n"

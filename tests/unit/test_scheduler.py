@@ -121,3 +121,18 @@ async def test_update_starts_new_stops_removed_and_restarts_changed(mock_clock: 
     assert len(recorder.starts["b"]) == 2  # 20 s on a 10 s grid, then removed
     assert len(recorder.starts["a"]) == 2 + 4  # then 20 s on a 5 s grid
     assert len(recorder.starts["c"]) == 2
+
+
+async def test_an_ad_hoc_run_happens_at_once_even_for_an_unpublished_check(mock_clock: trio.testing.MockClock) -> None:
+    recorder = Recorder()
+    scheduler = recorder.scheduler()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        scheduler.update([config("backup", 3600, publish=False)])
+        await trio.sleep(7)
+        scheduler.run_once(config("backup", 3600, publish=False))
+        await trio.sleep(100)
+        nursery.cancel_scope.cancel()
+    assert scheduler.scheduled == []  # unpublished: never on a schedule
+    assert recorder.starts == {"backup": [EPOCH + 7]}
+    assert recorder.issued == [int(EPOCH + 7)]

@@ -21,6 +21,7 @@ def test_every_message_type_has_a_builder_that_validates() -> None:
         protocol.hello("web1", "default", ["linux"], {"metadata": {"name": "web1"}}),
         protocol.welcome("backend1"),
         protocol.checks([]),
+        protocol.execute({"metadata": {"name": "disk"}}, []),
         protocol.events([]),
         protocol.ack(["a"]),
         protocol.error("no"),
