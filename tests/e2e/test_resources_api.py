@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
 from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.backend.server import Backend, BackendAddresses
 from tests.support import (
     REPO,
     EventPipe,
@@ -25,6 +27,19 @@ pytestmark = pytest.mark.e2e
 NS = "/api/core/v2/namespaces/default"
 
 
+async def backend_and_agent(
+    nursery: trio.Nursery, tmp_path: Path, config: Path, agent: str, subscriptions: list[str]
+) -> tuple[Backend, BackendAddresses]:
+    """A backend on ``config`` and one agent connected to it, both run by ``nursery``."""
+    backend = loopback_backend(tmp_path, config)
+    addresses = await nursery.start(backend.run)
+    running = Agent(AgentConfig(name=agent, backend_addrs=[addresses.transport], subscriptions=subscriptions,
+                                api_addr=None))  # fmt: skip
+    nursery.start_soon(running.run)
+    await running.connected.wait()
+    return backend, addresses
+
+
 async def test_a_check_created_through_the_api_runs_on_a_connected_agent_and_survives_a_restart(tmp_path: Path) -> None:
     pipe = EventPipe(tmp_path / "events.fifo")
     config = write_config(tmp_path / "config", capture_handler(pipe.path))
@@ -32,12 +47,7 @@ async def test_a_check_created_through_the_api_runs_on_a_connected_agent_and_sur
              "subscriptions": ["web"], "handlers": ["capture"], "publish": True}  # fmt: skip
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            backend = loopback_backend(tmp_path, config)
-            addresses = await nursery.start(backend.run)
-            agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], subscriptions=["web"],
-                                      api_addr=None))  # fmt: skip
-            nursery.start_soon(agent.run)
-            await agent.connected.wait()
+            backend, addresses = await backend_and_agent(nursery, tmp_path, config, "web1", ["web"])
             async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
                 created = await client.put(f"{NS}/checks/made-by-api", json=check)
                 event = await pipe.next_matching(lambda e: e["check"]["metadata"]["name"] == "made-by-api")
@@ -111,7 +121,7 @@ async def test_pipeline_create_get_and_delete(tmp_path: Path) -> None:
 
 async def test_proxy_entities_created_replaced_and_deleted_through_the_api(tmp_path: Path) -> None:
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
-    switch = {"metadata": {"name": "switch1", "labels": {"site": "lyon"}}, "subscriptions": ["snmp"]}
+    switch: dict[str, Any] = {"metadata": {"name": "switch1", "labels": {"site": "lyon"}}, "subscriptions": ["snmp"]}
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)
@@ -157,12 +167,7 @@ async def test_a_check_executed_through_the_api_runs_now_on_the_agents_it_names(
     config = write_config(tmp_path / "config", capture_handler(pipe.path) + ON_REQUEST)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            backend = loopback_backend(tmp_path, config)
-            addresses = await nursery.start(backend.run)
-            agent = Agent(AgentConfig(name="db1", backend_addrs=[addresses.transport], subscriptions=["db"],
-                                      api_addr=None))  # fmt: skip
-            nursery.start_soon(agent.run)
-            await agent.connected.wait()
+            backend, addresses = await backend_and_agent(nursery, tmp_path, config, "db1", ["db"])
             url = addresses.api_url
             async with httpx.AsyncClient(base_url=url, headers=admin_headers(backend)) as client:
                 asked = await client.post(f"{NS}/checks/backup/execute", json={"check": "backup", "reason": "test"})
