@@ -48,9 +48,16 @@ def unauthorized_error(args: argparse.Namespace) -> ApiError:
 
 
 def api_request(
-    args: argparse.Namespace, method: str, path: str, *, timeout: float = 10.0, **kwargs: Any
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    *,
+    expect: int | None = None,
+    timeout: float = 10.0,
+    **kwargs: Any,
 ) -> httpx.Response:
-    """A request with the operator's key; ApiError when the backend is unreachable or refuses the key."""
+    """A request with the operator's key; ApiError when the backend is unreachable, refuses the
+    key, or (``expect`` given) answers anything else, with the backend's own message."""
     url = args.api_url.rstrip("/") + path
     try:
         response = httpx.request(method, url, headers=auth_headers(args), timeout=timeout, **kwargs)
@@ -58,16 +65,21 @@ def api_request(
         raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
     if response.status_code in (401, 403):
         raise unauthorized_error(args)
+    if expect is not None and response.status_code != expect:
+        raise ApiError(refusal(response))
     return response
 
 
+def refusal(response: httpx.Response) -> str:
+    """The backend's ``message``, else the status and the start of the body (a proxy's page, say)."""
+    try:
+        return str(response.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}: {first_line(response.text)}"
+
+
 def api_get(args: argparse.Namespace, path: str) -> Any:
-    response = api_request(args, "GET", path)
-    if response.status_code == 404:
-        raise ApiError(response.json().get("message", "not found"))
-    if response.status_code != 200:
-        raise ApiError(f"{args.api_url}{path}: HTTP {response.status_code}: {response.text.strip()}")
-    return response.json()
+    return api_request(args, "GET", path, expect=200).json()
 
 
 def show(items: list[Any], args: argparse.Namespace, empty: str, headers: list[str], rows: list[list[str]]) -> int:
@@ -205,9 +217,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     path = f"/api/core/v2/namespaces/{args.namespace}/timeline"
     rows: list[list[str]] = []
     while True:
-        response = api_request(args, "GET", path, params=params, timeout=30.0)
-        if response.status_code != 200:
-            raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
+        response = api_request(args, "GET", path, expect=200, params=params, timeout=30.0)
         for event in response.json():
             check = event.get("check") or {}
             when = local_time(event.get("timestamp", 0))
@@ -229,10 +239,7 @@ KEYS = "/api/pipeline/v1/keys"
 
 
 def cmd_key_create(args: argparse.Namespace) -> int:
-    response = api_request(args, "POST", KEYS, json={"role": args.role, "name": args.name})
-    if response.status_code != 201:
-        raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
-    created = response.json()
+    created = api_request(args, "POST", KEYS, expect=201, json={"role": args.role, "name": args.name}).json()
     print(f"{created['key']}")
     print(f"key {created['id']} ({created['role']}): shown once, keep it now", file=sys.stderr)
     return 0
@@ -250,9 +257,7 @@ def cmd_key_list(args: argparse.Namespace) -> int:
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:
-    response = api_request(args, "DELETE", f"{KEYS}/{args.id}")
-    if response.status_code != 204:
-        raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
+    api_request(args, "DELETE", f"{KEYS}/{args.id}", expect=204)
     print(f"key {args.id} revoked")
     return 0
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.cli.operator import ApiError, api_request, first_line, local_time, show
+from pipeline.cli.operator import ApiError, api_get, api_request, first_line, local_time, refusal, show
 from pipeline.config.loader import StrictLoader, yaml_files
 
 #: YAML kind -> API path segment, in the order that satisfies references when creating.
@@ -63,7 +63,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             print(f"{label}: saved")
         else:
             failed += 1
-            print(f"{label}: {response.json().get('message', response.status_code)}")
+            print(f"{label}: {refusal(response)}")
     print(f"{len(documents) - failed} of {len(documents)} resources saved")
     return 1 if failed else 0
 
@@ -73,10 +73,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(KINDS)})", file=sys.stderr)
         return 2
     path = f"/api/core/v2/namespaces/{args.namespace}/{args.kind}" + (f"/{args.name}" if args.name else "")
-    response = api_request(args, "GET", path)
-    if response.status_code != 200:
-        raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
-    found = response.json()
+    found = api_get(args, path)
     if args.name:
         print(json.dumps(found, indent=2))
         return 0
@@ -156,9 +153,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if args.kind not in KINDS:
         print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(KINDS)})", file=sys.stderr)
         return 2
-    response = api_request(args, "DELETE", f"/api/core/v2/namespaces/{args.namespace}/{args.kind}/{args.name}")
-    if response.status_code != 204:
-        raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
+    api_request(args, "DELETE", f"/api/core/v2/namespaces/{args.namespace}/{args.kind}/{args.name}", expect=204)
     print(f"{args.kind} {args.name!r} deleted")
     return 0
 
@@ -166,10 +161,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_check_execute(args: argparse.Namespace) -> int:
     subscriptions = [s for s in args.subscriptions.split(",") if s]
     body = {"check": args.name, "subscriptions": subscriptions, "reason": args.reason, "creator": "pipeline"}
-    response = api_request(args, "POST", f"/api/core/v2/namespaces/{args.namespace}/checks/{args.name}/execute",
-                           json=body)  # fmt: skip
-    if response.status_code != 202:
-        raise ApiError(response.json().get("message", f"HTTP {response.status_code}"))
-    agents = response.json()["agents"]
+    path = f"/api/core/v2/namespaces/{args.namespace}/checks/{args.name}/execute"
+    agents = api_request(args, "POST", path, expect=202, json=body).json()["agents"]
     print(f"check {args.name!r}: {agents} agent{'' if agents == 1 else 's'} asked to run it now")
     return 0

@@ -94,13 +94,14 @@ async def test_pipeline_create_get_and_delete(tmp_path: Path) -> None:
 
             async def cli(*args: str) -> tuple[int, str]:
                 result = await trio.run_process(pipeline_command(*args, "--api-url", url, "--data", str(tmp_path / "data")),
-                                                capture_stdout=True, check=False)  # fmt: skip
-                return result.returncode, result.stdout.decode()
+                                                capture_stdout=True, capture_stderr=True, check=False)  # fmt: skip
+                return result.returncode, result.stdout.decode() + result.stderr.decode()
 
             created = await cli("create", "-f", str(REPO / "config"))
             listed = await cli("get", "checks")
             handlers = await cli("get", "handlers")
             deleted = await cli("delete", "checks", "load")
+            deleted_again = await cli("delete", "checks", "load")
             after = await cli("get", "checks", "--format", "json")
             refused = await cli("create", "-f", str(bad))
             nursery.cancel_scope.cancel()
@@ -114,6 +115,7 @@ async def test_pipeline_create_get_and_delete(tmp_path: Path) -> None:
     assert "every 10s" in rows[0]
     assert handlers[1].splitlines()[2].split() == ["event-file", "pipe", "10", "RUN:", "event-file"]
     assert deleted == (0, "checks 'load' deleted\n")
+    assert deleted_again == (1, "pipeline: checks 'load' not found in namespace default\n")  # the backend's own words
     assert "load" not in [c["metadata"]["name"] for c in json.loads(after[1])]
     assert refused[0] == 1
     assert "Handler 'h': spec.command: required for a pipe handler" in refused[1]
