@@ -197,13 +197,12 @@ class Backend:
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister)
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
-                           max_body=self.config.max_body_size, change_handlers=self.config.change_handlers)  # fmt: skip
+                           change_handlers=self.config.change_handlers)  # fmt: skip
         routes = [*key_routes(self.keys, self.store), *push]
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
                          delete_event=self.delete_event, silences=self.silences,
-                         resources=self.resource_service, execute=self.execute_check,
-                         max_body=self.config.max_body_size)  # fmt: skip
+                         resources=self.resource_service, execute=self.execute_check)  # fmt: skip
         await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr,
                         limits=Limits(max_body=self.config.max_body_size), metrics=self.metrics.http,
                         task_status=task_status)  # fmt: skip

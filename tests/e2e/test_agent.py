@@ -162,6 +162,8 @@ async def test_results_posted_to_the_local_api_are_spooled_then_delivered(tmp_pa
                 nameless = await client.post(url, json={"check": {"status": 0}})
                 assert nameless.json() == {"message": "check.metadata.name: a check needs a name"}
                 assert (await client.get(url.replace("/events", "/version"))).json() == {"version": "0.1.0"}
+                huge = await client.post(url, json={"check": {"metadata": {"name": "x"}, "output": "x" * (1 << 20)}})
+                assert huge.status_code == 413
             received = {}
             while set(received) != {"backup", "ping"}:
                 event = await pipe.next_event()

@@ -37,7 +37,7 @@ async def test_a_full_pipeline_is_503_with_retry_after(tmp_path: Path) -> None:
     def full(events: object, reply: object, *, new_ids: bool = False) -> bool:
         return False
 
-    push = push_routes(full, metrics, lambda key: key == "k", max_body=1 << 20, change_handlers=[])
+    push = push_routes(full, metrics, lambda key: key == "k", change_handlers=[])
     app = create_app(SQLiteStore(tmp_path / "events.db"), full, metrics, extra_routes=push)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backend") as client:
         api = await client.post("/api/core/v2/namespaces/default/events", json=EVENT)
