@@ -108,6 +108,9 @@ async def test_silences_made_and_removed_through_the_api(tmp_path: Path) -> None
                 one = await client.get(f"{silenced}/linux:*")
                 by_subscription = [(await client.get(f"{silenced}/subscriptions/{s}")).json() for s in ("linux", "web")]
                 by_check = (await client.get(f"{silenced}/checks/disk")).json()
+                assert (await client.post(silenced, json={"check": "backup"})).status_code == 201
+                by_check_backup = (await client.get(f"{silenced}/checks/backup")).json()
+                assert (await client.delete(f"{silenced}/*:backup")).status_code == 204
                 await client.post(EVENTS, json=check_event("disk", 2))
                 during = (await client.get(f"{EVENTS}/web1/disk")).json()["check"]
                 assert (await client.delete(f"{silenced}/linux:*")).status_code == 204
@@ -129,6 +132,7 @@ async def test_silences_made_and_removed_through_the_api(tmp_path: Path) -> None
     assert (one.status_code, one.json()) == (200, listed[0])
     assert [len(found) for found in by_subscription] == [1, 0]
     assert by_check == []  # linux:* names no check
+    assert [e["metadata"]["name"] for e in by_check_backup] == ["*:backup"]
     assert (during["silenced"], during["is_silenced"]) == (["linux:*"], True)
     assert missing.status_code == 404
     assert "silenced" not in after
