@@ -77,13 +77,6 @@ class _PeerGone(Exception):
         self.reason = reason
 
 
-def address_of(url: str) -> tuple[str, int]:
-    """``"http://127.0.0.1:8080"`` -> ``("127.0.0.1", 8080)``; IPv6 hosts lose their brackets."""
-    hostport = url.split("://", 1)[1]
-    host, _, port = hostport.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 async def serve_app(
     app: ASGIApp,
     address: tuple[str, int],
