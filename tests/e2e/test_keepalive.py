@@ -120,10 +120,14 @@ async def test_a_check_past_its_ttl_fails_and_keeps_failing_every_ttl(tmp_path: 
             nursery.cancel_scope.cancel()
     await pipe.aclose()
     assert posted["check"]["output"] == "backup done"
-    for expired in (first, second):
+    for before, expired in ((posted, first), (first, second)):
         assert expired["entity"]["metadata"]["name"] == "db1"
         assert expired["check"]["status"] == 1
-        assert expired["check"]["output"] == "Last check execution was 2 seconds ago"
+        # Whole seconds since the result before it, as Sensu counts them: the ttl (2), or 3 when the expiry falls
+        # in the next second of the clock (execution times are whole seconds, deadlines are not).
+        elapsed = expired["check"]["executed"] - before["check"]["executed"]
+        assert elapsed in (2, 3)
+        assert expired["check"]["output"] == f"Last check execution was {elapsed} seconds ago"
     assert [h["status"] for h in second["check"]["history"]] == [0, 1, 1]
     assert second["check"]["occurrences"] == 2
 
