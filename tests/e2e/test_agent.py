@@ -82,7 +82,7 @@ MONITORING_PLUGINS = Path("/usr/lib/nagios/plugins")
 
 
 async def test_perfdata_of_real_monitoring_plugins_becomes_metrics(tmp_path: Path) -> None:
-    assert (MONITORING_PLUGINS / "check_load").exists(), "install Debian's monitoring-plugins-basic (.ci/run does)"
+    assert (MONITORING_PLUGINS / "check_load").exists(), "install Debian's monitoring-plugins-basic (.ci/setup does)"
     check = f"""
         ---
         type: CheckConfig
