@@ -88,6 +88,29 @@ class HttpMetrics:
 
 
 @dataclass(slots=True)
+class StoreMetrics:
+    """The store service's: failed calls and the outbox of handler work."""
+
+    failures: Counter
+    outbox_jobs: Gauge
+    outbox_resumed: Counter
+    outbox_unreadable: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> StoreMetrics:
+        return cls(
+            failures=Counter("pipeline_store_failures", "Store calls that failed", ["operation"], registry=registry),
+            outbox_jobs=Gauge("pipeline_outbox_jobs", "Events whose handlers have not all run yet", registry=registry),
+            outbox_resumed=Counter(
+                "pipeline_outbox_resumed", "Handler jobs found unfinished at start and run again", registry=registry
+            ),
+            outbox_unreadable=Counter(
+                "pipeline_outbox_unreadable", "Handler jobs whose stored event could not be read", registry=registry
+            ),
+        )
+
+
+@dataclass(slots=True)
 class BackendMetrics:
     registry: CollectorRegistry
     queues: ChannelDepthCollector
@@ -125,6 +148,7 @@ class BackendMetrics:
     entities_registered: Counter
     entities_deregistered: Counter
     http: HttpMetrics
+    store: StoreMetrics
 
     @classmethod
     def create(
@@ -223,6 +247,7 @@ class BackendMetrics:
                 "pipeline_entities_deregistered", "Entities removed on deregistration", registry=r
             ),
             http=HttpMetrics.create(r, "pipeline_http"),
+            store=StoreMetrics.create(r),
         )
 
 

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,7 +29,8 @@ from pipeline.metrics import BackendMetrics
 from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import decode, encode, load_json
 from pipeline.model.pipeline import Silenced
-from pipeline.store.base import EventStore, TimelineQuery
+from pipeline.store.base import TimelineQuery
+from pipeline.store.service import StoreService
 
 log = get_logger("backend.api")
 
@@ -114,7 +114,7 @@ def _fill_or_match(meta: Any, attr: str, wanted: str, path: str) -> None:
 
 
 def create_app(
-    store: EventStore,
+    store: StoreService,
     offer: Offer,
     metrics: BackendMetrics,
     *,
@@ -128,9 +128,6 @@ def create_app(
     wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The Starlette app; dependencies are passed in, background work lives in the daemon."""
-
-    async def read(fn: Callable[..., Any], *args: Any) -> Any:
-        return await trio.to_thread.run_sync(fn, *args)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -146,12 +143,12 @@ def create_app(
     async def list_events(request: Request) -> Response:
         """The latest events of a namespace (or of one entity); under ``/api/core/v2/events``, of all."""
         p = request.path_params
-        events = await read(store.list_events, p.get("namespace"), p.get("entity"))
+        events = await store.list_events(p.get("namespace"), p.get("entity"))
         return JSONResponse([e.to_dict() for e in events])
 
     async def get_event(request: Request) -> Response:
         p = request.path_params
-        event = await read(store.get_event, p["namespace"], p["entity"], p["check"])
+        event = await store.get_event(p["namespace"], p["entity"], p["check"])
         if event is None:
             return error(404, f"event {p['entity']}/{p['check']} not found in namespace {p['namespace']}")
         return JSONResponse(event.to_dict())
@@ -307,12 +304,12 @@ def create_app(
         return data
 
     async def list_entities(request: Request) -> Response:
-        found = await read(store.list_entities, request.path_params["namespace"])
+        found = await store.list_entities(request.path_params["namespace"])
         return JSONResponse([entity_json(e) for e in found])
 
     async def get_entity(request: Request) -> Response:
         p = request.path_params
-        entity = await read(store.get_entity, p["namespace"], p["entity"])
+        entity = await store.get_entity(p["namespace"], p["entity"])
         if entity is None:
             return error(404, f"entity {p['entity']} not found in namespace {p['namespace']}")
         return JSONResponse(entity_json(entity))
@@ -332,15 +329,15 @@ def create_app(
             entity.validate("")
         except ValidationError as exc:
             return error(400, str(exc))
-        if request.method == "POST" and await read(store.get_entity, p["namespace"], entity.name) is not None:
+        if request.method == "POST" and await store.get_entity(p["namespace"], entity.name) is not None:
             return error(409, f"entity {entity.name} already exists in namespace {p['namespace']}")
-        created = await read(store.put_entity, entity)
+        created = await store.put_entity(entity)
         log.info("entity saved through the API", entity=entity.name, namespace=p["namespace"], created=created)
         return Response(status_code=201)
 
     async def delete_entity(request: Request) -> Response:
         p = request.path_params
-        if await read(store.get_entity, p["namespace"], p["entity"]) is None:
+        if await store.get_entity(p["namespace"], p["entity"]) is None:
             return error(404, f"entity {p['entity']} not found in namespace {p['namespace']}")
         assert entities is not None
         await entities.deregister(p["namespace"], p["entity"])
@@ -365,17 +362,17 @@ def create_app(
         return JSONResponse({"issued": int(wall_clock()), "agents": asked}, status_code=202)
 
     async def list_dead_letters(request: Request) -> Response:
-        letters = await read(store.list_dead_letters)
+        letters = await store.list_dead_letters()
         return JSONResponse([encode(letter) for letter in letters])
 
     async def get_dead_letter(request: Request) -> Response:
-        letter = await read(store.get_dead_letter, request.path_params["id"])
+        letter = await store.get_dead_letter(request.path_params["id"])
         if letter is None:
             return error(404, f"dead letter {request.path_params['id']} not found")
         return JSONResponse(encode(letter))
 
     async def delete_dead_letter(request: Request) -> Response:
-        if not await read(store.delete_dead_letter, request.path_params["id"]):
+        if not await store.delete_dead_letter(request.path_params["id"]):
             return error(404, f"dead letter {request.path_params['id']} not found")
         return Response(status_code=204)
 
@@ -406,7 +403,7 @@ def create_app(
             return error(400, f"limit: between 1 and {TIMELINE_PAGE_MAX}, got {limit}")
         query = TimelineQuery(request.path_params["namespace"], since, until, params.get("entity", ""),
                               params.get("type", ""), limit, after)  # fmt: skip
-        events, cursor = await read(store.timeline, query)
+        events, cursor = await store.timeline(query)
         headers = {"Sensu-Continue": cursor} if cursor else {}
         return JSONResponse([e.to_dict() for e in events], headers=headers)
 

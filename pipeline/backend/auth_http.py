@@ -10,7 +10,6 @@ import re
 import time
 from collections.abc import Callable
 
-import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,7 +20,7 @@ from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import new_event_id
 from pipeline.model.apikey import StoredKey
-from pipeline.store.base import EventStore
+from pipeline.store.service import StoreService
 
 log = get_logger("backend.auth")
 
@@ -62,7 +61,7 @@ class RequireKey:
         await response(scope, receive, send)
 
 
-def key_routes(keys: ApiKeys, store: EventStore, *, wall_clock: Callable[[], float] = time.time) -> list[Route]:
+def key_routes(keys: ApiKeys, store: StoreService, *, wall_clock: Callable[[], float] = time.time) -> list[Route]:
     async def login(request: Request) -> Response:
         body = None
         if request.method == "POST":
@@ -85,18 +84,18 @@ def key_routes(keys: ApiKeys, store: EventStore, *, wall_clock: Callable[[], flo
             return JSONResponse({"message": f"role: expected one of {', '.join(ROLES)}, got {role!r}"}, status_code=400)
         secret = new_key()
         stored = StoredKey(new_event_id(), str(body.get("name", "")), role, digest(secret), int(wall_clock()))
-        await trio.to_thread.run_sync(store.put_api_key, stored)
+        await store.put_api_key(stored)
         keys.stored[stored.digest] = stored
         log.info("API key created", key_id=stored.id, role=role, name=stored.name)
         return JSONResponse({"id": stored.id, "name": stored.name, "role": role, "key": secret}, status_code=201)
 
     async def list_keys(request: Request) -> Response:
-        found = await trio.to_thread.run_sync(store.list_api_keys)
+        found = await store.list_api_keys()
         return JSONResponse([{"id": k.id, "name": k.name, "role": k.role, "created": k.created} for k in found])
 
     async def revoke_key(request: Request) -> Response:
         key_id = request.path_params["id"]
-        if not await trio.to_thread.run_sync(store.delete_api_key, key_id):
+        if not await store.delete_api_key(key_id):
             return JSONResponse({"message": f"API key {key_id} not found"}, status_code=404)
         keys.stored = {d: k for d, k in keys.stored.items() if k.id != key_id}
         log.info("API key revoked", key_id=key_id)

@@ -5,8 +5,9 @@ keepalives on a second one that is always taken first, so that a backlog of chec
 never delays them (a late keepalive would be a false alarm). A single task takes them in
 batches: replays are dropped by id, each check event's state is
 computed from the previous result of the same check (kept in memory, loaded from the store at
-start), the batch is written in one transaction, each submitter is told the outcome, and
-the events go on to the handlers.
+start), the batch is written in one transaction together with a handler job per event (the
+outbox: the handlers of an acknowledged event run even if the backend dies right after), each
+submitter is told the outcome, and the jobs go on to the handlers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, Check, Event
 from pipeline.model.entity import proxy_entity
-from pipeline.store.base import EventStore
+from pipeline.model.outbox import HandlerJob
+from pipeline.store.service import StoreService
 
 log = get_logger("backend.eventd")
 
@@ -43,7 +45,7 @@ CheckKey = tuple[str, str, str]
 
 
 class Outcome(enum.Enum):
-    STORED = "stored"  # durably stored (check events) or accepted into the pipeline (metrics only)
+    STORED = "stored"  # durably stored, with its handler job (check events), or its handler job (metrics only)
     DUPLICATE = "duplicate"  # seen before: already stored, nothing changed
     FAILED = "failed"  # the store failed; the submitter should retry later
 
@@ -74,9 +76,9 @@ def check_key(event: Event) -> CheckKey:
 class EventProcessor:
     def __init__(
         self,
-        store: EventStore,
+        store: StoreService,
         metrics: BackendMetrics,
-        handlers: trio.MemorySendChannel[Event],
+        handlers: trio.MemorySendChannel[HandlerJob],
         *,
         wall_clock: Callable[[], float] = time.time,
         on_stored: Callable[[Sequence[Event], float], None] | None = None,
@@ -90,7 +92,6 @@ class EventProcessor:
         self._wall_clock = wall_clock
         self._checks: dict[CheckKey, Check] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self._store_limiter = trio.CapacityLimiter(1)
         self.inbox, self._receive = trio.open_memory_channel[Submission](INBOX_SIZE)
         self.priority_inbox, self._receive_priority = trio.open_memory_channel[Submission](PRIORITY_INBOX_SIZE)
         self._work = trio.Event()
@@ -104,7 +105,7 @@ class EventProcessor:
 
     async def load_state(self) -> None:
         """Read every check's latest result from the store (once, at start)."""
-        self._checks = await trio.to_thread.run_sync(self.store.latest_checks, limiter=self._store_limiter)
+        self._checks = await self.store.latest_checks()
         log.info("state loaded", checks=len(self._checks))
 
     async def submit(self, event: Event, reply: Reply | None = None) -> None:
@@ -128,8 +129,15 @@ class EventProcessor:
         self._work.set()
 
     async def handle_only(self, event: Event) -> None:
-        """Send an event straight to the handlers, unstored (registration, deregistration)."""
-        await self._handlers.send(event)
+        """Send an event to the handlers with no check state (registration, deregistration),
+        through the outbox like any other."""
+        try:
+            (seq,) = await self.store.put_jobs([event])
+        except StoreError as exc:
+            self.metrics.store.failures.labels("put_jobs").inc()
+            log.error("handler job not stored; handled without the outbox", event_id=event.id, error=exc)
+            seq = 0
+        await self._handlers.send(HandlerJob(seq, event))
         self.metrics.events_processed.inc()
 
     def forget_entity(self, namespace: str, name: str) -> None:
@@ -178,7 +186,8 @@ class EventProcessor:
                     self.silences.apply(event, now)
                 states[key] = event.check
                 to_store.append(event)
-        if to_store and not await self._write(to_store):
+        jobs = await self._write(to_store, [sub.event for sub in fresh]) if fresh else []
+        if jobs is None:
             for sub in fresh:
                 _reply(sub, Outcome.FAILED)
             return
@@ -190,8 +199,8 @@ class EventProcessor:
         for sub in fresh:
             self._remember(sub.event.id)
             _reply(sub, Outcome.STORED)
-        for sub in fresh:
-            await self._handlers.send(sub.event)
+        for sub, seq in zip(fresh, jobs, strict=True):
+            await self._handlers.send(HandlerJob(seq, sub.event))
             self.metrics.events_processed.inc()
 
     async def _split_replays(self, batch: Sequence[Submission]) -> tuple[list[Submission], list[Submission]]:
@@ -199,8 +208,9 @@ class EventProcessor:
         known: set[str] = set()
         if unknown:
             try:
-                known = await trio.to_thread.run_sync(self.store.known_ids, unknown, limiter=self._store_limiter)
+                known = await self.store.known_ids(unknown)
             except StoreError as exc:
+                self.metrics.store.failures.labels("known_ids").inc()
                 log.error("store lookup failed", error=exc)
         fresh, duplicates, seen = [], [], set()
         for sub in batch:
@@ -212,15 +222,18 @@ class EventProcessor:
                 fresh.append(sub)
         return fresh, duplicates
 
-    async def _write(self, events: list[Event]) -> bool:
+    async def _write(self, events: list[Event], outbox: list[Event]) -> list[int] | None:
+        """Store the check events and a handler job per event of ``outbox``, at once; the jobs'
+        rows, or None when the store failed (nothing was written)."""
         try:
-            await trio.to_thread.run_sync(self.store.write_batch, events, limiter=self._store_limiter)
+            jobs = await self.store.write_batch(events, outbox)
         except StoreError as exc:
-            log.error("store write failed", events=len(events), error=exc)
-            return False
+            self.metrics.store.failures.labels("write_batch").inc()
+            log.error("store write failed", events=len(outbox), error=exc)
+            return None
         self.metrics.events_stored.inc(len(events))
-        self.metrics.store_batches.observe(len(events))
-        return True
+        self.metrics.store_batches.observe(len(outbox))
+        return jobs
 
     def _remember(self, event_id: str) -> None:
         self._recent[event_id] = None

@@ -9,6 +9,10 @@ stops another workflow. A failing handler is retried with exponential backoff up
 replayed (:meth:`HandlerRunner.replay`) or deleted. A bounded pool of workers takes events; a
 capacity limiter bounds the handler and mutator processes running at once, and a handler's
 ``concurrency`` bounds its own runs.
+
+Events come as jobs of the outbox (:mod:`pipeline.model.outbox`): each workflow that finishes
+(handled, filtered out, or kept as a dead letter) is reported on the ``completions`` channel,
+and so is the end of the job, so that a restarted backend runs only what was not done.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event, new_event_id
 from pipeline.model.deadletter import DeadLetter
+from pipeline.model.outbox import Completion, HandlerJob, workflow_key
 from pipeline.model.resources import Handler
 from pipeline.process import run_command, with_env_vars
 
@@ -78,9 +83,11 @@ class HandlerRunner:
         max_processes: int = MAX_PROCESSES,
         retry_base: float = RETRY_BASE,
         dead_letters: Callable[[DeadLetter], Awaitable[None]] | None = None,
+        completions: trio.MemorySendChannel[Completion] | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._resources = resources
+        self._completions = completions
         self._dead_letters = dead_letters
         self.metrics = metrics
         self.env = dict(env)
@@ -96,8 +103,10 @@ class HandlerRunner:
         self.refresh(resources())
         self._templates: dict[str, Template] = {}
         self._reported: set[str] = set()
-        self.inbox, self._receive = trio.open_memory_channel[Event](INBOX_SIZE)
+        self.inbox, self._receive = trio.open_memory_channel[HandlerJob](INBOX_SIZE)
         metrics.queues.watch("handlers_inbox", self.inbox)  # type: ignore[arg-type]
+        self._busy = 0
+        self._idle = trio.Event()
 
     def prepare(self, resources: Resources) -> dict[str, plugins.HandlerPlugin]:
         """The plugins of ``resources``, loaded (the ones already loaded are kept); raises HandlerError
@@ -129,20 +138,37 @@ class HandlerRunner:
         self._limits = limits
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            for _ in range(self.workers):
-                nursery.start_soon(self._worker, self._receive.clone())
-            await self._receive.aclose()
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(self.workers):
+                    nursery.start_soon(self._worker, self._receive.clone())
+                await self._receive.aclose()
+                task_status.started()
+        finally:
+            if self._completions is not None:
+                self._completions.close()  # lets the store service write the last ones and stop
 
-    async def _worker(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
+    async def _worker(self, receive: trio.MemoryReceiveChannel[HandlerJob]) -> None:
         async with receive:
-            async for event in receive:
-                await self.handle(event)
+            async for job in receive:
+                self._busy += 1
+                try:
+                    await self.handle(job.event, job.seq, job.done)
+                finally:
+                    self._busy -= 1
+                    self._idle.set()
 
-    async def handle(self, event: Event) -> None:
-        """Run every workflow of the event, concurrently, each isolated from the others."""
+    async def drain(self) -> None:
+        """Return once every job sent so far has been handled (callers bound the wait)."""
+        while self._busy or self.inbox.statistics().current_buffer_used:
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    async def handle(self, event: Event, seq: int = 0, done: frozenset[str] = frozenset()) -> None:
+        """Run every workflow of the event (but those of ``done``), concurrently, each isolated
+        from the others; report each on the completions channel as it finishes (job ``seq``)."""
         workflows, problems = workflows_for(event, self._resources())
+        workflows = [w for w in workflows if workflow_key(w.pipeline, w.name) not in done]
         for problem in problems:
             self.metrics.handler_failures.labels(problem.name, problem.reason).inc()
             # Every keepalive names the "keepalive" handler, defined or not: warn once per name, then count.
@@ -152,11 +178,28 @@ class HandlerRunner:
             self._reported.add(problem.message)
             report("pipeline problem", event_id=event.id, entity=event.entity_name, check=event.check_name,
                    problem=problem.message)  # fmt: skip
-        if not workflows:
-            return
+        remaining = [len(workflows)]
+
+        async def run_one(workflow: Workflow) -> None:
+            await self._run_workflow(workflow, event)
+            remaining[0] -= 1
+            if remaining[0]:  # the last one is recorded with the job's end, in one row
+                await self._complete(Completion(seq, workflow_key(workflow.pipeline, workflow.name)))
+
         async with trio.open_nursery() as nursery:
             for workflow in workflows:
-                nursery.start_soon(self._run_workflow, workflow, event)
+                nursery.start_soon(run_one, workflow)
+        await self._complete(Completion(seq))
+
+    async def _complete(self, completion: Completion) -> None:
+        if self._completions is None or not completion.seq:
+            return
+        try:
+            # Without a checkpoint when there is room: a stop that cancels the workers right
+            # after a handler ran must not lose the record that it ran.
+            self._completions.send_nowait(completion)
+        except trio.WouldBlock:
+            await self._completions.send(completion)
 
     # -- one workflow ----------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
-from pipeline.store.base import EventStore
+from pipeline.store.service import StoreService
 
 log = get_logger("backend.liveness")
 
@@ -49,7 +49,7 @@ class Liveness:
     def __init__(
         self,
         eventd: EventProcessor,
-        store: EventStore,
+        store: StoreService,
         metrics: BackendMetrics,
         *,
         wall_clock: Callable[[], float] = time.time,
@@ -109,7 +109,7 @@ class Liveness:
     async def register(self, entity: Entity) -> None:
         """An agent connected: store its entity; a new one gets Sensu's ``registration`` event."""
         try:
-            created = await trio.to_thread.run_sync(self.store.put_entity, entity, limiter=self._store_limiter)
+            created = await self.store.put_entity(entity)
         except StoreError as exc:
             log.error("entity not stored", entity=entity.name, error=exc)
             return
@@ -140,8 +140,7 @@ class Liveness:
     async def deregister(self, namespace: str, name: str) -> None:
         """Remove an entity and its events; the handlers hear each event resolved."""
         try:
-            events = await trio.to_thread.run_sync(self.store.delete_entity, namespace, name,
-                                                   limiter=self._store_limiter)  # fmt: skip
+            events = await self.store.delete_entity(namespace, name)  # fmt: skip
         except StoreError as exc:
             log.error("entity not deregistered", entity=name, error=exc)
             return
@@ -178,8 +177,7 @@ class Liveness:
 
     async def _stored_event(self, namespace: str, entity: str, check: str) -> Event | None:
         try:
-            return await trio.to_thread.run_sync(self.store.get_event, namespace, entity, check,
-                                                 limiter=self._store_limiter)  # fmt: skip
+            return await self.store.get_event(namespace, entity, check)  # fmt: skip
         except StoreError as exc:
             log.error("stored event unreadable", entity=entity, check=check, error=exc)
             return None

@@ -8,15 +8,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import trio
-
 from pipeline.config.loader import resource_from_document
 from pipeline.config.overlay import Change, key_of, overlay
 from pipeline.errors import StoreError, ValidationError
 from pipeline.logs import get_logger
 from pipeline.model import DEFAULT_NAMESPACE
 from pipeline.model.resources import Resources
-from pipeline.store.base import EventStore
+from pipeline.store.service import StoreService
 
 log = get_logger("backend.resources")
 
@@ -31,7 +29,7 @@ class ResourceService:
     def __init__(
         self,
         base: Resources,
-        store: EventStore,
+        store: StoreService,
         *,
         check: Callable[[Resources], None] = lambda resources: None,
         changed: Callable[[Resources], Awaitable[None]] | None = None,
@@ -45,7 +43,7 @@ class ResourceService:
 
     async def load(self) -> None:
         """Apply the changes made through the API before this start."""
-        for kind, namespace, name, document in await trio.to_thread.run_sync(self.store.list_resources):
+        for kind, namespace, name, document in await self.store.list_resources():
             try:
                 resource = None if document is None else resource_from_document(json.loads(document))
             except (ValidationError, ValueError) as exc:
@@ -89,7 +87,7 @@ class ResourceService:
             raise ValidationError(first.path, f"{first.kind} {first.name!r}: {first.message}")
         self._check(candidate)  # e.g. a plugin that cannot be loaded
         try:
-            await trio.to_thread.run_sync(self.store.put_resource, *key, document)
+            await self.store.put_resource(*key, document)
         except StoreError:
             log.error("resource change not stored", kind=key[0], name=key[2])
             raise

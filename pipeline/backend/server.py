@@ -1,7 +1,9 @@
 """The backend daemon: store, event processor, handlers, agent transport and HTTP API.
 
-The store lives in the outer scope and the listeners and workers inside, so that shutdown
-stops taking work before the store is closed.
+Nurseries nest in the order of shutdown: the store service outermost, then the handlers, then
+everything that takes events in (transport, API, event processor, liveness). A stop closes the
+intake first, gives the handlers ``handler_drain`` seconds to finish what they hold (what they
+do not finish stays in the outbox, for the next start), then closes the store.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from pipeline.metrics import BackendMetrics
 from pipeline.model import CheckConfig
 from pipeline.model.check import HookConfig
 from pipeline.model.deadletter import DeadLetter
+from pipeline.model.outbox import HandlerJob, StoredJob
 from pipeline.process import plugin_environment
+from pipeline.store.service import StoreService
 from pipeline.store.sqlite import SQLiteStore
 from pipeline.tls import TLSFiles, server_context
 
@@ -40,6 +44,8 @@ log = get_logger("backend")
 
 #: The admin API key a backend without any creates in its data directory.
 ADMIN_KEY_FILE = "admin.key"
+#: Outbox jobs read at once when resuming the handler work of a previous run.
+RESUME_PAGE = 500
 
 
 @dataclass(slots=True)
@@ -60,6 +66,8 @@ class BackendConfig:
     #: users who may get a bearer token from /auth (admin role)
     api_users: list[tuple[str, str]] = field(default_factory=list)
     tls: TLSFiles = field(default_factory=TLSFiles)
+    #: seconds a stopping backend lets its handlers finish; the rest stays in the outbox
+    handler_drain: float = 10.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,13 +89,14 @@ class Backend:
         self.config = config
         self.metrics = metrics or BackendMetrics.create()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteStore(config.data_dir / "events.db")
+        self.store = StoreService(SQLiteStore(config.data_dir / "events.db"), self.metrics.store)
         self.resource_service = ResourceService(config.resources, self.store, check=self._check_resources,
                                                 changed=self._resources_changed)  # fmt: skip
         self.transport: TransportServer | None = None
         env = plugin_environment(config.plugin_dirs)
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
-        self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter)
+        self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter,
+                                      completions=self.store.completions)  # fmt: skip
         self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users)
         self.admin_key = self._admin_key_file()
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
@@ -95,6 +104,8 @@ class Backend:
         self.liveness = Liveness(self.eventd, self.store, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None
         self._transport().check_exposure()  # refuse a bad setup before anything starts
+        self._stopping = trio.Event()
+        self._stopped = trio.Event()
 
     @property
     def resources(self) -> Resources:
@@ -128,32 +139,85 @@ class Backend:
         return checks, self.resources.hooks_for(checks)
 
     async def run(self, *, task_status: trio.TaskStatus[BackendAddresses] = trio.TASK_STATUS_IGNORED) -> None:
-        await trio.to_thread.run_sync(self.store.open)
+        await self.store.open()
         try:
-            self.keys.stored = {k.digest: k for k in await trio.to_thread.run_sync(self.store.list_api_keys)}
+            self.keys.stored = {k.digest: k for k in await self.store.list_api_keys()}
             await self.resource_service.load()
             self.handlers.refresh(self.resources)
             await self.eventd.load_state()
             await self.silences.load()
             self.liveness.load(self.eventd.checks)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.handlers.run)
-                await nursery.start(self.eventd.run)
-                await nursery.start(self.liveness.run)
-                self.transport = self._transport()
-                transport_addr = await nursery.start(self.transport.run)
-                api_addr = await nursery.start(self._serve_http)
-                addresses = BackendAddresses(api=api_addr, transport=transport_addr)
-                log.info("backend ready", api=addresses.api_url, transport=f"{transport_addr[0]}:{transport_addr[1]}")
-                task_status.started(addresses)
+            unfinished = await self.store.last_job()  # jobs up to here are a previous run's
+            async with trio.open_nursery() as storage:
+                await storage.start(self.store.run)
+                async with trio.open_nursery() as handling:
+                    await handling.start(self.handlers.run)
+                    handling.start_soon(self._resume_jobs, unfinished)
+                    await self._take_events(task_status)
+                    await self._drain_handlers()
+                    handling.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.store.close)
+                await self.store.close()
             log.info("backend stopped")
+            self._stopped.set()
+
+    async def _take_events(self, task_status: trio.TaskStatus[BackendAddresses]) -> None:
+        """Run everything that takes events in, until :meth:`stop`."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.eventd.run)
+            await nursery.start(self.liveness.run)
+            self.transport = self._transport()
+            transport_addr = await nursery.start(self.transport.run)
+            api_addr = await nursery.start(self._serve_http)
+            addresses = BackendAddresses(api=api_addr, transport=transport_addr)
+            log.info("backend ready", api=addresses.api_url, transport=f"{transport_addr[0]}:{transport_addr[1]}")
+            task_status.started(addresses)
+            await self._stopping.wait()
+            nursery.cancel_scope.cancel()
+
+    async def stop(self) -> None:
+        """Stop taking events, let the handlers finish what they hold (for ``handler_drain``
+        seconds), and close the store; what the handlers did not finish stays in the outbox."""
+        self._stopping.set()
+        await self._stopped.wait()
+
+    async def _drain_handlers(self) -> None:
+        with trio.move_on_after(self.config.handler_drain) as scope:
+            await self.handlers.drain()
+        if scope.cancelled_caught:
+            log.warning("stopping with handler work unfinished; it stays in the outbox for the next start",
+                        drain_seconds=self.config.handler_drain)  # fmt: skip
+
+    async def _resume_jobs(self, last: int) -> None:
+        """Hand the handlers the jobs a previous run left unfinished (up to row ``last``)."""
+        after, resumed = 0, 0
+        while after < last:
+            page = [job for job in await self.store.pending_jobs(after, RESUME_PAGE) if job.seq <= last]
+            if not page:
+                break
+            for stored in page:
+                after = stored.seq
+                job = self._readable(stored)
+                if job is not None:
+                    self.metrics.store.outbox_resumed.inc()
+                    await self.handlers.inbox.send(job)
+                    resumed += 1
+        if resumed:
+            log.info("handler work of a previous run resumed", jobs=resumed)
+
+    def _readable(self, stored: StoredJob) -> HandlerJob | None:
+        try:
+            return stored.decode()
+        except ValidationError as exc:
+            # Left in the outbox for an operator to look at; never run, never blocking the others.
+            self.metrics.store.outbox_unreadable.inc()
+            log.error("outbox job unreadable; skipped", job=stored.seq, error=exc)
+            return None
 
     async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         """Delete a check's latest event and forget its state (the event log keeps its past)."""
-        deleted = await trio.to_thread.run_sync(self.store.delete_event, namespace, entity, check)
+        deleted = await self.store.delete_event(namespace, entity, check)
         if deleted:
             self.eventd.checks.pop((namespace, entity, check), None)
             self.liveness.ttls.cancel((namespace, entity, check))
@@ -162,23 +226,23 @@ class Backend:
 
     async def _keep_dead_letter(self, letter: DeadLetter) -> None:
         try:
-            await trio.to_thread.run_sync(self.store.put_dead_letter, letter)
+            await self.store.put_dead_letter(letter)
         except StoreError as exc:
             log.error("dead letter lost: the store failed", letter=letter.id, event_id=letter.event.id, error=exc)
 
     async def replay_dead_letter(self, letter_id: str) -> ReplayResult | None:
         """Hand a dead letter to its handler again; on success it is deleted. None if unknown."""
-        letter = await trio.to_thread.run_sync(self.store.get_dead_letter, letter_id)
+        letter = await self.store.get_dead_letter(letter_id)
         if letter is None:
             return None
         error = await self.handlers.replay(letter)
         if error is None:
-            await trio.to_thread.run_sync(self.store.delete_dead_letter, letter_id)
+            await self.store.delete_dead_letter(letter_id)
             log.info("dead letter replayed", letter=letter_id, handler=letter.handler, event_id=letter.event.id)
             return ReplayResult(letter_id, True, "")
         letter.error = error
         letter.attempts += 1
-        await trio.to_thread.run_sync(self.store.put_dead_letter, letter)
+        await self.store.put_dead_letter(letter)
         log.warning("dead letter replay failed", letter=letter_id, handler=letter.handler, error=error)
         return ReplayResult(letter_id, False, error)
 

@@ -12,8 +12,6 @@ import json
 import time
 from collections.abc import Callable, Sequence
 
-import trio
-
 from pipeline.core.silencing import ended_by_resolution, is_expired, silencing_names, with_times
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
@@ -21,7 +19,7 @@ from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, Event
 from pipeline.model.codec import encode
 from pipeline.model.pipeline import Silenced
-from pipeline.store.base import EventStore
+from pipeline.store.service import StoreService
 
 log = get_logger("backend.silences")
 
@@ -35,7 +33,7 @@ def seed_key(entry: Silenced) -> str:
 class Silences:
     def __init__(
         self,
-        store: EventStore,
+        store: StoreService,
         metrics: BackendMetrics,
         configured: Sequence[Silenced] = (),
         *,
@@ -52,11 +50,11 @@ class Silences:
     async def load(self) -> None:
         now = self._wall_clock()
         seeds = [(seed_key(entry), with_times(entry, now)) for entry in self._configured]
-        created = await trio.to_thread.run_sync(self.store.seed_silences, seeds)
+        created = await self.store.seed_silences(seeds)
         for entry in created:
             log.info("silence created from the config files", silence=entry.metadata.name,
                      namespace=entry.metadata.namespace, expire_at=entry.expire_at)  # fmt: skip
-        for entry in await trio.to_thread.run_sync(self.store.list_silences):
+        for entry in await self.store.list_silences():
             self._entries.setdefault(entry.metadata.namespace or DEFAULT_NAMESPACE, {})[entry.metadata.name] = entry
         log.info("silences loaded", count=sum(len(e) for e in self._entries.values()))
 
@@ -69,7 +67,7 @@ class Silences:
         """Create or replace a silence (Sensu's defaults for begin and expire_at filled)."""
         entry = with_times(entry, self._wall_clock())
         namespace = entry.metadata.namespace or DEFAULT_NAMESPACE
-        await trio.to_thread.run_sync(self.store.put_silence, entry)
+        await self.store.put_silence(entry)
         self._entries.setdefault(namespace, {})[entry.metadata.name] = entry
         log.info("silence created", silence=entry.metadata.name, namespace=namespace, expire_at=entry.expire_at,
                  creator=entry.creator, reason=entry.reason)  # fmt: skip
@@ -78,7 +76,7 @@ class Silences:
     async def delete(self, namespace: str, name: str) -> bool:
         if self._entries.get(namespace, {}).pop(name, None) is None:
             return False
-        await trio.to_thread.run_sync(self.store.delete_silence, namespace, name)
+        await self.store.delete_silence(namespace, name)
         log.info("silence deleted", silence=name, namespace=namespace)
         return True
 
@@ -108,7 +106,7 @@ class Silences:
         ending, self._ending = self._ending, []
         for namespace, name, why in ending:
             try:
-                await trio.to_thread.run_sync(self.store.delete_silence, namespace, name)
+                await self.store.delete_silence(namespace, name)
             except StoreError as exc:
                 log.error("ended silence not deleted", silence=name, namespace=namespace, error=exc)
                 continue

@@ -292,8 +292,10 @@ def _agent_config(
 
 
 Stopper = Callable[[], Awaitable[None]]
-#: How long a clean stop may take (the agent waiting for the ack of agent_stopped).
-STOP_GRACE = 5.0
+#: How long a clean stop may take: the agent waiting for the ack of agent_stopped (AGENT_STOP),
+#: the backend letting its handlers finish (BackendConfig.handler_drain, 10 s by default).
+STOP_GRACE = 15.0
+AGENT_STOP = 4.0
 
 
 async def _until_signalled(main: Callable[[trio.Nursery], Awaitable[Stopper | None]]) -> None:
@@ -341,9 +343,10 @@ def cmd_backend(args: argparse.Namespace) -> int:
     except ConfigErrors as exc:
         return _config_failed(exc)
 
-    async def main(nursery: trio.Nursery) -> None:
-        await nursery.start(Backend(config).run)
-        return None
+    async def main(nursery: trio.Nursery) -> Stopper:
+        backend = Backend(config)
+        await nursery.start(backend.run)
+        return backend.stop
 
     return run_daemon(args, main)
 
@@ -354,7 +357,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
     async def main(nursery: trio.Nursery) -> Stopper:
         agent = Agent(config)
         await nursery.start(agent.run)
-        return agent.stop
+
+        async def stop() -> None:
+            with trio.move_on_after(AGENT_STOP):
+                await agent.stop()
+
+        return stop
 
     return run_daemon(args, main)
 
@@ -375,7 +383,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         agent = Agent(agent_config, agent_metrics)
         await nursery.start(agent.run)
         print(f"pipeline is up: API {addresses.api_url}, agent {agent_config.name!r}", file=sys.stderr, flush=True)
-        return agent.stop
+
+        async def stop() -> None:
+            with trio.move_on_after(AGENT_STOP):
+                await agent.stop()
+            await backend.stop()
+
+        return stop
 
     return run_daemon(args, main)
 

@@ -1,5 +1,6 @@
-"""The event store interface. Implementations are synchronous; the backend calls them from
-worker threads (``trio.to_thread``), one batch per call for writes."""
+"""The store's interface: one narrow protocol per kind of record, and :class:`EventStore`, all
+of them together. Implementations are synchronous; the backend reaches them only through
+:class:`pipeline.store.service.StoreService`, which owns the thread hops and their limits."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Protocol
 from pipeline.model import Check, Entity, Event
 from pipeline.model.apikey import StoredKey
 from pipeline.model.deadletter import DeadLetter
+from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
 
 #: (namespace, entity name, check name)
@@ -35,16 +37,16 @@ class TimelineQuery:
         return int(timestamp), int(seq)
 
 
-class EventStore(Protocol):
-    def open(self) -> None:
-        """Connect and create the schema if needed (idempotent)."""
+class EventRecords(Protocol):
+    """Each check's latest event and the event log, with the outbox written beside them."""
 
-    def close(self) -> None: ...
-
-    def write_batch(self, events: Sequence[Event]) -> None:
-        """Store the check events of ``events`` in one transaction: each replaces the latest
-        event of its check and is appended to the event log. Metrics-only events are not
-        stored, and metrics are not kept with check events (as in Sensu Go)."""
+    def write_batch(self, events: Sequence[Event], outbox: Sequence[Event] = ()) -> list[int]:
+        """Store the check events of ``events`` and put every event of ``outbox`` in the outbox,
+        in one transaction; return the outbox rows (``HandlerJob.seq``) in ``outbox``'s order.
+        Each check event replaces the latest event of its check and is appended to the event
+        log. Metrics-only events are not stored, and metrics are not kept with check events
+        (as in Sensu Go); the outbox keeps whole events."""
+        ...
 
     def known_ids(self, ids: Collection[str]) -> set[str]:
         """Which of ``ids`` are already in the event log."""
@@ -68,6 +70,33 @@ class EventStore(Protocol):
 
     def count_log(self) -> int: ...
 
+    def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
+        """Logged events in time order, and the cursor of the next page ("" when none)."""
+        ...
+
+
+class OutboxRecords(Protocol):
+    """Handler work not yet done (see :mod:`pipeline.model.outbox`)."""
+
+    def put_jobs(self, events: Sequence[Event]) -> list[int]:
+        """Events to hand to the handlers, with no check state (registrations); their rows."""
+        ...
+
+    def pending_jobs(self, after: int, limit: int) -> list[StoredJob]:
+        """Jobs not done, oldest first, from the row after ``after``."""
+        ...
+
+    def complete(self, completions: Sequence[Completion]) -> None:
+        """Record, in one transaction, workflows that ran and jobs that are done."""
+
+    def count_jobs(self) -> int: ...
+
+    def last_job(self) -> int:
+        """The newest job's row (0 when the outbox is empty)."""
+        ...
+
+
+class EntityRecords(Protocol):
     def put_entity(self, entity: Entity) -> bool:
         """Store (or replace) an entity; True when it is new (a registration)."""
         ...
@@ -80,6 +109,8 @@ class EventStore(Protocol):
 
     def list_entities(self, namespace: str | None = None) -> list[Entity]: ...
 
+
+class DeadLetterRecords(Protocol):
     def put_dead_letter(self, letter: DeadLetter) -> None:
         """Store (or update) an event a handler failed to take."""
 
@@ -91,6 +122,8 @@ class EventStore(Protocol):
 
     def get_dead_letter(self, letter_id: str) -> DeadLetter | None: ...
 
+
+class SilenceRecords(Protocol):
     def put_silence(self, entry: Silenced) -> None: ...
 
     def delete_silence(self, namespace: str, name: str) -> bool: ...
@@ -101,17 +134,28 @@ class EventStore(Protocol):
 
     def list_silences(self) -> list[Silenced]: ...
 
-    def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
-        """Logged events in time order, and the cursor of the next page ("" when none)."""
-        ...
 
+class KeyRecords(Protocol):
     def put_api_key(self, key: StoredKey) -> None: ...
 
     def delete_api_key(self, key_id: str) -> bool: ...
 
     def list_api_keys(self) -> list[StoredKey]: ...
 
+
+class ResourceRecords(Protocol):
     def put_resource(self, kind: str, namespace: str, name: str, document: bytes | None) -> None:
         """A resource changed through the API: its JSON document, or None when deleted."""
 
     def list_resources(self) -> list[tuple[str, str, str, bytes | None]]: ...
+
+
+class EventStore(
+    EventRecords, OutboxRecords, EntityRecords, DeadLetterRecords, SilenceRecords, KeyRecords, ResourceRecords, Protocol
+):
+    """Every kind of record, in one database."""
+
+    def open(self) -> None:
+        """Connect and create the schema if needed (idempotent)."""
+
+    def close(self) -> None: ...

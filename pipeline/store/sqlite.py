@@ -21,15 +21,18 @@ from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
 from pipeline.model.apikey import StoredKey
 from pipeline.model.codec import decode, encode
 from pipeline.model.deadletter import DeadLetter
+from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
+from pipeline.store import sqlite_outbox
 from pipeline.store.base import CheckKey, TimelineQuery
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``,
-#: 4 ``silenced``, 5 ``api_keys``, 6 ``resources``).
-UPGRADABLE = (1, 2, 3, 4, 5)
+#: 4 ``silenced``, 5 ``api_keys``, 6 ``resources``, 7 the outbox).
+UPGRADABLE = (1, 2, 3, 4, 5, 6)
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     namespace TEXT NOT NULL,
@@ -86,6 +89,8 @@ CREATE TABLE IF NOT EXISTS entities (
     PRIMARY KEY (namespace, name)
 ) WITHOUT ROWID;
 """
+    + sqlite_outbox.SCHEMA
+)
 
 #: SQLite's default limit on host parameters is 32766 in recent versions; stay well below.
 _ID_CHUNK = 500
@@ -168,31 +173,10 @@ class SQLiteStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def write_batch(self, events: Sequence[Event]) -> None:
-        rows = []
-        for event in events:
-            if event.check is None:
-                continue
-            stored = Event(
-                timestamp=event.timestamp,
-                entity=event.entity,
-                check=event.check,
-                metadata=event.metadata,
-                id=event.id,
-                sequence=event.sequence,
-                pipelines=event.pipelines,
-                fallback_pipeline=event.fallback_pipeline,
-            )
-            namespace = event.namespace or DEFAULT_NAMESPACE
-            try:
-                blob = stored.to_msgpack()
-            except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
-                raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
-            rows.append(
-                (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id, blob)
-            )
-        if not rows:
-            return
+    def write_batch(self, events: Sequence[Event], outbox: Sequence[Event] = ()) -> list[int]:
+        rows = [self._event_row(event) for event in events if event.check is not None]
+        if not rows and not outbox:
+            return []
         with self._transaction("cannot write events") as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event)"
@@ -204,6 +188,48 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            return sqlite_outbox.put(conn, outbox)
+
+    def _event_row(self, event: Event) -> tuple[str, str, str, int, int, str, bytes]:
+        assert event.check is not None
+        stored = Event(
+            timestamp=event.timestamp,
+            entity=event.entity,
+            check=event.check,
+            metadata=event.metadata,
+            id=event.id,
+            sequence=event.sequence,
+            pipelines=event.pipelines,
+            fallback_pipeline=event.fallback_pipeline,
+        )
+        try:
+            blob = stored.to_msgpack()
+        except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+            raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
+        namespace = event.namespace or DEFAULT_NAMESPACE
+        return (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id, blob)
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    def put_jobs(self, events: Sequence[Event]) -> list[int]:
+        with self._transaction("cannot write handler jobs") as conn:
+            return sqlite_outbox.put(conn, events)
+
+    def complete(self, completions: Sequence[Completion]) -> None:
+        with self._transaction("cannot record handler work done") as conn:
+            sqlite_outbox.complete(conn, completions)
+
+    def pending_jobs(self, after: int, limit: int) -> list[StoredJob]:
+        with self._errors("cannot read the outbox"):
+            return [StoredJob(*row) for row in sqlite_outbox.pending(self._reader(), after, limit)]
+
+    def count_jobs(self) -> int:
+        with self._errors("cannot count the outbox"):
+            return sqlite_outbox.count(self._reader())
+
+    def last_job(self) -> int:
+        with self._errors("cannot read the outbox"):
+            return sqlite_outbox.last(self._reader())
 
     def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         with self._transaction("cannot delete an event") as conn:

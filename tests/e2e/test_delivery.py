@@ -99,9 +99,9 @@ async def test_events_made_while_the_backend_is_away_survive_an_agent_restart(tm
             delivered: set[str] = set()
             while not set(produced) <= delivered:
                 delivered.add((await pipe.next_event())["id"])
-            stored = await trio.to_thread.run_sync(backend.store.known_ids, produced)
-            log_count = await trio.to_thread.run_sync(backend.store.count_log)
-            latest = await trio.to_thread.run_sync(backend.store.get_event, "default", "web1", "beat")
+            stored = await backend.store.known_ids(produced)
+            log_count = await backend.store.count_log()
+            latest = await backend.store.get_event("default", "web1", "beat")
             nursery.cancel_scope.cancel()
     await pipe.aclose()
     assert spooled >= 3  # produced while the backend was away, kept across the restart

@@ -11,7 +11,6 @@ import pytest
 import trio
 
 from pipeline.agent.agent import Agent, AgentConfig
-from pipeline.backend.server import Backend
 from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
@@ -81,20 +80,13 @@ async def test_keepalive_state_survives_a_backend_restart(tmp_path: Path) -> Non
     first_backend = loopback_backend(tmp_path, config)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            backend_scope = trio.CancelScope()
-
-            async def run_backend(backend: Backend, task_status: trio.TaskStatus[Any]) -> None:
-                with backend_scope:
-                    await backend.run(task_status=task_status)
-
-            addresses = await nursery.start(run_backend, first_backend)
+            addresses = await nursery.start(first_backend.run)
             silence = await run_in(nursery, Agent(agent_config(addresses.transport, **FAST_KEEPALIVES)))
             await pipe.next_matching(keepalive_with(0))
             silence.cancel()
             await pipe.next_matching(keepalive_with(1))
-            backend_scope.cancel()  # the backend restarts while the agent is still silent
-            backend_scope = trio.CancelScope()
-            await nursery.start(run_backend, loopback_backend(tmp_path, config))
+            await first_backend.stop()  # the backend restarts while the agent is still silent
+            await nursery.start(loopback_backend(tmp_path, config).run)
             after_restart = await pipe.next_matching(lambda e: e["check"]["metadata"]["name"] == "keepalive")
             nursery.cancel_scope.cancel()
     await pipe.aclose()

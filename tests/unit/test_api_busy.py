@@ -12,6 +12,8 @@ from pipeline.backend.eventd import INBOX_SIZE, EventProcessor
 from pipeline.backend.push_api import push_routes
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, Entity, Event, ObjectMeta
+from pipeline.model.outbox import HandlerJob
+from pipeline.store.service import StoreService
 from pipeline.store.sqlite import SQLiteStore
 
 EVENT = {"entity": {"metadata": {"name": "web1"}}, "check": {"metadata": {"name": "disk"}, "status": 0, "output": "ok"}}
@@ -23,8 +25,9 @@ def event(i: int) -> Event:
 
 
 def test_offer_takes_all_or_nothing(tmp_path: Path) -> None:
-    to_handlers, _ = trio.open_memory_channel[Event](1)
-    eventd = EventProcessor(SQLiteStore(tmp_path / "events.db"), BackendMetrics.create(), to_handlers)
+    to_handlers, _ = trio.open_memory_channel[HandlerJob](1)
+    metrics = BackendMetrics.create()
+    eventd = EventProcessor(StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store), metrics, to_handlers)
     assert eventd.offer([event(i) for i in range(INBOX_SIZE - 2)])
     assert not eventd.offer([event(i) for i in range(3)])  # only 2 places left: none taken
     assert eventd.inbox.statistics().current_buffer_used == INBOX_SIZE - 2
@@ -38,7 +41,7 @@ async def test_a_full_pipeline_is_503_with_retry_after(tmp_path: Path) -> None:
         return False
 
     push = push_routes(full, metrics, lambda key: key == "k", change_handlers=[])
-    app = create_app(SQLiteStore(tmp_path / "events.db"), full, metrics, extra_routes=push)
+    app = create_app(StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store), full, metrics, extra_routes=push)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backend") as client:
         api = await client.post("/api/core/v2/namespaces/default/events", json=EVENT)
         sematext = await client.post("/k/event", content=b'{"message": "deploy", "type": "deployment"}')

@@ -10,6 +10,8 @@ from pipeline.backend.eventd import BATCH_MAX, EventProcessor, Outcome
 from pipeline.core.keepalive import keepalive_check, passing_keepalive
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
+from pipeline.model.outbox import HandlerJob
+from pipeline.store.service import StoreService
 from pipeline.store.sqlite import SQLiteStore
 
 NOW = 1_800_000_000
@@ -22,10 +24,11 @@ def check_event(i: int) -> Event:
 
 
 async def test_a_keepalive_submitted_behind_a_backlog_is_processed_first(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "events.db")
-    store.open()
-    to_handlers, from_eventd = trio.open_memory_channel[Event](10_000)
-    eventd = EventProcessor(store, BackendMetrics.create(), to_handlers)
+    metrics = BackendMetrics.create()
+    store = StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store)
+    await store.open()
+    to_handlers, from_eventd = trio.open_memory_channel[HandlerJob](10_000)
+    eventd = EventProcessor(store, metrics, to_handlers)
     order: list[str] = []
 
     def reply(event_id: str, outcome: Outcome) -> None:
@@ -45,5 +48,5 @@ async def test_a_keepalive_submitted_behind_a_backlog_is_processed_first(tmp_pat
             while len(order) < backlog + 1:
                 await from_eventd.receive()
             nursery.cancel_scope.cancel()
-    store.close()
+    await store.close()
     assert order.index(keepalive.id) == 0  # in the first batch, ahead of every check result

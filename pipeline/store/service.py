@@ -1,0 +1,200 @@
+"""The backend's one way to its store.
+
+Stores are synchronous (sqlite3, psycopg's blocking API); every call is a hop to a worker
+thread. This service owns those hops: writes go one at a time (SQLite has one writer, and a
+queue of writers in threads only adds contention), reads up to ``READERS`` at once, and the
+completions of handler work, which arrive one workflow at a time, are written in batches by
+:meth:`StoreService.run`, one transaction per batch. The backend's services take this
+service, never the store itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
+
+import trio
+
+from pipeline.errors import StoreError
+from pipeline.logs import get_logger
+from pipeline.metrics import StoreMetrics
+from pipeline.model import Check, Entity, Event
+from pipeline.model.apikey import StoredKey
+from pipeline.model.deadletter import DeadLetter
+from pipeline.model.outbox import Completion, StoredJob
+from pipeline.model.pipeline import Silenced
+from pipeline.store.base import CheckKey, EventStore, TimelineQuery
+
+log = get_logger("store")
+
+T = TypeVar("T")
+
+#: Reads running at once (each thread has its own reader connection).
+READERS = 4
+#: Completions of handler work waiting to be written, at most.
+COMPLETIONS_SIZE = 10_000
+#: Completions written in one transaction, at most.
+COMPLETIONS_BATCH = 1000
+
+
+class StoreService:
+    def __init__(self, store: EventStore, metrics: StoreMetrics, *, readers: int = READERS) -> None:
+        self.store = store
+        self.metrics = metrics
+        self._writes = trio.CapacityLimiter(1)
+        self._reads = trio.CapacityLimiter(readers)
+        #: handler work done, for :meth:`run` to record; the handler runner holds a clone
+        self.completions, self._completed = trio.open_memory_channel[Completion](COMPLETIONS_SIZE)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._writes)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._reads)
+
+    async def open(self) -> None:
+        await self._write(self.store.open)
+        self.metrics.outbox_jobs.set(await self._read(self.store.count_jobs))
+
+    async def close(self) -> None:
+        await self._write(self.store.close)
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def write_batch(self, events: Sequence[Event], outbox: Sequence[Event] = ()) -> list[int]:
+        """Store ``events`` and their handler jobs in one transaction; the jobs' rows."""
+        rows = await self._write(self.store.write_batch, events, outbox)
+        self.metrics.outbox_jobs.inc(len(rows))
+        return rows
+
+    async def known_ids(self, ids: Collection[str]) -> set[str]:
+        return await self._read(self.store.known_ids, ids)
+
+    async def get_event(self, namespace: str, entity: str, check: str) -> Event | None:
+        return await self._read(self.store.get_event, namespace, entity, check)
+
+    async def list_events(self, namespace: str | None = None, entity: str | None = None) -> list[Event]:
+        return await self._read(self.store.list_events, namespace, entity)
+
+    async def latest_checks(self) -> dict[CheckKey, Check]:
+        return await self._read(self.store.latest_checks)
+
+    async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
+        return await self._write(self.store.delete_event, namespace, entity, check)
+
+    async def event_log(self, namespace: str, entity: str, check: str, limit: int = 100) -> list[Event]:
+        return await self._read(self.store.event_log, namespace, entity, check, limit)
+
+    async def count_log(self) -> int:
+        return await self._read(self.store.count_log)
+
+    async def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
+        return await self._read(self.store.timeline, query)
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    async def put_jobs(self, events: Sequence[Event]) -> list[int]:
+        rows = await self._write(self.store.put_jobs, events)
+        self.metrics.outbox_jobs.inc(len(rows))
+        return rows
+
+    async def pending_jobs(self, after: int, limit: int) -> list[StoredJob]:
+        return await self._read(self.store.pending_jobs, after, limit)
+
+    async def last_job(self) -> int:
+        return await self._read(self.store.last_job)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Record completions of handler work, a batch per transaction, until every sender
+        closed its end of :attr:`completions` (the backend does after the handlers stopped)."""
+        task_status.started()
+        async with self._completed:
+            try:
+                async for first in self._completed:
+                    with trio.CancelScope(shield=True):  # taken from the channel: written, stop or not
+                        await self._record([first, *self._waiting()])
+            finally:
+                # Cancelled: what the handlers reported is written still (one bounded batch), so
+                # that a stop does not make them run again after the next start.
+                last = self._waiting()
+                if last:
+                    with trio.CancelScope(shield=True):
+                        await self._record(last)
+
+    def _waiting(self) -> list[Completion]:
+        batch: list[Completion] = []
+        while len(batch) < COMPLETIONS_BATCH:
+            try:
+                batch.append(self._completed.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        return batch
+
+    async def _record(self, batch: list[Completion]) -> None:
+        try:
+            await self._write(self.store.complete, batch)
+        except StoreError as exc:
+            # The jobs stay in the outbox: a restart runs them again (at least once, not at most).
+            self.metrics.failures.labels("complete").inc()
+            log.error("handler work done but not recorded", completions=len(batch), error=exc)
+            return
+        self.metrics.outbox_jobs.dec(sum(1 for c in batch if c.workflow is None))
+
+    # -- entities ------------------------------------------------------------------------------
+
+    async def put_entity(self, entity: Entity) -> bool:
+        return await self._write(self.store.put_entity, entity)
+
+    async def delete_entity(self, namespace: str, name: str) -> list[Event]:
+        return await self._write(self.store.delete_entity, namespace, name)
+
+    async def get_entity(self, namespace: str, name: str) -> Entity | None:
+        return await self._read(self.store.get_entity, namespace, name)
+
+    async def list_entities(self, namespace: str | None = None) -> list[Entity]:
+        return await self._read(self.store.list_entities, namespace)
+
+    # -- dead letters --------------------------------------------------------------------------
+
+    async def put_dead_letter(self, letter: DeadLetter) -> None:
+        await self._write(self.store.put_dead_letter, letter)
+
+    async def delete_dead_letter(self, letter_id: str) -> bool:
+        return await self._write(self.store.delete_dead_letter, letter_id)
+
+    async def list_dead_letters(self) -> list[DeadLetter]:
+        return await self._read(self.store.list_dead_letters)
+
+    async def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        return await self._read(self.store.get_dead_letter, letter_id)
+
+    # -- silences ------------------------------------------------------------------------------
+
+    async def put_silence(self, entry: Silenced) -> None:
+        await self._write(self.store.put_silence, entry)
+
+    async def delete_silence(self, namespace: str, name: str) -> bool:
+        return await self._write(self.store.delete_silence, namespace, name)
+
+    async def seed_silences(self, entries: Sequence[tuple[str, Silenced]]) -> list[Silenced]:
+        return await self._write(self.store.seed_silences, entries)
+
+    async def list_silences(self) -> list[Silenced]:
+        return await self._read(self.store.list_silences)
+
+    # -- API keys and resources ----------------------------------------------------------------
+
+    async def put_api_key(self, key: StoredKey) -> None:
+        await self._write(self.store.put_api_key, key)
+
+    async def delete_api_key(self, key_id: str) -> bool:
+        return await self._write(self.store.delete_api_key, key_id)
+
+    async def list_api_keys(self) -> list[StoredKey]:
+        return await self._read(self.store.list_api_keys)
+
+    async def put_resource(self, kind: str, namespace: str, name: str, document: bytes | None) -> None:
+        await self._write(self.store.put_resource, kind, namespace, name, document)
+
+    async def list_resources(self) -> list[tuple[str, str, str, bytes | None]]:
+        return await self._read(self.store.list_resources)

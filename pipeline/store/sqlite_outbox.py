@@ -1,0 +1,73 @@
+"""The outbox in SQLite: handler work kept until it is done (see :mod:`pipeline.model.outbox`).
+
+Functions of a connection already inside the caller's transaction, so that a job is written
+in the same transaction as its event.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from pipeline.errors import StoreError
+from pipeline.model import Event
+from pipeline.model.outbox import Completion
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    event BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox_done (
+    seq INTEGER NOT NULL,
+    workflow TEXT NOT NULL,
+    PRIMARY KEY (seq, workflow)
+) WITHOUT ROWID;
+"""
+
+
+def put(conn: sqlite3.Connection, events: Sequence[Event]) -> list[int]:
+    """Add a job per event; their rows, in order."""
+    rows = []
+    for event in events:
+        try:
+            blob = event.to_msgpack()
+        except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+            raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
+        cursor = conn.execute("INSERT INTO outbox (event_id, event) VALUES (?, ?)", (event.id, blob))
+        assert cursor.lastrowid is not None
+        rows.append(cursor.lastrowid)
+    return rows
+
+
+def pending(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, bytes, frozenset[str]]]:
+    """Jobs after row ``after``, oldest first: (row, event msgpack, workflows done)."""
+    jobs = conn.execute("SELECT seq, event FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+    if not jobs:
+        return []
+    done: dict[int, set[str]] = {}
+    last = jobs[-1][0]
+    for seq, workflow in conn.execute(
+        "SELECT seq, workflow FROM outbox_done WHERE seq > ? AND seq <= ?", (after, last)
+    ):
+        done.setdefault(seq, set()).add(workflow)
+    return [(seq, blob, frozenset(done.get(seq, ()))) for seq, blob in jobs]
+
+
+def complete(conn: sqlite3.Connection, completions: Sequence[Completion]) -> None:
+    ran = [(c.seq, c.workflow) for c in completions if c.workflow is not None]
+    finished = [(c.seq,) for c in completions if c.workflow is None]
+    conn.executemany("INSERT OR IGNORE INTO outbox_done VALUES (?, ?)", ran)
+    conn.executemany("DELETE FROM outbox WHERE seq = ?", finished)
+    conn.executemany("DELETE FROM outbox_done WHERE seq = ?", finished)
+
+
+def count(conn: sqlite3.Connection) -> int:
+    (jobs,) = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
+    return int(jobs)
+
+
+def last(conn: sqlite3.Connection) -> int:
+    (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
+    return int(seq)

@@ -1,0 +1,90 @@
+"""The outbox: an event's handler work is stored with the event and kept until it is done;
+what was recorded as done is not run again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from pipeline.backend.handlers import HandlerRunner
+from pipeline.config import Resources
+from pipeline.metrics import BackendMetrics
+from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
+from pipeline.model.outbox import Completion, workflow_key
+from pipeline.model.resources import Handler
+from pipeline.store.service import StoreService
+from pipeline.store.sqlite import SQLiteStore
+
+ENV = {"PATH": "/usr/bin:/bin"}
+
+
+def meta(name: str) -> ObjectMeta:
+    return ObjectMeta(name=name, namespace="default")
+
+
+def check_event(*handlers: str) -> Event:
+    return Event(timestamp=1_800_000_000, entity=Entity(entity_class="agent", metadata=meta("web1")),
+                 check=Check(metadata=meta("disk"), status=2, output="disk is full", handlers=list(handlers)),
+                 metadata=ObjectMeta(namespace="default"), id=new_event_id())  # fmt: skip
+
+
+def legacy(handler: str) -> str:
+    return workflow_key("", f"legacy-pipeline-workflow-{handler}")
+
+
+def test_a_job_is_kept_with_its_event_until_every_workflow_is_done(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "events.db")
+    store.open()
+    try:
+        first, metrics_only = check_event("pager", "chat"), Event(id=new_event_id(), entity=check_event().entity)
+        seqs = store.write_batch([first, metrics_only], [first, metrics_only])
+        assert len(seqs) == 2
+        assert seqs[0] < seqs[1]
+        assert store.get_event("default", "web1", "disk") is not None  # the event and its job, together
+        store.complete([Completion(seqs[0], legacy("pager")), Completion(seqs[1])])
+        (pending,) = store.pending_jobs(0, 100)
+        assert (pending.seq, pending.done) == (seqs[0], frozenset({legacy("pager")}))
+        assert pending.decode().event == first
+        assert store.last_job() == seqs[0]
+        assert store.count_jobs() == 1
+        store.complete([Completion(seqs[0])])
+        assert store.pending_jobs(0, 100) == []
+        assert store.count_jobs() == 0
+    finally:
+        store.close()
+
+
+async def test_a_resumed_job_runs_only_the_workflows_not_recorded_as_done(tmp_path: Path) -> None:
+    resources = Resources(handlers=[
+        Handler(metadata=meta(name), type="pipe", command=f"cat > {tmp_path / name}") for name in ("pager", "chat", "log")
+    ])  # fmt: skip
+    completions, recorded = trio.open_memory_channel[Completion](10)
+    runner = HandlerRunner(lambda: resources, BackendMetrics.create(), ENV, completions=completions)
+    await runner.handle(check_event("pager", "chat", "log"), 7, frozenset({legacy("pager")}))
+    assert not (tmp_path / "pager").exists()  # it ran before the crash: not again
+    assert (tmp_path / "chat").exists()
+    assert (tmp_path / "log").exists()
+    got = [recorded.receive_nowait() for _ in range(2)]
+    # the first of the two to finish is recorded alone; the last one ends the job in one row
+    assert got[0].seq == 7
+    assert got[0].workflow in {legacy("chat"), legacy("log")}
+    assert got[1] == Completion(7)
+
+
+async def test_completions_are_written_in_batches_and_the_last_ones_survive_a_stop(tmp_path: Path) -> None:
+    metrics = BackendMetrics.create()
+    service = StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store)
+    await service.open()
+    events = [check_event("pager") for _ in range(3)]
+    seqs = await service.write_batch(events, events)
+    assert metrics.registry.get_sample_value("pipeline_outbox_jobs") == 3
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            for seq in seqs[:2]:
+                service.completions.send_nowait(Completion(seq))
+            nursery.cancel_scope.cancel()  # a stop: what was reported is written all the same
+    assert [job.seq for job in await service.pending_jobs(0, 10)] == [seqs[2]]
+    assert metrics.registry.get_sample_value("pipeline_outbox_jobs") == 1
+    await service.close()
