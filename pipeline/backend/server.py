@@ -29,7 +29,7 @@ from pipeline.errors import HandlerError, StoreError, ValidationError
 from pipeline.http import Limits, serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import CheckConfig
+from pipeline.model import CheckConfig, Entity
 from pipeline.model.check import HookConfig
 from pipeline.model.deadletter import DeadLetter
 from pipeline.process import plugin_environment
@@ -141,6 +141,7 @@ class Backend:
                 await nursery.start(self.eventd.run)
                 await nursery.start(self.liveness.run)
                 self.transport = self._transport()
+                self.transport.agent_entities.update(await self._agent_entities())
                 transport_addr = await nursery.start(self.transport.run)
                 api_addr = await nursery.start(self._serve_http)
                 addresses = BackendAddresses(api=api_addr, transport=transport_addr)
@@ -150,6 +151,15 @@ class Backend:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.store.close)
             log.info("backend stopped")
+
+    async def _agent_entities(self) -> set[tuple[str, str]]:
+        """Every entity registered with class ``agent``: no other agent may write about them."""
+        entities = await trio.to_thread.run_sync(self.store.list_entities)
+        return {(e.metadata.namespace or "default", e.name) for e in entities if e.entity_class == "agent"}
+
+    def _entity_saved(self, entity: Entity) -> None:
+        if entity.entity_class == "agent" and self.transport is not None:
+            self.transport.agent_entities.add((entity.metadata.namespace or "default", entity.name))
 
     async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         """Delete a check's latest event and forget its state (the event log keeps its past)."""
@@ -195,7 +205,8 @@ class Backend:
         )
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
-        entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister)
+        entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister,
+                                 saved=self._entity_saved)  # fmt: skip
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            change_handlers=self.config.change_handlers)  # fmt: skip
         routes = [*key_routes(self.keys, self.store), *push]
