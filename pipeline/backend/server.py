@@ -21,6 +21,7 @@ from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
+from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.backend.transport import TransportServer
@@ -60,6 +61,8 @@ class BackendConfig:
     #: users who may get a bearer token from /auth (admin role)
     api_users: list[tuple[str, str]] = field(default_factory=list)
     tls: TLSFiles = field(default_factory=TLSFiles)
+    #: where ``resources`` were loaded from: what a reload (SIGHUP, ``pipeline reload``) reads again
+    config_dir: Path | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,6 +96,7 @@ class Backend:
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, silences=self.silences)
         self.liveness = Liveness(self.eventd, self.store, self.metrics)
+        self.reloader = Reloader(config.config_dir, self.resource_service, self.silences, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None
         self._transport().check_exposure()  # refuse a bad setup before anything starts
 
@@ -110,6 +114,10 @@ class Backend:
         self.handlers.refresh(resources)
         if self.transport is not None:
             await self.transport.broadcast_checks()
+
+    async def reload(self) -> ReloadReport:
+        """Read the configuration directory again and apply it if it is valid (SIGHUP, the API)."""
+        return await self.reloader.reload()
 
     async def execute_check(self, namespace: str, name: str, subscriptions: list[str] | None) -> int | None:
         """Run a check once now on the agents of ``subscriptions`` (the check's own by default):
@@ -209,7 +217,7 @@ class Backend:
                                  saved=self._entity_saved)  # fmt: skip
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            change_handlers=self.config.change_handlers)  # fmt: skip
-        routes = [*key_routes(self.keys, self.store), *push]
+        routes = [*key_routes(self.keys, self.store), *reload_routes(self.reload), *push]
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
                          delete_event=self.delete_event, silences=self.silences,
