@@ -70,6 +70,9 @@ class Reloader:
                 changes, overridden = await self.resources.reload(base)
             except ConfigErrors as exc:
                 return self._failed(directory, exc.errors)
+            except Exception as exc:  # a bug must not turn an operator's SIGHUP into a crash
+                log.exception("configuration reload failed unexpectedly", directory=directory)
+                return self._failed(directory, [ConfigError(directory, f"reload failed: {exc!r}")])
             try:
                 await self.silences.reload(base.silences)
             except StoreError as exc:  # the resources are applied; only the new silences are missing
