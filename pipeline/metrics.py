@@ -142,6 +142,8 @@ class BackendMetrics:
     agents_connected: Gauge
     transport_errors: Counter
     auth_failures: Counter
+    transport_events_refused: Counter
+    config_reloads: Counter
     keepalives_received: Counter
     keepalive_failures: Counter
     ttl_expired: Counter
@@ -232,6 +234,15 @@ class BackendMetrics:
             auth_failures=Counter(
                 "pipeline_transport_auth_failures", "Agent handshakes refused for their credentials", registry=r
             ),
+            transport_events_refused=Counter(
+                "pipeline_transport_events_refused",
+                "Agent events refused: another namespace, another agent's entity, or not a proxy",
+                ["reason"],
+                registry=r,
+            ),
+            config_reloads=Counter(
+                "pipeline_config_reloads", "Reloads of the configuration directory", ["result"], registry=r
+            ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),
             keepalive_failures=Counter(
                 "pipeline_keepalive_failures",
@@ -268,6 +279,7 @@ class AgentMetrics:
     spool: SpoolCollector
     spool_dropped: Counter
     keepalives_sent: Counter
+    config_reloads: Counter
     socket_results: Counter
     socket_errors: Counter
     http: HttpMetrics
@@ -314,6 +326,9 @@ class AgentMetrics:
                 "pipeline_agent_spool_dropped", "Oldest events dropped because the spool was full", registry=r
             ),
             keepalives_sent=Counter("pipeline_agent_keepalives_sent", "Keepalives sent to the backend", registry=r),
+            config_reloads=Counter(
+                "pipeline_agent_config_reloads", "Reloads of the agent's configuration file", ["result"], registry=r
+            ),
             socket_results=Counter(
                 "pipeline_agent_socket_results", "Check results taken from the client socket", ["transport"], registry=r
             ),

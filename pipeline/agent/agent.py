@@ -9,6 +9,7 @@ that a half-open connection is noticed within ``heartbeat_timeout`` seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import random
@@ -25,6 +26,7 @@ from pipeline.agent.api import create_agent_app
 from pipeline.agent.client_socket import ClientSocketServer
 from pipeline.agent.delivery import Delivery
 from pipeline.agent.executor import CheckExecutor
+from pipeline.agent.reconfigure import ENTITY_FIELDS, RELOADABLE, ConfigChanges, config_changes
 from pipeline.agent.scheduler import Scheduler
 from pipeline.agent.spool import Spool
 from pipeline.agent.statsd import StatsdConfig, StatsdServer
@@ -164,6 +166,32 @@ class Agent:
         self.delivery = Delivery(self.spool, self._outbound, self.metrics)
         self.metrics.spool.watch(lambda: self.spool.count, lambda: self.spool.bytes)
         self.connected = trio.Event()
+        #: the current connection's tasks; cancelled to connect again with a changed entity
+        self._connection_scope: trio.CancelScope | None = None
+
+    def reload(self, new: AgentConfig) -> ConfigChanges:
+        """Take on the settings of ``new`` that can change at run time (raises ValueError when they
+        contradict each other; nothing is applied then). A changed entity reaches the backend in
+        a new handshake, so the agent connects again; the spool resends what was not acknowledged."""
+        changes = config_changes(self.config, new)
+        candidate = dataclasses.replace(self.config, **{name: getattr(new, name) for name in changes.reloadable})
+        candidate.validate()
+        self.config = candidate
+        if ENTITY_FIELDS & set(changes.reloadable):
+            fresh = agent_entity(candidate)
+            entity = self.entity  # changed in place: the executor, StatsD and the socket hold it
+            entity.subscriptions, entity.redact = fresh.subscriptions, fresh.redact
+            entity.metadata.labels, entity.metadata.annotations = fresh.metadata.labels, fresh.metadata.annotations
+            entity.keepalive_handlers, entity.deregister = fresh.keepalive_handlers, fresh.deregister
+            entity.deregistration = fresh.deregistration
+            if self._connection_scope is not None:
+                log.info("connecting again to send the changed entity", agent=self.config.name)
+                self._connection_scope.cancel()
+        applied = ",".join(RELOADABLE[name] for name in changes.reloadable)
+        log.info("configuration reloaded", applied=applied or "nothing changed")
+        for flag in changes.needs_restart:
+            log.warning("setting changed but needs a restart: not applied", setting=flag)
+        return changes
 
     async def submit(self, event: Event) -> None:
         """Queue an event for the backend (waits while the outbound queue is full)."""
@@ -315,6 +343,7 @@ class Agent:
             self.metrics.connected.set(1)
             self.connected.set()
             async with trio.open_nursery() as nursery:
+                self._connection_scope = nursery.cancel_scope
                 nursery.start_soon(self.delivery.send_loop, conn)
                 nursery.start_soon(self._send_keepalives, conn)
                 nursery.start_soon(self._send_heartbeats, conn)
@@ -330,6 +359,7 @@ class Agent:
             log.warning("backend connection lost", backend=conn.peer, error=first_error(group))
         finally:
             self._conn = None
+            self._connection_scope = None
             self.metrics.connected.set(0)
             self.connected = trio.Event()
             with trio.CancelScope(shield=True):

@@ -62,6 +62,8 @@ class EntityService:
 
     last_seen: Callable[[str, str], float | None]
     deregister: Callable[[str, str], Awaitable[None]]
+    #: told of every entity saved through the API (an ``agent`` one is then off limits to other agents)
+    saved: Callable[[Entity], None] = lambda entity: None
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -332,6 +334,8 @@ def create_app(
         if request.method == "POST" and await store.get_entity(p["namespace"], entity.name) is not None:
             return error(409, f"entity {entity.name} already exists in namespace {p['namespace']}")
         created = await store.put_entity(entity)
+        if entities is not None:
+            entities.saved(entity)
         log.info("entity saved through the API", entity=entity.name, namespace=p["namespace"], created=created)
         return Response(status_code=201)
 

@@ -1,16 +1,25 @@
 """Resources changed at run time through the API: validated against the whole set, kept in
 the store, and applied at once (the pipeline reads the new set for the next event; connected
-agents get their new checks)."""
+agents get their new checks).
+
+The running set is the config directory's resources (the base) with the API's changes on top,
+the API's word being the last. A reload of the directory replaces the base and keeps the API's
+changes: a resource removed from the files is gone unless the API created or changed it, and a
+file's edit of a resource the API changed stays hidden behind the API's version (reported as
+``overridden_by_api``). That is exactly what a restart would run."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import trio
+
+from pipeline.config.diff import ResourceDiff, diff, label
 from pipeline.config.loader import resource_from_document
 from pipeline.config.overlay import Change, key_of, overlay
-from pipeline.errors import StoreError, ValidationError
+from pipeline.errors import ConfigError, ConfigErrors, StoreError, ValidationError
 from pipeline.logs import get_logger
 from pipeline.model import DEFAULT_NAMESPACE
 from pipeline.model.resources import Resources
@@ -40,6 +49,8 @@ class ResourceService:
         self._changes: dict[tuple[str, str, str], Any] = {}
         self._check = check
         self._changed = changed
+        #: one change at a time: an API change and a reload both build on the current base
+        self._lock = trio.Lock()
 
     async def load(self) -> None:
         """Apply the changes made through the API before this start."""
@@ -79,7 +90,34 @@ class ResourceService:
         log.info("resource deleted", kind=kind, namespace=namespace, name=name)
         return True
 
+    async def reload(self, base: Resources) -> tuple[ResourceDiff, Sequence[str]]:
+        """Run ``base`` (the directory's resources, loaded and valid on their own) under the API's
+        changes: what changed, and the file edits the API's changes hide. Raises ConfigErrors when
+        the API's resources no longer fit the new files (a handler they name was removed, say)."""
+        async with self._lock:
+            candidate = overlay(base, self._changed_list())
+            problems = [ConfigError("(resources changed through the API)", f"{p.path}: {p.message}",
+                                    resource=f"{p.kind} {p.name!r}") for p in candidate.reference_errors()]  # fmt: skip
+            if problems:
+                raise ConfigErrors(problems)
+            try:
+                self._check(candidate)
+            except ValidationError as exc:
+                raise ConfigErrors([ConfigError("(handlers)", str(exc))]) from None
+            changes = diff(self.current, candidate)
+            hidden = diff(self.base, base)
+            api_keys = {label(key) for key in self._changes}
+            overridden = [name for name in [*hidden.added, *hidden.changed, *hidden.removed] if name in api_keys]
+            self.base, self.current = base, candidate
+            if self._changed is not None and not changes.empty:
+                await self._changed(candidate)
+            return changes, overridden
+
     async def _apply(self, key: tuple[str, str, str], resource: Any, document: bytes | None) -> None:
+        async with self._lock:
+            await self._apply_unlocked(key, resource, document)
+
+    async def _apply_unlocked(self, key: tuple[str, str, str], resource: Any, document: bytes | None) -> None:
         candidate = overlay(self.base, self._changed_list((*key, resource)))
         problems = candidate.reference_errors()
         if problems:

@@ -23,6 +23,7 @@ from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
+from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.backend.transport import TransportServer
@@ -31,7 +32,7 @@ from pipeline.errors import HandlerError, StoreError, ValidationError
 from pipeline.http import Limits, serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import CheckConfig
+from pipeline.model import CheckConfig, Entity
 from pipeline.model.check import HookConfig
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import HandlerJob, StoredJob
@@ -68,6 +69,8 @@ class BackendConfig:
     tls: TLSFiles = field(default_factory=TLSFiles)
     #: seconds a stopping backend lets its handlers finish; the rest stays in the outbox
     handler_drain: float = 10.0
+    #: where ``resources`` were loaded from: what a reload (SIGHUP, ``pipeline reload``) reads again
+    config_dir: Path | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -102,6 +105,7 @@ class Backend:
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, silences=self.silences)
         self.liveness = Liveness(self.eventd, self.store, self.metrics)
+        self.reloader = Reloader(config.config_dir, self.resource_service, self.silences, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None
         self._transport().check_exposure()  # refuse a bad setup before anything starts
         self._stopping = trio.Event()
@@ -121,6 +125,10 @@ class Backend:
         self.handlers.refresh(resources)
         if self.transport is not None:
             await self.transport.broadcast_checks()
+
+    async def reload(self) -> ReloadReport:
+        """Read the configuration directory again and apply it if it is valid (SIGHUP, the API)."""
+        return await self.reloader.reload()
 
     async def execute_check(self, namespace: str, name: str, subscriptions: list[str] | None) -> int | None:
         """Run a check once now on the agents of ``subscriptions`` (the check's own by default):
@@ -168,6 +176,7 @@ class Backend:
             await nursery.start(self.eventd.run)
             await nursery.start(self.liveness.run)
             self.transport = self._transport()
+            self.transport.agent_entities.update(await self._agent_entities())
             transport_addr = await nursery.start(self.transport.run)
             api_addr = await nursery.start(self._serve_http)
             addresses = BackendAddresses(api=api_addr, transport=transport_addr)
@@ -215,6 +224,15 @@ class Backend:
             log.error("outbox job unreadable; skipped", job=stored.seq, error=exc)
             return None
 
+    async def _agent_entities(self) -> set[tuple[str, str]]:
+        """Every entity registered with class ``agent``: no other agent may write about them."""
+        entities = await self.store.list_entities()
+        return {(e.metadata.namespace or "default", e.name) for e in entities if e.entity_class == "agent"}
+
+    def _entity_saved(self, entity: Entity) -> None:
+        if entity.entity_class == "agent" and self.transport is not None:
+            self.transport.agent_entities.add((entity.metadata.namespace or "default", entity.name))
+
     async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         """Delete a check's latest event and forget its state (the event log keeps its past)."""
         deleted = await self.store.delete_event(namespace, entity, check)
@@ -259,10 +277,11 @@ class Backend:
         )
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
-        entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister)
+        entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister,
+                                 saved=self._entity_saved)  # fmt: skip
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            change_handlers=self.config.change_handlers)  # fmt: skip
-        routes = [*key_routes(self.keys, self.store), *push]
+        routes = [*key_routes(self.keys, self.store), *reload_routes(self.reload), *push]
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
                          delete_event=self.delete_event, silences=self.silences,

@@ -48,15 +48,30 @@ class Silences:
         metrics.silences_active.set_function(lambda: sum(len(e) for e in self._entries.values()))
 
     async def load(self) -> None:
+        await self._seed()
+        for entry in await self.store.list_silences():
+            self._remember(entry)
+        log.info("silences loaded", count=sum(len(e) for e in self._entries.values()))
+
+    async def _seed(self) -> list[Silenced]:
+        """Create each silence of the config files never created before (once per definition)."""
         now = self._wall_clock()
         seeds = [(seed_key(entry), with_times(entry, now)) for entry in self._configured]
         created = await self.store.seed_silences(seeds)
         for entry in created:
             log.info("silence created from the config files", silence=entry.metadata.name,
                      namespace=entry.metadata.namespace, expire_at=entry.expire_at)  # fmt: skip
-        for entry in await self.store.list_silences():
-            self._entries.setdefault(entry.metadata.namespace or DEFAULT_NAMESPACE, {})[entry.metadata.name] = entry
-        log.info("silences loaded", count=sum(len(e) for e in self._entries.values()))
+        return created
+
+    async def reload(self, configured: Sequence[Silenced]) -> None:
+        """The config files were reloaded: silences they define for the first time are created; a
+        silence removed from the files stays until it expires or is deleted, as one made through the API."""
+        self._configured = list(configured)
+        for entry in await self._seed():
+            self._remember(entry)
+
+    def _remember(self, entry: Silenced) -> None:
+        self._entries.setdefault(entry.metadata.namespace or DEFAULT_NAMESPACE, {})[entry.metadata.name] = entry
 
     def list(self, namespace: str) -> list[Silenced]:
         now = self._wall_clock()

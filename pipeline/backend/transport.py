@@ -22,6 +22,7 @@ import trio
 from pipeline.backend.auth import AgentCredentials, AuthenticationError
 from pipeline.backend.eventd import EventProcessor, Outcome
 from pipeline.backend.liveness import Liveness
+from pipeline.core.agent_rights import Refusal, refusal
 from pipeline.errors import ValidationError, first_error
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
@@ -40,6 +41,8 @@ DEFAULT_HEARTBEAT_TIMEOUT = 15.0
 #: ``events`` frames read and not yet submitted, per connection; each frame holds at least
 #: one event, so an agent keeping to its send window never fills it.
 FRAMES_BUFFERED = 1024
+#: Refused events are logged once per agent and reason, then at most once per this many seconds.
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 def is_loopback(host: str) -> bool:
@@ -67,8 +70,10 @@ class _Acks:
             self.ids.append(event_id)
         self.ready.set()
 
-    def reject(self, event_id: str, error: str) -> None:
-        self.rejected.append({"id": event_id, "error": error})
+    def reject(self, event_id: str, error: str, reason: str = "") -> None:
+        """``reason``: why an agent may not write the event (absent for an invalid event)."""
+        self.rejected.append({"id": event_id, "error": error, "reason": reason} if reason else
+                             {"id": event_id, "error": error})  # fmt: skip
         self.ready.set()
 
     def take(self) -> tuple[list[str], list[dict[str, str]]]:
@@ -98,6 +103,26 @@ def _id_of(raw: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+class _RefusalLog:
+    """One log line per agent and reason, then one per :data:`REFUSAL_LOG_INTERVAL` at most,
+    saying how many were refused meanwhile: a misconfigured agent must not flood the log."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], float] = {}
+        self._unlogged: dict[tuple[str, str], int] = {}
+
+    def refused(self, agent: str, event_id: str, why: Refusal) -> None:
+        key, now = (agent, why.reason), trio.current_time()
+        last = self._last.get(key)
+        if last is not None and now - last < REFUSAL_LOG_INTERVAL:
+            self._unlogged[key] = self._unlogged.get(key, 0) + 1
+            return
+        self._last[key] = now
+        log.warning("event refused: an agent may write only its own namespace, its own entity and proxies",
+                    agent=agent, reason=why.reason, event_id=event_id, error=why.message,
+                    refused_since_last_line=self._unlogged.pop(key, 0))  # fmt: skip
+
+
 class TransportServer:
     def __init__(
         self,
@@ -123,6 +148,13 @@ class TransportServer:
         self.name = name or socket.gethostname()
         #: connected agents, to send changed checks to
         self._agents: dict[int, tuple[MessageStream, Entity]] = {}
+        #: (namespace, name) of every entity registered with class ``agent``: no other agent may
+        #: write about them (filled by the backend from the store, and by each handshake)
+        self.agent_entities: set[tuple[str, str]] = set()
+        self._refusals = _RefusalLog()
+
+    def is_agent(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self.agent_entities
 
     async def broadcast_checks(self) -> None:
         """Send every connected agent its checks again (they changed)."""
@@ -241,6 +273,7 @@ class TransportServer:
         entity, heartbeat_timeout = await self._handshake(conn)
         name, namespace = entity.metadata.name, entity.metadata.namespace or "default"
         await conn.send(protocol.welcome(self.name))
+        self.agent_entities.add((namespace, name))
         # Reachable from here on (changed checks, ad hoc executions): the agent knows it is connected.
         self._agents[id(conn)] = (conn, entity)
         self.metrics.agents_connected.inc()
@@ -254,7 +287,7 @@ class TransportServer:
             log.info("agent connected", agent=name, peer=conn.peer, subscriptions=",".join(entity.subscriptions))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_acks, conn, acks, nursery.cancel_scope)
-                nursery.start_soon(self._submit_frames, frames_out, name, acks)
+                nursery.start_soon(self._submit_frames, frames_out, entity, acks)
                 while True:
                     with trio.fail_after(heartbeat_timeout):
                         message = await conn.receive()
@@ -297,6 +330,9 @@ class TransportServer:
             return
         if event.entity_name != entity.name or event.check_name != "keepalive":
             raise ProtocolError(f"keepalive for {event.entity_name}/{event.check_name} from agent {entity.name}")
+        namespace = entity.metadata.namespace or "default"
+        if (event.namespace or "default") != namespace:
+            raise ProtocolError(f"keepalive in namespace {event.namespace!r} from agent {entity.name} of {namespace!r}")
         if self.liveness is not None:
             await self.liveness.keepalive(event)
 
@@ -306,11 +342,11 @@ class TransportServer:
             await self.liveness.deregister(entity.metadata.namespace or "default", entity.name)
         acks.reply(str(request_id), Outcome.STORED)
 
-    async def _submit_frames(self, frames: trio.MemoryReceiveChannel[Any], agent: str, acks: _Acks) -> None:
+    async def _submit_frames(self, frames: trio.MemoryReceiveChannel[Any], agent: Entity, acks: _Acks) -> None:
         async for raw_events in frames:
             await self._accept_events(raw_events, agent, acks)
 
-    async def _accept_events(self, raw_events: Any, agent: str, acks: _Acks) -> None:
+    async def _accept_events(self, raw_events: Any, agent: Entity, acks: _Acks) -> None:
         if not isinstance(raw_events, list):
             raise ProtocolError("events message without a list of events")
         for raw in raw_events:
@@ -320,8 +356,15 @@ class TransportServer:
             except ValidationError as exc:
                 event_id = _id_of(raw)
                 self.metrics.events_rejected.labels("agent").inc()
-                log.warning("invalid event from agent", agent=agent, event_id=event_id, error=exc)
+                log.warning("invalid event from agent", agent=agent.name, event_id=event_id, error=exc)
                 acks.reject(str(event_id), str(exc))
+                continue
+            why = refusal(event, agent, self.is_agent)
+            if why is not None:
+                # Answered at once and never stored: the agent forgets it, the events behind it go on.
+                self.metrics.transport_events_refused.labels(why.reason).inc()
+                self._refusals.refused(agent.name, event.id, why)
+                acks.reject(event.id, why.message, why.reason)
                 continue
             await self.eventd.submit(event, acks.reply)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -28,7 +30,7 @@ from pipeline.cli.addresses import (
 from pipeline.config import load_directory
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
 from pipeline.core.redact import DEFAULT_REDACT
-from pipeline.errors import ConfigErrors, HandlerError, StoreError
+from pipeline.errors import ConfigError, ConfigErrors, HandlerError, StoreError
 from pipeline.metrics import AgentMetrics, BackendMetrics
 from pipeline.tls import TLSFiles
 
@@ -245,6 +247,7 @@ def _backend_config(args: argparse.Namespace) -> BackendConfig:
             users=dict(getattr(args, "agent_user", [])), tokens=tuple(getattr(args, "agent_token", []))
         ),
         tls=_tls_files(args),
+        config_dir=args.config,
     )
 
 
@@ -298,26 +301,47 @@ STOP_GRACE = 15.0
 AGENT_STOP = 4.0
 
 
-async def _until_signalled(main: Callable[[trio.Nursery], Awaitable[Stopper | None]]) -> None:
-    """Run ``main`` until SIGINT/SIGTERM, let its stopper finish (bounded), then stop everything."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            stopper: list[Stopper | None] = [None]
+@dataclass(slots=True)
+class Controls:
+    """What a running daemon does on SIGTERM/SIGINT (``stop``, then it is cancelled) and SIGHUP (``reload``)."""
 
-            async def stop_on_signal() -> None:
+    stop: Stopper | None = None
+    reload: Callable[[], Awaitable[None]] | None = None
+
+
+async def _until_signalled(main: Callable[[trio.Nursery], Awaitable[Controls]]) -> None:
+    """Run ``main`` until SIGINT/SIGTERM, let its stopper finish (bounded), then stop everything;
+    SIGHUP reloads the configuration (the default action of SIGHUP would end the process)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            controls = Controls()
+
+            async def on_signal() -> None:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        await _reload(controls)
+                        continue
                     log.info("stopping", signal=signal.Signals(signum).name)
-                    if stopper[0] is not None:
+                    if controls.stop is not None:
                         with trio.move_on_after(STOP_GRACE):
-                            await stopper[0]()
+                            await controls.stop()
                     nursery.cancel_scope.cancel()
                     return
 
-            nursery.start_soon(stop_on_signal)
-            stopper[0] = await main(nursery)
+            nursery.start_soon(on_signal)
+            started = await main(nursery)
+            controls.stop, controls.reload = started.stop, started.reload
 
 
-def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitable[Stopper | None]]) -> int:
+async def _reload(controls: Controls) -> None:
+    if controls.reload is None:
+        log.warning("SIGHUP before the daemon was ready: nothing reloaded")
+        return
+    log.info("reloading", signal="SIGHUP")
+    await controls.reload()
+
+
+def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitable[Controls]]) -> int:
     """Run until signalled; a port in use or an unusable store is one clear line and exit 1."""
     logs.configure(args.log_level)
     failures: list[BaseException] = []
@@ -343,18 +367,41 @@ def cmd_backend(args: argparse.Namespace) -> int:
     except ConfigErrors as exc:
         return _config_failed(exc)
 
-    async def main(nursery: trio.Nursery) -> Stopper:
+    async def main(nursery: trio.Nursery) -> Controls:
         backend = Backend(config)
         await nursery.start(backend.run)
-        return backend.stop
+        return Controls(stop=backend.stop, reload=functools.partial(_reload_backend, backend))
 
     return run_daemon(args, main)
 
 
-def cmd_agent(args: argparse.Namespace) -> int:
-    config = _agent_config(args, args.backend_addr or [("127.0.0.1", 8081)], [], args.data)
+async def _reload_backend(backend: Backend) -> None:
+    await backend.reload()  # the backend logs what changed, or every error
 
-    async def main(nursery: trio.Nursery) -> Stopper:
+
+async def _reload_agent(
+    agent: Agent, args: argparse.Namespace, make_config: Callable[[argparse.Namespace], AgentConfig]
+) -> None:
+    """Read the agent's settings again (its ``--config-file``, under the command line's flags) and
+    apply what can change at run time; a broken file or contradicting settings change nothing."""
+    try:
+        fresh: argparse.Namespace = await trio.to_thread.run_sync(args.reread)
+        agent.reload(make_config(fresh))
+    except (ConfigError, ValueError) as exc:
+        agent.metrics.config_reloads.labels("failed").inc()
+        log.error("agent configuration not reloaded: the running settings stay", error=exc)
+        return
+    agent.metrics.config_reloads.labels("applied").inc()
+
+
+def _standalone_agent_config(args: argparse.Namespace) -> AgentConfig:
+    return _agent_config(args, args.backend_addr or [("127.0.0.1", 8081)], [], args.data)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    config = _standalone_agent_config(args)
+
+    async def main(nursery: trio.Nursery) -> Controls:
         agent = Agent(config)
         await nursery.start(agent.run)
 
@@ -362,7 +409,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             with trio.move_on_after(AGENT_STOP):
                 await agent.stop()
 
-        return stop
+        return Controls(stop=stop, reload=functools.partial(_reload_agent, agent, args, _standalone_agent_config))
 
     return run_daemon(args, main)
 
@@ -373,13 +420,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ConfigErrors as exc:
         return _config_failed(exc)
 
-    async def main(nursery: trio.Nursery) -> Stopper:
+    async def main(nursery: trio.Nursery) -> Controls:
         # One process, one /metrics: the agent's metrics join the backend's registry.
         backend_metrics = BackendMetrics.create()
         agent_metrics = AgentMetrics.create(backend_metrics.registry, backend_metrics.queues)
         backend = Backend(backend_config, backend_metrics)
         addresses = await nursery.start(backend.run)
-        agent_config = _agent_config(args, [addresses.transport], ["system"], args.data / "agent")
+
+        def up_agent_config(settings: argparse.Namespace) -> AgentConfig:
+            return _agent_config(settings, [addresses.transport], ["system"], settings.data / "agent")
+
+        agent_config = up_agent_config(args)
         agent = Agent(agent_config, agent_metrics)
         await nursery.start(agent.run)
         print(f"pipeline is up: API {addresses.api_url}, agent {agent_config.name!r}", file=sys.stderr, flush=True)
@@ -389,7 +440,11 @@ def cmd_up(args: argparse.Namespace) -> int:
                 await agent.stop()
             await backend.stop()
 
-        return stop
+        async def reload() -> None:
+            await backend.reload()
+            await _reload_agent(agent, args, up_agent_config)
+
+        return Controls(stop=stop, reload=reload)
 
     return run_daemon(args, main)
 

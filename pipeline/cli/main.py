@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -114,8 +115,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     check_execute.add_argument("--subscriptions", default="", help="comma-separated (default: the check's own)")
     check_execute.add_argument("--reason", default="", help="logged by the backend with the request")
     check_execute.set_defaults(func=resources.cmd_check_execute)
+    reload = commands.add_parser("reload", help="read the backend's configuration directory again and apply it")
+    reload.set_defaults(func=operator.cmd_reload)
     operator_commands = (event_list, event_info, entity_list, deadletter_list, deadletter_replay, timeline,
-                         key_create, key_list, key_revoke, create, get, delete, check_execute)  # fmt: skip
+                         key_create, key_list, key_revoke, create, get, delete, check_execute, reload)  # fmt: skip
     for sub in operator_commands:
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")
@@ -124,18 +127,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, daemon_commands
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """The arguments of ``argv``; a daemon's ``--config-file`` settings under its command line flags
+    (raises ConfigError naming the file and the key)."""
     parser, daemon_commands = build_parser()
     settings = config_file_in(argv)
     if settings is not None and argv and argv[0] in daemon_commands:
         daemon = daemon_commands[argv[0]]
-        try:
-            daemon.set_defaults(**file_defaults(daemon, settings))
-        except ConfigError as exc:
-            print(f"pipeline: {exc}", file=sys.stderr)
-            return 1
+        daemon.set_defaults(**file_defaults(daemon, settings))
     args = parser.parse_args(argv)
+    # A daemon reads its settings again on SIGHUP: the same command line, the file as it is then.
+    args.reread = functools.partial(parse_arguments, argv)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_arguments(argv)
+    except ConfigError as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return 1
     try:
         code: int = args.func(args)
     except operator.ApiError as exc:

@@ -262,6 +262,28 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """``pipeline reload``: the backend reads its configuration directory again (as on SIGHUP)."""
+    response = api_request(args, "POST", "/api/pipeline/v1/reload", timeout=60)
+    if response.status_code not in (200, 422):
+        raise ApiError(refusal(response))
+    report = response.json()
+    if report["result"] != "applied":
+        for error in report["errors"]:
+            print(error, file=sys.stderr)
+        print(f"pipeline: configuration not reloaded: {len(report['errors'])} error(s); the backend keeps running "
+              "the configuration it had", file=sys.stderr)  # fmt: skip
+        return 1
+    counts = ", ".join(f"{len(report[what])} {what}" for what in ("added", "changed", "removed"))
+    print(f"configuration reloaded from {report['directory']}: {counts}")
+    for what in ("added", "changed", "removed"):
+        for name in report[what]:
+            print(f"  {what} {name}")
+    for name in report["overridden_by_api"]:
+        print(f"  kept the version changed through the API: {name}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     errors = validate_directory(args.directory)
     for error in errors:

@@ -24,8 +24,13 @@ Backend -> agent:
                 again whenever it changes).
     ``execute`` {check: CheckConfig dict, hooks: [HookConfig dict, ...]}: run this check once, now,
                 whatever its schedule (Sensu's ad hoc execution, asked for through the API).
-    ``ack``     {ids: [event id, ...], rejected: [{id, error}, ...]}: these events are durably
-                stored (or were rejected as invalid and will never be); the agent may forget them.
+    ``ack``     {ids: [event id, ...], rejected: [{id, error, [reason]}, ...]}: these events are
+                durably stored (or were rejected and never will be); the agent may forget them.
+                A rejected event is final: the agent must not send it again. ``reason`` is there
+                when the event was valid but the agent may not write it: ``namespace`` (another
+                namespace than the agent's), ``other_agent`` (about another agent's entity) or
+                ``not_proxy`` (about an entity that is neither the agent's nor a proxy); an
+                invalid event has no ``reason``.
     ``error``   {message}: the backend refuses the connection and closes it.
 """
 
