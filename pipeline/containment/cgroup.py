@@ -161,10 +161,8 @@ class Cgroup(Containment):
             await self._frozen_kill(path, "freezer.state", ("FROZEN", "THAWED"), frozen)
         else:
             write(path / "pids.max", "0")  # no new process can start in it from now on
-            while pids := read_pids(path):
-                for pid in pids:
-                    send_signal(pid, signal.SIGKILL)
-                await trio.lowlevel.checkpoint()
+            if not await wait_until(lambda: _killed_all(path), EMPTY_DEADLINE):
+                raise OSError(errno.ETIMEDOUT, f"{path} did not empty")
 
     async def _frozen_kill(self, path: Path, control: str, states: tuple[str, str], frozen: Callable[[], bool]) -> None:
         write(path / control, states[0])
@@ -193,6 +191,14 @@ class Cgroup(Containment):
     def shutdown(self) -> None:
         self.retry_stale()
         self.remove(self.parent)
+
+
+def _killed_all(path: Path) -> bool:
+    """SIGKILL what is listed; True once nothing is (a dying process stays listed a moment)."""
+    pids = read_pids(path)
+    for pid in pids:
+        send_signal(pid, signal.SIGKILL)
+    return not pids
 
 
 def _read(path: Path, name: str) -> str:
