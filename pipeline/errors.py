@@ -8,7 +8,8 @@ Hierarchy::
     ├── ConfigErrors              every ConfigError of a directory, reported together
     ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
     ├── StoreError                the event store failed or holds something unreadable
-    └── HandlerError              a handler could not be started or run
+    ├── HandlerError              a handler could not be started or run
+    └── ContainmentError          subprocess containment asked for and not available (where, why)
 
 Each carries what a log line or an operator needs to find the offending input.
 """
@@ -95,6 +96,15 @@ class StoreError(PipelineError):
 
 class HandlerError(PipelineError):
     """A handler is misconfigured or could not be run."""
+
+
+class ContainmentError(PipelineError):
+    """The process containment configured cannot be used: ``where`` names the file or setting."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{where}: {reason}")
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

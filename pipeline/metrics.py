@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from pipeline.containment import ContainmentCollector
+
 _DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -49,6 +51,8 @@ def _registry_with_queues(
     if queues is None:
         queues = ChannelDepthCollector()
         registry.register(queues)
+        # Once per registry, like the queues: ``pipeline up`` shares one between its daemons.
+        registry.register(ContainmentCollector())
     return registry, queues
 
 

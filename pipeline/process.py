@@ -1,8 +1,13 @@
-"""Run a command with a timeout, killing its whole process group when time is up.
+"""Run a command with a timeout; when its execution ends, nothing it started is left running.
 
 Checks, hooks, pipe mutators and pipe handlers all run through :func:`run_command`. The
-command runs through ``/bin/sh -c`` in a new session, so that a timeout (or cancellation of
-the caller) kills the shell *and* everything it started, not just the shell.
+command runs through ``/bin/sh -c`` in a new session and in a containment scope (a cgroup of
+its own, or the fallback, see :mod:`pipeline.containment`). On timeout (or cancellation of the
+caller) the scope gets SIGTERM, the shell a grace period, then everything left SIGKILL. When
+the shell exits by itself, whatever it left running in the background is SIGKILLed at once,
+as systemd does with a service's cgroup (Sensu Go leaves such children running forever): an
+execution ends with its shell. A command that must start a long-lived daemon hands it to the
+service manager (``systemctl start``), whose processes are not ours.
 """
 
 from __future__ import annotations
@@ -18,12 +23,16 @@ from pathlib import Path
 
 import trio
 
+from pipeline.containment import Scope
+from pipeline.containment import current as current_containment
+from pipeline.containment.base import Containment
+
 TIMED_OUT_OUTPUT = "Execution timed out\n"
 #: Sensu's status for a command that ran past its timeout.
 TIMED_OUT_STATUS = 2
 #: Output beyond this many bytes is discarded (a safety cap; checks set their own lower limit).
 DEFAULT_OUTPUT_CAP = 1024 * 1024
-#: How long a process group has between SIGTERM and SIGKILL.
+#: How long a timed-out command has between SIGTERM and SIGKILL.
 TERMINATE_GRACE = 1.0
 
 
@@ -38,20 +47,15 @@ class CommandResult:
     truncated_bytes: int = 0
 
 
-def _kill_group(pid: int, sig: int) -> None:
+async def _terminate(process: trio.Process, scope: Scope) -> None:
+    """SIGTERM everything in the scope, give the shell a moment, then SIGKILL whatever is left."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
-
-
-async def _terminate_group(process: trio.Process) -> None:
-    """SIGTERM the group, give it a moment, then SIGKILL whatever is left."""
-    _kill_group(process.pid, signal.SIGTERM)
-    with trio.move_on_after(TERMINATE_GRACE) as scope:
-        scope.shield = True
+        os.killpg(process.pid, signal.SIGTERM)
+    scope.signal_all(signal.SIGTERM)
+    with trio.move_on_after(TERMINATE_GRACE):
         await process.wait()
-    _kill_group(process.pid, signal.SIGKILL)
-    with trio.CancelScope(shield=True):
-        await process.wait()
+    await scope.kill_all()
+    await process.wait()
 
 
 class _Capture:
@@ -83,6 +87,7 @@ async def run_command(
     stdin: bytes | None = None,
     env: Mapping[str, str] | None = None,
     output_cap: int = DEFAULT_OUTPUT_CAP,
+    containment: Containment | None = None,
 ) -> CommandResult:
     """Run ``command`` with ``/bin/sh -c``. ``timeout`` 0 means none.
 
@@ -90,28 +95,39 @@ async def run_command(
     partial output, as Sensu Go reports it. Exit by signal N gives status 128+N, as a shell does.
     """
     started = trio.current_time()
-    process = await trio.lowlevel.open_process(
-        ["/bin/sh", "-c", command],
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(env) if env is not None else None,
-        start_new_session=True,
-    )
+    scope = (containment or current_containment()).open_scope()
+    try:
+        process = await trio.lowlevel.open_process(
+            scope.argv(command),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=scope.environment(env),
+            start_new_session=True,
+        )
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await scope.close()
+        raise
+    scope.started(process.pid)
     capture = _Capture(output_cap)
     timed_out = False
     try:
-        with trio.move_on_after(timeout if timeout > 0 else math.inf) as scope:
+        with trio.move_on_after(timeout if timeout > 0 else math.inf) as deadline:
             async with trio.open_nursery() as nursery:
                 if stdin is not None:
                     nursery.start_soon(_feed_stdin, process, stdin)
                 assert process.stdout is not None
-                await capture.read_all(process.stdout)
+                nursery.start_soon(capture.read_all, process.stdout)
                 await process.wait()
-        timed_out = scope.cancelled_caught
+                # The shell is done: what it left behind goes too, which also ends the output.
+                await scope.kill_all()
+        timed_out = deadline.cancelled_caught
     finally:
-        if process.returncode is None:
-            await _terminate_group(process)
+        with trio.CancelScope(shield=True):
+            if process.returncode is None:
+                await _terminate(process, scope)
+            await scope.close()
         if process.stdout is not None:
             await process.stdout.aclose()
     duration = trio.current_time() - started

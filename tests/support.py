@@ -92,3 +92,16 @@ def admin_headers(backend: Backend) -> dict[str, str]:
 
 def pipeline_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli.main", *args]
+
+
+async def wait_for_exit(pid: int) -> None:
+    """Return once ``pid`` has terminated (a pidfd becomes readable when it does; a zombie counts)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already gone and reaped
+    try:
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)

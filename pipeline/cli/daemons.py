@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from pipeline import logs
+from pipeline import containment, logs
 from pipeline.agent.agent import Agent, AgentConfig
 from pipeline.agent.statsd import StatsdConfig
 from pipeline.backend.auth import AgentCredentials, parse_user
@@ -30,7 +30,7 @@ from pipeline.cli.addresses import (
 from pipeline.config import load_directory
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
 from pipeline.core.redact import DEFAULT_REDACT
-from pipeline.errors import ConfigError, ConfigErrors, HandlerError, StoreError
+from pipeline.errors import ConfigError, ConfigErrors, ContainmentError, HandlerError, StoreError
 from pipeline.metrics import AgentMetrics, BackendMetrics
 from pipeline.tls import TLSFiles
 
@@ -344,6 +344,11 @@ async def _reload(controls: Controls) -> None:
 def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitable[Controls]]) -> int:
     """Run until signalled; a port in use or an unusable store is one clear line and exit 1."""
     logs.configure(args.log_level)
+    try:
+        containment.current()  # chosen and logged once, before any command runs
+    except ContainmentError as exc:
+        print(f"pipeline: cannot run: {exc}", file=sys.stderr)
+        return 1
     failures: list[BaseException] = []
     try:
         trio.run(_until_signalled, main)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import trio
 
 from pipeline.process import TIMED_OUT_OUTPUT, plugin_environment, run_command, with_env_vars
+from tests.support import wait_for_exit
 
 
 async def test_exit_status_and_combined_output() -> None:
@@ -30,19 +30,6 @@ async def test_timeout_reports_sensu_status_and_kills_the_whole_group(tmp_path: 
     assert result.status == 2
     assert result.output == TIMED_OUT_OUTPUT + "partial\n"
     await wait_for_exit(int(pidfile.read_text()))
-
-
-async def wait_for_exit(pid: int) -> None:
-    """Return once ``pid`` has terminated (a pidfd becomes readable when it does)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return  # already gone and reaped
-    try:
-        with trio.fail_after(5):
-            await trio.lowlevel.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
 
 
 async def test_killed_by_signal_reports_128_plus_signal() -> None:
