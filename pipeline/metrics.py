@@ -125,6 +125,7 @@ class BackendMetrics:
     entities_registered: Counter
     entities_deregistered: Counter
     http: HttpMetrics
+    resources_skipped: Counter
 
     @classmethod
     def create(
@@ -223,6 +224,12 @@ class BackendMetrics:
                 "pipeline_entities_deregistered", "Entities removed on deregistration", registry=r
             ),
             http=HttpMetrics.create(r, "pipeline_http"),
+            resources_skipped=Counter(
+                "pipeline_resources_skipped",
+                "Stored resources that no longer load, skipped at start",
+                ["kind"],
+                registry=r,
+            ),
         )
 
 
