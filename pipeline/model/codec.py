@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import reprlib
 import types
 import typing
 from collections.abc import Callable
@@ -60,9 +61,17 @@ def field(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 3
+
+
 def describe(value: Any) -> str:
-    """A short rendering of an offending value for error messages."""
-    text = repr(value)
+    """A short rendering of an offending value for error messages (reprlib: a value nested
+    thousands deep would make ``repr`` raise RecursionError)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = _int_text(value)
+    else:
+        text = _SHORT.repr(value) if isinstance(value, (list, dict, tuple, set)) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
+import struct
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 import pytest
 import trio
 
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent, AgentConfig, agent_entity
+from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
+from pipeline.model.codec import encode
+from pipeline.wire import protocol
+from pipeline.wire.stream import MessageStream
 from tests.support import admin_headers, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +109,60 @@ async def test_a_stored_resource_that_no_longer_loads_is_skipped_named_and_count
         "spec.interval",
     )
     assert fields["error"] == "1000000000000000000000000000000 is out of range (0..4294967295)"
+
+
+def raw_hello(**fields: Any) -> dict[str, Any]:
+    entity = encode(agent_entity(AgentConfig(name="raw", backend_addrs=[])))
+    return {**protocol.hello("raw", "default", [], entity), **fields}
+
+
+async def replies_until_closed(conn: MessageStream) -> list[dict[str, Any]]:
+    replies = []
+    while (message := await conn.receive()) is not None:
+        replies.append(message)
+    return replies
+
+
+async def test_hostile_hellos_and_frames_close_that_connection_and_the_backend_serves_on(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config", "")
+    deep = b"\x82\xa4type\xa4ping\xa1x" + b"\x91" * 500 + b"\xc0"
+    bad_event = Event(entity=Entity(metadata=ObjectMeta(name="raw")), id=new_event_id(),
+                      check=Check(metadata=ObjectMeta(name="c"), output="o"))  # fmt: skip
+    packed = bad_event.to_dict()
+    packed["check"]["status"] = 2**63  # as a hostile agent would send it
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            backend = loopback_backend(tmp_path, config)
+            addresses = await nursery.start(backend.run)
+            refusals = []
+            for fields in ({"heartbeat_timeout": math.nan}, {"heartbeat_timeout": math.inf},
+                           {"heartbeat_timeout": 2**64 - 1}, {"version": True}):  # fmt: skip
+                conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
+                await conn.send(raw_hello(**fields))
+                refusals.append(await replies_until_closed(conn))
+                await conn.aclose()
+            conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
+            await conn.stream.send_all(struct.pack(">I", len(deep)) + deep)  # as the first frame
+            assert await replies_until_closed(conn) == []
+            await conn.aclose()
+            conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
+            await conn.send(raw_hello())
+            assert (await conn.receive() or {})["type"] == "welcome"
+            assert (await conn.receive() or {})["type"] == "checks"
+            await conn.send(protocol.events([msgpack.packb(packed)]))
+            ack = await conn.receive()
+            await conn.aclose()
+            agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], api_addr=None))
+            nursery.start_soon(agent.run)
+            await agent.connected.wait()  # the backend is still serving
+            nursery.cancel_scope.cancel()
+    assert [r[0]["message"] for r in refusals] == [
+        "hello.heartbeat_timeout: nan is out of range (0..86400 seconds)",
+        "hello.heartbeat_timeout: inf is out of range (0..86400 seconds)",
+        "hello.heartbeat_timeout: 1.8446744073709552e+19 is out of range (0..86400 seconds)",
+        "hello.version: expected an integer, got bool",
+    ]
+    assert ack == {"type": "ack", "ids": [], "rejected": [
+        {"id": bad_event.id, "error": "check.status: 9223372036854775808 is out of range (0..4294967295)"}]}  # fmt: skip
+    errors = backend.metrics.registry.get_sample_value("pipeline_transport_errors_total", {"reason": "protocol"})
+    assert errors == 5
