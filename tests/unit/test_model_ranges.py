@@ -14,12 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.core.silencing import with_times
 from pipeline.errors import ValidationError
 from pipeline.model import Check, CheckConfig, Entity, Event, MetricPoint, Metrics, ObjectMeta
 from pipeline.model.codec import INT32, INT64, UINT32, Bounds, check_ranges, decode, encode, field
 from pipeline.model.deadletter import DeadLetter
+from pipeline.model.pipeline import Silenced
 from pipeline.model.resources import RESOURCE_TYPES
 
+NOW_SECONDS = 1_700_000_000
 ROOTS: list[type[Any]] = [Event, DeadLetter, *RESOURCE_TYPES.values()]
 
 
@@ -171,3 +174,9 @@ def test_json_carried_as_it_is_holds_only_what_the_store_and_wire_take(value: An
 def test_json_nested_to_the_limit_is_kept() -> None:
     value = json.loads("[" * 64 + "]" * 64)
     assert decode(Check, {"subdue": value}).subdue == value
+
+
+def test_a_silence_expiring_past_int64_expires_at_its_top() -> None:
+    entry = with_times(decode(Silenced, {"check": "c", "expire": INT64[1]}), NOW_SECONDS)
+    assert entry.expire_at == INT64[1]
+    check_ranges(entry)
