@@ -155,6 +155,7 @@ class BackendMetrics:
     entities_deregistered: Counter
     http: HttpMetrics
     store: StoreMetrics
+    resources_skipped: Counter
 
     @classmethod
     def create(
@@ -263,6 +264,12 @@ class BackendMetrics:
             ),
             http=HttpMetrics.create(r, "pipeline_http"),
             store=StoreMetrics.create(r),
+            resources_skipped=Counter(
+                "pipeline_resources_skipped",
+                "Stored resources that no longer load, skipped at start",
+                ["kind"],
+                registry=r,
+            ),
         )
 
 

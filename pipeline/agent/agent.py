@@ -109,6 +109,11 @@ class AgentConfig:
                 )
         if self.keepalive_interval <= 0:
             raise ValueError(f"--keepalive-interval must be positive, got {self.keepalive_interval}")
+        if not 0 < self.heartbeat_timeout <= protocol.MAX_HEARTBEAT_TIMEOUT:  # the backend refuses others
+            raise ValueError(
+                f"--heartbeat-timeout must be in (0, {protocol.MAX_HEARTBEAT_TIMEOUT:.0f}] seconds, "
+                f"got {self.heartbeat_timeout}"
+            )
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise ValueError(
                 f"--heartbeat-timeout {self.heartbeat_timeout} must be greater than --heartbeat-interval "

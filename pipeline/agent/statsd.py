@@ -100,6 +100,9 @@ class StatsdServer:
         self.side_drops = Counter(
             "pipeline_statsd_side_events_dropped", "Service checks and events dropped (queue full)", registry=registry
         )
+        self.points_dropped = Counter(
+            "pipeline_statsd_points_dropped", "Flushed StatsD points dropped as not finite", registry=registry
+        )
         self.kernel_drops = KernelDrops()
         registry.register(self.kernel_drops)
         self._side_send, self._side_receive = trio.open_memory_channel[Event](SIDE_EVENTS)
@@ -167,6 +170,11 @@ class StatsdServer:
         self._bad_logged = 0
         now = math.floor(self.wall_clock())
         points = self.aggregator.flush(now, self.config.flush_interval)
+        finite = [p for p in points if math.isfinite(p.value)]
+        if len(finite) < len(points):  # a counter that overflowed, etsy's NaN sum_top100: unsendable
+            self.points_dropped.inc(len(points) - len(finite))
+            log.warning("statsd points not finite; dropped", count=len(points) - len(finite))
+            points = finite
         if not points:
             return
         event = Event(

@@ -42,6 +42,7 @@ class ResourceService:
         *,
         check: Callable[[Resources], None] = lambda resources: None,
         changed: Callable[[Resources], Awaitable[None]] | None = None,
+        skipped: Callable[[str], None] = lambda kind: None,
     ) -> None:
         self.base = base
         self.store = store
@@ -51,14 +52,18 @@ class ResourceService:
         self._changed = changed
         #: one change at a time: an API change and a reload both build on the current base
         self._lock = trio.Lock()
+        self._skipped = skipped
 
     async def load(self) -> None:
         """Apply the changes made through the API before this start."""
         for kind, namespace, name, document in await self.store.list_resources():
             try:
                 resource = None if document is None else resource_from_document(json.loads(document))
-            except (ValidationError, ValueError) as exc:
-                log.error("stored resource unreadable; skipped", kind=kind, name=name, namespace=namespace, error=exc)
+            except (ValidationError, ValueError, RecursionError) as exc:
+                # Stored by an older version (before ranges, say): one bad resource must not stop the backend.
+                self._skipped(kind)
+                log.error("stored resource no longer loads; skipped", kind=kind, namespace=namespace, resource=name,
+                          field=getattr(exc, "path", ""), error=getattr(exc, "message", str(exc)))  # fmt: skip
                 continue
             self._changes[(kind, namespace, name)] = resource
         self.current = overlay(self.base, self._changed_list())

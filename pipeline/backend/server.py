@@ -93,8 +93,13 @@ class Backend:
         self.metrics = metrics or BackendMetrics.create()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = StoreService(SQLiteStore(config.data_dir / "events.db"), self.metrics.store)
-        self.resource_service = ResourceService(config.resources, self.store, check=self._check_resources,
-                                                changed=self._resources_changed)  # fmt: skip
+        self.resource_service = ResourceService(
+            config.resources,
+            self.store,
+            check=self._check_resources,
+            changed=self._resources_changed,
+            skipped=self._resource_skipped,
+        )
         self.transport: TransportServer | None = None
         env = plugin_environment(config.plugin_dirs)
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
@@ -120,6 +125,9 @@ class Backend:
             self.handlers.prepare(resources)
         except HandlerError as exc:
             raise ValidationError("spec.plugin", str(exc)) from None
+
+    def _resource_skipped(self, kind: str) -> None:
+        self.metrics.resources_skipped.labels(kind).inc()
 
     async def _resources_changed(self, resources: Resources) -> None:
         self.handlers.refresh(resources)

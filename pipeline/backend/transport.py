@@ -250,6 +250,12 @@ class TransportServer:
             raise ProtocolError("closed before the handshake")
         if hello["type"] != protocol.HELLO:
             raise ProtocolError(f"expected hello, got {hello['type']}")
+        try:
+            protocol.check_hello(hello)
+            heartbeat_timeout = protocol.hello_heartbeat_timeout(hello, DEFAULT_HEARTBEAT_TIMEOUT)
+        except ProtocolError as exc:
+            await conn.send(protocol.error(str(exc)))
+            raise
         if hello["version"] != protocol.PROTOCOL_VERSION:
             await conn.send(protocol.error(f"unsupported protocol version {hello['version']!r}"))
             raise ProtocolError(f"agent speaks protocol version {hello['version']!r}")
@@ -264,10 +270,7 @@ class TransportServer:
         except ValidationError as exc:
             await conn.send(protocol.error(f"invalid entity: {exc}"))
             raise ProtocolError(f"invalid entity in hello: {exc}") from None
-        timeout = hello.get("heartbeat_timeout", DEFAULT_HEARTBEAT_TIMEOUT)
-        if not isinstance(timeout, int | float) or timeout <= 0:
-            raise ProtocolError(f"invalid heartbeat_timeout {timeout!r}")
-        return entity, float(timeout)
+        return entity, heartbeat_timeout
 
     async def _serve_agent(self, conn: MessageStream) -> None:
         entity, heartbeat_timeout = await self._handshake(conn)

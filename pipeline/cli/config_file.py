@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.config.loader import StrictLoader
 from pipeline.errors import ConfigError
 
 CONFIG_FILE_FLAG = "--config-file"
@@ -47,8 +48,9 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 def file_defaults(parser: argparse.ArgumentParser, path: Path) -> dict[str, Any]:
     """The settings in ``path`` as parser defaults (dest -> value)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError) as exc:
+        # StrictLoader: nesting bounded, list keys and repeated keys refused, as in resource files
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader) or {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: an integer over 4300 digits
         raise ConfigError(str(path), f"cannot read: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

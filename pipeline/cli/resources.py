@@ -28,7 +28,7 @@ def _documents(source: Path) -> list[tuple[str, int, Any]]:
             for number, document in enumerate(yaml.load_all(path.read_text(), Loader=StrictLoader), start=1):
                 if document is not None:
                     found.append((str(path), number, document))
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, yaml.YAMLError, ValueError) as exc:  # ValueError: an integer over 4300 digits
             raise ApiError(f"{path}: {exc}") from None
     return found
 

@@ -27,13 +27,36 @@ API_VERSION = "core/v2"
 DOCUMENT_KEYS = ("type", "api_version", "metadata", "spec")
 
 
+#: How deep YAML may nest: far more than any resource needs, far less than Python's recursion limit.
+MAX_YAML_DEPTH = 100
+
+
 class StrictLoader(yaml.SafeLoader):
-    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last)."""
+    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last), a
+    key that is a list or a mapping, and nesting deeper than :data:`MAX_YAML_DEPTH` (PyYAML
+    composes recursively: a deep enough document would end in a RecursionError)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self._depth >= MAX_YAML_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (list, dict, set)):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, "found a list or mapping as a key",
+                    key_node.start_mark,
+                )  # fmt: skip
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
@@ -67,6 +90,8 @@ class _Loader:
                     self.load_document(name, number, document)
         except yaml.YAMLError as exc:
             self.errors.append(_yaml_error(name, exc))
+        except ValueError as exc:  # an integer of more than 4300 digits, which Python will not parse
+            self.errors.append(ConfigError(name, f"invalid YAML: {exc}", document=number + 1))
 
     def load_document(self, file: str, number: int, document: Any) -> None:
         label = None

@@ -13,13 +13,15 @@ import dataclasses
 from collections.abc import Iterable
 
 from pipeline.model import Event, entity_subscription
+from pipeline.model.codec import INT64
 from pipeline.model.pipeline import Silenced
 
 
 def with_times(entry: Silenced, now: float) -> Silenced:
     """``entry`` with Sensu's defaults filled: ``begin`` now, ``expire_at`` from ``expire``."""
     begin = entry.begin or int(now)
-    expire_at = entry.expire_at or (begin + entry.expire if entry.expire > 0 else 0)
+    # min: begin + an expire near int64's top would not fit in int64 (and no longer load)
+    expire_at = entry.expire_at or (min(begin + entry.expire, INT64[1]) if entry.expire > 0 else 0)
     return dataclasses.replace(entry, begin=begin, expire_at=expire_at)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.errors import ValidationError
-from pipeline.model.codec import JSON, field
+from pipeline.model.codec import INT32, INT64, JSON, UINT32, field
 from pipeline.model.meta import ObjectMeta, ResourceReference, validate_name
 from pipeline.model.metrics import MetricTag
 
@@ -24,8 +24,8 @@ PASSING, FAILING, FLAPPING = "passing", "failing", "flapping"
 class CheckHistory:
     """One past result: only its status and when it ran."""
 
-    status: int = field(0)
-    executed: int = field(0)
+    status: int = field(0, bounds=UINT32)
+    executed: int = field(0, bounds=INT64)
 
 
 #: ``check_hooks`` keys besides the exact exit codes "0" to "255".
@@ -38,7 +38,7 @@ class HookConfig:
 
     metadata: ObjectMeta = field(factory=ObjectMeta)
     command: str = field("", omitempty=True)
-    timeout: int = field(60)
+    timeout: int = field(60, bounds=UINT32)
     stdin: bool = field(False)
     runtime_assets: list[str] = field([])
 
@@ -60,10 +60,10 @@ class Hook(HookConfig):
     """A hook's result inside ``check.hooks``: its configuration plus what it did."""
 
     duration: float = field(0.0, omitempty=True)
-    executed: int = field(0)
-    issued: int = field(0)
+    executed: int = field(0, bounds=INT64)
+    issued: int = field(0, bounds=INT64)
     output: str = field("", omitempty=True)
-    status: int = field(0)
+    status: int = field(0, bounds=INT32)
 
 
 def valid_hook_type(name: str) -> bool:
@@ -76,7 +76,7 @@ class MetricThresholdRule:
 
     min: str = field("")
     max: str = field("")
-    status: int = field(0)
+    status: int = field(0, bounds=UINT32)
 
 
 @dataclass(slots=True)
@@ -92,7 +92,7 @@ class MetricThreshold:
     name: str = field("")
     tags: list[MetricThresholdTag] = field([])
     thresholds: list[MetricThresholdRule] = field([])
-    null_status: int = field(0)
+    null_status: int = field(0, bounds=UINT32)
 
     def validate(self, path: str) -> None:
         if not self.name:
@@ -121,9 +121,9 @@ class CheckConfig:
 
     command: str = field("", omitempty=True)
     handlers: list[str] = field([])
-    high_flap_threshold: int = field(0)
-    interval: int = field(0)
-    low_flap_threshold: int = field(0)
+    high_flap_threshold: int = field(0, bounds=UINT32)
+    interval: int = field(0, bounds=UINT32)
+    low_flap_threshold: int = field(0, bounds=UINT32)
     publish: bool = field(False)
     runtime_assets: list[str] = field([])
     subscriptions: list[str] = field([])
@@ -132,22 +132,22 @@ class CheckConfig:
     stdin: bool = field(False)
     subdue: JSON = field(None)
     cron: str = field("", omitempty=True)
-    ttl: int = field(0)
-    timeout: int = field(0)
+    ttl: int = field(0, bounds=INT64)
+    timeout: int = field(0, bounds=UINT32)
     proxy_requests: JSON = field(None, omitempty=True)
     round_robin: bool = field(False)
     output_metric_format: str = field("")
     output_metric_handlers: list[str] = field([])
     env_vars: list[str] = field([])
     metadata: ObjectMeta = field(factory=ObjectMeta)
-    max_output_size: int = field(0, omitempty=True)
+    max_output_size: int = field(0, omitempty=True, bounds=INT64)
     discard_output: bool = field(False, omitempty=True)
     secrets: list[JSON] = field([])
     output_metric_tags: list[MetricTag] = field([], omitempty=True)
     pipelines: list[ResourceReference] = field([])
     output_metric_thresholds: list[MetricThreshold] = field([], omitempty=True)
     subdues: list[JSON] = field([], omitempty=True)
-    ttl_status: int = field(0, omitempty=True)
+    ttl_status: int = field(0, omitempty=True, bounds=UINT32)
 
     @property
     def name(self) -> str:
@@ -204,16 +204,16 @@ class Check(CheckConfig):
     """
 
     duration: float = field(0.0, omitempty=True)
-    executed: int = field(0)
+    executed: int = field(0, bounds=INT64)
     history: list[CheckHistory] = field([])
-    issued: int = field(0)
+    issued: int = field(0, bounds=INT64)
     output: str = field("")
     state: str = field("", omitempty=True)
-    status: int = field(0)
-    total_state_change: int = field(0)
-    last_ok: int = field(0)
-    occurrences: int = field(0)
-    occurrences_watermark: int = field(0)
+    status: int = field(0, bounds=UINT32)
+    total_state_change: int = field(0, bounds=UINT32)
+    last_ok: int = field(0, bounds=INT64)
+    occurrences: int = field(0, bounds=INT64)
+    occurrences_watermark: int = field(0, bounds=INT64)
     silenced: list[str] = field([], omitempty=True)
     hooks: list[Hook] = field([], omitempty=True)
     is_silenced: bool = field(False)

@@ -4,8 +4,11 @@ A model class is a slotted dataclass whose fields are declared with :func:`field
 says whether Sensu Go always emits it or omits it when empty (gogo's ``omitempty``), so that
 ``encode(decode(cls, d)) == d`` for every dict Sensu Go itself would produce.
 
-Decoding is strict: unknown keys and wrong types raise :class:`ValidationError` naming the
-dotted path and the offending value. ``null`` is read as the field's zero value, as Go does.
+Decoding is strict: unknown keys, wrong types, integers outside the field's range and numbers
+that are not finite raise :class:`ValidationError` naming the dotted path and the offending
+value. ``null`` is read as the field's zero value, as Go does. Every integer field declares its
+range (``bounds``), the Go type Sensu Go stores it as, so that nothing Sensu Go could not hold
+reaches the store, the wire or a scheduler.
 The per-class field table is built once and cached, so the hot path is a loop over closures.
 """
 
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import reprlib
 import types
 import typing
 from collections.abc import Callable
@@ -27,6 +32,12 @@ JSON = Any
 
 Decoder = Callable[[Any, str], Any]
 Encoder = Callable[[Any], Any]
+Bounds = tuple[int, int]
+
+#: The ranges of the Go integer types Sensu Go declares its fields with (core/v2 ``*.proto``).
+UINT32: Bounds = (0, 2**32 - 1)
+INT32: Bounds = (-(2**31), 2**31 - 1)
+INT64: Bounds = (-(2**63), 2**63 - 1)
 
 
 def field(
@@ -35,9 +46,11 @@ def field(
     omitempty: bool = False,
     key: str | None = None,
     factory: Callable[[], Any] | None = None,
+    bounds: Bounds | None = None,
 ) -> Any:
-    """A model field. List and dict defaults, and ``factory``, give each instance a fresh value."""
-    metadata = {"omitempty": omitempty, "key": key}
+    """A model field. List and dict defaults, and ``factory``, give each instance a fresh value.
+    ``bounds`` is the inclusive range of an integer field (required for integers)."""
+    metadata = {"omitempty": omitempty, "key": key, "bounds": bounds}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     if default is dataclasses.MISSING:
@@ -48,9 +61,17 @@ def field(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 3
+
+
 def describe(value: Any) -> str:
-    """A short rendering of an offending value for error messages."""
-    text = repr(value)
+    """A short rendering of an offending value for error messages (reprlib: a value nested
+    thousands deep would make ``repr`` raise RecursionError)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = _int_text(value)
+    else:
+        text = _SHORT.repr(value) if isinstance(value, (list, dict, tuple, set)) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -74,12 +95,29 @@ def _decode_str(value: Any, path: str) -> str:
     return value
 
 
-def _decode_int(value: Any, path: str) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _expected("integer", value, path)
-    return value
+def _int_text(value: int) -> str:
+    """``value`` in digits, unless it is too long to print (Python refuses over 4300 digits)."""
+    return str(value) if value.bit_length() <= 256 else f"an integer of {value.bit_length()} bits"
+
+
+def out_of_range(value: int, bounds: Bounds, path: str) -> ValidationError:
+    low, high = bounds
+    return ValidationError(path, f"{_int_text(value)} is out of range ({low}..{high})")
+
+
+def _int_decoder(bounds: Bounds) -> Decoder:
+    low, high = bounds
+
+    def decode(value: Any, path: str) -> int:
+        if value is None:
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _expected("integer", value, path)
+        if not low <= value <= high:
+            raise out_of_range(value, bounds, path)
+        return value
+
+    return decode
 
 
 def _decode_float(value: Any, path: str) -> float:
@@ -87,7 +125,13 @@ def _decode_float(value: Any, path: str) -> float:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _expected("number", value, path)
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a double's range
+        raise ValidationError(path, f"{_int_text(int(value))} is out of range for a number") from None
+    if not math.isfinite(number):
+        raise ValidationError(path, f"expected a finite number, got {number!r}")
+    return number
 
 
 def _decode_bool(value: Any, path: str) -> bool:
@@ -98,8 +142,40 @@ def _decode_bool(value: Any, path: str) -> bool:
     return value
 
 
+#: How deep a JSON value carried as it is (``subdue``, a handler's ``options``) may nest.
+MAX_JSON_DEPTH = 64
+
+
 def _decode_any(value: Any, path: str) -> Any:
+    """A JSON value kept as given, once it is known to be one that every later stage can take:
+    string keys, integers in int64, finite floats, nesting bounded (walked without recursion)."""
+    stack = [(value, path, 0)]
+    while stack:
+        item, at, depth = stack.pop()
+        if item is None or isinstance(item, (bool, str)):
+            continue
+        if isinstance(item, int):
+            if not INT64[0] <= item <= INT64[1]:
+                raise out_of_range(item, INT64, at)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValidationError(at, f"expected a finite number, got {item!r}")
+        elif isinstance(item, (list, dict)):
+            if depth >= MAX_JSON_DEPTH:
+                raise ValidationError(at, f"nested deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend(_children(item, at, depth + 1))
+        else:
+            raise _expected("a JSON value", item, at)
     return value
+
+
+def _children(item: list[Any] | dict[Any, Any], path: str, depth: int) -> list[tuple[Any, str, int]]:
+    if isinstance(item, list):
+        return [(v, f"{path}[{i}]", depth) for i, v in enumerate(item)]
+    for key in item:
+        if not isinstance(key, str):
+            raise _expected("string key", key, path)
+    return [(v, f"{path}.{k}" if path else k, depth) for k, v in item.items()]
 
 
 def _list_decoder(item: Decoder) -> Decoder:
@@ -138,10 +214,14 @@ def _optional_decoder(inner: Decoder) -> Decoder:
     return decode
 
 
-_SCALARS: dict[Any, Decoder] = {str: _decode_str, int: _decode_int, float: _decode_float, bool: _decode_bool}
+_SCALARS: dict[Any, Decoder] = {str: _decode_str, float: _decode_float, bool: _decode_bool}
 
 
-def _decoder_for(tp: Any) -> Decoder:
+def _decoder_for(tp: Any, bounds: Bounds | None = None) -> Decoder:
+    if tp is int:
+        if bounds is None:
+            raise TypeError("an integer field needs bounds (the range of its Go type)")
+        return _int_decoder(bounds)
     if tp in _SCALARS:
         return _SCALARS[tp]
     if tp is Any:
@@ -149,12 +229,12 @@ def _decoder_for(tp: Any) -> Decoder:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is list:
-        return _list_decoder(_decoder_for(args[0]))
+        return _list_decoder(_decoder_for(args[0], bounds))
     if origin is dict:
-        return _map_decoder(_decoder_for(args[1]))
+        return _map_decoder(_decoder_for(args[1], bounds))
     if origin in (typing.Union, types.UnionType) and type(None) in args:
         (inner,) = [a for a in args if a is not type(None)]
-        return _optional_decoder(_decoder_for(inner))
+        return _optional_decoder(_decoder_for(inner, bounds))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         cls: type[Any] = tp
         return lambda value, path: cls() if value is None else decode(cls, value, path)
@@ -187,6 +267,7 @@ class _FieldSpec:
     decoder: Decoder
     encoder: Encoder | None
     tp: Any
+    bounds: Bounds | None
 
 
 _TABLES: dict[type, tuple[dict[str, _FieldSpec], tuple[_FieldSpec, ...]]] = {}
@@ -202,7 +283,12 @@ def _table(cls: type) -> tuple[dict[str, _FieldSpec], tuple[_FieldSpec, ...]]:
         key = f.metadata.get("key") or f.name
         tp = hints[f.name]
         omitempty = f.metadata.get("omitempty", False)
-        specs.append(_FieldSpec(key, f.name, omitempty, _decoder_for(tp), _encoder_for(tp), tp))
+        bounds = f.metadata.get("bounds")
+        try:
+            decoder = _decoder_for(tp, bounds)
+        except TypeError as exc:
+            raise TypeError(f"{cls.__name__}.{f.name}: {exc}") from None
+        specs.append(_FieldSpec(key, f.name, omitempty, decoder, _encoder_for(tp), tp, bounds))
     table = ({s.key: s for s in specs}, tuple(specs))
     _TABLES[cls] = table
     return table
@@ -266,6 +352,33 @@ def encode(obj: Any) -> dict[str, Any]:
             continue
         out[spec.key] = value if spec.encoder is None or value is None else spec.encoder(value)
     return out
+
+
+def check_ranges(obj: Any, path: str = "") -> None:
+    """Raise ValidationError for the first integer outside its field's range, or number that is
+    not finite, in ``obj`` and the records inside it: for objects built in code rather than
+    decoded (an adapter's event, a parsed legacy result), before they reach the store or the wire."""
+    _, specs = _table(type(obj))
+    for spec in specs:
+        value = getattr(obj, spec.attr)
+        sub = f"{path}.{spec.key}" if path else spec.key
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_value(item, spec.bounds, f"{sub}[{i}]")
+        else:
+            _check_value(value, spec.bounds, sub)
+
+
+def _check_value(value: Any, bounds: Bounds | None, path: str) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and bounds is not None:
+        if not bounds[0] <= value <= bounds[1]:
+            raise out_of_range(value, bounds, path)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(path, f"expected a finite number, got {value!r}")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        check_ranges(value, path)
 
 
 def load_json(data: bytes) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.model.codec import field
+from pipeline.model.codec import INT32, INT64, field
 from pipeline.model.meta import ObjectMeta, validate_name
 
 ENTITY_CLASSES = ("agent", "proxy", "backend", "service")
@@ -38,7 +38,7 @@ class System:
     platform_version: str = field("", omitempty=True)
     network: Network = field(factory=Network)
     arch: str = field("", omitempty=True)
-    arm_version: int = field(0, omitempty=True)
+    arm_version: int = field(0, omitempty=True, bounds=INT32)
     libc_type: str = field("")
     vm_system: str = field("")
     vm_role: str = field("")
@@ -59,7 +59,7 @@ class Entity:
     entity_class: str = field("")
     system: System = field(factory=System)
     subscriptions: list[str] = field([])
-    last_seen: int = field(0)
+    last_seen: int = field(0, bounds=INT64)
     deregister: bool = field(False)
     deregistration: Deregistration = field(factory=Deregistration)
     user: str = field("", omitempty=True)

@@ -15,7 +15,7 @@ import msgpack
 
 from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model.check import Check
-from pipeline.model.codec import JSON, decode, encode, field, known_fields_only
+from pipeline.model.codec import INT64, JSON, check_ranges, decode, encode, field, known_fields_only
 from pipeline.model.entity import Entity
 from pipeline.model.meta import ObjectMeta, ResourceReference
 from pipeline.model.metrics import Metrics
@@ -25,13 +25,13 @@ from pipeline.model.metrics import Metrics
 class Event:
     """A Sensu v2 event. ``id`` is the canonical UUID string; ``timestamp`` is in seconds."""
 
-    timestamp: int = field(0, omitempty=True)
+    timestamp: int = field(0, omitempty=True, bounds=INT64)
     entity: Entity | None = field(None, omitempty=True)
     check: Check | None = field(None, omitempty=True)
     metrics: Metrics | None = field(None, omitempty=True)
     metadata: ObjectMeta = field(factory=ObjectMeta)
     id: str = field("")
-    sequence: int = field(0)
+    sequence: int = field(0, bounds=INT64)
     pipelines: list[ResourceReference] = field([])
     fallback_pipeline: JSON = field(None, omitempty=True)
 
@@ -78,6 +78,7 @@ class Event:
 
     def validate(self) -> None:
         """Sensu Go's ``Event.Validate``, with errors that name the field."""
+        check_ranges(self)  # an event built in code (an adapter, a legacy result) was not decoded
         if self.entity is None:
             raise ValidationError("entity", "event must contain an entity")
         if self.check is None and self.metrics is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.model.codec import field
+from pipeline.model.codec import INT64, field
 
 
 @dataclass(slots=True)
@@ -19,7 +19,7 @@ class MetricPoint:
 
     name: str = field("", omitempty=True)
     value: float = field(0.0)
-    timestamp: int = field(0)
+    timestamp: int = field(0, bounds=INT64)
     tags: list[MetricTag] = field([])
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from pipeline.errors import ValidationError
-from pipeline.model.codec import JSON, field
+from pipeline.model.codec import INT64, JSON, UINT32, field
 from pipeline.model.meta import ObjectMeta, ResourceReference, validate_name
 
 #: Filters every backend knows, with Sensu Go's meaning (plus pipeline's ``fatigue``).
@@ -51,7 +51,7 @@ class Mutator:
 
     metadata: ObjectMeta = field(factory=ObjectMeta)
     command: str = field("", omitempty=True)
-    timeout: int = field(0)
+    timeout: int = field(0, bounds=UINT32)
     env_vars: list[str] = field([])
     runtime_assets: list[str] = field([])
     secrets: list[JSON] = field([])
@@ -125,14 +125,14 @@ class Silenced:
     """Sensu Go's ``Silenced`` entry; its name is derived from subscription and check."""
 
     metadata: ObjectMeta = field(factory=ObjectMeta)
-    expire: int = field(0)
+    expire: int = field(0, bounds=INT64)
     expire_on_resolve: bool = field(False)
     creator: str = field("")
     check: str = field("")
     reason: str = field("")
     subscription: str = field("")
-    begin: int = field(0)
-    expire_at: int = field(0)
+    begin: int = field(0, bounds=INT64)
+    expire_at: int = field(0, bounds=INT64)
 
     @property
     def derived_name(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.errors import ValidationError
 from pipeline.model.check import CheckConfig, HookConfig
-from pipeline.model.codec import JSON
+from pipeline.model.codec import JSON, UINT32
 from pipeline.model.codec import field as model_field
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
 from pipeline.model.pipeline import BUILTIN_FILTERS, BUILTIN_MUTATORS, EventFilter, Mutator, Pipeline, Silenced
@@ -26,7 +26,7 @@ MAX_SET_DEPTH = 3
 @dataclass(slots=True)
 class HandlerSocket:
     host: str = model_field("", omitempty=True)
-    port: int = model_field(0)
+    port: int = model_field(0, bounds=UINT32)
 
 
 @dataclass(slots=True)
@@ -37,7 +37,7 @@ class Handler:
     type: str = model_field("", omitempty=True)
     mutator: str = model_field("", omitempty=True)
     command: str = model_field("", omitempty=True)
-    timeout: int = model_field(0)
+    timeout: int = model_field(0, bounds=UINT32)
     socket: HandlerSocket | None = model_field(None, omitempty=True)
     handlers: list[str] = model_field([])
     filters: list[str] = model_field([])
@@ -48,9 +48,9 @@ class Handler:
     plugin: str = model_field("", omitempty=True)
     options: dict[str, JSON] = model_field({}, omitempty=True)
     #: pipeline's own: attempts before the event goes to the dead letters (1: no retry)
-    max_attempts: int = model_field(3, omitempty=True)
+    max_attempts: int = model_field(3, omitempty=True, bounds=UINT32)
     #: pipeline's own: runs of this handler at once, at most (0: only the backend's limits)
-    concurrency: int = model_field(0, omitempty=True)
+    concurrency: int = model_field(0, omitempty=True, bounds=UINT32)
 
     def validate(self, path: str = "") -> None:
         def at(name: str) -> str:

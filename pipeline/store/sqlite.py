@@ -17,6 +17,7 @@ from pathlib import Path
 import msgpack
 
 from pipeline.errors import StoreError, ValidationError
+from pipeline.logs import get_logger
 from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
 from pipeline.model.apikey import StoredKey
 from pipeline.model.codec import decode, encode
@@ -25,6 +26,8 @@ from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
 from pipeline.store import sqlite_outbox
 from pipeline.store.base import CheckKey, TimelineQuery
+
+log = get_logger("store.sqlite")
 
 SCHEMA_VERSION = 7
 #: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``,
@@ -361,7 +364,12 @@ class SQLiteStore:
             rows = self._reader().execute("SELECT namespace, entity, check_name, event FROM events").fetchall()
         latest = {}
         for namespace, entity, check, blob in rows:
-            event = self._decode(blob)
+            try:
+                event = self._decode(blob)
+            except StoreError as exc:  # stored by an older version: one bad row must not stop a start
+                log.error("stored event no longer loads; skipped", namespace=namespace, entity=entity, check=check,
+                          error=exc)  # fmt: skip
+                continue
             if event.check is not None:
                 latest[(namespace, entity, check)] = event.check
         return latest
@@ -421,11 +429,15 @@ class SQLiteStore:
 
     def list_silences(self) -> list[Silenced]:
         with self._errors("cannot list silences"):
-            rows = self._reader().execute("SELECT entry FROM silenced ORDER BY namespace, name").fetchall()
-        try:
-            return [decode(Silenced, msgpack.unpackb(r[0], raw=False), "silenced") for r in rows]
-        except (ValidationError, ValueError, msgpack.UnpackException) as exc:
-            raise StoreError(f"{self.path}: a stored silence cannot be read: {exc}") from exc
+            query = "SELECT namespace, name, entry FROM silenced ORDER BY namespace, name"
+            rows = self._reader().execute(query).fetchall()
+        entries = []
+        for namespace, name, blob in rows:
+            try:
+                entries.append(decode(Silenced, msgpack.unpackb(blob, raw=False), "silenced"))
+            except (ValidationError, ValueError, msgpack.UnpackException) as exc:  # stored by an older version
+                log.error("stored silence no longer loads; skipped", namespace=namespace, silence=name, error=exc)
+        return entries
 
     def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
         """Logged events of a namespace in time order, filtered; and the cursor of the next page

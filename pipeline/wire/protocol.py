@@ -36,6 +36,7 @@ Backend -> agent:
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,12 @@ PROTOCOL_VERSION = 1
 
 #: Frames larger than this are a protocol error: the connection is closed, not the daemon.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: How deep a frame's maps and lists may nest. An event in an ``events`` frame nests about 70
+#: deep at most (the model's records, and 64 levels of JSON carried as it is); anything deeper
+#: is refused before any code walks it recursively (a ``repr`` of it would raise RecursionError).
+MAX_FRAME_DEPTH = 100
+#: The longest heartbeat timeout an agent may ask for, in seconds (a day).
+MAX_HEARTBEAT_TIMEOUT = 86400.0
 
 HELLO, WELCOME, CHECKS, EVENTS, ACK, ERROR = "hello", "welcome", "checks", "events", "ack", "error"
 KEEPALIVE, DEREGISTER, PING, PONG, EXECUTE = "keepalive", "deregister", "ping", "pong", "execute"
@@ -95,6 +102,53 @@ def validate_message(message: Any) -> dict[str, Any]:
     return message
 
 
+def check_depth(value: Any, limit: int = MAX_FRAME_DEPTH) -> None:
+    """Raise ProtocolError when maps and lists in ``value`` nest deeper than ``limit`` (walked
+    with a stack of its own, not by recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()  # keys are strings: strict_map_key
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise ProtocolError(f"frame nested deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def hello_heartbeat_timeout(message: dict[str, Any], default: float) -> float:
+    """The heartbeat timeout a ``hello`` asks for (``default`` when it asks for none); a value
+    that is not a finite number of seconds in (0, :data:`MAX_HEARTBEAT_TIMEOUT`] is refused."""
+    value = message.get("heartbeat_timeout", default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProtocolError(f"hello.heartbeat_timeout: expected a number of seconds, got {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not 0 < seconds <= MAX_HEARTBEAT_TIMEOUT:  # NaN fails this too
+        shown = seconds if math.isfinite(seconds) or math.isnan(seconds) else value
+        raise ProtocolError(
+            f"hello.heartbeat_timeout: {shown!r} is out of range (0..{MAX_HEARTBEAT_TIMEOUT:.0f} seconds)"
+        )
+    return seconds
+
+
+def check_hello(message: dict[str, Any]) -> None:
+    """The fields of a ``hello`` have their types (a ``version`` of ``True`` is not 1)."""
+    if type(message["version"]) is not int:
+        raise ProtocolError(f"hello.version: expected an integer, got {type(message['version']).__name__}")
+    for name in ("agent", "namespace"):
+        if not isinstance(message[name], str):
+            raise ProtocolError(f"hello.{name}: expected a string, got {type(message[name]).__name__}")
+    subscriptions = message["subscriptions"]
+    if not isinstance(subscriptions, list) or not all(isinstance(s, str) for s in subscriptions):
+        raise ProtocolError("hello.subscriptions: expected a list of strings")
+
+
 @dataclass(slots=True)
 class FrameDecoder:
     """Accumulates received bytes and yields complete messages."""
@@ -123,6 +177,7 @@ class FrameDecoder:
                 raise ProtocolError(f"malformed msgpack frame: {exc}") from None
             finally:
                 body.release()
+            check_depth(decoded)
             messages.append(validate_message(decoded))
         del buffer[:start]  # consumed frames are dropped once per feed, not once per frame
         return messages

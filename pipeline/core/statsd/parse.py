@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import re
 from dataclasses import dataclass, field
+
+from pipeline.core.numbers import UNIX_SECONDS, parse_decimal, parse_int
 
 TIMER_TYPES = frozenset({"ms", "h", "d"})
 
 _WHITESPACE = re.compile(r"\s+")
 _NOT_KEY = re.compile(r"[^a-zA-Z_\-0-9.;=]")
-_JS_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|Infinity)\s*\Z")
 
 
 class BadLine(ValueError):
@@ -37,11 +37,15 @@ def sanitize(name: str) -> str:
 
 
 def js_number(text: str) -> float | None:
-    """The number JavaScript's ``Number()`` reads in ``text`` (decimal forms), else None."""
-    if not _JS_NUMBER.match(text):
-        return None
-    value = float(text.strip().replace("Infinity", "inf"))
-    return None if math.isnan(value) else value
+    """The number JavaScript's ``Number()`` reads in ``text`` (decimal forms), else None. Unlike
+    etsy, ``Infinity`` and numbers too large for a double are refused: a point that is not
+    finite cannot be sent (Sensu Go's JSON cannot carry it either)."""
+    return parse_decimal(text)
+
+
+def unix_time(text: str) -> int | None:
+    """A ``|T`` or ``d:`` timestamp: Unix seconds in ASCII digits, within :data:`UNIX_SECONDS`."""
+    return parse_int(text, UNIX_SECONDS) if text[:1] not in "+-" else None
 
 
 Tags = tuple[tuple[str, str], ...]
@@ -116,8 +120,10 @@ def _sample(key: str, tags: Tags, text: str) -> Sample:
                 # etsy would add value * Infinity; a counter that is infinite forever helps nobody
                 raise BadLine(f"sample rate {extra!r} must be greater than 0")
             rate = parsed
-        elif extra.startswith("T") and extra[1:].isdigit():
-            timestamp = int(extra[1:])
+        elif extra.startswith("T") and extra[1:].isdigit():  # isdigit: T² too, which unix_time refuses
+            timestamp = unix_time(extra[1:])
+            if timestamp is None:
+                raise BadLine(f"bad timestamp {extra!r}")
         # other fields (DogStatsD's future extensions) are accepted and ignored
     if kind == "s":
         return Sample(key, tags, "s", raw or "0", rate, timestamp=timestamp)
@@ -139,7 +145,7 @@ def _sample(key: str, tags: Tags, text: str) -> Sample:
     return Sample(key, tags, "c", value, rate, timestamp=timestamp)
 
 
-_EXTENSION = re.compile(r"(c:|e:|card:)|T\d+\Z")
+_EXTENSION = re.compile(r"(c:|e:|card:)|T\d+\Z")  # \d: ``T²`` is taken off too, then refused
 
 
 def _strip_extensions(body: str) -> tuple[str, int | None]:
@@ -151,12 +157,14 @@ def _strip_extensions(body: str) -> tuple[str, int | None]:
     while len(fields) > 2 and _EXTENSION.match(fields[-1]):
         extra = fields.pop()
         if extra.startswith("T"):
-            timestamp = int(extra[1:])
+            timestamp = unix_time(extra[1:])
+            if timestamp is None:
+                raise BadLine(f"bad timestamp {extra!r}")
     return "|".join(fields), timestamp
 
 
 #: The shape nearly every line has: a clean key, one plain number, a type, maybe a rate.
-_SIMPLE = re.compile(r"([a-zA-Z0-9_.\-]+):(\d+(?:\.\d+)?)\|(c|ms|h|d)(?:\|@(\d*\.?\d+))?\Z")
+_SIMPLE = re.compile(r"([a-zA-Z0-9_.\-]+):([0-9]{1,300}(?:\.[0-9]+)?)\|(c|ms|h|d)(?:\|@([0-9]*\.?[0-9]+))?\Z", re.ASCII)
 _KINDS = {"c": "c", "ms": "ms", "h": "ms", "d": "ms"}
 
 
@@ -203,7 +211,9 @@ def parse_service_check(line: str) -> ServiceCheck:
     tags: Tags = ()
     for extra in fields[3:]:
         if extra.startswith("d:") and extra[2:].isdigit():
-            timestamp = int(extra[2:])
+            timestamp = unix_time(extra[2:])
+            if timestamp is None:
+                raise BadLine(f"bad service check timestamp {extra!r}")
         elif extra.startswith("h:"):
             hostname = extra[2:]
         elif extra.startswith("#"):
@@ -213,7 +223,7 @@ def parse_service_check(line: str) -> ServiceCheck:
     return ServiceCheck(fields[1], int(fields[2]), message, hostname, timestamp, tags)
 
 
-_EVENT_HEAD = re.compile(r"_e\{(\d+),(\d+)\}:")
+_EVENT_HEAD = re.compile(r"_e\{([0-9]{1,6}),([0-9]{1,6})\}:", re.ASCII)
 
 
 def parse_event(line: str) -> DogEvent:
@@ -233,7 +243,9 @@ def parse_event(line: str) -> DogEvent:
             tags = parse_tags(extra[1:])
         elif len(extra) > 2 and extra[1] == ":":
             values[extra[0]] = extra[2:]
-    timestamp = int(values["d"]) if values.get("d", "").isdigit() else None
+    timestamp = unix_time(values["d"]) if values.get("d", "").isdigit() else None
+    if values.get("d", "").isdigit() and timestamp is None:
+        raise BadLine(f"bad event timestamp {values['d']!r}")
     return DogEvent(
         title=title,
         text=text.replace("\\n", "\n"),
