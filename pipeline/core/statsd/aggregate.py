@@ -8,12 +8,17 @@ points etsy's Graphite backend writes with ``legacyNamespace: false`` and prefix
 then std, upper, lower, count, count_ps, sum, sum_squares, mean, median, in etsy's order),
 ``stats.gauges.<key>``, ``stats.sets.<key>.count``. The arithmetic follows etsy's
 ``process_metrics.js`` step by step, so the floats are the same. Tags stay point tags.
+
+Memory is bounded by ``max_keys``: the distinct keys (name and tags) held at once. A sample of
+a new key beyond it is dropped and counted in ``dropped``, for the caller to report at each
+flush; keys already held keep aggregating. Without ``delete_idle`` keys stay held after a flush
+(zeroed, as etsy's), so they keep counting against the cap.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.core.statsd.parse import Sample, Tags
@@ -33,10 +38,19 @@ def percentile_suffix(pct: float) -> str:
     return text.replace(".", "_", 1).replace("-", "top", 1)
 
 
+#: Distinct keys an aggregator holds by default (see :class:`Aggregator`).
+DEFAULT_MAX_KEYS = 100_000
+
+
 @dataclass(slots=True)
 class Aggregator:
     percentiles: Sequence[float] = (90.0,)
     delete_idle: bool = False
+    max_keys: int = DEFAULT_MAX_KEYS
+    #: samples of new keys dropped since the last flush because ``max_keys`` were held
+    dropped: int = 0
+    #: keys held, of all kinds
+    keys: int = 0
     counters: dict[Key, float] = field(default_factory=dict)
     timers: dict[Key, list[float]] = field(default_factory=dict)
     timer_counts: dict[Key, float] = field(default_factory=dict)
@@ -47,9 +61,17 @@ class Aggregator:
     def add(self, samples: Iterable[Sample]) -> None:
         for sample in samples:
             key = (sample.key, sample.tags)
+            kind, value = sample.kind, sample.value
+            held: Container[Key] = self.counters if kind == "c" else self.timers if kind == "ms" else self.sets
+            if kind == "g":
+                held = self.gauges
+            if key not in held:
+                if self.keys >= self.max_keys:
+                    self.dropped += 1
+                    continue
+                self.keys += 1
             if sample.timestamp is not None:
                 self.timestamps[key] = sample.timestamp
-            kind, value = sample.kind, sample.value
             if kind == "c":
                 self.counters[key] = self.counters.get(key, 0.0) + value * (1 / sample.rate)  # type: ignore[operator]
             elif kind == "ms":
@@ -62,6 +84,11 @@ class Aggregator:
                     self.gauges[key] = value  # type: ignore[assignment]
             else:
                 self.sets.setdefault(key, set()).add(str(value))
+
+    def take_dropped(self) -> int:
+        """Samples dropped by the key cap since the last call (the caller counts and logs them)."""
+        dropped, self.dropped = self.dropped, 0
+        return dropped
 
     def flush(self, now: int, interval: float) -> list[MetricPoint]:
         """The points of this interval, then the state reset as etsy resets it."""
@@ -146,6 +173,7 @@ class Aggregator:
         """etsy's clear after a flush (``deleteIdleStats`` drops keys instead of zeroing them)."""
         self.timestamps.clear()
         if self.delete_idle:
+            self.keys = 0
             self.counters.clear()
             self.timers.clear()
             self.timer_counts.clear()
