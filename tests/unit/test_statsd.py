@@ -173,3 +173,33 @@ def test_the_fast_path_parses_exactly_as_the_general_one(key: str, value: str, k
     assert parse_line(line) == (general_samples, general_errors)
     parsed = parse_datagram(line.encode())
     assert (parsed.samples, [reason for _, reason in parsed.bad]) == (general_samples, general_errors)
+
+
+def counter(key: str) -> Sample:
+    return Sample(key, (), "c", 1.0, 1.0)
+
+
+def test_distinct_keys_are_capped_new_ones_dropped_and_counted_held_ones_still_aggregate() -> None:
+    aggregator = Aggregator(max_keys=3)
+    aggregator.add([counter("a"), counter("b"), Sample("g", (), "g", 5.0, 1.0)])
+    aggregator.add([counter("c"), counter("d"), counter("a"), Sample("g", (), "g", 7.0, 1.0)])
+    assert aggregator.keys == 3
+    assert aggregator.take_dropped() == 2
+    assert aggregator.take_dropped() == 0
+    points = {p.name: p.value for p in aggregator.flush(NOW, 10.0)}
+    assert points["stats.counters.a.count"] == 2.0
+    assert points["stats.gauges.g"] == 7.0
+    assert "stats.counters.c.count" not in points
+
+
+def test_keys_held_after_a_flush_count_against_the_cap_unless_idle_keys_are_deleted() -> None:
+    kept = Aggregator(max_keys=2)
+    kept.add([counter("a"), counter("b")])
+    kept.flush(NOW, 10.0)
+    kept.add([counter("c")])
+    assert kept.take_dropped() == 1  # a and b are still held (zeroed, as etsy keeps them)
+    deleting = Aggregator(max_keys=2, delete_idle=True)
+    deleting.add([counter("a"), counter("b")])
+    deleting.flush(NOW, 10.0)
+    deleting.add([counter("c")])
+    assert (deleting.take_dropped(), deleting.keys) == (0, 1)
