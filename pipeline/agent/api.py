@@ -97,7 +97,7 @@ def create_agent_app(
         assert set_aside is not None
         raw = request.query_params.get("limit", "100")
         if len(raw) > 4 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= SET_ASIDE_LIST_MAX:
-            return JSONResponse({"message": f"limit: expected 1 to {SET_ASIDE_LIST_MAX}, got {raw!r}"}, 400)
+            return JSONResponse({"message": f"limit: expected 1 to {SET_ASIDE_LIST_MAX}, got {raw[:20]!r}"}, 400)
         return JSONResponse([record.to_dict() for record in await set_aside(int(raw))])
 
     routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/version", version)]

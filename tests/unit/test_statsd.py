@@ -7,9 +7,13 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
+from pipeline.agent.statsd import StatsdConfig, StatsdServer
 from pipeline.core.statsd.aggregate import Aggregator, percentile_suffix
 from pipeline.core.statsd.parse import Sample, parse_datagram, parse_line, parse_line_general
+from pipeline.model import Entity, Event, ObjectMeta
+from pipeline.wire.limits import MAX_EVENT_BYTES
 
 NOW = 1_700_000_000
 
@@ -203,3 +207,26 @@ def test_keys_held_after_a_flush_count_against_the_cap_unless_idle_keys_are_dele
     deleting.flush(NOW, 10.0)
     deleting.add([counter("c")])
     assert (deleting.take_dropped(), deleting.keys) == (0, 1)
+
+
+async def test_a_flush_over_the_event_size_is_split_and_dropped_keys_are_counted_per_window() -> None:
+    registry = CollectorRegistry()
+    events: list[Event] = []
+
+    async def submit(event: Event) -> None:
+        events.append(event)
+
+    entity = Entity(metadata=ObjectMeta(name="web1", namespace="default"))
+    server = StatsdServer(StatsdConfig(max_keys=30_000), entity, submit, registry, wall_clock=lambda: NOW)
+    for start in range(0, 31_000, 50):
+        server.handle_datagram("\n".join(f"load.key{i}:1|c" for i in range(start, start + 50)).encode())
+    await server.flush()
+    assert len(events) > 1
+    assert all(len(event.to_msgpack()) <= MAX_EVENT_BYTES for event in events)
+    assert sum(len(e.metrics.points) for e in events if e.metrics) == 60_000  # .rate and .count of each held key
+    assert len({event.id for event in events}) == len(events)
+    assert registry.get_sample_value("pipeline_statsd_keys_dropped_total") == 1000
+    assert registry.get_sample_value("pipeline_statsd_flush_events_total") == len(events)
+    assert registry.get_sample_value("pipeline_statsd_flushes_total") == 1
+    await server.flush()
+    assert registry.get_sample_value("pipeline_statsd_keys_dropped_total") == 1000  # nothing new this window
