@@ -18,7 +18,7 @@ flush; keys already held keep aggregating. Without ``delete_idle`` keys stay hel
 from __future__ import annotations
 
 import math
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.core.statsd.parse import Sample, Tags
@@ -59,31 +59,47 @@ class Aggregator:
     timestamps: dict[Key, int] = field(default_factory=dict)
 
     def add(self, samples: Iterable[Sample]) -> None:
+        # The hot loop of the listener: one dict lookup per sample decides both "is the key
+        # held" and its current value, so the key cap costs next to nothing.
+        counters, timers, gauges, sets = self.counters, self.timers, self.gauges, self.sets
         for sample in samples:
             key = (sample.key, sample.tags)
             kind, value = sample.kind, sample.value
-            held: Container[Key] = self.counters if kind == "c" else self.timers if kind == "ms" else self.sets
-            if kind == "g":
-                held = self.gauges
-            if key not in held:
-                if self.keys >= self.max_keys:
-                    self.dropped += 1
-                    continue
-                self.keys += 1
-            if sample.timestamp is not None:
-                self.timestamps[key] = sample.timestamp
             if kind == "c":
-                self.counters[key] = self.counters.get(key, 0.0) + value * (1 / sample.rate)  # type: ignore[operator]
+                count = counters.get(key)
+                if count is None and not self._admit():
+                    continue
+                counters[key] = (count or 0.0) + value * (1 / sample.rate)  # type: ignore[operator]
             elif kind == "ms":
-                self.timers.setdefault(key, []).append(value)  # type: ignore[arg-type]
+                values = timers.get(key)
+                if values is None:
+                    if not self._admit():
+                        continue
+                    values = timers[key] = []
+                values.append(value)  # type: ignore[arg-type]
                 self.timer_counts[key] = self.timer_counts.get(key, 0.0) + 1 / sample.rate
             elif kind == "g":
-                if sample.delta and self.gauges.get(key):
-                    self.gauges[key] += value  # type: ignore[operator]
-                else:
-                    self.gauges[key] = value  # type: ignore[assignment]
+                gauge = gauges.get(key)
+                if gauge is None and not self._admit():
+                    continue
+                gauges[key] = gauge + value if sample.delta and gauge else value  # type: ignore[operator,assignment]
             else:
-                self.sets.setdefault(key, set()).add(str(value))
+                members = sets.get(key)
+                if members is None:
+                    if not self._admit():
+                        continue
+                    members = sets[key] = set()
+                members.add(str(value))
+            if sample.timestamp is not None:
+                self.timestamps[key] = sample.timestamp
+
+    def _admit(self) -> bool:
+        """Whether a new key may be held (counts the sample as dropped if not)."""
+        if self.keys >= self.max_keys:
+            self.dropped += 1
+            return False
+        self.keys += 1
+        return True
 
     def take_dropped(self) -> int:
         """Samples dropped by the key cap since the last call (the caller counts and logs them)."""
