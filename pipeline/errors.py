@@ -4,6 +4,7 @@ Hierarchy::
 
     PipelineError                 base of everything below
     ├── ValidationError           a value that does not fit the model (path, message)
+    │   └── EventTooLarge         an event over the maximum event size (size, limit)
     ├── ConfigError               a resource file that does not load (file, document, resource, path)
     ├── ConfigErrors              every ConfigError of a directory, reported together
     ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
@@ -41,6 +42,18 @@ class ValidationError(PipelineError):
 
 class UnknownFieldError(ValidationError):
     """A key the model does not have (refused in resource files, ignored in submitted events)."""
+
+
+class EventTooLarge(ValidationError):
+    """An event whose msgpack encoding is over the maximum event size."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__("", f"event of {size} bytes exceeds the maximum event size of {limit} bytes")
+
+    def within(self, prefix: str) -> ValidationError:
+        return self  # about the whole event, wherever it sits
 
 
 class ConfigError(PipelineError):

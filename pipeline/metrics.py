@@ -294,6 +294,8 @@ class AgentMetrics:
     socket_results: Counter
     socket_errors: Counter
     http: HttpMetrics
+    events_set_aside: Counter
+    events_too_large: Counter
 
     @classmethod
     def create(
@@ -347,4 +349,16 @@ class AgentMetrics:
                 "pipeline_agent_socket_errors", "Client socket input refused", ["transport", "reason"], registry=r
             ),
             http=HttpMetrics.create(r, "pipeline_agent_http"),
+            events_set_aside=Counter(
+                "pipeline_agent_events_set_aside",
+                "Events moved out of the spool into the set-aside list instead of being sent",
+                ["reason"],
+                registry=r,
+            ),
+            events_too_large=Counter(
+                "pipeline_agent_events_too_large",
+                "Events over the maximum event size, by where they entered and what became of them",
+                ["source", "action"],
+                registry=r,
+            ),
         )

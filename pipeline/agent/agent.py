@@ -37,8 +37,9 @@ from pipeline.core.keepalive import (
     DEFAULT_WARNING_TIMEOUT,
     keepalive_check,
 )
+from pipeline.core.limits import Fit
 from pipeline.core.redact import DEFAULT_REDACT, redacted_entity
-from pipeline.errors import ValidationError, first_error
+from pipeline.errors import EventTooLarge, ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
@@ -49,6 +50,7 @@ from pipeline.model.entity import Deregistration
 from pipeline.process import plugin_environment
 from pipeline.tls import TLSFiles, client_context
 from pipeline.wire import protocol
+from pipeline.wire.limits import MAX_EVENT_BYTES
 from pipeline.wire.protocol import FrameDecoder, ProtocolError
 from pipeline.wire.stream import MessageStream
 
@@ -161,7 +163,10 @@ class Agent:
         self.metrics = metrics or AgentMetrics.create()
         self.entity = agent_entity(config)
         self.executor = CheckExecutor(
-            self.entity, plugin_environment(config.plugin_dirs), on_extraction_errors=self._count_extraction_errors
+            self.entity,
+            plugin_environment(config.plugin_dirs),
+            on_extraction_errors=self._count_extraction_errors,
+            on_fit=self._count_fit,
         )
         self._outbound_send, self._outbound = trio.open_memory_channel[Event](OUTBOUND_BUFFER)
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
@@ -207,6 +212,17 @@ class Agent:
         spooled = self.delivery.spooled_event(event.id)
         await self.submit(event)
         await spooled.wait()
+
+    async def submit_local(self, event: Event, source: str) -> None:
+        """Spool an event a local program sent (``source``: api, socket), refusing one over the
+        maximum event size with :class:`EventTooLarge`."""
+        size = len(event.to_msgpack())
+        if size > MAX_EVENT_BYTES:
+            self.metrics.events_too_large.labels(source, "refused").inc()
+            log.warning("event refused: too large", source=source, event_id=event.id, check=event.check_name,
+                        size=size, limit=MAX_EVENT_BYTES)  # fmt: skip
+            raise EventTooLarge(size, MAX_EVENT_BYTES)
+        await self.submit_durably(event)
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))
@@ -279,7 +295,11 @@ class Agent:
             api = None
             if self.config.api_addr is not None:
                 app = create_agent_app(
-                    self.metrics.registry, lambda: self.connected.is_set(), self.submit_durably, self.entity
+                    self.metrics.registry,
+                    lambda: self.connected.is_set(),
+                    functools.partial(self.submit_local, source="api"),
+                    self.entity,
+                    set_aside=self.delivery.list_set_aside,
                 )
                 serve = functools.partial(serve_app, app, self.config.api_addr, metrics=self.metrics.http)
                 api = await nursery.start(serve)
@@ -290,7 +310,8 @@ class Agent:
                 statsd = await nursery.start(server.run)
             client_socket = None
             if self.config.socket_addr is not None:
-                sockets = ClientSocketServer(self.config.socket_addr, self.entity, self.submit_durably, self.metrics)
+                submit = functools.partial(self.submit_local, source="socket")
+                sockets = ClientSocketServer(self.config.socket_addr, self.entity, submit, self.metrics)
                 client_socket = await nursery.start(sockets.run)
             task_status.started(AgentAddresses(api=api, statsd=statsd, socket=client_socket))
             await self._connect_forever()
@@ -313,6 +334,11 @@ class Agent:
             count=len(errors),
             first=errors[0],
         )
+
+    def _count_fit(self, event: Event, fit: Fit) -> None:
+        self.metrics.events_too_large.labels("check", "truncated").inc()
+        log.warning("check result cut to the maximum event size", check=event.check_name, event_id=event.id,
+                    cut_bytes=fit.cut_bytes, dropped_points=fit.dropped_points, limit=MAX_EVENT_BYTES)  # fmt: skip
 
     def _count_skip(self, name: str) -> None:
         self.metrics.checks_skipped.labels(name).inc()

@@ -4,13 +4,18 @@
 answers 202 once it is on disk in the spool, so a 202 is never lost to an agent crash. As
 Sensu Go's agent prepares it: the entity is always the agent's own (an entity of another
 name makes the check about that proxy entity), a missing interval is 1, ``executed`` and
-``timestamp`` are now, the namespace is the agent's, and an id is given.
+``timestamp`` are now, the namespace is the agent's, and an id is given. An event larger than
+the maximum event size once prepared (its entity included) is refused with 413.
+
+``GET /events/set-aside`` lists the events the agent set aside instead of sending (too large,
+or refused by the backend), newest first (``?limit=``, 100 by default, 1000 at most).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -19,9 +24,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from pipeline import __version__
-from pipeline.errors import ValidationError
+from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import decode, encode
+
+#: Set-aside events one ``GET /events/set-aside`` lists at most.
+SET_ASIDE_LIST_MAX = 1000
 
 
 def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
@@ -57,6 +65,7 @@ def create_agent_app(
     entity: Entity | None = None,
     *,
     wall_clock: Callable[[], float] = time.time,
+    set_aside: Callable[[int], Awaitable[Sequence[Any]]] | None = None,
 ) -> Starlette:
     async def healthz(request: Request) -> Response:
         # Sensu Go's agent answers exactly these bodies.
@@ -78,10 +87,22 @@ def create_agent_app(
             event = prepare_local_event(body, entity, wall_clock())
         except ValidationError as exc:
             return JSONResponse({"message": str(exc)}, status_code=400)
-        await submit(event)
+        try:
+            await submit(event)
+        except EventTooLarge as exc:
+            return JSONResponse({"message": str(exc)}, status_code=413)
         return Response(status_code=202)
+
+    async def list_set_aside(request: Request) -> Response:
+        assert set_aside is not None
+        raw = request.query_params.get("limit", "100")
+        if len(raw) > 4 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= SET_ASIDE_LIST_MAX:
+            return JSONResponse({"message": f"limit: expected 1 to {SET_ASIDE_LIST_MAX}, got {raw[:20]!r}"}, 400)
+        return JSONResponse([record.to_dict() for record in await set_aside(int(raw))])
 
     routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/version", version)]
     if submit is not None and entity is not None:
         routes.append(Route("/events", post_event, methods=["POST"]))
+    if set_aside is not None:
+        routes.append(Route("/events/set-aside", list_set_aside))
     return Starlette(routes=routes)

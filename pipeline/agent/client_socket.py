@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from pipeline.core.legacy_result import is_ping, parse_legacy_result
-from pipeline.errors import ValidationError
+from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
 from pipeline.model import Entity, Event
@@ -108,7 +108,11 @@ class ClientSocketServer:
         except ValidationError as exc:
             self._failed(transport, "invalid", peer, exc)
             return f"invalid: {exc}".encode()
-        await self.submit(event)
+        try:
+            await self.submit(event)
+        except EventTooLarge as exc:  # counted and logged by the agent as well, once
+            self.metrics.socket_errors.labels(transport, "too_large").inc()
+            return f"invalid: {exc}".encode()
         self.metrics.socket_results.labels(transport).inc()
         log.info("check result received", transport=transport, peer=peer, check=event.check_name,
                  entity=event.check.proxy_entity_name if event.check else "")  # fmt: skip

@@ -5,20 +5,27 @@ batch), and, while connected, the sender sends spooled events in order, keeping 
 window of them unacknowledged. Acknowledged events are removed from the spool. A new
 connection starts again from the oldest spooled event, so nothing unacknowledged is lost
 to a disconnect, a backend restart or an agent restart.
+
+Frames are filled by bytes as well as by count (:mod:`pipeline.wire.limits`), so none comes
+near the frame limit. An event that cannot be delivered, larger than the maximum event size
+or refused by the backend for good, is set aside (see :mod:`pipeline.agent.spool`): counted,
+logged once, listable, and out of the way of the events behind it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import trio
 
-from pipeline.agent.spool import Spool
+from pipeline.agent.spool import SetAside, Spool
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
 from pipeline.model import Event
 from pipeline.wire import protocol
+from pipeline.wire.limits import MAX_EVENT_BYTES, too_large_message
 from pipeline.wire.stream import MessageStream
 
 log = get_logger("agent.delivery")
@@ -27,6 +34,9 @@ T = TypeVar("T")
 
 #: Events sent and not yet acknowledged, at most.
 SEND_WINDOW = 1000
+#: Bytes of events sent and not yet acknowledged, past which the sender waits for acks
+#: (a few frames' worth: enough to keep the link busy, not a gigabyte of large events).
+SEND_WINDOW_BYTES = 32 * 1024 * 1024
 #: Events per ``events`` frame and per spool write, at most.
 BATCH_MAX = 200
 
@@ -39,7 +49,8 @@ class Delivery:
         self._limiter = trio.CapacityLimiter(1)  # one spool connection, one thread at a time
         self._spooled = trio.Event()
         self._acked = trio.Event()
-        self._in_flight: set[str] = set()
+        #: sizes of the events sent and not yet acknowledged, by id
+        self._in_flight: dict[str, int] = {}
         #: submitters waiting to hear that their event is on disk, or acknowledged, by event id
         self._waiting: dict[str, trio.Event] = {}
         self._ack_waiting: dict[str, trio.Event] = {}
@@ -56,15 +67,45 @@ class Delivery:
                     batch.append(self.outbound.receive_nowait())
                 except trio.WouldBlock:
                     break
-            dropped = await self._spool_call(self.spool.append, [(e.id, e.to_msgpack()) for e in batch])
-            if dropped:
-                self.metrics.spool_dropped.inc(dropped)
-                log.warning("spool full: oldest events dropped", dropped=dropped, max_bytes=self.spool.max_bytes)
+            await self._spool_batch(batch)
             for event in batch:
                 waiter = self._waiting.pop(event.id, None)
                 if waiter is not None:
                     waiter.set()
             self._wake_sender()
+
+    async def _spool_batch(self, batch: list[Event]) -> None:
+        encoded = [(event.id, event.to_msgpack()) for event in batch]
+        # Every source keeps to the limit on its own; this is the net under them all.
+        over = [(i, "too_large", too_large_message(len(b)), b) for i, b in encoded if len(b) > MAX_EVENT_BYTES]
+        if over:
+            self._report_set_aside(*await self._spool_call(self.spool.put_aside, over, time.time()))
+        fits = [(i, b) for i, b in encoded if len(b) <= MAX_EVENT_BYTES]
+        dropped = await self._spool_call(self.spool.append, fits) if fits else 0
+        if dropped:
+            self.metrics.spool_dropped.inc(dropped)
+            log.warning("spool full: oldest events dropped", dropped=dropped, max_bytes=self.spool.max_bytes)
+
+    async def set_aside(self, entries: list[tuple[str, str, str]]) -> None:
+        """Move spooled events (id, reason, error) out of the way of the ones behind them."""
+        self._report_set_aside(*await self._spool_call(self.spool.set_aside, entries, time.time()))
+
+    def _report_set_aside(self, moved: list[SetAside], pruned: int) -> None:
+        for record in moved:
+            waiter = self._ack_waiting.pop(record.id, None)
+            if waiter is not None:
+                waiter.set()  # nobody waits for an ack that will never come
+            self.metrics.events_set_aside.labels(record.reason).inc()
+            log.warning("event set aside", event_id=record.id, entity=record.entity, check=record.check,
+                        size=record.size, reason=record.reason, error=record.error)  # fmt: skip
+        if pruned:
+            self.metrics.spool_dropped.inc(pruned)
+            log.warning("set-aside list full: oldest dropped", dropped=pruned,
+                        max_bytes=self.spool.set_aside_max_bytes)  # fmt: skip
+
+    async def list_set_aside(self, limit: int) -> list[SetAside]:
+        """The events set aside, newest first."""
+        return await self._spool_call(self.spool.list_set_aside, limit)
 
     def acknowledged_event(self, event_id: str) -> trio.Event:
         """An event set once the backend acknowledges ``event_id`` (register before submitting)."""
@@ -89,28 +130,33 @@ class Delivery:
             log.info("sending spooled events", count=resent)
         while True:
             room = SEND_WINDOW - len(self._in_flight)
-            if room <= 0:
+            if room <= 0 or sum(self._in_flight.values()) >= SEND_WINDOW_BYTES:
                 await self._acked.wait()
                 continue
             spooled = self._spooled
-            rows = await self._spool_call(self.spool.after, last_sent, min(room, BATCH_MAX))
+            frame = await self._spool_call(self.spool.next_frame, last_sent, min(room, BATCH_MAX))
+            if frame.too_large:
+                await self.set_aside([(i, "too_large", too_large_message(size)) for i, size in frame.too_large])
+            last_sent = max(last_sent, frame.last_seq)
+            rows = frame.rows
             if not rows:
-                await spooled.wait()
+                if not frame.too_large:
+                    await spooled.wait()
                 continue
             await conn.send(protocol.events([row.event for row in rows]))
-            last_sent = rows[-1].seq
-            self._in_flight.update(row.id for row in rows)
+            self._in_flight.update((row.id, len(row.event)) for row in rows)
             self.metrics.events_sent.inc(len(rows))
             self.metrics.events_unacked.set(len(self._in_flight))
 
     async def acknowledge(self, ids: Sequence[str], rejected: Sequence[dict[str, str]]) -> None:
-        """The backend has these events (or refused them for good): forget them."""
-        refused = [str(item.get("id", "")) for item in rejected]
-        for item in rejected:
-            log.error("backend rejected event", event_id=item.get("id"), error=item.get("error"))
-        await self._spool_call(self.spool.remove, [*ids, *refused])
-        self._in_flight.difference_update(ids)
-        self._in_flight.difference_update(refused)
+        """The backend has these events (forget them) or refused them for good (set them aside)."""
+        entries = [(str(item.get("id", "")), "rejected", str(item.get("error", ""))) for item in rejected]
+        refused = [event_id for event_id, _, _ in entries]
+        if entries:
+            await self.set_aside(entries)
+        await self._spool_call(self.spool.remove, ids)
+        for event_id in [*ids, *refused]:
+            self._in_flight.pop(event_id, None)
         self.metrics.events_acked.inc(len(ids))
         self.metrics.events_rejected.inc(len(refused))
         self.metrics.events_unacked.set(len(self._in_flight))

@@ -9,12 +9,14 @@ from typing import Any
 
 from pipeline.core.extract import extract
 from pipeline.core.hooks import select_hooks
+from pipeline.core.limits import Fit, fit_event
 from pipeline.core.thresholds import evaluate
 from pipeline.core.tokens import TokenError, entity_scope, substitute_all
 from pipeline.model import Check, CheckConfig, Entity, Event, Metrics, ObjectMeta, new_event_id
 from pipeline.model.check import Hook, HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.process import run_command, with_env_vars
+from pipeline.wire.limits import MAX_EVENT_BYTES
 
 
 def copy_entity(entity: Entity) -> Entity:
@@ -51,9 +53,13 @@ class CheckExecutor:
         *,
         wall_clock: Callable[[], float] = time.time,
         on_extraction_errors: Callable[[CheckConfig, list[str]], None] = lambda config, errors: None,
+        on_fit: Callable[[Event, Fit], None] = lambda event, fit: None,
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         self.entity = entity
         self.on_extraction_errors = on_extraction_errors
+        self.on_fit = on_fit
+        self.max_event_bytes = max_event_bytes
         #: The hook configurations the backend sent, by name.
         self.hooks: dict[str, HookConfig] = {}
         self.env = dict(env)
@@ -100,6 +106,10 @@ class CheckExecutor:
             check.output = ""
         if resolved.max_output_size:
             truncate_output(event, resolved.max_output_size)
+        # After max_output_size (Sensu's own cut), the event must still fit the maximum event size.
+        fit = fit_event(event, self.max_event_bytes)
+        if fit.changed:
+            self.on_fit(event, fit)
         return event
 
     async def _run_hook(self, name: str, event: Event) -> Hook:

@@ -7,6 +7,11 @@ still here is sent again, in order. The spool is bounded by bytes: when a write 
 ``max_bytes`` the oldest events are dropped, and the caller is told how many, so that it can
 count and log the loss.
 
+Events that cannot be delivered (larger than the maximum event size, or refused by the backend
+for good) are moved out of the way into the ``set_aside`` table of the same file, so that they
+never hold up the events behind them; an operator lists them with ``GET /events/set-aside`` on
+the agent API. That table is bounded too (:data:`SET_ASIDE_MAX_BYTES`, oldest dropped first).
+
 Synchronous: the agent calls it from a worker thread, one call per batch.
 """
 
@@ -14,10 +19,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+import msgpack
 
 from pipeline.errors import StoreError
+from pipeline.wire.limits import plan_frame
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -27,7 +36,21 @@ CREATE TABLE IF NOT EXISTS spool (
     event BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spool_by_id ON spool (id);
+CREATE TABLE IF NOT EXISTS set_aside (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    error TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    event BLOB NOT NULL
+);
 """
+
+#: Bytes of set-aside events kept; past that the oldest set-aside events are dropped.
+SET_ASIDE_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(slots=True, frozen=True)
@@ -37,10 +60,55 @@ class Spooled:
     event: bytes
 
 
+@dataclass(slots=True)
+class Frame:
+    """The next events to send, and those too large to send at all (to be set aside)."""
+
+    rows: list[Spooled] = field(default_factory=list)
+    #: (id, size) of each
+    too_large: list[tuple[str, int]] = field(default_factory=list)
+    #: the spool position the frame reaches; the next frame starts after it
+    last_seq: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class SetAside:
+    """One event moved out of the way, as listed to the operator."""
+
+    id: str
+    at: float
+    reason: str
+    error: str
+    entity: str
+    check: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _names(blob: bytes) -> tuple[str, str]:
+    """The entity and check names of an event's msgpack bytes, as far as they can be read."""
+    try:
+        event = msgpack.unpackb(blob, raw=False)
+    except (ValueError, msgpack.UnpackException):
+        return "", ""
+
+    def name(part: Any) -> str:
+        meta = part.get("metadata") if isinstance(part, dict) else None
+        value = meta.get("name", "") if isinstance(meta, dict) else ""
+        return value if isinstance(value, str) else ""
+
+    if not isinstance(event, dict):
+        return "", ""
+    return name(event.get("entity")), name(event.get("check"))
+
+
 class Spool:
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, set_aside_max_bytes: int = SET_ASIDE_MAX_BYTES) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.set_aside_max_bytes = set_aside_max_bytes
         self._conn: sqlite3.Connection | None = None
         self.bytes = 0
         self.count = 0
@@ -128,3 +196,90 @@ class Spool:
         conn.execute("COMMIT")
         self.count -= len(sizes)
         self.bytes -= sum(s for (s,) in sizes)
+
+    def next_frame(self, seq: int, max_count: int) -> Frame:
+        """The events after ``seq`` that one ``events`` frame takes (by count and by bytes, see
+        :func:`pipeline.wire.limits.plan_frame`), reading only their bytes."""
+        heads = self.conn.execute(
+            "SELECT seq, id, size FROM spool WHERE seq > ? ORDER BY seq LIMIT ?", (seq, max_count)
+        ).fetchall()
+        plan = plan_frame([size for _, _, size in heads], max_count=max_count)
+        frame = Frame(too_large=[(heads[i][1], heads[i][2]) for i in plan.too_large])
+        if plan.consumed:
+            frame.last_seq = heads[plan.consumed - 1][0]
+        if plan.send:
+            seqs = [heads[i][0] for i in plan.send]
+            rows = self.conn.execute(
+                f"SELECT seq, id, event FROM spool WHERE seq IN ({','.join('?' * len(seqs))}) ORDER BY seq", seqs
+            ).fetchall()
+            frame.rows = [Spooled(s, i, bytes(e)) for s, i, e in rows]
+        return frame
+
+    def set_aside(self, entries: Sequence[tuple[str, str, str]], now: float) -> tuple[list[SetAside], int]:
+        """Move spooled events (id, reason, error) into the set-aside table; returns what was
+        moved and how many old set-aside events were dropped to make room."""
+        moved: list[SetAside] = []
+        freed = 0
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for event_id, reason, error in entries:
+                for seq, size, blob in conn.execute("SELECT seq, size, event FROM spool WHERE id = ?", (event_id,)):
+                    moved.append(self._insert_aside(event_id, reason, error, bytes(blob), now))
+                    conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+                    freed += size
+            dropped = self._prune_aside()
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self.count -= len(moved)
+        self.bytes -= freed
+        return moved, dropped
+
+    def put_aside(self, entries: Sequence[tuple[str, str, str, bytes]], now: float) -> tuple[list[SetAside], int]:
+        """Set aside events (id, reason, error, msgpack bytes) that never entered the spool."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            moved = [self._insert_aside(i, reason, error, blob, now) for i, reason, error, blob in entries]
+            dropped = self._prune_aside()
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return moved, dropped
+
+    def _insert_aside(self, event_id: str, reason: str, error: str, blob: bytes, now: float) -> SetAside:
+        entity, check = _names(blob)
+        record = SetAside(event_id, now, reason, error, entity, check, len(blob))
+        self.conn.execute(
+            "INSERT INTO set_aside (id, at, reason, error, entity, check_name, size, event)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (event_id, now, reason, error, entity, check, len(blob), blob),
+        )
+        return record
+
+    def _prune_aside(self) -> int:
+        """Drop the oldest set-aside events beyond the bound (the newest always stays)."""
+        rows = self.conn.execute("SELECT seq, size FROM set_aside ORDER BY seq DESC").fetchall()
+        kept, victims = 0, []
+        for index, (seq, size) in enumerate(rows):
+            kept += size
+            if index and kept > self.set_aside_max_bytes:
+                victims.append((seq,))
+        self.conn.executemany("DELETE FROM set_aside WHERE seq = ?", victims)
+        return len(victims)
+
+    def list_set_aside(self, limit: int = 100) -> list[SetAside]:
+        """The set-aside events, newest first."""
+        rows = self.conn.execute(
+            "SELECT id, at, reason, error, entity, check_name, size FROM set_aside ORDER BY seq DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [SetAside(*row) for row in rows]
+
+    def set_aside_event(self, event_id: str) -> bytes | None:
+        """The msgpack bytes of one set-aside event."""
+        row = self.conn.execute("SELECT event FROM set_aside WHERE id = ? ORDER BY seq DESC", (event_id,)).fetchone()
+        return bytes(row[0]) if row else None

@@ -1,4 +1,4 @@
-"""The agent's StatsD listener: UDP in, one metrics event per flush interval out.
+"""The agent's StatsD listener: UDP in, metrics events at each flush interval out.
 
 The receive loop waits for the socket to be readable, then drains every queued datagram
 without awaiting anything (a large ``SO_RCVBUF`` absorbs bursts), parses them in bulk and
@@ -6,6 +6,10 @@ adds them to plain dicts; it never waits on the pipeline. Flushes are anchored t
 time, so they neither drift nor repeat a timestamp, and hand their event to the agent's
 outbound queue from their own task. DogStatsD service checks and events become events of the
 agent's entity; if their small queue is full they are dropped and counted, never waited on.
+
+A flush is one metrics event, or several when its points would make an event larger than the
+maximum event size (each keeps to it). The aggregator holds at most ``max_keys`` distinct keys;
+samples of new keys beyond that are dropped, counted, and logged once per flush window.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.core.statsd.aggregate import Aggregator
+from pipeline.core.limits import split_points
+from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS, Aggregator
 from pipeline.core.statsd.parse import DogEvent, ServiceCheck, parse_datagram, sanitize
 from pipeline.logs import get_logger
-from pipeline.model import Check, Entity, Event, Metrics, ObjectMeta, new_event_id
+from pipeline.model import Check, Entity, Event, MetricPoint, Metrics, ObjectMeta, new_event_id
+from pipeline.wire.limits import MAX_EVENT_BYTES
 
 log = get_logger("agent.statsd")
 
@@ -49,6 +55,8 @@ class StatsdConfig:
     percentiles: list[float] = field(default_factory=lambda: [90.0])
     delete_idle: bool = False
     event_handlers: list[str] = field(default_factory=list)
+    #: distinct keys held at once; samples of new keys beyond it are dropped until keys go
+    max_keys: int = DEFAULT_MAX_KEYS
 
 
 class KernelDrops(Collector):
@@ -92,11 +100,21 @@ class StatsdServer:
         self.entity = entity
         self.submit = submit
         self.wall_clock = wall_clock
-        self.aggregator = Aggregator(percentiles=config.percentiles, delete_idle=config.delete_idle)
+        self.aggregator = Aggregator(
+            percentiles=config.percentiles, delete_idle=config.delete_idle, max_keys=config.max_keys
+        )
         self.packets = Counter("pipeline_statsd_packets", "StatsD datagrams received", registry=registry)
         self.lines = Counter("pipeline_statsd_lines", "StatsD lines received", registry=registry)
         self.bad_lines = Counter("pipeline_statsd_bad_lines", "StatsD lines refused", registry=registry)
         self.flushes = Counter("pipeline_statsd_flushes", "StatsD flushes that produced an event", registry=registry)
+        self.flush_events = Counter(
+            "pipeline_statsd_flush_events", "Metrics events StatsD flushes made (several when split)", registry=registry
+        )
+        self.keys_dropped = Counter(
+            "pipeline_statsd_keys_dropped",
+            "StatsD samples of new keys dropped because the aggregator held --statsd-max-keys keys",
+            registry=registry,
+        )
         self.side_drops = Counter(
             "pipeline_statsd_side_events_dropped", "Service checks and events dropped (queue full)", registry=registry
         )
@@ -166,8 +184,14 @@ class StatsdServer:
             await self.flush()
 
     async def flush(self) -> None:
-        """Emit one metrics-only event with every point of the interval (none if empty)."""
+        """Emit the points of the interval as metrics-only events (none if empty), as many as it
+        takes for each to keep to the maximum event size."""
         self._bad_logged = 0
+        dropped = self.aggregator.take_dropped()
+        if dropped:
+            self.keys_dropped.inc(dropped)
+            log.warning("statsd samples of new keys dropped", dropped=dropped, max_keys=self.config.max_keys,
+                        held=self.aggregator.keys)  # fmt: skip
         now = math.floor(self.wall_clock())
         points = self.aggregator.flush(now, self.config.flush_interval)
         finite = [p for p in points if math.isfinite(p.value)]
@@ -177,15 +201,23 @@ class StatsdServer:
             points = finite
         if not points:
             return
-        event = Event(
+        room = MAX_EVENT_BYTES - len(self._metrics_event(now, []).to_msgpack()) - 16
+        chunks = split_points(points, room)
+        self.flushes.inc()
+        self.flush_events.inc(len(chunks))
+        if len(chunks) > 1:
+            log.info("statsd flush split", points=len(points), events=len(chunks), limit=MAX_EVENT_BYTES)
+        for chunk in chunks:
+            await self.submit(self._metrics_event(now, chunk))
+
+    def _metrics_event(self, now: int, points: list[MetricPoint]) -> Event:
+        return Event(
             timestamp=now,
             entity=self.entity,
             metrics=Metrics(handlers=list(self.config.event_handlers), points=points),
             metadata=ObjectMeta(namespace=self.entity.metadata.namespace),
             id=new_event_id(),
         )
-        self.flushes.inc()
-        await self.submit(event)
 
     def _queue_side_event(self, event: Event) -> None:
         try:

@@ -30,6 +30,7 @@ from pipeline.cli.addresses import (
 from pipeline.config import load_directory
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
 from pipeline.core.redact import DEFAULT_REDACT
+from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS
 from pipeline.errors import ConfigError, ConfigErrors, ContainmentError, HandlerError, StoreError
 from pipeline.metrics import AgentMetrics, BackendMetrics
 from pipeline.tls import TLSFiles
@@ -204,6 +205,13 @@ def add_statsd_flags(parser: argparse.ArgumentParser) -> None:
         "--statsd-delete-idle", action="store_true", help="forget idle metrics after a flush (etsy's deleteIdleStats)"
     )
     parser.add_argument("--statsd-event-handlers", type=parse_list, default=[], help="handlers of the metric events")
+    parser.add_argument(
+        "--statsd-max-keys",
+        type=positive_int,
+        default=DEFAULT_MAX_KEYS,
+        help="distinct StatsD keys held at once; samples of new keys beyond it are dropped and counted"
+        f" (default {DEFAULT_MAX_KEYS})",
+    )
 
 
 def _statsd_config(args: argparse.Namespace) -> StatsdConfig | None:
@@ -215,6 +223,7 @@ def _statsd_config(args: argparse.Namespace) -> StatsdConfig | None:
         percentiles=args.statsd_percentiles,
         delete_idle=args.statsd_delete_idle,
         event_handlers=args.statsd_event_handlers,
+        max_keys=args.statsd_max_keys,
     )
 
 

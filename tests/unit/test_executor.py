@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 from pipeline.agent.executor import OUTPUT_METRIC_ERRORS, CheckExecutor
+from pipeline.core.limits import FIT_ANNOTATION
 from pipeline.model import CheckConfig, Entity, MetricTag, ObjectMeta
 from pipeline.model.check import HookConfig, MetricThreshold, MetricThresholdRule
 from pipeline.process import TIMED_OUT_OUTPUT
+from pipeline.wire.limits import MAX_EVENT_BYTES
 
 
 def entity() -> Entity:
@@ -200,3 +202,28 @@ async def test_discard_output_after_extraction_and_max_output_size() -> None:
     assert cut.check is not None
     assert cut.check.output == "abcd\n[output truncated: 6 bytes over max_output_size 4]\n"
     assert cut.metadata.labels == {"sensu.io/output_truncated_bytes": "6"}
+
+
+async def test_a_result_too_large_for_one_event_is_cut_to_fit_after_max_output_size() -> None:
+    fitted = []
+    executor = CheckExecutor(entity(), {"PATH": "/usr/bin:/bin"}, on_fit=lambda event, fit: fitted.append(fit))
+    executor.hooks = {
+        "dump": HookConfig(
+            metadata=ObjectMeta(name="dump", namespace="default"), command="head -c 1000000 /dev/zero | tr '\\0' h"
+        )
+    }
+    # a megabyte of output and a megabyte from the hook: each within the output cap, together over the event size
+    config = check("head -c 1000000 /dev/zero | tr '\\0' c; exit 2", check_hooks=[{"critical": ["dump"]}])
+    event = await executor.execute(config, issued=0)
+    assert event.check is not None
+    assert len(event.to_msgpack()) <= MAX_EVENT_BYTES
+    assert event.check.status == 2
+    assert "bytes cut to keep the event within 1048576 bytes" in event.check.output
+    assert event.check.output.startswith("c" * 1000) or event.check.hooks[0].output.startswith("h" * 1000)
+    (fit,) = fitted
+    assert fit.cut_bytes > 900_000
+    assert FIT_ANNOTATION in event.metadata.annotations
+    small = await executor.execute(check("head -c 1000 /dev/zero | tr '\\0' c", max_output_size=10), issued=0)
+    assert small.check is not None
+    assert small.check.output.startswith("cccccccccc\n[output truncated: 990 bytes over max_output_size 10]")
+    assert len(fitted) == 1  # Sensu's max_output_size alone, when the event fits

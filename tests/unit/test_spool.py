@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from pipeline.agent.spool import Spool
+from pipeline.wire.limits import MAX_EVENT_BYTES
 
 
 @pytest.fixture
@@ -47,3 +49,51 @@ def test_what_was_spooled_is_there_after_reopening(tmp_path: Path) -> None:
     assert [(r.id, r.event) for r in again.after(0, 10)] == [("b", b"bb")]
     assert (again.count, again.bytes) == (1, 2)
     again.close()
+
+
+def event_bytes(entity: str, check: str, size: int = 0) -> bytes:
+    event = {"entity": {"metadata": {"name": entity}}, "check": {"metadata": {"name": check}, "output": "x" * size}}
+    return msgpack.packb(event, use_bin_type=True)
+
+
+def test_a_frame_is_filled_by_bytes_and_a_too_large_event_is_named_for_setting_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_bytes=64 * 1024 * 1024)
+    spool.open()
+    spool.append([(f"e{i}", b"x" * 900_000) for i in range(6)])
+    spool.append([("huge", b"h" * (MAX_EVENT_BYTES + 1)), ("small", b"s")])
+    first = spool.next_frame(0, 200)
+    assert [r.id for r in first.rows] == ["e0", "e1", "e2", "e3"]
+    second = spool.next_frame(first.last_seq, 200)
+    assert [r.id for r in second.rows] == ["e4", "e5", "small"]
+    assert second.too_large == [("huge", MAX_EVENT_BYTES + 1)]
+    assert spool.next_frame(second.last_seq, 200).rows == []
+
+
+def test_set_aside_events_leave_the_spool_and_are_listed_newest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_bytes=10_000_000)
+    spool.open()
+    spool.append([("a", event_bytes("web1", "disk")), ("b", event_bytes("web1", "load")), ("c", b"\xc1")])
+    moved, pruned = spool.set_aside([("a", "too_large", "too big"), ("c", "rejected", "bad")], now=100.0)
+    assert [(m.id, m.entity, m.check, m.reason) for m in moved] == [
+        ("a", "web1", "disk", "too_large"),
+        ("c", "", "", "rejected"),  # not even msgpack: listed all the same
+    ]
+    assert pruned == 0
+    assert [r.id for r in spool.after(0, 10)] == ["b"]
+    assert spool.count == 1
+    assert spool.bytes == len(event_bytes("web1", "load"))
+    listed = spool.list_set_aside()
+    assert [(r.id, r.error, r.at) for r in listed] == [("c", "bad", 100.0), ("a", "too big", 100.0)]
+    assert listed[1].to_dict()["size"] == len(event_bytes("web1", "disk"))
+    assert spool.set_aside_event("a") == event_bytes("web1", "disk")
+
+
+def test_the_set_aside_list_is_bounded_oldest_dropped_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_bytes=10_000_000, set_aside_max_bytes=2500)
+    spool.open()
+    for i in range(4):
+        spool.put_aside([(f"e{i}", "too_large", "", b"x" * 1000)], now=float(i))
+    assert [r.id for r in spool.list_set_aside()] == ["e3", "e2"]
+    _, pruned = spool.put_aside([("big", "too_large", "", b"x" * 5000)], now=9.0)
+    assert pruned == 2
+    assert [r.id for r in spool.list_set_aside()] == ["big"]  # the newest stays, whatever its size

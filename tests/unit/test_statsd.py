@@ -7,9 +7,13 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
+from pipeline.agent.statsd import StatsdConfig, StatsdServer
 from pipeline.core.statsd.aggregate import Aggregator, percentile_suffix
 from pipeline.core.statsd.parse import Sample, parse_datagram, parse_line, parse_line_general
+from pipeline.model import Entity, Event, ObjectMeta
+from pipeline.wire.limits import MAX_EVENT_BYTES
 
 NOW = 1_700_000_000
 
@@ -173,3 +177,56 @@ def test_the_fast_path_parses_exactly_as_the_general_one(key: str, value: str, k
     assert parse_line(line) == (general_samples, general_errors)
     parsed = parse_datagram(line.encode())
     assert (parsed.samples, [reason for _, reason in parsed.bad]) == (general_samples, general_errors)
+
+
+def counter(key: str) -> Sample:
+    return Sample(key, (), "c", 1.0, 1.0)
+
+
+def test_distinct_keys_are_capped_new_ones_dropped_and_counted_held_ones_still_aggregate() -> None:
+    aggregator = Aggregator(max_keys=3)
+    aggregator.add([counter("a"), counter("b"), Sample("g", (), "g", 5.0, 1.0)])
+    aggregator.add([counter("c"), counter("d"), counter("a"), Sample("g", (), "g", 7.0, 1.0)])
+    assert aggregator.keys == 3
+    assert aggregator.take_dropped() == 2
+    assert aggregator.take_dropped() == 0
+    points = {p.name: p.value for p in aggregator.flush(NOW, 10.0)}
+    assert points["stats.counters.a.count"] == 2.0
+    assert points["stats.gauges.g"] == 7.0
+    assert "stats.counters.c.count" not in points
+
+
+def test_keys_held_after_a_flush_count_against_the_cap_unless_idle_keys_are_deleted() -> None:
+    kept = Aggregator(max_keys=2)
+    kept.add([counter("a"), counter("b")])
+    kept.flush(NOW, 10.0)
+    kept.add([counter("c")])
+    assert kept.take_dropped() == 1  # a and b are still held (zeroed, as etsy keeps them)
+    deleting = Aggregator(max_keys=2, delete_idle=True)
+    deleting.add([counter("a"), counter("b")])
+    deleting.flush(NOW, 10.0)
+    deleting.add([counter("c")])
+    assert (deleting.take_dropped(), deleting.keys) == (0, 1)
+
+
+async def test_a_flush_over_the_event_size_is_split_and_dropped_keys_are_counted_per_window() -> None:
+    registry = CollectorRegistry()
+    events: list[Event] = []
+
+    async def submit(event: Event) -> None:
+        events.append(event)
+
+    entity = Entity(metadata=ObjectMeta(name="web1", namespace="default"))
+    server = StatsdServer(StatsdConfig(max_keys=30_000), entity, submit, registry, wall_clock=lambda: NOW)
+    for start in range(0, 31_000, 50):
+        server.handle_datagram("\n".join(f"load.key{i}:1|c" for i in range(start, start + 50)).encode())
+    await server.flush()
+    assert len(events) > 1
+    assert all(len(event.to_msgpack()) <= MAX_EVENT_BYTES for event in events)
+    assert sum(len(e.metrics.points) for e in events if e.metrics) == 60_000  # .rate and .count of each held key
+    assert len({event.id for event in events}) == len(events)
+    assert registry.get_sample_value("pipeline_statsd_keys_dropped_total") == 1000
+    assert registry.get_sample_value("pipeline_statsd_flush_events_total") == len(events)
+    assert registry.get_sample_value("pipeline_statsd_flushes_total") == 1
+    await server.flush()
+    assert registry.get_sample_value("pipeline_statsd_keys_dropped_total") == 1000  # nothing new this window

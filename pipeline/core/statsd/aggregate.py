@@ -8,6 +8,11 @@ points etsy's Graphite backend writes with ``legacyNamespace: false`` and prefix
 then std, upper, lower, count, count_ps, sum, sum_squares, mean, median, in etsy's order),
 ``stats.gauges.<key>``, ``stats.sets.<key>.count``. The arithmetic follows etsy's
 ``process_metrics.js`` step by step, so the floats are the same. Tags stay point tags.
+
+Memory is bounded by ``max_keys``: the distinct keys (name and tags) held at once. A sample of
+a new key beyond it is dropped and counted in ``dropped``, for the caller to report at each
+flush; keys already held keep aggregating. Without ``delete_idle`` keys stay held after a flush
+(zeroed, as etsy's), so they keep counting against the cap.
 """
 
 from __future__ import annotations
@@ -33,10 +38,19 @@ def percentile_suffix(pct: float) -> str:
     return text.replace(".", "_", 1).replace("-", "top", 1)
 
 
+#: Distinct keys an aggregator holds by default (see :class:`Aggregator`).
+DEFAULT_MAX_KEYS = 100_000
+
+
 @dataclass(slots=True)
 class Aggregator:
     percentiles: Sequence[float] = (90.0,)
     delete_idle: bool = False
+    max_keys: int = DEFAULT_MAX_KEYS
+    #: samples of new keys dropped since the last flush because ``max_keys`` were held
+    dropped: int = 0
+    #: keys held, of all kinds
+    keys: int = 0
     counters: dict[Key, float] = field(default_factory=dict)
     timers: dict[Key, list[float]] = field(default_factory=dict)
     timer_counts: dict[Key, float] = field(default_factory=dict)
@@ -45,23 +59,52 @@ class Aggregator:
     timestamps: dict[Key, int] = field(default_factory=dict)
 
     def add(self, samples: Iterable[Sample]) -> None:
+        # The hot loop of the listener: one dict lookup per sample decides both "is the key
+        # held" and its current value, so the key cap costs next to nothing.
+        counters, timers, gauges, sets = self.counters, self.timers, self.gauges, self.sets
         for sample in samples:
             key = (sample.key, sample.tags)
-            if sample.timestamp is not None:
-                self.timestamps[key] = sample.timestamp
             kind, value = sample.kind, sample.value
             if kind == "c":
-                self.counters[key] = self.counters.get(key, 0.0) + value * (1 / sample.rate)  # type: ignore[operator]
+                count = counters.get(key)
+                if count is None and not self._admit():
+                    continue
+                counters[key] = (count or 0.0) + value * (1 / sample.rate)  # type: ignore[operator]
             elif kind == "ms":
-                self.timers.setdefault(key, []).append(value)  # type: ignore[arg-type]
+                values = timers.get(key)
+                if values is None:
+                    if not self._admit():
+                        continue
+                    values = timers[key] = []
+                values.append(value)  # type: ignore[arg-type]
                 self.timer_counts[key] = self.timer_counts.get(key, 0.0) + 1 / sample.rate
             elif kind == "g":
-                if sample.delta and self.gauges.get(key):
-                    self.gauges[key] += value  # type: ignore[operator]
-                else:
-                    self.gauges[key] = value  # type: ignore[assignment]
+                gauge = gauges.get(key)
+                if gauge is None and not self._admit():
+                    continue
+                gauges[key] = gauge + value if sample.delta and gauge else value  # type: ignore[operator,assignment]
             else:
-                self.sets.setdefault(key, set()).add(str(value))
+                members = sets.get(key)
+                if members is None:
+                    if not self._admit():
+                        continue
+                    members = sets[key] = set()
+                members.add(str(value))
+            if sample.timestamp is not None:
+                self.timestamps[key] = sample.timestamp
+
+    def _admit(self) -> bool:
+        """Whether a new key may be held (counts the sample as dropped if not)."""
+        if self.keys >= self.max_keys:
+            self.dropped += 1
+            return False
+        self.keys += 1
+        return True
+
+    def take_dropped(self) -> int:
+        """Samples dropped by the key cap since the last call (the caller counts and logs them)."""
+        dropped, self.dropped = self.dropped, 0
+        return dropped
 
     def flush(self, now: int, interval: float) -> list[MetricPoint]:
         """The points of this interval, then the state reset as etsy resets it."""
@@ -146,6 +189,7 @@ class Aggregator:
         """etsy's clear after a flush (``deleteIdleStats`` drops keys instead of zeroing them)."""
         self.timestamps.clear()
         if self.delete_idle:
+            self.keys = 0
             self.counters.clear()
             self.timers.clear()
             self.timer_counts.clear()
