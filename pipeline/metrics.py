@@ -119,6 +119,7 @@ class BackendMetrics:
     agents_connected: Gauge
     transport_errors: Counter
     auth_failures: Counter
+    api_auth_failures: Counter
     keepalives_received: Counter
     keepalive_failures: Counter
     ttl_expired: Counter
@@ -207,6 +208,12 @@ class BackendMetrics:
             ),
             auth_failures=Counter(
                 "pipeline_transport_auth_failures", "Agent handshakes refused for their credentials", registry=r
+            ),
+            api_auth_failures=Counter(
+                "pipeline_auth_failures",
+                "HTTP logins and API or ingest keys refused, and attempts refused while throttled",
+                ["reason"],
+                registry=r,
             ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),
             keepalive_failures=Counter(

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from pipeline import __version__
 from pipeline.errors import ValidationError
+from pipeline.http import error_response
 from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import decode, encode
 
@@ -77,7 +78,7 @@ def create_agent_app(
         try:
             event = prepare_local_event(body, entity, wall_clock())
         except ValidationError as exc:
-            return JSONResponse({"message": str(exc)}, status_code=400)
+            return error_response(400, str(exc))
         await submit(event)
         return Response(status_code=202)
 

@@ -21,6 +21,7 @@ from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
+from pipeline.backend.throttle import AuthGuard
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.backend.transport import TransportServer
@@ -196,14 +197,15 @@ class Backend:
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister)
+        guard = AuthGuard(self.metrics)  # one throttle for logins, API keys and ingest keys alike
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
-                           change_handlers=self.config.change_handlers)  # fmt: skip
-        routes = [*key_routes(self.keys, self.store), *push]
+                           guard, change_handlers=self.config.change_handlers)  # fmt: skip
+        routes = [*key_routes(self.keys, self.store, guard), *push]
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
                          delete_event=self.delete_event, silences=self.silences,
                          resources=self.resource_service, execute=self.execute_check)  # fmt: skip
-        await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr,
+        await serve_app(RequireKey(app, self.keys, self.metrics, guard), self.config.api_addr,
                         limits=Limits(max_body=self.config.max_body_size), metrics=self.metrics.http,
                         task_status=task_status)  # fmt: skip
 

@@ -12,13 +12,13 @@ The per-class field table is built once and cached, so the hot path is a loop ov
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pipeline.errors import UnknownFieldError, ValidationError
+from pipeline.model import strict_json
 
 T = TypeVar("T")
 
@@ -268,11 +268,7 @@ def encode(obj: Any) -> dict[str, Any]:
     return out
 
 
-def load_json(data: bytes) -> Any:
-    """JSON from bytes; a ValidationError naming the line and column when it is not JSON."""
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise ValidationError("", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise ValidationError("", f"not UTF-8: {exc}") from None
+def load_json(data: bytes | str) -> Any:
+    """JSON that arrived from outside, parsed strictly (nesting, UTF-8, finite numbers: see
+    :mod:`pipeline.model.strict_json`); a MalformedJsonError naming the line and column."""
+    return strict_json.loads(data)

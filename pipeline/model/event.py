@@ -15,7 +15,7 @@ import msgpack
 
 from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model.check import Check
-from pipeline.model.codec import JSON, decode, encode, field, known_fields_only
+from pipeline.model.codec import JSON, decode, encode, field, known_fields_only, load_json
 from pipeline.model.entity import Entity
 from pipeline.model.meta import ObjectMeta, ResourceReference
 from pipeline.model.metrics import Metrics
@@ -116,13 +116,7 @@ class Event:
 
     @classmethod
     def from_json(cls, raw: bytes | str, *, ignored: list[str] | None = None) -> Event:
-        try:
-            data = json.loads(raw)
-            # JSON may escape unpaired surrogates ("\\ud800") that no UTF-8 encoder accepts later.
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except (ValueError, UnicodeError) as exc:
-            raise ValidationError("", f"invalid JSON: {exc}") from None
-        return cls.from_dict(data, ignored=ignored)
+        return cls.from_dict(load_json(raw), ignored=ignored)
 
     def to_msgpack(self) -> bytes:
         packed: bytes = msgpack.packb(self.to_dict(), use_bin_type=True)
