@@ -94,7 +94,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 _MASK = "***"
-_SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;\s])[\w.-]*(?:key|token|secret|password|passwd|signature|auth)[\w.-]*=)[^&;\s'\"]*")
+_SECRET_QUERY = re.compile(
+    r"(?i)((?:^|[?&;\s])[\w.-]*(?:key|token|secret|password|passwd|signature|auth)[\w.-]*=)[^&;\s'\"]*"
+)
 _SECRET_SCHEME = re.compile(r"(?i)\b(key|bearer|basic|token)(\s+)[^\s'\",]+")
 #: The push formats' token in a path: ``/{token}/event(s)`` (Sematext), not under ``/api/``.
 _PATH_TOKEN = re.compile(r"(?<![^\s'\"(=])/(?!api/)[^/\s?'\"]+/(events?)(?=[\s?'\")]|$)")
@@ -367,7 +369,8 @@ class _Exchange:
         connection, request = self.connection, self.request
         declared = _content_length(request)
         if declared is not None and _has_header(request, b"transfer-encoding"):
-            raise _Refused("ambiguous_framing", 400, "both Content-Length and Transfer-Encoding: the body's length is ambiguous")
+            raise _Refused("ambiguous_framing", 400,
+                           "both Content-Length and Transfer-Encoding: the body's length is ambiguous")  # fmt: skip
         if declared is not None and declared > connection.limits.max_body:
             raise _Refused("body_too_large", 413, f"body of {declared} bytes exceeds {connection.limits.max_body}")
         try:

@@ -24,8 +24,8 @@ from pipeline.http import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import new_event_id
-from pipeline.model.codec import load_json
 from pipeline.model.apikey import StoredKey
+from pipeline.model.codec import load_json
 from pipeline.store.base import EventStore
 
 log = get_logger("backend.auth")

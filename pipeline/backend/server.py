@@ -21,9 +21,9 @@ from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
-from pipeline.backend.throttle import AuthGuard
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.silences import Silences
+from pipeline.backend.throttle import AuthGuard
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
 from pipeline.errors import HandlerError, StoreError, ValidationError

@@ -74,7 +74,8 @@ class FailureThrottle:
     def _bound(self, now: float) -> None:
         if len(self.buckets) <= self.max_sources:
             return
-        for source in [s for s, b in self.buckets.items() if b.tokens + (now - b.at) / self.refill_seconds >= self.burst]:
+        full = [s for s, b in self.buckets.items() if b.tokens + (now - b.at) / self.refill_seconds >= self.burst]
+        for source in full:
             del self.buckets[source]
         while len(self.buckets) > self.max_sources:
             del self.buckets[next(iter(self.buckets))]

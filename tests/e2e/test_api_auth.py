@@ -60,7 +60,7 @@ async def test_keys_roles_tokens_and_revocation(tmp_path: Path) -> None:
                 code, _, refused = await cli("event", "list", api_key="nope")
             nursery.cancel_scope.cancel()
     assert (missing.status_code, wrong.status_code, ingest_reads.status_code) == (401, 401, 403)
-    assert missing.json() == {"message": "an API key is required: Authorization: Key <key>"}
+    assert missing.json() == {"code": 6, "message": "an API key is required: Authorization: Key <key>"}
     assert (bad_login.status_code, bearer.status_code, revoked.status_code) == (401, 200, 401)
     assert code == 1
     assert "refused the API key" in refused

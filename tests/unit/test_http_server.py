@@ -343,12 +343,11 @@ async def test_connections_beyond_the_cap_are_told_to_retry_when_none_can_be_she
 
 
 async def test_a_full_server_sheds_an_idle_keep_alive_connection_for_a_new_one() -> None:
-    async with serving(Limits(max_connections=1)) as (address, registry):
-        async with connect(address) as first:
-            assert (await first.request("GET", "/in"))[0] == 200
-            async with connect(address) as second:
-                assert (await second.request("GET", "/in"))[0] == 200
-                assert await first.closed_by_server()
+    async with serving(Limits(max_connections=1)) as (address, registry), connect(address) as first:
+        assert (await first.request("GET", "/in"))[0] == 200
+        async with connect(address) as second:
+            assert (await second.request("GET", "/in"))[0] == 200
+            assert await first.closed_by_server()
     assert count(registry, "errors_total", reason="shed_idle") == 1
     assert count(registry, "errors_total", reason="too_many_connections") == 0
 
@@ -400,24 +399,25 @@ async def test_a_body_trickling_in_is_cut_at_the_body_deadline_with_408() -> Non
 async def test_slow_clients_holding_every_slot_neither_keep_out_a_real_request_nor_stay() -> None:
     limits = Limits(max_connections=4, head_timeout=1.0, read_timeout=5)
     statuses: list[int] = []
-    async with serving(limits) as (address, registry):
-        async with trio.open_nursery() as nursery:
+    async with serving(limits) as (address, registry), trio.open_nursery() as nursery:
 
-            async def slow() -> None:
-                statuses.append((await trickle(address, b"GET /in HTTP/1.1\r\n", b"X-Slow: 1\r\n"))[0])
+        async def slow() -> None:
+            statuses.append((await trickle(address, b"GET /in HTTP/1.1\r\n", b"X-Slow: 1\r\n"))[0])
 
-            for _ in range(limits.max_connections):
-                nursery.start_soon(slow)
-            await trio.sleep(0.2)  # the slow clients' pace: each has sent a few lines by now
-            started = trio.current_time()
-            async with connect(address) as client:
-                served = await client.request("GET", "/in")
-            waited = trio.current_time() - started
+        for _ in range(limits.max_connections):
+            nursery.start_soon(slow)
+        await trio.sleep(0.2)  # the slow clients' pace: each has sent a few lines by now
+        started = trio.current_time()
+        async with connect(address) as client:
+            served = await client.request("GET", "/in")
+        waited = trio.current_time() - started
     assert served[0] == 200
     assert waited < limits.head_timeout  # served by shedding a slow client, not after the deadline
     assert sorted(statuses) == [0, 408, 408, 408]  # one shed (closed unanswered), the others cut at the deadline
     assert count(registry, "errors_total", reason="head_timeout") == 3
-    assert count(registry, "errors_total", reason="shed_head") + count(registry, "errors_total", reason="shed_idle") == 1
+    assert (
+        count(registry, "errors_total", reason="shed_head") + count(registry, "errors_total", reason="shed_idle") == 1
+    )
     assert count(registry, "errors_total", reason="too_many_connections") == 0
 
 
@@ -436,7 +436,11 @@ async def test_ambiguous_framing_is_refused(head: bytes) -> None:
         assert await client.closed_by_server()
     assert status == 400
     assert json.loads(body)["code"] == 2
-    assert count(registry, "errors_total", reason="ambiguous_framing") + count(registry, "errors_total", reason="bad_request") == 1
+    assert (
+        count(registry, "errors_total", reason="ambiguous_framing")
+        + count(registry, "errors_total", reason="bad_request")
+        == 1
+    )
 
 
 async def failing_app(scope: Scope, receive: Receive, send: Send) -> None:
