@@ -268,7 +268,7 @@ def encode(obj: Any) -> dict[str, Any]:
     return out
 
 
-def load_json(data: bytes | str) -> Any:
+def load_json(data: bytes | str, *, allow_nan: bool = False) -> Any:
     """JSON that arrived from outside, parsed strictly (nesting, UTF-8, finite numbers: see
     :mod:`pipeline.model.strict_json`); a MalformedJsonError naming the line and column."""
-    return strict_json.loads(data)
+    return strict_json.loads(data, allow_nan=allow_nan)

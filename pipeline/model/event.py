@@ -115,8 +115,10 @@ class Event:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str, *, ignored: list[str] | None = None) -> Event:
-        return cls.from_dict(load_json(raw), ignored=ignored)
+    def from_json(cls, raw: bytes | str, *, ignored: list[str] | None = None, allow_nan: bool = False) -> Event:
+        """Parsed strictly (see :func:`load_json`); ``allow_nan`` for events the pipeline wrote
+        itself, whose metric points may hold NaN or infinities."""
+        return cls.from_dict(load_json(raw, allow_nan=allow_nan), ignored=ignored)
 
     def to_msgpack(self) -> bytes:
         packed: bytes = msgpack.packb(self.to_dict(), use_bin_type=True)

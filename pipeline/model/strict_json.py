@@ -68,14 +68,18 @@ def _parse_constant(literal: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_float=_parse_float, parse_int=_parse_int, parse_constant=_parse_constant)
+#: For JSON we wrote ourselves: a metric point's value may be NaN or infinite (``json.dumps`` writes
+#: them, as Python's and JavaScript's parsers read them), and a pipe handler must read it back.
+_NON_FINITE_DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 
-def loads(data: bytes | str) -> Any:
-    """The JSON value of ``data``; MalformedJsonError when it is not acceptable JSON."""
+def loads(data: bytes | str, *, allow_nan: bool = False) -> Any:
+    """The JSON value of ``data``; MalformedJsonError when it is not acceptable JSON. ``allow_nan``
+    lets ``NaN``, ``Infinity`` and overflowing floats through, for JSON the pipeline wrote."""
     text = _text(data)
     _check_depth(text)
     try:
-        value = _DECODER.decode(text)
+        value = (_NON_FINITE_DECODER if allow_nan else _DECODER).decode(text)
     except json.JSONDecodeError as exc:
         raise _error("syntax", exc.msg, exc.lineno, exc.colno) from None
     except _BadNumber as exc:

@@ -77,3 +77,10 @@ JSON_VALUES = st.recursive(
 def test_every_json_value_python_writes_reads_back(value: Any) -> None:
     for ensure_ascii in (True, False):
         assert loads(json.dumps(value, ensure_ascii=ensure_ascii).encode()) == value
+
+
+def test_json_the_pipeline_wrote_may_hold_non_finite_points() -> None:
+    value = loads(b'{"points": [NaN, Infinity, -Infinity, 1e999]}', allow_nan=True)
+    assert [str(v) for v in value["points"]] == ["nan", "inf", "-inf", "inf"]
+    with pytest.raises(MalformedJsonError, match="nested deeper"):
+        loads(b"[" * 100, allow_nan=True)  # the other rules still hold
