@@ -4,7 +4,8 @@ Hierarchy::
 
     PipelineError                 base of everything below
     ├── ValidationError           a value that does not fit the model (path, message)
-    │   └── EventTooLarge         an event over the maximum event size (size, limit)
+    │   ├── EventTooLarge         an event over the maximum event size (size, limit)
+    │   └── MalformedJsonError    bytes that are not acceptable JSON (reason, line, column)
     ├── ConfigError               a resource file that does not load (file, document, resource, path)
     ├── ConfigErrors              every ConfigError of a directory, reported together
     ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
@@ -126,3 +127,15 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
+
+
+class MalformedJsonError(ValidationError):
+    """Bytes that are not acceptable JSON: syntax, encoding, nesting deeper than the limit, or a
+    number out of range. ``line`` and ``column`` (1-based, 0 when unknown) locate the problem;
+    ``reason`` names its kind (``syntax``, ``encoding``, ``depth``, ``number``, ``surrogate``)."""
+
+    def __init__(self, path: str, message: str, *, reason: str = "syntax", line: int = 0, column: int = 0) -> None:
+        super().__init__(path, message)
+        self.reason = reason
+        self.line = line
+        self.column = column

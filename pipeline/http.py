@@ -12,21 +12,34 @@ idle keep-alive timeout, a per-read timeout and a cap on connections (503 beyond
 served: HTTP/2, WebSockets, TLS and the ASGI lifespan protocol (the daemons start their
 services themselves, in their nursery).
 
-A bad request costs its connection only: it is answered (400, 413, 431), counted by reason
-in ``<prefix>_errors``, logged with the peer, and the server goes on.
+Slow clients cannot hold the server: a request head must arrive whole within
+``head_timeout`` of its first byte (nginx's ``client_header_timeout``), a body within
+``body_timeout`` of the app's first read, whatever the pace of single bytes; both are
+answered 408. When every connection slot is taken, a new connection sheds an idle
+keep-alive connection or, failing that, the one that has spent longest on an unfinished
+head (a real client sends its head in one packet), before it is refused 503.
+
+A bad request costs its connection only: it is answered (400, 408, 413, 431), counted by
+reason in ``<prefix>_errors``, logged with the peer, and the server goes on. A request with
+both ``Content-Length`` and ``Transfer-Encoding`` is refused (400): which one frames the body
+is what request smuggling plays on. Error bodies take Sensu Go's shape, ``{"code": N,
+"message": "..."}``. Log lines never carry a secret: see :func:`mask_secrets`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 import h11
 import trio
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Scope
 
 from pipeline.logs import get_logger
@@ -38,6 +51,10 @@ log = get_logger("http")
 KEEP_ALIVE_TIMEOUT = 5.0
 #: Seconds a request in progress may go without sending a byte.
 READ_TIMEOUT = 30.0
+#: Seconds from a request head's first byte to its end, however steadily bytes trickle in: 408 beyond.
+HEAD_TIMEOUT = 10.0
+#: Seconds from the app's first read of a body to its end (1 MiB in 60 s is 17 KiB/s): 408 beyond.
+BODY_TIMEOUT = 60.0
 #: Bytes of an unfinished request head (request line and headers) kept waiting for its end: 431
 #: beyond. A head that arrives whole within one read (64 KiB) is not held to it.
 MAX_HEAD_BYTES = 16 * 1024
@@ -58,6 +75,41 @@ class Limits:
     max_connections: int = MAX_CONNECTIONS
     keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
     read_timeout: float = READ_TIMEOUT
+    head_timeout: float = HEAD_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+
+
+#: Sensu Go's API error codes (``backend/apid/actions``) by HTTP status; other 4xx: InvalidArgument.
+_SENSU_CODES = {400: 2, 401: 6, 403: 5, 404: 3, 409: 4}
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """An error answer in Sensu Go's shape: ``{"code": N, "message": "..."}``."""
+    code = _SENSU_CODES.get(status, 1 if status >= 500 else 2)
+    return {"code": code, "message": message}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message), status_code=status, headers=headers)
+
+
+_MASK = "***"
+_SECRET_QUERY = re.compile(
+    r"(?i)((?:^|[?&;\s])[\w.-]*(?:key|token|secret|password|passwd|signature|auth)[\w.-]*=)[^&;\s'\"]*"
+)
+_SECRET_SCHEME = re.compile(r"(?i)\b(key|bearer|basic|token)(\s+)[^\s'\",]+")
+#: The push formats' token in a path: ``/{token}/event(s)`` (Sematext), not under ``/api/``.
+_PATH_TOKEN = re.compile(r"(?<![^\s'\"(=])/(?!api/)[^/\s?'\"]+/(events?)(?=[\s?'\")]|$)")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with what may be a secret masked: values of query parameters named like keys,
+    tokens or passwords (StackState's ``api_key``), credentials after ``Key``, ``Bearer`` or
+    ``Basic`` (an Authorization header quoted in an error), and the ingest key in a push path
+    (``POST /{token}/events``)."""
+    text = _SECRET_QUERY.sub(rf"\g<1>{_MASK}", text)
+    text = _SECRET_SCHEME.sub(rf"\g<1>\g<2>{_MASK}", text)
+    return _PATH_TOKEN.sub(rf"/{_MASK}/\g<1>", text)
 
 
 class _Refused(Exception):
@@ -104,24 +156,42 @@ class _Server:
     address: tuple[str, int]
     limits: Limits
     metrics: HttpMetrics | None
-    connections: int = 0
+    open: set[_Connection] = field(default_factory=set)
+
+    @property
+    def connections(self) -> int:
+        return len(self.open)
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
         connection = _Connection(self.app, self.address, self.limits, self.metrics, stream)
-        over_limit = self.connections >= self.limits.max_connections
-        self.connections += 1
+        over_limit = self.connections >= self.limits.max_connections and not self._shed_one()
+        self.open.add(connection)
         if self.metrics is not None:
             self.metrics.connections.inc()
         try:
-            await connection.run(over_limit=over_limit)
+            with connection.scope:
+                await connection.run(over_limit=over_limit)
         except Exception:  # a bug of ours in one connection must not stop the server and the daemon with it
             connection.count_error("internal")
             log.exception("HTTP connection failed", peer=connection.peer)
         finally:
-            self.connections -= 1
+            self.open.discard(connection)
             if self.metrics is not None:
                 self.metrics.connections.dec()
             await connection.close()
+
+    def _shed_one(self) -> bool:
+        """Make room for a new connection by closing one that serves nobody: idle between requests
+        first, else the one longest on an unfinished head. A request being served is never shed."""
+        idle = [c for c in self.open if c.phase == "idle" and not c.scope.cancel_called]
+        slow = [c for c in self.open if c.phase == "head" and not c.scope.cancel_called]
+        victim = min(idle or slow, key=lambda c: c.since, default=None)
+        if victim is None:
+            return False
+        victim.count_error(f"shed_{victim.phase}")
+        log.debug("HTTP connection shed for a new one", peer=victim.peer, phase=victim.phase)
+        victim.scope.cancel()
+        return True
 
 
 class _Connection:
@@ -141,6 +211,14 @@ class _Connection:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.refused = False
         self.method = b""  # of the request under way: a HEAD request's answer has no body, refusals included
+        #: what the connection is doing, for shedding: "idle" (awaiting a request), "head" (reading one), "busy"
+        self.phase = "idle"
+        self.since = trio.current_time()
+        #: when the head or body being read must be complete, and the refusal when it is not
+        self.deadline = math.inf
+        self.late: _Refused | None = None
+        #: cancelled to shed the connection; close() runs outside it
+        self.scope = trio.CancelScope()
 
     async def run(self, *, over_limit: bool = False) -> None:
         """Serve requests until the client is done; ``over_limit``: answer the first one 503 and close."""
@@ -155,9 +233,10 @@ class _Connection:
                     return
                 self.h11.start_next_cycle()
                 self.method = b""
+                self.phase, self.since = "idle", trio.current_time()
         except _Refused as refused:
             self.count_error(refused.reason)
-            log.info("HTTP request refused", peer=self.peer, status=refused.status, error=refused)
+            log.info("HTTP request refused", peer=self.peer, status=refused.status, error=mask_secrets(str(refused)))
             self.refused = True
             await self._answer_refusal(refused)
         except _PeerGone as gone:
@@ -172,15 +251,29 @@ class _Connection:
             event = self.next_event()
             if event is h11.NEED_DATA:
                 if self.h11.trailing_data[0]:
-                    await self.read_more()  # a head has begun: the read timeout applies
+                    self._head_begun()
+                    await self.read_more()  # a head has begun: the read timeout and head deadline apply
                     continue
                 with trio.move_on_after(self.limits.keep_alive_timeout):
                     self.h11.receive_data(await self.stream.receive_some(READ_SIZE))
+                    self._head_begun()
                     continue
                 return None  # an idle keep-alive connection is closed quietly, as every server does
+            self.set_deadline(math.inf, None)
             if isinstance(event, h11.Request):
+                self.phase = "busy"
                 return event
             return None  # ConnectionClosed
+
+    def _head_begun(self) -> None:
+        if self.phase == "idle":
+            self.phase, self.since = "head", trio.current_time()
+            seconds = self.limits.head_timeout
+            self.set_deadline(self.since + seconds, _Refused("head_timeout", 408,
+                              f"request head not complete within {seconds:g} s"))  # fmt: skip
+
+    def set_deadline(self, deadline: float, late: _Refused | None) -> None:
+        self.deadline, self.late = deadline, late
 
     async def _finish_request(self, exchange: _Exchange) -> bool:
         """Whether the connection can carry another request. The app may answer without reading
@@ -199,9 +292,11 @@ class _Connection:
             raise _Refused(reason, exc.error_status_hint, str(exc)) from exc
 
     async def read_more(self) -> None:
-        with trio.move_on_after(self.limits.read_timeout):
+        with trio.move_on_at(min(trio.current_time() + self.limits.read_timeout, self.deadline)):
             self.h11.receive_data(await self.stream.receive_some(READ_SIZE))
             return
+        if self.late is not None and trio.current_time() >= self.deadline:
+            raise self.late
         raise _PeerGone("timeout")
 
     async def send(self, *events: Any) -> None:
@@ -214,7 +309,7 @@ class _Connection:
     async def _answer_refusal(self, refused: _Refused) -> None:
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return  # a response is under way: all that is left is to close
-        body = json.dumps({"message": str(refused)}).encode()
+        body = json.dumps(error_body(refused.status, str(refused))).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
                    (b"connection", b"close")]  # fmt: skip
         if refused.status == 503:
@@ -273,6 +368,9 @@ class _Exchange:
     async def run(self) -> None:
         connection, request = self.connection, self.request
         declared = _content_length(request)
+        if declared is not None and _has_header(request, b"transfer-encoding"):
+            raise _Refused("ambiguous_framing", 400,
+                           "both Content-Length and Transfer-Encoding: the body's length is ambiguous")  # fmt: skip
         if declared is not None and declared > connection.limits.max_body:
             raise _Refused("body_too_large", 413, f"body of {declared} bytes exceeds {connection.limits.max_body}")
         try:
@@ -283,7 +381,7 @@ class _Exchange:
             if self.cut is not None:
                 raise self.cut from exc
             log.exception("HTTP app failed", peer=connection.peer, method=request.method.decode(),
-                          target=request.target.decode("latin-1"))  # fmt: skip
+                          target=mask_secrets(request.target.decode("latin-1")))  # fmt: skip
             if not self.head_sent:
                 raise _Refused("app_error", 500, "internal server error") from exc
             connection.count_error("app_error")  # the response is cut short: the connection closes
@@ -325,6 +423,10 @@ class _Exchange:
         connection = self.connection
         if connection.h11.they_are_waiting_for_100_continue:
             await connection.send(h11.InformationalResponse(status_code=100, headers=[]))
+        if connection.late is None:  # the first read: the body's deadline starts
+            seconds = connection.limits.body_timeout
+            connection.set_deadline(trio.current_time() + seconds, _Refused("body_timeout", 408,
+                                    f"request body not complete within {seconds:g} s"))  # fmt: skip
         chunks: list[bytes] = []
         while True:
             event = connection.next_event()
@@ -337,6 +439,7 @@ class _Exchange:
                 chunks.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 self.body_done = True
+                connection.set_deadline(math.inf, None)
                 return _body_message(chunks, more=False)
             else:
                 raise _PeerGone("disconnect")
@@ -381,6 +484,10 @@ def _response(status: int, headers: Any) -> h11.Response:
 
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+def _has_header(request: h11.Request, wanted: bytes) -> bool:
+    return any(name == wanted for name, _ in request.headers)
 
 
 def _content_length(request: h11.Request) -> int | None:

@@ -148,6 +148,7 @@ class BackendMetrics:
     auth_failures: Counter
     transport_events_refused: Counter
     config_reloads: Counter
+    api_auth_failures: Counter
     keepalives_received: Counter
     keepalive_failures: Counter
     ttl_expired: Counter
@@ -247,6 +248,12 @@ class BackendMetrics:
             ),
             config_reloads=Counter(
                 "pipeline_config_reloads", "Reloads of the configuration directory", ["result"], registry=r
+            ),
+            api_auth_failures=Counter(
+                "pipeline_auth_failures",
+                "HTTP logins and API or ingest keys refused, and attempts refused while throttled",
+                ["reason"],
+                registry=r,
             ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),
             keepalive_failures=Counter(

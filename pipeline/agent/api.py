@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from pipeline import __version__
 from pipeline.errors import EventTooLarge, ValidationError
+from pipeline.http import error_response
 from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import decode, encode
 
@@ -86,11 +87,11 @@ def create_agent_app(
         try:
             event = prepare_local_event(body, entity, wall_clock())
         except ValidationError as exc:
-            return JSONResponse({"message": str(exc)}, status_code=400)
+            return error_response(400, str(exc))
         try:
             await submit(event)
         except EventTooLarge as exc:
-            return JSONResponse({"message": str(exc)}, status_code=413)
+            return error_response(413, str(exc))
         return Response(status_code=202)
 
     async def list_set_aside(request: Request) -> Response:

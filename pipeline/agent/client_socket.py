@@ -4,12 +4,14 @@ One JSON check result per TCP connection or UDP datagram (see
 :mod:`pipeline.core.legacy_result`). Over TCP the agent reads until the bytes are valid JSON
 (5 s at most), answers ``ok`` once the event is in the on-disk spool, ``invalid: <why>``
 otherwise, and ``pong`` to ``ping``. A malformed datagram is counted and logged; unlike Sensu
-Go's agent, the UDP listener keeps serving after one.
+Go's agent, the UDP listener keeps serving after one. JSON is read strictly
+(:mod:`pipeline.model.strict_json`): nesting deeper than 64 levels, NaN or a lone surrogate is
+refused (``invalid: malformed JSON at line L column C: ...``), counted and logged, and a
+result that fails in a way we did not foresee costs that result only, never the agent.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -17,10 +19,11 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from pipeline.core.legacy_result import is_ping, parse_legacy_result
-from pipeline.errors import EventTooLarge, ValidationError
+from pipeline.errors import EventTooLarge, MalformedJsonError, ValidationError
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
 from pipeline.model import Entity, Event
+from pipeline.model.codec import load_json
 
 log = get_logger("agent.socket")
 
@@ -82,6 +85,9 @@ class ClientSocketServer:
                 await stream.send_all(reply)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 log.info("client socket connection lost", peer=peer, error=exc)
+            except Exception:  # a bug of ours with one result must not stop the agent
+                self.metrics.socket_errors.labels("tcp", "internal").inc()
+                log.exception("client socket result failed", transport="tcp", peer=peer)
 
     async def _tcp_reply(self, stream: trio.SocketStream, peer: str) -> bytes:
         data = b""
@@ -124,12 +130,21 @@ class ClientSocketServer:
             peer = f"{sender[0]}:{sender[1]}"
             if is_ping(data):
                 continue
-            await self._accept("udp", data, peer)
+            try:
+                await self._accept("udp", data, peer)
+            except Exception:  # a bug of ours with one datagram must not stop the agent
+                self.metrics.socket_errors.labels("udp", "internal").inc()
+                log.exception("client socket result failed", transport="udp", peer=peer)
+
+
+#: Errors that more bytes cannot mend: a result that shows one is answered at once.
+_FINAL = frozenset({"depth", "number", "surrogate"})
 
 
 def _complete_json(data: bytes) -> bool:
+    """Whether ``data`` is read far enough: valid JSON, or JSON no more bytes can make valid."""
     try:
-        json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return False
+        load_json(data)
+    except MalformedJsonError as exc:
+        return exc.reason in _FINAL
     return True

@@ -24,6 +24,7 @@ from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.core.timespec import parse_time
 from pipeline.errors import ValidationError
+from pipeline.http import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Entity, Event, new_event_id
@@ -67,7 +68,7 @@ class EntityService:
 
 
 def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"message": message}, status_code=status)
+    return error_response(status, message)
 
 
 def prepare_event(

@@ -1,11 +1,12 @@
 """The HTTP API's gate and its key management: every request but ``/health``, ``/metrics``,
 ``/version``, ``/auth`` and the push formats (which carry their key in the path or query)
 needs a key or a bearer token; an ingest key may only push events. Refusals are 401 (no or
-unknown credentials) or 403 (a role that may not), counted by reason."""
+unknown credentials) or 403 (a role that may not), counted by reason. Wrong passwords, keys
+and tokens are counted in ``pipeline_auth_failures`` and slowed per source address
+(:mod:`pipeline.backend.throttle`): 429 while an address is throttled."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -16,10 +17,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.backend.keys import ADMIN, INGEST, ROLES, ApiKeys, digest, ingest_may, new_key
+from pipeline.backend.throttle import AuthGuard, source_of
+from pipeline.errors import ValidationError
+from pipeline.http import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import new_event_id
 from pipeline.model.apikey import StoredKey
+from pipeline.model.codec import load_json
 from pipeline.store.service import StoreService
 
 log = get_logger("backend.auth")
@@ -33,10 +38,11 @@ _PUSH = re.compile(r"\A/((receiver/)?stsAgent/intake|[^/]+/events?)\Z")
 class RequireKey:
     """ASGI middleware: the gate in front of the API."""
 
-    def __init__(self, app: ASGIApp, keys: ApiKeys, metrics: BackendMetrics) -> None:
+    def __init__(self, app: ASGIApp, keys: ApiKeys, metrics: BackendMetrics, guard: AuthGuard | None = None) -> None:
         self.app = app
         self.keys = keys
         self.metrics = metrics
+        self.guard = guard or AuthGuard(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,42 +52,56 @@ class RequireKey:
         if _OPEN.match(path) or (method == "POST" and _PUSH.match(path) and not path.startswith("/api/")):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        role = self.keys.role_of(headers.get(b"authorization", b"").decode("latin-1"))
-        if role is None:
-            self.metrics.api_unauthorized.labels("unauthenticated").inc()
-            response: Response = JSONResponse({"message": "an API key is required: Authorization: Key <key>"},
-                                              status_code=401)  # fmt: skip
-        elif role == INGEST and not ingest_may(method, path):
-            self.metrics.api_unauthorized.labels("forbidden").inc()
-            response = JSONResponse({"message": "an ingest key may only push events"}, status_code=403)
-        else:
+        response = self._refusal(scope)
+        if response is None:
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
 
+    def _refusal(self, scope: Scope) -> Response | None:
+        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        source = scope["client"][0] if scope.get("client") else "?"
+        if authorization and (throttled := self.guard.refusal(source)) is not None:
+            return throttled  # before the credentials are looked at: a guess while throttled tells nothing
+        role = self.keys.role_of(authorization)
+        if role is None:
+            self.metrics.api_unauthorized.labels("unauthenticated").inc()
+            if authorization:
+                self.guard.failed(source, "bearer_token" if authorization[:7].lower() == "bearer " else "api_key")
+            return error_response(401, "an API key is required: Authorization: Key <key>")
+        if role == INGEST and not ingest_may(scope["method"], scope["path"]):
+            self.metrics.api_unauthorized.labels("forbidden").inc()
+            return error_response(403, "an ingest key may only push events")
+        return None
 
-def key_routes(keys: ApiKeys, store: StoreService, *, wall_clock: Callable[[], float] = time.time) -> list[Route]:
+
+def key_routes(
+    keys: ApiKeys, store: StoreService, guard: AuthGuard, *, wall_clock: Callable[[], float] = time.time
+) -> list[Route]:
     async def login(request: Request) -> Response:
+        source = source_of(request)
+        if (throttled := guard.refusal(source)) is not None:
+            return throttled
         body = None
         if request.method == "POST":
             try:
-                body = json.loads(await request.body() or b"null")
-            except json.JSONDecodeError:
-                body = None
+                body = load_json(await request.body() or b"null")
+            except ValidationError as exc:
+                return error_response(400, str(exc))
         token = keys.login(request.headers.get("authorization", ""), body)
         if token is None:
-            return JSONResponse({"message": "unknown user or wrong password"}, status_code=401)
+            guard.failed(source, "password")
+            return error_response(401, "unknown user or wrong password")
         return JSONResponse(token)
 
     async def create_key(request: Request) -> Response:
         try:
-            body = json.loads(await request.body() or b"{}")
-        except json.JSONDecodeError as exc:
-            return JSONResponse({"message": f"malformed JSON: {exc}"}, status_code=400)
+            body = load_json(await request.body() or b"{}")
+        except ValidationError as exc:
+            return error_response(400, str(exc))
         role = body.get("role", INGEST) if isinstance(body, dict) else None
         if role not in ROLES:
-            return JSONResponse({"message": f"role: expected one of {', '.join(ROLES)}, got {role!r}"}, status_code=400)
+            return error_response(400, f"role: expected one of {', '.join(ROLES)}, got {role!r}")
         secret = new_key()
         stored = StoredKey(new_event_id(), str(body.get("name", "")), role, digest(secret), int(wall_clock()))
         await store.put_api_key(stored)
@@ -96,7 +116,7 @@ def key_routes(keys: ApiKeys, store: StoreService, *, wall_clock: Callable[[], f
     async def revoke_key(request: Request) -> Response:
         key_id = request.path_params["id"]
         if not await store.delete_api_key(key_id):
-            return JSONResponse({"message": f"API key {key_id} not found"}, status_code=404)
+            return error_response(404, f"API key {key_id} not found")
         keys.stored = {d: k for d, k in keys.stored.items() if k.id != key_id}
         log.info("API key revoked", key_id=key_id)
         return Response(status_code=204)

@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import trio
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from pipeline.backend.eventd import Outcome
+from pipeline.http import error_response
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event
 
@@ -50,5 +51,4 @@ async def store_all(offer: Offer, events: Sequence[Event], *, new_ids: bool = Fa
 
 def busy(metrics: BackendMetrics, source: str) -> Response:
     metrics.api_busy.labels(source).inc()
-    return JSONResponse({"message": "the pipeline is full; retry shortly"}, status_code=503,
-                        headers={"Retry-After": str(RETRY_AFTER)})  # fmt: skip
+    return error_response(503, "the pipeline is full; retry shortly", headers={"Retry-After": str(RETRY_AFTER)})

@@ -19,9 +19,11 @@ from starlette.routing import Route
 
 from pipeline.backend.eventd import Outcome
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
+from pipeline.backend.throttle import AuthGuard, source_of
 from pipeline.core.push import sematext, stackstate
 from pipeline.core.push.common import PushContext
 from pipeline.errors import ValidationError
+from pipeline.http import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event
@@ -39,6 +41,7 @@ def push_routes(
     offer: Offer,
     metrics: BackendMetrics,
     key_ok: Callable[[str], bool],
+    guard: AuthGuard,
     *,
     change_handlers: list[str],
     wall_clock: Callable[[], float] = time.time,
@@ -46,10 +49,13 @@ def push_routes(
     async def accept(request: Request, source: str, key: str, parse: Callable[[bytes, PushContext], list[Event]],
                      status: int) -> Response:  # fmt: skip
         metrics.push_requests.labels(source).inc()
+        if (throttled := guard.refusal(source_of(request))) is not None:
+            metrics.push_refused.labels(source, "throttled").inc()
+            return throttled
         if not key_ok(key):
             metrics.push_refused.labels(source, "unauthorized").inc()
-            log.warning("push refused: unknown key", source=source, client=client_host(request))
-            return JSONResponse({"message": "unknown or missing ingest key"}, status_code=401)
+            guard.failed(source_of(request), "ingest_key")
+            return error_response(401, "unknown or missing ingest key")
         body = await request.body()  # within --max-body-size: the HTTP server refuses more, unread
         context = PushContext(default_host=client_host(request), now=wall_clock(), handlers=change_handlers)
         try:
@@ -57,13 +63,13 @@ def push_routes(
         except ValidationError as exc:
             metrics.push_refused.labels(source, "invalid").inc()
             log.info("push refused", source=source, error=exc)
-            return JSONResponse({"message": str(exc)}, status_code=400)
+            return error_response(400, str(exc))
         try:
             outcomes = await store_all(offer, events, new_ids=True)  # the adapters made the ids
         except PipelineFull:
             return busy(metrics, source)
         if Outcome.FAILED in outcomes:
-            return JSONResponse({"message": "the event store failed; try again"}, status_code=500)
+            return error_response(500, "the event store failed; try again")
         metrics.events_received.labels(source).inc(len(events))
         return JSONResponse({"accepted": len(events)}, status_code=status)
 

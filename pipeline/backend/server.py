@@ -26,6 +26,7 @@ from pipeline.backend.push_api import push_routes
 from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.silences import Silences
+from pipeline.backend.throttle import AuthGuard
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
 from pipeline.errors import HandlerError, StoreError, ValidationError
@@ -287,14 +288,15 @@ class Backend:
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister,
                                  saved=self._entity_saved)  # fmt: skip
+        guard = AuthGuard(self.metrics)  # one throttle for logins, API keys and ingest keys alike
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
-                           change_handlers=self.config.change_handlers)  # fmt: skip
-        routes = [*key_routes(self.keys, self.store), *reload_routes(self.reload), *push]
+                           guard, change_handlers=self.config.change_handlers)  # fmt: skip
+        routes = [*key_routes(self.keys, self.store, guard), *reload_routes(self.reload), *push]
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
                          delete_event=self.delete_event, silences=self.silences,
                          resources=self.resource_service, execute=self.execute_check)  # fmt: skip
-        await serve_app(RequireKey(app, self.keys, self.metrics), self.config.api_addr,
+        await serve_app(RequireKey(app, self.keys, self.metrics, guard), self.config.api_addr,
                         limits=Limits(max_body=self.config.max_body_size), metrics=self.metrics.http,
                         task_status=task_status)  # fmt: skip
 

@@ -15,7 +15,6 @@ The per-class field table is built once and cached, so the hot path is a loop ov
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import reprlib
 import types
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pipeline.errors import UnknownFieldError, ValidationError
+from pipeline.model import strict_json
 
 T = TypeVar("T")
 
@@ -381,11 +381,7 @@ def _check_value(value: Any, bounds: Bounds | None, path: str) -> None:
         check_ranges(value, path)
 
 
-def load_json(data: bytes) -> Any:
-    """JSON from bytes; a ValidationError naming the line and column when it is not JSON."""
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise ValidationError("", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise ValidationError("", f"not UTF-8: {exc}") from None
+def load_json(data: bytes | str, *, allow_nan: bool = False) -> Any:
+    """JSON that arrived from outside, parsed strictly (nesting, UTF-8, finite numbers: see
+    :mod:`pipeline.model.strict_json`); a MalformedJsonError naming the line and column."""
+    return strict_json.loads(data, allow_nan=allow_nan)

@@ -15,7 +15,7 @@ import msgpack
 
 from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model.check import Check
-from pipeline.model.codec import INT64, JSON, check_ranges, decode, encode, field, known_fields_only
+from pipeline.model.codec import INT64, JSON, check_ranges, decode, encode, field, known_fields_only, load_json
 from pipeline.model.entity import Entity
 from pipeline.model.meta import ObjectMeta, ResourceReference
 from pipeline.model.metrics import Metrics
@@ -116,14 +116,10 @@ class Event:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str, *, ignored: list[str] | None = None) -> Event:
-        try:
-            data = json.loads(raw)
-            # JSON may escape unpaired surrogates ("\\ud800") that no UTF-8 encoder accepts later.
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except (ValueError, UnicodeError) as exc:
-            raise ValidationError("", f"invalid JSON: {exc}") from None
-        return cls.from_dict(data, ignored=ignored)
+    def from_json(cls, raw: bytes | str, *, ignored: list[str] | None = None, allow_nan: bool = False) -> Event:
+        """Parsed strictly (see :func:`load_json`); ``allow_nan`` for events the pipeline wrote
+        itself, whose metric points may hold NaN or infinities."""
+        return cls.from_dict(load_json(raw, allow_nan=allow_nan), ignored=ignored)
 
     def to_msgpack(self) -> bytes:
         packed: bytes = msgpack.packb(self.to_dict(), use_bin_type=True)

@@ -77,7 +77,7 @@ def run_pipe_program(
     except (ValueError, ValidationError) as exc:
         parser.error(str(exc))
     try:
-        event = Event.from_json(sys.stdin.buffer.read())
+        event = Event.from_json(sys.stdin.buffer.read(), allow_nan=True)  # the backend writes NaN points
     except ValidationError as exc:
         print(f"{name}: stdin is not a Sensu event: {exc}", file=sys.stderr)
         return 2

@@ -158,9 +158,9 @@ async def test_results_posted_to_the_local_api_are_spooled_then_delivered(tmp_pa
                 assert (await client.post(url, json=about_a_switch)).status_code == 202
                 bad = await client.post(url, content=b'{"check": {"status": "x"}}')
                 assert bad.status_code == 400
-                assert bad.json() == {"message": "check.status: expected integer, got string 'x'"}
+                assert bad.json() == {"code": 2, "message": "check.status: expected integer, got string 'x'"}
                 nameless = await client.post(url, json={"check": {"status": 0}})
-                assert nameless.json() == {"message": "check.metadata.name: a check needs a name"}
+                assert nameless.json() == {"code": 2, "message": "check.metadata.name: a check needs a name"}
                 assert (await client.get(url.replace("/events", "/version"))).json() == {"version": "0.1.0"}
                 huge = await client.post(url, json={"check": {"metadata": {"name": "x"}, "output": "x" * (1 << 20)}})
                 assert huge.status_code == 413

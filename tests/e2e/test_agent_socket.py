@@ -99,3 +99,34 @@ async def test_a_slow_spool_write_never_submits_a_result_twice(mock_clock: trio.
         nursery.cancel_scope.cancel()
     assert reply == b"ok"
     assert len(submitted) == 1
+
+
+async def test_deep_or_non_finite_json_is_refused_and_the_socket_goes_on() -> None:
+    submitted: list[Event] = []
+    delivered = trio.Event()
+
+    async def submit(event: Event) -> None:
+        submitted.append(event)
+        delivered.set()
+
+    metrics = AgentMetrics.create()
+    agent = Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"))
+    server = ClientSocketServer(("127.0.0.1", 0), agent, submit, metrics)
+    with trio.fail_after(READ_TIMEOUT - 1):  # answered at once: no waiting for bytes that cannot help
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.run)
+            stream = await trio.open_tcp_stream(*address)
+            async with stream:
+                await stream.send_all(b'{"a":' * 10_000)  # and the connection stays open
+                deep = await stream.receive_some(200)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                for bad in (b"[" * 10_000, b'{"name": "x", "output": "o", "status": NaN}', b'{"name": "\\ud800"}'):
+                    udp.sendto(bad, address)
+                udp.sendto(result("after"), address)
+            await delivered.wait()
+            nursery.cancel_scope.cancel()
+    assert deep.startswith(b"invalid: malformed JSON at line 1 column 321: nested deeper than 64 levels")
+    assert [e.check_name for e in submitted] == ["after"]
+    errors = metrics.registry.get_sample_value
+    assert errors("pipeline_agent_socket_errors_total", {"transport": "tcp", "reason": "invalid"}) == 1
+    assert errors("pipeline_agent_socket_errors_total", {"transport": "udp", "reason": "invalid"}) == 3

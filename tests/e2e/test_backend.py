@@ -133,7 +133,7 @@ async def test_handlers_receive_the_event_as_sensu_json_despite_failing_ones(run
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
-        (b"{", 400, "invalid JSON"),
+        (b"{", 400, "malformed JSON at line 1 column 2"),
         (b'{"check": {"metadata": {"name": "c"}}}', 400, "entity: event must contain an entity"),
         (b'{"entity": {"metadata": {"name": "e"}}, "check": {"status": "bad"}}', 400, "check.status: expected integer"),
     ],

@@ -77,7 +77,7 @@ async def test_sematext_systemd_lines_verbatim_and_a_stackstate_intake_land_on_t
     assert wrong_key[0] == "401"
     assert malformed[0] == "400"
     assert "malformed JSON at line 1 column 13" in malformed[1]
-    assert missing == ("400", '{"message":"message: required: the text of the event"}')
+    assert missing == ("400", '{"code":2,"message":"message: required: the text of the event"}')
     assert too_large[0] == "413"
     assert stackstate == ("200", '{"accepted":4}')
     assert reserved[0] == "400"

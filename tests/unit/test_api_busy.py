@@ -10,6 +10,7 @@ import trio
 from pipeline.backend.api import create_app
 from pipeline.backend.eventd import INBOX_SIZE, EventProcessor
 from pipeline.backend.push_api import push_routes
+from pipeline.backend.throttle import AuthGuard
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, Entity, Event, ObjectMeta
 from pipeline.model.outbox import HandlerJob
@@ -40,7 +41,7 @@ async def test_a_full_pipeline_is_503_with_retry_after(tmp_path: Path) -> None:
     def full(events: object, reply: object, *, new_ids: bool = False) -> bool:
         return False
 
-    push = push_routes(full, metrics, lambda key: key == "k", change_handlers=[])
+    push = push_routes(full, metrics, lambda key: key == "k", AuthGuard(metrics), change_handlers=[])
     app = create_app(StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store), full, metrics, extra_routes=push)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backend") as client:
         api = await client.post("/api/core/v2/namespaces/default/events", json=EVENT)
