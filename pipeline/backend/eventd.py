@@ -8,6 +8,10 @@ computed from the previous result of the same check (kept in memory, loaded from
 start), the batch is written in one transaction together with a handler job per event (the
 outbox: the handlers of an acknowledged event run even if the backend dies right after), each
 submitter is told the outcome, and the jobs go on to the handlers.
+
+The processor is the one owner of check state: deleting an event or an entity is a command on
+its inbox (:mod:`pipeline.backend.checkstate`), done in turn with the results around it, and
+what it stored or forgot it tells liveness as notices on a bounded channel.
 """
 
 from __future__ import annotations
@@ -20,6 +24,15 @@ from dataclasses import dataclass
 
 import trio
 
+from pipeline.backend.checkstate import (
+    CheckKey,
+    ChecksForgotten,
+    ChecksStored,
+    Command,
+    DeleteEntity,
+    DeleteEvent,
+    Notice,
+)
 from pipeline.backend.silences import Silences
 from pipeline.core.state import apply_result
 from pipeline.errors import StoreError
@@ -40,8 +53,6 @@ PRIORITY_INBOX_SIZE = 1000
 BATCH_MAX = 500
 #: Event ids remembered in memory to drop replays without asking the store.
 RECENT_IDS = 200_000
-
-CheckKey = tuple[str, str, str]
 
 
 class Outcome(enum.Enum):
@@ -81,18 +92,18 @@ class EventProcessor:
         handlers: trio.MemorySendChannel[HandlerJob],
         *,
         wall_clock: Callable[[], float] = time.time,
-        on_stored: Callable[[Sequence[Event], float], None] | None = None,
+        notices: trio.MemorySendChannel[Notice] | None = None,
         silences: Silences | None = None,
     ) -> None:
         self.store = store
-        self.on_stored = on_stored
+        self._notices = notices
         self.silences = silences
         self.metrics = metrics
         self._handlers = handlers
         self._wall_clock = wall_clock
         self._checks: dict[CheckKey, Check] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self.inbox, self._receive = trio.open_memory_channel[Submission](INBOX_SIZE)
+        self.inbox, self._receive = trio.open_memory_channel[Submission | Command](INBOX_SIZE)
         self.priority_inbox, self._receive_priority = trio.open_memory_channel[Submission](PRIORITY_INBOX_SIZE)
         self._work = trio.Event()
         metrics.queues.watch("eventd_inbox", self.inbox)  # type: ignore[arg-type]
@@ -100,7 +111,7 @@ class EventProcessor:
 
     @property
     def checks(self) -> dict[CheckKey, Check]:
-        """Every check's latest result, as the processor holds it."""
+        """Every check's latest result, as the processor holds it (read it, never change it)."""
         return self._checks
 
     async def load_state(self) -> None:
@@ -140,14 +151,31 @@ class EventProcessor:
         await self._handlers.send(HandlerJob(seq, event))
         self.metrics.events_processed.inc()
 
-    def forget_entity(self, namespace: str, name: str) -> None:
-        """Drop the state of a deregistered entity's checks: a new entity of that name starts afresh."""
-        for key in [k for k in self._checks if k[0] == namespace and k[1] == name]:
-            del self._checks[key]
+    async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
+        """Delete a check's latest event and forget its state (the event log keeps its past);
+        False when there was none. Raises StoreError."""
+        command = DeleteEvent(namespace, entity, check)
+        await self._command(command)
+        return command.deleted
 
-    def _take_batch(self) -> list[Submission]:
-        batch: list[Submission] = []
-        for channel in (self._receive_priority, self._receive):
+    async def delete_entity(self, namespace: str, name: str) -> list[Event]:
+        """Remove an entity and its latest events, and forget its checks' state: a new entity of
+        that name starts afresh. Returns the events it had. Raises StoreError."""
+        command = DeleteEntity(namespace, name)
+        await self._command(command)
+        return command.events
+
+    async def _command(self, command: Command) -> None:
+        await self.inbox.send(command)
+        self._work.set()
+        await command.done.wait()
+        if command.error is not None:
+            raise command.error
+
+    def _take_batch(self) -> list[Submission | Command]:
+        batch: list[Submission | Command] = []
+        channels: tuple[trio.MemoryReceiveChannel[Submission | Command], ...] = (self._receive_priority, self._receive)
+        for channel in channels:
             while len(batch) < BATCH_MAX:
                 try:
                     batch.append(channel.receive_nowait())
@@ -164,7 +192,51 @@ class EventProcessor:
                 if not batch:
                     await self._work.wait()
                     continue
-                await self.process_batch(batch)
+                await self._process(batch)
+
+    async def _process(self, batch: Sequence[Submission | Command]) -> None:
+        """Submissions in batches, each command between the submissions before and after it."""
+        submissions: list[Submission] = []
+        for item in batch:
+            if isinstance(item, Submission):
+                submissions.append(item)
+                continue
+            if submissions:
+                await self.process_batch(submissions)
+                submissions = []
+            await self._execute(item)
+        if submissions:
+            await self.process_batch(submissions)
+
+    async def _execute(self, command: Command) -> None:
+        try:
+            forgotten = await self._delete(command)
+        except StoreError as exc:
+            self.metrics.store.failures.labels(type(command).__name__).inc()
+            log.error("delete failed", command=type(command).__name__, error=exc)
+            command.error = exc
+            return
+        finally:
+            command.done.set()
+        for key in forgotten:
+            self._checks.pop(key, None)
+        if forgotten:
+            await self._notify(ChecksForgotten(tuple(forgotten)))
+
+    async def _delete(self, command: Command) -> list[CheckKey]:
+        """Do the command in the store; the checks whose state it ends."""
+        if isinstance(command, DeleteEvent):
+            key = (command.namespace, command.entity, command.check)
+            command.deleted = await self.store.delete_event(*key)
+            if command.deleted:
+                log.info("event deleted", entity=command.entity, check=command.check, namespace=command.namespace)
+            return [key]
+        command.events = await self.store.delete_entity(command.namespace, command.name)
+        return [k for k in self._checks if k[:2] == (command.namespace, command.name)]
+
+    async def _notify(self, notice: Notice) -> None:
+        if self._notices is not None:
+            await self._notices.send(notice)
 
     async def process_batch(self, batch: Sequence[Submission]) -> None:
         fresh, duplicates = await self._split_replays(batch)
@@ -194,8 +266,8 @@ class EventProcessor:
         self._checks.update(states)
         if self.silences is not None:
             await self.silences.end_pending()
-        if self.on_stored is not None and to_store:
-            self.on_stored(to_store, self._wall_clock())
+        if to_store:
+            await self._notify(ChecksStored(tuple((k, c) for k, c in states.items()), self._wall_clock()))
         for sub in fresh:
             self._remember(sub.event.id)
             _reply(sub, Outcome.STORED)

@@ -1,7 +1,9 @@
 """Watching for silence: agents' keepalives, checks' ttl, and the entities agents register.
 
 Keepalives come straight from the transport (never queued behind check results) and are
-stored as passing ``keepalive`` events through the event processor's priority inbox. One task
+stored as passing ``keepalive`` events through the event processor's priority inbox. What the
+event processor stored or forgot arrives as notices on a bounded channel (a ttl is armed for
+each check result stored, disarmed for each check forgotten). One task
 sleeps until the next deadline: an agent silent past its warning or critical timeout gets a
 failing ``keepalive`` event, a check whose ttl passed gets a failing result. Everything
 needed to carry on after a restart is in the store: the latest keepalive event of each agent
@@ -12,11 +14,12 @@ latest result (its ``ttl``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import trio
 
-from pipeline.backend.eventd import CheckKey, EventProcessor
+from pipeline.backend.checkstate import CheckKey, ChecksStored, Notice
+from pipeline.backend.eventd import EventProcessor
 from pipeline.core.deadlines import Deadlines
 from pipeline.core.keepalive import (
     KEEPALIVE,
@@ -51,10 +54,12 @@ class Liveness:
         eventd: EventProcessor,
         store: StoreService,
         metrics: BackendMetrics,
+        notices: trio.MemoryReceiveChannel[Notice] | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.eventd = eventd
+        self._notices = notices
         self.store = store
         self.metrics = metrics
         self._wall_clock = wall_clock
@@ -64,7 +69,6 @@ class Liveness:
         self._last_seen: dict[EntityKey, float] = {}
         self._failing: set[EntityKey] = set()
         self._changed = trio.Event()
-        eventd.on_stored = self.checks_stored
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -85,18 +89,26 @@ class Liveness:
                 self.ttls.set((namespace, entity, name), now + check.ttl)
         log.info("liveness loaded", agents=len(self.keepalives), ttl_checks=len(self.ttls))
 
-    def checks_stored(self, events: Sequence[Event], now: float) -> None:
-        """Arm (or disarm) the ttl of every check result just stored (called by the event processor)."""
-        for event in events:
-            check = event.check
-            if check is None or check.metadata.name == KEEPALIVE:
-                continue
-            key = (event.namespace or DEFAULT_NAMESPACE, event.entity_name, check.metadata.name)
-            if check.ttl > 0:
-                self.ttls.set(key, now + check.ttl)
-            else:
+    def apply(self, notice: Notice) -> None:
+        """What the event processor did: arm (or disarm) the ttl of every check result it stored;
+        disarm that of every check it forgot."""
+        if isinstance(notice, ChecksStored):
+            for key, check in notice.checks:
+                if key[2] == KEEPALIVE:
+                    continue
+                if check.ttl > 0:
+                    self.ttls.set(key, notice.at + check.ttl)
+                else:
+                    self.ttls.cancel(key)
+        else:
+            for key in notice.keys:
                 self.ttls.cancel(key)
         self._wake()
+
+    async def _follow(self, notices: trio.MemoryReceiveChannel[Notice]) -> None:
+        async with notices:
+            async for notice in notices:
+                self.apply(notice)
 
     def _wake(self) -> None:
         self._changed.set()
@@ -140,7 +152,7 @@ class Liveness:
     async def deregister(self, namespace: str, name: str) -> None:
         """Remove an entity and its events; the handlers hear each event resolved."""
         try:
-            events = await self.store.delete_entity(namespace, name)  # fmt: skip
+            events = await self.eventd.delete_entity(namespace, name)
         except StoreError as exc:
             log.error("entity not deregistered", entity=name, error=exc)
             return
@@ -150,9 +162,6 @@ class Liveness:
         self.keepalives.cancel(key)
         self._failing.discard(key)
         self._last_seen.pop(key, None)
-        for check_key in [k for k in self.eventd.checks if k[:2] == key]:
-            self.ttls.cancel(check_key)
-        self.eventd.forget_entity(namespace, name)
         self.metrics.entities_deregistered.inc()
         log.info("entity deregistered", entity=name, namespace=namespace, events=len(events))
         if entity is not None:
@@ -162,7 +171,14 @@ class Liveness:
     # -- silence -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            if self._notices is not None:
+                nursery.start_soon(self._follow, self._notices)
+            task_status.started()
+            await self._watch()
+
+    async def _watch(self) -> None:
+        """Sleep until the next deadline; raise what is due."""
         while True:
             self._changed = trio.Event()
             now = self._wall_clock()

@@ -18,6 +18,7 @@ import trio
 from pipeline.backend.api import EntityService, ReplayResult, create_app
 from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.auth_http import RequireKey, key_routes
+from pipeline.backend.checkstate import open_notices
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
@@ -109,8 +110,10 @@ class Backend:
         self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users)
         self.admin_key = self._admin_key_file()
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
-        self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, silences=self.silences)
-        self.liveness = Liveness(self.eventd, self.store, self.metrics)
+        stored_notices, notices = open_notices()  # what eventd stored or forgot, for liveness
+        self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, notices=stored_notices,
+                                     silences=self.silences)  # fmt: skip
+        self.liveness = Liveness(self.eventd, self.store, self.metrics, notices)
         self.reloader = Reloader(config.config_dir, self.resource_service, self.silences, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None
         self._transport().check_exposure()  # refuse a bad setup before anything starts
@@ -244,12 +247,7 @@ class Backend:
 
     async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         """Delete a check's latest event and forget its state (the event log keeps its past)."""
-        deleted = await self.store.delete_event(namespace, entity, check)
-        if deleted:
-            self.eventd.checks.pop((namespace, entity, check), None)
-            self.liveness.ttls.cancel((namespace, entity, check))
-            log.info("event deleted", entity=entity, check=check, namespace=namespace)
-        return deleted
+        return await self.eventd.delete_event(namespace, entity, check)
 
     async def _keep_dead_letter(self, letter: DeadLetter) -> None:
         try:

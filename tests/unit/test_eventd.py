@@ -6,7 +6,9 @@ from pathlib import Path
 
 import trio
 
+from pipeline.backend.checkstate import ChecksForgotten, ChecksStored, open_notices
 from pipeline.backend.eventd import BATCH_MAX, EventProcessor, Outcome
+from pipeline.backend.liveness import Liveness
 from pipeline.core.keepalive import keepalive_check, passing_keepalive
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
@@ -50,3 +52,43 @@ async def test_a_keepalive_submitted_behind_a_backlog_is_processed_first(tmp_pat
             nursery.cancel_scope.cancel()
     await store.close()
     assert order.index(keepalive.id) == 0  # in the first batch, ahead of every check result
+
+
+async def test_a_delete_is_done_in_turn_with_the_results_and_liveness_hears_of_both(tmp_path: Path) -> None:
+    metrics = BackendMetrics.create()
+    store = StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store)
+    await store.open()
+    to_handlers, from_eventd = trio.open_memory_channel[HandlerJob](100)
+    to_liveness, notices = open_notices()
+    eventd = EventProcessor(store, metrics, to_handlers, notices=to_liveness, wall_clock=lambda: NOW)
+    liveness = Liveness(eventd, store, metrics, notices, wall_clock=lambda: NOW)
+    failing = check_event(1)
+    assert failing.check is not None
+    failing.check.status, failing.check.ttl = 2, 30
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(eventd.run)
+            await nursery.start(liveness.run)
+            await eventd.submit(failing)
+            # queued behind the result: the delete cannot overtake it, and ends the state it made
+            assert await eventd.delete_event("default", "web1", "c1")
+            again = check_event(1)
+            await eventd.submit(again)
+            jobs = [(await from_eventd.receive()).event for _ in range(2)]
+            nursery.cancel_scope.cancel()
+    await store.close()
+    assert [e.id for e in jobs] == [failing.id, again.id]
+    assert jobs[1].check is not None
+    assert (jobs[1].check.occurrences, len(jobs[1].check.history)) == (1, 1)  # afresh after the delete
+    assert liveness.ttls.next_at() is None  # armed by the failing result, disarmed by the delete
+
+
+def test_liveness_arms_a_ttl_for_a_stored_result_and_disarms_it_when_the_check_is_forgotten() -> None:
+    metrics = BackendMetrics.create()
+    liveness = Liveness(None, None, metrics)  # type: ignore[arg-type]  # apply() reads neither
+    check = Check(metadata=ObjectMeta(name="backup", namespace="default"), ttl=60)
+    key = ("default", "db1", "backup")
+    liveness.apply(ChecksStored(((key, check),), NOW))
+    assert liveness.ttls.next_at() == NOW + 60
+    liveness.apply(ChecksForgotten((key,)))
+    assert liveness.ttls.next_at() is None
