@@ -23,7 +23,7 @@ from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.core.timespec import parse_time
-from pipeline.errors import ValidationError
+from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
@@ -172,9 +172,12 @@ def create_app(
             metrics.fields_ignored.inc(len(ignored))
             log.debug("unknown fields ignored", client=_client(request), fields=",".join(ignored))
         try:
-            (outcome,) = await store_all(offer, [event], new_ids=new_id)
+            (outcome,) = await store_all(offer, [event], body_bytes=len(body), new_ids=new_id)
         except PipelineFull:
             return busy(metrics, "api")
+        except EventTooLarge as exc:
+            metrics.events_rejected.labels("api").inc()
+            return error(413, str(exc))
         if outcome is Outcome.FAILED:
             return error(500, "the event store failed; try again")
         return Response(status_code=201)

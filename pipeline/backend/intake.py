@@ -1,5 +1,6 @@
 """Handing events from the HTTP API to the event processor: all of a request's events or none,
-answered once each is stored, and 503 with ``Retry-After`` when the pipeline is full."""
+answered once each is stored, 503 with ``Retry-After`` when the pipeline is full, and 413 for
+an event over the maximum event size (an operator may allow bodies larger than one event)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import trio
 from starlette.responses import Response
 
 from pipeline.backend.eventd import Outcome
+from pipeline.errors import EventTooLarge
 from pipeline.http import error_response
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event
+from pipeline.wire.limits import MAX_EVENT_BYTES
 
 
 class Offer(Protocol):
@@ -25,14 +28,30 @@ class Offer(Protocol):
 
 #: Seconds a client told the pipeline is full should wait.
 RETRY_AFTER = 1
+#: What decoding adds to an event beyond the bytes of the body it came in, at most (the
+#: defaults of the fields not given, an adapter's entity): a body smaller than the maximum event
+#: size by this much cannot hold a larger event, so its events need not be measured.
+DECODED_SLACK = 64 * 1024
 
 
 class PipelineFull(Exception):
     """The event processor's inbox has no room for the events."""
 
 
-async def store_all(offer: Offer, events: Sequence[Event], *, new_ids: bool = False) -> list[Outcome]:
-    """Queue the events and wait until each is stored (or failed); PipelineFull if there is no room."""
+def hold_to_size(events: Sequence[Event], body_bytes: int) -> None:
+    """EventTooLarge for the first of ``events`` (from a body of ``body_bytes``) over the maximum."""
+    if body_bytes + DECODED_SLACK <= MAX_EVENT_BYTES:
+        return
+    for event in events:
+        size = len(event.to_msgpack())
+        if size > MAX_EVENT_BYTES:
+            raise EventTooLarge(size, MAX_EVENT_BYTES)
+
+
+async def store_all(offer: Offer, events: Sequence[Event], *, body_bytes: int, new_ids: bool = False) -> list[Outcome]:
+    """Queue the events and wait until each is stored (or failed); PipelineFull if there is no
+    room, EventTooLarge (nothing queued) for an event over the maximum event size."""
+    hold_to_size(events, body_bytes)
     outcomes: list[Outcome] = []
     done = trio.Event()
 

@@ -22,7 +22,7 @@ from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.backend.throttle import AuthGuard, source_of
 from pipeline.core.push import sematext, stackstate
 from pipeline.core.push.common import PushContext
-from pipeline.errors import ValidationError
+from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
@@ -65,9 +65,12 @@ def push_routes(
             log.info("push refused", source=source, error=exc)
             return error_response(400, str(exc))
         try:
-            outcomes = await store_all(offer, events, new_ids=True)  # the adapters made the ids
+            outcomes = await store_all(offer, events, body_bytes=len(body), new_ids=True)  # the adapters made the ids
         except PipelineFull:
             return busy(metrics, source)
+        except EventTooLarge as exc:
+            metrics.push_refused.labels(source, "too_large").inc()
+            return error_response(413, str(exc))
         if Outcome.FAILED in outcomes:
             return error_response(500, "the event store failed; try again")
         metrics.events_received.labels(source).inc(len(events))

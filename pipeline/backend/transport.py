@@ -23,13 +23,14 @@ from pipeline.backend.auth import AgentCredentials, AuthenticationError
 from pipeline.backend.eventd import EventProcessor, Outcome
 from pipeline.backend.liveness import Liveness
 from pipeline.core.agent_rights import Refusal, refusal
-from pipeline.errors import ValidationError, first_error
+from pipeline.errors import EventTooLarge, ValidationError, first_error
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import CheckConfig, Entity, Event, entity_subscription
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.wire import protocol
+from pipeline.wire.limits import MAX_EVENT_BYTES
 from pipeline.wire.protocol import ProtocolError
 from pipeline.wire.stream import MessageStream
 
@@ -84,7 +85,11 @@ class _Acks:
 
 
 def decode_agent_event(raw: Any) -> Event:
-    """An event from an agent's frame (msgpack bytes or a map), validated (raises ValidationError)."""
+    """An event from an agent's frame (msgpack bytes or a map), validated (raises ValidationError,
+    EventTooLarge for one over the maximum event size: the limit holds on the backend too)."""
+    size = len(raw) if isinstance(raw, bytes) else len(msgpack.packb(raw, use_bin_type=True))
+    if size > MAX_EVENT_BYTES:
+        raise EventTooLarge(size, MAX_EVENT_BYTES)
     event = Event.from_msgpack(raw) if isinstance(raw, bytes) else Event.from_dict(raw)
     event.validate()
     if not event.id:

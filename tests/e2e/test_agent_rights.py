@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 import pytest
 import trio
 
 from pipeline.backend.server import Backend
 from pipeline.wire import protocol
+from pipeline.wire.limits import MAX_EVENT_BYTES
 from pipeline.wire.stream import MessageStream
 from tests.support import admin_headers, loopback_backend, write_config
 
@@ -137,3 +139,23 @@ async def test_an_agent_of_another_namespace_writes_there_only(tmp_path: Path) -
         "error": "entity.metadata.namespace: missing (the agent's namespace is 'prod')",
         "reason": "namespace",
     }
+
+
+async def test_the_backend_holds_an_agent_to_the_maximum_event_size(tmp_path: Path) -> None:
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    web1 = agent_entity("web1")
+    large = event("large", web1, output="x" * MAX_EVENT_BYTES)  # an agent that skipped its own limit
+    behind = event("behind", web1)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            conn = await connect(addresses.transport, "web1")
+            await conn.send(protocol.events([msgpack.packb(large), msgpack.packb(behind)]))
+            acked, rejected = await answers(conn, 2)
+            async with httpx.AsyncClient(base_url=addresses.api_url) as client:
+                stored = await stored_checks(backend, client)
+            await conn.aclose()
+            nursery.cancel_scope.cancel()
+    assert acked == [behind["id"]]
+    assert f"exceeds the maximum event size of {MAX_EVENT_BYTES} bytes" in rejected[large["id"]]["error"]
+    assert stored == {"web1/behind"}

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from pipeline.backend.server import Backend
+from pipeline.wire.limits import MAX_EVENT_BYTES
 from tests.support import admin_headers, loopback_backend, pipeline_command, write_config
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +103,26 @@ async def test_sematext_systemd_lines_verbatim_and_a_stackstate_intake_land_on_t
     assert re.search(r"TIME\s+ENTITY\s+CHECK\s+STATUS\s+OUTPUT", table)
     assert re.search(r"db1\s+deployment\s+0\s+shop 1.4.2 deployed", table)
     assert table.index("deployment") < table.index("db.can_connect")
+
+
+async def test_bodies_may_be_larger_than_one_event_but_no_event_is_larger_than_the_maximum(tmp_path: Path) -> None:
+    server = loopback_backend(tmp_path, write_config(tmp_path / "config", ""), ingest_keys=[TOKEN],
+                              max_body_size=8 * MAX_EVENT_BYTES)  # fmt: skip
+    check = {"entity": {"metadata": {"name": "db1"}}, "check": {"metadata": {"name": "dump"}, "status": 0}}
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(server.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(server)) as client:
+                events = "/api/core/v2/namespaces/default/events"
+                large = await client.post(
+                    events, json={**check, "check": {**check["check"], "output": "x" * MAX_EVENT_BYTES}}
+                )
+                fits = await client.post(events, json={**check, "check": {**check["check"], "output": "x" * 900_000}})
+                sematext = await client.post(f"/{TOKEN}/event", json={"message": "y" * MAX_EVENT_BYTES})
+                latest = (await client.get(f"{events}/db1/dump")).json()
+            nursery.cancel_scope.cancel()
+    for refused in (large, sematext):
+        assert refused.status_code == 413
+        assert f"exceeds the maximum event size of {MAX_EVENT_BYTES} bytes" in refused.json()["message"]
+    assert fits.status_code == 201
+    assert len(latest["check"]["output"]) == 900_000  # the event that fits, not the one refused
