@@ -172,7 +172,7 @@ def create_app(
             metrics.fields_ignored.inc(len(ignored))
             log.debug("unknown fields ignored", client=_client(request), fields=",".join(ignored))
         try:
-            (outcome,) = await store_all(offer, [event], body_bytes=len(body), new_ids=new_id)
+            (outcome,) = await store_all(offer, [event], new_ids=new_id)
         except PipelineFull:
             return busy(metrics, "api")
         except EventTooLarge as exc:

@@ -28,30 +28,26 @@ class Offer(Protocol):
 
 #: Seconds a client told the pipeline is full should wait.
 RETRY_AFTER = 1
-#: What decoding adds to an event beyond the bytes of the body it came in, at most (the
-#: defaults of the fields not given, an adapter's entity): a body smaller than the maximum event
-#: size by this much cannot hold a larger event, so its events need not be measured.
-DECODED_SLACK = 64 * 1024
 
 
-class PipelineFull(Exception):
-    """The event processor's inbox has no room for the events."""
-
-
-def hold_to_size(events: Sequence[Event], body_bytes: int) -> None:
-    """EventTooLarge for the first of ``events`` (from a body of ``body_bytes``) over the maximum."""
-    if body_bytes + DECODED_SLACK <= MAX_EVENT_BYTES:
-        return
+def hold_to_size(events: Sequence[Event]) -> None:
+    """EventTooLarge for the first of ``events`` over the maximum event size. Measured on every
+    event: decoding fills in defaults, so a small body can make a large event (``{}`` as a
+    metric point is a whole point)."""
     for event in events:
         size = len(event.to_msgpack())
         if size > MAX_EVENT_BYTES:
             raise EventTooLarge(size, MAX_EVENT_BYTES)
 
 
-async def store_all(offer: Offer, events: Sequence[Event], *, body_bytes: int, new_ids: bool = False) -> list[Outcome]:
+class PipelineFull(Exception):
+    """The event processor's inbox has no room for the events."""
+
+
+async def store_all(offer: Offer, events: Sequence[Event], *, new_ids: bool = False) -> list[Outcome]:
     """Queue the events and wait until each is stored (or failed); PipelineFull if there is no
     room, EventTooLarge (nothing queued) for an event over the maximum event size."""
-    hold_to_size(events, body_bytes)
+    hold_to_size(events)
     outcomes: list[Outcome] = []
     done = trio.Event()
 

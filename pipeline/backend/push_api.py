@@ -65,7 +65,7 @@ def push_routes(
             log.info("push refused", source=source, error=exc)
             return error_response(400, str(exc))
         try:
-            outcomes = await store_all(offer, events, body_bytes=len(body), new_ids=True)  # the adapters made the ids
+            outcomes = await store_all(offer, events, new_ids=True)  # the adapters made the ids
         except PipelineFull:
             return busy(metrics, source)
         except EventTooLarge as exc:

@@ -119,9 +119,13 @@ async def test_bodies_may_be_larger_than_one_event_but_no_event_is_larger_than_t
                 )
                 fits = await client.post(events, json={**check, "check": {**check["check"], "output": "x" * 900_000}})
                 sematext = await client.post(f"/{TOKEN}/event", json={"message": "y" * MAX_EVENT_BYTES})
+                # 160 KB of JSON, but every empty point is a whole point: 1.3 MB of event
+                defaults = await client.post(
+                    events, json={"entity": check["entity"], "metrics": {"points": [{}] * 40_000}}
+                )
                 latest = (await client.get(f"{events}/db1/dump")).json()
             nursery.cancel_scope.cancel()
-    for refused in (large, sematext):
+    for refused in (large, sematext, defaults):
         assert refused.status_code == 413
         assert f"exceeds the maximum event size of {MAX_EVENT_BYTES} bytes" in refused.json()["message"]
     assert fits.status_code == 201
