@@ -111,6 +111,8 @@ class Backend:
         self.admin_key = self._admin_key_file()
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
         stored_notices, notices = open_notices()  # what eventd stored or forgot, for liveness
+        self.metrics.queues.watch("liveness_notices", stored_notices)  # type: ignore[arg-type]
+        self.metrics.queues.watch("store_completions", self.store.completions)  # type: ignore[arg-type]
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, notices=stored_notices,
                                      silences=self.silences)  # fmt: skip
         self.liveness = Liveness(self.eventd, self.store, self.metrics, notices)
