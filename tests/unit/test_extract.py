@@ -183,10 +183,12 @@ def test_prometheus() -> None:
         ("rpc_duration_seconds", 4773.0, NOW, [("quantile", "0.5"), ("prom_type", "summary"), ("code", "overridden"), ("env", "prod")]),
         ("rpc_duration_seconds_sum", 17560473.0, NOW, [("prom_type", "summary"), ("code", "overridden"), ("env", "prod")]),
         ("rpc_duration_seconds_count", 2693.0, NOW, [("prom_type", "summary"), ("code", "overridden"), ("env", "prod")]),
-        ("temperature", float("-inf"), NOW, [("room", "b"), ("prom_type", "gauge"), ("code", "overridden"), ("env", "prod")]),
         ("last_line_without_newline", 1.0, NOW, [("prom_type", "untyped"), ("code", "overridden"), ("env", "prod")]),
     ]  # fmt: skip
-    assert errors("prometheus_text", PROMETHEUS) == []
+    # An event cannot carry -Inf (the backend would refuse the check's whole result): said, not sent.
+    assert errors("prometheus_text", PROMETHEUS) == [
+        "line 13: 'temperature{room=\"b\"} -Inf': value '-Inf' is not a finite number"
+    ]
 
 
 def test_prometheus_bad_lines_are_skipped_not_fatal() -> None:
@@ -211,3 +213,16 @@ def test_parsers_never_raise_and_account_for_every_line(fmt: str, output: str) -
         assert point.name
     for error in result.errors:
         assert error.startswith("line ")
+
+
+def test_a_point_no_event_can_carry_is_dropped_with_an_error_and_the_others_kept() -> None:
+    """Go's ParseFloat reads Inf and NaN, and timestamps may run past int64; such a point would
+    make the backend refuse the check's whole result, so it is dropped and said so."""
+    output = "a inf 1800000000\nb 1 99999999999999999999999\nc 2 1800000000\nd 3 \u0661\u0668\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660\n"
+    result = extract("graphite_plaintext", output, NOW)
+    assert [(p.name, p.value) for p in result.points] == [("c", 2.0)]
+    assert "line 1: 'a inf 1800000000': value 'inf' is not a finite number" in result.errors
+    assert any("line 2" in e and "is not an integer" in e for e in result.errors)
+    assert any("line 4" in e for e in result.errors)  # Arabic-Indic digits are not Go's digits
+    influx = extract("influxdb_line", "m v=-inf\nm w=1\n", NOW)
+    assert [p.name for p in influx.points] == ["m.w"]

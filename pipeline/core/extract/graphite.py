@@ -7,6 +7,7 @@ separated by any run of spaces or tabs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from pipeline.core.extract.numbers import parse_float, parse_int
@@ -25,6 +26,9 @@ def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
         value, timestamp = parse_float(raw_value), parse_int(raw_timestamp)
         if value is None:
             result.reject(number, line, f"value {raw_value!r} is not a number")
+            continue
+        if not math.isfinite(value):  # Go reads Inf and NaN; no event can carry them
+            result.reject(number, line, f"value {raw_value!r} is not a finite number")
             continue
         if timestamp is None:
             result.reject(number, line, f"timestamp {raw_timestamp!r} is not an integer")

@@ -10,6 +10,7 @@ Escapes as in the line protocol: ``\\ ``, ``\\,``, ``\\=``, ``\\"`` and ``\\\\``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from pipeline.core.extract.numbers import parse_float, parse_int
@@ -77,6 +78,8 @@ def _field_value(raw: str) -> float | None:
     value = parse_float(raw)
     if value is None:
         raise LineError(f"field value {raw!r} is not a number, boolean or string")
+    if not math.isfinite(value):  # Go reads Inf and NaN; no event can carry them
+        raise LineError(f"field value {raw!r} is not a finite number")
     return value
 
 

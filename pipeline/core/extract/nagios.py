@@ -10,6 +10,7 @@ tolerated (``loss=0, rta=0.80``), every point is stamped with the check's ``exec
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -50,8 +51,11 @@ def _point(item: str, now: int, tags: Sequence[MetricTag]) -> MetricPoint | None
     match = _NUMBER.match(raw)
     if match is None:
         raise ValueError(f"value {raw!r} is not a number")
+    value = float(match.group())
+    if not math.isfinite(value):  # 1e999: an event cannot carry it (its result would be refused whole)
+        raise ValueError(f"value {raw!r} is not a finite number")
     name = label.replace(" ", "_")
-    return MetricPoint(name=name, value=float(match.group()), timestamp=now, tags=copy_tags(tags))
+    return MetricPoint(name=name, value=value, timestamp=now, tags=copy_tags(tags))
 
 
 def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:

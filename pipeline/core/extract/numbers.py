@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import re
 
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|[iI]nf(inity)?|NaN)\Z")
-_INT = re.compile(r"[+-]?\d+\Z")
+# ASCII digits only, as Go reads them (Python's \d also takes other scripts' digits).
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|[iI]nf(inity)?|NaN)\Z", re.ASCII)
+_INT = re.compile(r"[+-]?\d+\Z", re.ASCII)
 
 
 def parse_float(text: str) -> float | None:
@@ -18,4 +19,9 @@ def parse_float(text: str) -> float | None:
 
 
 def parse_int(text: str) -> int | None:
-    return int(text) if _INT.match(text) else None
+    """The integer in ``text``, or None; like Go's ParseInt, None past int64 (or 4300 digits,
+    beyond which Python refuses to convert)."""
+    if len(text) > 20 or not _INT.match(text):
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None

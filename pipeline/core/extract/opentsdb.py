@@ -6,6 +6,7 @@ line tags come before ``output_metric_tags``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from pipeline.core.extract.numbers import parse_float, parse_int
@@ -29,6 +30,9 @@ def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
             continue
         if value is None:
             result.reject(number, line, f"value {raw_value!r} is not a number")
+            continue
+        if not math.isfinite(value):  # Go reads Inf and NaN; no event can carry them
+            result.reject(number, line, f"value {raw_value!r} is not a finite number")
             continue
         if len(raw_timestamp.lstrip("+-")) == 13:
             timestamp //= 1000

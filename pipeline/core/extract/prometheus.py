@@ -93,6 +93,9 @@ def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
             continue
         if math.isnan(value):
             continue
+        if math.isinf(value):  # an event cannot carry it (its result would be refused whole)
+            result.reject(number, line, f"value {raw_value!r} is not a finite number")
+            continue
         ms = parse_int(raw_timestamp) if raw_timestamp is not None else None
         if raw_timestamp is not None and ms is None:
             result.reject(number, line, f"timestamp {raw_timestamp!r} is not an integer")
