@@ -60,6 +60,8 @@ def push_routes(
         context = PushContext(default_host=client_host(request), now=wall_clock(), handlers=change_handlers)
         try:
             events = parse(body, context)
+            for event in events:
+                event.check_ranges()  # built by the adapter, not decoded: its numbers are checked here
         except ValidationError as exc:
             metrics.push_refused.labels(source, "invalid").inc()
             log.info("push refused", source=source, error=exc)

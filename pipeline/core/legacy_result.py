@@ -76,5 +76,6 @@ def parse_legacy_result(data: bytes, agent: Entity, now: float) -> Event:
         raise ValidationError("status", f"must not be negative, got {check.status}")
     event = Event(timestamp=int(now), entity=decode(Entity, encode(agent)), check=check,
                   metadata=ObjectMeta(namespace=namespace), id=new_event_id())  # fmt: skip
+    event.check_ranges()  # built here, not decoded: nothing else checked its numbers
     event.validate()
     return event

@@ -77,8 +77,8 @@ class Event:
     # -- validation ----------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Sensu Go's ``Event.Validate``, with errors that name the field."""
-        check_ranges(self)  # an event built in code (an adapter, a legacy result) was not decoded
+        """Sensu Go's ``Event.Validate``, with errors that name the field. The ranges of its
+        numbers are the decoder's to check; an event built in code calls :meth:`check_ranges`."""
         if self.entity is None:
             raise ValidationError("entity", "event must contain an entity")
         if self.check is None and self.metrics is None:
@@ -93,6 +93,11 @@ class Event:
                 uuid.UUID(self.id)
             except ValueError:
                 raise ValidationError("id", f"expected a UUID, got {self.id!r}") from None
+
+    def check_ranges(self) -> None:
+        """ValidationError for a number out of its field's range: for an event built in code (a
+        push adapter's, a legacy result), which no decoder has checked."""
+        check_ranges(self)
 
     # -- conversion ----------------------------------------------------------------------------
 

@@ -116,17 +116,19 @@ def test_an_integer_field_without_a_range_is_a_programming_error() -> None:
         decode(Unbounded, {})
 
 
-def test_an_event_built_in_code_is_checked_by_validate() -> None:
+def test_an_event_built_in_code_is_checked_by_check_ranges() -> None:
+    """A decoded event was checked by its decoder; one built in code (a push adapter's, a legacy
+    result) is checked by check_ranges, which the places that build them call."""
     event = Event(entity=Entity(metadata=ObjectMeta(name="e")), check=Check(metadata=ObjectMeta(name="c")))
     event.check.history = []  # type: ignore[union-attr]
-    event.validate()
+    event.check_ranges()
     event.check.status = 2**63  # type: ignore[union-attr]
     with pytest.raises(ValidationError, match=r"^check\.status: 9223372036854775808 is out of range"):
-        event.validate()
+        event.check_ranges()
     event.check.status = 0  # type: ignore[union-attr]
     event.metrics = Metrics(points=[MetricPoint(name="x", value=math.nan)])
     with pytest.raises(ValidationError, match=r"^metrics\.points\[0\]\.value: expected a finite number, got nan$"):
-        event.validate()
+        event.check_ranges()
 
 
 def test_check_ranges_accepts_what_decode_accepts() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -123,3 +124,22 @@ def test_a_stackstate_intake_gives_change_events_metrics_and_check_results() -> 
 def test_bad_intakes_name_the_field(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         stackstate.parse(json.dumps({"internalHostname": "h", **change}).encode(), CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"collection_timestamp": 1e300}, "collection_timestamp"),
+        (
+            {"events": {"deploy": [{"msg_title": "t", "msg_text": "x", "timestamp": 1e300}]}},
+            "events.deploy[0].timestamp",
+        ),
+        ({"metrics": [["load", -1e19, 1.0, {"hostname": "db1"}]]}, "metrics[0][1]"),
+    ],
+)
+def test_stackstate_timestamps_past_any_calendar_are_refused_naming_the_field(
+    body: dict[str, object], path: str
+) -> None:
+    # int(1e300) is an integer no store or wire can hold: it used to reach the event processor
+    with pytest.raises(ValidationError, match=rf"^{re.escape(path)}: .* is out of range"):
+        stackstate.parse(json.dumps({"internalHostname": "db1", **body}).encode(), CONTEXT)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.core.numbers import UNIX_SECONDS
 from pipeline.core.push.common import PushContext, change_event, labels_of, safe_name, status_of, text_of
 from pipeline.errors import ValidationError
 from pipeline.model import Check, Event, MetricPoint, Metrics, MetricTag, ObjectMeta, new_event_id
@@ -37,6 +38,9 @@ def _int(value: Any, path: str, default: int) -> int:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(path, f"expected seconds since the epoch, got {value!r}")
+    low, high = UNIX_SECONDS
+    if not low <= value <= high:  # a float past int64 would make an integer no store can hold
+        raise ValidationError(path, f"{value!r} is out of range ({low}..{high} seconds since the epoch)")
     return int(value)
 
 
