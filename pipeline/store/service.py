@@ -35,6 +35,11 @@ READERS = 4
 COMPLETIONS_SIZE = 10_000
 #: Completions written in one transaction, at most.
 COMPLETIONS_BATCH = 1000
+#: Seconds the first completion of a batch waits for others before they are written. Written
+#: as they came, they made transactions of 3-5 rows under load (944 for 20,000 events, each
+#: rewriting the outbox's same pages into the WAL); a crash can at most repeat the handlers
+#: whose completion waited here, which at-least-once allows.
+COMPLETIONS_LINGER = 0.05
 
 
 class StoreService:
@@ -111,8 +116,12 @@ class StoreService:
         async with self._completed:
             try:
                 async for first in self._completed:
-                    with trio.CancelScope(shield=True):  # taken from the channel: written, stop or not
-                        await self._record([first, *self._waiting()])
+                    batch = [first]
+                    try:
+                        await self._gather(batch)
+                    finally:  # taken from the channel: written, stop or not
+                        with trio.CancelScope(shield=True):
+                            await self._record(batch)
             finally:
                 # Cancelled: what the handlers reported is written still (one bounded batch), so
                 # that a stop does not make them run again after the next start.
@@ -121,9 +130,15 @@ class StoreService:
                     with trio.CancelScope(shield=True):
                         await self._record(last)
 
-    def _waiting(self) -> list[Completion]:
+    async def _gather(self, batch: list[Completion]) -> None:
+        """Add to ``batch`` what arrived within :data:`COMPLETIONS_LINGER` (a sleep, then what
+        waits: cheaper than a wake-up per completion), up to a full batch."""
+        await trio.sleep(COMPLETIONS_LINGER)
+        batch.extend(self._waiting(COMPLETIONS_BATCH - len(batch)))
+
+    def _waiting(self, limit: int = COMPLETIONS_BATCH) -> list[Completion]:
         batch: list[Completion] = []
-        while len(batch) < COMPLETIONS_BATCH:
+        while len(batch) < limit:
             try:
                 batch.append(self._completed.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):

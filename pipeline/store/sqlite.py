@@ -177,9 +177,14 @@ class SQLiteStore:
     # -- writes --------------------------------------------------------------------------------
 
     def write_batch(self, events: Sequence[Event], outbox: Sequence[Event] = ()) -> list[int]:
-        rows = [self._event_row(event) for event in events if event.check is not None]
+        checks = [event for event in events if event.check is not None]
+        rows = [self._event_row(event) for event in checks]
         if not rows and not outbox:
             return []
+        # A check event without metrics is stored whole: its job reuses those bytes instead of
+        # packing the event a second time (a third of the outbox's cost per event).
+        packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
+        jobs = [(event.id, packed.get(id(event)) or sqlite_outbox.pack(event)) for event in outbox]
         with self._transaction("cannot write events") as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event)"
@@ -191,20 +196,22 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            return sqlite_outbox.put(conn, outbox)
+            return sqlite_outbox.put(conn, jobs)
 
     def _event_row(self, event: Event) -> tuple[str, str, str, int, int, str, bytes]:
         assert event.check is not None
-        stored = Event(
-            timestamp=event.timestamp,
-            entity=event.entity,
-            check=event.check,
-            metadata=event.metadata,
-            id=event.id,
-            sequence=event.sequence,
-            pipelines=event.pipelines,
-            fallback_pipeline=event.fallback_pipeline,
-        )
+        stored = event
+        if event.metrics is not None:  # metrics are not kept with check events (as in Sensu Go)
+            stored = Event(
+                timestamp=event.timestamp,
+                entity=event.entity,
+                check=event.check,
+                metadata=event.metadata,
+                id=event.id,
+                sequence=event.sequence,
+                pipelines=event.pipelines,
+                fallback_pipeline=event.fallback_pipeline,
+            )
         try:
             blob = stored.to_msgpack()
         except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
@@ -215,8 +222,9 @@ class SQLiteStore:
     # -- the outbox ----------------------------------------------------------------------------
 
     def put_jobs(self, events: Sequence[Event]) -> list[int]:
+        jobs = [(event.id, sqlite_outbox.pack(event)) for event in events]
         with self._transaction("cannot write handler jobs") as conn:
-            return sqlite_outbox.put(conn, events)
+            return sqlite_outbox.put(conn, jobs)
 
     def complete(self, completions: Sequence[Completion]) -> None:
         with self._transaction("cannot record handler work done") as conn:

@@ -27,18 +27,25 @@ CREATE TABLE IF NOT EXISTS outbox_done (
 """
 
 
-def put(conn: sqlite3.Connection, events: Sequence[Event]) -> list[int]:
-    """Add a job per event; their rows, in order."""
-    rows = []
-    for event in events:
-        try:
-            blob = event.to_msgpack()
-        except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
-            raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
-        cursor = conn.execute("INSERT INTO outbox (event_id, event) VALUES (?, ?)", (event.id, blob))
-        assert cursor.lastrowid is not None
-        rows.append(cursor.lastrowid)
-    return rows
+def pack(event: Event) -> bytes:
+    """The whole event, as a job keeps it."""
+    try:
+        return event.to_msgpack()
+    except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+        raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
+
+
+def put(conn: sqlite3.Connection, jobs: Sequence[tuple[str, bytes]]) -> list[int]:
+    """Add a job per (event id, packed event); their rows, in order.
+
+    One statement for the lot: inside the caller's transaction nothing else writes the
+    outbox, and AUTOINCREMENT gives rows above every row ever used, so the rows are the
+    ``len(jobs)`` consecutive ones ending at the last inserted."""
+    if not jobs:
+        return []
+    conn.executemany("INSERT INTO outbox (event_id, event) VALUES (?, ?)", jobs)
+    (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+    return list(range(last - len(jobs) + 1, last + 1))
 
 
 def pending(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, bytes, frozenset[str]]]:

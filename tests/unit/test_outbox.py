@@ -3,6 +3,7 @@ what was recorded as done is not run again."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
@@ -10,9 +11,10 @@ import trio
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.config import Resources
 from pipeline.metrics import BackendMetrics
-from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
+from pipeline.model import Check, Entity, Event, MetricPoint, Metrics, ObjectMeta, new_event_id
 from pipeline.model.outbox import Completion, workflow_key
 from pipeline.model.resources import Handler
+from pipeline.store import service as store_service
 from pipeline.store.service import StoreService
 from pipeline.store.sqlite import SQLiteStore
 
@@ -87,4 +89,62 @@ async def test_completions_are_written_in_batches_and_the_last_ones_survive_a_st
             nursery.cancel_scope.cancel()  # a stop: what was reported is written all the same
     assert [job.seq for job in await service.pending_jobs(0, 10)] == [seqs[2]]
     assert metrics.registry.get_sample_value("pipeline_outbox_jobs") == 1
+    await service.close()
+
+
+def test_a_job_keeps_the_whole_event_and_rows_are_never_reused(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "events.db")
+    store.open()
+    try:
+        plain, with_metrics = check_event("pager"), check_event("pager")
+        with_metrics.metrics = Metrics(points=[MetricPoint(name="m", value=1.0, timestamp=1_800_000_000)])
+        first = store.write_batch([plain, with_metrics], [plain, with_metrics])
+        jobs = store.pending_jobs(0, 10)
+        assert [job.seq for job in jobs] == first
+        # the job of a check event reuses the stored bytes; one with metrics keeps its metrics
+        assert [job.decode().event for job in jobs] == [plain, with_metrics]
+        stored = store.get_event("default", "web1", "disk")
+        assert stored is not None
+        assert stored.metrics is None
+        store.complete([Completion(seq) for seq in first])
+        again = store.write_batch([check_event()], [check_event(), check_event()])
+        assert again == [first[-1] + 1, first[-1] + 2]  # after the last row ever used, in order
+        assert [job.seq for job in store.pending_jobs(0, 10)] == again
+    finally:
+        store.close()
+
+
+class CountingStore(SQLiteStore):
+    """Counts the completion transactions; tells the test when ``expected`` rows are written."""
+
+    def __init__(self, path: Path, expected: int, written: trio.Event) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+        self.expected, self.written = expected, written
+
+    def complete(self, completions: Sequence[Completion]) -> None:
+        super().complete(completions)
+        self.batches.append(len(completions))
+        if sum(self.batches) == self.expected:
+            trio.from_thread.run_sync(self.written.set)
+
+
+async def test_completions_that_come_one_by_one_are_written_together(tmp_path: Path) -> None:
+    written = trio.Event()
+    store = CountingStore(tmp_path / "events.db", 20, written)
+    service = StoreService(store, BackendMetrics.create().store)
+    await service.open()
+    events = [check_event("pager") for _ in range(20)]
+    seqs = await service.write_batch(events, events)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            for seq in seqs:  # as handlers finish: a millisecond apart, the writer free between
+                await service.completions.send(Completion(seq))
+                await trio.sleep(0.001)
+            await written.wait()
+            nursery.cancel_scope.cancel()
+    # one transaction for what came within COMPLETIONS_LINGER, not one per few completions
+    assert len(store.batches) <= 5, (store.batches, store_service.COMPLETIONS_LINGER)
+    assert await service.pending_jobs(0, 100) == []
     await service.close()
