@@ -29,7 +29,7 @@ from pipeline import plugins
 from pipeline.config import Resources
 from pipeline.core.filtering import BUILTIN_FILTERS, CompiledFilter, FilterError
 from pipeline.core.templates import RenderError, Template, compile_template, render
-from pipeline.core.workflows import Workflow, workflows_for
+from pipeline.core.workflows import Problem, Workflow, workflows_for
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event, new_event_id
@@ -168,16 +168,11 @@ class HandlerRunner:
         """Run every workflow of the event (but those of ``done``), concurrently, each isolated
         from the others; report each on the completions channel as it finishes (job ``seq``)."""
         workflows, problems = workflows_for(event, self._resources())
+        self._report(event, problems)
         workflows = [w for w in workflows if workflow_key(w.pipeline, w.name) not in done]
-        for problem in problems:
-            self.metrics.handler_failures.labels(problem.name, problem.reason).inc()
-            # Every keepalive names the "keepalive" handler, defined or not: warn once per name, then count.
-            report = log.debug if problem.message in self._reported else log.warning
-            if len(self._reported) >= REPORTED_MAX:  # names come from events too: stay bounded
-                self._reported.clear()
-            self._reported.add(problem.message)
-            report("pipeline problem", event_id=event.id, entity=event.entity_name, check=event.check_name,
-                   problem=problem.message)  # fmt: skip
+        if not workflows:  # most events: no nursery to open
+            await self._complete(Completion(seq))
+            return
         remaining = [len(workflows)]
 
         async def run_one(workflow: Workflow) -> None:
@@ -190,6 +185,17 @@ class HandlerRunner:
             for workflow in workflows:
                 nursery.start_soon(run_one, workflow)
         await self._complete(Completion(seq))
+
+    def _report(self, event: Event, problems: list[Problem]) -> None:
+        for problem in problems:
+            self.metrics.handler_failures.labels(problem.name, problem.reason).inc()
+            # Every keepalive names the "keepalive" handler, defined or not: warn once per name, then count.
+            report = log.debug if problem.message in self._reported else log.warning
+            if len(self._reported) >= REPORTED_MAX:  # names come from events too: stay bounded
+                self._reported.clear()
+            self._reported.add(problem.message)
+            report("pipeline problem", event_id=event.id, entity=event.entity_name, check=event.check_name,
+                   problem=problem.message)  # fmt: skip
 
     async def _complete(self, completion: Completion) -> None:
         if self._completions is None or not completion.seq:
