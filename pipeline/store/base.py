@@ -13,6 +13,7 @@ from pipeline.model.apikey import StoredKey
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
+from pipeline.store.unreadable import Unreadable
 
 #: (namespace, entity name, check name)
 CheckKey = tuple[str, str, str]
@@ -154,6 +155,9 @@ class EventStore(
     EventRecords, OutboxRecords, EntityRecords, DeadLetterRecords, SilenceRecords, KeyRecords, ResourceRecords, Protocol
 ):
     """Every kind of record, in one database."""
+
+    #: rows that no longer load (written by an older version), skipped wherever they are read
+    unreadable: Unreadable
 
     def open(self) -> None:
         """Connect and create the schema if needed (idempotent)."""
