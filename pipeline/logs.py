@@ -13,19 +13,31 @@ from typing import Any
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", " ": " "}
+_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t", " ": " "}
+_ESCAPES = {"\\": "\\\\", '"': '\\"', **_CONTROLS}
 
 
-def _escape(char: str) -> str:
-    """A character a peer sent that must not reach a log raw (a control character, a line or
-    paragraph separator, a format character such as a right-to-left override): its escape."""
-    escaped = _ESCAPES.get(char)
+def _unprintable(char: str) -> str:
+    """A character a peer sent that must not reach a log or a terminal raw (a control character,
+    a line or paragraph separator, a format character such as a right-to-left override): its
+    escape; other characters as they are."""
+    escaped = _CONTROLS.get(char)
     if escaped is not None:
         return escaped
     if char.isprintable():
         return char
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _escape(char: str) -> str:
+    return _ESCAPES.get(char) or _unprintable(char)
+
+
+def printable(text: str) -> str:
+    """``text`` with what is not printable escaped (``\\x1b``, ``\\r``, ``\\u2028``): for a value
+    from a peer shown on the operator's terminal, where an escape sequence would act."""
+    return text if text.isprintable() else "".join(map(_unprintable, text))
 
 
 def _render(value: Any) -> str:
