@@ -100,3 +100,30 @@ async def test_unknown_paths_and_methods_are_answered_in_sensus_shape(tmp_path: 
         "message": "method PATCH not allowed on /api/core/v2/namespaces/default/events",
     }
     assert answers["agent limit"].json()["message"] == "limit: expected 1 to 1000, got '²'"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "expected a mapping with role and name"),
+        ({"role": "ingest", "nmae": "typo"}, "nmae: unknown field (expected role, name)"),
+        ({"role": "root"}, "role: expected one of admin, ingest, got 'root'"),
+        ({"name": 5}, "name: expected a string, got int"),
+        ({"name": "x" * 257}, "name: expected at most 256 printable characters"),
+        ({"name": "ci\x1b[2J"}, "name: expected at most 256 printable characters"),
+    ],
+)
+async def test_a_key_request_that_is_not_exactly_role_and_name_is_refused_by_name(
+    tmp_path: Path, body: object, message: str
+) -> None:
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", ""))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            url = (await nursery.start(backend.run)).api_url
+            async with httpx.AsyncClient(base_url=url, headers=admin_headers(backend)) as client:
+                refused = await client.post("/api/pipeline/v1/keys", json=body)
+                listed = await client.get("/api/pipeline/v1/keys")
+            nursery.cancel_scope.cancel()
+    assert refused.status_code == 400
+    assert refused.json() == {"code": 2, "message": message}
+    assert listed.json() == []
