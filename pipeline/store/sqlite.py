@@ -167,7 +167,7 @@ class SQLiteStore:
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:  # OverflowError: a parameter past int64
             raise StoreError(f"{self.path}: {action}: {exc}") from exc
 
     @contextmanager
@@ -218,7 +218,7 @@ class SQLiteStore:
         )
         try:
             blob = stored.to_msgpack()
-        except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+        except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError; an int past 64 bits
             raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
         namespace = event.namespace or DEFAULT_NAMESPACE
         return (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id, blob)

@@ -33,7 +33,7 @@ def put(conn: sqlite3.Connection, events: Sequence[Event]) -> list[int]:
     for event in events:
         try:
             blob = event.to_msgpack()
-        except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+        except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError; an int past 64 bits
             raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
         cursor = conn.execute("INSERT INTO outbox (event_id, event) VALUES (?, ?)", (event.id, blob))
         assert cursor.lastrowid is not None

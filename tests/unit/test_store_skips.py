@@ -10,6 +10,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from pipeline.errors import StoreError
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
@@ -75,3 +76,18 @@ def test_every_read_skips_rows_that_no_longer_load_and_counts_each_once(tmp_path
     assert [e.check.name for e in store.delete_entity("default", "web1") if e.check] == ["good"]
     store.close()
     assert sorted(counted) == ["dead letter", "entity", "event", "logged event"]
+
+
+def test_an_event_past_int64_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
+    # the model refuses it where events enter; should one slip through, the writer names it and goes on
+    store = SQLiteStore(tmp_path / "events.db")
+    store.open()
+    bad = event("huge")
+    bad.timestamp = 10**30
+    with pytest.raises(StoreError, match="cannot be serialised"):
+        store.write_batch([bad], [bad])
+    with pytest.raises(StoreError, match="cannot be serialised"):
+        store.put_jobs([bad])
+    store.write_batch([event("good")])
+    assert [e.check.name for e in store.list_events() if e.check] == ["good"]
+    store.close()
