@@ -6,9 +6,13 @@ the result and the good points are delivered."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pipeline.agent import executor
+from pipeline.core.limits import Fit
+from pipeline.model import Event
 from tests.e2e.test_agent import with_agent
 from tests.support import EventPipe
 
@@ -43,3 +47,38 @@ async def test_metric_lines_past_every_range_are_skipped_and_the_result_delivere
     assert [p["name"] for p in event["metrics"]["points"]] == ["good"]
     errors = event["metadata"]["annotations"]["pipeline.io/output_metric_errors"]
     assert "out of range" in errors or "not a finite number" in errors, errors
+
+
+async def test_a_result_that_cannot_be_built_is_reported_and_the_agent_runs_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fit = executor.fit_event
+
+    def fit_or_fail(event: Event, limit: int) -> Fit:
+        if event.check_name == "broken":
+            raise RuntimeError("a bug in building this result")
+        return real_fit(event, limit)
+
+    monkeypatch.setattr(executor, "fit_event", fit_or_fail)
+    checks = "".join(
+        f"""
+        ---
+        type: CheckConfig
+        api_version: core/v2
+        metadata: {{name: {name}}}
+        spec: {{command: echo {name}, interval: 1, subscriptions: [web], handlers: [capture]}}
+        """
+        for name in ("broken", "fine")
+    )
+
+    async def both(pipe: EventPipe) -> dict[str, dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        while len(seen) < 2:
+            event = await pipe.next_event()
+            seen[event["check"]["metadata"]["name"]] = event
+        return seen
+
+    seen = await with_agent(tmp_path, checks, both)
+    assert seen["broken"]["check"]["status"] == 3
+    assert seen["broken"]["check"]["output"] == "the agent could not build this result: a bug in building this result"
+    assert seen["fine"]["check"]["output"] == "fine\n"
