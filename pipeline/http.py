@@ -32,6 +32,7 @@ import contextlib
 import json
 import math
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -39,7 +40,9 @@ from urllib.parse import unquote
 
 import h11
 import trio
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Scope
 
 from pipeline.logs import get_logger
@@ -91,6 +94,28 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
+
+
+async def _routing_refusal(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no route) and 405 (a route, another method), in Sensu Go's shape."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path[:200]
+    messages = {404: f"no such path: {path}", 405: f"method {request.method} not allowed on {path}"}
+    return error_response(
+        exc.status_code, messages.get(exc.status_code, exc.detail), headers=dict(exc.headers) if exc.headers else None
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # a bug, logged with its traceback by the server; the client learns only that it is ours
+    return error_response(500, "internal server error")
+
+
+#: ``Starlette(exception_handlers=...)`` of every app: no plain-text answer ever leaves a port.
+EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    HTTPException: _routing_refusal,
+    Exception: _unexpected,
+}
 
 
 _MASK = "***"

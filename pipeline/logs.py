@@ -1,7 +1,7 @@
 """One structured line per notable action: ``ts level component action key=value ...``.
 
-Values are rendered logfmt-style (quoted when they contain spaces or quotes), so a line can be
-grepped by eye and parsed by machine.
+Values are rendered logfmt-style (quoted when they contain spaces or quotes, control characters
+escaped), so a line can be grepped by eye and parsed by machine, and stays one line.
 """
 
 from __future__ import annotations
@@ -13,11 +13,41 @@ from typing import Any
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t", " ": " "}
+_ESCAPES = {"\\": "\\\\", '"': '\\"', **_CONTROLS}
+
+
+def _unprintable(char: str) -> str:
+    """A character a peer sent that must not reach a log or a terminal raw (a control character,
+    a line or paragraph separator, a format character such as a right-to-left override): its
+    escape; other characters as they are."""
+    escaped = _CONTROLS.get(char)
+    if escaped is not None:
+        return escaped
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _escape(char: str) -> str:
+    return _ESCAPES.get(char) or _unprintable(char)
+
+
+def printable(text: str) -> str:
+    """``text`` with what is not printable escaped (``\\x1b``, ``\\r``, ``\\u2028``): for a value
+    from a peer shown on the operator's terminal, where an escape sequence would act."""
+    return text if text.isprintable() else "".join(map(_unprintable, text))
+
+
 def _render(value: Any) -> str:
+    """A value as logfmt: as it is when printable without spaces, quotes or ``=``; else quoted,
+    with everything that could end the line (``\\r``, ``\\x85``, ``\\u2028``) or drive a
+    terminal (``\\x1b``) escaped: values come from peers, and a line must stay one line."""
     text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return text
+    if text and text.isprintable() and not any(c in text for c in ' "='):
+        return text
+    return '"' + "".join(map(_escape, text)) + '"'
 
 
 class LogfmtFormatter(logging.Formatter):

@@ -99,6 +99,7 @@ class StoreMetrics:
     outbox_jobs: Gauge
     outbox_resumed: Counter
     outbox_unreadable: Counter
+    unreadable: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StoreMetrics:
@@ -110,6 +111,12 @@ class StoreMetrics:
             ),
             outbox_unreadable=Counter(
                 "pipeline_outbox_unreadable", "Handler jobs whose stored event could not be read", registry=registry
+            ),
+            unreadable=Counter(
+                "pipeline_store_unreadable",
+                "Stored records that no longer load (events, silences, entities ...), skipped where read; each once",
+                ["kind"],
+                registry=registry,
             ),
         )
 

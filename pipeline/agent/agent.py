@@ -317,9 +317,13 @@ class Agent:
             await self._connect_forever()
 
     async def _run_check(self, config: CheckConfig, issued: int) -> Event:
-        event = await self.executor.execute(config, issued)
-        assert event.check is not None
         name = config.metadata.name
+        try:
+            event = await self.executor.execute(config, issued)
+        except Exception as exc:  # a bug building one result must not stop every check of the agent
+            log.exception("check result could not be built", check=name)
+            event = self.executor.failure(config, issued, f"the agent could not build this result: {exc}")
+        assert event.check is not None
         self.metrics.checks_executed.labels(name, str(event.check.status)).inc()
         self.metrics.check_duration.labels(name).observe(event.check.duration)
         log.info("check executed", check=name, status=event.check.status, duration=f"{event.check.duration:.3f}")

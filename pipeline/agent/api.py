@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from pipeline import __version__
 from pipeline.errors import EventTooLarge, ValidationError
-from pipeline.http import error_response
+from pipeline.http import EXCEPTION_HANDLERS, error_response
 from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import decode, encode
 
@@ -98,7 +98,7 @@ def create_agent_app(
         assert set_aside is not None
         raw = request.query_params.get("limit", "100")
         if len(raw) > 4 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= SET_ASIDE_LIST_MAX:
-            return JSONResponse({"message": f"limit: expected 1 to {SET_ASIDE_LIST_MAX}, got {raw[:20]!r}"}, 400)
+            return error_response(400, f"limit: expected 1 to {SET_ASIDE_LIST_MAX}, got {raw[:20]!r}")
         return JSONResponse([record.to_dict() for record in await set_aside(int(raw))])
 
     routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/version", version)]
@@ -106,4 +106,4 @@ def create_agent_app(
         routes.append(Route("/events", post_event, methods=["POST"]))
     if set_aside is not None:
         routes.append(Route("/events/set-aside", list_set_aside))
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

@@ -82,7 +82,7 @@ class CheckExecutor:
         try:
             resolved = decode(CheckConfig, substitute_all(encode(config), self._token_scope))
         except TokenError as exc:
-            return self._failure(config, issued, f"error while substituting check tokens: {exc}")
+            return self.failure(config, issued, f"error while substituting check tokens: {exc}")
         check = self._new_check(resolved, issued)
         check.command = config.command
         stdin = self._stdin_payload(check) if config.stdin else None
@@ -147,7 +147,7 @@ class CheckExecutor:
         check.processed_by = self.entity.metadata.name
         return check
 
-    def _failure(self, config: CheckConfig, issued: int, output: str) -> Event:
+    def failure(self, config: CheckConfig, issued: int, output: str) -> Event:
         """Sensu's agent-side failure: status 3 and an output that says why."""
         check = self._new_check(config, issued)
         check.status = 3
@@ -173,7 +173,7 @@ class CheckExecutor:
             return
         extraction = extract(
             config.output_metric_format, event.check.output, event.check.executed, config.output_metric_tags
-        )
+        ).finite()
         event.metrics.points = extraction.points
         if extraction.errors:
             event.metadata.annotations[OUTPUT_METRIC_ERRORS] = "\n".join(extraction.errors)

@@ -22,9 +22,10 @@ from pipeline.backend.eventd import Outcome
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.backend.silences import Silences
+from pipeline.core.numbers import parse_int
 from pipeline.core.timespec import parse_time
 from pipeline.errors import EventTooLarge, ValidationError
-from pipeline.http import error_response
+from pipeline.http import EXCEPTION_HANDLERS, error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Entity, Event, new_event_id
@@ -402,13 +403,14 @@ def create_app(
             except ValueError as exc:
                 return error(400, f"{name}: {exc}")
         since, until = bounds["since"], bounds["until"]
+        raw_limit = params.get("limit", str(TIMELINE_PAGE))
+        limit = parse_int(raw_limit, (1, TIMELINE_PAGE_MAX))
+        if limit is None:
+            return error(400, f"limit: between 1 and {TIMELINE_PAGE_MAX}, got {raw_limit[:40]!r}")
         try:
-            limit = int(params.get("limit", TIMELINE_PAGE))
             after = TimelineQuery.cursor(params["continue"]) if params.get("continue") else None
-        except ValueError:
-            return error(400, "limit must be a number and continue a cursor from Sensu-Continue")
-        if not 0 < limit <= TIMELINE_PAGE_MAX:
-            return error(400, f"limit: between 1 and {TIMELINE_PAGE_MAX}, got {limit}")
+        except ValueError as exc:
+            return error(400, f"continue: {exc} (use the Sensu-Continue header of the previous page)")
         query = TimelineQuery(request.path_params["namespace"], since, until, params.get("entity", ""),
                               params.get("type", ""), limit, after)  # fmt: skip
         events, cursor = await store.timeline(query)
@@ -462,7 +464,7 @@ def create_app(
             Route(resource_path + "/{name}", delete_resource, methods=["DELETE"]),
         ]
     routes.extend(extra_routes or [])  # last: the push formats' paths are catch-alls of two segments
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 
 
 def _execution_request(data: Any, check: str) -> list[str] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -75,6 +76,27 @@ class RequireKey:
         return None
 
 
+#: A key's name says what it is for; it is shown in tables, one line each.
+MAX_KEY_NAME = 256
+
+
+def key_request(body: Any) -> tuple[str, str]:
+    """The role and name a ``POST`` to the keys API asks for (raises ValidationError naming the field)."""
+    if not isinstance(body, dict):
+        raise ValidationError("", "expected a mapping with role and name")
+    unknown = sorted(str(k) for k in body if k not in ("role", "name"))
+    if unknown:
+        raise ValidationError(unknown[0], "unknown field (expected role, name)")
+    role, name = body.get("role", INGEST), body.get("name", "")
+    if role not in ROLES:
+        raise ValidationError("role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+    if not isinstance(name, str):
+        raise ValidationError("name", f"expected a string, got {type(name).__name__}")
+    if len(name) > MAX_KEY_NAME or not name.isprintable():
+        raise ValidationError("name", f"expected at most {MAX_KEY_NAME} printable characters")
+    return role, name
+
+
 def key_routes(
     keys: ApiKeys, store: StoreService, guard: AuthGuard, *, wall_clock: Callable[[], float] = time.time
 ) -> list[Route]:
@@ -96,14 +118,11 @@ def key_routes(
 
     async def create_key(request: Request) -> Response:
         try:
-            body = load_json(await request.body() or b"{}")
+            role, name = key_request(load_json(await request.body() or b"{}"))
         except ValidationError as exc:
             return error_response(400, str(exc))
-        role = body.get("role", INGEST) if isinstance(body, dict) else None
-        if role not in ROLES:
-            return error_response(400, f"role: expected one of {', '.join(ROLES)}, got {role!r}")
         secret = new_key()
-        stored = StoredKey(new_event_id(), str(body.get("name", "")), role, digest(secret), int(wall_clock()))
+        stored = StoredKey(new_event_id(), name, role, digest(secret), int(wall_clock()))
         await store.put_api_key(stored)
         keys.stored[stored.digest] = stored
         log.info("API key created", key_id=stored.id, role=role, name=stored.name)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.loader import StrictLoader
+from pipeline.config.loader import StrictLoader, yaml_error
 from pipeline.errors import ConfigError
 
 CONFIG_FILE_FLAG = "--config-file"
@@ -53,8 +53,7 @@ def file_defaults(parser: argparse.ArgumentParser, path: Path) -> dict[str, Any]
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: an integer over 4300 digits
         raise ConfigError(str(path), f"cannot read: {exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(str(path), f"invalid YAML: {exc}", line=mark.line + 1 if mark else None) from None
+        raise yaml_error(str(path), exc) from None
     if not isinstance(data, dict):
         raise ConfigError(str(path), "expected a mapping of setting: value")
     options = {k: v for k, v in _options(parser).items() if k not in ("help", "config-file", "version")}

@@ -12,6 +12,7 @@ from pipeline import __version__
 from pipeline.cli import daemons, operator, resources
 from pipeline.cli.config_file import CONFIG_FILE_FLAG, config_file_in, file_defaults
 from pipeline.errors import ConfigError
+from pipeline.logs import printable
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except operator.ApiError as exc:
-        print(f"pipeline: {exc}", file=sys.stderr)
+        print(f"pipeline: {printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

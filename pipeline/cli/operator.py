@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from pipeline.config import validate_directory
+from pipeline.logs import printable
 
 OUTPUT_WIDTH = 60
 
@@ -73,9 +74,9 @@ def api_request(
 def refusal(response: httpx.Response) -> str:
     """The backend's ``message``, else the status and the start of the body (a proxy's page, say)."""
     try:
-        return str(response.json()["message"])
+        return printable(str(response.json()["message"]))  # it may quote what a peer sent
     except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}: {first_line(response.text)}"
+        return f"HTTP {response.status_code}: {printable(first_line(response.text))}"
 
 
 def api_get(args: argparse.Namespace, path: str) -> Any:
@@ -104,6 +105,8 @@ def first_line(text: str, width: int = OUTPUT_WIDTH) -> str:
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    # cells come from events and names anyone holding a key wrote: escape sequences stay inert
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
@@ -204,7 +207,7 @@ def cmd_deadletter_replay(args: argparse.Namespace) -> int:
             print(f"[{number}/{len(ids)}] {letter_id}: delivered")
         else:
             failed += 1
-            print(f"[{number}/{len(ids)}] {letter_id}: failed again: {body.get('error', '')}")
+            print(f"[{number}/{len(ids)}] {letter_id}: failed again: {printable(str(body.get('error', '')))}")
     if args.all:
         print(f"replayed {len(ids) - failed} of {len(ids)} dead letters")
     return 1 if failed else 0

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from pipeline.cli.operator import ApiError, api_get, api_request, first_line, local_time, refusal, show
-from pipeline.config.loader import StrictLoader, yaml_files
+from pipeline.config.loader import StrictLoader, yaml_error, yaml_files
 
 #: YAML kind -> API path segment, in the order that satisfies references when creating.
 API_PATHS = {"EventFilter": "filters", "Mutator": "mutators", "HookConfig": "hooks", "Handler": "handlers",
@@ -28,7 +28,9 @@ def _documents(source: Path) -> list[tuple[str, int, Any]]:
             for number, document in enumerate(yaml.load_all(path.read_text(), Loader=StrictLoader), start=1):
                 if document is not None:
                     found.append((str(path), number, document))
-        except (OSError, yaml.YAMLError, ValueError) as exc:  # ValueError: an integer over 4300 digits
+        except yaml.YAMLError as exc:
+            raise ApiError(str(yaml_error(str(path), exc))) from None
+        except (OSError, ValueError) as exc:  # ValueError: an integer over 4300 digits
             raise ApiError(f"{path}: {exc}") from None
     return found
 

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from pipeline.core.template_limits import BoundedSandbox
 from pipeline.errors import ValidationError
 from pipeline.model import Event
 from pipeline.model.pipeline import EventFilter
 
-_ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# bounded as templates are: "x" * 10**9 in an expression ran once per event in the backend's thread
+_ENVIRONMENT = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
 
 FATIGUE_OCCURRENCES = "fatigue_check/occurrences"
 FATIGUE_INTERVAL = "fatigue_check/interval"

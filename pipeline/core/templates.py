@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from pipeline.core.template_limits import BoundedSandbox, bounded_render
 from pipeline.errors import ValidationError
 from pipeline.model import Event
 
@@ -40,7 +40,7 @@ def _tojson(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent, ensure_ascii=False)
 
 
-_ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False)
+_ENVIRONMENT = BoundedSandbox(undefined=jinja2.ChainableUndefined, autoescape=False)
 _ENVIRONMENT.filters["tojson"] = _tojson
 
 
@@ -66,6 +66,6 @@ def compile_template(text: str, name: str) -> Template:
 def render(template: Template, event: Event) -> str:
     """``template`` rendered with ``event`` (its Sensu JSON) in scope."""
     try:
-        return template.compiled.render(event=event.to_dict())
+        return bounded_render(template.compiled.generate(event=event.to_dict()))
     except Exception as exc:  # anything a template can raise: SecurityError, TypeError, ZeroDivisionError...
         raise RenderError(template.name, f"{type(exc).__name__}: {exc}") from exc

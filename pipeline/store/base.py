@@ -8,11 +8,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pipeline.core.numbers import parse_int
 from pipeline.model import Check, Entity, Event
 from pipeline.model.apikey import StoredKey
+from pipeline.model.codec import INT64
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
+from pipeline.store.unreadable import Unreadable
 
 #: (namespace, entity name, check name)
 CheckKey = tuple[str, str, str]
@@ -32,9 +35,12 @@ class TimelineQuery:
 
     @staticmethod
     def cursor(text: str) -> tuple[int, int]:
-        """A page cursor from its text (raises ValueError)."""
+        """A page cursor from its text: two int64s, as the store wrote them (raises ValueError)."""
         timestamp, _, seq = text.partition(":")
-        return int(timestamp), int(seq)
+        first, second = parse_int(timestamp, INT64), parse_int(seq, INT64)
+        if first is None or second is None:
+            raise ValueError(f"not a cursor: {text[:60]!r}")
+        return first, second
 
 
 class EventRecords(Protocol):
@@ -154,6 +160,9 @@ class EventStore(
     EventRecords, OutboxRecords, EntityRecords, DeadLetterRecords, SilenceRecords, KeyRecords, ResourceRecords, Protocol
 ):
     """Every kind of record, in one database."""
+
+    #: rows that no longer load (written by an older version), skipped wherever they are read
+    unreadable: Unreadable
 
     def open(self) -> None:
         """Connect and create the schema if needed (idempotent)."""

@@ -46,6 +46,7 @@ class StoreService:
     def __init__(self, store: EventStore, metrics: StoreMetrics, *, readers: int = READERS) -> None:
         self.store = store
         self.metrics = metrics
+        store.unreadable.count = lambda kind: metrics.unreadable.labels(kind).inc()
         self._writes = trio.CapacityLimiter(1)
         self._reads = trio.CapacityLimiter(readers)
         #: handler work done, for :meth:`run` to record; the handler runner holds a clone

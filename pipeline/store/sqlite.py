@@ -26,6 +26,7 @@ from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
 from pipeline.store import sqlite_outbox
 from pipeline.store.base import CheckKey, TimelineQuery
+from pipeline.store.unreadable import Unreadable
 
 log = get_logger("store.sqlite")
 
@@ -95,6 +96,14 @@ CREATE TABLE IF NOT EXISTS entities (
     + sqlite_outbox.SCHEMA
 )
 
+#: The columns that name a row of ``events``, in the order the queries select them.
+_EVENT_KEY = ("namespace", "entity", "check")
+
+
+def _decode_silence(blob: bytes) -> Silenced:
+    return decode(Silenced, msgpack.unpackb(blob, raw=False), "silenced")
+
+
 #: SQLite's default limit on host parameters is 32766 in recent versions; stay well below.
 _ID_CHUNK = 500
 
@@ -108,6 +117,8 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        #: rows that no longer load, skipped where read; the store service counts them
+        self.unreadable = Unreadable()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -156,7 +167,7 @@ class SQLiteStore:
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:  # OverflowError: a parameter past int64
             raise StoreError(f"{self.path}: {action}: {exc}") from exc
 
     @contextmanager
@@ -214,7 +225,7 @@ class SQLiteStore:
             )
         try:
             blob = stored.to_msgpack()
-        except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+        except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError; an int past 64 bits
             raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
         namespace = event.namespace or DEFAULT_NAMESPACE
         return (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id, blob)
@@ -264,11 +275,13 @@ class SQLiteStore:
         """Remove an entity and its latest events (the event log keeps its past); returns the events."""
         with self._transaction("cannot delete an entity") as conn:
             rows = conn.execute(
-                "SELECT event FROM events WHERE namespace = ? AND entity = ? ORDER BY check_name", (namespace, name)
+                "SELECT namespace, entity, check_name, event FROM events WHERE namespace = ? AND entity = ?"
+                " ORDER BY check_name",
+                (namespace, name),
             ).fetchall()
             conn.execute("DELETE FROM events WHERE namespace = ? AND entity = ?", (namespace, name))
             conn.execute("DELETE FROM entities WHERE namespace = ? AND name = ?", (namespace, name))
-        return [self._decode(r[0]) for r in rows]
+        return self._events(rows)
 
     def put_dead_letter(self, letter: DeadLetter) -> None:
         """Store (or update) a dead letter."""
@@ -330,6 +343,10 @@ class SQLiteStore:
         except ValidationError as exc:
             raise StoreError(f"{self.path}: a stored event cannot be read: {exc}") from exc
 
+    def _events(self, rows: list[tuple[str, str, str, bytes]]) -> list[Event]:
+        """The events of ``(namespace, entity, check_name, event)`` rows, those that still load."""
+        return self.unreadable.decode_rows("event", _EVENT_KEY, rows, self._decode)
+
     def known_ids(self, ids: Collection[str]) -> set[str]:
         wanted = list(ids)
         found: set[str] = set()
@@ -343,15 +360,17 @@ class SQLiteStore:
 
     def get_event(self, namespace: str, entity: str, check: str) -> Event | None:
         with self._errors("cannot read an event"):
-            row = (
+            rows = (
                 self._reader()
                 .execute(
-                    "SELECT event FROM events WHERE namespace = ? AND entity = ? AND check_name = ?",
+                    "SELECT namespace, entity, check_name, event FROM events"
+                    " WHERE namespace = ? AND entity = ? AND check_name = ?",
                     (namespace, entity, check),
                 )
-                .fetchone()
+                .fetchall()
             )
-        return None if row is None else self._decode(row[0])
+        found = self._events(rows)  # one that no longer loads is not there, as in the lists
+        return found[0] if found else None
 
     def list_events(self, namespace: str | None = None, entity: str | None = None) -> list[Event]:
         clauses, params = [], []
@@ -362,38 +381,33 @@ class SQLiteStore:
             clauses.append("entity = ?")
             params.append(entity)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = f"SELECT event FROM events {where} ORDER BY namespace, entity, check_name"
+        query = (
+            f"SELECT namespace, entity, check_name, event FROM events {where} ORDER BY namespace, entity, check_name"
+        )
         with self._errors("cannot list events"):
             rows = self._reader().execute(query, params).fetchall()
-        return [self._decode(r[0]) for r in rows]
+        return self._events(rows)
 
     def latest_checks(self) -> dict[CheckKey, Check]:
         with self._errors("cannot load check state"):
             rows = self._reader().execute("SELECT namespace, entity, check_name, event FROM events").fetchall()
-        latest = {}
-        for namespace, entity, check, blob in rows:
-            try:
-                event = self._decode(blob)
-            except StoreError as exc:  # stored by an older version: one bad row must not stop a start
-                log.error("stored event no longer loads; skipped", namespace=namespace, entity=entity, check=check,
-                          error=exc)  # fmt: skip
-                continue
-            if event.check is not None:
-                latest[(namespace, entity, check)] = event.check
-        return latest
+        keyed = [(*row[:3], row) for row in rows]  # decode the whole row, to keep its key
+        # stored by an older version: one bad row must not stop a start
+        loaded = self.unreadable.decode_rows("event", _EVENT_KEY, keyed, lambda r: (r[:3], self._decode(r[3])))
+        return {key: event.check for key, event in loaded if event.check is not None}
 
     def event_log(self, namespace: str, entity: str, check: str, limit: int = 100) -> list[Event]:
         with self._errors("cannot read the event log"):
             rows = (
                 self._reader()
                 .execute(
-                    "SELECT event FROM event_log WHERE namespace = ? AND entity = ? AND check_name = ?"
+                    "SELECT seq, event FROM event_log WHERE namespace = ? AND entity = ? AND check_name = ?"
                     " ORDER BY seq DESC LIMIT ?",
                     (namespace, entity, check, limit),
                 )
                 .fetchall()
             )
-        return [self._decode(r[0]) for r in rows]
+        return self.unreadable.decode_rows("logged event", ("seq",), rows, self._decode)
 
     def _decode_entity(self, blob: bytes) -> Entity:
         try:
@@ -404,20 +418,26 @@ class SQLiteStore:
 
     def get_entity(self, namespace: str, name: str) -> Entity | None:
         with self._errors("cannot read an entity"):
-            row = (
+            rows = (
                 self._reader()
-                .execute("SELECT entity FROM entities WHERE namespace = ? AND name = ?", (namespace, name))
-                .fetchone()
+                .execute(
+                    "SELECT namespace, name, entity FROM entities WHERE namespace = ? AND name = ?", (namespace, name)
+                )
+                .fetchall()
             )
-        return None if row is None else self._decode_entity(row[0])
+        found = self.unreadable.decode_rows("entity", ("namespace", "entity"), rows, self._decode_entity)
+        return found[0] if found else None
 
     def list_entities(self, namespace: str | None = None) -> list[Entity]:
-        query, params = "SELECT entity FROM entities ORDER BY namespace, name", []
+        query, params = "SELECT namespace, name, entity FROM entities ORDER BY namespace, name", []
         if namespace is not None:
-            query, params = "SELECT entity FROM entities WHERE namespace = ? ORDER BY name", [namespace]
+            query, params = (
+                "SELECT namespace, name, entity FROM entities WHERE namespace = ? ORDER BY name",
+                [namespace],
+            )
         with self._errors("cannot list entities"):
             rows = self._reader().execute(query, params).fetchall()
-        return [self._decode_entity(r[0]) for r in rows]
+        return self.unreadable.decode_rows("entity", ("namespace", "entity"), rows, self._decode_entity)
 
     def _decode_letter(self, blob: bytes) -> DeadLetter:
         try:
@@ -427,25 +447,20 @@ class SQLiteStore:
 
     def list_dead_letters(self) -> list[DeadLetter]:
         with self._errors("cannot list dead letters"):
-            rows = self._reader().execute("SELECT letter FROM dead_letters ORDER BY created, id").fetchall()
-        return [self._decode_letter(r[0]) for r in rows]
+            rows = self._reader().execute("SELECT id, letter FROM dead_letters ORDER BY created, id").fetchall()
+        return self.unreadable.decode_rows("dead letter", ("letter",), rows, self._decode_letter)
 
     def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
         with self._errors("cannot read a dead letter"):
-            row = self._reader().execute("SELECT letter FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
-        return None if row is None else self._decode_letter(row[0])
+            rows = self._reader().execute("SELECT id, letter FROM dead_letters WHERE id = ?", (letter_id,)).fetchall()
+        found = self.unreadable.decode_rows("dead letter", ("letter",), rows, self._decode_letter)
+        return found[0] if found else None
 
     def list_silences(self) -> list[Silenced]:
         with self._errors("cannot list silences"):
             query = "SELECT namespace, name, entry FROM silenced ORDER BY namespace, name"
             rows = self._reader().execute(query).fetchall()
-        entries = []
-        for namespace, name, blob in rows:
-            try:
-                entries.append(decode(Silenced, msgpack.unpackb(blob, raw=False), "silenced"))
-            except (ValidationError, ValueError, msgpack.UnpackException) as exc:  # stored by an older version
-                log.error("stored silence no longer loads; skipped", namespace=namespace, silence=name, error=exc)
-        return entries
+        return self.unreadable.decode_rows("silence", ("namespace", "silence"), rows, _decode_silence)
 
     def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
         """Logged events of a namespace in time order, filtered; and the cursor of the next page
@@ -474,7 +489,8 @@ class SQLiteStore:
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         cursor = f"{rows[-1][1]}:{rows[-1][0]}" if more and rows else ""
-        return [self._decode(r[2]) for r in rows], cursor
+        # the cursor is the last row read, loadable or not: a skipped row is not read again
+        return self.unreadable.decode_rows("logged event", ("seq",), [(r[0], r[2]) for r in rows], self._decode), cursor
 
     def list_resources(self) -> list[tuple[str, str, str, bytes | None]]:
         """Every resource changed through the API: (kind, namespace, name, document or None if deleted)."""

@@ -31,7 +31,7 @@ def pack(event: Event) -> bytes:
     """The whole event, as a job keeps it."""
     try:
         return event.to_msgpack()
-    except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+    except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError; an int past 64 bits
         raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
 
 

@@ -82,6 +82,14 @@ def test_expressions_are_sandboxed() -> None:
     assert "SecurityError" in outcome.errors[0]
 
 
+def test_an_expression_cannot_build_a_gigabyte() -> None:
+    # it ran once per event in the backend's thread: a gigabyte, then the next event's
+    greedy = expression_filter("allow", '("x" * 10**9) | length > 0', "event.check.output.ljust(10**9) != ''")
+    outcome = greedy.apply(event(), 0)
+    assert outcome.passed
+    assert [error.split(": ")[1] for error in outcome.errors] == ["SecurityError", "SecurityError"]
+
+
 def test_an_expression_that_does_not_parse_is_a_config_error() -> None:
     with pytest.raises(ValidationError, match=r"spec.expressions\[1\]: invalid expression 'event.check =='"):
         expression_filter("allow", "true", "event.check ==")

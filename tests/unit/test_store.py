@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import uuid
@@ -152,14 +153,24 @@ def test_a_failing_batch_writes_nothing(store: EventStore) -> None:
     assert store.count_log() == 0
 
 
-def test_unreadable_record_is_a_store_error(store: EventStore, store_path: Path) -> None:
+def test_an_unreadable_record_is_skipped_logged_and_counted_once(
+    store: EventStore, store_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # it used to be a StoreError, which failed every list it was part of (GET /events: 500 for good)
     store.write_batch([make_event()])
     conn = sqlite3.connect(store_path)
     conn.execute("UPDATE events SET event = x'c1'")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match="a stored event cannot be read"):
-        store.list_events()
+    counted: list[str] = []
+    store.unreadable.count = counted.append
+    caplog.set_level(logging.ERROR)
+    assert store.list_events() == []
+    assert store.list_events() == []
+    assert counted == ["event"]
+    (record,) = caplog.records
+    assert record.getMessage() == "stored event no longer loads; skipped"
+    assert "a stored event cannot be read" in str(record.__dict__["error"])
 
 
 def test_unopenable_database_is_a_store_error(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from pipeline.errors import StoreError
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
+from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
 from pipeline.store import SQLiteStore
 
@@ -44,3 +46,48 @@ def test_state_and_silences_load_without_the_rows_that_no_longer_load(
     assert messages == [("stored event no longer loads; skipped", "poisoned"),
                         ("stored silence no longer loads; skipped", "*:poisoned")]  # fmt: skip
     assert "check.ttl: 9223372036854775808 is out of range" in str(caplog.records[0].__dict__["error"])
+
+
+def test_every_read_skips_rows_that_no_longer_load_and_counts_each_once(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path)
+    store.open()
+    counted: list[str] = []
+    store.unreadable.count = counted.append
+    store.write_batch([event("good"), event("poisoned")])
+    web1 = Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"))
+    store.put_entity(web1)
+    store.put_dead_letter(DeadLetter(id="d1", created=1, handler="h", event=event("good")))
+    with sqlite3.connect(path) as db:  # an attempts count, a status and a class Sensu Go would not store
+        db.execute("UPDATE dead_letters SET letter = ?", (msgpack.packb({"id": "d1", "attempts": 2**40}),))
+        db.execute("UPDATE entities SET entity = ?", (msgpack.packb({"entity_class": 7}),))
+        for table in ("events", "event_log"):
+            poisoned = event("poisoned").to_dict()
+            poisoned["check"]["status"] = -1
+            db.execute(f"UPDATE {table} SET event = ? WHERE check_name = 'poisoned'", (msgpack.packb(poisoned),))
+    db.close()
+    assert [e.check.name for e in store.list_events() if e.check] == ["good"]
+    assert store.get_event("default", "web1", "poisoned") is None
+    assert store.event_log("default", "web1", "poisoned") == []
+    assert store.list_entities() == []
+    assert store.get_entity("default", "web1") is None
+    assert store.list_dead_letters() == []
+    assert store.get_dead_letter("d1") is None
+    assert [e.check.name for e in store.delete_entity("default", "web1") if e.check] == ["good"]
+    store.close()
+    assert sorted(counted) == ["dead letter", "entity", "event", "logged event"]
+
+
+def test_an_event_past_int64_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
+    # the model refuses it where events enter; should one slip through, the writer names it and goes on
+    store = SQLiteStore(tmp_path / "events.db")
+    store.open()
+    bad = event("huge")
+    bad.timestamp = 10**30
+    with pytest.raises(StoreError, match="cannot be serialised"):
+        store.write_batch([bad], [bad])
+    with pytest.raises(StoreError, match="cannot be serialised"):
+        store.put_jobs([bad])
+    store.write_batch([event("good")])
+    assert [e.check.name for e in store.list_events() if e.check] == ["good"]
+    store.close()

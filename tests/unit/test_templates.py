@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from jinja2.exceptions import SecurityError
@@ -95,3 +96,37 @@ def test_a_runtime_error_names_the_template() -> None:
     with pytest.raises(RenderError, match=r"^body_template: ZeroDivisionError: division by zero$") as caught:
         render(template, check_event())
     assert caught.value.name == "body_template"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{{ "x" * 10**9 }}', "repeating 1 items 1000000000 times is larger than a template may make"),
+        ("{{ [1] * 10**8 }}", "repeating 1 items 100000000 times"),
+        ("{{ 9 ** (9 ** 9) }}", "the power 387420489"),
+        ('{{ "x".ljust(10**9) }}', "the argument 1000000000"),
+        ('{{ "x".zfill(10**9) }}', "the argument 1000000000"),
+        ('{{ "{:>999999999}".format(1) }}', "the argument 999999999"),
+        ('{{ "{:{w}}".format(1, w=10**9) }}', "a nested '{}' in a format spec"),
+        ('{{ "x" | center(10**9) }}', "the argument 1000000000"),
+        ("{{ [1, 2] | slice(10**9) | list }}", "the argument 1000000000"),
+        ('{{ "%999999999d" % 1 }}', "the argument 999999999"),
+        ('{{ "%*d" % (10**9, 1) }}', "a '*' width or precision"),
+        ('{{ "%999999999d" | format(1) }}', "the argument 999999999"),
+        ("{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}",
+         "the template wrote more than 4194304 characters"),
+        ("{{ lipsum(10**6) }}", "'lipsum' is undefined"),
+    ],
+)  # fmt: skip
+def test_a_template_cannot_make_a_gigabyte_or_write_without_end(text: str, reason: str) -> None:
+    # each of these built a gigabyte in the backend's own thread (or wrote for minutes) before
+    with pytest.raises(RenderError, match=re.escape(reason)):
+        rendered(text, check_event())
+
+
+def test_ordinary_formatting_stays_possible() -> None:
+    text = ('{{ "%.1f" | format(event.timestamp) }} {{ "{:.2f} {}".format(3.14159, event.timestamp) }} '
+            '{{ "x" | center(7) }} {{ 2 ** 10 }} {{ "ab" * 3 }} {{ "%05d" % 42 }} {{ ("-" * 72) | length }}')  # fmt: skip
+    event = check_event()
+    event.timestamp = 1_700_000_000
+    assert rendered(text, event) == "1700000000.0 3.14 1700000000    x    1024 ababab 00042 72"

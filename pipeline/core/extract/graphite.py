@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pipeline.core.extract.numbers import parse_float, parse_int
+from pipeline.core.extract.numbers import int_problem, parse_float, parse_int
 from pipeline.core.extract.result import Extraction, copy_tags, key_value_tags, lines
 from pipeline.model import MetricPoint, MetricTag
 
@@ -31,7 +31,7 @@ def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
             result.reject(number, line, f"value {raw_value!r} is not a finite number")
             continue
         if timestamp is None:
-            result.reject(number, line, f"timestamp {raw_timestamp!r} is not an integer")
+            result.reject(number, line, int_problem("timestamp", raw_timestamp))
             continue
         name, *parts = path.split(";")
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pipeline.core.extract.numbers import parse_float, parse_int
+from pipeline.core.extract.numbers import int_problem, parse_float, parse_int
 from pipeline.core.extract.result import Extraction, copy_tags, lines
 from pipeline.model import MetricPoint, MetricTag
 
@@ -87,7 +87,7 @@ def _timestamp(raw: str | None, now: int) -> int:
     if raw is None:
         return now
     if parse_int(raw) is None:
-        raise LineError(f"timestamp {raw!r} is not an integer")
+        raise LineError(int_problem("timestamp", raw))
     return int(raw[:10]) if len(raw.lstrip("-")) > 10 else int(raw)
 
 

@@ -10,15 +10,15 @@ tolerated (``loss=0, rta=0.80``), every point is stamped with the check's ``exec
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
+from pipeline.core.extract.numbers import parse_float
 from pipeline.core.extract.result import Extraction, copy_tags
 from pipeline.model import MetricPoint, MetricTag
 
 _ITEM = re.compile(r"'(?:[^']|'')*'=\S*|\S+")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 def perfdata_lines(output: str) -> list[tuple[int, str]]:
@@ -51,9 +51,9 @@ def _point(item: str, now: int, tags: Sequence[MetricTag]) -> MetricPoint | None
     match = _NUMBER.match(raw)
     if match is None:
         raise ValueError(f"value {raw!r} is not a number")
-    value = float(match.group())
-    if not math.isfinite(value):  # 1e999: an event cannot carry it (its result would be refused whole)
-        raise ValueError(f"value {raw!r} is not a finite number")
+    value = parse_float(match.group())
+    if value is None:  # 1e400 or 400 digits: past a float's range
+        raise ValueError(f"value {raw[:30]!r} is out of range")
     name = label.replace(" ", "_")
     return MetricPoint(name=name, value=value, timestamp=now, tags=copy_tags(tags))
 

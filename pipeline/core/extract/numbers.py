@@ -1,27 +1,40 @@
-"""Numbers as Go's strconv reads them (``ParseFloat``, ``ParseInt``), for the metric parsers."""
+"""Numbers as Go's strconv reads them (``ParseFloat``, ``ParseInt`` of 64 bits), for the metric
+parsers: ASCII digits only (``\\d`` also takes other scripts' digits), and a number past the
+type's range is an error (Go's ``ErrRange``), never a value the event could not carry."""
 
 from __future__ import annotations
 
 import math
 import re
 
-# ASCII digits only, as Go reads them (Python's \d also takes other scripts' digits).
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|[iI]nf(inity)?|NaN)\Z", re.ASCII)
-_INT = re.compile(r"[+-]?\d+\Z", re.ASCII)
+from pipeline.core.numbers import parse_int as parse_bounded
+
+#: int64, as Go's ParseInt(text, 10, 64)
+INT64 = (-(2**63), 2**63 - 1)
+
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?|[iI]nf(inity)?|NaN)\Z")
+_INT = re.compile(r"[+-]?[0-9]+\Z")
 
 
 def parse_float(text: str) -> float | None:
-    """The float in ``text``, or None; accepts what Go's ParseFloat accepts (Inf, NaN, exponents)."""
-    if not _FLOAT.match(text):
+    """The float in ``text``, or None; accepts what Go's ParseFloat accepts (Inf, NaN, exponents),
+    and refuses what it refuses with ErrRange (``1e400``: a finite number too large for a float)."""
+    if len(text) > 400 or not _FLOAT.match(text):
         return None
     value = float(text)
+    if math.isinf(value) and "inf" not in text.lower():
+        return None
     return value if not math.isnan(value) or text.lstrip("+-") == "NaN" else None
 
 
 def parse_int(text: str) -> int | None:
-    """The integer in ``text``, or None; like Go's ParseInt, None past int64 (or 4300 digits,
-    beyond which Python refuses to convert)."""
-    if len(text) > 20 or not _INT.match(text):
-        return None
-    value = int(text)
-    return value if -(2**63) <= value < 2**63 else None
+    """The int64 in ``text``, or None (not an integer, or out of range)."""
+    return parse_bounded(text, INT64)
+
+
+def int_problem(what: str, text: str) -> str:
+    """Why :func:`parse_int` refused ``text``, for the line's error."""
+    shown = text if len(text) <= 30 else text[:27] + "..."
+    if _INT.match(text):
+        return f"{what} {shown!r} is out of range ({INT64[0]}..{INT64[1]})"
+    return f"{what} {shown!r} is not an integer"

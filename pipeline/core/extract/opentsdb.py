@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pipeline.core.extract.numbers import parse_float, parse_int
+from pipeline.core.extract.numbers import int_problem, parse_float, parse_int
 from pipeline.core.extract.result import Extraction, copy_tags, key_value_tags, lines
 from pipeline.model import MetricPoint, MetricTag
 
@@ -26,7 +26,7 @@ def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
         name, raw_timestamp, raw_value, *raw_tags = fields
         timestamp, value = parse_int(raw_timestamp), parse_float(raw_value)
         if timestamp is None:
-            result.reject(number, line, f"timestamp {raw_timestamp!r} is not an integer")
+            result.reject(number, line, int_problem("timestamp", raw_timestamp))
             continue
         if value is None:
             result.reject(number, line, f"value {raw_value!r} is not a number")

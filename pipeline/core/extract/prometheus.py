@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from pipeline.core.extract.numbers import parse_float, parse_int
+from pipeline.core.extract.numbers import int_problem, parse_float, parse_int
 from pipeline.core.extract.result import Extraction, lines
 from pipeline.model import MetricPoint, MetricTag
 
@@ -98,7 +98,7 @@ def parse(output: str, now: int, tags: Sequence[MetricTag] = ()) -> Extraction:
             continue
         ms = parse_int(raw_timestamp) if raw_timestamp is not None else None
         if raw_timestamp is not None and ms is None:
-            result.reject(number, line, f"timestamp {raw_timestamp!r} is not an integer")
+            result.reject(number, line, int_problem("timestamp", raw_timestamp))
             continue
         family = _family(name, types)
         labels.append(MetricTag("prom_type", types.get(family, "untyped")))

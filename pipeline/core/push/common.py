@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pipeline.core.numbers import UNIX_SECONDS
 from pipeline.errors import ValidationError
 from pipeline.model import Check, Event, ObjectMeta, new_event_id
 from pipeline.model.entity import proxy_entity
@@ -65,6 +66,24 @@ def text_of(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+def epoch_seconds(value: float, path: str) -> int:
+    """``value`` as whole seconds since the epoch, within :data:`UNIX_SECONDS` (1970 to 9999):
+    what the store, the wire and every clock can hold."""
+    low, high = UNIX_SECONDS
+    if not low <= value <= high:
+        shown = value if isinstance(value, int) or abs(value) < 1e20 else f"{value:g}"
+        raise ValidationError(path, f"{shown} is out of range ({low}..{high})")
+    return int(value)
+
+
+def checked(events: list[Event]) -> list[Event]:
+    """``events`` once each passes the model's own checks (ranges, sizes): a value the adapter
+    let through is refused here, before it reaches the store."""
+    for event in events:
+        event.validate()
+    return events
+
+
 def iso_timestamp(value: Any, path: str, now: float) -> int:
     if value is None:
         return int(now)
@@ -76,7 +95,7 @@ def iso_timestamp(value: Any, path: str, now: float) -> int:
         raise ValidationError(path, f"expected an ISO-8601 time, got {value!r}") from None
     if parsed.tzinfo is None:
         raise ValidationError(path, f"the time {value!r} has no time zone")
-    return int(parsed.timestamp())
+    return epoch_seconds(parsed.timestamp(), path)
 
 
 def change_event(

@@ -20,6 +20,7 @@ from typing import Any
 from pipeline.core.push.common import (
     PushContext,
     change_event,
+    checked,
     iso_timestamp,
     labels_of,
     status_of,
@@ -66,5 +67,5 @@ def parse(body: bytes, context: PushContext, *, many: bool) -> list[Event]:
     Raises ValidationError naming the field."""
     data = load_json(body)
     if many and isinstance(data, list):
-        return [event_from(item, f"[{i}]", context) for i, item in enumerate(data)]
-    return [event_from(data, "", context)]
+        return checked([event_from(item, f"[{i}]", context) for i, item in enumerate(data)])
+    return checked([event_from(data, "", context)])

@@ -22,8 +22,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.core.numbers import UNIX_SECONDS
-from pipeline.core.push.common import PushContext, change_event, labels_of, safe_name, status_of, text_of
+from pipeline.core.push.common import (
+    PushContext,
+    change_event,
+    checked,
+    epoch_seconds,
+    labels_of,
+    safe_name,
+    status_of,
+    text_of,
+)
 from pipeline.errors import ValidationError
 from pipeline.model import Check, Event, MetricPoint, Metrics, MetricTag, ObjectMeta, new_event_id
 from pipeline.model.codec import load_json
@@ -38,10 +46,7 @@ def _int(value: Any, path: str, default: int) -> int:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(path, f"expected seconds since the epoch, got {value!r}")
-    low, high = UNIX_SECONDS
-    if not low <= value <= high:  # a float past int64 would make an integer no store can hold
-        raise ValidationError(path, f"{value!r} is out of range ({low}..{high} seconds since the epoch)")
-    return int(value)
+    return epoch_seconds(value, path)
 
 
 def _string(value: Any, path: str, *, required: bool = False) -> str:
@@ -151,8 +156,10 @@ def parse(body: bytes, context: PushContext) -> list[Event]:
         raise ValidationError("", "expected a JSON object")
     host = _string(data.get("internalHostname"), "internalHostname") or context.default_host
     collected = _int(data.get("collection_timestamp"), "collection_timestamp", int(context.now))
-    return [
-        *_events(data, host, collected, context),
-        *_metrics(data, host, collected, context),
-        *_service_checks(data, host, collected, context),
-    ]
+    return checked(
+        [
+            *_events(data, host, collected, context),
+            *_metrics(data, host, collected, context),
+            *_service_checks(data, host, collected, context),
+        ]
+    )
