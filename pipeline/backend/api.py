@@ -7,9 +7,9 @@ response is sent once the event is stored, so a GET right after a 201 sees it.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -22,19 +22,24 @@ from pipeline.backend.eventd import Outcome
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.backend.silences import Silences
+from pipeline.core.listing import SortKey, UnsupportedParameter, page, parse_list_request
 from pipeline.core.numbers import parse_int
 from pipeline.core.timespec import parse_time
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http import EXCEPTION_HANDLERS, error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import Entity, Event, new_event_id
+from pipeline.model import DEFAULT_NAMESPACE, Entity, Event, new_event_id
 from pipeline.model.codec import decode, encode, load_json
 from pipeline.model.pipeline import Silenced
 from pipeline.store.base import TimelineQuery
 from pipeline.store.service import StoreService
 
 log = get_logger("backend.api")
+
+T = TypeVar("T")
+#: The header of a list response that says where the next page starts, as in Sensu Go.
+CONTINUE_HEADER = "Sensu-Continue"
 
 EVENTS = "/api/core/v2/namespaces/{namespace}/events"
 ENTITIES = "/api/core/v2/namespaces/{namespace}/entities"
@@ -70,6 +75,24 @@ class EntityService:
 
 def error(status: int, message: str) -> JSONResponse:
     return error_response(status, message)
+
+
+def listed(request: Request, items: Sequence[T], key: Callable[[T], SortKey], to_json: Callable[[T], Any]) -> Response:
+    """A list answered as Sensu Go answers one: ``limit`` and ``continue`` over a stable order,
+    the next page's token in ``Sensu-Continue``; a selector 501 and any other parameter 400."""
+    try:
+        wanted = parse_list_request(request.query_params)
+    except UnsupportedParameter as exc:
+        return error(501, str(exc))
+    except ValidationError as exc:
+        return error(400, str(exc))
+    result = page(items, key, wanted)
+    headers = {CONTINUE_HEADER: result.next_token} if result.next_token else None
+    return JSONResponse([to_json(item) for item in result.items], headers=headers)
+
+
+def _named(resource: Any) -> SortKey:
+    return (resource.metadata.namespace or DEFAULT_NAMESPACE, resource.metadata.name)
 
 
 def prepare_event(
@@ -148,7 +171,8 @@ def create_app(
         """The latest events of a namespace (or of one entity); under ``/api/core/v2/events``, of all."""
         p = request.path_params
         events = await store.list_events(p.get("namespace"), p.get("entity"))
-        return JSONResponse([e.to_dict() for e in events])
+        return listed(request, events, lambda e: (e.namespace or DEFAULT_NAMESPACE, e.entity_name, e.check_name),
+                      Event.to_dict)  # fmt: skip
 
     async def get_event(request: Request) -> Response:
         p = request.path_params
@@ -192,7 +216,7 @@ def create_app(
             found = [e for e in found if e.subscription == p["subscription"]]
         if "check" in p:
             found = [e for e in found if e.check == p["check"]]
-        return JSONResponse([encode(e) for e in found])
+        return listed(request, found, _named, encode)
 
     async def get_silenced(request: Request) -> Response:
         assert silences is not None
@@ -244,7 +268,7 @@ def create_app(
         kind = kind_of(request)
         if kind is None:
             return error(404, f"no resources called {request.path_params['kind']!r}")
-        return JSONResponse([encode(r) for r in resources.list(kind, request.path_params["namespace"])])
+        return listed(request, resources.list(kind, request.path_params["namespace"]), _named, encode)
 
     async def get_resource(request: Request) -> Response:
         assert resources is not None
@@ -312,7 +336,7 @@ def create_app(
 
     async def list_entities(request: Request) -> Response:
         found = await store.list_entities(request.path_params["namespace"])
-        return JSONResponse([entity_json(e) for e in found])
+        return listed(request, found, _named, entity_json)
 
     async def get_entity(request: Request) -> Response:
         p = request.path_params
