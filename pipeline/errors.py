@@ -5,7 +5,8 @@ Hierarchy::
     PipelineError                 base of everything below
     ├── ValidationError           a value that does not fit the model (path, message)
     │   ├── EventTooLarge         an event over the maximum event size (size, limit)
-    │   └── MalformedJsonError    bytes that are not acceptable JSON (reason, line, column)
+    │   ├── MalformedJsonError    bytes that are not acceptable JSON (reason, line, column)
+    │   └── SelectorError         a label or field selector that does not parse (selector, position)
     ├── ConfigError               a resource file that does not load (file, document, resource, path)
     ├── ConfigErrors              every ConfigError of a directory, reported together
     ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
@@ -139,3 +140,21 @@ class MalformedJsonError(ValidationError):
         self.reason = reason
         self.line = line
         self.column = column
+
+
+class SelectorError(ValidationError):
+    """A ``labelSelector`` or ``fieldSelector`` that does not parse or names an unknown field.
+
+    ``path`` is the query parameter (``fieldSelector``), ``selector`` the text as given and
+    ``position`` the 0-based character offset of the offending token in it.
+    """
+
+    def __init__(self, path: str, selector: str, position: int, message: str) -> None:
+        self.selector = selector
+        self.position = position
+        # a hostile query can be long: the message shows its start (repr escapes control characters)
+        shown = repr(selector[:200]) + ("..." if len(selector) > 200 else "")
+        super().__init__(path, f"{message} at position {position} of {shown}")
+
+    def within(self, prefix: str) -> ValidationError:
+        return self  # already names its parameter and its text
