@@ -22,7 +22,7 @@ from pipeline.backend.eventd import Outcome
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.backend.silences import Silences
-from pipeline.core.listing import SortKey, UnsupportedParameter, page, parse_list_request
+from pipeline.core.listing import SortKey, page, parse_list_request, select
 from pipeline.core.numbers import parse_int
 from pipeline.core.timespec import parse_time
 from pipeline.errors import EventTooLarge, ValidationError
@@ -77,18 +77,25 @@ def error(status: int, message: str) -> JSONResponse:
     return error_response(status, message)
 
 
-def listed(request: Request, items: Sequence[T], key: Callable[[T], SortKey], to_json: Callable[[T], Any]) -> Response:
-    """A list answered as Sensu Go answers one: ``limit`` and ``continue`` over a stable order,
-    the next page's token in ``Sensu-Continue``; a selector 501 and any other parameter 400."""
+def listed(
+    request: Request, kind: str, items: Sequence[T], key: Callable[[T], SortKey], to_json: Callable[[T], Any]
+) -> Response:
+    """A list of resources of ``kind`` answered as Sensu Go answers one: ``labelSelector`` and
+    ``fieldSelector``, then ``limit`` and ``continue`` over a stable order with the next page's
+    token in ``Sensu-Continue``; anything malformed or unknown is 400 naming it."""
     try:
-        wanted = parse_list_request(request.query_params)
-    except UnsupportedParameter as exc:
-        return error(501, str(exc))
+        wanted = parse_list_request(request.query_params, kind)
     except ValidationError as exc:
         return error(400, str(exc))
-    result = page(items, key, wanted)
+    documents = {id(item): to_json(item) for item in items}
+    chosen = select(items, lambda item: documents[id(item)], kind, wanted)
+    result = page(chosen, key, wanted)
     headers = {CONTINUE_HEADER: result.next_token} if result.next_token else None
-    return JSONResponse([to_json(item) for item in result.items], headers=headers)
+    return JSONResponse([documents[id(item)] for item in result.items], headers=headers)
+
+
+def _event_key(event: Event) -> SortKey:
+    return (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
 
 
 def _named(resource: Any) -> SortKey:
@@ -171,8 +178,7 @@ def create_app(
         """The latest events of a namespace (or of one entity); under ``/api/core/v2/events``, of all."""
         p = request.path_params
         events = await store.list_events(p.get("namespace"), p.get("entity"))
-        return listed(request, events, lambda e: (e.namespace or DEFAULT_NAMESPACE, e.entity_name, e.check_name),
-                      Event.to_dict)  # fmt: skip
+        return listed(request, "Event", events, _event_key, Event.to_dict)
 
     async def get_event(request: Request) -> Response:
         p = request.path_params
@@ -216,7 +222,7 @@ def create_app(
             found = [e for e in found if e.subscription == p["subscription"]]
         if "check" in p:
             found = [e for e in found if e.check == p["check"]]
-        return listed(request, found, _named, encode)
+        return listed(request, "Silenced", found, _named, encode)
 
     async def get_silenced(request: Request) -> Response:
         assert silences is not None
@@ -268,7 +274,7 @@ def create_app(
         kind = kind_of(request)
         if kind is None:
             return error(404, f"no resources called {request.path_params['kind']!r}")
-        return listed(request, resources.list(kind, request.path_params["namespace"]), _named, encode)
+        return listed(request, kind, resources.list(kind, request.path_params["namespace"]), _named, encode)
 
     async def get_resource(request: Request) -> Response:
         assert resources is not None
@@ -336,7 +342,7 @@ def create_app(
 
     async def list_entities(request: Request) -> Response:
         found = await store.list_entities(request.path_params["namespace"])
-        return listed(request, found, _named, entity_json)
+        return listed(request, "Entity", found, _named, entity_json)
 
     async def get_entity(request: Request) -> Response:
         p = request.path_params

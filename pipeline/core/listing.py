@@ -1,11 +1,12 @@
 """Sensu Go's list parameters, one implementation for every list of the API. Pure.
 
-``limit`` and ``continue`` page through a list in a stable order (namespace, then name, as
-Sensu Go's store keys order it): a page of ``limit`` items and, when more follow, a token for
-the next page, which the API sends in the ``Sensu-Continue`` header. ``labelSelector`` and
-``fieldSelector`` narrow the list (:mod:`pipeline.core.selectors` when it is there; until then
-they are refused, never ignored: a client that deletes what a filtered list returned must not
-be handed every resource). Any other parameter is refused naming it.
+``labelSelector`` and ``fieldSelector`` (:mod:`pipeline.core.selectors`, Sensu Go's grammar
+and field names) narrow the list first; ``limit`` and ``continue`` then page through it in a
+stable order (namespace, then name, as Sensu Go's store keys order it): a page of ``limit``
+items and, when more follow, a token for the next page, which the API sends in the
+``Sensu-Continue`` header. A malformed selector or parameter, and any parameter not of these
+four, is refused naming it: never ignored (a client that deletes what a filtered list returned
+must not be handed every resource).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipeline.core.numbers import parse_int
+from pipeline.core.selectors import Selector, matches_document, parse_field_selector, parse_label_selector
 from pipeline.errors import ValidationError
 from pipeline.model.codec import load_json
 
@@ -34,14 +36,12 @@ MAX_TOKEN = 4096
 SortKey = tuple[str, ...]
 
 
-class UnsupportedParameter(ValidationError):
-    """A list parameter pipeline knows but does not act on yet (answered 501, never ignored)."""
-
-
 @dataclass(slots=True, frozen=True)
 class ListRequest:
     limit: int = 0  # 0: the whole list, as in Sensu Go
     after: SortKey | None = None
+    labels: Selector | None = None
+    fields: Selector | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,14 +51,11 @@ class Page:
     next_token: str
 
 
-def parse_list_request(params: Mapping[str, str], extra: Sequence[str] = ()) -> ListRequest:
-    """The paging a list request asks for; ValidationError naming a parameter that is malformed
-    or unknown (``extra``: the route's own, such as none today), UnsupportedParameter for a
-    selector."""
+def parse_list_request(params: Mapping[str, str], kind: str) -> ListRequest:
+    """What a list request of resources of ``kind`` asks for; ValidationError (SelectorError for a
+    selector) naming a parameter that is malformed or unknown."""
     for name in params:
-        if name in (LABEL_SELECTOR, FIELD_SELECTOR):
-            raise UnsupportedParameter(name, "selectors are not supported yet: the list would not be filtered")
-        if name not in (LIMIT, CONTINUE, *extra):
+        if name not in (LIMIT, CONTINUE, LABEL_SELECTOR, FIELD_SELECTOR):
             raise ValidationError(name, "unknown query parameter")
     limit = 0
     if LIMIT in params:
@@ -67,7 +64,18 @@ def parse_list_request(params: Mapping[str, str], extra: Sequence[str] = ()) -> 
             raise ValidationError(LIMIT, f"expected an integer from 0 to {MAX_LIMIT}, got {params[LIMIT][:40]!r}")
         limit = parsed
     after = decode_token(params[CONTINUE]) if params.get(CONTINUE) else None
-    return ListRequest(limit, after)
+    labels = parse_label_selector(params[LABEL_SELECTOR]) if LABEL_SELECTOR in params else None
+    fields = parse_field_selector(params[FIELD_SELECTOR], kind) if FIELD_SELECTOR in params else None
+    return ListRequest(limit, after, labels, fields)
+
+
+def select(documents: Sequence[T], document: Callable[[T], Mapping[str, Any]], kind: str,
+           request: ListRequest) -> list[T]:  # fmt: skip
+    """The items whose Sensu JSON (``document(item)``) both selectors of ``request`` match."""
+    if request.labels is None and request.fields is None:
+        return list(documents)
+    return [item for item in documents
+            if matches_document(kind, document(item), labels=request.labels, fields=request.fields)]  # fmt: skip
 
 
 def page(items: Sequence[T], key: Callable[[T], SortKey], request: ListRequest) -> Page:
