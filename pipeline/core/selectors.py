@@ -28,6 +28,7 @@ have is refused, so the API can answer 400 naming it. Label keys are free.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -322,9 +323,18 @@ def _next_token(text: str, index: int, path: str) -> tuple[_Token, int]:
         if close == end:
             raise SelectorError(path, text, index, "unterminated string")
         return _Token("string", text[index + 1 : close], index), close + 1
+    number = _NUMBER.match(text, index)
+    if number is not None:
+        # A bare number is a value, as Sensu's clients send one (the sensu-go PyPI client
+        # writes ``event.check.status == 2``): the same as the quoted "2".
+        return _Token("string", number.group(), index), number.end()
     if not _identifier_start(char):
         raise SelectorError(path, text, index, f"unexpected character {char!r}")
     return _identifier(text, index, path)
+
+
+#: A bare number: ASCII digits, a sign and a decimal part, then a blank, a bracket, a comma or the end.
+_NUMBER = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?(?=[\s\],]|\Z)", re.ASCII)
 
 
 def _identifier(text: str, start: int, path: str) -> tuple[_Token, int]:

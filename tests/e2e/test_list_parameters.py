@@ -7,7 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sensu_go
 import trio
+from sensu_go.clients.resource.operator import Equal, In
 
 from tests.support import admin_headers, loopback_backend, write_config
 
@@ -62,3 +64,41 @@ async def test_checks_listed_by_selector_and_page_and_everything_else_refused(tm
         assert response.status_code == 400, (what, response.text)
         assert response.json()["message"].startswith(what), (what, response.text)
     assert (events.status_code, events.json()) == (200, [])
+
+
+async def test_the_sensu_go_client_lists_pages_and_deletes_only_what_its_selector_names(tmp_path: Path) -> None:
+    """The real ``sensu-go`` PyPI client: its label and field selectors (bare numbers, quoted
+    strings, sets), its paging by ``Sensu-Continue`` at 100 a page, and its bulk delete of a
+    filtered list, which once deleted every check."""
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    teams = {f"c{i:03}": ("ops" if i % 3 == 0 else "dev") for i in range(150)}
+    failing = {"entity": {"metadata": {"name": "db1"}}, "check": {"metadata": {"name": "backup"}, "status": 2}}
+
+    def drive(url: str, key: str) -> dict[str, object]:
+        client = sensu_go.Client(url, api_key=key)
+        seen = {"all": sorted(c.metadata["name"] for c in client.checks.list())}
+        seen["ops"] = sorted(c.metadata["name"] for c in client.checks.list(label_selector=Equal("team", "ops")))
+        named = client.checks.list(field_selector=In("name", ["c001", "c002"]))
+        seen["named"] = sorted(c.metadata["name"] for c in named)
+        status = client.events.list(field_selector=Equal("check.status", 2))
+        seen["failing"] = [e.spec["check"]["metadata"]["name"] for e in status]
+        client.checks.list(label_selector=Equal("team", "ops")).delete()
+        seen["left"] = sorted(c.metadata["name"] for c in client.checks.list())
+        return seen
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                for name, team in teams.items():
+                    assert (await client.post(f"{NS}/checks", json=check(name, team))).status_code == 201
+                assert (await client.post(f"{NS}/events", json=failing)).status_code == 201
+            key = admin_headers(backend)["Authorization"].removeprefix("Key ")
+            seen = await trio.to_thread.run_sync(drive, addresses.api_url, key)
+            nursery.cancel_scope.cancel()
+    ops = sorted(name for name, team in teams.items() if team == "ops")
+    assert seen["all"] == sorted(teams)  # 150 checks over two pages of the client's 100
+    assert seen["ops"] == ops
+    assert seen["named"] == ["c001", "c002"]
+    assert seen["failing"] == ["backup"]
+    assert seen["left"] == sorted(name for name, team in teams.items() if team == "dev")
