@@ -19,7 +19,8 @@ import time
 import trio
 
 from bench.sink import AckingSink
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from pipeline.model import CheckConfig, ObjectMeta
 from pipeline.model.codec import encode
 

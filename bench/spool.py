@@ -21,7 +21,8 @@ from pathlib import Path
 import trio
 
 from bench.sink import AckingSink
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from pipeline.model import Check, Event, ObjectMeta, new_event_id
 
 

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from pipeline import __version__
 from pipeline.errors import EventTooLarge, ValidationError
-from pipeline.http import EXCEPTION_HANDLERS, error_response
+from pipeline.http_answers import EXCEPTION_HANDLERS, error_response
 from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import decode, encode
 

@@ -7,9 +7,9 @@ response is sent once the event is stored, so a GET right after a 201 sees it.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -18,18 +18,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline import __version__
+from pipeline.backend.api_lists import event_key, listed, named
 from pipeline.backend.eventd import Outcome
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.backend.silences import Silences
-from pipeline.core.listing import SortKey, page, parse_list_request, select
 from pipeline.core.numbers import parse_int
 from pipeline.core.timespec import parse_time
 from pipeline.errors import EventTooLarge, ValidationError
-from pipeline.http import EXCEPTION_HANDLERS, error_response
+from pipeline.http_answers import EXCEPTION_HANDLERS, error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import DEFAULT_NAMESPACE, Entity, Event, new_event_id
+from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import decode, encode, load_json
 from pipeline.model.pipeline import Silenced
 from pipeline.store.base import TimelineQuery
@@ -37,9 +37,6 @@ from pipeline.store.service import StoreService
 
 log = get_logger("backend.api")
 
-T = TypeVar("T")
-#: The header of a list response that says where the next page starts, as in Sensu Go.
-CONTINUE_HEADER = "Sensu-Continue"
 
 EVENTS = "/api/core/v2/namespaces/{namespace}/events"
 ENTITIES = "/api/core/v2/namespaces/{namespace}/entities"
@@ -75,31 +72,6 @@ class EntityService:
 
 def error(status: int, message: str) -> JSONResponse:
     return error_response(status, message)
-
-
-def listed(
-    request: Request, kind: str, items: Sequence[T], key: Callable[[T], SortKey], to_json: Callable[[T], Any]
-) -> Response:
-    """A list of resources of ``kind`` answered as Sensu Go answers one: ``labelSelector`` and
-    ``fieldSelector``, then ``limit`` and ``continue`` over a stable order with the next page's
-    token in ``Sensu-Continue``; anything malformed or unknown is 400 naming it."""
-    try:
-        wanted = parse_list_request(request.query_params, kind)
-    except ValidationError as exc:
-        return error(400, str(exc))
-    documents = {id(item): to_json(item) for item in items}
-    chosen = select(items, lambda item: documents[id(item)], kind, wanted)
-    result = page(chosen, key, wanted)
-    headers = {CONTINUE_HEADER: result.next_token} if result.next_token else None
-    return JSONResponse([documents[id(item)] for item in result.items], headers=headers)
-
-
-def _event_key(event: Event) -> SortKey:
-    return (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
-
-
-def _named(resource: Any) -> SortKey:
-    return (resource.metadata.namespace or DEFAULT_NAMESPACE, resource.metadata.name)
 
 
 def prepare_event(
@@ -178,7 +150,7 @@ def create_app(
         """The latest events of a namespace (or of one entity); under ``/api/core/v2/events``, of all."""
         p = request.path_params
         events = await store.list_events(p.get("namespace"), p.get("entity"))
-        return listed(request, "Event", events, _event_key, Event.to_dict)
+        return listed(request, "Event", events, event_key, Event.to_dict)
 
     async def get_event(request: Request) -> Response:
         p = request.path_params
@@ -222,7 +194,7 @@ def create_app(
             found = [e for e in found if e.subscription == p["subscription"]]
         if "check" in p:
             found = [e for e in found if e.check == p["check"]]
-        return listed(request, "Silenced", found, _named, encode)
+        return listed(request, "Silenced", found, named, encode)
 
     async def get_silenced(request: Request) -> Response:
         assert silences is not None
@@ -274,7 +246,7 @@ def create_app(
         kind = kind_of(request)
         if kind is None:
             return error(404, f"no resources called {request.path_params['kind']!r}")
-        return listed(request, kind, resources.list(kind, request.path_params["namespace"]), _named, encode)
+        return listed(request, kind, resources.list(kind, request.path_params["namespace"]), named, encode)
 
     async def get_resource(request: Request) -> Response:
         assert resources is not None
@@ -342,7 +314,7 @@ def create_app(
 
     async def list_entities(request: Request) -> Response:
         found = await store.list_entities(request.path_params["namespace"])
-        return listed(request, "Entity", found, _named, entity_json)
+        return listed(request, "Entity", found, named, entity_json)
 
     async def get_entity(request: Request) -> Response:
         p = request.path_params

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pipeline.backend.keys import ADMIN, INGEST, ROLES, ApiKeys, digest, ingest_may, new_key
 from pipeline.backend.throttle import AuthGuard, source_of
 from pipeline.errors import ValidationError
-from pipeline.http import error_response
+from pipeline.http_answers import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import new_event_id

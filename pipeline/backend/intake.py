@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from pipeline.backend.eventd import Outcome
 from pipeline.errors import EventTooLarge
-from pipeline.http import error_response
+from pipeline.http_answers import error_response
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event
 from pipeline.wire.limits import MAX_EVENT_BYTES

@@ -23,7 +23,7 @@ from pipeline.backend.throttle import AuthGuard, source_of
 from pipeline.core.push import sematext, stackstate
 from pipeline.core.push.common import PushContext
 from pipeline.errors import EventTooLarge, ValidationError
-from pipeline.http import error_response
+from pipeline.http_answers import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event

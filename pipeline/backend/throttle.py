@@ -23,7 +23,7 @@ import trio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pipeline.http import error_response
+from pipeline.http_answers import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import trio
 
 from pipeline import containment, logs
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from pipeline.agent.statsd import StatsdConfig
 from pipeline.backend.auth import AgentCredentials, parse_user
 from pipeline.backend.server import Backend, BackendConfig

@@ -12,7 +12,8 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from tests.support import admin_headers, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e

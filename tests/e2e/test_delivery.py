@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from pipeline.model import Event
 from tests.support import EventPipe, capture_handler, loopback_backend, write_config
 

@@ -10,7 +10,8 @@ import httpx
 import pytest
 import trio
 
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,8 @@ import msgpack
 import pytest
 import trio
 
-from pipeline.agent.agent import Agent, AgentConfig, agent_entity
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig, agent_entity
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.codec import encode
 from pipeline.wire import protocol

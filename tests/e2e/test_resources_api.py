@@ -10,7 +10,8 @@ import httpx
 import pytest
 import trio
 
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from pipeline.backend.server import Backend, BackendAddresses
 from tests.support import (
     REPO,

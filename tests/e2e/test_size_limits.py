@@ -17,7 +17,8 @@ import msgpack
 import pytest
 import trio
 
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from pipeline.agent.spool import Spool
 from pipeline.agent.statsd import StatsdConfig
 from pipeline.model import Event

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import trio
 
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from pipeline.agent.statsd import StatsdConfig
 from tests.support import EventPipe, capture_handler, loopback_backend, write_config
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from pipeline.agent.agent import Agent, AgentConfig
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from pipeline.agent.statsd import StatsdConfig
 from tests.support import REPO, loopback_backend, write_config
 

@@ -11,7 +11,8 @@ import pytest
 import trio
 import trustme
 
-from pipeline.agent.agent import Agent, AgentConfig, agent_entity
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig, agent_entity
 from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.server import Backend
 from pipeline.model.codec import encode

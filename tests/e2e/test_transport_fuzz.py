@@ -15,7 +15,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.agent.agent import AgentConfig, agent_entity
+from pipeline.agent.settings import AgentConfig, agent_entity
 from pipeline.logs import LogfmtFormatter
 from pipeline.model import new_event_id
 from pipeline.model.codec import encode

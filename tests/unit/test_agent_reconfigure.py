@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from pipeline.agent.agent import AgentConfig
 from pipeline.agent.reconfigure import config_changes
+from pipeline.agent.settings import AgentConfig
 from pipeline.agent.statsd import StatsdConfig
 from pipeline.tls import TLSFiles
 

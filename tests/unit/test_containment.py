@@ -90,7 +90,8 @@ async def test_an_orphan_in_its_own_session_is_killed_when_the_shell_exits(
 ) -> None:
     """The worst case for the fallback: new session, parent gone, output closed; found by its environment."""
     pidfile = tmp_path / "pid"
-    script = f"import os, time; os.setsid(); open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    # the orphan waits for a signal, not for time: only its killing ends it
+    script = f"import os, signal; os.setsid(); open({str(pidfile)!r}, 'w').write(str(os.getpid())); signal.pause()"
     command = f'(python3 -c "{script}" >/dev/null 2>&1 &) ; while [ ! -s {pidfile} ]; do :; done; echo ok'
     result = await run_command(command, timeout=30)
     assert (result.status, result.output) == (0, "ok\n")

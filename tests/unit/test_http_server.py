@@ -470,7 +470,7 @@ async def test_secrets_in_the_request_never_reach_the_log(caplog: pytest.LogCapt
 
 
 def test_masking_keeps_what_is_no_secret() -> None:
-    from pipeline.http import mask_secrets
+    from pipeline.http_answers import mask_secrets
 
     assert mask_secrets("/api/core/v2/namespaces/default/events") == "/api/core/v2/namespaces/default/events"
     assert mask_secrets("/receiver/stsAgent/intake?API_KEY=k") == "/receiver/stsAgent/intake?API_KEY=***"

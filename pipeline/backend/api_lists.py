@@ -1,0 +1,43 @@
+"""How the API answers a list, for every list route alike (see :mod:`pipeline.core.listing`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from pipeline.core.listing import SortKey, page, parse_list_request, select
+from pipeline.errors import ValidationError
+from pipeline.http_answers import error_response
+from pipeline.model import DEFAULT_NAMESPACE, Event
+
+T = TypeVar("T")
+#: The header of a list response that says where the next page starts, as in Sensu Go.
+CONTINUE_HEADER = "Sensu-Continue"
+
+
+def listed(
+    request: Request, kind: str, items: Sequence[T], key: Callable[[T], SortKey], to_json: Callable[[T], Any]
+) -> Response:
+    """A list of resources of ``kind`` answered as Sensu Go answers one: ``labelSelector`` and
+    ``fieldSelector``, then ``limit`` and ``continue`` over a stable order with the next page's
+    token in ``Sensu-Continue``; anything malformed or unknown is 400 naming it."""
+    try:
+        wanted = parse_list_request(request.query_params, kind)
+    except ValidationError as exc:
+        return error_response(400, str(exc))
+    documents = {id(item): to_json(item) for item in items}
+    chosen = select(items, lambda item: documents[id(item)], kind, wanted)
+    result = page(chosen, key, wanted)
+    headers = {CONTINUE_HEADER: result.next_token} if result.next_token else None
+    return JSONResponse([documents[id(item)] for item in result.items], headers=headers)
+
+
+def event_key(event: Event) -> SortKey:
+    return (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
+
+
+def named(resource: Any) -> SortKey:
+    return (resource.metadata.namespace or DEFAULT_NAMESPACE, resource.metadata.name)
