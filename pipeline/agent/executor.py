@@ -171,9 +171,10 @@ class CheckExecutor:
         event.metrics = Metrics(handlers=list(config.output_metric_handlers))
         if not config.output_metric_format:
             return
+        # every parser refuses, with its line, a value or timestamp an event cannot carry
         extraction = extract(
             config.output_metric_format, event.check.output, event.check.executed, config.output_metric_tags
-        ).finite()
+        )
         event.metrics.points = extraction.points
         if extraction.errors:
             event.metadata.annotations[OUTPUT_METRIC_ERRORS] = "\n".join(extraction.errors)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,15 +17,6 @@ class Extraction:
     def reject(self, number: int, line: str, reason: str) -> None:
         shown = line if len(line) <= 80 else line[:77] + "..."
         self.errors.append(f"line {number}: {shown!r}: {reason}")
-
-    def finite(self) -> Extraction:
-        """Only the points an event can carry: the parsers read ``Inf`` and ``NaN`` as Go does,
-        and Sensu Go keeps them, but floats are finite on every port here, and one such point
-        would get the whole check result refused. Each dropped point is an error."""
-        kept = [p for p in self.points if math.isfinite(p.value)]
-        dropped = [f"point {p.name!r}: value {p.value} is not a finite number" for p in self.points
-                   if not math.isfinite(p.value)]  # fmt: skip
-        return Extraction(kept, [*self.errors, *dropped])
 
 
 def copy_tags(tags: Iterable[MetricTag]) -> list[MetricTag]:
