@@ -34,7 +34,7 @@ from pipeline.errors import HandlerError, StoreError, ValidationError
 from pipeline.http import Limits, serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import CheckConfig, Entity
+from pipeline.model import DEFAULT_NAMESPACE, CheckConfig, Entity
 from pipeline.model.check import HookConfig
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import HandlerJob, StoredJob
@@ -241,11 +241,21 @@ class Backend:
     async def _agent_entities(self) -> set[tuple[str, str]]:
         """Every entity registered with class ``agent``: no other agent may write about them."""
         entities = await self.store.list_entities()
-        return {(e.metadata.namespace or "default", e.name) for e in entities if e.entity_class == "agent"}
+        return {(e.metadata.namespace or DEFAULT_NAMESPACE, e.name) for e in entities if e.entity_class == "agent"}
 
     def _entity_saved(self, entity: Entity) -> None:
-        if entity.entity_class == "agent" and self.transport is not None:
-            self.transport.agent_entities.add((entity.metadata.namespace or "default", entity.name))
+        if self.transport is not None:
+            key = (entity.metadata.namespace or DEFAULT_NAMESPACE, entity.name)
+            if entity.entity_class == "agent":
+                self.transport.agent_entities.add(key)
+            else:  # saved as a proxy again: other agents may write about it
+                self.transport.agent_entities.discard(key)
+
+    async def _deregister(self, namespace: str, name: str) -> None:
+        """Deregister an entity through the API; an agent's name is free again afterwards."""
+        await self.liveness.deregister(namespace, name)
+        if self.transport is not None:
+            self.transport.agent_entities.discard((namespace, name))
 
     async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         """Delete a check's latest event and forget its state (the event log keeps its past)."""
@@ -286,7 +296,7 @@ class Backend:
         )
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
-        entities = EntityService(last_seen=self.liveness.last_seen, deregister=self.liveness.deregister,
+        entities = EntityService(last_seen=self.liveness.last_seen, deregister=self._deregister,
                                  saved=self._entity_saved)  # fmt: skip
         guard = AuthGuard(self.metrics)  # one throttle for logins, API keys and ingest keys alike
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,

@@ -26,7 +26,7 @@ from pipeline.core.agent_rights import Refusal, refusal
 from pipeline.errors import EventTooLarge, ValidationError, first_error
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import CheckConfig, Entity, Event, entity_subscription
+from pipeline.model import DEFAULT_NAMESPACE, CheckConfig, Entity, Event, entity_subscription
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.wire import protocol
@@ -338,16 +338,18 @@ class TransportServer:
             return
         if event.entity_name != entity.name or event.check_name != "keepalive":
             raise ProtocolError(f"keepalive for {event.entity_name}/{event.check_name} from agent {entity.name}")
-        namespace = entity.metadata.namespace or "default"
-        if (event.namespace or "default") != namespace:
-            raise ProtocolError(f"keepalive in namespace {event.namespace!r} from agent {entity.name} of {namespace!r}")
+        why = refusal(event, entity, self.is_agent)
+        if why is not None:
+            raise ProtocolError(f"keepalive from agent {entity.name}: {why.message}")
         if self.liveness is not None:
             await self.liveness.keepalive(event)
 
     async def _deregister(self, request_id: Any, entity: Entity, acks: _Acks) -> None:
         acks.deregistered = True
+        key = (entity.metadata.namespace or DEFAULT_NAMESPACE, entity.name)
         if self.liveness is not None:
-            await self.liveness.deregister(entity.metadata.namespace or "default", entity.name)
+            await self.liveness.deregister(*key)
+        self.agent_entities.discard(key)
         acks.reply(str(request_id), Outcome.STORED)
 
     async def _submit_frames(self, frames: trio.MemoryReceiveChannel[Any], agent: Entity, acks: _Acks) -> None:

@@ -159,3 +159,38 @@ async def test_the_backend_holds_an_agent_to_the_maximum_event_size(tmp_path: Pa
     assert acked == [behind["id"]]
     assert f"exceeds the maximum event size of {MAX_EVENT_BYTES} bytes" in rejected[large["id"]]["error"]
     assert stored == {"web1/behind"}
+
+
+async def test_an_agent_entity_deregistered_or_saved_as_a_proxy_is_a_proxy_again(tmp_path: Path) -> None:
+    """The names other agents may not write about follow the entities: deleting an agent's entity
+    through the API, or saving it as a proxy, frees its name for proxy events."""
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    web1 = agent_entity("web1")
+    entities = "/api/core/v2/namespaces/default/entities"
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                for name in ("db1", "db2"):
+                    agent = {"entity_class": "agent", "metadata": {"name": name}}
+                    assert (await client.put(f"{entities}/{name}", json=agent)).status_code == 201
+                conn = await connect(addresses.transport, "web1")
+                before = [
+                    event("before-1", web1, proxy_entity_name="db1"),
+                    event("before-2", web1, proxy_entity_name="db2"),
+                ]
+                await conn.send(protocol.events(before))
+                _, refused = await answers(conn, 2)
+                assert (await client.delete(f"{entities}/db1")).status_code == 204
+                proxy = {"entity_class": "proxy", "metadata": {"name": "db2"}}
+                assert (await client.put(f"{entities}/db2", json=proxy)).status_code == 201
+                after = [
+                    event("after-1", web1, proxy_entity_name="db1"),
+                    event("after-2", web1, proxy_entity_name="db2"),
+                ]
+                await conn.send(protocol.events(after))
+                acked, _ = await answers(conn, 2)
+                await conn.aclose()
+            nursery.cancel_scope.cancel()
+    assert sorted(refused) == sorted(e["id"] for e in before)
+    assert sorted(acked) == sorted(e["id"] for e in after)
