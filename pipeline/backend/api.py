@@ -373,8 +373,8 @@ def create_app(
         return JSONResponse({"issued": int(wall_clock()), "agents": asked}, status_code=202)
 
     async def list_dead_letters(request: Request) -> Response:
-        letters = await store.list_dead_letters()
-        return JSONResponse([encode(letter) for letter in letters])
+        letters = await store.list_dead_letters()  # oldest first, as the store keeps them
+        return listed(request, None, letters, lambda letter: (f"{letter.created:020d}", letter.id), encode)
 
     async def get_dead_letter(request: Request) -> Response:
         letter = await store.get_dead_letter(request.path_params["id"])

@@ -19,20 +19,26 @@ CONTINUE_HEADER = "Sensu-Continue"
 
 
 def listed(
-    request: Request, kind: str, items: Sequence[T], key: Callable[[T], SortKey], to_json: Callable[[T], Any]
+    request: Request, kind: str | None, items: Sequence[T], key: Callable[[T], SortKey], to_json: Callable[[T], Any]
 ) -> Response:
     """A list of resources of ``kind`` answered as Sensu Go answers one: ``labelSelector`` and
-    ``fieldSelector``, then ``limit`` and ``continue`` over a stable order with the next page's
-    token in ``Sensu-Continue``; anything malformed or unknown is 400 naming it."""
+    ``fieldSelector`` (not on lists of no Sensu kind: None), then ``limit`` and ``continue`` over
+    a stable order with the next page's token in ``Sensu-Continue``; anything malformed or
+    unknown is 400 naming it. Only what is selected, or the page, is turned into JSON."""
     try:
         wanted = parse_list_request(request.query_params, kind)
     except ValidationError as exc:
         return error_response(400, str(exc))
+    if kind is None or (wanted.labels is None and wanted.fields is None):
+        result = page(items, key, wanted)
+        return _answer([to_json(item) for item in result.items], result.next_token)
     documents = {id(item): to_json(item) for item in items}
-    chosen = select(items, lambda item: documents[id(item)], kind, wanted)
-    result = page(chosen, key, wanted)
-    headers = {CONTINUE_HEADER: result.next_token} if result.next_token else None
-    return JSONResponse([documents[id(item)] for item in result.items], headers=headers)
+    result = page(select(items, lambda item: documents[id(item)], kind, wanted), key, wanted)
+    return _answer([documents[id(item)] for item in result.items], result.next_token)
+
+
+def _answer(documents: list[Any], next_token: str) -> Response:
+    return JSONResponse(documents, headers={CONTINUE_HEADER: next_token} if next_token else None)
 
 
 def event_key(event: Event) -> SortKey:

@@ -51,12 +51,15 @@ class Page:
     next_token: str
 
 
-def parse_list_request(params: Mapping[str, str], kind: str) -> ListRequest:
+def parse_list_request(params: Mapping[str, str], kind: str | None) -> ListRequest:
     """What a list request of resources of ``kind`` asks for; ValidationError (SelectorError for a
-    selector) naming a parameter that is malformed or unknown."""
+    selector) naming a parameter that is malformed or unknown. A list of no Sensu kind (None:
+    dead letters) has no selectors."""
     for name in params:
         if name not in (LIMIT, CONTINUE, LABEL_SELECTOR, FIELD_SELECTOR):
             raise ValidationError(name, "unknown query parameter")
+        if kind is None and name in (LABEL_SELECTOR, FIELD_SELECTOR):
+            raise ValidationError(name, "this list has no selectors")
     limit = 0
     if LIMIT in params:
         parsed = parse_int(params[LIMIT], (0, MAX_LIMIT))
@@ -65,7 +68,7 @@ def parse_list_request(params: Mapping[str, str], kind: str) -> ListRequest:
         limit = parsed
     after = decode_token(params[CONTINUE]) if params.get(CONTINUE) else None
     labels = parse_label_selector(params[LABEL_SELECTOR]) if LABEL_SELECTOR in params else None
-    fields = parse_field_selector(params[FIELD_SELECTOR], kind) if FIELD_SELECTOR in params else None
+    fields = parse_field_selector(params[FIELD_SELECTOR], kind) if kind and FIELD_SELECTOR in params else None
     return ListRequest(limit, after, labels, fields)
 
 

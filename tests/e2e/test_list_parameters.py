@@ -52,6 +52,8 @@ async def test_checks_listed_by_selector_and_page_and_everything_else_refused(tm
                     "labelselector": {"labelselector": "team == ops"},  # a misspelt parameter is not ignored
                 }.items()}  # fmt: skip
                 events = await client.get(f"{NS}/events", params={"fieldSelector": "event.check.status == '2'"})
+                letters = {what: await client.get("/api/pipeline/v1/deadletters", params={what: "1"})
+                           for what in ("limit", "labelSelector", "limt")}  # fmt: skip
             nursery.cancel_scope.cancel()
     assert ops == (["cpu", "disk", "swap"], None)
     assert by_field == (["disk", "load"], None)
@@ -64,6 +66,10 @@ async def test_checks_listed_by_selector_and_page_and_everything_else_refused(tm
         assert response.status_code == 400, (what, response.text)
         assert response.json()["message"].startswith(what), (what, response.text)
     assert (events.status_code, events.json()) == (200, [])
+    assert (letters["limit"].status_code, letters["limit"].json()) == (200, [])  # dead letters page too
+    for what in ("labelSelector", "limt"):  # no selectors there, and no parameter is ignored
+        assert letters[what].status_code == 400, letters[what].text
+        assert letters[what].json()["message"].startswith(what)
 
 
 async def test_the_sensu_go_client_lists_pages_and_deletes_only_what_its_selector_names(tmp_path: Path) -> None:
