@@ -37,10 +37,11 @@ from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, CheckConfig, Entity
 from pipeline.model.check import HookConfig
 from pipeline.model.deadletter import DeadLetter
-from pipeline.model.outbox import HandlerJob, StoredJob
+from pipeline.model.outbox import Completion, HandlerJob, StoredJob
 from pipeline.process import plugin_environment
 from pipeline.store.service import StoreService
 from pipeline.store.sqlite import SQLiteStore
+from pipeline.store.unreadable import UNREADABLE
 from pipeline.tls import TLSFiles, server_context
 
 log = get_logger("backend")
@@ -222,20 +223,21 @@ class Backend:
             for stored in page:
                 after = stored.seq
                 job = self._readable(stored)
-                if job is not None:
-                    self.metrics.store.outbox_resumed.inc()
-                    await self.handlers.inbox.send(job)
-                    resumed += 1
+                if job is None:  # it can never run: taken out, so that it is not read at every start
+                    await self.store.completions.send(Completion(stored.seq))
+                    continue
+                self.metrics.store.outbox_resumed.inc()
+                await self.handlers.inbox.send(job)
+                resumed += 1
         if resumed:
             log.info("handler work of a previous run resumed", jobs=resumed)
 
     def _readable(self, stored: StoredJob) -> HandlerJob | None:
         try:
             return stored.decode()
-        except ValidationError as exc:
-            # Left in the outbox for an operator to look at; never run, never blocking the others.
+        except UNREADABLE as exc:
             self.metrics.store.outbox_unreadable.inc()
-            log.error("outbox job unreadable; skipped", job=stored.seq, error=exc)
+            log.error("outbox job unreadable; dropped", job=stored.seq, error=exc)
             return None
 
     async def _agent_entities(self) -> set[tuple[str, str]]:

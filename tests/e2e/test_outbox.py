@@ -17,6 +17,8 @@ import msgpack
 import pytest
 import trio
 
+from pipeline.model import Event, new_event_id
+from pipeline.store.sqlite import SQLiteStore
 from tests.e2e.test_kill import DEADLINE, Daemon, daemons, free_port
 from tests.support import EVENT_FILE_HANDLER, admin_headers, loopback_backend, write_config
 
@@ -120,3 +122,32 @@ async def test_a_stop_lets_handlers_finish_for_a_bounded_time_and_keeps_the_rest
         left = [msgpack.unpackb(row[0])["check"]["output"] for row in db.execute("SELECT event FROM outbox")]
     assert left == ["stuck"]  # the stuck handler's event waits for the next start; the quick one ran
     assert json.loads((tmp_path / "quick.out").read_text())["check"]["output"] == "quick"
+
+
+async def test_an_outbox_job_that_no_longer_loads_is_counted_and_dropped_and_the_others_run(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config", f"""
+        type: Handler
+        api_version: core/v2
+        metadata: {{name: quick}}
+        spec: {{type: pipe, command: cat >> {tmp_path / "quick.out"}, timeout: 30}}
+        """)  # fmt: skip
+    first = loopback_backend(tmp_path, config)
+    good = {"entity": {"metadata": {"name": "db1"}}, "check": {"metadata": {"name": "ok"}, "status": 2,
+            "output": "left for the next start", "handlers": ["quick"]}}  # fmt: skip
+    store = SQLiteStore(tmp_path / "data" / "events.db")
+    store.open()
+    event = Event.from_dict({"id": new_event_id(), **good})
+    store.write_batch([], [event])  # a job a previous run left
+    store.close()
+    with closing(sqlite3.connect(tmp_path / "data" / "events.db")) as db, db:  # and one no longer readable
+        db.execute("INSERT INTO outbox (event_id, event) VALUES ('x', ?)", (b"\\xc1not msgpack",))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(first.run)
+            await first.stop()
+    with closing(sqlite3.connect(tmp_path / "data" / "events.db")) as db:
+        left = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    assert first.metrics.registry.get_sample_value("pipeline_outbox_unreadable_total") == 1
+    assert first.metrics.registry.get_sample_value("pipeline_outbox_resumed_total") == 1
+    assert json.loads((tmp_path / "quick.out").read_text())["check"]["output"] == "left for the next start"
+    assert left == 0  # the good one ran, the bad one is gone: neither is read again at the next start
