@@ -25,7 +25,6 @@ import trio
 
 from pipeline.containment import Scope
 from pipeline.containment import current as current_containment
-from pipeline.containment.base import Containment
 
 TIMED_OUT_OUTPUT = "Execution timed out\n"
 #: Sensu's status for a command that ran past its timeout.
@@ -87,7 +86,6 @@ async def run_command(
     stdin: bytes | None = None,
     env: Mapping[str, str] | None = None,
     output_cap: int = DEFAULT_OUTPUT_CAP,
-    containment: Containment | None = None,
 ) -> CommandResult:
     """Run ``command`` with ``/bin/sh -c``. ``timeout`` 0 means none.
 
@@ -95,7 +93,7 @@ async def run_command(
     partial output, as Sensu Go reports it. Exit by signal N gives status 128+N, as a shell does.
     """
     started = trio.current_time()
-    scope = (containment or current_containment()).open_scope()
+    scope = current_containment().open_scope()
     try:
         process = await trio.lowlevel.open_process(
             scope.argv(command),

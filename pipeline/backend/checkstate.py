@@ -14,9 +14,8 @@ import trio
 
 from pipeline.errors import StoreError
 from pipeline.model import Check, Event
+from pipeline.store.base import CheckKey
 
-#: (namespace, entity name, check name)
-CheckKey = tuple[str, str, str]
 #: Notices waiting for liveness, at most.
 NOTICES_SIZE = 1000
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import trio
 
 from pipeline.backend.checkstate import (
-    CheckKey,
     ChecksForgotten,
     ChecksStored,
     Command,
@@ -41,6 +40,7 @@ from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, Check, Event
 from pipeline.model.entity import proxy_entity
 from pipeline.model.outbox import HandlerJob
+from pipeline.store.base import CheckKey
 from pipeline.store.service import StoreService
 
 log = get_logger("backend.eventd")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import trio
 
-from pipeline.backend.checkstate import CheckKey, ChecksStored, Notice
+from pipeline.backend.checkstate import ChecksStored, Notice
 from pipeline.backend.eventd import EventProcessor
 from pipeline.core.deadlines import Deadlines
 from pipeline.core.keepalive import (
@@ -34,6 +34,7 @@ from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
+from pipeline.store.base import CheckKey
 from pipeline.store.service import StoreService
 
 log = get_logger("backend.liveness")
@@ -63,7 +64,6 @@ class Liveness:
         self.store = store
         self.metrics = metrics
         self._wall_clock = wall_clock
-        self._store_limiter = trio.CapacityLimiter(1)
         self.keepalives: Deadlines[EntityKey] = Deadlines()
         self.ttls: Deadlines[CheckKey] = Deadlines()
         self._last_seen: dict[EntityKey, float] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,6 +108,3 @@ def send_signal(pid: int, sig: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-SIGKILL = signal.SIGKILL

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-Bounds = tuple[int, int]
+from pipeline.model.codec import Bounds
 
 #: Unix seconds a calendar can show (1970 to the end of 9999): what ``time.gmtime`` and
 #: ``datetime`` take on every platform, and far inside int64.

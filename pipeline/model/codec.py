@@ -143,7 +143,7 @@ def _decode_bool(value: Any, path: str) -> bool:
 
 
 #: How deep a JSON value carried as it is (``subdue``, a handler's ``options``) may nest.
-MAX_JSON_DEPTH = 64
+MAX_JSON_DEPTH = strict_json.MAX_DEPTH
 
 
 def _decode_any(value: Any, path: str) -> Any:

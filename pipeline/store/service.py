@@ -88,9 +88,6 @@ class StoreService:
     async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         return await self._write(self.store.delete_event, namespace, entity, check)
 
-    async def event_log(self, namespace: str, entity: str, check: str, limit: int = 100) -> list[Event]:
-        return await self._read(self.store.event_log, namespace, entity, check, limit)
-
     async def count_log(self) -> int:
         return await self._read(self.store.count_log)
 

@@ -8,9 +8,7 @@ import math
 import re
 
 from pipeline.core.numbers import parse_int as parse_bounded
-
-#: int64, as Go's ParseInt(text, 10, 64)
-INT64 = (-(2**63), 2**63 - 1)
+from pipeline.model.codec import INT64  # as Go's ParseInt(text, 10, 64)
 
 _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?|[iI]nf(inity)?|NaN)\Z")
 _INT = re.compile(r"[+-]?[0-9]+\Z")
