@@ -49,8 +49,6 @@ class Aggregator:
     max_keys: int = DEFAULT_MAX_KEYS
     #: samples of new keys dropped since the last flush because ``max_keys`` were held
     dropped: int = 0
-    #: keys held, of all kinds
-    keys: int = 0
     counters: dict[Key, float] = field(default_factory=dict)
     timers: dict[Key, list[float]] = field(default_factory=dict)
     timer_counts: dict[Key, float] = field(default_factory=dict)
@@ -98,8 +96,12 @@ class Aggregator:
         if self.keys >= self.max_keys:
             self.dropped += 1
             return False
-        self.keys += 1
         return True
+
+    @property
+    def keys(self) -> int:
+        """Keys held, of all kinds (a name held as two kinds counts twice)."""
+        return len(self.counters) + len(self.timers) + len(self.gauges) + len(self.sets)
 
     def take_dropped(self) -> int:
         """Samples dropped by the key cap since the last call (the caller counts and logs them)."""
@@ -189,7 +191,6 @@ class Aggregator:
         """etsy's clear after a flush (``deleteIdleStats`` drops keys instead of zeroing them)."""
         self.timestamps.clear()
         if self.delete_idle:
-            self.keys = 0
             self.counters.clear()
             self.timers.clear()
             self.timer_counts.clear()
