@@ -34,6 +34,7 @@ from pipeline.backend.checkstate import (
 )
 from pipeline.backend.silences import Silences
 from pipeline.core.state import apply_result
+from pipeline.core.workflows import names_handlers
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
@@ -258,11 +259,13 @@ class EventProcessor:
                     self.silences.apply(event, now)
                 states[key] = event.check
                 to_store.append(event)
-        jobs = await self._write(to_store, [sub.event for sub in fresh]) if fresh else []
-        if jobs is None:
+        handled = [sub.event for sub in fresh if names_handlers(sub.event)]  # the others need no job
+        rows = await self._write(to_store, handled) if fresh else []
+        if rows is None:
             for sub in fresh:
                 _reply(sub, Outcome.FAILED)
             return
+        jobs = dict(zip(map(id, handled), rows, strict=True))
         self._checks.update(states)
         if self.silences is not None:
             await self.silences.end_pending()
@@ -271,8 +274,8 @@ class EventProcessor:
         for sub in fresh:
             self._remember(sub.event.id)
             _reply(sub, Outcome.STORED)
-        for sub, seq in zip(fresh, jobs, strict=True):
-            await self._handlers.send(HandlerJob(seq, sub.event))
+        for sub in fresh:
+            await self._handlers.send(HandlerJob(jobs.get(id(sub.event), 0), sub.event))
             self.metrics.events_processed.inc()
 
     async def _split_replays(self, batch: Sequence[Submission]) -> tuple[list[Submission], list[Submission]]:
@@ -304,7 +307,7 @@ class EventProcessor:
             log.error("store write failed", events=len(outbox), error=exc)
             return None
         self.metrics.events_stored.inc(len(events))
-        self.metrics.store_batches.observe(len(outbox))
+        self.metrics.store_batches.observe(len(events))
         return jobs
 
     def _remember(self, event_id: str) -> None:

@@ -35,6 +35,12 @@ def legacy_handler_names(event: Event) -> list[str]:
     return names
 
 
+def names_handlers(event: Event) -> bool:
+    """Whether the event can have a workflow at all, whatever the resources: it names a handler
+    or a pipeline (an event that names neither needs no handler job)."""
+    return bool(legacy_handler_names(event) or event.pipelines)
+
+
 def workflows_for(event: Event, resources: Resources) -> tuple[list[Workflow], list[Problem]]:
     """The workflows to run, and the problems met resolving them (missing handlers, pipelines)."""
     namespace = event.namespace or DEFAULT_NAMESPACE

@@ -92,3 +92,26 @@ def test_liveness_arms_a_ttl_for_a_stored_result_and_disarms_it_when_the_check_i
     assert liveness.ttls.next_at() == NOW + 60
     liveness.apply(ChecksForgotten((key,)))
     assert liveness.ttls.next_at() is None
+
+
+async def test_only_an_event_that_names_a_handler_or_pipeline_gets_a_handler_job(tmp_path: Path) -> None:
+    metrics = BackendMetrics.create()
+    store = StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store)
+    await store.open()
+    to_handlers, from_eventd = trio.open_memory_channel[HandlerJob](10)
+    eventd = EventProcessor(store, metrics, to_handlers)
+    quiet, paging = check_event(1), check_event(2)
+    assert paging.check is not None
+    paging.check.handlers = ["pager"]
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(eventd.run)
+            for event in (quiet, paging):
+                await eventd.submit(event)
+            jobs = {job.event.id: job.seq for job in [await from_eventd.receive() for _ in range(2)]}
+            nursery.cancel_scope.cancel()
+    pending = await store.pending_jobs(0, 10)
+    await store.close()
+    assert jobs[quiet.id] == 0  # still handed on (nothing to run), but nothing to keep
+    assert [job.seq for job in pending] == [jobs[paging.id]]
+    assert jobs[paging.id] > 0
