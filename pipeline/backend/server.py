@@ -15,7 +15,15 @@ from pathlib import Path
 
 import trio
 
-from pipeline.backend.api import EntityService, ReplayResult, create_app
+from pipeline.backend.api import create_app
+from pipeline.backend.api.deadletters import ReplayResult, dead_letter_routes
+from pipeline.backend.api.entities import EntityService, entity_routes
+from pipeline.backend.api.events import event_routes
+from pipeline.backend.api.execute import execute_routes
+from pipeline.backend.api.health import health_routes
+from pipeline.backend.api.kinds import kind_routes
+from pipeline.backend.api.silenced import silenced_routes
+from pipeline.backend.api.timeline import timeline_routes
 from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.auth_http import RequireKey, key_routes
 from pipeline.backend.checkstate import open_notices
@@ -303,11 +311,19 @@ class Backend:
         guard = AuthGuard(self.metrics)  # one throttle for logins, API keys and ingest keys alike
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            guard, change_handlers=self.config.change_handlers)  # fmt: skip
-        routes = [*key_routes(self.keys, self.store, guard), *reload_routes(self.reload), *push]
-        app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
-                         replay=self.replay_dead_letter, extra_routes=routes,
-                         delete_event=self.delete_event, silences=self.silences,
-                         resources=self.resource_service, execute=self.execute_check)  # fmt: skip
+        app = create_app(
+            health_routes(self.metrics),
+            event_routes(self.store, self.eventd.offer, self.metrics, self.delete_event),
+            entity_routes(self.store, entities),
+            timeline_routes(self.store),
+            dead_letter_routes(self.store, self.replay_dead_letter),
+            silenced_routes(self.silences),
+            execute_routes(self.execute_check),
+            key_routes(self.keys, self.store, guard),
+            reload_routes(self.reload),
+            kind_routes(self.resource_service),  # after every fixed path: {kind} would match them
+            push,  # last: the push formats' paths are catch-alls of two segments
+        )
         await serve_app(RequireKey(app, self.keys, self.metrics, guard), self.config.api_addr,
                         limits=Limits(max_body=self.config.max_body_size), metrics=self.metrics.http,
                         task_status=task_status)  # fmt: skip

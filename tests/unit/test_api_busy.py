@@ -8,6 +8,7 @@ import httpx
 import trio
 
 from pipeline.backend.api import create_app
+from pipeline.backend.api.events import event_routes
 from pipeline.backend.eventd import INBOX_SIZE, EventProcessor
 from pipeline.backend.push_api import push_routes
 from pipeline.backend.throttle import AuthGuard
@@ -42,7 +43,12 @@ async def test_a_full_pipeline_is_503_with_retry_after(tmp_path: Path) -> None:
         return False
 
     push = push_routes(full, metrics, lambda key: key == "k", AuthGuard(metrics), change_handlers=[])
-    app = create_app(StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store), full, metrics, extra_routes=push)
+
+    async def no_event(namespace: str, entity: str, check: str) -> bool:
+        return False
+
+    store = StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store)
+    app = create_app(event_routes(store, full, metrics, no_event), push)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backend") as client:
         api = await client.post("/api/core/v2/namespaces/default/events", json=EVENT)
         sematext = await client.post("/k/event", content=b'{"message": "deploy", "type": "deployment"}')

@@ -1,0 +1,129 @@
+"""Sensu Go's events API. A submitted event takes the same path as an agent's (state, store,
+handlers); the answer is sent once the event is stored, so a GET right after a 201 sees it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pipeline.backend.api.common import client_of, fill_or_match, not_found
+from pipeline.backend.api.lists import event_key, listed
+from pipeline.backend.eventd import Outcome
+from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
+from pipeline.errors import EventTooLarge, ValidationError
+from pipeline.http_answers import error_response
+from pipeline.logs import get_logger
+from pipeline.metrics import BackendMetrics
+from pipeline.model import Event, new_event_id
+from pipeline.store.service import StoreService
+
+log = get_logger("backend.api")
+
+EVENTS = "/api/core/v2/namespaces/{namespace}/events"
+#: (namespace, entity, check) -> whether there was such an event
+DeleteEvent = Callable[[str, str, str], Awaitable[bool]]
+
+
+def prepare_event(
+    body: bytes,
+    namespace: str,
+    *,
+    entity: str | None = None,
+    check: str | None = None,
+    now: float,
+    ignored: list[str] | None = None,
+) -> tuple[Event, bool]:
+    """Decode and complete a submitted event as Sensu Go's API does (raises ValidationError).
+    Also says whether the id was made here (a new id cannot be a replay). Fields the model does
+    not know are dropped, as Sensu Go's JSON decoding does, and their paths put in ``ignored``."""
+    event = Event.from_json(body, ignored=[] if ignored is None else ignored)
+    if event.entity is None:
+        raise ValidationError("entity", "event must contain an entity")
+    if entity is not None:
+        fill_or_match(event.entity.metadata, "name", entity, "entity.metadata.name")
+    if check is not None:
+        if event.check is None:
+            raise ValidationError("check", "event must contain a check")
+        fill_or_match(event.check.metadata, "name", check, "check.metadata.name")
+    fill_or_match(event.entity.metadata, "namespace", namespace, "entity.metadata.namespace")
+    if event.check is not None:
+        fill_or_match(event.check.metadata, "namespace", namespace, "check.metadata.namespace")
+        if not event.check.executed:
+            event.check.executed = int(now)
+    if not event.entity.entity_class:
+        event.entity.entity_class = "proxy"
+    if not event.metadata.namespace:
+        event.metadata.namespace = namespace
+    new_id = not event.id
+    if new_id:
+        event.id = new_event_id()
+    event.validate()
+    return event, new_id
+
+
+def event_routes(
+    store: StoreService,
+    offer: Offer,
+    metrics: BackendMetrics,
+    delete_event: DeleteEvent,
+    *,
+    wall_clock: Callable[[], float] = time.time,
+) -> list[Route]:
+    async def list_events(request: Request) -> Response:
+        """The latest events of a namespace (or of one entity); under ``/api/core/v2/events``, of all."""
+        p = request.path_params
+        events = await store.list_events(p.get("namespace"), p.get("entity"))
+        return listed(request, "Event", events, event_key, Event.to_dict)
+
+    async def get_event(request: Request) -> Response:
+        p = request.path_params
+        event = await store.get_event(p["namespace"], p["entity"], p["check"])
+        if event is None:
+            return not_found("event", f"{p['entity']}/{p['check']}", p["namespace"])
+        return JSONResponse(event.to_dict())
+
+    async def create_event(request: Request) -> Response:
+        p = request.path_params
+        body = await request.body()  # within --max-body-size: the HTTP server refuses more, unread
+        metrics.events_received.labels("api").inc()
+        ignored: list[str] = []
+        try:
+            event, new_id = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"),
+                                          now=wall_clock(), ignored=ignored)  # fmt: skip
+        except ValidationError as exc:
+            metrics.events_rejected.labels("api").inc()
+            log.info("rejected event from API", client=client_of(request), error=exc)
+            return error_response(400, str(exc))
+        if ignored:
+            metrics.fields_ignored.inc(len(ignored))
+            log.debug("unknown fields ignored", client=client_of(request), fields=",".join(ignored))
+        try:
+            (outcome,) = await store_all(offer, [event], new_ids=new_id)
+        except PipelineFull:
+            return busy(metrics, "api")
+        except EventTooLarge as exc:
+            metrics.events_rejected.labels("api").inc()
+            return error_response(413, str(exc))
+        if outcome is Outcome.FAILED:
+            return error_response(500, "the event store failed; try again")
+        return Response(status_code=201)
+
+    async def remove_event(request: Request) -> Response:
+        p = request.path_params
+        if not await delete_event(p["namespace"], p["entity"], p["check"]):
+            return not_found("event", f"{p['entity']}/{p['check']}", p["namespace"])
+        return Response(status_code=204)
+
+    return [
+        Route("/api/core/v2/events", list_events, methods=["GET"]),
+        Route(EVENTS, list_events, methods=["GET"]),
+        Route(EVENTS, create_event, methods=["POST"]),
+        Route(EVENTS + "/{entity}", list_events, methods=["GET"]),
+        Route(EVENTS + "/{entity}/{check}", get_event, methods=["GET"]),
+        Route(EVENTS + "/{entity}/{check}", create_event, methods=["PUT", "POST"]),
+        Route(EVENTS + "/{entity}/{check}", remove_event, methods=["DELETE"]),
+    ]
