@@ -234,7 +234,7 @@ class BackendMetrics:
                 "pipeline_api_busy", "Submissions answered 503 because the pipeline was full", ["source"], registry=r
             ),
             fields_ignored=Counter(
-                "pipeline_api_fields_ignored", "Unknown fields dropped from events submitted to the API", registry=r
+                "pipeline_api_fields_ignored", "Unknown fields dropped from API bodies (events, resources)", registry=r
             ),
             push_requests=Counter("pipeline_push_requests", "Change event pushes received", ["format"], registry=r),
             push_refused=Counter(

@@ -24,6 +24,7 @@ from pipeline.backend.api.health import health_routes
 from pipeline.backend.api.kinds import kind_routes
 from pipeline.backend.api.silenced import silenced_routes
 from pipeline.backend.api.timeline import timeline_routes
+from pipeline.backend.api.writes import Writer
 from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.auth_http import RequireKey, key_routes
 from pipeline.backend.checkstate import open_notices
@@ -311,17 +312,18 @@ class Backend:
         guard = AuthGuard(self.metrics)  # one throttle for logins, API keys and ingest keys alike
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            guard, change_handlers=self.config.change_handlers)  # fmt: skip
+        writer = Writer(self.metrics)
         app = create_app(
             health_routes(self.metrics),
             event_routes(self.store, self.eventd.offer, self.metrics, self.delete_event),
-            entity_routes(self.store, entities),
+            entity_routes(self.store, entities, writer),
             timeline_routes(self.store),
             dead_letter_routes(self.store, self.replay_dead_letter),
-            silenced_routes(self.silences),
+            silenced_routes(self.silences, writer),
             execute_routes(self.execute_check),
             key_routes(self.keys, self.store, guard),
             reload_routes(self.reload),
-            kind_routes(self.resource_service),  # after every fixed path: {kind} would match them
+            kind_routes(self.resource_service, writer),  # after every fixed path: {kind} would match them
             push,  # last: the push formats' paths are catch-alls of two segments
         )
         await serve_app(RequireKey(app, self.keys, self.metrics, guard), self.config.api_addr,

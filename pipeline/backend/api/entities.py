@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from pipeline.backend.api.common import fill_or_match, json_body, not_found
+from pipeline.backend.api.common import not_found
 from pipeline.backend.api.lists import listed, named
-from pipeline.errors import ValidationError
-from pipeline.http_answers import error_response
+from pipeline.backend.api.writes import Writable, Writer, with_etag
 from pipeline.logs import get_logger
 from pipeline.model import Entity
 from pipeline.model.codec import decode, encode
@@ -34,7 +33,7 @@ class EntityService:
     saved: Callable[[Entity], None] = lambda entity: None
 
 
-def entity_routes(store: StoreService, entities: EntityService) -> list[Route]:
+def entity_routes(store: StoreService, entities: EntityService, writer: Writer) -> list[Route]:
     def entity_json(entity: Entity) -> dict[str, Any]:
         seen = entities.last_seen(entity.metadata.namespace, entity.name)
         data: dict[str, Any] = encode(entity)
@@ -51,29 +50,26 @@ def entity_routes(store: StoreService, entities: EntityService) -> list[Route]:
         entity = await store.get_entity(p["namespace"], p["entity"])
         if entity is None:
             return not_found("entity", p["entity"], p["namespace"])
-        return JSONResponse(entity_json(entity))
+        return with_etag(entity_json(entity))
 
-    async def put_entity(request: Request) -> Response:
-        """POST creates (409 if the name is taken), PUT creates or replaces; class ``proxy`` by default."""
-        p = request.path_params
-        data = await json_body(request)
-        if isinstance(data, Response):
-            return data
-        try:
-            entity = decode(Entity, data, "")
-            fill_or_match(entity.metadata, "namespace", p["namespace"], "metadata.namespace")
-            if "entity" in p:
-                fill_or_match(entity.metadata, "name", p["entity"], "metadata.name")
-            entity.entity_class = entity.entity_class or "proxy"
-            entity.validate("")
-        except ValidationError as exc:
-            return error_response(400, str(exc))
-        if request.method == "POST" and await store.get_entity(p["namespace"], entity.name) is not None:
-            return error_response(409, f"entity {entity.name} already exists in namespace {p['namespace']}")
+    async def find(namespace: str, name: str) -> Entity | None:
+        return await store.get_entity(namespace, name)
+
+    async def save(flat: dict[str, Any]) -> Entity:
+        """Class ``proxy`` when the body names none, as Sensu Go's API does."""
+        entity = decode(Entity, flat, "")
+        entity.entity_class = entity.entity_class or "proxy"
+        entity.validate("")
         created = await store.put_entity(entity)
         entities.saved(entity)
-        log.info("entity saved through the API", entity=entity.name, namespace=p["namespace"], created=created)
-        return Response(status_code=201)
+        log.info("entity saved through the API", entity=entity.name, namespace=entity.metadata.namespace,
+                 created=created)  # fmt: skip
+        return entity
+
+    writable = Writable("Entity", Entity, find, save, entity_json)
+
+    async def write_entity(request: Request) -> Response:
+        return await writer.write(request, writable, name_param="entity")
 
     async def delete_entity(request: Request) -> Response:
         p = request.path_params
@@ -85,7 +81,7 @@ def entity_routes(store: StoreService, entities: EntityService) -> list[Route]:
     return [
         Route(ENTITIES, list_entities, methods=["GET"]),
         Route(ENTITIES + "/{entity}", get_entity, methods=["GET"]),
-        Route(ENTITIES, put_entity, methods=["POST"]),
-        Route(ENTITIES + "/{entity}", put_entity, methods=["PUT"]),
+        Route(ENTITIES, write_entity, methods=["POST"]),
+        Route(ENTITIES + "/{entity}", write_entity, methods=["PUT", "PATCH"]),
         Route(ENTITIES + "/{entity}", delete_entity, methods=["DELETE"]),
     ]

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from pipeline.backend.api.common import json_body, not_found
+from pipeline.backend.api.common import not_found
 from pipeline.backend.api.lists import listed, named
+from pipeline.backend.api.writes import Writable, Writer, with_etag
 from pipeline.backend.silences import Silences
-from pipeline.errors import ValidationError
-from pipeline.http_answers import error_response
 from pipeline.model.codec import decode, encode
-from pipeline.model.pipeline import Silenced
+from pipeline.model.pipeline import Silenced, silence_name
 
 SILENCED = "/api/core/v2/namespaces/{namespace}/silenced"
 
 
-def silenced_routes(silences: Silences) -> list[Route]:
+def silenced_routes(silences: Silences, writer: Writer) -> list[Route]:
     async def list_silenced(request: Request) -> Response:
         """Every silence; under ``/subscriptions/{subscription}`` or ``/checks/{check}`` those of one."""
         p = request.path_params
@@ -33,26 +34,28 @@ def silenced_routes(silences: Silences) -> list[Route]:
         found = [e for e in silences.list(p["namespace"]) if e.metadata.name == p["name"]]
         if not found:
             return not_found("silence", p["name"], p["namespace"])
-        return JSONResponse(encode(found[0]))
+        return with_etag(encode(found[0]))
 
-    async def create_silenced(request: Request) -> Response:
-        namespace = request.path_params["namespace"]
-        data = await json_body(request)
-        if isinstance(data, Response):
-            return data
-        try:
-            entry = decode(Silenced, data, "")
-            entry.metadata.namespace = entry.metadata.namespace or namespace
-            if entry.metadata.namespace != namespace:
-                raise ValidationError("metadata.namespace", f"{entry.metadata.namespace!r} does not match the URL")
-            if "name" in request.path_params and entry.metadata.name not in ("", request.path_params["name"]):
-                raise ValidationError("metadata.name", "does not match the URL")
-            entry.validate()
-        except ValidationError as exc:
-            return error_response(400, str(exc))
+    async def find(namespace: str, name: str) -> Silenced | None:
+        return next((e for e in silences.list(namespace) if e.metadata.name == name), None)
+
+    async def save(flat: dict[str, Any]) -> Silenced:
+        entry = decode(Silenced, flat, "")
+        entry.validate()  # a name that is not <subscription>:<check> is refused here
         entry.metadata.name = entry.derived_name
-        stored = await silences.put(entry)
-        return JSONResponse(encode(stored), status_code=201)
+        return await silences.put(entry)
+
+    def name_of(flat: dict[str, Any]) -> str:
+        """A silence's name is its subscription and check: a POST of an existing pair is a conflict."""
+        subscription, check = flat.get("subscription"), flat.get("check")
+        if isinstance(subscription, str | None) and isinstance(check, str | None):
+            return silence_name(subscription or "", check or "")
+        return ""  # the save names the field
+
+    writable = Writable("Silenced", Silenced, find, save, name_of=name_of)
+
+    async def write_silenced(request: Request) -> Response:
+        return await writer.write(request, writable)
 
     async def delete_silenced(request: Request) -> Response:
         p = request.path_params
@@ -65,7 +68,7 @@ def silenced_routes(silences: Silences) -> list[Route]:
         Route(SILENCED + "/subscriptions/{subscription}", list_silenced, methods=["GET"]),
         Route(SILENCED + "/checks/{check}", list_silenced, methods=["GET"]),
         Route(SILENCED + "/{name}", get_silenced, methods=["GET"]),
-        Route(SILENCED, create_silenced, methods=["POST"]),
-        Route(SILENCED + "/{name}", create_silenced, methods=["PUT"]),
+        Route(SILENCED, write_silenced, methods=["POST"]),
+        Route(SILENCED + "/{name}", write_silenced, methods=["PUT", "PATCH"]),
         Route(SILENCED + "/{name}", delete_silenced, methods=["DELETE"]),
     ]

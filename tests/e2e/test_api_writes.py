@@ -1,0 +1,167 @@
+"""Writes through the API as Sensu Go's clients make them, for every kind alike: POST creates
+(409 when the name is taken), PUT creates or replaces, PATCH merges (RFC 7396) under ETag
+conditions, bodies flat or wrapped, unknown fields dropped and said, and what pipeline does not
+have refused as such."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sensu_go
+import trio
+
+from tests.support import admin_headers, loopback_backend, write_config
+
+pytestmark = pytest.mark.e2e
+
+NS = "/api/core/v2/namespaces/default"
+PATCH = {"Content-Type": "application/merge-patch+json"}
+CPU: dict[str, Any] = {
+    "metadata": {"name": "check_cpu", "labels": {"team": "ops", "tier": "1"}},
+    "command": "check-cpu-usage.sh -w 75 -c 90",
+    "interval": 60,
+    "subscriptions": ["system"],
+}
+
+
+async def test_patch_merges_under_etag_conditions_and_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                url = f"{NS}/checks/check_cpu"
+                created = await client.post(f"{NS}/checks", json=CPU)
+                taken = await client.post(f"{NS}/checks", json=CPU)
+                read = await client.get(url)
+                # Sensu's documentation's example, plus a label changed and one removed by null
+                patch = {"subscriptions": ["system", "health"], "metadata": {"labels": {"team": "sre", "tier": None}}}
+                patched = await client.patch(url, json=patch, headers={**PATCH, "If-Match": read.headers["ETag"]})
+                stale = await client.patch(
+                    url, json={"interval": 30}, headers={**PATCH, "If-Match": read.headers["ETag"]}
+                )
+                unwanted = await client.patch(url, json={"interval": 30},
+                                              headers={**PATCH, "If-None-Match": patched.headers["ETag"]})  # fmt: skip
+                plain_json = await client.patch(url, json={"interval": 30})
+                renamed = await client.patch(url, json={"metadata": {"name": "other"}}, headers=PATCH)
+                invalid = await client.patch(url, json={"interval": None}, headers=PATCH)  # no schedule left
+                missing = await client.patch(f"{NS}/checks/nope", json={"interval": 30}, headers=PATCH)
+                after = (await client.get(url)).json()
+            nursery.cancel_scope.cancel()
+    assert (created.status_code, taken.status_code, read.status_code) == (201, 409, 200)
+    assert taken.json() == {"code": 4, "message": "CheckConfig check_cpu already exists in namespace default"}
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert body["subscriptions"] == ["system", "health"]
+    assert body["metadata"]["labels"] == {"team": "sre"}
+    assert (body["command"], body["interval"]) == (CPU["command"], 60)  # what the patch did not name is kept
+    assert patched.headers["ETag"] != read.headers["ETag"]
+    assert (stale.status_code, unwanted.status_code) == (412, 412)
+    assert (plain_json.status_code, plain_json.json()["message"]) == (
+        415,
+        "PATCH takes a JSON merge patch: Content-Type: application/merge-patch+json",
+    )
+    assert (renamed.status_code, renamed.json()["message"]) == (
+        400,
+        "metadata.name: cannot be changed by PATCH; use PUT",
+    )
+    assert (invalid.status_code, invalid.json()["message"].split(":")[0]) == (400, "spec.interval"), invalid.text
+    assert missing.status_code == 404
+    assert after == body  # none of the refused patches changed anything
+
+
+async def test_every_kind_takes_flat_and_wrapped_bodies_and_says_what_it_dropped(tmp_path: Path) -> None:
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    wrapped_handler = {"type": "Handler", "api_version": "core/v2", "metadata": {"name": "file"},
+                       "spec": {"type": "pipe", "command": "cat > /dev/null"}}  # fmt: skip
+    wrapped_entity = {"type": "Entity", "api_version": "core/v2", "metadata": {"name": "router1"},
+                      "spec": {"entity_class": "proxy", "subscriptions": ["snmp"]}}  # fmt: skip
+    wrapped_silence = {"type": "Silenced", "api_version": "core/v2", "metadata": {},
+                       "spec": {"check": "check_cpu", "reason": "maintenance"}}  # fmt: skip
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                answers = {
+                    "handler": await client.put(f"{NS}/handlers/file", json=wrapped_handler),
+                    "entity": await client.put(f"{NS}/entities/router1", json=wrapped_entity),
+                    "silence": await client.post(f"{NS}/silenced", json=wrapped_silence),
+                    "silence again": await client.post(f"{NS}/silenced", json=wrapped_silence),
+                    "wrong type": await client.put(f"{NS}/handlers/file", json={**wrapped_handler, "type": "Mutator"}),
+                    "typo": await client.put(f"{NS}/checks/check_cpu", json={**CPU, "intervall": 30, "stdin": False}),
+                    "assets": await client.get(f"{NS}/assets"),
+                }
+                handler = (await client.get(f"{NS}/handlers/file")).json()
+                entity = (await client.get(f"{NS}/entities/router1")).json()
+                silence = (await client.get(f"{NS}/silenced/*:check_cpu")).json()
+                patched_entity = await client.patch(f"{NS}/entities/router1", json={"subscriptions": ["icmp"]},
+                                                    headers=PATCH)  # fmt: skip
+                patched_silence = await client.patch(f"{NS}/silenced/*:check_cpu", json={"reason": "upgrade"},
+                                                     headers=PATCH)  # fmt: skip
+            nursery.cancel_scope.cancel()
+    for what in ("handler", "entity", "silence", "typo"):
+        assert answers[what].status_code == 201, (what, answers[what].text)
+    assert (handler["type"], handler["command"]) == ("pipe", "cat > /dev/null")
+    assert (entity["entity_class"], entity["subscriptions"]) == ("proxy", ["snmp"])
+    assert (silence["check"], silence["reason"]) == ("check_cpu", "maintenance")
+    assert answers["silence again"].status_code == 409  # a silence is named by what it silences
+    assert (answers["wrong type"].status_code, answers["wrong type"].json()["message"]) == (
+        400,
+        "type: expected 'Handler' at this path, got 'Mutator'",
+    )
+    assert answers["typo"].headers["Warning"] == '299 - "unknown fields ignored: intervall"'
+    assert answers["typo"].json()["interval"] == 60
+    assert (answers["assets"].status_code, answers["assets"].json()) == (
+        501,
+        {"code": 1, "message": "pipeline does not support Sensu Go's Asset resources"},
+    )
+    assert (patched_entity.status_code, patched_entity.json()["subscriptions"]) == (200, ["icmp"])
+    assert (patched_silence.status_code, patched_silence.json()["reason"]) == (200, "upgrade")
+    assert backend.metrics.registry.get_sample_value("pipeline_api_fields_ignored_total") == 1
+
+
+async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(tmp_path: Path) -> None:
+    """The real ``sensu-go`` PyPI client's CRUD (it creates by GET then PUT, and updates by GET,
+    change, PUT of the whole resource) on each kind pipeline has."""
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    specs: dict[str, dict[str, Any]] = {
+        "handlers": {"type": "pipe", "command": "cat"},
+        "hooks": {"command": "ps aux", "timeout": 10},
+        "filters": {"action": "allow", "expressions": ["event.check.status != 0"]},
+        "mutators": {"command": "cat"},
+        "checks": {"command": "true", "interval": 60, "subscriptions": ["linux"], "handlers": ["thing"]},
+        "entities": {"entity_class": "proxy", "subscriptions": ["snmp"]},
+    }
+
+    def drive(url: str, key: str) -> dict[str, Any]:
+        client = sensu_go.Client(url, api_key=key)
+        seen: dict[str, Any] = {}
+        for collection, spec in specs.items():
+            api = getattr(client, collection)
+            api.create(spec=spec, metadata={"name": "thing", "namespace": "default", "labels": {"v": "1"}})
+            thing = api.get("thing")
+            thing.metadata["labels"]["v"] = "2"
+            thing.save()
+            seen[collection] = (api.get("thing").metadata["labels"], [t.metadata["name"] for t in api.list()])
+        for collection in ("checks", "entities", "filters", "handlers", "hooks", "mutators"):
+            getattr(client, collection).delete("thing")
+            seen[f"{collection} left"] = [t.metadata["name"] for t in getattr(client, collection).list()]
+        try:
+            list(client.assets.list())
+        except sensu_go.errors.ResponseError as exc:
+            seen["assets"] = exc.status
+        return seen
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            key = admin_headers(backend)["Authorization"].removeprefix("Key ")
+            seen = await trio.to_thread.run_sync(drive, addresses.api_url, key)
+            nursery.cancel_scope.cancel()
+    for collection in specs:
+        assert seen[collection] == ({"v": "2"}, ["thing"]), collection
+        assert seen[f"{collection} left"] == [], collection
+    assert seen["assets"] == 501
