@@ -73,9 +73,10 @@ class ResourceService:
         changes = [(*key, resource) for key, resource in self._changes.items()]
         return [*changes, extra] if extra is not None else changes
 
-    def list(self, kind: str, namespace: str) -> list[Any]:
+    def list(self, kind: str, namespace: str | None) -> list[Any]:
+        """The resources of ``kind`` in ``namespace`` (None: in every namespace)."""
         items: list[Any] = getattr(self.current, _LISTS[kind])
-        return [r for r in items if (r.metadata.namespace or DEFAULT_NAMESPACE) == namespace]
+        return [r for r in items if namespace is None or (r.metadata.namespace or DEFAULT_NAMESPACE) == namespace]
 
     def get(self, kind: str, namespace: str, name: str) -> Any:
         return next((r for r in self.list(kind, namespace) if r.metadata.name == name), None)

@@ -73,10 +73,12 @@ class Silences:
     def _remember(self, entry: Silenced) -> None:
         self._entries.setdefault(entry.metadata.namespace or DEFAULT_NAMESPACE, {})[entry.metadata.name] = entry
 
-    def list(self, namespace: str) -> list[Silenced]:
+    def list(self, namespace: str | None) -> list[Silenced]:
+        """The silences in force in ``namespace`` (None: in every namespace)."""
         now = self._wall_clock()
-        entries = self._entries.get(namespace, {})
-        return [entries[name] for name in sorted(entries) if not is_expired(entries[name], now)]
+        namespaces = [namespace] if namespace is not None else sorted(self._entries)
+        entries = [self._entries.get(ns, {}) for ns in namespaces]
+        return [each[name] for each in entries for name in sorted(each) if not is_expired(each[name], now)]
 
     async def put(self, entry: Silenced) -> Silenced:
         """Create or replace a silence (Sensu's defaults for begin and expire_at filled)."""

@@ -108,3 +108,30 @@ async def test_the_sensu_go_client_lists_pages_and_deletes_only_what_its_selecto
     assert seen["named"] == ["c001", "c002"]
     assert seen["failing"] == ["backup"]
     assert seen["left"] == sorted(name for name, team in teams.items() if team == "dev")
+
+
+async def test_lists_across_namespaces_at_the_kinds_own_path(tmp_path: Path) -> None:
+    """``/api/core/v2/{kind}`` lists every namespace's resources, with the same parameters."""
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                for namespace in ("default", "staging"):
+                    base = f"/api/core/v2/namespaces/{namespace}"
+                    assert (await client.put(f"{base}/checks/disk", json=check("disk", "ops"))).status_code == 201
+                    entity = {"metadata": {"name": f"router-{namespace}"}}
+                    assert (await client.post(f"{base}/entities", json=entity)).status_code == 201
+                    silence = {"check": "disk", "reason": namespace}
+                    assert (await client.post(f"{base}/silenced", json=silence)).status_code == 201
+                found = {kind: (await client.get(f"/api/core/v2/{kind}")).json()
+                         for kind in ("checks", "entities", "silenced")}  # fmt: skip
+                staging = await client.get(
+                    "/api/core/v2/checks", params={"fieldSelector": "check.namespace == staging"}
+                )
+                unknown = await client.get("/api/core/v2/chekcs")
+            nursery.cancel_scope.cancel()
+    for kind, items in found.items():
+        assert sorted(i["metadata"]["namespace"] for i in items) == ["default", "staging"], kind
+    assert [c["metadata"]["namespace"] for c in staging.json()] == ["staging"]
+    assert unknown.status_code == 404

@@ -42,7 +42,7 @@ def entity_routes(store: StoreService, entities: EntityService, writer: Writer) 
         return data
 
     async def list_entities(request: Request) -> Response:
-        found = await store.list_entities(request.path_params["namespace"])
+        found = await store.list_entities(request.path_params.get("namespace"))
         return listed(request, "Entity", found, named, entity_json)
 
     async def get_entity(request: Request) -> Response:
@@ -79,6 +79,7 @@ def entity_routes(store: StoreService, entities: EntityService, writer: Writer) 
         return Response(status_code=204)
 
     return [
+        Route("/api/core/v2/entities", list_entities, methods=["GET"]),  # across namespaces
         Route(ENTITIES, list_entities, methods=["GET"]),
         Route(ENTITIES + "/{entity}", get_entity, methods=["GET"]),
         Route(ENTITIES, write_entity, methods=["POST"]),

@@ -41,7 +41,7 @@ def kind_routes(resources: ResourceService, writer: Writer) -> list[Route]:
         kind = kind_of(request)
         if kind is None:
             return no_such_kind(request)
-        return listed(request, kind, resources.list(kind, request.path_params["namespace"]), named, encode)
+        return listed(request, kind, resources.list(kind, request.path_params.get("namespace")), named, encode)
 
     async def get_resource(request: Request) -> Response:
         kind, p = kind_of(request), request.path_params
@@ -78,6 +78,7 @@ def kind_routes(resources: ResourceService, writer: Writer) -> list[Route]:
         return Response(status_code=204)
 
     return [
+        Route("/api/core/v2/{kind}", list_resources, methods=["GET"]),  # across namespaces
         Route(RESOURCES, list_resources, methods=["GET"]),
         Route(RESOURCES, write_resource, methods=["POST"]),
         Route(RESOURCES + "/{name}", get_resource, methods=["GET"]),

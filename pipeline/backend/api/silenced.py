@@ -22,7 +22,7 @@ def silenced_routes(silences: Silences, writer: Writer) -> list[Route]:
     async def list_silenced(request: Request) -> Response:
         """Every silence; under ``/subscriptions/{subscription}`` or ``/checks/{check}`` those of one."""
         p = request.path_params
-        found = silences.list(p["namespace"])
+        found = silences.list(p.get("namespace"))
         if "subscription" in p:
             found = [e for e in found if e.subscription == p["subscription"]]
         if "check" in p:
@@ -64,6 +64,7 @@ def silenced_routes(silences: Silences, writer: Writer) -> list[Route]:
         return Response(status_code=204)
 
     return [
+        Route("/api/core/v2/silenced", list_silenced, methods=["GET"]),  # across namespaces
         Route(SILENCED, list_silenced, methods=["GET"]),
         Route(SILENCED + "/subscriptions/{subscription}", list_silenced, methods=["GET"]),
         Route(SILENCED + "/checks/{check}", list_silenced, methods=["GET"]),
