@@ -16,6 +16,7 @@ from pathlib import Path
 import trio
 
 from pipeline.backend.api import create_app
+from pipeline.backend.api.check_hooks import check_hook_routes
 from pipeline.backend.api.deadletters import ReplayResult, dead_letter_routes
 from pipeline.backend.api.entities import EntityService, entity_routes
 from pipeline.backend.api.events import event_routes
@@ -321,6 +322,7 @@ class Backend:
             dead_letter_routes(self.store, self.replay_dead_letter),
             silenced_routes(self.silences, writer),
             execute_routes(self.execute_check),
+            check_hook_routes(self.resource_service),
             key_routes(self.keys, self.store, guard),
             reload_routes(self.reload),
             kind_routes(self.resource_service, writer),  # after every fixed path: {kind} would match them

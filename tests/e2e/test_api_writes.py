@@ -165,3 +165,33 @@ async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(
         assert seen[collection] == ({"v": "2"}, ["thing"]), collection
         assert seen[f"{collection} left"] == [], collection
     assert seen["assets"] == 501
+
+
+async def test_hooks_assigned_to_a_check_and_taken_off_as_sensu_documents(tmp_path: Path) -> None:
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                for name in ("process_tree", "lsof"):
+                    hook = {"metadata": {"name": name}, "command": "ps aux", "timeout": 10}
+                    assert (await client.put(f"{NS}/hooks/{name}", json=hook)).status_code == 201
+                assert (await client.put(f"{NS}/checks/check_cpu", json=CPU)).status_code == 201
+                hooks = f"{NS}/checks/check_cpu/hooks/critical"
+                assigned = await client.put(hooks, json={"critical": ["process_tree"]})  # the documentation's example
+                again = await client.put(hooks, json={"critical": ["process_tree", "lsof"]})
+                after_assign = (await client.get(f"{NS}/checks/check_cpu")).json()["check_hooks"]
+                removed = await client.delete(f"{hooks}/hook/process_tree")
+                removed_again = await client.delete(f"{hooks}/hook/process_tree")
+                wrong_type = await client.put(hooks, json={"warning": ["lsof"]})
+                bad_type = await client.put(f"{NS}/checks/check_cpu/hooks/sometimes", json={"sometimes": ["lsof"]})
+                no_check = await client.put(f"{NS}/checks/nope/hooks/critical", json={"critical": ["lsof"]})
+                after_remove = (await client.get(f"{NS}/checks/check_cpu")).json()["check_hooks"]
+            nursery.cancel_scope.cancel()
+    assert (assigned.status_code, again.status_code) == (201, 201)
+    assert after_assign == [{"critical": ["process_tree", "lsof"]}]
+    assert (removed.status_code, removed_again.status_code) == (204, 404)
+    assert removed_again.json()["message"] == "check check_cpu has no critical hook process_tree"
+    assert (wrong_type.status_code, bad_type.status_code, no_check.status_code) == (400, 400, 404)
+    assert bad_type.json()["message"].startswith("spec.check_hooks[1].sometimes: hook type must be")
+    assert after_remove == [{"critical": ["lsof"]}]
