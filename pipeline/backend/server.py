@@ -25,6 +25,7 @@ from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
 from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
+from pipeline.backend.resource_routes import resource_routes
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.backend.throttle import AuthGuard
@@ -102,6 +103,7 @@ class Backend:
             check=self._check_resources,
             changed=self._resources_changed,
             skipped=self._resource_skipped,
+            metrics=self.metrics,
         )
         self.transport: TransportServer | None = None
         env = plugin_environment(config.plugin_dirs)
@@ -303,7 +305,8 @@ class Backend:
         guard = AuthGuard(self.metrics)  # one throttle for logins, API keys and ingest keys alike
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            guard, change_handlers=self.config.change_handlers)  # fmt: skip
-        routes = [*key_routes(self.keys, self.store, guard), *reload_routes(self.reload), *push]
+        routes = [*key_routes(self.keys, self.store, guard), *reload_routes(self.reload), *push,
+                  *resource_routes(self.resource_service, self.silences)]  # fmt: skip
         app = create_app(self.store, self.eventd.offer, self.metrics, entities=entities,
                          replay=self.replay_dead_letter, extra_routes=routes,
                          delete_event=self.delete_event, silences=self.silences,

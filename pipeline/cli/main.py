@@ -49,9 +49,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     for daemon in daemon_commands.values():
         daemon.add_argument(CONFIG_FILE_FLAG, type=Path, help="YAML file of settings (long flag names as keys)")
 
-    validate = commands.add_parser("validate", help="check a resource directory and report every error")
-    validate.add_argument("directory", type=Path)
-    validate.set_defaults(func=operator.cmd_validate)
+    validate = commands.add_parser("validate", help="check a resource file or directory: every error, and warnings")
+    validate.add_argument("path", type=Path, help="a YAML or JSON resource file, or a directory of them")
+    validate.set_defaults(func=resources.cmd_validate)
 
     event = commands.add_parser("event", help="list and inspect events")
     event_commands = event.add_subparsers(dest="event_command", required=True, metavar="SUBCOMMAND")
@@ -95,8 +95,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     key_revoke = key_commands.add_parser("revoke", help="revoke a key created through the API")
     key_revoke.add_argument("id")
     key_revoke.set_defaults(func=operator.cmd_key_revoke)
-    create = commands.add_parser("create", help="apply resource YAML through the API")
-    create.add_argument("-f", "--file", type=Path, required=True, help="a YAML file or a directory of them")
+    create = commands.add_parser("create", help="apply resource files through the API, all or nothing")
+    create.add_argument("-f", "--file", type=Path, required=True, help="a YAML or JSON file, or a directory of them")
     create.set_defaults(func=resources.cmd_create)
     get = commands.add_parser(
         "get", help="list resources: checks, hooks, handlers, filters, mutators, pipelines, silenced"

@@ -75,10 +75,12 @@ async def test_a_check_created_through_the_api_runs_on_a_connected_agent_and_sur
     assert [c["metadata"]["name"] for c in listed] == ["made-by-api"]
     assert bad.status_code == 400
     assert bad.json()["message"] == "spec.interval: expected integer, got string 'often'"
-    assert dangling.status_code == 400
-    assert "no Handler 'ghost'" in dangling.json()["message"]
+    assert dangling.status_code == 201  # resources arrive in any order, as in Sensu Go: a warning, not a refusal
     assert pipeline.status_code == 201
     assert in_use.status_code == 409
+    assert in_use.json()["message"] == (
+        "still in use: handler 'capture' is named by check 'made-by-api' (handlers), pipeline 'p' (workflows[0].handler)"
+    )
     assert (kept.status_code, kept.json()["command"]) == (200, "echo hello from the API")
     assert gone.status_code == 404
 

@@ -1,0 +1,124 @@
+"""Resource files from outside: ``pipeline validate`` and ``pipeline create -f`` print the same
+errors for the same file, and ``create -f`` applies a file all or nothing, against a running backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from tests.support import admin_headers, loopback_backend, pipeline_command, write_config
+
+pytestmark = pytest.mark.e2e
+
+NS = "/api/core/v2/namespaces/default"
+Cli = Callable[..., Awaitable[tuple[int, str, str]]]
+
+BROKEN = """\
+type: CheckConfig
+api_version: core/v2
+metadata: {name: good}
+spec: {command: x, interval: 10, subscriptions: [web]}
+---
+type: CheckConfig
+api_version: core/v2
+metadata: {name: bad}
+spec:
+  command: x
+  interval: often
+  subscriptions: [web]
+"""
+
+
+@asynccontextmanager
+async def backend_and_cli(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Cli]]:
+    """A running backend with no resources, an API client and the ``pipeline`` command for it."""
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    async with trio.open_nursery() as nursery:
+        url = (await nursery.start(backend.run)).api_url
+
+        async def cli(*args: str) -> tuple[int, str, str]:
+            command = pipeline_command(*args, "--api-url", url, "--data", str(tmp_path / "data"))
+            done = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False)
+            return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+        async with httpx.AsyncClient(base_url=url, headers=admin_headers(backend)) as client:
+            yield client, cli
+        nursery.cancel_scope.cancel()
+
+
+async def validate(path: Path) -> tuple[int, str, str]:
+    done = await trio.run_process(pipeline_command("validate", str(path)), capture_stdout=True, capture_stderr=True,
+                                  check=False)  # fmt: skip
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_validate_and_create_print_the_same_error_lines_and_nothing_is_applied(tmp_path: Path) -> None:
+    file = tmp_path / "checks.yml"
+    file.write_text(BROKEN)
+    with trio.fail_after(60):
+        async with backend_and_cli(tmp_path) as (client, cli):
+            checked = await validate(file)
+            created = await cli("create", "-f", str(file))
+            checked_dir = await validate(tmp_path)  # the directory: the same line for the same file
+            listed = (await client.get(f"{NS}/checks")).json()
+    expected = [
+        f"{file}: line 11: document 2: CheckConfig 'bad': spec.interval: expected integer, got string 'often'",
+        f"1 error(s) in {file}",
+    ]
+    assert checked == (1, "", "\n".join(expected) + "\n")
+    assert created[0] == 1
+    assert created[2].splitlines() == [*expected, "nothing applied"]
+    assert checked_dir[2].splitlines()[0] == expected[0]
+    assert listed == []  # the good check was not applied either
+
+
+async def test_a_refusal_only_the_backend_can_make_changes_nothing(tmp_path: Path) -> None:
+    """A handler set loop formed with a handler the API already has: the file is valid alone."""
+    file = tmp_path / "sets.yml"
+    file.write_text(
+        "type: CheckConfig\napi_version: core/v2\nmetadata: {name: c}\nspec: {command: x, interval: 10,"
+        " subscriptions: [web], handlers: [b]}\n---\n"
+        "type: Handler\napi_version: core/v2\nmetadata: {name: b}\nspec:\n  type: set\n  handlers: [a]\n"
+    )
+    with trio.fail_after(60):
+        async with backend_and_cli(tmp_path) as (client, cli):
+            assert (await client.put(f"{NS}/handlers/a", json={"type": "set", "handlers": ["b"]})).status_code == 201
+            checked = await validate(file)
+            created = await cli("create", "-f", str(file))
+            checks = (await client.get(f"{NS}/checks")).json()
+            handlers = [h["metadata"]["name"] for h in (await client.get(f"{NS}/handlers")).json()]
+    assert checked[0] == 0
+    assert checked[2] == f"warning: {file}: line 11: document 2: Handler 'b': spec.handlers[0]: no Handler 'a'\n"
+    assert created[0] == 1
+    assert created[2].splitlines()[-2:] == [
+        f"{file}: line 11: document 2: Handler 'b': spec.handlers: handler sets loop: b -> a -> b",
+        "nothing applied",
+    ]
+    assert (checks, handlers) == ([], ["a"])
+
+
+async def test_the_apply_endpoint_takes_all_or_nothing(tmp_path: Path) -> None:
+    check = {"type": "CheckConfig", "api_version": "core/v2", "metadata": {"name": "one"},
+             "spec": {"command": "x", "interval": 10, "subscriptions": ["web"]}}  # fmt: skip
+    silence = {"type": "Silenced", "api_version": "core/v2", "metadata": {}, "spec": {"check": "one"}}
+    bad = {**check, "metadata": {"name": "two"}, "spec": {"command": "x", "interval": -1}}
+    with trio.fail_after(60):
+        async with backend_and_cli(tmp_path) as (client, _):
+            refused = await client.post("/api/pipeline/v1/apply", json=[check, silence, bad])
+            before = ((await client.get(f"{NS}/checks")).json(), (await client.get(f"{NS}/silenced")).json())
+            applied = await client.post("/api/pipeline/v1/apply", json=[check, silence])
+            after = [c["metadata"]["name"] for c in (await client.get(f"{NS}/checks")).json()]
+            silenced = [s["metadata"]["name"] for s in (await client.get(f"{NS}/silenced")).json()]
+    assert refused.status_code == 400
+    assert refused.json()["message"] == "nothing applied: 1 document(s) refused"
+    (error,) = refused.json()["errors"]
+    assert (error["document"], error["field"]) == (3, "spec.interval")
+    assert before == ([], [])
+    assert applied.status_code == 200
+    assert applied.json()["applied"] == ["CheckConfig default/one", "Silenced default/*:one"]
+    assert (after, silenced) == (["one"], ["*:one"])
