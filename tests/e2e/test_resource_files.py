@@ -35,9 +35,9 @@ spec:
 
 
 @asynccontextmanager
-async def backend_and_cli(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Cli]]:
-    """A running backend with no resources, an API client and the ``pipeline`` command for it."""
-    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+async def backend_and_cli(tmp_path: Path, config: str = "---\n") -> AsyncIterator[tuple[httpx.AsyncClient, Cli]]:
+    """A running backend on ``config``, an API client and the ``pipeline`` command for it."""
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", config))
     async with trio.open_nursery() as nursery:
         url = (await nursery.start(backend.run)).api_url
 
@@ -122,3 +122,96 @@ async def test_the_apply_endpoint_takes_all_or_nothing(tmp_path: Path) -> None:
     assert applied.status_code == 200
     assert applied.json()["applied"] == ["CheckConfig default/one", "Silenced default/*:one"]
     assert (after, silenced) == (["one"], ["*:one"])
+
+
+DUMP = """\
+type: Namespace
+api_version: core/v2
+metadata: {}
+spec: {name: default}
+---
+type: Entity
+api_version: core/v2
+metadata: {name: router1, labels: {site: lyon}}
+spec: {entity_class: proxy, subscriptions: [snmp], last_seen: 0, deregister: false, deregistration: {}}
+---
+type: Handler
+api_version: core/v2
+metadata: {name: slack}
+spec: {type: pipe, command: cat}
+"""
+
+
+async def test_a_dump_with_an_entity_through_create_and_in_the_config_directory(tmp_path: Path) -> None:
+    file = tmp_path / "dump.yml"
+    file.write_text(DUMP)
+    with trio.fail_after(60):
+        async with backend_and_cli(tmp_path) as (client, cli):
+            created = await cli("create", "-f", str(file))
+            entity = (await client.get(f"{NS}/entities/router1")).json()
+            handlers = [h["metadata"]["name"] for h in (await client.get(f"{NS}/handlers")).json()]
+        async with backend_and_cli(tmp_path / "second", DUMP) as (client, _):  # the same file as the config directory
+            registered = (await client.get(f"{NS}/entities/router1")).json()
+    assert created[0] == 0, created
+    assert created[1].splitlines()[-1] == "3 of 3 resources saved"
+    assert (entity["metadata"]["labels"], entity["subscriptions"]) == ({"site": "lyon"}, ["snmp"])
+    assert handlers == ["slack"]
+    assert (registered["entity_class"], registered["subscriptions"]) == ("proxy", ["snmp"])
+
+
+async def test_deleting_what_is_named_is_refused_naming_who_and_dangling_names_are_on_metrics(tmp_path: Path) -> None:
+    config = """\
+type: CheckConfig
+api_version: core/v2
+metadata: {name: cpu}
+spec: {command: x, interval: 10, subscriptions: [web], handlers: [team, nobody], check_hooks: [{critical: [ps]}]}
+---
+type: HookConfig
+api_version: core/v2
+metadata: {name: ps}
+spec: {command: ps}
+---
+type: Handler
+api_version: core/v2
+metadata: {name: team}
+spec: {type: set, handlers: [slack]}
+---
+type: Handler
+api_version: core/v2
+metadata: {name: slack}
+spec: {type: pipe, command: cat, filters: [only-prod], mutator: trim}
+---
+type: EventFilter
+api_version: core/v2
+metadata: {name: only-prod}
+spec: {action: allow, expressions: ["event.entity.name == 'x'"]}
+---
+type: Mutator
+api_version: core/v2
+metadata: {name: trim}
+spec: {type: pipe, command: cat}
+"""
+    with trio.fail_after(60):
+        async with backend_and_cli(tmp_path, config) as (client, _):
+            refused = {path: await client.delete(f"{NS}/{path}") for path in
+                       ("hooks/ps", "handlers/slack", "handlers/team", "filters/only-prod", "mutators/trim")}  # fmt: skip
+            metrics = (await client.get("/metrics")).text
+            accepted = await client.put(
+                f"{NS}/pipelines/p", json={"workflows": [{"name": "w", "handler": {"name": "x"}}]}
+            )
+            metrics_after = (await client.get("/metrics")).text
+            assert (await client.delete(f"{NS}/checks/cpu")).status_code == 204
+            freed = await client.delete(f"{NS}/hooks/ps")
+    assert {path: r.status_code for path, r in refused.items()} == dict.fromkeys(refused, 409)
+    assert {path: r.json()["message"] for path, r in refused.items()} == {
+        "hooks/ps": "still in use: hook 'ps' is named by check 'cpu' (check_hooks)",
+        "handlers/slack": "still in use: handler 'slack' is named by handler 'team' (handlers)",
+        "handlers/team": "still in use: handler 'team' is named by check 'cpu' (handlers)",
+        "filters/only-prod": "still in use: filter 'only-prod' is named by handler 'slack' (filters)",
+        "mutators/trim": "still in use: mutator 'trim' is named by handler 'slack' (mutator)",
+    }
+    assert 'pipeline_resources_dangling_references{kind="CheckConfig"} 1.0' in metrics
+    assert 'pipeline_resources_dangling_references{kind="Pipeline"} 0.0' in metrics
+    assert accepted.status_code == 201
+    assert 'pipeline_resources_dangling_references{kind="Pipeline"} 1.0' in metrics_after
+    assert freed.status_code == 204
