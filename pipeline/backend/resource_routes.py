@@ -7,6 +7,11 @@ store transaction (under ResourceService's lock, so no other change interleaves)
 400 listing each refused document by its number in the list (1-based), its field and why; then
 nothing has changed. Silences go to the silences service after the resources (validated with
 them first). Entities have their own API (``PUT .../entities/{name}``) and are refused here.
+
+Where a resource comes from (the config directory or the API, whose change wins) is listed
+apart, at ``GET /api/pipeline/v1/resources/origins``, so that Sensu's JSON of each resource
+stays as Sensu's clients read and write it back; ``DELETE /api/pipeline/v1/overrides/{kind}/
+{namespace}/{name}`` drops the API's change and runs the config files' version again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pipeline.backend.resources import ResourceService
+from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.config.loader import resource_from_document
 from pipeline.errors import DocumentsRefused, ValidationError
@@ -29,6 +34,8 @@ from pipeline.model.pipeline import Silenced
 log = get_logger("backend.resource_routes")
 
 APPLY = "/api/pipeline/v1/apply"
+ORIGINS = "/api/pipeline/v1/resources/origins"
+OVERRIDES = "/api/pipeline/v1/overrides/{kind}/{namespace}/{name}"
 #: Documents one apply takes at most (a sensuctl dump of a large site holds a few thousand).
 MAX_DOCUMENTS = 10_000
 
@@ -59,7 +66,25 @@ def resource_routes(resources: ResourceService, silences: Silences) -> list[Rout
         log.info("documents applied", count=len(applied))
         return JSONResponse({"applied": applied})
 
-    return [Route(APPLY, apply, methods=["POST"])]
+    async def origins(request: Request) -> Response:
+        """Where each running resource comes from: ``file`` (the config directory) or ``api``."""
+        found = [{"type": kind, "namespace": namespace, "name": name, "source": source}
+                 for kind, namespace, name, source in resources.origins()]  # fmt: skip
+        return JSONResponse(found)
+
+    async def revert(request: Request) -> Response:
+        p = request.path_params
+        kind = API_KINDS.get(p["kind"])
+        try:
+            reverted = kind is not None and await resources.revert(kind, p["namespace"], p["name"])
+        except ValidationError as exc:
+            return error_response(409, str(exc))
+        if not reverted:
+            return error_response(404, f"{p['kind']} {p['name']!r} in namespace {p['namespace']} has no API change")
+        return Response(status_code=204)
+
+    return [Route(APPLY, apply, methods=["POST"]), Route(ORIGINS, origins, methods=["GET"]),
+            Route(OVERRIDES, revert, methods=["DELETE"])]  # fmt: skip
 
 
 def _documents(body: Any) -> list[dict[str, Any]]:

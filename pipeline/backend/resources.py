@@ -24,7 +24,7 @@ import trio
 
 from pipeline.config.diff import ResourceDiff, diff, label
 from pipeline.config.loader import resource_from_document
-from pipeline.config.overlay import Change, key_of, overlay
+from pipeline.config.overlay import Change, all_resources, key_of, overlay
 from pipeline.errors import (
     ConfigError,
     ConfigErrors,
@@ -55,6 +55,7 @@ Key = tuple[str, str, str]
 Changes = list[Change]
 Keys = list[Key]
 Documents = list[Any]
+Origins = list[tuple[str, str, str, str]]
 
 
 class ResourceService:
@@ -160,6 +161,44 @@ class ResourceService:
             await self._apply([(kind, namespace, name, None)], [None])
         log.info("resource deleted", kind=kind, namespace=namespace, name=name)
         return True
+
+    def origins(self) -> Origins:
+        """(kind, namespace, name, ``file`` or ``api``) of every running resource (silences have
+        their own service: not here)."""
+        keys = [key_of(r) for r in all_resources(self.current)]
+        return [(*key, self.origin(*key)) for key in keys if key[0] != "Silenced"]
+
+    async def revert(self, kind: str, namespace: str, name: str) -> bool:
+        """Drop the API's change of a resource: the config files' version runs again (or none,
+        if the files have none: refused like a delete while something names it). False when the
+        API has not changed it."""
+        key = (kind, namespace, name)
+        async with self._lock:
+            if key not in self._changes:
+                return False
+            remaining = [change for change in self._changed_list() if change[:3] != key]
+            candidate = overlay(self.base, remaining)
+            named_by = referrers(self.current, kind, namespace, name)
+            if named_by and self._find(candidate, key) is None:
+                raise ResourceInUse(kind, name, named_by, word=WORDS.get(kind, kind))
+            problems = candidate.reference_errors()
+            if problems:
+                raise ValidationError(
+                    problems[0].path, f"{problems[0].kind} {problems[0].name!r}: {problems[0].message}"
+                )
+            self._check(candidate)
+            await self.store.forget_resource(*key)
+            del self._changes[key]
+            self.current = candidate
+            self._report_dangling(candidate, only=set())
+            if self._changed is not None:
+                await self._changed(candidate)
+        log.info("resource reverted to the config files' version", kind=kind, namespace=namespace, name=name)
+        return True
+
+    @staticmethod
+    def _find(resources: Resources, key: Key) -> Any:
+        return next((r for r in all_resources(resources) if key_of(r) == key), None)
 
     async def reload(self, base: Resources) -> tuple[ResourceDiff, Sequence[str]]:
         """Run ``base`` (the directory's resources, loaded and valid on their own) under the API's

@@ -109,6 +109,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     delete.add_argument("kind")
     delete.add_argument("name")
     delete.set_defaults(func=resources.cmd_delete)
+    revert = commands.add_parser("revert", help="drop the API's change of a resource: the config files' version runs")
+    revert.add_argument("kind")
+    revert.add_argument("name")
+    revert.set_defaults(func=resources.cmd_revert)
     check = commands.add_parser("check", help="run a check once, now, on its agents")
     check_commands = check.add_subparsers(dest="check_command", required=True)
     check_execute = check_commands.add_parser("execute", help="Sensu's ad hoc execution, whatever the schedule")
@@ -119,7 +123,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     reload = commands.add_parser("reload", help="read the backend's configuration directory again and apply it")
     reload.set_defaults(func=operator.cmd_reload)
     operator_commands = (event_list, event_info, entity_list, deadletter_list, deadletter_replay, timeline,
-                         key_create, key_list, key_revoke, create, get, delete, check_execute, reload)  # fmt: skip
+                         key_create, key_list, key_revoke, create, get, delete, revert, check_execute,
+                         reload)  # fmt: skip
     for sub in operator_commands:
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")

@@ -23,6 +23,7 @@ from pipeline.model.entity import Entity
 KINDS = {"filters": "EventFilter", "mutators": "Mutator", "hooks": "HookConfig", "handlers": "Handler",
          "pipelines": "Pipeline", "checks": "CheckConfig", "silenced": "Silenced"}  # fmt: skip
 APPLY = "/api/pipeline/v1/apply"
+ORIGINS = "/api/pipeline/v1/resources/origins"
 
 
 def report(loaded: Loaded, path: Path) -> bool:
@@ -119,8 +120,29 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=2))
         return 0
     columns = COLUMNS[args.kind]
+    if args.kind != "silenced":  # where each comes from: the config directory or the API (which wins)
+        sources = _sources(args)
+        columns = [*columns, ("source", lambda item: sources.get((args.namespace, _name(item)), ""))]
     rows = [[cell(item) for _, cell in columns] for item in found]
     return show(found, args, f"no {args.kind}", [header for header, _ in columns], rows)
+
+
+def _sources(args: argparse.Namespace) -> dict[tuple[str, str], str]:
+    """(namespace, name) -> ``file`` or ``api`` for the resources of ``args.kind``."""
+    kind = KINDS[args.kind]
+    origins = api_get(args, ORIGINS)
+    return {(o["namespace"], o["name"]): o["source"] for o in origins if o["type"] == kind}
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    """Drop the API's change of a resource: the config directory's version runs again."""
+    if args.kind not in KINDS or args.kind == "silenced":
+        print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(k for k in KINDS if k != 'silenced')})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    api_request(args, "DELETE", f"/api/pipeline/v1/overrides/{args.kind}/{args.namespace}/{args.name}", expect=204)
+    print(f"{args.kind} {args.name!r}: the config directory's version runs again")
+    return 0
 
 
 Item = dict[str, Any]

@@ -215,3 +215,43 @@ spec: {type: pipe, command: cat}
     assert accepted.status_code == 201
     assert 'pipeline_resources_dangling_references{kind="Pipeline"} 1.0' in metrics_after
     assert freed.status_code == 204
+
+
+async def test_get_shows_where_each_resource_comes_from_and_revert_brings_the_files_version_back(
+    tmp_path: Path,
+) -> None:
+    config = """\
+type: Handler
+api_version: core/v2
+metadata: {name: slack}
+spec: {type: pipe, command: from-the-file}
+---
+type: Handler
+api_version: core/v2
+metadata: {name: email}
+spec: {type: pipe, command: mail}
+"""
+    with trio.fail_after(60):
+        async with backend_and_cli(tmp_path, config) as (client, cli):
+            assert (
+                await client.put(f"{NS}/handlers/slack", json={"type": "pipe", "command": "from-the-api"})
+            ).status_code == 201
+            assert (
+                await client.put(f"{NS}/handlers/pager", json={"type": "pipe", "command": "page"})
+            ).status_code == 201
+            assert (await client.put(f"{NS}/checks/c", json={"command": "x", "interval": 10, "subscriptions": ["w"],
+                                                             "handlers": ["pager"]})).status_code == 201  # fmt: skip
+            listed = await cli("get", "handlers")
+            origins = (await client.get("/api/pipeline/v1/resources/origins")).json()
+            reverted = await cli("revert", "handlers", "slack")
+            slack = (await client.get(f"{NS}/handlers/slack")).json()
+            again = await cli("revert", "handlers", "slack")
+            in_use = await client.delete("/api/pipeline/v1/overrides/handlers/default/pager")
+    rows = {line.split()[0]: line.split()[-1] for line in listed[1].splitlines()[2:]}
+    assert rows == {"email": "file", "pager": "api", "slack": "api"}
+    assert {"type": "Handler", "namespace": "default", "name": "email", "source": "file"} in origins
+    assert reverted == (0, "handlers 'slack': the config directory's version runs again\n", "")
+    assert slack["command"] == "from-the-file"
+    assert again[0] == 1
+    assert "has no API change" in again[2]
+    assert (in_use.status_code, in_use.json()["message"]) == (409, "handler 'pager' is named by check 'c' (handlers)")
