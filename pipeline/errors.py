@@ -6,7 +6,9 @@ Hierarchy::
     ├── ValidationError           a value that does not fit the model (path, message)
     │   ├── EventTooLarge         an event over the maximum event size (size, limit)
     │   ├── MalformedJsonError    bytes that are not acceptable JSON (reason, line, column)
-    │   └── SelectorError         a label or field selector that does not parse (selector, position)
+    │   ├── SelectorError         a label or field selector that does not parse (selector, position)
+    │   └── ResourceInUse         a resource others still name cannot be deleted (kind, name, referrers)
+    ├── DocumentsRefused          documents applied together, refused together (index, error) each
     ├── ConfigError               a resource file that does not load (file, document, resource, path)
     ├── ConfigErrors              every ConfigError of a directory, reported together
     ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
@@ -158,3 +160,23 @@ class SelectorError(ValidationError):
 
     def within(self, prefix: str) -> ValidationError:
         return self  # already names its parameter and its text
+
+
+class ResourceInUse(ValidationError):
+    """A resource that other resources still name cannot be deleted: ``referrers`` says who, each
+    as ``check 'check-cpu' (handlers)``."""
+
+    def __init__(self, kind: str, name: str, referrers: list[str], *, word: str = "") -> None:
+        self.kind = kind
+        self.name = name
+        self.referrers = referrers
+        super().__init__("", f"{word or kind} {name!r} is named by {', '.join(referrers)}")
+
+
+class DocumentsRefused(PipelineError):
+    """Documents applied all or nothing, refused: ``errors`` holds (index of the document in the
+    batch, or -1 for the whole batch, and the error naming the field)."""
+
+    def __init__(self, errors: list[tuple[int, ValidationError]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"document {i + 1}: {e}" if i >= 0 else str(e) for i, e in errors))

@@ -164,6 +164,7 @@ class BackendMetrics:
     http: HttpMetrics
     store: StoreMetrics
     resources_skipped: Counter
+    resources_dangling: Gauge
 
     @classmethod
     def create(
@@ -281,6 +282,12 @@ class BackendMetrics:
             resources_skipped=Counter(
                 "pipeline_resources_skipped",
                 "Stored resources that no longer load, skipped at start",
+                ["kind"],
+                registry=r,
+            ),
+            resources_dangling=Gauge(
+                "pipeline_resources_dangling_references",
+                "Names in the running resources that point at no resource, by the kind of the resource naming it",
                 ["kind"],
                 registry=r,
             ),

@@ -35,6 +35,7 @@ from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
 from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
+from pipeline.backend.resource_routes import resource_routes
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.silences import Silences
 from pipeline.backend.throttle import AuthGuard
@@ -112,6 +113,7 @@ class Backend:
             check=self._check_resources,
             changed=self._resources_changed,
             skipped=self._resource_skipped,
+            metrics=self.metrics,
         )
         self.transport: TransportServer | None = None
         env = plugin_environment(config.plugin_dirs)
@@ -325,6 +327,7 @@ class Backend:
             check_hook_routes(self.resource_service),
             key_routes(self.keys, self.store, guard),
             reload_routes(self.reload),
+            resource_routes(self.resource_service, self.silences),
             kind_routes(self.resource_service, writer),  # after every fixed path: {kind} would match them
             push,  # last: the push formats' paths are catch-alls of two segments
         )

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.loader import StrictLoader, yaml_error
+from pipeline.config.strict_yaml import StrictLoader, yaml_error
 from pipeline.errors import ConfigError
 
 CONFIG_FILE_FLAG = "--config-file"

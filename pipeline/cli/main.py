@@ -49,9 +49,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     for daemon in daemon_commands.values():
         daemon.add_argument(CONFIG_FILE_FLAG, type=Path, help="YAML file of settings (long flag names as keys)")
 
-    validate = commands.add_parser("validate", help="check a resource directory and report every error")
-    validate.add_argument("directory", type=Path)
-    validate.set_defaults(func=operator.cmd_validate)
+    validate = commands.add_parser("validate", help="check a resource file or directory: every error, and warnings")
+    validate.add_argument("path", type=Path, help="a YAML or JSON resource file, or a directory of them")
+    validate.set_defaults(func=resources.cmd_validate)
 
     event = commands.add_parser("event", help="list and inspect events")
     event_commands = event.add_subparsers(dest="event_command", required=True, metavar="SUBCOMMAND")
@@ -95,8 +95,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     key_revoke = key_commands.add_parser("revoke", help="revoke a key created through the API")
     key_revoke.add_argument("id")
     key_revoke.set_defaults(func=operator.cmd_key_revoke)
-    create = commands.add_parser("create", help="apply resource YAML through the API")
-    create.add_argument("-f", "--file", type=Path, required=True, help="a YAML file or a directory of them")
+    create = commands.add_parser("create", help="apply resource files through the API, all or nothing")
+    create.add_argument("-f", "--file", type=Path, required=True, help="a YAML or JSON file, or a directory of them")
     create.set_defaults(func=resources.cmd_create)
     get = commands.add_parser(
         "get", help="list resources: checks, hooks, handlers, filters, mutators, pipelines, silenced"
@@ -109,6 +109,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     delete.add_argument("kind")
     delete.add_argument("name")
     delete.set_defaults(func=resources.cmd_delete)
+    revert = commands.add_parser("revert", help="drop the API's change of a resource: the config files' version runs")
+    revert.add_argument("kind")
+    revert.add_argument("name")
+    revert.set_defaults(func=resources.cmd_revert)
     check = commands.add_parser("check", help="run a check once, now, on its agents")
     check_commands = check.add_subparsers(dest="check_command", required=True)
     check_execute = check_commands.add_parser("execute", help="Sensu's ad hoc execution, whatever the schedule")
@@ -119,7 +123,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     reload = commands.add_parser("reload", help="read the backend's configuration directory again and apply it")
     reload.set_defaults(func=operator.cmd_reload)
     operator_commands = (event_list, event_info, entity_list, deadletter_list, deadletter_replay, timeline,
-                         key_create, key_list, key_revoke, create, get, delete, check_execute, reload)  # fmt: skip
+                         key_create, key_list, key_revoke, create, get, delete, revert, check_execute,
+                         reload)  # fmt: skip
     for sub in operator_commands:
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")

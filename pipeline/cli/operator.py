@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 
-from pipeline.config import validate_directory
 from pipeline.logs import printable
 
 OUTPUT_WIDTH = 60
@@ -284,15 +283,4 @@ def cmd_reload(args: argparse.Namespace) -> int:
             print(f"  {what} {name}")
     for name in report["overridden_by_api"]:
         print(f"  kept the version changed through the API: {name}")
-    return 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    errors = validate_directory(args.directory)
-    for error in errors:
-        print(error, file=sys.stderr)
-    if errors:
-        print(f"{len(errors)} error(s) in {args.directory}", file=sys.stderr)
-        return 1
-    print(f"{args.directory}: ok")
     return 0

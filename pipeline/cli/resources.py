@@ -1,4 +1,4 @@
-"""``pipeline create -f``, ``pipeline get`` and ``pipeline delete``: resources through the API."""
+"""``pipeline validate`` and ``create -f`` (resource files), ``get`` and ``delete`` (resources through the API)."""
 
 from __future__ import annotations
 
@@ -9,65 +9,105 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+import httpx
 
-from pipeline.cli.operator import ApiError, api_get, api_request, first_line, local_time, refusal, show
-from pipeline.config.loader import StrictLoader, yaml_error, yaml_files
+from pipeline.cli.operator import api_get, api_request, first_line, local_time, refusal, show
+from pipeline.config.documents import Document, line_of
+from pipeline.config.loader import Loaded, load_path
+from pipeline.errors import ConfigError
+from pipeline.logs import printable
+from pipeline.model.codec import encode
+from pipeline.model.entity import Entity
 
-#: YAML kind -> API path segment, in the order that satisfies references when creating.
-API_PATHS = {"EventFilter": "filters", "Mutator": "mutators", "HookConfig": "hooks", "Handler": "handlers",
-             "Pipeline": "pipelines", "CheckConfig": "checks", "Silenced": "silenced"}  # fmt: skip
-KINDS = {path: kind for kind, path in API_PATHS.items()}
-
-
-def _documents(source: Path) -> list[tuple[str, int, Any]]:
-    files = yaml_files(source) if source.is_dir() else [source]
-    found = []
-    for path in files:
-        try:
-            for number, document in enumerate(yaml.load_all(path.read_text(), Loader=StrictLoader), start=1):
-                if document is not None:
-                    found.append((str(path), number, document))
-        except yaml.YAMLError as exc:
-            raise ApiError(str(yaml_error(str(path), exc))) from None
-        except (OSError, ValueError) as exc:  # ValueError: an integer over 4300 digits
-            raise ApiError(f"{path}: {exc}") from None
-    return found
+#: API path segment -> resource kind, for ``pipeline get`` and ``pipeline delete``.
+KINDS = {"filters": "EventFilter", "mutators": "Mutator", "hooks": "HookConfig", "handlers": "Handler",
+         "pipelines": "Pipeline", "checks": "CheckConfig", "silenced": "Silenced"}  # fmt: skip
+APPLY = "/api/pipeline/v1/apply"
+ORIGINS = "/api/pipeline/v1/resources/origins"
 
 
-def _order(item: tuple[str, int, Any]) -> tuple[int, int]:
-    document = item[2]
-    kind = document.get("type") if isinstance(document, dict) else None
-    rank = list(API_PATHS).index(kind) if kind in API_PATHS else len(API_PATHS)
-    is_set = isinstance(document, dict) and (document.get("spec") or {}).get("type") == "set"
-    return rank, 1 if is_set else 0  # sets after the handlers they name
+def report(loaded: Loaded, path: Path) -> bool:
+    """Print every error and warning of ``loaded`` on its own line (stderr); whether it has no error.
+    ``pipeline validate`` and ``pipeline create -f`` both print through here: the same lines."""
+    for error in loaded.errors:
+        print(printable(str(error)), file=sys.stderr)
+    for warning in loaded.warnings:
+        print(f"warning: {printable(str(warning))}", file=sys.stderr)
+    if loaded.errors:
+        print(f"{len(loaded.errors)} error(s) in {path}", file=sys.stderr)
+    return not loaded.errors
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a resource file or directory: every error, then the warnings; exit 1 on an error."""
+    loaded = load_path(args.path)
+    if not report(loaded, args.path):
+        return 1
+    warned = f" ({len(loaded.warnings)} warning(s))" if loaded.warnings else ""
+    print(f"{args.path}: ok{warned}")
+    return 0
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    """Apply every document of a file or directory, one progress line each; exit 1 if any failed."""
-    documents = sorted(_documents(args.file), key=_order)
-    failed = 0
-    for number, (file, index, document) in enumerate(documents, start=1):
-        kind = document.get("type") if isinstance(document, dict) else None
-        metadata = document.get("metadata") or {} if isinstance(document, dict) else {}
-        name, namespace = metadata.get("name", ""), metadata.get("namespace") or args.namespace
-        label = f"[{number}/{len(documents)}] {file}: document {index}: {kind} {name!r}"
-        if kind not in API_PATHS:
-            failed += 1
-            print(f"{label}: unknown type (expected one of {', '.join(API_PATHS)})")
+    """Apply every document of a file or directory, all or nothing: checked here as ``validate``
+    checks it, then sent in one request that the backend applies in one transaction."""
+    loaded = load_path(args.file, namespace=args.namespace)
+    if not report(loaded, args.file):
+        print("nothing applied", file=sys.stderr)
+        return 1
+    documents = [(document, kind, resource) for document, kind, resource in loaded.documents if kind != "Entity"]
+    body = [_with_namespace(document.data, kind, resource) for document, kind, resource in documents]
+    response = api_request(args, "POST", APPLY, json=body, timeout=60.0)
+    if response.status_code != 200:
+        for line in _refusals(response, [document for document, _, _ in documents]):
+            print(line, file=sys.stderr)
+        print("nothing applied", file=sys.stderr)
+        return 1
+    total = len(loaded.documents)
+    for number, (document, kind, resource) in enumerate(loaded.documents, start=1):
+        if kind == "Entity":
+            _put_entity(args, document, resource)
+        print(
+            f"[{number}/{total}] {document.file}: document {document.number}: {kind} {resource.metadata.name!r}: saved"
+        )
+    print(f"{total} of {total} resources saved")
+    return 0
+
+
+def _with_namespace(data: dict[str, Any], kind: str, resource: Any) -> dict[str, Any]:
+    """The document as written, with the namespace it was checked in (``--namespace`` when it names none)."""
+    if kind == "Namespace":
+        return data
+    metadata = {**(data.get("metadata") or {}), "namespace": resource.metadata.namespace}
+    return {**data, "metadata": metadata}
+
+
+def _refusals(response: httpx.Response, documents: list[Document]) -> list[str]:
+    """The backend's refusal, one line per refused document, located as a local error would be."""
+    try:
+        errors = response.json()["errors"]
+    except (ValueError, KeyError, TypeError):
+        return [f"pipeline: {refusal(response)}"]
+    lines = []
+    for error in errors:
+        number, path, message = error.get("document"), str(error.get("field") or ""), str(error.get("message"))
+        if not isinstance(number, int) or not 0 < number <= len(documents):
+            lines.append(printable(f"{response.request.url}: {message}"))
             continue
-        base = f"/api/core/v2/namespaces/{namespace}/{API_PATHS[kind]}"
-        if kind == "Silenced":
-            response = api_request(args, "POST", base, json={"metadata": metadata, **(document.get("spec") or {})})
-        else:
-            response = api_request(args, "PUT", f"{base}/{name}", json=document)
-        if response.status_code in (200, 201):
-            print(f"{label}: saved")
-        else:
-            failed += 1
-            print(f"{label}: {refusal(response)}")
-    print(f"{len(documents) - failed} of {len(documents)} resources saved")
-    return 1 if failed else 0
+        document = documents[number - 1]
+        metadata = document.data.get("metadata") or {}
+        label = f"{document.data.get('type')} {str(metadata.get('name', '')) or ''!r}"
+        text = ConfigError(document.file, f"{path}: {message}" if path else message, document=document.number,
+                           resource=label, line=line_of(document, path))  # fmt: skip
+        lines.append(printable(str(text)))
+    return lines
+
+
+def _put_entity(args: argparse.Namespace, document: Document, entity: Entity) -> None:
+    """An entity through Sensu Go's entities API (create or replace)."""
+    namespace = entity.metadata.namespace
+    path = f"/api/core/v2/namespaces/{namespace}/entities/{entity.metadata.name}"
+    api_request(args, "PUT", path, expect=201, json=encode(entity))
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -80,8 +120,29 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=2))
         return 0
     columns = COLUMNS[args.kind]
+    if args.kind != "silenced":  # where each comes from: the config directory or the API (which wins)
+        sources = _sources(args)
+        columns = [*columns, ("source", lambda item: sources.get((args.namespace, _name(item)), ""))]
     rows = [[cell(item) for _, cell in columns] for item in found]
     return show(found, args, f"no {args.kind}", [header for header, _ in columns], rows)
+
+
+def _sources(args: argparse.Namespace) -> dict[tuple[str, str], str]:
+    """(namespace, name) -> ``file`` or ``api`` for the resources of ``args.kind``."""
+    kind = KINDS[args.kind]
+    origins = api_get(args, ORIGINS)
+    return {(o["namespace"], o["name"]): o["source"] for o in origins if o["type"] == kind}
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    """Drop the API's change of a resource: the config directory's version runs again."""
+    if args.kind not in KINDS or args.kind == "silenced":
+        print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(k for k in KINDS if k != 'silenced')})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    api_request(args, "DELETE", f"/api/pipeline/v1/overrides/{args.kind}/{args.namespace}/{args.name}", expect=204)
+    print(f"{args.kind} {args.name!r}: the config directory's version runs again")
+    return 0
 
 
 Item = dict[str, Any]

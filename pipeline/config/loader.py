@@ -1,183 +1,151 @@
-"""Load Sensu Go resource YAML from a directory, reporting every error as a path.
+"""Load Sensu Go resource files, reporting every error as a path: the one loading and checking
+function of ``pipeline validate``, ``pipeline create -f``, the backend's start and its reload.
 
-Every ``*.yml`` and ``*.yaml`` file below the directory, in sorted order, may hold several
-documents. Each document is ``{type, api_version: core/v2, metadata, spec}``; the spec is
-decoded strictly (unknown fields are errors) and validated by its resource class. All errors
-of the directory are collected, so that one run of ``pipeline validate`` shows them all.
+A file or a directory is read into documents (:mod:`pipeline.config.documents`: YAML, wrapped
+JSON, a JSON list). Each document is ``{type, api_version: core/v2, metadata, spec}``; the spec
+is decoded strictly (unknown fields are errors) and validated by its resource class. Sensu Go
+kinds pipeline does not run are refused by name (:mod:`pipeline.config.kinds`). Every error of
+the whole set is collected, each naming its file, line, document, resource and field, so that
+one run shows them all. Names that point at no resource are warnings, not errors.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline.config.documents import Document, line_of, read_files, resource_files
+from pipeline.config.kinds import unsupported
+from pipeline.config.strict_yaml import MAX_YAML_DEPTH, MAX_YAML_NODES, StrictLoader, yaml_error
 from pipeline.core.filtering import CompiledFilter
 from pipeline.core.schedule import ScheduleError, parse_cron
 from pipeline.core.templates import compile_template
 from pipeline.errors import ConfigError, ConfigErrors, ValidationError
 from pipeline.model.check import CheckConfig
 from pipeline.model.codec import decode
+from pipeline.model.entity import Entity
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
 from pipeline.model.pipeline import EventFilter, Mutator, Silenced
-from pipeline.model.resources import RESOURCE_TYPES, Resources
+from pipeline.model.references import dangling_references
+from pipeline.model.resources import RESOURCE_TYPES, ReferenceError, Resources
+
+__all__ = ["MAX_YAML_DEPTH", "MAX_YAML_NODES", "StrictLoader", "yaml_error", "yaml_files"]
 
 API_VERSION = "core/v2"
 DOCUMENT_KEYS = ("type", "api_version", "metadata", "spec")
-
-
-#: How deep YAML may nest: far more than any resource needs, far less than Python's recursion limit.
-MAX_YAML_DEPTH = 100
-#: How many values one document may hold once its aliases are expanded (a resource file's check
-#: with a thousand subscriptions holds about a thousand): nine anchors of nine aliases each
-#: ("billion laughs") would otherwise be 387 million values to validate, serialise and send.
-MAX_YAML_NODES = 100_000
-MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class StrictLoader(yaml.SafeLoader):
-    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last), a
-    key that is a list or a mapping, nesting deeper than :data:`MAX_YAML_DEPTH` (PyYAML composes
-    recursively: a deep enough document would end in a RecursionError) and a document of more
-    than :data:`MAX_YAML_NODES` values. Depth and size are counted with aliases expanded: an
-    alias is cheap to parse but everything after the loader (validation, JSON) walks it whole."""
-
-    _depth = 0
-    _expanded: dict[int, tuple[int, int]]
-
-    def compose_document(self) -> yaml.Node | None:
-        self._expanded = {}  # id(node) -> (values, depth), aliases expanded; nodes live as long as the document
-        return super().compose_document()
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-        if self.check_event(yaml.AliasEvent):
-            node = super().compose_node(parent, index)
-            if id(node) not in self._expanded:  # ``&a [*a]``: a structure that contains itself
-                raise yaml.composer.ComposerError(None, None, "an alias inside the value it names", mark)
-            return node
-        if self._depth >= MAX_YAML_DEPTH:
-            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark)
-        self._depth += 1
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        if node is not None:
-            self._measure(node, mark)
-        return node
-
-    def _measure(self, node: yaml.Node, mark: Any) -> None:
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = node.value
-        elif isinstance(node, yaml.MappingNode):
-            children = [part for pair in node.value for part in pair]
-        measured = [self._expanded[id(child)] for child in children]
-        values = 1 + sum(size for size, _ in measured)
-        depth = 1 + max((deep for _, deep in measured), default=0)
-        if values > MAX_YAML_NODES:
-            problem = f"more than {MAX_YAML_NODES} values with its aliases expanded"
-            raise yaml.composer.ComposerError(None, None, problem, mark)
-        if depth > MAX_YAML_DEPTH:
-            problem = f"nested deeper than {MAX_YAML_DEPTH} levels with its aliases expanded"
-            raise yaml.composer.ComposerError(None, None, problem, mark)
-        self._expanded[id(node)] = (values, depth)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == MERGE_TAG:  # ``<<: *defaults``: the parent flattens it; its keys may be overridden
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (list, dict, set)):
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, "found a list or mapping as a key",
-                    key_node.start_mark,
-                )  # fmt: skip
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+#: What a file may define: the resources the backend runs, and entities (registered in its store).
+FILE_KINDS: dict[str, type[Any]] = {**RESOURCE_TYPES, "Entity": Entity}
 
 
 def yaml_files(directory: Path) -> list[Path]:
-    found = {p for pattern in ("*.yml", "*.yaml") for p in directory.rglob(pattern) if p.is_file()}
-    return sorted(found)
+    return resource_files(directory)
 
 
-class _Loader:
-    def __init__(self) -> None:
-        self.resources = Resources()
-        self.errors: list[ConfigError] = []
-        self._defined: dict[tuple[str, str, str], tuple[str, int]] = {}
+@dataclass(slots=True)
+class Loaded:
+    """What a file or directory holds: the resources, each valid document with its resource (in
+    file order), the errors (nothing may be applied when there is one) and the warnings."""
 
-    def load_file(self, path: Path) -> None:
-        name = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.errors.append(ConfigError(name, f"cannot read: {exc}"))
-            return
-        number = 0
-        try:
-            for number, document in enumerate(yaml.load_all(text, Loader=StrictLoader), start=1):
-                if document is not None:
-                    self.load_document(name, number, document)
-        except yaml.YAMLError as exc:
-            self.errors.append(yaml_error(name, exc))
-        except ValueError as exc:  # an integer of more than 4300 digits, which Python will not parse
-            self.errors.append(ConfigError(name, f"invalid YAML: {exc}", document=number + 1))
+    resources: Resources = field(default_factory=Resources)
+    documents: list[tuple[Document, str, Any]] = field(default_factory=list)
+    errors: list[ConfigError] = field(default_factory=list)
+    warnings: list[ConfigError] = field(default_factory=list)
 
-    def load_document(self, file: str, number: int, document: Any) -> None:
+
+class _Checker:
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.loaded = Loaded()
+        self._defined: dict[tuple[str, str, str], Document] = {}
+
+    def check(self, document: Document) -> None:
         label = None
         try:
-            kind, metadata = _envelope(document)
+            kind, metadata = _envelope(document.data, self.namespace)
             label = f"{kind} {metadata.name!r}"
-            resource = _resource(kind, metadata, document.get("spec"))
+            resource = _resource(kind, metadata, document.data.get("spec"))
         except ValidationError as exc:
-            self.errors.append(ConfigError(file, str(exc), document=number, resource=label))
+            self._error(document, exc.path, str(exc), label)
             return
-        key = (kind, metadata.namespace, metadata.name)
+        key = (kind, "" if kind == "Namespace" else metadata.namespace, metadata.name)
         label = f"{kind} {metadata.name!r}"
         if key in self._defined:
-            other_file, other_number = self._defined[key]
-            message = f"defined twice: also at {other_file}: document {other_number}"
-            self.errors.append(ConfigError(file, message, document=number, resource=label))
+            other = self._defined[key]
+            self._error(
+                document, "metadata.name", f"defined twice: also at {other.file}: document {other.number}", label
+            )
             return
-        self._defined[key] = (file, number)
-        self.resources.add(resource)
+        self._defined[key] = document
+        self.loaded.resources.add(resource)
+        self.loaded.documents.append((document, kind, resource))
 
-    def check_references(self) -> None:
-        for problem in self.resources.reference_errors():
-            file, number = self._defined[(problem.kind, problem.namespace, problem.name)]
-            self.errors.append(ConfigError(file, f"{problem.path}: {problem.message}", document=number,
-                                           resource=f"{problem.kind} {problem.name!r}"))  # fmt: skip
+    def _error(self, document: Document, path: str, message: str, label: str | None) -> None:
+        error = ConfigError(document.file, message, document=document.number, resource=label,
+                            line=line_of(document, path))  # fmt: skip
+        self.loaded.errors.append(error)
+
+    def located(self, problem: ReferenceError) -> ConfigError:
+        key = (problem.kind, problem.namespace, problem.name)
+        document = self._defined[key]
+        message, label = f"{problem.path}: {problem.message}", f"{problem.kind} {problem.name!r}"
+        return ConfigError(document.file, message, document=document.number, resource=label,
+                           line=line_of(document, problem.path))  # fmt: skip
 
 
-def _envelope(document: Any) -> tuple[str, ObjectMeta]:
+def check_documents(
+    files: list[tuple[list[Document], ConfigError | None]], namespace: str = DEFAULT_NAMESPACE
+) -> Loaded:
+    """Check every document of every file (each file's read error after its documents' errors)
+    and the references between them (see the module's docstring); a document that names no
+    namespace is in ``namespace``."""
+    checker = _Checker(namespace)
+    for documents, error in files:
+        for document in documents:
+            checker.check(document)
+        if error is not None:
+            checker.loaded.errors.append(error)
+    resources = checker.loaded.resources
+    checker.loaded.errors.extend(checker.located(p) for p in resources.reference_errors())
+    checker.loaded.warnings.extend(checker.located(p) for p in dangling_references(resources))
+    return checker.loaded
+
+
+def load_path(path: Path, namespace: str = DEFAULT_NAMESPACE) -> Loaded:
+    """Read and check a resource file or every resource file of a directory."""
+    return check_documents(read_files(path), namespace)
+
+
+def _envelope(document: Any, namespace: str = DEFAULT_NAMESPACE) -> tuple[str, ObjectMeta]:
     """The resource kind and metadata of a document, checked."""
     if not isinstance(document, dict):
         raise ValidationError("", f"expected a mapping with {', '.join(DOCUMENT_KEYS)}, got {_kind(document)}")
     for key in document:
         if key not in DOCUMENT_KEYS:
             raise ValidationError(str(key), f"unknown field (expected {', '.join(DOCUMENT_KEYS)})")
-    kind = document.get("type")
+    kind, version = document.get("type"), document.get("api_version")
     # isinstance first: a list or mapping here is unhashable and would crash the dict lookup.
-    if not isinstance(kind, str) or kind not in RESOURCE_TYPES:
+    known = isinstance(kind, str) and kind in FILE_KINDS and version == API_VERSION
+    if not known and isinstance(kind, str) and (version is None or isinstance(version, str)):
+        refusal = unsupported(kind, version or "")
+        if refusal is not None:
+            raise ValidationError("type", refusal)
+    if not isinstance(kind, str) or kind not in FILE_KINDS:
         got = "nothing" if kind is None else repr(kind)
-        raise ValidationError("type", f"expected one of {', '.join(RESOURCE_TYPES)}, got {got}")
-    version = document.get("api_version")
+        raise ValidationError("type", f"expected one of {', '.join(FILE_KINDS)}, got {got}")
     if version != API_VERSION:
         got = "nothing" if version is None else repr(version)
         raise ValidationError("api_version", f"expected {API_VERSION!r}, got {got}")
     metadata = decode(ObjectMeta, document.get("metadata") or {}, "metadata")
+    if kind == "Namespace":
+        if metadata != ObjectMeta():
+            raise ValidationError("metadata", "a Namespace has no metadata: its name is spec.name")
+        spec = document.get("spec")
+        metadata.name = str(spec.get("name", "")) if isinstance(spec, dict) else ""
+        return kind, metadata
     if kind != "Silenced":  # a silence is named after what it silences (``*:disk``)
         validate_name(metadata.name, "metadata.name")
-    metadata.namespace = metadata.namespace or DEFAULT_NAMESPACE
+    metadata.namespace = metadata.namespace or namespace
     return kind, metadata
 
 
@@ -187,12 +155,20 @@ def _resource(kind: str, metadata: ObjectMeta, spec: Any) -> Any:
         raise ValidationError("spec", f"expected a mapping, got {_kind(spec)}")
     if "metadata" in spec:
         raise ValidationError("spec.metadata", "unknown field (metadata belongs at the top level)")
-    resource = decode(RESOURCE_TYPES[kind], spec, "spec")
+    resource = decode(FILE_KINDS[kind], spec, "spec")
     resource.metadata = metadata
     if isinstance(resource, CheckConfig) and "publish" not in spec:
         # A check with a schedule is meant to run; Sensu Go would silently never schedule it.
         resource.publish = bool(resource.interval or resource.cron)
+    if isinstance(resource, Entity):
+        resource.entity_class = resource.entity_class or "proxy"
     resource.validate("spec")
+    _compile(resource)
+    return resource
+
+
+def _compile(resource: Any) -> None:
+    """What must compile to run: a silence's name, filter expressions, templates, a cron line."""
     if isinstance(resource, Silenced):
         resource.metadata.name = resource.derived_name
     if isinstance(resource, EventFilter):
@@ -204,7 +180,6 @@ def _resource(kind: str, metadata: ObjectMeta, spec: Any) -> Any:
             parse_cron(resource.cron)
         except ScheduleError as exc:
             raise ValidationError("spec.cron", str(exc)) from None
-    return resource
 
 
 def _kind(value: Any) -> str:
@@ -212,15 +187,6 @@ def _kind(value: Any) -> str:
         return "nothing"
     names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
     return names.get(type(value), type(value).__name__)
-
-
-def yaml_error(file: str, exc: yaml.YAMLError) -> ConfigError:
-    """One line naming the file, the line and the problem (PyYAML's own text quotes the source)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    message = f"invalid YAML: {context + ', ' if context else ''}{problem}"
-    return ConfigError(file, message, line=mark.line + 1 if mark is not None else None)
 
 
 def resource_from_document(document: Any) -> Any:
@@ -243,11 +209,7 @@ def load_directory(directory: Path) -> Resources:
     """Load every resource under ``directory``; raise :class:`ConfigErrors` listing all problems."""
     if not directory.is_dir():
         raise ConfigErrors([ConfigError(str(directory), "not a directory")])
-    loader = _Loader()
-    for path in yaml_files(directory):
-        loader.load_file(path)
-    if not loader.errors:
-        loader.check_references()
-    if loader.errors:
-        raise ConfigErrors(loader.errors)
-    return loader.resources
+    loaded = load_path(directory)
+    if loaded.errors:
+        raise ConfigErrors(loaded.errors)
+    return loaded.resources

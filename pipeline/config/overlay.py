@@ -19,17 +19,20 @@ Change = tuple[str, str, str, Any]
 
 
 def key_of(resource: Any) -> tuple[str, str, str]:
-    return (KIND_OF[type(resource)], resource.metadata.namespace or DEFAULT_NAMESPACE, resource.metadata.name)
+    """(kind, namespace, name); a Namespace belongs to none (its namespace is empty)."""
+    kind = KIND_OF[type(resource)]
+    namespace = "" if kind == "Namespace" else resource.metadata.namespace or DEFAULT_NAMESPACE
+    return (kind, namespace, resource.metadata.name)
 
 
 def all_resources(resources: Resources) -> list[Any]:
     return [*resources.checks, *resources.hooks, *resources.handlers, *resources.filters, *resources.mutators,
-            *resources.pipelines, *resources.silences]  # fmt: skip
+            *resources.pipelines, *resources.silences, *resources.namespaces]  # fmt: skip
 
 
 def overlay(base: Resources, changes: Iterable[Change]) -> Resources:
     changed = {(kind, namespace, name): resource for kind, namespace, name, resource in changes}
-    result = Resources()
+    result = Resources(entities=list(base.entities))  # entities go to the store, not through the API's changes
     for resource in all_resources(base):
         if key_of(resource) not in changed:
             result.add(resource)

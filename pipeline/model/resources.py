@@ -1,8 +1,10 @@
 """The resources operators write, and the set of them a backend runs with.
 
 Cross references (a handler set naming its members, a pipeline naming its filters, mutator
-and handler) are checked across the whole set by :meth:`Resources.reference_errors`, so that
-a loop or a dangling name is an error at load time, with the path of names that shows it.
+and handler) are checked across the whole set: a loop of handler sets or a workflow running a
+set is an error (:meth:`Resources.reference_errors`), with the path of names that shows it; a
+name that points at nothing is only a warning (:mod:`pipeline.model.references`), as resources
+arrive in any order.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pipeline.errors import ValidationError
 from pipeline.model.check import CheckConfig, HookConfig
 from pipeline.model.codec import JSON, UINT32
 from pipeline.model.codec import field as model_field
+from pipeline.model.entity import Entity
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
-from pipeline.model.pipeline import BUILTIN_FILTERS, BUILTIN_MUTATORS, EventFilter, Mutator, Pipeline, Silenced
+from pipeline.model.pipeline import EventFilter, Mutator, Pipeline, Silenced
 
 HANDLER_TYPES = ("pipe", "tcp", "udp", "set", "plugin")
 #: How deep handler sets may nest (Sensu Go's limit).
@@ -78,6 +81,26 @@ class Handler:
             raise ValidationError(at("concurrency"), f"must not be negative, got {self.concurrency}")
 
 
+@dataclass(slots=True)
+class Namespace:
+    """Sensu Go's core/v2 ``Namespace``: only a name, in the spec (its document has no metadata,
+    and its JSON is ``{"name": ...}``). ``metadata`` reads as the name, for code that keys
+    every resource by its metadata."""
+
+    name: str = model_field("")
+
+    @property
+    def metadata(self) -> ObjectMeta:
+        return ObjectMeta(name=self.name)
+
+    @metadata.setter
+    def metadata(self, value: ObjectMeta) -> None:
+        self.name = value.name
+
+    def validate(self, path: str = "") -> None:
+        validate_name(self.name, f"{path}.name" if path else "name")
+
+
 #: Resource kinds by their ``type`` in YAML.
 RESOURCE_TYPES: dict[str, type[Any]] = {
     "CheckConfig": CheckConfig,
@@ -87,6 +110,7 @@ RESOURCE_TYPES: dict[str, type[Any]] = {
     "Mutator": Mutator,
     "Pipeline": Pipeline,
     "Silenced": Silenced,
+    "Namespace": Namespace,
 }
 
 
@@ -116,6 +140,9 @@ class Resources:
     mutators: list[Mutator] = field(default_factory=list)
     pipelines: list[Pipeline] = field(default_factory=list)
     silences: list[Silenced] = field(default_factory=list)
+    namespaces: list[Namespace] = field(default_factory=list)
+    #: proxy entities of the config files: registered in the store at start and at each reload
+    entities: list[Entity] = field(default_factory=list)
 
     def add(self, resource: Any) -> None:
         kinds: tuple[tuple[type[Any], list[Any]], ...] = (
@@ -126,6 +153,8 @@ class Resources:
             (Mutator, self.mutators),
             (Pipeline, self.pipelines),
             (Silenced, self.silences),
+            (Namespace, self.namespaces),
+            (Entity, self.entities),
         )
         for kind, items in kinds:
             if isinstance(resource, kind):
@@ -156,43 +185,24 @@ class Resources:
         found: Pipeline | None = self._named(self.pipelines, name, namespace)
         return found
 
-    def _knows_filter(self, name: str, namespace: str) -> bool:
-        return name in BUILTIN_FILTERS or self.filter(name, namespace) is not None
-
-    def _knows_mutator(self, name: str, namespace: str) -> bool:
-        return name in BUILTIN_MUTATORS or self.mutator(name, namespace) is not None
-
     def reference_errors(self) -> list[ReferenceError]:
-        """Loops and over-deep nesting in handler sets; names a handler or pipeline uses that no
-        resource defines (a check's handlers may name handlers defined later, as in Sensu Go)."""
+        """Loops and over-deep nesting in handler sets, and workflows that name a handler set (a
+        workflow runs one handler). Names that point at nothing are not errors here: see
+        :func:`pipeline.model.references.dangling_references`."""
         errors: list[ReferenceError] = []
         for handler in self.handlers:
             namespace, name = _namespace_of(handler), handler.metadata.name
-            found = [("spec.filters", f"no EventFilter {f!r}") for f in handler.filters
-                     if not self._knows_filter(f, namespace)]  # fmt: skip
-            if handler.mutator and not self._knows_mutator(handler.mutator, namespace):
-                found.append(("spec.mutator", f"no Mutator {handler.mutator!r}"))
             problem = self._set_problem([name], namespace) if handler.type == "set" else None
             if problem:
-                found.append(("spec.handlers", problem))
-            errors.extend(ReferenceError("Handler", namespace, name, path, message) for path, message in found)
+                errors.append(ReferenceError("Handler", namespace, name, "spec.handlers", problem))
         for pipeline in self.pipelines:
             namespace, name = _namespace_of(pipeline), pipeline.metadata.name
-            found = []
             for i, workflow in enumerate(pipeline.workflows):
-                at = f"spec.workflows[{i}]"
-                found.extend((f"{at}.filters", f"no EventFilter {ref.name!r}") for ref in workflow.filters
-                             if not self._knows_filter(ref.name, namespace))  # fmt: skip
-                mutator = workflow.mutator.name if workflow.mutator else ""
-                if mutator and not self._knows_mutator(mutator, namespace):
-                    found.append((f"{at}.mutator", f"no Mutator {mutator!r}"))
                 target_name = workflow.handler.name if workflow.handler else ""
                 target = self.handler(target_name, namespace)
-                if target is None:
-                    found.append((f"{at}.handler", f"no Handler {target_name!r}"))
-                elif target.type == "set":
-                    found.append((f"{at}.handler", f"{target_name!r} is a handler set; a workflow runs one handler"))
-            errors.extend(ReferenceError("Pipeline", namespace, name, path, message) for path, message in found)
+                if target is not None and target.type == "set":
+                    message = f"{target_name!r} is a handler set; a workflow runs one handler"
+                    errors.append(ReferenceError("Pipeline", namespace, name, f"spec.workflows[{i}].handler", message))
         return errors
 
     def _set_problem(self, chain: list[str], namespace: str) -> str | None:

@@ -153,6 +153,12 @@ class ResourceRecords(Protocol):
     def put_resource(self, kind: str, namespace: str, name: str, document: bytes | None) -> None:
         """A resource changed through the API: its JSON document, or None when deleted."""
 
+    def put_resources(self, changes: list[tuple[str, str, str, bytes | None]]) -> None:
+        """Several resource changes in one transaction: all are stored or none."""
+
+    def forget_resource(self, kind: str, namespace: str, name: str) -> bool:
+        """Drop the API's change of a resource (the config files' version runs again)."""
+
     def list_resources(self) -> list[tuple[str, str, str, bytes | None]]: ...
 
 

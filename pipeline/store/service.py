@@ -209,5 +209,11 @@ class StoreService:
     async def put_resource(self, kind: str, namespace: str, name: str, document: bytes | None) -> None:
         await self._write(self.store.put_resource, kind, namespace, name, document)
 
+    async def put_resources(self, changes: list[tuple[str, str, str, bytes | None]]) -> None:
+        await self._write(self.store.put_resources, changes)
+
+    async def forget_resource(self, kind: str, namespace: str, name: str) -> bool:
+        return await self._write(self.store.forget_resource, kind, namespace, name)
+
     async def list_resources(self) -> list[tuple[str, str, str, bytes | None]]:
         return await self._read(self.store.list_resources)

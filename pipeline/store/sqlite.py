@@ -260,6 +260,18 @@ class SQLiteStore:
         with self._transaction("cannot store a resource") as conn:
             conn.execute("INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?)", (kind, namespace, name, document))
 
+    def put_resources(self, changes: list[tuple[str, str, str, bytes | None]]) -> None:
+        """Several resource changes in one transaction: all are stored or none."""
+        with self._transaction("cannot store resources") as conn:
+            conn.executemany("INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?)", changes)
+
+    def forget_resource(self, kind: str, namespace: str, name: str) -> bool:
+        """Drop the API's change of a resource; False if the API had not changed it."""
+        with self._transaction("cannot forget a resource change") as conn:
+            cursor = conn.execute("DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
+                                  (kind, namespace, name))  # fmt: skip
+            return cursor.rowcount > 0
+
     def put_api_key(self, key: StoredKey) -> None:
         with self._transaction("cannot store an API key") as conn:
             conn.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?)",

@@ -107,7 +107,9 @@ async def test_a_broken_file_leaves_the_running_configuration_and_names_the_file
     assert body["result"] == "failed"
     assert body["message"] == "configuration not reloaded: 1 error(s)"
     (error,) = body["errors"]
-    assert error.startswith(f"{config / 'broken.yml'}: document 1: CheckConfig 'bad': spec.interval: expected integer")
+    assert error.startswith(
+        f"{config / 'broken.yml'}: line 6: document 1: CheckConfig 'bad': spec.interval: expected integer"
+    )
     assert checks == ["disk"]  # not even the valid "memory" of the other file
     assert ingest.status_code == 401
     assert reloads(backend, "failed") == 1

@@ -75,10 +75,12 @@ async def test_a_check_created_through_the_api_runs_on_a_connected_agent_and_sur
     assert [c["metadata"]["name"] for c in listed] == ["made-by-api"]
     assert bad.status_code == 400
     assert bad.json()["message"] == "spec.interval: expected integer, got string 'often'"
-    assert dangling.status_code == 400
-    assert "no Handler 'ghost'" in dangling.json()["message"]
+    assert dangling.status_code == 201  # resources arrive in any order, as in Sensu Go: a warning, not a refusal
     assert pipeline.status_code == 201
     assert in_use.status_code == 409
+    assert in_use.json()["message"] == (
+        "still in use: handler 'capture' is named by check 'made-by-api' (handlers), pipeline 'p' (workflows[0].handler)"
+    )
     assert (kept.status_code, kept.json()["command"]) == (200, "echo hello from the API")
     assert gone.status_code == 404
 
@@ -111,13 +113,13 @@ async def test_pipeline_create_get_and_delete(tmp_path: Path) -> None:
     assert output.splitlines()[-1].endswith("resources saved")
     assert "saved" in output.splitlines()[0]
     header, _, *rows = listed[1].splitlines()
-    assert header.split() == ["NAME", "COMMAND", "SCHEDULE", "TIMEOUT", "TTL", "SUBSCRIPTIONS", "HANDLERS"]
+    assert header.split() == ["NAME", "COMMAND", "SCHEDULE", "TIMEOUT", "TTL", "SUBSCRIPTIONS", "HANDLERS", "SOURCE"]
     names = [row.split()[0] for row in rows]
     assert names == sorted(names)  # by name, as Sensu Go lists them
     (load,) = [row for row in rows if row.split()[0] == "load"]
     assert load.split()[:2] == ["load", "check_load"]
     assert "every 10s" in load
-    assert handlers[1].splitlines()[2].split() == ["event-file", "pipe", "10", "RUN:", "event-file"]
+    assert handlers[1].splitlines()[2].split() == ["event-file", "pipe", "10", "RUN:", "event-file", "api"]
     assert deleted == (0, "checks 'load' deleted\n")
     assert deleted_again == (1, "pipeline: checks 'load' not found in namespace default\n")  # the backend's own words
     assert "load" not in [c["metadata"]["name"] for c in json.loads(after[1])]

@@ -189,7 +189,7 @@ async def test_up_refuses_to_start_on_broken_config(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert "resources.yml: document 1: CheckConfig 'x': spec.interval: expected integer, got string 'ten'" in (
+    assert "resources.yml: line 5: document 1: CheckConfig 'x': spec.interval: expected integer, got string 'ten'" in (
         result.stderr.decode()
     )
 

@@ -86,48 +86,56 @@ CHECK = "type: CheckConfig\napi_version: core/v2\nmetadata: {{name: disk}}\nspec
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
+    ("line", "spec", "message"),
     [
-        ("  interval: ten", "spec.interval: expected integer, got string 'ten'"),
-        ("  interval: 10\n  intervall: 10", "spec.intervall: unknown field"),
-        ("  interval: 10\n  subscriptions: linux", "spec.subscriptions: expected list, got string 'linux'"),
-        ("  interval: 0\n  publish: true", "spec.interval: must be at least 1 for a published check, got 0"),
-        ("  interval: 10\n  cron: '* * * * *'", "spec.cron: must not be set together with interval"),
+        (5, "  interval: ten", "spec.interval: expected integer, got string 'ten'"),
+        (6, "  interval: 10\n  intervall: 10", "spec.intervall: unknown field"),
+        (6, "  interval: 10\n  subscriptions: linux", "spec.subscriptions: expected list, got string 'linux'"),
+        (5, "  interval: 0\n  publish: true", "spec.interval: must be at least 1 for a published check, got 0"),
+        (6, "  interval: 10\n  cron: '* * * * *'", "spec.cron: must not be set together with interval"),
         (
+            6,
             "  interval: 10\n  low_flap_threshold: 40\n  high_flap_threshold: 20",
             "spec.low_flap_threshold: must be lower than high_flap_threshold (40 >= 20)",
         ),
-        ("  interval: 10\n  output_metric_format: json", "spec.output_metric_format: expected one of nagios_perfdata"),
-        ("  metadata: {name: x}", "spec.metadata: unknown field (metadata belongs at the top level)"),
+        (
+            6,
+            "  interval: 10\n  output_metric_format: json",
+            "spec.output_metric_format: expected one of nagios_perfdata",
+        ),
+        (5, "  metadata: {name: x}", "spec.metadata: unknown field (metadata belongs at the top level)"),
     ],
 )
-def test_spec_errors_name_file_document_resource_and_field(tmp_path: Path, spec: str, message: str) -> None:
+def test_spec_errors_name_file_line_document_resource_and_field(
+    tmp_path: Path, line: int, spec: str, message: str
+) -> None:
     (error,) = errors_of(tmp_path, CHECK.format(spec=spec))
-    assert error.startswith(f"{tmp_path / 'resources.yml'}: document 1: CheckConfig 'disk': {message}")
+    assert error.startswith(f"{tmp_path / 'resources.yml'}: line {line}: document 1: CheckConfig 'disk': {message}")
 
 
 @pytest.mark.parametrize(
-    ("document", "message"),
+    ("line", "document", "message"),
     [
-        ("api_version: core/v2\nmetadata: {name: x}\nspec: {}", "type: expected one of CheckConfig, HookConfig, Handler, EventFilter, Mutator, Pipeline, Silenced, got nothing"),
-        ("type: Check\napi_version: core/v2\nmetadata: {name: x}\nspec: {}", "got 'Check'"),
-        ("type: Handler\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got nothing"),
-        ("type: Handler\napi_version: core/v3\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got 'core/v3'"),
-        ("type: Handler\napi_version: core/v2\nspec: {}", "metadata.name: name must not be empty"),
-        ("type: Handler\napi_version: core/v2\nmetadata: {name: 'a b'}\nspec: {}", "metadata.name: name 'a b' may contain"),
-        ("type: Handler\napi_version: core/v2\nmetadata: {name: x}\nspec: {}\nkind: y", "kind: unknown field"),
-        ("- just\n- a list", "expected a mapping with type, api_version, metadata, spec, got a list"),
-        ("type: Handler\napi_version: core/v2\nmetadata: {name: x}", "Handler 'x': spec: expected a mapping, got nothing"),
+        (1, "api_version: core/v2\nmetadata: {name: x}\nspec: {}", "type: expected one of CheckConfig, HookConfig, Handler, EventFilter, Mutator, Pipeline, Silenced, Namespace, Entity, got nothing"),
+        (1, "type: Check\napi_version: core/v2\nmetadata: {name: x}\nspec: {}", "got 'Check'"),
+        (1, "type: Handler\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got nothing"),
+        (2, "type: Handler\napi_version: core/v3\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got 'core/v3'"),
+        (1, "type: Handler\napi_version: core/v2\nspec: {}", "metadata.name: name must not be empty"),
+        (3, "type: Handler\napi_version: core/v2\nmetadata: {name: 'a b'}\nspec: {}", "metadata.name: name 'a b' may contain"),
+        (5, "type: Handler\napi_version: core/v2\nmetadata: {name: x}\nspec: {}\nkind: y", "kind: unknown field"),
+        (1, "- just\n- a list", "expected a mapping with type, api_version, metadata, spec, got a list"),
+        (1, "type: Handler\napi_version: core/v2\nmetadata: {name: x}", "Handler 'x': spec: expected a mapping, got nothing"),
         (
+            4,
             "type: Handler\napi_version: core/v2\nmetadata: {name: x}\nspec: {type: tcp}",
             "Handler 'x': spec.socket: a tcp handler needs socket: {host, port}",
         ),
-        ("type: Handler\napi_version: core/v2\nmetadata: {name: x}\nspec: {type: pipe}", "spec.command: required"),
+        (4, "type: Handler\napi_version: core/v2\nmetadata: {name: x}\nspec: {type: pipe}", "spec.command: required"),
     ],
 )  # fmt: skip
-def test_envelope_errors(tmp_path: Path, document: str, message: str) -> None:
+def test_envelope_errors(tmp_path: Path, line: int, document: str, message: str) -> None:
     (error,) = errors_of(tmp_path, document)
-    assert error.startswith(f"{tmp_path / 'resources.yml'}: document 1: ")
+    assert error.startswith(f"{tmp_path / 'resources.yml'}: line {line}: document 1: ")
     assert message in error
 
 
@@ -140,7 +148,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_documents_are_counted_from_one_including_empty_ones(tmp_path: Path) -> None:
     bad = "type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: pipe, timeout: x, command: c}"
     (error,) = errors_of(tmp_path, GOOD + "\n---\n---\n" + bad)
-    assert ": document 4: Handler 'h': spec.timeout: expected integer, got string 'x'" in error
+    assert ": line 28: document 4: Handler 'h': spec.timeout: expected integer, got string 'x'" in error
 
 
 def test_every_error_of_every_file_is_reported(tmp_path: Path) -> None:
@@ -150,9 +158,9 @@ def test_every_error_of_every_file_is_reported(tmp_path: Path) -> None:
         load_directory(tmp_path)
     messages = [str(e) for e in info.value.errors]
     assert len(messages) == 3
-    assert messages[0].startswith(f"{tmp_path / 'a.yml'}: document 1")
-    assert messages[1].startswith(f"{tmp_path / 'b.yml'}: document 1: type:")
-    assert messages[2].startswith(f"{tmp_path / 'b.yml'}: document 2: CheckConfig 'disk': spec.timeout")
+    assert messages[0].startswith(f"{tmp_path / 'a.yml'}: line 5: document 1")
+    assert messages[1].startswith(f"{tmp_path / 'b.yml'}: line 1: document 1: type:")
+    assert messages[2].startswith(f"{tmp_path / 'b.yml'}: line 7: document 2: CheckConfig 'disk': spec.timeout")
     assert str(info.value).splitlines() == messages
 
 
@@ -161,7 +169,7 @@ def test_duplicate_names_are_an_error_naming_both_places(tmp_path: Path) -> None
     write_config(tmp_path, GOOD.split("---")[0], "b.yml")
     (error,) = [str(e) for e in validate_directory(tmp_path)]
     assert error == (
-        f"{tmp_path / 'b.yml'}: document 1: CheckConfig 'check-cpu': defined twice: also at {tmp_path / 'a.yml'}: document 1"
+        f"{tmp_path / 'b.yml'}: line 5: document 1: CheckConfig 'check-cpu': defined twice: also at {tmp_path / 'a.yml'}: document 1"
     )
 
 
@@ -174,7 +182,7 @@ def test_shipped_default_config_is_valid() -> None:
 
 def test_a_type_that_is_not_a_string_is_an_error_not_a_crash(tmp_path: Path) -> None:
     (error,) = errors_of(tmp_path, "type: [CheckConfig]\napi_version: core/v2\nmetadata: {name: x}\nspec: {}")
-    assert error.startswith(f"{tmp_path / 'resources.yml'}: document 1: type: expected one of CheckConfig")
+    assert error.startswith(f"{tmp_path / 'resources.yml'}: line 1: document 1: type: expected one of CheckConfig")
     assert error.endswith("got ['CheckConfig']")
 
 
@@ -183,7 +191,8 @@ def test_messages_name_files_as_the_user_gave_the_directory(tmp_path: Path, monk
     monkeypatch.chdir(tmp_path)
     (error,) = [str(e) for e in validate_directory(Path("config"))]
     assert (
-        error == "config/checks.yml: document 1: CheckConfig 'disk': spec.interval: expected integer, got string 'ten'"
+        error
+        == "config/checks.yml: line 5: document 1: CheckConfig 'disk': spec.interval: expected integer, got string 'ten'"
     )
 
 

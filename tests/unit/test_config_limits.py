@@ -48,7 +48,7 @@ def errors_of(tmp_path: Path, text: str) -> list[str]:
         ("a:\n" + "".join("  " * i + "- \n" for i in range(1, 200)), "invalid YAML: nested deeper than 100 levels"),
         (
             CHECK.format(interval=10**30),
-            "resources.yml: document 1: CheckConfig 'big': spec.interval: "
+            "resources.yml: line 5: document 1: CheckConfig 'big': spec.interval: "
             "1000000000000000000000000000000 is out of range (0..4294967295)",
         ),
         (CHECK.format(interval="1" * 5000), "resources.yml: document 1: invalid YAML: Exceeds the limit"),

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_directory, validate_directory
+from pipeline.config.loader import load_path
 from tests.support import write_config
 
 PIPELINE = """
@@ -115,7 +116,7 @@ def sets(*definitions: tuple[str, str]) -> str:
 def test_a_loop_of_handler_sets_is_an_error_with_its_path(tmp_path: Path) -> None:
     errors = errors_of(tmp_path, sets(("a", "b"), ("b", "c"), ("c", "a")))
     assert (
-        f"{tmp_path}/resources.yml: document 1: Handler 'a': spec.handlers: handler sets loop: a -> b -> c -> a"
+        f"{tmp_path}/resources.yml: line 8: document 1: Handler 'a': spec.handlers: handler sets loop: a -> b -> c -> a"
         in errors
     )
 
@@ -129,16 +130,10 @@ def test_sets_nest_at_most_three_levels(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ("type: Pipeline\napi_version: core/v2\nmetadata: {name: p}\nspec:\n  workflows: [{name: w, handler: {name: ghost}}]",
-         "Pipeline 'p': spec.workflows[0].handler: no Handler 'ghost'"),
         ("type: Pipeline\napi_version: core/v2\nmetadata: {name: p}\nspec:\n  workflows: [{name: w}]",
          "Pipeline 'p': spec.workflows[0].handler: required"),
         ("type: Pipeline\napi_version: core/v2\nmetadata: {name: p}\nspec: {workflows: []}",
          "Pipeline 'p': spec.workflows: at least one workflow is required"),
-        ("type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: pipe, command: x, filters: [ghost]}",
-         "Handler 'h': spec.filters: no EventFilter 'ghost'"),
-        ("type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: pipe, command: x, mutator: ghost}",
-         "Handler 'h': spec.mutator: no Mutator 'ghost'"),
         ("type: EventFilter\napi_version: core/v2\nmetadata: {name: f}\nspec: {action: maybe, expressions: [x]}",
          "EventFilter 'f': spec.action: expected allow or deny, got 'maybe'"),
         ("type: EventFilter\napi_version: core/v2\nmetadata: {name: is_incident}\nspec: {action: allow, expressions: [x]}",
@@ -161,3 +156,54 @@ def test_pipeline_resource_errors_name_the_field(tmp_path: Path, document: str, 
     errors = errors_of(tmp_path, document)
     assert len(errors) == 1, errors
     assert message in errors[0]
+
+
+DANGLING = """\
+type: Pipeline
+api_version: core/v2
+metadata: {name: p}
+spec:
+  workflows: [{name: w, handler: {name: ghost}}]
+---
+type: Handler
+api_version: core/v2
+metadata: {name: h}
+spec:
+  type: pipe
+  command: x
+  filters: [is_incident, ghost]
+  mutator: ghost
+---
+type: Handler
+api_version: core/v2
+metadata: {name: team}
+spec: {type: set, handlers: [h, nobody]}
+---
+type: CheckConfig
+api_version: core/v2
+metadata: {name: c}
+spec:
+  command: x
+  interval: 10
+  subscriptions: [w]
+  handlers: [slack]
+  check_hooks: [{critical: [ps]}]
+  pipelines: [{name: nowhere, type: Pipeline, api_version: core/v2}]
+"""
+
+
+def test_names_that_point_at_nothing_are_warnings_with_their_line_not_errors(tmp_path: Path) -> None:
+    write_config(tmp_path, DANGLING)
+    loaded = load_path(tmp_path)
+    at = f"{tmp_path}/resources.yml"
+    assert loaded.errors == []
+    assert [str(w) for w in loaded.warnings] == [
+        f"{at}: line 28: document 4: CheckConfig 'c': spec.handlers[0]: no Handler 'slack'",
+        f"{at}: line 29: document 4: CheckConfig 'c': spec.check_hooks[0].critical[0]: no HookConfig 'ps'",
+        f"{at}: line 30: document 4: CheckConfig 'c': spec.pipelines[0]: no Pipeline 'nowhere'",
+        f"{at}: line 13: document 2: Handler 'h': spec.filters[1]: no EventFilter 'ghost'",
+        f"{at}: line 14: document 2: Handler 'h': spec.mutator: no Mutator 'ghost'",
+        f"{at}: line 19: document 3: Handler 'team': spec.handlers[1]: no Handler 'nobody'",
+        f"{at}: line 5: document 1: Pipeline 'p': spec.workflows[0].handler: no Handler 'ghost'",
+    ]
+    assert validate_directory(tmp_path) == []  # loads: the backend starts with them
