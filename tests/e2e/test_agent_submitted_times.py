@@ -56,7 +56,13 @@ async def submit_all(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], float, 
                 for body in (timed, untimed):
                     assert (await client.post(url, json=body)).status_code == 202
             for result in (
-                {"name": "socket-timed", "output": "x", "executed": EXECUTED, "issued": ISSUED, "handlers": ["capture"]},
+                {
+                    "name": "socket-timed",
+                    "output": "x",
+                    "executed": EXECUTED,
+                    "issued": ISSUED,
+                    "handlers": ["capture"],
+                },
                 {"name": "socket-untimed", "output": "x", "handlers": ["capture"]},
             ):
                 assert await send_tcp(bound.socket, json.dumps(result).encode()) == b"ok"
