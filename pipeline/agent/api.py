@@ -4,7 +4,9 @@
 answers 202 once it is on disk in the spool, so a 202 is never lost to an agent crash. As
 Sensu Go's agent prepares it: the entity is always the agent's own (an entity of another
 name makes the check about that proxy entity), a missing interval is 1, ``executed`` and
-``timestamp`` are now, the namespace is the agent's, and an id is given. An event larger than
+``timestamp`` are now when the submitter left them at 0 (a result a script ran earlier keeps
+its time, as in Sensu Go), ``issued`` is kept as given, the namespace is the agent's, and an
+id is given when there is none. An event larger than
 the maximum event size once prepared (its entity included) is refused with 413.
 
 ``GET /events/set-aside`` lists the events the agent set aside instead of sending (too large,
@@ -43,7 +45,7 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
     namespace = agent.metadata.namespace
     event.entity = decode(Entity, encode(agent))
     event.metadata.namespace = namespace
-    event.timestamp = int(now)
+    event.timestamp = event.timestamp or int(now)
     event.id = event.id or new_event_id()
     if event.check is not None:
         check = event.check
@@ -53,7 +55,7 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
             check.proxy_entity_name = given
         check.metadata.namespace = namespace
         check.interval = check.interval or 1
-        check.executed = int(now)
+        check.executed = check.executed or int(now)
         check.processed_by = agent.metadata.name
     event.validate()
     return event

@@ -4,7 +4,8 @@ made into a Sensu v2 event of the agent's entity. Pure: the time is a parameter.
 Fields: ``name`` and ``output`` (required), ``status`` (default 0), ``source`` or ``client``
 (a proxy entity when it differs from the agent's name), ``executed``, ``duration``,
 ``command``, ``interval``, ``issued``, ``handlers`` or ``handler``, ``ttl``, ``subscribers``.
-Other fields, custom attributes of 1.x clients, are ignored.
+Other fields, custom attributes of 1.x clients, are ignored. As Sensu Go's socket does,
+``executed`` is now only when the result leaves it at 0, and ``issued`` is kept as given.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def parse_legacy_result(data: bytes, agent: Entity, now: float) -> Event:
         interval=_field(result, "interval", int, 0) or 1,
         ttl=_field(result, "ttl", int, 0),
         executed=_field(result, "executed", int, 0) or int(now),
-        issued=_field(result, "issued", int, 0) or int(now),
+        issued=_field(result, "issued", int, 0),  # kept as given, 0 included (Sensu Go's socket)
         duration=float(_field(result, "duration", float, 0.0)),
         handlers=handlers,
         subscriptions=list(_field(result, "subscribers", list, [])),

@@ -1,8 +1,9 @@
 """Checks: the configuration operators write (CheckConfig) and the result in an event (Check).
 
 Field names, defaults and which fields Sensu Go always emits follow core/v2 ``check.proto``.
-Parts pipeline carries but does not interpret yet (hooks, subdues, proxy requests, secrets,
-thresholds) are kept as plain JSON so that a Sensu event survives a round trip unchanged.
+Parts pipeline does not act on yet (subdues, proxy requests, round robin, secrets, runtime
+assets) are refused in a check's configuration when set (``UNSUPPORTED``), and kept as plain
+JSON in an event's check, so that a Sensu event survives a round trip unchanged.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from pipeline.errors import ValidationError
 from pipeline.model.codec import INT32, INT64, JSON, UINT32, field
-from pipeline.model.meta import ObjectMeta, ResourceReference, validate_name
+from pipeline.model.meta import ObjectMeta, ResourceReference, refuse_other_reference, refuse_unsupported, validate_name
 from pipeline.model.metrics import MetricTag
 
 METRIC_FORMATS = ("nagios_perfdata", "graphite_plaintext", "influxdb_line", "opentsdb_line", "prometheus_text")
@@ -49,6 +50,7 @@ class HookConfig:
     def validate(self, path: str = "") -> None:
         at = f"{path}." if path else ""
         validate_name(self.metadata.name, f"{at}metadata.name")
+        refuse_unsupported(self, ("runtime_assets",), path)
         if not self.command.strip():
             raise ValidationError(f"{at}command", "required")
         if self.timeout <= 0:
@@ -115,6 +117,10 @@ def _float_or_none(text: str) -> float | None:
         return None
 
 
+#: CheckConfig fields accepted in Sensu's shape but refused when set (issue 15 implements them).
+CHECK_UNSUPPORTED = ("round_robin", "subdue", "subdues", "proxy_requests", "secrets", "runtime_assets")
+
+
 @dataclass(slots=True)
 class CheckConfig:
     """A check as operators define it (the ``spec`` of a ``CheckConfig`` resource)."""
@@ -160,6 +166,9 @@ class CheckConfig:
             return f"{path}.{name}" if path else name
 
         validate_name(self.metadata.name, at("metadata.name"))
+        refuse_unsupported(self, CHECK_UNSUPPORTED, path)
+        for i, ref in enumerate(self.pipelines):
+            refuse_other_reference(ref, "Pipeline", at(f"pipelines[{i}]"))
         if self.cron and self.interval:
             raise ValidationError(at("cron"), "must not be set together with interval")
         if self.publish and not self.cron and self.interval < 1:

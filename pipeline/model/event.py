@@ -17,7 +17,7 @@ from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model.check import Check
 from pipeline.model.codec import INT64, JSON, check_ranges, decode, encode, field, known_fields_only, load_json
 from pipeline.model.entity import Entity
-from pipeline.model.meta import ObjectMeta, ResourceReference
+from pipeline.model.meta import ObjectMeta, ResourceReference, refuse_other_reference, refuse_unsupported
 from pipeline.model.metrics import Metrics
 
 
@@ -88,6 +88,10 @@ class Event:
         self.entity.validate("entity")
         if self.check is not None:
             self.check.validate("check")
+            refuse_unsupported(self.check, ("fallback_pipeline",), "check")
+        refuse_unsupported(self, ("fallback_pipeline",), "")
+        for i, ref in enumerate(self.pipelines):
+            refuse_other_reference(ref, "Pipeline", f"pipelines[{i}]")
         if self.id:
             try:
                 uuid.UUID(self.id)

@@ -22,6 +22,28 @@ def validate_name(name: str, path: str) -> None:
         raise ValidationError(path, f"name {name!r} may contain only letters, digits, '_', '.', '-' and ':'")
 
 
+#: The refusal of a field pipeline accepts in Sensu's shape but does not act on.
+NOT_SUPPORTED = "not supported by pipeline (yet)"
+
+
+def refuse_unsupported(resource: object, names: tuple[str, ...], path: str) -> None:
+    """Raise ValidationError for the first of ``names`` that ``resource`` sets to anything but
+    its empty default: a Sensu dump's ``false``, ``[]`` and ``null`` load, a real value that
+    pipeline would ignore is refused, naming the field."""
+    for name in names:
+        if getattr(resource, name):
+            raise ValidationError(f"{path}.{name}" if path else name, NOT_SUPPORTED)
+
+
+def refuse_other_reference(ref: ResourceReference, kind: str, path: str) -> None:
+    """A reference may name only a core/v2 ``kind`` (empty type and version read as those):
+    pipeline has no other kind to look up (Sensu's ``SumoLogicMetricsHandler`` and the like)."""
+    if ref.type not in ("", kind):
+        raise ValidationError(f"{path}.type", f"expected {kind!r}, got {ref.type!r}: other kinds are {NOT_SUPPORTED}")
+    if ref.api_version not in ("", "core/v2"):
+        raise ValidationError(f"{path}.api_version", f"expected 'core/v2', got {ref.api_version!r}: {NOT_SUPPORTED}")
+
+
 @dataclass(slots=True)
 class ObjectMeta:
     """``metadata``: name, namespace, labels, annotations, created_by."""

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 from pipeline.errors import ValidationError
 from pipeline.model.codec import INT64, JSON, UINT32, field
-from pipeline.model.meta import ObjectMeta, ResourceReference, validate_name
+from pipeline.model.meta import (
+    NOT_SUPPORTED,
+    ObjectMeta,
+    ResourceReference,
+    refuse_other_reference,
+    refuse_unsupported,
+    validate_name,
+)
 
 #: Filters every backend knows, with Sensu Go's meaning (plus pipeline's ``fatigue``).
 BUILTIN_FILTERS = ("is_incident", "not_silenced", "has_metrics", "fatigue")
@@ -35,11 +42,12 @@ class EventFilter:
         validate_name(self.metadata.name, _at(path, "metadata.name"))
         if self.metadata.name in BUILTIN_FILTERS:
             raise ValidationError(_at(path, "metadata.name"), f"{self.metadata.name!r} is a built-in filter")
+        refuse_unsupported(self, ("runtime_assets",), path)
         if self.action not in FILTER_ACTIONS:
             raise ValidationError(_at(path, "action"), f"expected allow or deny, got {self.action!r}")
         if not self.expressions:
             raise ValidationError(_at(path, "expressions"), "at least one expression is required")
-        if self.when is not None:
+        if self.when:  # an empty window, as a dump may hold, loads
             raise ValidationError(
                 _at(path, "when"), "time windows are not supported; use hour(), weekday() and minute() in expressions"
             )
@@ -68,12 +76,15 @@ class Mutator:
         validate_name(self.metadata.name, _at(path, "metadata.name"))
         if self.metadata.name in BUILTIN_MUTATORS:
             raise ValidationError(_at(path, "metadata.name"), f"{self.metadata.name!r} is a built-in mutator")
+        refuse_unsupported(self, ("runtime_assets", "secrets"), path)
         if self.kind == "javascript":
             raise ValidationError(_at(path, "type"), "javascript mutators are not supported; use a template mutator")
         if self.kind not in MUTATOR_TYPES:
             raise ValidationError(_at(path, "type"), f"expected pipe or template, got {self.type!r}")
         if self.kind == "pipe" and not self.command.strip():
             raise ValidationError(_at(path, "command"), "required for a pipe mutator")
+        if self.eval:  # only javascript mutators (refused above) evaluate it
+            raise ValidationError(_at(path, "eval"), f"only for javascript mutators, which are {NOT_SUPPORTED}")
         if self.kind == "template" and not self.template:
             raise ValidationError(_at(path, "template"), "required for a template mutator")
         if self.timeout < 0:
@@ -91,6 +102,11 @@ class PipelineWorkflow:
         validate_name(self.name, _at(path, "name"))
         if self.handler is None or not self.handler.name:
             raise ValidationError(_at(path, "handler"), "required")
+        refuse_other_reference(self.handler, "Handler", _at(path, "handler"))
+        if self.mutator is not None:
+            refuse_other_reference(self.mutator, "Mutator", _at(path, "mutator"))
+        for i, ref in enumerate(self.filters):
+            refuse_other_reference(ref, "EventFilter", _at(path, f"filters[{i}]"))
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from pipeline.model.check import CheckConfig, HookConfig
 from pipeline.model.codec import JSON, UINT32
 from pipeline.model.codec import field as model_field
 from pipeline.model.entity import Entity
-from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
+from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, refuse_unsupported, validate_name
 from pipeline.model.pipeline import EventFilter, Mutator, Pipeline, Silenced
 
 HANDLER_TYPES = ("pipe", "tcp", "udp", "set", "plugin")
@@ -60,6 +60,7 @@ class Handler:
             return f"{path}.{name}" if path else name
 
         validate_name(self.metadata.name, at("metadata.name"))
+        refuse_unsupported(self, ("runtime_assets", "secrets"), path)
         if self.type not in HANDLER_TYPES:
             raise ValidationError(at("type"), f"expected one of {', '.join(HANDLER_TYPES)}, got {self.type!r}")
         if self.type == "pipe" and not self.command.strip():

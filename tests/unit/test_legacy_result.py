@@ -43,6 +43,7 @@ def test_a_minimal_result_is_completed_as_the_agent_api_completes_events() -> No
     assert event.check is not None  # type: ignore[attr-defined]
     check = event.check  # type: ignore[attr-defined]
     assert (check.status, check.interval, check.executed, check.proxy_entity_name) == (0, 1, int(NOW), "")
+    assert check.issued == 0  # kept as given: Sensu Go's socket fills only executed (and the timestamp)
     own = parse({"name": "x", "output": "", "client": "web1"})
     assert own.check.proxy_entity_name == ""  # type: ignore[attr-defined]
 

@@ -1,8 +1,9 @@
 """``graphite_plaintext``: ``path value timestamp`` lines; tags as ``path;k=v;k2=v2``.
 
 As Sensu Go: exactly three fields, a float value, an integer timestamp in seconds kept as
-given, tags from the path after ``output_metric_tags``. Unlike Sensu Go, fields may be
-separated by any run of spaces or tabs.
+given. Unlike Sensu Go, fields may be separated by any run of spaces or tabs, and Graphite
+1.1's tags in the path (``path;k=v``) become tags after ``output_metric_tags`` (Sensu Go keeps
+the whole path, ``;`` included, as the name).
 """
 
 from __future__ import annotations

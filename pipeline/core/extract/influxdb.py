@@ -4,8 +4,11 @@ One point per field, named ``measurement.field``; line tags come before
 ``output_metric_tags``. A timestamp in ns, µs or ms becomes seconds (its first ten digits, as
 Sensu Go reads it); without one, the check's ``executed``. Beyond Sensu Go, which drops a
 whole line for any non-float field: integer fields (``12i``, ``12u``) are numbers, boolean
-fields are 1 and 0, string fields are skipped, and double-quoted strings may hold spaces.
-Escapes as in the line protocol: ``\\ ``, ``\\,``, ``\\=``, ``\\"`` and ``\\\\``.
+fields are 1 and 0, string fields are skipped, and a double-quoted string value may hold
+spaces and commas. Only a field *value* opens a string: a ``"`` in a measurement, tag or field
+key is a literal character (``te\\ mp\\,er\\=at"ure=82`` is the field ``te mp,er=at"ure``, as in
+Sensu Go 6.10). Escapes as in the line protocol: ``\\ ``, ``\\,``, ``\\=``, ``\\"`` and ``\\\\``;
+a backslash before any other character is kept (Sensu Go drops it).
 """
 
 from __future__ import annotations
@@ -25,27 +28,67 @@ class LineError(ValueError):
     pass
 
 
-def split_unescaped(text: str, separator: str, *, quotes: bool = False) -> list[str]:
-    """Split on ``separator`` where it is neither escaped nor (with ``quotes``) inside "..."."""
-    parts, current, i, quoted = [], [], 0, False
+def split_unescaped(text: str, separator: str) -> list[str]:
+    """Split on ``separator`` where it is not escaped (escapes stay, for :func:`unescape`)."""
+    parts, current, i = [], [], 0
     while i < len(text):
-        char = text[i]
-        if char == "\\" and i + 1 < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
             current.append(text[i : i + 2])
             i += 2
-            continue
-        if quotes and char == '"':
-            quoted = not quoted
-        if char == separator and not quoted:
+        elif text[i] == separator:
             parts.append("".join(current))
             current = []
+            i += 1
         else:
-            current.append(char)
-        i += 1
-    if quoted:
-        raise LineError("unterminated string")
+            current.append(text[i])
+            i += 1
     parts.append("".join(current))
     return parts
+
+
+def _scan(line: str, i: int, stops: str) -> int:
+    """The index of the first unescaped character of ``stops`` at or after ``i`` (or the end)."""
+    while i < len(line) and line[i] not in stops:
+        i += 2 if line[i] == "\\" else 1
+    return min(i, len(line))
+
+
+def _scan_string(line: str, i: int) -> int:
+    """The index just past the closing quote of the string field value opening at ``i``."""
+    i += 1
+    while i < len(line) and line[i] != '"':
+        i += 2 if line[i] == "\\" else 1
+    if i >= len(line):
+        raise LineError("unterminated string")
+    return i + 1
+
+
+def _skip_spaces(line: str, i: int) -> int:
+    while i < len(line) and line[i] == " ":
+        i += 1
+    return i
+
+
+def _fields(line: str, i: int) -> tuple[list[tuple[str, str]], int]:
+    """The ``key=value`` pairs of the field set starting at ``i``, raw, and where it ends.
+
+    Only a field *value* may be a double-quoted string: a quote in a measurement, a tag or a
+    field key is a literal character, as the line protocol and Sensu Go 6.10 read it."""
+    pairs = []
+    while True:
+        key_end = _scan(line, i, "=, ")
+        if key_end >= len(line) or line[key_end] != "=" or key_end == i:
+            raise LineError(f"field {line[i:key_end]!r} is not key=value")
+        value_start = key_end + 1
+        if line[value_start : value_start + 1] == '"':
+            end = _scan_string(line, value_start)
+        else:
+            end = _scan(line, value_start, ", ")
+        pairs.append((line[i:key_end], line[value_start:end]))
+        if end < len(line) and line[end] == ",":
+            i = end + 1
+            continue
+        return pairs, end
 
 
 def unescape(text: str) -> str:
@@ -92,19 +135,23 @@ def _timestamp(raw: str | None, now: int) -> int:
 
 
 def parse_line(line: str, now: int, tags: Sequence[MetricTag]) -> list[MetricPoint]:
-    sections = [s for s in split_unescaped(line, " ", quotes=True) if s]
-    if len(sections) not in (2, 3):
-        raise LineError(f"expected 'measurement[,tags] fields [timestamp]', got {len(sections)} parts")
-    series, *tag_items = split_unescaped(sections[0], ",")
+    series_end = _scan(line, 0, " ")
+    fields_start = _skip_spaces(line, series_end)
+    if fields_start >= len(line):
+        raise LineError("expected 'measurement[,tags] fields [timestamp]', got 1 parts")
+    pairs, fields_end = _fields(line, fields_start)
+    rest = line[fields_end:].strip(" ")
+    if " " in rest:
+        raise LineError(f"expected 'measurement[,tags] fields [timestamp]', got {2 + len(rest.split())} parts")
+    series, *tag_items = split_unescaped(line[:series_end], ",")
     line_tags = [MetricTag(*_pair(item, "tag")) for item in tag_items]
     point_tags = [MetricTag(t.name, unescape(t.value)) for t in line_tags] + copy_tags(tags)
-    timestamp = _timestamp(sections[2] if len(sections) == 3 else None, now)
+    timestamp = _timestamp(rest or None, now)
     points = []
-    for item in split_unescaped(sections[1], ",", quotes=True):
-        key, raw = _pair(item, "field")
+    for key, raw in pairs:
         value = _field_value(raw)
         if value is not None:
-            name = f"{unescape(series)}.{key}"
+            name = f"{unescape(series)}.{unescape(key)}"
             points.append(MetricPoint(name=name, value=value, timestamp=timestamp, tags=copy_tags(point_tags)))
     return points
 
