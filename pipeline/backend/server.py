@@ -25,7 +25,7 @@ from pipeline.backend.api.kinds import kind_routes
 from pipeline.backend.api.silenced import silenced_routes
 from pipeline.backend.api.timeline import timeline_routes
 from pipeline.backend.auth import AgentCredentials
-from pipeline.backend.auth_http import RequireKey, key_routes
+from pipeline.backend.auth_http import RequireKey, auth_routes, key_routes
 from pipeline.backend.checkstate import open_notices
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
@@ -34,6 +34,7 @@ from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
 from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resources import ResourceService
+from pipeline.backend.sessions import ACCESS_LIFETIME, REFRESH_LIFETIME, Lifetimes, Sessions
 from pipeline.backend.silences import Silences
 from pipeline.backend.throttle import AuthGuard
 from pipeline.backend.transport import TransportServer
@@ -77,6 +78,9 @@ class BackendConfig:
     max_body_size: int = 1024 * 1024
     #: users who may get a bearer token from /auth (admin role)
     api_users: list[tuple[str, str]] = field(default_factory=list)
+    #: seconds an access token and a refresh token from /auth last (Sensu Go's 5 min and 12 h)
+    access_token_expiry: float = ACCESS_LIFETIME
+    refresh_token_expiry: float = REFRESH_LIFETIME
     tls: TLSFiles = field(default_factory=TLSFiles)
     #: seconds a stopping backend lets its handlers finish; the rest stays in the outbox
     handler_drain: float = 10.0
@@ -116,7 +120,8 @@ class Backend:
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
         self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter,
                                       completions=self.store.completions)  # fmt: skip
-        self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users)
+        sessions = Sessions(Lifetimes(config.access_token_expiry, config.refresh_token_expiry))
+        self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users, sessions)
         self.admin_key = self._admin_key_file()
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
         stored_notices, notices = open_notices()  # what eventd stored or forgot, for liveness
@@ -130,6 +135,7 @@ class Backend:
         self._transport().check_exposure()  # refuse a bad setup before anything starts
         self._stopping = trio.Event()
         self._stopped = trio.Event()
+        self._ready = False  # /ready: state loaded and every port open, not stopping
 
     @property
     def resources(self) -> Resources:
@@ -204,6 +210,7 @@ class Backend:
             api_addr = await nursery.start(self._serve_http)
             addresses = BackendAddresses(api=api_addr, transport=transport_addr)
             log.info("backend ready", api=addresses.api_url, transport=f"{transport_addr[0]}:{transport_addr[1]}")
+            self._ready = True
             task_status.started(addresses)
             await self._stopping.wait()
             nursery.cancel_scope.cancel()
@@ -211,6 +218,7 @@ class Backend:
     async def stop(self) -> None:
         """Stop taking events, let the handlers finish what they hold (for ``handler_drain``
         seconds), and close the store; what the handlers did not finish stays in the outbox."""
+        self._ready = False
         self._stopping.set()
         await self._stopped.wait()
 
@@ -312,14 +320,15 @@ class Backend:
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            guard, change_handlers=self.config.change_handlers)  # fmt: skip
         app = create_app(
-            health_routes(self.metrics),
+            health_routes(self.metrics, self.store, self.config.name, lambda: self._ready),
+            auth_routes(self.keys, guard),
             event_routes(self.store, self.eventd.offer, self.metrics, self.delete_event),
             entity_routes(self.store, entities),
             timeline_routes(self.store),
             dead_letter_routes(self.store, self.replay_dead_letter),
             silenced_routes(self.silences),
             execute_routes(self.execute_check),
-            key_routes(self.keys, self.store, guard),
+            key_routes(self.keys, self.store),
             reload_routes(self.reload),
             kind_routes(self.resource_service),  # after every fixed path: {kind} would match them
             push,  # last: the push formats' paths are catch-alls of two segments
