@@ -67,7 +67,7 @@ class ApiKeys:
         configured = {digest(k): INGEST for k in ingest}
         configured.update({digest(k): ADMIN for k in admin})
         return cls(configured=configured, users={name: (password, ADMIN) for name, password in users},
-                   sessions=sessions or Sessions())  # fmt: skip
+                   sessions=sessions if sessions is not None else Sessions())  # fmt: skip
 
     def role_of_key(self, key: str) -> str | None:
         if not key:

@@ -32,12 +32,12 @@ def sensu_session(url: str, clock: list[float]) -> dict[str, Any]:
     seen["listed"] = [c.metadata["name"] for c in client.checks.list()]
     http = client._client
     first_refresh = http._refresh_token  # type: ignore[attr-defined]
-    clock[0] += 301  # past Sensu Go's 5 minutes: the access token has expired
+    clock[0] += 61  # past the access token's minute
     seen["expired"] = client.get(CHECKS).status
     refreshed = client.post("/auth/token", {"refresh_token": first_refresh})  # the expired token as Bearer
-    seen["refreshed"] = refreshed.status, sorted(refreshed.json)  # type: ignore[arg-type]
     tokens = refreshed.json
     assert isinstance(tokens, dict)
+    seen["refreshed"] = refreshed.status, sorted(tokens), tokens["expires_at"]
     http._auth_header_value = f"Bearer {tokens['access_token']}"  # type: ignore[attr-defined]
     seen["after_refresh"] = [c.metadata["name"] for c in client.checks.list()]
     seen["logout"] = client.post("/auth/logout", {"refresh_token": tokens["refresh_token"]}).status
@@ -45,7 +45,7 @@ def sensu_session(url: str, clock: list[float]) -> dict[str, Any]:
     seen["refresh_after_logout"] = client.post("/auth/token", {"refresh_token": tokens["refresh_token"]}).status
     late = sensu_go.Client(url, username="ops", password="s3cret")
     late.get(CHECKS)  # logs in
-    clock[0] += 12 * 3600  # past the refresh token's 12 hours
+    clock[0] += 3600  # past the refresh token's hour
     seen["late_refresh"] = late.post("/auth/token", {"refresh_token": late._client._refresh_token}).json  # type: ignore[attr-defined]
     try:
         sensu_go.Client(url, username="ops", password="wrong").get(CHECKS)
@@ -55,7 +55,8 @@ def sensu_session(url: str, clock: list[float]) -> dict[str, Any]:
 
 
 async def test_the_sensu_go_client_logs_in_refreshes_and_logs_out(tmp_path: Path) -> None:
-    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"), api_users=[("ops", "s3cret")])
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"), api_users=[("ops", "s3cret")],
+                               access_token_expiry=60, refresh_token_expiry=3600)  # fmt: skip
     clock = [1_700_000_000.0]
     backend.keys.wall_clock = lambda: clock[0]
     with trio.fail_after(60):
@@ -66,7 +67,8 @@ async def test_the_sensu_go_client_logs_in_refreshes_and_logs_out(tmp_path: Path
     assert seen["created"] == 201
     assert seen["listed"] == ["disk"]
     assert seen["expired"] == 401
-    assert seen["refreshed"] == (200, ["access_token", "expires_at", "refresh_token"])
+    assert seen["refreshed"][:2] == (200, ["access_token", "expires_at", "refresh_token"])
+    assert seen["refreshed"][2] == 1_700_000_000 + 61 + 60  # the configured minute, from the refresh
     assert seen["after_refresh"] == ["disk"]
     assert (seen["logout"], seen["after_logout"], seen["refresh_after_logout"]) == (200, 401, 401)
     assert seen["late_refresh"] == {"code": 6, "message": "the refresh token has expired: log in again"}

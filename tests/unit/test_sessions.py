@@ -88,7 +88,8 @@ def test_sessions_are_bounded_and_ended_ones_forgotten() -> None:
 
 
 def test_credentials_for_auth_and_auth_test() -> None:
-    keys = ApiKeys.of([], [], [("ops", "s3cret")])
+    keys = ApiKeys.of([], [], [("ops", "s3cret")], Sessions(Lifetimes(access=2)))
+    keys.wall_clock = lambda: 100.0
     assert keys.user_of(basic("ops", "s3cret")) == ("ops", ADMIN)
     assert keys.user_of(basic("ops", "wrong")) is None
     assert keys.user_of(basic("nobody", "")) is None
@@ -96,6 +97,7 @@ def test_credentials_for_auth_and_auth_test() -> None:
     assert keys.user_of("", {"username": "ops", "password": "s3cret"}) == ("ops", ADMIN)
     tokens = keys.login(basic("ops", "s3cret"))
     assert tokens is not None
+    assert tokens["expires_at"] == 102  # the lifetimes given (an empty Sessions is still the one given)
     assert keys.role_of(f"Bearer {tokens['access_token']}") == ADMIN
     assert keys.role_of(f"Bearer {tokens['refresh_token']}") is None
 
