@@ -72,8 +72,11 @@ class RequireKey:
         role = self.keys.role_of(authorization)
         if role is None:
             self.metrics.api_unauthorized.labels("unauthenticated").inc()
+            bearer = authorization[:7].lower() == "bearer "
             if authorization:
-                self.guard.failed(source, "bearer_token" if authorization[:7].lower() == "bearer " else "api_key")
+                self.guard.failed(source, "bearer_token" if bearer else "api_key")
+            if bearer:
+                return error_response(401, "the access token is unknown or expired: refresh it (POST /auth/token)")
             return error_response(401, "an API key is required: Authorization: Key <key>")
         if role == INGEST and not ingest_may(scope["method"], scope["path"]):
             self.metrics.api_unauthorized.labels("forbidden").inc()

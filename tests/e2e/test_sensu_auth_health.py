@@ -33,7 +33,8 @@ def sensu_session(url: str, clock: list[float]) -> dict[str, Any]:
     http = client._client
     first_refresh = http._refresh_token  # type: ignore[attr-defined]
     clock[0] += 61  # past the access token's minute
-    seen["expired"] = client.get(CHECKS).status
+    expired = client.get(CHECKS)
+    seen["expired"] = expired.status, expired.json
     refreshed = client.post("/auth/token", {"refresh_token": first_refresh})  # the expired token as Bearer
     tokens = refreshed.json
     assert isinstance(tokens, dict)
@@ -66,7 +67,10 @@ async def test_the_sensu_go_client_logs_in_refreshes_and_logs_out(tmp_path: Path
             nursery.cancel_scope.cancel()
     assert seen["created"] == 201
     assert seen["listed"] == ["disk"]
-    assert seen["expired"] == 401
+    assert seen["expired"] == (
+        401,
+        {"code": 6, "message": "the access token is unknown or expired: refresh it (POST /auth/token)"},
+    )
     assert seen["refreshed"][:2] == (200, ["access_token", "expires_at", "refresh_token"])
     assert seen["refreshed"][2] == 1_700_000_000 + 61 + 60  # the configured minute, from the refresh
     assert seen["after_refresh"] == ["disk"]
