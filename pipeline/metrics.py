@@ -156,6 +156,7 @@ class BackendMetrics:
     transport_events_refused: Counter
     config_reloads: Counter
     api_auth_failures: Counter
+    health_store_failures: Counter
     keepalives_received: Counter
     keepalive_failures: Counter
     ttl_expired: Counter
@@ -260,6 +261,12 @@ class BackendMetrics:
             api_auth_failures=Counter(
                 "pipeline_auth_failures",
                 "HTTP logins and API or ingest keys refused, and attempts refused while throttled",
+                ["reason"],
+                registry=r,
+            ),
+            health_store_failures=Counter(
+                "pipeline_health_store_failures",
+                "Store probes of /health that failed or timed out",
                 ["reason"],
                 registry=r,
             ),

@@ -1,9 +1,11 @@
-"""The HTTP API's gate and its key management: every request but ``/health``, ``/metrics``,
-``/version``, ``/auth`` and the push formats (which carry their key in the path or query)
-needs a key or a bearer token; an ingest key may only push events. Refusals are 401 (no or
-unknown credentials) or 403 (a role that may not), counted by reason. Wrong passwords, keys
-and tokens are counted in ``pipeline_auth_failures`` and slowed per source address
-(:mod:`pipeline.backend.throttle`): 429 while an address is throttled."""
+"""The HTTP API's gate, Sensu Go's ``/auth`` family and the key management.
+
+Every request but ``/health``, ``/ready``, ``/metrics``, ``/version``, the ``/auth`` family
+(which checks its own credentials) and the push formats (which carry their key in the path or
+query) needs a key or a bearer token; an ingest key may only push events. Refusals are 401 (no
+or unknown credentials) or 403 (a role that may not), counted by reason. Wrong passwords, keys,
+access and refresh tokens are counted in ``pipeline_auth_failures`` and slowed per source
+address (:mod:`pipeline.backend.throttle`): 429 while an address is throttled."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.backend.keys import ADMIN, INGEST, ROLES, ApiKeys, digest, ingest_may, new_key
+from pipeline.backend.sessions import SessionRefused
 from pipeline.backend.throttle import AuthGuard, source_of
 from pipeline.errors import ValidationError
 from pipeline.http_answers import error_response
@@ -31,7 +34,9 @@ from pipeline.store.service import StoreService
 log = get_logger("backend.auth")
 
 KEYS = "/api/pipeline/v1/keys"
-_OPEN = re.compile(r"\A/(health|metrics|auth|version)\Z")
+#: Open paths; the ``/auth`` family checks its own credentials (``/auth/token`` and
+#: ``/auth/logout`` take an expired access token, as Sensu Go's do).
+_OPEN = re.compile(r"\A/(health|ready|metrics|version|auth(/(test|token|logout))?)\Z")
 #: The push formats check their own key (Sematext: in the path; StackState: ``api_key``).
 _PUSH = re.compile(r"\A/((receiver/)?stsAgent/intake|[^/]+/events?)\Z")
 
@@ -67,8 +72,11 @@ class RequireKey:
         role = self.keys.role_of(authorization)
         if role is None:
             self.metrics.api_unauthorized.labels("unauthenticated").inc()
+            bearer = authorization[:7].lower() == "bearer "
             if authorization:
-                self.guard.failed(source, "bearer_token" if authorization[:7].lower() == "bearer " else "api_key")
+                self.guard.failed(source, "bearer_token" if bearer else "api_key")
+            if bearer:
+                return error_response(401, "the access token is unknown or expired: refresh it (POST /auth/token)")
             return error_response(401, "an API key is required: Authorization: Key <key>")
         if role == INGEST and not ingest_may(scope["method"], scope["path"]):
             self.metrics.api_unauthorized.labels("forbidden").inc()
@@ -97,25 +105,7 @@ def key_request(body: Any) -> tuple[str, str]:
     return role, name
 
 
-def key_routes(
-    keys: ApiKeys, store: StoreService, guard: AuthGuard, *, wall_clock: Callable[[], float] = time.time
-) -> list[Route]:
-    async def login(request: Request) -> Response:
-        source = source_of(request)
-        if (throttled := guard.refusal(source)) is not None:
-            return throttled
-        body = None
-        if request.method == "POST":
-            try:
-                body = load_json(await request.body() or b"null")
-            except ValidationError as exc:
-                return error_response(400, str(exc))
-        token = keys.login(request.headers.get("authorization", ""), body)
-        if token is None:
-            guard.failed(source, "password")
-            return error_response(401, "unknown user or wrong password")
-        return JSONResponse(token)
-
+def key_routes(keys: ApiKeys, store: StoreService, *, wall_clock: Callable[[], float] = time.time) -> list[Route]:
     async def create_key(request: Request) -> Response:
         try:
             role, name = key_request(load_json(await request.body() or b"{}"))
@@ -141,11 +131,123 @@ def key_routes(
         return Response(status_code=204)
 
     return [
-        Route("/auth", login, methods=["GET", "POST"]),
         Route(KEYS, create_key, methods=["POST"]),
         Route(KEYS, list_keys, methods=["GET"]),
         Route(KEYS + "/{id}", revoke_key, methods=["DELETE"]),
     ]
 
 
-__all__ = ["ADMIN", "KEYS", "RequireKey", "key_routes"]
+def auth_routes(keys: ApiKeys, guard: AuthGuard) -> list[Route]:
+    """Sensu Go's ``/auth`` family: log in, test a password, refresh, log out."""
+
+    async def login(request: Request) -> Response:
+        source = source_of(request)
+        if (throttled := guard.refusal(source)) is not None:
+            return throttled
+        body = None
+        if request.method == "POST" and await request.body():  # pipeline's own: Sensu Go's is GET with Basic
+            body = await json_body(request)
+            if isinstance(body, Response):
+                return body
+        if "authorization" not in request.headers and body is None:
+            return error_response(401, "credentials required: Authorization: Basic")
+        tokens = keys.login(request.headers.get("authorization", ""), body)
+        if tokens is None:
+            guard.failed(source, "password")
+            return error_response(401, "unknown user or wrong password")
+        log.info("logged in", user=keys.sessions.user_of(tokens["access_token"]), source=source)
+        return JSONResponse(tokens)
+
+    async def test(request: Request) -> Response:
+        source = source_of(request)
+        if (throttled := guard.refusal(source)) is not None:
+            return throttled
+        authorization = request.headers.get("authorization", "")
+        if not authorization.lower().startswith("basic "):
+            return error_response(401, "credentials required: Authorization: Basic")
+        if keys.user_of(authorization) is None:
+            guard.failed(source, "password")
+            return error_response(401, "unknown user or wrong password")
+        return Response(status_code=200)  # Sensu Go answers an empty 200; no token is made
+
+    async def token(request: Request) -> Response:
+        source = source_of(request)
+        if (throttled := guard.refusal(source)) is not None:
+            return throttled
+        access = _bearer(request)
+        if access is None:
+            return error_response(401, "the access token is required: Authorization: Bearer")
+        body = await json_body(request)
+        if isinstance(body, Response):
+            return body
+        refresh = _refresh_token(body, guard.metrics, required=True)
+        if isinstance(refresh, Response):
+            return refresh
+        try:
+            tokens = keys.sessions.refresh(access, refresh or "", keys.wall_clock())
+        except SessionRefused as exc:
+            guard.failed(source, exc.reason)
+            return error_response(401, str(exc))
+        return JSONResponse(tokens)
+
+    async def logout(request: Request) -> Response:
+        source = source_of(request)
+        if (throttled := guard.refusal(source)) is not None:
+            return throttled
+        access = _bearer(request)
+        if access is None:
+            return error_response(401, "the access token is required: Authorization: Bearer")
+        body = await json_body(request) if await request.body() else {}
+        if isinstance(body, Response):
+            return body
+        refresh = _refresh_token(body, guard.metrics, required=False)
+        if isinstance(refresh, Response):
+            return refresh
+        try:
+            user = keys.sessions.close(access, refresh)
+        except SessionRefused as exc:
+            guard.failed(source, exc.reason)
+            return error_response(401, str(exc))
+        log.info("logged out", user=user, source=source)
+        return Response(status_code=200)
+
+    return [
+        Route("/auth", login, methods=["GET", "POST"]),
+        Route("/auth/test", test, methods=["GET"]),
+        Route("/auth/token", token, methods=["POST"]),
+        Route("/auth/logout", logout, methods=["POST"]),
+    ]
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON, or a 400 response naming where it is malformed."""
+    try:
+        return load_json(await request.body())
+    except ValidationError as exc:
+        return error_response(400, str(exc))
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, credential = request.headers.get("authorization", "").strip().partition(" ")
+    return credential.strip() or None if scheme.lower() == "bearer" else None
+
+
+#: The fields of Sensu Go's ``Tokens``, the body of ``/auth/token`` and ``/auth/logout``.
+_TOKENS_FIELDS = ("access_token", "expires_at", "refresh_token")
+
+
+def _refresh_token(body: Any, metrics: BackendMetrics, *, required: bool) -> str | Response | None:
+    """The ``refresh_token`` of a body in Sensu Go's ``Tokens`` shape (other fields ignored and
+    counted, as Sensu Go ignores them); a 400 naming the field when it is missing or not a string."""
+    if not isinstance(body, dict):
+        return error_response(400, "expected a JSON object with refresh_token")
+    metrics.fields_ignored.inc(sum(1 for k in body if k not in _TOKENS_FIELDS))
+    refresh = body.get("refresh_token")
+    if refresh is None and not required:
+        return None
+    if not isinstance(refresh, str) or not refresh:
+        return error_response(400, "refresh_token: expected the refresh token given with the access token")
+    return refresh
+
+
+__all__ = ["ADMIN", "KEYS", "RequireKey", "auth_routes", "key_routes"]

@@ -4,8 +4,8 @@ Roles: ``admin`` may do everything; ``ingest`` may only push events (the Sensu e
 POST and PUT, Sematext's and StackState's intake). Keys come from the command line
 (``--admin-key``, ``--ingest-key``), from ``<data>/admin.key`` (created on first start when
 no admin key or user is configured), and from the API (created and revoked there; only their
-SHA-256 is stored). ``POST /auth`` (or ``GET``, as Sensu Go) with a user's password gives a
-bearer token with that user's role for :data:`TOKEN_LIFETIME` seconds.
+SHA-256 is stored). ``GET /auth`` with a user's password (Basic) opens a login session with
+that user's role (:mod:`pipeline.backend.sessions`): a bearer token and a refresh token.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.backend.sessions import Sessions
 from pipeline.model.apikey import StoredKey
 
 ADMIN, INGEST = "admin", "ingest"
 ROLES = (ADMIN, INGEST)
-TOKEN_LIFETIME = 900
 
 #: The requests an ingest key may make (method, path pattern).
 _INGEST_ALLOWED = (
@@ -53,14 +53,21 @@ class ApiKeys:
     configured: dict[str, str] = field(default_factory=dict)  # digest -> role
     users: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (password, role)
     stored: dict[str, StoredKey] = field(default_factory=dict)  # digest -> key
-    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (role, expires at)
+    sessions: Sessions = field(default_factory=Sessions)
     wall_clock: Callable[[], float] = time.time
 
     @classmethod
-    def of(cls, admin: Iterable[str], ingest: Iterable[str], users: Iterable[tuple[str, str]] = ()) -> ApiKeys:
+    def of(
+        cls,
+        admin: Iterable[str],
+        ingest: Iterable[str],
+        users: Iterable[tuple[str, str]] = (),
+        sessions: Sessions | None = None,
+    ) -> ApiKeys:
         configured = {digest(k): INGEST for k in ingest}
         configured.update({digest(k): ADMIN for k in admin})
-        return cls(configured=configured, users={name: (password, ADMIN) for name, password in users})
+        return cls(configured=configured, users={name: (password, ADMIN) for name, password in users},
+                   sessions=sessions if sessions is not None else Sessions())  # fmt: skip
 
     def role_of_key(self, key: str) -> str | None:
         if not key:
@@ -78,27 +85,27 @@ class ApiKeys:
         if scheme.lower() == "key":
             return self.role_of_key(credential)
         if scheme.lower() == "bearer":
-            found = self.tokens.get(credential)
-            if found is not None and found[1] > self.wall_clock():
-                return found[0]
+            return self.sessions.role_of(credential, self.wall_clock())
         return None
 
-    def login(self, authorization: str, body: Any = None) -> dict[str, Any] | None:
-        """A bearer token for a user's Basic credentials (or a JSON ``{username, password}``)."""
+    def user_of(self, authorization: str, body: Any = None) -> tuple[str, str] | None:
+        """The user and role whose password is given: Basic credentials (or, on ``POST /auth``,
+        a JSON ``{username, password}``); None when they are wrong or missing."""
         user = password = ""
         scheme, _, encoded = authorization.strip().partition(" ")
         if scheme.lower() == "basic":
             try:
-                user, _, password = base64.b64decode(encoded).decode().partition(":")
+                user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 return None
         elif isinstance(body, dict):
             user, password = str(body.get("username", "")), str(body.get("password", ""))
         known = self.users.get(user)
-        if known is None or not hmac.compare_digest(known[0].encode(), password.encode()):
-            return None
-        now = self.wall_clock()
-        self.tokens = {t: v for t, v in self.tokens.items() if v[1] > now}
-        token = secrets.token_urlsafe(32)
-        self.tokens[token] = (known[1], now + TOKEN_LIFETIME)
-        return {"access_token": token, "expires_at": int(now + TOKEN_LIFETIME), "refresh_token": ""}
+        # compared even for an unknown user, so that timing does not tell which users exist
+        matches = hmac.compare_digest((known[0] if known else "").encode(), password.encode())
+        return (user, known[1]) if known is not None and matches else None
+
+    def login(self, authorization: str, body: Any = None) -> dict[str, Any] | None:
+        """Sensu Go's ``Tokens`` (access and refresh tokens) for a user's password."""
+        found = self.user_of(authorization, body)
+        return None if found is None else self.sessions.open(*found, self.wall_clock())

@@ -27,7 +27,7 @@ from pipeline.backend.api.silenced import silenced_routes
 from pipeline.backend.api.timeline import timeline_routes
 from pipeline.backend.api.writes import Writer
 from pipeline.backend.auth import AgentCredentials
-from pipeline.backend.auth_http import RequireKey, key_routes
+from pipeline.backend.auth_http import RequireKey, auth_routes, key_routes
 from pipeline.backend.checkstate import open_notices
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
@@ -37,6 +37,7 @@ from pipeline.backend.push_api import push_routes
 from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resource_routes import resource_routes
 from pipeline.backend.resources import ResourceService
+from pipeline.backend.sessions import ACCESS_LIFETIME, REFRESH_LIFETIME, Lifetimes, Sessions
 from pipeline.backend.silences import Silences
 from pipeline.backend.throttle import AuthGuard
 from pipeline.backend.transport import TransportServer
@@ -80,6 +81,9 @@ class BackendConfig:
     max_body_size: int = 1024 * 1024
     #: users who may get a bearer token from /auth (admin role)
     api_users: list[tuple[str, str]] = field(default_factory=list)
+    #: seconds an access token and a refresh token from /auth last (Sensu Go's 5 min and 12 h)
+    access_token_expiry: float = ACCESS_LIFETIME
+    refresh_token_expiry: float = REFRESH_LIFETIME
     tls: TLSFiles = field(default_factory=TLSFiles)
     #: seconds a stopping backend lets its handlers finish; the rest stays in the outbox
     handler_drain: float = 10.0
@@ -120,7 +124,8 @@ class Backend:
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
         self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter,
                                       completions=self.store.completions)  # fmt: skip
-        self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users)
+        sessions = Sessions(Lifetimes(config.access_token_expiry, config.refresh_token_expiry))
+        self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users, sessions)
         self.admin_key = self._admin_key_file()
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
         stored_notices, notices = open_notices()  # what eventd stored or forgot, for liveness
@@ -134,6 +139,7 @@ class Backend:
         self._transport().check_exposure()  # refuse a bad setup before anything starts
         self._stopping = trio.Event()
         self._stopped = trio.Event()
+        self._ready = False  # /ready: state loaded and every port open, not stopping
 
     @property
     def resources(self) -> Resources:
@@ -208,6 +214,7 @@ class Backend:
             api_addr = await nursery.start(self._serve_http)
             addresses = BackendAddresses(api=api_addr, transport=transport_addr)
             log.info("backend ready", api=addresses.api_url, transport=f"{transport_addr[0]}:{transport_addr[1]}")
+            self._ready = True
             task_status.started(addresses)
             await self._stopping.wait()
             nursery.cancel_scope.cancel()
@@ -215,6 +222,7 @@ class Backend:
     async def stop(self) -> None:
         """Stop taking events, let the handlers finish what they hold (for ``handler_drain``
         seconds), and close the store; what the handlers did not finish stays in the outbox."""
+        self._ready = False
         self._stopping.set()
         await self._stopped.wait()
 
@@ -317,7 +325,8 @@ class Backend:
                            guard, change_handlers=self.config.change_handlers)  # fmt: skip
         writer = Writer(self.metrics)
         app = create_app(
-            health_routes(self.metrics),
+            health_routes(self.metrics, self.store, self.config.name, lambda: self._ready),
+            auth_routes(self.keys, guard),
             event_routes(self.store, self.eventd.offer, self.metrics, self.delete_event),
             entity_routes(self.store, entities, writer),
             timeline_routes(self.store),
@@ -325,7 +334,7 @@ class Backend:
             silenced_routes(self.silences, writer),
             execute_routes(self.execute_check),
             check_hook_routes(self.resource_service),
-            key_routes(self.keys, self.store, guard),
+            key_routes(self.keys, self.store),
             reload_routes(self.reload),
             resource_routes(self.resource_service, self.silences),
             kind_routes(self.resource_service, writer),  # after every fixed path: {kind} would match them

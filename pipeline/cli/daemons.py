@@ -20,6 +20,13 @@ from pipeline.agent.settings import AgentConfig
 from pipeline.agent.statsd import StatsdConfig
 from pipeline.backend.auth import AgentCredentials, parse_user
 from pipeline.backend.server import Backend, BackendConfig
+from pipeline.backend.sessions import (
+    ACCESS_LIFETIME,
+    MAX_ACCESS_LIFETIME,
+    MAX_REFRESH_LIFETIME,
+    REFRESH_LIFETIME,
+    parse_lifetime,
+)
 from pipeline.cli.addresses import (
     parse_address,
     parse_floats,
@@ -84,8 +91,12 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="USER:PASSWORD",
-        help="a user who may get a bearer token from POST /auth (admin role; repeatable)",
+        help="a user who may get a bearer token from GET /auth (admin role; repeatable)",
     )
+    parser.add_argument("--access-token-expiry", type=_lifetime(MAX_ACCESS_LIFETIME), default=ACCESS_LIFETIME,
+                        metavar="DURATION", help="how long an access token from /auth lasts (default 5m)")  # fmt: skip
+    parser.add_argument("--refresh-token-expiry", type=_lifetime(MAX_REFRESH_LIFETIME), default=REFRESH_LIFETIME,
+                        metavar="DURATION", help="how long a refresh token from /auth lasts (720m)")  # fmt: skip
     parser.add_argument(
         "--change-handlers",
         type=parse_list,
@@ -95,6 +106,16 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-body-size", type=int, default=1024 * 1024, help="largest HTTP body accepted, in bytes (1 MiB)"
     )
+
+
+def _lifetime(most: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            return parse_lifetime(text, most)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def _env_list(name: str) -> list[str]:
@@ -252,6 +273,8 @@ def _backend_config(args: argparse.Namespace) -> BackendConfig:
         ingest_keys=args.ingest_key,
         change_handlers=args.change_handlers,
         api_users=args.api_user,
+        access_token_expiry=args.access_token_expiry,
+        refresh_token_expiry=args.refresh_token_expiry,
         max_body_size=args.max_body_size,
         agent_credentials=AgentCredentials(
             users=dict(getattr(args, "agent_user", [])), tokens=tuple(getattr(args, "agent_token", []))

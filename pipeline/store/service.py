@@ -65,6 +65,12 @@ class StoreService:
     async def close(self) -> None:
         await self._write(self.store.close)
 
+    async def probe(self) -> None:
+        """One cheap read (the outbox's last row), for ``/health``. Cancelling the caller abandons
+        the thread instead of waiting on a store that does not answer (its reader slot stays
+        taken until the thread returns)."""
+        await trio.to_thread.run_sync(self.store.last_job, limiter=self._reads, abandon_on_cancel=True)
+
     # -- events --------------------------------------------------------------------------------
 
     async def write_batch(self, events: Sequence[Event], outbox: Sequence[Event] = ()) -> list[int]:
