@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sensu_go
 import trio
 
 from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, write_config
@@ -104,3 +105,47 @@ async def test_proxies_from_api_events_checks_and_pushes_are_listed(tmp_path: Pa
     assert backend.metrics.registry.get_sample_value("pipeline_proxy_entities_registered_total") == 4
     assert wrong.status_code == 400
     assert wrong.json()["message"].startswith("type: ")
+
+
+async def test_the_sensu_go_client_round_trips_events_and_reads_proxy_entities(tmp_path: Path) -> None:
+    """The real ``sensu-go`` PyPI client: events create (a PUT after a GET that finds nothing),
+    get, update (the event it read, id and all, PUT back: a new result), list and delete; the
+    proxy entity the event registered, by get and list."""
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    spec = {"entity": {"entity_class": "proxy", "metadata": {"name": "router2", "namespace": "default"}},
+            "check": {"metadata": {"name": "bgp", "namespace": "default"}, "status": 2, "output": "peer down",
+                      "interval": 60}}  # fmt: skip
+
+    def drive(url: str, key: str) -> dict[str, Any]:
+        client = sensu_go.Client(url, api_key=key)
+        seen: dict[str, Any] = {"created": client.events.create(spec, {"namespace": "default"}).spec}
+        event = client.events.get("router2/bgp")
+        seen["read"] = json.loads(json.dumps(event.spec))
+        event.spec["check"]["status"] = 0
+        event.spec["check"]["output"] = "peer up"
+        event.save()  # PUT of what it read, then a GET
+        seen["updated"] = event.spec
+        seen["listed"] = [e.name for e in client.events.list()]
+        seen["entity"] = client.entities.get("router2").spec
+        seen["entities"] = [(e.name, e.spec["entity_class"]) for e in client.entities.list()]
+        event.delete()
+        seen["after delete"] = client.events.find("router2/bgp")
+        return seen
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            key = admin_headers(backend)["Authorization"].removeprefix("Key ")
+            seen = await trio.to_thread.run_sync(drive, addresses.api_url, key)
+            nursery.cancel_scope.cancel()
+    assert seen["created"]["check"]["status"] == 2
+    assert (seen["read"]["check"]["status"], seen["read"]["check"]["output"]) == (2, "peer down")
+    updated = seen["updated"]
+    assert (updated["check"]["status"], updated["check"]["output"]) == (0, "peer up")
+    assert [h["status"] for h in updated["check"]["history"]] == [2, 0]  # a new result, not a replay
+    assert updated["id"] != seen["read"]["id"]
+    assert seen["listed"] == ["router2/bgp"]
+    assert seen["entity"]["entity_class"] == "proxy"
+    assert seen["entity"]["subscriptions"] == ["entity:router2"]
+    assert seen["entities"] == [("router2", "proxy")]
+    assert seen["after delete"] is None
