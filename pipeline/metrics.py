@@ -162,6 +162,8 @@ class BackendMetrics:
     ttl_expired: Counter
     entities_registered: Counter
     entities_deregistered: Counter
+    proxies_registered: Counter
+    events_renumbered: Counter
     http: HttpMetrics
     store: StoreMetrics
     resources_skipped: Counter
@@ -283,6 +285,14 @@ class BackendMetrics:
             entities_registered=Counter("pipeline_entities_registered", "Entities seen for the first time", registry=r),
             entities_deregistered=Counter(
                 "pipeline_entities_deregistered", "Entities removed on deregistration", registry=r
+            ),
+            proxies_registered=Counter(
+                "pipeline_proxy_entities_registered", "Proxy entities registered from their first event", registry=r
+            ),
+            events_renumbered=Counter(
+                "pipeline_api_events_renumbered",
+                "Events submitted through the API with an id already used, given a new one (a new result)",
+                registry=r,
             ),
             http=HttpMetrics.create(r, "pipeline_http"),
             store=StoreMetrics.create(r),

@@ -3,7 +3,9 @@
 Submissions arrive on one bounded channel from every source (agent transport, HTTP API), and
 keepalives on a second one that is always taken first, so that a backlog of check results
 never delays them (a late keepalive would be a false alarm). A single task takes them in
-batches: replays are dropped by id, each check event's state is
+batches: the agent transport's replays are dropped by id (an event written through the API is
+always a new result: a used id is replaced), a proxy entity met for the first time is registered
+(:mod:`pipeline.backend.entity_registry`), each check event's state is
 computed from the previous result of the same check (kept in memory, loaded from the store at
 start), the batch is written in one transaction together with a handler job per event (the
 outbox: the handlers of an acknowledged event run even if the backend dies right after), each
@@ -32,14 +34,14 @@ from pipeline.backend.checkstate import (
     DeleteEvent,
     Notice,
 )
+from pipeline.backend.entity_registry import EntityRegistry, key_of
 from pipeline.backend.silences import Silences
 from pipeline.core.state import apply_result
 from pipeline.core.workflows import names_handlers
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import DEFAULT_NAMESPACE, Check, Event
-from pipeline.model.entity import proxy_entity
+from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event, new_event_id
 from pipeline.model.outbox import HandlerJob
 from pipeline.store.base import CheckKey
 from pipeline.store.service import StoreService
@@ -65,20 +67,21 @@ class Outcome(enum.Enum):
 Reply = Callable[[str, Outcome], None]
 
 
+class Replays(enum.Enum):
+    """What a submission's id says."""
+
+    DROP = "drop"  # the agent transport's: an id already taken is a replay, dropped
+    NONE = "none"  # made by this backend: it cannot be a replay (no store lookup)
+    RENEW = "renew"  # a client's through the API: always a new result, a used id is replaced
+
+
 @dataclass(slots=True)
 class Submission:
     event: Event
     reply: Reply | None = None
-    #: the id was just made by this backend, so it cannot be a replay: no store lookup needed
-    new_id: bool = False
-
-
-def attribute_to_proxy(event: Event) -> None:
-    """An event whose check names ``proxy_entity_name`` is about that entity, as in Sensu Go."""
-    check = event.check
-    if check is None or not check.proxy_entity_name or event.entity_name == check.proxy_entity_name:
-        return
-    event.entity = proxy_entity(check.proxy_entity_name, event.namespace or DEFAULT_NAMESPACE)
+    replays: Replays = Replays.DROP
+    #: the event shows its entity alive (False for what the backend made: a failing keepalive, a ttl)
+    alive: bool = True
 
 
 def check_key(event: Event) -> CheckKey:
@@ -104,6 +107,8 @@ class EventProcessor:
         self._wall_clock = wall_clock
         self._checks: dict[CheckKey, Check] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
+        #: every entity, and when each was last seen; proxies are registered here
+        self.entities = EntityRegistry()
         self.inbox, self._receive = trio.open_memory_channel[Submission | Command](INBOX_SIZE)
         self.priority_inbox, self._receive_priority = trio.open_memory_channel[Submission](PRIORITY_INBOX_SIZE)
         self._work = trio.Event()
@@ -118,26 +123,27 @@ class EventProcessor:
     async def load_state(self) -> None:
         """Read every check's latest result from the store (once, at start)."""
         self._checks = await self.store.latest_checks()
-        log.info("state loaded", checks=len(self._checks))
+        self.entities.load(await self.store.list_entities(), self._checks)
+        log.info("state loaded", checks=len(self._checks), entities=len(self.entities))
 
-    async def submit(self, event: Event, reply: Reply | None = None) -> None:
-        await self.inbox.send(Submission(event, reply))
+    async def submit(self, event: Event, reply: Reply | None = None, *, alive: bool = True) -> None:
+        await self.inbox.send(Submission(event, reply, alive=alive))
         self._work.set()
 
-    def offer(self, events: Sequence[Event], reply: Reply | None = None, *, new_ids: bool = False) -> bool:
+    def offer(self, events: Sequence[Event], reply: Reply | None = None, *, replays: Replays = Replays.DROP) -> bool:
         """Queue every one of ``events`` at once, or none of them when the inbox lacks the room:
         the HTTP API answers 503 rather than hold a client on a full pipeline."""
         stats = self.inbox.statistics()
         if stats.max_buffer_size - stats.current_buffer_used < len(events):
             return False
         for event in events:
-            self.inbox.send_nowait(Submission(event, reply, new_ids))
+            self.inbox.send_nowait(Submission(event, reply, replays))
         self._work.set()
         return True
 
-    async def submit_priority(self, event: Event, reply: Reply | None = None) -> None:
+    async def submit_priority(self, event: Event, reply: Reply | None = None, *, alive: bool = True) -> None:
         """Submit ahead of every ordinary submission (keepalives)."""
-        await self.priority_inbox.send(Submission(event, reply))
+        await self.priority_inbox.send(Submission(event, reply, alive=alive))
         self._work.set()
 
     async def handle_only(self, event: Event) -> None:
@@ -233,6 +239,7 @@ class EventProcessor:
                 log.info("event deleted", entity=command.entity, check=command.check, namespace=command.namespace)
             return [key]
         command.events = await self.store.delete_entity(command.namespace, command.name)
+        self.entities.forget((command.namespace, command.name))
         return [k for k in self._checks if k[:2] == (command.namespace, command.name)]
 
     async def _notify(self, notice: Notice) -> None:
@@ -244,14 +251,19 @@ class EventProcessor:
         for sub in duplicates:
             self.metrics.events_duplicate.inc()
             _reply(sub, Outcome.DUPLICATE)
-        now = int(self._wall_clock())
+        wall = self._wall_clock()
+        now = int(wall)
         states: dict[CheckKey, Check] = {}
-        to_store = []
+        to_store: list[Event] = []
+        new_entities: list[Entity] = []
         for sub in fresh:
             event = sub.event
             if not event.timestamp:
                 event.timestamp = now
-            attribute_to_proxy(event)
+            if event.check is not None and (entity := self.entities.attribute(event)) is not None:
+                new_entities.append(entity)
+            if sub.alive:
+                self.entities.seen(event, wall)
             if event.check is not None:
                 key = check_key(event)
                 event.check = apply_result(event.check, states.get(key) or self._checks.get(key))
@@ -260,6 +272,8 @@ class EventProcessor:
                 states[key] = event.check
                 to_store.append(event)
         handled = [sub.event for sub in fresh if names_handlers(sub.event)]  # the others need no job
+        for entity in new_entities:
+            await self._register(entity)
         rows = await self._write(to_store, handled) if fresh else []
         if rows is None:
             for sub in fresh:
@@ -278,8 +292,26 @@ class EventProcessor:
             await self._handlers.send(HandlerJob(jobs.get(id(sub.event), 0), sub.event))
             self.metrics.events_processed.inc()
 
+    async def _register(self, entity: Entity) -> None:
+        """Store a proxy entity met for the first time, unless one of its name was stored meanwhile
+        (an agent's registration): the stored one stands."""
+        try:
+            if await self.store.add_entity(entity):
+                self.metrics.proxies_registered.inc()
+                log.info("proxy entity registered", entity=entity.name, namespace=entity.metadata.namespace)
+                return
+            stored = await self.store.get_entity(entity.metadata.namespace, entity.name)
+        except StoreError as exc:
+            self.metrics.store.failures.labels("add_entity").inc()
+            log.error("proxy entity not registered; tried again with its next event", entity=entity.name,
+                      error=exc)  # fmt: skip
+            self.entities.forget(key_of(entity))
+            return
+        if stored is not None:
+            self.entities.saved(stored)
+
     async def _split_replays(self, batch: Sequence[Submission]) -> tuple[list[Submission], list[Submission]]:
-        unknown = {s.event.id for s in batch if not s.new_id and s.event.id not in self._recent}
+        unknown = {s.event.id for s in batch if s.replays is not Replays.NONE and s.event.id not in self._recent}
         known: set[str] = set()
         if unknown:
             try:
@@ -291,10 +323,15 @@ class EventProcessor:
         for sub in batch:
             event_id = sub.event.id
             if event_id in self._recent or event_id in known or event_id in seen:
-                duplicates.append(sub)
-            else:
-                seen.add(event_id)
-                fresh.append(sub)
+                if sub.replays is not Replays.RENEW:
+                    duplicates.append(sub)
+                    continue
+                # a new result (sensuctl's resolve sends the event back with its id): ids stay
+                # unique in the event log, and handlers that de-duplicate by id see it
+                sub.event.id = new_event_id()
+                self.metrics.events_renumbered.inc()
+            seen.add(sub.event.id)
+            fresh.append(sub)
         return fresh, duplicates
 
     async def _write(self, events: list[Event], outbox: list[Event]) -> list[int] | None:

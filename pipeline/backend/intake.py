@@ -10,7 +10,7 @@ from typing import Protocol
 import trio
 from starlette.responses import Response
 
-from pipeline.backend.eventd import Outcome
+from pipeline.backend.eventd import Outcome, Replays
 from pipeline.errors import EventTooLarge
 from pipeline.http_answers import error_response
 from pipeline.metrics import BackendMetrics
@@ -19,10 +19,10 @@ from pipeline.wire.limits import MAX_EVENT_BYTES
 
 
 class Offer(Protocol):
-    """Queue all the events or none (False: the pipeline is full); ``new_ids``: ids made here."""
+    """Queue all the events or none (False: the pipeline is full); ``replays``: what their ids say."""
 
     def __call__(
-        self, events: Sequence[Event], reply: Callable[[str, Outcome], None], *, new_ids: bool = False
+        self, events: Sequence[Event], reply: Callable[[str, Outcome], None], *, replays: Replays = Replays.DROP
     ) -> bool: ...
 
 
@@ -44,7 +44,7 @@ class PipelineFull(Exception):
     """The event processor's inbox has no room for the events."""
 
 
-async def store_all(offer: Offer, events: Sequence[Event], *, new_ids: bool = False) -> list[Outcome]:
+async def store_all(offer: Offer, events: Sequence[Event], *, replays: Replays = Replays.DROP) -> list[Outcome]:
     """Queue the events and wait until each is stored (or failed); PipelineFull if there is no
     room, EventTooLarge (nothing queued) for an event over the maximum event size."""
     hold_to_size(events)
@@ -58,7 +58,7 @@ async def store_all(offer: Offer, events: Sequence[Event], *, new_ids: bool = Fa
 
     if not events:
         return outcomes
-    if not offer(events, reply, new_ids=new_ids):
+    if not offer(events, reply, replays=replays):
         raise PipelineFull()
     await done.wait()
     return outcomes

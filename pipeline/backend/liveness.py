@@ -113,9 +113,6 @@ class Liveness:
     def _wake(self) -> None:
         self._changed.set()
 
-    def last_seen(self, namespace: str, entity: str) -> float | None:
-        return self._last_seen.get((namespace, entity))
-
     # -- what agents say -----------------------------------------------------------------------
 
     async def register(self, entity: Entity) -> None:
@@ -125,6 +122,7 @@ class Liveness:
         except StoreError as exc:
             log.error("entity not stored", entity=entity.name, error=exc)
             return
+        self.eventd.entities.saved(entity)  # a proxy of its name, if there was one, is this agent now
         if created:
             log.info("entity registered", entity=entity.name, namespace=entity.metadata.namespace)
             self.metrics.entities_registered.inc()
@@ -216,7 +214,7 @@ class Liveness:
         self.metrics.keepalive_failures.labels(str(event.check.status)).inc()
         log.warning("agent silent", entity=name, namespace=namespace, status=event.check.status,
                     silent_for=int(now - last_seen))  # fmt: skip
-        await self.eventd.submit_priority(event)
+        await self.eventd.submit_priority(event, alive=False)  # made here: says nothing of when it was seen
 
     async def _ttl_expired(self, key: CheckKey, now: float) -> None:
         namespace, entity, name = key
@@ -230,4 +228,4 @@ class Liveness:
         event = ttl_expired(stored, now)
         self.metrics.ttl_expired.inc()
         log.warning("check ttl expired", entity=entity, check=name, namespace=namespace, ttl=stored.check.ttl)
-        await self.eventd.submit(event)
+        await self.eventd.submit(event, alive=False)

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pipeline.backend.eventd import Outcome
+from pipeline.backend.eventd import Outcome, Replays
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.backend.throttle import AuthGuard, source_of
 from pipeline.core.push import sematext, stackstate
@@ -67,7 +67,7 @@ def push_routes(
             log.info("push refused", source=source, error=exc)
             return error_response(400, str(exc))
         try:
-            outcomes = await store_all(offer, events, new_ids=True)  # the adapters made the ids
+            outcomes = await store_all(offer, events, replays=Replays.NONE)  # the adapters made the ids
         except PipelineFull:
             return busy(metrics, source)
         except EventTooLarge as exc:

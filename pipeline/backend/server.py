@@ -266,6 +266,7 @@ class Backend:
         return {(e.metadata.namespace or DEFAULT_NAMESPACE, e.name) for e in entities if e.entity_class == "agent"}
 
     def _entity_saved(self, entity: Entity) -> None:
+        self.eventd.entities.saved(entity)  # the events about it carry it from now on
         if self.transport is not None:
             key = (entity.metadata.namespace or DEFAULT_NAMESPACE, entity.name)
             if entity.entity_class == "agent":
@@ -318,7 +319,7 @@ class Backend:
         )
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
-        entities = EntityService(last_seen=self.liveness.last_seen, deregister=self._deregister,
+        entities = EntityService(last_seen=self.eventd.entities.last_seen, deregister=self._deregister,
                                  saved=self._entity_saved)  # fmt: skip
         guard = AuthGuard(self.metrics)  # one throttle for logins, API keys and ingest keys alike
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,

@@ -62,11 +62,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     event_info.add_argument("entity")
     event_info.add_argument("check")
     event_info.set_defaults(func=operator.cmd_event_info)
-    entity = commands.add_parser("entity", help="list the entities agents registered")
+    event_resolve = event_commands.add_parser("resolve", help="a new OK result, through the check's handlers")
+    event_delete = event_commands.add_parser("delete", help="delete an event (the timeline keeps its past)")
+    for sub, func in ((event_resolve, operator.cmd_event_resolve), (event_delete, operator.cmd_event_delete)):
+        sub.add_argument("entity")
+        sub.add_argument("check")
+        sub.set_defaults(func=func)
+    entity = commands.add_parser("entity", help="list, inspect and delete entities (agents and proxies)")
     entity_commands = entity.add_subparsers(dest="entity_command", required=True, metavar="SUBCOMMAND")
-    entity_list = entity_commands.add_parser("list", help="every entity: class, hostname, last keepalive")
+    entity_list = entity_commands.add_parser("list", help="every entity: class, hostname, when last seen")
     entity_list.add_argument("--format", choices=["table", "json"], default="table")
     entity_list.set_defaults(func=operator.cmd_entity_list)
+    entity_info = entity_commands.add_parser("info", help="one entity as JSON")
+    entity_delete = entity_commands.add_parser("delete", help="delete an entity and its events")
+    for sub, func in ((entity_info, operator.cmd_entity_info), (entity_delete, operator.cmd_entity_delete)):
+        sub.add_argument("name")
+        sub.set_defaults(func=func)
     deadletter = commands.add_parser("deadletter", help="events handlers failed to take: list and replay")
     deadletter_commands = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="SUBCOMMAND")
     deadletter_list = deadletter_commands.add_parser("list", help="every dead letter, oldest first")
@@ -122,9 +133,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     check_execute.set_defaults(func=resources.cmd_check_execute)
     reload = commands.add_parser("reload", help="read the backend's configuration directory again and apply it")
     reload.set_defaults(func=operator.cmd_reload)
-    operator_commands = (event_list, event_info, entity_list, deadletter_list, deadletter_replay, timeline,
-                         key_create, key_list, key_revoke, create, get, delete, revert, check_execute,
-                         reload)  # fmt: skip
+    operator_commands = (event_list, event_info, event_resolve, event_delete, entity_list, entity_info, entity_delete,
+                         deadletter_list, deadletter_replay, timeline, key_create, key_list, key_revoke, create, get,
+                         delete, revert, check_execute, reload)  # fmt: skip
     for sub in operator_commands:
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")

@@ -16,6 +16,8 @@ import httpx
 from pipeline.logs import printable
 
 OUTPUT_WIDTH = 60
+#: The output of a result ``pipeline event resolve`` writes (sensuctl's says "by sensuctl").
+RESOLVED_OUTPUT = "Resolved manually by pipeline"
 
 
 class ApiError(Exception):
@@ -142,6 +144,31 @@ def cmd_event_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def event_path(args: argparse.Namespace) -> str:
+    return f"/api/core/v2/namespaces/{args.namespace}/events/{args.entity}/{args.check}"
+
+
+def cmd_event_resolve(args: argparse.Namespace) -> int:
+    """sensuctl's resolve: the event read back with status 0, a manual output and the time now
+    (its id kept: the backend takes it as a new result), through the check's handlers."""
+    event = api_get(args, event_path(args))
+    check = event.get("check")
+    if not isinstance(check, dict):
+        raise ApiError(f"event {args.entity}/{args.check} has no check to resolve")
+    check["status"] = 0
+    check["output"] = RESOLVED_OUTPUT
+    event["timestamp"] = int(time.time())
+    api_request(args, "PUT", event_path(args), expect=201, json=event)
+    print("Resolved")
+    return 0
+
+
+def cmd_event_delete(args: argparse.Namespace) -> int:
+    api_request(args, "DELETE", event_path(args), expect=204)
+    print("Deleted")
+    return 0
+
+
 def entity_rows(entities: Sequence[dict[str, Any]], now: float) -> list[list[str]]:
     rows = []
     for entity in entities:
@@ -162,6 +189,19 @@ def cmd_entity_list(args: argparse.Namespace) -> int:
     entities = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/entities")
     headers = ["entity", "class", "hostname", "last seen", "subscriptions"]
     return show(entities, args, "no entities", headers, entity_rows(entities, time.time()))
+
+
+def cmd_entity_info(args: argparse.Namespace) -> int:
+    entity = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/entities/{args.name}")
+    print(json.dumps(entity, indent=2))
+    return 0
+
+
+def cmd_entity_delete(args: argparse.Namespace) -> int:
+    """Sensu's entity delete: the entity and its events go; the handlers hear them resolved."""
+    api_request(args, "DELETE", f"/api/core/v2/namespaces/{args.namespace}/entities/{args.name}", expect=204)
+    print("Deleted")
+    return 0
 
 
 DEAD_LETTERS = "/api/pipeline/v1/deadletters"

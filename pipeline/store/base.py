@@ -107,6 +107,11 @@ class EntityRecords(Protocol):
         """Store (or replace) an entity; True when it is new (a registration)."""
         ...
 
+    def add_entity(self, entity: Entity) -> bool:
+        """Store an entity unless one of that name is stored (a proxy never replaces an agent);
+        True when it was added."""
+        ...
+
     def delete_entity(self, namespace: str, name: str) -> list[Event]:
         """Remove an entity and its latest events; the event log keeps its past. Returns the events."""
         ...

@@ -164,6 +164,9 @@ class StoreService:
     async def put_entity(self, entity: Entity) -> bool:
         return await self._write(self.store.put_entity, entity)
 
+    async def add_entity(self, entity: Entity) -> bool:
+        return await self._write(self.store.add_entity, entity)
+
     async def delete_entity(self, namespace: str, name: str) -> list[Event]:
         return await self._write(self.store.delete_entity, namespace, name)
 

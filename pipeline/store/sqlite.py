@@ -206,6 +206,14 @@ class SQLiteStore:
             conn.execute("INSERT OR REPLACE INTO entities VALUES (?, ?, ?)", (namespace, entity.name, blob))
         return known is None
 
+    def add_entity(self, entity: Entity) -> bool:
+        """Store an entity unless one of that name is stored; True when it was added."""
+        namespace = entity.metadata.namespace or DEFAULT_NAMESPACE
+        blob = msgpack.packb(encode(entity), use_bin_type=True)
+        with self._transaction("cannot store an entity") as conn:
+            cursor = conn.execute("INSERT OR IGNORE INTO entities VALUES (?, ?, ?)", (namespace, entity.name, blob))
+        return cursor.rowcount > 0
+
     def delete_entity(self, namespace: str, name: str) -> list[Event]:
         """Remove an entity and its latest events (the event log keeps its past); returns the events."""
         with self._transaction("cannot delete an entity") as conn:

@@ -39,7 +39,7 @@ def test_offer_takes_all_or_nothing(tmp_path: Path) -> None:
 async def test_a_full_pipeline_is_503_with_retry_after(tmp_path: Path) -> None:
     metrics = BackendMetrics.create()
 
-    def full(events: object, reply: object, *, new_ids: bool = False) -> bool:
+    def full(events: object, reply: object, *, replays: object = None) -> bool:
         return False
 
     push = push_routes(full, metrics, lambda key: key == "k", AuthGuard(metrics), change_handlers=[])

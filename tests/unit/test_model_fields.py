@@ -432,11 +432,13 @@ proven_by(
 
 @used("CheckConfig.proxy_entity_name", "Check.proxy_entity_name")
 def _proxy_entity_name() -> None:
-    from pipeline.backend.eventd import attribute_to_proxy
+    from pipeline.backend.entity_registry import EntityRegistry
 
     event = result_event(proxy_entity_name="switch1")
-    attribute_to_proxy(event)
+    registered = EntityRegistry().attribute(event)
     assert event.entity_name == "switch1"
+    assert registered is not None
+    assert (registered.name, registered.entity_class) == ("switch1", "proxy")
 
 
 # Metadata: names and namespaces place every resource; labels select it (labelSelector, and

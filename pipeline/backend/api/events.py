@@ -1,10 +1,16 @@
 """Sensu Go's events API. A submitted event takes the same path as an agent's (state, store,
-handlers); the answer is sent once the event is stored, so a GET right after a 201 sees it."""
+handlers); the answer is sent once the event is stored, so a GET right after a 201 sees it.
+
+An event written here is always a new result: its ``id`` is kept unless already used, then
+replaced (``sensuctl event resolve`` sends the event it read back with its id). The body is
+Sensu's flat event or the wrapped form ``{type: Event, api_version, metadata, spec}``; with no
+entity, the entity is the one the path names (its stored entity, or a new proxy)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,13 +18,15 @@ from starlette.routing import Route
 
 from pipeline.backend.api.common import client_of, fill_or_match, not_found
 from pipeline.backend.api.lists import event_key, listed
-from pipeline.backend.eventd import Outcome
+from pipeline.backend.eventd import Outcome, Replays
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http_answers import error_response
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import Event, new_event_id
+from pipeline.model import Entity, Event, new_event_id
+from pipeline.model.codec import load_json
+from pipeline.model.meta import ObjectMeta
 from pipeline.store.service import StoreService
 
 log = get_logger("backend.api")
@@ -26,6 +34,19 @@ log = get_logger("backend.api")
 EVENTS = "/api/core/v2/namespaces/{namespace}/events"
 #: (namespace, entity, check) -> whether there was such an event
 DeleteEvent = Callable[[str, str, str], Awaitable[bool]]
+
+
+def unwrapped(data: Any) -> Any:
+    """The event of a body in the wrapped form ``{type: Event, api_version, metadata, spec}``
+    (``sensuctl create``'s), or the body as it is; ValidationError for another type."""
+    if not isinstance(data, dict) or "spec" not in data or "type" not in data:
+        return data
+    if data["type"] != "Event" or data.get("api_version", "core/v2") != "core/v2":
+        raise ValidationError("type", f"expected an Event of core/v2, got {data['type']!r} {data.get('api_version')!r}")
+    spec = data["spec"]
+    if isinstance(spec, dict) and isinstance(data.get("metadata"), dict) and "metadata" not in spec:
+        spec = {**spec, "metadata": data["metadata"]}
+    return spec
 
 
 def prepare_event(
@@ -36,13 +57,16 @@ def prepare_event(
     check: str | None = None,
     now: float,
     ignored: list[str] | None = None,
-) -> tuple[Event, bool]:
+) -> tuple[Event, Replays]:
     """Decode and complete a submitted event as Sensu Go's API does (raises ValidationError).
-    Also says whether the id was made here (a new id cannot be a replay). Fields the model does
-    not know are dropped, as Sensu Go's JSON decoding does, and their paths put in ``ignored``."""
-    event = Event.from_json(body, ignored=[] if ignored is None else ignored)
+    Also says what its id is: made here (it cannot be a replay), or the client's (never a
+    replay either: a used one is replaced). Fields the model does not know are dropped, as Sensu
+    Go's JSON decoding does, and their paths put in ``ignored``."""
+    event = Event.from_dict(unwrapped(load_json(body)), ignored=[] if ignored is None else ignored)
     if event.entity is None:
-        raise ValidationError("entity", "event must contain an entity")
+        if entity is None:
+            raise ValidationError("entity", "event must contain an entity")
+        event.entity = Entity(metadata=ObjectMeta(name=entity, namespace=namespace))
     if entity is not None:
         fill_or_match(event.entity.metadata, "name", entity, "entity.metadata.name")
     if check is not None:
@@ -58,11 +82,11 @@ def prepare_event(
         event.entity.entity_class = "proxy"
     if not event.metadata.namespace:
         event.metadata.namespace = namespace
-    new_id = not event.id
-    if new_id:
+    replays = Replays.RENEW if event.id else Replays.NONE
+    if not event.id:
         event.id = new_event_id()
     event.validate()
-    return event, new_id
+    return event, replays
 
 
 def event_routes(
@@ -92,7 +116,7 @@ def event_routes(
         metrics.events_received.labels("api").inc()
         ignored: list[str] = []
         try:
-            event, new_id = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"),
+            event, replays = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"),
                                           now=wall_clock(), ignored=ignored)  # fmt: skip
         except ValidationError as exc:
             metrics.events_rejected.labels("api").inc()
@@ -102,7 +126,7 @@ def event_routes(
             metrics.fields_ignored.inc(len(ignored))
             log.debug("unknown fields ignored", client=client_of(request), fields=",".join(ignored))
         try:
-            (outcome,) = await store_all(offer, [event], new_ids=new_id)
+            (outcome,) = await store_all(offer, [event], replays=replays)
         except PipelineFull:
             return busy(metrics, "api")
         except EventTooLarge as exc:
