@@ -23,6 +23,7 @@ from pipeline.backend.api.events import event_routes
 from pipeline.backend.api.execute import execute_routes
 from pipeline.backend.api.health import health_routes
 from pipeline.backend.api.kinds import kind_routes
+from pipeline.backend.api.namespaces import namespace_routes
 from pipeline.backend.api.silenced import silenced_routes
 from pipeline.backend.api.timeline import timeline_routes
 from pipeline.backend.api.writes import Writer
@@ -280,6 +281,16 @@ class Backend:
         if self.transport is not None:
             self.transport.agent_entities.discard((namespace, name))
 
+    def namespace_exists(self, namespace: str) -> bool:
+        return self.resource_service.current.namespace_exists(namespace)
+
+    async def _namespace_occupants(self, namespace: str) -> list[str]:
+        """What lives in ``namespace`` besides the configured kinds, as words for a refusal."""
+        counts = [(len(await self.store.list_entities(namespace)), "entities"),
+                  (len(await self.store.list_events(namespace, None)), "events"),
+                  (len(self.silences.list(namespace)), "silences")]  # fmt: skip
+        return [f"{count} {what}" for count, what in counts if count]
+
     async def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         """Delete a check's latest event and forget its state (the event log keeps its past)."""
         return await self.eventd.delete_event(namespace, entity, check)
@@ -316,6 +327,7 @@ class Backend:
             credentials=self.config.agent_credentials,
             ssl_context=self._ssl,
             name=self.config.name,
+            namespace_exists=self.namespace_exists,
         )
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -324,11 +336,14 @@ class Backend:
         guard = AuthGuard(self.metrics)  # one throttle for logins, API keys and ingest keys alike
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            guard, change_handlers=self.config.change_handlers)  # fmt: skip
-        writer = Writer(self.metrics)
+        writer = Writer(self.metrics, self.namespace_exists)
         app = create_app(
             health_routes(self.metrics, self.store, self.config.name, lambda: self._ready),
             auth_routes(self.keys, guard),
-            event_routes(self.store, self.eventd.offer, self.metrics, self.delete_event),
+            namespace_routes(self.resource_service, self._namespace_occupants),
+            event_routes(
+                self.store, self.eventd.offer, self.metrics, self.delete_event, namespace_exists=self.namespace_exists
+            ),
             entity_routes(self.store, entities, writer),
             timeline_routes(self.store),
             dead_letter_routes(self.store, self.replay_dead_letter),

@@ -141,6 +141,7 @@ class TransportServer:
         credentials: AgentCredentials | None = None,
         ssl_context: ssl.SSLContext | None = None,
         name: str | None = None,
+        namespace_exists: Callable[[str], bool] = lambda namespace: True,
     ) -> None:
         self.host = host
         self.port = port
@@ -151,6 +152,7 @@ class TransportServer:
         self.credentials = credentials or AgentCredentials()
         self.ssl_context = ssl_context
         self.name = name or socket.gethostname()
+        self.namespace_exists = namespace_exists
         #: connected agents, to send changed checks to
         self._agents: dict[int, tuple[MessageStream, Entity]] = {}
         #: (namespace, name) of every entity registered with class ``agent``: no other agent may
@@ -275,6 +277,11 @@ class TransportServer:
         except ValidationError as exc:
             await conn.send(protocol.error(f"invalid entity: {exc}"))
             raise ProtocolError(f"invalid entity in hello: {exc}") from None
+        namespace = entity.metadata.namespace or DEFAULT_NAMESPACE
+        if not self.namespace_exists(namespace):  # as Sensu Go's agentd: an agent lives in a namespace that exists
+            message = f"namespace {namespace!r} does not exist: declare it (a Namespace resource) on the backend"
+            await conn.send(protocol.error(message))
+            raise ProtocolError(message)
         return entity, heartbeat_timeout
 
     async def _serve_agent(self, conn: MessageStream) -> None:

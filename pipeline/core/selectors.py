@@ -177,7 +177,9 @@ def fields_of(kind: str, document: Mapping[str, Any]) -> dict[str, FieldValue]:
     prefix = _prefix(kind)
     body = _body(document)
     metadata = _metadata(body)
-    fields: dict[str, FieldValue] = {f"{prefix}.name": _str(metadata.get("name"))}
+    # a core/v2 Namespace is only ``{"name": ...}``: no metadata, no namespace of its own
+    name = body.get("name") if kind == "Namespace" else metadata.get("name")
+    fields: dict[str, FieldValue] = {f"{prefix}.name": _str(name)}
     if kind != "Namespace":
         fields[f"{prefix}.namespace"] = _str(metadata.get("namespace"))
     labels = _labels(metadata)

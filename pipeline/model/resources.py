@@ -186,11 +186,17 @@ class Resources:
         found: Pipeline | None = self._named(self.pipelines, name, namespace)
         return found
 
+    def namespace_exists(self, name: str) -> bool:
+        """Whether resources may live in namespace ``name``: ``default`` always, any other once a
+        ``Namespace`` declares it, as in Sensu Go."""
+        return name == DEFAULT_NAMESPACE or any(namespace.name == name for namespace in self.namespaces)
+
     def reference_errors(self) -> list[ReferenceError]:
-        """Loops and over-deep nesting in handler sets, and workflows that name a handler set (a
-        workflow runs one handler). Names that point at nothing are not errors here: see
+        """Resources in a namespace no ``Namespace`` declares, loops and over-deep nesting in
+        handler sets, and workflows that name a handler set (a workflow runs one handler). Names
+        that point at nothing are not errors here: see
         :func:`pipeline.model.references.dangling_references`."""
-        errors: list[ReferenceError] = []
+        errors = self._namespace_errors()
         for handler in self.handlers:
             namespace, name = _namespace_of(handler), handler.metadata.name
             problem = self._set_problem([name], namespace) if handler.type == "set" else None
@@ -204,6 +210,19 @@ class Resources:
                 if target is not None and target.type == "set":
                     message = f"{target_name!r} is a handler set; a workflow runs one handler"
                     errors.append(ReferenceError("Pipeline", namespace, name, f"spec.workflows[{i}].handler", message))
+        return errors
+
+    def _namespace_errors(self) -> list[ReferenceError]:
+        errors = []
+        kinds = (("CheckConfig", self.checks), ("HookConfig", self.hooks), ("Handler", self.handlers),
+                 ("EventFilter", self.filters), ("Mutator", self.mutators), ("Pipeline", self.pipelines),
+                 ("Silenced", self.silences), ("Entity", self.entities))  # fmt: skip
+        for kind, items in kinds:
+            for item in items:
+                namespace = _namespace_of(item)
+                if not self.namespace_exists(namespace):
+                    message = f"no Namespace {namespace!r}: declare it (type: Namespace, spec: {{name: {namespace}}})"
+                    errors.append(ReferenceError(kind, namespace, item.metadata.name, "metadata.namespace", message))
         return errors
 
     def _set_problem(self, chain: list[str], namespace: str) -> str | None:

@@ -121,7 +121,8 @@ async def test_an_agent_writes_its_own_entity_and_proxies_and_nothing_else(
 
 
 async def test_an_agent_of_another_namespace_writes_there_only(tmp_path: Path) -> None:
-    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    prod = "type: Namespace\napi_version: core/v2\nspec: {name: prod}\n"
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", prod))
     own = event("own", agent_entity("edge1", "prod"))
     nameless = event("nameless", {"entity_class": "agent", "metadata": {"name": "edge1"}})
     with trio.fail_after(20):

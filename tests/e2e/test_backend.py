@@ -164,6 +164,7 @@ async def test_unknown_fields_are_ignored_as_sensu_go_ignores_them(running: Runn
 async def test_events_of_every_namespace_are_listed_under_api_core_v2_events(running: RunningBackend) -> None:
     ops = check_event(1, check="disk")
     ops["entity"]["metadata"]["namespace"] = "ops"
+    assert (await running.client.put("/api/core/v2/namespaces/ops", json={"name": "ops"})).status_code == 201
     assert (await running.client.post(EVENTS, json=check_event(0, check="cpu"))).status_code == 201
     assert (await running.client.post("/api/core/v2/namespaces/ops/events", json=ops)).status_code == 201
     everywhere = (await running.client.get("/api/core/v2/events")).json()

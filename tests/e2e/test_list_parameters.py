@@ -117,6 +117,9 @@ async def test_lists_across_namespaces_at_the_kinds_own_path(tmp_path: Path) -> 
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)
             async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                assert (
+                    await client.put("/api/core/v2/namespaces/staging", json={"name": "staging"})
+                ).status_code == 201
                 for namespace in ("default", "staging"):
                     base = f"/api/core/v2/namespaces/{namespace}"
                     assert (await client.put(f"{base}/checks/disk", json=check("disk", "ops"))).status_code == 201

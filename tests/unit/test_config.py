@@ -34,12 +34,16 @@ spec:
 """
 
 
+PROD = "type: Namespace\napi_version: core/v2\nspec: {name: prod}\n"
+
+
 def errors_of(tmp_path: Path, text: str, name: str = "resources.yml") -> list[str]:
     write_config(tmp_path, text, name)
     return [str(e) for e in validate_directory(tmp_path)]
 
 
 def test_good_resources_load_with_their_fields(tmp_path: Path) -> None:
+    write_config(tmp_path, PROD, "namespaces.yml")
     resources = load_directory(write_config(tmp_path, GOOD))
     (check,) = resources.checks
     assert check.metadata.name == "check-cpu"
@@ -146,6 +150,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 
 
 def test_documents_are_counted_from_one_including_empty_ones(tmp_path: Path) -> None:
+    write_config(tmp_path, PROD, "namespaces.yml")
     bad = "type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: pipe, timeout: x, command: c}"
     (error,) = errors_of(tmp_path, GOOD + "\n---\n---\n" + bad)
     assert ": line 28: document 4: Handler 'h': spec.timeout: expected integer, got string 'x'" in error
@@ -165,6 +170,7 @@ def test_every_error_of_every_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_duplicate_names_are_an_error_naming_both_places(tmp_path: Path) -> None:
+    write_config(tmp_path, PROD, "namespaces.yml")
     write_config(tmp_path, GOOD, "a.yml")
     write_config(tmp_path, GOOD.split("---")[0], "b.yml")
     (error,) = [str(e) for e in validate_directory(tmp_path)]
@@ -198,6 +204,7 @@ def test_messages_name_files_as_the_user_gave_the_directory(tmp_path: Path, monk
 
 def test_handler_fields_land(tmp_path: Path) -> None:
     text = GOOD.split("---")[1] + "  env_vars: [A=1]\n  filters: [is_incident]\n  socket: {host: h, port: 1}\n"
+    write_config(tmp_path, PROD, "namespaces.yml")
     (handler,) = load_directory(write_config(tmp_path, text)).handlers
     assert (handler.type, handler.timeout, handler.env_vars, handler.filters) == ("pipe", 10, ["A=1"], ["is_incident"])
     assert handler.socket is not None
@@ -228,3 +235,13 @@ def test_a_plugin_handler_needs_its_plugin(tmp_path: Path) -> None:
     handler = resources.handler("h")
     assert handler is not None
     assert (handler.plugin, handler.options) == ("graphite", {"port": 2004})
+
+
+def test_a_resource_lives_in_a_declared_namespace_wherever_the_declaration_is(tmp_path: Path) -> None:
+    handler = GOOD.split("---")[1]
+    (error,) = errors_of(tmp_path, handler)
+    assert error.endswith(
+        "document 1: Handler 'slack': metadata.namespace: no Namespace 'prod': declare it (type: Namespace, spec: {name: prod})"
+    )
+    write_config(tmp_path, PROD, "z-namespaces.yml")  # read after the handler's file: order does not matter
+    assert validate_directory(tmp_path) == []

@@ -53,7 +53,7 @@ from pipeline.model.codec import decode, encode
 from pipeline.model.entity import Deregistration
 from pipeline.model.meta import ResourceReference
 from pipeline.model.pipeline import EventFilter, Mutator, Pipeline, PipelineWorkflow, Silenced
-from pipeline.model.resources import Handler
+from pipeline.model.resources import Handler, Namespace
 
 ROOTS: dict[str, type[Any]] = {
     "CheckConfig": CheckConfig,
@@ -63,6 +63,7 @@ ROOTS: dict[str, type[Any]] = {
     "Mutator": Mutator,
     "Pipeline": Pipeline,
     "Silenced": Silenced,
+    "Namespace": Namespace,
     "Entity": Entity,
     "Check": Check,  # an event's check, as submitted
     "Event": Event,
@@ -684,6 +685,15 @@ async def _handler_concurrency(tmp: Path) -> None:
 
 def silence(**fields: Any) -> Silenced:
     return Silenced(metadata=ObjectMeta(name=Silenced(**fields).derived_name, namespace="default"), **fields)
+
+
+@used("Namespace.name")
+def _namespace_declared() -> None:
+    check = CheckConfig(metadata=ObjectMeta(name="disk", namespace="prod"), command="true", interval=10)
+    undeclared = Resources(checks=[check])
+    declared = Resources(checks=[check], namespaces=[Namespace("prod")])
+    assert [error.path for error in undeclared.reference_errors()] == ["metadata.namespace"]
+    assert declared.reference_errors() == []
 
 
 @used("Silenced.subscription", "Silenced.check", "Silenced.metadata.name")

@@ -38,3 +38,10 @@ def client_of(request: Request) -> str:
 def not_found(what: str, name: str, namespace: str | None = None) -> Response:
     where = f" in namespace {namespace}" if namespace is not None else ""
     return error_response(404, f"{what} {name} not found{where}")
+
+
+def unknown_namespace(namespace: str) -> Response:
+    """A write into a namespace that no ``Namespace`` declares, as Sensu Go refuses it."""
+    return error_response(
+        404, f"namespace {namespace!r} not found: create it first (PUT /api/core/v2/namespaces/{namespace})"
+    )

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pipeline.backend.api.common import client_of, fill_or_match, not_found
+from pipeline.backend.api.common import client_of, fill_or_match, not_found, unknown_namespace
 from pipeline.backend.api.lists import event_key, listed
 from pipeline.backend.eventd import Outcome, Replays
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
@@ -95,6 +95,7 @@ def event_routes(
     metrics: BackendMetrics,
     delete_event: DeleteEvent,
     *,
+    namespace_exists: Callable[[str], bool] = lambda name: True,
     wall_clock: Callable[[], float] = time.time,
 ) -> list[Route]:
     async def list_events(request: Request) -> Response:
@@ -114,6 +115,9 @@ def event_routes(
         p = request.path_params
         body = await request.body()  # within --max-body-size: the HTTP server refuses more, unread
         metrics.events_received.labels("api").inc()
+        if not namespace_exists(p["namespace"]):
+            metrics.events_rejected.labels("api").inc()
+            return unknown_namespace(p["namespace"])
         ignored: list[str] = []
         try:
             event, replays = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"),

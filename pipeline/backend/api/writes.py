@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pipeline.backend.api.common import client_of, json_body
+from pipeline.backend.api.common import client_of, json_body, unknown_namespace
 from pipeline.errors import ValidationError
 from pipeline.http_answers import error_response
 from pipeline.logs import get_logger
@@ -143,8 +143,9 @@ def _place(flat: dict[str, Any], namespace: str, name: str | None) -> dict[str, 
 class Writer:
     """The write routes' shared implementation, bound to the API's metrics."""
 
-    def __init__(self, metrics: BackendMetrics) -> None:
+    def __init__(self, metrics: BackendMetrics, namespace_exists: Callable[[str], bool] = lambda name: True) -> None:
         self.metrics = metrics
+        self.namespace_exists = namespace_exists
 
     def _known(self, kind: Writable[Any], flat: dict[str, Any], request: Request) -> tuple[dict[str, Any], list[str]]:
         kept, ignored = known_fields_only(kind.model, flat)
@@ -159,6 +160,8 @@ class Writer:
         URL names it in the path parameter ``name_param`` (the collection's URL names none)."""
         p = request.path_params
         namespace, name = p["namespace"], p.get(name_param)
+        if not self.namespace_exists(namespace):
+            return unknown_namespace(namespace)
         if request.method == "PATCH":
             return await self._patch(request, kind, namespace, name or "")
         body = await json_body(request)
