@@ -220,6 +220,7 @@ class Agent:
                     functools.partial(self.submit_local, source="api"),
                     self.entity,
                     set_aside=self.delivery.list_set_aside,
+                    unknown_parameters=self.metrics.api_unknown_parameters,
                 )
                 serve = functools.partial(serve_app, app, self.config.api_addr, metrics=self.metrics.http)
                 api = await nursery.start(serve)
