@@ -15,6 +15,7 @@ the agent's apps; it knows nothing of either.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -75,6 +76,7 @@ Refused = Callable[[str], None]
 def _guard(route: Route, takes: tuple[str, ...], refused: Refused) -> Route:
     endpoint = route.endpoint
 
+    @functools.wraps(endpoint)  # keeps its name and its declaration, for whoever reads the app's routes
     async def checked(request: Request) -> Response:
         unknown = refusal(request.query_params.keys(), takes)
         if unknown is None:
