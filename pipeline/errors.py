@@ -48,6 +48,15 @@ class UnknownFieldError(ValidationError):
     """A key the model does not have (refused in resource files, ignored in submitted events)."""
 
 
+class UnknownQueryParameter(ValidationError):
+    """A query parameter the HTTP route does not take (``takes``: the ones it does)."""
+
+    def __init__(self, name: str, takes: tuple[str, ...]) -> None:
+        self.name, self.takes = name, takes
+        allowed = f"this path takes: {', '.join(takes)}" if takes else "this path takes none"
+        super().__init__(name[:60], f"unknown query parameter ({allowed})")
+
+
 class EventTooLarge(ValidationError):
     """An event whose msgpack encoding is over the maximum event size."""
 

@@ -147,6 +147,7 @@ class BackendMetrics:
     mutator_duration: Histogram
     push_requests: Counter
     fields_ignored: Counter
+    api_unknown_parameters: Counter
     api_busy: Counter
     api_unauthorized: Counter
     push_refused: Counter
@@ -233,6 +234,12 @@ class BackendMetrics:
             ),
             api_unauthorized=Counter(
                 "pipeline_api_unauthorized", "API requests refused for their credentials", ["reason"], registry=r
+            ),
+            api_unknown_parameters=Counter(
+                "pipeline_api_unknown_parameters",
+                "API requests refused for a query parameter their path does not take, by route",
+                ["path"],
+                registry=r,
             ),
             api_busy=Counter(
                 "pipeline_api_busy", "Submissions answered 503 because the pipeline was full", ["source"], registry=r
@@ -334,6 +341,7 @@ class AgentMetrics:
     http: HttpMetrics
     events_set_aside: Counter
     events_too_large: Counter
+    api_unknown_parameters: Counter
 
     @classmethod
     def create(
@@ -397,6 +405,12 @@ class AgentMetrics:
                 "pipeline_agent_events_too_large",
                 "Events over the maximum event size, by where they entered and what became of them",
                 ["source", "action"],
+                registry=r,
+            ),
+            api_unknown_parameters=Counter(
+                "pipeline_agent_api_unknown_parameters",
+                "Agent API requests refused for a query parameter their path does not take, by route",
+                ["path"],
                 registry=r,
             ),
         )

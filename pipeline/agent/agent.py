@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from starlette.applications import Starlette
 
 from pipeline import __version__
 from pipeline.agent.api import create_agent_app
@@ -96,6 +97,8 @@ class Agent:
         self.delivery = Delivery(self.spool, self._outbound, self.metrics)
         self.metrics.spool.watch(lambda: self.spool.count, lambda: self.spool.bytes)
         self.connected = trio.Event()
+        #: the local HTTP API's app once it serves (its routes are what the API answers)
+        self.api_app: Starlette | None = None
         #: the current connection's tasks; cancelled to connect again with a changed entity
         self._connection_scope: trio.CancelScope | None = None
 
@@ -220,7 +223,9 @@ class Agent:
                     functools.partial(self.submit_local, source="api"),
                     self.entity,
                     set_aside=self.delivery.list_set_aside,
+                    unknown_parameters=self.metrics.api_unknown_parameters,
                 )
+                self.api_app = app
                 serve = functools.partial(serve_app, app, self.config.api_addr, metrics=self.metrics.http)
                 api = await nursery.start(serve)
                 log.info("agent API listening", address=f"{api[0]}:{api[1]}")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -28,6 +28,7 @@ from starlette.routing import Route
 from pipeline import __version__
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http_answers import EXCEPTION_HANDLERS, error_response
+from pipeline.http_params import guarded, takes_query
 from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import decode, encode
 
@@ -69,7 +70,18 @@ def create_agent_app(
     *,
     wall_clock: Callable[[], float] = time.time,
     set_aside: Callable[[int], Awaitable[Sequence[Any]]] | None = None,
+    unknown_parameters: Counter | None = None,
 ) -> Starlette:
+    """The agent's API app. A query parameter a route does not take is refused (400 naming it) and
+    counted by route in ``unknown_parameters`` (by default a new
+    ``pipeline_agent_api_unknown_parameters`` on ``registry``)."""
+    if unknown_parameters is None:
+        unknown_parameters = Counter(
+            "pipeline_agent_api_unknown_parameters", "Agent API requests refused for a query parameter",
+            ["path"], registry=registry,
+        )  # fmt: skip
+    counter = unknown_parameters
+
     async def healthz(request: Request) -> Response:
         # Sensu Go's agent answers exactly these bodies.
         if is_connected():
@@ -96,6 +108,7 @@ def create_agent_app(
             return error_response(413, str(exc))
         return Response(status_code=202)
 
+    @takes_query("limit")
     async def list_set_aside(request: Request) -> Response:
         assert set_aside is not None
         raw = request.query_params.get("limit", "100")
@@ -108,4 +121,5 @@ def create_agent_app(
         routes.append(Route("/events", post_event, methods=["POST"]))
     if set_aside is not None:
         routes.append(Route("/events/set-aside", list_set_aside))
-    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    return Starlette(routes=guarded(routes, lambda path: counter.labels(path).inc()),
+                     exception_handlers=EXCEPTION_HANDLERS)  # fmt: skip

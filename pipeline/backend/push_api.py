@@ -24,11 +24,17 @@ from pipeline.core.push import sematext, stackstate
 from pipeline.core.push.common import PushContext
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http_answers import error_response
+from pipeline.http_params import takes_any_query
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event
 
 log = get_logger("backend.push")
+#: Why the push routes take any query parameter, unlike every other route: they are other
+#: products' wire formats, whose agents and libraries may send parameters pipeline does not know;
+#: refusing those would break a client that works against the real service. Only StackState's
+#: ``api_key`` is read.
+OTHER_AGENTS = "other products' wire formats: their clients send parameters of their own"
 
 
 def client_host(request: Request) -> str:
@@ -78,14 +84,17 @@ def push_routes(
         metrics.events_received.labels(source).inc(len(events))
         return JSONResponse({"accepted": len(events)}, status_code=status)
 
+    @takes_any_query(OTHER_AGENTS)
     async def sematext_one(request: Request) -> Response:
         return await accept(request, "sematext", request.path_params["token"],
                             lambda body, ctx: sematext.parse(body, ctx, many=False), 201)  # fmt: skip
 
+    @takes_any_query(OTHER_AGENTS)
     async def sematext_many(request: Request) -> Response:
         return await accept(request, "sematext", request.path_params["token"],
                             lambda body, ctx: sematext.parse(body, ctx, many=True), 201)  # fmt: skip
 
+    @takes_any_query(OTHER_AGENTS)
     async def stackstate_intake(request: Request) -> Response:
         return await accept(request, "stackstate", request.query_params.get("api_key", ""), stackstate.parse, 200)
 

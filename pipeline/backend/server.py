@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+from starlette.applications import Starlette
 
 from pipeline.backend.api import create_app
 from pipeline.backend.api.check_hooks import check_hook_routes
@@ -140,6 +141,8 @@ class Backend:
         self._transport().check_exposure()  # refuse a bad setup before anything starts
         self._stopping = trio.Event()
         self._stopped = trio.Event()
+        #: the HTTP API's app once it serves (its routes are what the API answers)
+        self.api_app: Starlette | None = None
         self._ready = False  # /ready: state loaded and every port open, not stopping
 
     @property
@@ -355,7 +358,9 @@ class Backend:
             resource_routes(self.resource_service, self.silences),
             kind_routes(self.resource_service, writer),  # after every fixed path: {kind} would match them
             push,  # last: the push formats' paths are catch-alls of two segments
+            refused=lambda path: self.metrics.api_unknown_parameters.labels(path).inc(),
         )
+        self.api_app = app
         await serve_app(RequireKey(app, self.keys, self.metrics, guard), self.config.api_addr,
                         limits=Limits(max_body=self.config.max_body_size), metrics=self.metrics.http,
                         task_status=task_status)  # fmt: skip

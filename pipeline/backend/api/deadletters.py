@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.backend.api.common import not_found
-from pipeline.backend.api.lists import listed
+from pipeline.backend.api.lists import listed, takes_list_query
 from pipeline.model.codec import encode
 from pipeline.store.service import StoreService
 
@@ -28,6 +28,7 @@ Replay = Callable[[str], Awaitable[ReplayResult | None]]
 
 
 def dead_letter_routes(store: StoreService, replay: Replay) -> list[Route]:
+    @takes_list_query
     async def list_dead_letters(request: Request) -> Response:
         letters = await store.list_dead_letters()  # oldest first, as the store keeps them
         return listed(request, None, letters, lambda letter: (f"{letter.created:020d}", letter.id), encode)

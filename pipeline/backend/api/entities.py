@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pipeline.backend.api.common import not_found
-from pipeline.backend.api.lists import listed, named
+from pipeline.backend.api.lists import listed, named, takes_list_query
 from pipeline.backend.api.writes import Writable, Writer, with_etag
 from pipeline.logs import get_logger
 from pipeline.model import Entity
@@ -41,6 +41,7 @@ def entity_routes(store: StoreService, entities: EntityService, writer: Writer) 
             data["last_seen"] = int(seen)
         return data
 
+    @takes_list_query
     async def list_entities(request: Request) -> Response:
         found = await store.list_entities(request.path_params.get("namespace"))
         return listed(request, "Entity", found, named, entity_json)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.backend.api.common import client_of, fill_or_match, not_found, unknown_namespace
-from pipeline.backend.api.lists import event_key, listed
+from pipeline.backend.api.lists import event_key, listed, takes_list_query
 from pipeline.backend.eventd import Outcome, Replays
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.errors import EventTooLarge, ValidationError
@@ -98,6 +98,7 @@ def event_routes(
     namespace_exists: Callable[[str], bool] = lambda name: True,
     wall_clock: Callable[[], float] = time.time,
 ) -> list[Route]:
+    @takes_list_query
     async def list_events(request: Request) -> Response:
         """The latest events of a namespace (or of one entity); under ``/api/core/v2/events``, of all."""
         p = request.path_params

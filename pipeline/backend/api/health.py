@@ -26,6 +26,7 @@ from starlette.routing import Route
 from pipeline import __version__
 from pipeline.errors import StoreError
 from pipeline.http_answers import error_response
+from pipeline.http_params import takes_query
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.store.service import StoreService
@@ -111,6 +112,7 @@ def health_routes(
     name: str,
     ready: Callable[[], bool],
 ) -> list[Route]:
+    @takes_query("timeout")  # sensuctl sends ?timeout=3
     async def health(request: Request) -> Response:
         try:
             timeout = health_timeout(dict(request.query_params))

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pipeline.backend.api.lists import listed, named
+from pipeline.backend.api.lists import listed, named, takes_list_query
 from pipeline.backend.api.writes import API_VERSION, Writable, Writer, with_etag
 from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.errors import ValidationError
@@ -37,6 +37,7 @@ def kind_routes(resources: ResourceService, writer: Writer) -> list[Route]:
         p = request.path_params
         return error_response(404, f"{p['kind']} {p['name']!r} not found in namespace {p['namespace']}")
 
+    @takes_list_query
     async def list_resources(request: Request) -> Response:
         kind = kind_of(request)
         if kind is None:

@@ -8,14 +8,29 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pipeline.core.listing import SortKey, page, parse_list_request, select
+from pipeline.core.listing import (
+    CONTINUE,
+    FIELD_SELECTOR,
+    LABEL_SELECTOR,
+    LIMIT,
+    SortKey,
+    page,
+    parse_list_request,
+    select,
+)
 from pipeline.errors import ValidationError
 from pipeline.http_answers import error_response
+from pipeline.http_params import takes_query
 from pipeline.model import DEFAULT_NAMESPACE, Event
 
 T = TypeVar("T")
 #: The header of a list response that says where the next page starts, as in Sensu Go.
 CONTINUE_HEADER = "Sensu-Continue"
+#: The query parameters of every list route (:func:`listed` reads them; it refuses the selectors
+#: on a list of no Sensu kind, naming them).
+LIST_QUERY = (LABEL_SELECTOR, FIELD_SELECTOR, LIMIT, CONTINUE)
+#: The declaration of a list endpoint.
+takes_list_query = takes_query(*LIST_QUERY)
 
 
 def listed(

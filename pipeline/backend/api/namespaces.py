@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.backend.api.common import json_body
-from pipeline.backend.api.lists import listed
+from pipeline.backend.api.lists import listed, takes_list_query
 from pipeline.backend.api.writes import API_VERSION, unwrap
 from pipeline.backend.resources import ResourceService
 from pipeline.errors import ResourceInUse, ValidationError
@@ -39,6 +39,7 @@ def namespace_routes(resources: ResourceService, occupants: Occupants) -> list[R
     def exists(name: str) -> bool:
         return resources.current.namespace_exists(name)
 
+    @takes_list_query
     async def list_namespaces(request: Request) -> Response:
         return listed(request, "Namespace", namespaces_of(resources), lambda ns: ("", ns.name), encode)
 

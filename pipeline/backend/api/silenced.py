@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pipeline.backend.api.common import not_found
-from pipeline.backend.api.lists import listed, named
+from pipeline.backend.api.lists import listed, named, takes_list_query
 from pipeline.backend.api.writes import Writable, Writer, with_etag
 from pipeline.backend.silences import Silences
 from pipeline.model.codec import decode, encode
@@ -19,6 +19,7 @@ SILENCED = "/api/core/v2/namespaces/{namespace}/silenced"
 
 
 def silenced_routes(silences: Silences, writer: Writer) -> list[Route]:
+    @takes_list_query
     async def list_silenced(request: Request) -> Response:
         """Every silence; under ``/subscriptions/{subscription}`` or ``/checks/{check}`` those of one."""
         p = request.path_params

@@ -13,6 +13,7 @@ from pipeline.backend.api.lists import CONTINUE_HEADER
 from pipeline.core.numbers import parse_int
 from pipeline.core.timespec import parse_time
 from pipeline.http_answers import error_response
+from pipeline.http_params import takes_query
 from pipeline.store.base import TimelineQuery
 from pipeline.store.service import StoreService
 
@@ -22,6 +23,7 @@ TIMELINE_PAGE, TIMELINE_PAGE_MAX = 100, 1000
 
 
 def timeline_routes(store: StoreService, *, wall_clock: Callable[[], float] = time.time) -> list[Route]:
+    @takes_query("since", "until", "entity", "type", "limit", "continue")
     async def timeline(request: Request) -> Response:
         params = request.query_params
         now = wall_clock()
