@@ -10,12 +10,16 @@ import json
 import os
 import sys
 import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
-from pipeline.backend.server import Backend, BackendConfig
+from pipeline.backend.server import Backend, BackendAddresses, BackendConfig
 from pipeline.config import load_directory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +86,29 @@ def loopback_backend(tmp_path: Path, config: Path, **settings: Any) -> Backend:
             **settings,
         )
     )
+
+
+@dataclass(slots=True, frozen=True)
+class Served:
+    """A running backend's addresses, and an API client holding its admin key."""
+
+    addresses: BackendAddresses
+    client: httpx.AsyncClient
+
+    @property
+    def api_key(self) -> str:
+        return str(self.client.headers["Authorization"]).removeprefix("Key ")
+
+
+@asynccontextmanager
+async def served(backend: Backend, *, seconds: float = 30) -> AsyncIterator[Served]:
+    """Run ``backend`` for the block (at most ``seconds``), with an admin API client; stopped after."""
+    with trio.fail_after(seconds):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
+                yield Served(addresses, client)
+            nursery.cancel_scope.cancel()
 
 
 def admin_headers(backend: Backend) -> dict[str, str]:

@@ -8,12 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sensu_go
 import trio
 
-from tests.support import admin_headers, loopback_backend, write_config
+from tests.support import loopback_backend, served, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -29,28 +28,23 @@ CPU: dict[str, Any] = {
 
 async def test_patch_merges_under_etag_conditions_and_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
-                url = f"{NS}/checks/check_cpu"
-                created = await client.post(f"{NS}/checks", json=CPU)
-                taken = await client.post(f"{NS}/checks", json=CPU)
-                read = await client.get(url)
-                # Sensu's documentation's example, plus a label changed and one removed by null
-                patch = {"subscriptions": ["system", "health"], "metadata": {"labels": {"team": "sre", "tier": None}}}
-                patched = await client.patch(url, json=patch, headers={**PATCH, "If-Match": read.headers["ETag"]})
-                stale = await client.patch(
-                    url, json={"interval": 30}, headers={**PATCH, "If-Match": read.headers["ETag"]}
-                )
-                unwanted = await client.patch(url, json={"interval": 30},
-                                              headers={**PATCH, "If-None-Match": patched.headers["ETag"]})  # fmt: skip
-                plain_json = await client.patch(url, json={"interval": 30})
-                renamed = await client.patch(url, json={"metadata": {"name": "other"}}, headers=PATCH)
-                invalid = await client.patch(url, json={"interval": None}, headers=PATCH)  # no schedule left
-                missing = await client.patch(f"{NS}/checks/nope", json={"interval": 30}, headers=PATCH)
-                after = (await client.get(url)).json()
-            nursery.cancel_scope.cancel()
+    async with served(backend) as up:
+        client = up.client
+        url = f"{NS}/checks/check_cpu"
+        created = await client.post(f"{NS}/checks", json=CPU)
+        taken = await client.post(f"{NS}/checks", json=CPU)
+        read = await client.get(url)
+        # Sensu's documentation's example, plus a label changed and one removed by null
+        patch = {"subscriptions": ["system", "health"], "metadata": {"labels": {"team": "sre", "tier": None}}}
+        patched = await client.patch(url, json=patch, headers={**PATCH, "If-Match": read.headers["ETag"]})
+        stale = await client.patch(url, json={"interval": 30}, headers={**PATCH, "If-Match": read.headers["ETag"]})
+        unwanted = await client.patch(url, json={"interval": 30},
+                                      headers={**PATCH, "If-None-Match": patched.headers["ETag"]})  # fmt: skip
+        plain_json = await client.patch(url, json={"interval": 30})
+        renamed = await client.patch(url, json={"metadata": {"name": "other"}}, headers=PATCH)
+        invalid = await client.patch(url, json={"interval": None}, headers=PATCH)  # no schedule left
+        missing = await client.patch(f"{NS}/checks/nope", json={"interval": 30}, headers=PATCH)
+        after = (await client.get(url)).json()
     assert (created.status_code, taken.status_code, read.status_code) == (201, 409, 200)
     assert taken.json() == {"code": 4, "message": "CheckConfig check_cpu already exists in namespace default"}
     assert patched.status_code == 200, patched.text
@@ -81,27 +75,24 @@ async def test_every_kind_takes_flat_and_wrapped_bodies_and_says_what_it_dropped
                       "spec": {"entity_class": "proxy", "subscriptions": ["snmp"]}}  # fmt: skip
     wrapped_silence = {"type": "Silenced", "api_version": "core/v2", "metadata": {},
                        "spec": {"check": "check_cpu", "reason": "maintenance"}}  # fmt: skip
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
-                answers = {
-                    "handler": await client.put(f"{NS}/handlers/file", json=wrapped_handler),
-                    "entity": await client.put(f"{NS}/entities/router1", json=wrapped_entity),
-                    "silence": await client.post(f"{NS}/silenced", json=wrapped_silence),
-                    "silence again": await client.post(f"{NS}/silenced", json=wrapped_silence),
-                    "wrong type": await client.put(f"{NS}/handlers/file", json={**wrapped_handler, "type": "Mutator"}),
-                    "typo": await client.put(f"{NS}/checks/check_cpu", json={**CPU, "intervall": 30, "stdin": False}),
-                    "assets": await client.get(f"{NS}/assets"),
-                }
-                handler = (await client.get(f"{NS}/handlers/file")).json()
-                entity = (await client.get(f"{NS}/entities/router1")).json()
-                silence = (await client.get(f"{NS}/silenced/*:check_cpu")).json()
-                patched_entity = await client.patch(f"{NS}/entities/router1", json={"subscriptions": ["icmp"]},
-                                                    headers=PATCH)  # fmt: skip
-                patched_silence = await client.patch(f"{NS}/silenced/*:check_cpu", json={"reason": "upgrade"},
-                                                     headers=PATCH)  # fmt: skip
-            nursery.cancel_scope.cancel()
+    async with served(backend) as up:
+        client = up.client
+        answers = {
+            "handler": await client.put(f"{NS}/handlers/file", json=wrapped_handler),
+            "entity": await client.put(f"{NS}/entities/router1", json=wrapped_entity),
+            "silence": await client.post(f"{NS}/silenced", json=wrapped_silence),
+            "silence again": await client.post(f"{NS}/silenced", json=wrapped_silence),
+            "wrong type": await client.put(f"{NS}/handlers/file", json={**wrapped_handler, "type": "Mutator"}),
+            "typo": await client.put(f"{NS}/checks/check_cpu", json={**CPU, "intervall": 30, "stdin": False}),
+            "assets": await client.get(f"{NS}/assets"),
+        }
+        handler = (await client.get(f"{NS}/handlers/file")).json()
+        entity = (await client.get(f"{NS}/entities/router1")).json()
+        silence = (await client.get(f"{NS}/silenced/*:check_cpu")).json()
+        patched_entity = await client.patch(f"{NS}/entities/router1", json={"subscriptions": ["icmp"]},
+                                            headers=PATCH)  # fmt: skip
+        patched_silence = await client.patch(f"{NS}/silenced/*:check_cpu", json={"reason": "upgrade"},
+                                             headers=PATCH)  # fmt: skip
     for what in ("handler", "entity", "silence", "typo"):
         assert answers[what].status_code == 201, (what, answers[what].text)
     assert (handler["type"], handler["command"]) == ("pipe", "cat > /dev/null")
@@ -155,12 +146,8 @@ async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(
             seen["assets"] = exc.status
         return seen
 
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            key = admin_headers(backend)["Authorization"].removeprefix("Key ")
-            seen = await trio.to_thread.run_sync(drive, addresses.api_url, key)
-            nursery.cancel_scope.cancel()
+    async with served(backend, seconds=60) as up:
+        seen = await trio.to_thread.run_sync(drive, up.addresses.api_url, up.api_key)
     for collection in specs:
         assert seen[collection] == ({"v": "2"}, ["thing"]), collection
         assert seen[f"{collection} left"] == [], collection
@@ -169,25 +156,22 @@ async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(
 
 async def test_hooks_assigned_to_a_check_and_taken_off_as_sensu_documents(tmp_path: Path) -> None:
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
-                for name in ("process_tree", "lsof"):
-                    hook = {"metadata": {"name": name}, "command": "ps aux", "timeout": 10}
-                    assert (await client.put(f"{NS}/hooks/{name}", json=hook)).status_code == 201
-                assert (await client.put(f"{NS}/checks/check_cpu", json=CPU)).status_code == 201
-                hooks = f"{NS}/checks/check_cpu/hooks/critical"
-                assigned = await client.put(hooks, json={"critical": ["process_tree"]})  # the documentation's example
-                again = await client.put(hooks, json={"critical": ["process_tree", "lsof"]})
-                after_assign = (await client.get(f"{NS}/checks/check_cpu")).json()["check_hooks"]
-                removed = await client.delete(f"{hooks}/hook/process_tree")
-                removed_again = await client.delete(f"{hooks}/hook/process_tree")
-                wrong_type = await client.put(hooks, json={"warning": ["lsof"]})
-                bad_type = await client.put(f"{NS}/checks/check_cpu/hooks/sometimes", json={"sometimes": ["lsof"]})
-                no_check = await client.put(f"{NS}/checks/nope/hooks/critical", json={"critical": ["lsof"]})
-                after_remove = (await client.get(f"{NS}/checks/check_cpu")).json()["check_hooks"]
-            nursery.cancel_scope.cancel()
+    async with served(backend) as up:
+        client = up.client
+        for name in ("process_tree", "lsof"):
+            hook = {"metadata": {"name": name}, "command": "ps aux", "timeout": 10}
+            assert (await client.put(f"{NS}/hooks/{name}", json=hook)).status_code == 201
+        assert (await client.put(f"{NS}/checks/check_cpu", json=CPU)).status_code == 201
+        hooks = f"{NS}/checks/check_cpu/hooks/critical"
+        assigned = await client.put(hooks, json={"critical": ["process_tree"]})  # the documentation's example
+        again = await client.put(hooks, json={"critical": ["process_tree", "lsof"]})
+        after_assign = (await client.get(f"{NS}/checks/check_cpu")).json()["check_hooks"]
+        removed = await client.delete(f"{hooks}/hook/process_tree")
+        removed_again = await client.delete(f"{hooks}/hook/process_tree")
+        wrong_type = await client.put(hooks, json={"warning": ["lsof"]})
+        bad_type = await client.put(f"{NS}/checks/check_cpu/hooks/sometimes", json={"sometimes": ["lsof"]})
+        no_check = await client.put(f"{NS}/checks/nope/hooks/critical", json={"critical": ["lsof"]})
+        after_remove = (await client.get(f"{NS}/checks/check_cpu")).json()["check_hooks"]
     assert (assigned.status_code, again.status_code) == (201, 201)
     assert after_assign == [{"critical": ["process_tree", "lsof"]}]
     assert (removed.status_code, removed_again.status_code) == (204, 404)

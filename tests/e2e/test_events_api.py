@@ -16,7 +16,7 @@ import pytest
 import sensu_go
 import trio
 
-from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, write_config
+from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, served, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -132,12 +132,8 @@ async def test_the_sensu_go_client_round_trips_events_and_reads_proxy_entities(t
         seen["after delete"] = client.events.find("router2/bgp")
         return seen
 
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            key = admin_headers(backend)["Authorization"].removeprefix("Key ")
-            seen = await trio.to_thread.run_sync(drive, addresses.api_url, key)
-            nursery.cancel_scope.cancel()
+    async with served(backend, seconds=60) as up:
+        seen = await trio.to_thread.run_sync(drive, up.addresses.api_url, up.api_key)
     assert seen["created"]["check"]["status"] == 2
     assert (seen["read"]["check"]["status"], seen["read"]["check"]["output"]) == (2, "peer down")
     updated = seen["updated"]

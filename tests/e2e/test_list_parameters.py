@@ -11,7 +11,7 @@ import sensu_go
 import trio
 from sensu_go.clients.resource.operator import Equal, In
 
-from tests.support import admin_headers, loopback_backend, write_config
+from tests.support import admin_headers, loopback_backend, served, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -25,36 +25,33 @@ def check(name: str, team: str) -> dict[str, object]:
 
 async def test_checks_listed_by_selector_and_page_and_everything_else_refused(tmp_path: Path) -> None:
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
-                for name, team in [("disk", "ops"), ("load", "dev"), ("cpu", "ops"), ("swap", "ops")]:
-                    assert (await client.post(f"{NS}/checks", json=check(name, team))).status_code == 201
+    async with served(backend) as up:
+        client = up.client
+        for name, team in [("disk", "ops"), ("load", "dev"), ("cpu", "ops"), ("swap", "ops")]:
+            assert (await client.post(f"{NS}/checks", json=check(name, team))).status_code == 201
 
-                async def names(**params: str) -> tuple[list[str], str | None]:
-                    response = await client.get(f"{NS}/checks", params=params)
-                    assert response.status_code == 200, response.text
-                    return [c["metadata"]["name"] for c in response.json()], response.headers.get("Sensu-Continue")
+        async def names(**params: str) -> tuple[list[str], str | None]:
+            response = await client.get(f"{NS}/checks", params=params)
+            assert response.status_code == 200, response.text
+            return [c["metadata"]["name"] for c in response.json()], response.headers.get("Sensu-Continue")
 
-                ops = await names(labelSelector="team == ops")
-                by_field = await names(fieldSelector="check.name in [disk, load]")
-                both = await names(labelSelector="team == ops", fieldSelector="check.name != disk")
-                first = await names(limit="2")
-                assert first[1] is not None
-                rest = await names(limit="2", **{"continue": first[1]})
-                filtered_page = await names(labelSelector="team == ops", limit="2")
-                refusals = {what: await client.get(f"{NS}/checks", params=params) for what, params in {
-                    "labelSelector": {"labelSelector": "team ="},
-                    "fieldSelector": {"fieldSelector": "check.nmae == disk"},
-                    "limit": {"limit": "-1"},
-                    "continue": {"continue": "not-a-token"},
-                    "labelselector": {"labelselector": "team == ops"},  # a misspelt parameter is not ignored
-                }.items()}  # fmt: skip
-                events = await client.get(f"{NS}/events", params={"fieldSelector": "event.check.status == '2'"})
-                letters = {what: await client.get("/api/pipeline/v1/deadletters", params={what: "1"})
-                           for what in ("limit", "labelSelector", "limt")}  # fmt: skip
-            nursery.cancel_scope.cancel()
+        ops = await names(labelSelector="team == ops")
+        by_field = await names(fieldSelector="check.name in [disk, load]")
+        both = await names(labelSelector="team == ops", fieldSelector="check.name != disk")
+        first = await names(limit="2")
+        assert first[1] is not None
+        rest = await names(limit="2", **{"continue": first[1]})
+        filtered_page = await names(labelSelector="team == ops", limit="2")
+        refusals = {what: await client.get(f"{NS}/checks", params=params) for what, params in {
+            "labelSelector": {"labelSelector": "team ="},
+            "fieldSelector": {"fieldSelector": "check.nmae == disk"},
+            "limit": {"limit": "-1"},
+            "continue": {"continue": "not-a-token"},
+            "labelselector": {"labelselector": "team == ops"},  # a misspelt parameter is not ignored
+        }.items()}  # fmt: skip
+        events = await client.get(f"{NS}/events", params={"fieldSelector": "event.check.status == '2'"})
+        letters = {what: await client.get("/api/pipeline/v1/deadletters", params={what: "1"})
+                   for what in ("limit", "labelSelector", "limt")}  # fmt: skip
     assert ops == (["cpu", "disk", "swap"], None)
     assert by_field == (["disk", "load"], None)
     assert both == (["cpu", "swap"], None)
@@ -113,27 +110,20 @@ async def test_the_sensu_go_client_lists_pages_and_deletes_only_what_its_selecto
 async def test_lists_across_namespaces_at_the_kinds_own_path(tmp_path: Path) -> None:
     """``/api/core/v2/{kind}`` lists every namespace's resources, with the same parameters."""
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
-                assert (
-                    await client.put("/api/core/v2/namespaces/staging", json={"name": "staging"})
-                ).status_code == 201
-                for namespace in ("default", "staging"):
-                    base = f"/api/core/v2/namespaces/{namespace}"
-                    assert (await client.put(f"{base}/checks/disk", json=check("disk", "ops"))).status_code == 201
-                    entity = {"metadata": {"name": f"router-{namespace}"}}
-                    assert (await client.post(f"{base}/entities", json=entity)).status_code == 201
-                    silence = {"check": "disk", "reason": namespace}
-                    assert (await client.post(f"{base}/silenced", json=silence)).status_code == 201
-                found = {kind: (await client.get(f"/api/core/v2/{kind}")).json()
-                         for kind in ("checks", "entities", "silenced")}  # fmt: skip
-                staging = await client.get(
-                    "/api/core/v2/checks", params={"fieldSelector": "check.namespace == staging"}
-                )
-                unknown = await client.get("/api/core/v2/chekcs")
-            nursery.cancel_scope.cancel()
+    async with served(backend) as up:
+        client = up.client
+        assert (await client.put("/api/core/v2/namespaces/staging", json={"name": "staging"})).status_code == 201
+        for namespace in ("default", "staging"):
+            base = f"/api/core/v2/namespaces/{namespace}"
+            assert (await client.put(f"{base}/checks/disk", json=check("disk", "ops"))).status_code == 201
+            entity = {"metadata": {"name": f"router-{namespace}"}}
+            assert (await client.post(f"{base}/entities", json=entity)).status_code == 201
+            silence = {"check": "disk", "reason": namespace}
+            assert (await client.post(f"{base}/silenced", json=silence)).status_code == 201
+        found = {kind: (await client.get(f"/api/core/v2/{kind}")).json()
+                 for kind in ("checks", "entities", "silenced")}  # fmt: skip
+        staging = await client.get("/api/core/v2/checks", params={"fieldSelector": "check.namespace == staging"})
+        unknown = await client.get("/api/core/v2/chekcs")
     for kind, items in found.items():
         assert sorted(i["metadata"]["namespace"] for i in items) == ["default", "staging"], kind
     assert [c["metadata"]["namespace"] for c in staging.json()] == ["staging"]

@@ -14,7 +14,7 @@ import trio
 from pipeline.wire import protocol
 from pipeline.wire.stream import MessageStream
 from tests.e2e.test_agent_rights import agent_entity
-from tests.support import admin_headers, loopback_backend, write_config
+from tests.support import admin_headers, loopback_backend, served, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -25,36 +25,33 @@ EVENT = {"entity": {"metadata": {"name": "router1"}}, "check": {"metadata": {"na
 
 async def test_namespaces_created_listed_refused_when_missing_and_deleted_when_empty(tmp_path: Path) -> None:
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
-                before = (await client.get(NAMESPACES)).json()
-                created = await client.post(NAMESPACES, json={"name": "development"})  # the documentation's example
-                taken = await client.post(NAMESPACES, json={"name": "development"})
-                wrapped = {"type": "Namespace", "api_version": "core/v2", "metadata": {}, "spec": {"name": "staging"}}
-                put = await client.put(f"{NAMESPACES}/staging", json=wrapped)
-                listed = [n["name"] for n in (await client.get(NAMESPACES)).json()]
-                selected = await client.get(NAMESPACES, params={"fieldSelector": "namespace.name == staging"})
-                missing = {
-                    "get": await client.get(f"{NAMESPACES}/nope"),
-                    "check": await client.put(f"{NAMESPACES}/nope/checks/disk", json=CHECK),
-                    "entity": await client.post(f"{NAMESPACES}/nope/entities", json={"metadata": {"name": "e"}}),
-                    "silence": await client.post(f"{NAMESPACES}/nope/silenced", json={"check": "disk"}),
-                    "event": await client.post(f"{NAMESPACES}/nope/events", json=EVENT),
-                }
-                assert (await client.put(f"{NAMESPACES}/development/checks/disk", json=CHECK)).status_code == 201
-                assert (await client.post(f"{NAMESPACES}/development/events", json=EVENT)).status_code == 201
-                holding = await client.delete(f"{NAMESPACES}/development")
-                assert (await client.delete(f"{NAMESPACES}/development/checks/disk")).status_code == 204
-                still = await client.delete(f"{NAMESPACES}/development")
-                assert (await client.delete(f"{NAMESPACES}/development/events/router1/bgp")).status_code == 204
-                assert (await client.delete(f"{NAMESPACES}/development/entities/router1")).status_code == 204
-                deleted = await client.delete(f"{NAMESPACES}/development")
-                gone = await client.delete(f"{NAMESPACES}/development")
-                default = await client.delete(f"{NAMESPACES}/default")
-                after = [n["name"] for n in (await client.get(NAMESPACES)).json()]
-            nursery.cancel_scope.cancel()
+    async with served(backend) as up:
+        client = up.client
+        before = (await client.get(NAMESPACES)).json()
+        created = await client.post(NAMESPACES, json={"name": "development"})  # the documentation's example
+        taken = await client.post(NAMESPACES, json={"name": "development"})
+        wrapped = {"type": "Namespace", "api_version": "core/v2", "metadata": {}, "spec": {"name": "staging"}}
+        put = await client.put(f"{NAMESPACES}/staging", json=wrapped)
+        listed = [n["name"] for n in (await client.get(NAMESPACES)).json()]
+        selected = await client.get(NAMESPACES, params={"fieldSelector": "namespace.name == staging"})
+        missing = {
+            "get": await client.get(f"{NAMESPACES}/nope"),
+            "check": await client.put(f"{NAMESPACES}/nope/checks/disk", json=CHECK),
+            "entity": await client.post(f"{NAMESPACES}/nope/entities", json={"metadata": {"name": "e"}}),
+            "silence": await client.post(f"{NAMESPACES}/nope/silenced", json={"check": "disk"}),
+            "event": await client.post(f"{NAMESPACES}/nope/events", json=EVENT),
+        }
+        assert (await client.put(f"{NAMESPACES}/development/checks/disk", json=CHECK)).status_code == 201
+        assert (await client.post(f"{NAMESPACES}/development/events", json=EVENT)).status_code == 201
+        holding = await client.delete(f"{NAMESPACES}/development")
+        assert (await client.delete(f"{NAMESPACES}/development/checks/disk")).status_code == 204
+        still = await client.delete(f"{NAMESPACES}/development")
+        assert (await client.delete(f"{NAMESPACES}/development/events/router1/bgp")).status_code == 204
+        assert (await client.delete(f"{NAMESPACES}/development/entities/router1")).status_code == 204
+        deleted = await client.delete(f"{NAMESPACES}/development")
+        gone = await client.delete(f"{NAMESPACES}/development")
+        default = await client.delete(f"{NAMESPACES}/default")
+        after = [n["name"] for n in (await client.get(NAMESPACES)).json()]
     assert before == [{"name": "default"}]
     assert (created.status_code, taken.status_code, put.status_code) == (201, 409, 201)
     assert listed == ["default", "development", "staging"]
@@ -80,14 +77,11 @@ async def test_namespaces_created_listed_refused_when_missing_and_deleted_when_e
 
 async def test_the_check_in_a_namespace_keeps_it_from_being_deleted_by_name(tmp_path: Path) -> None:
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(backend)) as client:
-                assert (await client.put(f"{NAMESPACES}/ops", json={"name": "ops"})).status_code == 201
-                assert (await client.put(f"{NAMESPACES}/ops/checks/disk", json=CHECK)).status_code == 201
-                refused = await client.delete(f"{NAMESPACES}/ops")
-            nursery.cancel_scope.cancel()
+    async with served(backend) as up:
+        client = up.client
+        assert (await client.put(f"{NAMESPACES}/ops", json={"name": "ops"})).status_code == 201
+        assert (await client.put(f"{NAMESPACES}/ops/checks/disk", json=CHECK)).status_code == 201
+        refused = await client.delete(f"{NAMESPACES}/ops")
     assert (refused.status_code, refused.json()["message"]) == (409, "namespace ops is not empty: check 'disk'")
 
 
@@ -130,10 +124,6 @@ async def test_the_sensu_go_client_manages_namespaces(tmp_path: Path) -> None:
         client.namespaces.delete("team-a")
         return {"created": created, "in it": in_it, "left": sorted(n.name for n in client.namespaces.list())}
 
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            key = admin_headers(backend)["Authorization"].removeprefix("Key ")
-            seen = await trio.to_thread.run_sync(drive, addresses.api_url, key)
-            nursery.cancel_scope.cancel()
+    async with served(backend, seconds=60) as up:
+        seen = await trio.to_thread.run_sync(drive, up.addresses.api_url, up.api_key)
     assert seen == {"created": ["default", "team-a"], "in it": ["disk"], "left": ["default"]}
