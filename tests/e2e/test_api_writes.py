@@ -5,6 +5,7 @@ have refused as such."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +141,19 @@ async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(
         for collection in ("checks", "entities", "filters", "handlers", "hooks", "mutators"):
             getattr(client, collection).delete("thing")
             seen[f"{collection} left"] = [t.metadata["name"] for t in getattr(client, collection).list()]
-        try:
-            list(client.assets.list())
-        except sensu_go.errors.ResponseError as exc:
-            seen["assets"] = exc.status
+        client.silences.create(spec={"check": "thing", "reason": "upgrade"}, metadata={"name": "*:thing"})
+        silence = client.silences.get("*:thing")
+        silence.spec["reason"] = "longer upgrade"
+        silence.save()
+        seen["silences"] = [(s.metadata["name"], s.spec["reason"]) for s in client.silences.list()]
+        client.silences.delete("*:thing")
+        seen["silences left"] = list(client.silences.list())
+        for what, call in (("assets", lambda: list(client.assets.list())), ("users", lambda: list(client.users.list())),
+                           ("user", lambda: client.users.get("admin"))):  # fmt: skip
+            try:
+                call()
+            except sensu_go.errors.ResponseError as exc:
+                seen[what] = (exc.status, json.loads(exc.text)["message"])
         return seen
 
     async with served(backend, seconds=60) as up:
@@ -151,7 +161,10 @@ async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(
     for collection in specs:
         assert seen[collection] == ({"v": "2"}, ["thing"]), collection
         assert seen[f"{collection} left"] == [], collection
-    assert seen["assets"] == 501
+    assert seen["silences"] == [("*:thing", "longer upgrade")]
+    assert seen["silences left"] == []
+    assert seen["assets"] == (501, "pipeline does not support Sensu Go's Asset resources")
+    assert seen["users"] == seen["user"] == (501, "pipeline does not support Sensu Go's User resources")
 
 
 async def test_hooks_assigned_to_a_check_and_taken_off_as_sensu_documents(tmp_path: Path) -> None:

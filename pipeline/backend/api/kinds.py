@@ -21,6 +21,9 @@ RESOURCES = "/api/core/v2/namespaces/{namespace}/{kind}"
 #: Sensu Go's namespaced core/v2 collections that pipeline does not have: refused as such (501),
 #: not as a typo (404), so that a client learns it must do without them.
 NOT_SUPPORTED = {"assets": "Asset", "roles": "Role", "rolebindings": "RoleBinding"}
+#: The same for Sensu Go's cluster-wide collections (API keys: pipeline's own at /api/pipeline/v1/keys).
+CLUSTER_NOT_SUPPORTED = {"users": "User", "clusterroles": "ClusterRole", "clusterrolebindings": "ClusterRoleBinding",
+                         "apikeys": "APIKey (use /api/pipeline/v1/keys)", "tessen": "TessenConfig"}  # fmt: skip
 
 
 def kind_routes(resources: ResourceService, writer: Writer) -> list[Route]:
@@ -29,9 +32,17 @@ def kind_routes(resources: ResourceService, writer: Writer) -> list[Route]:
 
     def no_such_kind(request: Request) -> Response:
         collection = request.path_params["kind"]
-        if collection in NOT_SUPPORTED:
-            return error_response(501, f"pipeline does not support Sensu Go's {NOT_SUPPORTED[collection]} resources")
+        cluster = "namespace" not in request.path_params
+        unsupported = {**NOT_SUPPORTED, **CLUSTER_NOT_SUPPORTED} if cluster else NOT_SUPPORTED
+        if collection in unsupported:
+            return error_response(501, f"pipeline does not support Sensu Go's {unsupported[collection]} resources")
         return error_response(404, f"no resources called {collection!r}")
+
+    async def cluster_wide(request: Request) -> Response:
+        """Sensu Go's cluster-wide kinds pipeline lacks (501); any other path here is unknown (404)."""
+        if request.path_params["kind"] in CLUSTER_NOT_SUPPORTED:
+            return no_such_kind(request)
+        return error_response(404, f"no such path: {request.url.path[:200]}")
 
     def not_found(request: Request) -> Response:
         p = request.path_params
@@ -46,7 +57,9 @@ def kind_routes(resources: ResourceService, writer: Writer) -> list[Route]:
 
     async def get_resource(request: Request) -> Response:
         kind, p = kind_of(request), request.path_params
-        found = resources.get(kind, p["namespace"], p["name"]) if kind else None
+        if kind is None:
+            return no_such_kind(request)
+        found = resources.get(kind, p["namespace"], p["name"])
         if found is None:
             return not_found(request)
         return with_etag(encode(found))
@@ -70,8 +83,10 @@ def kind_routes(resources: ResourceService, writer: Writer) -> list[Route]:
 
     async def delete_resource(request: Request) -> Response:
         kind, p = kind_of(request), request.path_params
+        if kind is None:
+            return no_such_kind(request)
         try:
-            deleted = await resources.delete(kind, p["namespace"], p["name"]) if kind else False
+            deleted = await resources.delete(kind, p["namespace"], p["name"])
         except ValidationError as exc:
             return error_response(409, f"still in use: {exc}")
         if not deleted:
@@ -85,4 +100,6 @@ def kind_routes(resources: ResourceService, writer: Writer) -> list[Route]:
         Route(RESOURCES + "/{name}", get_resource, methods=["GET"]),
         Route(RESOURCES + "/{name}", write_resource, methods=["PUT", "PATCH"]),
         Route(RESOURCES + "/{name}", delete_resource, methods=["DELETE"]),
+        Route("/api/core/v2/{kind}", cluster_wide, methods=["POST"]),
+        Route("/api/core/v2/{kind}/{name}", cluster_wide, methods=["GET", "PUT", "PATCH", "DELETE"]),
     ]
