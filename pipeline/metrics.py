@@ -158,6 +158,7 @@ class BackendMetrics:
     config_reloads: Counter
     api_auth_failures: Counter
     health_store_failures: Counter
+    sessions_evicted: Counter
     keepalives_received: Counter
     keepalive_failures: Counter
     ttl_expired: Counter
@@ -277,6 +278,11 @@ class BackendMetrics:
                 "pipeline_health_store_failures",
                 "Store probes of /health that failed or timed out",
                 ["reason"],
+                registry=r,
+            ),
+            sessions_evicted=Counter(
+                "pipeline_auth_sessions_evicted",
+                "Login sessions closed to make room for a new one (at the cap of sessions held)",
                 registry=r,
             ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),

@@ -151,10 +151,14 @@ def auth_routes(keys: ApiKeys, guard: AuthGuard) -> list[Route]:
                 return body
         if "authorization" not in request.headers and body is None:
             return error_response(401, "credentials required: Authorization: Basic")
+        evicted = keys.sessions.evicted
         tokens = keys.login(request.headers.get("authorization", ""), body)
         if tokens is None:
             guard.failed(source, "password")
             return error_response(401, "unknown user or wrong password")
+        if keys.sessions.evicted > evicted:
+            guard.metrics.sessions_evicted.inc(keys.sessions.evicted - evicted)
+            log.warning("oldest login session closed to make room", held=len(keys.sessions), source=source)
         log.info("logged in", user=keys.sessions.user_of(tokens["access_token"]), source=source)
         return JSONResponse(tokens)
 

@@ -82,6 +82,8 @@ class Sessions:
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     _sessions: dict[str, _Session] = field(default_factory=dict)  # session id -> session, oldest first
     _by_access: dict[str, str] = field(default_factory=dict)  # access token -> session id
+    #: sessions closed so far to make room for new ones (the caller counts and logs them)
+    evicted: int = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -91,6 +93,7 @@ class Sessions:
         self._forget_ended(now)
         while len(self._sessions) >= self.max_sessions:
             self._close(next(iter(self._sessions)))
+            self.evicted += 1
         sid = secrets.token_hex(16)
         session = _Session(user, role, "", 0.0)
         self._sessions[sid] = session

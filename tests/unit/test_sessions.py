@@ -83,8 +83,10 @@ def test_sessions_are_bounded_and_ended_ones_forgotten() -> None:
         sessions.open("b", ADMIN, now=1.0)
     assert len(sessions) == 3
     assert sessions.role_of(oldest["access_token"], 2.0) is None  # the oldest made room
+    assert sessions.evicted == 1  # counted, for pipeline_auth_sessions_evicted
     sessions.open("c", ADMIN, now=101.0)  # the others' refresh tokens ran out: forgotten
     assert len(sessions) == 1
+    assert sessions.evicted == 1  # an ended session is forgotten, not evicted
 
 
 def test_credentials_for_auth_and_auth_test() -> None:
