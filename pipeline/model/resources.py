@@ -200,6 +200,16 @@ class Resources:
         names = dict.fromkeys(runtime_assets)
         return [asset for name in names if (asset := self.asset(name, namespace)) is not None]
 
+    def assets_needed(self, checks: Iterable[CheckConfig], hooks: Iterable[HookConfig]) -> list[Asset]:
+        """The Assets the ``runtime_assets`` of ``checks`` and ``hooks`` name, each once."""
+        found: dict[tuple[str, str], Asset] = {}
+        items: list[CheckConfig | HookConfig] = [*checks, *hooks]
+        for item in items:
+            namespace = _namespace_of(item)
+            for asset in self.assets_for(item.runtime_assets, namespace):
+                found[(namespace, asset.metadata.name)] = asset
+        return list(found.values())
+
     def namespace_exists(self, name: str) -> bool:
         """Whether resources may live in namespace ``name``: ``default`` always, any other once a
         ``Namespace`` declares it, as in Sensu Go."""
