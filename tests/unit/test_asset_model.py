@@ -120,3 +120,16 @@ def test_the_forms_sensu_documents_evaluate_as_javascript_would(text: str, expec
 def test_what_is_not_evaluated_exactly_is_refused(text: str) -> None:
     with pytest.raises(AssetFilterError):
         compile_asset_filter(text)
+
+
+def test_a_named_asset_cannot_be_deleted_and_a_missing_one_is_dangling(tmp_path: Path) -> None:
+    from pipeline.model.references import dangling_references, referrers
+
+    (tmp_path / "a.yml").write_text(
+        f"type: Asset\napi_version: core/v2\nmetadata: {{name: tools}}\nspec: {{url: /srv/a.tgz, sha512: {SHA}}}\n"
+        "---\ntype: HookConfig\napi_version: core/v2\nmetadata: {name: h}\n"
+        "spec: {command: why, runtime_assets: [tools, typo]}\n"
+    )
+    resources = load_path(tmp_path).resources
+    assert referrers(resources, "Asset", "default", "tools") == ["hook 'h' (runtime_assets)"]
+    assert [p.message for p in dangling_references(resources)] == ["no Asset 'typo'"]
