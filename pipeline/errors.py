@@ -14,7 +14,8 @@ Hierarchy::
     ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
     ├── StoreError                the event store failed or holds something unreadable
     ├── HandlerError              a handler could not be started or run
-    └── ContainmentError          subprocess containment asked for and not available (where, why)
+    ├── ContainmentError          subprocess containment asked for and not available (where, why)
+    └── AssetError                a runtime asset could not be had (asset, reason, detail)
 
 Each carries what a log line or an operator needs to find the offending input.
 """
@@ -189,3 +190,13 @@ class DocumentsRefused(PipelineError):
     def __init__(self, errors: list[tuple[int, ValidationError]]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"document {i + 1}: {e}" if i >= 0 else str(e) for i, e in errors))
+
+
+class AssetError(PipelineError):
+    """A runtime asset could not be fetched, verified or unpacked: ``asset`` names it, ``reason``
+    labels the metric (``sha512``, ``fetch``, ``unpack``, ``missing``), the message says what happened
+    as a check's output shows it (``asset "check-disk": sha512 mismatch: ...``)."""
+
+    def __init__(self, asset: str, reason: str, detail: str) -> None:
+        self.asset, self.reason, self.detail = asset, reason, detail
+        super().__init__(f'asset "{asset}": {detail}')

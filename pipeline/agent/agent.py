@@ -32,6 +32,8 @@ from pipeline.agent.scheduler import Scheduler
 from pipeline.agent.settings import AgentConfig, agent_entity
 from pipeline.agent.spool import Spool
 from pipeline.agent.statsd import StatsdServer
+from pipeline.assets import AssetCache, AssetMetrics
+from pipeline.assets.received import received_assets
 from pipeline.core.keepalive import (
     keepalive_check,
 )
@@ -66,6 +68,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 #: The last ``checks`` message, kept in the data directory.
 CHECKS_FILE = "checks.msgpack"
+#: The runtime asset cache, under the data directory (Sensu Go's ``cache-dir``).
+ASSETS_DIR = "assets"
 
 
 @dataclass(slots=True, frozen=True)
@@ -88,6 +92,11 @@ class Agent:
             plugin_environment(config.plugin_dirs),
             on_extraction_errors=self._count_extraction_errors,
             on_fit=self._count_fit,
+            asset_cache=AssetCache(
+                config.data_dir / ASSETS_DIR if config.data_dir else None,
+                lambda: encode(self.entity),
+                AssetMetrics.create(self.metrics.registry, "pipeline_agent"),
+            ),
         )
         self._outbound_send, self._outbound = trio.open_memory_channel[Event](OUTBOUND_BUFFER)
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
@@ -367,11 +376,12 @@ class Agent:
             if message["type"] == protocol.PING:
                 await conn.send(protocol.pong())
             elif message["type"] == protocol.CHECKS:
+                self._apply_assets(message.get("assets", []))
                 self._apply_hooks(message["hooks"])
                 self._apply_checks(message["checks"])
                 await self._remember_checks(message)
             elif message["type"] == protocol.EXECUTE:
-                self._execute_now(message["check"], message["hooks"])
+                self._execute_now(message["check"], message["hooks"], message.get("assets", []))
             elif message["type"] == protocol.ACK:
                 await self.delivery.acknowledge(message["ids"], message["rejected"])
             elif message["type"] == protocol.ERROR:
@@ -386,7 +396,8 @@ class Agent:
         """Keep the last checks received on disk, so a restart without a backend still runs them."""
         path = self._checks_file
         if path is not None:
-            data = protocol.encode_frame({"checks": message["checks"], "hooks": message["hooks"], "type": "checks"})
+            data = protocol.encode_frame({"checks": message["checks"], "hooks": message["hooks"],
+                                          "assets": message.get("assets", []), "type": "checks"})  # fmt: skip
             await trio.to_thread.run_sync(_write_atomically, path, data)
 
     async def _schedule_remembered_checks(self) -> None:
@@ -398,6 +409,7 @@ class Agent:
         except (OSError, ValueError, ProtocolError) as exc:
             log.error("remembered checks unreadable; waiting for the backend", path=str(path), error=exc)
             return
+        self._apply_assets(message.get("assets", []))
         self._apply_hooks(message["hooks"])
         self._apply_checks(message["checks"])
         log.info("scheduling the checks last received", count=len(message["checks"]), path=str(path))
@@ -411,7 +423,7 @@ class Agent:
                 log.error("invalid check from backend", error=exc)
         self.scheduler.update(checks)
 
-    def _execute_now(self, raw_check: Any, raw_hooks: Sequence[Any]) -> None:
+    def _execute_now(self, raw_check: Any, raw_hooks: Sequence[Any], raw_assets: Any) -> None:
         """Run a check once, now, as the backend asks (Sensu's ad hoc execution); its hooks join the known ones
         for the run, since the check may not be one this agent is scheduled to run."""
         try:
@@ -421,7 +433,11 @@ class Agent:
             log.error("invalid check execution request from backend", error=exc)
             return
         self.executor.hooks = {**self.executor.hooks, **{h.metadata.name: h for h in hooks}}
+        self.executor.assets = {**self.executor.assets, **received_assets(raw_assets)}
         self.scheduler.run_once(check)
+
+    def _apply_assets(self, raw: Any) -> None:
+        self.executor.assets = received_assets(raw)
 
     def _apply_hooks(self, raw: Sequence[Any]) -> None:
         hooks = {}

@@ -7,12 +7,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from pipeline.assets import AssetCache, AssetMetrics
 from pipeline.core.extract import extract
 from pipeline.core.hooks import select_hooks
 from pipeline.core.limits import Fit, fit_event
 from pipeline.core.thresholds import evaluate
 from pipeline.core.tokens import TokenError, entity_scope, substitute_all
+from pipeline.errors import AssetError
 from pipeline.model import Check, CheckConfig, Entity, Event, Metrics, ObjectMeta, new_event_id
+from pipeline.model.asset import Asset
 from pipeline.model.check import Hook, HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.process import run_command, with_env_vars
@@ -55,6 +60,7 @@ class CheckExecutor:
         on_extraction_errors: Callable[[CheckConfig, list[str]], None] = lambda config, errors: None,
         on_fit: Callable[[Event, Fit], None] = lambda event, fit: None,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        asset_cache: AssetCache | None = None,
     ) -> None:
         self.entity = entity
         self.on_extraction_errors = on_extraction_errors
@@ -62,6 +68,11 @@ class CheckExecutor:
         self.max_event_bytes = max_event_bytes
         #: The hook configurations the backend sent, by name.
         self.hooks: dict[str, HookConfig] = {}
+        #: The assets the backend sent with the checks, by name.
+        self.assets: dict[str, Asset] = {}
+        self.asset_cache = asset_cache or AssetCache(
+            None, lambda: encode(self.entity), AssetMetrics.create(CollectorRegistry(), "pipeline_agent")
+        )
         self.env = dict(env)
         self._wall_clock = wall_clock
         self._sequence: dict[str, int] = {}
@@ -83,6 +94,10 @@ class CheckExecutor:
             resolved = decode(CheckConfig, substitute_all(encode(config), self._token_scope))
         except TokenError as exc:
             return self.failure(config, issued, f"error while substituting check tokens: {exc}")
+        try:
+            env = await self._environment(resolved.runtime_assets)
+        except AssetError as exc:  # Sensu Go's words; the cache has counted and logged it
+            return self.failure(config, issued, f"error getting assets for check: {exc}")
         check = self._new_check(resolved, issued)
         check.command = config.command
         stdin = self._stdin_payload(check) if config.stdin else None
@@ -90,7 +105,7 @@ class CheckExecutor:
             resolved.command,
             timeout=resolved.timeout,
             stdin=stdin,
-            env=with_env_vars(self.env, resolved.env_vars),
+            env=with_env_vars(env, resolved.env_vars),
         )
         check.status = result.status
         check.output = result.output
@@ -125,9 +140,18 @@ class CheckExecutor:
                 command=f"echo {shlex.quote(f'hook {name}: {exc}')}; exit 2",
                 timeout=SYNTHETIC_HOOK_TIMEOUT,
             )
+        try:
+            env = await self._environment(resolved.runtime_assets)
+        except AssetError as exc:
+            resolved = HookConfig(
+                metadata=hook.metadata,
+                command=f"echo {shlex.quote(f'error getting assets for hook: {exc}')}; exit 3",
+                timeout=SYNTHETIC_HOOK_TIMEOUT,
+            )
+            env = self.env
         executed = int(self._wall_clock())
         stdin = event.to_json() if resolved.stdin else None
-        result = await run_command(resolved.command, timeout=resolved.timeout, stdin=stdin, env=self.env)
+        result = await run_command(resolved.command, timeout=resolved.timeout, stdin=stdin, env=env)
         return Hook(
             metadata=hook.metadata,
             command=hook.command,  # as written: substituted tokens may hold secrets
@@ -139,6 +163,12 @@ class CheckExecutor:
             output=result.output,
             status=result.status,
         )
+
+    async def _environment(self, runtime_assets: list[str]) -> dict[str, str]:
+        """The command's environment: the agent's, with the assets' bin, lib and include on the paths."""
+        if not runtime_assets:
+            return self.env
+        return await self.asset_cache.environment(self.env, runtime_assets, self.assets.get)
 
     def _new_check(self, config: CheckConfig, issued: int) -> Check:
         check = Check.from_config(config)

@@ -44,9 +44,9 @@ log = get_logger("backend.resources")
 
 #: API path segment -> resource kind (silences have their own API).
 API_KINDS = {"checks": "CheckConfig", "hooks": "HookConfig", "handlers": "Handler", "filters": "EventFilter",
-             "mutators": "Mutator", "pipelines": "Pipeline"}  # fmt: skip
+             "mutators": "Mutator", "pipelines": "Pipeline", "assets": "Asset"}  # fmt: skip
 _LISTS = {"CheckConfig": "checks", "HookConfig": "hooks", "Handler": "handlers", "EventFilter": "filters",
-          "Mutator": "mutators", "Pipeline": "pipelines", "Namespace": "namespaces"}  # fmt: skip
+          "Mutator": "mutators", "Pipeline": "pipelines", "Namespace": "namespaces", "Asset": "assets"}  # fmt: skip
 #: the kinds the gauge of dangling references always shows (0 when none)
 NAMING_KINDS = ("CheckConfig", "Handler", "Pipeline")
 

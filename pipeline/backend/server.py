@@ -49,6 +49,7 @@ from pipeline.http import Limits, serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, CheckConfig, Entity
+from pipeline.model.asset import Asset
 from pipeline.model.check import HookConfig
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, HandlerJob, StoredJob
@@ -174,14 +175,19 @@ class Backend:
         if check is None or self.transport is None:
             return None
         hooks = self.resources.hooks_for([check])
+        assets = self.resources.assets_needed([check], hooks)
         return await self.transport.execute(
-            check, hooks, check.subscriptions if subscriptions is None else subscriptions
+            check, hooks, check.subscriptions if subscriptions is None else subscriptions, assets
         )
 
-    def checks_for(self, subscriptions: list[str], namespace: str) -> tuple[list[CheckConfig], list[HookConfig]]:
-        """The checks an agent with these subscriptions runs, and the hooks they name."""
+    def checks_for(
+        self, subscriptions: list[str], namespace: str
+    ) -> tuple[list[CheckConfig], list[HookConfig], list[Asset]]:
+        """The checks an agent with these subscriptions runs, the hooks they name, and the assets
+        both name (Sensu Go sends the assets with the check request)."""
         checks = self.resources.checks_for(subscriptions, namespace)
-        return checks, self.resources.hooks_for(checks)
+        hooks = self.resources.hooks_for(checks)
+        return checks, hooks, self.resources.assets_needed(checks, hooks)
 
     async def run(self, *, task_status: trio.TaskStatus[BackendAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         await self.store.open()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -27,6 +27,7 @@ from pipeline.errors import EventTooLarge, ValidationError, first_error
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, CheckConfig, Entity, Event, entity_subscription
+from pipeline.model.asset import Asset
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.wire import protocol
@@ -134,7 +135,7 @@ class TransportServer:
         host: str,
         port: int,
         eventd: EventProcessor,
-        checks_for: Callable[[list[str], str], tuple[list[CheckConfig], list[HookConfig]]],
+        checks_for: Callable[[list[str], str], tuple[list[CheckConfig], list[HookConfig], list[Asset]]],
         metrics: BackendMetrics,
         *,
         liveness: Liveness | None = None,
@@ -166,18 +167,21 @@ class TransportServer:
     async def broadcast_checks(self) -> None:
         """Send every connected agent its checks again (they changed)."""
         for conn, entity in list(self._agents.values()):
-            checks, hooks = self.checks_for(entity.subscriptions, entity.metadata.namespace or "default")
+            checks, hooks, assets = self.checks_for(entity.subscriptions, entity.metadata.namespace or "default")
             try:
-                await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
+                await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks],
+                                                [encode(a) for a in assets]))  # fmt: skip
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 continue  # that connection's own task notices and ends it
         log.info("checks sent again", agents=len(self._agents))
 
-    async def execute(self, check: CheckConfig, hooks: list[HookConfig], subscriptions: list[str]) -> int:
+    async def execute(
+        self, check: CheckConfig, hooks: list[HookConfig], subscriptions: list[str], assets: Sequence[Asset] = ()
+    ) -> int:
         """Ask every connected agent of the check's namespace that has one of ``subscriptions``
         (``entity:<name>`` included) to run ``check`` once now; returns how many were asked."""
         namespace = check.metadata.namespace or "default"
-        message = protocol.execute(encode(check), [encode(h) for h in hooks])
+        message = protocol.execute(encode(check), [encode(h) for h in hooks], [encode(a) for a in assets])
         wanted, asked = set(subscriptions), 0
         for conn, entity in list(self._agents.values()):
             mine = {*entity.subscriptions, entity_subscription(entity.name)}
@@ -297,8 +301,9 @@ class TransportServer:
         try:
             if self.liveness is not None:
                 await self.liveness.register(entity)
-            checks, hooks = self.checks_for(entity.subscriptions, namespace)
-            await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
+            checks, hooks, assets = self.checks_for(entity.subscriptions, namespace)
+            await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks],
+                                            [encode(a) for a in assets]))  # fmt: skip
             log.info("agent connected", agent=name, peer=conn.peer, subscriptions=",".join(entity.subscriptions))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_acks, conn, acks, nursery.cancel_scope)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 #: core/v2 kinds pipeline does not run, and why (what to do instead).
 UNSUPPORTED_CORE = {
-    "Asset": "runtime assets are not downloaded; install the program on the host that runs it",
     "Role": "access is given by API keys with a role (pipeline key create --role)",
     "RoleBinding": "access is given by API keys with a role (pipeline key create --role)",
     "ClusterRole": "access is given by API keys with a role (pipeline key create --role)",

@@ -18,10 +18,12 @@ from typing import Any
 from pipeline.config.documents import Document, line_of, read_files, resource_files
 from pipeline.config.kinds import unsupported
 from pipeline.config.strict_yaml import MAX_YAML_DEPTH, MAX_YAML_NODES, StrictLoader, yaml_error
+from pipeline.core.asset_filters import AssetFilterError, compile_asset_filter
 from pipeline.core.filtering import CompiledFilter
 from pipeline.core.schedule import ScheduleError, parse_cron
 from pipeline.core.templates import compile_template
 from pipeline.errors import ConfigError, ConfigErrors, ValidationError
+from pipeline.model.asset import Asset
 from pipeline.model.check import CheckConfig
 from pipeline.model.codec import decode
 from pipeline.model.entity import Entity
@@ -173,6 +175,8 @@ def _compile(resource: Any) -> None:
         resource.metadata.name = resource.derived_name
     if isinstance(resource, EventFilter):
         CompiledFilter.of(resource)  # an expression that does not parse is a config error
+    if isinstance(resource, Asset):
+        compile_asset_filters(resource)
     if isinstance(resource, Mutator) and resource.kind == "template":
         compile_template(resource.template, "spec.template")
     if isinstance(resource, CheckConfig) and resource.cron:
@@ -180,6 +184,17 @@ def _compile(resource: Any) -> None:
             parse_cron(resource.cron)
         except ScheduleError as exc:
             raise ValidationError("spec.cron", str(exc)) from None
+
+
+def compile_asset_filters(asset: Asset) -> None:
+    """Every filter of ``asset`` and of its builds must be one pipeline evaluates exactly."""
+    places = [("spec", asset.filters), *((f"spec.builds[{i}]", b.filters) for i, b in enumerate(asset.builds))]
+    for place, filters in places:
+        for i, text in enumerate(filters):
+            try:
+                compile_asset_filter(text)
+            except AssetFilterError as exc:
+                raise ValidationError(f"{place}.filters[{i}]", str(exc)) from None
 
 
 def _kind(value: Any) -> str:

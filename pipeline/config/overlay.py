@@ -27,7 +27,7 @@ def key_of(resource: Any) -> tuple[str, str, str]:
 
 def all_resources(resources: Resources) -> list[Any]:
     return [*resources.checks, *resources.hooks, *resources.handlers, *resources.filters, *resources.mutators,
-            *resources.pipelines, *resources.silences, *resources.namespaces]  # fmt: skip
+            *resources.pipelines, *resources.silences, *resources.namespaces, *resources.assets]  # fmt: skip
 
 
 def overlay(base: Resources, changes: Iterable[Change]) -> Resources:

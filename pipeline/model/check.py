@@ -1,8 +1,8 @@
 """Checks: the configuration operators write (CheckConfig) and the result in an event (Check).
 
 Field names, defaults and which fields Sensu Go always emits follow core/v2 ``check.proto``.
-Parts pipeline does not act on yet (subdues, proxy requests, round robin, secrets, runtime
-assets) are refused in a check's configuration when set (``UNSUPPORTED``), and kept as plain
+Parts pipeline does not act on yet (subdues, proxy requests, round robin, secrets) are
+refused in a check's configuration when set (``UNSUPPORTED``), and kept as plain
 JSON in an event's check, so that a Sensu event survives a round trip unchanged.
 """
 
@@ -50,7 +50,6 @@ class HookConfig:
     def validate(self, path: str = "") -> None:
         at = f"{path}." if path else ""
         validate_name(self.metadata.name, f"{at}metadata.name")
-        refuse_unsupported(self, ("runtime_assets",), path)
         if not self.command.strip():
             raise ValidationError(f"{at}command", "required")
         if self.timeout <= 0:
@@ -118,7 +117,7 @@ def _float_or_none(text: str) -> float | None:
 
 
 #: CheckConfig fields accepted in Sensu's shape but refused when set (issue 15 implements them).
-CHECK_UNSUPPORTED = ("round_robin", "subdue", "subdues", "proxy_requests", "secrets", "runtime_assets")
+CHECK_UNSUPPORTED = ("round_robin", "subdue", "subdues", "proxy_requests", "secrets")
 
 
 @dataclass(slots=True)

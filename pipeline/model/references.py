@@ -12,14 +12,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.model.check import CheckConfig
+from pipeline.model.check import CheckConfig, HookConfig
 from pipeline.model.meta import DEFAULT_NAMESPACE
-from pipeline.model.pipeline import BUILTIN_FILTERS, BUILTIN_MUTATORS, Pipeline
+from pipeline.model.pipeline import BUILTIN_FILTERS, BUILTIN_MUTATORS, Mutator, Pipeline
 from pipeline.model.resources import Handler, ReferenceError, Resources
 
 #: How a kind is called in a sentence (sensuctl's words).
 WORDS = {"CheckConfig": "check", "HookConfig": "hook", "Handler": "handler", "EventFilter": "filter",
-         "Mutator": "mutator", "Pipeline": "pipeline", "Silenced": "silence", "Namespace": "namespace"}  # fmt: skip
+         "Mutator": "mutator", "Pipeline": "pipeline", "Silenced": "silence", "Namespace": "namespace",
+         "Asset": "asset"}  # fmt: skip
 
 
 @dataclass(slots=True, frozen=True)
@@ -41,6 +42,9 @@ def names_in(resource: Any) -> Iterator[Name]:
         yield from _handler_names(resource)
     elif isinstance(resource, Pipeline):
         yield from _pipeline_names(resource)
+    if isinstance(resource, (CheckConfig, HookConfig, Handler, Mutator)):
+        for i, asset in enumerate(resource.runtime_assets):
+            yield Name("Asset", asset, f"spec.runtime_assets[{i}]", "runtime_assets")
 
 
 def _check_names(check: CheckConfig) -> Iterator[Name]:
@@ -84,7 +88,8 @@ def _namespace(resource: Any) -> str:
 
 
 def _naming(resources: Resources) -> Iterator[tuple[str, Any]]:
-    for kind, items in (("CheckConfig", resources.checks), ("Handler", resources.handlers),
+    for kind, items in (("CheckConfig", resources.checks), ("HookConfig", resources.hooks),
+                        ("Handler", resources.handlers), ("Mutator", resources.mutators),
                         ("Pipeline", resources.pipelines)):  # fmt: skip
         for item in items:
             yield kind, item
@@ -105,7 +110,8 @@ def dangling_references(resources: Resources) -> list[ReferenceError]:
 
 def _named_kinds(resources: Resources) -> list[tuple[str, list[Any]]]:
     return [("Handler", resources.handlers), ("HookConfig", resources.hooks), ("EventFilter", resources.filters),
-            ("Mutator", resources.mutators), ("Pipeline", resources.pipelines)]  # fmt: skip
+            ("Mutator", resources.mutators), ("Pipeline", resources.pipelines),
+            ("Asset", resources.assets)]  # fmt: skip
 
 
 def referrers(resources: Resources, kind: str, namespace: str, name: str) -> list[str]:

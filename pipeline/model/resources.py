@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import ValidationError
+from pipeline.model.asset import Asset
 from pipeline.model.check import CheckConfig, HookConfig
 from pipeline.model.codec import JSON, UINT32
 from pipeline.model.codec import field as model_field
@@ -112,6 +113,7 @@ RESOURCE_TYPES: dict[str, type[Any]] = {
     "Pipeline": Pipeline,
     "Silenced": Silenced,
     "Namespace": Namespace,
+    "Asset": Asset,
 }
 
 
@@ -142,6 +144,7 @@ class Resources:
     pipelines: list[Pipeline] = field(default_factory=list)
     silences: list[Silenced] = field(default_factory=list)
     namespaces: list[Namespace] = field(default_factory=list)
+    assets: list[Asset] = field(default_factory=list)
     #: proxy entities of the config files: registered in the store at start and at each reload
     entities: list[Entity] = field(default_factory=list)
 
@@ -155,6 +158,7 @@ class Resources:
             (Pipeline, self.pipelines),
             (Silenced, self.silences),
             (Namespace, self.namespaces),
+            (Asset, self.assets),
             (Entity, self.entities),
         )
         for kind, items in kinds:
@@ -186,6 +190,26 @@ class Resources:
         found: Pipeline | None = self._named(self.pipelines, name, namespace)
         return found
 
+    def asset(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> Asset | None:
+        found: Asset | None = self._named(self.assets, name, namespace)
+        return found
+
+    def assets_for(self, runtime_assets: Iterable[str], namespace: str) -> list[Asset]:
+        """The Assets of ``namespace`` that ``runtime_assets`` name (each once; names of no
+        Asset left out: the one running them reports those)."""
+        names = dict.fromkeys(runtime_assets)
+        return [asset for name in names if (asset := self.asset(name, namespace)) is not None]
+
+    def assets_needed(self, checks: Iterable[CheckConfig], hooks: Iterable[HookConfig]) -> list[Asset]:
+        """The Assets the ``runtime_assets`` of ``checks`` and ``hooks`` name, each once."""
+        found: dict[tuple[str, str], Asset] = {}
+        items: list[CheckConfig | HookConfig] = [*checks, *hooks]
+        for item in items:
+            namespace = _namespace_of(item)
+            for asset in self.assets_for(item.runtime_assets, namespace):
+                found[(namespace, asset.metadata.name)] = asset
+        return list(found.values())
+
     def namespace_exists(self, name: str) -> bool:
         """Whether resources may live in namespace ``name``: ``default`` always, any other once a
         ``Namespace`` declares it, as in Sensu Go."""
@@ -216,7 +240,7 @@ class Resources:
         errors = []
         kinds = (("CheckConfig", self.checks), ("HookConfig", self.hooks), ("Handler", self.handlers),
                  ("EventFilter", self.filters), ("Mutator", self.mutators), ("Pipeline", self.pipelines),
-                 ("Silenced", self.silences), ("Entity", self.entities))  # fmt: skip
+                 ("Silenced", self.silences), ("Asset", self.assets), ("Entity", self.entities))  # fmt: skip
         for kind, items in kinds:
             for item in items:
                 namespace = _namespace_of(item)

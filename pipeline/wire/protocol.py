@@ -19,11 +19,12 @@ Either way:
     ``ping`` {} / ``pong`` {}: heartbeats; a connection silent past its heartbeat timeout is dead.
 Backend -> agent:
     ``welcome`` {version, backend}: the handshake was accepted.
-    ``checks``  {checks: [CheckConfig dict, ...], hooks: [HookConfig dict, ...]}: the full set of
-                checks the agent must run and the hooks they name (sent after ``welcome`` and
-                again whenever it changes).
-    ``execute`` {check: CheckConfig dict, hooks: [HookConfig dict, ...]}: run this check once, now,
-                whatever its schedule (Sensu's ad hoc execution, asked for through the API).
+    ``checks``  {checks: [CheckConfig dict, ...], hooks: [HookConfig dict, ...], [assets: [Asset dict,
+                ...]]}: the full set of checks the agent must run, the hooks they name and the
+                assets both name (sent after ``welcome`` and again whenever it changes).
+    ``execute`` {check: CheckConfig dict, hooks: [HookConfig dict, ...], [assets: [Asset dict, ...]]}:
+                run this check once, now, whatever its schedule (Sensu's ad hoc execution, asked
+                for through the API).
     ``ack``     {ids: [event id, ...], rejected: [{id, error, [reason]}, ...]}: these events are
                 durably stored (or were rejected and never will be); the agent may forget them.
                 A rejected event is final: the agent must not send it again. ``reason`` is there
@@ -215,12 +216,16 @@ def welcome(backend: str) -> dict[str, Any]:
     return {"type": WELCOME, "version": PROTOCOL_VERSION, "backend": backend}
 
 
-def checks(configs: list[dict[str, Any]], hooks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"type": CHECKS, "checks": configs, "hooks": hooks or []}
+def checks(
+    configs: list[dict[str, Any]], hooks: list[dict[str, Any]] | None = None, assets: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {"type": CHECKS, "checks": configs, "hooks": hooks or [], "assets": assets or []}
 
 
-def execute(check: dict[str, Any], hooks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": EXECUTE, "check": check, "hooks": hooks}
+def execute(
+    check: dict[str, Any], hooks: list[dict[str, Any]], assets: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {"type": EXECUTE, "check": check, "hooks": hooks, "assets": assets or []}
 
 
 def events(batch: Sequence[bytes | dict[str, Any]]) -> dict[str, Any]:

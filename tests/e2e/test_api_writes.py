@@ -85,7 +85,7 @@ async def test_every_kind_takes_flat_and_wrapped_bodies_and_says_what_it_dropped
             "silence again": await client.post(f"{NS}/silenced", json=wrapped_silence),
             "wrong type": await client.put(f"{NS}/handlers/file", json={**wrapped_handler, "type": "Mutator"}),
             "typo": await client.put(f"{NS}/checks/check_cpu", json={**CPU, "intervall": 30, "stdin": False}),
-            "assets": await client.get(f"{NS}/assets"),
+            "roles": await client.get(f"{NS}/roles"),
         }
         handler = (await client.get(f"{NS}/handlers/file")).json()
         entity = (await client.get(f"{NS}/entities/router1")).json()
@@ -106,9 +106,9 @@ async def test_every_kind_takes_flat_and_wrapped_bodies_and_says_what_it_dropped
     )
     assert answers["typo"].headers["Warning"] == '299 - "unknown fields ignored: intervall"'
     assert answers["typo"].json()["interval"] == 60
-    assert (answers["assets"].status_code, answers["assets"].json()) == (
+    assert (answers["roles"].status_code, answers["roles"].json()) == (
         501,
-        {"code": 1, "message": "pipeline does not support Sensu Go's Asset resources"},
+        {"code": 1, "message": "pipeline does not support Sensu Go's Role resources"},
     )
     assert (patched_entity.status_code, patched_entity.json()["subscriptions"]) == (200, ["icmp"])
     assert (patched_silence.status_code, patched_silence.json()["reason"]) == (200, "upgrade")
@@ -126,6 +126,7 @@ async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(
         "mutators": {"command": "cat"},
         "checks": {"command": "true", "interval": 60, "subscriptions": ["linux"], "handlers": ["thing"]},
         "entities": {"entity_class": "proxy", "subscriptions": ["snmp"]},
+        "assets": {"url": "https://assets.example/check-disk.tar.gz", "sha512": "ab" * 64},
     }
 
     def drive(url: str, key: str) -> dict[str, Any]:
@@ -138,7 +139,7 @@ async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(
             thing.metadata["labels"]["v"] = "2"
             thing.save()
             seen[collection] = (api.get("thing").metadata["labels"], [t.metadata["name"] for t in api.list()])
-        for collection in ("checks", "entities", "filters", "handlers", "hooks", "mutators"):
+        for collection in ("checks", "entities", "filters", "handlers", "hooks", "mutators", "assets"):
             getattr(client, collection).delete("thing")
             seen[f"{collection} left"] = [t.metadata["name"] for t in getattr(client, collection).list()]
         client.silences.create(spec={"check": "thing", "reason": "upgrade"}, metadata={"name": "*:thing"})
@@ -148,7 +149,7 @@ async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(
         seen["silences"] = [(s.metadata["name"], s.spec["reason"]) for s in client.silences.list()]
         client.silences.delete("*:thing")
         seen["silences left"] = list(client.silences.list())
-        for what, call in (("assets", lambda: list(client.assets.list())), ("users", lambda: list(client.users.list())),
+        for what, call in (("users", lambda: list(client.users.list())),
                            ("user", lambda: client.users.get("admin"))):  # fmt: skip
             try:
                 call()
@@ -163,7 +164,6 @@ async def test_the_sensu_go_client_creates_reads_updates_and_deletes_every_kind(
         assert seen[f"{collection} left"] == [], collection
     assert seen["silences"] == [("*:thing", "longer upgrade")]
     assert seen["silences left"] == []
-    assert seen["assets"] == (501, "pipeline does not support Sensu Go's Asset resources")
     assert seen["users"] == seen["user"] == (501, "pipeline does not support Sensu Go's User resources")
 
 

@@ -99,7 +99,7 @@ def test_broken_json_names_the_line(tmp_path: Path) -> None:
 
 def test_kinds_pipeline_does_not_run_are_refused_by_name(tmp_path: Path) -> None:
     documents = [
-        ("Asset", "core/v2"), ("Role", "core/v2"), ("RoleBinding", "core/v2"), ("ClusterRole", "core/v2"),
+        ("Role", "core/v2"), ("RoleBinding", "core/v2"), ("ClusterRole", "core/v2"),
         ("ClusterRoleBinding", "core/v2"), ("User", "core/v2"), ("APIKey", "core/v2"), ("TessenConfig", "core/v2"),
         ("EtcdReplicator", "federation/v1"), ("Secret", "secrets/v1"), ("VaultProvider", "secrets/v1"),
         ("EntityConfig", "core/v3"), ("Namespace", "core/v3"),
@@ -113,7 +113,7 @@ def test_kinds_pipeline_does_not_run_are_refused_by_name(tmp_path: Path) -> None
         line = 4 * (number - 1) + number
         assert error.startswith(f"{tmp_path / 'dump.yml'}: line {line}: document {number}: type: "
                                 f"pipeline does not support Sensu Go's {kind} ({version})")  # fmt: skip
-    assert errors[0].endswith("runtime assets are not downloaded; install the program on the host that runs it")
+    assert errors[0].endswith("access is given by API keys with a role (pipeline key create --role)")
     assert errors[-1].endswith("write its core/v2 form (Entity, Namespace)")
 
 

@@ -123,11 +123,9 @@ REFUSED: dict[str, Any] = {
     "CheckConfig.subdues": [{"begin": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"}],
     "CheckConfig.proxy_requests": {"entity_attributes": ["entity.entity_class == 'proxy'"]},
     "CheckConfig.secrets": SECRET,
-    "CheckConfig.runtime_assets": ["sensu-plugins-disk"],
     # A reference to a kind pipeline has none of (empty and the right kind load).
     "CheckConfig.pipelines.type": "SumoLogicMetricsHandler",
     "CheckConfig.pipelines.api_version": "core/v3",
-    "HookConfig.runtime_assets": ["sensu-plugins-disk"],
     "Handler.runtime_assets": ["sensu-plugins-pagerduty"],
     "Handler.secrets": SECRET,
     "EventFilter.runtime_assets": ["sensu-filters"],
@@ -499,6 +497,14 @@ async def hook_output(**fields: Any) -> str:
     hook = HookConfig(metadata=ObjectMeta(name="why"), **{"command": "echo diagnosed", **fields})
     event = await run(check("exit 1", check_hooks=[{"non-zero": ["why"]}]), {"why": hook})
     return event.check.hooks[0].output  # type: ignore[union-attr]
+
+
+proven_by(
+    "tests.e2e.test_assets::test_a_check_runs_the_program_of_its_asset_fetched_once", "CheckConfig.runtime_assets"
+)
+proven_by(
+    "tests.unit.test_asset_executor::test_a_hook_runs_the_program_of_its_runtime_assets", "HookConfig.runtime_assets"
+)
 
 
 @used("HookConfig.command")

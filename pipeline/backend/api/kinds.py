@@ -20,7 +20,7 @@ from pipeline.model.resources import RESOURCE_TYPES
 RESOURCES = "/api/core/v2/namespaces/{namespace}/{kind}"
 #: Sensu Go's namespaced core/v2 collections that pipeline does not have: refused as such (501),
 #: not as a typo (404), so that a client learns it must do without them.
-NOT_SUPPORTED = {"assets": "Asset", "roles": "Role", "rolebindings": "RoleBinding"}
+NOT_SUPPORTED = {"roles": "Role", "rolebindings": "RoleBinding"}
 #: The same for Sensu Go's cluster-wide collections (API keys: pipeline's own at /api/pipeline/v1/keys).
 CLUSTER_NOT_SUPPORTED = {"users": "User", "clusterroles": "ClusterRole", "clusterrolebindings": "ClusterRoleBinding",
                          "apikeys": "APIKey (use /api/pipeline/v1/keys)", "tessen": "TessenConfig"}  # fmt: skip
