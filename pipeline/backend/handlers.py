@@ -92,7 +92,7 @@ class HandlerRunner:
     def prepare(self, resources: Resources) -> None:
         """Check a change before it applies: each adapter that loads something (the plugins,
         built once) loads it, raising HandlerError naming what cannot be loaded."""
-        for adapter in self._handlers:
+        for adapter in [*self._mutators, *self._handlers]:
             prepare = getattr(adapter, "prepare", None)
             if prepare is not None:
                 prepare(resources)
