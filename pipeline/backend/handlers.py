@@ -10,6 +10,12 @@ replayed (:meth:`HandlerRunner.replay`) or deleted. A bounded pool of workers ta
 capacity limiter bounds the handler and mutator processes running at once, and a handler's
 ``concurrency`` bounds its own runs.
 
+Each stage is done by the first adapter of its list that can (:mod:`pipeline.backend.stages`,
+as Sensu Go picks its pipeline adapters): a filter or mutator no adapter takes is an error
+naming it, counted, as is a handler type no adapter takes. An event is wrapped once in
+:class:`~pipeline.model.forms.EventForms`, which every workflow shares: its JSON dict and JSON
+bytes are computed once, not once per filter, mutator and handler.
+
 Events come as jobs of the outbox (:mod:`pipeline.model.outbox`): each workflow that finishes
 (handled, filtered out, or kept as a dead letter) is reported on the ``completions`` channel,
 and so is the end of the job, so that a restarted backend runs only what was not done.
@@ -17,26 +23,23 @@ and so is the end of the job, so that a restarted backend runs only what was not
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
 import trio
 
-from pipeline import plugins
+from pipeline.backend import stages
 from pipeline.config import Resources
-from pipeline.core.filtering import BUILTIN_FILTERS, CompiledFilter, FilterError
-from pipeline.core.templates import RenderError, Template, compile_template, render
+from pipeline.core.filtering import FilterError
+from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
 from pipeline.core.workflows import Problem, Workflow, workflows_for
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event, new_event_id
 from pipeline.model.deadletter import DeadLetter
+from pipeline.model.forms import EventForms
 from pipeline.model.outbox import Completion, HandlerJob, workflow_key
 from pipeline.model.resources import Handler
-from pipeline.process import run_command, with_env_vars
 
 log = get_logger("backend.handlers")
 
@@ -46,30 +49,10 @@ INBOX_SIZE = 1000
 WORKERS = 32
 #: Handler and mutator processes running at once.
 MAX_PROCESSES = 16
-#: Bytes of handler output kept for the log line.
-LOGGED_OUTPUT = 500
 #: Distinct pipeline problems remembered, to warn of each once.
 REPORTED_MAX = 1000
-#: Sensu Go's timeout of tcp and udp handlers without one.
-SOCKET_TIMEOUT = 60
 #: The first retry waits this long; each next one twice as long, up to RETRY_MAX.
 RETRY_BASE, RETRY_MAX = 1.0, 60.0
-
-
-class StageError(Exception):
-    """A mutator or handler failed; ``reason`` labels the metric, the message says what happened."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
-
-
-@dataclass(slots=True, frozen=True)
-class HandlerRun:
-    """What one attempt of a handler did, for the log."""
-
-    status: int
-    output: str
 
 
 class HandlerRunner:
@@ -94,39 +77,33 @@ class HandlerRunner:
         self.workers = workers
         self.retry_base = retry_base
         self._wall_clock = wall_clock
-        self._processes = trio.CapacityLimiter(max_processes)
-        self._plugins: dict[str, plugins.HandlerPlugin] = {}
-        #: every plugin built, by (handler, plugin, options): checking a change and applying it build it once
-        self._built: dict[tuple[str, str, str], plugins.HandlerPlugin] = {}
-        self._filters: dict[tuple[str, str], CompiledFilter] = {}
+        self._services = stages.StageServices(resources, self.env, trio.CapacityLimiter(max_processes))
+        self._filters: list[FilterAdapter] = []
+        self._mutators: list[MutatorAdapter] = [make(self._services) for make in stages.MUTATOR_ADAPTERS]
+        self._handlers: list[HandlerAdapter] = [make(self._services) for make in stages.HANDLER_ADAPTERS]
         self._limits: dict[str, trio.CapacityLimiter] = {}
         self.refresh(resources())
-        self._templates: dict[str, Template] = {}
         self._reported: set[str] = set()
         self.inbox, self._receive = trio.open_memory_channel[HandlerJob](INBOX_SIZE)
         metrics.queues.watch("handlers_inbox", self.inbox)  # type: ignore[arg-type]
         self._busy = 0
         self._idle = trio.Event()
 
-    def prepare(self, resources: Resources) -> dict[str, plugins.HandlerPlugin]:
-        """The plugins of ``resources``, loaded (the ones already loaded are kept); raises HandlerError
-        naming a plugin that cannot be loaded, so that a bad change is refused before it applies."""
-        loaded = {}
-        for handler in resources.handlers:
-            if handler.type == "plugin":
-                key = (handler.metadata.name, handler.plugin, json.dumps(handler.options, sort_keys=True))
-                if key not in self._built:
-                    self._built[key] = plugins.load(handler.plugin, handler.options)
-                loaded[handler.metadata.name] = self._built[key]
-        return loaded
+    def prepare(self, resources: Resources) -> None:
+        """Check a change before it applies: each adapter that loads something (the plugins,
+        built once) loads it, raising HandlerError naming what cannot be loaded."""
+        for adapter in [*self._mutators, *self._handlers]:
+            prepare = getattr(adapter, "prepare", None)
+            if prepare is not None:
+                prepare(resources)
 
     def refresh(self, resources: Resources) -> None:
         """Use a new set of resources from the next event on."""
-        self._plugins = self.prepare(resources)
-        in_use = {id(plugin) for plugin in self._plugins.values()}
-        self._built = {key: plugin for key, plugin in self._built.items() if id(plugin) in in_use}
-        self._filters = {(f.metadata.namespace or "default", f.metadata.name): CompiledFilter.of(f)
-                         for f in resources.filters}  # fmt: skip
+        for adapter in [*self._mutators, *self._handlers]:
+            refresh = getattr(adapter, "refresh", None)
+            if refresh is not None:
+                refresh(resources)
+        self._filters = [make(resources) for make in stages.FILTER_ADAPTERS]
         limits = {}
         for handler in resources.handlers:
             if handler.concurrency > 0:
@@ -174,9 +151,10 @@ class HandlerRunner:
             await self._complete(Completion(seq))
             return
         remaining = [len(workflows)]
+        forms = EventForms(event)  # every workflow shares each form of the event, encoded once
 
         async def run_one(workflow: Workflow) -> None:
-            await self._run_workflow(workflow, event)
+            await self._run_workflow(workflow, forms)
             remaining[0] -= 1
             if remaining[0]:  # the last one is recorded with the job's end, in one row
                 await self._complete(Completion(seq, workflow_key(workflow.pipeline, workflow.name)))
@@ -209,26 +187,27 @@ class HandlerRunner:
 
     # -- one workflow ----------------------------------------------------------------------------
 
-    async def _run_workflow(self, workflow: Workflow, event: Event) -> None:
+    async def _run_workflow(self, workflow: Workflow, forms: EventForms) -> None:
         for name in workflow.filters:
-            if not self._passes(name, workflow, event):
+            if not self._passes(name, workflow, forms):
                 return
-        payload = await self._payload(workflow, event)
+        handler = self._handler_adapter(workflow.handler)
+        payload = await self._payload(workflow, forms, handler)
         if payload is None:
             return
-        error = await self._run_handler(workflow.handler, event, payload)
+        error = await self._run_handler(workflow.handler, forms, payload)
         if error is not None:
-            await self._bury(workflow, event, error)
+            await self._bury(workflow, forms.event, error)
 
-    async def _payload(self, workflow: Workflow, event: Event) -> bytes | None:
+    async def _payload(self, workflow: Workflow, forms: EventForms, handler: HandlerAdapter | None) -> bytes | None:
         """The mutated event for the workflow's handler; None when the mutator failed (logged)."""
-        if workflow.handler.type == "plugin":
+        if handler is not None and not handler.mutated:
             return b""  # a plugin takes the event itself
         try:
-            return await self._mutate(workflow.mutator or "json", event)
+            return await self._mutate(workflow.mutator or "json", forms)
         except StageError as exc:
             self.metrics.mutator_failures.labels(workflow.mutator, exc.reason).inc()
-            log.error("mutator failed", event_id=event.id, workflow=workflow.name, mutator=workflow.mutator,
+            log.error("mutator failed", event_id=forms.event.id, workflow=workflow.name, mutator=workflow.mutator,
                       handler=workflow.handler.metadata.name, error=exc)  # fmt: skip
             return None
 
@@ -260,87 +239,65 @@ class HandlerRunner:
         if handler is None or handler.type == "set":
             return f"handler {letter.handler!r} no longer exists"
         workflow = Workflow(letter.workflow, letter.pipeline, (), letter.mutator, handler)
-        payload = await self._payload(workflow, letter.event)
+        forms = EventForms(letter.event)
+        payload = await self._payload(workflow, forms, self._handler_adapter(handler))
         if payload is None:
             return f"mutator {letter.mutator!r} failed"
-        error = await self._run_handler(handler, letter.event, payload)
+        error = await self._run_handler(handler, forms, payload)
         return None if error is None else str(error)
 
-    def _passes(self, name: str, workflow: Workflow, event: Event) -> bool:
+    def _passes(self, name: str, workflow: Workflow, forms: EventForms) -> bool:
         self.metrics.filter_runs.labels(name).inc()
         with self.metrics.filter_duration.labels(name).time():
-            return self._apply_filter(name, workflow, event)
+            return self._apply_filter(name, workflow, forms)
 
-    def _apply_filter(self, name: str, workflow: Workflow, event: Event) -> bool:
-        builtin = BUILTIN_FILTERS.get(name)
+    def _apply_filter(self, name: str, workflow: Workflow, forms: EventForms) -> bool:
+        event = forms.event
+        ref = StageRef(name, event.namespace or "default")
         try:
-            if builtin is not None:
-                passed = builtin(event)
-            else:
-                compiled = self._filters.get((event.namespace or "default", name))
-                if compiled is None:
-                    raise FilterError(f"no EventFilter {name!r}")
-                outcome = compiled.apply(event, self._wall_clock())
-                for error in outcome.errors:
-                    self.metrics.filter_errors.labels(name).inc()
-                    log.error("filter expression failed", event_id=event.id, workflow=workflow.name, filter=name,
-                              error=error)  # fmt: skip
-                passed = outcome.passed
+            adapter = next((a for a in self._filters if a.can_filter(ref)), None)
+            if adapter is None:
+                raise FilterError(f"no EventFilter {name!r}")
+            outcome = adapter.filter(ref, forms, self._wall_clock())
         except FilterError as exc:
             self.metrics.filter_errors.labels(name).inc()
             log.error("filter failed", event_id=event.id, workflow=workflow.name, filter=name, error=exc)
             return False
-        if not passed:
+        for error in outcome.errors:
+            self.metrics.filter_errors.labels(name).inc()
+            log.error("filter expression failed", event_id=event.id, workflow=workflow.name, filter=name,
+                      error=error)  # fmt: skip
+        if not outcome.passed:
             self.metrics.events_filtered.labels(name).inc()
             log.debug("event filtered", event_id=event.id, workflow=workflow.name, filter=name)
-        return passed
+        return outcome.passed
 
     # -- mutators --------------------------------------------------------------------------------
 
-    async def _mutate(self, name: str, event: Event) -> bytes:
+    async def _mutate(self, name: str, forms: EventForms) -> bytes:
         self.metrics.mutator_runs.labels(name).inc()
-        if name == "json":
-            return event.to_json()
-        if name == "only_check_output":
-            if event.check is None:
-                raise StageError("no_check", "only_check_output: the event has no check")
-            return event.check.output.encode()
-        mutator = self._resources().mutator(name, event.namespace or "default")
-        if mutator is None:
-            raise StageError("missing", f"no Mutator {name!r}")
+        ref = StageRef(name, forms.event.namespace or "default")
+        adapter = next((a for a in self._mutators if a.can_mutate(ref)), None)
+        if adapter is None:
+            found = self._resources().mutator(name, ref.namespace)
+            if found is None:
+                raise StageError("missing", f"no Mutator {name!r}")
+            raise StageError("unsupported", f"Mutator {name!r}: no mutator adapter for type {found.kind!r}")
         started = trio.current_time()
         try:
-            if mutator.kind == "template":
-                try:
-                    return render(self._template(mutator.metadata.name, mutator.template), event).encode()
-                except RenderError as exc:
-                    raise StageError("template", str(exc)) from None
-            env = with_env_vars(self.env, mutator.env_vars)
-            try:
-                async with self._processes:
-                    result = await run_command(mutator.command, timeout=mutator.timeout, stdin=event.to_json(), env=env)
-            except OSError as exc:
-                raise StageError("spawn", f"{mutator.command!r} could not start: {exc}") from None
-            if result.timed_out:
-                raise StageError("timeout", f"timed out after {mutator.timeout} s")
-            if result.status != 0:
-                raise StageError("exit_status", f"exited {result.status}: {result.output[:LOGGED_OUTPUT].strip()}")
-            return result.output.encode()
+            return await adapter.mutate(ref, forms)
         finally:
             self.metrics.mutator_duration.labels(name).observe(trio.current_time() - started)
 
-    def _template(self, name: str, text: str) -> Template:
-        """The compiled template of a mutator (compiled once; the loader has checked its syntax)."""
-        cached = self._templates.get(name)
-        if cached is None or cached.source != text:
-            cached = self._templates[name] = compile_template(text, f"Mutator {name}: spec.template")
-        return cached
-
     # -- handlers --------------------------------------------------------------------------------
 
-    async def _run_handler(self, handler: Handler, event: Event, payload: bytes) -> StageError | None:
+    def _handler_adapter(self, handler: Handler) -> HandlerAdapter | None:
+        return next((a for a in self._handlers if a.can_handle(handler)), None)
+
+    async def _run_handler(self, handler: Handler, forms: EventForms, payload: bytes) -> StageError | None:
         """Run a handler, retrying; None once it succeeds, else the last error."""
         name = handler.metadata.name
+        event = forms.event
         limit = self._limits.get(name)
         error = StageError("never_run", "no attempt made")
         for attempt in range(1, handler.max_attempts + 1):
@@ -352,9 +309,9 @@ class HandlerRunner:
             try:
                 if limit is not None:
                     async with limit:
-                        run = await self._attempt(handler, event, payload)
+                        run = await self._attempt(handler, forms, payload)
                 else:
-                    run = await self._attempt(handler, event, payload)
+                    run = await self._attempt(handler, forms, payload)
             except StageError as exc:
                 error = exc
                 self.metrics.handler_failures.labels(name, exc.reason).inc()
@@ -370,61 +327,9 @@ class HandlerRunner:
             return None
         return error
 
-    async def _attempt(self, handler: Handler, event: Event, payload: bytes) -> HandlerRun:
-        """One run of a handler; raises StageError when it fails."""
-        if handler.type == "pipe":
-            return await self._attempt_pipe(handler, payload)  # timed from the process start, not the queue
-        timeout = handler.timeout or (SOCKET_TIMEOUT if handler.type in ("tcp", "udp") else 0)
-        with trio.move_on_after(timeout or math.inf):
-            if handler.type == "plugin":
-                return await self._attempt_plugin(handler, event)
-            if handler.type == "tcp":
-                return await self._attempt_tcp(handler, payload)
-            return await self._attempt_udp(handler, payload)
-        raise StageError("timeout", f"timed out after {timeout} s")
-
-    async def _attempt_plugin(self, handler: Handler, event: Event) -> HandlerRun:
-        try:
-            await self._plugins[handler.metadata.name].handle(event)
-        except Exception as exc:  # a plugin's failure is data: counted, logged, retried
-            raise StageError("exception", f"{type(exc).__name__}: {exc}") from None
-        return HandlerRun(0, "")
-
-    async def _attempt_pipe(self, handler: Handler, payload: bytes) -> HandlerRun:
-        env = with_env_vars(self.env, handler.env_vars)
-        try:
-            async with self._processes:
-                result = await run_command(handler.command, timeout=handler.timeout, stdin=payload, env=env)
-        except OSError as exc:
-            raise StageError("spawn", f"{handler.command!r} could not start: {exc}") from None
-        output = result.output[:LOGGED_OUTPUT].strip()
-        if result.timed_out:
-            raise StageError("timeout", f"timed out after {handler.timeout} s")
-        if result.status != 0:
-            raise StageError("exit_status", f"exited {result.status}: {output}")
-        return HandlerRun(0, output)
-
-    async def _attempt_tcp(self, handler: Handler, payload: bytes) -> HandlerRun:
-        assert handler.socket is not None
-        address = f"{handler.socket.host}:{handler.socket.port}"
-        try:
-            stream = await trio.open_tcp_stream(handler.socket.host, handler.socket.port)
-            async with stream:
-                await stream.send_all(payload)
-        except (OSError, trio.BrokenResourceError) as exc:
-            raise StageError("connection", f"tcp {address}: {exc}") from None
-        return HandlerRun(0, f"wrote {len(payload)} bytes to tcp {address}")
-
-    async def _attempt_udp(self, handler: Handler, payload: bytes) -> HandlerRun:
-        assert handler.socket is not None
-        address = f"{handler.socket.host}:{handler.socket.port}"
-        try:
-            infos = await trio.socket.getaddrinfo(handler.socket.host, handler.socket.port, type=trio.socket.SOCK_DGRAM)
-            family, kind, proto, _, target = infos[0]
-            with trio.socket.socket(family, kind, proto) as sock:
-                sent = await sock.sendto(payload, target)
-        except OSError as exc:
-            raise StageError("connection", f"udp {address}: {exc}") from None
-        if sent != len(payload):
-            raise StageError("short_write", f"udp {address}: sent {sent} of {len(payload)} bytes")
-        return HandlerRun(0, f"sent {len(payload)} bytes to udp {address}")
+    async def _attempt(self, handler: Handler, forms: EventForms, payload: bytes) -> HandlerRun:
+        """One run of a handler by the first adapter that can; raises StageError when it fails."""
+        adapter = self._handler_adapter(handler)
+        if adapter is None:
+            raise StageError("unsupported", f"handler {handler.metadata.name!r}: no adapter for type {handler.type!r}")
+        return await adapter.handle(handler, forms, payload)

@@ -9,21 +9,27 @@ does not exist is an error, not a silent false, so a typo shows in the log.
 
 As in Sensu Go: ``allow`` passes the event only if every expression holds; ``deny`` drops it
 if any holds; an expression that fails is skipped (and reported).
+
+Two filter adapters (:mod:`pipeline.core.stages`) are here: :class:`BuiltinFilters` and
+:class:`ExpressionFilters` (the EventFilters of a set of resources, compiled once).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
 
+from pipeline.core.stages import FilterOutcome, StageRef
 from pipeline.core.template_limits import BoundedSandbox
 from pipeline.errors import ValidationError
 from pipeline.model import Event
+from pipeline.model.forms import EventForms
 from pipeline.model.pipeline import EventFilter
+from pipeline.model.resources import Resources
 
 # bounded as templates are: "x" * 10**9 in an expression ran once per event in the backend's thread
 _ENVIRONMENT = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
@@ -49,8 +55,9 @@ def _utc(timestamp: float) -> time.struct_time:
     return time.gmtime(float(timestamp))
 
 
-def expression_context(event: Event, now: float) -> dict[str, Any]:
-    synthesized = event.to_dict()
+def expression_context(forms: EventForms, now: float) -> dict[str, Any]:
+    event = forms.event
+    synthesized = dict(forms.data)  # a shallow copy: the shared dict stays as encoded
     synthesized.update(
         is_incident=event.is_incident,
         is_resolution=event.is_resolution,
@@ -69,13 +76,6 @@ def expression_context(event: Event, now: float) -> dict[str, Any]:
 
 
 @dataclass(slots=True)
-class FilterOutcome:
-    passed: bool
-    #: expressions that failed (skipped), each with its error
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class CompiledFilter:
     name: str
     action: str
@@ -90,7 +90,10 @@ class CompiledFilter:
         return cls(event_filter.metadata.name, event_filter.action, compiled)
 
     def apply(self, event: Event, now: float) -> FilterOutcome:
-        context = expression_context(event, now)
+        return self.evaluate(EventForms(event), now)
+
+    def evaluate(self, forms: EventForms, now: float) -> FilterOutcome:
+        context = expression_context(forms, now)
         outcome = FilterOutcome(passed=True)
         for text, expression in self.expressions:
             try:
@@ -186,3 +189,33 @@ BUILTIN_FILTERS: dict[str, Callable[[Event], bool]] = {
     "has_metrics": has_metrics,
     "fatigue": fatigue,
 }
+
+
+# -- adapters ----------------------------------------------------------------------------------
+
+
+class BuiltinFilters:
+    """The filter adapter of the built-ins above (by name, in any namespace)."""
+
+    def can_filter(self, ref: StageRef) -> bool:
+        return ref.name in BUILTIN_FILTERS
+
+    def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
+        return FilterOutcome(BUILTIN_FILTERS[ref.name](forms.event))
+
+
+class ExpressionFilters:
+    """The filter adapter of EventFilter resources with pipeline's expressions, compiled once."""
+
+    def __init__(self, filters: list[EventFilter]) -> None:
+        self._compiled = {(f.metadata.namespace or "default", f.metadata.name): CompiledFilter.of(f) for f in filters}
+
+    @classmethod
+    def of(cls, resources: Resources) -> ExpressionFilters:
+        return cls(resources.filters)
+
+    def can_filter(self, ref: StageRef) -> bool:
+        return (ref.namespace, ref.name) in self._compiled
+
+    def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
+        return self._compiled[ref.namespace, ref.name].evaluate(forms, now)

@@ -65,7 +65,13 @@ def compile_template(text: str, name: str) -> Template:
 
 def render(template: Template, event: Event) -> str:
     """``template`` rendered with ``event`` (its Sensu JSON) in scope."""
+    return render_data(template, event.to_dict())
+
+
+def render_data(template: Template, data: dict[str, Any]) -> str:
+    """``template`` rendered with an event's Sensu JSON dict, already encoded, as ``event``
+    (the immutable sandbox leaves the dict as it was: it may be shared)."""
     try:
-        return bounded_render(template.compiled.generate(event=event.to_dict()))
+        return bounded_render(template.compiled.generate(event=data))
     except Exception as exc:  # anything a template can raise: SecurityError, TypeError, ZeroDivisionError...
         raise RenderError(template.name, f"{type(exc).__name__}: {exc}") from exc

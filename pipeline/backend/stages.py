@@ -1,0 +1,254 @@
+"""The adapters of the backend pipeline's stages, and the three lists the runner asks in order.
+
+A workflow's filter, mutator and handler are each done by the first adapter of its list that
+says it can (``can_filter(ref)``, ``can_mutate(ref)``, ``can_handle(handler)``), as Sensu Go's
+pipeline picks its adapters; what no adapter can do is an error naming it, counted. The
+protocols are in :mod:`pipeline.core.stages`; every adapter takes the event as
+:class:`~pipeline.model.forms.EventForms` (model, Sensu JSON dict, JSON bytes: each computed
+once per event and shared by every stage).
+
+:data:`FILTER_ADAPTERS`
+    Factories ``(resources) -> FilterAdapter``, called again whenever the resources change
+    (so an adapter compiles its EventFilters once per change): the built-ins, then EventFilter
+    expressions.
+:data:`MUTATOR_ADAPTERS`
+    Factories ``(services) -> MutatorAdapter``, called once per runner: the built-ins
+    (``json``, ``only_check_output``), template Mutators, pipe Mutators. A resource adapter
+    looks its Mutator up in ``services.resources()`` per event.
+:data:`HANDLER_ADAPTERS`
+    Factories ``(services) -> HandlerAdapter``, called once per runner: pipe, tcp and udp,
+    in-process plugins. (``set`` handlers are expanded into their members before this stage.)
+
+To add an adapter, write a class with the two methods of its protocol and put its factory in
+the list, before any adapter that would also say it can. For example, JavaScript
+EventFilters and ``type: javascript`` Mutators::
+
+    class JavaScriptFilters:                       # FilterAdapter
+        @classmethod
+        def of(cls, resources: Resources) -> JavaScriptFilters: ...   # compile expressions
+        def can_filter(self, ref: StageRef) -> bool: ...              # one of its EventFilters
+        def filter(self, ref, forms, now) -> FilterOutcome: ...       # evaluate over forms.data
+
+    class JavaScriptMutators:                      # MutatorAdapter
+        def __init__(self, services: StageServices) -> None: ...
+        def can_mutate(self, ref: StageRef) -> bool:   # a Mutator of kind "javascript"
+            m = self.services.resources().mutator(ref.name, ref.namespace)
+            return m is not None and m.kind == "javascript"
+        async def mutate(self, ref, forms) -> bytes: ...              # run spec.eval
+
+    FILTER_ADAPTERS.insert(1, JavaScriptFilters.of)   # after the built-ins, before expressions
+    MUTATOR_ADAPTERS.insert(1, JavaScriptMutators)
+
+An adapter that must load or check something when the resources change (plugins are built
+once) also has ``prepare(resources)`` (check a change before it applies: raise HandlerError
+to refuse it) and ``refresh(resources)`` (apply it); the runner calls them where they exist.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import trio
+
+from pipeline import plugins
+from pipeline.core.filtering import BuiltinFilters, ExpressionFilters
+from pipeline.core.mutating import BuiltinMutators, TemplateMutators
+from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
+from pipeline.model.forms import EventForms
+from pipeline.model.pipeline import Mutator
+from pipeline.model.resources import Handler, Resources
+from pipeline.process import run_command, with_env_vars
+
+#: Bytes of handler or mutator output kept for the log line.
+LOGGED_OUTPUT = 500
+#: Sensu Go's timeout of tcp and udp handlers without one.
+SOCKET_TIMEOUT = 60
+
+
+@dataclass(slots=True)
+class StageServices:
+    """What the runner lends its adapters: the current resources, the environment of the
+    processes they start, and the limit of processes running at once."""
+
+    resources: Callable[[], Resources]
+    env: Mapping[str, str]
+    processes: trio.CapacityLimiter
+
+
+# -- mutators ------------------------------------------------------------------------------------
+
+
+class PipeMutators:
+    """Mutator resources of ``type: pipe`` (the default): a command given the event's JSON on
+    stdin, whose output is the mutated event."""
+
+    def __init__(self, services: StageServices) -> None:
+        self.services = services
+
+    def _mutator(self, ref: StageRef) -> Mutator | None:
+        mutator = self.services.resources().mutator(ref.name, ref.namespace)
+        return mutator if mutator is not None and mutator.kind == "pipe" else None
+
+    def can_mutate(self, ref: StageRef) -> bool:
+        return self._mutator(ref) is not None
+
+    async def mutate(self, ref: StageRef, forms: EventForms) -> bytes:
+        mutator = self._mutator(ref)
+        if mutator is None:  # removed since can_mutate: as if it never existed
+            raise StageError("missing", f"no Mutator {ref.name!r}")
+        env = with_env_vars(self.services.env, mutator.env_vars)
+        try:
+            async with self.services.processes:
+                result = await run_command(mutator.command, timeout=mutator.timeout, stdin=forms.json, env=env)
+        except OSError as exc:
+            raise StageError("spawn", f"{mutator.command!r} could not start: {exc}") from None
+        if result.timed_out:
+            raise StageError("timeout", f"timed out after {mutator.timeout} s")
+        if result.status != 0:
+            raise StageError("exit_status", f"exited {result.status}: {result.output[:LOGGED_OUTPUT].strip()}")
+        return result.output.encode()
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+class PipeHandlers:
+    """``type: pipe``: a command given the mutated event on stdin; exit 0 is success."""
+
+    mutated = True
+
+    def __init__(self, services: StageServices) -> None:
+        self.services = services
+
+    def can_handle(self, handler: Handler) -> bool:
+        return handler.type == "pipe"
+
+    async def handle(self, handler: Handler, forms: EventForms, payload: bytes) -> HandlerRun:
+        env = with_env_vars(self.services.env, handler.env_vars)
+        try:  # timed from the process start, not the queue
+            async with self.services.processes:
+                result = await run_command(handler.command, timeout=handler.timeout, stdin=payload, env=env)
+        except OSError as exc:
+            raise StageError("spawn", f"{handler.command!r} could not start: {exc}") from None
+        output = result.output[:LOGGED_OUTPUT].strip()
+        if result.timed_out:
+            raise StageError("timeout", f"timed out after {handler.timeout} s")
+        if result.status != 0:
+            raise StageError("exit_status", f"exited {result.status}: {output}")
+        return HandlerRun(0, output)
+
+
+async def _within(seconds: float, attempt: Callable[[], Awaitable[HandlerRun]]) -> HandlerRun:
+    """``attempt()`` awaited, or StageError("timeout") after ``seconds`` (0: no limit)."""
+    with trio.move_on_after(seconds or math.inf):
+        return await attempt()
+    raise StageError("timeout", f"timed out after {seconds} s")
+
+
+class SocketHandlers:
+    """``type: tcp`` and ``udp``: the mutated event written to a socket (Sensu Go's 60 s timeout
+    when the handler sets none)."""
+
+    mutated = True
+
+    def __init__(self, services: StageServices) -> None:
+        self.services = services
+
+    def can_handle(self, handler: Handler) -> bool:
+        return handler.type in ("tcp", "udp")
+
+    async def handle(self, handler: Handler, forms: EventForms, payload: bytes) -> HandlerRun:
+        send = self._tcp if handler.type == "tcp" else self._udp
+        return await _within(handler.timeout or SOCKET_TIMEOUT, lambda: send(handler, payload))
+
+    @staticmethod
+    async def _tcp(handler: Handler, payload: bytes) -> HandlerRun:
+        assert handler.socket is not None
+        address = f"{handler.socket.host}:{handler.socket.port}"
+        try:
+            stream = await trio.open_tcp_stream(handler.socket.host, handler.socket.port)
+            async with stream:
+                await stream.send_all(payload)
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise StageError("connection", f"tcp {address}: {exc}") from None
+        return HandlerRun(0, f"wrote {len(payload)} bytes to tcp {address}")
+
+    @staticmethod
+    async def _udp(handler: Handler, payload: bytes) -> HandlerRun:
+        assert handler.socket is not None
+        address = f"{handler.socket.host}:{handler.socket.port}"
+        try:
+            infos = await trio.socket.getaddrinfo(handler.socket.host, handler.socket.port, type=trio.socket.SOCK_DGRAM)
+            family, kind, proto, _, target = infos[0]
+            with trio.socket.socket(family, kind, proto) as sock:
+                sent = await sock.sendto(payload, target)
+        except OSError as exc:
+            raise StageError("connection", f"udp {address}: {exc}") from None
+        if sent != len(payload):
+            raise StageError("short_write", f"udp {address}: sent {sent} of {len(payload)} bytes")
+        return HandlerRun(0, f"sent {len(payload)} bytes to udp {address}")
+
+
+class PluginHandlers:
+    """``type: plugin``: an in-process plugin (:mod:`pipeline.plugins`) given the event itself
+    (no mutator runs). Each plugin is built once per (handler, plugin, options)."""
+
+    mutated = False
+
+    def __init__(self, services: StageServices) -> None:
+        self.services = services
+        self._plugins: dict[str, plugins.HandlerPlugin] = {}
+        #: every plugin built, by (handler, plugin, options): checking a change and applying it build it once
+        self._built: dict[tuple[str, str, str], plugins.HandlerPlugin] = {}
+
+    def prepare(self, resources: Resources) -> dict[str, plugins.HandlerPlugin]:
+        """The plugins of ``resources``, loaded (the ones already loaded are kept); raises HandlerError
+        naming a plugin that cannot be loaded, so that a bad change is refused before it applies."""
+        loaded = {}
+        for handler in resources.handlers:
+            if handler.type == "plugin":
+                key = (handler.metadata.name, handler.plugin, json.dumps(handler.options, sort_keys=True))
+                if key not in self._built:
+                    self._built[key] = plugins.load(handler.plugin, handler.options)
+                loaded[handler.metadata.name] = self._built[key]
+        return loaded
+
+    def refresh(self, resources: Resources) -> None:
+        self._plugins = self.prepare(resources)
+        in_use = {id(plugin) for plugin in self._plugins.values()}
+        self._built = {key: plugin for key, plugin in self._built.items() if id(plugin) in in_use}
+
+    def can_handle(self, handler: Handler) -> bool:
+        return handler.type == "plugin"
+
+    async def handle(self, handler: Handler, forms: EventForms, payload: bytes) -> HandlerRun:
+        plugin = self._plugins[handler.metadata.name]
+        return await _within(handler.timeout, lambda: self._run(plugin, forms))
+
+    @staticmethod
+    async def _run(plugin: plugins.HandlerPlugin, forms: EventForms) -> HandlerRun:
+        try:
+            await plugin.handle(forms.event)
+        except Exception as exc:  # a plugin's failure is data: counted, logged, retried
+            raise StageError("exception", f"{type(exc).__name__}: {exc}") from None
+        return HandlerRun(0, "")
+
+
+# -- the lists -----------------------------------------------------------------------------------
+
+#: Filter adapters, asked in order; built again from the resources whenever they change.
+FILTER_ADAPTERS: list[Callable[[Resources], FilterAdapter]] = [
+    lambda resources: BuiltinFilters(),
+    ExpressionFilters.of,
+]
+#: Mutator adapters, asked in order; built once per runner.
+MUTATOR_ADAPTERS: list[Callable[[StageServices], MutatorAdapter]] = [
+    lambda services: BuiltinMutators(),
+    lambda services: TemplateMutators(services.resources),
+    PipeMutators,
+]
+#: Handler adapters, asked in order; built once per runner.
+HANDLER_ADAPTERS: list[Callable[[StageServices], HandlerAdapter]] = [PipeHandlers, SocketHandlers, PluginHandlers]
