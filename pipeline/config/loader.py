@@ -18,6 +18,7 @@ from typing import Any
 from pipeline.config.documents import Document, line_of, read_files, resource_files
 from pipeline.config.kinds import unsupported
 from pipeline.config.strict_yaml import MAX_YAML_DEPTH, MAX_YAML_NODES, StrictLoader, yaml_error
+from pipeline.core.entity_attributes import compile_entity_attributes
 from pipeline.core.filtering import CompiledFilter
 from pipeline.core.schedule import ScheduleError, parse_cron
 from pipeline.core.templates import compile_template
@@ -175,6 +176,8 @@ def _compile(resource: Any) -> None:
         CompiledFilter.of(resource)  # an expression that does not parse is a config error
     if isinstance(resource, Mutator) and resource.kind == "template":
         compile_template(resource.template, "spec.template")
+    if isinstance(resource, CheckConfig) and resource.proxy_requests is not None:
+        compile_entity_attributes(resource.proxy_requests.entity_attributes, "spec.proxy_requests.entity_attributes")
     if isinstance(resource, CheckConfig) and resource.cron:
         try:
             parse_cron(resource.cron)
