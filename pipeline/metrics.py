@@ -170,6 +170,8 @@ class BackendMetrics:
     store: StoreMetrics
     resources_skipped: Counter
     resources_dangling: Gauge
+    scheduled_requests: Counter
+    scheduled_skipped: Counter
 
     @classmethod
     def create(
@@ -321,6 +323,19 @@ class BackendMetrics:
                 ["kind"],
                 registry=r,
             ),
+            scheduled_requests=Counter(
+                "pipeline_scheduled_requests",
+                "Executions of round robin and proxy checks the backend asked agents for",
+                ["check"],
+                registry=r,
+            ),
+            scheduled_skipped=Counter(
+                "pipeline_scheduled_skipped",
+                "Round robin and proxy check executions not asked for: no agent connected (no_agent), no entity"
+                " matching (no_entity), an entity the expressions failed on (entity_error)",
+                ["reason"],
+                registry=r,
+            ),
         )
 
 
@@ -348,6 +363,7 @@ class AgentMetrics:
     events_set_aside: Counter
     events_too_large: Counter
     api_unknown_parameters: Counter
+    execute_requests_refused: Counter
 
     @classmethod
     def create(
@@ -417,6 +433,11 @@ class AgentMetrics:
                 "pipeline_agent_api_unknown_parameters",
                 "Agent API requests refused for a query parameter their path does not take, by route",
                 ["path"],
+                registry=r,
+            ),
+            execute_requests_refused=Counter(
+                "pipeline_agent_execute_requests_refused",
+                "Check execution requests from the backend that did not decode (check, hooks or proxy entity)",
                 registry=r,
             ),
         )

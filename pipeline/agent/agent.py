@@ -42,7 +42,7 @@ from pipeline.errors import EventTooLarge, ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
-from pipeline.model import Check, CheckConfig, Event, ObjectMeta, new_event_id
+from pipeline.model import Check, CheckConfig, Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.process import plugin_environment
@@ -250,10 +250,10 @@ class Agent:
             task_status.started(AgentAddresses(api=api, statsd=statsd, socket=client_socket))
             await self._connect_forever()
 
-    async def _run_check(self, config: CheckConfig, issued: int) -> Event:
+    async def _run_check(self, config: CheckConfig, issued: int, proxy: Entity | None = None) -> Event:
         name = config.metadata.name
         try:
-            event = await self.executor.execute(config, issued)
+            event = await self.executor.execute(config, issued, proxy)
         except Exception as exc:  # a bug building one result must not stop every check of the agent
             log.exception("check result could not be built", check=name)
             event = self.executor.failure(config, issued, f"the agent could not build this result: {exc}")
@@ -381,7 +381,8 @@ class Agent:
                 self._apply_checks(message["checks"])
                 await self._remember_checks(message)
             elif message["type"] == protocol.EXECUTE:
-                self._execute_now(message["check"], message["hooks"], message.get("assets", []))
+                protocol.check_execute(message)
+                self._execute_now(message["check"], message["hooks"], message.get("assets", []), message.get("entity"))
             elif message["type"] == protocol.ACK:
                 await self.delivery.acknowledge(message["ids"], message["rejected"])
             elif message["type"] == protocol.ERROR:
@@ -423,18 +424,23 @@ class Agent:
                 log.error("invalid check from backend", error=exc)
         self.scheduler.update(checks)
 
-    def _execute_now(self, raw_check: Any, raw_hooks: Sequence[Any], raw_assets: Any) -> None:
-        """Run a check once, now, as the backend asks (Sensu's ad hoc execution); its hooks join the known ones
-        for the run, since the check may not be one this agent is scheduled to run."""
+    def _execute_now(self, raw_check: Any, raw_hooks: Sequence[Any], raw_assets: Any, raw_entity: Any = None) -> None:
+        """Run a check once, now, as the backend asks (Sensu's ad hoc execution, a round robin turn,
+        a proxy request for ``raw_entity``); its hooks and assets join the known ones for the run,
+        since the check may not be one this agent is scheduled to run."""
         try:
             check = decode(CheckConfig, raw_check, "check")
             hooks = [decode(HookConfig, item, f"hooks[{i}]") for i, item in enumerate(raw_hooks)]
+            proxy = None if raw_entity is None else decode(Entity, raw_entity, "entity")
+            if proxy is not None:
+                proxy.validate()
         except ValidationError as exc:
+            self.metrics.execute_requests_refused.inc()
             log.error("invalid check execution request from backend", error=exc)
             return
         self.executor.hooks = {**self.executor.hooks, **{h.metadata.name: h for h in hooks}}
         self.executor.assets = {**self.executor.assets, **received_assets(raw_assets)}
-        self.scheduler.run_once(check)
+        self.scheduler.run_once(check, proxy)
 
     def _apply_assets(self, raw: Any) -> None:
         self.executor.assets = received_assets(raw)

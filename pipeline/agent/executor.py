@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import time
 from collections.abc import Callable, Mapping
@@ -83,15 +84,21 @@ class CheckExecutor:
         self._sequence[check_name] = value
         return value
 
-    async def execute(self, config: CheckConfig, issued: int) -> Event:
+    async def execute(self, config: CheckConfig, issued: int, proxy: Entity | None = None) -> Event:
         """Run ``config.command`` and return the event carrying its result.
 
         As in Sensu Go: tokens are substituted first (a failure gives status 3 and says which
         token), then the command runs, metrics are extracted, thresholds applied. The event
         reports the command as written, not as substituted, so secrets in labels stay out.
+        With ``proxy`` (a proxy request's entity) the check's tokens are that entity's and the
+        result is about it (``proxy_entity_name``); hooks keep the agent's tokens, as in Sensu Go.
         """
+        scope = self._token_scope
+        if proxy is not None:
+            config = dataclasses.replace(config, proxy_entity_name=proxy.metadata.name)
+            scope = entity_scope(encode(proxy))
         try:
-            resolved = decode(CheckConfig, substitute_all(encode(config), self._token_scope))
+            resolved = decode(CheckConfig, substitute_all(encode(config), scope))
         except TokenError as exc:
             return self.failure(config, issued, f"error while substituting check tokens: {exc}")
         try:

@@ -12,14 +12,16 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from pipeline.core.backend_schedule import backend_scheduled
 from pipeline.core.schedule import schedule_for
 from pipeline.logs import get_logger
-from pipeline.model import CheckConfig, Event
+from pipeline.model import CheckConfig, Entity, Event
 from pipeline.model.codec import encode
 
 log = get_logger("agent.scheduler")
 
-RunCheck = Callable[[CheckConfig, int], Awaitable[Event]]
+#: (check, issued, proxy entity or None) -> its event
+RunCheck = Callable[[CheckConfig, int, Entity | None], Awaitable[Event]]
 
 
 class Scheduler:
@@ -53,9 +55,12 @@ class Scheduler:
         return sorted(self._tasks)
 
     def update(self, checks: list[CheckConfig]) -> None:
-        """Schedule exactly ``checks``: new ones start, changed ones restart, gone ones stop."""
+        """Schedule exactly ``checks``: new ones start, changed ones restart, gone ones stop. Round
+        robin and proxy checks are the backend's to schedule: they run only when it asks."""
         assert self._nursery is not None, "Scheduler.run must be started first"
-        wanted = {c.metadata.name: c for c in checks if c.publish and (c.interval > 0 or c.cron)}
+        wanted = {
+            c.metadata.name: c for c in checks if c.publish and (c.interval > 0 or c.cron) and not backend_scheduled(c)
+        }
         for name in list(self._tasks):
             spec, scope = self._tasks[name]
             if name not in wanted or encode(wanted[name]) != spec:
@@ -68,14 +73,15 @@ class Scheduler:
                 self._nursery.start_soon(self._run_schedule, config, scope)
                 log.info("check scheduled", check=name, interval=config.interval, cron=config.cron)
 
-    def run_once(self, config: CheckConfig) -> None:
-        """Run ``config`` once, now, beside its schedule if it has one (an ad hoc execution)."""
+    def run_once(self, config: CheckConfig, proxy: Entity | None = None) -> None:
+        """Run ``config`` once, now, beside its schedule if it has one (an ad hoc execution, or a
+        run the backend scheduled); ``proxy``: the entity of a proxy request."""
         assert self._nursery is not None, "Scheduler.run must be started first"
-        log.info("check executed on request", check=config.metadata.name)
-        self._nursery.start_soon(self._run_now, config)
+        log.debug("check executed on request", check=config.metadata.name, proxy=proxy.name if proxy else "")
+        self._nursery.start_soon(self._run_now, config, proxy)
 
-    async def _run_now(self, config: CheckConfig) -> None:
-        await self._send(await self._run_check(config, int(self._wall_clock())))
+    async def _run_now(self, config: CheckConfig, proxy: Entity | None) -> None:
+        await self._send(await self._run_check(config, int(self._wall_clock()), proxy))
 
     async def _run_schedule(self, config: CheckConfig, scope: trio.CancelScope) -> None:
         name = config.metadata.name
@@ -84,7 +90,7 @@ class Scheduler:
             due = schedule.next_after(self._wall_clock())
             while True:
                 await trio.sleep(max(0.0, due - self._wall_clock()))
-                event = await self._run_check(config, int(due))
+                event = await self._run_check(config, int(due), None)
                 await self._send(event)
                 following = schedule.next_after(max(self._wall_clock(), due))
                 for _ in range(schedule.runs_between(due, following)):

@@ -39,6 +39,7 @@ from pipeline.backend.push_api import push_routes
 from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resource_routes import resource_routes
 from pipeline.backend.resources import ResourceService
+from pipeline.backend.scheduler import BackendScheduler
 from pipeline.backend.sessions import ACCESS_LIFETIME, REFRESH_LIFETIME, Lifetimes, Sessions
 from pipeline.backend.silences import Silences
 from pipeline.backend.throttle import AuthGuard
@@ -140,6 +141,7 @@ class Backend:
         self.reloader = Reloader(config.config_dir, self.resource_service, self.silences, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None
         self._transport().check_exposure()  # refuse a bad setup before anything starts
+        self.scheduler: BackendScheduler | None = None
         self._stopping = trio.Event()
         self._stopped = trio.Event()
         #: the HTTP API's app once it serves (its routes are what the API answers)
@@ -161,6 +163,8 @@ class Backend:
 
     async def _resources_changed(self, resources: Resources) -> None:
         self.handlers.refresh(resources)
+        if self.scheduler is not None:
+            self.scheduler.update(resources.checks)
         if self.transport is not None:
             await self.transport.broadcast_checks()
 
@@ -176,9 +180,11 @@ class Backend:
             return None
         hooks = self.resources.hooks_for([check])
         assets = self.resources.assets_needed([check], hooks)
-        return await self.transport.execute(
-            check, hooks, check.subscriptions if subscriptions is None else subscriptions, assets
+        asked = await self.transport.execute(
+            check, hooks, check.subscriptions if subscriptions is None else subscriptions, assets=assets
         )
+        log.info("check execution requested", check=name, namespace=namespace, agents=asked)
+        return asked
 
     def checks_for(
         self, subscriptions: list[str], namespace: str
@@ -221,6 +227,11 @@ class Backend:
             self.transport = self._transport()
             self.transport.agent_entities.update(await self._agent_entities())
             transport_addr = await nursery.start(self.transport.run)
+            self.scheduler = BackendScheduler(
+                self.transport, self.store.list_entities, self._execution_parts, self.metrics
+            )
+            await nursery.start(self.scheduler.run)
+            self.scheduler.update(self.resources.checks)
             api_addr = await nursery.start(self._serve_http)
             addresses = BackendAddresses(api=api_addr, transport=transport_addr)
             log.info("backend ready", api=addresses.api_url, transport=f"{transport_addr[0]}:{transport_addr[1]}")
@@ -289,6 +300,11 @@ class Backend:
         await self.liveness.deregister(namespace, name)
         if self.transport is not None:
             self.transport.agent_entities.discard((namespace, name))
+
+    def _execution_parts(self, check: CheckConfig) -> tuple[list[HookConfig], list[Asset]]:
+        """What an agent needs besides the check to run it: the hooks it names, the assets both name."""
+        hooks = self.resources.hooks_for([check])
+        return hooks, self.resources.assets_needed([check], hooks)
 
     def namespace_exists(self, namespace: str) -> bool:
         return self.resource_service.current.namespace_exists(namespace)

@@ -109,6 +109,13 @@ def _id_of(raw: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _execute_message(
+    check: CheckConfig, hooks: list[HookConfig], assets: Sequence[Asset], entity: Entity | None
+) -> dict[str, Any]:
+    return protocol.execute(encode(check), [encode(h) for h in hooks], [encode(a) for a in assets],
+                            None if entity is None else encode(entity))  # fmt: skip
+
+
 class _RefusalLog:
     """One log line per agent and reason, then one per :data:`REFUSAL_LOG_INTERVAL` at most,
     saying how many were refused meanwhile: a misconfigured agent must not flood the log."""
@@ -175,26 +182,63 @@ class TransportServer:
                 continue  # that connection's own task notices and ends it
         log.info("checks sent again", agents=len(self._agents))
 
+    def _subscribed(self, namespace: str, subscriptions: list[str]) -> list[tuple[MessageStream, Entity]]:
+        """The connections of ``namespace``'s agents that have one of ``subscriptions`` (``entity:<name>`` too)."""
+        wanted = set(subscriptions)
+        return [
+            (conn, entity)
+            for conn, entity in list(self._agents.values())
+            if (entity.metadata.namespace or DEFAULT_NAMESPACE) == namespace
+            and wanted & {*entity.subscriptions, entity_subscription(entity.name)}
+        ]
+
+    def connected_agents(self, namespace: str, subscriptions: list[str]) -> list[str]:
+        """The names of the connected agents of ``namespace`` that have one of ``subscriptions``."""
+        return sorted({entity.name for _, entity in self._subscribed(namespace, subscriptions)})
+
+    async def _send(self, conn: MessageStream, message: dict[str, Any]) -> bool:
+        try:
+            await conn.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return False  # that connection's own task notices and ends it
+        return True
+
     async def execute(
-        self, check: CheckConfig, hooks: list[HookConfig], subscriptions: list[str], assets: Sequence[Asset] = ()
+        self,
+        check: CheckConfig,
+        hooks: list[HookConfig],
+        subscriptions: list[str],
+        entity: Entity | None = None,
+        assets: Sequence[Asset] = (),
     ) -> int:
         """Ask every connected agent of the check's namespace that has one of ``subscriptions``
-        (``entity:<name>`` included) to run ``check`` once now; returns how many were asked."""
-        namespace = check.metadata.namespace or "default"
-        message = protocol.execute(encode(check), [encode(h) for h in hooks], [encode(a) for a in assets])
-        wanted, asked = set(subscriptions), 0
-        for conn, entity in list(self._agents.values()):
-            mine = {*entity.subscriptions, entity_subscription(entity.name)}
-            if (entity.metadata.namespace or "default") != namespace or not wanted & mine:
-                continue
-            try:
-                await conn.send(message)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                continue  # that connection's own task notices and ends it
-            asked += 1
-        log.info("check execution requested", check=check.metadata.name, subscriptions=",".join(subscriptions),
-                 agents=asked)  # fmt: skip
+        (``entity:<name>`` included) to run ``check`` once now (for the proxy ``entity`` if given);
+        returns how many were asked."""
+        message = _execute_message(check, hooks, assets, entity)
+        asked = 0
+        for conn, _ in self._subscribed(check.metadata.namespace or DEFAULT_NAMESPACE, subscriptions):
+            asked += await self._send(conn, message)
+        log.debug("check execution requested", check=check.metadata.name, subscriptions=",".join(subscriptions),
+                  agents=asked, proxy=entity.name if entity else "")  # fmt: skip
         return asked
+
+    async def execute_on(
+        self,
+        agent: str,
+        check: CheckConfig,
+        hooks: list[HookConfig],
+        entity: Entity | None = None,
+        assets: Sequence[Asset] = (),
+    ) -> bool:
+        """Ask the connected agent named ``agent`` (in the check's namespace) to run ``check`` once
+        now, for the proxy ``entity`` if given; False when it is not connected (or just went)."""
+        namespace = check.metadata.namespace or DEFAULT_NAMESPACE
+        message = _execute_message(check, hooks, assets, entity)
+        for conn, connected in list(self._agents.values()):
+            mine = connected.name == agent and (connected.metadata.namespace or DEFAULT_NAMESPACE) == namespace
+            if mine and await self._send(conn, message):
+                return True
+        return False
 
     def check_exposure(self) -> None:
         """Refuse to accept unauthenticated agents from the network (raises ValueError)."""

@@ -19,6 +19,7 @@ from pipeline.config.documents import Document, line_of, read_files, resource_fi
 from pipeline.config.kinds import unsupported
 from pipeline.config.strict_yaml import MAX_YAML_DEPTH, MAX_YAML_NODES, StrictLoader, yaml_error
 from pipeline.core.asset_filters import AssetFilterError, compile_asset_filter
+from pipeline.core.entity_attributes import compile_entity_attributes
 from pipeline.core.filtering import CompiledFilter
 from pipeline.core.schedule import ScheduleError, parse_cron
 from pipeline.core.templates import compile_template
@@ -179,6 +180,8 @@ def _compile(resource: Any) -> None:
         compile_asset_filters(resource)
     if isinstance(resource, Mutator) and resource.kind == "template":
         compile_template(resource.template, "spec.template")
+    if isinstance(resource, CheckConfig) and resource.proxy_requests is not None:
+        compile_entity_attributes(resource.proxy_requests.entity_attributes, "spec.proxy_requests.entity_attributes")
     if isinstance(resource, CheckConfig) and resource.cron:
         try:
             parse_cron(resource.cron)

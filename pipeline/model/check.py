@@ -1,13 +1,14 @@
 """Checks: the configuration operators write (CheckConfig) and the result in an event (Check).
 
 Field names, defaults and which fields Sensu Go always emits follow core/v2 ``check.proto``.
-Parts pipeline does not act on yet (subdues, proxy requests, round robin, secrets) are
-refused in a check's configuration when set (``UNSUPPORTED``), and kept as plain
-JSON in an event's check, so that a Sensu event survives a round trip unchanged.
+Parts pipeline does not act on yet (subdues, secrets) are refused in a check's configuration
+when set (``UNSUPPORTED``), and kept as plain JSON in an event's check, so that a Sensu event
+survives a round trip unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.errors import ValidationError
@@ -116,8 +117,25 @@ def _float_or_none(text: str) -> float | None:
         return None
 
 
+@dataclass(slots=True)
+class ProxyRequests:
+    """Run the check once per entity matching every ``entity_attributes`` expression, spread over
+    ``splay_coverage`` percent of the interval when ``splay`` (Sensu's ``ProxyRequests``)."""
+
+    entity_attributes: list[str] = field([])
+    splay: bool = field(False)
+    splay_coverage: int = field(0, bounds=UINT32)
+
+    def validate(self, path: str) -> None:
+        """Sensu Go's rules; the expressions are compiled where the check is loaded."""
+        if self.splay_coverage > 100:
+            raise ValidationError(f"{path}.splay_coverage", f"must be between 0 and 100, got {self.splay_coverage}")
+        if self.splay and not self.splay_coverage:
+            raise ValidationError(f"{path}.splay_coverage", "must be greater than 0 when splay is true")
+
+
 #: CheckConfig fields accepted in Sensu's shape but refused when set (issue 15 implements them).
-CHECK_UNSUPPORTED = ("round_robin", "subdue", "subdues", "proxy_requests", "secrets")
+CHECK_UNSUPPORTED = ("subdue", "subdues", "secrets")
 
 
 @dataclass(slots=True)
@@ -139,7 +157,7 @@ class CheckConfig:
     cron: str = field("", omitempty=True)
     ttl: int = field(0, bounds=INT64)
     timeout: int = field(0, bounds=UINT32)
-    proxy_requests: JSON = field(None, omitempty=True)
+    proxy_requests: ProxyRequests | None = field(None, omitempty=True)
     round_robin: bool = field(False)
     output_metric_format: str = field("")
     output_metric_handlers: list[str] = field([])
@@ -198,9 +216,19 @@ class CheckConfig:
                     )
         for i, threshold in enumerate(self.output_metric_thresholds):
             threshold.validate(at(f"output_metric_thresholds[{i}]"))
+        self._validate_backend_scheduled(at)
         for name in ("interval", "timeout", "high_flap_threshold", "low_flap_threshold"):
             if getattr(self, name) < 0:
                 raise ValidationError(at(name), f"must not be negative, got {getattr(self, name)}")
+
+    def _validate_backend_scheduled(self, at: Callable[[str], str]) -> None:
+        """Round robin and proxy requests are scheduled by the backend: they need a schedule and a
+        subscription to find agents by."""
+        if self.proxy_requests is not None:
+            self.proxy_requests.validate(at("proxy_requests"))
+        if (self.round_robin or self.proxy_requests is not None) and self.publish and not self.subscriptions:
+            field_name = "round_robin" if self.round_robin else "proxy_requests"
+            raise ValidationError(at("subscriptions"), f"{field_name} needs at least one subscription to run on")
 
 
 @dataclass(slots=True)

@@ -22,9 +22,12 @@ Backend -> agent:
     ``checks``  {checks: [CheckConfig dict, ...], hooks: [HookConfig dict, ...], [assets: [Asset dict,
                 ...]]}: the full set of checks the agent must run, the hooks they name and the
                 assets both name (sent after ``welcome`` and again whenever it changes).
-    ``execute`` {check: CheckConfig dict, hooks: [HookConfig dict, ...], [assets: [Asset dict, ...]]}:
-                run this check once, now, whatever its schedule (Sensu's ad hoc execution, asked
-                for through the API).
+    ``execute`` {check: CheckConfig dict, hooks: [HookConfig dict, ...], [assets: [Asset dict, ...]],
+                [entity: Entity dict]}: run this check once, now, whatever its schedule (Sensu's ad
+                hoc execution, asked for through the API, and each run of a check the backend
+                schedules: round robin, proxy requests). With ``entity`` (a proxy check's entity),
+                the check's tokens are those of that entity and the result is about it
+                (``check.proxy_entity_name``).
     ``ack``     {ids: [event id, ...], rejected: [{id, error, [reason]}, ...]}: these events are
                 durably stored (or were rejected and never will be); the agent may forget them.
                 A rejected event is final: the agent must not send it again. ``reason`` is there
@@ -138,6 +141,21 @@ def hello_heartbeat_timeout(message: dict[str, Any], default: float) -> float:
     return seconds
 
 
+def check_execute(message: dict[str, Any]) -> None:
+    """The fields of an ``execute`` have their types: the check and the entity maps, the hooks a
+    list of maps (what is inside each is decoded and validated by the model)."""
+    if not isinstance(message["check"], dict):
+        raise ProtocolError(f"execute.check: expected a map, got {type(message['check']).__name__}")
+    hooks = message["hooks"]
+    if not isinstance(hooks, list) or not all(isinstance(h, dict) for h in hooks):
+        raise ProtocolError("execute.hooks: expected a list of maps")
+    if "entity" in message and not isinstance(message["entity"], dict):
+        raise ProtocolError(f"execute.entity: expected a map, got {type(message['entity']).__name__}")
+    assets = message.get("assets", [])
+    if not isinstance(assets, list) or not all(isinstance(a, dict) for a in assets):
+        raise ProtocolError("execute.assets: expected a list of maps")
+
+
 def check_hello(message: dict[str, Any]) -> None:
     """The fields of a ``hello`` have their types (a ``version`` of ``True`` is not 1)."""
     if type(message["version"]) is not int:
@@ -223,9 +241,16 @@ def checks(
 
 
 def execute(
-    check: dict[str, Any], hooks: list[dict[str, Any]], assets: list[dict[str, Any]] | None = None
+    check: dict[str, Any],
+    hooks: list[dict[str, Any]],
+    assets: list[dict[str, Any]] | None = None,
+    entity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {"type": EXECUTE, "check": check, "hooks": hooks, "assets": assets or []}
+    """``entity``: the proxy entity the check runs for (tokens, ``proxy_entity_name``)."""
+    message = {"type": EXECUTE, "check": check, "hooks": hooks, "assets": assets or []}
+    if entity is not None:
+        message["entity"] = entity
+    return message
 
 
 def events(batch: Sequence[bytes | dict[str, Any]]) -> dict[str, Any]:

@@ -118,10 +118,8 @@ SECRET = [{"name": "TOKEN", "secret": "vault-token"}]
 
 REFUSED: dict[str, Any] = {
     # Issue 15 implements these; until then a set value is refused, an empty one loads.
-    "CheckConfig.round_robin": True,
     "CheckConfig.subdue": {"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}},
     "CheckConfig.subdues": [{"begin": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"}],
-    "CheckConfig.proxy_requests": {"entity_attributes": ["entity.entity_class == 'proxy'"]},
     "CheckConfig.secrets": SECRET,
     # A reference to a kind pipeline has none of (empty and the right kind load).
     "CheckConfig.pipelines.type": "SumoLogicMetricsHandler",
@@ -426,6 +424,12 @@ proven_by(
     "tests.unit.test_eventd::test_liveness_arms_a_ttl_for_a_stored_result_and_disarms_it_when_the_check_is_forgotten",
     "CheckConfig.ttl",
     "Check.ttl",
+)
+
+proven_by("tests.unit.test_backend_scheduler::test_each_run_goes_to_one_agent_in_turn", "CheckConfig.round_robin")
+proven_by(
+    "tests.unit.test_backend_scheduler::test_proxy_requests_run_once_per_matching_entity_on_every_agent",
+    "CheckConfig.proxy_requests",
 )
 
 

@@ -11,6 +11,7 @@ import trio.testing
 from pipeline.agent.scheduler import Scheduler
 from pipeline.core.schedule import splay_phase
 from pipeline.model import Check, CheckConfig, Entity, Event, ObjectMeta
+from pipeline.model.check import ProxyRequests
 
 #: The wall clock at virtual time 0: 2026-01-01T00:00:00Z.
 EPOCH = 1_767_225_600.0
@@ -32,9 +33,12 @@ class Recorder:
         self.starts: dict[str, list[float]] = {}
         self.issued: list[int] = []
         self.skipped: list[str] = []
+        self.proxies: list[str] = []
 
-    async def run_check(self, cfg: CheckConfig, issued: int) -> Event:
+    async def run_check(self, cfg: CheckConfig, issued: int, proxy: Entity | None = None) -> Event:
         self.starts.setdefault(cfg.metadata.name, []).append(wall())
+        if proxy is not None:
+            self.proxies.append(proxy.name)
         self.issued.append(issued)
         await trio.sleep(self.duration)
         return Event(entity=Entity(metadata=ObjectMeta(name="a")), check=Check(metadata=ObjectMeta(name=cfg.name)))
@@ -136,3 +140,22 @@ async def test_an_ad_hoc_run_happens_at_once_even_for_an_unpublished_check(mock_
     assert scheduler.scheduled == []  # unpublished: never on a schedule
     assert recorder.starts == {"backup": [EPOCH + 7]}
     assert recorder.issued == [int(EPOCH + 7)]
+
+
+async def test_round_robin_and_proxy_checks_run_only_when_the_backend_asks(mock_clock: trio.testing.MockClock) -> None:
+    recorder = Recorder()
+    scheduler = recorder.scheduler()
+    round_robin = config("rr", 10)
+    round_robin.round_robin = True
+    proxy = config("ping", 10)
+    proxy.proxy_requests = ProxyRequests(entity_attributes=["entity.entity_class == 'proxy'"])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        scheduler.update([round_robin, proxy, config("cpu", 10)])
+        assert scheduler.scheduled == ["cpu"]
+        await trio.sleep(35)
+        scheduler.run_once(proxy, Entity(metadata=ObjectMeta(name="switch1")))
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert set(recorder.starts) == {"cpu", "ping"}
+    assert recorder.proxies == ["switch1"]

@@ -86,3 +86,24 @@ async def test_stream_closed_mid_frame_is_a_protocol_error() -> None:
     await left.aclose()
     with pytest.raises(ProtocolError, match="closed in the middle of a frame"):
         await MessageStream(right, "right").receive()
+
+
+def test_an_execute_request_may_carry_the_proxy_entity_and_is_checked_at_the_edge() -> None:
+    plain = protocol.execute({"metadata": {"name": "ping"}}, [])
+    assert "entity" not in plain
+    proxied = protocol.execute(
+        {"metadata": {"name": "ping"}}, [{"metadata": {"name": "h"}}], entity={"metadata": {"name": "sw1"}}
+    )
+    (decoded,) = FrameDecoder().feed(encode_frame(proxied))
+    protocol.check_execute(decoded)
+    assert decoded["entity"] == {"metadata": {"name": "sw1"}}
+    bad = [
+        ({**plain, "check": "ping"}, "execute.check: expected a map, got str"),
+        ({**plain, "hooks": {"h": 1}}, "execute.hooks: expected a list of maps"),
+        ({**plain, "hooks": ["h"]}, "execute.hooks: expected a list of maps"),
+        ({**plain, "entity": ["sw1"]}, "execute.entity: expected a map, got list"),
+        ({**plain, "assets": {"a": 1}}, "execute.assets: expected a list of maps"),
+    ]
+    for message, error in bad:
+        with pytest.raises(ProtocolError, match=error):
+            protocol.check_execute(message)
