@@ -213,11 +213,11 @@ def main() -> None:
 
     now = 1_800_000_030.0
     compiled = compile_filter([EXPRESSION], "spec.expressions")
-    assert compiled.evaluate(event, now).matched
+    assert compiled.evaluate(event, now).passed
     rows.append(("pipeline.core.js, from the Event", rate(lambda: compiled.evaluate(event, now), args.seconds), ""))
     # the same clauses behind a helper: the expression names `event` alone, so gets all of it
     whole = compile_filter([f"(function (event) {{ return {EXPRESSION}; }})(event)"], "spec.expressions")
-    assert whole.evaluate(event, now).matched
+    assert whole.evaluate(event, now).passed
     rows.append(("pipeline.core.js, whole event", rate(lambda: whole.evaluate(event, now), args.seconds), ""))
 
     for name, figure, note in rows:

@@ -2,21 +2,27 @@
 in the sandbox of :mod:`pipeline.core.js.engine`.
 
 Sensu Go's semantics, matched here (sensu-go ``backend/pipeline/filter/legacy.go``,
-``evaluateEventFilter``; ``js/js.go`` ``EvalPredicateWithVM``):
+``evaluateEventFilter``, as of Sensu Go 6.9.0; ``js/js.go`` ``EvalPredicateWithVM``):
 
 - each expression is run as a JavaScript *program* with ``event`` (the synthesized event, see
   :mod:`pipeline.core.js.synth`) and the filter functions as globals; its completion value is
   taken as a boolean by JavaScript truthiness (otto's ``Value.ToBoolean``): ``1``, ``"no"`` and
-  ``{}`` are true, ``0``, ``""``, ``null`` and ``undefined`` false, and no result is an error;
-- the expressions are evaluated in order and the first false one ends the evaluation: an
-  ``allow`` filter then denies the event, a ``deny`` filter lets it through; the filter
-  *matches* only when every expression evaluated held;
+  ``{}`` are true, ``0``, ``""``, ``null`` and ``undefined`` false. (Sensu's documentation says a
+  non-boolean result is an error that makes the filter false; its code has never done that.)
+- ``allow``: the expressions are AND'd. They run in order; the first false one removes the event
+  and ends the evaluation; the event passes when none was false.
+- ``deny``: the expressions are OR'd (Sensu Go 6.9.0, "Fix multi-expression Deny filters",
+  sensu-go#4852; before it a deny filter needed every expression true). The first true one
+  removes the event and ends the evaluation; the event passes when none was true.
 - an expression that throws (a TypeError on ``event.check.labels.x.y``, a ReferenceError), and
-  here also one stopped at its time or memory limit, is logged by Sensu Go and **skipped**: it
-  counts neither as true nor as false (``continue``). So an ``allow`` filter whose only expression
-  fails lets every event through, and a ``deny`` filter whose only expression fails drops every
-  event. :class:`JsVerdict` carries those errors for the caller's log line and counter;
+  here also one stopped at its time or memory limit, is logged by Sensu Go and **skipped**: it is
+  neither true nor false (``continue``). So a filter whose only expression fails lets every event
+  through, ``allow`` or ``deny``. :class:`JsVerdict` carries those errors for the caller's log line
+  and counter.
 - syntax errors are refused when the filter is loaded (``js.ParseExpressions``).
+
+Not here: the EventFilter's ``when`` time windows, which Sensu Go checks before the expressions
+(the caller's, with its clock), and ``runtime_assets`` (JavaScript libraries loaded first).
 """
 
 from __future__ import annotations
@@ -30,19 +36,17 @@ from pipeline.core.js.synth import FilterInput, Reads, event_paths, filter_input
 from pipeline.errors import ScriptError, ValidationError
 from pipeline.model import Event
 
+ACTIONS = ("allow", "deny")
+
 
 @dataclass(slots=True)
 class JsVerdict:
-    """What a filter's expressions said about one event."""
+    """What a filter said about one event."""
 
-    #: every expression that was evaluated held (failed ones skipped, as in Sensu Go)
-    matched: bool
-    #: the expressions that failed, in order (each names its source and the JavaScript error)
+    #: the event goes on (Sensu Go's ``filtered`` is its negation)
+    passed: bool
+    #: the expressions that failed and were skipped, in order (each names its source and error)
     errors: list[ScriptError] = field(default_factory=list)
-
-    def filtered(self, action: str) -> bool:
-        """Whether a filter with ``action`` (``allow`` or ``deny``) removes the event."""
-        return not self.matched if action == "allow" else self.matched
 
 
 @dataclass(slots=True, frozen=True)
@@ -56,6 +60,7 @@ class _Expression:
 class JsFilter:
     """A filter's expressions, syntax-checked; evaluate them with :meth:`evaluate`."""
 
+    action: str
     expressions: tuple[_Expression, ...]
     limits: engine.Limits = field(default_factory=engine.Limits)
 
@@ -64,27 +69,33 @@ class JsFilter:
         return tuple(e.source for e in self.expressions)
 
     def evaluate(self, event: Event | Mapping[str, Any] | FilterInput, now: float) -> JsVerdict:
-        """Sensu Go's evaluation of the expressions (see the module's docstring). ``now`` (seconds)
+        """Whether the event passes, by Sensu Go's rules (see the module's docstring). ``now`` (seconds)
         is what ``seconds_since`` counts from. Pass a :class:`FilterInput` (``filter_input(event)``)
         when several filters look at the same event: it is synthesized once."""
         prepared = filter_input(event)
-        verdict = JsVerdict(matched=True)
+        verdict = JsVerdict(passed=True)
+        # allow: the first false expression removes the event; deny: the first true one
+        removes_when = self.action == "deny"
         for expression in self.expressions:
             try:
                 holds = engine.run_filter(expression.source, prepared.json(expression.tree), now, self.limits)
             except ScriptError as exc:
                 verdict.errors.append(exc)
                 continue
-            if not holds:
-                verdict.matched = False
+            if holds is removes_when:
+                verdict.passed = False
                 break
         return verdict
 
 
-def compile_filter(expressions: list[str], path: str, limits: engine.Limits | None = None) -> JsFilter:
+def compile_filter(
+    expressions: list[str], path: str, action: str = "allow", limits: engine.Limits | None = None
+) -> JsFilter:
     """The expressions of an EventFilter, each checked to parse as a JavaScript program. ``path``
     locates the list (``spec.expressions``); a syntax error is a ValidationError at
     ``spec.expressions[i]`` with the JavaScript error."""
+    if action not in ACTIONS:
+        raise ValidationError(path.removesuffix("expressions") + "action", f"expected allow or deny, got {action!r}")
     compiled = []
     for i, source in enumerate(expressions):
         if not isinstance(source, str):
@@ -94,4 +105,4 @@ def compile_filter(expressions: list[str], path: str, limits: engine.Limits | No
             raise ValidationError(f"{path}[{i}]", f"invalid JavaScript {source!r}: {error}")
         paths = event_paths(source)
         compiled.append(_Expression(source, None if paths is None else reads(paths)))
-    return JsFilter(tuple(compiled), limits or engine.Limits())
+    return JsFilter(action, tuple(compiled), limits or engine.Limits())

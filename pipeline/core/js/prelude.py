@@ -153,6 +153,7 @@ PRELUDE = r"""
         var meta = object.metadata;
         if (!meta.labels) { meta.labels = {}; }
         if (!meta.annotations) { meta.annotations = {}; }
+        defineProperty(meta, "toJSON", {value: metadataJSON, writable: true, enumerable: false, configurable: true});
         META.forEach(function (key) {
             if (!hasOwn.call(object, key)) {
                 defineProperty(object, key, {
@@ -164,17 +165,17 @@ PRELUDE = r"""
         });
     }
 
-    // Go's omitempty on the metadata maps the guard above filled in.
-    function unalias(object) {
-        if (object === null || typeof object !== "object" || !object.metadata) {
-            return;
-        }
-        ["labels", "annotations"].forEach(function (key) {
-            var map = object.metadata[key];
-            if (map && typeof map === "object" && Object.keys(map).length === 0) {
-                delete object.metadata[key];
-            }
+    // Go's omitempty: an empty labels or annotations map (as the guard above makes) is left out of
+    // the JSON, whether the mutator's result or the script's own JSON.stringify(event)
+    function metadataJSON() {
+        var out = {}, meta = this;
+        Object.keys(meta).forEach(function (key) {
+            var value = meta[key];
+            var emptyMap = (key === "labels" || key === "annotations") && value !== null
+                && typeof value === "object" && Object.keys(value).length === 0;
+            if (!emptyMap) { out[key] = value; }
         });
+        return out;
     }
 
     // Sensu Go 6's javascript mutator: "ok:" and the output, or "bad:" and the class of a result
@@ -193,9 +194,6 @@ PRELUDE = r"""
             names.forEach(function (name) { try { delete global[name]; } catch (err) { /* read-only */ } });
         }
         if (result === undefined || result === null) {
-            unalias(event);
-            unalias(event.check);
-            unalias(event.entity);
             return "ok:" + stringify(event);
         }
         if (typeof result === "string") {
