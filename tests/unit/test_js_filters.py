@@ -273,3 +273,26 @@ def test_an_expression_that_may_reach_the_event_another_way_gets_all_of_it() -> 
         "ev\\u0065nt.check",
     ]:
         assert event_paths(source) is None, source
+
+
+def test_lint_reports_expressions_that_always_fail_or_can_never_be_true() -> None:
+    from pipeline.core.js.lint import lint_filter, sample_events
+
+    assert set(sample_events(NOW)) == {"check", "metrics", "check and metrics"}
+    compiled = compile_filter(
+        [
+            "event.check.name == 'check-cpu'",  # false on the samples, and right: not reported
+            "event.entity.labels.environment.toLowerCase() == 'prod'",  # a label may be missing: TypeError
+            "event.check.status != 0",  # fails only on the metrics-only sample: not reported
+            "1 > 2",
+            "nosuch(event)",
+            "new Date().getUTCHours() > 30",  # reads the clock: may be true another time, not reported
+        ],
+        "spec.expressions",
+    )
+    findings = [(f.index, f.problem) for f in lint_filter(compiled, NOW)]
+    assert findings == [
+        (1, "fails on every sample event: TypeError: cannot read property 'toLowerCase' of undefined"),
+        (3, "reads nothing of the event and is false: never true"),
+        (4, "fails on every sample event: ReferenceError: 'nosuch' is not defined"),
+    ]

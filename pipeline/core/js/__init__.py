@@ -6,7 +6,9 @@ the errors returned or raised).
 - :func:`compile_filter` / :class:`JsFilter` / :class:`JsVerdict`: EventFilter expressions;
 - :func:`filter_input` / :func:`synthesize`: the event as Sensu Go shows it to filters;
 - :func:`compile_mutator` / :class:`JsMutator`: ``type: javascript`` mutators;
-- :class:`Limits`: the time and memory limits.
+- :class:`Limits`: the time and memory limits;
+- :func:`pipeline.core.js.lint.lint_filter`: expressions that fail on every sample event or can
+  never be true, for ``pipeline validate``.
 """
 
 from pipeline.core.js.engine import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, Limits
