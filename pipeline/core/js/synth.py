@@ -18,7 +18,7 @@ of numbers); a metric value that is not finite is ``null`` (JSON has no NaN).
 
 An expression that names the event only through fixed paths (``event.check.status``) gets only
 the parts of the event those paths reach (:func:`event_paths`, :func:`prune`): the same answers,
-without parsing 2 KB of JSON per evaluation for three numbers.
+without parsing 3.6 KB of JSON per evaluation for three numbers.
 """
 
 from __future__ import annotations
