@@ -14,6 +14,9 @@ Hierarchy::
     ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
     ├── StoreError                the event store failed or holds something unreadable
     ├── HandlerError              a handler could not be started or run
+    ├── ScriptError               a filter expression or javascript mutator failed (source, message)
+    │   ├── ScriptTimeout         it ran past its time limit and was stopped (limit)
+    │   └── ScriptOutOfMemory     it needed more than its memory limit and was stopped (limit)
     ├── ContainmentError          subprocess containment asked for and not available (where, why)
     └── AssetError                a runtime asset could not be had (asset, reason, detail)
 
@@ -123,6 +126,33 @@ class StoreError(PipelineError):
 
 class HandlerError(PipelineError):
     """A handler is misconfigured or could not be run."""
+
+
+class ScriptError(PipelineError):
+    """A JavaScript filter expression or mutator that threw, could not run, or returned what its
+    caller cannot use. ``source`` is the expression (or ``eval``), ``message`` the JavaScript error."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        self.message = message
+        shown = source if len(source) <= 120 else source[:117] + "..."
+        super().__init__(f"{shown!r}: {message}")
+
+
+class ScriptTimeout(ScriptError):
+    """A script stopped at its time limit (``limit`` in seconds)."""
+
+    def __init__(self, source: str, limit: float, message: str = "") -> None:
+        self.limit = limit
+        super().__init__(source, message or f"stopped after the time limit of {limit:g} s")
+
+
+class ScriptOutOfMemory(ScriptError):
+    """A script stopped at its memory limit (``limit`` in bytes)."""
+
+    def __init__(self, source: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(source, f"stopped at the memory limit of {limit} bytes")
 
 
 class ContainmentError(PipelineError):

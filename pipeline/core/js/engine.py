@@ -1,0 +1,123 @@
+"""The embedded JavaScript engine: QuickJS (the ``quickjs`` package), one sandbox per thread.
+
+A sandbox is a QuickJS context with nothing in it but the ECMAScript built-ins and
+:mod:`pipeline.core.js.prelude`: no ``require``, no modules, no console, no file, network or
+process objects. Every call runs under a time limit and the context under a memory limit; a
+script that passes either is stopped by QuickJS itself (its interrupt handler, its allocator) and
+reported as :class:`~pipeline.errors.ScriptTimeout` or :class:`~pipeline.errors.ScriptOutOfMemory`.
+
+QuickJS contexts must not be shared between threads (the binding's own notes: a runtime used from
+two threads crashes even when the uses do not overlap), so each thread gets its own, made on its
+first use; a thread that evaluated nothing costs nothing. A context that ran out of memory is
+thrown away and the next call on that thread gets a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import quickjs
+
+from pipeline.core.js.prelude import PRELUDE
+from pipeline.errors import ScriptError, ScriptOutOfMemory, ScriptTimeout
+
+#: what a filter expression may take (Sensu Go has no limit; a runaway would hang its pipeline)
+DEFAULT_TIME_LIMIT = 0.1
+#: the context's heap, including the prelude and the parsed event (~100 KiB of it used idle)
+DEFAULT_MEMORY_LIMIT = 32 << 20
+# native stack for JavaScript recursion, well under a worker thread's 8 MiB
+_STACK_LIMIT = 1 << 20
+
+
+@dataclass(slots=True, frozen=True)
+class Limits:
+    """Per evaluation: ``time`` in seconds, ``memory`` in bytes of the context's heap."""
+
+    time: float = DEFAULT_TIME_LIMIT
+    memory: int = DEFAULT_MEMORY_LIMIT
+
+
+class _Sandbox:
+    __slots__ = ("context", "filter", "limits", "mutate", "syntax")
+
+    def __init__(self, limits: Limits) -> None:
+        self.context = quickjs.Context()
+        self.context.set_max_stack_size(_STACK_LIMIT)
+        self.context.eval(PRELUDE)
+        self.syntax = self.context.get("__pipeline_syntax__")
+        self.filter = self.context.get("__pipeline_filter__")
+        self.mutate = self.context.get("__pipeline_mutate__")
+        self.limits = Limits(-1.0, -1)
+        self.apply(limits)
+
+    def apply(self, limits: Limits) -> None:
+        if limits.time != self.limits.time:
+            self.context.set_time_limit(limits.time)
+        if limits.memory != self.limits.memory:
+            self.context.set_memory_limit(limits.memory)
+        self.limits = limits
+
+
+_local = threading.local()
+
+
+def _sandbox(limits: Limits) -> _Sandbox:
+    sandbox: _Sandbox | None = getattr(_local, "sandbox", None)
+    if sandbox is None:
+        sandbox = _local.sandbox = _Sandbox(limits)
+    else:
+        sandbox.apply(limits)
+    return sandbox
+
+
+def _call(source: str, limits: Limits, entry: str, *args: Any) -> Any:
+    sandbox = _sandbox(limits)
+    try:
+        return getattr(sandbox, entry)(*args)
+    except quickjs.JSException as exc:
+        raise _script_error(sandbox, source, limits, exc) from None
+
+
+def _script_error(sandbox: _Sandbox, source: str, limits: Limits, exc: quickjs.JSException) -> ScriptError:
+    text = str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    if message == "InternalError: interrupted":
+        return ScriptTimeout(source, limits.time)
+    if message == "InternalError: out of memory" or _nearly_full(sandbox, limits):
+        # what the script left behind (a global array) would fill the heap again: start afresh
+        _local.sandbox = None
+        return ScriptOutOfMemory(source, limits.memory)
+    return ScriptError(source, message)
+
+
+def _nearly_full(sandbox: _Sandbox, limits: Limits) -> bool:
+    """Whether the heap is still mostly used after a collection: QuickJS at its limit cannot
+    always even make the error's message (the binding then reports "null")."""
+    try:
+        sandbox.context.gc()
+        used: int = sandbox.context.memory()["malloc_size"]
+    except (quickjs.JSException, MemoryError, KeyError):
+        return True
+    return used > limits.memory * 3 // 4
+
+
+def syntax_error(source: str) -> str:
+    """The JavaScript SyntaxError of ``source`` as a program, or "" when it parses. Nothing of
+    ``source`` runs."""
+    result: str = _call(source, Limits(), "syntax", source)
+    return result
+
+
+def run_filter(source: str, event_json: str, now: float, limits: Limits) -> bool:
+    """``source``'s completion value as a boolean (JavaScript truthiness), with ``event`` the parsed
+    ``event_json``. Raises ScriptError (or a subclass) when it throws or is stopped."""
+    return bool(_call(source, limits, "filter", source, event_json, float(now)))
+
+
+def run_mutator(source: str, wrapped: str, event_json: str, env: dict[str, str], limits: Limits) -> str:
+    """The mutator protocol's answer: ``ok:`` and the output, or ``bad:`` and the result's class."""
+    result: str = _call(source, limits, "mutate", wrapped, event_json, json.dumps(env))
+    return result

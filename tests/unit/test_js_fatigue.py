@@ -1,0 +1,163 @@
+"""The built-in fatigue filter, ``fatigue_check(event)``, against one table: JavaScript's is
+Sensu's fatigue-check-filter asset (lib/fatigue_check.js), as operators moving from Sensu Go run
+it; the Python ``fatigue`` of pipeline/core/filtering.py is checked on the same rows. Where the
+two differ the row says so, with the asset's answer as the one a Sensu user expects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from pipeline.core.filtering import FilterError, fatigue
+from pipeline.core.js import compile_filter
+from pipeline.model import Event
+from tests.unit.js_events import MONDAY_EVENING, make_event
+
+RAISES = "raises"
+
+
+@dataclass
+class Row:
+    name: str
+    event: Event
+    asset: bool
+    #: the Python filter's answer when it differs from the asset's, and why
+    python: bool | str | None = None
+    why: str = ""
+
+
+def incident(occurrences: int, **kwargs: object) -> Event:
+    return make_event(status=2, occurrences=occurrences, **kwargs)  # type: ignore[arg-type]
+
+
+def resolution(watermark: int, **kwargs: object) -> Event:
+    event = make_event(status=0, occurrences=1, history=[2, 0], **kwargs)  # type: ignore[arg-type]
+    assert event.check is not None
+    event.check.occurrences_watermark = watermark
+    return event
+
+
+EVERY_HOUR = {"fatigue_check/occurrences": "3", "fatigue_check/interval": "3600"}
+TABLE = [
+    Row("first occurrence, defaults", incident(1), True),
+    Row("second occurrence, defaults", incident(2), False),
+    Row("before the configured occurrence", incident(2, check_annotations=EVERY_HOUR), False),
+    Row("at the configured occurrence", incident(3, check_annotations=EVERY_HOUR), True),
+    Row("between repeats", incident(4, check_annotations=EVERY_HOUR), False),
+    Row(
+        "repeat: occurrences a multiple of interval / check interval",
+        incident(60, check_annotations=EVERY_HOUR),
+        True,
+        python=False,
+        why="Python counts repeats from the first notification ((60 - 3) % 60), the asset from zero (60 % 60)",
+    ),
+    Row(
+        "repeat counted from the first notification",
+        incident(63, check_annotations=EVERY_HOUR),
+        False,
+        python=True,
+        why="the same difference the other way",
+    ),
+    Row(
+        "interval not a multiple of the check's rounds up",
+        incident(16, interval=25, check_annotations={"fatigue_check/interval": "180"}),
+        True,  # every ceil(180 / 25) = 8 occurrences (the asset's README example)
+        python=False,
+        why="Python rounds down (180 // 25 = 7) and counts from the first occurrence",
+    ),
+    Row("entity annotations alone", incident(2, entity_annotations={"fatigue_check/occurrences": "2"}), True),
+    Row(
+        "entity annotations take precedence over the check's",
+        incident(
+            2,
+            entity_annotations={"fatigue_check/occurrences": "2"},
+            check_annotations={"fatigue_check/occurrences": "5"},
+        ),
+        True,
+        python=False,
+        why="Python lets the check's annotations win",
+    ),
+    Row("resolution of a notified incident", resolution(3, check_annotations=EVERY_HOUR), True),
+    Row("resolution of an incident never notified", resolution(2, check_annotations=EVERY_HOUR), False),
+    Row(
+        "resolution with allow_resolution false",
+        resolution(5, check_annotations={"fatigue_check/allow_resolution": "false"}),
+        False,
+    ),
+    Row(
+        "allow_resolution: anything but false is true",
+        resolution(5, check_annotations={"fatigue_check/allow_resolution": "no"}),
+        True,
+        python=RAISES,
+        why="Python accepts only true or false",
+    ),
+    Row(
+        "an OK event that is no resolution, first occurrence",
+        make_event(status=0, occurrences=1, history=[0, 0]),
+        True,
+        python=False,
+        why="the asset leaves OK events to is_incident; Python's fatigue drops them itself",
+    ),
+    Row(
+        "a flapping check is suppressed",
+        incident(1, state="flapping"),
+        False,
+        python=True,
+        why="Python has no suppress_flapping",
+    ),
+    Row(
+        "suppress_flapping false",
+        incident(1, state="flapping", check_annotations={"fatigue_check/suppress_flapping": "false"}),
+        True,
+    ),
+    Row(
+        "an annotation that is no number",
+        incident(1, check_annotations={"fatigue_check/occurrences": "many"}),
+        False,
+        python=RAISES,
+        why="Python refuses it (FilterError); the asset's parseInt gives NaN, which matches nothing",
+    ),
+    Row("a metrics-only event", make_event(check=False, metrics=True), False),
+]
+
+
+def python_answer(event: Event) -> bool | str:
+    try:
+        return fatigue(event)
+    except FilterError:
+        return RAISES
+
+
+@pytest.mark.parametrize("row", TABLE, ids=[row.name for row in TABLE])
+def test_fatigue_check_is_sensu_s_asset_and_the_python_filter_is_checked_on_the_same_rows(row: Row) -> None:
+    verdict = compile_filter(["fatigue_check(event)"], "spec.expressions").evaluate(row.event, MONDAY_EVENING)
+    assert verdict.errors == []
+    assert verdict.passed is row.asset
+    assert python_answer(row.event) == (row.asset if row.python is None else row.python), row.why
+
+
+def test_fatigue_check_takes_the_asset_s_optional_arguments() -> None:
+    # fatigue_check(event, occurrences, interval, keepalive_occurrences, keepalive_interval)
+    def passes(expression: str, event: Event) -> bool:
+        return compile_filter([expression], "spec.expressions").evaluate(event, MONDAY_EVENING).passed
+
+    assert passes("fatigue_check(event, 2)", incident(2))
+    assert not passes("fatigue_check(event, 2)", incident(1))
+    assert passes("fatigue_check(event, 1, 600)", incident(10))
+    keepalive = incident(2, name="keepalive", entity_annotations={"fatigue_check/keepalive_occurrences": "2"})
+    assert passes("fatigue_check(event)", keepalive)
+    assert passes("fatigue_check(event, 1, 1800, 2)", incident(2, name="keepalive"))
+    assert passes("fatigue_check(event, 1, 1800, 1, 600)", incident(20, name="keepalive"))
+    # a cron check's interval comes from its history (one minute apart here): every 3600 / 60 = 60
+    cron = make_event(status=2, occurrences=60, interval=0, cron="* * * * *", history=[2] * 5)
+    assert passes("fatigue_check(event, 1, 3600)", cron)
+    assert not passes(
+        "fatigue_check(event, 1, 3600)",
+        make_event(status=2, occurrences=30, interval=0, cron="* * * * *", history=[2] * 5),
+    )
+
+
+def test_the_differences_are_the_ones_listed() -> None:
+    differing = [row.name for row in TABLE if row.python is not None]
+    assert differing == [row.name for row in TABLE if python_answer(row.event) != row.asset]
