@@ -10,34 +10,18 @@ once per event and shared by every stage).
 :data:`FILTER_ADAPTERS`
     Factories ``(resources) -> FilterAdapter``, called again whenever the resources change
     (so an adapter compiles its EventFilters once per change): the built-ins, then EventFilter
-    expressions.
+    resources, whose expressions are JavaScript (:class:`~pipeline.core.filtering.JavaScriptFilters`).
 :data:`MUTATOR_ADAPTERS`
     Factories ``(services) -> MutatorAdapter``, called once per runner: the built-ins
-    (``json``, ``only_check_output``), template Mutators, pipe Mutators. A resource adapter
-    looks its Mutator up in ``services.resources()`` per event.
+    (``json``, ``only_check_output``), ``javascript``, template and pipe Mutators. A resource
+    adapter looks its Mutator up in ``services.resources()`` per event.
 :data:`HANDLER_ADAPTERS`
     Factories ``(services) -> HandlerAdapter``, called once per runner: pipe, tcp and udp,
     in-process plugins. (``set`` handlers are expanded into their members before this stage.)
 
-To add an adapter, write a class with the two methods of its protocol and put its factory in
-the list, before any adapter that would also say it can. For example, JavaScript
-EventFilters and ``type: javascript`` Mutators::
-
-    class JavaScriptFilters:                       # FilterAdapter
-        @classmethod
-        def of(cls, resources: Resources) -> JavaScriptFilters: ...   # compile expressions
-        def can_filter(self, ref: StageRef) -> bool: ...              # one of its EventFilters
-        def filter(self, ref, forms, now) -> FilterOutcome: ...       # evaluate over forms.data
-
-    class JavaScriptMutators:                      # MutatorAdapter
-        def __init__(self, services: StageServices) -> None: ...
-        def can_mutate(self, ref: StageRef) -> bool:   # a Mutator of kind "javascript"
-            m = self.services.resources().mutator(ref.name, ref.namespace)
-            return m is not None and m.kind == "javascript"
-        async def mutate(self, ref, forms) -> bytes: ...              # run spec.eval
-
-    FILTER_ADAPTERS.insert(1, JavaScriptFilters.of)   # after the built-ins, before expressions
-    MUTATOR_ADAPTERS.insert(1, JavaScriptMutators)
+To add an adapter, write a class with the two methods of its protocol (``can_filter`` and
+``filter``; ``can_mutate`` and ``mutate``; ``can_handle`` and ``handle``) and put its factory
+in the list, before any adapter that would also say it can.
 
 An adapter that must load or check something when the resources change (plugins are built
 once) also has ``prepare(resources)`` (check a change before it applies: raise HandlerError
@@ -54,9 +38,11 @@ from dataclasses import dataclass
 import trio
 
 from pipeline import plugins
-from pipeline.core.filtering import BuiltinFilters, ExpressionFilters
+from pipeline.core.filtering import BuiltinFilters, JavaScriptFilters
+from pipeline.core.js import JsMutator, compile_mutator
 from pipeline.core.mutating import BuiltinMutators, TemplateMutators
 from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
+from pipeline.errors import ScriptError, ValidationError
 from pipeline.model.forms import EventForms
 from pipeline.model.pipeline import Mutator
 from pipeline.model.resources import Handler, Resources
@@ -66,6 +52,8 @@ from pipeline.process import run_command, with_env_vars
 LOGGED_OUTPUT = 500
 #: Sensu Go's timeout of tcp and udp handlers without one.
 SOCKET_TIMEOUT = 60
+#: javascript mutators compiled and kept, at most (one per text of each mutator)
+MAX_COMPILED_SCRIPTS = 1000
 
 
 @dataclass(slots=True)
@@ -79,6 +67,44 @@ class StageServices:
 
 
 # -- mutators ------------------------------------------------------------------------------------
+
+
+class JavaScriptMutators:
+    """Mutator resources of ``type: javascript``, as in Sensu Go 6: ``eval`` runs in the embedded
+    engine with the event as ``event`` and ``env_vars`` as globals; it returns a string (the
+    body) or changes ``event`` and returns nothing (the event's JSON). Run in a worker thread,
+    under the mutator's ``timeout`` (1 s when 0) and a memory limit; compiled once per text."""
+
+    def __init__(self, services: StageServices) -> None:
+        self.services = services
+        self._compiled: dict[tuple[str, str, tuple[str, ...], int], JsMutator] = {}
+
+    def _mutator(self, ref: StageRef) -> Mutator | None:
+        mutator = self.services.resources().mutator(ref.name, ref.namespace)
+        return mutator if mutator is not None and mutator.kind == "javascript" else None
+
+    def can_mutate(self, ref: StageRef) -> bool:
+        return self._mutator(ref) is not None
+
+    def _script(self, mutator: Mutator) -> JsMutator:
+        key = (mutator.metadata.name, mutator.eval, tuple(mutator.env_vars), mutator.timeout)
+        if key not in self._compiled:
+            if len(self._compiled) >= MAX_COMPILED_SCRIPTS:  # edits pile up old texts: start afresh
+                self._compiled.clear()
+            self._compiled[key] = compile_mutator(mutator.eval, "spec.eval", env_vars=mutator.env_vars,
+                                                  environ=self.services.env, timeout=mutator.timeout)  # fmt: skip
+        return self._compiled[key]
+
+    async def mutate(self, ref: StageRef, forms: EventForms) -> bytes:
+        mutator = self._mutator(ref)
+        if mutator is None:  # removed since can_mutate: as if it never existed
+            raise StageError("missing", f"no Mutator {ref.name!r}")
+        try:
+            script = self._script(mutator)
+            async with self.services.processes:  # a script holds a thread as a command holds a process
+                return await trio.to_thread.run_sync(script.mutate, forms.json)
+        except (ScriptError, ValidationError) as exc:
+            raise StageError("script", str(exc)) from None
 
 
 class PipeMutators:
@@ -242,11 +268,12 @@ class PluginHandlers:
 #: Filter adapters, asked in order; built again from the resources whenever they change.
 FILTER_ADAPTERS: list[Callable[[Resources], FilterAdapter]] = [
     lambda resources: BuiltinFilters(),
-    ExpressionFilters.of,
+    JavaScriptFilters.of,
 ]
 #: Mutator adapters, asked in order; built once per runner.
 MUTATOR_ADAPTERS: list[Callable[[StageServices], MutatorAdapter]] = [
     lambda services: BuiltinMutators(),
+    JavaScriptMutators,
     lambda services: TemplateMutators(services.resources),
     PipeMutators,
 ]

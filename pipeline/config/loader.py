@@ -20,7 +20,8 @@ from pipeline.config.kinds import unsupported
 from pipeline.config.strict_yaml import MAX_YAML_DEPTH, MAX_YAML_NODES, StrictLoader, yaml_error
 from pipeline.core.asset_filters import AssetFilterError, compile_asset_filter
 from pipeline.core.entity_attributes import compile_entity_attributes
-from pipeline.core.filtering import CompiledFilter
+from pipeline.core.filtering import compile_event_filter
+from pipeline.core.js import compile_mutator
 from pipeline.core.schedule import ScheduleError, parse_cron
 from pipeline.core.templates import compile_template
 from pipeline.errors import ConfigError, ConfigErrors, ValidationError
@@ -175,11 +176,13 @@ def _compile(resource: Any) -> None:
     if isinstance(resource, Silenced):
         resource.metadata.name = resource.derived_name
     if isinstance(resource, EventFilter):
-        CompiledFilter.of(resource)  # an expression that does not parse is a config error
+        compile_event_filter(resource)  # an expression that does not parse is a config error
     if isinstance(resource, Asset):
         compile_asset_filters(resource)
     if isinstance(resource, Mutator) and resource.kind == "template":
         compile_template(resource.template, "spec.template")
+    if isinstance(resource, Mutator) and resource.kind == "javascript":
+        compile_mutator(resource.eval, "spec.eval")
     if isinstance(resource, CheckConfig) and resource.proxy_requests is not None:
         compile_entity_attributes(resource.proxy_requests.entity_attributes, "spec.proxy_requests.entity_attributes")
     if isinstance(resource, CheckConfig) and resource.cron:

@@ -1,38 +1,26 @@
 """Whether an event passes a filter: Sensu Go's built-ins, the fatigue filter, and EventFilters
-whose expressions are sandboxed Jinja2 expressions. Pure: the time is a parameter.
+whose expressions are JavaScript, as in Sensu Go, run by :mod:`pipeline.core.js` (an embedded
+engine, sandboxed, with a time and memory limit per evaluation). Pure: the time is a parameter.
 
-Expressions see ``event`` as its Sensu JSON plus the facts Sensu Go synthesizes for filters
-(``event.is_incident``, ``event.is_resolution``, ``event.is_silenced``, ``event.has_check``,
-``event.has_metrics``), and time helpers: ``hour(ts)``, ``minute(ts)``, ``second(ts)``,
-``weekday(ts)`` (UTC; Sunday is 0, as in Sensu Go) and ``seconds_since(ts)``. A field that
-does not exist is an error, not a silent false, so a typo shows in the log.
-
-As in Sensu Go: ``allow`` passes the event only if every expression holds; ``deny`` drops it
-if any holds; an expression that fails is skipped (and reported).
-
-Two filter adapters (:mod:`pipeline.core.stages`) are here: :class:`BuiltinFilters` and
-:class:`ExpressionFilters` (the EventFilters of a set of resources, compiled once).
+Expressions see ``event`` as Sensu Go synthesizes it (``event.check.name``,
+``event.entity.labels.x``, ``event.has_check``, ...; what is absent is ``undefined``), and
+Sensu's functions ``hour``, ``minute``, ``second``, ``weekday``, ``seconds_since`` and
+``fatigue_check``. As in Sensu Go (``backend/pipeline/filter/legacy.go``): ``allow`` passes the
+event only if every expression holds; ``deny`` drops it if any holds; an expression that fails
+(throws, runs past its time, needs too much memory) is skipped and reported.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
-
+from pipeline.core.js import JsFilter, compile_filter, filter_input
 from pipeline.core.stages import FilterOutcome, StageRef
-from pipeline.core.template_limits import BoundedSandbox
-from pipeline.errors import ValidationError
 from pipeline.model import Event
 from pipeline.model.forms import EventForms
 from pipeline.model.pipeline import EventFilter
 from pipeline.model.resources import Resources
-
-# bounded as templates are: "x" * 10**9 in an expression ran once per event in the backend's thread
-_ENVIRONMENT = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
 
 FATIGUE_OCCURRENCES = "fatigue_check/occurrences"
 FATIGUE_INTERVAL = "fatigue_check/interval"
@@ -41,73 +29,6 @@ FATIGUE_ALLOW_RESOLUTION = "fatigue_check/allow_resolution"
 
 class FilterError(Exception):
     """A filter cannot be applied to an event (the message names the filter and the cause)."""
-
-
-def compile_expression(text: str, path: str) -> Callable[..., Any]:
-    """A compiled expression; a syntax error is a ValidationError at ``path``."""
-    try:
-        return _ENVIRONMENT.compile_expression(text, undefined_to_none=False)
-    except TemplateError as exc:
-        raise ValidationError(path, f"invalid expression {text!r}: {exc}") from None
-
-
-def _utc(timestamp: float) -> time.struct_time:
-    return time.gmtime(float(timestamp))
-
-
-def expression_context(forms: EventForms, now: float) -> dict[str, Any]:
-    event = forms.event
-    synthesized = dict(forms.data)  # a shallow copy: the shared dict stays as encoded
-    synthesized.update(
-        is_incident=event.is_incident,
-        is_resolution=event.is_resolution,
-        is_silenced=event.is_silenced,
-        has_check=event.has_check,
-        has_metrics=event.has_metrics,
-    )
-    return {
-        "event": synthesized,
-        "hour": lambda ts: _utc(ts).tm_hour,
-        "minute": lambda ts: _utc(ts).tm_min,
-        "second": lambda ts: _utc(ts).tm_sec,
-        "weekday": lambda ts: (_utc(ts).tm_wday + 1) % 7,  # Python's Monday=0 to Sensu's Sunday=0
-        "seconds_since": lambda ts: int(now - float(ts)),
-    }
-
-
-@dataclass(slots=True)
-class CompiledFilter:
-    name: str
-    action: str
-    expressions: list[tuple[str, Callable[..., Any]]]
-
-    @classmethod
-    def of(cls, event_filter: EventFilter) -> CompiledFilter:
-        compiled = [
-            (text, compile_expression(text, f"spec.expressions[{i}]"))
-            for i, text in enumerate(event_filter.expressions)
-        ]
-        return cls(event_filter.metadata.name, event_filter.action, compiled)
-
-    def apply(self, event: Event, now: float) -> FilterOutcome:
-        return self.evaluate(EventForms(event), now)
-
-    def evaluate(self, forms: EventForms, now: float) -> FilterOutcome:
-        context = expression_context(forms, now)
-        outcome = FilterOutcome(passed=True)
-        for text, expression in self.expressions:
-            try:
-                holds = bool(expression(**context))
-            except (TemplateError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
-                outcome.errors.append(f"{text!r}: {type(exc).__name__}: {exc}")
-                continue
-            if self.action == "allow" and not holds:
-                outcome.passed = False
-                return outcome
-            if self.action == "deny" and holds:
-                outcome.passed = False
-                return outcome
-        return outcome
 
 
 # -- built-ins ---------------------------------------------------------------------------------
@@ -204,18 +125,28 @@ class BuiltinFilters:
         return FilterOutcome(BUILTIN_FILTERS[ref.name](forms.event))
 
 
-class ExpressionFilters:
-    """The filter adapter of EventFilter resources with pipeline's expressions, compiled once."""
+class JavaScriptFilters:
+    """The filter adapter of EventFilter resources: their JavaScript expressions, compiled once per
+    change of the resources; each event is synthesized once for all the filters it meets."""
 
     def __init__(self, filters: list[EventFilter]) -> None:
-        self._compiled = {(f.metadata.namespace or "default", f.metadata.name): CompiledFilter.of(f) for f in filters}
+        self._compiled = {
+            (f.metadata.namespace or "default", f.metadata.name): compile_event_filter(f) for f in filters
+        }
 
     @classmethod
-    def of(cls, resources: Resources) -> ExpressionFilters:
+    def of(cls, resources: Resources) -> JavaScriptFilters:
         return cls(resources.filters)
 
     def can_filter(self, ref: StageRef) -> bool:
         return (ref.namespace, ref.name) in self._compiled
 
     def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
-        return self._compiled[ref.namespace, ref.name].evaluate(forms, now)
+        prepared = forms.memo("filter_input", lambda: filter_input(forms.event))
+        verdict = self._compiled[ref.namespace, ref.name].evaluate(prepared, now)
+        return FilterOutcome(verdict.passed, [str(error) for error in verdict.errors])
+
+
+def compile_event_filter(event_filter: EventFilter) -> JsFilter:
+    """An EventFilter's expressions compiled (raises ValidationError at ``spec.expressions[i]``)."""
+    return compile_filter(list(event_filter.expressions), "spec.expressions", event_filter.action)

@@ -11,20 +11,32 @@ dict copies it (the template and expression sandboxes cannot change it).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pipeline.model.event import Event
+
+T = TypeVar("T")
 
 
 class EventForms:
     """The model, its Sensu JSON dict (:attr:`data`) and its JSON bytes (:attr:`json`)."""
 
-    __slots__ = ("_data", "_json", "event")
+    __slots__ = ("_data", "_json", "_memo", "event")
 
     def __init__(self, event: Event) -> None:
         self.event = event
         self._data: dict[str, Any] | None = None
         self._json: bytes | None = None
+        self._memo: dict[str, Any] = {}
+
+    def memo(self, key: str, make: Callable[[], T]) -> T:
+        """Another form of the event, made by ``make`` on first use under ``key`` (the filters'
+        synthesized event, say), so that every stage after the first shares it."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        found: T = self._memo[key]
+        return found
 
     @property
     def data(self) -> dict[str, Any]:

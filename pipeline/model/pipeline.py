@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pipeline.errors import ValidationError
 from pipeline.model.codec import INT64, JSON, UINT32, field
 from pipeline.model.meta import (
-    NOT_SUPPORTED,
     ObjectMeta,
     ResourceReference,
     refuse_other_reference,
@@ -21,7 +20,7 @@ BUILTIN_FILTERS = ("is_incident", "not_silenced", "has_metrics", "fatigue")
 #: Mutators every backend knows.
 BUILTIN_MUTATORS = ("json", "only_check_output")
 FILTER_ACTIONS = ("allow", "deny")
-MUTATOR_TYPES = ("pipe", "template")
+MUTATOR_TYPES = ("pipe", "javascript", "template")
 
 
 def _at(path: str, name: str) -> str:
@@ -77,14 +76,14 @@ class Mutator:
         if self.metadata.name in BUILTIN_MUTATORS:
             raise ValidationError(_at(path, "metadata.name"), f"{self.metadata.name!r} is a built-in mutator")
         refuse_unsupported(self, ("runtime_assets", "secrets"), path)
-        if self.kind == "javascript":
-            raise ValidationError(_at(path, "type"), "javascript mutators are not supported; use a template mutator")
         if self.kind not in MUTATOR_TYPES:
-            raise ValidationError(_at(path, "type"), f"expected pipe or template, got {self.type!r}")
+            raise ValidationError(_at(path, "type"), f"expected pipe, javascript or template, got {self.type!r}")
         if self.kind == "pipe" and not self.command.strip():
             raise ValidationError(_at(path, "command"), "required for a pipe mutator")
-        if self.eval:  # only javascript mutators (refused above) evaluate it
-            raise ValidationError(_at(path, "eval"), f"only for javascript mutators, which are {NOT_SUPPORTED}")
+        if self.kind == "javascript" and not self.eval.strip():
+            raise ValidationError(_at(path, "eval"), "required for a javascript mutator")
+        if self.eval and self.kind != "javascript":  # only javascript mutators evaluate it
+            raise ValidationError(_at(path, "eval"), "only javascript mutators take it (type: javascript)")
         if self.kind == "template" and not self.template:
             raise ValidationError(_at(path, "template"), "required for a template mutator")
         if self.timeout < 0:

@@ -17,7 +17,7 @@ metadata: {name: business-hours}
 spec:
   action: allow
   expressions:
-    - "hour(event.timestamp) >= 9 and hour(event.timestamp) < 17"
+    - "hour(event.timestamp) >= 9 && hour(event.timestamp) < 17"
 ---
 type: Mutator
 api_version: core/v2
@@ -138,8 +138,12 @@ def test_sets_nest_at_most_three_levels(tmp_path: Path) -> None:
          "EventFilter 'f': spec.action: expected allow or deny, got 'maybe'"),
         ("type: EventFilter\napi_version: core/v2\nmetadata: {name: is_incident}\nspec: {action: allow, expressions: [x]}",
          "EventFilter 'is_incident': spec.metadata.name: 'is_incident' is a built-in filter"),
-        ("type: Mutator\napi_version: core/v2\nmetadata: {name: m}\nspec: {type: javascript, eval: x}",
-         "Mutator 'm': spec.type: javascript mutators are not supported; use a template mutator"),
+        ("type: Mutator\napi_version: core/v2\nmetadata: {name: m}\nspec: {type: javascript, eval: 'return ('}",
+         "Mutator 'm': spec.eval: invalid JavaScript: SyntaxError: unexpected token in expression: '}'"),
+        ("type: Mutator\napi_version: core/v2\nmetadata: {name: m}\nspec: {type: javascript}",
+         "Mutator 'm': spec.eval: required for a javascript mutator"),
+        ("type: Mutator\napi_version: core/v2\nmetadata: {name: m}\nspec: {command: cat, eval: 'return 1'}",
+         "Mutator 'm': spec.eval: only javascript mutators take it (type: javascript)"),
         ("type: Silenced\napi_version: core/v2\nmetadata: {}\nspec: {subscription: '*', check: '*'}",
          "'*:*' would silence everything"),
         ("type: Silenced\napi_version: core/v2\nmetadata: {name: wrong}\nspec: {check: disk}",
@@ -147,7 +151,7 @@ def test_sets_nest_at_most_three_levels(tmp_path: Path) -> None:
         ("type: Mutator\napi_version: core/v2\nmetadata: {name: m}\nspec: {type: template, template: '{{ event.check'}",
          "Mutator 'm': spec.template: template syntax error on line 1"),
         ("type: EventFilter\napi_version: core/v2\nmetadata: {name: f}\nspec: {action: allow, expressions: ['event.x ==']}",
-         "EventFilter 'f': spec.expressions[0]: invalid expression 'event.x =='"),
+         "EventFilter 'f': spec.expressions[0]: invalid JavaScript 'event.x =='"),
         ("type: Handler\napi_version: core/v2\nmetadata: {name: h}\nspec: {type: udp, socket: {host: x}}",
          "Handler 'h': spec.socket: a udp handler needs socket: {host, port}"),
     ],

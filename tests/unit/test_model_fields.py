@@ -36,7 +36,7 @@ from pipeline.agent.executor import CheckExecutor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.config import Resources
 from pipeline.config.loader import resource_from_document
-from pipeline.core.filtering import CompiledFilter, fatigue_settings
+from pipeline.core.filtering import compile_event_filter, fatigue_settings
 from pipeline.core.keepalive import deregistration_events, failing_keepalive, passing_keepalive, ttl_expired
 from pipeline.core.redact import redacted_entity
 from pipeline.core.schedule import schedule_for
@@ -109,7 +109,7 @@ BASE_SPECS: dict[str, dict[str, Any]] = {
     "CheckConfig": {"command": "true", "interval": 10, "subscriptions": ["web"]},
     "HookConfig": {"command": "true"},
     "Handler": {"type": "pipe", "command": "cat"},
-    "EventFilter": {"action": "allow", "expressions": ["True"]},
+    "EventFilter": {"action": "allow", "expressions": ["true"]},
     "Mutator": {"command": "cat"},
     "Pipeline": {"workflows": [{"name": "w", "handler": {"name": "h", "type": "Handler", "api_version": "core/v2"}}]},
     "Silenced": {"subscription": "web"},
@@ -130,7 +130,6 @@ REFUSED: dict[str, Any] = {
     "EventFilter.when": {"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}},
     "Mutator.runtime_assets": ["sensu-mutators"],
     "Mutator.secrets": SECRET,
-    "Mutator.eval": "data = JSON.parse(event)",
     "Pipeline.workflows.filters.type": "Handler",
     "Pipeline.workflows.filters.api_version": "core/v3",
     "Pipeline.workflows.mutator.type": "Handler",
@@ -605,6 +604,14 @@ async def _mutator_timeout(tmp: Path) -> None:
     assert not (tmp / "out").exists()  # the mutator was killed: the handler never ran
 
 
+@used("Mutator.eval")
+async def _mutator_javascript(tmp: Path) -> None:
+    script = Mutator(metadata=ObjectMeta(name="js", namespace="default"), type="javascript",
+                     eval="return event.check.name + ' on ' + event.entity.name")  # fmt: skip
+    await handle(tmp, pipe(tmp, mutator="js"), mutators=[script])
+    assert (tmp / "out").read_text() == "disk on web1"
+
+
 @used("Mutator.template")
 async def _mutator_template(tmp: Path) -> None:
     template = Mutator(
@@ -617,10 +624,10 @@ async def _mutator_template(tmp: Path) -> None:
 @used("EventFilter.action", "EventFilter.expressions")
 def _filter() -> None:
     def allows(action: str, expression: str) -> bool:
-        compiled = CompiledFilter.of(
+        compiled = compile_event_filter(
             EventFilter(metadata=ObjectMeta(name="f"), action=action, expressions=[expression])
         )
-        return compiled.apply(result_event(), 0).passed
+        return compiled.evaluate(result_event(), 0).passed
 
     assert allows("allow", "event.check.status == 2")
     assert not allows("allow", "event.check.status == 0")

@@ -93,7 +93,7 @@ async def test_filters_stop_only_their_own_workflow(tmp_path: Path) -> None:
         handlers=[pipe("paged", f"cat > {tmp_path / 'paged'}", filters=["is_incident", "not-web"]),
                   pipe("logged", f"cat > {tmp_path / 'logged'}")],
         filters=[EventFilter(metadata=meta("not-web"), action="deny",
-                             expressions=["event.entity.metadata.name.startswith('web')"])],
+                             expressions=["event.entity.name.indexOf('web') === 0"])],
     )  # fmt: skip
     metrics = BackendMetrics.create()
     await HandlerRunner(lambda: resources, metrics, ENV).handle(event("paged", "logged"))
@@ -148,3 +148,28 @@ async def test_a_template_mutator_shapes_the_body(tmp_path: Path) -> None:
     assert (tmp_path / "chat").read_text() == "web1/disk is 2: disk is full (n/a)"
     assert not (tmp_path / "never").exists()
     assert sample(metrics, "pipeline_mutator_failures_total", mutator="broken", reason="template") == 1
+
+
+async def test_a_javascript_mutator_as_sensu_go_runs_it(tmp_path: Path) -> None:
+    """Sensu Go 6's ``type: javascript``: a returned string is the body; a changed ``event`` with
+    nothing returned is the event's JSON; a throw or a runaway fails the mutator, counted."""
+    body = "return JSON.stringify({check: event.check.name, status: event.check.status, region: REGION})"
+    resources = Resources(
+        handlers=[pipe("body", f"cat > {tmp_path / 'body'}", mutator="summary"),
+                  pipe("edited", f"cat > {tmp_path / 'edited'}", mutator="tagged"),
+                  pipe("thrown", f"cat > {tmp_path / 'thrown'}", mutator="throws", max_attempts=1),
+                  pipe("runaway", f"cat > {tmp_path / 'runaway'}", mutator="spins", max_attempts=1)],
+        mutators=[Mutator(metadata=meta("summary"), type="javascript", eval=body, env_vars=["REGION=eu"]),
+                  Mutator(metadata=meta("tagged"), type="javascript", eval="event.check.output = 'edited'"),
+                  Mutator(metadata=meta("throws"), type="javascript", eval="throw new Error('no')"),
+                  Mutator(metadata=meta("spins"), type="javascript", eval="while (true) {}", timeout=1)],
+    )  # fmt: skip
+    metrics = BackendMetrics.create()
+    with trio.fail_after(20):
+        await HandlerRunner(lambda: resources, metrics, ENV).handle(event("body", "edited", "thrown", "runaway"))
+    assert (tmp_path / "body").read_text() == '{"check":"disk","status":2,"region":"eu"}'
+    assert Event.from_json((tmp_path / "edited").read_bytes()).check.output == "edited"  # type: ignore[union-attr]
+    assert not (tmp_path / "thrown").exists()
+    assert not (tmp_path / "runaway").exists()
+    for name in ("throws", "spins"):
+        assert sample(metrics, "pipeline_mutator_failures_total", mutator=name, reason="script") == 1

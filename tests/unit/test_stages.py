@@ -69,11 +69,11 @@ async def test_a_handler_type_no_adapter_takes_is_named_and_counted(tmp_path: Pa
 
 
 async def test_a_mutator_type_no_adapter_takes_is_named_and_counted(tmp_path: Path) -> None:
-    js = Mutator(metadata=meta("js"), type="javascript", eval="return 1")  # refused by validation today
-    resources = Resources(handlers=[pipe("h", f"cat > {tmp_path / 'out'}", mutator="js")], mutators=[js])
+    lua = Mutator(metadata=meta("lua"), type="lua", eval="return 1")  # refused by validation: built here
+    resources = Resources(handlers=[pipe("h", f"cat > {tmp_path / 'out'}", mutator="lua")], mutators=[lua])
     metrics = BackendMetrics.create()
     await HandlerRunner(lambda: resources, metrics, ENV).handle(event("h"))
-    assert sample(metrics, "pipeline_mutator_failures_total", mutator="js", reason="unsupported") == 1
+    assert sample(metrics, "pipeline_mutator_failures_total", mutator="lua", reason="unsupported") == 1
     assert not (tmp_path / "out").exists()
 
 
