@@ -331,6 +331,7 @@ class AgentMetrics:
     checks_executed: Counter
     check_duration: Histogram
     checks_skipped: Counter
+    checks_subdued: Counter
     events_sent: Counter
     events_acked: Counter
     events_rejected: Counter
@@ -369,6 +370,12 @@ class AgentMetrics:
             checks_skipped=Counter(
                 "pipeline_agent_checks_skipped",
                 "Scheduled runs skipped because the last was still running",
+                ["check"],
+                registry=r,
+            ),
+            checks_subdued=Counter(
+                "pipeline_agent_checks_subdued",
+                "Scheduled runs not made because they fell inside one of the check's subdues windows",
                 ["check"],
                 registry=r,
             ),

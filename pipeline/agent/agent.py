@@ -91,7 +91,9 @@ class Agent:
         )
         self._outbound_send, self._outbound = trio.open_memory_channel[Event](OUTBOUND_BUFFER)
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
-        self.scheduler = Scheduler(config.name, self._run_check, self.submit, on_skip=self._count_skip)
+        self.scheduler = Scheduler(
+            config.name, self._run_check, self.submit, on_skip=self._count_skip, on_subdued=self._count_subdued
+        )
         spool_path = config.data_dir / "spool.db" if config.data_dir else Path(":memory:")
         self.spool = Spool(spool_path, config.spool_max_bytes)
         self.delivery = Delivery(self.spool, self._outbound, self.metrics)
@@ -268,6 +270,9 @@ class Agent:
         self.metrics.events_too_large.labels("check", "truncated").inc()
         log.warning("check result cut to the maximum event size", check=event.check_name, event_id=event.id,
                     cut_bytes=fit.cut_bytes, dropped_points=fit.dropped_points, limit=MAX_EVENT_BYTES)  # fmt: skip
+
+    def _count_subdued(self, name: str) -> None:
+        self.metrics.checks_subdued.labels(name).inc()
 
     def _count_skip(self, name: str) -> None:
         self.metrics.checks_skipped.labels(name).inc()

@@ -120,7 +120,6 @@ REFUSED: dict[str, Any] = {
     # Issue 15 implements these; until then a set value is refused, an empty one loads.
     "CheckConfig.round_robin": True,
     "CheckConfig.subdue": {"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}},
-    "CheckConfig.subdues": [{"begin": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"}],
     "CheckConfig.proxy_requests": {"entity_attributes": ["entity.entity_class == 'proxy'"]},
     "CheckConfig.secrets": SECRET,
     "CheckConfig.runtime_assets": ["sensu-plugins-disk"],
@@ -873,6 +872,14 @@ def _identity() -> None:
     prepared = prepare_local_event(body, AGENT, 100)
     assert (prepared.timestamp, prepared.id) == (5, "7d3a1f7e-0a52-4a53-9a5e-9f8f2a1d0c11")
     assert prepare_local_event(b'{"check": {"metadata": {"name": "x"}}}', AGENT, 100).timestamp == 100
+
+
+proven_by(
+    "tests.unit.test_subdues::test_weekend_window_written_in_summer_time",
+    "CheckConfig.subdues.begin",
+    "CheckConfig.subdues.end",
+    "CheckConfig.subdues.repeat",
+)
 
 
 proven_by(
