@@ -5,6 +5,7 @@ time, across Europe/Paris's change to summer time (2027-03-28)."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +13,7 @@ import trio
 import trio.testing
 
 from pipeline.agent.scheduler import Scheduler
+from pipeline.config.loader import load_path
 from pipeline.core.schedule import splay_phase
 from pipeline.core.subdues import in_window, is_subdued
 from pipeline.errors import ValidationError
@@ -201,3 +203,15 @@ async def test_an_adhoc_execution_runs_inside_a_window(mock_clock: trio.testing.
     await run_week(runs, hourly(always), adhoc_at=3 * 86400 + 5)
     assert runs.ran == [MONDAY + 3 * 86400 + 5]
     assert len(runs.subdued) == 7 * 24
+
+
+def test_unquoted_times_in_yaml_load_as_sensu_go_reads_them(tmp_path: Path) -> None:
+    # YAML would make these datetimes; Sensu Go's reader keeps them as written, and so does pipeline
+    (tmp_path / "c.yml").write_text(
+        "type: CheckConfig\napi_version: core/v2\nmetadata: {name: c}\nspec:\n  command: 'true'\n  interval: 60\n"
+        "  subdues:\n  - begin: 2027-03-01T22:00:00+01:00\n    end: 2027-03-02T02:00:00+01:00\n    repeat: [daily]\n"
+    )
+    loaded = load_path(tmp_path)
+    assert loaded.errors == []
+    (check,) = loaded.resources.checks
+    assert [(w.begin, w.end) for w in check.subdues] == [("2027-03-01T22:00:00+01:00", "2027-03-02T02:00:00+01:00")]
