@@ -14,6 +14,7 @@ Hierarchy::
     ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
     ├── StoreError                the event store failed or holds something unreadable
     ├── HandlerError              a handler could not be started or run
+    ├── SecretUnavailable         a command's secret has no value (name, secret, reason)
     └── ContainmentError          subprocess containment asked for and not available (where, why)
 
 Each carries what a log line or an operator needs to find the offending input.
@@ -122,6 +123,15 @@ class StoreError(PipelineError):
 
 class HandlerError(PipelineError):
     """A handler is misconfigured or could not be run."""
+
+
+class SecretUnavailable(PipelineError):
+    """A ``secrets`` entry whose value the backend cannot give: ``name`` is the environment variable
+    the command wanted, ``secret`` the secret it named. Never carries a value."""
+
+    def __init__(self, name: str, secret: str, reason: str) -> None:
+        self.name, self.secret, self.reason = name, secret, reason
+        super().__init__(f"secret {name!r} ({secret}): {reason}")
 
 
 class ContainmentError(PipelineError):

@@ -372,11 +372,12 @@ class Agent:
             if message["type"] == protocol.PING:
                 await conn.send(protocol.pong())
             elif message["type"] == protocol.CHECKS:
+                self.executor.secrets = protocol.secrets_of_checks(message)
                 self._apply_hooks(message["hooks"])
                 self._apply_checks(message["checks"])
                 await self._remember_checks(message)
             elif message["type"] == protocol.EXECUTE:
-                self._execute_now(message["check"], message["hooks"])
+                self._execute_now(message["check"], message["hooks"], protocol.secrets_of_execute(message))
             elif message["type"] == protocol.ACK:
                 await self.delivery.acknowledge(message["ids"], message["rejected"])
             elif message["type"] == protocol.ERROR:
@@ -388,7 +389,8 @@ class Agent:
         return self.config.data_dir / CHECKS_FILE if self.config.data_dir else None
 
     async def _remember_checks(self, message: dict[str, Any]) -> None:
-        """Keep the last checks received on disk, so a restart without a backend still runs them."""
+        """Keep the last checks received on disk, so a restart without a backend still runs them (never
+        their secrets: those stay in memory)."""
         path = self._checks_file
         if path is not None:
             data = protocol.encode_frame({"checks": message["checks"], "hooks": message["hooks"], "type": "checks"})
@@ -416,7 +418,7 @@ class Agent:
                 log.error("invalid check from backend", error=exc)
         self.scheduler.update(checks)
 
-    def _execute_now(self, raw_check: Any, raw_hooks: Sequence[Any]) -> None:
+    def _execute_now(self, raw_check: Any, raw_hooks: Sequence[Any], secrets: dict[str, Any] | None = None) -> None:
         """Run a check once, now, as the backend asks (Sensu's ad hoc execution); its hooks join the known ones
         for the run, since the check may not be one this agent is scheduled to run."""
         try:
@@ -426,6 +428,8 @@ class Agent:
             log.error("invalid check execution request from backend", error=exc)
             return
         self.executor.hooks = {**self.executor.hooks, **{h.metadata.name: h for h in hooks}}
+        if secrets is not None:
+            self.executor.secrets[check.metadata.name] = secrets
         self.scheduler.run_once(check)
 
     def _apply_hooks(self, raw: Sequence[Any]) -> None:

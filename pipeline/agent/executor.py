@@ -10,6 +10,7 @@ from typing import Any
 from pipeline.core.extract import extract
 from pipeline.core.hooks import select_hooks
 from pipeline.core.limits import Fit, fit_event
+from pipeline.core.redact import mask_values
 from pipeline.core.thresholds import evaluate
 from pipeline.core.tokens import TokenError, entity_scope, substitute_all
 from pipeline.model import Check, CheckConfig, Entity, Event, Metrics, ObjectMeta, new_event_id
@@ -62,6 +63,9 @@ class CheckExecutor:
         self.max_event_bytes = max_event_bytes
         #: The hook configurations the backend sent, by name.
         self.hooks: dict[str, HookConfig] = {}
+        #: The values of the checks' secrets the backend sent (``{env: ...}`` or ``{error: ...}``), by
+        #: check name: in memory only.
+        self.secrets: dict[str, dict[str, Any]] = {}
         self.env = dict(env)
         self._wall_clock = wall_clock
         self._sequence: dict[str, int] = {}
@@ -83,6 +87,9 @@ class CheckExecutor:
             resolved = decode(CheckConfig, substitute_all(encode(config), self._token_scope))
         except TokenError as exc:
             return self.failure(config, issued, f"error while substituting check tokens: {exc}")
+        secrets = self._secret_values(config)
+        if isinstance(secrets, str):
+            return self.failure(config, issued, secrets)
         check = self._new_check(resolved, issued)
         check.command = config.command
         stdin = self._stdin_payload(check) if config.stdin else None
@@ -90,10 +97,10 @@ class CheckExecutor:
             resolved.command,
             timeout=resolved.timeout,
             stdin=stdin,
-            env=with_env_vars(self.env, resolved.env_vars),
+            env=with_env_vars({**self.env, **secrets}, resolved.env_vars),  # Sensu Go's order: env_vars last
         )
         check.status = result.status
-        check.output = result.output
+        check.output = mask_values(result.output, secrets.values())
         check.duration = round(result.duration, 6)
         event = self._event(check)
         if resolved.output_metric_format or resolved.output_metric_handlers:
@@ -111,6 +118,19 @@ class CheckExecutor:
         if fit.changed:
             self.on_fit(event, fit)
         return event
+
+    def _secret_values(self, config: CheckConfig) -> dict[str, str] | str:
+        """The check's secrets by environment variable, or why there are none (its result's output)."""
+        if not config.secrets:
+            return {}
+        entry = self.secrets.get(config.metadata.name)
+        if entry is None:
+            return ("error while getting the check's secrets: the backend has not sent them (they are kept in "
+                    "memory only: after a restart they come with the backend's next checks)")  # fmt: skip
+        if "error" in entry:
+            return str(entry["error"])
+        values: dict[str, str] = entry["env"]
+        return values
 
     async def _run_hook(self, name: str, event: Event) -> Hook:
         """Run one hook; a missing or unsubstitutable hook reports why, as Sensu Go does."""

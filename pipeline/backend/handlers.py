@@ -26,17 +26,19 @@ from dataclasses import dataclass
 import trio
 
 from pipeline import plugins
+from pipeline.backend.secrets import command_environment
 from pipeline.config import Resources
 from pipeline.core.filtering import BUILTIN_FILTERS, CompiledFilter, FilterError
 from pipeline.core.templates import RenderError, Template, compile_template, render
 from pipeline.core.workflows import Problem, Workflow, workflows_for
+from pipeline.errors import SecretUnavailable
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event, new_event_id
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, HandlerJob, workflow_key
 from pipeline.model.resources import Handler
-from pipeline.process import run_command, with_env_vars
+from pipeline.process import run_command
 
 log = get_logger("backend.handlers")
 
@@ -315,12 +317,15 @@ class HandlerRunner:
                     return render(self._template(mutator.metadata.name, mutator.template), event).encode()
                 except RenderError as exc:
                     raise StageError("template", str(exc)) from None
-            env = with_env_vars(self.env, mutator.env_vars)
             try:
+                env = command_environment(self.env, mutator.env_vars, mutator.secrets, self._resources(),
+                                          mutator.metadata.namespace)  # fmt: skip
                 async with self._processes:
                     result = await run_command(mutator.command, timeout=mutator.timeout, stdin=event.to_json(), env=env)
             except OSError as exc:
                 raise StageError("spawn", f"{mutator.command!r} could not start: {exc}") from None
+            except SecretUnavailable as exc:
+                raise StageError("secret", str(exc)) from None
             if result.timed_out:
                 raise StageError("timeout", f"timed out after {mutator.timeout} s")
             if result.status != 0:
@@ -391,12 +396,15 @@ class HandlerRunner:
         return HandlerRun(0, "")
 
     async def _attempt_pipe(self, handler: Handler, payload: bytes) -> HandlerRun:
-        env = with_env_vars(self.env, handler.env_vars)
         try:
+            env = command_environment(self.env, handler.env_vars, handler.secrets, self._resources(),
+                                      handler.metadata.namespace)  # fmt: skip
             async with self._processes:
                 result = await run_command(handler.command, timeout=handler.timeout, stdin=payload, env=env)
         except OSError as exc:
             raise StageError("spawn", f"{handler.command!r} could not start: {exc}") from None
+        except SecretUnavailable as exc:
+            raise StageError("secret", str(exc)) from None
         output = result.output[:LOGGED_OUTPUT].strip()
         if result.timed_out:
             raise StageError("timeout", f"timed out after {handler.timeout} s")

@@ -142,6 +142,7 @@ class TransportServer:
         ssl_context: ssl.SSLContext | None = None,
         name: str | None = None,
         namespace_exists: Callable[[str], bool] = lambda namespace: True,
+        secrets_for: Callable[[list[CheckConfig], bool], dict[str, Any]] = lambda checks, tls: {},
     ) -> None:
         self.host = host
         self.port = port
@@ -153,6 +154,8 @@ class TransportServer:
         self.ssl_context = ssl_context
         self.name = name or socket.gethostname()
         self.namespace_exists = namespace_exists
+        #: the ``secrets`` of a checks message for these checks (over TLS or not): see pipeline.backend.secrets
+        self.secrets_for = secrets_for
         #: connected agents, to send changed checks to
         self._agents: dict[int, tuple[MessageStream, Entity]] = {}
         #: (namespace, name) of every entity registered with class ``agent``: no other agent may
@@ -168,16 +171,21 @@ class TransportServer:
         for conn, entity in list(self._agents.values()):
             checks, hooks = self.checks_for(entity.subscriptions, entity.metadata.namespace or "default")
             try:
-                await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
+                await conn.send(self._checks_message(checks, hooks))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 continue  # that connection's own task notices and ends it
         log.info("checks sent again", agents=len(self._agents))
+
+    def _checks_message(self, checks: list[CheckConfig], hooks: list[HookConfig]) -> dict[str, Any]:
+        secrets = self.secrets_for(checks, self.ssl_context is not None)
+        return protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks], secrets)
 
     async def execute(self, check: CheckConfig, hooks: list[HookConfig], subscriptions: list[str]) -> int:
         """Ask every connected agent of the check's namespace that has one of ``subscriptions``
         (``entity:<name>`` included) to run ``check`` once now; returns how many were asked."""
         namespace = check.metadata.namespace or "default"
-        message = protocol.execute(encode(check), [encode(h) for h in hooks])
+        secrets = self.secrets_for([check], self.ssl_context is not None).get(check.metadata.name)
+        message = protocol.execute(encode(check), [encode(h) for h in hooks], secrets)
         wanted, asked = set(subscriptions), 0
         for conn, entity in list(self._agents.values()):
             mine = {*entity.subscriptions, entity_subscription(entity.name)}
@@ -298,7 +306,7 @@ class TransportServer:
             if self.liveness is not None:
                 await self.liveness.register(entity)
             checks, hooks = self.checks_for(entity.subscriptions, namespace)
-            await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks]))
+            await conn.send(self._checks_message(checks, hooks))
             log.info("agent connected", agent=name, peer=conn.peer, subscriptions=",".join(entity.subscriptions))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_acks, conn, acks, nursery.cancel_scope)

@@ -114,25 +114,21 @@ BASE_SPECS: dict[str, dict[str, Any]] = {
     "Pipeline": {"workflows": [{"name": "w", "handler": {"name": "h", "type": "Handler", "api_version": "core/v2"}}]},
     "Silenced": {"subscription": "web"},
 }
-SECRET = [{"name": "TOKEN", "secret": "vault-token"}]
 
 REFUSED: dict[str, Any] = {
     # Issue 15 implements these; until then a set value is refused, an empty one loads.
     "CheckConfig.round_robin": True,
     "CheckConfig.subdue": {"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}},
     "CheckConfig.proxy_requests": {"entity_attributes": ["entity.entity_class == 'proxy'"]},
-    "CheckConfig.secrets": SECRET,
     "CheckConfig.runtime_assets": ["sensu-plugins-disk"],
     # A reference to a kind pipeline has none of (empty and the right kind load).
     "CheckConfig.pipelines.type": "SumoLogicMetricsHandler",
     "CheckConfig.pipelines.api_version": "core/v3",
     "HookConfig.runtime_assets": ["sensu-plugins-disk"],
     "Handler.runtime_assets": ["sensu-plugins-pagerduty"],
-    "Handler.secrets": SECRET,
     "EventFilter.runtime_assets": ["sensu-filters"],
     "EventFilter.when": {"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}},
     "Mutator.runtime_assets": ["sensu-mutators"],
-    "Mutator.secrets": SECRET,
     "Mutator.eval": "data = JSON.parse(event)",
     "Pipeline.workflows.filters.type": "Handler",
     "Pipeline.workflows.filters.api_version": "core/v3",
@@ -872,6 +868,17 @@ def _identity() -> None:
     prepared = prepare_local_event(body, AGENT, 100)
     assert (prepared.timestamp, prepared.id) == (5, "7d3a1f7e-0a52-4a53-9a5e-9f8f2a1d0c11")
     assert prepare_local_event(b'{"check": {"metadata": {"name": "x"}}}', AGENT, 100).timestamp == 100
+
+
+proven_by(
+    "tests.e2e.test_secrets::test_secrets_reach_checks_handlers_and_mutators_and_nothing_else",
+    "CheckConfig.secrets.name",
+    "CheckConfig.secrets.secret",
+    "Handler.secrets.name",
+    "Handler.secrets.secret",
+    "Mutator.secrets.name",
+    "Mutator.secrets.secret",
+)
 
 
 proven_by(
