@@ -17,6 +17,7 @@ Hierarchy::
     ├── ScriptError               a filter expression or javascript mutator failed (source, message)
     │   ├── ScriptTimeout         it ran past its time limit and was stopped (limit)
     │   └── ScriptOutOfMemory     it needed more than its memory limit and was stopped (limit)
+    ├── SecretUnavailable         a command's secret has no value (name, secret, reason)
     ├── ContainmentError          subprocess containment asked for and not available (where, why)
     └── AssetError                a runtime asset could not be had (asset, reason, detail)
 
@@ -153,6 +154,15 @@ class ScriptOutOfMemory(ScriptError):
     def __init__(self, source: str, limit: int) -> None:
         self.limit = limit
         super().__init__(source, f"stopped at the memory limit of {limit} bytes")
+
+
+class SecretUnavailable(PipelineError):
+    """A ``secrets`` entry whose value the backend cannot give: ``name`` is the environment variable
+    the command wanted, ``secret`` the secret it named. Never carries a value."""
+
+    def __init__(self, name: str, secret: str, reason: str) -> None:
+        self.name, self.secret, self.reason = name, secret, reason
+        super().__init__(f"secret {name!r} ({secret}): {reason}")
 
 
 class ContainmentError(PipelineError):

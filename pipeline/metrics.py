@@ -136,6 +136,7 @@ class BackendMetrics:
     handler_duration: Histogram
     handler_retries: Counter
     dead_letters: Counter
+    check_secrets_unavailable: Counter
     events_silenced: Counter
     silences_active: Gauge
     filter_runs: Counter
@@ -209,6 +210,11 @@ class BackendMetrics:
             ),
             dead_letters=Counter(
                 "pipeline_dead_letters", "Events handlers failed to take after every attempt", ["handler"], registry=r
+            ),
+            check_secrets_unavailable=Counter(
+                "pipeline_check_secrets_unavailable",
+                "Checks sent to an agent with the reason their secrets could not be given instead of them",
+                registry=r,
             ),
             events_silenced=Counter("pipeline_events_silenced", "Check events a silence applied to", registry=r),
             silences_active=Gauge("pipeline_silences", "Silences held (active or waiting to begin)", registry=r),
@@ -346,6 +352,7 @@ class AgentMetrics:
     checks_executed: Counter
     check_duration: Histogram
     checks_skipped: Counter
+    checks_subdued: Counter
     events_sent: Counter
     events_acked: Counter
     events_rejected: Counter
@@ -385,6 +392,12 @@ class AgentMetrics:
             checks_skipped=Counter(
                 "pipeline_agent_checks_skipped",
                 "Scheduled runs skipped because the last was still running",
+                ["check"],
+                registry=r,
+            ),
+            checks_subdued=Counter(
+                "pipeline_agent_checks_subdued",
+                "Scheduled runs not made because they fell inside one of the check's subdues windows",
                 ["check"],
                 registry=r,
             ),

@@ -100,7 +100,9 @@ class Agent:
         )
         self._outbound_send, self._outbound = trio.open_memory_channel[Event](OUTBOUND_BUFFER)
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
-        self.scheduler = Scheduler(config.name, self._run_check, self.submit, on_skip=self._count_skip)
+        self.scheduler = Scheduler(
+            config.name, self._run_check, self.submit, on_skip=self._count_skip, on_subdued=self._count_subdued
+        )
         spool_path = config.data_dir / "spool.db" if config.data_dir else Path(":memory:")
         self.spool = Spool(spool_path, config.spool_max_bytes)
         self.delivery = Delivery(self.spool, self._outbound, self.metrics)
@@ -278,6 +280,9 @@ class Agent:
         log.warning("check result cut to the maximum event size", check=event.check_name, event_id=event.id,
                     cut_bytes=fit.cut_bytes, dropped_points=fit.dropped_points, limit=MAX_EVENT_BYTES)  # fmt: skip
 
+    def _count_subdued(self, name: str) -> None:
+        self.metrics.checks_subdued.labels(name).inc()
+
     def _count_skip(self, name: str) -> None:
         self.metrics.checks_skipped.labels(name).inc()
         log.warning("check run skipped", check=name, reason="previous run still going")
@@ -377,12 +382,14 @@ class Agent:
                 await conn.send(protocol.pong())
             elif message["type"] == protocol.CHECKS:
                 self._apply_assets(message.get("assets", []))
+                self.executor.secrets = protocol.secrets_of_checks(message)
                 self._apply_hooks(message["hooks"])
                 self._apply_checks(message["checks"])
                 await self._remember_checks(message)
             elif message["type"] == protocol.EXECUTE:
                 protocol.check_execute(message)
-                self._execute_now(message["check"], message["hooks"], message.get("assets", []), message.get("entity"))
+                self._execute_now(message["check"], message["hooks"], message.get("assets", []),
+                                  message.get("entity"), protocol.secrets_of_execute(message))  # fmt: skip
             elif message["type"] == protocol.ACK:
                 await self.delivery.acknowledge(message["ids"], message["rejected"])
             elif message["type"] == protocol.ERROR:
@@ -394,7 +401,8 @@ class Agent:
         return self.config.data_dir / CHECKS_FILE if self.config.data_dir else None
 
     async def _remember_checks(self, message: dict[str, Any]) -> None:
-        """Keep the last checks received on disk, so a restart without a backend still runs them."""
+        """Keep the last checks received on disk, so a restart without a backend still runs them (never
+        their secrets: those stay in memory)."""
         path = self._checks_file
         if path is not None:
             data = protocol.encode_frame({"checks": message["checks"], "hooks": message["hooks"],
@@ -424,10 +432,17 @@ class Agent:
                 log.error("invalid check from backend", error=exc)
         self.scheduler.update(checks)
 
-    def _execute_now(self, raw_check: Any, raw_hooks: Sequence[Any], raw_assets: Any, raw_entity: Any = None) -> None:
+    def _execute_now(
+        self,
+        raw_check: Any,
+        raw_hooks: Sequence[Any],
+        raw_assets: Any,
+        raw_entity: Any = None,
+        secrets: dict[str, Any] | None = None,
+    ) -> None:
         """Run a check once, now, as the backend asks (Sensu's ad hoc execution, a round robin turn,
-        a proxy request for ``raw_entity``); its hooks and assets join the known ones for the run,
-        since the check may not be one this agent is scheduled to run."""
+        a proxy request for ``raw_entity``); its hooks, assets and secrets join the known ones for
+        the run, since the check may not be one this agent is scheduled to run."""
         try:
             check = decode(CheckConfig, raw_check, "check")
             hooks = [decode(HookConfig, item, f"hooks[{i}]") for i, item in enumerate(raw_hooks)]
@@ -440,6 +455,8 @@ class Agent:
             return
         self.executor.hooks = {**self.executor.hooks, **{h.metadata.name: h for h in hooks}}
         self.executor.assets = {**self.executor.assets, **received_assets(raw_assets)}
+        if secrets is not None:
+            self.executor.secrets[check.metadata.name] = secrets
         self.scheduler.run_once(check, proxy)
 
     def _apply_assets(self, raw: Any) -> None:

@@ -14,6 +14,7 @@ from pipeline.assets import AssetCache, AssetMetrics
 from pipeline.core.extract import extract
 from pipeline.core.hooks import select_hooks
 from pipeline.core.limits import Fit, fit_event
+from pipeline.core.redact import mask_values
 from pipeline.core.thresholds import evaluate
 from pipeline.core.tokens import TokenError, entity_scope, substitute_all
 from pipeline.errors import AssetError
@@ -74,6 +75,9 @@ class CheckExecutor:
         self.asset_cache = asset_cache or AssetCache(
             None, lambda: encode(self.entity), AssetMetrics.create(CollectorRegistry(), "pipeline_agent")
         )
+        #: The values of the checks' secrets the backend sent (``{env: ...}`` or ``{error: ...}``), by
+        #: check name: in memory only.
+        self.secrets: dict[str, dict[str, Any]] = {}
         self.env = dict(env)
         self._wall_clock = wall_clock
         self._sequence: dict[str, int] = {}
@@ -101,6 +105,9 @@ class CheckExecutor:
             resolved = decode(CheckConfig, substitute_all(encode(config), scope))
         except TokenError as exc:
             return self.failure(config, issued, f"error while substituting check tokens: {exc}")
+        secrets = self._secret_values(config)
+        if isinstance(secrets, str):
+            return self.failure(config, issued, secrets)
         try:
             env = await self._environment(resolved.runtime_assets)
         except AssetError as exc:  # Sensu Go's words; the cache has counted and logged it
@@ -112,10 +119,10 @@ class CheckExecutor:
             resolved.command,
             timeout=resolved.timeout,
             stdin=stdin,
-            env=with_env_vars(env, resolved.env_vars),
+            env=with_env_vars({**env, **secrets}, resolved.env_vars),  # Sensu Go's order: env_vars last
         )
         check.status = result.status
-        check.output = result.output
+        check.output = mask_values(result.output, secrets.values())
         check.duration = round(result.duration, 6)
         event = self._event(check)
         if resolved.output_metric_format or resolved.output_metric_handlers:
@@ -133,6 +140,19 @@ class CheckExecutor:
         if fit.changed:
             self.on_fit(event, fit)
         return event
+
+    def _secret_values(self, config: CheckConfig) -> dict[str, str] | str:
+        """The check's secrets by environment variable, or why there are none (its result's output)."""
+        if not config.secrets:
+            return {}
+        entry = self.secrets.get(config.metadata.name)
+        if entry is None:
+            return ("error while getting the check's secrets: the backend has not sent them (they are kept in "
+                    "memory only: after a restart they come with the backend's next checks)")  # fmt: skip
+        if "error" in entry:
+            return str(entry["error"])
+        values: dict[str, str] = entry["env"]
+        return values
 
     async def _run_hook(self, name: str, event: Event) -> Hook:
         """Run one hook; a missing or unsubstitutable hook reports why, as Sensu Go does."""

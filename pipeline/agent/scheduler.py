@@ -2,7 +2,9 @@
 
 Every check has one task. Run times come from :mod:`pipeline.core.schedule`: they are fixed
 by the schedule, not by when the previous run ended, so nothing drifts. A run still going
-when the next is due makes that next run be skipped (and counted).
+when the next is due makes that next run be skipped (and counted). A run due inside one of the
+check's ``subdues`` windows does not happen (counted too), as Sensu Go's schedulers skip it; an
+ad hoc execution (:meth:`Scheduler.run_once`) runs whatever the windows say, as in Sensu Go.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import trio
 
 from pipeline.core.backend_schedule import backend_scheduled
 from pipeline.core.schedule import schedule_for
+from pipeline.core.subdues import is_subdued
 from pipeline.logs import get_logger
 from pipeline.model import CheckConfig, Entity, Event
 from pipeline.model.codec import encode
@@ -34,12 +37,14 @@ class Scheduler:
         send: Callable[[Event], Awaitable[None]],
         *,
         on_skip: Callable[[str], None] = lambda name: None,
+        on_subdued: Callable[[str], None] = lambda name: None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.agent = agent
         self._run_check = run_check
         self._send = send
         self._on_skip = on_skip
+        self._on_subdued = on_subdued
         self._wall_clock = wall_clock
         self._tasks: dict[str, tuple[dict[str, object], trio.CancelScope]] = {}
         self._nursery: trio.Nursery | None = None
@@ -88,10 +93,16 @@ class Scheduler:
         with scope:
             schedule = schedule_for(self.agent, name, interval=config.interval, cron=config.cron)
             due = schedule.next_after(self._wall_clock())
+            subdued = False
             while True:
                 await trio.sleep(max(0.0, due - self._wall_clock()))
-                event = await self._run_check(config, int(due), None)
-                await self._send(event)
+                if subdued != is_subdued(config.subdues, due):
+                    subdued = not subdued
+                    log.info("check subdued" if subdued else "check no longer subdued", check=name)
+                if subdued:
+                    self._on_subdued(name)
+                else:
+                    await self._send(await self._run_check(config, int(due), None))
                 following = schedule.next_after(max(self._wall_clock(), due))
                 for _ in range(schedule.runs_between(due, following)):
                     self._on_skip(name)

@@ -25,6 +25,7 @@ import trio
 from pipeline.core.backend_schedule import backend_scheduled, next_agents, splay_step
 from pipeline.core.entity_attributes import EntityMatcher, EntityMatchError, compile_entity_attributes
 from pipeline.core.schedule import schedule_for
+from pipeline.core.subdues import is_subdued
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, CheckConfig, Entity
@@ -132,7 +133,10 @@ class BackendScheduler:
             while True:
                 await trio.sleep(max(0.0, due - self._wall_clock()))
                 following = schedule.next_after(due)
-                await self.run_once(check, matcher, window=following - due)
+                if is_subdued(check.subdues, due):  # as Sensu Go's round robin scheduler: no run in a window
+                    self._metrics.scheduled_skipped.labels("subdued").inc()
+                else:
+                    await self.run_once(check, matcher, window=following - due)
                 due = schedule.next_after(max(self._wall_clock(), due))
 
     async def run_once(self, check: CheckConfig, matcher: EntityMatcher | None, *, window: float) -> None:

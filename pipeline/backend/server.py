@@ -12,6 +12,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 from starlette.applications import Starlette
@@ -40,6 +41,7 @@ from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resource_routes import resource_routes
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.scheduler import BackendScheduler
+from pipeline.backend.secrets import check_secrets, report_unavailable
 from pipeline.backend.sessions import ACCESS_LIFETIME, REFRESH_LIFETIME, Lifetimes, Sessions
 from pipeline.backend.silences import Silences
 from pipeline.backend.throttle import AuthGuard
@@ -353,7 +355,12 @@ class Backend:
             ssl_context=self._ssl,
             name=self.config.name,
             namespace_exists=self.namespace_exists,
+            secrets_for=self._check_secrets,
         )
+
+    def _check_secrets(self, checks: list[CheckConfig], tls: bool) -> dict[str, Any]:
+        report = report_unavailable(self.metrics.check_secrets_unavailable.inc)
+        return check_secrets(checks, self.resources, tls=tls, on_unavailable=report)
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         entities = EntityService(last_seen=self.eventd.entities.last_seen, deregister=self._deregister,

@@ -38,15 +38,16 @@ from dataclasses import dataclass
 import trio
 
 from pipeline import plugins
+from pipeline.backend.secrets import command_environment
 from pipeline.core.filtering import BuiltinFilters, JavaScriptFilters
 from pipeline.core.js import JsMutator, compile_mutator
 from pipeline.core.mutating import BuiltinMutators, TemplateMutators
 from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
-from pipeline.errors import ScriptError, ValidationError
+from pipeline.errors import ScriptError, SecretUnavailable, ValidationError
 from pipeline.model.forms import EventForms
 from pipeline.model.pipeline import Mutator
 from pipeline.model.resources import Handler, Resources
-from pipeline.process import run_command, with_env_vars
+from pipeline.process import run_command
 
 #: Bytes of handler or mutator output kept for the log line.
 LOGGED_OUTPUT = 500
@@ -125,12 +126,15 @@ class PipeMutators:
         mutator = self._mutator(ref)
         if mutator is None:  # removed since can_mutate: as if it never existed
             raise StageError("missing", f"no Mutator {ref.name!r}")
-        env = with_env_vars(self.services.env, mutator.env_vars)
         try:
+            env = command_environment(self.services.env, mutator.env_vars, mutator.secrets,
+                                      self.services.resources(), mutator.metadata.namespace)  # fmt: skip
             async with self.services.processes:
                 result = await run_command(mutator.command, timeout=mutator.timeout, stdin=forms.json, env=env)
         except OSError as exc:
             raise StageError("spawn", f"{mutator.command!r} could not start: {exc}") from None
+        except SecretUnavailable as exc:
+            raise StageError("secret", str(exc)) from None
         if result.timed_out:
             raise StageError("timeout", f"timed out after {mutator.timeout} s")
         if result.status != 0:
@@ -153,12 +157,15 @@ class PipeHandlers:
         return handler.type == "pipe"
 
     async def handle(self, handler: Handler, forms: EventForms, payload: bytes) -> HandlerRun:
-        env = with_env_vars(self.services.env, handler.env_vars)
         try:  # timed from the process start, not the queue
+            env = command_environment(self.services.env, handler.env_vars, handler.secrets,
+                                      self.services.resources(), handler.metadata.namespace)  # fmt: skip
             async with self.services.processes:
                 result = await run_command(handler.command, timeout=handler.timeout, stdin=payload, env=env)
         except OSError as exc:
             raise StageError("spawn", f"{handler.command!r} could not start: {exc}") from None
+        except SecretUnavailable as exc:
+            raise StageError("secret", str(exc)) from None
         output = result.output[:LOGGED_OUTPUT].strip()
         if result.timed_out:
             raise StageError("timeout", f"timed out after {handler.timeout} s")

@@ -109,13 +109,6 @@ def _id_of(raw: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _execute_message(
-    check: CheckConfig, hooks: list[HookConfig], assets: Sequence[Asset], entity: Entity | None
-) -> dict[str, Any]:
-    return protocol.execute(encode(check), [encode(h) for h in hooks], [encode(a) for a in assets],
-                            None if entity is None else encode(entity))  # fmt: skip
-
-
 class _RefusalLog:
     """One log line per agent and reason, then one per :data:`REFUSAL_LOG_INTERVAL` at most,
     saying how many were refused meanwhile: a misconfigured agent must not flood the log."""
@@ -150,6 +143,7 @@ class TransportServer:
         ssl_context: ssl.SSLContext | None = None,
         name: str | None = None,
         namespace_exists: Callable[[str], bool] = lambda namespace: True,
+        secrets_for: Callable[[list[CheckConfig], bool], dict[str, Any]] = lambda checks, tls: {},
     ) -> None:
         self.host = host
         self.port = port
@@ -161,6 +155,8 @@ class TransportServer:
         self.ssl_context = ssl_context
         self.name = name or socket.gethostname()
         self.namespace_exists = namespace_exists
+        #: the ``secrets`` of a checks message for these checks (over TLS or not): see pipeline.backend.secrets
+        self.secrets_for = secrets_for
         #: connected agents, to send changed checks to
         self._agents: dict[int, tuple[MessageStream, Entity]] = {}
         #: (namespace, name) of every entity registered with class ``agent``: no other agent may
@@ -176,11 +172,24 @@ class TransportServer:
         for conn, entity in list(self._agents.values()):
             checks, hooks, assets = self.checks_for(entity.subscriptions, entity.metadata.namespace or "default")
             try:
-                await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks],
-                                                [encode(a) for a in assets]))  # fmt: skip
+                await conn.send(self._checks_message(checks, hooks, assets))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 continue  # that connection's own task notices and ends it
         log.info("checks sent again", agents=len(self._agents))
+
+    def _checks_message(
+        self, checks: list[CheckConfig], hooks: list[HookConfig], assets: Sequence[Asset]
+    ) -> dict[str, Any]:
+        secrets = self.secrets_for(checks, self.ssl_context is not None)
+        return protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks], [encode(a) for a in assets],
+                               secrets)  # fmt: skip
+
+    def _execute_message(
+        self, check: CheckConfig, hooks: list[HookConfig], assets: Sequence[Asset], entity: Entity | None
+    ) -> dict[str, Any]:
+        secrets = self.secrets_for([check], self.ssl_context is not None).get(check.metadata.name)
+        return protocol.execute(encode(check), [encode(h) for h in hooks], [encode(a) for a in assets],
+                                None if entity is None else encode(entity), secrets)  # fmt: skip
 
     def _subscribed(self, namespace: str, subscriptions: list[str]) -> list[tuple[MessageStream, Entity]]:
         """The connections of ``namespace``'s agents that have one of ``subscriptions`` (``entity:<name>`` too)."""
@@ -214,7 +223,7 @@ class TransportServer:
         """Ask every connected agent of the check's namespace that has one of ``subscriptions``
         (``entity:<name>`` included) to run ``check`` once now (for the proxy ``entity`` if given);
         returns how many were asked."""
-        message = _execute_message(check, hooks, assets, entity)
+        message = self._execute_message(check, hooks, assets, entity)
         asked = 0
         for conn, _ in self._subscribed(check.metadata.namespace or DEFAULT_NAMESPACE, subscriptions):
             asked += await self._send(conn, message)
@@ -233,7 +242,7 @@ class TransportServer:
         """Ask the connected agent named ``agent`` (in the check's namespace) to run ``check`` once
         now, for the proxy ``entity`` if given; False when it is not connected (or just went)."""
         namespace = check.metadata.namespace or DEFAULT_NAMESPACE
-        message = _execute_message(check, hooks, assets, entity)
+        message = self._execute_message(check, hooks, assets, entity)
         for conn, connected in list(self._agents.values()):
             mine = connected.name == agent and (connected.metadata.namespace or DEFAULT_NAMESPACE) == namespace
             if mine and await self._send(conn, message):
@@ -346,8 +355,7 @@ class TransportServer:
             if self.liveness is not None:
                 await self.liveness.register(entity)
             checks, hooks, assets = self.checks_for(entity.subscriptions, namespace)
-            await conn.send(protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks],
-                                            [encode(a) for a in assets]))  # fmt: skip
+            await conn.send(self._checks_message(checks, hooks, assets))
             log.info("agent connected", agent=name, peer=conn.peer, subscriptions=",".join(entity.subscriptions))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_acks, conn, acks, nursery.cancel_scope)

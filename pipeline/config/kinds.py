@@ -1,7 +1,8 @@
 """The kinds a Sensu Go resource file may hold, and what pipeline does with each.
 
 ``sensuctl dump all`` writes every kind its backend has. pipeline loads the kinds of
-:data:`pipeline.model.resources.RESOURCE_TYPES` and ``Entity`` (core/v2), and refuses the others
+:data:`pipeline.model.resources.RESOURCE_TYPES` and ``Entity`` (core/v2), ``Env`` and ``Secret``
+(secrets/v1, from files only), and refuses the others
 by name (file, document, kind), saying why: a resource accepted and then ignored would be a
 silent "yes". The api_version strings are Sensu Go's own.
 """
@@ -23,7 +24,7 @@ UNSUPPORTED_CORE = {
 #: kinds of the other Sensu Go API groups, by api_version.
 UNSUPPORTED_GROUPS = {
     "core/v3": ("EntityConfig", "EntityState", "Namespace", "ResourceTemplate"),
-    "secrets/v1": ("Secret", "VaultProvider", "CyberArkProvider", "Env"),
+    "secrets/v1": ("VaultProvider", "CyberArkProvider"),
     "federation/v1": ("EtcdReplicator", "Cluster"),
     "searches/v1": ("Search",),
     "bsm/v1": ("ServiceComponent", "RuleTemplate"),

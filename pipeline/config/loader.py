@@ -33,13 +33,16 @@ from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
 from pipeline.model.pipeline import EventFilter, Mutator, Silenced
 from pipeline.model.references import dangling_references
 from pipeline.model.resources import RESOURCE_TYPES, ReferenceError, Resources
+from pipeline.model.secrets import SECRETS_API_VERSION, EnvSecretsProvider, Secret
 
 __all__ = ["MAX_YAML_DEPTH", "MAX_YAML_NODES", "StrictLoader", "yaml_error", "yaml_files"]
 
 API_VERSION = "core/v2"
 DOCUMENT_KEYS = ("type", "api_version", "metadata", "spec")
 #: What a file may define: the resources the backend runs, and entities (registered in its store).
-FILE_KINDS: dict[str, type[Any]] = {**RESOURCE_TYPES, "Entity": Entity}
+FILE_KINDS: dict[str, type[Any]] = {**RESOURCE_TYPES, "Entity": Entity, "Env": EnvSecretsProvider, "Secret": Secret}
+#: the kinds of another API group than core/v2, which only the config files may hold
+OTHER_VERSIONS = {"Env": SECRETS_API_VERSION, "Secret": SECRETS_API_VERSION}
 
 
 def yaml_files(directory: Path) -> list[Path]:
@@ -120,7 +123,7 @@ def load_path(path: Path, namespace: str = DEFAULT_NAMESPACE) -> Loaded:
     return check_documents(read_files(path), namespace)
 
 
-def _envelope(document: Any, namespace: str = DEFAULT_NAMESPACE) -> tuple[str, ObjectMeta]:
+def _envelope(document: Any, namespace: str = DEFAULT_NAMESPACE, *, files: bool = True) -> tuple[str, ObjectMeta]:
     """The resource kind and metadata of a document, checked."""
     if not isinstance(document, dict):
         raise ValidationError("", f"expected a mapping with {', '.join(DOCUMENT_KEYS)}, got {_kind(document)}")
@@ -129,7 +132,8 @@ def _envelope(document: Any, namespace: str = DEFAULT_NAMESPACE) -> tuple[str, O
             raise ValidationError(str(key), f"unknown field (expected {', '.join(DOCUMENT_KEYS)})")
     kind, version = document.get("type"), document.get("api_version")
     # isinstance first: a list or mapping here is unhashable and would crash the dict lookup.
-    known = isinstance(kind, str) and kind in FILE_KINDS and version == API_VERSION
+    expected = OTHER_VERSIONS.get(kind, API_VERSION) if isinstance(kind, str) else API_VERSION
+    known = isinstance(kind, str) and kind in FILE_KINDS and version == expected
     if not known and isinstance(kind, str) and (version is None or isinstance(version, str)):
         refusal = unsupported(kind, version or "")
         if refusal is not None:
@@ -137,9 +141,11 @@ def _envelope(document: Any, namespace: str = DEFAULT_NAMESPACE) -> tuple[str, O
     if not isinstance(kind, str) or kind not in FILE_KINDS:
         got = "nothing" if kind is None else repr(kind)
         raise ValidationError("type", f"expected one of {', '.join(FILE_KINDS)}, got {got}")
-    if version != API_VERSION:
+    if version != expected:
         got = "nothing" if version is None else repr(version)
-        raise ValidationError("api_version", f"expected {API_VERSION!r}, got {got}")
+        raise ValidationError("api_version", f"expected {expected!r}, got {got}")
+    if kind in OTHER_VERSIONS and not files:
+        raise ValidationError("type", f"a {kind} ({version}) is read from the backend's config directory only")
     metadata = decode(ObjectMeta, document.get("metadata") or {}, "metadata")
     if kind == "Namespace":
         if metadata != ObjectMeta():
@@ -213,7 +219,7 @@ def _kind(value: Any) -> str:
 def resource_from_document(document: Any) -> Any:
     """One resource from a ``{type, api_version, metadata, spec}`` document, validated on its own
     (raises ValidationError naming the field)."""
-    kind, metadata = _envelope(document)
+    kind, metadata = _envelope(document, files=False)
     return _resource(kind, metadata, document.get("spec"))
 
 

@@ -32,7 +32,9 @@ def all_resources(resources: Resources) -> list[Any]:
 
 def overlay(base: Resources, changes: Iterable[Change]) -> Resources:
     changed = {(kind, namespace, name): resource for kind, namespace, name, resource in changes}
-    result = Resources(entities=list(base.entities))  # entities go to the store, not through the API's changes
+    # entities go to the store, not through the API's changes; secrets kinds come from files only
+    result = Resources(entities=list(base.entities), secrets_providers=list(base.secrets_providers),
+                       secrets=list(base.secrets))  # fmt: skip
     for resource in all_resources(base):
         if key_of(resource) not in changed:
             result.add(resource)

@@ -92,3 +92,11 @@ def yaml_error(file: str, exc: yaml.YAMLError) -> ConfigError:
     context = getattr(exc, "context", None)
     message = f"invalid YAML: {context + ', ' if context else ''}{problem}"
     return ConfigError(file, message, line=mark.line + 1 if mark is not None else None)
+
+
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    # As Sensu Go's YAML reader does: an unquoted timestamp (a subdue's begin) stays its text.
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)

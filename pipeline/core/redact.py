@@ -1,9 +1,11 @@
-"""Masking secrets in an entity's labels and annotations, with Sensu Go's matching rules."""
+"""Masking secrets: in an entity's labels and annotations, with Sensu Go's matching rules, and the
+values of a command's ``secrets`` wherever its output shows them."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 
 from pipeline.model import Entity
 
@@ -13,6 +15,8 @@ DEFAULT_REDACT = ("password", "passwd", "pass", "api_key", "api_token", "access_
 REDACTED = "REDACTED"
 
 _NOT_LETTER = re.compile(r"[^a-z]")
+#: Secret values shorter than this are not masked in output: they cannot be told from ordinary text.
+MIN_MASKED_VALUE = 4
 
 
 def _normalise(key: str) -> str:
@@ -40,3 +44,11 @@ def redacted_entity(entity: Entity) -> Entity:
         annotations=redact_mapping(entity.metadata.annotations, redact),
     )
     return dataclasses.replace(entity, metadata=metadata)
+
+
+def mask_values(text: str, values: Iterable[str]) -> str:
+    """``text`` with every value of :data:`MIN_MASKED_VALUE` characters or more replaced by
+    ``REDACTED`` (longest first, so that a value inside another is not left half shown)."""
+    for value in sorted((v for v in values if len(v) >= MIN_MASKED_VALUE), key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return text

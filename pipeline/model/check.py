@@ -1,7 +1,7 @@
 """Checks: the configuration operators write (CheckConfig) and the result in an event (Check).
 
 Field names, defaults and which fields Sensu Go always emits follow core/v2 ``check.proto``.
-Parts pipeline does not act on yet (subdues, secrets) are refused in a check's configuration
+Parts pipeline does not act on (Sensu 5's ``subdue``) are refused in a check's configuration
 when set (``UNSUPPORTED``), and kept as plain JSON in an event's check, so that a Sensu event
 survives a round trip unchanged.
 """
@@ -15,6 +15,8 @@ from pipeline.errors import ValidationError
 from pipeline.model.codec import INT32, INT64, JSON, UINT32, field
 from pipeline.model.meta import ObjectMeta, ResourceReference, refuse_other_reference, refuse_unsupported, validate_name
 from pipeline.model.metrics import MetricTag
+from pipeline.model.secrets import SecretRef, validate_secret_refs
+from pipeline.model.subdue import TimeWindowRepeated
 
 METRIC_FORMATS = ("nagios_perfdata", "graphite_plaintext", "influxdb_line", "opentsdb_line", "prometheus_text")
 
@@ -135,7 +137,7 @@ class ProxyRequests:
 
 
 #: CheckConfig fields accepted in Sensu's shape but refused when set (issue 15 implements them).
-CHECK_UNSUPPORTED = ("subdue", "subdues", "secrets")
+CHECK_UNSUPPORTED = ("subdue",)
 
 
 @dataclass(slots=True)
@@ -165,11 +167,11 @@ class CheckConfig:
     metadata: ObjectMeta = field(factory=ObjectMeta)
     max_output_size: int = field(0, omitempty=True, bounds=INT64)
     discard_output: bool = field(False, omitempty=True)
-    secrets: list[JSON] = field([])
+    secrets: list[SecretRef] = field([])
     output_metric_tags: list[MetricTag] = field([], omitempty=True)
     pipelines: list[ResourceReference] = field([])
     output_metric_thresholds: list[MetricThreshold] = field([], omitempty=True)
-    subdues: list[JSON] = field([], omitempty=True)
+    subdues: list[TimeWindowRepeated] = field([], omitempty=True)
     ttl_status: int = field(0, omitempty=True, bounds=UINT32)
 
     @property
@@ -217,6 +219,9 @@ class CheckConfig:
         for i, threshold in enumerate(self.output_metric_thresholds):
             threshold.validate(at(f"output_metric_thresholds[{i}]"))
         self._validate_backend_scheduled(at)
+        validate_secret_refs(self.secrets, path)
+        for i, window in enumerate(self.subdues):
+            window.validate(at(f"subdues[{i}]"))
         for name in ("interval", "timeout", "high_flap_threshold", "low_flap_threshold"):
             if getattr(self, name) < 0:
                 raise ValidationError(at(name), f"must not be negative, got {getattr(self, name)}")

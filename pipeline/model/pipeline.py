@@ -14,6 +14,7 @@ from pipeline.model.meta import (
     refuse_unsupported,
     validate_name,
 )
+from pipeline.model.secrets import SecretRef, validate_secret_refs
 
 #: Filters every backend knows, with Sensu Go's meaning (plus pipeline's ``fatigue``).
 BUILTIN_FILTERS = ("is_incident", "not_silenced", "has_metrics", "fatigue")
@@ -61,7 +62,7 @@ class Mutator:
     timeout: int = field(0, bounds=UINT32)
     env_vars: list[str] = field([])
     runtime_assets: list[str] = field([])
-    secrets: list[JSON] = field([])
+    secrets: list[SecretRef] = field([])
     type: str = field("", omitempty=True)
     eval: str = field("", omitempty=True)
     #: pipeline's own: the template of a ``template`` mutator
@@ -75,7 +76,10 @@ class Mutator:
         validate_name(self.metadata.name, _at(path, "metadata.name"))
         if self.metadata.name in BUILTIN_MUTATORS:
             raise ValidationError(_at(path, "metadata.name"), f"{self.metadata.name!r} is a built-in mutator")
-        refuse_unsupported(self, ("runtime_assets", "secrets"), path)
+        refuse_unsupported(self, ("runtime_assets",), path)
+        validate_secret_refs(self.secrets, path)
+        if self.secrets and self.kind != "pipe":
+            raise ValidationError(_at(path, "secrets"), "only a pipe mutator's command has an environment")
         if self.kind not in MUTATOR_TYPES:
             raise ValidationError(_at(path, "type"), f"expected pipe, javascript or template, got {self.type!r}")
         if self.kind == "pipe" and not self.command.strip():

@@ -21,6 +21,7 @@ from pipeline.model.codec import field as model_field
 from pipeline.model.entity import Entity
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, refuse_unsupported, validate_name
 from pipeline.model.pipeline import EventFilter, Mutator, Pipeline, Silenced
+from pipeline.model.secrets import EnvSecretsProvider, Secret, SecretRef, validate_secret_refs
 
 HANDLER_TYPES = ("pipe", "tcp", "udp", "set", "plugin")
 #: How deep handler sets may nest (Sensu Go's limit).
@@ -47,7 +48,7 @@ class Handler:
     filters: list[str] = model_field([])
     env_vars: list[str] = model_field([])
     runtime_assets: list[str] = model_field([])
-    secrets: list[JSON] = model_field([])
+    secrets: list[SecretRef] = model_field([])
     #: pipeline's own: the in-process plugin (``module:attr`` or an entry point name) and its options
     plugin: str = model_field("", omitempty=True)
     options: dict[str, JSON] = model_field({}, omitempty=True)
@@ -61,7 +62,10 @@ class Handler:
             return f"{path}.{name}" if path else name
 
         validate_name(self.metadata.name, at("metadata.name"))
-        refuse_unsupported(self, ("runtime_assets", "secrets"), path)
+        refuse_unsupported(self, ("runtime_assets",), path)
+        validate_secret_refs(self.secrets, path)
+        if self.secrets and self.type != "pipe":
+            raise ValidationError(at("secrets"), "only a pipe handler's command has an environment")
         if self.type not in HANDLER_TYPES:
             raise ValidationError(at("type"), f"expected one of {', '.join(HANDLER_TYPES)}, got {self.type!r}")
         if self.type == "pipe" and not self.command.strip():
@@ -147,6 +151,9 @@ class Resources:
     assets: list[Asset] = field(default_factory=list)
     #: proxy entities of the config files: registered in the store at start and at each reload
     entities: list[Entity] = field(default_factory=list)
+    #: secrets/v1 kinds, read from the config files only (the API refuses them)
+    secrets_providers: list[EnvSecretsProvider] = field(default_factory=list)
+    secrets: list[Secret] = field(default_factory=list)
 
     def add(self, resource: Any) -> None:
         kinds: tuple[tuple[type[Any], list[Any]], ...] = (
@@ -160,6 +167,8 @@ class Resources:
             (Namespace, self.namespaces),
             (Asset, self.assets),
             (Entity, self.entities),
+            (EnvSecretsProvider, self.secrets_providers),
+            (Secret, self.secrets),
         )
         for kind, items in kinds:
             if isinstance(resource, kind):

@@ -20,14 +20,16 @@ Either way:
 Backend -> agent:
     ``welcome`` {version, backend}: the handshake was accepted.
     ``checks``  {checks: [CheckConfig dict, ...], hooks: [HookConfig dict, ...], [assets: [Asset dict,
-                ...]]}: the full set of checks the agent must run, the hooks they name and the
-                assets both name (sent after ``welcome`` and again whenever it changes).
+                ...]], [secrets]}: the full set of checks the agent must run, the hooks they name
+                and the assets both name (sent after ``welcome`` and again whenever it changes).
+                ``secrets`` {check name: {env: {NAME: value}} or {error: reason}}: the values of the
+                checks' ``secrets`` (only over TLS), or why there are none; kept in memory only.
     ``execute`` {check: CheckConfig dict, hooks: [HookConfig dict, ...], [assets: [Asset dict, ...]],
-                [entity: Entity dict]}: run this check once, now, whatever its schedule (Sensu's ad
-                hoc execution, asked for through the API, and each run of a check the backend
-                schedules: round robin, proxy requests). With ``entity`` (a proxy check's entity),
-                the check's tokens are those of that entity and the result is about it
-                (``check.proxy_entity_name``).
+                [entity: Entity dict], [secrets]}: run this check once, now, whatever its schedule
+                (Sensu's ad hoc execution, asked for through the API, and each run of a check the
+                backend schedules: round robin, proxy requests). With ``entity`` (a proxy check's
+                entity), the check's tokens are those of that entity and the result is about it
+                (``check.proxy_entity_name``); ``secrets`` is the check's own entry as in ``checks``.
     ``ack``     {ids: [event id, ...], rejected: [{id, error, [reason]}, ...]}: these events are
                 durably stored (or were rejected and never will be); the agent may forget them.
                 A rejected event is final: the agent must not send it again. ``reason`` is there
@@ -235,9 +237,15 @@ def welcome(backend: str) -> dict[str, Any]:
 
 
 def checks(
-    configs: list[dict[str, Any]], hooks: list[dict[str, Any]] | None = None, assets: list[dict[str, Any]] | None = None
+    configs: list[dict[str, Any]],
+    hooks: list[dict[str, Any]] | None = None,
+    assets: list[dict[str, Any]] | None = None,
+    secrets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {"type": CHECKS, "checks": configs, "hooks": hooks or [], "assets": assets or []}
+    message: dict[str, Any] = {"type": CHECKS, "checks": configs, "hooks": hooks or [], "assets": assets or []}
+    if secrets:
+        message["secrets"] = secrets
+    return message
 
 
 def execute(
@@ -245,12 +253,37 @@ def execute(
     hooks: list[dict[str, Any]],
     assets: list[dict[str, Any]] | None = None,
     entity: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``entity``: the proxy entity the check runs for (tokens, ``proxy_entity_name``)."""
-    message = {"type": EXECUTE, "check": check, "hooks": hooks, "assets": assets or []}
+    message: dict[str, Any] = {"type": EXECUTE, "check": check, "hooks": hooks, "assets": assets or []}
     if entity is not None:
         message["entity"] = entity
+    if secrets:
+        message["secrets"] = secrets
     return message
+
+
+def _check_secret_entry(entry: Any, path: str) -> dict[str, Any]:
+    if isinstance(entry, dict) and set(entry) == {"error"} and isinstance(entry["error"], str):
+        return {"error": entry["error"]}
+    env = entry.get("env") if isinstance(entry, dict) and set(entry) == {"env"} else None
+    if isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        return {"env": dict(env)}
+    raise ProtocolError(f"{path}: expected {{env: {{NAME: value}}}} or {{error: reason}}")
+
+
+def secrets_of_checks(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``secrets`` of a ``checks`` message, checked (an absent one is empty)."""
+    found = message.get("secrets", {})
+    if not isinstance(found, dict):
+        raise ProtocolError("checks.secrets: expected a map of check names")
+    return {name: _check_secret_entry(entry, f"checks.secrets.{name}") for name, entry in found.items()}
+
+
+def secrets_of_execute(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``secrets`` entry of an ``execute`` message, checked (None when it has none)."""
+    return None if "secrets" not in message else _check_secret_entry(message["secrets"], "execute.secrets")
 
 
 def events(batch: Sequence[bytes | dict[str, Any]]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
@@ -14,6 +15,7 @@ from pipeline.metrics import BackendMetrics
 from pipeline.model import CheckConfig, Entity, ObjectMeta
 from pipeline.model.asset import Asset
 from pipeline.model.check import HookConfig, ProxyRequests
+from pipeline.model.subdue import TimeWindowRepeated
 
 EPOCH = 1_767_225_600.0
 
@@ -149,3 +151,14 @@ async def test_an_expression_failing_on_an_entity_skips_it_counted(mock_clock: t
     await run(agents, [check("ping", proxy_requests=requests)], 10, metrics)
     assert agents.asked == []
     assert metrics.registry.get_sample_value("pipeline_scheduled_skipped_total", {"reason": "entity_error"}) == 3
+
+
+async def test_no_round_robin_run_inside_a_subdue_window(mock_clock: trio.testing.MockClock) -> None:
+    """As Sensu Go's round robin scheduler: a window (here all of virtual time's first minute and
+    on, every day) stops the backend's runs too, counted as skipped."""
+    start = datetime.fromtimestamp(wall(), tz=UTC)
+    window = TimeWindowRepeated(begin=start.isoformat(), end=(start + timedelta(hours=1)).isoformat(), repeat=["daily"])
+    agents, metrics = FakeAgents("web1", "web2"), BackendMetrics.create()
+    await run(agents, [check(round_robin=True, subdues=[window])], 60, metrics)
+    assert agents.asked == []
+    assert metrics.registry.get_sample_value("pipeline_scheduled_skipped_total", {"reason": "subdued"}) == 6

@@ -120,7 +120,7 @@ def test_spec_errors_name_file_line_document_resource_and_field(
 @pytest.mark.parametrize(
     ("line", "document", "message"),
     [
-        (1, "api_version: core/v2\nmetadata: {name: x}\nspec: {}", "type: expected one of CheckConfig, HookConfig, Handler, EventFilter, Mutator, Pipeline, Silenced, Namespace, Asset, Entity, got nothing"),
+        (1, "api_version: core/v2\nmetadata: {name: x}\nspec: {}", "type: expected one of CheckConfig, HookConfig, Handler, EventFilter, Mutator, Pipeline, Silenced, Namespace, Asset, Entity, Env, Secret, got nothing"),
         (1, "type: Check\napi_version: core/v2\nmetadata: {name: x}\nspec: {}", "got 'Check'"),
         (1, "type: Handler\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got nothing"),
         (2, "type: Handler\napi_version: core/v3\nmetadata: {name: x}\nspec: {}", "api_version: expected 'core/v2', got 'core/v3'"),

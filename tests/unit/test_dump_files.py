@@ -101,7 +101,7 @@ def test_kinds_pipeline_does_not_run_are_refused_by_name(tmp_path: Path) -> None
     documents = [
         ("Role", "core/v2"), ("RoleBinding", "core/v2"), ("ClusterRole", "core/v2"),
         ("ClusterRoleBinding", "core/v2"), ("User", "core/v2"), ("APIKey", "core/v2"), ("TessenConfig", "core/v2"),
-        ("EtcdReplicator", "federation/v1"), ("Secret", "secrets/v1"), ("VaultProvider", "secrets/v1"),
+        ("EtcdReplicator", "federation/v1"), ("CyberArkProvider", "secrets/v1"), ("VaultProvider", "secrets/v1"),
         ("EntityConfig", "core/v3"), ("Namespace", "core/v3"),
     ]  # fmt: skip
     text = "---\n".join(f"type: {kind}\napi_version: {version}\nmetadata: {{name: x}}\nspec: {{}}\n"

@@ -114,22 +114,17 @@ BASE_SPECS: dict[str, dict[str, Any]] = {
     "Pipeline": {"workflows": [{"name": "w", "handler": {"name": "h", "type": "Handler", "api_version": "core/v2"}}]},
     "Silenced": {"subscription": "web"},
 }
-SECRET = [{"name": "TOKEN", "secret": "vault-token"}]
 
 REFUSED: dict[str, Any] = {
     # Issue 15 implements these; until then a set value is refused, an empty one loads.
     "CheckConfig.subdue": {"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}},
-    "CheckConfig.subdues": [{"begin": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"}],
-    "CheckConfig.secrets": SECRET,
     # A reference to a kind pipeline has none of (empty and the right kind load).
     "CheckConfig.pipelines.type": "SumoLogicMetricsHandler",
     "CheckConfig.pipelines.api_version": "core/v3",
     "Handler.runtime_assets": ["sensu-plugins-pagerduty"],
-    "Handler.secrets": SECRET,
     "EventFilter.runtime_assets": ["sensu-filters"],
     "EventFilter.when": {"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}},
     "Mutator.runtime_assets": ["sensu-mutators"],
-    "Mutator.secrets": SECRET,
     "Pipeline.workflows.filters.type": "Handler",
     "Pipeline.workflows.filters.api_version": "core/v3",
     "Pipeline.workflows.mutator.type": "Handler",
@@ -890,6 +885,25 @@ def _identity() -> None:
     prepared = prepare_local_event(body, AGENT, 100)
     assert (prepared.timestamp, prepared.id) == (5, "7d3a1f7e-0a52-4a53-9a5e-9f8f2a1d0c11")
     assert prepare_local_event(b'{"check": {"metadata": {"name": "x"}}}', AGENT, 100).timestamp == 100
+
+
+proven_by(
+    "tests.e2e.test_secrets::test_secrets_reach_checks_handlers_and_mutators_and_nothing_else",
+    "CheckConfig.secrets.name",
+    "CheckConfig.secrets.secret",
+    "Handler.secrets.name",
+    "Handler.secrets.secret",
+    "Mutator.secrets.name",
+    "Mutator.secrets.secret",
+)
+
+
+proven_by(
+    "tests.unit.test_subdues::test_weekend_window_written_in_summer_time",
+    "CheckConfig.subdues.begin",
+    "CheckConfig.subdues.end",
+    "CheckConfig.subdues.repeat",
+)
 
 
 proven_by(
