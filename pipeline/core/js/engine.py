@@ -41,7 +41,7 @@ class Limits:
 
 
 class _Sandbox:
-    __slots__ = ("context", "filter", "limits", "mutate", "syntax")
+    __slots__ = ("context", "filter", "limits", "mutate", "predicate", "syntax")
 
     def __init__(self, limits: Limits) -> None:
         self.context = quickjs.Context()
@@ -50,6 +50,7 @@ class _Sandbox:
         self.syntax = self.context.get("__pipeline_syntax__")
         self.filter = self.context.get("__pipeline_filter__")
         self.mutate = self.context.get("__pipeline_mutate__")
+        self.predicate = self.context.get("__pipeline_predicate__")
         self.limits = Limits(-1.0, -1)
         self.apply(limits)
 
@@ -115,6 +116,12 @@ def run_filter(source: str, event_json: str, now: float, limits: Limits) -> bool
     """``source``'s completion value as a boolean (JavaScript truthiness), with ``event`` the parsed
     ``event_json``. Raises ScriptError (or a subclass) when it throws or is stopped."""
     return bool(_call(source, limits, "filter", source, event_json, float(now)))
+
+
+def run_predicate(source: str, name: str, json_text: str, limits: Limits) -> bool:
+    """``source``'s completion value as a boolean, with the global ``name`` the parsed ``json_text``
+    (``entity`` for proxy requests and asset filters). Raises ScriptError when it throws or is stopped."""
+    return bool(_call(source, limits, "predicate", source, name, json_text))
 
 
 def run_mutator(source: str, wrapped: str, event_json: str, env: dict[str, str], limits: Limits) -> str:

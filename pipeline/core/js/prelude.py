@@ -140,6 +140,17 @@ PRELUDE = r"""
         }
     });
 
+    // A predicate over another object than an event: proxy_requests' ``entity``, an asset's
+    // filters' ``entity``; the object is the global ``name`` while the program runs.
+    define("__pipeline_predicate__", function (source, name, json) {
+        global[name] = parse(json);
+        try {
+            return !!evalGlobal(source);
+        } finally {
+            global[name] = undefined;
+        }
+    });
+
     var META = ["name", "namespace", "labels", "annotations", "created_by"];
 
     // event.check.labels as well as event.check.metadata.labels, both writable, neither in the JSON.
