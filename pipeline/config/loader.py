@@ -11,6 +11,7 @@ one run shows them all. Names that point at no resource are warnings, not errors
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pipeline.core.asset_filters import AssetFilterError, compile_asset_filter
 from pipeline.core.entity_attributes import compile_entity_attributes
 from pipeline.core.filtering import compile_event_filter
 from pipeline.core.js import compile_mutator
+from pipeline.core.js.lint import lint_filter
 from pipeline.core.schedule import ScheduleError, parse_cron
 from pipeline.core.templates import compile_template
 from pipeline.errors import ConfigError, ConfigErrors, ValidationError
@@ -115,7 +117,22 @@ def check_documents(
     resources = checker.loaded.resources
     checker.loaded.errors.extend(checker.located(p) for p in resources.reference_errors())
     checker.loaded.warnings.extend(checker.located(p) for p in dangling_references(resources))
+    checker.loaded.warnings.extend(checker.located(p) for p in _filter_findings(resources))
     return checker.loaded
+
+
+def _filter_findings(resources: Resources) -> list[ReferenceError]:
+    """Filter expressions that fail on every sample event (a check result, metrics, both) or can
+    never be true: a warning, as Sensu Go would only skip them at run time (and an ``allow``
+    filter whose expressions all fail lets everything through)."""
+    found = []
+    now = int(time.time())
+    for event_filter in resources.filters:
+        for finding in lint_filter(compile_event_filter(event_filter), now):
+            found.append(ReferenceError("EventFilter", event_filter.metadata.namespace or DEFAULT_NAMESPACE,
+                                        event_filter.metadata.name, f"spec.expressions[{finding.index}]",
+                                        f"{finding.source!r} {finding.problem}"))  # fmt: skip
+    return found
 
 
 def load_path(path: Path, namespace: str = DEFAULT_NAMESPACE) -> Loaded:

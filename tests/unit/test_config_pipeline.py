@@ -211,3 +211,33 @@ def test_names_that_point_at_nothing_are_warnings_with_their_line_not_errors(tmp
         f"{at}: line 5: document 1: Pipeline 'p': spec.workflows[0].handler: no Handler 'ghost'",
     ]
     assert validate_directory(tmp_path) == []  # loads: the backend starts with them
+
+
+FILTERS = """
+type: EventFilter
+api_version: core/v2
+metadata: {name: checked}
+spec:
+  action: allow
+  expressions:
+    - "event.check.name == 'check-cpu'"
+    - "event.chek.status == 2"
+    - "1 == 2"
+"""
+
+
+def test_filter_expressions_are_tried_on_sample_events_and_what_can_never_work_is_a_warning(tmp_path: Path) -> None:
+    """``pipeline validate`` runs each expression on a check result, a metrics-only event and one
+    with both: one that fails on all of them (a typo: Sensu Go would skip it on every event, and
+    an allow filter would let everything through) or that can never be true is said; one that is
+    merely false for the samples is not."""
+    write_config(tmp_path, FILTERS)
+    loaded = load_path(tmp_path)
+    at = f"{tmp_path}/resources.yml"
+    assert loaded.errors == []
+    assert [str(w) for w in loaded.warnings] == [
+        f"{at}: line 9: document 1: EventFilter 'checked': spec.expressions[1]: 'event.chek.status == 2' fails on "
+        "every sample event: TypeError: cannot read property 'status' of undefined",
+        f"{at}: line 10: document 1: EventFilter 'checked': spec.expressions[2]: '1 == 2' reads nothing of the "
+        "event and is false: never true",
+    ]
