@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import trio
 
+from pipeline.assets.cache import AssetCache
 from pipeline.backend import stages
 from pipeline.config import Resources
 from pipeline.core.filtering import FilterError
@@ -67,6 +68,7 @@ class HandlerRunner:
         retry_base: float = RETRY_BASE,
         dead_letters: Callable[[DeadLetter], Awaitable[None]] | None = None,
         completions: trio.MemorySendChannel[Completion] | None = None,
+        asset_cache: AssetCache | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._resources = resources
@@ -77,7 +79,7 @@ class HandlerRunner:
         self.workers = workers
         self.retry_base = retry_base
         self._wall_clock = wall_clock
-        self._services = stages.StageServices(resources, self.env, trio.CapacityLimiter(max_processes))
+        self._services = stages.StageServices(resources, self.env, trio.CapacityLimiter(max_processes), asset_cache)
         self._filters: list[FilterAdapter] = []
         self._mutators: list[MutatorAdapter] = [make(self._services) for make in stages.MUTATOR_ADAPTERS]
         self._handlers: list[HandlerAdapter] = [make(self._services) for make in stages.HANDLER_ADAPTERS]

@@ -17,6 +17,8 @@ from typing import Any
 import trio
 from starlette.applications import Starlette
 
+from pipeline.agent.system import collect_system
+from pipeline.assets.cache import AssetCache, AssetMetrics
 from pipeline.backend.api import create_app
 from pipeline.backend.api.check_hooks import check_hook_routes
 from pipeline.backend.api.deadletters import ReplayResult, dead_letter_routes
@@ -54,6 +56,7 @@ from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, CheckConfig, Entity
 from pipeline.model.asset import Asset
 from pipeline.model.check import HookConfig
+from pipeline.model.codec import encode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, HandlerJob, StoredJob
 from pipeline.process import plugin_environment
@@ -128,8 +131,11 @@ class Backend:
         self.transport: TransportServer | None = None
         env = plugin_environment(config.plugin_dirs)
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
+        self._host: dict[str, Any] | None = None
+        assets = AssetCache(config.data_dir / "assets", self._host_entity,
+                            AssetMetrics.create(self.metrics.registry, "pipeline_backend"))  # fmt: skip
         self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter,
-                                      completions=self.store.completions)  # fmt: skip
+                                      completions=self.store.completions, asset_cache=assets)  # fmt: skip
         sessions = Sessions(Lifetimes(config.access_token_expiry, config.refresh_token_expiry))
         self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users, sessions)
         self.admin_key = self._admin_key_file()
@@ -302,6 +308,13 @@ class Backend:
         await self.liveness.deregister(namespace, name)
         if self.transport is not None:
             self.transport.agent_entities.discard((namespace, name))
+
+    def _host_entity(self) -> dict[str, Any]:
+        """This host as an asset's filters see it (which build of a handler's asset applies here)."""
+        if self._host is None:  # read once, when a handler first needs an asset
+            self._host = {"metadata": {"name": self.config.name}, "entity_class": "backend",
+                          "system": encode(collect_system())}  # fmt: skip
+        return self._host
 
     def _execution_parts(self, check: CheckConfig) -> tuple[list[HookConfig], list[Asset]]:
         """What an agent needs besides the check to run it: the hooks it names, the assets both name."""

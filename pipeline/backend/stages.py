@@ -36,14 +36,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import trio
+from prometheus_client import CollectorRegistry
 
 from pipeline import plugins
+from pipeline.assets.cache import AssetCache, AssetMetrics
 from pipeline.backend.secrets import command_environment
 from pipeline.core.filtering import BuiltinFilters, JavaScriptFilters
 from pipeline.core.js import JsMutator, compile_mutator
 from pipeline.core.mutating import BuiltinMutators, TemplateMutators
 from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
-from pipeline.errors import ScriptError, SecretUnavailable, ValidationError
+from pipeline.errors import AssetError, ScriptError, SecretUnavailable, ValidationError
 from pipeline.model.forms import EventForms
 from pipeline.model.pipeline import Mutator
 from pipeline.model.resources import Handler, Resources
@@ -65,6 +67,20 @@ class StageServices:
     resources: Callable[[], Resources]
     env: Mapping[str, str]
     processes: trio.CapacityLimiter
+    #: where the runtime assets of pipe handlers and mutators are installed (None: in a temporary directory)
+    assets: AssetCache | None = None
+
+    async def environment(self, base: dict[str, str], runtime_assets: list[str], namespace: str) -> dict[str, str]:
+        """``base`` with the assets' ``bin``, ``lib`` and ``include`` on the paths, installed first
+        (StageError("asset") naming the asset when one cannot be had)."""
+        if not runtime_assets:
+            return base
+        if self.assets is None:
+            self.assets = AssetCache(None, lambda: {}, AssetMetrics.create(CollectorRegistry(), "pipeline_backend"))
+        try:
+            return await self.assets.environment(base, runtime_assets, lambda n: self.resources().asset(n, namespace))
+        except AssetError as exc:  # the cache has counted and logged it
+            raise StageError("asset", f"error getting assets: {exc}") from None
 
 
 # -- mutators ------------------------------------------------------------------------------------
@@ -129,6 +145,7 @@ class PipeMutators:
         try:
             env = command_environment(self.services.env, mutator.env_vars, mutator.secrets,
                                       self.services.resources(), mutator.metadata.namespace)  # fmt: skip
+            env = await self.services.environment(env, mutator.runtime_assets, mutator.metadata.namespace)
             async with self.services.processes:
                 result = await run_command(mutator.command, timeout=mutator.timeout, stdin=forms.json, env=env)
         except OSError as exc:
@@ -160,6 +177,7 @@ class PipeHandlers:
         try:  # timed from the process start, not the queue
             env = command_environment(self.services.env, handler.env_vars, handler.secrets,
                                       self.services.resources(), handler.metadata.namespace)  # fmt: skip
+            env = await self.services.environment(env, handler.runtime_assets, handler.metadata.namespace)
             async with self.services.processes:
                 result = await run_command(handler.command, timeout=handler.timeout, stdin=payload, env=env)
         except OSError as exc:

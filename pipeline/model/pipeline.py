@@ -76,10 +76,11 @@ class Mutator:
         validate_name(self.metadata.name, _at(path, "metadata.name"))
         if self.metadata.name in BUILTIN_MUTATORS:
             raise ValidationError(_at(path, "metadata.name"), f"{self.metadata.name!r} is a built-in mutator")
-        refuse_unsupported(self, ("runtime_assets",), path)
         validate_secret_refs(self.secrets, path)
         if self.secrets and self.kind != "pipe":
             raise ValidationError(_at(path, "secrets"), "only a pipe mutator's command has an environment")
+        if self.runtime_assets and self.kind != "pipe":
+            raise ValidationError(_at(path, "runtime_assets"), "only a pipe mutator's command runs programs of assets")
         if self.kind not in MUTATOR_TYPES:
             raise ValidationError(_at(path, "type"), f"expected pipe, javascript or template, got {self.type!r}")
         if self.kind == "pipe" and not self.command.strip():

@@ -19,7 +19,7 @@ from pipeline.model.check import CheckConfig, HookConfig
 from pipeline.model.codec import JSON, UINT32
 from pipeline.model.codec import field as model_field
 from pipeline.model.entity import Entity
-from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, refuse_unsupported, validate_name
+from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, validate_name
 from pipeline.model.pipeline import EventFilter, Mutator, Pipeline, Silenced
 from pipeline.model.secrets import EnvSecretsProvider, Secret, SecretRef, validate_secret_refs
 
@@ -62,10 +62,11 @@ class Handler:
             return f"{path}.{name}" if path else name
 
         validate_name(self.metadata.name, at("metadata.name"))
-        refuse_unsupported(self, ("runtime_assets",), path)
         validate_secret_refs(self.secrets, path)
         if self.secrets and self.type != "pipe":
             raise ValidationError(at("secrets"), "only a pipe handler's command has an environment")
+        if self.runtime_assets and self.type != "pipe":
+            raise ValidationError(at("runtime_assets"), "only a pipe handler's command runs programs of assets")
         if self.type not in HANDLER_TYPES:
             raise ValidationError(at("type"), f"expected one of {', '.join(HANDLER_TYPES)}, got {self.type!r}")
         if self.type == "pipe" and not self.command.strip():

@@ -121,10 +121,8 @@ REFUSED: dict[str, Any] = {
     # A reference to a kind pipeline has none of (empty and the right kind load).
     "CheckConfig.pipelines.type": "SumoLogicMetricsHandler",
     "CheckConfig.pipelines.api_version": "core/v3",
-    "Handler.runtime_assets": ["sensu-plugins-pagerduty"],
     "EventFilter.runtime_assets": ["sensu-filters"],
     "EventFilter.when": {"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}},
-    "Mutator.runtime_assets": ["sensu-mutators"],
     "Pipeline.workflows.filters.type": "Handler",
     "Pipeline.workflows.filters.api_version": "core/v3",
     "Pipeline.workflows.mutator.type": "Handler",
@@ -499,6 +497,11 @@ async def hook_output(**fields: Any) -> str:
 
 proven_by(
     "tests.e2e.test_assets::test_a_check_runs_the_program_of_its_asset_fetched_once", "CheckConfig.runtime_assets"
+)
+proven_by(
+    "tests.unit.test_pipeline_runner::test_pipe_handlers_and_mutators_run_the_programs_of_their_assets",
+    "Handler.runtime_assets",
+    "Mutator.runtime_assets",
 )
 proven_by(
     "tests.unit.test_asset_executor::test_a_hook_runs_the_program_of_its_runtime_assets", "HookConfig.runtime_assets"

@@ -7,13 +7,16 @@ from typing import Any
 
 import trio
 
+from pipeline.assets.cache import AssetCache, AssetMetrics
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.config import Resources
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, CheckHistory, Entity, Event, ObjectMeta
+from pipeline.model.asset import Asset
 from pipeline.model.meta import ResourceReference
 from pipeline.model.pipeline import EventFilter, Mutator, Pipeline, PipelineWorkflow
 from pipeline.model.resources import Handler, HandlerSocket
+from tests.asset_support import sha512, tarball
 
 ENV = {"PATH": "/usr/bin:/bin"}
 
@@ -173,3 +176,27 @@ async def test_a_javascript_mutator_as_sensu_go_runs_it(tmp_path: Path) -> None:
     assert not (tmp_path / "runaway").exists()
     for name in ("throws", "spins"):
         assert sample(metrics, "pipeline_mutator_failures_total", mutator=name, reason="script") == 1
+
+
+async def test_pipe_handlers_and_mutators_run_the_programs_of_their_assets(tmp_path: Path) -> None:
+    """Sensu Go's runtime_assets on the backend: fetched once into the backend's cache, verified,
+    ``bin`` on PATH; an asset that cannot be had fails the workflow naming it, counted."""
+    data = tarball({"bin/shout": b"#!/bin/sh\ntr a-z A-Z\n", "bin/keep": b'#!/bin/sh\ncat > "$1"\n'})
+    (tmp_path / "tools.tgz").write_bytes(data)
+    tools = Asset(metadata=meta("tools"), url=str(tmp_path / "tools.tgz"), sha512=sha512(data))
+    broken = Asset(metadata=meta("broken"), url=str(tmp_path / "tools.tgz"), sha512="0" * 128)
+    resources = Resources(
+        handlers=[pipe("kept", f"keep {tmp_path / 'kept'}", mutator="loud", runtime_assets=["tools"]),
+                  pipe("never", f"keep {tmp_path / 'never'}", runtime_assets=["broken"], max_attempts=1)],
+        mutators=[Mutator(metadata=meta("loud"), type="pipe", command="shout", runtime_assets=["tools"])],
+        assets=[tools, broken],
+    )  # fmt: skip
+    metrics = BackendMetrics.create()
+    cache = AssetCache(tmp_path / "assets", lambda: {}, AssetMetrics.create(metrics.registry, "pipeline_backend"))
+    with trio.fail_after(20):
+        await HandlerRunner(lambda: resources, metrics, ENV, asset_cache=cache).handle(event("kept", "never"))
+    assert (
+        (tmp_path / "kept").read_text().startswith('{"TIMESTAMP":1800000000,')
+    )  # the mutator's asset, then the handler's
+    assert not (tmp_path / "never").exists()
+    assert sample(metrics, "pipeline_handler_failures_total", handler="never", reason="asset") == 1
