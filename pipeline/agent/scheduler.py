@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from pipeline.check_tasks import CheckTasks
 from pipeline.core.backend_schedule import backend_scheduled
 from pipeline.core.schedule import schedule_for
 from pipeline.core.subdues import is_subdued
 from pipeline.logs import get_logger
 from pipeline.model import CheckConfig, Entity, Event
-from pipeline.model.codec import encode
 
 log = get_logger("agent.scheduler")
 
@@ -46,7 +46,7 @@ class Scheduler:
         self._on_skip = on_skip
         self._on_subdued = on_subdued
         self._wall_clock = wall_clock
-        self._tasks: dict[str, tuple[dict[str, object], trio.CancelScope]] = {}
+        self._tasks: CheckTasks[str] = CheckTasks()
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -57,7 +57,7 @@ class Scheduler:
 
     @property
     def scheduled(self) -> list[str]:
-        return sorted(self._tasks)
+        return sorted(self._tasks.keys())
 
     def update(self, checks: list[CheckConfig]) -> None:
         """Schedule exactly ``checks``: new ones start, changed ones restart, gone ones stop. Round
@@ -66,17 +66,9 @@ class Scheduler:
         wanted = {
             c.metadata.name: c for c in checks if c.publish and (c.interval > 0 or c.cron) and not backend_scheduled(c)
         }
-        for name in list(self._tasks):
-            spec, scope = self._tasks[name]
-            if name not in wanted or encode(wanted[name]) != spec:
-                scope.cancel()
-                del self._tasks[name]
-        for name, config in wanted.items():
-            if name not in self._tasks:
-                scope = trio.CancelScope()
-                self._tasks[name] = (encode(config), scope)
-                self._nursery.start_soon(self._run_schedule, config, scope)
-                log.info("check scheduled", check=name, interval=config.interval, cron=config.cron)
+        for name in self._tasks.replace(self._nursery, wanted, self._run_schedule):
+            config = wanted[name]
+            log.info("check scheduled", check=name, interval=config.interval, cron=config.cron)
 
     def run_once(self, config: CheckConfig, proxy: Entity | None = None) -> None:
         """Run ``config`` once, now, beside its schedule if it has one (an ad hoc execution, or a

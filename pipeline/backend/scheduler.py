@@ -22,6 +22,7 @@ from typing import Protocol
 
 import trio
 
+from pipeline.check_tasks import CheckTasks
 from pipeline.core.backend_schedule import backend_scheduled, next_agents, splay_step
 from pipeline.core.entity_attributes import EntityMatcher, EntityMatchError, compile_entity_attributes
 from pipeline.core.schedule import schedule_for
@@ -88,7 +89,7 @@ class BackendScheduler:
         self._parts_for = parts_for
         self._metrics = metrics
         self._wall_clock = wall_clock
-        self._tasks: dict[tuple[str, str], tuple[dict[str, object], trio.CancelScope]] = {}
+        self._tasks: CheckTasks[tuple[str, str]] = CheckTasks()
         #: the agent that ran each check last: the ring goes on from there
         self._last: dict[tuple[str, str], str] = {}
         #: checks whose last run found no agent: said once, not at every run
@@ -103,24 +104,16 @@ class BackendScheduler:
 
     @property
     def scheduled(self) -> list[tuple[str, str]]:
-        return sorted(self._tasks)
+        return sorted(self._tasks.keys())
 
     def update(self, checks: list[CheckConfig]) -> None:
         """Schedule exactly the backend-scheduled ones of ``checks`` (all namespaces)."""
         assert self._nursery is not None, "BackendScheduler.run must be started first"
         wanted = {_key(c): c for c in checks if backend_scheduled(c) and c.publish and (c.interval > 0 or c.cron)}
-        for key in list(self._tasks):
-            spec, scope = self._tasks[key]
-            if key not in wanted or encode(wanted[key]) != spec:
-                scope.cancel()
-                del self._tasks[key]
-        for key, check in wanted.items():
-            if key not in self._tasks:
-                scope = trio.CancelScope()
-                self._tasks[key] = (encode(check), scope)
-                self._nursery.start_soon(self._run_schedule, check, scope)
-                log.info("check scheduled by the backend", namespace=key[0], check=key[1],
-                         round_robin=check.round_robin, proxy_requests=check.proxy_requests is not None)  # fmt: skip
+        for key in self._tasks.replace(self._nursery, wanted, self._run_schedule):
+            check = wanted[key]
+            log.info("check scheduled by the backend", namespace=key[0], check=key[1],
+                     round_robin=check.round_robin, proxy_requests=check.proxy_requests is not None)  # fmt: skip
 
     async def _run_schedule(self, check: CheckConfig, scope: trio.CancelScope) -> None:
         namespace, name = _key(check)
