@@ -43,7 +43,7 @@ from pipeline.assets.cache import AssetCache, AssetMetrics
 from pipeline.backend.secrets import command_environment
 from pipeline.core.filtering import BuiltinFilters, JavaScriptFilters
 from pipeline.core.js import JsMutator, compile_mutator
-from pipeline.core.mutating import BuiltinMutators, TemplateMutators
+from pipeline.core.mutating import BuiltinMutators, TemplateMutators, mutator_of_kind
 from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
 from pipeline.errors import AssetError, ScriptError, SecretUnavailable, ValidationError
 from pipeline.model.forms import EventForms
@@ -97,8 +97,7 @@ class JavaScriptMutators:
         self._compiled: dict[tuple[str, str, tuple[str, ...], int], JsMutator] = {}
 
     def _mutator(self, ref: StageRef) -> Mutator | None:
-        mutator = self.services.resources().mutator(ref.name, ref.namespace)
-        return mutator if mutator is not None and mutator.kind == "javascript" else None
+        return mutator_of_kind(self.services.resources(), ref, "javascript")
 
     def can_mutate(self, ref: StageRef) -> bool:
         return self._mutator(ref) is not None
@@ -132,8 +131,7 @@ class PipeMutators:
         self.services = services
 
     def _mutator(self, ref: StageRef) -> Mutator | None:
-        mutator = self.services.resources().mutator(ref.name, ref.namespace)
-        return mutator if mutator is not None and mutator.kind == "pipe" else None
+        return mutator_of_kind(self.services.resources(), ref, "pipe")
 
     def can_mutate(self, ref: StageRef) -> bool:
         return self._mutator(ref) is not None

@@ -31,6 +31,12 @@ class BuiltinMutators:
         return check.output.encode()
 
 
+def mutator_of_kind(resources: Resources, ref: StageRef, kind: str) -> Mutator | None:
+    """The Mutator ``ref`` names if it is of ``kind`` (each resource adapter takes one kind)."""
+    mutator = resources.mutator(ref.name, ref.namespace)
+    return mutator if mutator is not None and mutator.kind == kind else None
+
+
 class TemplateMutators:
     """Mutator resources of ``type: template``, looked up in the current resources per event;
     each template is compiled once (again when its text changes)."""
@@ -40,8 +46,7 @@ class TemplateMutators:
         self._templates: dict[str, Template] = {}
 
     def _mutator(self, ref: StageRef) -> Mutator | None:
-        mutator = self._resources().mutator(ref.name, ref.namespace)
-        return mutator if mutator is not None and mutator.kind == "template" else None
+        return mutator_of_kind(self._resources(), ref, "template")
 
     def can_mutate(self, ref: StageRef) -> bool:
         return self._mutator(ref) is not None
