@@ -174,46 +174,42 @@ def auth_routes(keys: ApiKeys, guard: AuthGuard) -> list[Route]:
             return error_response(401, "unknown user or wrong password")
         return Response(status_code=200)  # Sensu Go answers an empty 200; no token is made
 
-    async def token(request: Request) -> Response:
+    async def with_session(
+        request: Request, *, refresh_required: bool, act: Callable[[str, str | None, str], Response]
+    ) -> Response:
+        """What ``/auth/token`` and ``/auth/logout`` share: the throttle, the session's access token
+        as Bearer, the ``refresh_token`` of the body, and a refused session counted and slowed."""
         source = source_of(request)
         if (throttled := guard.refusal(source)) is not None:
             return throttled
         access = _bearer(request)
         if access is None:
             return error_response(401, "the access token is required: Authorization: Bearer")
-        body = await json_body(request)
+        body = await json_body(request) if refresh_required or await request.body() else {}
         if isinstance(body, Response):
             return body
-        refresh = _refresh_token(body, guard.metrics, required=True)
+        refresh = _refresh_token(body, guard.metrics, required=refresh_required)
         if isinstance(refresh, Response):
             return refresh
         try:
-            tokens = keys.sessions.refresh(access, refresh or "", keys.wall_clock())
+            return act(access, refresh, source)
         except SessionRefused as exc:
             guard.failed(source, exc.reason)
             return error_response(401, str(exc))
-        return JSONResponse(tokens)
 
-    async def logout(request: Request) -> Response:
-        source = source_of(request)
-        if (throttled := guard.refusal(source)) is not None:
-            return throttled
-        access = _bearer(request)
-        if access is None:
-            return error_response(401, "the access token is required: Authorization: Bearer")
-        body = await json_body(request) if await request.body() else {}
-        if isinstance(body, Response):
-            return body
-        refresh = _refresh_token(body, guard.metrics, required=False)
-        if isinstance(refresh, Response):
-            return refresh
-        try:
-            user = keys.sessions.close(access, refresh)
-        except SessionRefused as exc:
-            guard.failed(source, exc.reason)
-            return error_response(401, str(exc))
+    def refreshed(access: str, refresh: str | None, source: str) -> Response:
+        return JSONResponse(keys.sessions.refresh(access, refresh or "", keys.wall_clock()))
+
+    def closed(access: str, refresh: str | None, source: str) -> Response:
+        user = keys.sessions.close(access, refresh)
         log.info("logged out", user=user, source=source)
         return Response(status_code=200)
+
+    async def token(request: Request) -> Response:
+        return await with_session(request, refresh_required=True, act=refreshed)
+
+    async def logout(request: Request) -> Response:
+        return await with_session(request, refresh_required=False, act=closed)
 
     return [
         Route("/auth", login, methods=["GET", "POST"]),
