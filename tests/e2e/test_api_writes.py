@@ -192,3 +192,32 @@ async def test_hooks_assigned_to_a_check_and_taken_off_as_sensu_documents(tmp_pa
     assert (wrong_type.status_code, bad_type.status_code, no_check.status_code) == (400, 400, 404)
     assert bad_type.json()["message"].startswith("spec.check_hooks[1].sometimes: hook type must be")
     assert after_remove == [{"critical": ["lsof"]}]
+
+
+async def test_if_match_and_if_none_match_rule_put_and_delete_too(tmp_path: Path) -> None:
+    """A condition a client sends is acted on wherever it writes, not only on PATCH."""
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    async with served(backend) as up:
+        client = up.client
+        url = f"{NS}/checks/check_cpu"
+        create_only = {"If-None-Match": "*"}
+        created = await client.put(url, json=CPU, headers=create_only)
+        again = await client.put(url, json=CPU, headers=create_only)
+        tag = (await client.get(url)).headers["ETag"]
+        over_read = await client.put(url, json={**CPU, "interval": 30}, headers={"If-Match": tag})
+        over_stale = await client.put(url, json={**CPU, "interval": 90}, headers={"If-Match": tag})
+        missing = await client.put(f"{NS}/checks/other", json={**CPU, "metadata": {"name": "other"}},
+                                   headers={"If-Match": tag})  # fmt: skip
+        delete_stale = await client.delete(url, headers={"If-Match": tag})
+        interval = (await client.get(url)).json()["interval"]
+        current = (await client.get(url)).headers["ETag"]
+        delete_read = await client.delete(url, headers={"If-Match": current})
+        entity = await client.put(f"{NS}/entities/router1", json={"metadata": {"name": "router1"}})
+        entity_tag = (await client.get(f"{NS}/entities/router1")).headers["ETag"]
+        entity_kept = await client.delete(f"{NS}/entities/router1", headers={"If-None-Match": entity_tag})
+        entity_gone = await client.delete(f"{NS}/entities/router1", headers={"If-Match": entity_tag})
+    assert (created.status_code, again.status_code) == (201, 412)
+    assert (over_read.status_code, over_stale.status_code, missing.status_code) == (201, 412, 412)
+    assert (delete_stale.status_code, interval) == (412, 30)  # the refused writes changed nothing
+    assert delete_read.status_code == 204
+    assert (entity.status_code, entity_kept.status_code, entity_gone.status_code) == (201, 412, 204)

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from pipeline.backend.api.common import not_found
 from pipeline.backend.api.lists import listed, named, takes_list_query
-from pipeline.backend.api.writes import Writable, Writer, with_etag
+from pipeline.backend.api.writes import Writable, Writer, stale, with_etag
 from pipeline.logs import get_logger
 from pipeline.model import Entity
 from pipeline.model.codec import decode, encode
@@ -74,8 +74,11 @@ def entity_routes(store: StoreService, entities: EntityService, writer: Writer) 
 
     async def delete_entity(request: Request) -> Response:
         p = request.path_params
-        if await store.get_entity(p["namespace"], p["entity"]) is None:
+        entity = await store.get_entity(p["namespace"], p["entity"])
+        if entity is None:
             return not_found("entity", p["entity"], p["namespace"])
+        if (refused := stale(request, entity_json(entity))) is not None:
+            return refused
         await entities.deregister(p["namespace"], p["entity"])
         return Response(status_code=204)
 

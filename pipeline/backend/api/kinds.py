@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pipeline.backend.api.lists import listed, named, takes_list_query
-from pipeline.backend.api.writes import API_VERSION, Writable, Writer, with_etag
+from pipeline.backend.api.writes import API_VERSION, Writable, Writer, stale, with_etag
 from pipeline.backend.resources import API_KINDS, ResourceService
 from pipeline.errors import ValidationError
 from pipeline.http_answers import error_response
@@ -85,6 +85,9 @@ def kind_routes(resources: ResourceService, writer: Writer) -> list[Route]:
         kind, p = kind_of(request), request.path_params
         if kind is None:
             return no_such_kind(request)
+        found = resources.get(kind, p["namespace"], p["name"])
+        if (refused := stale(request, None if found is None else encode(found))) is not None:
+            return refused
         try:
             deleted = await resources.delete(kind, p["namespace"], p["name"])
         except ValidationError as exc:

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from pipeline.backend.api.common import not_found
 from pipeline.backend.api.lists import listed, named, takes_list_query
-from pipeline.backend.api.writes import Writable, Writer, with_etag
+from pipeline.backend.api.writes import Writable, Writer, stale, with_etag
 from pipeline.backend.silences import Silences
 from pipeline.model.codec import decode, encode
 from pipeline.model.pipeline import Silenced, silence_name
@@ -60,6 +60,9 @@ def silenced_routes(silences: Silences, writer: Writer) -> list[Route]:
 
     async def delete_silenced(request: Request) -> Response:
         p = request.path_params
+        found = await find(p["namespace"], p["name"])
+        if (refused := stale(request, None if found is None else encode(found))) is not None:
+            return refused
         if not await silences.delete(p["namespace"], p["name"]):
             return not_found("silence", p["name"], p["namespace"])
         return Response(status_code=204)

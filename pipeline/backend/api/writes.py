@@ -8,7 +8,8 @@
 - the URL's namespace and name fill the body's when it has none, and must match when it has;
 - fields the kind does not know are dropped, as Sensu Go's JSON decoding drops them, and counted;
 - ``GET`` and ``PATCH`` answer with an ``ETag``; ``If-Match`` and ``If-None-Match`` make a
-  ``PATCH`` conditional (412 when the condition fails).
+  ``PATCH``, a ``PUT`` or a ``DELETE`` conditional (412 when the condition fails: ``If-None-Match:
+  *`` on a ``PUT`` creates only, ``If-Match`` writes only over the version read).
 """
 
 from __future__ import annotations
@@ -109,17 +110,30 @@ def _tags(header: str) -> set[str]:
     return {tag.strip() for tag in header.split(",") if tag.strip()}
 
 
-def precondition_failed(request: Request, current: str) -> bool:
-    """Whether ``If-Match`` or ``If-None-Match`` rule the write out, given the current ETag."""
+def precondition_failed(request: Request, current: str | None) -> bool:
+    """Whether ``If-Match`` or ``If-None-Match`` rule the write out, given the current ETag (None:
+    there is no such resource yet, so ``If-Match`` fails and ``If-None-Match: *`` holds, RFC 9110)."""
     if (wanted := request.headers.get("if-match")) is not None:
         tags = _tags(wanted)
-        if "*" not in tags and current not in tags:
+        if current is None or ("*" not in tags and current not in tags):
             return True
     if (unwanted := request.headers.get("if-none-match")) is not None:
         tags = _tags(unwanted)
-        if "*" in tags or current in tags:
+        if current is not None and ("*" in tags or current in tags):
             return True
     return False
+
+
+def conditional(request: Request) -> bool:
+    return "if-match" in request.headers or "if-none-match" in request.headers
+
+
+def stale(request: Request, current: dict[str, Any] | None) -> Response | None:
+    """412 when the request's ``If-Match``/``If-None-Match`` rule out acting on ``current`` (the
+    resource's JSON as a GET answers it, None if there is none), else None."""
+    if conditional(request) and precondition_failed(request, None if current is None else etag(current)):
+        return error_response(412, "the resource changed: its ETag does not match the condition")
+    return None
 
 
 def _place(flat: dict[str, Any], namespace: str, name: str | None) -> dict[str, Any]:
@@ -170,8 +184,11 @@ class Writer:
         try:
             flat, ignored = self._known(kind, _place(unwrap(body, kind.type_name), namespace, name), request)
             wanted = kind.name_of(flat)
-            if request.method == "POST" and wanted and await kind.find(namespace, wanted) is not None:
+            current = await kind.find(namespace, wanted) if wanted else None
+            if request.method == "POST" and current is not None:
                 return error_response(409, f"{kind.type_name} {wanted} already exists in namespace {namespace}")
+            if (refused := stale(request, None if current is None else kind.to_json(current))) is not None:
+                return refused
             saved = await kind.save(flat)
         except ValidationError as exc:
             return error_response(400, str(exc))
@@ -184,8 +201,8 @@ class Writer:
         current = await kind.find(namespace, name)
         if current is None:
             return error_response(404, f"{kind.type_name} {name!r} not found in namespace {namespace}")
-        if precondition_failed(request, etag(kind.to_json(current))):
-            return error_response(412, "the resource changed: its ETag does not match the condition")
+        if (refused := stale(request, kind.to_json(current))) is not None:
+            return refused
         patch = await json_body(request)
         if isinstance(patch, Response):
             return patch
