@@ -48,7 +48,8 @@ def takes_query(*names: str) -> Callable[[F], F]:
 def takes_any_query(why: str) -> Callable[[F], F]:
     """Mark an endpoint as taking any query parameter; ``why`` is for the reader (another
     product's wire format whose clients send what they like)."""
-    assert why, "say why this endpoint takes any parameter"
+    if not why.strip():
+        raise ValueError("takes_any_query: say why this endpoint takes any parameter")
 
     def mark(endpoint: F) -> F:
         setattr(endpoint, _DECLARED, ANY)

@@ -152,7 +152,13 @@ async def test_unknown_fields_are_ignored_as_sensu_go_ignores_them(running: Runn
     body["sent_by"] = "a newer client"
     body["check"]["history"] = [{"status": 0, "executed": 1_699_999_990, "note": "x"}]
     body["entity"]["metadata"]["uid"] = "123"
-    assert (await running.client.post(EVENTS, json=body)).status_code == 201
+    answer = await running.client.post(EVENTS, json=body)
+    assert answer.status_code == 201
+    # said to the client as a write of a resource says it
+    assert (
+        answer.headers["Warning"]
+        == '299 - "unknown fields ignored: entity.metadata.uid, check.history[0].note, sent_by"'
+    )
     stored = (await running.client.get(f"{EVENTS}/router1/newer")).json()
     assert "sent_by" not in stored
     assert "uid" not in stored["entity"]["metadata"]

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from pipeline.backend.api.common import client_of, fill_or_match, not_found, unknown_namespace
 from pipeline.backend.api.lists import event_key, listed, takes_list_query
+from pipeline.backend.api.writes import ignored_warning
 from pipeline.backend.eventd import Outcome, Replays
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
 from pipeline.errors import EventTooLarge, ValidationError
@@ -139,7 +140,7 @@ def event_routes(
             return error_response(413, str(exc))
         if outcome is Outcome.FAILED:
             return error_response(500, "the event store failed; try again")
-        return Response(status_code=201)
+        return Response(status_code=201, headers=ignored_warning(ignored))
 
     async def remove_event(request: Request) -> Response:
         p = request.path_params
