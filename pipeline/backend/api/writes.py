@@ -36,6 +36,8 @@ T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
 API_VERSION = "core/v2"
 WRAPPER_KEYS = ("type", "api_version", "metadata", "spec")
+#: Characters of one ignored field's name said in the Warning header, at most.
+MAX_SHOWN_NAME = 100
 
 
 @dataclass(slots=True, frozen=True)
@@ -71,7 +73,10 @@ def ignored_warning(ignored: list[str]) -> dict[str, str]:
     ``Warning: 299`` header, which kubectl and most HTTP libraries show), so a typo does not pass unseen."""
     if not ignored:
         return {}
-    named = ", ".join(ignored[:10]) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
+    # A field's name is the client's text: a header carries only printable ASCII, so anything else
+    # (a quote, a control character, a lone surrogate) is written as a JSON escape; and it is capped.
+    shown = [json.dumps(name[:MAX_SHOWN_NAME], ensure_ascii=True)[1:-1] for name in ignored[:10]]
+    named = ", ".join(shown) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
     return {"Warning": f'299 - "unknown fields ignored: {named}"'}
 
 
