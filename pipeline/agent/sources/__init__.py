@@ -1,0 +1,1 @@
+"""The agent's sources of events (see :mod:`pipeline.agent.sources.base`)."""

@@ -1,0 +1,63 @@
+"""One shape for everything on the agent that produces events: a *source*.
+
+A source is a trio task given a sending channel. It observes one thing (the scheduler's check
+runs, StatsD datagrams, the kernel log, dpkg's log, the Docker or Kubernetes event stream) and
+sends each event it makes into the channel, which the agent spools durably before anything else
+happens to it. Sources are switched on by name (``pipeline agent --source NAME`` or the config
+file's ``sources:``), each has its own metrics, and one failing never stops the others: the agent
+restarts it with a backoff and counts the failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from pipeline.model import Entity, Event
+
+
+@dataclass(slots=True)
+class SourceSettings:
+    """Where the host sources look; every path can be moved (tests, containers, other distros)."""
+
+    docker_socket: Path = Path("/var/run/docker.sock")
+    kubeconfig: Path | None = None
+    #: Python environments (site-packages) and Node prefixes (global node_modules) to watch
+    package_paths: list[Path] = field(default_factory=list)
+    kmsg_path: Path = Path("/dev/kmsg")
+    dpkg_log: Path = Path("/var/log/dpkg.log")
+    rpm_db: Path = Path("/var/lib/rpm")
+    #: where a source keeps its resume point across restarts (None: in memory only)
+    state_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceContext:
+    """What a source is made from: the agent's own (redacted) entity, whose events a host source
+    reports, the settings, and the registry its metrics go in."""
+
+    entity: Entity
+    settings: SourceSettings
+    registry: CollectorRegistry
+
+
+class Source(Protocol):
+    """Runs until cancelled, sending every event it observes into ``send``. It calls
+    ``task_status.started()`` once it is observing, so that what happens after the agent says it
+    started is seen. It may raise on a failure it cannot ride out; the agent then logs, counts and
+    restarts it."""
+
+    name: str
+
+    async def run(
+        self, send: trio.MemorySendChannel[Event], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None: ...
+
+
+#: How each named source is made; the registry of names lives in ``pipeline.agent.sources``.
+SourceFactory = Callable[[SourceContext], Source]
