@@ -21,7 +21,7 @@ from pipeline.config.kinds import unsupported
 from pipeline.config.strict_yaml import MAX_YAML_DEPTH, MAX_YAML_NODES, StrictLoader, yaml_error
 from pipeline.core.asset_filters import AssetFilterError, compile_asset_filter
 from pipeline.core.entity_attributes import compile_entity_attributes
-from pipeline.core.filtering import compile_event_filter
+from pipeline.core.filtering import compile_event_filter, fatigue_annotation_problems
 from pipeline.core.js import compile_mutator
 from pipeline.core.js.lint import lint_filter
 from pipeline.core.schedule import ScheduleError, parse_cron
@@ -118,6 +118,7 @@ def check_documents(
     checker.loaded.errors.extend(checker.located(p) for p in resources.reference_errors())
     checker.loaded.warnings.extend(checker.located(p) for p in dangling_references(resources))
     checker.loaded.warnings.extend(checker.located(p) for p in _filter_findings(resources))
+    checker.loaded.warnings.extend(checker.located(p) for p in _fatigue_findings(resources))
     return checker.loaded
 
 
@@ -132,6 +133,19 @@ def _filter_findings(resources: Resources) -> list[ReferenceError]:
             found.append(ReferenceError("EventFilter", event_filter.metadata.namespace or DEFAULT_NAMESPACE,
                                         event_filter.metadata.name, f"spec.expressions[{finding.index}]",
                                         f"{finding.source!r} {finding.problem}"))  # fmt: skip
+    return found
+
+
+def _fatigue_findings(resources: Resources) -> list[ReferenceError]:
+    """Fatigue annotations of checks and entities that the fatigue filter cannot read as numbers."""
+    found = []
+    owners = [("CheckConfig", c.metadata) for c in resources.checks] + [
+        ("Entity", e.metadata) for e in resources.entities
+    ]
+    for kind, meta in owners:
+        for key, problem in fatigue_annotation_problems(meta.annotations):
+            found.append(ReferenceError(kind, meta.namespace or DEFAULT_NAMESPACE, meta.name,
+                                        f"metadata.annotations.{key}", problem))  # fmt: skip
     return found
 
 

@@ -12,8 +12,8 @@ event only if every expression holds; ``deny`` drops it if any holds; an express
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pipeline.core.js import JsFilter, compile_filter, filter_input
 from pipeline.core.stages import FilterOutcome, StageRef
@@ -21,10 +21,6 @@ from pipeline.model import Event
 from pipeline.model.forms import EventForms
 from pipeline.model.pipeline import EventFilter
 from pipeline.model.resources import Resources
-
-FATIGUE_OCCURRENCES = "fatigue_check/occurrences"
-FATIGUE_INTERVAL = "fatigue_check/interval"
-FATIGUE_ALLOW_RESOLUTION = "fatigue_check/allow_resolution"
 
 
 class FilterError(Exception):
@@ -47,69 +43,39 @@ def has_metrics(event: Event) -> bool:
     return event.metrics is not None
 
 
-@dataclass(slots=True, frozen=True)
-class FatigueSettings:
-    occurrences: int = 1
-    interval: int = 1800
-    allow_resolution: bool = True
-
-
-def fatigue_settings(event: Event) -> FatigueSettings:
-    """The fatigue annotations of the check, else of the entity (Sensu's fatigue-check filter keys)."""
-    annotations: dict[str, str] = {}
-    if event.entity is not None:
-        annotations.update(event.entity.metadata.annotations)
-    if event.check is not None:
-        annotations.update(event.check.metadata.annotations)
-
-    def number(key: str, default: int) -> int:
-        text = annotations.get(key)
-        if text is None:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            raise FilterError(f"annotation {key}: expected a whole number, got {text!r}") from None
-        if value < 0:
-            raise FilterError(f"annotation {key}: must not be negative, got {text!r}")
-        return value
-
-    allow = annotations.get(FATIGUE_ALLOW_RESOLUTION, "true").strip().lower()
-    if allow not in ("true", "false"):
-        raise FilterError(f"annotation {FATIGUE_ALLOW_RESOLUTION}: expected true or false, got {allow!r}")
-    return FatigueSettings(
-        occurrences=max(1, number(FATIGUE_OCCURRENCES, 1)),
-        interval=number(FATIGUE_INTERVAL, 1800),
-        allow_resolution=allow == "true",
-    )
-
-
-def fatigue(event: Event) -> bool:
-    """Notify at the ``occurrences``-th failing result, then at most every ``interval`` seconds
-    (counted in check runs: interval / check interval), and on the resolution of an incident
-    that was notified. Raises FilterError on bad annotations."""
-    check = event.check
-    if check is None:
-        return False
-    settings = fatigue_settings(event)
-    if event.is_resolution:
-        return settings.allow_resolution and check.occurrences_watermark >= settings.occurrences
-    if check.status == 0:
-        return False
-    if check.occurrences == settings.occurrences:
-        return True
-    if check.occurrences > settings.occurrences and settings.interval > 0:
-        every = max(1, settings.interval // max(check.interval, 1))
-        return (check.occurrences - settings.occurrences) % every == 0
-    return False
-
-
 BUILTIN_FILTERS: dict[str, Callable[[Event], bool]] = {
     "is_incident": is_incident,
     "not_silenced": not_silenced,
     "has_metrics": has_metrics,
-    "fatigue": fatigue,
 }
+#: pipeline's ``fatigue`` filter: Sensu's fatigue-check-filter asset, built in (see prelude.py)
+FATIGUE = "fatigue"
+
+
+#: the annotations Sensu's fatigue-check-filter reads as whole numbers (with parseInt: "3x" is 3,
+#: "many" is NaN and then matches nothing, so every incident of the check is filtered out)
+FATIGUE_NUMBERS = (
+    "fatigue_check/occurrences",
+    "fatigue_check/interval",
+    "fatigue_check/keepalive_occurrences",
+    "fatigue_check/keepalive_interval",
+)
+
+
+def fatigue_annotation_problems(annotations: dict[str, str]) -> list[tuple[str, str]]:
+    """The fatigue annotations that are not whole numbers, as (key, problem): the filter does not
+    refuse them (Sensu's does not), so ``pipeline validate`` warns."""
+    problems = []
+    for key in FATIGUE_NUMBERS:
+        value = annotations.get(key)
+        if value is not None and not value.strip().isdecimal():
+            problems.append((key, f"expected a whole number, got {value!r}: fatigue_check reads it with parseInt"))
+    return problems
+
+
+@functools.cache
+def _fatigue_filter() -> JsFilter:
+    return compile_filter(["fatigue_check(event)"], "fatigue", "allow")
 
 
 # -- adapters ----------------------------------------------------------------------------------
@@ -119,9 +85,13 @@ class BuiltinFilters:
     """The filter adapter of the built-ins above (by name, in any namespace)."""
 
     def can_filter(self, ref: StageRef) -> bool:
-        return ref.name in BUILTIN_FILTERS
+        return ref.name in BUILTIN_FILTERS or ref.name == FATIGUE
 
     def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
+        if ref.name == FATIGUE:
+            prepared = forms.memo("filter_input", lambda: filter_input(forms.event))
+            verdict = _fatigue_filter().evaluate(prepared, now)
+            return FilterOutcome(verdict.passed, [str(error) for error in verdict.errors])
         return FilterOutcome(BUILTIN_FILTERS[ref.name](forms.event))
 
 
@@ -149,4 +119,5 @@ class JavaScriptFilters:
 
 def compile_event_filter(event_filter: EventFilter) -> JsFilter:
     """An EventFilter's expressions compiled (raises ValidationError at ``spec.expressions[i]``)."""
-    return compile_filter(list(event_filter.expressions), "spec.expressions", event_filter.action)
+    return compile_filter(list(event_filter.expressions), "spec.expressions", event_filter.action,
+                          when=event_filter.when)  # fmt: skip

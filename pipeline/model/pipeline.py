@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from pipeline.errors import ValidationError
-from pipeline.model.codec import INT64, JSON, UINT32, field
+from pipeline.model.codec import INT64, UINT32, field
 from pipeline.model.meta import (
     ObjectMeta,
     ResourceReference,
@@ -15,6 +15,7 @@ from pipeline.model.meta import (
     validate_name,
 )
 from pipeline.model.secrets import SecretRef, validate_secret_refs
+from pipeline.model.time_window import TimeWindowWhen
 
 #: Filters every backend knows, with Sensu Go's meaning (plus pipeline's ``fatigue``).
 BUILTIN_FILTERS = ("is_incident", "not_silenced", "has_metrics", "fatigue")
@@ -30,13 +31,14 @@ def _at(path: str, name: str) -> str:
 
 @dataclass(slots=True)
 class EventFilter:
-    """Sensu Go's ``EventFilter``; ``expressions`` are sandboxed Jinja2 expressions over ``event``."""
+    """Sensu Go's ``EventFilter``: ``expressions`` in JavaScript over ``event``, ``when`` time
+    windows checked first, ``runtime_assets`` JavaScript libraries loaded before the expressions."""
 
     metadata: ObjectMeta = field(factory=ObjectMeta)
     action: str = field("")
     expressions: list[str] = field([])
     runtime_assets: list[str] = field([])
-    when: JSON = field(None, omitempty=True)
+    when: TimeWindowWhen | None = field(None, omitempty=True)
 
     def validate(self, path: str = "") -> None:
         validate_name(self.metadata.name, _at(path, "metadata.name"))
@@ -47,10 +49,8 @@ class EventFilter:
             raise ValidationError(_at(path, "action"), f"expected allow or deny, got {self.action!r}")
         if not self.expressions:
             raise ValidationError(_at(path, "expressions"), "at least one expression is required")
-        if self.when:  # an empty window, as a dump may hold, loads
-            raise ValidationError(
-                _at(path, "when"), "time windows are not supported; use hour(), weekday() and minute() in expressions"
-            )
+        if self.when is not None:
+            self.when.validate(_at(path, "when"))
 
 
 @dataclass(slots=True)

@@ -241,3 +241,42 @@ def test_filter_expressions_are_tried_on_sample_events_and_what_can_never_work_i
         f"{at}: line 10: document 1: EventFilter 'checked': spec.expressions[2]: '1 == 2' reads nothing of the "
         "event and is false: never true",
     ]
+
+
+FATIGUE_ANNOTATIONS = """\
+type: CheckConfig
+api_version: core/v2
+metadata:
+  name: disk
+  annotations:
+    fatigue_check/occurrences: "3"
+    fatigue_check/interval: one hour
+spec:
+  command: check-disk
+  interval: 60
+  subscriptions: [linux]
+---
+type: Entity
+api_version: core/v2
+metadata:
+  name: switch1
+  annotations:
+    fatigue_check/keepalive_occurrences: many
+spec:
+  entity_class: proxy
+"""
+
+
+def test_fatigue_annotations_that_are_not_whole_numbers_are_a_warning(tmp_path: Path) -> None:
+    """Sensu's fatigue-check-filter reads them with parseInt and filters out every incident when
+    one is no number: the files load (as in Sensu Go) and ``pipeline validate`` says which."""
+    write_config(tmp_path, FATIGUE_ANNOTATIONS)
+    loaded = load_path(tmp_path)
+    at = f"{tmp_path}/resources.yml"
+    assert loaded.errors == []
+    assert [str(w) for w in loaded.warnings] == [
+        f"{at}: line 7: document 1: CheckConfig 'disk': metadata.annotations.fatigue_check/interval: expected a "
+        "whole number, got 'one hour': fatigue_check reads it with parseInt",
+        f"{at}: line 18: document 2: Entity 'switch1': metadata.annotations.fatigue_check/keepalive_occurrences: "
+        "expected a whole number, got 'many': fatigue_check reads it with parseInt",
+    ]

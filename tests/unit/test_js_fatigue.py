@@ -1,7 +1,7 @@
-"""The built-in fatigue filter, ``fatigue_check(event)``, against one table: JavaScript's is
-Sensu's fatigue-check-filter asset (lib/fatigue_check.js), as operators moving from Sensu Go run
-it; the Python ``fatigue`` of pipeline/core/filtering.py is checked on the same rows. Where the
-two differ the row says so, with the asset's answer as the one a Sensu user expects."""
+"""The built-in fatigue filter, ``fatigue_check(event)``, against one table: it is Sensu's
+fatigue-check-filter asset (lib/fatigue_check.js), as operators moving from Sensu Go run it, and
+pipeline's built-in ``fatigue`` filter (a workflow's ``filters: [fatigue]``) is that same function,
+so it answers every row alike."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline.core.filtering import FilterError, fatigue
+from pipeline.core.filtering import BuiltinFilters
 from pipeline.core.js import compile_filter
+from pipeline.core.stages import StageRef
 from pipeline.model import Event
+from pipeline.model.forms import EventForms
 from tests.unit.js_events import MONDAY_EVENING, make_event
-
-RAISES = "raises"
 
 
 @dataclass
@@ -22,9 +22,6 @@ class Row:
     name: str
     event: Event
     asset: bool
-    #: the Python filter's answer when it differs from the asset's, and why
-    python: bool | str | None = None
-    why: str = ""
 
 
 def incident(occurrences: int, **kwargs: object) -> Event:
@@ -49,22 +46,16 @@ TABLE = [
         "repeat: occurrences a multiple of interval / check interval",
         incident(60, check_annotations=EVERY_HOUR),
         True,
-        python=False,
-        why="Python counts repeats from the first notification ((60 - 3) % 60), the asset from zero (60 % 60)",
     ),
     Row(
         "repeat counted from the first notification",
         incident(63, check_annotations=EVERY_HOUR),
         False,
-        python=True,
-        why="the same difference the other way",
     ),
     Row(
         "interval not a multiple of the check's rounds up",
         incident(16, interval=25, check_annotations={"fatigue_check/interval": "180"}),
         True,  # every ceil(180 / 25) = 8 occurrences (the asset's README example)
-        python=False,
-        why="Python rounds down (180 // 25 = 7) and counts from the first occurrence",
     ),
     Row("entity annotations alone", incident(2, entity_annotations={"fatigue_check/occurrences": "2"}), True),
     Row(
@@ -75,8 +66,6 @@ TABLE = [
             check_annotations={"fatigue_check/occurrences": "5"},
         ),
         True,
-        python=False,
-        why="Python lets the check's annotations win",
     ),
     Row("resolution of a notified incident", resolution(3, check_annotations=EVERY_HOUR), True),
     Row("resolution of an incident never notified", resolution(2, check_annotations=EVERY_HOUR), False),
@@ -89,22 +78,16 @@ TABLE = [
         "allow_resolution: anything but false is true",
         resolution(5, check_annotations={"fatigue_check/allow_resolution": "no"}),
         True,
-        python=RAISES,
-        why="Python accepts only true or false",
     ),
     Row(
         "an OK event that is no resolution, first occurrence",
         make_event(status=0, occurrences=1, history=[0, 0]),
         True,
-        python=False,
-        why="the asset leaves OK events to is_incident; Python's fatigue drops them itself",
     ),
     Row(
         "a flapping check is suppressed",
         incident(1, state="flapping"),
         False,
-        python=True,
-        why="Python has no suppress_flapping",
     ),
     Row(
         "suppress_flapping false",
@@ -115,26 +98,23 @@ TABLE = [
         "an annotation that is no number",
         incident(1, check_annotations={"fatigue_check/occurrences": "many"}),
         False,
-        python=RAISES,
-        why="Python refuses it (FilterError); the asset's parseInt gives NaN, which matches nothing",
     ),
     Row("a metrics-only event", make_event(check=False, metrics=True), False),
 ]
 
 
-def python_answer(event: Event) -> bool | str:
-    try:
-        return fatigue(event)
-    except FilterError:
-        return RAISES
+def builtin_answer(event: Event) -> bool:
+    outcome = BuiltinFilters().filter(StageRef("fatigue", "default"), EventForms(event), MONDAY_EVENING)
+    assert outcome.errors == []
+    return outcome.passed
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.name for row in TABLE])
-def test_fatigue_check_is_sensu_s_asset_and_the_python_filter_is_checked_on_the_same_rows(row: Row) -> None:
+def test_fatigue_check_is_sensu_s_asset_and_the_builtin_fatigue_filter_is_the_same(row: Row) -> None:
     verdict = compile_filter(["fatigue_check(event)"], "spec.expressions").evaluate(row.event, MONDAY_EVENING)
     assert verdict.errors == []
     assert verdict.passed is row.asset
-    assert python_answer(row.event) == (row.asset if row.python is None else row.python), row.why
+    assert builtin_answer(row.event) is row.asset
 
 
 def test_fatigue_check_takes_the_asset_s_optional_arguments() -> None:
@@ -156,8 +136,3 @@ def test_fatigue_check_takes_the_asset_s_optional_arguments() -> None:
         "fatigue_check(event, 1, 3600)",
         make_event(status=2, occurrences=30, interval=0, cron="* * * * *", history=[2] * 5),
     )
-
-
-def test_the_differences_are_the_ones_listed() -> None:
-    differing = [row.name for row in TABLE if row.python is not None]
-    assert differing == [row.name for row in TABLE if python_answer(row.event) != row.asset]

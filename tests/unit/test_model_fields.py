@@ -36,12 +36,13 @@ from pipeline.agent.executor import CheckExecutor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.config import Resources
 from pipeline.config.loader import resource_from_document
-from pipeline.core.filtering import compile_event_filter, fatigue_settings
+from pipeline.core.filtering import BuiltinFilters, compile_event_filter
 from pipeline.core.keepalive import deregistration_events, failing_keepalive, passing_keepalive, ttl_expired
 from pipeline.core.redact import redacted_entity
 from pipeline.core.schedule import schedule_for
 from pipeline.core.selectors import matches_document, parse_label_selector
 from pipeline.core.silencing import ended_by_resolution, silencing_names, with_times
+from pipeline.core.stages import StageRef
 from pipeline.core.state import apply_result
 from pipeline.core.tokens import entity_scope, substitute
 from pipeline.core.workflows import workflows_for
@@ -51,6 +52,7 @@ from pipeline.model import Check, CheckConfig, CheckHistory, Entity, Event, Metr
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.model.entity import Deregistration
+from pipeline.model.forms import EventForms
 from pipeline.model.meta import ResourceReference
 from pipeline.model.pipeline import EventFilter, Mutator, Pipeline, PipelineWorkflow, Silenced
 from pipeline.model.resources import Handler, Namespace
@@ -122,7 +124,6 @@ REFUSED: dict[str, Any] = {
     "CheckConfig.pipelines.type": "SumoLogicMetricsHandler",
     "CheckConfig.pipelines.api_version": "core/v3",
     "EventFilter.runtime_assets": ["sensu-filters"],
-    "EventFilter.when": {"days": {"all": [{"begin": "5:00 PM", "end": "8:00 AM"}]}},
     "Pipeline.workflows.filters.type": "Handler",
     "Pipeline.workflows.filters.api_version": "core/v3",
     "Pipeline.workflows.mutator.type": "Handler",
@@ -475,15 +476,37 @@ def _names() -> None:
     assert resources.handler("other", "ops") is None
 
 
+WHEN_DAYS = ("all", "sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+
+
+@used(*[f"EventFilter.when.days.{day}" for day in WHEN_DAYS])
+def _when_days() -> None:
+    sunday_noon = 1_795_348_800  # 2026-11-22, a Sunday, 12:00 UTC
+    for weekday, day in enumerate(WHEN_DAYS[1:]):
+        noon = sunday_noon + weekday * 86_400
+        for windowed in ("all", day):
+            spec = {**BASE_SPECS["EventFilter"], "when": {"days": {windowed: [{"begin": "11:00AM", "end": "1:00PM"}]}}}
+            compiled = compile_event_filter(decode(EventFilter, {"metadata": {"name": "f"}, **spec}))
+            assert compiled.evaluate(result_event(), noon).passed, (windowed, day)
+            assert not compiled.evaluate(result_event(), noon + 7200).passed, (windowed, day)
+            assert compiled.evaluate(result_event(), noon + 86_400).passed is (windowed == "all"), (windowed, day)
+
+
 @used("CheckConfig.metadata.annotations", "Check.metadata.annotations", "Entity.metadata.annotations")
 def _annotations() -> None:
-    assert fatigue_settings(result_event()).occurrences == 1
-    noisy = result_event(metadata=ObjectMeta(name="disk", annotations={"fatigue_check/occurrences": "3"}))
-    assert fatigue_settings(noisy).occurrences == 3
+    def fatigued(event: Event) -> bool:
+        return not BuiltinFilters().filter(StageRef("fatigue", "default"), EventForms(event), 0).passed
+
+    first = result_event(status=2, occurrences=1)
+    assert not fatigued(first)  # the first occurrence is notified
+    noisy = result_event(
+        status=2, occurrences=1, metadata=ObjectMeta(name="disk", annotations={"fatigue_check/occurrences": "3"})
+    )
+    assert fatigued(noisy)
     entity = decode(
         Entity, {**encode(AGENT), "metadata": {"name": "web1", "annotations": {"fatigue_check/occurrences": "4"}}}
     )
-    assert fatigue_settings(Event(entity=entity, check=result_event().check)).occurrences == 4
+    assert fatigued(Event(entity=entity, check=first.check))
 
 
 # Hooks: run by the agent's executor.

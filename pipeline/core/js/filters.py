@@ -21,8 +21,9 @@ Sensu Go's semantics, matched here (sensu-go ``backend/pipeline/filter/legacy.go
   and counter.
 - syntax errors are refused when the filter is loaded (``js.ParseExpressions``).
 
-Not here: the EventFilter's ``when`` time windows, which Sensu Go checks before the expressions
-(the caller's, with its clock), and ``runtime_assets`` (JavaScript libraries loaded first).
+- ``when``: before the expressions, an ``allow`` filter removes an event outside its time windows
+  and a ``deny`` filter one inside them (:mod:`pipeline.core.time_windows`); otherwise the
+  expressions decide.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from typing import Any
 
 from pipeline.core.js import engine
 from pipeline.core.js.synth import FilterInput, Reads, event_paths, filter_input, reads
+from pipeline.core.time_windows import in_windows
 from pipeline.errors import ScriptError, ValidationError
 from pipeline.model import Event
+from pipeline.model.time_window import TimeWindowWhen
 
 ACTIONS = ("allow", "deny")
 
@@ -63,6 +66,7 @@ class JsFilter:
     action: str
     expressions: tuple[_Expression, ...]
     limits: engine.Limits = field(default_factory=engine.Limits)
+    when: TimeWindowWhen | None = None
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -72,6 +76,8 @@ class JsFilter:
         """Whether the event passes, by Sensu Go's rules (see the module's docstring). ``now`` (seconds)
         is what ``seconds_since`` counts from. Pass a :class:`FilterInput` (``filter_input(event)``)
         when several filters look at the same event: it is synthesized once."""
+        if self.when is not None and in_windows(self.when, now) is (self.action == "deny"):
+            return JsVerdict(passed=False)  # allow: outside every window; deny: inside one
         prepared = filter_input(event)
         verdict = JsVerdict(passed=True)
         # allow: the first false expression removes the event; deny: the first true one
@@ -89,7 +95,11 @@ class JsFilter:
 
 
 def compile_filter(
-    expressions: list[str], path: str, action: str = "allow", limits: engine.Limits | None = None
+    expressions: list[str],
+    path: str,
+    action: str = "allow",
+    limits: engine.Limits | None = None,
+    when: TimeWindowWhen | None = None,
 ) -> JsFilter:
     """The expressions of an EventFilter, each checked to parse as a JavaScript program. ``path``
     locates the list (``spec.expressions``); a syntax error is a ValidationError at
@@ -105,4 +115,4 @@ def compile_filter(
             raise ValidationError(f"{path}[{i}]", f"invalid JavaScript {source!r}: {error}")
         paths = event_paths(source)
         compiled.append(_Expression(source, None if paths is None else reads(paths)))
-    return JsFilter(action, tuple(compiled), limits or engine.Limits())
+    return JsFilter(action, tuple(compiled), limits or engine.Limits(), when)
