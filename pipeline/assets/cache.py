@@ -113,6 +113,11 @@ class AssetCache:
     async def environment(self, base: Mapping[str, str], names: Sequence[str], lookup: Lookup) -> dict[str, str]:
         """``base`` with the assets ``names`` names on its paths, installing them first; raises
         AssetError naming the first asset that cannot be had."""
+        return asset_environment(base, await self.installed(names, lookup))
+
+    async def installed(self, names: Sequence[str], lookup: Lookup) -> list[RuntimeAsset]:
+        """The assets ``names`` names, installed (each once, in order; those with no build for
+        this host left out); raises AssetError naming the first that cannot be had."""
         installed = []
         for name in dict.fromkeys(names):
             asset = lookup(name)
@@ -121,7 +126,7 @@ class AssetCache:
             runtime = await self.get(asset)
             if runtime is not None:
                 installed.append(runtime)
-        return asset_environment(base, installed)
+        return installed
 
     async def get(self, asset: Asset) -> RuntimeAsset | None:
         """The installed asset (fetched first if need be); None when no build applies to this host."""

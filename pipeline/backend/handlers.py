@@ -105,7 +105,7 @@ class HandlerRunner:
             refresh = getattr(adapter, "refresh", None)
             if refresh is not None:
                 refresh(resources)
-        self._filters = [make(resources) for make in stages.FILTER_ADAPTERS]
+        self._filters = [make(resources, self._services) for make in stages.FILTER_ADAPTERS]
         limits = {}
         for handler in resources.handlers:
             if handler.concurrency > 0:
@@ -191,7 +191,7 @@ class HandlerRunner:
 
     async def _run_workflow(self, workflow: Workflow, forms: EventForms) -> None:
         for name in workflow.filters:
-            if not self._passes(name, workflow, forms):
+            if not await self._passes(name, workflow, forms):
                 return
         handler = self._handler_adapter(workflow.handler)
         payload = await self._payload(workflow, forms, handler)
@@ -248,19 +248,19 @@ class HandlerRunner:
         error = await self._run_handler(handler, forms, payload)
         return None if error is None else str(error)
 
-    def _passes(self, name: str, workflow: Workflow, forms: EventForms) -> bool:
+    async def _passes(self, name: str, workflow: Workflow, forms: EventForms) -> bool:
         self.metrics.filter_runs.labels(name).inc()
         with self.metrics.filter_duration.labels(name).time():
-            return self._apply_filter(name, workflow, forms)
+            return await self._apply_filter(name, workflow, forms)
 
-    def _apply_filter(self, name: str, workflow: Workflow, forms: EventForms) -> bool:
+    async def _apply_filter(self, name: str, workflow: Workflow, forms: EventForms) -> bool:
         event = forms.event
         ref = StageRef(name, event.namespace or "default")
         try:
             adapter = next((a for a in self._filters if a.can_filter(ref)), None)
             if adapter is None:
                 raise FilterError(f"no EventFilter {name!r}")
-            outcome = adapter.filter(ref, forms, self._wall_clock())
+            outcome = await adapter.filter(ref, forms, self._wall_clock())
         except FilterError as exc:
             self.metrics.filter_errors.labels(name).inc()
             log.error("filter failed", event_id=event.id, workflow=workflow.name, filter=name, error=exc)

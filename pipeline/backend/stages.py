@@ -8,9 +8,10 @@ protocols are in :mod:`pipeline.core.stages`; every adapter takes the event as
 once per event and shared by every stage).
 
 :data:`FILTER_ADAPTERS`
-    Factories ``(resources) -> FilterAdapter``, called again whenever the resources change
-    (so an adapter compiles its EventFilters once per change): the built-ins, then EventFilter
-    resources, whose expressions are JavaScript (:class:`~pipeline.core.filtering.JavaScriptFilters`).
+    Factories ``(resources, services) -> FilterAdapter``, called again whenever the resources
+    change (so an adapter compiles its EventFilters once per change): the built-ins, then
+    EventFilter resources, whose expressions are JavaScript
+    (:class:`~pipeline.core.filtering.JavaScriptFilters`, lent ``services.libraries``).
 :data:`MUTATOR_ADAPTERS`
     Factories ``(services) -> MutatorAdapter``, called once per runner: the built-ins
     (``json``, ``only_check_output``), ``javascript``, template and pipe Mutators. A resource
@@ -33,18 +34,27 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 from prometheus_client import CollectorRegistry
 
 from pipeline import plugins
-from pipeline.assets.cache import AssetCache, AssetMetrics
+from pipeline.assets.cache import AssetCache, AssetMetrics, RuntimeAsset
+from pipeline.assets.libraries import read_libraries
 from pipeline.backend.secrets import command_environment
 from pipeline.core.filtering import BuiltinFilters, JavaScriptFilters
-from pipeline.core.js import JsMutator, compile_mutator
+from pipeline.core.js import JsMutator, Libraries, Library, compile_mutator
 from pipeline.core.mutating import BuiltinMutators, TemplateMutators, mutator_of_kind
-from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
+from pipeline.core.stages import (
+    FilterAdapter,
+    HandlerAdapter,
+    HandlerRun,
+    LoadedLibraries,
+    MutatorAdapter,
+    StageError,
+    StageRef,
+)
 from pipeline.errors import AssetError, ScriptError, SecretUnavailable, ValidationError
 from pipeline.model.forms import EventForms
 from pipeline.model.pipeline import Mutator
@@ -55,8 +65,9 @@ from pipeline.process import run_command
 LOGGED_OUTPUT = 500
 #: Sensu Go's timeout of tcp and udp handlers without one.
 SOCKET_TIMEOUT = 60
-#: javascript mutators compiled and kept, at most (one per text of each mutator)
+#: javascript mutators compiled and kept, at most (one per text of each mutator); assets' scripts read and kept
 MAX_COMPILED_SCRIPTS = 1000
+NO_LIBRARIES = LoadedLibraries()
 
 
 @dataclass(slots=True)
@@ -70,17 +81,41 @@ class StageServices:
     #: where the runtime assets of pipe handlers and mutators are installed (None: in a temporary directory)
     assets: AssetCache | None = None
 
+    #: the JavaScript of each installed asset, read once (an installed asset never changes)
+    scripts: dict[RuntimeAsset, Libraries] = field(default_factory=dict)
+
+    def _cache(self) -> AssetCache:
+        if self.assets is None:
+            self.assets = AssetCache(None, lambda: {}, AssetMetrics.create(CollectorRegistry(), "pipeline_backend"))
+        return self.assets
+
     async def environment(self, base: dict[str, str], runtime_assets: list[str], namespace: str) -> dict[str, str]:
         """``base`` with the assets' ``bin``, ``lib`` and ``include`` on the paths, installed first
         (StageError("asset") naming the asset when one cannot be had)."""
         if not runtime_assets:
             return base
-        if self.assets is None:
-            self.assets = AssetCache(None, lambda: {}, AssetMetrics.create(CollectorRegistry(), "pipeline_backend"))
         try:
-            return await self.assets.environment(base, runtime_assets, lambda n: self.resources().asset(n, namespace))
+            return await self._cache().environment(base, runtime_assets, lambda n: self.resources().asset(n, namespace))
         except AssetError as exc:  # the cache has counted and logged it
             raise StageError("asset", f"error getting assets: {exc}") from None
+
+    async def libraries(self, runtime_assets: list[str], namespace: str) -> LoadedLibraries:
+        """The JavaScript of the assets (``lib/**/*.js``), installed first; when one cannot be had,
+        none, and the error (the asset cache counts and logs it)."""
+        if not runtime_assets:
+            return NO_LIBRARIES
+        try:
+            installed = await self._cache().installed(runtime_assets, lambda n: self.resources().asset(n, namespace))
+            libraries: list[Library] = []
+            for asset in installed:
+                if asset not in self.scripts:
+                    if len(self.scripts) >= MAX_COMPILED_SCRIPTS:
+                        self.scripts.clear()
+                    self.scripts[asset] = await trio.to_thread.run_sync(read_libraries, asset)
+                libraries.extend(self.scripts[asset])
+        except AssetError as exc:
+            return LoadedLibraries(error=f"error getting assets: {exc}")
+        return LoadedLibraries(tuple(libraries))
 
 
 # -- mutators ------------------------------------------------------------------------------------
@@ -88,9 +123,11 @@ class StageServices:
 
 class JavaScriptMutators:
     """Mutator resources of ``type: javascript``, as in Sensu Go 6: ``eval`` runs in the embedded
-    engine with the event as ``event`` and ``env_vars`` as globals; it returns a string (the
-    body) or changes ``event`` and returns nothing (the event's JSON). Run in a worker thread,
-    under the mutator's ``timeout`` (1 s when 0) and a memory limit; compiled once per text."""
+    engine with the event as ``event`` and ``env_vars`` as globals, after the JavaScript of its
+    ``runtime_assets``; it returns a string (the body) or changes ``event`` and returns nothing
+    (the event's JSON). Run in a worker thread, under the mutator's ``timeout`` (1 s when 0) and
+    a memory limit; compiled once per text. An asset that cannot be had fails the workflow
+    (reason ``asset``) rather than run a script whose library is missing."""
 
     def __init__(self, services: StageServices) -> None:
         self.services = services
@@ -115,10 +152,13 @@ class JavaScriptMutators:
         mutator = self._mutator(ref)
         if mutator is None:  # removed since can_mutate: as if it never existed
             raise StageError("missing", f"no Mutator {ref.name!r}")
+        loaded = await self.services.libraries(mutator.runtime_assets, mutator.metadata.namespace)
+        if loaded.error:
+            raise StageError("asset", loaded.error)
         try:
             script = self._script(mutator)
             async with self.services.processes:  # a script holds a thread as a command holds a process
-                return await trio.to_thread.run_sync(script.mutate, forms.json)
+                return await trio.to_thread.run_sync(script.mutate, forms.json, loaded.libraries)
         except (ScriptError, ValidationError) as exc:
             raise StageError("script", str(exc)) from None
 
@@ -289,9 +329,9 @@ class PluginHandlers:
 # -- the lists -----------------------------------------------------------------------------------
 
 #: Filter adapters, asked in order; built again from the resources whenever they change.
-FILTER_ADAPTERS: list[Callable[[Resources], FilterAdapter]] = [
-    lambda resources: BuiltinFilters(),
-    JavaScriptFilters.of,
+FILTER_ADAPTERS: list[Callable[[Resources, StageServices], FilterAdapter]] = [
+    lambda resources, services: BuiltinFilters(),
+    lambda resources, services: JavaScriptFilters(resources.filters, services.libraries),
 ]
 #: Mutator adapters, asked in order; built once per runner.
 MUTATOR_ADAPTERS: list[Callable[[StageServices], MutatorAdapter]] = [

@@ -16,11 +16,10 @@ import functools
 from collections.abc import Callable
 
 from pipeline.core.js import JsFilter, compile_filter, filter_input
-from pipeline.core.stages import FilterOutcome, StageRef
+from pipeline.core.stages import FilterOutcome, LibraryLoader, StageRef, no_libraries
 from pipeline.model import Event
 from pipeline.model.forms import EventForms
 from pipeline.model.pipeline import EventFilter
-from pipeline.model.resources import Resources
 
 
 class FilterError(Exception):
@@ -87,7 +86,7 @@ class BuiltinFilters:
     def can_filter(self, ref: StageRef) -> bool:
         return ref.name in BUILTIN_FILTERS or ref.name == FATIGUE
 
-    def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
+    async def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
         if ref.name == FATIGUE:
             prepared = forms.memo("filter_input", lambda: filter_input(forms.event))
             verdict = _fatigue_filter().evaluate(prepared, now)
@@ -97,24 +96,27 @@ class BuiltinFilters:
 
 class JavaScriptFilters:
     """The filter adapter of EventFilter resources: their JavaScript expressions, compiled once per
-    change of the resources; each event is synthesized once for all the filters it meets."""
+    change of the resources; each event is synthesized once for all the filters it meets. The
+    JavaScript of a filter's ``runtime_assets`` comes from ``libraries`` (the runner's asset
+    cache); when it cannot be had the filter runs without it, as in Sensu Go, and says why."""
 
-    def __init__(self, filters: list[EventFilter]) -> None:
-        self._compiled = {
-            (f.metadata.namespace or "default", f.metadata.name): compile_event_filter(f) for f in filters
-        }
-
-    @classmethod
-    def of(cls, resources: Resources) -> JavaScriptFilters:
-        return cls(resources.filters)
+    def __init__(self, filters: list[EventFilter], libraries: LibraryLoader = no_libraries) -> None:
+        self._filters = {(f.metadata.namespace or "default", f.metadata.name): f for f in filters}
+        self._compiled = {key: compile_event_filter(f) for key, f in self._filters.items()}
+        self._libraries = libraries
 
     def can_filter(self, ref: StageRef) -> bool:
         return (ref.namespace, ref.name) in self._compiled
 
-    def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
+    async def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
+        key = ref.namespace, ref.name
+        errors = []
+        loaded = await self._libraries(self._filters[key].runtime_assets, ref.namespace)
+        if loaded.error:
+            errors.append(loaded.error)
         prepared = forms.memo("filter_input", lambda: filter_input(forms.event))
-        verdict = self._compiled[ref.namespace, ref.name].evaluate(prepared, now)
-        return FilterOutcome(verdict.passed, [str(error) for error in verdict.errors])
+        verdict = self._compiled[key].evaluate(prepared, now, loaded.libraries)
+        return FilterOutcome(verdict.passed, errors + [str(error) for error in verdict.errors])
 
 
 def compile_event_filter(event_filter: EventFilter) -> JsFilter:

@@ -13,9 +13,11 @@ Pure: no I/O here; the protocols' ``async`` methods are only signatures.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pipeline.core.js import Libraries
 from pipeline.model.forms import EventForms
 from pipeline.model.resources import Handler
 
@@ -35,6 +37,26 @@ class FilterOutcome:
 
     passed: bool
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class LoadedLibraries:
+    """The JavaScript of a filter's or mutator's ``runtime_assets``; ``error`` says why they could
+    not be had (Sensu Go then runs the filter without any)."""
+
+    libraries: Libraries = ()
+    error: str = ""
+
+
+#: ``(runtime_assets, namespace) -> LoadedLibraries``: what the runner lends the JavaScript stages
+LibraryLoader = Callable[[list[str], str], Awaitable[LoadedLibraries]]
+
+
+async def no_libraries(runtime_assets: list[str], namespace: str) -> LoadedLibraries:
+    """A loader for where no asset can be had (tests, ``pipeline validate``)."""
+    if runtime_assets:
+        return LoadedLibraries(error=f"runtime assets are not available here: {', '.join(runtime_assets)}")
+    return LoadedLibraries()
 
 
 class StageError(Exception):
@@ -59,7 +81,7 @@ class FilterAdapter(Protocol):
 
     def can_filter(self, ref: StageRef) -> bool: ...
 
-    def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome: ...
+    async def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome: ...
 
 
 class MutatorAdapter(Protocol):

@@ -11,7 +11,6 @@ from pipeline.model.meta import (
     ObjectMeta,
     ResourceReference,
     refuse_other_reference,
-    refuse_unsupported,
     validate_name,
 )
 from pipeline.model.secrets import SecretRef, validate_secret_refs
@@ -44,7 +43,6 @@ class EventFilter:
         validate_name(self.metadata.name, _at(path, "metadata.name"))
         if self.metadata.name in BUILTIN_FILTERS:
             raise ValidationError(_at(path, "metadata.name"), f"{self.metadata.name!r} is a built-in filter")
-        refuse_unsupported(self, ("runtime_assets",), path)
         if self.action not in FILTER_ACTIONS:
             raise ValidationError(_at(path, "action"), f"expected allow or deny, got {self.action!r}")
         if not self.expressions:
@@ -79,8 +77,11 @@ class Mutator:
         validate_secret_refs(self.secrets, path)
         if self.secrets and self.kind != "pipe":
             raise ValidationError(_at(path, "secrets"), "only a pipe mutator's command has an environment")
-        if self.runtime_assets and self.kind != "pipe":
-            raise ValidationError(_at(path, "runtime_assets"), "only a pipe mutator's command runs programs of assets")
+        if self.runtime_assets and self.kind == "template":
+            raise ValidationError(
+                _at(path, "runtime_assets"),
+                "a template mutator runs nothing of assets (pipe: their programs; javascript: their lib/*.js)",
+            )
         if self.kind not in MUTATOR_TYPES:
             raise ValidationError(_at(path, "type"), f"expected pipe, javascript or template, got {self.type!r}")
         if self.kind == "pipe" and not self.command.strip():

@@ -4,6 +4,7 @@ writes them (the engine's own cases are in test_js_*.py)."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 from pipeline.core.filtering import BuiltinFilters, JavaScriptFilters, has_metrics, is_incident, not_silenced
 from pipeline.core.stages import FilterOutcome, StageRef
@@ -55,7 +56,7 @@ class ExpressionFilter:
         self.adapter = JavaScriptFilters([event_filter])
 
     def apply(self, event: Event, now: float) -> FilterOutcome:
-        return self.adapter.filter(StageRef("f", "default"), EventForms(event), now)
+        return trio.run(self.adapter.filter, StageRef("f", "default"), EventForms(event), now)
 
 
 def test_allow_needs_every_expression_and_deny_any() -> None:
@@ -123,7 +124,7 @@ def test_an_expression_that_does_not_parse_is_a_config_error() -> None:
 
 
 def fatigue(e: Event) -> bool:
-    outcome = BuiltinFilters().filter(StageRef("fatigue", "default"), EventForms(e), 0)
+    outcome = trio.run(BuiltinFilters().filter, StageRef("fatigue", "default"), EventForms(e), 0)
     assert outcome.errors == []
     return outcome.passed
 

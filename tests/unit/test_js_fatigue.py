@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+import trio
 
 from pipeline.core.filtering import BuiltinFilters
 from pipeline.core.js import compile_filter
@@ -104,7 +105,7 @@ TABLE = [
 
 
 def builtin_answer(event: Event) -> bool:
-    outcome = BuiltinFilters().filter(StageRef("fatigue", "default"), EventForms(event), MONDAY_EVENING)
+    outcome = trio.run(BuiltinFilters().filter, StageRef("fatigue", "default"), EventForms(event), MONDAY_EVENING)
     assert outcome.errors == []
     return outcome.passed
 

@@ -123,7 +123,6 @@ REFUSED: dict[str, Any] = {
     # A reference to a kind pipeline has none of (empty and the right kind load).
     "CheckConfig.pipelines.type": "SumoLogicMetricsHandler",
     "CheckConfig.pipelines.api_version": "core/v3",
-    "EventFilter.runtime_assets": ["sensu-filters"],
     "Pipeline.workflows.filters.type": "Handler",
     "Pipeline.workflows.filters.api_version": "core/v3",
     "Pipeline.workflows.mutator.type": "Handler",
@@ -493,20 +492,20 @@ def _when_days() -> None:
 
 
 @used("CheckConfig.metadata.annotations", "Check.metadata.annotations", "Entity.metadata.annotations")
-def _annotations() -> None:
-    def fatigued(event: Event) -> bool:
-        return not BuiltinFilters().filter(StageRef("fatigue", "default"), EventForms(event), 0).passed
+async def _annotations() -> None:
+    async def fatigued(event: Event) -> bool:
+        return not (await BuiltinFilters().filter(StageRef("fatigue", "default"), EventForms(event), 0)).passed
 
     first = result_event(status=2, occurrences=1)
-    assert not fatigued(first)  # the first occurrence is notified
+    assert not await fatigued(first)  # the first occurrence is notified
     noisy = result_event(
         status=2, occurrences=1, metadata=ObjectMeta(name="disk", annotations={"fatigue_check/occurrences": "3"})
     )
-    assert fatigued(noisy)
+    assert await fatigued(noisy)
     entity = decode(
         Entity, {**encode(AGENT), "metadata": {"name": "web1", "annotations": {"fatigue_check/occurrences": "4"}}}
     )
-    assert fatigued(Event(entity=entity, check=first.check))
+    assert await fatigued(Event(entity=entity, check=first.check))
 
 
 # Hooks: run by the agent's executor.
@@ -528,6 +527,10 @@ proven_by(
 )
 proven_by(
     "tests.unit.test_asset_executor::test_a_hook_runs_the_program_of_its_runtime_assets", "HookConfig.runtime_assets"
+)
+proven_by(
+    "tests.unit.test_pipeline_runner::test_filters_and_javascript_mutators_run_the_javascript_of_their_assets",
+    "EventFilter.runtime_assets",
 )
 
 

@@ -16,7 +16,7 @@ from pipeline.model.asset import Asset
 from pipeline.model.meta import ResourceReference
 from pipeline.model.pipeline import EventFilter, Mutator, Pipeline, PipelineWorkflow
 from pipeline.model.resources import Handler, HandlerSocket
-from tests.asset_support import sha512, tarball
+from tests.asset_support import asset_server, sha512, tarball
 
 ENV = {"PATH": "/usr/bin:/bin"}
 
@@ -200,3 +200,64 @@ async def test_pipe_handlers_and_mutators_run_the_programs_of_their_assets(tmp_p
     )  # the mutator's asset, then the handler's
     assert not (tmp_path / "never").exists()
     assert sample(metrics, "pipeline_handler_failures_total", handler="never", reason="asset") == 1
+
+
+JS_LIBRARY = b"""
+function is_production(event) { return event.entity.labels.environment === 'production'; }
+"""
+# Sensu's fatigue-check-filter asset declares the function this way; the asset's own wins
+OWN_FATIGUE = b"function fatigue_check(event) { return event.check.output === 'let me through'; }\n"
+HEADLINE = b"function headline(event) { return event.check.name.toUpperCase() + ' on ' + event.entity.name; }\n"
+
+
+async def test_filters_and_javascript_mutators_run_the_javascript_of_their_assets(tmp_path: Path) -> None:
+    """Sensu Go's runtime_assets of EventFilters and javascript mutators: every lib/**/*.js of the
+    asset (fetched once over HTTP, verified) runs before the expressions and the eval. A filter
+    whose asset cannot be had runs without it, as in Sensu Go, its failing expressions skipped and
+    counted; a mutator whose asset cannot be had fails its workflow, naming the asset."""
+    libraries = tarball({"lib/env.js": JS_LIBRARY, "lib/fatigue/fatigue_check.js": OWN_FATIGUE})
+    formats = tarball({"lib/headline.js": HEADLINE})
+    with asset_server({"/filters.tgz": libraries, "/formats.tgz": formats}) as server:
+        resources = Resources(
+            filters=[
+                EventFilter(metadata=meta("production"), action="allow", expressions=["is_production(event)"],
+                            runtime_assets=["filter-lib"]),
+                EventFilter(metadata=meta("own-fatigue"), action="allow", expressions=["fatigue_check(event)"],
+                            runtime_assets=["filter-lib"]),
+                EventFilter(metadata=meta("unreachable"), action="allow", expressions=["is_production(event)"],
+                            runtime_assets=["broken"]),
+            ],
+            mutators=[Mutator(metadata=meta("headline"), type="javascript", eval="return headline(event);",
+                              runtime_assets=["format-lib"]),
+                      Mutator(metadata=meta("headless"), type="javascript", eval="return headline(event);",
+                              runtime_assets=["broken"])],
+            handlers=[
+                pipe("prod", f"cat >> {tmp_path / 'prod'}; echo >> {tmp_path / 'prod'}",
+                     filters=["production", "own-fatigue"], mutator="headline"),
+                pipe("anyway", f"cat > {tmp_path / 'anyway'}", filters=["unreachable"], mutator="only_check_output"),
+                pipe("never", f"cat > {tmp_path / 'never'}", mutator="headless", max_attempts=1),
+            ],
+            assets=[
+                Asset(metadata=meta("filter-lib"), url=f"{server.url}/filters.tgz", sha512=sha512(libraries)),
+                Asset(metadata=meta("format-lib"), url=f"{server.url}/formats.tgz", sha512=sha512(formats)),
+                Asset(metadata=meta("broken"), url=f"{server.url}/filters.tgz", sha512="0" * 128),
+            ],
+        )  # fmt: skip
+        metrics = BackendMetrics.create()
+        cache = AssetCache(tmp_path / "assets", lambda: {}, AssetMetrics.create(metrics.registry, "pipeline_backend"))
+        runner = HandlerRunner(lambda: resources, metrics, ENV, asset_cache=cache)
+        production = {"environment": "production"}
+        with trio.fail_after(20):
+            for labels, output in [(production, "let me through"), ({}, "let me through"), (production, "no")]:
+                sent = event("prod", "anyway", "never", output=output)
+                assert sent.entity is not None
+                sent.entity.metadata.labels = dict(labels)
+                await runner.handle(sent)
+    assert (tmp_path / "prod").read_text() == "DISK on web1\n"  # production and let through: only the first
+    assert (tmp_path / "anyway").read_text() == "no"  # the filter's expression failed: skipped, so it passes
+    assert not (tmp_path / "never").exists()
+    # filter-lib once; broken's download fails its checksum, and is tried again each time it is needed (6)
+    assert server.count("/filters.tgz") == 7
+    assert server.count("/formats.tgz") == 1
+    assert sample(metrics, "pipeline_filter_errors_total", filter="unreachable") == 6  # the asset and the expression
+    assert sample(metrics, "pipeline_mutator_failures_total", mutator="headless", reason="asset") == 3

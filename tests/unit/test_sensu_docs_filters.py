@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+
 from pipeline.config.loader import load_path
 from pipeline.core.filtering import JavaScriptFilters
 from pipeline.core.stages import StageRef
@@ -101,10 +103,10 @@ def test_the_documentation_s_filters_and_pipelines_load_as_written_and_filter_as
         f"spec.expressions[0]: {expression!r} fails on every sample event: "
         "TypeError: cannot read property 'match' of undefined"
     ]
-    filters = JavaScriptFilters.of(loaded.resources)
+    filters = JavaScriptFilters(loaded.resources.filters)
 
     def passes(name: str, e: Event) -> bool:
-        outcome = filters.filter(StageRef(name, "default"), EventForms(e), 0)
+        outcome = trio.run(filters.filter, StageRef(name, "default"), EventForms(e), 0)
         assert outcome.errors == []
         return outcome.passed
 

@@ -81,13 +81,13 @@ class OnlyDisk:
     """A filter adapter added by a test: EventFilters whose name starts with ``disk-``."""
 
     @classmethod
-    def of(cls, resources: Resources) -> OnlyDisk:
+    def of(cls, resources: Resources, services: stages.StageServices) -> OnlyDisk:
         return cls()
 
     def can_filter(self, ref: StageRef) -> bool:
         return ref.name.startswith("disk-")
 
-    def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
+    async def filter(self, ref: StageRef, forms: EventForms, now: float) -> FilterOutcome:
         return FilterOutcome(forms.data["check"]["metadata"]["name"] == "disk")
 
 

@@ -6,12 +6,12 @@ the errors returned or raised).
 - :func:`compile_filter` / :class:`JsFilter` / :class:`JsVerdict`: EventFilter expressions;
 - :func:`filter_input` / :func:`synthesize`: the event as Sensu Go shows it to filters;
 - :func:`compile_mutator` / :class:`JsMutator`: ``type: javascript`` mutators;
-- :class:`Limits`: the time and memory limits;
+- :class:`Limits`: the time and memory limits; :class:`Library`: a runtime asset's JavaScript;
 - :func:`pipeline.core.js.lint.lint_filter`: expressions that fail on every sample event or can
   never be true, for ``pipeline validate``.
 """
 
-from pipeline.core.js.engine import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, Limits
+from pipeline.core.js.engine import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, Libraries, Library, Limits
 from pipeline.core.js.filters import JsFilter, JsVerdict, compile_filter
 from pipeline.core.js.mutators import JsMutator, compile_mutator, parse_env
 from pipeline.core.js.synth import FilterInput, filter_input, synthesize
@@ -23,6 +23,8 @@ __all__ = [
     "JsFilter",
     "JsMutator",
     "JsVerdict",
+    "Libraries",
+    "Library",
     "Limits",
     "compile_filter",
     "compile_mutator",

@@ -72,10 +72,13 @@ class JsFilter:
     def sources(self) -> tuple[str, ...]:
         return tuple(e.source for e in self.expressions)
 
-    def evaluate(self, event: Event | Mapping[str, Any] | FilterInput, now: float) -> JsVerdict:
+    def evaluate(
+        self, event: Event | Mapping[str, Any] | FilterInput, now: float, libraries: engine.Libraries = ()
+    ) -> JsVerdict:
         """Whether the event passes, by Sensu Go's rules (see the module's docstring). ``now`` (seconds)
-        is what ``seconds_since`` counts from. Pass a :class:`FilterInput` (``filter_input(event)``)
-        when several filters look at the same event: it is synthesized once."""
+        is what ``seconds_since`` counts from; ``libraries`` (of the filter's runtime assets) run
+        first. Pass a :class:`FilterInput` (``filter_input(event)``) when several filters look at
+        the same event: it is synthesized once."""
         if self.when is not None and in_windows(self.when, now) is (self.action == "deny"):
             return JsVerdict(passed=False)  # allow: outside every window; deny: inside one
         prepared = filter_input(event)
@@ -84,7 +87,9 @@ class JsFilter:
         removes_when = self.action == "deny"
         for expression in self.expressions:
             try:
-                holds = engine.run_filter(expression.source, prepared.json(expression.tree), now, self.limits)
+                holds = engine.run_filter(
+                    expression.source, prepared.json(expression.tree), now, self.limits, libraries
+                )
             except ScriptError as exc:
                 verdict.errors.append(exc)
                 continue

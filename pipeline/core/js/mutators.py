@@ -51,9 +51,10 @@ class JsMutator:
     env: Mapping[str, str]
     limits: engine.Limits
 
-    def mutate(self, event: Event | Mapping[str, Any] | bytes | str) -> bytes:
-        """The mutated event (or the string the script returned), as bytes. Raises ScriptError
-        (ScriptTimeout when stopped at the time limit) naming the source and the error."""
+    def mutate(self, event: Event | Mapping[str, Any] | bytes | str, libraries: engine.Libraries = ()) -> bytes:
+        """The mutated event (or the string the script returned), as bytes, ``libraries`` (of the
+        mutator's runtime assets) run first. Raises ScriptError (ScriptTimeout when stopped at the
+        time limit) naming the source and the error."""
         if isinstance(event, Event):
             text = event.to_json().decode()
         elif isinstance(event, bytes):
@@ -63,7 +64,7 @@ class JsMutator:
         else:
             text = Event.from_dict(dict(event), ignored=[]).to_json().decode()
         try:
-            answer = engine.run_mutator(self.source, _wrap(self.source), text, dict(self.env), self.limits)
+            answer = engine.run_mutator(self.source, _wrap(self.source), text, dict(self.env), self.limits, libraries)
         except ScriptTimeout as exc:
             raise ScriptTimeout(self.source, exc.limit, "mutator timeout reached, execution halted") from None
         status, _, output = answer.partition(":")

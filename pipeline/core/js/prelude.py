@@ -54,7 +54,9 @@ PRELUDE = r"""
 
     // The fatigue filter of Sensu's fatigue-check-filter asset (lib/fatigue_check.js), built in:
     // the annotations of the check, then those of the entity, which take precedence.
-    define("fatigue_check", function (event, occurrences, interval, keepaliveOccurrences, keepaliveInterval) {
+    // In a context with runtime assets it may be replaced: a library defines its own (Sensu's
+    // fatigue-check-filter asset declares "function fatigue_check"), and that one is used.
+    var fatigueCheck = function (event, occurrences, interval, keepaliveOccurrences, keepaliveInterval) {
         occurrences = occurrences || 1;
         interval = interval || 1800;
         keepaliveOccurrences = keepaliveOccurrences || occurrences;
@@ -114,7 +116,13 @@ PRELUDE = r"""
                 && check.occurrences % ceil(keepaliveInterval / checkInterval) === 0;
         }
         return check.occurrences > occurrences && check.occurrences % ceil(interval / checkInterval) === 0;
-    });
+    };
+    if (global.__pipeline_libraries__ === true) {
+        delete global.__pipeline_libraries__;
+        global.fatigue_check = fatigueCheck;
+    } else {
+        define("fatigue_check", fatigueCheck);
+    }
 
     define("__syntax_probe__", SYNTAX_PROBE);
 
