@@ -1,7 +1,7 @@
 """The embedded JavaScript engine: QuickJS (the ``quickjs`` package), one sandbox per thread.
 
 A sandbox is a QuickJS context with nothing in it but the ECMAScript built-ins and
-:mod:`pipeline.core.js.prelude`: no ``require``, no modules, no console, no file, network or
+:mod:`pipeline.core.js.prelude`: no ``require``, no modules, a console that writes nothing, no file, network or
 process objects. Every call runs under a time limit and the context under a memory limit; a
 script that passes either is stopped by QuickJS itself (its interrupt handler, its allocator) and
 reported as :class:`~pipeline.errors.ScriptTimeout` or :class:`~pipeline.errors.ScriptOutOfMemory`.

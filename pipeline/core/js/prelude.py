@@ -47,6 +47,12 @@ PRELUDE = r"""
     // time.Since(time.Unix(ts, 0)).Seconds(), with "now" given by the caller.
     define("seconds_since", timeFunction(function (t) { return now - t; }));
 
+    // Otto, Sensu Go's engine, has a console; Sensu's assets call console.log on their error
+    // paths (the fatigue-check-filter does, then returns false). Here it is there and writes nothing.
+    var quiet = function () {};
+    define("console", Object.freeze({log: quiet, debug: quiet, info: quiet, warn: quiet, error: quiet,
+                                     dir: quiet, time: quiet, timeEnd: quiet, trace: quiet, assert: quiet}));
+
     function annotation(annotations, key) {
         return annotations !== null && typeof annotations === "object" && hasOwn.call(annotations, key)
             ? annotations[key] : undefined;
