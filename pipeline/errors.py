@@ -245,8 +245,8 @@ class AssetError(PipelineError):
 
 class DockerEventsError(PipelineError):
     """The Docker Engine's event stream failed: ``socket`` is the daemon's socket, ``reason``
-    labels the metric (``connect``, ``http_status``, ``truncated``, ``ended``, ``bad_line``,
-    ``line_too_long``), ``detail`` says what happened."""
+    labels the metric (``connect``, ``timeout``, ``http_status``, ``truncated``, ``ended``,
+    ``bad_line``, ``line_too_long``), ``detail`` says what happened."""
 
     def __init__(self, socket: str, reason: str, detail: str) -> None:
         self.socket, self.reason, self.detail = socket, reason, detail

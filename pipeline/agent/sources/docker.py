@@ -1,9 +1,12 @@
 """The ``docker`` source: the Docker Engine's event stream (``GET /events`` over its unix socket)
 as change events of the agent's entity, mapped by :mod:`pipeline.core.host.docker`.
 
-It speaks HTTP to the socket with httpx (already a dependency) rather than the ``docker`` PyPI
-library: that library is synchronous (requests), so its endless event stream would hold a thread
-that trio cannot cancel, and it would bring requests and urllib3 for one GET of JSON lines.
+It speaks HTTP/1.1 to the socket itself, with h11 (already a dependency) over trio's unix socket,
+rather than with the ``docker`` PyPI library: that library is synchronous (requests), so its
+endless event stream would hold a thread that trio cannot cancel, and it would bring requests and
+urllib3 for one GET of JSON lines. Nor with httpx: its streamed body is a stack of async
+generators, and leaving the stream early (a bad line) leaves the inner ones to the garbage
+collector, which trio reports; one request with h11 is a few lines with nothing left open.
 
 A reconnect resumes ``since`` the newest event's ``timeNano``: Docker replays what it still
 buffers from that instant (its last 256 events), and the events of that second already sent are
@@ -11,7 +14,7 @@ skipped by identity, so nothing is sent twice and nothing still buffered is miss
 ``state_dir`` the resume point survives the agent's restarts too (``docker-events.json``).
 
 A truncated stream, a line that is not a Docker event or one longer than :data:`MAX_LINE`, the
-daemon closing the stream or refusing the request: each is counted
+daemon closing the stream, refusing the request or not answering it: each is counted
 (``pipeline_agent_docker_stream_errors{reason}``) and logged, and the source raises
 :class:`~pipeline.errors.DockerEventsError`, so that the agent restarts it with a backoff.
 """
@@ -24,7 +27,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import h11
 import trio
 from prometheus_client import CollectorRegistry, Counter
 
@@ -40,8 +43,9 @@ STATE_FILE = "docker-events.json"
 #: A line longer than this is refused (Docker's events are a few hundred bytes; a container's
 #: labels can make one a few KiB).
 MAX_LINE = 1024 * 1024
-#: Connecting and the response's head; the stream itself may be silent for hours.
+#: The response's head; the stream itself may be silent for hours.
 CONNECT_TIMEOUT = 10.0
+RECEIVE_BYTES = 65536
 #: The body of a refusal kept for the log line.
 MAX_REFUSAL = 500
 
@@ -101,43 +105,59 @@ class DockerSource:
     ) -> None:
         if self._resume is None:
             self._resume = await self._load()
-        transport = httpx.AsyncHTTPTransport(uds=str(self._socket))
-        timeout = httpx.Timeout(CONNECT_TIMEOUT, read=None)
-        async with httpx.AsyncClient(transport=transport, base_url="http://docker", timeout=timeout) as client:
+        try:
+            stream = await trio.open_unix_socket(str(self._socket))
+        except OSError as exc:
+            raise self._failure("connect", f"{type(exc).__name__}: {exc}") from exc
+        async with stream:
             try:
-                await self._stream(client, self._resume, send, task_status)
-            except httpx.TransportError as exc:
-                raise self._failure(_reason(exc), f"{type(exc).__name__}: {exc}") from exc
+                await self._stream(stream, self._resume, send, task_status)
+            except _Cut as exc:
+                raise self._failure("truncated", str(exc)) from exc
         raise self._failure("ended", "the Docker daemon closed the event stream")
 
     async def _stream(
         self,
-        client: httpx.AsyncClient,
+        stream: trio.SocketStream,
         resume: ResumePoint,
         send: trio.MemorySendChannel[Event],
         task_status: trio.TaskStatus[None],
     ) -> None:
         since = resume.since()
-        params = {"since": since} if since is not None else {}
-        async with client.stream("GET", "/events", params=params) as response:
-            if response.status_code != 200:
-                body = (await response.aread())[:MAX_REFUSAL].decode("utf-8", "replace")
-                raise self._failure("http_status", f"HTTP {response.status_code}: {body.strip()}")
-            log.info("docker events stream open", socket=self._socket, since=since or "now")
-            task_status.started()
-            await self._read(response, resume, send)
+        target = f"/events?since={since}" if since is not None else "/events"
+        connection = h11.Connection(h11.CLIENT)
+        request = h11.Request(method="GET", target=target, headers=[("Host", "docker"), ("Accept", "application/json")])
+        try:
+            await stream.send_all(b"".join(connection.send(part) or b"" for part in (request, h11.EndOfMessage())))
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise _Cut(f"{type(exc).__name__}: {exc}") from exc
+        with trio.move_on_after(CONNECT_TIMEOUT) as waiting:
+            response = await _next(stream, connection)
+        if waiting.cancelled_caught:
+            raise self._failure("timeout", f"no answer in {CONNECT_TIMEOUT} s")
+        if not isinstance(response, h11.Response):
+            raise self._failure("ended", "the Docker daemon closed the connection before it answered")
+        if response.status_code != 200:
+            body = await _body(stream, connection, MAX_REFUSAL)
+            raise self._failure("http_status", f"HTTP {response.status_code}: {body.strip()}")
+        log.info("docker events stream open", socket=self._socket, since=since or "now")
+        task_status.started()
+        await self._read(stream, connection, resume, send)
 
-    async def _read(self, response: httpx.Response, resume: ResumePoint, send: trio.MemorySendChannel[Event]) -> None:
+    async def _read(
+        self, stream: trio.SocketStream, connection: h11.Connection, resume: ResumePoint,
+        send: trio.MemorySendChannel[Event],
+    ) -> None:  # fmt: skip
         rest = b""
         try:
-            async for chunk in response.aiter_bytes():
-                *lines, rest = (rest + chunk).split(b"\n")
+            while isinstance(data := await _next(stream, connection), h11.Data):
+                *lines, rest = (rest + bytes(data.data)).split(b"\n")
                 if len(rest) > MAX_LINE:
                     raise self._failure("line_too_long", f"a line past {MAX_LINE} bytes")
                 for line in lines:
                     if line.strip():
                         await self._one(line, resume, send)
-                if self._unsaved:  # once a chunk: a burst of replayed events is one write
+                if self._unsaved:  # once a read: a burst of replayed events is one write
                     await self._save(resume)
         finally:
             if self._unsaved:  # cancelled or failed after sending: keep what was sent
@@ -208,12 +228,26 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _reason(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return "connect"
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-        return "truncated"
-    return "transport"
+class _Cut(Exception):
+    """The connection to the daemon broke: reset, or closed inside the response."""
+
+
+async def _next(stream: trio.SocketStream, connection: h11.Connection) -> object:
+    """The next HTTP event of the response, reading as it needs."""
+    try:
+        while (event := connection.next_event()) is h11.NEED_DATA:
+            connection.receive_data(await stream.receive_some(RECEIVE_BYTES))
+    except (h11.ProtocolError, trio.BrokenResourceError, OSError) as exc:
+        raise _Cut(f"{type(exc).__name__}: {exc}") from exc
+    return event
+
+
+async def _body(stream: trio.SocketStream, connection: h11.Connection, limit: int) -> str:
+    """The start of a refusal's body, for the log line."""
+    body = b""
+    while len(body) < limit and isinstance(data := await _next(stream, connection), h11.Data):
+        body += bytes(data.data)
+    return body[:limit].decode("utf-8", "replace")
 
 
 def make(context: SourceContext) -> Source:
