@@ -19,7 +19,8 @@ Hierarchy::
     │   └── ScriptOutOfMemory     it needed more than its memory limit and was stopped (limit)
     ├── SecretUnavailable         a command's secret has no value (name, secret, reason)
     ├── ContainmentError          subprocess containment asked for and not available (where, why)
-    └── AssetError                a runtime asset could not be had (asset, reason, detail)
+    ├── AssetError                a runtime asset could not be had (asset, reason, detail)
+    └── DockerEventsError         the Docker Engine's event stream failed (socket, reason, detail)
 
 Each carries what a log line or an operator needs to find the offending input.
 """
@@ -240,3 +241,13 @@ class AssetError(PipelineError):
     def __init__(self, asset: str, reason: str, detail: str) -> None:
         self.asset, self.reason, self.detail = asset, reason, detail
         super().__init__(f'asset "{asset}": {detail}')
+
+
+class DockerEventsError(PipelineError):
+    """The Docker Engine's event stream failed: ``socket`` is the daemon's socket, ``reason``
+    labels the metric (``connect``, ``timeout``, ``http_status``, ``truncated``, ``ended``,
+    ``bad_line``, ``line_too_long``), ``detail`` says what happened."""
+
+    def __init__(self, socket: str, reason: str, detail: str) -> None:
+        self.socket, self.reason, self.detail = socket, reason, detail
+        super().__init__(f"docker events at {socket}: {reason}: {detail}")
