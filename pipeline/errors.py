@@ -19,7 +19,8 @@ Hierarchy::
     │   └── ScriptOutOfMemory     it needed more than its memory limit and was stopped (limit)
     ├── SecretUnavailable         a command's secret has no value (name, secret, reason)
     ├── ContainmentError          subprocess containment asked for and not available (where, why)
-    └── AssetError                a runtime asset could not be had (asset, reason, detail)
+    ├── AssetError                a runtime asset could not be had (asset, reason, detail)
+    └── KubernetesError           the Kubernetes API answered what a source cannot use (url, reason, detail)
 
 Each carries what a log line or an operator needs to find the offending input.
 """
@@ -240,3 +241,13 @@ class AssetError(PipelineError):
     def __init__(self, asset: str, reason: str, detail: str) -> None:
         self.asset, self.reason, self.detail = asset, reason, detail
         super().__init__(f'asset "{asset}": {detail}')
+
+
+class KubernetesError(PipelineError):
+    """The Kubernetes API answered what the kubernetes source cannot use (a status, a watch
+    ERROR, a line that is not JSON): ``url`` is where, ``reason`` labels the metric
+    (``http``, ``bad_json``, ``watch_error``, ``disconnect``), ``detail`` says what happened."""
+
+    def __init__(self, url: str, reason: str, detail: str, *, status: int | None = None) -> None:
+        self.url, self.reason, self.detail, self.status = url, reason, detail, status
+        super().__init__(f"{url}: {detail}")

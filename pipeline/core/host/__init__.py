@@ -1,0 +1,1 @@
+"""What a host or its cluster did by itself, as change events: pure mappings, no I/O."""
