@@ -16,12 +16,13 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import trio
 import yaml
 
 from pipeline.errors import ConfigError, KubernetesError
@@ -244,17 +245,21 @@ class KubeAPI:
     @staticmethod
     async def _read_watch(url: str, response: httpx.Response, handle: WatchHandler) -> int:
         count = 0
-        async for line in response.aiter_lines():
-            if not line.strip():
-                continue
-            kind, obj = _watch_event(url, line)
-            if kind == "ERROR":
-                code = obj.get("code")
-                reason = "gone" if code == 410 else "watch_error"
-                detail = f"watch ERROR {code} {obj.get('reason')}: {obj.get('message')}"
-                raise KubernetesError(url, reason, detail, status=code if isinstance(code, int) else None)
-            count += 1
-            await handle(kind, obj)
+        lines = response.aiter_lines()
+        try:
+            async for line in lines:
+                if not line.strip():
+                    continue
+                kind, obj = _watch_event(url, line)
+                if kind == "ERROR":
+                    code = obj.get("code")
+                    reason = "gone" if code == 410 else "watch_error"
+                    detail = f"watch ERROR {code} {obj.get('reason')}: {obj.get('message')}"
+                    raise KubernetesError(url, reason, detail, status=code if isinstance(code, int) else None)
+                count += 1
+                await handle(kind, obj)
+        finally:
+            await _finish(response, lines)
         return count
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -270,6 +275,20 @@ class KubeAPI:
         """The replaced Lease, or None when it changed since it was read (409)."""
         response = await self._request("PUT", _lease_path(namespace, name), json=body)
         return None if response.status_code == 409 else self._body(response, ok=(200,))
+
+
+async def _finish(response: httpx.Response, lines: AsyncIterator[str]) -> None:
+    """Close a watch left early (an ERROR line, a cancellation while handling an event) and run
+    httpx's chain of async generators under ``aiter_lines`` to their end. Closing only the outer
+    one (``aclosing``) leaves the inner ones suspended until the garbage collector finds them,
+    and trio warns of each."""
+    with trio.CancelScope(shield=True):
+        await response.aclose()
+        try:
+            async for _ in lines:
+                pass
+        except Exception:  # the closed stream's own error: what ends the chain
+            return
 
 
 def _lease_path(namespace: str, name: str = "") -> str:

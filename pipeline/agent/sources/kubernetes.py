@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,11 @@ class KubernetesSource:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._hold, api, config, nursery.cancel_scope)
                         await self._collect(api, send, config)
+                except BaseExceptionGroup as group:
+                    failure = _sole_failure(group)
+                    if failure is group:
+                        raise
+                    raise failure from None
                 finally:
                     self.metrics.leader.set(0)
         finally:
@@ -254,6 +259,21 @@ class KubernetesSource:
         assert self.resume is not None
         self.metrics.duplicates.inc(max(0, self.resume.duplicates - self._duplicates_counted))
         self._duplicates_counted = self.resume.duplicates
+
+
+def _sole_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one KubernetesError a group holds (what the agent's log and metric should name), or
+    the group itself when it holds anything else (a cancellation, a bug, several failures)."""
+    leaves = list(_leaves(group))
+    return leaves[0] if len(leaves) == 1 and isinstance(leaves[0], KubernetesError) else group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 def make(context: SourceContext) -> Source:
