@@ -20,7 +20,8 @@ Hierarchy::
     ├── SecretUnavailable         a command's secret has no value (name, secret, reason)
     ├── ContainmentError          subprocess containment asked for and not available (where, why)
     ├── AssetError                a runtime asset could not be had (asset, reason, detail)
-    └── DockerEventsError         the Docker Engine's event stream failed (socket, reason, detail)
+    ├── DockerEventsError         the Docker Engine's event stream failed (socket, reason, detail)
+    └── KubernetesError           the Kubernetes API answered what a source cannot use (url, reason, detail)
 
 Each carries what a log line or an operator needs to find the offending input.
 """
@@ -251,3 +252,13 @@ class DockerEventsError(PipelineError):
     def __init__(self, socket: str, reason: str, detail: str) -> None:
         self.socket, self.reason, self.detail = socket, reason, detail
         super().__init__(f"docker events at {socket}: {reason}: {detail}")
+
+
+class KubernetesError(PipelineError):
+    """The Kubernetes API answered what the kubernetes source cannot use (a status, a watch
+    ERROR, a line that is not JSON): ``url`` is where, ``reason`` labels the metric
+    (``http``, ``bad_json``, ``watch_error``, ``disconnect``), ``detail`` says what happened."""
+
+    def __init__(self, url: str, reason: str, detail: str, *, status: int | None = None) -> None:
+        self.url, self.reason, self.detail, self.status = url, reason, detail, status
+        super().__init__(f"{url}: {detail}")
