@@ -19,7 +19,8 @@ Hierarchy::
     │   └── ScriptOutOfMemory     it needed more than its memory limit and was stopped (limit)
     ├── SecretUnavailable         a command's secret has no value (name, secret, reason)
     ├── ContainmentError          subprocess containment asked for and not available (where, why)
-    └── AssetError                a runtime asset could not be had (asset, reason, detail)
+    ├── AssetError                a runtime asset could not be had (asset, reason, detail)
+    └── HostRecordError           a kernel log record or package file an agent source cannot read (source, record, reason)
 
 Each carries what a log line or an operator needs to find the offending input.
 """
@@ -240,3 +241,13 @@ class AssetError(PipelineError):
     def __init__(self, asset: str, reason: str, detail: str) -> None:
         self.asset, self.reason, self.detail = asset, reason, detail
         super().__init__(f'asset "{asset}": {detail}')
+
+
+class HostRecordError(PipelineError):
+    """A record of the host an agent source cannot make sense of (a kernel log record, a dpkg log
+    line, a package's metadata): ``source`` names where it came from, ``record`` is the offending
+    text (shortened), ``reason`` what is wrong with it."""
+
+    def __init__(self, source: str, record: str, reason: str) -> None:
+        self.source, self.record, self.reason = source, record[:200], reason
+        super().__init__(f"{source}: {reason}: {self.record!r}")
