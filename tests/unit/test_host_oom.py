@@ -80,7 +80,11 @@ def test_global_oom_names_the_victims_cgroup() -> None:
 
 @pytest.mark.parametrize(
     ("line", "pid", "comm", "vm", "shmem"),
-    [(KILL_5_3, 3035, "oomprocs", 1056800, 0), (KILL_4_X, 31357, "sh", 5400, 0), (KILL_3_X, 2592, "mysqld", 2493852, None)],
+    [
+        (KILL_5_3, 3035, "oomprocs", 1056800, 0),
+        (KILL_4_X, 31357, "sh", 5400, 0),
+        (KILL_3_X, 2592, "mysqld", 2493852, None),
+    ],
 )
 def test_older_kernels_kill_lines_parse(line: str, pid: int, comm: str, vm: int, shmem: int | None) -> None:
     kill = parse_kill(line)
@@ -141,7 +145,10 @@ def test_the_event_is_a_critical_change_event_of_the_agents_entity() -> None:
     assert event.check.metadata.name == "oom-kill"
     assert event.check.status == 2
     assert event.check.output == output(kill)
-    assert event.check.output == "sh process with pid 31322 terminated by OOM killer. Total allocated memory 14913536 bytes"
+    assert (
+        event.check.output
+        == "sh process with pid 31322 terminated by OOM killer. Total allocated memory 14913536 bytes"
+    )
     assert event.check.metadata.labels[CHANGE_LABEL] == CHANGE
     notes = event.check.metadata.annotations
     assert notes["oom.process"] == "sh"
