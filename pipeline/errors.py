@@ -20,7 +20,7 @@ Hierarchy::
     ├── SecretUnavailable         a command's secret has no value (name, secret, reason)
     ├── ContainmentError          subprocess containment asked for and not available (where, why)
     ├── AssetError                a runtime asset could not be had (asset, reason, detail)
-    └── HostRecordError           a kernel log record or package file an agent source cannot read (source, record, reason)
+    └── HostRecordError           a host record an agent source cannot read (source, record, reason)
 
 Each carries what a log line or an operator needs to find the offending input.
 """

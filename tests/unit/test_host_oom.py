@@ -71,7 +71,8 @@ def test_global_oom_names_the_victims_cgroup() -> None:
     reader = OomReader()
     reader.feed(GLOBAL_CONTEXT)
     kill = reader.feed(GLOBAL_KILL)
-    assert kill is not None and kill.context is not None
+    assert kill is not None
+    assert kill.context is not None
     assert (kill.process, kill.pid, kill.memcg) == ("node", 2092, False)
     assert kill.context.oom_memcg is None
     assert kill.context.constraint == "CONSTRAINT_NONE"
@@ -103,7 +104,9 @@ def test_a_context_line_for_another_pid_is_not_attached() -> None:
     reader = OomReader()
     reader.feed(GLOBAL_CONTEXT)
     kill = reader.feed(KILL_4_X)
-    assert kill is not None and kill.context is None and kill.cgroup is None
+    assert kill is not None
+    assert kill.context is None
+    assert kill.cgroup is None
 
 
 @pytest.mark.parametrize(
