@@ -134,6 +134,30 @@ async def test_a_real_oom_kill_in_a_memory_limited_cgroup_is_reported(memory_cgr
     assert context.registry.get_sample_value("pipeline_agent_oom_bad_records_total") == 0
 
 
+async def test_a_kill_while_the_source_was_stopped_is_reported_when_it_restarts(memory_cgroup: Path) -> None:
+    """As the agent restarts a failed source: the same source object, run again."""
+    if not _kmsg_readable():
+        pytest.skip("/dev/kmsg cannot be read here")
+    context = _context(kmsg_path=KMSG)
+    source = OomSource(context)
+    send, receive = trio.open_memory_channel[Event](100)
+    script = f'echo $$ > {memory_cgroup}/cgroup.procs && exec {sys.executable} -c "{HOG}"'
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(source.run, send)
+            nursery.cancel_scope.cancel()
+        hog = await trio.lowlevel.open_process(["sh", "-c", script])
+        assert await hog.wait() == -9
+        async with trio.open_nursery() as nursery:
+            await nursery.start(source.run, send)
+            event = await _oom_event_of(receive, hog.pid)
+            nursery.cancel_scope.cancel()
+    assert event.check is not None
+    assert event.check.metadata.annotations["oom.cgroup"] == f"/{memory_cgroup.name}"
+    # at least ours: other processes of the host (containers of other tests) may be killed too
+    assert (context.registry.get_sample_value("pipeline_agent_oom_kills_total") or 0) >= 1
+
+
 async def _oom_event_of(receive: trio.MemoryReceiveChannel[Event], pid: int) -> Event:
     """The event of ``pid``'s kill (other processes of the host may be OOM-killed meanwhile)."""
     async for event in receive:

@@ -1,7 +1,8 @@
 """The ``oom`` source: OOM kills from the kernel log, as change events of the agent's entity.
 
-It follows ``/dev/kmsg`` from the agent's start (it seeks to the end first, so what the kernel
-logged before is not reported again on every restart). The device is opened non-blocking: each
+It follows ``/dev/kmsg`` from the agent's start: what the kernel logged before is not reported;
+when the agent restarts the source after a failure, it resumes after the last record it read (as
+long as the kernel's ring still holds it), so a kill in between is not missed. The device is opened non-blocking: each
 read returns one whole record, ``EAGAIN`` when there is none (the task then waits for the fd to
 be readable, in trio's own poller), ``EPIPE`` when the kernel's ring overwrote records we had
 not read yet (counted as lost; the next read goes on from the oldest record left). Only the
@@ -13,6 +14,7 @@ log); it is then followed like ``tail -f``, polled every :data:`FILE_POLL_INTERV
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
@@ -52,6 +54,8 @@ class OomSource:
         self.path = context.settings.kmsg_path
         self.poll_interval = poll_interval
         self.wall_clock = wall_clock
+        #: the kernel's sequence number of the last record read, where a restart resumes
+        self.last_sequence: int | None = None
         registry = context.registry
         self.kills = Counter("pipeline_agent_oom_kills", "OOM kills read from the kernel log", registry=registry)
         self.bad_records = Counter(
@@ -69,13 +73,13 @@ class OomSource:
         reader = OomReader()
         fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            os.lseek(fd, 0, os.SEEK_END)
             device = not stat.S_ISREG(os.fstat(fd).st_mode)
-            log.info("following kernel log", path=str(self.path), device=device)
+            seen = self._position(fd, device)
+            log.info("following kernel log", path=str(self.path), device=device, after_sequence=seen)
             task_status.started()
 
             async def handle(raw: bytes) -> None:
-                event = self._event_of(reader, raw)
+                event = self._event_of(reader, raw, seen)
                 if event is not None:
                     await send.send(event)
 
@@ -84,10 +88,40 @@ class OomSource:
             trio.lowlevel.notify_closing(fd)
             os.close(fd)
 
-    def _event_of(self, reader: OomReader, raw: bytes) -> Event | None:
+    def _position(self, fd: int, device: bool) -> int:
+        """Seeks to where reading starts; returns the sequence of the last record already seen.
+        A regular file is read from its end. The device is read from the oldest record its ring
+        holds: on the first run to its end without reporting anything (so that the sequence
+        where it started is known), on a restart from there, so a kill in between is reported."""
+        if not device:
+            os.lseek(fd, 0, os.SEEK_END)
+            return -1
+        os.lseek(fd, 0, os.SEEK_SET)
+        if self.last_sequence is None:
+            self.last_sequence = self._last_sequence_in_ring(fd)
+        return self.last_sequence
+
+    @staticmethod
+    def _last_sequence_in_ring(fd: int) -> int:
+        """Reads every record the ring holds (a few thousand at most, without blocking)."""
+        last = -1
+        while True:
+            try:
+                raw = os.read(fd, RECORD_BYTES)
+            except BlockingIOError:
+                return last
+            except BrokenPipeError:
+                continue  # overwritten while we read: the next read goes on from the oldest left
+            with contextlib.suppress(HostRecordError):
+                last = parse_record(raw).sequence
+
+    def _event_of(self, reader: OomReader, raw: bytes, seen: int) -> Event | None:
         """The event of one record, or None; a record that does not parse is counted and logged."""
         try:
             record = parse_record(raw)
+            if record.sequence <= seen:
+                return None
+            self.last_sequence = record.sequence
             kill = reader.feed(record.message) if record.facility == _KERNEL else None
         except HostRecordError as error:
             self.bad_records.inc()
