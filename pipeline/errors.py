@@ -21,7 +21,8 @@ Hierarchy::
     ├── ContainmentError          subprocess containment asked for and not available (where, why)
     ├── AssetError                a runtime asset could not be had (asset, reason, detail)
     ├── DockerEventsError         the Docker Engine's event stream failed (socket, reason, detail)
-    └── KubernetesError           the Kubernetes API answered what a source cannot use (url, reason, detail)
+    ├── KubernetesError           the Kubernetes API answered what a source cannot use (url, reason, detail)
+    └── HostRecordError           a host record an agent source cannot read (source, record, reason)
 
 Each carries what a log line or an operator needs to find the offending input.
 """
@@ -262,3 +263,13 @@ class KubernetesError(PipelineError):
     def __init__(self, url: str, reason: str, detail: str, *, status: int | None = None) -> None:
         self.url, self.reason, self.detail, self.status = url, reason, detail, status
         super().__init__(f"{url}: {detail}")
+
+
+class HostRecordError(PipelineError):
+    """A record of the host an agent source cannot make sense of (a kernel log record, a dpkg log
+    line, a package's metadata): ``source`` names where it came from, ``record`` is the offending
+    text (shortened), ``reason`` what is wrong with it."""
+
+    def __init__(self, source: str, record: str, reason: str) -> None:
+        self.source, self.record, self.reason = source, record[:200], reason
+        super().__init__(f"{source}: {reason}: {self.record!r}")

@@ -29,6 +29,8 @@ class SourceSettings:
     kubeconfig: Path | None = None
     #: Python environments (site-packages) and Node prefixes (global node_modules) to watch
     package_paths: list[Path] = field(default_factory=list)
+    #: seconds between two looks of the packages source at the package databases
+    package_interval: float = 10.0
     kmsg_path: Path = Path("/dev/kmsg")
     dpkg_log: Path = Path("/var/log/dpkg.log")
     rpm_db: Path = Path("/var/lib/rpm")
