@@ -4,7 +4,8 @@ channel): the kernel OOM-killing a process in a memory-limited cgroup, read from
 ``/var/log/dpkg.log``); a wheel built here installed and uninstalled by pip in a fresh venv; a
 package installed and uninstalled by npm under a global prefix.
 
-They need root (the cgroup, dpkg) and skip, saying why, where the host cannot do one of these.
+They need root (the cgroup, dpkg) and fail, saying why, where the host cannot do one of these:
+.ci/setup makes a fresh machine able to.
 Real clock with a hang guard: subprocesses and the kernel are involved.
 """
 
@@ -78,7 +79,7 @@ def memory_cgroup() -> Iterator[Path]:
     """A new cgroup limited to :data:`MEMORY_LIMIT`: cgroup v2 where its memory controller is
     free, else the v1 memory hierarchy (this sandbox: v1 holds the memory controller)."""
     if os.geteuid() != 0:
-        pytest.skip("a memory-limited cgroup needs root")
+        pytest.fail("a memory-limited cgroup needs root")
     name = f"pipeline-oom-e2e-{os.getpid()}"
     base = Path("/sys/fs/cgroup")
     group = None
@@ -89,9 +90,9 @@ def memory_cgroup() -> Iterator[Path]:
             or _v1_memory_cgroup(base / "memory", name)
         )
     except OSError as error:
-        pytest.skip(f"no writable memory cgroup here: {error}")
+        pytest.fail(f"no writable memory cgroup here: {error}")
     if group is None:
-        pytest.skip("no memory cgroup controller here (neither cgroup v2 nor v1)")
+        pytest.fail("no memory cgroup controller here (neither cgroup v2 nor v1)")
     yield group
     group.rmdir()
 
@@ -106,7 +107,7 @@ def _kmsg_readable() -> bool:
 
 async def test_a_real_oom_kill_in_a_memory_limited_cgroup_is_reported(memory_cgroup: Path) -> None:
     if not _kmsg_readable():
-        pytest.skip("/dev/kmsg cannot be read here")
+        pytest.fail("/dev/kmsg cannot be read here")
     context = _context(kmsg_path=KMSG)
     send, receive = trio.open_memory_channel[Event](100)
     # the child moves itself into the cgroup before it execs the hog, so all it allocates counts
@@ -137,7 +138,7 @@ async def test_a_real_oom_kill_in_a_memory_limited_cgroup_is_reported(memory_cgr
 async def test_a_kill_while_the_source_was_stopped_is_reported_when_it_restarts(memory_cgroup: Path) -> None:
     """As the agent restarts a failed source: the same source object, run again."""
     if not _kmsg_readable():
-        pytest.skip("/dev/kmsg cannot be read here")
+        pytest.fail("/dev/kmsg cannot be read here")
     context = _context(kmsg_path=KMSG)
     source = OomSource(context)
     send, receive = trio.open_memory_channel[Event](100)
@@ -232,13 +233,13 @@ async def _package_event(receive: trio.MemoryReceiveChannel[Event], kind: str, a
 def _need(*commands: str) -> None:
     missing = [command for command in commands if shutil.which(command) is None]
     if missing:
-        pytest.skip(f"not installed here: {', '.join(missing)}")
+        pytest.fail(f"not installed here: {', '.join(missing)}")
 
 
 async def test_real_dpkg_pip_and_npm_installs_and_removals_are_reported(tmp_path: Path) -> None:
     _need("dpkg", "dpkg-deb", "npm")
     if os.geteuid() != 0:
-        pytest.skip("dpkg -i needs root")
+        pytest.fail("dpkg -i needs root")
     deb_name = f"pipeline-e2e-probe-{os.getpid()}"
     deb = _build_deb(tmp_path, deb_name)
     wheel = _build_wheel(tmp_path)
