@@ -19,7 +19,8 @@ Hierarchy::
     │   └── ScriptOutOfMemory     it needed more than its memory limit and was stopped (limit)
     ├── SecretUnavailable         a command's secret has no value (name, secret, reason)
     ├── ContainmentError          subprocess containment asked for and not available (where, why)
-    └── AssetError                a runtime asset could not be had (asset, reason, detail)
+    ├── AssetError                a runtime asset could not be had (asset, reason, detail)
+    └── UnknownSource             an agent source name no source has (name, known)
 
 Each carries what a log line or an operator needs to find the offending input.
 """
@@ -240,3 +241,11 @@ class AssetError(PipelineError):
     def __init__(self, asset: str, reason: str, detail: str) -> None:
         self.asset, self.reason, self.detail = asset, reason, detail
         super().__init__(f'asset "{asset}": {detail}')
+
+
+class UnknownSource(PipelineError):
+    """``pipeline agent --source NAME`` (or the config file's ``source:``) names no known source."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name, self.known = name, known
+        super().__init__(f"--source {name!r}: unknown source (known: {', '.join(known) or 'none'})")
