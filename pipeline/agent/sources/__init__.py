@@ -99,11 +99,13 @@ class SourceRunner:
         while True:
             began = trio.current_time()
             observing = trio.Event()
-            error = await self._run_once(source, functools.partial(self._started, name, observing, status))
-            self.metrics.source_up.labels(name).set(0)
+            try:
+                error = await self._run_once(source, functools.partial(self._started, name, observing, status))
+            finally:
+                self.metrics.source_up.labels(name).set(0)
             if status is not None and not observing.is_set():
-                if required and error is not None:
-                    raise error
+                if required and error is not None:  # as the agent raised before sources (a port in use)
+                    raise first_error(error) if isinstance(error, BaseExceptionGroup) else error
                 status.started()  # the agent goes on; this source is retried below
             status = None
             if trio.current_time() - began >= BACKOFF_RESET:
