@@ -234,7 +234,7 @@ class Agent:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.delivery.run_spooler)
             await self.submit(self.lifecycle_event("agent_started"))
-            runner = SourceRunner(self._outbound_send, self.metrics)
+            runner = SourceRunner(self.submit, self.metrics)
             # The agent's own producers are required: one that cannot start (a port in use) stops
             # the agent at once, as a wrong flag should; later failures are restarted like any.
             await nursery.start(functools.partial(runner.run, self._scheduler_source, required=True))

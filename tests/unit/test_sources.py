@@ -64,7 +64,7 @@ async def test_a_failing_source_is_restarted_with_a_doubling_capped_backoff_and_
     send, receive = trio.open_memory_channel[Event](100)
     source = Flaky(failures=12)
     async with trio.open_nursery() as nursery:
-        await nursery.start(SourceRunner(send, metrics).run, source)
+        await nursery.start(SourceRunner(send.send, metrics).run, source)
         received = [await receive.receive() for _ in range(13)]
         assert sample(metrics, "pipeline_agent_source_up") == 1
         nursery.cancel_scope.cancel()
@@ -84,7 +84,7 @@ async def test_a_source_that_fails_before_observing_does_not_hold_the_agent(
     send, receive = trio.open_memory_channel[Event](10)
     source = Flaky(failures=2, before_start=True)
     async with trio.open_nursery() as nursery:
-        await nursery.start(SourceRunner(send, metrics).run, source)  # returns: the agent goes on
+        await nursery.start(SourceRunner(send.send, metrics).run, source)  # returns: the agent goes on
         assert sample(metrics, "pipeline_agent_source_up") == 0
         await receive.receive()
         nursery.cancel_scope.cancel()
@@ -94,7 +94,7 @@ async def test_a_source_that_fails_before_observing_does_not_hold_the_agent(
 
 async def test_a_required_source_that_cannot_start_stops_the_agent() -> None:
     send, _ = trio.open_memory_channel[Event](10)
-    runner = SourceRunner(send, AgentMetrics.create())
+    runner = SourceRunner(send.send, AgentMetrics.create())
     with pytest.raises(OSError, match="cannot observe"):
         await runner.run(Flaky(failures=1, before_start=True), required=True)
 
@@ -108,7 +108,7 @@ async def test_a_slow_spool_holds_the_sources_back_and_nothing_is_dropped(
     send, receive = trio.open_memory_channel[Event](1)
     source = Flaky(failures=1, per_run=5)
     async with trio.open_nursery() as nursery:
-        await nursery.start(SourceRunner(send, metrics).run, source)
+        await nursery.start(SourceRunner(send.send, metrics).run, source)
         await trio.sleep(100)
         assert len(source.runs) == 1  # blocked on the full channel, not failed
         assert sample(metrics, "pipeline_agent_source_events_total") == 1
@@ -123,7 +123,7 @@ async def test_a_cancelled_source_is_not_restarted(mock_clock: trio.testing.Mock
     send, _ = trio.open_memory_channel[Event](100)
     source = Flaky(failures=0)
     with trio.move_on_after(10):
-        await SourceRunner(send, metrics).run(source)
+        await SourceRunner(send.send, metrics).run(source)
     assert len(source.runs) == 1
     assert sample(metrics, "pipeline_agent_source_failures_total") in (None, 0)
 

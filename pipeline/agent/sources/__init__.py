@@ -79,10 +79,11 @@ class Outlet:
 
 
 class SourceRunner:
-    """Runs sources under the agent, each feeding ``outbound``, each restarted when it fails."""
+    """Runs sources under the agent, each restarted when it fails. Their events go to ``submit``
+    (the agent's: into its one bounded outbound channel, waiting while it is full)."""
 
-    def __init__(self, outbound: trio.MemorySendChannel[Event], metrics: AgentMetrics) -> None:
-        self.outbound = outbound
+    def __init__(self, submit: Callable[[Event], Awaitable[None]], metrics: AgentMetrics) -> None:
+        self.submit = submit
         self.metrics = metrics
 
     async def run(
@@ -146,7 +147,7 @@ class SourceRunner:
         counted = self.metrics.source_events.labels(name)
         async with receive:
             async for event in receive:
-                await self.outbound.send(event)
+                await self.submit(event)
                 counted.inc()
 
 
