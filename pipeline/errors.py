@@ -22,7 +22,8 @@ Hierarchy::
     ├── AssetError                a runtime asset could not be had (asset, reason, detail)
     ├── DockerEventsError         the Docker Engine's event stream failed (socket, reason, detail)
     ├── KubernetesError           the Kubernetes API answered what a source cannot use (url, reason, detail)
-    └── HostRecordError           a host record an agent source cannot read (source, record, reason)
+    ├── HostRecordError           a host record an agent source cannot read (source, record, reason)
+    └── UnknownSource             an agent source name no source has (name, known)
 
 Each carries what a log line or an operator needs to find the offending input.
 """
@@ -273,3 +274,11 @@ class HostRecordError(PipelineError):
     def __init__(self, source: str, record: str, reason: str) -> None:
         self.source, self.record, self.reason = source, record[:200], reason
         super().__init__(f"{source}: {reason}: {self.record!r}")
+
+
+class UnknownSource(PipelineError):
+    """``pipeline agent --source NAME`` (or the config file's ``source:``) names no known source."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name, self.known = name, known
+        super().__init__(f"--source {name!r}: unknown source (known: {', '.join(known) or 'none'})")

@@ -371,6 +371,9 @@ class AgentMetrics:
     events_too_large: Counter
     api_unknown_parameters: Counter
     execute_requests_refused: Counter
+    source_events: Counter
+    source_failures: Counter
+    source_up: Gauge
 
     @classmethod
     def create(
@@ -453,4 +456,14 @@ class AgentMetrics:
                 "Check execution requests from the backend that did not decode (check, hooks or proxy entity)",
                 registry=r,
             ),
+            source_events=Counter(
+                "pipeline_agent_source_events", "Events a source of the agent produced", ["source"], registry=r
+            ),
+            source_failures=Counter(
+                "pipeline_agent_source_failures",
+                "Times a source of the agent failed (raised or ended) and was restarted",
+                ["source"],
+                registry=r,
+            ),
+            source_up=Gauge("pipeline_agent_source_up", "1 while a source of the agent runs", ["source"], registry=r),
         )

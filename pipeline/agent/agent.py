@@ -30,6 +30,8 @@ from pipeline.agent.executor import CheckExecutor
 from pipeline.agent.reconfigure import ENTITY_FIELDS, RELOADABLE, ConfigChanges, config_changes
 from pipeline.agent.scheduler import Scheduler
 from pipeline.agent.settings import AgentConfig, agent_entity
+from pipeline.agent.sources import Outlet, SourceContext, SourceRunner, make_sources
+from pipeline.agent.sources.builtin import ListenerSource, SchedulerSource
 from pipeline.agent.spool import Spool
 from pipeline.agent.statsd import StatsdServer
 from pipeline.assets import AssetCache, AssetMetrics
@@ -100,12 +102,18 @@ class Agent:
         )
         self._outbound_send, self._outbound = trio.open_memory_channel[Event](OUTBOUND_BUFFER)
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
-        self.scheduler = Scheduler(
-            config.name, self._run_check, self.submit, on_skip=self._count_skip, on_subdued=self._count_subdued
-        )
         spool_path = config.data_dir / "spool.db" if config.data_dir else Path(":memory:")
         self.spool = Spool(spool_path, config.spool_max_bytes)
         self.delivery = Delivery(self.spool, self._outbound, self.metrics)
+        scheduled = Outlet(self.delivery.spooled_event)
+        self.scheduler = Scheduler(
+            config.name, self._run_check, scheduled.send, on_skip=self._count_skip, on_subdued=self._count_subdued
+        )
+        self._scheduler_source = SchedulerSource(self.scheduler, scheduled)
+        #: the host sources switched on (``--source``); raises UnknownSource for a name none has
+        self.sources = make_sources(
+            config.sources, SourceContext(self.entity, config.source_settings, self.metrics.registry)
+        )
         self.metrics.spool.watch(lambda: self.spool.count, lambda: self.spool.bytes)
         self.connected = trio.Event()
         #: the local HTTP API's app once it serves (its routes are what the API answers)
@@ -138,7 +146,8 @@ class Agent:
         return changes
 
     async def submit(self, event: Event) -> None:
-        """Queue an event for the backend (waits while the outbound queue is full)."""
+        """Queue an event for the backend (waits while the outbound queue is full). The agent's own
+        events (started, stopped) come this way; every other producer is a source."""
         await self._outbound_send.send(event)
 
     async def submit_durably(self, event: Event) -> None:
@@ -147,8 +156,9 @@ class Agent:
         await self.submit(event)
         await spooled.wait()
 
-    async def submit_local(self, event: Event, source: str) -> None:
-        """Spool an event a local program sent (``source``: api, socket), refusing one over the
+    async def _submit_local(self, outlet: Outlet, source: str, event: Event) -> None:
+        """Spool an event a local program sent (``source``: api, socket) through that source's
+        channel, returning once it is on disk (the client is answered then), refusing one over the
         maximum event size with :class:`EventTooLarge`."""
         size = len(event.to_msgpack())
         if size > MAX_EVENT_BYTES:
@@ -156,7 +166,7 @@ class Agent:
             log.warning("event refused: too large", source=source, event_id=event.id, check=event.check_name,
                         size=size, limit=MAX_EVENT_BYTES)  # fmt: skip
             raise EventTooLarge(size, MAX_EVENT_BYTES)
-        await self.submit_durably(event)
+        await outlet.send_durably(event)
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))
@@ -224,33 +234,50 @@ class Agent:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.delivery.run_spooler)
             await self.submit(self.lifecycle_event("agent_started"))
-            await nursery.start(self.scheduler.run)
+            runner = SourceRunner(self.submit, self.metrics)
+            # The agent's own producers are required: one that cannot start (a port in use) stops
+            # the agent at once, as a wrong flag should; later failures are restarted like any.
+            await nursery.start(functools.partial(runner.run, self._scheduler_source, required=True))
             await self._schedule_remembered_checks()
-            api = None
-            if self.config.api_addr is not None:
-                app = create_agent_app(
-                    self.metrics.registry,
-                    lambda: self.connected.is_set(),
-                    functools.partial(self.submit_local, source="api"),
-                    self.entity,
-                    set_aside=self.delivery.list_set_aside,
-                    unknown_parameters=self.metrics.api_unknown_parameters,
-                )
-                self.api_app = app
-                serve = functools.partial(serve_app, app, self.config.api_addr, metrics=self.metrics.http)
-                api = await nursery.start(serve)
+            listeners = self._listener_sources()
+            for listener in listeners.values():
+                await nursery.start(functools.partial(runner.run, listener, required=True))
+            if "api" in listeners:
+                api = listeners["api"].address
+                assert api is not None
                 log.info("agent API listening", address=f"{api[0]}:{api[1]}")
-            statsd = None
-            if self.config.statsd is not None:
-                server = StatsdServer(self.config.statsd, self.entity, self.submit, self.metrics.registry)
-                statsd = await nursery.start(server.run)
-            client_socket = None
-            if self.config.socket_addr is not None:
-                submit = functools.partial(self.submit_local, source="socket")
-                sockets = ClientSocketServer(self.config.socket_addr, self.entity, submit, self.metrics)
-                client_socket = await nursery.start(sockets.run)
-            task_status.started(AgentAddresses(api=api, statsd=statsd, socket=client_socket))
+            for source in self.sources:
+                await nursery.start(runner.run, source)
+            task_status.started(AgentAddresses(*(listeners[k].address if k in listeners else None
+                                                 for k in ("api", "statsd", "socket"))))  # fmt: skip
             await self._connect_forever()
+
+    def _listener_sources(self) -> dict[str, ListenerSource]:
+        """The local API, StatsD and the client socket, those switched on, by name."""
+        listeners = {}
+        if self.config.api_addr is not None:
+            outlet = Outlet(self.delivery.spooled_event)
+            app = create_agent_app(
+                self.metrics.registry,
+                lambda: self.connected.is_set(),
+                functools.partial(self._submit_local, outlet, "api"),
+                self.entity,
+                set_aside=self.delivery.list_set_aside,
+                unknown_parameters=self.metrics.api_unknown_parameters,
+            )
+            self.api_app = app
+            serve = functools.partial(serve_app, app, self.config.api_addr, metrics=self.metrics.http)
+            listeners["api"] = ListenerSource("api", serve, outlet)
+        if self.config.statsd is not None:
+            outlet = Outlet(self.delivery.spooled_event)
+            server = StatsdServer(self.config.statsd, self.entity, outlet.send, self.metrics.registry)
+            listeners["statsd"] = ListenerSource("statsd", server.run, outlet)
+        if self.config.socket_addr is not None:
+            outlet = Outlet(self.delivery.spooled_event)
+            submit = functools.partial(self._submit_local, outlet, "socket")
+            sockets = ClientSocketServer(self.config.socket_addr, self.entity, submit, self.metrics)
+            listeners["socket"] = ListenerSource("socket", sockets.run, outlet)
+        return listeners
 
     async def _run_check(self, config: CheckConfig, issued: int, proxy: Entity | None = None) -> Event:
         name = config.metadata.name

@@ -3,8 +3,8 @@
 What describes the agent's entity and its keepalives can change at run time: subscriptions,
 labels, annotations, redact, keepalive handlers and timeouts, deregistration. Everything else
 (its name and namespace, addresses, credentials, TLS, the spool, StatsD, heartbeats, plugin
-directories) is bound to a socket, a file or the backend's idea of who the agent is: a change
-there is reported by flag name as needing a restart and not applied. Pure.
+directories, the sources and their settings) is bound to a socket, a file or the backend's idea
+of who the agent is: a change there is reported by flag name as needing a restart and not applied. Pure.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ _FLAGS = {
     "plugin_dirs": "plugin-dir",
     "data_dir": "data",
     "credentials": "user/password/token",
+    "sources": "source",
 }
 
 
@@ -49,6 +50,7 @@ class ConfigChanges:
 
 def _flag(path: str) -> str:
     path = path.removeprefix("tls.")  # --cert-file, --key-file, --trusted-ca-file
+    path = path.removeprefix("source_settings.")  # --docker-socket, --kubeconfig, --package-paths
     return _FLAGS.get(path) or path.replace(".", "-").replace("_", "-")
 
 

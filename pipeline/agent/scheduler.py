@@ -48,12 +48,19 @@ class Scheduler:
         self._wall_clock = wall_clock
         self._tasks: CheckTasks[str] = CheckTasks()
         self._nursery: trio.Nursery | None = None
+        #: the checks of the last update, scheduled again when the scheduler is restarted
+        self._checks: list[CheckConfig] = []
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            task_status.started()
-            await trio.sleep_forever()
+            self._tasks = CheckTasks()  # a restart: the tasks of the last run are gone with its nursery
+            try:
+                self.update(self._checks)
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
 
     @property
     def scheduled(self) -> list[str]:
@@ -62,7 +69,9 @@ class Scheduler:
     def update(self, checks: list[CheckConfig]) -> None:
         """Schedule exactly ``checks``: new ones start, changed ones restart, gone ones stop. Round
         robin and proxy checks are the backend's to schedule: they run only when it asks."""
-        assert self._nursery is not None, "Scheduler.run must be started first"
+        self._checks = list(checks)
+        if self._nursery is None:  # not running (restarting after a failure): run schedules them
+            return
         wanted = {
             c.metadata.name: c for c in checks if c.publish and (c.interval > 0 or c.cron) and not backend_scheduled(c)
         }
@@ -73,7 +82,10 @@ class Scheduler:
     def run_once(self, config: CheckConfig, proxy: Entity | None = None) -> None:
         """Run ``config`` once, now, beside its schedule if it has one (an ad hoc execution, or a
         run the backend scheduled); ``proxy``: the entity of a proxy request."""
-        assert self._nursery is not None, "Scheduler.run must be started first"
+        if self._nursery is None:
+            self._on_skip(config.metadata.name)
+            log.warning("check run on request not made", check=config.metadata.name, reason="scheduler restarting")
+            return
         log.debug("check executed on request", check=config.metadata.name, proxy=proxy.name if proxy else "")
         self._nursery.start_soon(self._run_now, config, proxy)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import __version__
+from pipeline.agent.sources.base import SourceSettings
 from pipeline.agent.statsd import StatsdConfig
 from pipeline.agent.system import collect_system
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
@@ -46,6 +47,9 @@ class AgentConfig:
     redact: list[str] = field(default_factory=lambda: list(DEFAULT_REDACT))
     deregister: bool = False
     deregistration_handler: str = ""
+    #: the host sources switched on, by name (``--source``; see :data:`pipeline.agent.sources.SOURCES`)
+    sources: list[str] = field(default_factory=list)
+    source_settings: SourceSettings = field(default_factory=SourceSettings)
 
     def validate(self) -> None:
         """Raise ValueError naming the flag when the settings contradict each other."""

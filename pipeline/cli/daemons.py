@@ -11,12 +11,14 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
 from pipeline import containment, logs
 from pipeline.agent.agent import Agent
 from pipeline.agent.settings import AgentConfig
+from pipeline.agent.sources import SourceSettings, check_source_names
 from pipeline.agent.statsd import StatsdConfig
 from pipeline.backend.auth import AgentCredentials, parse_user
 from pipeline.backend.server import Backend, BackendConfig
@@ -39,7 +41,7 @@ from pipeline.config import load_directory
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
 from pipeline.core.redact import DEFAULT_REDACT
 from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS
-from pipeline.errors import ConfigError, ConfigErrors, ContainmentError, HandlerError, StoreError
+from pipeline.errors import ConfigError, ConfigErrors, ContainmentError, HandlerError, StoreError, UnknownSource
 from pipeline.metrics import AgentMetrics, BackendMetrics
 from pipeline.tls import TLSFiles
 
@@ -59,6 +61,7 @@ def non_negative_int(text: str) -> int:
 
 
 log = logs.get_logger("cli")
+T = TypeVar("T")
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 
@@ -199,6 +202,60 @@ def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> Non
     parser.add_argument("--deregistration-handler", default="", help="handler of the deregistration event")
 
 
+def add_source_flags(parser: argparse.ArgumentParser) -> None:
+    """The host sources (``--source``, repeatable, comma-separated too) and where they look."""
+    defaults = SourceSettings()
+    parser.add_argument(
+        "--source",
+        dest="sources",
+        type=parse_list,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="switch on a source of host events: oom, packages, docker, kubernetes (repeatable)",
+    )
+    parser.add_argument(
+        "--docker-socket",
+        type=Path,
+        default=defaults.docker_socket,
+        help=f"the Docker Engine's unix socket (default {defaults.docker_socket})",
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, default=None, help="kubeconfig of the cluster (default: in-cluster service account)"
+    )
+    parser.add_argument(
+        "--package-paths",
+        type=parse_paths,
+        action="append",
+        default=[],
+        help="Python site-packages and Node prefixes the packages source watches (repeatable, comma-separated)",
+    )
+
+
+def parse_paths(text: str) -> list[Path]:
+    return [Path(item) for item in parse_list(text)]
+
+
+def _flat(lists: list[list[T]]) -> list[T]:
+    return list(dict.fromkeys(item for items in lists for item in items))
+
+
+def _source_settings(args: argparse.Namespace) -> SourceSettings:
+    return SourceSettings(
+        docker_socket=args.docker_socket, kubeconfig=args.kubeconfig, package_paths=_flat(args.package_paths)
+    )
+
+
+def refused_sources(args: argparse.Namespace) -> int | None:
+    """2 (argparse's status for a bad flag) after one line naming an unknown ``--source``, else None."""
+    try:
+        check_source_names(_flat(args.sources))
+    except UnknownSource as exc:
+        print(f"pipeline {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return None
+
+
 def add_spool_flags(parser: argparse.ArgumentParser, *, data: bool) -> None:
     if data:
         parser.add_argument(
@@ -324,6 +381,8 @@ def _agent_config(
         redact=args.redact,
         deregister=args.deregister,
         deregistration_handler=args.deregistration_handler,
+        sources=_flat(args.sources),
+        source_settings=_source_settings(args),
     )
 
 
@@ -437,6 +496,8 @@ def _standalone_agent_config(args: argparse.Namespace) -> AgentConfig:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
+    if (refused := refused_sources(args)) is not None:
+        return refused
     config = _standalone_agent_config(args)
 
     async def main(nursery: trio.Nursery) -> Controls:
@@ -453,6 +514,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if (refused := refused_sources(args)) is not None:
+        return refused
     try:
         backend_config = _backend_config(args)
     except ConfigErrors as exc:

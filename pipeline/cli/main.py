@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.cli import daemons, operator, resources
+from pipeline.cli import daemons, operator, resources, send
 from pipeline.cli.config_file import CONFIG_FILE_FLAG, config_file_in, file_defaults
 from pipeline.errors import ConfigError
 from pipeline.logs import printable
@@ -27,6 +27,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     daemons.add_agent_flags(up, prefix="agent-")
     daemons.add_spool_flags(up, data=False)
     daemons.add_statsd_flags(up)
+    daemons.add_source_flags(up)
     daemons.add_common_flags(up)
     up.set_defaults(func=daemons.cmd_up)
     daemon_commands["up"] = up
@@ -43,6 +44,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     daemons.add_agent_flags(agent)
     daemons.add_spool_flags(agent, data=True)
     daemons.add_statsd_flags(agent)
+    daemons.add_source_flags(agent)
     daemons.add_common_flags(agent)
     agent.set_defaults(func=daemons.cmd_agent)
     daemon_commands["agent"] = agent
@@ -62,6 +64,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     event_info.add_argument("entity")
     event_info.add_argument("check")
     event_info.set_defaults(func=operator.cmd_event_info)
+    event_send = event_commands.add_parser("send", help="send a change event (a deploy), to the backend or the agent")
+    send.add_send_flags(event_send)
+    event_send.set_defaults(func=send.cmd_event_send)
     event_resolve = event_commands.add_parser("resolve", help="a new OK result, through the check's handlers")
     event_delete = event_commands.add_parser("delete", help="delete an event (the timeline keeps its past)")
     for sub, func in ((event_resolve, operator.cmd_event_resolve), (event_delete, operator.cmd_event_delete)):
@@ -133,9 +138,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     check_execute.set_defaults(func=resources.cmd_check_execute)
     reload = commands.add_parser("reload", help="read the backend's configuration directory again and apply it")
     reload.set_defaults(func=operator.cmd_reload)
-    operator_commands = (event_list, event_info, event_resolve, event_delete, entity_list, entity_info, entity_delete,
-                         deadletter_list, deadletter_replay, timeline, key_create, key_list, key_revoke, create, get,
-                         delete, revert, check_execute, reload)  # fmt: skip
+    operator_commands = (event_list, event_info, event_send, event_resolve, event_delete, entity_list, entity_info,
+                         entity_delete, deadletter_list, deadletter_replay, timeline, key_create, key_list, key_revoke,
+                         create, get, delete, revert, check_execute, reload)  # fmt: skip
     for sub in operator_commands:
         sub.add_argument("--api-url", default="http://127.0.0.1:8080")
         sub.add_argument("--namespace", default="default")

@@ -4,7 +4,7 @@ A source is a trio task given a sending channel. It observes one thing (the sche
 runs, StatsD datagrams, the kernel log, dpkg's log, the Docker or Kubernetes event stream) and
 sends each event it makes into the channel, which the agent spools durably before anything else
 happens to it. Sources are switched on by name (``pipeline agent --source NAME`` or the config
-file's ``sources:``), each has its own metrics, and one failing never stops the others: the agent
+file's ``source:`` key), each has its own metrics, and one failing never stops the others: the agent
 restarts it with a backoff and counts the failure.
 """
 

@@ -1,0 +1,99 @@
+"""``pipeline event send``: a change event from a script on a host (a deploy, a restart), as
+StackState's ``stac event send``.
+
+It is the change event the push routes make (:func:`pipeline.core.push.common.change_event`):
+the check is named by ``--type``, its output is ``--message``, its labels come from ``--tag
+k:v`` and its annotations ``link/<title>`` from ``--link "title: url"``; status 0 unless
+``--status``. It goes to the backend's Sensu events API, which any status and any annotation
+fit and which an ingest key may post to, as the entity ``--host`` (default: this machine's
+name). With ``--agent`` it goes to the local agent's API instead, which answers once the
+event is in its spool: it reaches the backend when the backend is back. There the event is
+about the agent's own entity, or about ``--host`` as a proxy entity when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from pipeline.cli.operator import ApiError, api_request, refusal
+from pipeline.core.push.common import change_event, labels_of
+from pipeline.errors import ValidationError
+
+#: The local agent's API (Sensu's port 3031).
+AGENT_URL = "http://127.0.0.1:3031"
+
+
+def add_send_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--type", required=True, help="the kind of change (deployment, restart): the check's name")
+    parser.add_argument("--message", required=True, help="what happened: the check's output")
+    parser.add_argument("--tag", action="append", default=[], help="a label k:v (repeatable)")
+    parser.add_argument("--link", action="append", default=[], help='"title: url", an annotation (repeatable)')
+    parser.add_argument("--status", type=int, default=0, help="0 OK (default), 1 warning, 2 critical, 3 unknown")
+    parser.add_argument("--host", default="", help="the entity (default: this machine, or the agent's own)")
+    parser.add_argument("--agent", action="store_true", help="send through the local agent, which spools it")
+    parser.add_argument("--agent-url", default=AGENT_URL, help=f"the local agent's API (default {AGENT_URL})")
+
+
+def links_of(links: list[str]) -> dict[str, str]:
+    """``["Runbook: https://wiki/x"]`` as annotations ``{"link/Runbook": "https://wiki/x"}``; a link
+    without a title is titled by its URL."""
+    annotations = {}
+    for i, link in enumerate(links):
+        title, sep, url = link.partition(": ")
+        title, url = (title.strip(), url.strip()) if sep else (link.strip(), link.strip())
+        if not title or not url:
+            raise ValidationError(f"--link[{i}]", f'expected "title: url", got {link!r}')
+        annotations[f"link/{title}"] = url
+    return annotations
+
+
+def event_body(args: argparse.Namespace, now: float) -> dict[str, Any]:
+    """The event to send, as Sensu Go's event JSON (raises ValidationError naming the flag)."""
+    event = change_event(
+        host=args.host or socket.gethostname(),
+        name=args.type,
+        output=args.message,
+        status=args.status,
+        timestamp=int(now),
+        namespace=args.namespace,
+        labels=labels_of(args.tag, "--tag"),
+        annotations=links_of(args.link),
+        handlers=[],
+    )
+    event.validate()
+    body = event.to_dict()
+    if args.agent and not args.host:
+        del body["entity"]  # the agent's own
+    return body
+
+
+def cmd_event_send(args: argparse.Namespace) -> int:
+    try:
+        body = event_body(args, time.time())
+    except ValidationError as exc:
+        print(f"pipeline event send: error: {exc}", file=sys.stderr)
+        return 2
+    if args.agent:
+        _post_to_agent(args.agent_url, body)
+        where = f"the agent at {args.agent_url} (spooled)"
+    else:
+        api_request(args, "POST", f"/api/core/v2/namespaces/{args.namespace}/events", expect=201, json=body)
+        where = f"the backend at {args.api_url}"
+    print(f"event {body['id']} ({args.type}) sent to {where}")
+    return 0
+
+
+def _post_to_agent(url: str, body: dict[str, Any]) -> None:
+    try:
+        response = httpx.post(url.rstrip("/") + "/events", content=json.dumps(body), timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach the agent at {url}: {exc}") from None
+    if response.status_code != 202:
+        raise ApiError(f"the agent at {url} refused the event: {refusal(response)}")
