@@ -405,14 +405,16 @@ class Setup:
         backend = await nursery.start(Daemon("backend").run, [
             "backend", "--config", str(config), "--data", str(self.tmp / "backend"),
             "--api-addr", f"127.0.0.1:{self.api}", "--transport-addr", f"127.0.0.1:{self.transport}",
-            "--cert-file", str(backend_pem)], self.env(ANSIBLE_TOKEN=TOKEN), "backend ready")  # fmt: skip
+            "--cert-file", str(backend_pem), "--log-level", "debug"], self.env(ANSIBLE_TOKEN=TOKEN),
+            "backend ready")  # fmt: skip
         path = f"{self.agent_bin()}:{os.environ['PATH']}"
         agents = []
         for name in AGENTS:
             agents.append(await nursery.start(Daemon(name).run, [
                 "agent", "--name", name, "--subscriptions", "system,run_proxies",
                 "--backend-addr", f"127.0.0.1:{self.transport}", "--trusted-ca-file", str(ca_file),
-                "--data", str(self.tmp / name), "--api-addr", "", "--socket-addr", "", "--statsd-addr", ""],
+                "--data", str(self.tmp / name), "--api-addr", "", "--socket-addr", "", "--statsd-addr", "",
+                "--log-level", "debug"],
                 self.env(PATH=path), "connected to backend"))  # fmt: skip
         return [backend, *agents]
 
@@ -493,6 +495,7 @@ def assert_round_robin(events: list[dict[str, Any]]) -> None:
     executed = Counter(e["check"]["executed"] for e in events)
     assert max(executed.values()) == 1, executed  # never two agents for one execution
     assert {name_of(e) for e in events} == {"sensu-site"}  # the proxy entity, created by its events
+    assert {e["entity"]["entity_class"] for e in events} == {"proxy"}
     turns = [e["check"]["processed_by"] for e in events[-6:]]
     assert turns in ([*AGENTS] * 3, [*reversed(AGENTS)] * 3), turns
     assert all(e["check"]["output"] == "http_check.sh OK: HTTP Status 200 for https://sensu.io\n" for e in events)
@@ -539,7 +542,8 @@ def assert_secret(seen: Seen, stored: list[dict[str, Any]], daemons: list[Daemon
         assert event["check"]["secrets"] == [{"name": "GITHUB_TOKEN", "secret": "sensu-ansible-token"}]
     assert TOKEN not in repr(seen.raw)  # no event the handler got
     assert TOKEN not in repr(stored)  # nor the events API
-    for daemon in daemons:  # nor a log line
+    assert all("check executed on request" in agent.text for agent in daemons[1:])  # debug lines are there
+    for daemon in daemons:  # nor a log line, at debug level
         assert TOKEN not in daemon.text, daemon.name
     written = [p for d in ("backend", *AGENTS) for p in (tmp_path / d).rglob("*") if p.is_file()]
     assert written
