@@ -55,7 +55,11 @@ def test_a_secret_resource_of_another_namespace_is_not_used() -> None:
             resources(),
             "secret 'T' (NOPE): the backend's environment variable NOPE is not set",
         ),
-        ([SecretRef("T", "OTHER")], resources(provider=False), "secret 'T' (OTHER): no secrets provider is defined"),
+        (
+            [SecretRef("T", "OTHER")],
+            resources(provider=False),
+            "secret 'T' (OTHER): no Secret resource named 'OTHER' in namespace 'default' (or declare the Env provider",
+        ),
         (
             [SecretRef("A", "OTHER"), SecretRef("B", "x")],
             resources(secrets=(secret("x", "UNSET"),)),
@@ -68,6 +72,15 @@ def test_a_secret_without_a_value_is_an_error_naming_it(refs: list[SecretRef], g
         resolve(refs, given, "default", ENV)
     assert str(error.value).startswith(message)
     assert "t0ken" not in str(error.value)
+
+
+def test_the_env_provider_is_built_in_as_in_sensu_go() -> None:
+    """Sensu Go's docs: "The Env secrets provider is automatically created with an empty spec when
+    you start your Sensu backend", so their Secret with ``provider: env`` works without an Env document."""
+    documented = secret("sensu-ansible-token", "API_TOKEN")
+    found = resolve([SecretRef("T", "sensu-ansible-token")], resources(provider=False, secrets=(documented,)),
+                    "default", ENV)  # fmt: skip
+    assert found == {"T": "t0ken-value"}
 
 
 def test_no_secrets_need_no_provider() -> None:
