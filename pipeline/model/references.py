@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.model.check import CheckConfig, HookConfig
 from pipeline.model.meta import DEFAULT_NAMESPACE
-from pipeline.model.pipeline import BUILTIN_FILTERS, BUILTIN_MUTATORS, Mutator, Pipeline
+from pipeline.model.pipeline import BUILTIN_FILTERS, BUILTIN_MUTATORS, EventFilter, Mutator, Pipeline
 from pipeline.model.resources import Handler, ReferenceError, Resources
 
 #: How a kind is called in a sentence (sensuctl's words).
@@ -42,7 +42,7 @@ def names_in(resource: Any) -> Iterator[Name]:
         yield from _handler_names(resource)
     elif isinstance(resource, Pipeline):
         yield from _pipeline_names(resource)
-    if isinstance(resource, (CheckConfig, HookConfig, Handler, Mutator)):
+    if isinstance(resource, (CheckConfig, HookConfig, Handler, Mutator, EventFilter)):
         for i, asset in enumerate(resource.runtime_assets):
             yield Name("Asset", asset, f"spec.runtime_assets[{i}]", "runtime_assets")
 
@@ -90,7 +90,7 @@ def _namespace(resource: Any) -> str:
 def _naming(resources: Resources) -> Iterator[tuple[str, Any]]:
     for kind, items in (("CheckConfig", resources.checks), ("HookConfig", resources.hooks),
                         ("Handler", resources.handlers), ("Mutator", resources.mutators),
-                        ("Pipeline", resources.pipelines)):  # fmt: skip
+                        ("Pipeline", resources.pipelines), ("EventFilter", resources.filters)):  # fmt: skip
         for item in items:
             yield kind, item
 
@@ -105,7 +105,22 @@ def dangling_references(resources: Resources) -> list[ReferenceError]:
             if (name.kind, namespace, name.name) not in defined:
                 found.append(ReferenceError(kind, namespace, resource.metadata.name, name.path,
                                             f"no {name.kind} {name.name!r}"))  # fmt: skip
+        found.extend(_unknown_secrets(kind, resource, resources))
     return found
+
+
+def _unknown_secrets(kind: str, resource: Any, resources: Resources) -> Iterator[ReferenceError]:
+    """``secrets`` entries naming no Secret resource: without a declared Env provider (whose
+    variables a secret may also name) they fail every run, so ``pipeline validate`` says so."""
+    if resources.secrets_providers:
+        return
+    namespace = _namespace(resource)
+    known = {s.metadata.name for s in resources.secrets if _namespace(s) == namespace}
+    for i, ref in enumerate(getattr(resource, "secrets", [])):
+        if ref.secret not in known:
+            yield ReferenceError(kind, namespace, resource.metadata.name, f"spec.secrets[{i}].secret",
+                                 f"no Secret {ref.secret!r} (nor an Env provider declared to read a variable of "
+                                 "that name): the command fails until one exists")  # fmt: skip
 
 
 def _named_kinds(resources: Resources) -> list[tuple[str, list[Any]]]:

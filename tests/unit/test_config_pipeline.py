@@ -280,3 +280,50 @@ def test_fatigue_annotations_that_are_not_whole_numbers_are_a_warning(tmp_path: 
         f"{at}: line 18: document 2: Entity 'switch1': metadata.annotations.fatigue_check/keepalive_occurrences: "
         "expected a whole number, got 'many': fatigue_check reads it with parseInt",
     ]
+
+
+UNDEFINED_NAMES = """\
+type: EventFilter
+api_version: core/v2
+metadata:
+  name: fatigue_check
+spec:
+  action: allow
+  expressions:
+  - fatigue_check(event)
+  runtime_assets:
+  - fatigue-check-filter
+---
+type: CheckConfig
+api_version: core/v2
+metadata:
+  name: ping-github-api
+spec:
+  command: ping-github-api.sh $GITHUB_TOKEN
+  interval: 60
+  subscriptions: [system]
+  secrets:
+  - name: GITHUB_TOKEN
+    secret: github-token-vault
+"""
+
+
+def test_a_filter_s_asset_and_a_secret_that_are_not_defined_are_warnings(tmp_path: Path) -> None:
+    write_config(tmp_path, UNDEFINED_NAMES)
+    loaded = load_path(tmp_path)
+    assert loaded.errors == []
+    at = f"{tmp_path}/resources.yml"
+    assert [str(w) for w in loaded.warnings] == [
+        f"{at}: line 22: document 2: CheckConfig 'ping-github-api': spec.secrets[0].secret: no Secret "
+        "'github-token-vault' (nor an Env provider declared to read a variable of that name): the command fails "
+        "until one exists",
+        f"{at}: line 10: document 1: EventFilter 'fatigue_check': spec.runtime_assets[0]: no Asset "
+        "'fatigue-check-filter'",
+    ]
+    # an Env provider makes the name a variable of the backend's environment: no warning
+    write_config(
+        tmp_path, UNDEFINED_NAMES + "---\ntype: Env\napi_version: secrets/v1\nmetadata: {name: env}\nspec: {}\n"
+    )
+    declared = load_path(tmp_path)
+    assert declared.errors == []
+    assert [w.message for w in declared.warnings] == ["spec.runtime_assets[0]: no Asset 'fatigue-check-filter'"]
