@@ -240,9 +240,13 @@ def _flat(lists: list[list[T]]) -> list[T]:
     return list(dict.fromkeys(item for items in lists for item in items))
 
 
-def _source_settings(args: argparse.Namespace) -> SourceSettings:
+def _source_settings(args: argparse.Namespace, data_dir: Path | None) -> SourceSettings:
+    """What the host sources are given; their resume points live beside the spool (``<data>/sources``)."""
     return SourceSettings(
-        docker_socket=args.docker_socket, kubeconfig=args.kubeconfig, package_paths=_flat(args.package_paths)
+        docker_socket=args.docker_socket,
+        kubeconfig=args.kubeconfig,
+        package_paths=_flat(args.package_paths),
+        state_dir=None if data_dir is None else data_dir / "sources",
     )
 
 
@@ -382,7 +386,7 @@ def _agent_config(
         deregister=args.deregister,
         deregistration_handler=args.deregistration_handler,
         sources=_flat(args.sources),
-        source_settings=_source_settings(args),
+        source_settings=_source_settings(args, data_dir),
     )
 
 
