@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +135,45 @@ async def wait_for_exit(pid: int) -> None:
             await trio.lowlevel.wait_readable(pidfd)
     finally:
         os.close(pidfd)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 free a moment ago (for a daemon given its address on the command line)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    """A ``pipeline`` process's stderr, kept whole, with a way to wait for a line."""
+
+    name: str
+    log: bytearray = field(default_factory=bytearray)
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def text(self) -> str:
+        return self.log.decode(errors="replace")
+
+    async def wait_for(self, text: str) -> None:
+        while text not in self.text:
+            await self._changed.wait()
+        assert text in self.text
+
+    async def run(self, args: list[str], env: dict[str, str], ready: str, *,
+                  task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+        command = pipeline_command(*args)
+        async with trio.open_nursery() as nursery:
+            process = await nursery.start(partial(trio.run_process, command, env=env, check=False,
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))  # fmt: skip
+            nursery.start_soon(self._read, process.stderr)
+            with trio.fail_after(30):
+                await self.wait_for(ready)
+            task_status.started(self)
+
+    async def _read(self, stream: trio.abc.ReceiveStream) -> None:
+        async for chunk in stream:
+            self.log += chunk
+            self._changed.set()
+            self._changed = trio.Event()

@@ -36,6 +36,7 @@ from pipeline.backend.checkstate import (
 )
 from pipeline.backend.entity_registry import EntityRegistry, key_of
 from pipeline.backend.silences import Silences
+from pipeline.core.push.common import give_change_handlers
 from pipeline.core.state import apply_result
 from pipeline.core.workflows import names_handlers
 from pipeline.errors import StoreError
@@ -98,8 +99,11 @@ class EventProcessor:
         wall_clock: Callable[[], float] = time.time,
         notices: trio.MemorySendChannel[Notice] | None = None,
         silences: Silences | None = None,
+        change_handlers: Sequence[str] = (),
     ) -> None:
         self.store = store
+        #: the handlers of change events that name none (``--change-handlers``)
+        self.change_handlers = list(change_handlers)
         self._notices = notices
         self.silences = silences
         self.metrics = metrics
@@ -260,6 +264,7 @@ class EventProcessor:
             event = sub.event
             if not event.timestamp:
                 event.timestamp = now
+            give_change_handlers(event, self.change_handlers)
             if event.check is not None and (entity := self.entities.attribute(event)) is not None:
                 new_entities.append(entity)
             if sub.alive:

@@ -144,7 +144,7 @@ class Backend:
         self.metrics.queues.watch("liveness_notices", stored_notices)  # type: ignore[arg-type]
         self.metrics.queues.watch("store_completions", self.store.completions)  # type: ignore[arg-type]
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, notices=stored_notices,
-                                     silences=self.silences)  # fmt: skip
+                                     silences=self.silences, change_handlers=config.change_handlers)  # fmt: skip
         self.liveness = Liveness(self.eventd, self.store, self.metrics, notices)
         self.reloader = Reloader(config.config_dir, self.resource_service, self.silences, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None

@@ -26,12 +26,10 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import subprocess
 import textwrap
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +39,7 @@ import trio
 import trustme
 
 from tests.asset_support import AssetServer, asset_server, sha512, tarball
-from tests.e2e.test_kill import free_port
-from tests.support import EventPipe, capture_handler, pipeline_command
+from tests.support import Daemon, EventPipe, capture_handler, free_port, pipeline_command
 
 pytestmark = pytest.mark.e2e
 
@@ -331,41 +328,6 @@ def backend_resources(pipe: Path, server: AssetServer, tarballs: dict[str, bytes
     # each event into the test's FIFO.
     slack = "---\n" + textwrap.dedent(capture_handler(pipe, "slack"))
     return "".join([slack, asset, subdued, awake, ROUND_ROBIN, PROXY_REQUESTS, SECRET, SECRET_CHECK])
-
-
-@dataclass
-class Daemon:
-    """A ``pipeline`` process's stderr, kept whole, with a way to wait for a line."""
-
-    name: str
-    log: bytearray = field(default_factory=bytearray)
-    _changed: trio.Event = field(default_factory=trio.Event)
-
-    @property
-    def text(self) -> str:
-        return self.log.decode(errors="replace")
-
-    async def wait_for(self, text: str) -> None:
-        while text not in self.text:
-            await self._changed.wait()
-        assert text in self.text
-
-    async def run(self, args: list[str], env: dict[str, str], ready: str, *,
-                  task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
-        command = pipeline_command(*args)
-        async with trio.open_nursery() as nursery:
-            process = await nursery.start(partial(trio.run_process, command, env=env, check=False,
-                                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))  # fmt: skip
-            nursery.start_soon(self._read, process.stderr)
-            with trio.fail_after(30):
-                await self.wait_for(ready)
-            task_status.started(self)
-
-    async def _read(self, stream: trio.abc.ReceiveStream) -> None:
-        async for chunk in stream:
-            self.log += chunk
-            self._changed.set()
-            self._changed = trio.Event()
 
 
 @dataclass

@@ -9,6 +9,7 @@ import trio
 from pipeline.backend.checkstate import ChecksForgotten, ChecksStored, open_notices
 from pipeline.backend.eventd import BATCH_MAX, EventProcessor, Outcome
 from pipeline.backend.liveness import Liveness
+from pipeline.core.host_events import host_event
 from pipeline.core.keepalive import keepalive_check, passing_keepalive
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
@@ -115,3 +116,33 @@ async def test_only_an_event_that_names_a_handler_or_pipeline_gets_a_handler_job
     assert jobs[quiet.id] == 0  # still handed on (nothing to run), but nothing to keep
     assert [job.seq for job in pending] == [jobs[paging.id]]
     assert jobs[paging.id] > 0
+
+
+async def test_a_change_event_naming_no_handler_gets_the_change_handlers_whichever_way_it_came(
+    tmp_path: Path,
+) -> None:
+    """``--change-handlers``: an agent's host event, one sent with ``pipeline event send`` or put
+    through the events API runs through them like a pushed one; a change event naming its own
+    handlers or a pipeline, and a check result, keep what they name."""
+    metrics = BackendMetrics.create()
+    store = StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store)
+    await store.open()
+    to_handlers, from_eventd = trio.open_memory_channel[HandlerJob](10)
+    eventd = EventProcessor(store, metrics, to_handlers, change_handlers=["changes"])
+    oom = host_event(Entity(metadata=ObjectMeta(name="web1", namespace="default")), name="oom-kill", output="x",
+                     status=2, timestamp=NOW)  # fmt: skip
+    own = host_event(Entity(metadata=ObjectMeta(name="web1", namespace="default")), name="deploy", output="y",
+                     status=0, timestamp=NOW)  # fmt: skip
+    assert own.check is not None
+    own.check.handlers = ["slack"]
+    result = check_event(3)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(eventd.run)
+            for event in (oom, own, result):
+                await eventd.submit(event)
+            jobs = {job.event.id: job.event for job in [await from_eventd.receive() for _ in range(3)]}
+            nursery.cancel_scope.cancel()
+    await store.close()
+    handlers = {event_id: event.check.handlers for event_id, event in jobs.items() if event.check is not None}
+    assert handlers == {oom.id: ["changes"], own.id: ["slack"], result.id: []}

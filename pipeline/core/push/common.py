@@ -98,6 +98,24 @@ def iso_timestamp(value: Any, path: str, now: float) -> int:
     return epoch_seconds(parsed.timestamp(), path)
 
 
+def is_change(event: Event) -> bool:
+    """Whether ``event`` is a change event (a deploy, a package installed, a container dying)."""
+    return event.check is not None and event.check.metadata.labels.get(CHANGE_LABEL) == CHANGE
+
+
+def give_change_handlers(event: Event, handlers: list[str]) -> bool:
+    """Name ``handlers`` (the backend's ``--change-handlers``) on a change event that names no
+    handler and no pipeline, whichever way it came (pushed, the events API, an agent's source);
+    True when it did."""
+    if not handlers or not is_change(event) or event.pipelines:
+        return False
+    assert event.check is not None
+    if event.check.handlers:
+        return False
+    event.check.handlers = list(handlers)
+    return True
+
+
 def change_event(
     *,
     host: str,
