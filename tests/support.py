@@ -6,12 +6,15 @@ lines arrive, so it synchronises on the events themselves rather than on sleeps.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -177,3 +180,25 @@ class Daemon:
             self.log += chunk
             self._changed.set()
             self._changed = trio.Event()
+
+
+def record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def build_wheel(tmp_path: Path) -> Path:
+    """A minimal pure-Python wheel (PEP 427), written by hand: no build backend, no network."""
+    info = "tiny_probe-0.1.0.dist-info"
+    files = {
+        "tiny_probe/__init__.py": b"VALUE = 1\n",
+        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: tiny_probe\nVersion: 0.1.0\nSummary: probe\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: pipeline-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(record_line(name, data) + "\n" for name, data in files.items()) + f"{info}/RECORD,,\n"
+    wheel = tmp_path / "tiny_probe-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr(f"{info}/RECORD", record)
+    return wheel

@@ -11,13 +11,10 @@ Real clock with a hang guard: subprocesses and the kernel are involved.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from pipeline.agent.sources.oom import OomSource
 from pipeline.agent.sources.packages import PackagesSource
 from pipeline.model import Entity, Event, ObjectMeta
 from pipeline.model.entity import System
+from tests.support import build_wheel
 
 pytestmark = pytest.mark.e2e
 
@@ -182,28 +180,6 @@ def _build_deb(tmp_path: Path, name: str) -> Path:
     return tmp_path / f"{name}.deb"
 
 
-def _record_line(name: str, data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"{name},sha256={digest},{len(data)}"
-
-
-def _build_wheel(tmp_path: Path) -> Path:
-    """A minimal pure-Python wheel (PEP 427), written by hand: no build backend, no network."""
-    info = "tiny_probe-0.1.0.dist-info"
-    files = {
-        "tiny_probe/__init__.py": b"VALUE = 1\n",
-        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: tiny_probe\nVersion: 0.1.0\nSummary: probe\n",
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: pipeline-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = "".join(_record_line(name, data) + "\n" for name, data in files.items()) + f"{info}/RECORD,,\n"
-    wheel = tmp_path / "tiny_probe-0.1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-        archive.writestr(f"{info}/RECORD", record)
-    return wheel
-
-
 async def _run(*argv: str) -> None:
     """``argv``, retried while another dpkg holds dpkg's lock (other tests install packages)."""
     for _ in range(60):
@@ -242,7 +218,7 @@ async def test_real_dpkg_pip_and_npm_installs_and_removals_are_reported(tmp_path
         pytest.fail("dpkg -i needs root")
     deb_name = f"pipeline-e2e-probe-{os.getpid()}"
     deb = _build_deb(tmp_path, deb_name)
-    wheel = _build_wheel(tmp_path)
+    wheel = build_wheel(tmp_path)
     venv, prefix, node_package = tmp_path / "venv", tmp_path / "node-prefix", tmp_path / "node-package"
     await trio.run_process([sys.executable, "-m", "venv", str(venv)])
     node_package.mkdir()
