@@ -50,7 +50,7 @@ class ConfigChanges:
 
 def _flag(path: str) -> str:
     path = path.removeprefix("tls.")  # --cert-file, --key-file, --trusted-ca-file
-    path = path.removeprefix("source_settings.")  # --docker-socket, --kubeconfig, --package-paths
+    path = path.removeprefix("source_settings.")  # --docker-socket, --kubeconfig, --package-paths/-interval
     return _FLAGS.get(path) or path.replace(".", "-").replace("_", "-")
 
 

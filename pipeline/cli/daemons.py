@@ -230,6 +230,12 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="Python site-packages and Node prefixes the packages source watches (repeatable, comma-separated)",
     )
+    parser.add_argument(
+        "--package-interval",
+        type=positive_float,
+        default=defaults.package_interval,
+        help=f"seconds between two looks of the packages source (default {defaults.package_interval:g})",
+    )
 
 
 def parse_paths(text: str) -> list[Path]:
@@ -246,6 +252,7 @@ def _source_settings(args: argparse.Namespace, data_dir: Path | None) -> SourceS
         docker_socket=args.docker_socket,
         kubeconfig=args.kubeconfig,
         package_paths=_flat(args.package_paths),
+        package_interval=args.package_interval,
         state_dir=None if data_dir is None else data_dir / "sources",
     )
 

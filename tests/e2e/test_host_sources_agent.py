@@ -53,7 +53,7 @@ async def test_an_agent_with_docker_and_packages_sources_reports_what_the_host_d
         async with trio.open_nursery() as nursery:
             args = ["agent", "--name", "host-e2e", "--backend-addr", transport, "--api-addr", "",
                     "--data", str(tmp_path / "agent"), "--source", "docker", "--source", "packages",
-                    "--docker-socket", str(SOCKET), "--package-paths", str(venv)]  # fmt: skip
+                    "--docker-socket", str(SOCKET), "--package-paths", str(venv), "--package-interval", "0.5"]  # fmt: skip
             await nursery.start(agent_log.run, args, dict(os.environ), "connected to backend")
             await agent_log.wait_for('"source started" source=docker')
             await agent_log.wait_for('"source started" source=packages')

@@ -8,10 +8,9 @@ API server answered.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from pipeline.core.push.common import change_event, epoch_seconds, safe_name
+from pipeline.core.push.common import change_event, iso_timestamp, safe_name
 from pipeline.errors import ValidationError
 from pipeline.model import Event
 
@@ -73,20 +72,8 @@ def _timestamp(obj: dict[str, Any], now: float) -> int:
     ]
     for path, value in candidates:
         if value:
-            return _parse_time(value, path)
+            return iso_timestamp(value, path, now)
     return int(now)
-
-
-def _parse_time(value: Any, path: str) -> int:
-    if not isinstance(value, str):
-        raise ValidationError(path, f"expected an RFC 3339 time, got {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(path, f"expected an RFC 3339 time, got {value!r}") from None
-    if parsed.tzinfo is None:
-        raise ValidationError(path, f"the time {value!r} has no time zone")
-    return epoch_seconds(parsed.timestamp(), path)
 
 
 def _container_of(field_path: str) -> str:
