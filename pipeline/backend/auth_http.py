@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pipeline.backend.dashboard import DASHBOARD_PATHS
 from pipeline.backend.keys import ADMIN, INGEST, ROLES, ApiKeys, digest, ingest_may, new_key
 from pipeline.backend.sessions import SessionRefused
 from pipeline.backend.throttle import AuthGuard, source_of
@@ -55,7 +56,11 @@ class RequireKey:
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
-        if _OPEN.match(path) or (method == "POST" and _PUSH.match(path) and not path.startswith("/api/")):
+        if (
+            _OPEN.match(path)
+            or (method == "POST" and _PUSH.match(path) and not path.startswith("/api/"))
+            or DASHBOARD_PATHS.match(path)  # the dashboard checks its own session cookie
+        ):
             await self.app(scope, receive, send)
             return
         response = self._refusal(scope)

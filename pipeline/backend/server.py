@@ -34,6 +34,7 @@ from pipeline.backend.api.writes import Writer
 from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.auth_http import RequireKey, auth_routes, key_routes
 from pipeline.backend.checkstate import open_notices
+from pipeline.backend.dashboard import DashboardContext, dashboard_routes
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
@@ -382,6 +383,9 @@ class Backend:
         push = push_routes(self.eventd.offer, self.metrics, lambda key: self.keys.role_of_key(key) is not None,
                            guard, change_handlers=self.config.change_handlers)  # fmt: skip
         writer = Writer(self.metrics, self.namespace_exists)
+        self.dashboard = DashboardContext(self.store, lambda: self.resources, self.keys, self.metrics, self.silences,
+                                          self.eventd.offer, self.delete_event, self.execute_check,
+                                          self.replay_dead_letter)  # fmt: skip
         app = create_app(
             health_routes(self.metrics, self.store, self.config.name, lambda: self._ready),
             auth_routes(self.keys, guard),
@@ -397,6 +401,7 @@ class Backend:
             check_hook_routes(self.resource_service),
             key_routes(self.keys, self.store),
             reload_routes(self.reload),
+            dashboard_routes(self.dashboard),
             resource_routes(self.resource_service, self.silences),
             kind_routes(self.resource_service, writer),  # after every fixed path: {kind} would match them
             push,  # last: the push formats' paths are catch-alls of two segments

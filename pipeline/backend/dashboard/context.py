@@ -1,0 +1,37 @@
+"""What the dashboard's pages read and do: the backend's parts and actions, given once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.backend.dashboard.sessions import DashboardSessions
+from pipeline.backend.keys import ApiKeys
+from pipeline.backend.silences import Silences
+from pipeline.metrics import BackendMetrics
+from pipeline.model import Event
+from pipeline.model.resources import Resources
+from pipeline.store.service import StoreService
+
+
+@dataclass(slots=True)
+class DashboardContext:
+    store: StoreService
+    resources: Callable[[], Resources]
+    keys: ApiKeys
+    metrics: BackendMetrics
+    silences: Silences
+    #: stores a new result (a resolve is one), as the events API does: ``eventd.offer``
+    offer: Callable[..., bool]
+    #: ``(namespace, entity, check) -> deleted``
+    delete_event: Callable[[str, str, str], Awaitable[bool]]
+    #: ``(namespace, check, subscriptions or None) -> agents asked, or None when no such check``
+    execute_check: Callable[[str, str, list[str] | None], Awaitable[int | None]]
+    #: ``letter id -> ReplayResult or None``
+    replay_dead_letter: Callable[[str], Awaitable[Any]]
+    wall_clock: Callable[[], float] = time.time
+    sessions: DashboardSessions = field(default_factory=DashboardSessions)
+    #: the events just stored, for the live stream (the backend sends each stored event's key)
+    stored: list[Callable[[Event], None]] = field(default_factory=list)
