@@ -26,7 +26,7 @@ from pipeline.errors import DockerEventsError
 from pipeline.model import Entity, Event, ObjectMeta
 from tests.support import REPO
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("dockerd")]
 
 SETUP = REPO / ".ci" / "setup-docker"
 SOCKET = Path(os.environ.get("PIPELINE_DOCKER_SOCKET", "/var/run/docker.sock"))

@@ -25,7 +25,7 @@ from tests.support import (
     write_config,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("dockerd")]
 
 NS = "/api/core/v2/namespaces/default"
 
