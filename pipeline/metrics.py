@@ -173,6 +173,7 @@ class BackendMetrics:
     resources_dangling: Gauge
     scheduled_requests: Counter
     scheduled_skipped: Counter
+    dashboard_refused: Counter
 
     @classmethod
     def create(
@@ -340,6 +341,12 @@ class BackendMetrics:
                 "Round robin and proxy check executions not asked for: no agent connected (no_agent), no entity"
                 " matching (no_entity), an entity the expressions failed on (entity_error)",
                 ["reason"],
+                registry=r,
+            ),
+            dashboard_refused=Counter(
+                "pipeline_dashboard_refused",
+                "Dashboard forms and actions refused (a field at fault, an unknown silence or dead letter), by form",
+                ["form"],
                 registry=r,
             ),
         )

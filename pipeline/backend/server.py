@@ -386,6 +386,8 @@ class Backend:
         self.dashboard = DashboardContext(self.store, lambda: self.resources, self.keys, self.metrics, self.silences,
                                           self.eventd.offer, self.delete_event, self.execute_check,
                                           self.replay_dead_letter)  # fmt: skip
+        self.dashboard.origins = self.resource_service.origins
+        self.dashboard.config_dir = self.config.config_dir
         app = create_app(
             health_routes(self.metrics, self.store, self.config.name, lambda: self._ready),
             auth_routes(self.keys, guard),

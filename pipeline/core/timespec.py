@@ -42,3 +42,13 @@ def _iso_seconds(text: str) -> int:
 
 def _shown(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def parse_duration(text: str) -> int:
+    """``90s``/``30m``/``1h``/``2d``/``1w`` as seconds (a silence's length, say), within
+    :data:`UNIX_SECONDS` (raises ValueError with the accepted forms)."""
+    match = _AGO.match(text.strip())
+    amount = None if match is None else parse_int(match.group(1), UNIX_SECONDS)
+    if match is None or amount is None or amount * _SECONDS[match.group(2)] > UNIX_SECONDS[1]:
+        raise ValueError(f"{_shown(text)} is not a duration: use 90s, 30m, 2h, 1d or 1w")
+    return amount * _SECONDS[match.group(2)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipeline.backend.dashboard.sessions import DashboardSessions
@@ -35,3 +36,8 @@ class DashboardContext:
     sessions: DashboardSessions = field(default_factory=DashboardSessions)
     #: the events just stored, for the live stream (the backend sends each stored event's key)
     stored: list[Callable[[Event], None]] = field(default_factory=list)
+    #: ``(kind, namespace, name, "file" or "api")`` of every running resource (ResourceService.origins)
+    origins: Callable[[], list[tuple[str, str, str, str]]] = list
+    #: the configuration directory the backend read (None: started without one), to say which
+    #: file each of the files' resources is in
+    config_dir: Path | None = None

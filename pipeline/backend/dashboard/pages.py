@@ -12,6 +12,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from pipeline.backend.dashboard.forms import form_fields
 from pipeline.backend.dashboard.sessions import COOKIE, DashboardSessions, Viewer
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -72,8 +73,7 @@ def action(
                 return HTMLResponse(f"a {viewer.role} may only look", status_code=403)
             token = request.headers.get("x-csrf-token", "")
             if not token:
-                form = await request.form()
-                token = str(form.get("csrf", ""))
+                token = (await form_fields(request)).get("csrf", "")
             if not viewer.csrf_matches(token):
                 return HTMLResponse("the form is stale or forged (CSRF token): reload the page", status_code=403)
             return await view(request, viewer)
