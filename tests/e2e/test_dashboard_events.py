@@ -62,7 +62,9 @@ def session(client: httpx.AsyncClient, backend: Backend, role: str = "admin") ->
 def check_event(now: int) -> dict[str, Any]:
     return {"entity": {"entity_class": "proxy", "metadata": {"name": "web1", "namespace": "default"}},
             "check": {"metadata": {"name": "http", "namespace": "default"}, "status": 2, "output": OUTPUT,
-                      "executed": now, "interval": 60, "handlers": ["notify", "never", "broken"]}}  # fmt: skip
+                      "executed": now, "interval": 60, "handlers": ["notify", "never", "broken"]},
+            # the perfdata an agent extracts from the output ("time=0.25s")
+            "metrics": {"points": [{"name": "http.time", "value": 0.25, "timestamp": now, "tags": []}]}}  # fmt: skip
 
 
 async def test_the_event_page_shows_output_escaped_what_the_pipeline_did_and_the_deploy_before_it(
@@ -98,6 +100,7 @@ async def test_the_event_page_shows_output_escaped_what_the_pipeline_did_and_the
     assert "HTTP CRITICAL: 503 Service Unavailable" in body
     assert re.search(r'<ol class="history"[^>]*>\s*<li class="status-critical"', body)
     assert 'class="occurrences">1 (highest: 1)' in body
+    assert re.search(r'<td>http.time</td>.*?<td class="latest">0.25</td>', body, re.S)
     # what the pipeline did: each filter's verdict, the handler's result, the dead letter
     pipeline_part = body[body.index('id="pipeline"') : body.index('id="changes"')]
     assert re.search(r"Filter is_incident</th><td class=\"verdict-passed\">passed", pipeline_part)
