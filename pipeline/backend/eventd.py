@@ -35,6 +35,7 @@ from pipeline.backend.checkstate import (
     Notice,
 )
 from pipeline.backend.entity_registry import EntityRegistry, key_of
+from pipeline.backend.recent_metrics import RecentMetrics
 from pipeline.backend.silences import Silences
 from pipeline.core.push.common import give_change_handlers
 from pipeline.core.state import apply_result
@@ -100,8 +101,11 @@ class EventProcessor:
         notices: trio.MemorySendChannel[Notice] | None = None,
         silences: Silences | None = None,
         change_handlers: Sequence[str] = (),
+        recent_metrics: RecentMetrics | None = None,
     ) -> None:
         self.store = store
+        #: told the metric points of every event taken (the dashboard's recent window)
+        self.recent_metrics = recent_metrics
         #: the handlers of change events that name none (``--change-handlers``)
         self.change_handlers = list(change_handlers)
         self._notices = notices
@@ -244,6 +248,8 @@ class EventProcessor:
             return [key]
         command.events = await self.store.delete_entity(command.namespace, command.name)
         self.entities.forget((command.namespace, command.name))
+        if self.recent_metrics is not None:
+            self.recent_metrics.forget(command.namespace, command.name)
         return [k for k in self._checks if k[:2] == (command.namespace, command.name)]
 
     async def _notify(self, notice: Notice) -> None:
@@ -293,6 +299,8 @@ class EventProcessor:
         for sub in fresh:
             self._remember(sub.event.id)
             _reply(sub, Outcome.STORED)
+            if self.recent_metrics is not None:
+                self.recent_metrics.observe(sub.event)
         for sub in fresh:
             await self._handlers.send(HandlerJob(jobs.get(id(sub.event), 0), sub.event))
             self.metrics.events_processed.inc()

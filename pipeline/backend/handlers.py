@@ -30,6 +30,7 @@ import trio
 
 from pipeline.assets.cache import AssetCache
 from pipeline.backend import stages
+from pipeline.backend.traces import PipelineTraces, workflow_trace
 from pipeline.config import Resources
 from pipeline.core.filtering import FilterError
 from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
@@ -41,6 +42,7 @@ from pipeline.model.deadletter import DeadLetter
 from pipeline.model.forms import EventForms
 from pipeline.model.outbox import Completion, HandlerJob, workflow_key
 from pipeline.model.resources import Handler
+from pipeline.model.trace import DEAD_LETTER, ERROR, FILTERED, HANDLED, MUTATOR_FAILED, PASSED, STOPPED, WorkflowTrace
 
 log = get_logger("backend.handlers")
 
@@ -70,8 +72,11 @@ class HandlerRunner:
         completions: trio.MemorySendChannel[Completion] | None = None,
         asset_cache: AssetCache | None = None,
         wall_clock: Callable[[], float] = time.time,
+        traces: PipelineTraces | None = None,
     ) -> None:
         self._resources = resources
+        #: where what each workflow did is recorded (the dashboard's event page, the trace API)
+        self.traces = traces
         self._completions = completions
         self._dead_letters = dead_letters
         self.metrics = metrics
@@ -149,21 +154,25 @@ class HandlerRunner:
         workflows, problems = workflows_for(event, self._resources())
         self._report(event, problems)
         workflows = [w for w in workflows if workflow_key(w.pipeline, w.name) not in done]
+        if self.traces is not None and (workflows or problems):
+            records = self.traces.begin(event, workflows, problems)
+        else:
+            records = [workflow_trace(w) for w in workflows]
         if not workflows:  # most events: no nursery to open
             await self._complete(Completion(seq))
             return
         remaining = [len(workflows)]
         forms = EventForms(event)  # every workflow shares each form of the event, encoded once
 
-        async def run_one(workflow: Workflow) -> None:
-            await self._run_workflow(workflow, forms)
+        async def run_one(workflow: Workflow, record: WorkflowTrace) -> None:
+            await self._run_workflow(workflow, forms, record)
             remaining[0] -= 1
             if remaining[0]:  # the last one is recorded with the job's end, in one row
                 await self._complete(Completion(seq, workflow_key(workflow.pipeline, workflow.name)))
 
         async with trio.open_nursery() as nursery:
-            for workflow in workflows:
-                nursery.start_soon(run_one, workflow)
+            for workflow, record in zip(workflows, records, strict=True):
+                nursery.start_soon(run_one, workflow, record)
         await self._complete(Completion(seq))
 
     def _report(self, event: Event, problems: list[Problem]) -> None:
@@ -189,35 +198,46 @@ class HandlerRunner:
 
     # -- one workflow ----------------------------------------------------------------------------
 
-    async def _run_workflow(self, workflow: Workflow, forms: EventForms) -> None:
+    async def _run_workflow(self, workflow: Workflow, forms: EventForms, record: WorkflowTrace) -> None:
         for name in workflow.filters:
-            if not await self._passes(name, workflow, forms):
+            if not await self._passes(name, workflow, forms, record):
+                record.outcome = STOPPED
                 return
         handler = self._handler_adapter(workflow.handler)
-        payload = await self._payload(workflow, forms, handler)
+        payload = await self._payload(workflow, forms, handler, record)
         if payload is None:
+            record.outcome = MUTATOR_FAILED
             return
-        error = await self._run_handler(workflow.handler, forms, payload)
+        error = await self._run_handler(workflow.handler, forms, payload, record)
+        record.outcome = HANDLED if error is None else DEAD_LETTER
         if error is not None:
-            await self._bury(workflow, forms.event, error)
+            record.dead_letter = await self._bury(workflow, forms.event, error)
 
-    async def _payload(self, workflow: Workflow, forms: EventForms, handler: HandlerAdapter | None) -> bytes | None:
+    async def _payload(
+        self, workflow: Workflow, forms: EventForms, handler: HandlerAdapter | None, record: WorkflowTrace
+    ) -> bytes | None:
         """The mutated event for the workflow's handler; None when the mutator failed (logged)."""
         if handler is not None and not handler.mutated:
-            return b""  # a plugin takes the event itself
+            record.mutator_outcome = "not run: the plugin takes the event itself"
+            return b""
+        record.mutator = workflow.mutator or "json"
         try:
-            return await self._mutate(workflow.mutator or "json", forms)
+            payload = await self._mutate(workflow.mutator or "json", forms)
         except StageError as exc:
             self.metrics.mutator_failures.labels(workflow.mutator, exc.reason).inc()
             log.error("mutator failed", event_id=forms.event.id, workflow=workflow.name, mutator=workflow.mutator,
                       handler=workflow.handler.metadata.name, error=exc)  # fmt: skip
+            record.mutator_outcome = f"failed ({exc.reason}): {exc}"
             return None
+        record.mutator_outcome = "ok"
+        return payload
 
-    async def _bury(self, workflow: Workflow, event: Event, error: StageError) -> None:
+    async def _bury(self, workflow: Workflow, event: Event, error: StageError) -> str:
+        """Keep the event as a dead letter of the workflow's handler; the letter's id ("" when not kept)."""
         handler = workflow.handler
         self.metrics.dead_letters.labels(handler.metadata.name).inc()
         if self._dead_letters is None:
-            return
+            return ""
         letter = DeadLetter(
             id=new_event_id(),
             created=int(self._wall_clock()),
@@ -232,6 +252,7 @@ class HandlerRunner:
         )
         await self._dead_letters(letter)
         log.warning("dead letter kept", letter=letter.id, handler=letter.handler, event_id=event.id, error=error)
+        return letter.id
 
     async def replay(self, letter: DeadLetter) -> str | None:
         """Send a dead letter's event to its handler again (as configured now, with its retries,
@@ -242,18 +263,19 @@ class HandlerRunner:
             return f"handler {letter.handler!r} no longer exists"
         workflow = Workflow(letter.workflow, letter.pipeline, (), letter.mutator, handler)
         forms = EventForms(letter.event)
-        payload = await self._payload(workflow, forms, self._handler_adapter(handler))
+        record = workflow_trace(workflow)
+        payload = await self._payload(workflow, forms, self._handler_adapter(handler), record)
         if payload is None:
             return f"mutator {letter.mutator!r} failed"
-        error = await self._run_handler(handler, forms, payload)
+        error = await self._run_handler(handler, forms, payload, record)
         return None if error is None else str(error)
 
-    async def _passes(self, name: str, workflow: Workflow, forms: EventForms) -> bool:
+    async def _passes(self, name: str, workflow: Workflow, forms: EventForms, record: WorkflowTrace) -> bool:
         self.metrics.filter_runs.labels(name).inc()
         with self.metrics.filter_duration.labels(name).time():
-            return await self._apply_filter(name, workflow, forms)
+            return await self._apply_filter(name, workflow, forms, record)
 
-    async def _apply_filter(self, name: str, workflow: Workflow, forms: EventForms) -> bool:
+    async def _apply_filter(self, name: str, workflow: Workflow, forms: EventForms, record: WorkflowTrace) -> bool:
         event = forms.event
         ref = StageRef(name, event.namespace or "default")
         try:
@@ -264,6 +286,7 @@ class HandlerRunner:
         except FilterError as exc:
             self.metrics.filter_errors.labels(name).inc()
             log.error("filter failed", event_id=event.id, workflow=workflow.name, filter=name, error=exc)
+            record.filtered(name, ERROR, str(exc))
             return False
         for error in outcome.errors:
             self.metrics.filter_errors.labels(name).inc()
@@ -272,6 +295,7 @@ class HandlerRunner:
         if not outcome.passed:
             self.metrics.events_filtered.labels(name).inc()
             log.debug("event filtered", event_id=event.id, workflow=workflow.name, filter=name)
+        record.filtered(name, PASSED if outcome.passed else FILTERED, "; ".join(str(e) for e in outcome.errors))
         return outcome.passed
 
     # -- mutators --------------------------------------------------------------------------------
@@ -296,7 +320,9 @@ class HandlerRunner:
     def _handler_adapter(self, handler: Handler) -> HandlerAdapter | None:
         return next((a for a in self._handlers if a.can_handle(handler)), None)
 
-    async def _run_handler(self, handler: Handler, forms: EventForms, payload: bytes) -> StageError | None:
+    async def _run_handler(
+        self, handler: Handler, forms: EventForms, payload: bytes, record: WorkflowTrace
+    ) -> StageError | None:
         """Run a handler, retrying; None once it succeeds, else the last error."""
         name = handler.metadata.name
         event = forms.event
@@ -316,6 +342,7 @@ class HandlerRunner:
                     run = await self._attempt(handler, forms, payload)
             except StageError as exc:
                 error = exc
+                record.attempted(attempt, False, str(exc), exc.reason)
                 self.metrics.handler_failures.labels(name, exc.reason).inc()
                 self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
                 give_up = attempt == handler.max_attempts
@@ -324,6 +351,7 @@ class HandlerRunner:
                           max_attempts=handler.max_attempts, error=exc)  # fmt: skip
                 continue
             self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
+            record.attempted(attempt, True, run.output)
             log.info("handler ran", handler=name, event_id=event.id, entity=event.entity_name, check=event.check_name,
                      attempt=attempt, status=run.status, output=run.output)  # fmt: skip
             return None

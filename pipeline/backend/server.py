@@ -28,6 +28,7 @@ from pipeline.backend.api.execute import execute_routes
 from pipeline.backend.api.health import health_routes
 from pipeline.backend.api.kinds import kind_routes
 from pipeline.backend.api.namespaces import namespace_routes
+from pipeline.backend.api.recent import recent_routes
 from pipeline.backend.api.silenced import silenced_routes
 from pipeline.backend.api.timeline import timeline_routes
 from pipeline.backend.api.writes import Writer
@@ -40,6 +41,7 @@ from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.push_api import push_routes
+from pipeline.backend.recent_metrics import RecentMetrics
 from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resource_routes import resource_routes
 from pipeline.backend.resources import ResourceService
@@ -48,6 +50,7 @@ from pipeline.backend.secrets import check_secrets, report_unavailable
 from pipeline.backend.sessions import ACCESS_LIFETIME, REFRESH_LIFETIME, Lifetimes, Sessions
 from pipeline.backend.silences import Silences
 from pipeline.backend.throttle import AuthGuard
+from pipeline.backend.traces import PipelineTraces
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
 from pipeline.errors import HandlerError, StoreError, ValidationError
@@ -135,8 +138,12 @@ class Backend:
         self._host: dict[str, Any] | None = None
         assets = AssetCache(config.data_dir / "assets", self._host_entity,
                             AssetMetrics.create(self.metrics.registry, "pipeline_backend"))  # fmt: skip
+        #: what the handlers did with the last events, and the recent points of each metric series
+        self.traces = PipelineTraces(self.metrics.registry)
+        self.recent_metrics = RecentMetrics(self.metrics.registry)
         self.handlers = HandlerRunner(lambda: self.resources, self.metrics, env, dead_letters=self._keep_dead_letter,
-                                      completions=self.store.completions, asset_cache=assets)  # fmt: skip
+                                      completions=self.store.completions, asset_cache=assets,
+                                      traces=self.traces)  # fmt: skip
         sessions = Sessions(Lifetimes(config.access_token_expiry, config.refresh_token_expiry))
         self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users, sessions)
         self.admin_key = self._admin_key_file()
@@ -145,7 +152,8 @@ class Backend:
         self.metrics.queues.watch("liveness_notices", stored_notices)  # type: ignore[arg-type]
         self.metrics.queues.watch("store_completions", self.store.completions)  # type: ignore[arg-type]
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, notices=stored_notices,
-                                     silences=self.silences, change_handlers=config.change_handlers)  # fmt: skip
+                                     silences=self.silences, change_handlers=config.change_handlers,
+                                     recent_metrics=self.recent_metrics)  # fmt: skip
         self.liveness = Liveness(self.eventd, self.store, self.metrics, notices)
         self.reloader = Reloader(config.config_dir, self.resource_service, self.silences, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None
@@ -388,6 +396,10 @@ class Backend:
                                           self.replay_dead_letter)  # fmt: skip
         self.dashboard.origins = self.resource_service.origins
         self.dashboard.config_dir = self.config.config_dir
+        self.dashboard.traces = self.traces
+        self.dashboard.recent_metrics = self.recent_metrics
+        self.dashboard.last_seen = self.eventd.entities.last_seen
+        self.dashboard.latest_checks = lambda: self.eventd.checks
         app = create_app(
             health_routes(self.metrics, self.store, self.config.name, lambda: self._ready),
             auth_routes(self.keys, guard),
@@ -404,6 +416,7 @@ class Backend:
             key_routes(self.keys, self.store),
             reload_routes(self.reload),
             dashboard_routes(self.dashboard),
+            recent_routes(self.traces, self.recent_metrics, self.store),
             resource_routes(self.resource_service, self.silences),
             kind_routes(self.resource_service, writer),  # after every fixed path: {kind} would match them
             push,  # last: the push formats' paths are catch-alls of two segments

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.backend.dashboard.sessions import DashboardSessions
 from pipeline.backend.keys import ApiKeys
+from pipeline.backend.recent_metrics import RecentMetrics
 from pipeline.backend.silences import Silences
+from pipeline.backend.traces import PipelineTraces
 from pipeline.metrics import BackendMetrics
-from pipeline.model import Event
+from pipeline.model import Check, Event
 from pipeline.model.resources import Resources
+from pipeline.store.base import CheckKey
 from pipeline.store.service import StoreService
 
 
@@ -41,3 +44,11 @@ class DashboardContext:
     #: the configuration directory the backend read (None: started without one), to say which
     #: file each of the files' resources is in
     config_dir: Path | None = None
+    #: what the handlers did with the last events (the event page's "what the pipeline did")
+    traces: PipelineTraces | None = None
+    #: the recent points of each metric series (the entity page's latest values and sparklines)
+    recent_metrics: RecentMetrics | None = None
+    #: ``(namespace, entity) -> when the backend last took an event from or about it``
+    last_seen: Callable[[str, str], float | None] = lambda namespace, name: None
+    #: every check's latest result, as the event processor holds it (keepalive states)
+    latest_checks: Callable[[], Mapping[CheckKey, Check]] = dict

@@ -7,17 +7,16 @@ from collections.abc import Callable
 from starlette.routing import BaseRoute
 
 from pipeline.backend.dashboard.context import DashboardContext
-from pipeline.backend.dashboard.views.config import routes as config_routes
-from pipeline.backend.dashboard.views.deadletters import routes as deadletters_routes
-from pipeline.backend.dashboard.views.silences import routes as silences_routes
-from pipeline.backend.dashboard.views.timeline import routes as timeline_routes
+from pipeline.backend.dashboard.views import config, deadletters, entities, events, silences, timeline
 
 View = Callable[[DashboardContext], list[BaseRoute]]
 
 #: Every view, in the order their routes are matched (one line per module).
 VIEWS: list[View] = [
-    silences_routes,
-    timeline_routes,
-    config_routes,
-    deadletters_routes,
+    silences.routes,
+    timeline.routes,
+    config.routes,
+    deadletters.routes,
+    events.routes,
+    entities.routes,
 ]
