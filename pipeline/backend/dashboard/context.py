@@ -7,9 +7,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.backend.dashboard.changes import Changes
 from pipeline.backend.dashboard.sessions import DashboardSessions
 from pipeline.backend.keys import ApiKeys
 from pipeline.backend.silences import Silences
+from pipeline.backend.throttle import AuthGuard
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Event
 from pipeline.model.resources import Resources
@@ -35,3 +37,25 @@ class DashboardContext:
     sessions: DashboardSessions = field(default_factory=DashboardSessions)
     #: the events just stored, for the live stream (the backend sends each stored event's key)
     stored: list[Callable[[Event], None]] = field(default_factory=list)
+    #: what changed, for ``/stream`` (the backend's, told by eventd and the silences)
+    changes: Changes | None = None
+    #: the API's throttle of failed logins, shared by ``/login``
+    guard: AuthGuard | None = None
+
+    def __post_init__(self) -> None:
+        if self.changes is None:
+            self.changes = Changes(self.metrics.dashboard_stream_dropped)
+        if self.guard is None:
+            self.guard = AuthGuard(self.metrics)
+        if self.sessions.refused is None:
+            self.sessions.refused = lambda reason: self.metrics.api_unauthorized.labels(reason).inc()
+
+    @property
+    def live(self) -> Changes:
+        assert self.changes is not None  # set in __post_init__
+        return self.changes
+
+    @property
+    def auth_guard(self) -> AuthGuard:
+        assert self.guard is not None  # set in __post_init__
+        return self.guard

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from starlette.routing import BaseRoute
 
 from pipeline.backend.dashboard.context import DashboardContext
+from pipeline.backend.dashboard.views import core, problems
 
 View = Callable[[DashboardContext], list[BaseRoute]]
 
 #: Every view, in the order their routes are matched (one line per module).
-VIEWS: list[View] = []
+VIEWS: list[View] = [core.routes, problems.routes]
