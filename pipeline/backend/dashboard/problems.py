@@ -114,6 +114,11 @@ class Problem:
     def path(self) -> str:
         return "/".join(self.key)
 
+    @property
+    def dom_id(self) -> str:
+        """An HTML id for the row's box that is also a plain CSS selector (htmx looks it up)."""
+        return "sel-" + self.path.encode().hex()
+
 
 @dataclass(slots=True)
 class ProblemPage:
