@@ -163,6 +163,11 @@ async def test_a_viewer_sees_no_buttons_and_its_posts_are_refused(tmp_path: Path
         assert "viewer" in refused.json()["message"]
         listed = await s.client.get(f"{NS}/events", headers={"Authorization": f"Key {VIEWER_KEY}"})
         assert listed.status_code == 200
+        made = await s.client.post("/api/pipeline/v1/keys", json={"role": "viewer", "name": "wallboard"})
+        assert made.status_code == 201
+        wallboard = {"Authorization": f"Key {made.json()['key']}"}
+        assert (await s.client.get(f"{NS}/events/web1/disk", headers=wallboard)).status_code == 200
+        assert (await s.client.delete(f"{NS}/events/web1/disk", headers=wallboard)).status_code == 403
 
         def scenario(browser: Any) -> None:
             from playwright.sync_api import expect
@@ -187,7 +192,7 @@ async def test_a_viewer_sees_no_buttons_and_its_posts_are_refused(tmp_path: Path
         assert still.status_code == 200
         metrics = (await s.client.get("/metrics")).text
         assert 'pipeline_api_unauthorized_total{reason="dashboard_forbidden"} 1.0' in metrics
-        assert 'pipeline_api_unauthorized_total{reason="forbidden"} 1.0' in metrics
+        assert 'pipeline_api_unauthorized_total{reason="forbidden"} 2.0' in metrics
 
 
 async def test_a_forged_csrf_token_is_refused_and_a_user_logs_in_and_out(tmp_path: Path) -> None:
