@@ -160,6 +160,7 @@ class BackendMetrics:
     api_auth_failures: Counter
     health_store_failures: Counter
     sessions_evicted: Counter
+    dashboard_stream_dropped: Counter
     keepalives_received: Counter
     keepalive_failures: Counter
     ttl_expired: Counter
@@ -292,6 +293,13 @@ class BackendMetrics:
             sessions_evicted=Counter(
                 "pipeline_auth_sessions_evicted",
                 "Login sessions closed to make room for a new one (at the cap of sessions held)",
+                registry=r,
+            ),
+            dashboard_stream_dropped=Counter(
+                "pipeline_dashboard_stream_dropped",
+                "Change notices the dashboard's live stream dropped: the oldest of a slow browser's "
+                "(slow_browser), or a stream refused at the cap of open streams (too_many_streams)",
+                ["reason"],
                 registry=r,
             ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),

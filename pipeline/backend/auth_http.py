@@ -3,7 +3,8 @@
 Every request but ``/health``, ``/ready``, ``/metrics``, ``/version``, the ``/auth`` family
 (which checks its own credentials) and the push formats (which carry their key in the path or
 query) needs a key or a bearer token; an ingest key may only push events. Refusals are 401 (no
-or unknown credentials) or 403 (a role that may not), counted by reason. Wrong passwords, keys,
+or unknown credentials) or 403 (a role that may not: an ingest key anything but a push, a
+viewer key anything but a read), counted by reason. Wrong passwords, keys,
 access and refresh tokens are counted in ``pipeline_auth_failures`` and slowed per source
 address (:mod:`pipeline.backend.throttle`): 429 while an address is throttled."""
 
@@ -20,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.backend.dashboard import DASHBOARD_PATHS
-from pipeline.backend.keys import ADMIN, INGEST, ROLES, ApiKeys, digest, ingest_may, new_key
+from pipeline.backend.keys import ADMIN, INGEST, ROLES, VIEWER, ApiKeys, digest, ingest_may, new_key, viewer_may
 from pipeline.backend.sessions import SessionRefused
 from pipeline.backend.throttle import AuthGuard, source_of
 from pipeline.errors import ValidationError
@@ -86,6 +87,9 @@ class RequireKey:
         if role == INGEST and not ingest_may(scope["method"], scope["path"]):
             self.metrics.api_unauthorized.labels("forbidden").inc()
             return error_response(403, "an ingest key may only push events")
+        if role == VIEWER and not viewer_may(scope["method"]):
+            self.metrics.api_unauthorized.labels("forbidden").inc()
+            return error_response(403, f"a viewer key may only read (GET), not {scope['method']} {scope['path']}")
         return None
 
 

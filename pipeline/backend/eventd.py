@@ -120,6 +120,9 @@ class EventProcessor:
         self.inbox, self._receive = trio.open_memory_channel[Submission | Command](INBOX_SIZE)
         self.priority_inbox, self._receive_priority = trio.open_memory_channel[Submission](PRIORITY_INBOX_SIZE)
         self._work = trio.Event()
+        #: told the checks whose latest event was stored or deleted (the dashboard's live
+        #: stream); called on eventd's task, so each must return at once and never wait
+        self.watchers: list[Callable[[Sequence[CheckKey]], None]] = []
         metrics.queues.watch("eventd_inbox", self.inbox)  # type: ignore[arg-type]
         metrics.queues.watch("eventd_priority_inbox", self.priority_inbox)  # type: ignore[arg-type]
 
@@ -235,6 +238,7 @@ class EventProcessor:
             command.done.set()
         for key in forgotten:
             self._checks.pop(key, None)
+        self._tell_watchers(forgotten)
         if forgotten:
             await self._notify(ChecksForgotten(tuple(forgotten)))
 
@@ -251,6 +255,11 @@ class EventProcessor:
         if self.recent_metrics is not None:
             self.recent_metrics.forget(command.namespace, command.name)
         return [k for k in self._checks if k[:2] == (command.namespace, command.name)]
+
+    def _tell_watchers(self, keys: Sequence[CheckKey]) -> None:
+        if keys:
+            for watcher in self.watchers:
+                watcher(keys)
 
     async def _notify(self, notice: Notice) -> None:
         if self._notices is not None:
@@ -294,6 +303,7 @@ class EventProcessor:
         self._checks.update(states)
         if self.silences is not None:
             await self.silences.end_pending()
+        self._tell_watchers(list(states))
         if to_store:
             await self._notify(ChecksStored(tuple((k, c) for k, c in states.items()), self._wall_clock()))
         for sub in fresh:

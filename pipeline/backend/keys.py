@@ -1,8 +1,9 @@
 """Who may use the HTTP API: API keys with a role, and bearer tokens from ``/auth``.
 
 Roles: ``admin`` may do everything; ``ingest`` may only push events (the Sensu events API's
-POST and PUT, Sematext's and StackState's intake). Keys come from the command line
-(``--admin-key``, ``--ingest-key``), from ``<data>/admin.key`` (created on first start when
+POST and PUT, Sematext's and StackState's intake); ``viewer`` may only read (GET and HEAD; on
+the dashboard it sees no buttons). Keys come from the command line (``--admin-key``,
+``--ingest-key``, ``--viewer-key``), from ``<data>/admin.key`` (created on first start when
 no admin key or user is configured), and from the API (created and revoked there; only their
 SHA-256 is stored). ``GET /auth`` with a user's password (Basic) opens a login session with
 that user's role (:mod:`pipeline.backend.sessions`): a bearer token and a refresh token.
@@ -23,8 +24,10 @@ from typing import Any
 from pipeline.backend.sessions import Sessions
 from pipeline.model.apikey import StoredKey
 
-ADMIN, INGEST = "admin", "ingest"
-ROLES = (ADMIN, INGEST)
+ADMIN, INGEST, VIEWER = "admin", "ingest", "viewer"
+ROLES = (ADMIN, INGEST, VIEWER)
+#: The methods a viewer key may use: reads only.
+_VIEWER_METHODS = frozenset({"GET", "HEAD"})
 
 #: The requests an ingest key may make (method, path pattern).
 _INGEST_ALLOWED = (
@@ -46,6 +49,10 @@ def ingest_may(method: str, path: str) -> bool:
     return any(method == m and pattern.match(path) for m, pattern in _INGEST_ALLOWED)
 
 
+def viewer_may(method: str) -> bool:
+    return method in _VIEWER_METHODS
+
+
 @dataclass(slots=True)
 class ApiKeys:
     """Every credential the API accepts. ``stored`` is refreshed by the backend when keys change."""
@@ -63,8 +70,10 @@ class ApiKeys:
         ingest: Iterable[str],
         users: Iterable[tuple[str, str]] = (),
         sessions: Sessions | None = None,
+        viewer: Iterable[str] = (),
     ) -> ApiKeys:
-        configured = {digest(k): INGEST for k in ingest}
+        configured = {digest(k): VIEWER for k in viewer}
+        configured.update({digest(k): INGEST for k in ingest})
         configured.update({digest(k): ADMIN for k in admin})
         return cls(configured=configured, users={name: (password, ADMIN) for name, password in users},
                    sessions=sessions if sessions is not None else Sessions())  # fmt: skip

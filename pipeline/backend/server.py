@@ -36,6 +36,7 @@ from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.auth_http import RequireKey, auth_routes, key_routes
 from pipeline.backend.checkstate import open_notices
 from pipeline.backend.dashboard import DashboardContext, dashboard_routes
+from pipeline.backend.dashboard.changes import Changes
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
@@ -89,6 +90,8 @@ class BackendConfig:
     #: API keys: admin (everything) and ingest (pushing events only)
     admin_keys: list[str] = field(default_factory=list)
     ingest_keys: list[str] = field(default_factory=list)
+    #: API keys that may only read (the API's GETs, the dashboard without its buttons)
+    viewer_keys: list[str] = field(default_factory=list)
     #: handlers of pushed change events
     change_handlers: list[str] = field(default_factory=list)
     max_body_size: int = 1024 * 1024
@@ -145,7 +148,7 @@ class Backend:
                                       completions=self.store.completions, asset_cache=assets,
                                       traces=self.traces)  # fmt: skip
         sessions = Sessions(Lifetimes(config.access_token_expiry, config.refresh_token_expiry))
-        self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users, sessions)
+        self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users, sessions, config.viewer_keys)
         self.admin_key = self._admin_key_file()
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
         stored_notices, notices = open_notices()  # what eventd stored or forgot, for liveness
@@ -155,6 +158,10 @@ class Backend:
                                      silences=self.silences, change_handlers=config.change_handlers,
                                      recent_metrics=self.recent_metrics)  # fmt: skip
         self.liveness = Liveness(self.eventd, self.store, self.metrics, notices)
+        #: what changed, for the dashboard's live stream (publishing never waits)
+        self.changes = Changes(self.metrics.dashboard_stream_dropped)
+        self.eventd.watchers.append(lambda keys: self.changes.publish("checks"))
+        self.silences.watchers.append(lambda: self.changes.publish("silences"))
         self.reloader = Reloader(config.config_dir, self.resource_service, self.silences, self.metrics)
         self._ssl = server_context(config.tls) if config.tls.any else None
         self._transport().check_exposure()  # refuse a bad setup before anything starts
@@ -393,7 +400,7 @@ class Backend:
         writer = Writer(self.metrics, self.namespace_exists)
         self.dashboard = DashboardContext(self.store, lambda: self.resources, self.keys, self.metrics, self.silences,
                                           self.eventd.offer, self.delete_event, self.execute_check,
-                                          self.replay_dead_letter)  # fmt: skip
+                                          self.replay_dead_letter, changes=self.changes, guard=guard)  # fmt: skip
         self.dashboard.origins = self.resource_service.origins
         self.dashboard.config_dir = self.config.config_dir
         self.dashboard.traces = self.traces

@@ -45,6 +45,8 @@ class Silences:
         self._wall_clock = wall_clock
         self._entries: dict[str, dict[str, Silenced]] = {}
         self._ending: list[tuple[str, str, str]] = []  # (namespace, name, why), to delete from the store
+        #: told when a silence is created or ends (the dashboard's live stream); must not wait
+        self.watchers: list[Callable[[], None]] = []
         metrics.silences_active.set_function(lambda: sum(len(e) for e in self._entries.values()))
 
     async def load(self) -> None:
@@ -88,6 +90,7 @@ class Silences:
         self._entries.setdefault(namespace, {})[entry.metadata.name] = entry
         log.info("silence created", silence=entry.metadata.name, namespace=namespace, expire_at=entry.expire_at,
                  creator=entry.creator, reason=entry.reason)  # fmt: skip
+        self._changed()
         return entry
 
     async def delete(self, namespace: str, name: str) -> bool:
@@ -95,7 +98,12 @@ class Silences:
             return False
         await self.store.delete_silence(namespace, name)
         log.info("silence deleted", silence=name, namespace=namespace)
+        self._changed()
         return True
+
+    def _changed(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     def apply(self, event: Event, now: float) -> None:
         """Set ``check.silenced`` and ``is_silenced`` (call after the check's state is merged), and
@@ -121,6 +129,8 @@ class Silences:
     async def end_pending(self) -> None:
         """Delete from the store the silences that ended since the last call."""
         ending, self._ending = self._ending, []
+        if ending:
+            self._changed()
         for namespace, name, why in ending:
             try:
                 await self.store.delete_silence(namespace, name)

@@ -89,6 +89,13 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
         help="an API key that may only push events (repeatable; also PIPELINE_INGEST_KEYS)",
     )
     parser.add_argument(
+        "--viewer-key",
+        action="append",
+        default=_env_list("PIPELINE_VIEWER_KEYS"),
+        help="an API key that may only read: the API's GETs, the dashboard without its buttons "
+        "(repeatable; also PIPELINE_VIEWER_KEYS)",
+    )
+    parser.add_argument(
         "--api-user",
         type=parse_user,
         action="append",
@@ -339,6 +346,7 @@ def _backend_config(args: argparse.Namespace) -> BackendConfig:
         plugin_dirs=args.plugin_dirs or default_plugin_dirs(),
         admin_keys=args.admin_key,
         ingest_keys=args.ingest_key,
+        viewer_keys=args.viewer_key,
         change_handlers=args.change_handlers,
         api_users=args.api_user,
         access_token_expiry=args.access_token_expiry,

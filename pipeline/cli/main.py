@@ -103,7 +103,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     key = commands.add_parser("key", help="API keys: create, list, revoke")
     key_commands = key.add_subparsers(dest="key_command", required=True, metavar="SUBCOMMAND")
     key_create = key_commands.add_parser("create", help="a new key, printed once")
-    key_create.add_argument("--role", choices=["admin", "ingest"], default="ingest")
+    key_create.add_argument("--role", choices=["admin", "ingest", "viewer"], default="ingest")
     key_create.add_argument("--name", default="", help="what the key is for")
     key_create.set_defaults(func=operator.cmd_key_create)
     key_list = key_commands.add_parser("list", help="the keys created through the API")

@@ -108,7 +108,7 @@ async def test_unknown_paths_and_methods_are_answered_in_sensus_shape(tmp_path: 
     [
         ([], "expected a mapping with role and name"),
         ({"role": "ingest", "nmae": "typo"}, "nmae: unknown field (expected role, name)"),
-        ({"role": "root"}, "role: expected one of admin, ingest, got 'root'"),
+        ({"role": "root"}, "role: expected one of admin, ingest, viewer, got 'root'"),
         ({"name": 5}, "name: expected a string, got int"),
         ({"name": "x" * 257}, "name: expected at most 256 printable characters"),
         ({"name": "ci\x1b[2J"}, "name: expected at most 256 printable characters"),

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.backend.dashboard.changes import Changes
 from pipeline.backend.dashboard.sessions import DashboardSessions
 from pipeline.backend.keys import ApiKeys
 from pipeline.backend.recent_metrics import RecentMetrics
 from pipeline.backend.silences import Silences
+from pipeline.backend.throttle import AuthGuard
 from pipeline.backend.traces import PipelineTraces
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, Event
@@ -52,3 +54,25 @@ class DashboardContext:
     last_seen: Callable[[str, str], float | None] = lambda namespace, name: None
     #: every check's latest result, as the event processor holds it (keepalive states)
     latest_checks: Callable[[], Mapping[CheckKey, Check]] = dict
+    #: what changed, for ``/stream`` (the backend's, told by eventd and the silences)
+    changes: Changes | None = None
+    #: the API's throttle of failed logins, shared by ``/login``
+    guard: AuthGuard | None = None
+
+    def __post_init__(self) -> None:
+        if self.changes is None:
+            self.changes = Changes(self.metrics.dashboard_stream_dropped)
+        if self.guard is None:
+            self.guard = AuthGuard(self.metrics)
+        if self.sessions.refused is None:
+            self.sessions.refused = lambda reason: self.metrics.api_unauthorized.labels(reason).inc()
+
+    @property
+    def live(self) -> Changes:
+        assert self.changes is not None  # set in __post_init__
+        return self.changes
+
+    @property
+    def auth_guard(self) -> AuthGuard:
+        assert self.guard is not None  # set in __post_init__
+        return self.guard

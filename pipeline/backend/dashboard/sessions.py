@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 COOKIE = "pipeline_session"
@@ -38,6 +39,12 @@ class DashboardSessions:
         self.lifetime = lifetime
         self.limit = limit
         self._open: OrderedDict[str, Viewer] = OrderedDict()
+        #: told the reason of each refused dashboard request (a counter: pipeline_api_unauthorized)
+        self.refused: Callable[[str], None] | None = None
+
+    def refuse(self, reason: str) -> None:
+        if self.refused is not None:
+            self.refused(reason)
 
     def __len__(self) -> int:
         return len(self._open)

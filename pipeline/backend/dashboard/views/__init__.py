@@ -7,12 +7,14 @@ from collections.abc import Callable
 from starlette.routing import BaseRoute
 
 from pipeline.backend.dashboard.context import DashboardContext
-from pipeline.backend.dashboard.views import config, deadletters, entities, events, silences, timeline
+from pipeline.backend.dashboard.views import config, core, deadletters, entities, events, problems, silences, timeline
 
 View = Callable[[DashboardContext], list[BaseRoute]]
 
 #: Every view, in the order their routes are matched (one line per module).
 VIEWS: list[View] = [
+    core.routes,
+    problems.routes,
     silences.routes,
     timeline.routes,
     config.routes,
