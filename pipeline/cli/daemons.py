@@ -29,6 +29,7 @@ from pipeline.backend.sessions import (
     REFRESH_LIFETIME,
     parse_lifetime,
 )
+from pipeline.cli import locate
 from pipeline.cli.addresses import (
     parse_address,
     parse_floats,
@@ -163,7 +164,7 @@ def add_agent_connection_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
     parser.add_argument(f"--{prefix}name", dest="agent_name", default=socket.gethostname(), help="entity name")
-    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--namespace", default="default", help="the namespace of the agent's entity (default)")
     parser.add_argument("--subscriptions", type=parse_list, default=None, help="comma-separated subscriptions")
     parser.add_argument("--labels", type=parse_pairs, default={}, help="entity labels as k=v,k2=v2")
     parser.add_argument("--annotations", type=parse_pairs, default={}, help="entity annotations as k=v,k2=v2")
@@ -326,7 +327,8 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
         help="directory put first on PATH for checks and handlers (repeatable; default: the source tree's "
         "checks/, handlers/ and hooks/)",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="the least important log lines written (info)")  # fmt: skip
 
 
 def _backend_config(args: argparse.Namespace) -> BackendConfig:
@@ -457,6 +459,8 @@ def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitabl
         trio.run(_until_signalled, main)
     except* (OSError, StoreError, HandlerError, ValueError) as group:
         failures = _leaves(group)
+    finally:
+        locate.forget_running()
     for error in failures:
         print(f"pipeline: cannot run: {error}", file=sys.stderr)
     return 1 if failures else 0
@@ -477,7 +481,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
     async def main(nursery: trio.Nursery) -> Controls:
         backend = Backend(config)
-        await nursery.start(backend.run)
+        addresses = await nursery.start(backend.run)
+        locate.record_running(addresses.api_url, config.data_dir)
         return Controls(stop=backend.stop, reload=functools.partial(_reload_backend, backend))
 
     return run_daemon(args, main)
@@ -538,6 +543,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         agent_metrics = AgentMetrics.create(backend_metrics.registry, backend_metrics.queues)
         backend = Backend(backend_config, backend_metrics)
         addresses = await nursery.start(backend.run)
+        locate.record_running(addresses.api_url, backend_config.data_dir)
 
         def up_agent_config(settings: argparse.Namespace) -> AgentConfig:
             return _agent_config(settings, [addresses.transport], ["system"], settings.data / "agent")

@@ -26,20 +26,6 @@ from pipeline.cli.operator import ApiError, api_request, refusal
 from pipeline.core.push.common import change_event, labels_of
 from pipeline.errors import ValidationError
 
-#: The local agent's API (Sensu's port 3031).
-AGENT_URL = "http://127.0.0.1:3031"
-
-
-def add_send_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--type", required=True, help="the kind of change (deployment, restart): the check's name")
-    parser.add_argument("--message", required=True, help="what happened: the check's output")
-    parser.add_argument("--tag", action="append", default=[], help="a label k:v (repeatable)")
-    parser.add_argument("--link", action="append", default=[], help='"title: url", an annotation (repeatable)')
-    parser.add_argument("--status", type=int, default=0, help="0 OK (default), 1 warning, 2 critical, 3 unknown")
-    parser.add_argument("--host", default="", help="the entity (default: this machine, or the agent's own)")
-    parser.add_argument("--agent", action="store_true", help="send through the local agent, which spools it")
-    parser.add_argument("--agent-url", default=AGENT_URL, help=f"the local agent's API (default {AGENT_URL})")
-
 
 def links_of(links: list[str]) -> dict[str, str]:
     """``["Runbook: https://wiki/x"]`` as annotations ``{"link/Runbook": "https://wiki/x"}``; a link
