@@ -1,7 +1,7 @@
 """The ``pipeline`` command line.
 
 Only what the command given needs is imported: the daemons' flags (and trio, the backend, the
-agent) when a daemon runs, httpx when an operator command talks to a backend. ``pipeline
+agent) when a daemon runs, YAML and the resource loader when a command reads files. ``pipeline
 --help`` and ``pipeline event list`` answer in a fraction of a second (BENCHMARKS.md).
 """
 

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from pipeline.cli import http_client
 from pipeline.cli.event_filters import EventFilters
 from pipeline.cli.locate import resolve_backend
 from pipeline.cli.output import Bar, first_line, local_time, show, show_one
@@ -59,14 +58,14 @@ def api_request(
     expect: int | None = None,
     timeout: float = 10.0,
     **kwargs: Any,
-) -> httpx.Response:
+) -> http_client.Response:
     """A request with the operator's key; ApiError when the backend is unreachable, refuses the
     key, or (``expect`` given) answers anything else, with the backend's own message."""
     resolve_backend(args)
     url = args.api_url.rstrip("/") + path
     try:
-        response = httpx.request(method, url, headers=auth_headers(args), timeout=timeout, **kwargs)
-    except httpx.HTTPError as exc:
+        response = http_client.request(method, url, headers=auth_headers(args), timeout=timeout, **kwargs)
+    except http_client.ClientError as exc:
         raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
     if response.status_code in (401, 403):
         raise unauthorized_error(args)
@@ -75,7 +74,7 @@ def api_request(
     return response
 
 
-def refusal(response: httpx.Response) -> str:
+def refusal(response: http_client.Response) -> str:
     """The backend's ``message``, else the status and the start of the body (a proxy's page, say)."""
     try:
         return printable(str(response.json()["message"]))  # it may quote what a peer sent
@@ -241,7 +240,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     while True:
         response = api_request(args, "GET", path, expect=200, params=params, timeout=30.0)
         events.extend(response.json())
-        cursor = response.headers.get("Sensu-Continue")
+        cursor = response.headers.get("sensu-continue")  # http_client lowercases names
         if not cursor or len(events) >= args.limit:
             break
         params["continue"] = cursor

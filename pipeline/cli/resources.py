@@ -6,18 +6,17 @@ import argparse
 import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from pipeline.cli import http_client
 from pipeline.cli.operator import api_get, api_request, refusal
 from pipeline.cli.output import Bar, first_line, local_time, show, show_one
-from pipeline.config.documents import Document, line_of
-from pipeline.config.loader import Loaded, load_path
-from pipeline.errors import ConfigError
 from pipeline.logs import printable
-from pipeline.model.codec import encode
-from pipeline.model.entity import Entity
+
+if TYPE_CHECKING:  # the loader and the model cost `get` and `delete` a tenth of a second: imported where used
+    from pipeline.config.documents import Document
+    from pipeline.config.loader import Loaded
+    from pipeline.model.entity import Entity
 
 #: API path segment -> resource kind, for ``pipeline get`` and ``pipeline delete``.
 KINDS = {"filters": "EventFilter", "mutators": "Mutator", "hooks": "HookConfig", "handlers": "Handler",
@@ -44,6 +43,8 @@ def report(loaded: Loaded, path: Path) -> bool:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a resource file or directory: every error, then the warnings; exit 1 on an error."""
+    from pipeline.config.loader import load_path
+
     loaded = load_path(args.path)
     if not report(loaded, args.path):
         return 1
@@ -55,6 +56,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_create(args: argparse.Namespace) -> int:
     """Apply every document of a file or directory, all or nothing: checked here as ``validate``
     checks it, then sent in one request that the backend applies in one transaction."""
+    from pipeline.config.loader import load_path
+
     loaded = load_path(args.file, namespace=args.namespace)
     if not report(loaded, args.file):
         print("nothing applied", file=sys.stderr)
@@ -86,13 +89,16 @@ def _with_namespace(data: dict[str, Any], kind: str, resource: Any) -> dict[str,
     return {**data, "metadata": metadata}
 
 
-def print_refusals(response: httpx.Response, documents: list[Document]) -> None:
+def print_refusals(response: http_client.Response, documents: list[Document]) -> None:
     for line in _refusals(response, documents):
         print(line, file=sys.stderr)
 
 
-def _refusals(response: httpx.Response, documents: list[Document]) -> list[str]:
+def _refusals(response: http_client.Response, documents: list[Document]) -> list[str]:
     """The backend's refusal, one line per refused document, located as a local error would be."""
+    from pipeline.config.documents import line_of
+    from pipeline.errors import ConfigError
+
     try:
         errors = response.json()["errors"]
     except (ValueError, KeyError, TypeError):
@@ -114,6 +120,8 @@ def _refusals(response: httpx.Response, documents: list[Document]) -> list[str]:
 
 def _put_entity(args: argparse.Namespace, document: Document, entity: Entity) -> None:
     """An entity through Sensu Go's entities API (create or replace)."""
+    from pipeline.model.codec import encode
+
     namespace = entity.metadata.namespace
     path = f"/api/core/v2/namespaces/{namespace}/entities/{entity.metadata.name}"
     api_request(args, "PUT", path, expect=201, json=encode(entity))

@@ -20,8 +20,7 @@ import sys
 import time
 from typing import Any
 
-import httpx
-
+from pipeline.cli import http_client
 from pipeline.cli.operator import ApiError, api_request, refusal
 from pipeline.core.push.common import change_event, labels_of
 from pipeline.errors import ValidationError
@@ -78,8 +77,8 @@ def cmd_event_send(args: argparse.Namespace) -> int:
 
 def _post_to_agent(url: str, body: dict[str, Any]) -> None:
     try:
-        response = httpx.post(url.rstrip("/") + "/events", content=json.dumps(body), timeout=30.0)
-    except httpx.HTTPError as exc:
+        response = http_client.request("POST", url.rstrip("/") + "/events", content=json.dumps(body), timeout=30.0)
+    except http_client.ClientError as exc:
         raise ApiError(f"cannot reach the agent at {url}: {exc}") from None
     if response.status_code != 202:
         raise ApiError(f"the agent at {url} refused the event: {refusal(response)}")
