@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 import trio
 import yaml
 
-from tests.support import loopback_backend, pipeline_command, served, write_config
+from tests.support import Daemon, loopback_backend, pipeline_command, served, wait_for_exit, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -178,3 +179,36 @@ async def test_dump_and_restore_in_sensuctl_dump_format(tmp_path: Path) -> None:
     assert refused[2].endswith("nothing restored\n")
     assert no_agent[0] == 1
     assert "check 'ping': no connected agent is subscribed to the check's subscriptions" in no_agent[2]
+
+
+async def test_up_from_any_directory_on_the_shipped_config_and_commands_that_find_it(tmp_path: Path) -> None:
+    """No --config, no --api-url, no --data, run elsewhere than the clone: the backend runs the
+    configuration inside the package, logs no problem, and the commands find it and its key."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    state = tmp_path / "state"
+    env = {**os.environ, "PIPELINE_STATE_DIR": str(state)}
+    env.pop("PIPELINE_API_KEY", None)
+    flags = ["--data", str(tmp_path / "data"), "--api-addr", "127.0.0.1:0", "--transport-addr", "127.0.0.1:0",
+             "--agent-api-addr", "", "--agent-socket-addr", "", "--statsd-addr", "", "--log-level", "debug"]  # fmt: skip
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = Daemon("up")
+            await nursery.start(partial(daemon.run, ["up", *flags], env, "pipeline is up", cwd=elsewhere))
+            await daemon.wait_for('"check executed"')
+            await daemon.wait_for('"handler ran" handler=event-file')
+            record = json.loads((state / "backend.json").read_text())
+            listed = await run("event", "list", "--format", "json", env=env, cwd=elsewhere)
+            checks = await run("get", "checks", env=env, cwd=elsewhere)
+            os.kill(record["pid"], 2)
+            await wait_for_exit(record["pid"])
+            nursery.cancel_scope.cancel()
+    assert record["data"] == str(tmp_path / "data")
+    assert listed[0] == 0, listed
+    names = {e["check"]["metadata"]["name"] for e in json.loads(listed[1])}
+    assert "keepalive" in names
+    assert "agent_started" not in names  # a change event: on the timeline
+    assert {"load", "disk", "memory"} <= {line.split()[0] for line in checks[1].splitlines()[2:]}
+    problems = [line for line in daemon.text.splitlines() if "problem" in line or "not found" in line]
+    assert problems == []
+    assert not (state / "backend.json").exists()  # a stopped backend no longer names itself
