@@ -70,6 +70,8 @@ def output_tail(output: str, size: int = LOGGED_OUTPUT) -> str:
     is the least useful part); marked with ``…`` when cut."""
     text = output.strip()
     return text if len(text) <= size else "…" + text[-size:].lstrip()
+
+
 #: Sensu Go's timeout of tcp and udp handlers without one.
 SOCKET_TIMEOUT = 60
 #: javascript mutators compiled and kept, at most (one per text of each mutator); assets' scripts read and kept
