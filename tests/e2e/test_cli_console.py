@@ -212,3 +212,52 @@ async def test_up_from_any_directory_on_the_shipped_config_and_commands_that_fin
     problems = [line for line in daemon.text.splitlines() if "problem" in line or "not found" in line]
     assert problems == []
     assert not (state / "backend.json").exists()  # a stopped backend no longer names itself
+
+
+def on_a_terminal(command: list[str], env: dict[str, str], columns: int) -> str:
+    """What ``command`` writes when its stdout is a terminal ``columns`` wide (a pseudo-terminal)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}
+    with subprocess.Popen(command, stdout=follower, stderr=subprocess.DEVNULL, env=env) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait()
+    os.close(leader)
+    return b"".join(chunks).decode()
+
+
+async def test_on_a_terminal_statuses_are_coloured_and_the_table_fits(tmp_path: Path) -> None:
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", ""))
+    async with served(backend, seconds=120) as api:
+        await post_events(api.client, 3)
+        command = pipeline_command("event", "list", "--api-url", api.addresses.api_url, "--api-key", api.api_key)
+        coloured = await trio.to_thread.run_sync(on_a_terminal, command, dict(os.environ), 70)
+        plain = await trio.to_thread.run_sync(on_a_terminal, command, {**os.environ, "NO_COLOR": "1"}, 70)
+        files = write_config(tmp_path / "files", RESOURCES)
+        create = pipeline_command("create", "-f", str(files), "--api-url", api.addresses.api_url, "--api-key",
+                                  api.api_key)  # fmt: skip
+        created = await trio.to_thread.run_sync(on_a_terminal, create, dict(os.environ), 100)  # with a progress bar
+    assert "[1/2]" in created
+    assert "[2/2]" in created
+    assert "2 of 2 resources saved" in created
+    assert "Traceback" not in created
+    assert "\x1b[31m2" in coloured  # critical in red
+    assert "\x1b[32m0" in coloured  # OK in green
+    assert "\x1b[" not in plain
+    lines = plain.replace("\r\n", "\n").splitlines()
+    assert max(len(line) for line in lines) == 70
+    assert all(line.endswith("…") for line in lines[2:])
