@@ -164,11 +164,11 @@ class Daemon:
             await self._changed.wait()
         assert text in self.text
 
-    async def run(self, args: list[str], env: dict[str, str], ready: str, *,
+    async def run(self, args: list[str], env: dict[str, str], ready: str, *, cwd: Path | None = None,
                   task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
         command = pipeline_command(*args)
         async with trio.open_nursery() as nursery:
-            process = await nursery.start(partial(trio.run_process, command, env=env, check=False,
+            process = await nursery.start(partial(trio.run_process, command, env=env, check=False, cwd=cwd,
                                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))  # fmt: skip
             nursery.start_soon(self._read, process.stderr)
             with trio.fail_after(30):

@@ -40,6 +40,7 @@ from pipeline.core.keepalive import (
     keepalive_check,
 )
 from pipeline.core.limits import Fit
+from pipeline.core.push.common import CHANGE, CHANGE_LABEL
 from pipeline.errors import EventTooLarge, ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
@@ -182,7 +183,8 @@ class Agent:
         now = int(time.time())
         namespace = self.entity.metadata.namespace
         check = Check(
-            metadata=ObjectMeta(name=what, namespace=namespace),
+            # a change event, as a deploy is: on the timeline, not among the checks of `event list`
+            metadata=ObjectMeta(name=what, namespace=namespace, labels={CHANGE_LABEL: CHANGE}),
             status=0,
             output=f"{what} pipeline-agent {__version__} / on {self.entity.system.hostname}",
             executed=now,

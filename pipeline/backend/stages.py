@@ -61,8 +61,17 @@ from pipeline.model.pipeline import Mutator
 from pipeline.model.resources import Handler, Resources
 from pipeline.process import run_command
 
-#: Bytes of handler or mutator output kept for the log line.
+#: Characters of handler or mutator output kept for the log line and the dead letter.
 LOGGED_OUTPUT = 500
+
+
+def output_tail(output: str, size: int = LOGGED_OUTPUT) -> str:
+    """The end of a failed command's output: where a traceback names the exception (its start
+    is the least useful part); marked with ``…`` when cut."""
+    text = output.strip()
+    return text if len(text) <= size else "…" + text[-size:].lstrip()
+
+
 #: Sensu Go's timeout of tcp and udp handlers without one.
 SOCKET_TIMEOUT = 60
 #: javascript mutators compiled and kept, at most (one per text of each mutator); assets' scripts read and kept
@@ -193,7 +202,7 @@ class PipeMutators:
         if result.timed_out:
             raise StageError("timeout", f"timed out after {mutator.timeout} s")
         if result.status != 0:
-            raise StageError("exit_status", f"exited {result.status}: {result.output[:LOGGED_OUTPUT].strip()}")
+            raise StageError("exit_status", f"exited {result.status}: {output_tail(result.output)}")
         return result.output.encode()
 
 
@@ -222,12 +231,11 @@ class PipeHandlers:
             raise StageError("spawn", f"{handler.command!r} could not start: {exc}") from None
         except SecretUnavailable as exc:
             raise StageError("secret", str(exc)) from None
-        output = result.output[:LOGGED_OUTPUT].strip()
         if result.timed_out:
             raise StageError("timeout", f"timed out after {handler.timeout} s")
         if result.status != 0:
-            raise StageError("exit_status", f"exited {result.status}: {output}")
-        return HandlerRun(0, output)
+            raise StageError("exit_status", f"exited {result.status}: {output_tail(result.output)}")
+        return HandlerRun(0, result.output[:LOGGED_OUTPUT].strip())
 
 
 async def _within(seconds: float, attempt: Callable[[], Awaitable[HandlerRun]]) -> HandlerRun:

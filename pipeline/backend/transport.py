@@ -265,8 +265,8 @@ class TransportServer:
             raise OSError(exc.errno, f"agent transport on {self.host}:{self.port}: {exc.strerror}") from exc
         address = listeners[0].socket.getsockname()[:2]
         log.info("transport listening", address=f"{address[0]}:{address[1]}", tls=self.ssl_context is not None)
-        if not self.credentials.configured:
-            log.warning("no agent credentials configured: accepting agents on the loopback address only")
+        if not self.credentials.configured:  # only on loopback (check_exposure): the safe default, not a problem
+            log.info("no agent credentials configured: accepting agents on the loopback address only")
         task_status.started((address[0], address[1]))
         await trio.serve_listeners(self._serve, listeners)
 

@@ -18,9 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline.config.strict_yaml import StrictLoader, yaml_error
 from pipeline.errors import ConfigError
 
 CONFIG_FILE_FLAG = "--config-file"
@@ -47,6 +44,10 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 def file_defaults(parser: argparse.ArgumentParser, path: Path) -> dict[str, Any]:
     """The settings in ``path`` as parser defaults (dest -> value)."""
+    import yaml  # here: the operator commands, which read no settings file, do not pay for the loader
+
+    from pipeline.config.strict_yaml import StrictLoader, yaml_error
+
     try:
         # StrictLoader: nesting bounded, list keys and repeated keys refused, as in resource files
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader) or {}

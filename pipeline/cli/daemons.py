@@ -29,6 +29,7 @@ from pipeline.backend.sessions import (
     REFRESH_LIFETIME,
     parse_lifetime,
 )
+from pipeline.cli import locate
 from pipeline.cli.addresses import (
     parse_address,
     parse_floats,
@@ -41,6 +42,7 @@ from pipeline.config import load_directory
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
 from pipeline.core.redact import DEFAULT_REDACT
 from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS
+from pipeline.defaults import CONFIG_DIR
 from pipeline.errors import ConfigError, ConfigErrors, ContainmentError, HandlerError, StoreError, UnknownSource
 from pipeline.metrics import AgentMetrics, BackendMetrics
 from pipeline.tls import TLSFiles
@@ -72,7 +74,8 @@ def default_plugin_dirs() -> list[Path]:
 
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("config"), help="resource directory (default: ./config)")
+    parser.add_argument("--config", type=Path, default=CONFIG_DIR,
+                        help=f"resource directory (default: the one shipped in the package, {CONFIG_DIR})")  # fmt: skip
     parser.add_argument("--data", type=Path, default=Path("data"), help="data directory (default: ./data)")
     parser.add_argument("--api-addr", type=parse_address, default=("127.0.0.1", 8080), help="HTTP API and /metrics")
     parser.add_argument("--transport-addr", type=parse_address, default=("127.0.0.1", 8081), help="agent transport")
@@ -170,7 +173,7 @@ def add_agent_connection_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
     parser.add_argument(f"--{prefix}name", dest="agent_name", default=socket.gethostname(), help="entity name")
-    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--namespace", default="default", help="the namespace of the agent's entity (default)")
     parser.add_argument("--subscriptions", type=parse_list, default=None, help="comma-separated subscriptions")
     parser.add_argument("--labels", type=parse_pairs, default={}, help="entity labels as k=v,k2=v2")
     parser.add_argument("--annotations", type=parse_pairs, default={}, help="entity annotations as k=v,k2=v2")
@@ -333,7 +336,8 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
         help="directory put first on PATH for checks and handlers (repeatable; default: the source tree's "
         "checks/, handlers/ and hooks/)",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="the least important log lines written (info)")  # fmt: skip
 
 
 def _backend_config(args: argparse.Namespace) -> BackendConfig:
@@ -465,6 +469,8 @@ def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitabl
         trio.run(_until_signalled, main)
     except* (OSError, StoreError, HandlerError, ValueError) as group:
         failures = _leaves(group)
+    finally:
+        locate.forget_running()
     for error in failures:
         print(f"pipeline: cannot run: {error}", file=sys.stderr)
     return 1 if failures else 0
@@ -485,7 +491,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
     async def main(nursery: trio.Nursery) -> Controls:
         backend = Backend(config)
-        await nursery.start(backend.run)
+        addresses = await nursery.start(backend.run)
+        locate.record_running(addresses.api_url, config.data_dir)
         return Controls(stop=backend.stop, reload=functools.partial(_reload_backend, backend))
 
     return run_daemon(args, main)
@@ -546,6 +553,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         agent_metrics = AgentMetrics.create(backend_metrics.registry, backend_metrics.queues)
         backend = Backend(backend_config, backend_metrics)
         addresses = await nursery.start(backend.run)
+        locate.record_running(addresses.api_url, backend_config.data_dir)
 
         def up_agent_config(settings: argparse.Namespace) -> AgentConfig:
             return _agent_config(settings, [addresses.transport], ["system"], settings.data / "agent")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -11,11 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from pipeline.cli import http_client
+from pipeline.cli.event_filters import EventFilters
+from pipeline.cli.locate import resolve_backend
+from pipeline.cli.output import Bar, first_line, local_time, show, show_one
 from pipeline.logs import printable
 
-OUTPUT_WIDTH = 60
 #: The output of a result ``pipeline event resolve`` writes (sensuctl's says "by sensuctl").
 RESOLVED_OUTPUT = "Resolved manually by pipeline"
 
@@ -28,6 +28,7 @@ def api_key(args: argparse.Namespace) -> str:
     """The key to send: ``--api-key``, else ``PIPELINE_API_KEY``, else ``<--data>/admin.key``."""
     if getattr(args, "api_key", None):
         return str(args.api_key)
+    resolve_backend(args)
     if os.environ.get("PIPELINE_API_KEY"):
         return os.environ["PIPELINE_API_KEY"]
     path = Path(getattr(args, "data", "data")) / "admin.key"
@@ -57,13 +58,14 @@ def api_request(
     expect: int | None = None,
     timeout: float = 10.0,
     **kwargs: Any,
-) -> httpx.Response:
+) -> http_client.Response:
     """A request with the operator's key; ApiError when the backend is unreachable, refuses the
     key, or (``expect`` given) answers anything else, with the backend's own message."""
+    resolve_backend(args)
     url = args.api_url.rstrip("/") + path
     try:
-        response = httpx.request(method, url, headers=auth_headers(args), timeout=timeout, **kwargs)
-    except httpx.HTTPError as exc:
+        response = http_client.request(method, url, headers=auth_headers(args), timeout=timeout, **kwargs)
+    except http_client.ClientError as exc:
         raise ApiError(f"cannot reach the backend at {args.api_url}: {exc}") from None
     if response.status_code in (401, 403):
         raise unauthorized_error(args)
@@ -72,47 +74,16 @@ def api_request(
     return response
 
 
-def refusal(response: httpx.Response) -> str:
+def refusal(response: http_client.Response) -> str:
     """The backend's ``message``, else the status and the start of the body (a proxy's page, say)."""
     try:
         return printable(str(response.json()["message"]))  # it may quote what a peer sent
     except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}: {printable(first_line(response.text))}"
+        return f"HTTP {response.status_code}: {printable(first_line(response.text)[:200])}"
 
 
 def api_get(args: argparse.Namespace, path: str) -> Any:
     return api_request(args, "GET", path, expect=200).json()
-
-
-def show(items: list[Any], args: argparse.Namespace, empty: str, headers: list[str], rows: list[list[str]]) -> int:
-    """A list as JSON (``--format json``), a line saying it is empty, or a table."""
-    if getattr(args, "format", "table") == "json":
-        print(json.dumps(items, indent=2))
-    elif not items:
-        print(empty)
-    else:
-        print(render_table(headers, rows))
-    return 0
-
-
-def local_time(epoch: float) -> str:
-    """Seconds since the epoch as the operator's local time, the way every table shows it."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
-
-
-def first_line(text: str, width: int = OUTPUT_WIDTH) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= width else line[: width - 3] + "..."
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    # cells come from events and names anyone holding a key wrote: escape sequences stay inert
-    rows = [[printable(cell) for cell in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-    return "\n".join(lines)
 
 
 def event_rows(events: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -133,15 +104,22 @@ def event_rows(events: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 
 def cmd_event_list(args: argparse.Namespace) -> int:
-    events = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/events")
+    """The latest event of every check, filtered; change events are the timeline's, not listed."""
+    try:
+        wanted = EventFilters.of(args)
+    except ValueError as exc:
+        print(f"pipeline event list: error: {exc}", file=sys.stderr)
+        return 2
+    if wanted.silenced is not None:
+        wanted.silences, wanted.now = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/silenced"), time.time()
+    events = [e for e in api_get(args, f"/api/core/v2/namespaces/{args.namespace}/events") if wanted.match(e)]
     headers = ["entity", "check", "status", "state", "occurrences", "output"]
     return show(events, args, "no events", headers, event_rows(events))
 
 
 def cmd_event_info(args: argparse.Namespace) -> int:
     event = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/events/{args.entity}/{args.check}")
-    print(json.dumps(event, indent=2))
-    return 0
+    return show_one(event, args)
 
 
 def event_path(args: argparse.Namespace) -> str:
@@ -193,8 +171,7 @@ def cmd_entity_list(args: argparse.Namespace) -> int:
 
 def cmd_entity_info(args: argparse.Namespace) -> int:
     entity = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/entities/{args.name}")
-    print(json.dumps(entity, indent=2))
-    return 0
+    return show_one(entity, args)
 
 
 def cmd_entity_delete(args: argparse.Namespace) -> int:
@@ -221,7 +198,7 @@ def dead_letter_rows(letters: Sequence[dict[str, Any]]) -> list[list[str]]:
         check = (event.get("check") or {}).get("metadata", {}).get("name", "")
         created = local_time(letter.get("created", 0))
         rows.append([letter["id"], created, letter.get("handler", ""), f"{entity}/{check}",
-                     str(letter.get("attempts", "")), first_line(letter.get("error", ""), 50)])  # fmt: skip
+                     str(letter.get("attempts", "")), first_line(letter.get("error", ""))])  # fmt: skip
     return rows
 
 
@@ -238,15 +215,17 @@ def cmd_deadletter_replay(args: argparse.Namespace) -> int:
         return 2
     ids = [letter["id"] for letter in api_get(args, DEAD_LETTERS)] if args.all else [args.id]
     failed = 0
-    for number, letter_id in enumerate(ids, start=1):
-        status, body = api_post(args, f"{DEAD_LETTERS}/{letter_id}/replay")
-        if status == 404:
-            raise ApiError(body.get("message", f"dead letter {letter_id} not found"))
-        if body.get("replayed"):
-            print(f"[{number}/{len(ids)}] {letter_id}: delivered")
-        else:
-            failed += 1
-            print(f"[{number}/{len(ids)}] {letter_id}: failed again: {printable(str(body.get('error', '')))}")
+    with Bar(len(ids), "replaying") as bar:
+        for number, letter_id in enumerate(ids, start=1):
+            status, body = api_post(args, f"{DEAD_LETTERS}/{letter_id}/replay")
+            if status == 404:
+                raise ApiError(body.get("message", f"dead letter {letter_id} not found"))
+            if body.get("replayed"):
+                bar.line(f"[{number}/{len(ids)}] {letter_id}: delivered")
+            else:
+                failed += 1
+                bar.line(f"[{number}/{len(ids)}] {letter_id}: failed again: {printable(str(body.get('error', '')))}")
+            bar.advance()
     if args.all:
         print(f"replayed {len(ids) - failed} of {len(ids)} dead letters")
     return 1 if failed else 0
@@ -257,24 +236,24 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("since", args.since), ("until", args.until), ("entity", args.entity),
                                 ("type", args.type), ("limit", str(args.page))) if v}  # fmt: skip
     path = f"/api/core/v2/namespaces/{args.namespace}/timeline"
-    rows: list[list[str]] = []
+    events: list[dict[str, Any]] = []
     while True:
         response = api_request(args, "GET", path, expect=200, params=params, timeout=30.0)
-        for event in response.json():
-            check = event.get("check") or {}
-            when = local_time(event.get("timestamp", 0))
-            rows.append([when, event.get("entity", {}).get("metadata", {}).get("name", ""),
-                         check.get("metadata", {}).get("name", "metrics"), str(check.get("status", "")),
-                         first_line(check.get("output", ""))])  # fmt: skip
-        cursor = response.headers.get("Sensu-Continue")
-        if not cursor or len(rows) >= args.limit:
+        events.extend(response.json())
+        cursor = response.headers.get("sensu-continue")  # http_client lowercases names
+        if not cursor or len(events) >= args.limit:
             break
         params["continue"] = cursor
-    if not rows:
-        print("nothing happened in that time")
-        return 0
-    print(render_table(["time", "entity", "check", "status", "output"], rows[: args.limit]))
-    return 0
+    events = events[: args.limit]
+    headers = ["time", "entity", "check", "status", "output"]
+    return show(events, args, "nothing happened in that time", headers, [timeline_row(e) for e in events])
+
+
+def timeline_row(event: dict[str, Any]) -> list[str]:
+    check = event.get("check") or {}
+    return [local_time(event.get("timestamp", 0)), event.get("entity", {}).get("metadata", {}).get("name", ""),
+            check.get("metadata", {}).get("name", "metrics"), str(check.get("status", "")),
+            first_line(check.get("output", ""))]  # fmt: skip
 
 
 KEYS = "/api/pipeline/v1/keys"
@@ -289,13 +268,9 @@ def cmd_key_create(args: argparse.Namespace) -> int:
 
 def cmd_key_list(args: argparse.Namespace) -> int:
     keys = api_get(args, KEYS)
-    if not keys:
-        print("no keys created through the API (command-line and admin.key keys are not listed)")
-        return 0
-    rows = [[k["id"], k["role"], k["name"], local_time(k["created"])]
-            for k in keys]  # fmt: skip
-    print(render_table(["id", "role", "name", "created"], rows))
-    return 0
+    rows = [[k["id"], k["role"], k["name"], local_time(k["created"])] for k in keys]
+    empty = "no keys created through the API (command-line and admin.key keys are not listed)"
+    return show(keys, args, empty, ["id", "role", "name", "created"], rows)
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from pipeline.cli.operator import api_get, api_request, first_line, local_time, refusal, show
-from pipeline.config.documents import Document, line_of
-from pipeline.config.loader import Loaded, load_path
-from pipeline.errors import ConfigError
+from pipeline.cli import http_client
+from pipeline.cli.operator import api_get, api_request, refusal
+from pipeline.cli.output import Bar, first_line, local_time, show, show_one
 from pipeline.logs import printable
-from pipeline.model.codec import encode
-from pipeline.model.entity import Entity
+
+if TYPE_CHECKING:  # the loader and the model cost `get` and `delete` a tenth of a second: imported where used
+    from pipeline.config.documents import Document
+    from pipeline.config.loader import Loaded
+    from pipeline.model.entity import Entity
 
 #: API path segment -> resource kind, for ``pipeline get`` and ``pipeline delete``.
 KINDS = {"filters": "EventFilter", "mutators": "Mutator", "hooks": "HookConfig", "handlers": "Handler",
          "pipelines": "Pipeline", "checks": "CheckConfig", "silenced": "Silenced"}  # fmt: skip
+#: Singular (and Sensu's type) names of the kinds, as kubectl and sensuctl users type them.
+ALIASES = {"filter": "filters", "eventfilter": "filters", "mutator": "mutators", "hook": "hooks",
+           "hookconfig": "hooks", "handler": "handlers", "pipeline": "pipelines", "check": "checks",
+           "checkconfig": "checks", "silence": "silenced", "silences": "silenced"}  # fmt: skip
 APPLY = "/api/pipeline/v1/apply"
 ORIGINS = "/api/pipeline/v1/resources/origins"
 
@@ -40,6 +43,8 @@ def report(loaded: Loaded, path: Path) -> bool:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a resource file or directory: every error, then the warnings; exit 1 on an error."""
+    from pipeline.config.loader import load_path
+
     loaded = load_path(args.path)
     if not report(loaded, args.path):
         return 1
@@ -51,6 +56,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_create(args: argparse.Namespace) -> int:
     """Apply every document of a file or directory, all or nothing: checked here as ``validate``
     checks it, then sent in one request that the backend applies in one transaction."""
+    from pipeline.config.loader import load_path
+
     loaded = load_path(args.file, namespace=args.namespace)
     if not report(loaded, args.file):
         print("nothing applied", file=sys.stderr)
@@ -59,17 +66,17 @@ def cmd_create(args: argparse.Namespace) -> int:
     body = [_with_namespace(document.data, kind, resource) for document, kind, resource in documents]
     response = api_request(args, "POST", APPLY, json=body, timeout=60.0)
     if response.status_code != 200:
-        for line in _refusals(response, [document for document, _, _ in documents]):
-            print(line, file=sys.stderr)
+        print_refusals(response, [document for document, _, _ in documents])
         print("nothing applied", file=sys.stderr)
         return 1
     total = len(loaded.documents)
-    for number, (document, kind, resource) in enumerate(loaded.documents, start=1):
-        if kind == "Entity":
-            _put_entity(args, document, resource)
-        print(
-            f"[{number}/{total}] {document.file}: document {document.number}: {kind} {resource.metadata.name!r}: saved"
-        )
+    with Bar(total, "saving") as bar:
+        for number, (document, kind, resource) in enumerate(loaded.documents, start=1):
+            if kind == "Entity":
+                _put_entity(args, document, resource)
+            bar.line(f"[{number}/{total}] {document.file}: document {document.number}: {kind} "
+                     f"{resource.metadata.name!r}: saved")  # fmt: skip
+            bar.advance()
     print(f"{total} of {total} resources saved")
     return 0
 
@@ -82,8 +89,16 @@ def _with_namespace(data: dict[str, Any], kind: str, resource: Any) -> dict[str,
     return {**data, "metadata": metadata}
 
 
-def _refusals(response: httpx.Response, documents: list[Document]) -> list[str]:
+def print_refusals(response: http_client.Response, documents: list[Document]) -> None:
+    for line in _refusals(response, documents):
+        print(line, file=sys.stderr)
+
+
+def _refusals(response: http_client.Response, documents: list[Document]) -> list[str]:
     """The backend's refusal, one line per refused document, located as a local error would be."""
+    from pipeline.config.documents import line_of
+    from pipeline.errors import ConfigError
+
     try:
         errors = response.json()["errors"]
     except (ValueError, KeyError, TypeError):
@@ -105,20 +120,34 @@ def _refusals(response: httpx.Response, documents: list[Document]) -> list[str]:
 
 def _put_entity(args: argparse.Namespace, document: Document, entity: Entity) -> None:
     """An entity through Sensu Go's entities API (create or replace)."""
+    from pipeline.model.codec import encode
+
     namespace = entity.metadata.namespace
     path = f"/api/core/v2/namespaces/{namespace}/entities/{entity.metadata.name}"
     api_request(args, "PUT", path, expect=201, json=encode(entity))
 
 
+def known_kind(args: argparse.Namespace, kinds: Collection[str] = KINDS) -> bool:
+    """Whether ``args.kind`` names a kind, singular or plural (``check`` is ``checks``); it is
+    made the API's plural. Else one line on stderr naming the kinds."""
+    kind = str(args.kind).lower()
+    kind = ALIASES.get(kind, kind)
+    if kind not in kinds:
+        print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(kinds)})", file=sys.stderr)
+        return False
+    args.kind = kind
+    return True
+
+
 def cmd_get(args: argparse.Namespace) -> int:
-    if args.kind not in KINDS:
-        print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(KINDS)})", file=sys.stderr)
+    if not known_kind(args):
         return 2
     path = f"/api/core/v2/namespaces/{args.namespace}/{args.kind}" + (f"/{args.name}" if args.name else "")
     found = api_get(args, path)
     if args.name:
-        print(json.dumps(found, indent=2))
-        return 0
+        if args.format == "table":
+            args.format = "json"  # one resource whole, unless yaml is asked for
+        return show_one(found, args)
     columns = COLUMNS[args.kind]
     if args.kind != "silenced":  # where each comes from: the config directory or the API (which wins)
         sources = _sources(args)
@@ -136,9 +165,7 @@ def _sources(args: argparse.Namespace) -> dict[tuple[str, str], str]:
 
 def cmd_revert(args: argparse.Namespace) -> int:
     """Drop the API's change of a resource: the config directory's version runs again."""
-    if args.kind not in KINDS or args.kind == "silenced":
-        print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(k for k in KINDS if k != 'silenced')})",
-              file=sys.stderr)  # fmt: skip
+    if not known_kind(args, [k for k in KINDS if k != "silenced"]):
         return 2
     api_request(args, "DELETE", f"/api/pipeline/v1/overrides/{args.kind}/{args.namespace}/{args.name}", expect=204)
     print(f"{args.kind} {args.name!r}: the config directory's version runs again")
@@ -213,8 +240,7 @@ COLUMNS: dict[str, list[tuple[str, Callable[[Item], str]]]] = {
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    if args.kind not in KINDS:
-        print(f"pipeline: unknown kind {args.kind!r} (one of {', '.join(KINDS)})", file=sys.stderr)
+    if not known_kind(args):
         return 2
     api_request(args, "DELETE", f"/api/core/v2/namespaces/{args.namespace}/{args.kind}/{args.name}", expect=204)
     print(f"{args.kind} {args.name!r} deleted")
@@ -226,5 +252,10 @@ def cmd_check_execute(args: argparse.Namespace) -> int:
     body = {"check": args.name, "subscriptions": subscriptions, "reason": args.reason, "creator": "pipeline"}
     path = f"/api/core/v2/namespaces/{args.namespace}/checks/{args.name}/execute"
     agents = api_request(args, "POST", path, expect=202, json=body).json()["agents"]
+    if not agents:
+        where = ", ".join(subscriptions) if subscriptions else "the check's subscriptions"
+        print(f"pipeline: check {args.name!r}: no connected agent is subscribed to {where}: nothing runs it",
+              file=sys.stderr)  # fmt: skip
+        return 1
     print(f"check {args.name!r}: {agents} agent{'' if agents == 1 else 's'} asked to run it now")
     return 0

@@ -20,25 +20,10 @@ import sys
 import time
 from typing import Any
 
-import httpx
-
+from pipeline.cli import http_client
 from pipeline.cli.operator import ApiError, api_request, refusal
 from pipeline.core.push.common import change_event, labels_of
 from pipeline.errors import ValidationError
-
-#: The local agent's API (Sensu's port 3031).
-AGENT_URL = "http://127.0.0.1:3031"
-
-
-def add_send_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--type", required=True, help="the kind of change (deployment, restart): the check's name")
-    parser.add_argument("--message", required=True, help="what happened: the check's output")
-    parser.add_argument("--tag", action="append", default=[], help="a label k:v (repeatable)")
-    parser.add_argument("--link", action="append", default=[], help='"title: url", an annotation (repeatable)')
-    parser.add_argument("--status", type=int, default=0, help="0 OK (default), 1 warning, 2 critical, 3 unknown")
-    parser.add_argument("--host", default="", help="the entity (default: this machine, or the agent's own)")
-    parser.add_argument("--agent", action="store_true", help="send through the local agent, which spools it")
-    parser.add_argument("--agent-url", default=AGENT_URL, help=f"the local agent's API (default {AGENT_URL})")
 
 
 def links_of(links: list[str]) -> dict[str, str]:
@@ -92,8 +77,8 @@ def cmd_event_send(args: argparse.Namespace) -> int:
 
 def _post_to_agent(url: str, body: dict[str, Any]) -> None:
     try:
-        response = httpx.post(url.rstrip("/") + "/events", content=json.dumps(body), timeout=30.0)
-    except httpx.HTTPError as exc:
+        response = http_client.request("POST", url.rstrip("/") + "/events", content=json.dumps(body), timeout=30.0)
+    except http_client.ClientError as exc:
         raise ApiError(f"cannot reach the agent at {url}: {exc}") from None
     if response.status_code != 202:
         raise ApiError(f"the agent at {url} refused the event: {refusal(response)}")

@@ -85,7 +85,7 @@ async def test_a_handler_that_keeps_failing_leaves_a_dead_letter_that_survives_a
         api = (await backend.wait_for(r'"backend ready" api=(\S+)')).group(1)
         code, listing = await operator("deadletter", "list", "--api-url", api, "--data", str(tmp_path / "data"))
         assert code == 0
-        assert re.search(rf"{letter_id}\s+\S+ \S+\s+pager\s+db1/backup\s+2\s+exited 1", listing), listing
+        assert re.search(rf"{letter_id}\s+\S+ \S+ \S+\s+pager\s+db1/backup\s+2\s+exited 1", listing), listing
         code, output = await operator(
             "deadletter", "replay", letter_id, "--api-url", api, "--data", str(tmp_path / "data")
         )

@@ -100,7 +100,7 @@ async def test_pipeline_create_get_and_delete(tmp_path: Path) -> None:
                                                 capture_stdout=True, capture_stderr=True, check=False)  # fmt: skip
                 return result.returncode, result.stdout.decode() + result.stderr.decode()
 
-            created = await cli("create", "-f", str(REPO / "config"))
+            created = await cli("create", "-f", str(REPO / "pipeline" / "defaults" / "config"))
             listed = await cli("get", "checks")
             handlers = await cli("get", "handlers")
             deleted = await cli("delete", "checks", "load")

@@ -180,7 +180,7 @@ def test_duplicate_names_are_an_error_naming_both_places(tmp_path: Path) -> None
 
 
 def test_shipped_default_config_is_valid() -> None:
-    config = Path(__file__).resolve().parents[2] / "config"
+    config = Path(__file__).resolve().parents[2] / "pipeline" / "defaults" / "config"
     resources = load_directory(config)
     assert {c.metadata.name for c in resources.checks} >= {"load", "disk", "memory"}
     assert resources.handler("event-file") is not None

@@ -341,7 +341,7 @@ def test_event_file_reports_a_file_it_cannot_write(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["checks.yml", "handlers.yml"])
 def test_default_config_documents_are_sensu_resources(name: str) -> None:
-    documents: list[Any] = list(yaml.safe_load_all((REPO / "config" / name).read_text()))
+    documents: list[Any] = list(yaml.safe_load_all((REPO / "pipeline" / "defaults" / "config" / name).read_text()))
     assert documents
     for document in documents:
         assert {"type", "api_version", "metadata", "spec"} <= set(document), document
@@ -350,8 +350,11 @@ def test_default_config_documents_are_sensu_resources(name: str) -> None:
 
 
 def test_default_checks_run_the_shipped_plugins() -> None:
-    checks = list(yaml.safe_load_all((REPO / "config" / "checks.yml").read_text()))
-    handlers = {h["metadata"]["name"] for h in yaml.safe_load_all((REPO / "config" / "handlers.yml").read_text())}
+    checks = list(yaml.safe_load_all((REPO / "pipeline" / "defaults" / "config" / "checks.yml").read_text()))
+    handlers = {
+        h["metadata"]["name"]
+        for h in yaml.safe_load_all((REPO / "pipeline" / "defaults" / "config" / "handlers.yml").read_text())
+    }
     for check in checks:
         spec = check["spec"]
         plugin = spec["command"].split()[0]

@@ -120,3 +120,29 @@ async def test_an_added_filter_and_mutator_adapter_are_peers_of_the_built_ins(
     assert (tmp_path / "out").read_bytes() == event("h").to_json().upper()
     assert sample(metrics, "pipeline_filter_runs_total", filter="disk-only") == 1
     assert sample(metrics, "pipeline_mutator_runs_total", mutator="loud") == 1
+
+
+async def test_a_failing_handler_keeps_the_end_of_its_output_where_the_traceback_names_the_exception(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "crash.py"
+    script.write_text("import sys\nprint('noise ' * 200, file=sys.stderr)\nraise KeyError('missing_api_token')\n")
+    crash = pipe("crash", f"python3 {script}")
+    crash.max_attempts = 1
+    letters: list[DeadLetter] = []
+
+    async def keep(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    await HandlerRunner(lambda: Resources(handlers=[crash]), BackendMetrics.create(), ENV, dead_letters=keep).handle(
+        event("crash")
+    )
+    (letter,) = letters
+    assert letter.error.startswith("exited 1: …")
+    assert letter.error.endswith("KeyError: 'missing_api_token'")
+    assert len(letter.error) <= len("exited 1: …") + stages.LOGGED_OUTPUT
+
+
+def test_short_output_is_kept_whole() -> None:
+    assert stages.output_tail("  boom\n") == "boom"
+    assert stages.output_tail("a" * 10 + "b" * 5, size=5) == "…bbbbb"

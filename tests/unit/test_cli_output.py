@@ -1,0 +1,111 @@
+"""The operator commands' output: tables fitted to a width, help on every argument, kinds singular or plural."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pipeline.cli.event_filters import EventFilters, silenced
+from pipeline.cli.main import build_parser
+from pipeline.cli.output import flatten, render_table
+from pipeline.cli.silences import parse_duration, parse_moment
+
+ROWS = [["web1", "disk", "2", "x" * 200], ["db", "load", "0", "ok"]]
+HEADERS = ["entity", "check", "status", "output"]
+
+
+def test_a_table_on_a_pipe_keeps_every_cell_whole() -> None:
+    assert "x" * 200 in render_table(HEADERS, ROWS)
+
+
+def test_a_narrow_terminal_cuts_the_widest_column_with_an_ellipsis() -> None:
+    lines = render_table(HEADERS, ROWS, width=60).splitlines()
+    assert max(len(line) for line in lines) == 60
+    assert lines[2].startswith("web1    disk   2       xxx")
+    assert lines[2].endswith("x…")
+
+
+def test_two_wide_columns_share_the_cut_and_keep_their_headers() -> None:
+    table = render_table(["a", "bb"], [["y" * 100, "z" * 100]], width=41)
+    assert [len(line) for line in table.splitlines()] == [23, 41, 41]
+    assert "y" * 18 + "…  " + "z" * 19 + "…" in table
+
+
+def test_status_colours_only_when_asked() -> None:
+    assert "\x1b[" not in render_table(HEADERS, ROWS)
+    coloured = render_table(HEADERS, ROWS, colour=True)
+    assert "\x1b[31m2" in coloured
+    assert "\x1b[32m0" in coloured
+
+
+def test_an_object_as_fields() -> None:
+    assert flatten({"check": {"metadata": {"name": "disk"}, "handlers": ["a", "b"], "output": "l1\nl2"}}) == [
+        ["check.metadata.name", "disk"],
+        ["check.handlers", "a,b"],
+        ["check.output", "l1"],
+    ]
+
+
+def _every_parser(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    found = [(parser.prog, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _every_parser(sub)
+    return found
+
+
+def test_every_argument_of_every_command_has_help() -> None:
+    parser, _ = build_parser()
+    missing = [
+        f"{prog} {action.option_strings or action.dest}"
+        for prog, sub in _every_parser(parser)
+        for action in sub._actions
+        if not action.help and not isinstance(action, argparse._SubParsersAction)
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("command", ["get", "delete", "revert"])
+def test_listing_commands_take_every_format(command: str) -> None:
+    parser, _ = build_parser()
+    for argv in (["event", "list"], ["entity", "list"], ["silence", "list"], ["deadletter", "list"], ["timeline"],
+                 ["key", "list"], ["get", "checks"], ["event", "info", "e", "c"], ["entity", "info", "e"]):  # fmt: skip
+        for fmt in ("table", "json", "yaml"):
+            assert parser.parse_args([*argv, "--format", fmt]).format == fmt
+    assert parser.parse_args([command, "check", "x"]).kind == "check"
+
+
+def test_durations_and_moments() -> None:
+    assert [parse_duration(t) for t in ("90s", "30m", "2h", "1d", "1h30m", "45")] == [90, 1800, 7200, 86400, 5400, 45]
+    with pytest.raises(ValueError, match="2x"):
+        parse_duration("2x")
+    assert parse_moment("30m", 1000.0) == 2800
+    assert parse_moment("1700000000", 0) == 1700000000
+    assert parse_moment("2023-11-14T22:13:20+00:00", 0) == 1700000000
+
+
+def _event(name: str, status: int, **labels: str) -> dict[str, object]:
+    return {"entity": {"metadata": {"name": "web1"}, "subscriptions": ["entity:web1", "linux"]},
+            "check": {"metadata": {"name": name, "labels": labels}, "status": status}}  # fmt: skip
+
+
+def test_filters_never_let_a_change_event_through() -> None:
+    args = argparse.Namespace(entity="", check="", silenced=None, status=[], label=[])
+    assert EventFilters.of(args).match(_event("disk", 2))
+    assert not EventFilters.of(args).match(_event("deployment", 0, **{"pipeline.io/event-kind": "change"}))
+
+
+def test_status_label_and_silence_filters() -> None:
+    args = argparse.Namespace(entity="web1", check="", silenced=None, status=["non-ok"], label=["team=ops"])
+    wanted = EventFilters.of(args)
+    assert wanted.match(_event("disk", 2, team="ops"))
+    assert not wanted.match(_event("disk", 0, team="ops"))
+    assert not wanted.match(_event("disk", 2, team="dev"))
+    with pytest.raises(ValueError, match="--status"):
+        EventFilters.of(argparse.Namespace(entity="", check="", silenced=None, status=["bad"], label=[]))
+    assert silenced(_event("disk", 2), [{"subscription": "linux", "check": ""}], 0)
+    assert silenced(_event("disk", 2), [{"subscription": "", "check": "disk"}], 0)
+    assert not silenced(_event("disk", 2), [{"subscription": "linux", "check": "load"}], 0)
+    assert not silenced(_event("disk", 2), [{"subscription": "linux", "check": "", "begin": 10}], 5)
