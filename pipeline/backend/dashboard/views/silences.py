@@ -16,8 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pipeline.backend.dashboard.context import DashboardContext
-from pipeline.backend.dashboard.forms import form_fields
-from pipeline.backend.dashboard.pages import action, page, render
+from pipeline.backend.dashboard.pages import action, form_of, page, render
 from pipeline.backend.dashboard.sessions import Viewer
 from pipeline.backend.dashboard.shown import refused, span, utc
 from pipeline.core.timespec import parse_duration, parse_time
@@ -129,7 +128,7 @@ def routes(ctx: DashboardContext) -> list[BaseRoute]:
     @takes_query()
     @action(ctx.sessions, clock)
     async def create(request: Request, viewer: Viewer) -> Response:
-        form = {name: value for name, value in (await form_fields(request)).items() if name in FIELDS}
+        form = {name: str(value) for name, value in (await form_of(request)).items() if name in FIELDS}
         try:
             entry = silence_from(form, ctx, viewer.principal, clock())
             await ctx.silences.put(entry)
