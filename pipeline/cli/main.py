@@ -47,7 +47,7 @@ def build_parser(
 
 
 def _add_daemon_flags(name: str, daemon: argparse.ArgumentParser) -> None:
-    from pipeline.cli import daemons  # the daemons' defaults come from the backend's and the agent's modules
+    from pipeline.cli import daemon_flags as daemons  # the flags only: running them imports the rest
 
     if name in ("up", "backend"):
         daemons.add_backend_flags(daemon)
