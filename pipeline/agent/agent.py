@@ -36,16 +36,16 @@ from pipeline.agent.spool import Spool
 from pipeline.agent.statsd import StatsdServer
 from pipeline.assets import AssetCache, AssetMetrics
 from pipeline.assets.received import received_assets
+from pipeline.core.host_events import host_event
 from pipeline.core.keepalive import (
     keepalive_check,
 )
 from pipeline.core.limits import Fit
-from pipeline.core.push.common import CHANGE, CHANGE_LABEL
 from pipeline.errors import EventTooLarge, ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
-from pipeline.model import Check, CheckConfig, Entity, Event, ObjectMeta, new_event_id
+from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.process import plugin_environment
@@ -179,21 +179,13 @@ class Agent:
                 await trio.to_thread.run_sync(self.spool.close)
 
     def lifecycle_event(self, what: str) -> Event:
-        """``agent_started`` / ``agent_stopped``: a change event of the agent's own entity."""
-        now = int(time.time())
-        namespace = self.entity.metadata.namespace
-        check = Check(
-            # a change event, as a deploy is: on the timeline, not among the checks of `event list`
-            metadata=ObjectMeta(name=what, namespace=namespace, labels={CHANGE_LABEL: CHANGE}),
-            status=0,
-            output=f"{what} pipeline-agent {__version__} / on {self.entity.system.hostname}",
-            executed=now,
-            issued=now,
-            interval=1,
-            processed_by=self.config.name,
-        )
-        return Event(timestamp=now, entity=self.entity, check=check, metadata=ObjectMeta(namespace=namespace),
-                     id=new_event_id())  # fmt: skip
+        """``agent_started`` / ``agent_stopped``: a change event of the agent's own entity, as a
+        host source's are (on the timeline, not among the checks of ``event list``)."""
+        output = f"{what} pipeline-agent {__version__} / on {self.entity.system.hostname}"
+        event = host_event(self.entity, name=what, output=output, status=0, timestamp=int(time.time()))
+        assert event.check is not None
+        event.check.processed_by = self.config.name
+        return event
 
     async def stop(self) -> None:
         """Say ``agent_stopped`` and wait for the backend's ack, then deregister if configured to

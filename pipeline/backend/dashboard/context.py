@@ -16,7 +16,7 @@ from pipeline.backend.silences import Silences
 from pipeline.backend.throttle import AuthGuard
 from pipeline.backend.traces import PipelineTraces
 from pipeline.metrics import BackendMetrics
-from pipeline.model import Check, Event
+from pipeline.model import Check
 from pipeline.model.resources import Resources
 from pipeline.store.base import CheckKey
 from pipeline.store.service import StoreService
@@ -39,8 +39,6 @@ class DashboardContext:
     replay_dead_letter: Callable[[str], Awaitable[Any]]
     wall_clock: Callable[[], float] = time.time
     sessions: DashboardSessions = field(default_factory=DashboardSessions)
-    #: the events just stored, for the live stream (the backend sends each stored event's key)
-    stored: list[Callable[[Event], None]] = field(default_factory=list)
     #: ``(kind, namespace, name, "file" or "api")`` of every running resource (ResourceService.origins)
     origins: Callable[[], list[tuple[str, str, str, str]]] = list
     #: the configuration directory the backend read (None: started without one), to say which
