@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.agent.sources.base import SourceSettings
+from pipeline.agent.source_settings import SourceSettings
 from pipeline.backend.auth import parse_user
 from pipeline.backend.sessions import (
     ACCESS_LIFETIME,

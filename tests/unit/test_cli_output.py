@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -109,3 +111,19 @@ def test_status_label_and_silence_filters() -> None:
     assert silenced(_event("disk", 2), [{"subscription": "", "check": "disk"}], 0)
     assert not silenced(_event("disk", 2), [{"subscription": "linux", "check": "load"}], 0)
     assert not silenced(_event("disk", 2), [{"subscription": "linux", "check": "", "begin": 10}], 5)
+
+
+@pytest.mark.parametrize("command", [["event", "list", "--help"], ["up", "--help"], ["agent", "--help"]])
+def test_help_imports_no_daemon(command: list[str]) -> None:
+    """A command's help answers at once: neither trio, httpx nor any daemon module is imported
+    for it (each costs 100-250 ms a start; bench/cli_startup.py measures the whole)."""
+    probe = (
+        "import sys\n"
+        "from pipeline.cli.main import main\n"
+        f"sys.argv = ['pipeline', *{command!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in sys.modules if m in ('trio', 'httpx') or m.startswith(('pipeline.backend.server', 'pipeline.backend.eventd', 'pipeline.agent.sources.')))\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in result.stderr, result.stderr[-2000:]
