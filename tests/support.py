@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -165,8 +165,10 @@ class Daemon:
         assert text in self.text
 
     async def run(self, args: list[str], env: dict[str, str], ready: str, *, cwd: Path | None = None,
+                  program: Sequence[str] | None = None,
                   task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
-        command = pipeline_command(*args)
+        """Run ``pipeline args`` (``program`` instead of this interpreter's ``pipeline``, if given)."""
+        command = [*program, *args] if program is not None else pipeline_command(*args)
         async with trio.open_nursery() as nursery:
             process = await nursery.start(partial(trio.run_process, command, env=env, check=False, cwd=cwd,
                                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))  # fmt: skip

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import site
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,9 +51,31 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def default_plugin_dirs() -> list[Path]:
-    """The source tree's ``checks/``, ``handlers/`` and ``hooks/``, where they exist."""
-    return [d for d in (SOURCE_TREE / name for name in ("checks", "handlers", "hooks")) if d.is_dir()]
+#: The directories of the shipped plugins, in the source tree and where a wheel installs them.
+PLUGIN_DIR_NAMES = ("checks", "handlers", "hooks")
+
+
+def default_plugin_dirs(
+    source_tree: Path = SOURCE_TREE, prefixes: tuple[Path, ...] | None = None, in_venv: bool | None = None
+) -> list[Path]:
+    """The shipped ``checks/``, ``handlers/`` and ``hooks/``: the source tree's where this runs
+    from a checkout, else those a wheel installed under ``<prefix>/share/pipeline`` (the
+    environment's or the user's prefix). In a virtual environment its ``bin`` comes last, so
+    that the shipped Python scripts' ``#!/usr/bin/env python3`` finds the interpreter that has
+    pipeline installed even when the environment is not activated."""
+    if prefixes is None:
+        prefixes = (Path(sys.prefix), Path(site.getuserbase()))
+    if in_venv is None:
+        in_venv = sys.prefix != sys.base_prefix
+    dirs = []
+    for name in PLUGIN_DIR_NAMES:
+        candidates = [source_tree / name, *(prefix / "share" / "pipeline" / name for prefix in prefixes)]
+        found = next((d for d in candidates if d.is_dir()), None)
+        if found is not None:
+            dirs.append(found)
+    if in_venv:
+        dirs.append(Path(sys.executable).parent)
+    return dirs
 
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
@@ -276,8 +300,8 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
         type=Path,
         action="append",
         dest="plugin_dirs",
-        help="directory put first on PATH for checks and handlers (repeatable; default: the source tree's "
-        "checks/, handlers/ and hooks/)",
+        help="directory put first on PATH for checks, hooks and handlers (repeatable; default: the shipped "
+        "checks/, handlers/ and hooks/, from the source tree or <prefix>/share/pipeline)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="the least important log lines written (info)")  # fmt: skip

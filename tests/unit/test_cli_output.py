@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,16 @@ def test_help_imports_no_daemon(command: list[str]) -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert "HEAVY []" in result.stderr, result.stderr[-2000:]
+
+
+def test_shipped_plugins_come_from_the_source_tree_else_the_installed_share(tmp_path: Path) -> None:
+    from pipeline.cli.daemon_flags import default_plugin_dirs
+
+    tree, prefix, user = tmp_path / "tree", tmp_path / "prefix", tmp_path / "user"
+    (tree / "checks").mkdir(parents=True)
+    for name in ("checks", "handlers", "hooks"):
+        (prefix / "share" / "pipeline" / name).mkdir(parents=True)
+    (user / "share" / "pipeline" / "hooks").mkdir(parents=True)
+    found = default_plugin_dirs(tree, (user, prefix), in_venv=False)
+    assert found == [tree / "checks", prefix / "share/pipeline/handlers", user / "share/pipeline/hooks"]
+    assert default_plugin_dirs(tree, (), in_venv=True) == [tree / "checks", Path(sys.executable).parent]
