@@ -264,10 +264,15 @@ class HandlerRunner:
         workflow = Workflow(letter.workflow, letter.pipeline, (), letter.mutator, handler)
         forms = EventForms(letter.event)
         record = workflow_trace(workflow)
+        record.replay_of = letter.id
+        if self.traces is not None:
+            self.traces.replayed(letter.event, record)
         payload = await self._payload(workflow, forms, self._handler_adapter(handler), record)
         if payload is None:
+            record.outcome = MUTATOR_FAILED
             return f"mutator {letter.mutator!r} failed"
         error = await self._run_handler(handler, forms, payload, record)
+        record.outcome = HANDLED if error is None else DEAD_LETTER
         return None if error is None else str(error)
 
     async def _passes(self, name: str, workflow: Workflow, forms: EventForms, record: WorkflowTrace) -> bool:

@@ -47,6 +47,18 @@ class PipelineTraces:
             self.dropped.inc(dropped)
         return records
 
+    def replayed(self, event: Event, record: WorkflowTrace) -> None:
+        """Add the run of a replayed dead letter to its event's trace (a new trace when the ring
+        no longer holds it), so that the event page shows the first run and the replay."""
+        trace = self.ring.get(event.id)
+        if trace is None:
+            trace = EventTrace(event.id, event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name,
+                               int(self._wall_clock()), [])  # fmt: skip
+            dropped = self.ring.add(trace)
+            if dropped:
+                self.dropped.inc(dropped)
+        trace.workflows.append(record)
+
     def get(self, event_id: str) -> EventTrace | None:
         return self.ring.get(event_id)
 

@@ -56,6 +56,8 @@ class WorkflowTrace:
     #: the id of the dead letter the workflow left, when every attempt failed
     dead_letter: str = field("", omitempty=True)
     outcome: str = field(RUNNING)
+    #: the dead letter this run replayed (``pipeline deadletter replay``, the dashboard's Replay)
+    replay_of: str = field("", omitempty=True)
 
     def filtered(self, name: str, verdict: str, error: str = "") -> None:
         self.filters.append(FilterVerdict(name, verdict, error))

@@ -235,6 +235,7 @@ async def test_a_dead_letter_is_listed_and_replayed(tmp_path: Path) -> None:
         (tmp_path / "handler-is-up").touch()
         replayed = await browser.post(f"/actions/deadletters/{letter.group(1)}/replay", data={"csrf": csrf})
         after = await browser.get(replayed.headers["location"])
+        event_page = await browser.get("/events/default/db1/backup")
         unknown = await browser.post("/actions/deadletters/no-such-letter/replay", data={"csrf": csrf})
     assert len(listed) == 1
     assert " UTC flaky default/db1/backup exited 1" in listed[0]
@@ -249,4 +250,12 @@ async def test_a_dead_letter_is_listed_and_replayed(tmp_path: Path) -> None:
     assert replayed.status_code == 303
     assert f"Dead letter {letter.group(1)} replayed" in after.text
     assert "No dead letter." in after.text
+    # the event page tells the whole story: the first run, the failed replay, the one that worked
+    workflows = re.findall(r"<h3>legacy-pipeline-workflow-flaky(.*?)</h3>", event_page.text, re.S)
+    assert len(workflows) == 3, workflows
+    assert "replay of" not in workflows[0]
+    assert f"(replay of dead letter {letter.group(1)})" in workflows[1]
+    assert "dead letter</span>" in workflows[1]
+    assert f"(replay of dead letter {letter.group(1)})" in workflows[2]
+    assert "handled</span>" in workflows[2]
     assert unknown.status_code == 404
