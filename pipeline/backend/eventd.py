@@ -38,6 +38,7 @@ from pipeline.backend.entity_registry import EntityRegistry, key_of
 from pipeline.backend.recent_metrics import RecentMetrics
 from pipeline.backend.silences import Silences
 from pipeline.core.push.common import give_change_handlers
+from pipeline.core.result_merge import ResultMerge
 from pipeline.core.state import apply_result
 from pipeline.core.workflows import names_handlers
 from pipeline.errors import StoreError
@@ -267,6 +268,7 @@ class EventProcessor:
 
     async def process_batch(self, batch: Sequence[Submission]) -> None:
         fresh, duplicates = await self._split_replays(batch)
+        shared = self.store.shared
         for sub in duplicates:
             self.metrics.events_duplicate.inc()
             _reply(sub, Outcome.DUPLICATE)
@@ -285,20 +287,26 @@ class EventProcessor:
             if sub.alive:
                 self.entities.seen(event, wall)
             if event.check is not None:
-                key = check_key(event)
-                event.check = apply_result(event.check, states.get(key) or self._checks.get(key))
-                if self.silences is not None:
-                    self.silences.apply(event, now)
-                states[key] = event.check
+                if not shared:
+                    key = check_key(event)
+                    event.check = apply_result(event.check, states.get(key) or self._checks.get(key))
+                    if self.silences is not None:
+                        self.silences.apply(event, now)
+                    states[key] = event.check
                 to_store.append(event)
         handled = [sub.event for sub in fresh if names_handlers(sub.event)]  # the others need no job
         for entity in new_entities:
             await self._register(entity)
-        rows = await self._write(to_store, handled) if fresh else []
+        # A shared store merges each result with its check's latest one under the check's lock
+        # (another backend may have written it a moment ago): see pipeline/core/result_merge.py.
+        merge = ResultMerge(self.silences.snapshot(now) if self.silences else None, now) if shared else None
+        rows = await self._write(to_store, handled, merge) if fresh else []
         if rows is None:
             for sub in fresh:
                 _reply(sub, Outcome.FAILED)
             return
+        if merge is not None:
+            self._merged(to_store, merge, states)
         jobs = dict(zip(map(id, handled), rows, strict=True))
         self._checks.update(states)
         if self.silences is not None:
@@ -314,6 +322,16 @@ class EventProcessor:
         for sub in fresh:
             await self._handlers.send(HandlerJob(jobs.get(id(sub.event), 0), sub.event))
             self.metrics.events_processed.inc()
+
+    def _merged(self, stored: Sequence[Event], merge: ResultMerge, states: dict[CheckKey, Check]) -> None:
+        """What a shared store's merge did, taken in: each check's state, the silences ended."""
+        for event in stored:
+            assert event.check is not None
+            states[check_key(event)] = event.check
+        if self.silences is not None:
+            self.silences.metrics.events_silenced.inc(merge.silenced)
+            for namespace, name in merge.ended:
+                self.silences.resolved(namespace, [name])
 
     async def _register(self, entity: Entity) -> None:
         """Store a proxy entity met for the first time, unless one of its name was stored meanwhile
@@ -357,11 +375,11 @@ class EventProcessor:
             fresh.append(sub)
         return fresh, duplicates
 
-    async def _write(self, events: list[Event], outbox: list[Event]) -> list[int] | None:
+    async def _write(self, events: list[Event], outbox: list[Event], merge: ResultMerge | None) -> list[int] | None:
         """Store the check events and a handler job per event of ``outbox``, at once; the jobs'
         rows, or None when the store failed (nothing was written)."""
         try:
-            jobs = await self.store.write_batch(events, outbox)
+            jobs = await self.store.write_batch(events, outbox, merge=merge)
         except StoreError as exc:
             self.metrics.store.failures.labels("write_batch").inc()
             log.error("store write failed", events=len(outbox), error=exc)

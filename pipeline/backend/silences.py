@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 
-from pipeline.core.silencing import ended_by_resolution, is_expired, silencing_names, with_times
+from pipeline.core.silencing import is_expired, silence, with_times
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
@@ -109,22 +109,35 @@ class Silences:
         """Set ``check.silenced`` and ``is_silenced`` (call after the check's state is merged), and
         end the ``expire_on_resolve`` silences a resolution ends, as Sensu Go does: they leave the
         list, so the resolution passes ``not_silenced``, while ``is_silenced`` stays true."""
-        check = event.check
-        if check is None:
+        if event.check is None:
             return
         namespace = event.namespace or DEFAULT_NAMESPACE
         entries = self._entries.get(namespace, {})
+        self._expire(namespace, entries, now)
+        ended = silence(event, entries, now)
+        if event.check.is_silenced:
+            self.metrics.events_silenced.inc()
+        self.resolved(namespace, ended)
+
+    def _expire(self, namespace: str, entries: dict[str, Silenced], now: float) -> None:
         for name in [n for n, e in entries.items() if is_expired(e, now)]:
             del entries[name]
             self._ending.append((namespace, name, "expired"))
-        check.silenced = silencing_names(event, entries.values(), now)
-        check.is_silenced = bool(check.silenced)
-        if check.is_silenced:
-            self.metrics.events_silenced.inc()
-        for name in ended_by_resolution(event, entries):
-            del entries[name]
-            check.silenced.remove(name)
-            self._ending.append((namespace, name, "resolved"))
+
+    def snapshot(self, now: float) -> dict[str, dict[str, Silenced]]:
+        """The silences in force, by namespace, as a copy: for the merge a shared store runs in
+        a worker thread (:meth:`apply` and the API change the live ones on trio's thread)."""
+        for namespace, entries in self._entries.items():
+            self._expire(namespace, entries, now)
+        return {namespace: dict(entries) for namespace, entries in self._entries.items()}
+
+    def resolved(self, namespace: str, names: Sequence[str]) -> None:
+        """End the ``expire_on_resolve`` silences ``names``, which a resolution ended (deleted
+        from the store by the next :meth:`end_pending`)."""
+        entries = self._entries.get(namespace, {})
+        for name in names:
+            if entries.pop(name, None) is not None:
+                self._ending.append((namespace, name, "resolved"))
 
     async def end_pending(self) -> None:
         """Delete from the store the silences that ended since the last call."""

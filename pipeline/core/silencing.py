@@ -62,3 +62,19 @@ def ended_by_resolution(event: Event, entries: dict[str, Silenced]) -> list[str]
     if check is None or not event.is_resolution:
         return []
     return [name for name in check.silenced if name in entries and entries[name].expire_on_resolve]
+
+
+def silence(event: Event, entries: dict[str, Silenced], now: float) -> list[str]:
+    """Set ``check.silenced`` and ``is_silenced`` of ``event`` (its state already merged) from the
+    silences of its namespace, and return the names of those its resolution ends, which leave
+    ``check.silenced`` (so the resolution passes ``not_silenced``) while ``is_silenced`` stays
+    true, as in Sensu Go. ``entries`` is not changed: the caller removes what ended."""
+    check = event.check
+    if check is None:
+        return []
+    check.silenced = silencing_names(event, entries.values(), now)
+    check.is_silenced = bool(check.silenced)
+    ended = ended_by_resolution(event, entries)
+    for name in ended:
+        check.silenced.remove(name)
+    return ended

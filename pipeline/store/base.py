@@ -4,7 +4,7 @@ of them together. Implementations are synchronous; the backend reaches them only
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +19,9 @@ from pipeline.store.unreadable import Unreadable
 
 #: (namespace, entity name, check name)
 CheckKey = tuple[str, str, str]
+#: Sets a check event's ``check`` to its result merged with the check's latest stored one (None
+#: for its first): what a shared store calls under each check's lock (pipeline/core/result_merge.py).
+Merge = Callable[[Event, Check | None], None]
 
 
 @dataclass(slots=True, frozen=True)
@@ -46,12 +49,17 @@ class TimelineQuery:
 class EventRecords(Protocol):
     """Each check's latest event and the event log, with the outbox written beside them."""
 
-    def write_batch(self, events: Sequence[Event], outbox: Sequence[Event] = ()) -> list[int]:
+    def write_batch(
+        self, events: Sequence[Event], outbox: Sequence[Event] = (), *, merge: Merge | None = None
+    ) -> list[int]:
         """Store the check events of ``events`` and put every event of ``outbox`` in the outbox,
         in one transaction; return the outbox rows (``HandlerJob.seq``) in ``outbox``'s order.
         Each check event replaces the latest event of its check and is appended to the event
         log. Metrics-only events are not stored, and metrics are not kept with check events
-        (as in Sensu Go); the outbox keeps whole events."""
+        (as in Sensu Go); the outbox keeps whole events. With ``merge``, inside the transaction
+        and under a lock on each check of the batch, ``merge(event, latest)`` is called for each
+        check event in order (a later event of a check sees the earlier one merged) before
+        anything is written."""
         ...
 
     def known_ids(self, ids: Collection[str]) -> set[str]:

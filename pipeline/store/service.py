@@ -11,6 +11,7 @@ service, never the store itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import trio
@@ -23,7 +24,7 @@ from pipeline.model.apikey import StoredKey
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
-from pipeline.store.base import CheckKey, EventStore, TimelineQuery
+from pipeline.store.base import CheckKey, EventStore, Merge, TimelineQuery
 
 log = get_logger("store")
 
@@ -73,9 +74,20 @@ class StoreService:
 
     # -- events --------------------------------------------------------------------------------
 
-    async def write_batch(self, events: Sequence[Event], outbox: Sequence[Event] = ()) -> list[int]:
-        """Store ``events`` and their handler jobs in one transaction; the jobs' rows."""
-        rows = await self._write(self.store.write_batch, events, outbox)
+    @property
+    def shared(self) -> bool:
+        """Several backends may write the store: check state is merged in it, under lock."""
+        return bool(getattr(self.store, "shared", False))
+
+    async def write_batch(
+        self, events: Sequence[Event], outbox: Sequence[Event] = (), *, merge: Merge | None = None
+    ) -> list[int]:
+        """Store ``events`` and their handler jobs in one transaction; the jobs' rows. ``merge``:
+        see :meth:`pipeline.store.base.EventRecords.write_batch`."""
+        if merge is None:
+            rows = await self._write(self.store.write_batch, events, outbox)
+        else:
+            rows = await self._write(partial(self.store.write_batch, merge=merge), events, outbox)
         self.metrics.outbox_jobs.inc(len(rows))
         return rows
 

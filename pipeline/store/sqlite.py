@@ -25,7 +25,7 @@ from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
 from pipeline.store import sqlite_outbox
-from pipeline.store.base import CheckKey, TimelineQuery
+from pipeline.store.base import CheckKey, Merge, TimelineQuery
 from pipeline.store.sqlite_schema import SCHEMA, SCHEMA_VERSION, UPGRADABLE
 from pipeline.store.unreadable import Unreadable
 
@@ -122,16 +122,20 @@ class SQLiteStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def write_batch(self, events: Sequence[Event], outbox: Sequence[Event] = ()) -> list[int]:
+    def write_batch(
+        self, events: Sequence[Event], outbox: Sequence[Event] = (), *, merge: Merge | None = None
+    ) -> list[int]:
         checks = [event for event in events if event.check is not None]
-        rows = [self._event_row(event) for event in checks]
-        if not rows and not outbox:
+        if not checks and not outbox:
             return []
-        # A check event without metrics is stored whole: its job reuses those bytes instead of
-        # packing the event a second time (a third of the outbox's cost per event).
-        packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
-        jobs = [(event.id, packed.get(id(event)) or sqlite_outbox.pack(event)) for event in outbox]
         with self._transaction("cannot write events") as conn:
+            if merge is not None:  # BEGIN IMMEDIATE holds every other writer off: the lock
+                self._merge(conn, checks, merge)
+            rows = [self._event_row(event) for event in checks]
+            # A check event without metrics is stored whole: its job reuses those bytes instead of
+            # packing the event a second time (a third of the outbox's cost per event).
+            packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
+            jobs = [(event.id, packed.get(id(event)) or sqlite_outbox.pack(event)) for event in outbox]
             conn.executemany(
                 "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -143,6 +147,21 @@ class SQLiteStore:
                 rows,
             )
             return sqlite_outbox.put(conn, jobs)
+
+    def _merge(self, conn: sqlite3.Connection, checks: Sequence[Event], merge: Merge) -> None:
+        """Merge each check event with its check's latest stored result, in order."""
+        latest: dict[CheckKey, Check | None] = {}
+        for event in checks:
+            key = (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
+            if key not in latest:
+                row = conn.execute(
+                    "SELECT event FROM events WHERE namespace = ? AND entity = ? AND check_name = ?", key
+                ).fetchone()
+                # one that no longer loads is skipped (counted) as everywhere: the result starts afresh
+                found = [] if row is None else self._events([(*key, row[0])])
+                latest[key] = found[0].check if found else None
+            merge(event, latest[key])
+            latest[key] = event.check
 
     def _event_row(self, event: Event) -> tuple[str, str, str, int, int, str, bytes]:
         assert event.check is not None
