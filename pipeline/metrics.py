@@ -175,6 +175,9 @@ class BackendMetrics:
     scheduled_requests: Counter
     scheduled_skipped: Counter
     dashboard_refused: Counter
+    backends_live: Gauge
+    backend_changes: Counter
+    keepalives_not_owned: Counter
 
     @classmethod
     def create(
@@ -303,6 +306,19 @@ class BackendMetrics:
                 registry=r,
             ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),
+            backends_live=Gauge(
+                "pipeline_backends_live",
+                "Backends sharing the store whose lease is current, this one included",
+                registry=r,
+            ),
+            backend_changes=Counter(
+                "pipeline_backend_changes", "Changes of the set of live backends (entities change owner)", registry=r
+            ),
+            keepalives_not_owned=Counter(
+                "pipeline_liveness_not_owned",
+                "Silences noticed here and left to the entity's owning backend",
+                registry=r,
+            ),
             keepalive_failures=Counter(
                 "pipeline_keepalive_failures",
                 "Failing keepalive events emitted for silent agents",

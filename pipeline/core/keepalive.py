@@ -55,6 +55,18 @@ def keepalive_deadline(last_seen: float, now: float, warning: int, critical: int
     return min(upcoming[0], repeat) if upcoming else repeat
 
 
+def stale_at(check: Check) -> int | None:
+    """When a stored result needs looking at if nothing newer comes (None: never): a keepalive
+    at its agent's next silence threshold from when it was last seen, a check with ``ttl`` once
+    its ttl has passed. Stored beside the event, so that backends sharing a store find what is
+    due with one indexed query, whichever backend stored it."""
+    if check.metadata.name == KEEPALIVE:
+        last_seen = check.last_ok or check.executed
+        deadline = keepalive_deadline(last_seen, check.executed, check.timeout, check.ttl)
+        return None if deadline is None else int(deadline)
+    return check.executed + check.ttl if check.ttl > 0 else None
+
+
 def keepalive_check(interval: int, warning: int, critical: int, namespace: str, now: float) -> Check:
     """The check of an agent's keepalive event, carrying its timeouts to the backend."""
     return Check(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pipeline.core.cluster import Heartbeat
 from pipeline.core.numbers import parse_int
 from pipeline.model import Check, Entity, Event
 from pipeline.model.apikey import StoredKey
@@ -83,6 +84,12 @@ class EventRecords(Protocol):
         ...
 
     def count_log(self) -> int: ...
+
+    def due_checks(self, now: int, limit: int) -> list[CheckKey]:
+        """The checks whose latest result is due a look by ``now`` (a keepalive past its agent's
+        next threshold, a check past its ttl: ``pipeline.core.keepalive.stale_at``), most
+        overdue first."""
+        ...
 
     def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
         """Logged events in time order, and the cursor of the next page ("" when none)."""
@@ -175,8 +182,28 @@ class ResourceRecords(Protocol):
     def list_resources(self) -> list[tuple[str, str, str, bytes | None]]: ...
 
 
+class BackendRecords(Protocol):
+    """The backends sharing the store (see :mod:`pipeline.core.cluster`)."""
+
+    def beat(self, backend: Heartbeat) -> list[Heartbeat]:
+        """Record a beat of ``backend`` (its ``beat`` is ignored: the store's clock gives the
+        time); every backend's last beat, this one's included, each with the store's time."""
+        ...
+
+    def leave(self, name: str) -> None:
+        """A backend that stops cleanly leaves at once: the others need not wait for its lease."""
+
+
 class EventStore(
-    EventRecords, OutboxRecords, EntityRecords, DeadLetterRecords, SilenceRecords, KeyRecords, ResourceRecords, Protocol
+    EventRecords,
+    OutboxRecords,
+    EntityRecords,
+    DeadLetterRecords,
+    SilenceRecords,
+    KeyRecords,
+    ResourceRecords,
+    BackendRecords,
+    Protocol,
 ):
     """Every kind of record, in one database."""
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from pipeline.core.cluster import Heartbeat
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import StoreMetrics
@@ -108,6 +109,9 @@ class StoreService:
 
     async def count_log(self) -> int:
         return await self._read(self.store.count_log)
+
+    async def due_checks(self, now: int, limit: int) -> list[CheckKey]:
+        return await self._read(self.store.due_checks, now, limit)
 
     async def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
         return await self._read(self.store.timeline, query)
@@ -215,6 +219,14 @@ class StoreService:
 
     async def list_silences(self) -> list[Silenced]:
         return await self._read(self.store.list_silences)
+
+    # -- the backends sharing the store ------------------------------------------------------
+
+    async def beat(self, backend: Heartbeat) -> list[Heartbeat]:
+        return await self._write(self.store.beat, backend)
+
+    async def leave(self, name: str) -> None:
+        await self._write(self.store.leave, name)
 
     # -- API keys and resources ----------------------------------------------------------------
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import msgpack
 
+from pipeline.core.cluster import Heartbeat
+from pipeline.core.keepalive import stale_at
 from pipeline.errors import StoreError, ValidationError
 from pipeline.logs import get_logger
 from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
@@ -24,9 +27,9 @@ from pipeline.model.codec import decode, encode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
-from pipeline.store import sqlite_outbox
+from pipeline.store import sqlite_cluster, sqlite_outbox
 from pipeline.store.base import CheckKey, Merge, TimelineQuery
-from pipeline.store.sqlite_schema import SCHEMA, SCHEMA_VERSION, UPGRADABLE
+from pipeline.store.sqlite_schema import SCHEMA, SCHEMA_VERSION, UPGRADABLE, add_deadlines
 from pipeline.store.unreadable import Unreadable
 
 log = get_logger("store.sqlite")
@@ -70,6 +73,7 @@ class SQLiteStore:
         self._writer = self._connect()
         try:
             self._writer.executescript(SCHEMA)
+            add_deadlines(self._writer)
             row = self._writer.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 self._writer.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -137,9 +141,9 @@ class SQLiteStore:
             packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
             jobs = [(event.id, packed.get(id(event)) or sqlite_outbox.pack(event)) for event in outbox]
             conn.executemany(
-                "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event, deadline)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*row, stale_at(e.check) if e.check else None) for e, row in zip(checks, rows, strict=True)],
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO event_log (namespace, entity, check_name, status, timestamp, id, event)"
@@ -308,6 +312,16 @@ class SQLiteStore:
         with self._transaction("cannot delete an API key") as conn:
             cursor = conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
         return cursor.rowcount > 0
+
+    # -- the backends sharing the store ------------------------------------------------------
+
+    def beat(self, backend: Heartbeat) -> list[Heartbeat]:
+        with self._transaction("cannot record a heartbeat") as conn:
+            return sqlite_cluster.beat(conn, backend, time.time())
+
+    def leave(self, name: str) -> None:
+        with self._transaction("cannot remove a backend") as conn:
+            sqlite_cluster.leave(conn, name)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -480,6 +494,18 @@ class SQLiteStore:
                 .fetchall()
             )
         return [StoredKey(*row) for row in rows]
+
+    def due_checks(self, now: int, limit: int) -> list[CheckKey]:
+        with self._errors("cannot read what is due"):
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT namespace, entity, check_name FROM events WHERE deadline <= ? ORDER BY deadline LIMIT ?",
+                    (now, limit),
+                )
+                .fetchall()
+            )
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def count_log(self) -> int:
         with self._errors("cannot count the event log"):

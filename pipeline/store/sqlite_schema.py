@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from pipeline.store import sqlite_outbox
+import sqlite3
 
-SCHEMA_VERSION = 7
+from pipeline.store import sqlite_cluster, sqlite_outbox
+
+SCHEMA_VERSION = 8
 #: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``,
-#: 4 ``silenced``, 5 ``api_keys``, 6 ``resources``, 7 the outbox).
-UPGRADABLE = (1, 2, 3, 4, 5, 6)
+#: 4 ``silenced``, 5 ``api_keys``, 6 ``resources``, 7 the outbox, 8 ``events.deadline`` and
+#: ``backends``).
+UPGRADABLE = (1, 2, 3, 4, 5, 6, 7)
 
 SCHEMA = (
     """
@@ -20,6 +23,7 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp INTEGER NOT NULL,
     id TEXT NOT NULL,
     event BLOB NOT NULL,
+    deadline INTEGER,
     PRIMARY KEY (namespace, entity, check_name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS event_log (
@@ -68,4 +72,14 @@ CREATE TABLE IF NOT EXISTS entities (
 ) WITHOUT ROWID;
 """
     + sqlite_outbox.SCHEMA
+    + sqlite_cluster.SCHEMA
 )
+
+
+def add_deadlines(conn: sqlite3.Connection) -> None:
+    """Version 8: when each latest result is due a look (``pipeline.core.keepalive.stale_at``),
+    indexed; a table older than that gets the column (its rows none, until their next result)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if "deadline" not in columns:
+        conn.execute("ALTER TABLE events ADD COLUMN deadline INTEGER")
+    conn.execute("CREATE INDEX IF NOT EXISTS events_by_deadline ON events (deadline) WHERE deadline IS NOT NULL")

@@ -205,7 +205,7 @@ def test_an_older_store_is_upgraded_in_place(store_path: Path) -> None:
     finally:
         upgraded.close()
     with closing(sqlite3.connect(store_path)) as check:
-        assert check.execute("SELECT version FROM schema_version").fetchone() == (7,)
+        assert check.execute("SELECT version FROM schema_version").fetchone() == (8,)
 
 
 def test_dead_letters_are_kept_until_deleted(store: EventStore) -> None:
