@@ -176,6 +176,7 @@ class BackendMetrics:
     scheduled_skipped: Counter
     dashboard_refused: Counter
     backends_live: Gauge
+    events_superseded: Counter
     backend_changes: Counter
     keepalives_not_owned: Counter
 
@@ -306,6 +307,11 @@ class BackendMetrics:
                 registry=r,
             ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),
+            events_superseded=Counter(
+                "pipeline_events_superseded",
+                "Failures the backend made (keepalive, ttl) dropped because a newer result came first",
+                registry=r,
+            ),
             backends_live=Gauge(
                 "pipeline_backends_live",
                 "Backends sharing the store whose lease is current, this one included",

@@ -38,13 +38,13 @@ from pipeline.backend.entity_registry import EntityRegistry, key_of
 from pipeline.backend.recent_metrics import RecentMetrics
 from pipeline.backend.silences import Silences
 from pipeline.core.push.common import give_change_handlers
-from pipeline.core.result_merge import ResultMerge
+from pipeline.core.result_merge import ResultMerge, still_current
 from pipeline.core.state import apply_result
 from pipeline.core.workflows import names_handlers
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event, new_event_id
+from pipeline.model import DEFAULT_NAMESPACE, Check, CheckHistory, Entity, Event, new_event_id
 from pipeline.model.outbox import HandlerJob
 from pipeline.store.base import CheckKey
 from pipeline.store.service import StoreService
@@ -65,6 +65,7 @@ class Outcome(enum.Enum):
     STORED = "stored"  # durably stored, with its handler job (check events), or its handler job (metrics only)
     DUPLICATE = "duplicate"  # seen before: already stored, nothing changed
     FAILED = "failed"  # the store failed; the submitter should retry later
+    SUPERSEDED = "superseded"  # made here from a result a newer one overtook: dropped (not stored, not handled)
 
 
 Reply = Callable[[str, Outcome], None]
@@ -85,6 +86,9 @@ class Submission:
     replays: Replays = Replays.DROP
     #: the event shows its entity alive (False for what the backend made: a failing keepalive, a ttl)
     alive: bool = True
+    #: the history the check's latest result must still have for this event to be taken (what a
+    #: failing keepalive or ttl failure was made from); None: taken whatever came before
+    expect: list[CheckHistory] | None = None
 
 
 def check_key(event: Event) -> CheckKey:
@@ -138,8 +142,10 @@ class EventProcessor:
         self.entities.load(await self.store.list_entities(), self._checks)
         log.info("state loaded", checks=len(self._checks), entities=len(self.entities))
 
-    async def submit(self, event: Event, reply: Reply | None = None, *, alive: bool = True) -> None:
-        await self.inbox.send(Submission(event, reply, alive=alive))
+    async def submit(
+        self, event: Event, reply: Reply | None = None, *, alive: bool = True, expect: list[CheckHistory] | None = None
+    ) -> None:
+        await self.inbox.send(Submission(event, reply, alive=alive, expect=expect))
         self._work.set()
 
     def offer(self, events: Sequence[Event], reply: Reply | None = None, *, replays: Replays = Replays.DROP) -> bool:
@@ -153,9 +159,11 @@ class EventProcessor:
         self._work.set()
         return True
 
-    async def submit_priority(self, event: Event, reply: Reply | None = None, *, alive: bool = True) -> None:
+    async def submit_priority(
+        self, event: Event, reply: Reply | None = None, *, alive: bool = True, expect: list[CheckHistory] | None = None
+    ) -> None:
         """Submit ahead of every ordinary submission (keepalives)."""
-        await self.priority_inbox.send(Submission(event, reply, alive=alive))
+        await self.priority_inbox.send(Submission(event, reply, alive=alive, expect=expect))
         self._work.set()
 
     async def handle_only(self, event: Event) -> None:
@@ -277,6 +285,8 @@ class EventProcessor:
         states: dict[CheckKey, Check] = {}
         to_store: list[Event] = []
         new_entities: list[Entity] = []
+        if not shared:  # a shared store checks expectations under its lock, in the merge
+            fresh = self._current(fresh, states)
         for sub in fresh:
             event = sub.event
             if not event.timestamp:
@@ -299,14 +309,17 @@ class EventProcessor:
             await self._register(entity)
         # A shared store merges each result with its check's latest one under the check's lock
         # (another backend may have written it a moment ago): see pipeline/core/result_merge.py.
-        merge = ResultMerge(self.silences.snapshot(now) if self.silences else None, now) if shared else None
+        merge = None
+        if shared:
+            merge = ResultMerge(self.silences.snapshot(now) if self.silences else None, now)
+            merge.expected = {sub.event.id: sub.expect for sub in fresh if sub.expect is not None}
         rows = await self._write(to_store, handled, merge) if fresh else []
         if rows is None:
             for sub in fresh:
                 _reply(sub, Outcome.FAILED)
             return
         if merge is not None:
-            self._merged(to_store, merge, states)
+            fresh = self._merged(fresh, to_store, merge, states)
         jobs = dict(zip(map(id, handled), rows, strict=True))
         self._checks.update(states)
         if self.silences is not None:
@@ -323,15 +336,41 @@ class EventProcessor:
             await self._handlers.send(HandlerJob(jobs.get(id(sub.event), 0), sub.event))
             self.metrics.events_processed.inc()
 
-    def _merged(self, stored: Sequence[Event], merge: ResultMerge, states: dict[CheckKey, Check]) -> None:
-        """What a shared store's merge did, taken in: each check's state, the silences ended."""
+    def _current(self, batch: list[Submission], states: dict[CheckKey, Check]) -> list[Submission]:
+        """``batch`` without the events made from a result a newer one has overtaken (replied
+        ``SUPERSEDED``); ``states`` (this batch's results so far) is read, not changed."""
+        kept = []
+        for sub in batch:
+            if sub.expect is not None and sub.event.check is not None:
+                key = check_key(sub.event)
+                if not still_current(sub.expect, states.get(key) or self._checks.get(key)):
+                    self._superseded(sub)
+                    continue
+            kept.append(sub)
+        return kept
+
+    def _superseded(self, sub: Submission) -> None:
+        self.metrics.events_superseded.inc()
+        log.debug("event superseded", event_id=sub.event.id, entity=sub.event.entity_name, check=sub.event.check_name)
+        _reply(sub, Outcome.SUPERSEDED)
+
+    def _merged(
+        self, fresh: list[Submission], stored: Sequence[Event], merge: ResultMerge, states: dict[CheckKey, Check]
+    ) -> list[Submission]:
+        """What a shared store's merge did, taken in: each check's state, the silences ended;
+        ``fresh`` without the events it dropped."""
         for event in stored:
-            assert event.check is not None
-            states[check_key(event)] = event.check
+            if event.id not in merge.superseded:
+                assert event.check is not None
+                states[check_key(event)] = event.check
         if self.silences is not None:
             self.silences.metrics.events_silenced.inc(merge.silenced)
             for namespace, name in merge.ended:
                 self.silences.resolved(namespace, [name])
+        for sub in fresh:
+            if sub.event.id in merge.superseded:
+                self._superseded(sub)
+        return [sub for sub in fresh if sub.event.id not in merge.superseded]
 
     async def _register(self, entity: Entity) -> None:
         """Store a proxy entity met for the first time, unless one of its name was stored meanwhile

@@ -20,6 +20,7 @@ import trio
 
 from pipeline.backend.checkstate import ChecksStored, Notice
 from pipeline.backend.eventd import EventProcessor
+from pipeline.backend.membership import BackendsChanged, Membership
 from pipeline.core.deadlines import Deadlines
 from pipeline.core.keepalive import (
     KEEPALIVE,
@@ -43,6 +44,10 @@ EntityKey = tuple[str, str]
 
 #: The longest sleep between looks at the deadlines (the wall clock may jump).
 MAX_SLEEP = 1.0
+#: Due checks read from a shared store at each look, at most.
+DUE_BATCH = 5000
+#: Seconds before a due check looked at and left is looked at again (shared store).
+LOOK_AGAIN = 10.0
 
 
 def _first_timeout(check: Check) -> int:
@@ -58,9 +63,16 @@ class Liveness:
         notices: trio.MemoryReceiveChannel[Notice] | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
+        membership: Membership | None = None,
+        backends_changed: trio.MemoryReceiveChannel[BackendsChanged] | None = None,
     ) -> None:
         self.eventd = eventd
         self._notices = notices
+        #: which entities this backend watches when backends share the store (None: all of them)
+        self.membership = membership
+        self._backends_changed = backends_changed
+        #: when each due check was last looked at and left (shared store): looked at again later
+        self._looked: dict[CheckKey, float] = {}
         self.store = store
         self.metrics = metrics
         self._wall_clock = wall_clock
@@ -168,12 +180,60 @@ class Liveness:
 
     # -- silence -------------------------------------------------------------------------------
 
+    @property
+    def shared(self) -> bool:
+        """Backends share the store: what is due is found in it, whoever stored it, and only the
+        entity's owner raises it (see :mod:`pipeline.core.cluster`)."""
+        return self.store.shared
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             if self._notices is not None:
                 nursery.start_soon(self._follow, self._notices)
+            if self._backends_changed is not None:
+                nursery.start_soon(self._follow_backends, self._backends_changed)
             task_status.started()
-            await self._watch()
+            await (self._watch_store() if self.shared else self._watch())
+
+    async def _follow_backends(self, changes: trio.MemoryReceiveChannel[BackendsChanged]) -> None:
+        """Entities changed owner: look at what is due again at once, the new owner's share included."""
+        async with changes:
+            async for _ in changes:
+                self._looked.clear()
+                self._wake()
+
+    def _owns(self, namespace: str, entity: str) -> bool:
+        return self.membership is None or self.membership.owns(namespace, entity)
+
+    async def _watch_store(self) -> None:
+        """With a shared store: each second, raise what the store says is due among the entities
+        this backend owns. A check looked at and left (a silent agent's ttl, a deregistered
+        entity) is looked at again after its own interval, not every second."""
+        while True:
+            self._changed = trio.Event()
+            now = self._wall_clock()
+            try:
+                due = await self.store.due_checks(int(now), DUE_BATCH)
+            except StoreError as exc:
+                self.metrics.store.failures.labels("due_checks").inc()
+                log.error("cannot read what is due", error=exc)
+                due = []
+            for key in due:
+                namespace, entity, name = key
+                if not self._owns(namespace, entity):
+                    continue
+                if self._looked.get(key, -1.0) > now:
+                    continue
+                if name == KEEPALIVE:
+                    raised = await self._keepalive_silent((namespace, entity), now)
+                else:
+                    raised = await self._ttl_expired(key, now)
+                # left: not every second; raised: not again before the event is stored
+                self._looked[key] = now + (2 * MAX_SLEEP if raised else LOOK_AGAIN)
+            if len(self._looked) > DUE_BATCH:
+                self._looked = {k: t for k, t in self._looked.items() if t > now}
+            with trio.move_on_after(MAX_SLEEP):
+                await self._changed.wait()
 
     async def _watch(self) -> None:
         """Sleep until the next deadline; raise what is due."""
@@ -196,15 +256,17 @@ class Liveness:
             log.error("stored event unreadable", entity=entity, check=check, error=exc)
             return None
 
-    async def _keepalive_silent(self, key: EntityKey, now: float) -> None:
+    async def _keepalive_silent(self, key: EntityKey, now: float) -> bool:
         namespace, name = key
         stored = await self._stored_event(namespace, name, KEEPALIVE)
         if stored is None or stored.check is None:
-            return  # deregistered or deleted: nothing to watch any more
+            return False  # deregistered or deleted: nothing to watch any more
         if stored.entity is not None and stored.entity.deregister:
             await self.deregister(namespace, name)  # Sensu Go deregisters a silent agent that asked for it
-            return
-        last_seen = self._last_seen.get(key, float(stored.check.last_ok or stored.check.executed))
+            return False
+        last_seen = float(stored.check.last_ok or stored.check.executed)
+        if not self.shared:  # one backend: it saw every keepalive itself, to the fraction of a second
+            last_seen = self._last_seen.get(key, last_seen)
         event = failing_keepalive(stored, last_seen, now)
         assert event.check is not None
         self._failing.add(key)
@@ -214,18 +276,27 @@ class Liveness:
         self.metrics.keepalive_failures.labels(str(event.check.status)).inc()
         log.warning("agent silent", entity=name, namespace=namespace, status=event.check.status,
                     silent_for=int(now - last_seen))  # fmt: skip
-        await self.eventd.submit_priority(event, alive=False)  # made here: says nothing of when it was seen
+        # made here: says nothing of when it was seen; dropped if a keepalive overtakes it
+        await self.eventd.submit_priority(event, alive=False, expect=stored.check.history)
+        return True
 
-    async def _ttl_expired(self, key: CheckKey, now: float) -> None:
+    async def _agent_silent(self, namespace: str, entity: str) -> bool:
+        if not self.shared:
+            return (namespace, entity) in self._failing
+        keepalive = await self._stored_event(namespace, entity, KEEPALIVE)
+        return keepalive is not None and keepalive.check is not None and keepalive.check.status != 0
+
+    async def _ttl_expired(self, key: CheckKey, now: float) -> bool:
         namespace, entity, name = key
-        if (namespace, entity) in self._failing:
-            return  # the agent itself is silent: its keepalive says so; ttl resumes with the next result
+        if await self._agent_silent(namespace, entity):
+            return False  # the agent itself is silent: its keepalive says so; ttl resumes with the next result
         stored = await self._stored_event(namespace, entity, name)
         if stored is None or stored.check is None or stored.check.ttl <= 0:
-            return
+            return False
         if stored.check.executed + stored.check.ttl > now:
-            return  # a result came in meanwhile and armed the ttl again
+            return False  # a result came in meanwhile and armed the ttl again
         event = ttl_expired(stored, now)
         self.metrics.ttl_expired.inc()
         log.warning("check ttl expired", entity=entity, check=name, namespace=namespace, ttl=stored.check.ttl)
-        await self.eventd.submit(event, alive=False)
+        await self.eventd.submit(event, alive=False, expect=stored.check.history)
+        return True

@@ -41,6 +41,7 @@ from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
+from pipeline.backend.membership import BackendsChanged, Membership
 from pipeline.backend.push_api import push_routes
 from pipeline.backend.recent_metrics import RecentMetrics
 from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
@@ -54,6 +55,7 @@ from pipeline.backend.throttle import AuthGuard
 from pipeline.backend.traces import PipelineTraces
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
+from pipeline.core.cluster import Heartbeat
 from pipeline.errors import HandlerError, StoreError, ValidationError
 from pipeline.http import Limits, serve_app
 from pipeline.logs import get_logger
@@ -76,6 +78,10 @@ log = get_logger("backend")
 ADMIN_KEY_FILE = "admin.key"
 #: Outbox jobs read at once when resuming the handler work of a previous run.
 RESUME_PAGE = 500
+
+
+#: Changes of the live backends waiting for liveness, at most (one a heartbeat at most).
+BACKENDS_CHANGED_SIZE = 16
 
 
 @dataclass(slots=True)
@@ -157,7 +163,11 @@ class Backend:
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, notices=stored_notices,
                                      silences=self.silences, change_handlers=config.change_handlers,
                                      recent_metrics=self.recent_metrics)  # fmt: skip
-        self.liveness = Liveness(self.eventd, self.store, self.metrics, notices)
+        to_liveness, backends_changed = trio.open_memory_channel[BackendsChanged](BACKENDS_CHANGED_SIZE)
+        #: this backend among those sharing the store: its heartbeat, and who owns which entity
+        self.membership = Membership(self.store, Heartbeat(config.name, 0.0), self.metrics, to_liveness)
+        self.liveness = Liveness(self.eventd, self.store, self.metrics, notices, membership=self.membership,
+                                 backends_changed=backends_changed)  # fmt: skip
         #: what changed, for the dashboard's live stream (publishing never waits)
         self.changes = Changes(self.metrics.dashboard_stream_dropped)
         self.eventd.watchers.append(lambda keys: self.changes.publish("checks"))
@@ -246,6 +256,7 @@ class Backend:
     async def _take_events(self, task_status: trio.TaskStatus[BackendAddresses]) -> None:
         """Run everything that takes events in, until :meth:`stop`."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.membership.run)
             await nursery.start(self.eventd.run)
             await nursery.start(self.liveness.run)
             self.transport = self._transport()
@@ -258,6 +269,8 @@ class Backend:
             self.scheduler.update(self.resources.checks)
             api_addr = await nursery.start(self._serve_http)
             addresses = BackendAddresses(api=api_addr, transport=transport_addr)
+            self.membership.me = Heartbeat(self.config.name, 0.0, addresses.api_url,
+                                           f"{transport_addr[0]}:{transport_addr[1]}")  # fmt: skip
             log.info("backend ready", api=addresses.api_url, transport=f"{transport_addr[0]}:{transport_addr[1]}")
             self._ready = True
             task_status.started(addresses)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pipeline.core.silencing import silence
 from pipeline.core.state import apply_result
-from pipeline.model import DEFAULT_NAMESPACE, Check, Event
+from pipeline.model import DEFAULT_NAMESPACE, Check, CheckHistory, Event
 from pipeline.model.pipeline import Silenced
 
 
@@ -31,14 +31,23 @@ class ResultMerge:
     ended: list[tuple[str, str]] = field(default_factory=list)
     #: events the silences silenced
     silenced: int = 0
+    #: by event id, the history the check's latest result must still have for the event to be
+    #: stored: what the backend made it from (a failing keepalive, a ttl failure)
+    expected: dict[str, list[CheckHistory]] = field(default_factory=dict)
+    #: ids of the events dropped because a newer result overtook what they were made from
+    superseded: set[str] = field(default_factory=set)
 
-    def __call__(self, event: Event, previous: Check | None) -> None:
+    def __call__(self, event: Event, previous: Check | None) -> bool:
         """Set ``event.check`` to its result merged with ``previous`` (the check's latest result,
-        None for its first), silences applied."""
+        None for its first), silences applied; False (and nothing changed) when the event was
+        made from a result ``previous`` no longer is."""
         assert event.check is not None, "only check events are merged"
+        if not still_current(self.expected.get(event.id), previous):
+            self.superseded.add(event.id)
+            return False
         event.check = apply_result(event.check, previous)
         if self.silences is None:
-            return
+            return True
         namespace = event.namespace or DEFAULT_NAMESPACE
         entries = self.silences.get(namespace, {})
         for name in silence(event, entries, self.now):
@@ -46,3 +55,11 @@ class ResultMerge:
             self.ended.append((namespace, name))
         if event.check.is_silenced:
             self.silenced += 1
+        return True
+
+
+def still_current(expected: list[CheckHistory] | None, latest: Check | None) -> bool:
+    """Whether ``latest`` is still the result an event was made from (whose history was
+    ``expected``; None: the event expects nothing). Every result appends to the history, so the
+    same history is the same result; a deleted check is not."""
+    return expected is None or (latest is not None and latest.history == expected)

@@ -22,7 +22,8 @@ from pipeline.store.unreadable import Unreadable
 CheckKey = tuple[str, str, str]
 #: Sets a check event's ``check`` to its result merged with the check's latest stored one (None
 #: for its first): what a shared store calls under each check's lock (pipeline/core/result_merge.py).
-Merge = Callable[[Event, Check | None], None]
+#: False drops the event (it was made on a view of the check a newer result has overtaken).
+Merge = Callable[[Event, Check | None], bool]
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,7 +61,8 @@ class EventRecords(Protocol):
         (as in Sensu Go); the outbox keeps whole events. With ``merge``, inside the transaction
         and under a lock on each check of the batch, ``merge(event, latest)`` is called for each
         check event in order (a later event of a check sees the earlier one merged) before
-        anything is written."""
+        anything is written; an event it answers False for is neither stored nor given a job
+        (its row is 0)."""
         ...
 
     def known_ids(self, ids: Collection[str]) -> set[str]:

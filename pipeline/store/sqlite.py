@@ -113,9 +113,10 @@ class SQLiteStore:
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         """The writer connection inside one transaction, for one thread at a time: the backend's
         services (event processor, liveness, API, pipeline) write from their own threads."""
-        assert self._writer is not None, "SQLiteStore.open() first"
         with self._write_lock, self._errors(action):
             conn = self._writer
+            if conn is None:  # not opened yet, or closed under a task still running (a stop)
+                raise StoreError(f"{self.path}: {action}: the store is closed")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -133,13 +134,16 @@ class SQLiteStore:
         if not checks and not outbox:
             return []
         with self._transaction("cannot write events") as conn:
+            dropped: set[int] = set()
             if merge is not None:  # BEGIN IMMEDIATE holds every other writer off: the lock
-                self._merge(conn, checks, merge)
+                dropped = self._merge(conn, checks, merge)
+                checks = [event for event in checks if id(event) not in dropped]
             rows = [self._event_row(event) for event in checks]
             # A check event without metrics is stored whole: its job reuses those bytes instead of
             # packing the event a second time (a third of the outbox's cost per event).
             packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
-            jobs = [(event.id, packed.get(id(event)) or sqlite_outbox.pack(event)) for event in outbox]
+            kept = [event for event in outbox if id(event) not in dropped]
+            jobs = [(event.id, packed.get(id(event)) or sqlite_outbox.pack(event)) for event in kept]
             conn.executemany(
                 "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event, deadline)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -150,11 +154,14 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            return sqlite_outbox.put(conn, jobs)
+            job_rows = iter(sqlite_outbox.put(conn, jobs))
+            return [0 if id(event) in dropped else next(job_rows) for event in outbox]
 
-    def _merge(self, conn: sqlite3.Connection, checks: Sequence[Event], merge: Merge) -> None:
-        """Merge each check event with its check's latest stored result, in order."""
+    def _merge(self, conn: sqlite3.Connection, checks: Sequence[Event], merge: Merge) -> set[int]:
+        """Merge each check event with its check's latest stored result, in order; the ``id()``
+        of the events the merge dropped."""
         latest: dict[CheckKey, Check | None] = {}
+        dropped: set[int] = set()
         for event in checks:
             key = (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
             if key not in latest:
@@ -164,8 +171,11 @@ class SQLiteStore:
                 # one that no longer loads is skipped (counted) as everywhere: the result starts afresh
                 found = [] if row is None else self._events([(*key, row[0])])
                 latest[key] = found[0].check if found else None
-            merge(event, latest[key])
-            latest[key] = event.check
+            if merge(event, latest[key]):
+                latest[key] = event.check
+            else:
+                dropped.add(id(event))
+        return dropped
 
     def _event_row(self, event: Event) -> tuple[str, str, str, int, int, str, bytes]:
         assert event.check is not None
