@@ -177,6 +177,7 @@ class BackendMetrics:
     dashboard_refused: Counter
     backends_live: Gauge
     events_superseded: Counter
+    changes_followed: Counter
     backend_changes: Counter
     keepalives_not_owned: Counter
 
@@ -307,6 +308,12 @@ class BackendMetrics:
                 registry=r,
             ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),
+            changes_followed=Counter(
+                "pipeline_changes_followed",
+                "Kinds of record read again because a backend sharing the store changed them",
+                ["kind"],
+                registry=r,
+            ),
             events_superseded=Counter(
                 "pipeline_events_superseded",
                 "Failures the backend made (keepalive, ttl) dropped because a newer result came first",

@@ -82,6 +82,14 @@ class ResourceService:
 
     async def load(self) -> None:
         """Apply the changes made through the API before this start; register the files' entities."""
+        self._changes = await self._stored_changes()
+        self.current = overlay(self.base, self._changed_list())
+        log.info("resources loaded", changed_through_api=len(self._changes))
+        self._report_dangling(self.current)
+        await self._register_entities(self.base)
+
+    async def _stored_changes(self) -> dict[Key, Any]:
+        changes: dict[Key, Any] = {}
         for kind, namespace, name, document in await self.store.list_resources():
             try:
                 resource = None if document is None else resource_from_document(json.loads(document))
@@ -91,11 +99,31 @@ class ResourceService:
                 log.error("stored resource no longer loads; skipped", kind=kind, namespace=namespace, resource=name,
                           field=getattr(exc, "path", ""), error=getattr(exc, "message", str(exc)))  # fmt: skip
                 continue
-            self._changes[(kind, namespace, name)] = resource
-        self.current = overlay(self.base, self._changed_list())
-        log.info("resources loaded", changed_through_api=len(self._changes))
-        self._report_dangling(self.current)
-        await self._register_entities(self.base)
+            changes[(kind, namespace, name)] = resource
+        return changes
+
+    async def follow_store(self) -> bool:
+        """Another backend sharing the store changed resources through its API: run the store's
+        changes here too. False (logged, the running set kept) when they do not fit this backend
+        (a plugin handler it lacks, say)."""
+        async with self._lock:
+            stored = await self._stored_changes()
+            if stored == self._changes:
+                return True
+            candidate = overlay(self.base, [(*key, resource) for key, resource in stored.items()])
+            try:
+                self._check(candidate)
+            except ValidationError as exc:
+                log.error("resources changed by another backend do not run here; kept the running ones",
+                          field=exc.path, error=exc.message)  # fmt: skip
+                return False
+            changed = [key for key in {*stored, *self._changes} if stored.get(key) != self._changes.get(key)]
+            self._changes, self.current = stored, candidate
+            self._report_dangling(candidate, only=set(changed))
+            log.info("resources changed by another backend", changes=len(changed))
+            if self._changed is not None:
+                await self._changed(candidate)
+        return True
 
     def _changed_list(self, extra: Sequence[Change] = ()) -> list[Change]:
         return [*((*key, resource) for key, resource in self._changes.items()), *extra]

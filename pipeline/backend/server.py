@@ -38,6 +38,7 @@ from pipeline.backend.checkstate import open_notices
 from pipeline.backend.dashboard import DashboardContext, dashboard_routes
 from pipeline.backend.dashboard.changes import Changes
 from pipeline.backend.eventd import EventProcessor
+from pipeline.backend.follower import ChangeFollower
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
@@ -67,6 +68,7 @@ from pipeline.model.codec import encode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, HandlerJob, StoredJob
 from pipeline.process import plugin_environment
+from pipeline.store.base import KEYS, RESOURCES, SILENCES
 from pipeline.store.service import StoreService
 from pipeline.store.sqlite import SQLiteStore
 from pipeline.store.unreadable import UNREADABLE
@@ -166,6 +168,9 @@ class Backend:
         to_liveness, backends_changed = trio.open_memory_channel[BackendsChanged](BACKENDS_CHANGED_SIZE)
         #: this backend among those sharing the store: its heartbeat, and who owns which entity
         self.membership = Membership(self.store, Heartbeat(config.name, 0.0), self.metrics, to_liveness)
+        self.follower = ChangeFollower(self.store, {RESOURCES: self.resource_service.follow_store,
+                                                    SILENCES: self.silences.follow_store, KEYS: self._read_keys},
+                                       self.metrics)  # fmt: skip
         self.liveness = Liveness(self.eventd, self.store, self.metrics, notices, membership=self.membership,
                                  backends_changed=backends_changed)  # fmt: skip
         #: what changed, for the dashboard's live stream (publishing never waits)
@@ -232,7 +237,8 @@ class Backend:
     async def run(self, *, task_status: trio.TaskStatus[BackendAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         await self.store.open()
         try:
-            self.keys.stored = {k.digest: k for k in await self.store.list_api_keys()}
+            await self.follower.start_from()
+            await self._read_keys()
             await self.resource_service.load()
             self.handlers.refresh(self.resources)
             await self.eventd.load_state()
@@ -253,10 +259,15 @@ class Backend:
             log.info("backend stopped")
             self._stopped.set()
 
+    async def _read_keys(self) -> None:
+        self.keys.stored = {k.digest: k for k in await self.store.list_api_keys()}
+
     async def _take_events(self, task_status: trio.TaskStatus[BackendAddresses]) -> None:
         """Run everything that takes events in, until :meth:`stop`."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.membership.run)
+            if self.store.shared:  # what other backends change through their API
+                await nursery.start(self.follower.run)
             await nursery.start(self.eventd.run)
             await nursery.start(self.liveness.run)
             self.transport = self._transport()

@@ -65,6 +65,15 @@ class Silences:
                      namespace=entry.metadata.namespace, expire_at=entry.expire_at)  # fmt: skip
         return created
 
+    async def follow_store(self) -> None:
+        """Another backend sharing the store created or ended silences: hold the store's."""
+        entries: dict[str, dict[str, Silenced]] = {}
+        for entry in await self.store.list_silences():
+            entries.setdefault(entry.metadata.namespace or DEFAULT_NAMESPACE, {})[entry.metadata.name] = entry
+        if entries != self._entries:
+            self._entries = entries
+            self._changed()
+
     async def reload(self, configured: Sequence[Silenced]) -> None:
         """The config files were reloaded: silences they define for the first time are created; a
         silence removed from the files stays until it expires or is deleted, as one made through the API."""

@@ -20,6 +20,9 @@ from pipeline.store.unreadable import Unreadable
 
 #: (namespace, entity name, check name)
 CheckKey = tuple[str, str, str]
+#: The kinds of record every backend holds in memory, whose changes the store counts.
+RESOURCES, SILENCES, KEYS = "resources", "silences", "keys"
+FOLLOWED = (RESOURCES, SILENCES, KEYS)
 #: Sets a check event's ``check`` to its result merged with the check's latest stored one (None
 #: for its first): what a shared store calls under each check's lock (pipeline/core/result_merge.py).
 #: False drops the event (it was made on a view of the check a newer result has overtaken).
@@ -194,6 +197,11 @@ class BackendRecords(Protocol):
 
     def leave(self, name: str) -> None:
         """A backend that stops cleanly leaves at once: the others need not wait for its lease."""
+
+    def revisions(self) -> dict[str, int]:
+        """How many times each of :data:`FOLLOWED` has changed (a kind never changed is absent):
+        every backend holds them in memory and reads again the kinds whose revision moved."""
+        ...
 
 
 class EventStore(

@@ -228,6 +228,9 @@ class StoreService:
     async def leave(self, name: str) -> None:
         await self._write(self.store.leave, name)
 
+    async def revisions(self) -> dict[str, int]:
+        return await self._read(self.store.revisions)
+
     # -- API keys and resources ----------------------------------------------------------------
 
     async def put_api_key(self, key: StoredKey) -> None:

@@ -28,7 +28,7 @@ from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
 from pipeline.store import sqlite_cluster, sqlite_outbox
-from pipeline.store.base import CheckKey, Merge, TimelineQuery
+from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery
 from pipeline.store.sqlite_schema import SCHEMA, SCHEMA_VERSION, UPGRADABLE, add_deadlines
 from pipeline.store.unreadable import Unreadable
 
@@ -273,11 +273,13 @@ class SQLiteStore:
     def put_silence(self, entry: Silenced) -> None:
         blob = msgpack.packb(encode(entry), use_bin_type=True)
         with self._transaction("cannot store a silence") as conn:
+            sqlite_cluster.bump(conn, SILENCES)
             conn.execute("INSERT OR REPLACE INTO silenced VALUES (?, ?, ?)",
                          (entry.metadata.namespace or DEFAULT_NAMESPACE, entry.metadata.name, blob))  # fmt: skip
 
     def delete_silence(self, namespace: str, name: str) -> bool:
         with self._transaction("cannot delete a silence") as conn:
+            sqlite_cluster.bump(conn, SILENCES)
             cursor = conn.execute("DELETE FROM silenced WHERE namespace = ? AND name = ?", (namespace, name))
         return cursor.rowcount > 0
 
@@ -294,32 +296,39 @@ class SQLiteStore:
                 conn.execute("INSERT OR REPLACE INTO silenced VALUES (?, ?, ?)",
                              (entry.metadata.namespace or DEFAULT_NAMESPACE, entry.metadata.name, blob))  # fmt: skip
                 created.append(entry)
+            if created:
+                sqlite_cluster.bump(conn, SILENCES)
         return created
 
     def put_resource(self, kind: str, namespace: str, name: str, document: bytes | None) -> None:
         """A resource changed through the API: its JSON document, or None when it was deleted."""
         with self._transaction("cannot store a resource") as conn:
+            sqlite_cluster.bump(conn, RESOURCES)
             conn.execute("INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?)", (kind, namespace, name, document))
 
     def put_resources(self, changes: list[tuple[str, str, str, bytes | None]]) -> None:
         """Several resource changes in one transaction: all are stored or none."""
         with self._transaction("cannot store resources") as conn:
+            sqlite_cluster.bump(conn, RESOURCES)
             conn.executemany("INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?)", changes)
 
     def forget_resource(self, kind: str, namespace: str, name: str) -> bool:
         """Drop the API's change of a resource; False if the API had not changed it."""
         with self._transaction("cannot forget a resource change") as conn:
+            sqlite_cluster.bump(conn, RESOURCES)
             cursor = conn.execute("DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
                                   (kind, namespace, name))  # fmt: skip
             return cursor.rowcount > 0
 
     def put_api_key(self, key: StoredKey) -> None:
         with self._transaction("cannot store an API key") as conn:
+            sqlite_cluster.bump(conn, KEYS)
             conn.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?)",
                          (key.id, key.name, key.role, key.digest, key.created))  # fmt: skip
 
     def delete_api_key(self, key_id: str) -> bool:
         with self._transaction("cannot delete an API key") as conn:
+            sqlite_cluster.bump(conn, KEYS)
             cursor = conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
         return cursor.rowcount > 0
 
@@ -332,6 +341,10 @@ class SQLiteStore:
     def leave(self, name: str) -> None:
         with self._transaction("cannot remove a backend") as conn:
             sqlite_cluster.leave(conn, name)
+
+    def revisions(self) -> dict[str, int]:
+        with self._errors("cannot read the revisions"):
+            return sqlite_cluster.revisions(self._reader())
 
     # -- reads ---------------------------------------------------------------------------------
 

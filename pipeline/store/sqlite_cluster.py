@@ -1,4 +1,5 @@
-"""The backends that share a store, in SQLite: each one's last heartbeat.
+"""The backends that share a store, in SQLite: each one's last heartbeat, and the revision of
+each kind of record they all hold in memory (resources, silences, keys), which they poll.
 
 Functions of a connection inside the caller's transaction (as :mod:`sqlite_outbox`). SQLite is
 one machine's file, so the time of a beat is that machine's clock; PostgreSQL's store takes the
@@ -18,6 +19,10 @@ CREATE TABLE IF NOT EXISTS backends (
     api_url TEXT NOT NULL,
     transport TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS revisions (
+    kind TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL
+);
 """
 
 
@@ -35,3 +40,15 @@ def beat(conn: sqlite3.Connection, backend: Heartbeat, now: float) -> list[Heart
 
 def leave(conn: sqlite3.Connection, name: str) -> None:
     conn.execute("DELETE FROM backends WHERE name = ?", (name,))
+
+
+def bump(conn: sqlite3.Connection, kind: str) -> None:
+    """Count a change of ``kind`` (resources, silences, keys), in the transaction that makes it."""
+    conn.execute(
+        "INSERT INTO revisions (kind, revision) VALUES (?, 1) ON CONFLICT (kind) DO UPDATE SET revision = revision + 1",
+        (kind,),
+    )
+
+
+def revisions(conn: sqlite3.Connection) -> dict[str, int]:
+    return {kind: int(revision) for kind, revision in conn.execute("SELECT kind, revision FROM revisions")}
