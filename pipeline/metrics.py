@@ -178,6 +178,7 @@ class BackendMetrics:
     backends_live: Gauge
     events_superseded: Counter
     changes_followed: Counter
+    jobs_adopted: Counter
     backend_changes: Counter
     keepalives_not_owned: Counter
 
@@ -308,6 +309,9 @@ class BackendMetrics:
                 registry=r,
             ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),
+            jobs_adopted=Counter(
+                "pipeline_jobs_adopted", "Handler jobs of a dead backend taken over by this one", registry=r
+            ),
             changes_followed=Counter(
                 "pipeline_changes_followed",
                 "Kinds of record read again because a backend sharing the store changed them",

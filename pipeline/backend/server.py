@@ -48,6 +48,7 @@ from pipeline.backend.recent_metrics import RecentMetrics
 from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resource_routes import resource_routes
 from pipeline.backend.resources import ResourceService
+from pipeline.backend.resume import JobResumer
 from pipeline.backend.scheduler import BackendScheduler
 from pipeline.backend.secrets import check_secrets, report_unavailable
 from pipeline.backend.sessions import ACCESS_LIFETIME, REFRESH_LIFETIME, Lifetimes, Sessions
@@ -66,21 +67,16 @@ from pipeline.model.asset import Asset
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import encode
 from pipeline.model.deadletter import DeadLetter
-from pipeline.model.outbox import Completion, HandlerJob, StoredJob
 from pipeline.process import plugin_environment
 from pipeline.store.base import KEYS, RESOURCES, SILENCES
 from pipeline.store.service import StoreService
 from pipeline.store.sqlite import SQLiteStore
-from pipeline.store.unreadable import UNREADABLE
 from pipeline.tls import TLSFiles, server_context
 
 log = get_logger("backend")
 
 #: The admin API key a backend without any creates in its data directory.
 ADMIN_KEY_FILE = "admin.key"
-#: Outbox jobs read at once when resuming the handler work of a previous run.
-RESUME_PAGE = 500
-
 
 #: Changes of the live backends waiting for liveness, at most (one a heartbeat at most).
 BACKENDS_CHANGED_SIZE = 16
@@ -134,7 +130,7 @@ class Backend:
         self.config = config
         self.metrics = metrics or BackendMetrics.create()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = StoreService(SQLiteStore(config.data_dir / "events.db"), self.metrics.store)
+        self.store = StoreService(SQLiteStore(config.data_dir / "events.db", backend=config.name), self.metrics.store)
         self.resource_service = ResourceService(
             config.resources,
             self.store,
@@ -168,6 +164,7 @@ class Backend:
         to_liveness, backends_changed = trio.open_memory_channel[BackendsChanged](BACKENDS_CHANGED_SIZE)
         #: this backend among those sharing the store: its heartbeat, and who owns which entity
         self.membership = Membership(self.store, Heartbeat(config.name, 0.0), self.metrics, to_liveness)
+        self.resumer = JobResumer(self.store, self.handlers.inbox, self.metrics)
         self.follower = ChangeFollower(self.store, {RESOURCES: self.resource_service.follow_store,
                                                     SILENCES: self.silences.follow_store, KEYS: self._read_keys},
                                        self.metrics)  # fmt: skip
@@ -249,7 +246,8 @@ class Backend:
                 await storage.start(self.store.run)
                 async with trio.open_nursery() as handling:
                     await handling.start(self.handlers.run)
-                    handling.start_soon(self._resume_jobs, unfinished)
+                    mine = self.config.name if self.store.shared else None  # the others': adopted
+                    handling.start_soon(self.resumer.resume, unfinished, mine)
                     await self._take_events(task_status)
                     await self._drain_handlers()
                     handling.cancel_scope.cancel()
@@ -266,8 +264,9 @@ class Backend:
         """Run everything that takes events in, until :meth:`stop`."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.membership.run)
-            if self.store.shared:  # what other backends change through their API
+            if self.store.shared:  # what other backends change through their API, the work of dead ones
                 await nursery.start(self.follower.run)
+                await nursery.start(self.resumer.run_adoption)
             await nursery.start(self.eventd.run)
             await nursery.start(self.liveness.run)
             self.transport = self._transport()
@@ -301,33 +300,6 @@ class Backend:
         if scope.cancelled_caught:
             log.warning("stopping with handler work unfinished; it stays in the outbox for the next start",
                         drain_seconds=self.config.handler_drain)  # fmt: skip
-
-    async def _resume_jobs(self, last: int) -> None:
-        """Hand the handlers the jobs a previous run left unfinished (up to row ``last``)."""
-        after, resumed = 0, 0
-        while after < last:
-            page = [job for job in await self.store.pending_jobs(after, RESUME_PAGE) if job.seq <= last]
-            if not page:
-                break
-            for stored in page:
-                after = stored.seq
-                job = self._readable(stored)
-                if job is None:  # it can never run: taken out, so that it is not read at every start
-                    await self.store.completions.send(Completion(stored.seq))
-                    continue
-                self.metrics.store.outbox_resumed.inc()
-                await self.handlers.inbox.send(job)
-                resumed += 1
-        if resumed:
-            log.info("handler work of a previous run resumed", jobs=resumed)
-
-    def _readable(self, stored: StoredJob) -> HandlerJob | None:
-        try:
-            return stored.decode()
-        except UNREADABLE as exc:
-            self.metrics.store.outbox_unreadable.inc()
-            log.error("outbox job unreadable; dropped", job=stored.seq, error=exc)
-            return None
 
     async def _agent_entities(self) -> set[tuple[str, str]]:
         """Every entity registered with class ``agent``: no other agent may write about them."""

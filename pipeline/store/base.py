@@ -108,8 +108,14 @@ class OutboxRecords(Protocol):
         """Events to hand to the handlers, with no check state (registrations); their rows."""
         ...
 
-    def pending_jobs(self, after: int, limit: int) -> list[StoredJob]:
-        """Jobs not done, oldest first, from the row after ``after``."""
+    def pending_jobs(self, after: int, limit: int, backend: str | None = None) -> list[StoredJob]:
+        """Jobs not done, oldest first, from the row after ``after`` (held by ``backend``, if given)."""
+        ...
+
+    def claim_jobs(self, lease: float, limit: int) -> list[StoredJob]:
+        """Take over, for this store's backend, up to ``limit`` jobs held by other backends with
+        no heartbeat in the last ``lease`` seconds (by the store's clock), oldest first. Backends
+        claiming at once share them out: each job goes to one."""
         ...
 
     def complete(self, completions: Sequence[Completion]) -> None:

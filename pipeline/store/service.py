@@ -123,8 +123,11 @@ class StoreService:
         self.metrics.outbox_jobs.inc(len(rows))
         return rows
 
-    async def pending_jobs(self, after: int, limit: int) -> list[StoredJob]:
-        return await self._read(self.store.pending_jobs, after, limit)
+    async def pending_jobs(self, after: int, limit: int, backend: str | None = None) -> list[StoredJob]:
+        return await self._read(self.store.pending_jobs, after, limit, backend)
+
+    async def claim_jobs(self, lease: float, limit: int) -> list[StoredJob]:
+        return await self._write(self.store.claim_jobs, lease, limit)
 
     async def last_job(self) -> int:
         return await self._read(self.store.last_job)

@@ -47,9 +47,11 @@ _ID_CHUNK = 500
 
 
 class SQLiteStore:
-    def __init__(self, path: Path, *, durable: bool = False) -> None:
+    def __init__(self, path: Path, *, durable: bool = False, backend: str = "") -> None:
         self.path = path
         self.durable = durable
+        #: the backend whose handler jobs this store writes (see :meth:`claim_jobs`)
+        self.backend = backend
         self._writer: sqlite3.Connection | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -154,7 +156,7 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            job_rows = iter(sqlite_outbox.put(conn, jobs))
+            job_rows = iter(sqlite_outbox.put(conn, jobs, self.backend))
             return [0 if id(event) in dropped else next(job_rows) for event in outbox]
 
     def _merge(self, conn: sqlite3.Connection, checks: Sequence[Event], merge: Merge) -> set[int]:
@@ -203,15 +205,20 @@ class SQLiteStore:
     def put_jobs(self, events: Sequence[Event]) -> list[int]:
         jobs = [(event.id, sqlite_outbox.pack(event)) for event in events]
         with self._transaction("cannot write handler jobs") as conn:
-            return sqlite_outbox.put(conn, jobs)
+            return sqlite_outbox.put(conn, jobs, self.backend)
 
     def complete(self, completions: Sequence[Completion]) -> None:
         with self._transaction("cannot record handler work done") as conn:
             sqlite_outbox.complete(conn, completions)
 
-    def pending_jobs(self, after: int, limit: int) -> list[StoredJob]:
+    def pending_jobs(self, after: int, limit: int, backend: str | None = None) -> list[StoredJob]:
         with self._errors("cannot read the outbox"):
-            return [StoredJob(*row) for row in sqlite_outbox.pending(self._reader(), after, limit)]
+            return [StoredJob(*row) for row in sqlite_outbox.pending(self._reader(), after, limit, backend)]
+
+    def claim_jobs(self, lease: float, limit: int) -> list[StoredJob]:
+        with self._transaction("cannot take over handler jobs") as conn:
+            rows = sqlite_outbox.claim(conn, self.backend, time.time() - lease, limit)
+        return [StoredJob(*row) for row in rows]
 
     def count_jobs(self) -> int:
         with self._errors("cannot count the outbox"):

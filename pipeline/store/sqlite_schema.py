@@ -8,8 +8,8 @@ from pipeline.store import sqlite_cluster, sqlite_outbox
 
 SCHEMA_VERSION = 8
 #: Older schema versions this one upgrades in place (2 added ``entities``, 3 ``dead_letters``,
-#: 4 ``silenced``, 5 ``api_keys``, 6 ``resources``, 7 the outbox, 8 ``events.deadline`` and
-#: ``backends``).
+#: 4 ``silenced``, 5 ``api_keys``, 6 ``resources``, 7 the outbox, 8 ``events.deadline``,
+#: ``outbox.backend``, ``backends`` and ``revisions``).
 UPGRADABLE = (1, 2, 3, 4, 5, 6, 7)
 
 SCHEMA = (
@@ -78,8 +78,11 @@ CREATE TABLE IF NOT EXISTS entities (
 
 def add_deadlines(conn: sqlite3.Connection) -> None:
     """Version 8: when each latest result is due a look (``pipeline.core.keepalive.stale_at``),
-    indexed; a table older than that gets the column (its rows none, until their next result)."""
+    indexed, and which backend holds each handler job; tables older than that get the columns
+    (their rows no deadline until their next result, their jobs no backend: any may take them)."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
     if "deadline" not in columns:
         conn.execute("ALTER TABLE events ADD COLUMN deadline INTEGER")
+    if "backend" not in {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}:
+        conn.execute("ALTER TABLE outbox ADD COLUMN backend TEXT NOT NULL DEFAULT ''")
     conn.execute("CREATE INDEX IF NOT EXISTS events_by_deadline ON events (deadline) WHERE deadline IS NOT NULL")
