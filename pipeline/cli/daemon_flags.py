@@ -44,6 +44,12 @@ def positive_int(text: str) -> int:
     return value
 
 
+def backend_name(text: str) -> str:
+    if not text.strip() or len(text) > 200:
+        raise argparse.ArgumentTypeError(f"a backend needs a name of 1 to 200 characters, got {text[:60]!r}")
+    return text
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -84,6 +90,8 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("data"), help="data directory (default: ./data)")
     parser.add_argument("--api-addr", type=parse_address, default=("127.0.0.1", 8080), help="HTTP API and /metrics")
     parser.add_argument("--transport-addr", type=parse_address, default=("127.0.0.1", 8081), help="agent transport")
+    parser.add_argument("--backend-name", type=backend_name, default=socket.gethostname(),
+                        help="this backend's name among those sharing a store: unique to each (default: the host name)")  # fmt: skip
     parser.add_argument(
         "--admin-key",
         action="append",
