@@ -179,6 +179,7 @@ class BackendMetrics:
     events_superseded: Counter
     changes_followed: Counter
     jobs_adopted: Counter
+    executions_forwarded: Counter
     backend_changes: Counter
     keepalives_not_owned: Counter
 
@@ -309,6 +310,12 @@ class BackendMetrics:
                 registry=r,
             ),
             keepalives_received=Counter("pipeline_keepalives_received", "Keepalives received from agents", registry=r),
+            executions_forwarded=Counter(
+                "pipeline_executions_forwarded",
+                "Check executions for agents connected to another backend: sent, delivered, agent_gone, unreadable",
+                ["outcome"],
+                registry=r,
+            ),
             jobs_adopted=Counter(
                 "pipeline_jobs_adopted", "Handler jobs of a dead backend taken over by this one", registry=r
             ),

@@ -63,6 +63,10 @@ class Membership:
         """Whether this backend raises the entity's keepalive and ttl failures."""
         return owner(entity_key(namespace, entity), self.live) == self.me.backend
 
+    def owns_check(self, namespace: str, check: str) -> bool:
+        """Whether this backend schedules the check (round robin, proxy requests)."""
+        return owner(f"check:{namespace}/{check}", self.live) == self.me.backend
+
     async def beat(self) -> None:
         """One beat: record this backend's, read everyone's; tell liveness if the live set moved.
         A store that fails leaves the live set as it was (logged, counted): a backend that cannot

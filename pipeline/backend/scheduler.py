@@ -83,8 +83,11 @@ class BackendScheduler:
         metrics: BackendMetrics,
         *,
         wall_clock: Callable[[], float] = time.time,
+        owns: Callable[[str, str], bool] = lambda namespace, check: True,
     ) -> None:
         self._agents = agents
+        #: whether this backend runs a check's schedule (one backend of those sharing a store does)
+        self._owns = owns
         self._entities = entities
         self._parts_for = parts_for
         self._metrics = metrics
@@ -126,7 +129,9 @@ class BackendScheduler:
             while True:
                 await trio.sleep(max(0.0, due - self._wall_clock()))
                 following = schedule.next_after(due)
-                if is_subdued(check.subdues, due):  # as Sensu Go's round robin scheduler: no run in a window
+                if not self._owns(namespace, name):  # another backend sharing the store runs it
+                    self._metrics.scheduled_skipped.labels("other_backend").inc()
+                elif is_subdued(check.subdues, due):  # as Sensu Go's round robin scheduler: no run in a window
                     self._metrics.scheduled_skipped.labels("subdued").inc()
                 else:
                     await self.run_once(check, matcher, window=following - due)

@@ -35,6 +35,7 @@ from pipeline.backend.api.writes import Writer
 from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.auth_http import RequireKey, auth_routes, key_routes
 from pipeline.backend.checkstate import open_notices
+from pipeline.backend.cluster_agents import ClusterAgents
 from pipeline.backend.dashboard import DashboardContext, dashboard_routes
 from pipeline.backend.dashboard.changes import Changes
 from pipeline.backend.eventd import EventProcessor
@@ -49,7 +50,7 @@ from pipeline.backend.reload import Reloader, ReloadReport, reload_routes
 from pipeline.backend.resource_routes import resource_routes
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.resume import JobResumer
-from pipeline.backend.scheduler import BackendScheduler
+from pipeline.backend.scheduler import Agents, BackendScheduler
 from pipeline.backend.secrets import check_secrets, report_unavailable
 from pipeline.backend.sessions import ACCESS_LIFETIME, REFRESH_LIFETIME, Lifetimes, Sessions
 from pipeline.backend.silences import Silences
@@ -140,6 +141,8 @@ class Backend:
             metrics=self.metrics,
         )
         self.transport: TransportServer | None = None
+        #: the agents checks are executed on: this backend's, or every backend's on a shared store
+        self.agents: Agents | None = None
         env = plugin_environment(config.plugin_dirs)
         env["PIPELINE_DATA_DIR"] = str(config.data_dir.resolve())
         self._host: dict[str, Any] | None = None
@@ -212,11 +215,11 @@ class Backend:
         """Run a check once now on the agents of ``subscriptions`` (the check's own by default):
         Sensu's ad hoc execution. None when there is no such check; else how many agents were asked."""
         check: CheckConfig | None = self.resource_service.get("CheckConfig", namespace, name)
-        if check is None or self.transport is None:
+        if check is None or self.agents is None:
             return None
         hooks = self.resources.hooks_for([check])
         assets = self.resources.assets_needed([check], hooks)
-        asked = await self.transport.execute(
+        asked = await self.agents.execute(
             check, hooks, check.subscriptions if subscriptions is None else subscriptions, assets=assets
         )
         log.info("check execution requested", check=name, namespace=namespace, agents=asked)
@@ -272,9 +275,13 @@ class Backend:
             self.transport = self._transport()
             self.transport.agent_entities.update(await self._agent_entities())
             transport_addr = await nursery.start(self.transport.run)
-            self.scheduler = BackendScheduler(
-                self.transport, self.store.list_entities, self._execution_parts, self.metrics
-            )
+            self.agents = self.transport
+            if self.store.shared:  # agents connected to any backend; each check scheduled by its owner
+                cluster = ClusterAgents(self.store, self.transport, self.config.name, self.metrics)
+                await nursery.start(cluster.run)
+                self.agents = cluster
+            self.scheduler = BackendScheduler(self.agents, self.store.list_entities, self._execution_parts,
+                                              self.metrics, owns=self.membership.owns_check)  # fmt: skip
             await nursery.start(self.scheduler.run)
             self.scheduler.update(self.resources.checks)
             api_addr = await nursery.start(self._serve_http)

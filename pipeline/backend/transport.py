@@ -201,6 +201,10 @@ class TransportServer:
             and wanted & {*entity.subscriptions, entity_subscription(entity.name)}
         ]
 
+    def connected_entities(self) -> list[Entity]:
+        """The entities of the agents connected here."""
+        return [entity for _, entity in list(self._agents.values())]
+
     def connected_agents(self, namespace: str, subscriptions: list[str]) -> list[str]:
         """The names of the connected agents of ``namespace`` that have one of ``subscriptions``."""
         return sorted({entity.name for _, entity in self._subscribed(namespace, subscriptions)})

@@ -90,8 +90,12 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("data"), help="data directory (default: ./data)")
     parser.add_argument("--api-addr", type=parse_address, default=("127.0.0.1", 8080), help="HTTP API and /metrics")
     parser.add_argument("--transport-addr", type=parse_address, default=("127.0.0.1", 8081), help="agent transport")
-    parser.add_argument("--backend-name", type=backend_name, default=socket.gethostname(),
-                        help="this backend's name among those sharing a store: unique to each (default: the host name)")  # fmt: skip
+    parser.add_argument(
+        "--backend-name",
+        type=backend_name,
+        default=socket.gethostname(),
+        help="this backend's name among those sharing a store: unique to each (default: the host name)",
+    )
     parser.add_argument(
         "--admin-key",
         action="append",

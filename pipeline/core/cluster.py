@@ -37,6 +37,10 @@ class Heartbeat:
     transport: str = ""
 
 
+#: An agent connected to a backend: (namespace, agent name, subscriptions).
+Connection = tuple[str, str, Sequence[str]]
+
+
 def live_backends(heartbeats: Iterable[Heartbeat], now: float, lease: float = LEASE) -> list[str]:
     """The names of the backends whose last beat is within ``lease`` of ``now``, sorted."""
     return sorted({h.backend for h in heartbeats if now - h.beat <= lease})

@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipeline.core.cluster import Heartbeat
+from pipeline.core.cluster import Connection, Heartbeat
 from pipeline.core.numbers import parse_int
 from pipeline.model import Check, Entity, Event
 from pipeline.model.apikey import StoredKey
@@ -203,6 +203,21 @@ class BackendRecords(Protocol):
 
     def leave(self, name: str) -> None:
         """A backend that stops cleanly leaves at once: the others need not wait for its lease."""
+
+    def set_connections(self, agents: Sequence[Connection]) -> None:
+        """The agents connected to this store's backend are now ``agents``."""
+
+    def connections(self, lease: float) -> list[tuple[str, str, str, list[str]]]:
+        """(namespace, agent, backend, subscriptions) of every agent connected to a backend with
+        a heartbeat in the last ``lease`` seconds."""
+        ...
+
+    def put_executions(self, requests: Sequence[tuple[str, bytes]]) -> None:
+        """Queue check execution requests, each (backend to deliver it, request)."""
+
+    def take_executions(self, limit: int) -> list[bytes]:
+        """The execution requests queued for this store's backend, oldest first, taken (deleted)."""
+        ...
 
     def revisions(self) -> dict[str, int]:
         """How many times each of :data:`FOLLOWED` has changed (a kind never changed is absent):

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from pipeline.core.cluster import Heartbeat
+from pipeline.core.cluster import Connection, Heartbeat
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import StoreMetrics
@@ -230,6 +230,18 @@ class StoreService:
 
     async def leave(self, name: str) -> None:
         await self._write(self.store.leave, name)
+
+    async def set_connections(self, agents: Sequence[Connection]) -> None:
+        await self._write(self.store.set_connections, agents)
+
+    async def connections(self, lease: float) -> list[tuple[str, str, str, list[str]]]:
+        return await self._read(self.store.connections, lease)
+
+    async def put_executions(self, requests: Sequence[tuple[str, bytes]]) -> None:
+        await self._write(self.store.put_executions, requests)
+
+    async def take_executions(self, limit: int) -> list[bytes]:
+        return await self._write(self.store.take_executions, limit)
 
     async def revisions(self) -> dict[str, int]:
         return await self._read(self.store.revisions)

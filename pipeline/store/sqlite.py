@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgpack
 
-from pipeline.core.cluster import Heartbeat
+from pipeline.core.cluster import Connection, Heartbeat
 from pipeline.core.keepalive import stale_at
 from pipeline.errors import StoreError, ValidationError
 from pipeline.logs import get_logger
@@ -348,6 +348,22 @@ class SQLiteStore:
     def leave(self, name: str) -> None:
         with self._transaction("cannot remove a backend") as conn:
             sqlite_cluster.leave(conn, name)
+
+    def set_connections(self, agents: Sequence[Connection]) -> None:
+        with self._transaction("cannot record the connected agents") as conn:
+            sqlite_cluster.set_connections(conn, self.backend, agents)
+
+    def connections(self, lease: float) -> list[tuple[str, str, str, list[str]]]:
+        with self._errors("cannot read the connected agents"):
+            return sqlite_cluster.connections(self._reader(), time.time() - lease)
+
+    def put_executions(self, requests: Sequence[tuple[str, bytes]]) -> None:
+        with self._transaction("cannot queue check executions") as conn:
+            sqlite_cluster.put_executions(conn, requests)
+
+    def take_executions(self, limit: int) -> list[bytes]:
+        with self._transaction("cannot take check executions") as conn:
+            return sqlite_cluster.take_executions(conn, self.backend, limit)
 
     def revisions(self) -> dict[str, int]:
         with self._errors("cannot read the revisions"):

@@ -8,9 +8,11 @@ database server's, the one clock every backend agrees on.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
 
-from pipeline.core.cluster import Heartbeat
+from pipeline.core.cluster import Connection, Heartbeat
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS backends (
@@ -22,6 +24,18 @@ CREATE TABLE IF NOT EXISTS backends (
 CREATE TABLE IF NOT EXISTS revisions (
     kind TEXT PRIMARY KEY,
     revision INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS connections (
+    namespace TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    subscriptions TEXT NOT NULL,
+    PRIMARY KEY (namespace, agent, backend)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS executions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    backend TEXT NOT NULL,
+    request BLOB NOT NULL
 );
 """
 
@@ -52,3 +66,33 @@ def bump(conn: sqlite3.Connection, kind: str) -> None:
 
 def revisions(conn: sqlite3.Connection) -> dict[str, int]:
     return {kind: int(revision) for kind, revision in conn.execute("SELECT kind, revision FROM revisions")}
+
+
+def set_connections(conn: sqlite3.Connection, backend: str, agents: Sequence[Connection]) -> None:
+    """The agents connected to ``backend`` are ``agents`` (each (namespace, agent, subscriptions))."""
+    conn.execute("DELETE FROM connections WHERE backend = ?", (backend,))
+    conn.executemany("INSERT OR REPLACE INTO connections VALUES (?, ?, ?, ?)",
+                     [(ns, agent, backend, json.dumps(list(subs))) for ns, agent, subs in agents])  # fmt: skip
+
+
+def connections(conn: sqlite3.Connection, since: float) -> list[tuple[str, str, str, list[str]]]:
+    """(namespace, agent, backend, subscriptions) of the agents of backends that beat since ``since``."""
+    rows = conn.execute(
+        "SELECT c.namespace, c.agent, c.backend, c.subscriptions FROM connections c JOIN backends b"
+        " ON b.name = c.backend WHERE b.beat >= ? ORDER BY c.namespace, c.agent, c.backend",
+        (since,),
+    ).fetchall()
+    return [(ns, agent, backend, json.loads(subs)) for ns, agent, backend, subs in rows]
+
+
+def put_executions(conn: sqlite3.Connection, requests: Sequence[tuple[str, bytes]]) -> None:
+    conn.executemany("INSERT INTO executions (backend, request) VALUES (?, ?)", requests)
+
+
+def take_executions(conn: sqlite3.Connection, backend: str, limit: int) -> list[bytes]:
+    rows = conn.execute(
+        "DELETE FROM executions WHERE seq IN (SELECT seq FROM executions WHERE backend = ? ORDER BY seq LIMIT ?)"
+        " RETURNING seq, request",
+        (backend, limit),
+    ).fetchall()
+    return [request for _, request in sorted(rows)]
