@@ -240,6 +240,8 @@ class EventStore(
 
     #: rows that no longer load (written by an older version), skipped wherever they are read
     unreadable: Unreadable
+    #: several backends may write it: check state is merged in it, under each check's lock
+    shared: bool
 
     def open(self) -> None:
         """Connect and create the schema if needed (idempotent)."""

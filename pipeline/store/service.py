@@ -78,7 +78,7 @@ class StoreService:
     @property
     def shared(self) -> bool:
         """Several backends may write the store: check state is merged in it, under lock."""
-        return bool(getattr(self.store, "shared", False))
+        return self.store.shared
 
     async def write_batch(
         self, events: Sequence[Event], outbox: Sequence[Event] = (), *, merge: Merge | None = None

@@ -47,6 +47,9 @@ _ID_CHUNK = 500
 
 
 class SQLiteStore:
+    #: one backend's file: check state is kept in its memory (a test may share the file)
+    shared = False
+
     def __init__(self, path: Path, *, durable: bool = False, backend: str = "") -> None:
         self.path = path
         self.durable = durable

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from pipeline.backend.cluster_agents import ClusterAgents
 from pipeline.core.cluster import Heartbeat
@@ -14,7 +13,7 @@ from pipeline.model import CheckConfig, Entity, ObjectMeta
 from pipeline.model.asset import Asset
 from pipeline.model.check import HookConfig
 from pipeline.store.service import StoreService
-from tests.unit.test_shared_state import SharedSQLiteStore
+from tests.store_support import StoreFactory
 
 
 class Transport:
@@ -37,16 +36,16 @@ class Transport:
         return True
 
 
-def node(path: Path, name: str, transport: Transport) -> ClusterAgents:
-    store = SharedSQLiteStore(path, backend=name)
+def node(make: StoreFactory, name: str, transport: Transport) -> ClusterAgents:
+    store = make(name)
     store.open()
     store.beat(Heartbeat(name, time.time()))
     return ClusterAgents(StoreService(store, BackendMetrics.create().store), transport, name, BackendMetrics.create())
 
 
-async def test_an_execution_reaches_an_agent_connected_to_the_other_backend(tmp_path: Path) -> None:
+async def test_an_execution_reaches_an_agent_connected_to_the_other_backend(shared_db: StoreFactory) -> None:
     a_agents, b_agents = Transport(("web1", ["linux"])), Transport(("web2", ["linux"]), ("db1", ["db"]))
-    a, b = node(tmp_path / "events.db", "a", a_agents), node(tmp_path / "events.db", "b", b_agents)
+    a, b = node(shared_db, "a", a_agents), node(shared_db, "b", b_agents)
     for each in (a, b, a):
         await each.sync()
     assert a.connected_agents("default", ["linux"]) == ["web1", "web2"]
@@ -70,3 +69,5 @@ async def test_an_execution_reaches_an_agent_connected_to_the_other_backend(tmp_
     assert a.connected_agents("default", ["linux", "db"]) == ["web1"]
     assert a.metrics.executions_forwarded.labels("sent")._value.get() == 2
     assert b.metrics.executions_forwarded.labels("delivered")._value.get() == 2
+    for each in (a, b):
+        await each.store.close()

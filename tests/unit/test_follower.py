@@ -3,8 +3,6 @@ force on the others at their next look at the store's revisions."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.backend.follower import ChangeFollower
 from pipeline.backend.resources import ResourceService
 from pipeline.backend.silences import Silences
@@ -15,16 +13,16 @@ from pipeline.model.pipeline import Silenced
 from pipeline.model.resources import Resources
 from pipeline.store.base import KEYS, RESOURCES, SILENCES
 from pipeline.store.service import StoreService
-from tests.unit.test_shared_state import SharedSQLiteStore
+from tests.store_support import StoreFactory
 
 HANDLER = {"type": "Handler", "api_version": "core/v2",
            "metadata": {"name": "pager", "namespace": "default"}, "spec": {"type": "pipe", "command": "page-me"}}  # fmt: skip
 
 
 class Node:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, make: StoreFactory) -> None:
         self.metrics = BackendMetrics.create()
-        self.store = StoreService(SharedSQLiteStore(path), self.metrics.store)
+        self.store = StoreService(make(), self.metrics.store)
         self.resources = ResourceService(Resources(), self.store, metrics=self.metrics)
         self.silences = Silences(self.store, self.metrics)
         self.keys: list[StoredKey] = []
@@ -43,8 +41,8 @@ class Node:
         await self.read_keys()
 
 
-async def test_what_one_backend_changes_the_other_holds_at_its_next_look(tmp_path: Path) -> None:
-    a, b = Node(tmp_path / "events.db"), Node(tmp_path / "events.db")
+async def test_what_one_backend_changes_the_other_holds_at_its_next_look(shared_db: StoreFactory) -> None:
+    a, b = Node(shared_db), Node(shared_db)
     await a.start()
     await b.start()
     assert await b.follower.look() == []  # nothing changed: nothing read

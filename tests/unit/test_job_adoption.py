@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import trio
 
@@ -13,21 +12,22 @@ from pipeline.backend.resume import JobResumer
 from pipeline.core.cluster import Heartbeat
 from pipeline.metrics import BackendMetrics
 from pipeline.model.outbox import HandlerJob
+from pipeline.store import EventStore
 from pipeline.store.service import StoreService
-from tests.unit.test_shared_state import SharedSQLiteStore
+from tests.store_support import StoreFactory
 from tests.unit.test_store import make_event
 
 LEASE = 10.0
 
 
-def backend(path: Path, name: str) -> SharedSQLiteStore:
-    store = SharedSQLiteStore(path, backend=name)
+def backend(make: StoreFactory, name: str) -> EventStore:
+    store = make(name)
     store.open()
     return store
 
 
-def test_a_dead_backends_jobs_are_shared_out_once_among_the_live(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+def test_a_dead_backends_jobs_are_shared_out_once_among_the_live(shared_db: StoreFactory) -> None:
+    path = shared_db
     dead, b, c = (backend(path, name) for name in ("dead", "b", "c"))
     dead.beat(Heartbeat("dead", 0.0))
     dead.write_batch([make_event(f"web{i}") for i in range(300)], [make_event(f"web{i}") for i in range(300)])
@@ -37,7 +37,7 @@ def test_a_dead_backends_jobs_are_shared_out_once_among_the_live(tmp_path: Path)
     dead.leave("dead")  # or its lease runs out: its row says nothing any more
     taken: dict[str, list[int]] = {"b": [], "c": []}
 
-    def claim(store: SharedSQLiteStore) -> None:
+    def claim(store: EventStore) -> None:
         while page := store.claim_jobs(LEASE, 7):
             taken[store.backend].extend(job.seq for job in page)
 
@@ -53,8 +53,8 @@ def test_a_dead_backends_jobs_are_shared_out_once_among_the_live(tmp_path: Path)
         store.close()
 
 
-async def test_a_restarted_backend_resumes_its_own_jobs_and_adopts_those_of_the_dead(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+async def test_a_restarted_backend_resumes_its_own_jobs_and_adopts_those_of_the_dead(shared_db: StoreFactory) -> None:
+    path = shared_db
     mine, other = backend(path, "mine"), backend(path, "other")
     mine.write_batch([], [make_event("web1"), make_event("web2")])
     other.beat(Heartbeat("other", time.time()))
@@ -72,7 +72,7 @@ async def test_a_restarted_backend_resumes_its_own_jobs_and_adopts_those_of_the_
     other.close()
 
 
-async def check_resumer(resumer: JobResumer, mine: SharedSQLiteStore, other: SharedSQLiteStore) -> None:
+async def check_resumer(resumer: JobResumer, mine: EventStore, other: EventStore) -> None:
     assert await resumer.resume(mine.last_job(), "mine") == 2
     assert await resumer.adopt() == 0  # "other" is alive
     other.leave("other")

@@ -4,7 +4,6 @@ when a backend dies (it stops beating, without leaving) the other takes its enti
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import trio
 
@@ -18,7 +17,7 @@ from pipeline.metrics import BackendMetrics
 from pipeline.model import Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.outbox import HandlerJob
 from pipeline.store.service import StoreService
-from tests.unit.test_shared_state import SharedSQLiteStore
+from tests.store_support import StoreFactory
 
 AGENTS = [f"web{i}" for i in range(12)]
 #: seconds of silence before an agent's keepalive fails (then again every as many seconds)
@@ -29,10 +28,10 @@ BEAT, LEASE = 0.2, 1.0
 class Node:
     """One backend's event processor, liveness and membership, on the shared file."""
 
-    def __init__(self, name: str, path: Path) -> None:
+    def __init__(self, name: str, make: StoreFactory) -> None:
         self.name = name
         self.metrics = BackendMetrics.create()
-        self.store = StoreService(SharedSQLiteStore(path), self.metrics.store)
+        self.store = StoreService(make(name), self.metrics.store)
         self.jobs, self.handled = trio.open_memory_channel[HandlerJob](10_000)
         to_liveness, notices = open_notices()
         self.eventd = EventProcessor(self.store, self.metrics, self.jobs, notices=to_liveness)
@@ -66,8 +65,10 @@ async def failures(node: Node, into: trio.MemorySendChannel[tuple[str, str]]) ->
             await into.send((node.name, job.event.entity_name))
 
 
-async def test_each_silence_is_raised_once_by_its_owner_and_a_dead_backends_share_moves(tmp_path: Path) -> None:
-    a, b = Node("backend-a", tmp_path / "events.db"), Node("backend-b", tmp_path / "events.db")
+async def test_each_silence_is_raised_once_by_its_owner_and_a_dead_backends_share_moves(
+    shared_db: StoreFactory,
+) -> None:
+    a, b = Node("backend-a", shared_db), Node("backend-b", shared_db)
     told, heard = trio.open_memory_channel[tuple[str, str]](1000)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:

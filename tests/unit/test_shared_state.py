@@ -18,16 +18,11 @@ from pipeline.model.outbox import HandlerJob
 from pipeline.model.pipeline import Silenced
 from pipeline.store.service import StoreService
 from pipeline.store.sqlite import SQLiteStore
+from tests.store_support import StoreFactory
 
 NOW = 1_800_000_000
 #: statuses that change often enough to flap, and resolve now and then
 STATUSES = [0, 2, 2, 0, 1, 2, 0, 0, 2, 1, 0, 2, 2, 2, 0, 1, 0, 2, 0, 2, 2, 0, 0, 1, 2]
-
-
-class SharedSQLiteStore(SQLiteStore):
-    """SQLite as a shared store: its ``BEGIN IMMEDIATE`` is the lock (two connections, as two backends)."""
-
-    shared = True
 
 
 def result(check: str, status: int, executed: int) -> Event:
@@ -38,9 +33,9 @@ def result(check: str, status: int, executed: int) -> Event:
                  metadata=ObjectMeta(namespace="default"), id=new_event_id())  # fmt: skip
 
 
-async def processor(path: Path, *, shared: bool) -> tuple[EventProcessor, StoreService]:
+async def processor(make: StoreFactory) -> tuple[EventProcessor, StoreService]:
     metrics = BackendMetrics.create()
-    store = StoreService((SharedSQLiteStore if shared else SQLiteStore)(path), metrics.store)
+    store = StoreService(make(), metrics.store)
     await store.open()
     handlers, _ = trio.open_memory_channel[HandlerJob](100_000)
     silences = Silences(store, metrics, wall_clock=lambda: NOW)
@@ -75,9 +70,9 @@ def state_of(check: Check) -> tuple[object, ...]:
             check.last_ok)  # fmt: skip
 
 
-async def test_two_processors_writing_the_same_checks_at_once_keep_one_exact_history(tmp_path: Path) -> None:
-    first, store = await processor(tmp_path / "events.db", shared=True)
-    second, _ = await processor(tmp_path / "events.db", shared=True)
+async def test_two_processors_writing_the_same_checks_at_once_keep_one_exact_history(shared_db: StoreFactory) -> None:
+    first, store = await processor(shared_db)
+    second, other = await processor(shared_db)
     checks = ["disk", "load", "memory"]
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
@@ -103,12 +98,16 @@ async def test_two_processors_writing_the_same_checks_at_once_keep_one_exact_his
         # the history of the results in the order the store took them, as one backend makes it
         assert state_of(stored.check) == state_of(replayed(in_commit_order, check))
         assert len(stored.check.history) == 21
+    await store.close()
+    await other.close()
 
 
-async def test_a_shared_store_silences_and_resolves_as_one_backend_does(tmp_path: Path) -> None:
+async def test_a_shared_store_silences_and_resolves_as_one_backend_does(
+    tmp_path: Path, shared_db: StoreFactory
+) -> None:
     outcomes = []
-    for shared in (False, True):
-        eventd, store = await processor(tmp_path / f"{shared}.db", shared=shared)
+    for make in (lambda: SQLiteStore(tmp_path / "alone.db"), shared_db):
+        eventd, store = await processor(make)
         assert eventd.silences is not None
         await eventd.silences.put(Silenced(metadata=ObjectMeta(name="linux:disk", namespace="default"),
                                            subscription="linux", check="disk", expire_on_resolve=True))  # fmt: skip
@@ -125,6 +124,7 @@ async def test_a_shared_store_silences_and_resolves_as_one_backend_does(tmp_path
                 nursery.cancel_scope.cancel()
         outcomes.append((seen, [dataclasses.asdict(s) for s in eventd.silences.list(None)],
                          await store.list_silences()))  # fmt: skip
+        await store.close()
     one, shared_store = outcomes
     assert one == shared_store
     # failing twice, silenced; the resolution ends the silence (is_silenced stays, as in Sensu Go)

@@ -1,4 +1,4 @@
-"""The event store contract, run against every store implementation (SQLite today)."""
+"""The event store contract, run against every store implementation: SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pipeline.errors import StoreError
 from pipeline.model import Check, CheckHistory, Entity, Event, MetricPoint, Metrics, ObjectMeta
 from pipeline.model.deadletter import DeadLetter
 from pipeline.store import EventStore, SQLiteStore
+from tests.store_support import KINDS, StoreFactory, database, opened, raw_sql
 
 
 def make_event(entity: str = "web1", check: str | None = "disk", status: int = 0, namespace: str = "default",
@@ -42,17 +43,17 @@ def without_metrics(event: Event) -> Event:
     return Event.from_dict({k: v for k, v in event.to_dict().items() if k != "metrics"})
 
 
-@pytest.fixture(params=["sqlite"])
-def store_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    return tmp_path / "events.db"
+@pytest.fixture(params=KINDS)
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """What makes stores on a new database of each kind."""
+    with database(request.param, tmp_path) as factory:
+        yield factory
 
 
 @pytest.fixture
-def store(store_path: Path) -> Iterator[EventStore]:
-    s = SQLiteStore(store_path)
-    s.open()
-    yield s
-    s.close()
+def store(stores: StoreFactory) -> Iterator[EventStore]:
+    with opened(stores) as store:
+        yield store
 
 
 def test_round_trip_field_for_field(store: EventStore) -> None:
@@ -107,16 +108,12 @@ def test_delete(store: EventStore) -> None:
     assert store.list_events() == []
 
 
-def test_everything_is_there_after_reopening(store_path: Path) -> None:
+def test_everything_is_there_after_reopening(stores: StoreFactory) -> None:
     events = [make_event(check=f"c{i}") for i in range(10)]
-    first = SQLiteStore(store_path)
-    first.open()
-    first.write_batch(events)
-    first.close()
-    again = SQLiteStore(store_path)
-    again.open()
-    assert again.list_events() == sorted(events, key=lambda e: e.check_name)
-    again.close()
+    with opened(stores) as first:
+        first.write_batch(events)
+    with opened(stores) as again:
+        assert again.list_events() == sorted(events, key=lambda e: e.check_name)
 
 
 def test_readers_in_other_threads_while_batches_are_written(store: EventStore) -> None:
@@ -154,14 +151,12 @@ def test_a_failing_batch_writes_nothing(store: EventStore) -> None:
 
 
 def test_an_unreadable_record_is_skipped_logged_and_counted_once(
-    store: EventStore, store_path: Path, caplog: pytest.LogCaptureFixture
+    store: EventStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     # it used to be a StoreError, which failed every list it was part of (GET /events: 500 for good)
     store.write_batch([make_event()])
-    conn = sqlite3.connect(store_path)
-    conn.execute("UPDATE events SET event = x'c1'")
-    conn.commit()
-    conn.close()
+    with raw_sql(store) as execute:
+        execute("UPDATE events SET event = ?", (b"\xc1",))
     counted: list[str] = []
     store.unreadable.count = counted.append
     caplog.set_level(logging.ERROR)
@@ -194,7 +189,8 @@ def test_entities_register_once_and_deregistering_removes_their_latest_events(st
     assert store.known_ids([first.id]) == {first.id}  # the log keeps the past
 
 
-def test_an_older_store_is_upgraded_in_place(store_path: Path) -> None:
+def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    store_path = tmp_path / "events.db"
     old = sqlite3.connect(store_path)
     old.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);")
     old.close()

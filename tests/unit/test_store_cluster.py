@@ -13,17 +13,16 @@ import pytest
 from pipeline.core.cluster import Heartbeat
 from pipeline.core.keepalive import KEEPALIVE, stale_at
 from pipeline.store import EventStore, SQLiteStore
+from tests.store_support import KINDS, database, opened
 from tests.unit.test_store import make_event
 
 NOW = 1_700_000_000
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EventStore]:
-    s = SQLiteStore(tmp_path / "events.db")
-    s.open()
-    yield s
-    s.close()
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    with database(request.param, tmp_path) as factory, opened(factory) as store:
+        yield store
 
 
 def test_beats_are_recorded_with_the_stores_time_and_a_clean_stop_leaves(store: EventStore) -> None:

@@ -1,0 +1,546 @@
+"""The PostgreSQL event store: for several backends sharing one database.
+
+psycopg 3 (its blocking API: the store service runs every call in a worker thread, as it does
+SQLite's) over a psycopg-pool connection pool. The records and their meaning are SQLite's
+(:mod:`pipeline.store.base`); what differs is that other backends write the same tables at the
+same moment, so check state is merged under a per-check advisory lock, handler jobs are taken
+over with ``FOR UPDATE SKIP LOCKED``, and every time that backends compare (heartbeats) is the
+database server's clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import msgpack
+import psycopg
+import psycopg_pool
+from psycopg import conninfo
+
+from pipeline.core.cluster import Connection, Heartbeat
+from pipeline.core.keepalive import stale_at
+from pipeline.errors import StoreError
+from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
+from pipeline.model.apikey import StoredKey
+from pipeline.model.codec import encode
+from pipeline.model.deadletter import DeadLetter
+from pipeline.model.outbox import Completion, StoredJob
+from pipeline.model.pipeline import Silenced
+from pipeline.store import postgres_records as records
+from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery
+from pipeline.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS
+from pipeline.store.unreadable import Unreadable
+
+#: Connections the pool keeps at most: the store service's one writer and its readers, and one
+#: spare for ``/health`` while they are busy.
+POOL_SIZE = 6
+#: Seconds to wait for a connection from the pool (or for the server at open) before failing.
+CONNECT_TIMEOUT = 10.0
+_NOW = "extract(epoch from clock_timestamp())"
+_EVENT_KEY = ("namespace", "entity", "check")
+
+
+def redacted(dsn: str) -> str:
+    """``dsn`` without its password, to name the database in errors and logs."""
+    try:
+        parts = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparsable address)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+def check_lock(key: CheckKey) -> int:
+    """The advisory lock of a check: 64 bits of a hash of its key, as PostgreSQL's signed bigint."""
+    digest = hashlib.blake2b("\0".join(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _key(event: Event) -> CheckKey:
+    return (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
+
+
+class PostgresStore:
+    #: several backends may write it: check state is merged in it, under lock
+    shared = True
+
+    def __init__(self, dsn: str, *, backend: str = "", pool_size: int = POOL_SIZE) -> None:
+        self.dsn = dsn
+        self.where = redacted(dsn)
+        #: the backend whose handler jobs, connections and executions this store writes
+        self.backend = backend
+        self._pool_size = pool_size
+        self._pool: psycopg_pool.ConnectionPool | None = None
+        #: rows that no longer load, skipped where read; the store service counts them
+        self.unreadable = Unreadable()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        pool = psycopg_pool.ConnectionPool(
+            self.dsn,
+            min_size=1,
+            max_size=self._pool_size,
+            open=False,
+            timeout=CONNECT_TIMEOUT,
+            kwargs={"connect_timeout": int(CONNECT_TIMEOUT)},
+        )
+        try:
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            pool.close()
+            raise StoreError(f"{self.where}: cannot connect to the event store: {exc}") from exc
+        self._pool = pool
+        with self._transaction("cannot create the schema") as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            current = 0 if row is None else int(row[0])
+            if current > MIGRATIONS[-1][0]:
+                raise StoreError(f"{self.where}: schema version {current}, this pipeline reads {MIGRATIONS[-1][0]}")
+            for version, statements in MIGRATIONS:
+                if version > current:
+                    for statement in statements:
+                        conn.execute(statement)  # our own constant SQL
+            if row is None:
+                conn.execute("INSERT INTO schema_version VALUES (%s)", (MIGRATIONS[-1][0],))
+            else:
+                conn.execute("UPDATE schema_version SET version = %s", (MIGRATIONS[-1][0],))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside one transaction (committed at the end, rolled back on error)."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self.where}: {action}: the store is closed")
+        try:
+            with pool.connection() as conn:
+                yield conn
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OverflowError) as exc:
+            raise StoreError(f"{self.where}: {action}: {exc}") from exc
+
+    _read = _transaction
+
+    # -- events --------------------------------------------------------------------------------
+
+    def write_batch(
+        self, events: Sequence[Event], outbox: Sequence[Event] = (), *, merge: Merge | None = None
+    ) -> list[int]:
+        checks = [event for event in events if event.check is not None]
+        if not checks and not outbox:
+            return []
+        with self._transaction("cannot write events") as conn:
+            dropped: set[int] = set()
+            if merge is not None and checks:
+                dropped = self._merge(conn, checks, merge)
+                checks = [event for event in checks if id(event) not in dropped]
+            rows = [records.event_row(event) for event in checks]
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO events (namespace, entity, check_name, status, timestamp, id, event, deadline)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, entity, check_name) DO UPDATE"
+                    " SET status = excluded.status, timestamp = excluded.timestamp, id = excluded.id,"
+                    " event = excluded.event, deadline = excluded.deadline",
+                    [(*row, stale_at(e.check) if e.check else None) for e, row in zip(checks, rows, strict=True)],
+                )
+                cursor.executemany(
+                    "INSERT INTO event_log (namespace, entity, check_name, status, timestamp, id, event)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                    rows,
+                )
+            packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
+            kept = [event for event in outbox if id(event) not in dropped]
+            seqs = iter(self._put_jobs(conn, [(e.id, packed.get(id(e)) or records.pack(e)) for e in kept]))
+            return [0 if id(event) in dropped else next(seqs) for event in outbox]
+
+    def _merge(self, conn: psycopg.Connection[Any], checks: Sequence[Event], merge: Merge) -> set[int]:
+        """Lock every check of the batch (in one order: no deadlock between backends), read each
+        one's latest result, merge the batch's events in order; the ``id()`` of those dropped."""
+        keys = sorted({_key(event) for event in checks})
+        locks = sorted({check_lock(key) for key in keys})
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY k) AS l", (locks,)
+        )
+        found = conn.execute(
+            "SELECT namespace, entity, check_name, event FROM events WHERE (namespace, entity, check_name) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+        ).fetchall()
+        latest: dict[CheckKey, Check | None] = dict.fromkeys(keys)
+        for row in found:
+            loaded = self.unreadable.decode_rows("event", _EVENT_KEY, [row], records.event)
+            latest[(row[0], row[1], row[2])] = loaded[0].check if loaded else None
+        dropped: set[int] = set()
+        for event in checks:
+            key = _key(event)
+            if merge(event, latest[key]):
+                latest[key] = event.check
+            else:
+                dropped.add(id(event))
+        return dropped
+
+    def known_ids(self, ids: Collection[str]) -> set[str]:
+        with self._read("cannot look up event ids") as conn:
+            rows = conn.execute("SELECT id FROM event_log WHERE id = ANY(%s)", (list(ids),)).fetchall()
+        return {row[0] for row in rows}
+
+    def _events(self, rows: Sequence[Sequence[Any]]) -> list[Event]:
+        return self.unreadable.decode_rows("event", _EVENT_KEY, rows, records.event)
+
+    def get_event(self, namespace: str, entity: str, check: str) -> Event | None:
+        with self._read("cannot read an event") as conn:
+            rows = conn.execute(
+                "SELECT namespace, entity, check_name, event FROM events WHERE namespace = %s"
+                " AND entity = %s AND check_name = %s",
+                (namespace, entity, check),
+            ).fetchall()
+        found = self._events(rows)
+        return found[0] if found else None
+
+    def list_events(self, namespace: str | None = None, entity: str | None = None) -> list[Event]:
+        with self._read("cannot list events") as conn:
+            rows = conn.execute(
+                "SELECT namespace, entity, check_name, event FROM events WHERE (%(ns)s::text IS NULL OR namespace ="
+                " %(ns)s) AND (%(entity)s::text IS NULL OR entity = %(entity)s) ORDER BY namespace, entity, check_name",
+                {"ns": namespace, "entity": entity},
+            ).fetchall()
+        return self._events(rows)
+
+    def latest_checks(self) -> dict[CheckKey, Check]:
+        with self._read("cannot load check state") as conn:
+            rows = conn.execute("SELECT namespace, entity, check_name, event FROM events").fetchall()
+        keyed = [(*row[:3], row) for row in rows]
+        loaded = self.unreadable.decode_rows("event", _EVENT_KEY, keyed, lambda r: (r[:3], records.event(r[3])))
+        return {key: event.check for key, event in loaded if event.check is not None}
+
+    def delete_event(self, namespace: str, entity: str, check: str) -> bool:
+        with self._transaction("cannot delete an event") as conn:
+            cursor = conn.execute(
+                "DELETE FROM events WHERE namespace = %s AND entity = %s AND check_name = %s",
+                (namespace, entity, check),
+            )
+        return cursor.rowcount > 0
+
+    def event_log(self, namespace: str, entity: str, check: str, limit: int = 100) -> list[Event]:
+        with self._read("cannot read the event log") as conn:
+            rows = conn.execute(
+                "SELECT seq, event FROM event_log WHERE namespace = %s AND entity = %s AND"
+                " check_name = %s ORDER BY seq DESC LIMIT %s",
+                (namespace, entity, check, limit),
+            ).fetchall()
+        return self.unreadable.decode_rows("logged event", ("seq",), rows, records.event)
+
+    def count_log(self) -> int:
+        with self._read("cannot count the event log") as conn:
+            row = conn.execute("SELECT COUNT(*) FROM event_log").fetchone()
+        return int(row[0]) if row else 0
+
+    def timeline(self, query: TimelineQuery) -> tuple[list[Event], str]:
+        clauses, params = records.timeline_clauses(query)
+        sql = (
+            f"SELECT seq, timestamp, event FROM event_log WHERE {' AND '.join(clauses)}"
+            " ORDER BY timestamp, seq LIMIT %s"
+        )
+        with self._read("cannot read the timeline") as conn:
+            rows = conn.execute(sql, [*params, query.limit + 1]).fetchall()
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        cursor = f"{rows[-1][1]}:{rows[-1][0]}" if more and rows else ""
+        events = self.unreadable.decode_rows("logged event", ("seq",), [(r[0], r[2]) for r in rows], records.event)
+        return events, cursor
+
+    def due_checks(self, now: int, limit: int) -> list[CheckKey]:
+        with self._read("cannot read what is due") as conn:
+            rows = conn.execute(
+                "SELECT namespace, entity, check_name FROM events WHERE deadline <= %s ORDER BY deadline LIMIT %s",
+                (now, limit),
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    def _put_jobs(self, conn: psycopg.Connection[Any], jobs: Sequence[tuple[str, bytes]]) -> list[int]:
+        if not jobs:
+            return []
+        rows = conn.execute(
+            "INSERT INTO outbox (event_id, event, backend) SELECT i, e, %s FROM"
+            " unnest(%s::text[], %s::bytea[]) WITH ORDINALITY AS j(i, e, n) ORDER BY n RETURNING seq",
+            (self.backend, [j[0] for j in jobs], [j[1] for j in jobs]),
+        ).fetchall()
+        return sorted(int(row[0]) for row in rows)  # a sequence: in the order inserted
+
+    def put_jobs(self, events: Sequence[Event]) -> list[int]:
+        with self._transaction("cannot write handler jobs") as conn:
+            return self._put_jobs(conn, [(event.id, records.pack(event)) for event in events])
+
+    def _with_done(self, conn: psycopg.Connection[Any], jobs: Sequence[Sequence[Any]]) -> list[StoredJob]:
+        seqs = [int(job[0]) for job in jobs]
+        done: dict[int, set[str]] = {}
+        if seqs:
+            for seq, workflow in conn.execute("SELECT seq, workflow FROM outbox_done WHERE seq = ANY(%s)", (seqs,)):
+                done.setdefault(int(seq), set()).add(workflow)
+        return [StoredJob(int(seq), bytes(blob), frozenset(done.get(int(seq), ()))) for seq, blob in jobs]
+
+    def pending_jobs(self, after: int, limit: int, backend: str | None = None) -> list[StoredJob]:
+        with self._read("cannot read the outbox") as conn:
+            jobs = conn.execute(
+                "SELECT seq, event FROM outbox WHERE seq > %s AND (%s::text IS NULL OR backend = %s)"
+                " ORDER BY seq LIMIT %s",
+                (after, backend, backend, limit),
+            ).fetchall()
+            return self._with_done(conn, jobs)
+
+    def claim_jobs(self, lease: float, limit: int) -> list[StoredJob]:
+        with self._transaction("cannot take over handler jobs") as conn:
+            jobs = conn.execute(
+                "UPDATE outbox SET backend = %(me)s WHERE seq IN (SELECT seq FROM outbox WHERE backend <> %(me)s AND"
+                f" backend NOT IN (SELECT name FROM backends WHERE beat >= {_NOW} - %(lease)s)"
+                " ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED) RETURNING seq, event",
+                {"me": self.backend, "lease": lease, "limit": limit},
+            ).fetchall()
+            return self._with_done(conn, sorted(jobs))
+
+    def complete(self, completions: Sequence[Completion]) -> None:
+        ran = [(c.seq, c.workflow) for c in completions if c.workflow is not None]
+        finished = [c.seq for c in completions if c.workflow is None]
+        with self._transaction("cannot record handler work done") as conn:
+            if ran:
+                with conn.cursor() as cursor:
+                    cursor.executemany("INSERT INTO outbox_done VALUES (%s, %s) ON CONFLICT DO NOTHING", ran)
+            if finished:
+                conn.execute("DELETE FROM outbox WHERE seq = ANY(%s)", (finished,))
+                conn.execute("DELETE FROM outbox_done WHERE seq = ANY(%s)", (finished,))
+
+    def count_jobs(self) -> int:
+        with self._read("cannot count the outbox") as conn:
+            row = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        return int(row[0]) if row else 0
+
+    def last_job(self) -> int:
+        with self._read("cannot read the outbox") as conn:
+            row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- entities, dead letters, silences, keys, resources -------------------------------------
+
+    def put_entity(self, entity: Entity) -> bool:
+        blob = msgpack.packb(encode(entity), use_bin_type=True)
+        with self._transaction("cannot store an entity") as conn:
+            row = conn.execute(
+                "INSERT INTO entities VALUES (%s, %s, %s) ON CONFLICT (namespace, name) DO UPDATE"
+                " SET entity = excluded.entity RETURNING (xmax = 0)",
+                (entity.metadata.namespace or DEFAULT_NAMESPACE, entity.name, blob),
+            ).fetchone()
+        return bool(row and row[0])
+
+    def add_entity(self, entity: Entity) -> bool:
+        blob = msgpack.packb(encode(entity), use_bin_type=True)
+        with self._transaction("cannot store an entity") as conn:
+            cursor = conn.execute(
+                "INSERT INTO entities VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (entity.metadata.namespace or DEFAULT_NAMESPACE, entity.name, blob),
+            )
+        return cursor.rowcount > 0
+
+    def delete_entity(self, namespace: str, name: str) -> list[Event]:
+        with self._transaction("cannot delete an entity") as conn:
+            rows = conn.execute(
+                "DELETE FROM events WHERE namespace = %s AND entity = %s"
+                " RETURNING namespace, entity, check_name, event",
+                (namespace, name),
+            ).fetchall()
+            conn.execute("DELETE FROM entities WHERE namespace = %s AND name = %s", (namespace, name))
+        return self._events(sorted(rows, key=lambda r: r[2]))
+
+    def get_entity(self, namespace: str, name: str) -> Entity | None:
+        with self._read("cannot read an entity") as conn:
+            rows = conn.execute(
+                "SELECT namespace, name, entity FROM entities WHERE namespace = %s AND name = %s", (namespace, name)
+            ).fetchall()
+        found = self.unreadable.decode_rows("entity", ("namespace", "entity"), rows, records.entity)
+        return found[0] if found else None
+
+    def list_entities(self, namespace: str | None = None) -> list[Entity]:
+        with self._read("cannot list entities") as conn:
+            rows = conn.execute(
+                "SELECT namespace, name, entity FROM entities WHERE (%(ns)s::text IS NULL OR"
+                " namespace = %(ns)s) ORDER BY namespace, name",
+                {"ns": namespace},
+            ).fetchall()
+        return self.unreadable.decode_rows("entity", ("namespace", "entity"), rows, records.entity)
+
+    def put_dead_letter(self, letter: DeadLetter) -> None:
+        blob = msgpack.packb(encode(letter), use_bin_type=True)
+        with self._transaction("cannot store a dead letter") as conn:
+            conn.execute(
+                "INSERT INTO dead_letters VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE"
+                " SET created = excluded.created, letter = excluded.letter",
+                (letter.id, letter.created, blob),
+            )
+
+    def delete_dead_letter(self, letter_id: str) -> bool:
+        with self._transaction("cannot delete a dead letter") as conn:
+            cursor = conn.execute("DELETE FROM dead_letters WHERE id = %s", (letter_id,))
+        return cursor.rowcount > 0
+
+    def list_dead_letters(self) -> list[DeadLetter]:
+        with self._read("cannot list dead letters") as conn:
+            rows = conn.execute("SELECT id, letter FROM dead_letters ORDER BY created, id").fetchall()
+        return self.unreadable.decode_rows("dead letter", ("letter",), rows, records.dead_letter)
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        with self._read("cannot read a dead letter") as conn:
+            rows = conn.execute("SELECT id, letter FROM dead_letters WHERE id = %s", (letter_id,)).fetchall()
+        found = self.unreadable.decode_rows("dead letter", ("letter",), rows, records.dead_letter)
+        return found[0] if found else None
+
+    def _bump(self, conn: psycopg.Connection[Any], kind: str) -> None:
+        conn.execute(
+            "INSERT INTO revisions VALUES (%s, 1) ON CONFLICT (kind) DO UPDATE SET revision = revisions.revision + 1",
+            (kind,),
+        )
+
+    def _put_silence(self, conn: psycopg.Connection[Any], entry: Silenced) -> None:
+        conn.execute(
+            "INSERT INTO silenced VALUES (%s, %s, %s) ON CONFLICT (namespace, name) DO UPDATE"
+            " SET entry = excluded.entry",
+            (
+                entry.metadata.namespace or DEFAULT_NAMESPACE,
+                entry.metadata.name,
+                msgpack.packb(encode(entry), use_bin_type=True),
+            ),
+        )
+
+    def put_silence(self, entry: Silenced) -> None:
+        with self._transaction("cannot store a silence") as conn:
+            self._bump(conn, SILENCES)
+            self._put_silence(conn, entry)
+
+    def delete_silence(self, namespace: str, name: str) -> bool:
+        with self._transaction("cannot delete a silence") as conn:
+            self._bump(conn, SILENCES)
+            cursor = conn.execute("DELETE FROM silenced WHERE namespace = %s AND name = %s", (namespace, name))
+        return cursor.rowcount > 0
+
+    def seed_silences(self, entries: Sequence[tuple[str, Silenced]]) -> list[Silenced]:
+        created = []
+        with self._transaction("cannot seed silences") as conn:
+            for key, entry in entries:
+                cursor = conn.execute("INSERT INTO silenced_seeded VALUES (%s) ON CONFLICT DO NOTHING", (key,))
+                if cursor.rowcount:
+                    self._put_silence(conn, entry)
+                    created.append(entry)
+            if created:
+                self._bump(conn, SILENCES)
+        return created
+
+    def list_silences(self) -> list[Silenced]:
+        with self._read("cannot list silences") as conn:
+            rows = conn.execute("SELECT namespace, name, entry FROM silenced ORDER BY namespace, name").fetchall()
+        return self.unreadable.decode_rows("silence", ("namespace", "silence"), rows, records.silence)
+
+    def put_api_key(self, key: StoredKey) -> None:
+        with self._transaction("cannot store an API key") as conn:
+            self._bump(conn, KEYS)
+            conn.execute(
+                "INSERT INTO api_keys VALUES (%s, %s, %s, %s, %s)",
+                (key.id, key.name, key.role, key.digest, key.created),
+            )
+
+    def delete_api_key(self, key_id: str) -> bool:
+        with self._transaction("cannot delete an API key") as conn:
+            self._bump(conn, KEYS)
+            cursor = conn.execute("DELETE FROM api_keys WHERE id = %s", (key_id,))
+        return cursor.rowcount > 0
+
+    def list_api_keys(self) -> list[StoredKey]:
+        with self._read("cannot list API keys") as conn:
+            rows = conn.execute("SELECT id, name, role, digest, created FROM api_keys ORDER BY created").fetchall()
+        return [StoredKey(*row) for row in rows]
+
+    def put_resource(self, kind: str, namespace: str, name: str, document: bytes | None) -> None:
+        self.put_resources([(kind, namespace, name, document)])
+
+    def put_resources(self, changes: list[tuple[str, str, str, bytes | None]]) -> None:
+        with self._transaction("cannot store resources") as conn:
+            self._bump(conn, RESOURCES)
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO resources VALUES (%s, %s, %s, %s) ON CONFLICT (kind, namespace, name)"
+                    " DO UPDATE SET document = excluded.document",
+                    changes,
+                )
+
+    def forget_resource(self, kind: str, namespace: str, name: str) -> bool:
+        with self._transaction("cannot forget a resource change") as conn:
+            self._bump(conn, RESOURCES)
+            cursor = conn.execute(
+                "DELETE FROM resources WHERE kind = %s AND namespace = %s AND name = %s", (kind, namespace, name)
+            )
+        return cursor.rowcount > 0
+
+    def list_resources(self) -> list[tuple[str, str, str, bytes | None]]:
+        with self._read("cannot list resources") as conn:
+            rows = conn.execute("SELECT kind, namespace, name, document FROM resources").fetchall()
+        return [(r[0], r[1], r[2], None if r[3] is None else bytes(r[3])) for r in rows]
+
+    # -- the backends sharing the store --------------------------------------------------------
+
+    def beat(self, backend: Heartbeat) -> list[Heartbeat]:
+        with self._transaction("cannot record a heartbeat") as conn:
+            conn.execute(
+                f"INSERT INTO backends VALUES (%s, {_NOW}, %s, %s) ON CONFLICT (name) DO UPDATE"
+                " SET beat = excluded.beat, api_url = excluded.api_url, transport = excluded.transport",
+                (backend.backend, backend.api_url, backend.transport),
+            )
+            rows = conn.execute("SELECT name, beat, api_url, transport FROM backends ORDER BY name").fetchall()
+        return [Heartbeat(*row) for row in rows]
+
+    def leave(self, name: str) -> None:
+        with self._transaction("cannot remove a backend") as conn:
+            conn.execute("DELETE FROM backends WHERE name = %s", (name,))
+
+    def revisions(self) -> dict[str, int]:
+        with self._read("cannot read the revisions") as conn:
+            return {kind: int(rev) for kind, rev in conn.execute("SELECT kind, revision FROM revisions")}
+
+    def set_connections(self, agents: Sequence[Connection]) -> None:
+        with self._transaction("cannot record the connected agents") as conn:
+            conn.execute("DELETE FROM connections WHERE backend = %s", (self.backend,))
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO connections VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(ns, agent, self.backend, json.dumps(list(subs))) for ns, agent, subs in agents],
+                )
+
+    def connections(self, lease: float) -> list[tuple[str, str, str, list[str]]]:
+        with self._read("cannot read the connected agents") as conn:
+            rows = conn.execute(
+                "SELECT c.namespace, c.agent, c.backend, c.subscriptions FROM connections c JOIN backends b ON"
+                f" b.name = c.backend WHERE b.beat >= {_NOW} - %s ORDER BY c.namespace, c.agent, c.backend",
+                (lease,),
+            ).fetchall()
+        return [(ns, agent, backend, json.loads(subs)) for ns, agent, backend, subs in rows]
+
+    def put_executions(self, requests: Sequence[tuple[str, bytes]]) -> None:
+        with self._transaction("cannot queue check executions") as conn, conn.cursor() as cursor:
+            cursor.executemany("INSERT INTO executions (backend, request) VALUES (%s, %s)", requests)
+
+    def take_executions(self, limit: int) -> list[bytes]:
+        with self._transaction("cannot take check executions") as conn:
+            rows = conn.execute(
+                "DELETE FROM executions WHERE seq IN (SELECT seq FROM executions WHERE backend = %s ORDER BY seq"
+                " LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING seq, request",
+                (self.backend, limit),
+            ).fetchall()
+        return [bytes(request) for _, request in sorted(rows)]
