@@ -70,8 +70,8 @@ from pipeline.model.codec import encode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.process import plugin_environment
 from pipeline.store.base import KEYS, RESOURCES, SILENCES
+from pipeline.store.choose import store_for
 from pipeline.store.service import StoreService
-from pipeline.store.sqlite import SQLiteStore
 from pipeline.tls import TLSFiles, server_context
 
 log = get_logger("backend")
@@ -110,6 +110,8 @@ class BackendConfig:
     handler_drain: float = 10.0
     #: where ``resources`` were loaded from: what a reload (SIGHUP, ``pipeline reload``) reads again
     config_dir: Path | None = None
+    #: the store (``--store``): "" for ``<data_dir>/events.db``, a SQLite path or a PostgreSQL URL
+    store: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -131,7 +133,7 @@ class Backend:
         self.config = config
         self.metrics = metrics or BackendMetrics.create()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = StoreService(SQLiteStore(config.data_dir / "events.db", backend=config.name), self.metrics.store)
+        self.store = StoreService(store_for(config.store, config.data_dir, config.name), self.metrics.store)
         self.resource_service = ResourceService(
             config.resources,
             self.store,

@@ -32,7 +32,9 @@ from pipeline.cli.addresses import (
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
 from pipeline.core.redact import DEFAULT_REDACT
 from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS
+from pipeline.core.store_url import check_store
 from pipeline.defaults import CONFIG_DIR
+from pipeline.errors import ValidationError
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 
@@ -42,6 +44,13 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
+
+
+def store_url(text: str) -> str:
+    try:
+        return check_store(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def backend_name(text: str) -> str:
@@ -90,6 +99,13 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("data"), help="data directory (default: ./data)")
     parser.add_argument("--api-addr", type=parse_address, default=("127.0.0.1", 8080), help="HTTP API and /metrics")
     parser.add_argument("--transport-addr", type=parse_address, default=("127.0.0.1", 8081), help="agent transport")
+    parser.add_argument(
+        "--store",
+        type=store_url,
+        default="",
+        help="where events and state are kept: a SQLite file (sqlite:///PATH or a path; default: <data>/events.db)"
+        " or PostgreSQL shared by several backends (postgresql://USER:PASSWORD@HOST:PORT/DATABASE)",
+    )
     parser.add_argument(
         "--backend-name",
         type=backend_name,

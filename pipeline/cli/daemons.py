@@ -91,6 +91,7 @@ def _backend_config(args: argparse.Namespace) -> BackendConfig:
         tls=_tls_files(args),
         config_dir=args.config,
         name=args.backend_name,
+        store=args.store,
     )
 
 

@@ -141,3 +141,27 @@ def test_shipped_plugins_come_from_the_source_tree_else_the_installed_share(tmp_
     found = default_plugin_dirs(tree, (user, prefix), in_venv=False)
     assert found == [tree / "checks", prefix / "share/pipeline/handlers", user / "share/pipeline/hooks"]
     assert default_plugin_dirs(tree, (), in_venv=True) == [tree / "checks", Path(sys.executable).parent]
+
+
+def test_store_flag_names_what_it_refuses(tmp_path: Path) -> None:
+    from pipeline.core.store_url import check_store
+    from pipeline.errors import ValidationError
+    from pipeline.store.choose import store_for
+    from pipeline.store.postgres import PostgresStore
+    from pipeline.store.sqlite import SQLiteStore
+
+    for refused, message in [("mysql://db/x", "mysql:// is not a store pipeline knows"),
+                             ("sqlite://", "sqlite:// names no file"),
+                             ("postgresql://a b", "not a PostgreSQL URL")]:  # fmt: skip
+        with pytest.raises(ValidationError, match=message):
+            check_store(refused)
+    default = store_for(check_store(""), tmp_path, "b1")
+    assert isinstance(default, SQLiteStore)
+    assert default.path == tmp_path / "events.db"
+    assert default.backend == "b1"
+    elsewhere = store_for(check_store("sqlite:///var/lib/x.db"), tmp_path, "b1")
+    assert isinstance(elsewhere, SQLiteStore)
+    assert elsewhere.path == Path("/var/lib/x.db")
+    shared = store_for(check_store("postgres://u:secret@db:5433/events"), tmp_path, "b1")
+    assert isinstance(shared, PostgresStore)
+    assert shared.where == "postgresql://u@db:5433/events"  # named in errors without its password
