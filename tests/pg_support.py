@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from psycopg import conninfo
 
 #: The test database, as .ci/setup-postgres makes it.
 PG_DSN = os.environ.get("PIPELINE_TEST_POSTGRES", "postgresql://pipeline:pipeline@127.0.0.1:5432/pipeline_test")
@@ -29,7 +28,7 @@ def fresh_schema() -> Iterator[str]:
     with _admin() as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     try:
-        yield conninfo.make_conninfo(PG_DSN, options=f"-c search_path={schema}")
+        yield f"{PG_DSN}?options=-c%20search_path%3D{schema}"  # a URL, as an operator writes --store
     finally:
         with _admin() as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")

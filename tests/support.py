@@ -153,16 +153,19 @@ class Daemon:
 
     name: str
     log: bytearray = field(default_factory=bytearray)
+    #: the running process (to kill it: ``daemon.process.kill()``)
+    process: trio.Process | None = None
     _changed: trio.Event = field(default_factory=trio.Event)
 
     @property
     def text(self) -> str:
         return self.log.decode(errors="replace")
 
-    async def wait_for(self, text: str) -> None:
-        while text not in self.text:
+    async def wait_for(self, text: str, count: int = 1) -> None:
+        """Until ``text`` has been logged ``count`` times."""
+        while self.text.count(text) < count:
             await self._changed.wait()
-        assert text in self.text
+        assert self.text.count(text) >= count
 
     async def run(self, args: list[str], env: dict[str, str], ready: str, *, cwd: Path | None = None,
                   program: Sequence[str] | None = None,
@@ -172,6 +175,7 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             process = await nursery.start(partial(trio.run_process, command, env=env, check=False, cwd=cwd,
                                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))  # fmt: skip
+            self.process = process
             nursery.start_soon(self._read, process.stderr)
             with trio.fail_after(30):
                 await self.wait_for(ready)
