@@ -199,3 +199,32 @@ async def test_a_bad_frame_after_the_handshake_closes_only_that_connection(tmp_p
             nursery.cancel_scope.cancel()
     errors = backend.metrics.registry.get_sample_value("pipeline_transport_errors_total", {"reason": "protocol"})
     assert errors == len(bad_frames)
+
+
+async def test_a_first_frame_that_is_not_a_valid_hello_is_answered_with_the_field_at_fault(tmp_path: Path) -> None:
+    backend = backend_with(tmp_path)
+    sent = [
+        {k: v for k, v in encode_message(hello()).items() if k != "entity"},
+        {**encode_message(hello()), "token": 5},
+        {**encode_message(hello()), "subscriptions": "linux"},
+        {"type": "launch"},
+    ]
+    answers = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            for raw in sent:
+                conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
+                await conn.stream.send_all(protocol.pack_frame(raw))
+                answers.append(wire_map(await conn.receive()))
+                assert await conn.receive() is None  # and closed
+                await conn.aclose()
+            nursery.cancel_scope.cancel()
+    assert answers == [
+        {"type": "error", "message": "hello message lacks entity"},
+        {"type": "error", "message": "hello.token: expected a string, got int"},
+        {"type": "error", "message": "hello.subscriptions: expected a list of strings"},
+        {"type": "error", "message": "unknown message type 'launch'"},
+    ]
+    errors = backend.metrics.registry.get_sample_value("pipeline_transport_errors_total", {"reason": "protocol"})
+    assert errors == len(sent)
