@@ -26,7 +26,7 @@ from pipeline.backend.server import Backend, BackendConfig
 from pipeline.config import load_directory
 from pipeline.model import Check, Entity, Event, ObjectMeta
 from pipeline.process import run_command
-from pipeline.wire import protocol
+from pipeline.wire.messages import Ack, Checks, Events, Hello
 from pipeline.wire.stream import MessageStream
 
 WINDOW = 1000
@@ -69,8 +69,8 @@ async def send_all(address: tuple[str, int], events: list[dict[str, object]]) ->
     stream = MessageStream(await trio.open_tcp_stream(*address), "backend")
     entity = events[0]["entity"]
     assert isinstance(entity, dict)
-    await stream.send(protocol.hello("bench-agent", "default", [], entity))
-    while (await stream.receive() or {}).get("type") != protocol.CHECKS:
+    await stream.send(Hello("bench-agent", "default", (), entity))
+    while not isinstance(await stream.receive(), Checks):
         pass
     window = trio.Semaphore(WINDOW)
     acked = 0
@@ -82,16 +82,15 @@ async def send_all(address: tuple[str, int], events: list[dict[str, object]]) ->
                 batch = events[start : start + BATCH]
                 for _ in batch:
                     await window.acquire()
-                await stream.send(protocol.events(batch))
+                await stream.send(Events(tuple(batch)))
 
         nursery.start_soon(sender)
         while acked < len(events):
             message = await stream.receive()
-            assert message is not None
-            assert message["type"] == protocol.ACK
-            for _ in message["ids"]:
+            assert isinstance(message, Ack)
+            for _ in message.ids:
                 window.release()
-            acked += len(message["ids"])
+            acked += len(message.ids)
     elapsed = time.perf_counter() - started
     await stream.aclose()
     return elapsed

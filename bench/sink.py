@@ -11,7 +11,7 @@ import msgpack
 import trio
 
 from pipeline.model import Event
-from pipeline.wire import protocol
+from pipeline.wire.messages import Ack, Checks, Events, Ping, Pong, Welcome
 from pipeline.wire.stream import MessageStream
 
 
@@ -28,15 +28,16 @@ class AckingSink:
     async def serve(self, stream: trio.SocketStream) -> None:
         conn = MessageStream(stream, "agent")
         await conn.receive()
-        await conn.send(protocol.welcome("sink"))
-        await conn.send(protocol.checks(self.checks))
+        await conn.send(Welcome("sink"))
+        await conn.send(Checks(tuple(self.checks)))
         while (message := await conn.receive()) is not None:
-            if message["type"] == protocol.PING:
-                await conn.send(protocol.pong())
-            elif message["type"] == protocol.EVENTS:
-                ids = [event_id(e) for e in message["events"]]
-                self.received += len(ids)
-                await conn.send(protocol.ack(ids))
+            match message:
+                case Ping():
+                    await conn.send(Pong())
+                case Events():
+                    ids = [event_id(e) for e in message.events]
+                    self.received += len(ids)
+                    await conn.send(Ack(tuple(ids)))
 
 
 class Counting:

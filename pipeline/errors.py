@@ -11,7 +11,9 @@ Hierarchy::
     ├── DocumentsRefused          documents applied together, refused together (index, error) each
     ├── ConfigError               a resource file that does not load (file, document, resource, path)
     ├── ConfigErrors              every ConfigError of a directory, reported together
-    ├── WireError                 a frame from a peer that breaks the protocol (peer, reason)
+    ├── ProtocolError             a peer broke the agent transport's protocol: its connection is closed (field)
+    │   └── MessageError          a frame that is a map but not a message: unknown type, a field missing or not
+    │                             of its type or range (field: ``<type>.<field>``)
     ├── StoreError                the event store failed or holds something unreadable
     ├── HandlerError              a handler could not be started or run
     ├── ScriptError               a filter expression or javascript mutator failed (source, message)
@@ -116,13 +118,22 @@ class ConfigErrors(PipelineError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
-class WireError(PipelineError):
-    """A peer sent something that breaks the wire protocol; the connection is closed."""
+class ProtocolError(PipelineError):
+    """A peer broke the agent transport's protocol (a frame it cannot read, a message it may not
+    send then): that connection is closed, never the daemon; the peer is logged by the caller.
 
-    def __init__(self, peer: str, reason: str) -> None:
-        self.peer = peer
-        self.reason = reason
-        super().__init__(f"{peer}: {reason}")
+    ``field`` names the ``<type>.<field>`` at fault (``hello.heartbeat_timeout``); it is empty
+    when the frame or the connection as a whole is. The text already names it.
+    """
+
+    def __init__(self, text: str, field: str = "") -> None:
+        self.field = field
+        super().__init__(text)
+
+
+class MessageError(ProtocolError):
+    """A frame that decodes to a map but not to a message of the protocol: an unknown ``type``,
+    a field missing, or one not of its type or out of its range (the peer may be told why)."""
 
 
 class StoreError(PipelineError):

@@ -27,6 +27,7 @@ import trio
 
 from pipeline.backend.server import Backend, BackendAddresses, BackendConfig
 from pipeline.config import load_directory
+from pipeline.wire.messages import Message, encode_message
 
 REPO = Path(__file__).resolve().parents[1]
 EVENT_FILE_HANDLER = REPO / "handlers" / "event-file"
@@ -208,3 +209,8 @@ def build_wheel(tmp_path: Path) -> Path:
             archive.writestr(name, data)
         archive.writestr(f"{info}/RECORD", record)
     return wheel
+
+
+def wire_map(message: Message | None) -> dict[str, Any]:
+    """A received message as its wire map (``{}`` when the peer closed), for tests that assert on it."""
+    return {} if message is None else encode_message(message)

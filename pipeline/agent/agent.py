@@ -17,7 +17,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import trio
 from starlette.applications import Starlette
@@ -41,7 +40,7 @@ from pipeline.core.keepalive import (
     keepalive_check,
 )
 from pipeline.core.limits import Fit
-from pipeline.errors import EventTooLarge, ValidationError, first_error
+from pipeline.errors import EventTooLarge, ProtocolError, ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
@@ -50,9 +49,9 @@ from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
 from pipeline.process import plugin_environment
 from pipeline.tls import client_context
-from pipeline.wire import protocol
+from pipeline.wire import messages as wire
 from pipeline.wire.limits import MAX_EVENT_BYTES
-from pipeline.wire.protocol import FrameDecoder, ProtocolError
+from pipeline.wire.protocol import FrameDecoder, encode_frame
 from pipeline.wire.stream import MessageStream
 
 log = get_logger("agent")
@@ -207,7 +206,7 @@ class Agent:
             if conn is None:
                 continue
             try:
-                await conn.send(protocol.deregister(request_id))
+                await conn.send(wire.Deregister(request_id))
                 break
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await trio.sleep(0.1)  # until the connection task notices and reconnects
@@ -364,70 +363,74 @@ class Agent:
 
     async def _send_keepalives(self, conn: MessageStream) -> None:
         while True:
-            await conn.send(protocol.keepalive(self.keepalive_event().to_msgpack()))
+            await conn.send(wire.Keepalive(self.keepalive_event().to_msgpack()))
             self.metrics.keepalives_sent.inc()
             await trio.sleep(self.config.keepalive_interval)
 
     async def _send_heartbeats(self, conn: MessageStream) -> None:
         while True:
             await trio.sleep(self.config.heartbeat_interval)
-            await conn.send(protocol.ping())
+            await conn.send(wire.Ping())
 
     async def _handshake(self, conn: MessageStream) -> None:
+        credentials = self.config.credentials
         await conn.send(
-            protocol.hello(
+            wire.Hello(
                 self.config.name,
                 self.config.namespace,
-                self.entity.subscriptions,
+                tuple(self.entity.subscriptions),
                 encode(self.entity),
                 heartbeat_timeout=self.config.heartbeat_timeout,
-                credentials=self.config.credentials,
+                user=credentials.get("user"),
+                password=credentials.get("password"),
+                token=credentials.get("token"),
             )
         )
-        reply = await conn.receive()
-        if reply is None:
-            raise ProtocolError("backend closed the connection during the handshake")
-        if reply["type"] == protocol.ERROR:
-            raise ProtocolError(f"backend refused the agent: {reply['message']}")
-        if reply["type"] != protocol.WELCOME:
-            raise ProtocolError(f"expected welcome, got {reply['type']}")
-        log.info("connected to backend", backend=conn.peer, backend_name=reply["backend"])
+        match await conn.receive():
+            case None:
+                raise ProtocolError("backend closed the connection during the handshake")
+            case wire.Error(message=refusal):
+                raise ProtocolError(f"backend refused the agent: {refusal}")
+            case wire.Welcome(backend=backend_name):
+                log.info("connected to backend", backend=conn.peer, backend_name=backend_name)
+            case other:
+                raise ProtocolError(f"expected welcome, got {wire.message_type(other)}")
 
     async def _receive_loop(self, conn: MessageStream) -> None:
         while True:
             with trio.fail_after(self.config.heartbeat_timeout):
                 message = await conn.receive()
-            if message is None:
-                break
-            if message["type"] == protocol.PING:
-                await conn.send(protocol.pong())
-            elif message["type"] == protocol.CHECKS:
-                self._apply_assets(message.get("assets", []))
-                self.executor.secrets = protocol.secrets_of_checks(message)
-                self._apply_hooks(message["hooks"])
-                self._apply_checks(message["checks"])
-                await self._remember_checks(message)
-            elif message["type"] == protocol.EXECUTE:
-                protocol.check_execute(message)
-                self._execute_now(message["check"], message["hooks"], message.get("assets", []),
-                                  message.get("entity"), protocol.secrets_of_execute(message))  # fmt: skip
-            elif message["type"] == protocol.ACK:
-                await self.delivery.acknowledge(message["ids"], message["rejected"])
-            elif message["type"] == protocol.ERROR:
-                raise ProtocolError(f"backend error: {message['message']}")
+            match message:
+                case None:
+                    break
+                case wire.Ping():
+                    await conn.send(wire.Pong())
+                case wire.Checks():
+                    self._apply_assets(message.assets)
+                    self.executor.secrets = dict(message.secrets)
+                    self._apply_hooks(message.hooks)
+                    self._apply_checks(message.checks)
+                    await self._remember_checks(message)
+                case wire.Execute():
+                    self._execute_now(message.check, message.hooks, message.assets, message.entity, message.secrets)
+                case wire.Ack():
+                    await self.delivery.acknowledge(message.ids, message.rejected)
+                case wire.Error():
+                    raise ProtocolError(f"backend error: {message.message}")
+                case _:
+                    pass  # pong, or one an agent is not sent: ignored, as by version 1 agents
         log.info("backend closed the connection", backend=conn.peer)
 
     @property
     def _checks_file(self) -> Path | None:
         return self.config.data_dir / CHECKS_FILE if self.config.data_dir else None
 
-    async def _remember_checks(self, message: dict[str, Any]) -> None:
+    async def _remember_checks(self, message: wire.Checks) -> None:
         """Keep the last checks received on disk, so a restart without a backend still runs them (never
         their secrets: those stay in memory)."""
         path = self._checks_file
         if path is not None:
-            data = protocol.encode_frame({"checks": message["checks"], "hooks": message["hooks"],
-                                          "assets": message.get("assets", []), "type": "checks"})  # fmt: skip
+            data = encode_frame(wire.Checks(message.checks, message.hooks, message.assets))
             await trio.to_thread.run_sync(_write_atomically, path, data)
 
     async def _schedule_remembered_checks(self) -> None:
@@ -436,15 +439,17 @@ class Agent:
             return
         try:
             (message,) = FrameDecoder().feed(await trio.to_thread.run_sync(path.read_bytes))
+            if not isinstance(message, wire.Checks):
+                raise ProtocolError(f"expected checks, got {wire.message_type(message)}")
         except (OSError, ValueError, ProtocolError) as exc:
             log.error("remembered checks unreadable; waiting for the backend", path=str(path), error=exc)
             return
-        self._apply_assets(message.get("assets", []))
-        self._apply_hooks(message["hooks"])
-        self._apply_checks(message["checks"])
-        log.info("scheduling the checks last received", count=len(message["checks"]), path=str(path))
+        self._apply_assets(message.assets)
+        self._apply_hooks(message.hooks)
+        self._apply_checks(message.checks)
+        log.info("scheduling the checks last received", count=len(message.checks), path=str(path))
 
-    def _apply_checks(self, raw: Sequence[Any]) -> None:
+    def _apply_checks(self, raw: Sequence[wire.Map]) -> None:
         checks = []
         for i, item in enumerate(raw):
             try:
@@ -455,11 +460,11 @@ class Agent:
 
     def _execute_now(
         self,
-        raw_check: Any,
-        raw_hooks: Sequence[Any],
-        raw_assets: Any,
-        raw_entity: Any = None,
-        secrets: dict[str, Any] | None = None,
+        raw_check: wire.Map,
+        raw_hooks: Sequence[wire.Map],
+        raw_assets: Sequence[wire.Map],
+        raw_entity: wire.Map | None = None,
+        secrets: wire.SecretEntry | None = None,
     ) -> None:
         """Run a check once, now, as the backend asks (Sensu's ad hoc execution, a round robin turn,
         a proxy request for ``raw_entity``); its hooks, assets and secrets join the known ones for
@@ -480,10 +485,10 @@ class Agent:
             self.executor.secrets[check.metadata.name] = secrets
         self.scheduler.run_once(check, proxy)
 
-    def _apply_assets(self, raw: Any) -> None:
+    def _apply_assets(self, raw: Sequence[wire.Map]) -> None:
         self.executor.assets = received_assets(raw)
 
-    def _apply_hooks(self, raw: Sequence[Any]) -> None:
+    def _apply_hooks(self, raw: Sequence[wire.Map]) -> None:
         hooks = {}
         for i, item in enumerate(raw):
             try:

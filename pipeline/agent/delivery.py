@@ -24,8 +24,8 @@ from pipeline.agent.spool import SetAside, Spool
 from pipeline.logs import get_logger
 from pipeline.metrics import AgentMetrics
 from pipeline.model import Event
-from pipeline.wire import protocol
 from pipeline.wire.limits import MAX_EVENT_BYTES, too_large_message
+from pipeline.wire.messages import Events, Rejected
 from pipeline.wire.stream import MessageStream
 
 log = get_logger("agent.delivery")
@@ -143,14 +143,14 @@ class Delivery:
                 if not frame.too_large:
                     await spooled.wait()
                 continue
-            await conn.send(protocol.events([row.event for row in rows]))
+            await conn.send(Events(tuple(row.event for row in rows)))
             self._in_flight.update((row.id, len(row.event)) for row in rows)
             self.metrics.events_sent.inc(len(rows))
             self.metrics.events_unacked.set(len(self._in_flight))
 
-    async def acknowledge(self, ids: Sequence[str], rejected: Sequence[dict[str, str]]) -> None:
+    async def acknowledge(self, ids: Sequence[str], rejected: Sequence[Rejected]) -> None:
         """The backend has these events (forget them) or refused them for good (set them aside)."""
-        entries = [(str(item.get("id", "")), "rejected", str(item.get("error", ""))) for item in rejected]
+        entries = [(item.id, "rejected", item.error) for item in rejected]
         refused = [event_id for event_id, _, _ in entries]
         if entries:
             await self.set_aside(entries)

@@ -16,7 +16,7 @@ from pipeline.core.redact import DEFAULT_REDACT, redacted_entity
 from pipeline.model import Entity, ObjectMeta, entity_subscription
 from pipeline.model.entity import Deregistration
 from pipeline.tls import TLSFiles
-from pipeline.wire import protocol
+from pipeline.wire import messages
 
 
 @dataclass(slots=True)
@@ -61,9 +61,9 @@ class AgentConfig:
                 )
         if self.keepalive_interval <= 0:
             raise ValueError(f"--keepalive-interval must be positive, got {self.keepalive_interval}")
-        if not 0 < self.heartbeat_timeout <= protocol.MAX_HEARTBEAT_TIMEOUT:  # the backend refuses others
+        if not 0 < self.heartbeat_timeout <= messages.MAX_HEARTBEAT_TIMEOUT:  # the backend refuses others
             raise ValueError(
-                f"--heartbeat-timeout must be in (0, {protocol.MAX_HEARTBEAT_TIMEOUT:.0f}] seconds, "
+                f"--heartbeat-timeout must be in (0, {messages.MAX_HEARTBEAT_TIMEOUT:.0f}] seconds, "
                 f"got {self.heartbeat_timeout}"
             )
         if self.heartbeat_timeout <= self.heartbeat_interval:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline.core.asset_filters import AssetFilterError, compile_asset_filter
@@ -13,13 +14,10 @@ from pipeline.model.codec import decode
 log = get_logger("assets")
 
 
-def received_assets(raw: Any) -> dict[str, Asset]:
+def received_assets(raw: Sequence[dict[str, Any]]) -> dict[str, Asset]:
     """The assets of a ``checks`` or ``execute`` message by name, each validated as the backend's
     files are; an invalid one is logged and left out (a check naming it then says there is no
-    such asset)."""
-    if not isinstance(raw, list):
-        log.error("invalid assets from backend", error=f"expected a list, got {type(raw).__name__}")
-        return {}
+    such asset). That they are a list of maps is checked with the message (pipeline.wire.messages)."""
     assets = {}
     for i, item in enumerate(raw):
         try:

@@ -23,16 +23,32 @@ from pipeline.backend.auth import AgentCredentials, AuthenticationError
 from pipeline.backend.eventd import EventProcessor, Outcome
 from pipeline.backend.liveness import Liveness
 from pipeline.core.agent_rights import Refusal, refusal
-from pipeline.errors import EventTooLarge, ValidationError, first_error
+from pipeline.errors import EventTooLarge, MessageError, ProtocolError, ValidationError, first_error
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, CheckConfig, Entity, Event, entity_subscription
 from pipeline.model.asset import Asset
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
-from pipeline.wire import protocol
 from pipeline.wire.limits import MAX_EVENT_BYTES
-from pipeline.wire.protocol import ProtocolError
+from pipeline.wire.messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    Checks,
+    Deregister,
+    Error,
+    EventData,
+    Events,
+    Execute,
+    Hello,
+    Keepalive,
+    Message,
+    Ping,
+    Pong,
+    Rejected,
+    Welcome,
+    message_type,
+)
 from pipeline.wire.stream import MessageStream
 
 log = get_logger("backend.transport")
@@ -59,7 +75,7 @@ class _Acks:
 
     def __init__(self) -> None:
         self.ids: list[str] = []
-        self.rejected: list[dict[str, str]] = []
+        self.rejected: list[Rejected] = []
         self.failed = False
         self.ready = trio.Event()
         #: the agent deregistered on this connection: a keepalive still in flight must not revive it
@@ -74,18 +90,17 @@ class _Acks:
 
     def reject(self, event_id: str, error: str, reason: str = "") -> None:
         """``reason``: why an agent may not write the event (absent for an invalid event)."""
-        self.rejected.append({"id": event_id, "error": error, "reason": reason} if reason else
-                             {"id": event_id, "error": error})  # fmt: skip
+        self.rejected.append(Rejected(event_id, error, reason))
         self.ready.set()
 
-    def take(self) -> tuple[list[str], list[dict[str, str]]]:
+    def take(self) -> tuple[list[str], list[Rejected]]:
         ids, rejected = self.ids, self.rejected
         self.ids, self.rejected = [], []
         self.ready = trio.Event()
         return ids, rejected
 
 
-def decode_agent_event(raw: Any) -> Event:
+def decode_agent_event(raw: EventData) -> Event:
     """An event from an agent's frame (msgpack bytes or a map), validated (raises ValidationError,
     EventTooLarge for one over the maximum event size: the limit holds on the backend too)."""
     size = len(raw) if isinstance(raw, bytes) else len(msgpack.packb(raw, use_bin_type=True))
@@ -98,14 +113,15 @@ def decode_agent_event(raw: Any) -> Event:
     return event
 
 
-def _id_of(raw: Any) -> str:
+def _id_of(raw: EventData) -> str:
     """The id of an event that failed to decode, if it can be read at all (for the reject)."""
+    found: Any = raw
     if isinstance(raw, bytes):
         try:
-            raw = msgpack.unpackb(raw, raw=False)
+            found = msgpack.unpackb(raw, raw=False)
         except (ValueError, msgpack.UnpackException):
             return ""
-    value = raw.get("id", "") if isinstance(raw, dict) else ""
+    value = found.get("id", "") if isinstance(found, dict) else ""
     return value if isinstance(value, str) else ""
 
 
@@ -177,19 +193,17 @@ class TransportServer:
                 continue  # that connection's own task notices and ends it
         log.info("checks sent again", agents=len(self._agents))
 
-    def _checks_message(
-        self, checks: list[CheckConfig], hooks: list[HookConfig], assets: Sequence[Asset]
-    ) -> dict[str, Any]:
+    def _checks_message(self, checks: list[CheckConfig], hooks: list[HookConfig], assets: Sequence[Asset]) -> Checks:
         secrets = self.secrets_for(checks, self.ssl_context is not None)
-        return protocol.checks([encode(c) for c in checks], [encode(h) for h in hooks], [encode(a) for a in assets],
-                               secrets)  # fmt: skip
+        return Checks(tuple(encode(c) for c in checks), tuple(encode(h) for h in hooks),
+                      tuple(encode(a) for a in assets), secrets)  # fmt: skip
 
     def _execute_message(
         self, check: CheckConfig, hooks: list[HookConfig], assets: Sequence[Asset], entity: Entity | None
-    ) -> dict[str, Any]:
+    ) -> Execute:
         secrets = self.secrets_for([check], self.ssl_context is not None).get(check.metadata.name)
-        return protocol.execute(encode(check), [encode(h) for h in hooks], [encode(a) for a in assets],
-                                None if entity is None else encode(entity), secrets)  # fmt: skip
+        return Execute(encode(check), tuple(encode(h) for h in hooks), tuple(encode(a) for a in assets),
+                       None if entity is None else encode(entity), secrets or None)  # fmt: skip
 
     def _subscribed(self, namespace: str, subscriptions: list[str]) -> list[tuple[MessageStream, Entity]]:
         """The connections of ``namespace``'s agents that have one of ``subscriptions`` (``entity:<name>`` too)."""
@@ -209,7 +223,7 @@ class TransportServer:
         """The names of the connected agents of ``namespace`` that have one of ``subscriptions``."""
         return sorted({entity.name for _, entity in self._subscribed(namespace, subscriptions)})
 
-    async def _send(self, conn: MessageStream, message: dict[str, Any]) -> bool:
+    async def _send(self, conn: MessageStream, message: Message) -> bool:
         try:
             await conn.send(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -308,53 +322,54 @@ class TransportServer:
                 with trio.move_on_after(1):  # a TLS close_notify to a dead peer must not hang us
                     await conn.aclose()
 
-    async def _handshake(self, conn: MessageStream) -> tuple[Entity, float]:
+    async def _receive_hello(self, conn: MessageStream) -> Hello:
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 hello = await conn.receive()
         except trio.TooSlowError:
             raise ProtocolError(f"no hello within {HANDSHAKE_TIMEOUT:.0f} s") from None
+        except MessageError as exc:  # a frame read, but not a message: the agent is told which field
+            await conn.send(Error(str(exc)))
+            raise
         if hello is None:
             raise ProtocolError("closed before the handshake")
-        if hello["type"] != protocol.HELLO:
-            raise ProtocolError(f"expected hello, got {hello['type']}")
+        if not isinstance(hello, Hello):
+            raise ProtocolError(f"expected hello, got {message_type(hello)}")
+        return hello
+
+    async def _handshake(self, conn: MessageStream) -> tuple[Entity, float]:
+        hello = await self._receive_hello(conn)
+        if hello.version != PROTOCOL_VERSION:
+            await conn.send(Error(f"unsupported protocol version {hello.version!r}"))
+            raise ProtocolError(f"agent speaks protocol version {hello.version!r}")
         try:
-            protocol.check_hello(hello)
-            heartbeat_timeout = protocol.hello_heartbeat_timeout(hello, DEFAULT_HEARTBEAT_TIMEOUT)
-        except ProtocolError as exc:
-            await conn.send(protocol.error(str(exc)))
-            raise
-        if hello["version"] != protocol.PROTOCOL_VERSION:
-            await conn.send(protocol.error(f"unsupported protocol version {hello['version']!r}"))
-            raise ProtocolError(f"agent speaks protocol version {hello['version']!r}")
-        try:
-            self.credentials.authenticate(hello)
+            self.credentials.authenticate(hello.credentials)
         except AuthenticationError as exc:
-            await conn.send(protocol.error(str(exc)))
+            await conn.send(Error(str(exc)))
             raise
         try:
-            entity = decode(Entity, hello["entity"], "entity")
+            entity = decode(Entity, hello.entity, "entity")
             entity.validate()
         except ValidationError as exc:
-            await conn.send(protocol.error(f"invalid entity: {exc}"))
+            await conn.send(Error(f"invalid entity: {exc}"))
             raise ProtocolError(f"invalid entity in hello: {exc}") from None
         namespace = entity.metadata.namespace or DEFAULT_NAMESPACE
         if not self.namespace_exists(namespace):  # as Sensu Go's agentd: an agent lives in a namespace that exists
             message = f"namespace {namespace!r} does not exist: declare it (a Namespace resource) on the backend"
-            await conn.send(protocol.error(message))
+            await conn.send(Error(message))
             raise ProtocolError(message)
-        return entity, heartbeat_timeout
+        return entity, hello.heartbeat_timeout_or(DEFAULT_HEARTBEAT_TIMEOUT)
 
     async def _serve_agent(self, conn: MessageStream) -> None:
         entity, heartbeat_timeout = await self._handshake(conn)
         name, namespace = entity.metadata.name, entity.metadata.namespace or "default"
-        await conn.send(protocol.welcome(self.name))
+        await conn.send(Welcome(self.name))
         self.agent_entities.add((namespace, name))
         # Reachable from here on (changed checks, ad hoc executions): the agent knows it is connected.
         self._agents[id(conn)] = (conn, entity)
         self.metrics.agents_connected.inc()
         acks = _Acks()
-        frames_in, frames_out = trio.open_memory_channel[Any](FRAMES_BUFFERED)
+        frames_in, frames_out = trio.open_memory_channel[Events](FRAMES_BUFFERED)
         try:
             if self.liveness is not None:
                 await self.liveness.register(entity)
@@ -379,25 +394,27 @@ class TransportServer:
     async def _dispatch(
         self,
         conn: MessageStream,
-        message: dict[str, Any],
-        frames: trio.MemorySendChannel[Any],
+        message: Message,
+        frames: trio.MemorySendChannel[Events],
         entity: Entity,
         acks: _Acks,
     ) -> None:
-        kind = message["type"]
-        if kind == protocol.EVENTS:
-            await frames.send(message["events"])
-        elif kind == protocol.PING:
-            await conn.send(protocol.pong())
-        elif kind == protocol.KEEPALIVE:
-            if not acks.deregistered:
-                await self._keepalive(message["event"], entity)
-        elif kind == protocol.DEREGISTER:
-            await self._deregister(message["id"], entity, acks)
-        elif kind != protocol.PONG:
-            raise ProtocolError(f"unexpected {kind} message from an agent")
+        match message:
+            case Events():
+                await frames.send(message)
+            case Ping():
+                await conn.send(Pong())
+            case Keepalive(event=raw):
+                if not acks.deregistered:
+                    await self._keepalive(raw, entity)
+            case Deregister(id=request_id):
+                await self._deregister(request_id, entity, acks)
+            case Pong():
+                pass
+            case _:
+                raise ProtocolError(f"unexpected {message_type(message)} message from an agent")
 
-    async def _keepalive(self, raw: Any, entity: Entity) -> None:
+    async def _keepalive(self, raw: EventData, entity: Entity) -> None:
         try:
             event = decode_agent_event(raw)
         except ValidationError as exc:
@@ -412,21 +429,19 @@ class TransportServer:
         if self.liveness is not None:
             await self.liveness.keepalive(event)
 
-    async def _deregister(self, request_id: Any, entity: Entity, acks: _Acks) -> None:
+    async def _deregister(self, request_id: str, entity: Entity, acks: _Acks) -> None:
         acks.deregistered = True
         key = (entity.metadata.namespace or DEFAULT_NAMESPACE, entity.name)
         if self.liveness is not None:
             await self.liveness.deregister(*key)
         self.agent_entities.discard(key)
-        acks.reply(str(request_id), Outcome.STORED)
+        acks.reply(request_id, Outcome.STORED)
 
-    async def _submit_frames(self, frames: trio.MemoryReceiveChannel[Any], agent: Entity, acks: _Acks) -> None:
-        async for raw_events in frames:
-            await self._accept_events(raw_events, agent, acks)
+    async def _submit_frames(self, frames: trio.MemoryReceiveChannel[Events], agent: Entity, acks: _Acks) -> None:
+        async for message in frames:
+            await self._accept_events(message.events, agent, acks)
 
-    async def _accept_events(self, raw_events: Any, agent: Entity, acks: _Acks) -> None:
-        if not isinstance(raw_events, list):
-            raise ProtocolError("events message without a list of events")
+    async def _accept_events(self, raw_events: Sequence[EventData], agent: Entity, acks: _Acks) -> None:
         for raw in raw_events:
             self.metrics.events_received.labels("agent").inc()
             try:
@@ -435,7 +450,7 @@ class TransportServer:
                 event_id = _id_of(raw)
                 self.metrics.events_rejected.labels("agent").inc()
                 log.warning("invalid event from agent", agent=agent.name, event_id=event_id, error=exc)
-                acks.reject(str(event_id), str(exc))
+                acks.reject(event_id, str(exc))
                 continue
             why = refusal(event, agent, self.is_agent)
             if why is not None:
@@ -455,4 +470,4 @@ class TransportServer:
                 scope.cancel()
                 return
             ids, rejected = acks.take()
-            await conn.send(protocol.ack(ids, rejected))
+            await conn.send(Ack(tuple(ids), tuple(rejected)))

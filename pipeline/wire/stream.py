@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 import trio
 
-from pipeline.wire.protocol import FrameDecoder, ProtocolError, encode_frame
+from pipeline.errors import ProtocolError
+from pipeline.wire.messages import Message
+from pipeline.wire.protocol import FrameDecoder, encode_frame
 
 _RECEIVE_BYTES = 65536
 
@@ -22,18 +23,19 @@ class MessageStream:
         self.stream = stream
         self.peer = peer
         self._decoder = FrameDecoder()
-        self._ready: deque[dict[str, Any]] = deque()
+        self._ready: deque[Message] = deque()
         self._send_lock = trio.Lock()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         frame = encode_frame(message)
         async with self._send_lock:
             await self.stream.send_all(frame)
 
-    async def receive(self) -> dict[str, Any] | None:
+    async def receive(self) -> Message | None:
         """The next message, or None when the peer closed the stream cleanly.
 
-        Raises :class:`ProtocolError` on a malformed frame or a stream closed mid-frame.
+        Raises :class:`ProtocolError` on a malformed frame or a stream closed mid-frame, and
+        :class:`~pipeline.errors.MessageError` on a frame that is not a message.
         """
         while not self._ready:
             data = bytes(await self.stream.receive_some(_RECEIVE_BYTES))

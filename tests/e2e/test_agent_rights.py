@@ -13,10 +13,10 @@ import pytest
 import trio
 
 from pipeline.backend.server import Backend
-from pipeline.wire import protocol
 from pipeline.wire.limits import MAX_EVENT_BYTES
+from pipeline.wire.messages import ACK, CHECKS, WELCOME, Events, Hello
 from pipeline.wire.stream import MessageStream
-from tests.support import admin_headers, loopback_backend, write_config
+from tests.support import admin_headers, loopback_backend, wire_map, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -33,9 +33,9 @@ def event(check: str, entity: dict[str, Any], **check_fields: Any) -> dict[str, 
 
 async def connect(backend_addr: tuple[str, int], name: str, namespace: str = "default") -> MessageStream:
     conn = MessageStream(await trio.open_tcp_stream(*backend_addr), "backend")
-    await conn.send(protocol.hello(name, namespace, [f"entity:{name}"], agent_entity(name, namespace)))
-    assert (await conn.receive() or {})["type"] == protocol.WELCOME
-    assert (await conn.receive() or {})["type"] == protocol.CHECKS
+    await conn.send(Hello(name, namespace, (f"entity:{name}",), agent_entity(name, namespace)))
+    assert wire_map(await conn.receive())["type"] == WELCOME
+    assert wire_map(await conn.receive())["type"] == CHECKS
     return conn
 
 
@@ -44,9 +44,9 @@ async def answers(conn: MessageStream, count: int) -> tuple[list[str], dict[str,
     acked: list[str] = []
     rejected: dict[str, dict[str, str]] = {}
     while len(acked) + len(rejected) < count:
-        message = await conn.receive()
-        assert message is not None
-        if message["type"] == protocol.ACK:
+        message = wire_map(await conn.receive())
+        assert message
+        if message["type"] == ACK:
             acked += message["ids"]
             rejected.update({item["id"]: item for item in message["rejected"]})
     return acked, rejected
@@ -89,7 +89,7 @@ async def test_an_agent_writes_its_own_entity_and_proxies_and_nothing_else(
                 other = await connect(addresses.transport, "web2")  # registers web2 as an agent
                 conn = await connect(addresses.transport, "web1")
                 # One frame: the refused events sit in the middle, good ones before and behind them.
-                await conn.send(protocol.events([*allowed, *refused.values(), behind]))
+                await conn.send(Events((*allowed, *refused.values(), behind)))
                 acked, rejections = await answers(conn, len(allowed) + len(refused) + 1)
                 stored = await stored_checks(backend, client)
                 stored_other = await stored_checks(backend, client, "other")
@@ -129,7 +129,7 @@ async def test_an_agent_of_another_namespace_writes_there_only(tmp_path: Path) -
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)
             conn = await connect(addresses.transport, "edge1", "prod")
-            await conn.send(protocol.events([nameless, own]))
+            await conn.send(Events((nameless, own)))
             acked, rejections = await answers(conn, 2)
             await conn.aclose()
             nursery.cancel_scope.cancel()
@@ -151,7 +151,7 @@ async def test_the_backend_holds_an_agent_to_the_maximum_event_size(tmp_path: Pa
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)
             conn = await connect(addresses.transport, "web1")
-            await conn.send(protocol.events([msgpack.packb(large), msgpack.packb(behind)]))
+            await conn.send(Events((msgpack.packb(large), msgpack.packb(behind))))
             acked, rejected = await answers(conn, 2)
             async with httpx.AsyncClient(base_url=addresses.api_url) as client:
                 stored = await stored_checks(backend, client)
@@ -180,7 +180,7 @@ async def test_an_agent_entity_deregistered_or_saved_as_a_proxy_is_a_proxy_again
                     event("before-1", web1, proxy_entity_name="db1"),
                     event("before-2", web1, proxy_entity_name="db2"),
                 ]
-                await conn.send(protocol.events(before))
+                await conn.send(Events(tuple(before)))
                 _, refused = await answers(conn, 2)
                 assert (await client.delete(f"{entities}/db1")).status_code == 204
                 proxy = {"entity_class": "proxy", "metadata": {"name": "db2"}}
@@ -189,7 +189,7 @@ async def test_an_agent_entity_deregistered_or_saved_as_a_proxy_is_a_proxy_again
                     event("after-1", web1, proxy_entity_name="db1"),
                     event("after-2", web1, proxy_entity_name="db2"),
                 ]
-                await conn.send(protocol.events(after))
+                await conn.send(Events(tuple(after)))
                 acked, _ = await answers(conn, 2)
                 await conn.aclose()
             nursery.cancel_scope.cancel()

@@ -17,9 +17,9 @@ import pytest
 import trio
 
 from pipeline.backend.server import Backend, BackendAddresses
-from pipeline.wire import protocol
+from pipeline.wire.messages import CHECKS, WELCOME, Events, Hello
 from pipeline.wire.stream import MessageStream
-from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, write_config
+from tests.support import EventPipe, admin_headers, capture_handler, loopback_backend, wire_map, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -192,21 +192,21 @@ async def test_transport_acks_after_store_and_a_replay_changes_nothing(running: 
     stream = MessageStream(await trio.open_tcp_stream(*running.addresses.transport), "backend")
     entity = {"entity_class": "agent", "metadata": {"name": "agent1", "namespace": "default"},
               "subscriptions": ["entity:agent1"]}  # fmt: skip
-    await stream.send(protocol.hello("agent1", "default", ["entity:agent1"], entity))
-    assert (await stream.receive() or {})["type"] == protocol.WELCOME
-    assert (await stream.receive() or {})["type"] == protocol.CHECKS
+    await stream.send(Hello("agent1", "default", ("entity:agent1",), entity))
+    assert wire_map(await stream.receive())["type"] == WELCOME
+    assert wire_map(await stream.receive())["type"] == CHECKS
     event = check_event(1, check="replayed")
     event["entity"] = entity
     event["id"] = str(uuid.uuid4())
     invalid = {"id": str(uuid.uuid4()), "check": {"metadata": {"name": "x"}}}
     with trio.fail_after(10):
         for _ in range(2):
-            await stream.send(protocol.events([event, invalid]))
+            await stream.send(Events((event, invalid)))
             acked: list[str] = []
             rejected: list[dict[str, str]] = []
             while len(acked) + len(rejected) < 2:
-                message = await stream.receive()
-                assert message is not None
+                message = wire_map(await stream.receive())
+                assert message
                 acked += message["ids"]
                 rejected += message["rejected"]
             assert acked == [event["id"]]

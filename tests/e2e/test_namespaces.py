@@ -11,10 +11,10 @@ import pytest
 import sensu_go
 import trio
 
-from pipeline.wire import protocol
+from pipeline.wire.messages import ERROR, WELCOME, Hello
 from pipeline.wire.stream import MessageStream
 from tests.e2e.test_agent_rights import agent_entity
-from tests.support import admin_headers, loopback_backend, served, write_config
+from tests.support import admin_headers, loopback_backend, served, wire_map, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -90,8 +90,8 @@ async def test_an_agent_of_a_namespace_that_does_not_exist_is_refused_until_it_d
 
     async def hello(address: tuple[str, int]) -> dict[str, object]:
         conn = MessageStream(await trio.open_tcp_stream(*address), "backend")
-        await conn.send(protocol.hello("edge1", "prod", ["entity:edge1"], agent_entity("edge1", "prod")))
-        answer = await conn.receive() or {}
+        await conn.send(Hello("edge1", "prod", ("entity:edge1",), agent_entity("edge1", "prod")))
+        answer = wire_map(await conn.receive())
         await conn.aclose()
         return answer
 
@@ -104,10 +104,10 @@ async def test_an_agent_of_a_namespace_that_does_not_exist_is_refused_until_it_d
             welcomed = await hello(addresses.transport)
             nursery.cancel_scope.cancel()
     assert (refused["type"], refused["message"]) == (
-        protocol.ERROR,
+        ERROR,
         "namespace 'prod' does not exist: declare it (a Namespace resource) on the backend",
     )
-    assert welcomed["type"] == protocol.WELCOME
+    assert welcomed["type"] == WELCOME
 
 
 async def test_the_sensu_go_client_manages_namespaces(tmp_path: Path) -> None:

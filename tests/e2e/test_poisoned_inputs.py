@@ -20,9 +20,10 @@ from pipeline.agent.agent import Agent
 from pipeline.agent.settings import AgentConfig, agent_entity
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.codec import encode
-from pipeline.wire import protocol
+from pipeline.wire.messages import Events, Hello, encode_message
+from pipeline.wire.protocol import pack_frame
 from pipeline.wire.stream import MessageStream
-from tests.support import admin_headers, loopback_backend, write_config
+from tests.support import admin_headers, loopback_backend, wire_map, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -114,13 +115,13 @@ async def test_a_stored_resource_that_no_longer_loads_is_skipped_named_and_count
 
 def raw_hello(**fields: Any) -> dict[str, Any]:
     entity = encode(agent_entity(AgentConfig(name="raw", backend_addrs=[])))
-    return {**protocol.hello("raw", "default", [], entity), **fields}
+    return {**encode_message(Hello("raw", "default", (), entity)), **fields}
 
 
 async def replies_until_closed(conn: MessageStream) -> list[dict[str, Any]]:
     replies = []
     while (message := await conn.receive()) is not None:
-        replies.append(message)
+        replies.append(encode_message(message))
     return replies
 
 
@@ -139,7 +140,7 @@ async def test_hostile_hellos_and_frames_close_that_connection_and_the_backend_s
             for fields in ({"heartbeat_timeout": math.nan}, {"heartbeat_timeout": math.inf},
                            {"heartbeat_timeout": 2**64 - 1}, {"version": True}):  # fmt: skip
                 conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
-                await conn.send(raw_hello(**fields))
+                await conn.stream.send_all(pack_frame(raw_hello(**fields)))
                 refusals.append(await replies_until_closed(conn))
                 await conn.aclose()
             conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
@@ -147,11 +148,11 @@ async def test_hostile_hellos_and_frames_close_that_connection_and_the_backend_s
             assert await replies_until_closed(conn) == []
             await conn.aclose()
             conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
-            await conn.send(raw_hello())
-            assert (await conn.receive() or {})["type"] == "welcome"
-            assert (await conn.receive() or {})["type"] == "checks"
-            await conn.send(protocol.events([msgpack.packb(packed)]))
-            ack = await conn.receive()
+            await conn.stream.send_all(pack_frame(raw_hello()))
+            assert wire_map(await conn.receive())["type"] == "welcome"
+            assert wire_map(await conn.receive())["type"] == "checks"
+            await conn.send(Events((msgpack.packb(packed),)))
+            ack = wire_map(await conn.receive())
             await conn.aclose()
             agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], api_addr=None))
             nursery.start_soon(agent.run)

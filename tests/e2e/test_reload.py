@@ -11,9 +11,9 @@ import pytest
 import trio
 
 from pipeline.backend.server import Backend
-from pipeline.wire import protocol
+from pipeline.wire.messages import CHECKS, WELCOME, Hello
 from pipeline.wire.stream import MessageStream
-from tests.support import admin_headers, loopback_backend, write_config
+from tests.support import admin_headers, loopback_backend, wire_map, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -35,16 +35,16 @@ async def agent_connection(transport: tuple[str, int]) -> tuple[MessageStream, l
     """A raw agent subscribed to ``linux``, and the names of the checks it was sent first."""
     conn = MessageStream(await trio.open_tcp_stream(*transport), "backend")
     entity = {"entity_class": "agent", "metadata": {"name": "web1"}, "subscriptions": ["linux", "entity:web1"]}
-    await conn.send(protocol.hello("web1", "default", ["linux"], entity))
-    assert (await conn.receive() or {})["type"] == protocol.WELCOME
+    await conn.send(Hello("web1", "default", ("linux",), entity))
+    assert wire_map(await conn.receive())["type"] == WELCOME
     return conn, await next_checks(conn)
 
 
 async def next_checks(conn: MessageStream) -> list[str]:
     while True:
-        message = await conn.receive()
-        assert message is not None
-        if message["type"] == protocol.CHECKS:
+        message = wire_map(await conn.receive())
+        assert message
+        if message["type"] == CHECKS:
             return sorted(c["metadata"]["name"] for c in message["checks"])
 
 

@@ -18,8 +18,9 @@ from pipeline.backend.server import Backend
 from pipeline.model.codec import encode
 from pipeline.tls import TLSFiles, client_context
 from pipeline.wire import protocol
+from pipeline.wire.messages import Hello, Welcome, encode_message, message_type
 from pipeline.wire.stream import MessageStream
-from tests.support import loopback_backend, pipeline_command, write_config
+from tests.support import loopback_backend, pipeline_command, wire_map, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +31,9 @@ def backend_with(tmp_path: Path, **config: Any) -> Backend:
     return loopback_backend(tmp_path, write_config(tmp_path / "config", EMPTY), **config)
 
 
-def hello(**kwargs: Any) -> dict[str, Any]:
+def hello(credentials: dict[str, str] | None = None, **kwargs: Any) -> Hello:
     entity = encode(agent_entity(AgentConfig(name="raw", backend_addrs=[])))
-    return protocol.hello("raw", "default", [], entity, **kwargs)
+    return Hello("raw", "default", (), entity, **(credentials or {}), **kwargs)
 
 
 async def test_the_agent_drops_a_half_open_connection_and_reconnects() -> None:
@@ -44,10 +45,10 @@ async def test_the_agent_drops_a_half_open_connection_and_reconnects() -> None:
         conn = MessageStream(stream, "agent")
         message = await conn.receive()
         assert message is not None
-        hellos.append(message)
+        hellos.append(encode_message(message))
         if len(hellos) == 2:
             reconnected.set()
-        await conn.send(protocol.welcome("silent"))
+        await conn.send(Welcome("silent"))
         await trio.sleep_forever()  # never reads, never answers a ping
 
     with trio.fail_after(10):
@@ -72,7 +73,7 @@ async def test_the_backend_closes_a_connection_that_falls_silent(tmp_path: Path)
             await conn.send(hello(heartbeat_timeout=0.3))
             kinds = []
             while (message := await conn.receive()) is not None:
-                kinds.append(message["type"])
+                kinds.append(message_type(message))
             await conn.aclose()
             nursery.cancel_scope.cancel()
     assert kinds[:2] == ["welcome", "checks"]  # then silence from us, and the backend hung up
@@ -89,7 +90,7 @@ async def test_wrong_credentials_are_refused_with_a_clear_error_and_counted(tmp_
             for creds in ({"user": "agent", "password": "wrong"}, {"token": "tok-2"}, {}):
                 conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
                 await conn.send(hello(credentials=creds))
-                refusals.append(await conn.receive())
+                refusals.append(wire_map(await conn.receive()))
                 assert await conn.receive() is None  # and closed
                 await conn.aclose()
             for creds in ({"user": "agent", "password": "s3cret"}, {"token": "tok-1"}):
@@ -180,14 +181,14 @@ def test_the_backend_refuses_a_network_address_without_agent_credentials(tmp_pat
 
 async def test_a_bad_frame_after_the_handshake_closes_only_that_connection(tmp_path: Path) -> None:
     backend = backend_with(tmp_path)
-    bad_frames = [b"\x00\x00\x00\x02\xc1\xc1", b"\xff\xff\xff\xff", protocol.encode_frame({"type": "nonsense"})]
+    bad_frames = [b"\x00\x00\x00\x02\xc1\xc1", b"\xff\xff\xff\xff", protocol.pack_frame({"type": "nonsense"})]
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)
             for frame in bad_frames:
                 conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
                 await conn.send(hello())
-                assert (await conn.receive() or {})["type"] == "welcome"
+                assert wire_map(await conn.receive())["type"] == "welcome"
                 await conn.stream.send_all(frame)
                 while await conn.receive() is not None:
                     pass  # the checks message, then the backend hangs up
@@ -198,3 +199,32 @@ async def test_a_bad_frame_after_the_handshake_closes_only_that_connection(tmp_p
             nursery.cancel_scope.cancel()
     errors = backend.metrics.registry.get_sample_value("pipeline_transport_errors_total", {"reason": "protocol"})
     assert errors == len(bad_frames)
+
+
+async def test_a_first_frame_that_is_not_a_valid_hello_is_answered_with_the_field_at_fault(tmp_path: Path) -> None:
+    backend = backend_with(tmp_path)
+    sent = [
+        {k: v for k, v in encode_message(hello()).items() if k != "entity"},
+        {**encode_message(hello()), "token": 5},
+        {**encode_message(hello()), "subscriptions": "linux"},
+        {"type": "launch"},
+    ]
+    answers = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            for raw in sent:
+                conn = MessageStream(await trio.open_tcp_stream(*addresses.transport), "backend")
+                await conn.stream.send_all(protocol.pack_frame(raw))
+                answers.append(wire_map(await conn.receive()))
+                assert await conn.receive() is None  # and closed
+                await conn.aclose()
+            nursery.cancel_scope.cancel()
+    assert answers == [
+        {"type": "error", "message": "hello message lacks entity"},
+        {"type": "error", "message": "hello.token: expected a string, got int"},
+        {"type": "error", "message": "hello.subscriptions: expected a list of strings"},
+        {"type": "error", "message": "unknown message type 'launch'"},
+    ]
+    errors = backend.metrics.registry.get_sample_value("pipeline_transport_errors_total", {"reason": "protocol"})
+    assert errors == len(sent)

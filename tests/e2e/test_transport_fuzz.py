@@ -19,9 +19,9 @@ from pipeline.agent.settings import AgentConfig, agent_entity
 from pipeline.logs import LogfmtFormatter
 from pipeline.model import new_event_id
 from pipeline.model.codec import encode
-from pipeline.wire import protocol
+from pipeline.wire.messages import Events, Hello, encode_message
 from pipeline.wire.stream import MessageStream
-from tests.support import loopback_backend, write_config
+from tests.support import loopback_backend, wire_map, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +31,8 @@ VALUES = ODD | st.recursive(ODD, lambda inner: st.lists(inner, max_size=3) | st.
                             max_leaves=6)  # fmt: skip
 
 
-def hello(name: str = "fuzz") -> dict[str, Any]:
-    return protocol.hello(name, "default", [], encode(agent_entity(AgentConfig(name=name, backend_addrs=[]))))
+def hello(name: str = "fuzz") -> Hello:
+    return Hello(name, "default", (), encode(agent_entity(AgentConfig(name=name, backend_addrs=[]))))
 
 
 def good_event(name: str, check: str = "c") -> dict[str, Any]:
@@ -93,16 +93,18 @@ async def test_fuzzed_frames_cost_only_their_connection(
         async with trio.open_nursery() as nursery:
             transport = (await nursery.start(backend.run)).transport
             for handshake, messages in sessions:
-                await send_and_drain(transport, [frame(hello())] * handshake + [frame(m) for m in messages])
+                await send_and_drain(
+                    transport, [frame(encode_message(hello()))] * handshake + [frame(m) for m in messages]
+                )
             conn = MessageStream(await trio.open_tcp_stream(*transport), "backend")
             await conn.send(hello("sane"))
             event = good_event("sane")
-            await conn.send(protocol.events([msgpack.packb(event)]))
-            while (reply := await conn.receive()) is not None and reply["type"] != "ack":
+            await conn.send(Events((msgpack.packb(event),)))
+            while (reply := wire_map(await conn.receive())) and reply["type"] != "ack":
                 pass
             await conn.aclose()
             nursery.cancel_scope.cancel()
-    assert reply is not None
+    assert reply
     assert reply["ids"] == [event["id"]]
     for record in caplog.records:
         line = LogfmtFormatter().format(record)

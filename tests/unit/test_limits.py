@@ -17,6 +17,7 @@ from pipeline.wire.limits import (
     plan_frame,
     too_large_message,
 )
+from pipeline.wire.messages import Events
 
 MiB = 1024 * 1024
 
@@ -74,7 +75,7 @@ def test_every_planned_frame_fits_and_every_event_is_sent_or_set_aside_once_in_o
 
 def test_the_frame_bound_holds_for_real_frames() -> None:
     events = [b"x" * 900_000] * 4 + [b"y" * 10, b"z" * 70_000]
-    frame = protocol.encode_frame(protocol.events(events))
+    frame = protocol.encode_frame(Events(tuple(events)))
     assert len(frame) - 4 <= frame_bytes_bound([len(e) for e in events])
 
 

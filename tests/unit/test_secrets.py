@@ -4,6 +4,7 @@ declare it, the wire entries that carry values to agents, and the agent's use of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from pipeline.model import CheckConfig, Entity, ObjectMeta
 from pipeline.model.codec import decode, encode
 from pipeline.model.resources import Handler, Resources
 from pipeline.model.secrets import EnvSecretsProvider, Secret, SecretRef
-from pipeline.wire import protocol
+from pipeline.wire.messages import Checks, Execute, decode_message, encode_message
 from pipeline.wire.protocol import ProtocolError
 
 ENV = {"API_TOKEN": "t0ken-value", "OTHER": "other-value"}
@@ -173,13 +174,18 @@ def test_the_api_does_not_take_secrets_kinds() -> None:
 
 
 def test_wire_entries_are_checked() -> None:
-    message = protocol.checks([], [], secrets={"tok": {"env": {"T": "v"}}, "bad": {"error": "why"}})
-    assert protocol.secrets_of_checks(message) == {"tok": {"env": {"T": "v"}}, "bad": {"error": "why"}}
-    assert protocol.secrets_of_checks(protocol.checks([], [])) == {}
-    assert protocol.secrets_of_execute(protocol.execute({}, [])) is None
+    def secrets_of(message: Checks | Execute) -> Any:
+        decoded = decode_message(encode_message(message))
+        assert isinstance(decoded, type(message))
+        return decoded.secrets
+
+    message = Checks((), (), secrets={"tok": {"env": {"T": "v"}}, "bad": {"error": "why"}})
+    assert secrets_of(message) == {"tok": {"env": {"T": "v"}}, "bad": {"error": "why"}}
+    assert secrets_of(Checks((), ())) == {}
+    assert secrets_of(Execute({}, ())) is None
     for wrong in ({"env": {"T": 1}}, {"env": {}, "error": "x"}, {"other": 1}, "text"):
         with pytest.raises(ProtocolError, match=r"checks\.secrets\.tok: expected"):
-            protocol.secrets_of_checks({"secrets": {"tok": wrong}})
+            decode_message({**encode_message(Checks((), ())), "secrets": {"tok": wrong}})
 
 
 @pytest.mark.trio

@@ -11,33 +11,49 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.wire import protocol
+from pipeline.wire.messages import (
+    MESSAGE_FIELDS,
+    Ack,
+    Checks,
+    Deregister,
+    Error,
+    Events,
+    Execute,
+    Hello,
+    Keepalive,
+    Ping,
+    Pong,
+    Welcome,
+    decode_message,
+    encode_message,
+    message_type,
+)
 from pipeline.wire.protocol import FrameDecoder, ProtocolError, encode_frame
 from pipeline.wire.stream import MessageStream
 
 
 def test_every_message_type_has_a_builder_that_validates() -> None:
     messages = [
-        protocol.hello("web1", "default", ["linux"], {"metadata": {"name": "web1"}}),
-        protocol.welcome("backend1"),
-        protocol.checks([]),
-        protocol.execute({"metadata": {"name": "disk"}}, []),
-        protocol.events([]),
-        protocol.ack(["a"]),
-        protocol.error("no"),
-        protocol.keepalive(b"event"),
-        protocol.deregister("id1"),
-        protocol.ping(),
-        protocol.pong(),
+        Hello("web1", "default", ("linux",), {"metadata": {"name": "web1"}}),
+        Welcome("backend1"),
+        Checks(()),
+        Execute({"metadata": {"name": "disk"}}, ()),
+        Events(()),
+        Ack(("a",)),
+        Error("no"),
+        Keepalive(b"event"),
+        Deregister("id1"),
+        Ping(),
+        Pong(),
     ]
-    assert {m["type"] for m in messages} == set(protocol.MESSAGE_FIELDS)
+    assert {message_type(m) for m in messages} == set(MESSAGE_FIELDS)
     decoder = FrameDecoder()
     assert decoder.feed(b"".join(encode_frame(m) for m in messages)) == messages
 
 
 @given(cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=10))
 def test_messages_survive_any_split_of_the_stream(cuts: list[int]) -> None:
-    messages = [protocol.events([{"id": str(i), "check": {"output": "x" * i}}]) for i in range(5)]
+    messages = [Events(({"id": str(i), "check": {"output": "x" * i}},)) for i in range(5)]
     data = b"".join(encode_frame(m) for m in messages)
     decoder = FrameDecoder()
     received = []
@@ -72,31 +88,31 @@ def test_bad_frames_name_the_problem(body: bytes, message: str) -> None:
 async def test_message_stream_over_a_real_stream_pair() -> None:
     left, right = trio.testing.memory_stream_pair()
     sender, receiver = MessageStream(left, "left"), MessageStream(right, "right")
-    await sender.send(protocol.welcome("b"))
-    await sender.send(protocol.checks([{"command": "true"}], [{"command": "uptime"}]))
-    assert await receiver.receive() == protocol.welcome("b")
-    assert (await receiver.receive()) == protocol.checks([{"command": "true"}], [{"command": "uptime"}])
+    await sender.send(Welcome("b"))
+    await sender.send(Checks(({"command": "true"},), ({"command": "uptime"},)))
+    assert await receiver.receive() == Welcome("b")
+    assert (await receiver.receive()) == Checks(({"command": "true"},), ({"command": "uptime"},))
     await sender.aclose()
     assert await receiver.receive() is None
 
 
 async def test_stream_closed_mid_frame_is_a_protocol_error() -> None:
     left, right = trio.testing.memory_stream_pair()
-    await left.send_all(encode_frame(protocol.welcome("b"))[:-2])
+    await left.send_all(encode_frame(Welcome("b"))[:-2])
     await left.aclose()
     with pytest.raises(ProtocolError, match="closed in the middle of a frame"):
         await MessageStream(right, "right").receive()
 
 
 def test_an_execute_request_may_carry_the_proxy_entity_and_is_checked_at_the_edge() -> None:
-    plain = protocol.execute({"metadata": {"name": "ping"}}, [])
+    plain = encode_message(Execute({"metadata": {"name": "ping"}}, ()))
     assert "entity" not in plain
-    proxied = protocol.execute(
-        {"metadata": {"name": "ping"}}, [{"metadata": {"name": "h"}}], entity={"metadata": {"name": "sw1"}}
+    proxied = Execute(
+        {"metadata": {"name": "ping"}}, ({"metadata": {"name": "h"}},), entity={"metadata": {"name": "sw1"}}
     )
     (decoded,) = FrameDecoder().feed(encode_frame(proxied))
-    protocol.check_execute(decoded)
-    assert decoded["entity"] == {"metadata": {"name": "sw1"}}
+    assert isinstance(decoded, Execute)
+    assert decoded.entity == {"metadata": {"name": "sw1"}}
     bad = [
         ({**plain, "check": "ping"}, "execute.check: expected a map, got str"),
         ({**plain, "hooks": {"h": 1}}, "execute.hooks: expected a list of maps"),
@@ -106,4 +122,4 @@ def test_an_execute_request_may_carry_the_proxy_entity_and_is_checked_at_the_edg
     ]
     for message, error in bad:
         with pytest.raises(ProtocolError, match=error):
-            protocol.check_execute(message)
+            decode_message(message)

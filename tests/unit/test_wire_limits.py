@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.wire import protocol
+from pipeline.wire.messages import MESSAGE_FIELDS, Hello, decode_message, encode_message, message_type
 from pipeline.wire.protocol import MAX_FRAME_DEPTH, FrameDecoder, ProtocolError
 
 
@@ -34,11 +35,11 @@ def test_a_frame_nested_deeper_than_the_limit_is_a_protocol_error() -> None:
 
 def test_a_frame_nested_to_the_limit_is_read() -> None:
     (message,) = FrameDecoder().feed(nested(MAX_FRAME_DEPTH - 1))
-    assert message["type"] == "ping"
+    assert message_type(message) == "ping"
 
 
 def hello(**fields: Any) -> dict[str, Any]:
-    return {**protocol.hello("a", "default", [], {}), **fields}
+    return {**encode_message(Hello("a", "default", (), {})), **fields}
 
 
 @pytest.mark.parametrize(
@@ -56,14 +57,19 @@ def hello(**fields: Any) -> dict[str, Any]:
 )
 def test_a_heartbeat_timeout_that_is_not_a_finite_number_in_range_is_refused(value: Any, message: str) -> None:
     with pytest.raises(ProtocolError) as caught:
-        protocol.hello_heartbeat_timeout(hello(heartbeat_timeout=value), 15.0)
+        decode_message(hello(heartbeat_timeout=value))
     assert str(caught.value) == message
 
 
 def test_heartbeat_timeouts_in_range_and_the_default() -> None:
-    assert protocol.hello_heartbeat_timeout(hello(heartbeat_timeout=86400), 15.0) == 86400.0
-    assert protocol.hello_heartbeat_timeout(hello(heartbeat_timeout=0.5), 15.0) == 0.5
-    assert protocol.hello_heartbeat_timeout(hello(), 15.0) == 15.0
+    def timeout(message: dict[str, Any]) -> float:
+        decoded = decode_message(message)
+        assert isinstance(decoded, Hello)
+        return decoded.heartbeat_timeout_or(15.0)
+
+    assert timeout(hello(heartbeat_timeout=86400)) == 86400.0
+    assert timeout(hello(heartbeat_timeout=0.5)) == 0.5
+    assert timeout(hello()) == 15.0
 
 
 @pytest.mark.parametrize(
@@ -78,7 +84,7 @@ def test_heartbeat_timeouts_in_range_and_the_default() -> None:
 )
 def test_hello_fields_must_have_their_types(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ProtocolError) as caught:
-        protocol.check_hello(hello(**fields))
+        decode_message(hello(**fields))
     assert str(caught.value) == message
 
 
@@ -86,7 +92,7 @@ def test_hello_fields_must_have_their_types(fields: dict[str, Any], message: str
 def test_any_bytes_give_messages_or_a_protocol_error(data: bytes) -> None:
     try:
         for message in FrameDecoder().feed(framed(data)):
-            assert isinstance(message, dict)
+            assert message_type(message) in MESSAGE_FIELDS
     except ProtocolError:
         pass
 
@@ -98,7 +104,7 @@ def test_any_msgpack_value_as_a_hello_gives_a_timeout_or_a_protocol_error(value:
     message = hello(heartbeat_timeout=value)
     try:
         (decoded,) = FrameDecoder().feed(framed(msgpack.packb(message)))
-        protocol.check_hello(decoded)
-        assert 0 < protocol.hello_heartbeat_timeout(decoded, 15.0) <= protocol.MAX_HEARTBEAT_TIMEOUT
+        assert isinstance(decoded, Hello)
+        assert 0 < decoded.heartbeat_timeout_or(15.0) <= protocol.MAX_HEARTBEAT_TIMEOUT
     except ProtocolError:
         pass
