@@ -238,6 +238,7 @@ class Backend:
 
     async def run(self, *, task_status: trio.TaskStatus[BackendAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         await self.store.open()
+        log.info("store opened", store=self.store.store.where, shared=self.store.shared, backend=self.config.name)
         try:
             await self.follower.start_from()
             await self._read_keys()

@@ -242,6 +242,8 @@ class EventStore(
     unreadable: Unreadable
     #: several backends may write it: check state is merged in it, under each check's lock
     shared: bool
+    #: what names it in logs and errors (a file, or a database URL without its password)
+    where: str
 
     def open(self) -> None:
         """Connect and create the schema if needed (idempotent)."""

@@ -52,6 +52,8 @@ class SQLiteStore:
 
     def __init__(self, path: Path, *, durable: bool = False, backend: str = "") -> None:
         self.path = path
+        #: what names the store in logs and errors
+        self.where = str(path)
         self.durable = durable
         #: the backend whose handler jobs this store writes (see :meth:`claim_jobs`)
         self.backend = backend

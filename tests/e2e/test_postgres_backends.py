@@ -34,7 +34,8 @@ def resources(tmp: Path) -> str:
     counters = tmp / "counters"
     counters.mkdir()
     (tmp / "handled").mkdir()
-    record = f"sh -c 'cat > {tmp / 'handled'}/$$.$(date +%s%N).json'"  # a file per run: cheap, whole
+    # a file per run that finished (written aside, then renamed: a run killed with its backend leaves none)
+    record = f"sh -c 'cat > {tmp}/run.$$ && mv {tmp}/run.$$ {tmp / 'handled'}/$$.$(date +%s%N).json'"
     docs = [
         f"""type: Handler
 api_version: core/v2
