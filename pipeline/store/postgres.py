@@ -41,6 +41,24 @@ POOL_SIZE = 6
 #: Seconds to wait for a connection from the pool (or for the server at open) before failing.
 CONNECT_TIMEOUT = 10.0
 _NOW = "extract(epoch from clock_timestamp())"
+#: A batch's check events, in one statement (one round trip whatever the batch): appended to the
+#: event log in order, and each check's last one made its latest (DISTINCT ON: a statement may
+#: not update a row twice).
+_WRITE_EVENTS = """
+WITH batch AS (
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[], %s::text[], %s::bytea[],
+                         %s::bigint[]) WITH ORDINALITY AS b(namespace, entity, check_name, status, timestamp, id, event,
+                                                           deadline, n)
+), latest AS (
+    INSERT INTO events (namespace, entity, check_name, status, timestamp, id, event, deadline)
+    SELECT DISTINCT ON (namespace, entity, check_name) namespace, entity, check_name, status, timestamp, id, event,
+        deadline FROM batch ORDER BY namespace, entity, check_name, n DESC
+    ON CONFLICT (namespace, entity, check_name) DO UPDATE SET status = excluded.status,
+        timestamp = excluded.timestamp, id = excluded.id, event = excluded.event, deadline = excluded.deadline
+)
+INSERT INTO event_log (namespace, entity, check_name, status, timestamp, id, event)
+SELECT namespace, entity, check_name, status, timestamp, id, event FROM batch ORDER BY n ON CONFLICT (id) DO NOTHING
+"""
 _EVENT_KEY = ("namespace", "entity", "check")
 
 
@@ -145,19 +163,9 @@ class PostgresStore:
                 dropped = self._merge(conn, checks, merge)
                 checks = [event for event in checks if id(event) not in dropped]
             rows = [records.event_row(event) for event in checks]
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    "INSERT INTO events (namespace, entity, check_name, status, timestamp, id, event, deadline)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, entity, check_name) DO UPDATE"
-                    " SET status = excluded.status, timestamp = excluded.timestamp, id = excluded.id,"
-                    " event = excluded.event, deadline = excluded.deadline",
-                    [(*row, stale_at(e.check) if e.check else None) for e, row in zip(checks, rows, strict=True)],
-                )
-                cursor.executemany(
-                    "INSERT INTO event_log (namespace, entity, check_name, status, timestamp, id, event)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-                    rows,
-                )
+            if rows:
+                deadlines = [stale_at(e.check) if e.check else None for e in checks]
+                conn.execute(_WRITE_EVENTS, [list(column) for column in zip(*rows, strict=True)] + [deadlines])
             packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
             kept = [event for event in outbox if id(event) not in dropped]
             seqs = iter(self._put_jobs(conn, [(e.id, packed.get(id(e)) or records.pack(e)) for e in kept]))
