@@ -56,6 +56,8 @@ async def test_an_agent_with_docker_and_packages_sources_reports_what_the_host_d
                     "--docker-socket", str(SOCKET), "--package-paths", str(venv), "--package-interval", "0.5"]  # fmt: skip
             await nursery.start(agent_log.run, args, dict(os.environ), "connected to backend")
             await agent_log.wait_for('"source started" source=docker')
+            # the stream is open (and so this container's events are seen) only once Docker answered
+            await agent_log.wait_for('"docker events stream open"')
             await agent_log.wait_for('"source started" source=packages')
             assert await docker_may_fail("run", "--rm", "--name", container, IMAGE, "sh", "-c", "exit 3") == 3
             wheel = build_wheel(tmp_path)
