@@ -23,6 +23,9 @@ def check_store(spec: str) -> str:
         scheme = spec.split("://", 1)[0]
         known = "sqlite:///PATH, a path, or postgresql://USER:PASSWORD@HOST/DATABASE"
         raise ValidationError("--store", f"{scheme}:// is not a store pipeline knows ({known})")
+    if "://" not in spec and "=" in spec and any(f"{key}=" in spec for key in ("host", "dbname", "user", "port")):
+        raise ValidationError("--store", "a libpq keyword string is not a path; write it as "
+                                         "postgresql://USER@HOST:PORT/DATABASE")  # fmt: skip
     if spec.startswith("sqlite://") and not spec.removeprefix("sqlite://"):
         raise ValidationError("--store", "sqlite:// names no file (sqlite:///PATH)")
     return spec

@@ -152,7 +152,8 @@ def test_store_flag_names_what_it_refuses(tmp_path: Path) -> None:
 
     for refused, message in [("mysql://db/x", "mysql:// is not a store pipeline knows"),
                              ("sqlite://", "sqlite:// names no file"),
-                             ("postgresql://a b", "not a PostgreSQL URL")]:  # fmt: skip
+                             ("postgresql://a b", "not a PostgreSQL URL"),
+                             ("host=db dbname=events user=p", "a libpq keyword string is not a path")]:  # fmt: skip
         with pytest.raises(ValidationError, match=message):
             check_store(refused)
     default = store_for(check_store(""), tmp_path, "b1")
