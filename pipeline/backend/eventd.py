@@ -285,10 +285,17 @@ class EventProcessor:
         states: dict[CheckKey, Check] = {}
         to_store: list[Event] = []
         new_entities: list[Entity] = []
-        if not shared:  # a shared store checks expectations under its lock, in the merge
-            fresh = self._current(fresh, states)
+        taken: list[Submission] = []
         for sub in fresh:
             event = sub.event
+            if not shared and sub.expect is not None and event.check is not None:
+                # made from a result a newer one (this batch's included) overtook: dropped. A
+                # shared store checks this under the check's lock, in the merge.
+                key = check_key(event)
+                if not still_current(sub.expect, states.get(key) or self._checks.get(key)):
+                    self._superseded(sub)
+                    continue
+            taken.append(sub)
             if not event.timestamp:
                 event.timestamp = now
             give_change_handlers(event, self.change_handlers)
@@ -304,6 +311,7 @@ class EventProcessor:
                         self.silences.apply(event, now)
                     states[key] = event.check
                 to_store.append(event)
+        fresh = taken
         handled = [sub.event for sub in fresh if names_handlers(sub.event)]  # the others need no job
         for entity in new_entities:
             await self._register(entity)
@@ -335,19 +343,6 @@ class EventProcessor:
         for sub in fresh:
             await self._handlers.send(HandlerJob(jobs.get(id(sub.event), 0), sub.event))
             self.metrics.events_processed.inc()
-
-    def _current(self, batch: list[Submission], states: dict[CheckKey, Check]) -> list[Submission]:
-        """``batch`` without the events made from a result a newer one has overtaken (replied
-        ``SUPERSEDED``); ``states`` (this batch's results so far) is read, not changed."""
-        kept = []
-        for sub in batch:
-            if sub.expect is not None and sub.event.check is not None:
-                key = check_key(sub.event)
-                if not still_current(sub.expect, states.get(key) or self._checks.get(key)):
-                    self._superseded(sub)
-                    continue
-            kept.append(sub)
-        return kept
 
     def _superseded(self, sub: Submission) -> None:
         self.metrics.events_superseded.inc()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-from pipeline.backend.eventd import EventProcessor, Outcome
+from pipeline.backend.eventd import EventProcessor, Outcome, Submission
 from pipeline.backend.silences import Silences
 from pipeline.core.state import apply_result
 from pipeline.metrics import BackendMetrics
@@ -131,3 +131,34 @@ async def test_a_shared_store_silences_and_resolves_as_one_backend_does(
     assert one[0] == [(True, ["linux:disk"], 1), (True, ["linux:disk"], 2), (True, [], 1), (False, [], 1)]
     assert one[1] == []
     assert one[2] == []
+
+
+async def test_a_failure_made_from_a_result_a_newer_one_overtook_is_dropped(
+    tmp_path: Path, shared_db: StoreFactory
+) -> None:
+    """A keepalive failure made from the stored result, and a keepalive that arrived meanwhile,
+    in one batch: the failure is dropped (one backend from memory, a shared store under lock)."""
+    told: dict[str, Outcome] = {}
+
+    def reply(event_id: str, outcome: Outcome) -> None:
+        told[event_id] = outcome
+
+    for make in (lambda: SQLiteStore(tmp_path / "alone.db"), shared_db):
+        eventd, store = await processor(make)
+        await eventd.process_batch([Submission(result("backup", 0, NOW))])
+        stored = await store.get_event("default", "web1", "backup")
+        assert stored is not None
+        assert stored.check is not None
+        fresh, failing = result("backup", 0, NOW + 5), result("backup", 2, NOW + 6)
+        told.clear()
+        await eventd.process_batch([
+            Submission(fresh, reply),
+            Submission(failing, reply, alive=False, expect=stored.check.history),
+        ])  # fmt: skip
+        assert told == {fresh.id: Outcome.STORED, failing.id: Outcome.SUPERSEDED}
+        latest = await store.get_event("default", "web1", "backup")
+        assert latest is not None
+        assert latest.check is not None
+        assert [h.status for h in latest.check.history] == [0, 0]
+        assert eventd.metrics.events_superseded._value.get() == 1
+        await store.close()
