@@ -155,7 +155,9 @@ async def test_backends_killed_three_times_lose_nothing_and_keep_each_history(tm
             expected.occurrences_watermark,
             expected.state,
         ), name
-    assert total >= 4 * step
+    # the newest runs may still be in the agent's spool when everything is killed (not lost: not
+    # yet sent); every run up to the last kill was made long before
+    assert total >= 3 * step
     runs = [path.read_text() for path in (tmp_path / "handled").iterdir()]
     # a run whose backend was killed while writing it its event read a cut event (and its job ran again)
     handled = [json.loads(run)["id"] for run in runs if run.endswith("}")]
