@@ -11,36 +11,25 @@ database server's clock.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgpack
 import psycopg
-import psycopg_pool
-from psycopg import conninfo
 
-from pipeline.core.cluster import Connection, Heartbeat
 from pipeline.core.keepalive import stale_at
-from pipeline.errors import StoreError
 from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
 from pipeline.model.apikey import StoredKey
 from pipeline.model.codec import encode
 from pipeline.model.deadletter import DeadLetter
-from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
 from pipeline.store import postgres_records as records
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery
-from pipeline.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS
-from pipeline.store.unreadable import Unreadable
+from pipeline.store.postgres_base import redacted
+from pipeline.store.postgres_cluster import PostgresQueues
 
-#: Connections the pool keeps at most: the store service's one writer and its readers, and one
-#: spare for ``/health`` while they are busy.
-POOL_SIZE = 6
-#: Seconds to wait for a connection from the pool (or for the server at open) before failing.
-CONNECT_TIMEOUT = 10.0
-_NOW = "extract(epoch from clock_timestamp())"
+__all__ = ["PostgresStore", "redacted"]
+
 #: A batch's check events, in one statement (one round trip whatever the batch): appended to the
 #: event log in order, and each check's last one made its latest (DISTINCT ON: a statement may
 #: not update a row twice).
@@ -62,17 +51,6 @@ SELECT namespace, entity, check_name, status, timestamp, id, event FROM batch OR
 _EVENT_KEY = ("namespace", "entity", "check")
 
 
-def redacted(dsn: str) -> str:
-    """``dsn`` without its password, to name the database in errors and logs."""
-    try:
-        parts = conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "postgresql://(unparsable address)"
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    port = f":{parts['port']}" if parts.get("port") else ""
-    return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
-
-
 def check_lock(key: CheckKey) -> int:
     """The advisory lock of a check: 64 bits of a hash of its key, as PostgreSQL's signed bigint."""
     digest = hashlib.blake2b("\0".join(key).encode(), digest_size=8).digest()
@@ -83,71 +61,9 @@ def _key(event: Event) -> CheckKey:
     return (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
 
 
-class PostgresStore:
-    #: several backends may write it: check state is merged in it, under lock
-    shared = True
-
-    def __init__(self, dsn: str, *, backend: str = "", pool_size: int = POOL_SIZE) -> None:
-        self.dsn = dsn
-        self.where = redacted(dsn)
-        #: the backend whose handler jobs, connections and executions this store writes
-        self.backend = backend
-        self._pool_size = pool_size
-        self._pool: psycopg_pool.ConnectionPool | None = None
-        #: rows that no longer load, skipped where read; the store service counts them
-        self.unreadable = Unreadable()
-
-    # -- connections ---------------------------------------------------------------------------
-
-    def open(self) -> None:
-        pool = psycopg_pool.ConnectionPool(
-            self.dsn,
-            min_size=1,
-            max_size=self._pool_size,
-            open=False,
-            timeout=CONNECT_TIMEOUT,
-            kwargs={"connect_timeout": int(CONNECT_TIMEOUT)},
-        )
-        try:
-            pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            pool.close()
-            raise StoreError(f"{self.where}: cannot connect to the event store: {exc}") from exc
-        self._pool = pool
-        with self._transaction("cannot create the schema") as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            current = 0 if row is None else int(row[0])
-            if current > MIGRATIONS[-1][0]:
-                raise StoreError(f"{self.where}: schema version {current}, this pipeline reads {MIGRATIONS[-1][0]}")
-            for version, statements in MIGRATIONS:
-                if version > current:
-                    for statement in statements:
-                        conn.execute(statement)  # our own constant SQL
-            if row is None:
-                conn.execute("INSERT INTO schema_version VALUES (%s)", (MIGRATIONS[-1][0],))
-            else:
-                conn.execute("UPDATE schema_version SET version = %s", (MIGRATIONS[-1][0],))
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-
-    @contextmanager
-    def _transaction(self, action: str) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection inside one transaction (committed at the end, rolled back on error)."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self.where}: {action}: the store is closed")
-        try:
-            with pool.connection() as conn:
-                yield conn
-        except (psycopg.Error, psycopg_pool.PoolTimeout, OverflowError) as exc:
-            raise StoreError(f"{self.where}: {action}: {exc}") from exc
-
-    _read = _transaction
+class PostgresStore(PostgresQueues):
+    """Events, entities, dead letters, silences, keys and resources (the queues and the
+    connections: its base classes)."""
 
     # -- events --------------------------------------------------------------------------------
 
@@ -274,70 +190,6 @@ class PostgresStore:
                 (now, limit),
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
-
-    # -- the outbox ----------------------------------------------------------------------------
-
-    def _put_jobs(self, conn: psycopg.Connection[Any], jobs: Sequence[tuple[str, bytes]]) -> list[int]:
-        if not jobs:
-            return []
-        rows = conn.execute(
-            "INSERT INTO outbox (event_id, event, backend) SELECT i, e, %s FROM"
-            " unnest(%s::text[], %s::bytea[]) WITH ORDINALITY AS j(i, e, n) ORDER BY n RETURNING seq",
-            (self.backend, [j[0] for j in jobs], [j[1] for j in jobs]),
-        ).fetchall()
-        return sorted(int(row[0]) for row in rows)  # a sequence: in the order inserted
-
-    def put_jobs(self, events: Sequence[Event]) -> list[int]:
-        with self._transaction("cannot write handler jobs") as conn:
-            return self._put_jobs(conn, [(event.id, records.pack(event)) for event in events])
-
-    def _with_done(self, conn: psycopg.Connection[Any], jobs: Sequence[Sequence[Any]]) -> list[StoredJob]:
-        seqs = [int(job[0]) for job in jobs]
-        done: dict[int, set[str]] = {}
-        if seqs:
-            for seq, workflow in conn.execute("SELECT seq, workflow FROM outbox_done WHERE seq = ANY(%s)", (seqs,)):
-                done.setdefault(int(seq), set()).add(workflow)
-        return [StoredJob(int(seq), bytes(blob), frozenset(done.get(int(seq), ()))) for seq, blob in jobs]
-
-    def pending_jobs(self, after: int, limit: int, backend: str | None = None) -> list[StoredJob]:
-        with self._read("cannot read the outbox") as conn:
-            jobs = conn.execute(
-                "SELECT seq, event FROM outbox WHERE seq > %s AND (%s::text IS NULL OR backend = %s)"
-                " ORDER BY seq LIMIT %s",
-                (after, backend, backend, limit),
-            ).fetchall()
-            return self._with_done(conn, jobs)
-
-    def claim_jobs(self, lease: float, limit: int) -> list[StoredJob]:
-        with self._transaction("cannot take over handler jobs") as conn:
-            jobs = conn.execute(
-                "UPDATE outbox SET backend = %(me)s WHERE seq IN (SELECT seq FROM outbox WHERE backend <> %(me)s AND"
-                f" backend NOT IN (SELECT name FROM backends WHERE beat >= {_NOW} - %(lease)s)"
-                " ORDER BY seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED) RETURNING seq, event",
-                {"me": self.backend, "lease": lease, "limit": limit},
-            ).fetchall()
-            return self._with_done(conn, sorted(jobs))
-
-    def complete(self, completions: Sequence[Completion]) -> None:
-        ran = [(c.seq, c.workflow) for c in completions if c.workflow is not None]
-        finished = [c.seq for c in completions if c.workflow is None]
-        with self._transaction("cannot record handler work done") as conn:
-            if ran:
-                with conn.cursor() as cursor:
-                    cursor.executemany("INSERT INTO outbox_done VALUES (%s, %s) ON CONFLICT DO NOTHING", ran)
-            if finished:
-                conn.execute("DELETE FROM outbox WHERE seq = ANY(%s)", (finished,))
-                conn.execute("DELETE FROM outbox_done WHERE seq = ANY(%s)", (finished,))
-
-    def count_jobs(self) -> int:
-        with self._read("cannot count the outbox") as conn:
-            row = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        return int(row[0]) if row else 0
-
-    def last_job(self) -> int:
-        with self._read("cannot read the outbox") as conn:
-            row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
-        return int(row[0]) if row else 0
 
     # -- entities, dead letters, silences, keys, resources -------------------------------------
 
@@ -501,54 +353,3 @@ class PostgresStore:
         with self._read("cannot list resources") as conn:
             rows = conn.execute("SELECT kind, namespace, name, document FROM resources").fetchall()
         return [(r[0], r[1], r[2], None if r[3] is None else bytes(r[3])) for r in rows]
-
-    # -- the backends sharing the store --------------------------------------------------------
-
-    def beat(self, backend: Heartbeat) -> list[Heartbeat]:
-        with self._transaction("cannot record a heartbeat") as conn:
-            conn.execute(
-                f"INSERT INTO backends VALUES (%s, {_NOW}, %s, %s) ON CONFLICT (name) DO UPDATE"
-                " SET beat = excluded.beat, api_url = excluded.api_url, transport = excluded.transport",
-                (backend.backend, backend.api_url, backend.transport),
-            )
-            rows = conn.execute("SELECT name, beat, api_url, transport FROM backends ORDER BY name").fetchall()
-        return [Heartbeat(*row) for row in rows]
-
-    def leave(self, name: str) -> None:
-        with self._transaction("cannot remove a backend") as conn:
-            conn.execute("DELETE FROM backends WHERE name = %s", (name,))
-
-    def revisions(self) -> dict[str, int]:
-        with self._read("cannot read the revisions") as conn:
-            return {kind: int(rev) for kind, rev in conn.execute("SELECT kind, revision FROM revisions")}
-
-    def set_connections(self, agents: Sequence[Connection]) -> None:
-        with self._transaction("cannot record the connected agents") as conn:
-            conn.execute("DELETE FROM connections WHERE backend = %s", (self.backend,))
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    "INSERT INTO connections VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [(ns, agent, self.backend, json.dumps(list(subs))) for ns, agent, subs in agents],
-                )
-
-    def connections(self, lease: float) -> list[tuple[str, str, str, list[str]]]:
-        with self._read("cannot read the connected agents") as conn:
-            rows = conn.execute(
-                "SELECT c.namespace, c.agent, c.backend, c.subscriptions FROM connections c JOIN backends b ON"
-                f" b.name = c.backend WHERE b.beat >= {_NOW} - %s ORDER BY c.namespace, c.agent, c.backend",
-                (lease,),
-            ).fetchall()
-        return [(ns, agent, backend, json.loads(subs)) for ns, agent, backend, subs in rows]
-
-    def put_executions(self, requests: Sequence[tuple[str, bytes]]) -> None:
-        with self._transaction("cannot queue check executions") as conn, conn.cursor() as cursor:
-            cursor.executemany("INSERT INTO executions (backend, request) VALUES (%s, %s)", requests)
-
-    def take_executions(self, limit: int) -> list[bytes]:
-        with self._transaction("cannot take check executions") as conn:
-            rows = conn.execute(
-                "DELETE FROM executions WHERE seq IN (SELECT seq FROM executions WHERE backend = %s ORDER BY seq"
-                " LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING seq, request",
-                (self.backend, limit),
-            ).fetchall()
-        return [bytes(request) for _, request in sorted(rows)]

@@ -9,15 +9,10 @@ loss may lose the last commits. ``durable=True`` selects ``synchronous=FULL``.
 from __future__ import annotations
 
 import sqlite3
-import threading
-import time
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Collection, Sequence
 
 import msgpack
 
-from pipeline.core.cluster import Connection, Heartbeat
 from pipeline.core.keepalive import stale_at
 from pipeline.errors import StoreError, ValidationError
 from pipeline.logs import get_logger
@@ -25,12 +20,10 @@ from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
 from pipeline.model.apikey import StoredKey
 from pipeline.model.codec import decode, encode
 from pipeline.model.deadletter import DeadLetter
-from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
 from pipeline.store import sqlite_cluster, sqlite_outbox
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery
-from pipeline.store.sqlite_schema import SCHEMA, SCHEMA_VERSION, UPGRADABLE, add_deadlines
-from pipeline.store.unreadable import Unreadable
+from pipeline.store.sqlite_queues import SQLiteQueues
 
 log = get_logger("store.sqlite")
 
@@ -46,91 +39,9 @@ def _decode_silence(blob: bytes) -> Silenced:
 _ID_CHUNK = 500
 
 
-class SQLiteStore:
-    #: one backend's file: check state is kept in its memory (a test may share the file)
-    shared = False
-
-    def __init__(self, path: Path, *, durable: bool = False, backend: str = "") -> None:
-        self.path = path
-        #: what names the store in logs and errors
-        self.where = str(path)
-        self.durable = durable
-        #: the backend whose handler jobs this store writes (see :meth:`claim_jobs`)
-        self.backend = backend
-        self._writer: sqlite3.Connection | None = None
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        #: rows that no longer load, skipped where read; the store service counts them
-        self.unreadable = Unreadable()
-
-    # -- connections ---------------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the event store: {exc}") from exc
-        return conn
-
-    def open(self) -> None:
-        self._writer = self._connect()
-        try:
-            self._writer.executescript(SCHEMA)
-            add_deadlines(self._writer)
-            row = self._writer.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                self._writer.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] in UPGRADABLE:
-                self._writer.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {row[0]}, this pipeline reads {SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot create the schema: {exc}") from exc
-
-    def close(self) -> None:
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
-
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except (sqlite3.Error, OverflowError) as exc:  # OverflowError: a parameter past int64
-            raise StoreError(f"{self.path}: {action}: {exc}") from exc
-
-    @contextmanager
-    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
-        """The writer connection inside one transaction, for one thread at a time: the backend's
-        services (event processor, liveness, API, pipeline) write from their own threads."""
-        with self._write_lock, self._errors(action):
-            conn = self._writer
-            if conn is None:  # not opened yet, or closed under a task still running (a stop)
-                raise StoreError(f"{self.path}: {action}: the store is closed")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+class SQLiteStore(SQLiteQueues):
+    """Events, entities, dead letters, silences, keys and resources (the queues and the
+    connections: its base classes)."""
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -204,34 +115,6 @@ class SQLiteStore:
             raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
         namespace = event.namespace or DEFAULT_NAMESPACE
         return (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id, blob)
-
-    # -- the outbox ----------------------------------------------------------------------------
-
-    def put_jobs(self, events: Sequence[Event]) -> list[int]:
-        jobs = [(event.id, sqlite_outbox.pack(event)) for event in events]
-        with self._transaction("cannot write handler jobs") as conn:
-            return sqlite_outbox.put(conn, jobs, self.backend)
-
-    def complete(self, completions: Sequence[Completion]) -> None:
-        with self._transaction("cannot record handler work done") as conn:
-            sqlite_outbox.complete(conn, completions)
-
-    def pending_jobs(self, after: int, limit: int, backend: str | None = None) -> list[StoredJob]:
-        with self._errors("cannot read the outbox"):
-            return [StoredJob(*row) for row in sqlite_outbox.pending(self._reader(), after, limit, backend)]
-
-    def claim_jobs(self, lease: float, limit: int) -> list[StoredJob]:
-        with self._transaction("cannot take over handler jobs") as conn:
-            rows = sqlite_outbox.claim(conn, self.backend, time.time() - lease, limit)
-        return [StoredJob(*row) for row in rows]
-
-    def count_jobs(self) -> int:
-        with self._errors("cannot count the outbox"):
-            return sqlite_outbox.count(self._reader())
-
-    def last_job(self) -> int:
-        with self._errors("cannot read the outbox"):
-            return sqlite_outbox.last(self._reader())
 
     def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         with self._transaction("cannot delete an event") as conn:
@@ -343,36 +226,6 @@ class SQLiteStore:
             sqlite_cluster.bump(conn, KEYS)
             cursor = conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
         return cursor.rowcount > 0
-
-    # -- the backends sharing the store ------------------------------------------------------
-
-    def beat(self, backend: Heartbeat) -> list[Heartbeat]:
-        with self._transaction("cannot record a heartbeat") as conn:
-            return sqlite_cluster.beat(conn, backend, time.time())
-
-    def leave(self, name: str) -> None:
-        with self._transaction("cannot remove a backend") as conn:
-            sqlite_cluster.leave(conn, name)
-
-    def set_connections(self, agents: Sequence[Connection]) -> None:
-        with self._transaction("cannot record the connected agents") as conn:
-            sqlite_cluster.set_connections(conn, self.backend, agents)
-
-    def connections(self, lease: float) -> list[tuple[str, str, str, list[str]]]:
-        with self._errors("cannot read the connected agents"):
-            return sqlite_cluster.connections(self._reader(), time.time() - lease)
-
-    def put_executions(self, requests: Sequence[tuple[str, bytes]]) -> None:
-        with self._transaction("cannot queue check executions") as conn:
-            sqlite_cluster.put_executions(conn, requests)
-
-    def take_executions(self, limit: int) -> list[bytes]:
-        with self._transaction("cannot take check executions") as conn:
-            return sqlite_cluster.take_executions(conn, self.backend, limit)
-
-    def revisions(self) -> dict[str, int]:
-        with self._errors("cannot read the revisions"):
-            return sqlite_cluster.revisions(self._reader())
 
     # -- reads ---------------------------------------------------------------------------------
 
