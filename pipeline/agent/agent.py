@@ -26,6 +26,7 @@ from pipeline.agent.api import create_agent_app
 from pipeline.agent.client_socket import ClientSocketServer
 from pipeline.agent.delivery import Delivery
 from pipeline.agent.executor import CheckExecutor
+from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.reconfigure import ENTITY_FIELDS, RELOADABLE, ConfigChanges, config_changes
 from pipeline.agent.scheduler import Scheduler
 from pipeline.agent.settings import AgentConfig, agent_entity
@@ -43,7 +44,6 @@ from pipeline.core.limits import Fit
 from pipeline.errors import EventTooLarge, ProtocolError, ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
-from pipeline.metrics import AgentMetrics
 from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode

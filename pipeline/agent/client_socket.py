@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from pipeline.agent.metrics import AgentMetrics
 from pipeline.core.legacy_result import is_ping, parse_legacy_result
 from pipeline.errors import EventTooLarge, MalformedJsonError, ValidationError
 from pipeline.logs import get_logger
-from pipeline.metrics import AgentMetrics
 from pipeline.model import Entity, Event
 from pipeline.model.codec import load_json
 

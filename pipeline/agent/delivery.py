@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 import trio
 
+from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.spool import SetAside, Spool
 from pipeline.logs import get_logger
-from pipeline.metrics import AgentMetrics
 from pipeline.model import Event
 from pipeline.wire.limits import MAX_EVENT_BYTES, too_large_message
 from pipeline.wire.messages import Events, Rejected

@@ -15,6 +15,7 @@ import trio
 
 from pipeline import containment, logs
 from pipeline.agent.agent import Agent
+from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.settings import AgentConfig
 from pipeline.agent.sources import SourceSettings, check_source_names
 from pipeline.agent.statsd import StatsdConfig
@@ -24,7 +25,7 @@ from pipeline.cli import locate
 from pipeline.cli.daemon_flags import default_plugin_dirs
 from pipeline.config import load_directory
 from pipeline.errors import ConfigError, ConfigErrors, ContainmentError, HandlerError, StoreError, UnknownSource
-from pipeline.metrics import AgentMetrics, BackendMetrics
+from pipeline.metrics import BackendMetrics
 from pipeline.tls import TLSFiles
 
 log = logs.get_logger("cli")

@@ -12,8 +12,8 @@ import trio.testing
 
 from pipeline.agent.agent import Agent
 from pipeline.agent.client_socket import READ_TIMEOUT, ClientSocketServer
+from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.settings import AgentConfig
-from pipeline.metrics import AgentMetrics
 from pipeline.model import Entity, Event, ObjectMeta
 from tests.support import EventPipe, capture_handler, loopback_backend, write_config
 

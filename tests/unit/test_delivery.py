@@ -8,8 +8,8 @@ from pathlib import Path
 import trio
 
 from pipeline.agent.delivery import Delivery
+from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.spool import Spool
-from pipeline.metrics import AgentMetrics
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
 from pipeline.wire.limits import MAX_EVENT_BYTES
 

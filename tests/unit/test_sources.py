@@ -10,10 +10,10 @@ import trio
 import trio.testing
 
 from pipeline.agent import sources
+from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.sources import BACKOFF_MAX, BACKOFF_MIN, SourceContext, SourceRunner, SourceSettings
 from pipeline.core.host_events import host_event
 from pipeline.errors import UnknownSource
-from pipeline.metrics import AgentMetrics
 from pipeline.model import Entity, Event, ObjectMeta
 
 

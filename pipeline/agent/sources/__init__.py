@@ -16,11 +16,11 @@ from contextlib import contextmanager
 
 import trio
 
+from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.sources import docker, kubernetes, oom, packages
 from pipeline.agent.sources.base import Source, SourceContext, SourceFactory, SourceSettings
 from pipeline.errors import UnknownSource, first_error
 from pipeline.logs import get_logger
-from pipeline.metrics import AgentMetrics
 from pipeline.model import Event
 
 __all__ = ["SOURCES", "Outlet", "Source", "SourceContext", "SourceRunner", "SourceSettings", "make_sources"]
