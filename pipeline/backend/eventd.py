@@ -44,9 +44,9 @@ from pipeline.core.workflows import names_handlers
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import DEFAULT_NAMESPACE, Check, CheckHistory, Entity, Event, new_event_id
+from pipeline.model import Check, CheckHistory, Entity, Event, new_event_id
 from pipeline.model.outbox import HandlerJob
-from pipeline.store.base import CheckKey
+from pipeline.store.base import CheckKey, check_key
 from pipeline.store.service import StoreService
 
 log = get_logger("backend.eventd")
@@ -89,10 +89,6 @@ class Submission:
     #: the history the check's latest result must still have for this event to be taken (what a
     #: failing keepalive or ttl failure was made from); None: taken whatever came before
     expect: list[CheckHistory] | None = None
-
-
-def check_key(event: Event) -> CheckKey:
-    return (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
 
 
 class EventProcessor:

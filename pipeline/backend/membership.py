@@ -3,9 +3,8 @@
 tells liveness (a message on a bounded channel) when the set of live backends changes, since
 that moves entities from one owner to another (:mod:`pipeline.core.cluster`).
 
-On a store no other backend shares (SQLite) the beat is kept all the same: it is cheap, and
-``pipeline cluster`` (the API's ``/api/pipeline/v1/backends``) shows the one backend the same
-way as several.
+On a store no other backend shares (SQLite) the beat is kept all the same (it is cheap), so
+that the one backend is in the ``backends`` table as several would be.
 """
 
 from __future__ import annotations
@@ -51,8 +50,6 @@ class Membership:
         self.lease = lease
         #: the live backends as last read (this one always among them), sorted
         self.live: tuple[str, ...] = (me.backend,)
-        #: every backend's last beat as last read (for the API and ``pipeline cluster``)
-        self.beats: list[Heartbeat] = []
         metrics.backends_live.set_function(lambda: len(self.live))
 
     @property
@@ -80,7 +77,6 @@ class Membership:
         mine = next((b.beat for b in beats if b.backend == self.me.backend), None)
         assert mine is not None, "the store returns the beat it recorded"
         live = tuple(sorted({*live_backends(beats, mine, self.lease), self.me.backend}))
-        self.beats = beats
         if live != self.live:
             await self._changed(self.live, live)
 

@@ -15,7 +15,7 @@ heartbeat, so none is missed for longer.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 #: Seconds between two heartbeats of a backend.
@@ -70,23 +70,3 @@ def owned(keys: Iterable[str], me: str, backends: Sequence[str]) -> set[str]:
     says: a backend that cannot see its own beat still owns its share rather than none)."""
     live = sorted({*backends, me})
     return {key for key in keys if owner(key, live) == me}
-
-
-def moved(keys: Iterable[str], before: Sequence[str], after: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
-    """The keys whose owner differs between two lists of live backends: key -> (old, new)."""
-    changes = {}
-    for key in keys:
-        old, new = owner(key, before), owner(key, after)
-        if old != new:
-            changes[key] = (old, new)
-    return changes
-
-
-def spread(keys: Iterable[str], backends: Sequence[str]) -> Mapping[str, int]:
-    """How many of ``keys`` each backend owns (for the log line and the metric of a change)."""
-    counts = dict.fromkeys(backends, 0)
-    for key in keys:
-        chosen = owner(key, backends)
-        if chosen is not None:
-            counts[chosen] += 1
-    return counts

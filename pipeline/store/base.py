@@ -10,7 +10,7 @@ from typing import Protocol
 
 from pipeline.core.cluster import Connection, Heartbeat
 from pipeline.core.numbers import parse_int
-from pipeline.model import Check, Entity, Event
+from pipeline.model import DEFAULT_NAMESPACE, Check, Entity, Event
 from pipeline.model.apikey import StoredKey
 from pipeline.model.codec import INT64
 from pipeline.model.deadletter import DeadLetter
@@ -27,6 +27,24 @@ FOLLOWED = (RESOURCES, SILENCES, KEYS)
 #: for its first): what a shared store calls under each check's lock (pipeline/core/result_merge.py).
 #: False drops the event (it was made on a view of the check a newer result has overtaken).
 Merge = Callable[[Event, Check | None], bool]
+
+
+def check_key(event: Event) -> CheckKey:
+    return (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
+
+
+def merge_in_order(checks: Sequence[Event], latest: dict[CheckKey, Check | None], merge: Merge) -> set[int]:
+    """Call ``merge`` for each check event in order, each with its check's latest result
+    (``latest``, read under the lock; a kept event becomes the next one's); the ``id()`` of the
+    events it dropped."""
+    dropped: set[int] = set()
+    for event in checks:
+        key = check_key(event)
+        if merge(event, latest.get(key)):
+            latest[key] = event.check
+        else:
+            dropped.add(id(event))
+    return dropped
 
 
 @dataclass(slots=True, frozen=True)

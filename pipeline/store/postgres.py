@@ -24,7 +24,7 @@ from pipeline.model.codec import encode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
 from pipeline.store import postgres_records as records
-from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery
+from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
 from pipeline.store.postgres_base import redacted
 from pipeline.store.postgres_cluster import PostgresQueues
 
@@ -57,10 +57,6 @@ def check_lock(key: CheckKey) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _key(event: Event) -> CheckKey:
-    return (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
-
-
 class PostgresStore(PostgresQueues):
     """Events, entities, dead letters, silences, keys and resources (the queues and the
     connections: its base classes)."""
@@ -90,7 +86,7 @@ class PostgresStore(PostgresQueues):
     def _merge(self, conn: psycopg.Connection[Any], checks: Sequence[Event], merge: Merge) -> set[int]:
         """Lock every check of the batch (in one order: no deadlock between backends), read each
         one's latest result, merge the batch's events in order; the ``id()`` of those dropped."""
-        keys = sorted({_key(event) for event in checks})
+        keys = sorted({check_key(event) for event in checks})
         locks = sorted({check_lock(key) for key in keys})
         conn.execute(
             "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY k) AS l", (locks,)
@@ -104,14 +100,7 @@ class PostgresStore(PostgresQueues):
         for row in found:
             loaded = self.unreadable.decode_rows("event", _EVENT_KEY, [row], records.event)
             latest[(row[0], row[1], row[2])] = loaded[0].check if loaded else None
-        dropped: set[int] = set()
-        for event in checks:
-            key = _key(event)
-            if merge(event, latest[key]):
-                latest[key] = event.check
-            else:
-                dropped.add(id(event))
-        return dropped
+        return merge_in_order(checks, latest, merge)
 
     def known_ids(self, ids: Collection[str]) -> set[str]:
         with self._read("cannot look up event ids") as conn:

@@ -22,7 +22,7 @@ from pipeline.model.codec import decode, encode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
 from pipeline.store import sqlite_cluster, sqlite_outbox
-from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery
+from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
 from pipeline.store.sqlite_queues import SQLiteQueues
 
 log = get_logger("store.sqlite")
@@ -79,21 +79,14 @@ class SQLiteStore(SQLiteQueues):
         """Merge each check event with its check's latest stored result, in order; the ``id()``
         of the events the merge dropped."""
         latest: dict[CheckKey, Check | None] = {}
-        dropped: set[int] = set()
-        for event in checks:
-            key = (event.namespace or DEFAULT_NAMESPACE, event.entity_name, event.check_name)
-            if key not in latest:
-                row = conn.execute(
-                    "SELECT event FROM events WHERE namespace = ? AND entity = ? AND check_name = ?", key
-                ).fetchone()
-                # one that no longer loads is skipped (counted) as everywhere: the result starts afresh
-                found = [] if row is None else self._events([(*key, row[0])])
-                latest[key] = found[0].check if found else None
-            if merge(event, latest[key]):
-                latest[key] = event.check
-            else:
-                dropped.add(id(event))
-        return dropped
+        for key in dict.fromkeys(check_key(event) for event in checks):
+            row = conn.execute(
+                "SELECT event FROM events WHERE namespace = ? AND entity = ? AND check_name = ?", key
+            ).fetchone()
+            # one that no longer loads is skipped (counted) as everywhere: the result starts afresh
+            found = [] if row is None else self._events([(*key, row[0])])
+            latest[key] = found[0].check if found else None
+        return merge_in_order(checks, latest, merge)
 
     def _event_row(self, event: Event) -> tuple[str, str, str, int, int, str, bytes]:
         assert event.check is not None

@@ -27,8 +27,7 @@ def backend(make: StoreFactory, name: str) -> EventStore:
 
 
 def test_a_dead_backends_jobs_are_shared_out_once_among_the_live(shared_db: StoreFactory) -> None:
-    path = shared_db
-    dead, b, c = (backend(path, name) for name in ("dead", "b", "c"))
+    dead, b, c = (backend(shared_db, name) for name in ("dead", "b", "c"))
     dead.beat(Heartbeat("dead", 0.0))
     dead.write_batch([make_event(f"web{i}") for i in range(300)], [make_event(f"web{i}") for i in range(300)])
     for store in (b, c):
@@ -54,8 +53,7 @@ def test_a_dead_backends_jobs_are_shared_out_once_among_the_live(shared_db: Stor
 
 
 async def test_a_restarted_backend_resumes_its_own_jobs_and_adopts_those_of_the_dead(shared_db: StoreFactory) -> None:
-    path = shared_db
-    mine, other = backend(path, "mine"), backend(path, "other")
+    mine, other = backend(shared_db, "mine"), backend(shared_db, "other")
     mine.write_batch([], [make_event("web1"), make_event("web2")])
     other.beat(Heartbeat("other", time.time()))
     other.write_batch([], [make_event("web3")])
