@@ -253,9 +253,10 @@ class Backend:
                 async with trio.open_nursery() as handling:
                     await handling.start(self.handlers.run)
                     mine = self.config.name if self.store.shared else None  # the others': adopted
-                    handling.start_soon(self.resumer.resume, unfinished, mine)
+                    resumed = trio.Event()
+                    handling.start_soon(self._resume, unfinished, mine, resumed)
                     await self._take_events(task_status)
-                    await self._drain_handlers()
+                    await self._drain_handlers(resumed)
                     handling.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
@@ -304,8 +305,17 @@ class Backend:
         self._stopping.set()
         await self._stopped.wait()
 
-    async def _drain_handlers(self) -> None:
+    async def _resume(self, last: int, backend: str | None, done: trio.Event) -> None:
+        try:
+            await self.resumer.resume(last, backend)
+        finally:
+            done.set()
+
+    async def _drain_handlers(self, resumed: trio.Event) -> None:
+        """Let the handlers finish what they hold, the previous run's jobs included (a stop right
+        after a start would otherwise find them not yet handed over, and leave them)."""
         with trio.move_on_after(self.config.handler_drain) as scope:
+            await resumed.wait()
             await self.handlers.drain()
         if scope.cancelled_caught:
             log.warning("stopping with handler work unfinished; it stays in the outbox for the next start",
