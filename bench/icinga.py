@@ -1,0 +1,315 @@
+"""Icinga 2 taking passive check results over its REST API: the peer of the events API bench.
+
+Icinga 2 (Debian's ``icinga2``) runs as its own process tree from a configuration written
+into a temporary directory: its API on 127.0.0.1 over TLS (a CA and certificate made with
+openssl for the run), an API user, one host and C passive services (``enable_active_checks =
+false``). Each client is its own process with one keep-alive TLS connection, sending one
+``POST /v1/actions/process-check-result`` and reading its answer before the next, as the
+pipeline side's clients do with its events API. The results cycle through the services, each
+service's status changing from one result to the next (0, 1, 2, ...), so every result is a
+state change for Icinga to process.
+
+What 200 means there: the result was processed in memory. Icinga writes its state file every
+five minutes (the ``retention`` it keeps across a crash is that file), so a result answered
+200 is lost if the process dies before the next write: a weaker promise than pipeline's 201.
+
+Reported per run: results per second (all clients) and CPU time of the whole Icinga 2 process
+tree per result (user + system, from /proc), so the ratio to pipeline is measured in the same
+run, on the same machine, not remembered.
+
+Usage: python -m bench.icinga [--results N] [--checks C] [--clients K ...]
+Needs: ``apt-get install icinga2-bin icinga2-common`` (skipped, with a line saying so, if absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import grp
+import json
+import os
+import pwd
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing import get_context
+from pathlib import Path
+
+ICINGA = "icinga2"
+HOST = "bench"
+USER, PASSWORD = "bench", "bench"
+#: Icinga's console log level: "warning" (no line per request; its packaged main log writes one at
+#: "information", which costs it CPU): the stronger peer.
+LOG_LEVEL = "warning"
+
+
+def installed() -> bool:
+    return shutil.which(ICINGA) is not None and shutil.which("openssl") is not None
+
+
+def statuses(results: int, checks: int) -> list[tuple[int, int]]:
+    """The workload both sides take: result i is for check ``i % checks``, with a status that
+    changes at every result of that check (0, 1, 2, 0, ...)."""
+    return [(i % checks, (i // checks) % 3) for i in range(results)]
+
+
+# -- a client: one keep-alive connection, one request at a time --------------------------------
+
+
+class KeepAlive:
+    """HTTP/1.1 on one socket (TLS or not), one request at a time; answers framed by
+    Content-Length. A Python client library would cost more per request than the servers."""
+
+    def __init__(self, address: tuple[str, int], *, tls: bool = False) -> None:
+        sock = socket.create_connection(address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock)
+        self.sock = sock
+        self.buffer = b""
+
+    def request(self, head: bytes, body: bytes) -> int:
+        self.sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        while b"\r\n\r\n" not in self.buffer:
+            self._read()
+        head_bytes, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = head_bytes.split(b"\r\n")
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        while len(self.buffer) < length:
+            self._read()
+        self.buffer = self.buffer[length:]
+        return int(lines[0].split()[1])
+
+    def _read(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+#: (address, tls, [(head, body), ...]) -> sends each, raises on an unexpected status
+Job = tuple[tuple[str, int], bool, list[tuple[bytes, bytes]], int]
+
+
+def _client(job: Job) -> int:
+    address, tls, requests, expected = job
+    client = KeepAlive(address, tls=tls)
+    try:
+        for head, body in requests:
+            status = client.request(head, body)
+            if status != expected:
+                raise RuntimeError(f"answered {status}, expected {expected}")
+    finally:
+        client.close()
+    return len(requests)
+
+
+def run_clients(
+    address: tuple[str, int],
+    requests: Sequence[tuple[bytes, bytes]],
+    clients: int,
+    *,
+    tls: bool,
+    expected: int,
+    cpu_of: Callable[[], float],
+) -> tuple[float, float]:
+    """Send ``requests`` spread over ``clients`` processes, each one at a time on one keep-alive
+    connection. Returns (requests per second, server CPU seconds per request)."""
+    shares = [list(requests[k::clients]) for k in range(clients)]
+    with get_context("fork").Pool(clients) as pool:
+        pool.map(_noop, range(clients))  # the workers are forked and idle before the clock starts
+        cpu = cpu_of()
+        started = time.perf_counter()
+        done = sum(pool.map(_client, [(address, tls, share, expected) for share in shares], chunksize=1))
+        elapsed = time.perf_counter() - started
+        cpu = cpu_of() - cpu
+    return done / elapsed, cpu / done
+
+
+def _noop(_: int) -> None:
+    return None
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) of ``root`` and every descendant alive now."""
+    ticks = 0
+    for pid in _tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = 100
+
+
+def _tree(root: int) -> list[int]:
+    pids, children = [root], {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for pid in pids:
+        pids.extend(children.get(pid, []))
+    return pids
+
+
+# -- Icinga 2 ---------------------------------------------------------------------------------
+
+
+def _config(port: int, checks: int) -> str:
+    lines = [
+        "include <itl>",
+        f'object ApiListener "api" {{\n  bind_host = "127.0.0.1"\n  bind_port = {port}\n}}',
+        f'object ApiUser "{USER}" {{\n  password = "{PASSWORD}"\n  permissions = [ "*" ]\n}}',
+        "object Endpoint NodeName { }",
+        "object Zone ZoneName { endpoints = [ NodeName ] }",
+        f'object Host "{HOST}" {{\n  check_command = "dummy"\n  enable_active_checks = false\n}}',
+    ]
+    lines += [f'object Service "check-{i}" {{\n  host_name = "{HOST}"\n  check_command = "dummy"\n'
+              f"  enable_active_checks = false\n}}" for i in range(checks)]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _certificates(tmp: Path) -> None:
+    certs = tmp / "data" / "certs"
+    certs.mkdir(parents=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", str(certs / "ca.crt"),
+            "-days", "2", "-subj", "/CN=bench-ca")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(certs / f"{HOST}.key"), "-out", "node.csr",
+            "-subj", f"/CN={HOST}")  # fmt: skip
+    openssl("x509", "-req", "-in", "node.csr", "-CA", str(certs / "ca.crt"), "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", str(certs / f"{HOST}.crt"), "-days", "2")  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def icinga(checks: int) -> Iterator[tuple[tuple[str, int], int]]:
+    """Icinga 2 running with ``checks`` passive services: yields (API address, daemon pid)."""
+    with tempfile.TemporaryDirectory(prefix="bench-icinga-") as name:
+        tmp = Path(name)
+        _certificates(tmp)
+        for sub in ("log", "cache", "spool", "run/icinga2"):
+            (tmp / sub).mkdir(parents=True)
+        port = _free_port()
+        (tmp / "icinga2.conf").write_text(_config(port, checks))
+        defines = {"NodeName": HOST, "ZoneName": HOST, "DataDir": tmp / "data", "LogDir": tmp / "log",
+                   "CacheDir": tmp / "cache", "SpoolDir": tmp / "spool", "InitRunDir": tmp / "run",
+                   "PidPath": tmp / "run/icinga2.pid", "VarsPath": tmp / "cache/icinga2.vars",
+                   "ObjectsPath": tmp / "cache/icinga2.debug", "StatePath": tmp / "data/icinga2.state",
+                   "RunAsUser": _user(), "RunAsGroup": _group()}  # fmt: skip
+        command = [ICINGA, "daemon", "-c", str(tmp / "icinga2.conf"), "-x", LOG_LEVEL]
+        command += [f"-D{k}={v}" for k, v in defines.items()]
+        with (tmp / "log" / "console.log").open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_ready(("127.0.0.1", port), process, tmp)
+            yield ("127.0.0.1", port), process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _user() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _group() -> str:
+    return grp.getgrgid(os.getgid()).gr_name
+
+
+def _wait_ready(address: tuple[str, int], process: subprocess.Popen[bytes], tmp: Path) -> None:
+    deadline = time.monotonic() + 60
+    head = _head("GET", "/v1/status/IcingaApplication")
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"icinga2 exited {process.returncode}: {(tmp / 'log/console.log').read_text()[-2000:]}")
+        try:
+            client = KeepAlive(address, tls=True)
+        except OSError:
+            time.sleep(0.1)  # polling a daemon's start in a benchmark, not a test
+            continue
+        try:
+            if client.request(head, b"") == 200:
+                return
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            client.close()
+        time.sleep(0.1)
+    raise RuntimeError("icinga2 did not answer within 60 s")
+
+
+def _head(method: str, target: str) -> bytes:
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    return (f"{method} {target} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Basic {auth}\r\n"
+            "Accept: application/json\r\nContent-Type: application/json\r\n").encode()  # fmt: skip
+
+
+def check_results(results: int, checks: int) -> list[tuple[bytes, bytes]]:
+    head = _head("POST", "/v1/actions/process-check-result")
+    return [(head, json.dumps({"type": "Service", "service": f"{HOST}!check-{check}", "exit_status": status,
+                                "plugin_output": f"check-{check} status {status}"}).encode())
+            for check, status in statuses(results, checks)]  # fmt: skip
+
+
+def measure(results: int, checks: int, clients: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """{clients: (results/s, CPU µs per result)} of Icinga 2 for each client count, a fresh
+    daemon for each."""
+    figures = {}
+    for count in clients:
+        with icinga(checks) as (address, pid):
+            requests = check_results(results, checks)
+            rate, cpu = run_clients(address, requests, count, tls=True, expected=200, cpu_of=lambda: tree_cpu(pid))
+            figures[count] = (rate, cpu * 1e6)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=int, default=10_000)
+    parser.add_argument("--checks", type=int, default=200)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    args = parser.parse_args()
+    if not installed():
+        print("icinga2 is not installed (apt-get install icinga2-bin icinga2-common): skipped")
+        return
+    for count, (rate, cpu) in measure(args.results, args.checks, args.clients).items():
+        print(f"Icinga 2 process-check-result, {count} keep-alive TLS client(s): {rate:,.0f} results/s, "
+              f"{cpu:,.0f} µs CPU per result ({args.results:,} results, {args.checks} services)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
