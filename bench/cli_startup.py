@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.table import Row, record
+
 COMMANDS = [
     ["--help"],
     ["event", "list"],
@@ -76,6 +78,8 @@ def main() -> None:
                 if not times:
                     print(f"{'pipeline ' + ' '.join(command):32} (not in this checkout)")
                     continue
+                record(Row("cli_startup", "pipeline " + " ".join(command), statistics.median(times) * 1000, "ms",
+                           "python -c pass", statistics.median(floor) * 1000))  # fmt: skip
                 print(f"{'pipeline ' + ' '.join(command):32} median {statistics.median(times) * 1000:4.0f} ms"
                       f"  fastest {times[0] * 1000:4.0f}  slowest {times[-1] * 1000:4.0f}")  # fmt: skip
         finally:

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.table import Row, record
 from pipeline.model import Event
 
 EXPRESSION = (
@@ -225,6 +226,8 @@ def main() -> None:
             print(f"{name:44} {'-':>12}      {note}")
         else:
             print(f"{name:44} {figure:>12,.0f} /s   {figure / peer_from_json:6.2f}x the peer")
+            if name.startswith("pipeline"):
+                record(Row("js_filters", name, figure, "evaluations/s", "Python lambda + json.loads", peer_from_json))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import trio
 
 from bench.sink import AckingSink
+from bench.table import Row, record
 from pipeline.agent.agent import Agent
 from pipeline.agent.settings import AgentConfig
 from pipeline.model import Check, Event, ObjectMeta, new_event_id
@@ -100,6 +101,8 @@ def main() -> None:
     print(f"steady path, spool on disk:   {on_disk:,.0f} events/s")
     print(f"steady path, spool in memory: {in_memory:,.0f} events/s")
     print(f"ratio disk/memory: {on_disk / in_memory:.2f}")
+    record(Row("spool", "steady path, spool on disk", on_disk, "events/s", "spool in memory", in_memory))
+    record(Row("spool", "drain after an outage", drain, "events/s"))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import psycopg
 
+from bench.table import Row, record
 from pipeline.core.state import apply_result
 from pipeline.model import Check, Entity, Event, ObjectMeta
 from pipeline.store.base import EventStore
@@ -150,6 +151,12 @@ def main() -> None:
             drop()
     base = rows[0]
     print(f"{'store':38} {'batches of 500':>16} {'one per commit':>16} {'two backends':>16}")
+    for label, batched, one, two in rows[1:]:
+        record(Row("store_postgres", f"{label}, batches of {BATCH}", batched, "events/s", "SQLite", base[1],
+                   ">= 0.5x", batched / base[1] >= 0.5))  # fmt: skip
+        record(Row("store_postgres", f"{label}, one event per transaction", one, "events/s", "SQLite", base[2]))
+        record(Row("store_postgres", f"{label}, two backends", two, "events/s", "SQLite", base[3], ">= 0.5x",
+                   two / base[3] >= 0.5))  # fmt: skip
     for label, batched, one, two in rows:
         print(f"{label:38} {batched:>10,.0f} ev/s {one:>10,.0f} ev/s {two:>10,.0f} ev/s"
               f"   ({batched / base[1]:.2f}x, {one / base[2]:.2f}x, {two / base[3]:.2f}x SQLite)")  # fmt: skip
