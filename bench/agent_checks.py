@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import subprocess
 import time
 
@@ -65,7 +66,7 @@ def main() -> None:
     print(f"plain loop: {plain:,.0f} spawns/s of /bin/sh -c /bin/true")
     rate = trio.run(agent_rate, args.checks, args.seconds)
     print(f"agent:      {rate:,.0f} checks/s run and sent ({args.checks} checks at interval 1)")
-    print(f"ratio agent/plain: {rate / plain:.2f}")
+    print(f"ratio agent/plain: {rate / plain:.2f} (load {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

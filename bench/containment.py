@@ -20,7 +20,7 @@ from pathlib import Path
 
 import trio
 
-from pipeline.containment import Containment, Scope
+from pipeline.containment import Containment, Scope, set_current
 from pipeline.containment.base import new_execution_id
 from pipeline.containment.cgroup import Cgroup
 from pipeline.containment.detect import candidates
@@ -66,13 +66,17 @@ async def timed(containment: Containment, command: str, runs: int, concurrency: 
 
     async def worker() -> None:
         for _ in remaining:
-            await run_command(command, containment=containment)
+            await run_command(command)
 
-    started = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        for _ in range(concurrency):
-            nursery.start_soon(worker)
-    return time.perf_counter() - started
+    previous = set_current(containment)
+    try:
+        started = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(concurrency):
+                nursery.start_soon(worker)
+        return time.perf_counter() - started
+    finally:
+        set_current(previous)
 
 
 async def main(runs: int) -> None:
@@ -91,7 +95,7 @@ async def main(runs: int) -> None:
                 base = baseline.setdefault(("true", concurrency), rate)
                 print(
                     f"{containment.mechanism:<16} {command:<20} {concurrency:>4} {rate:>8.0f} "
-                    f"{seconds / runs * 1e6:>8.0f} {rate / base:>8.2f}"
+                    f"{seconds / runs * 1e6:>8.0f} {rate / base:>8.2f}  load {os.getloadavg()[0]:.1f}"
                 )
         containment.shutdown()
 

@@ -18,11 +18,14 @@ log = get_logger("containment")
 EXECUTION_ID_VARIABLE = "PIPELINE_EXECUTION_ID"
 
 _sequence = count(1)
+#: Drawn once: a random draw per execution was a getrandom call on every spawn.
+_DAEMON_TOKEN = secrets.token_hex(4)
 
 
 def new_execution_id() -> str:
-    """Unique among daemons on a host: our pid, a sequence and a random part."""
-    return f"{os.getpid()}-{next(_sequence)}-{secrets.token_hex(4)}"
+    """Unique among daemons on a host: our pid, a sequence, and a random part drawn at start
+    (which tells this daemon from an earlier one that had the same pid)."""
+    return f"{os.getpid()}-{next(_sequence)}-{_DAEMON_TOKEN}"
 
 
 @dataclass(slots=True)
@@ -70,6 +73,10 @@ class Scope(ABC):
     @abstractmethod
     async def kill_all(self) -> None:
         """SIGKILL every process of the scope, counting those that are not the leader."""
+
+    async def leader_exited(self) -> None:
+        """The shell was reaped: what it left behind goes too (which also ends the output)."""
+        await self.kill_all()
 
     async def close(self) -> None:
         """Kill what is left and release the scope; call once, after the leader was reaped."""

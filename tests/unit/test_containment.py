@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from pipeline import containment
 from pipeline.agent.executor import CheckExecutor
@@ -104,6 +105,29 @@ async def test_no_cgroup_is_left_after_many_runs(contained: containment.Containm
         assert result.status == 0
     assert leftover_dirs(contained) == []
     assert contained.stats.errors == {}
+
+
+async def test_cgroups_are_reused_while_others_run_and_removed_once_idle(contained: containment.Containment) -> None:
+    if not isinstance(contained, Cgroup):
+        pytest.skip("only cgroups are made per execution")
+    remaining = iter(range(64))
+
+    async def worker() -> None:
+        for _ in remaining:
+            assert (await run_command("true")).status == 0
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):
+            nursery.start_soon(worker)
+    # 64 executions 8 at once: far fewer cgroups made than executions, none left when idle
+    assert next(contained._names) <= 33
+    assert leftover_dirs(contained) == []
+    assert contained.stats.errors == {}
+    # one that had to be killed is not reused: a fresh cgroup serves the next execution
+    result = await run_command("sleep 600 & exit 0")
+    assert result.status == 0
+    assert contained.stats.leftovers_killed == 1
+    assert leftover_dirs(contained) == []
 
 
 async def test_the_mechanism_and_the_leftovers_are_exported(contained: containment.Containment) -> None:

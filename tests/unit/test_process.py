@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 import trio
 
 from pipeline.process import TIMED_OUT_OUTPUT, plugin_environment, run_command, with_env_vars
@@ -20,6 +21,18 @@ async def test_exit_status_and_combined_output() -> None:
 async def test_stdin_is_delivered() -> None:
     result = await run_command("cat", stdin=b'{"a": 1}')
     assert result.output == '{"a": 1}'
+
+
+@pytest.mark.parametrize("size", [100_000, 3 * 1024 * 1024])
+async def test_large_stdin_is_delivered_whole(size: int) -> None:
+    """Past 64 KiB the pipe is grown to hold it; past 1 MiB a task feeds it as it is read."""
+    result = await run_command("wc -c", stdin=b"x" * size)
+    assert result.output.strip() == str(size)
+
+
+async def test_unread_stdin_does_not_fail_the_command() -> None:
+    for size in (10, 3 * 1024 * 1024):
+        assert (await run_command("exit 0", stdin=b"x" * size)).status == 0
 
 
 async def test_timeout_reports_sensu_status_and_kills_the_whole_group(tmp_path: trio.Path) -> None:
