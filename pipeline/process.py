@@ -162,12 +162,15 @@ def _prefilled_stdin(data: bytes | None) -> int | None:
     if data is None or len(data) > PREFILL_LIMIT:
         return None
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    # Never block the event loop: a pipe may hold less than its default (a user over
+    # pipe-user-pages-soft gets smaller ones); a short write falls back to feeding by a task.
+    os.set_blocking(write_end, False)
     try:
         if len(data) > DEFAULT_PIPE_SIZE:
             fcntl.fcntl(write_end, F_SETPIPE_SZ, len(data))
         if os.write(write_end, data) != len(data):
             raise OSError(errno.EAGAIN, "pipe buffer smaller than its size said")
-    except OSError:
+    except OSError:  # BlockingIOError included: the pipe is smaller than its size said
         os.close(read_end)
         return None
     finally:

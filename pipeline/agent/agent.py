@@ -305,7 +305,6 @@ class Agent:
 
     def _count_skip(self, name: str) -> None:
         self.metrics.checks_skipped.labels(name).inc()
-        log.warning("check run skipped", check=name, reason="previous run still going")
 
     async def _connect_forever(self) -> None:
         delay = RETRY_MIN

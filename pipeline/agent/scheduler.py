@@ -98,6 +98,7 @@ class Scheduler:
             schedule = schedule_for(self.agent, name, interval=config.interval, cron=config.cron)
             due = schedule.next_after(self._wall_clock())
             subdued = False
+            skipping = 0  # runs skipped since the last run that was on time
             while True:
                 await trio.sleep(max(0.0, due - self._wall_clock()))
                 if subdued != is_subdued(config.subdues, due):
@@ -108,6 +109,14 @@ class Scheduler:
                 else:
                     await self._send(await self._run_check(config, int(due), None))
                 following = schedule.next_after(max(self._wall_clock(), due))
-                for _ in range(schedule.runs_between(due, following)):
+                skipped = schedule.runs_between(due, following)
+                for _ in range(skipped):
                     self._on_skip(name)
+                # One line when runs start being skipped and one when they stop, not one per
+                # skipped run: a check that always overruns would log at its own rate.
+                if skipped and not skipping:
+                    log.warning("check runs skipped", check=name, reason="previous run still going")
+                elif skipping and not skipped:
+                    log.info("check runs on time again", check=name, skipped=skipping)
+                skipping = skipping + skipped if skipped else 0
                 due = following

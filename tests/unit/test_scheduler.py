@@ -159,3 +159,22 @@ async def test_round_robin_and_proxy_checks_run_only_when_the_backend_asks(mock_
         nursery.cancel_scope.cancel()
     assert set(recorder.starts) == {"cpu", "ping"}
     assert recorder.proxies == ["switch1"]
+
+
+async def test_skipped_runs_log_one_line_when_they_start_and_one_when_they_stop(
+    mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    durations = iter([25.0, 25.0, 0.5, 0.5])  # two overruns in a row (4 runs skipped), then on time
+    recorder = Recorder()
+
+    async def run_check(cfg: CheckConfig, issued: int, proxy: Entity | None = None) -> Event:
+        recorder.duration = next(durations, 0.5)
+        return await Recorder.run_check(recorder, cfg, issued, proxy)
+
+    recorder.run_check = run_check  # type: ignore[method-assign]
+    await run_for(90, recorder, [config("slow", 10)])
+    assert recorder.skipped == ["slow"] * 4  # each skipped run still counted (checks_skipped)
+    lines = [r for r in caplog.records if r.getMessage().startswith("check runs")]
+    assert [r.getMessage() for r in lines] == ["check runs skipped", "check runs on time again"]
+    assert lines[1].skipped == 4
