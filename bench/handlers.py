@@ -32,6 +32,7 @@ from typing import Any
 import trio
 
 from bench.sink import Counting
+from bench.table import Row, record
 from pipeline.backend.handlers import MAX_PROCESSES, HandlerRunner
 from pipeline.config import Resources
 from pipeline.metrics import BackendMetrics
@@ -152,7 +153,7 @@ def pipe_round(events: int, pipe_first: bool) -> float:
         f"plain loop {events / plain_s:>6,.0f}/s ({plain_cpu * 1e6:,.0f} us)   ratio {ratio:.2f}   "
         f"load {os.getloadavg()[0]:.1f}"
     )
-    return ratio
+    return events / pipe_s, events / plain_s
 
 
 def main() -> None:
@@ -164,14 +165,21 @@ def main() -> None:
     args = parser.parse_args()
     print(f"pipe handler ({COMMAND!r}, {MAX_PROCESSES} at once) against a plain loop (16 threads, subprocess.run, "
           f"same stdin), {args.events:,} events a round")  # fmt: skip
-    ratios = [pipe_round(args.events, pipe_first=i % 2 == 0) for i in range(args.rounds)]
+    rounds = [pipe_round(args.events, pipe_first=i % 2 == 0) for i in range(args.rounds)]
+    ratios = [pipe / plain for pipe, plain in rounds]
+    pipe, plain = statistics.median(p for p, _ in rounds), statistics.median(p for _, p in rounds)
+    record(Row("handlers", f"pipe handler, worst of {args.rounds} rounds", min(ratios), "x plain loop",
+               goal=">= 0.8 every round", met=min(ratios) >= 0.8))  # fmt: skip
+    record(Row("handlers", "pipe handler (median)", pipe, "events/s", "plain spawn loop", plain, ">= 0.8x",
+               statistics.median(ratios) >= 0.8))  # fmt: skip
     print(f"ratio pipeline/plain: {statistics.median(ratios):.2f} (median of {args.rounds}, "
           f"{min(ratios):.2f}-{max(ratios):.2f})")  # fmt: skip
-    print(
-        f"in-process plugin: {trio.run(plugin_rate, args.plugin_events):,.0f} events/s ({args.plugin_events:,} events)"
-    )
+    plugin = trio.run(plugin_rate, args.plugin_events)
+    print(f"in-process plugin: {plugin:,.0f} events/s ({args.plugin_events:,} events)")
+    record(Row("handlers", "in-process plugin", plugin, "events/s"))
     rate = trio.run(workflow_rate, args.workflow_events)
     print(f"3 workflows x 3 filters -> udp: {rate:,.0f} events/s ({args.workflow_events:,} events)")
+    record(Row("handlers", "3 workflows x 3 filters -> udp", rate, "events/s"))
 
 
 if __name__ == "__main__":

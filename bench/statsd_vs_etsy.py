@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.table import Row, record
+
 ETSY_DIR = Path.home() / ".cache" / "pipeline-tests" / "etsy-statsd"
 LOSS_LIMIT = 0.001
 
@@ -163,6 +165,9 @@ def main() -> None:
                 our_rate = highest_rate(ours, args.seconds, per, args.max_rate)
                 print(f"{per:>2} metric(s)/datagram: etsy {etsy_rate:>9,.0f}/s  pipeline {our_rate:>9,.0f}/s  "
                       f"ratio {our_rate / etsy_rate:.2f}  (pipeline kernel drops so far: {ours.drops()})")  # fmt: skip
+                goal = 2.0 if per == 1 else 1.5
+                record(Row("statsd_vs_etsy", f"{per} metric(s) per datagram", our_rate, "metrics/s", "etsy StatsD",
+                           etsy_rate, f">= {goal}x", our_rate >= goal * etsy_rate))  # fmt: skip
         finally:
             for process in (etsy.process, ours.process):
                 process.terminate()
