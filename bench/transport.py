@@ -13,7 +13,8 @@ for every event. Reported:
 - handled/s: events the plugin handler has been given, per second, first send to the last one;
 - backend CPU us/result: this process's CPU time (user + system, every thread: the store's
   writes run in threads) from the first send to the last event handled, per result; the
-  steadier figure on a shared machine. The senders' own CPU is shown beside it.
+  steadier figure on a shared machine. The senders' own CPU is shown beside it, and the
+  mean number of results per store transaction.
 
 Usage: python -m bench.transport [--events N] [--checks M] [--agents K] [--rounds R]
 """
@@ -170,6 +171,8 @@ async def one_round(events: int, checks: int, agents: int) -> dict[str, float]:
             await Counting.done.wait()
             done = time.monotonic()
             cpu = time.process_time() - cpu_before
+            sample = backend.metrics.registry.get_sample_value
+            batches = sample("pipeline_store_batch_size_count") or 1.0
             result = json.loads(await lines.__anext__())
             await child.wait()
             nursery.cancel_scope.cancel()
@@ -179,6 +182,7 @@ async def one_round(events: int, checks: int, agents: int) -> dict[str, float]:
         "handled": events / (done - started),
         "cpu_us": cpu / events * 1e6,
         "sender_cpu_us": result["cpu"] / events * 1e6,
+        "batch": (sample("pipeline_store_batch_size_sum") or 0.0) / batches,
     }
 
 
@@ -211,7 +215,8 @@ def main() -> None:
         r = trio.run(one_round, args.events, args.checks, args.agents)
         print(f"{args.events} results, {args.checks} checks, {args.agents} agents in another process: "
               f"stored {r['stored']:,.0f}/s, handled {r['handled']:,.0f}/s, "
-              f"backend CPU {r['cpu_us']:.0f} us/result (senders {r['sender_cpu_us']:.0f})")  # fmt: skip
+              f"backend CPU {r['cpu_us']:.0f} us/result (senders {r['sender_cpu_us']:.0f}), "
+              f"{r['batch']:.0f} results per store transaction")  # fmt: skip
     print(f"load: {os.getloadavg()[0]:.2f}")
 
 

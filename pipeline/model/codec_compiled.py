@@ -145,3 +145,14 @@ def compile_encoder(specs: Sequence[FieldSpec]) -> Callable[[Any], dict[str, Any
     exec("\n".join(lines), namespace)  # the source is built above from the class's own field table
     encoder: Callable[[Any], dict[str, Any]] = namespace["encode"]
     return encoder
+
+
+def compile_copier(cls: type) -> Callable[[Any], Any]:
+    """A shallow copy of a slotted dataclass ``cls`` object: every field shared, as
+    ``dataclasses.replace`` with no changes makes it, without the keyword call to ``__init__``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    lines = ["def copy(o):", "    n = _new(_cls)", *(f"    n.{name} = o.{name}" for name in names), "    return n"]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    exec("\n".join(lines), namespace)  # the source is built above from the class's own fields
+    copier: Callable[[Any], Any] = namespace["copy"]
+    return copier

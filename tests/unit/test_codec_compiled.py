@@ -28,7 +28,7 @@ from pipeline.model import (
     ObjectMeta,
     System,
 )
-from pipeline.model.codec import _decode_checked, _table, decode, encode, encode_generic
+from pipeline.model.codec import _decode_checked, _table, decode, encode, encode_generic, replace
 from pipeline.model.meta import ResourceReference
 
 
@@ -164,3 +164,14 @@ def test_every_model_class_encodes_as_the_generic_codec() -> None:
     for obj in [rich, rich.entity, rich.check, rich.metrics, *instances]:
         assert encode(obj) == encode_generic(obj), type(obj)
         assert outcome(decode, type(obj), encode(obj)) == outcome(_decode_checked, type(obj), encode(obj)), type(obj)
+
+
+def test_replace_is_dataclasses_replace() -> None:
+    event = rich_event()
+    assert event.check is not None
+    changed = replace(event.check, status=0, history=[], occurrences=9)
+    assert changed == dataclasses.replace(event.check, status=0, history=[], occurrences=9)
+    assert changed.handlers is event.check.handlers  # shallow, as dataclasses.replace
+    assert event.check.status == 2  # the original is unchanged
+    assert replace(event) == event
+    assert replace(event) is not event
