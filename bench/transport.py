@@ -35,6 +35,7 @@ from typing import Any
 import trio
 
 from bench.sink import Counting
+from pipeline import heap
 from pipeline.agent.delivery import BATCH_MAX, SEND_WINDOW
 from pipeline.backend.server import Backend, BackendConfig
 from pipeline.config import load_directory
@@ -158,6 +159,7 @@ async def one_round(events: int, checks: int, agents: int) -> dict[str, float]:
         )
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)
+            heap.settle()  # as `pipeline backend` does once started
             host, port = addresses.transport
             command = [sys.executable, "-m", "bench.transport", "--send", f"{host}:{port}",
                        "--events", str(events), "--checks", str(checks), "--agents", str(agents)]  # fmt: skip

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model import strict_json
-from pipeline.model.codec_compiled import Slow, compile_copier, compile_decoder, compile_encoder
+from pipeline.model.codec_compiled import Slow, compile_copier, compile_decoder, compile_encoder, plain_slotted
 
 T = TypeVar("T")
 
@@ -382,7 +382,7 @@ def replace(obj: T, **changes: Any) -> T:
     by a generated copy: a fifth of its cost, for the check state computed per result."""
     copier = _COPIERS.get(type(obj))
     if copier is None:
-        if not hasattr(type(obj), "__slots__") or hasattr(type(obj), "__post_init__"):
+        if not plain_slotted(type(obj)):
             return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
         copier = _COPIERS[type(obj)] = compile_copier(type(obj))
     new: T = copier(obj)

@@ -104,21 +104,45 @@ def _decode_lines(spec: FieldSpec, n: int, records: dict[str, type]) -> list[str
                 "else: raise Slow"]  # fmt: skip
     else:  # the generic decoder of the field: it raises ValidationError, which sends the caller to the slow path
         body = [f"v = _d{n}(v, {spec.key!r})"]
-    return [f"v = d.get({spec.key!r}, _ABSENT)", "if v is not _ABSENT:",
-            *("    " + line for line in body), f"    kw[{spec.attr!r}] = v"]  # fmt: skip
+    return [f"v = d.get({spec.key!r}, _ABSENT)", "if v is not _ABSENT:", *("    " + line for line in body)]
+
+
+def plain_slotted(cls: type) -> bool:
+    """A slotted dataclass whose __init__ only sets its fields (not frozen, no __post_init__)."""
+    params = getattr(cls, "__dataclass_params__", None)
+    return hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__") and not getattr(params, "frozen", True)
+
+
+def _default_lines(f: dataclasses.Field[Any], n: int, namespace: dict[str, Any]) -> list[str]:
+    """The field's value when its key is absent, as the dataclass's __init__ gives it."""
+    if f.default is not dataclasses.MISSING:
+        namespace[f"_v{n}"] = f.default
+        return ["else:", f"    o.{f.name} = _v{n}"]
+    if f.default_factory is not dataclasses.MISSING:
+        namespace[f"_f{n}"] = f.default_factory
+        return ["else:", f"    o.{f.name} = _f{n}()"]
+    return ["else: raise Slow"]  # a required field: the generic decoder says it is missing
 
 
 def compile_decoder(cls: type, specs: Sequence[FieldSpec], fast: Callable[[type, Any], Any]) -> Callable[[Any], Any]:
     """``cls`` from its map, or :class:`Slow`, ``ValidationError`` or ``TypeError`` when the generic
     decoder must look at it. ``fast(record_class, value)`` decodes a nested record the same way."""
     records: dict[str, type] = {}
-    lines = ["def decode(d):", "    if type(d) is not dict or not d.keys() <= _keys: raise Slow", "    kw = {}"]
-    namespace: dict[str, Any] = {"Slow": Slow, "_ABSENT": _ABSENT, "_cls": cls, "_fast": fast,
+    lines = ["def decode(d):", "    if type(d) is not dict or not d.keys() <= _keys: raise Slow"]
+    namespace: dict[str, Any] = {"Slow": Slow, "_ABSENT": _ABSENT, "_cls": cls, "_fast": fast, "_new": object.__new__,
                                  "_keys": frozenset(spec.key for spec in specs)}  # fmt: skip
+    # A slotted class is built without its __init__ (a keyword call with every field is a third
+    # of the cost): each field is set as __init__ would set it, its default when absent.
+    direct = plain_slotted(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    lines.append("    o = _new(_cls)" if direct else "    kw = {}")
     for n, spec in enumerate(specs):
         namespace[f"_d{n}"] = spec.decoder
         lines.extend("    " + line for line in _decode_lines(spec, n, records))
-    lines.append("    return _cls(**kw)")
+        lines.append(f"        o.{spec.attr} = v" if direct else f"        kw[{spec.attr!r}] = v")
+        if direct:
+            lines.extend("    " + line for line in _default_lines(fields[spec.attr], n, namespace))
+    lines.append("    return o" if direct else "    return _cls(**kw)")
     namespace.update(records)
     exec("\n".join(lines), namespace)  # the source is built above from the class's own field table
     decoder: Callable[[Any], Any] = namespace["decode"]

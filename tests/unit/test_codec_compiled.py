@@ -28,7 +28,7 @@ from pipeline.model import (
     ObjectMeta,
     System,
 )
-from pipeline.model.codec import _decode_checked, _table, decode, encode, encode_generic, replace
+from pipeline.model.codec import _decode_checked, _table, decode, encode, encode_generic, field, replace
 from pipeline.model.meta import ResourceReference
 
 
@@ -175,3 +175,21 @@ def test_replace_is_dataclasses_replace() -> None:
     assert event.check.status == 2  # the original is unchanged
     assert replace(event) == event
     assert replace(event) is not event
+
+
+@dataclasses.dataclass(slots=True)
+class Required:
+    name: str = field()
+    count: int = field(0, bounds=(0, 10))
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class Frozen:
+    name: str = field("")
+
+
+def test_a_required_field_and_a_frozen_class_decode_as_the_generic_codec() -> None:
+    for data in [{"count": 1}, {"name": "x"}, {"name": "x", "count": 11}, {}]:
+        assert outcome(decode, Required, data) == outcome(_decode_checked, Required, data), data
+    assert decode(Frozen, {"name": "x"}) == Frozen("x")
+    assert replace(Frozen("x"), name="y") == Frozen("y")
