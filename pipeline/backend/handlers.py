@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import trio
 
@@ -89,6 +90,7 @@ class HandlerRunner:
         self._mutators: list[MutatorAdapter] = [make(self._services) for make in stages.MUTATOR_ADAPTERS]
         self._handlers: list[HandlerAdapter] = [make(self._services) for make in stages.HANDLER_ADAPTERS]
         self._limits: dict[str, trio.CapacityLimiter] = {}
+        self._metrics_of: dict[str, tuple[Any, Any]] = {}
         self.refresh(resources())
         self._reported: set[str] = set()
         self.inbox, self._receive = trio.open_memory_channel[HandlerJob](INBOX_SIZE)
@@ -344,7 +346,8 @@ class HandlerRunner:
             if attempt > 1:
                 self.metrics.handler_retries.labels(name).inc()
                 await trio.sleep(min(self.retry_base * 2 ** (attempt - 2), RETRY_MAX))
-            self.metrics.handler_runs.labels(name).inc()
+            runs, duration = self._handler_metrics(name)
+            runs.inc()
             started = trio.current_time()
             try:
                 if limit is not None:
@@ -356,18 +359,28 @@ class HandlerRunner:
                 error = exc
                 record.attempted(attempt, False, str(exc), exc.reason)
                 self.metrics.handler_failures.labels(name, exc.reason).inc()
-                self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
+                duration.observe(trio.current_time() - started)
                 give_up = attempt == handler.max_attempts
                 log.error("handler gave up" if give_up else "handler failed", handler=name, event_id=event.id,
                           entity=event.entity_name, check=event.check_name, attempt=attempt,
                           max_attempts=handler.max_attempts, error=exc)  # fmt: skip
                 continue
-            self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
+            duration.observe(trio.current_time() - started)
             record.attempted(attempt, True, run.output)
             log.info("handler ran", handler=name, event_id=event.id, entity=event.entity_name, check=event.check_name,
                      attempt=attempt, status=run.status, output=run.output)  # fmt: skip
             return None
         return error
+
+    def _handler_metrics(self, name: str) -> tuple[Any, Any]:
+        """The run counter and duration histogram of handler ``name`` (labelled once, not per run)."""
+        found = self._metrics_of.get(name)
+        if found is None:
+            if len(self._metrics_of) >= REPORTED_MAX:  # names come from the configuration: bounded anyway
+                self._metrics_of.clear()
+            found = self._metrics_of[name] = (self.metrics.handler_runs.labels(name),
+                                              self.metrics.handler_duration.labels(name))  # fmt: skip
+        return found
 
     async def _attempt(self, handler: Handler, forms: EventForms, payload: bytes) -> HandlerRun:
         """One run of a handler by the first adapter that can; raises StageError when it fails."""
