@@ -370,7 +370,7 @@ def encode(obj: Any) -> dict[str, Any]:
     None, 0, "", [], {} and False, as gogo's omitempty), by the class's generated encoder."""
     encoder = _ENCODERS.get(type(obj))
     if encoder is None:
-        encoder = _ENCODERS[type(obj)] = compile_encoder(_table(type(obj))[1])
+        encoder = _ENCODERS[type(obj)] = compile_encoder(_table(type(obj))[1], encode)
     return encoder(obj)
 
 

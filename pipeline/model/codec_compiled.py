@@ -102,6 +102,8 @@ def _decode_lines(spec: FieldSpec, n: int, records: dict[str, type]) -> list[str
                 f"    v = [_fast(_c{n}, x) for x in v]",
                 "elif v is None: v = []",
                 "else: raise Slow"]  # fmt: skip
+    elif origin is list:  # of maps (check_hooks): empty, nearly always
+        body = ["if type(v) is not list or v:", f"    v = _d{n}(v, {spec.key!r})", "else: v = []"]
     else:  # the generic decoder of the field: it raises ValidationError, which sends the caller to the slow path
         body = [f"v = _d{n}(v, {spec.key!r})"]
     return [f"v = d.get({spec.key!r}, _ABSENT)", "if v is not _ABSENT:", *("    " + line for line in body)]
@@ -149,14 +151,22 @@ def compile_decoder(cls: type, specs: Sequence[FieldSpec], fast: Callable[[type,
     return decoder
 
 
-def compile_encoder(specs: Sequence[FieldSpec]) -> Callable[[Any], dict[str, Any]]:
-    """The map of an object of the class ``specs`` describe, as the generic ``encode`` builds it."""
+def compile_encoder(
+    specs: Sequence[FieldSpec], encode_record: Callable[[Any], dict[str, Any]]
+) -> Callable[[Any], dict[str, Any]]:
+    """The map of an object of the class ``specs`` describe, as the generic ``encode`` builds it
+    (``encode_record``: the map of a record inside it)."""
     lines = ["def encode(o):", "    out = {}"]
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"_encode": encode_record}
     for n, spec in enumerate(specs):
         value = "v"
+        origin, args = typing.get_origin(spec.tp), typing.get_args(spec.tp)
         if spec.encoder is list:
             value = "None if v is None else list(v)"
+        elif origin is list and _record(args[0]) is not None:  # a history: no call per entry but the record's own
+            value = "None if v is None else [_encode(x) for x in v]"
+        elif _record(spec.tp) is not None or _record(_optional_of(spec.tp)) is not None:
+            value = "None if v is None else _encode(v)"
         elif spec.encoder is not None:
             namespace[f"_e{n}"] = spec.encoder
             value = f"None if v is None else _e{n}(v)"
