@@ -35,10 +35,10 @@ from pipeline.backend.traces import PipelineTraces, workflow_trace
 from pipeline.config import Resources
 from pipeline.core.filtering import FilterError
 from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
-from pipeline.core.workflows import Problem, Workflow, workflows_for
+from pipeline.core.workflows import Problem, Workflow, legacy_handler_names, workflows_for
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import Event, new_event_id
+from pipeline.model import DEFAULT_NAMESPACE, Event, new_event_id
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.forms import EventForms
 from pipeline.model.outbox import Completion, HandlerJob, workflow_key
@@ -91,6 +91,8 @@ class HandlerRunner:
         self._handlers: list[HandlerAdapter] = [make(self._services) for make in stages.HANDLER_ADAPTERS]
         self._limits: dict[str, trio.CapacityLimiter] = {}
         self._metrics_of: dict[str, tuple[Any, Any]] = {}
+        self._memo_resources: Resources | None = None
+        self._memo: dict[tuple[str, ...], tuple[list[Workflow], list[Problem]]] = {}
         self.refresh(resources())
         self._reported: set[str] = set()
         self.inbox, self._receive = trio.open_memory_channel[HandlerJob](INBOX_SIZE)
@@ -153,7 +155,7 @@ class HandlerRunner:
     async def handle(self, event: Event, seq: int = 0, done: frozenset[str] = frozenset()) -> None:
         """Run every workflow of the event (but those of ``done``), concurrently, each isolated
         from the others; report each on the completions channel as it finishes (job ``seq``)."""
-        workflows, problems = workflows_for(event, self._resources())
+        workflows, problems = self._workflows_for(event)
         self._report(event, problems)
         workflows = [w for w in workflows if workflow_key(w.pipeline, w.name) not in done]
         if self.traces is not None and (workflows or problems):
@@ -180,6 +182,22 @@ class HandlerRunner:
             for workflow, record in zip(workflows, records, strict=True):
                 nursery.start_soon(run_one, workflow, record)
         await self._complete(Completion(seq))
+
+    def _workflows_for(self, event: Event) -> tuple[list[Workflow], list[Problem]]:
+        """:func:`workflows_for`, remembered for events that name only handlers (most): the same
+        names in the same namespace under the same resources give the same workflows."""
+        resources = self._resources()
+        if event.pipelines:
+            return workflows_for(event, resources)
+        if resources is not self._memo_resources:
+            self._memo_resources, self._memo = resources, {}
+        key = (event.namespace or DEFAULT_NAMESPACE, *legacy_handler_names(event))
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= REPORTED_MAX:  # handler names come from events: stay bounded
+                self._memo.clear()
+            found = self._memo[key] = workflows_for(event, resources)
+        return list(found[0]), list(found[1])
 
     def _report(self, event: Event, problems: list[Problem]) -> None:
         for problem in problems:
