@@ -166,7 +166,7 @@ class HandlerRunner:
             await self._complete(Completion(seq))
             return
         forms = EventForms(event)  # every workflow shares each form of the event, encoded once
-        if len(workflows) == 1:  # nothing to run beside it: no nursery, no task (a third of an event's cost here)
+        if len(workflows) == 1:  # nothing to run beside it: no nursery, no task to start
             await self._run_workflow(workflows[0], forms, records[0])
             await self._complete(Completion(seq))
             return
