@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import trio
 
@@ -34,10 +35,10 @@ from pipeline.backend.traces import PipelineTraces, workflow_trace
 from pipeline.config import Resources
 from pipeline.core.filtering import FilterError
 from pipeline.core.stages import FilterAdapter, HandlerAdapter, HandlerRun, MutatorAdapter, StageError, StageRef
-from pipeline.core.workflows import Problem, Workflow, workflows_for
+from pipeline.core.workflows import Problem, Workflow, legacy_handler_names, workflows_for
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
-from pipeline.model import Event, new_event_id
+from pipeline.model import DEFAULT_NAMESPACE, Event, new_event_id
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.forms import EventForms
 from pipeline.model.outbox import Completion, HandlerJob, workflow_key
@@ -89,6 +90,9 @@ class HandlerRunner:
         self._mutators: list[MutatorAdapter] = [make(self._services) for make in stages.MUTATOR_ADAPTERS]
         self._handlers: list[HandlerAdapter] = [make(self._services) for make in stages.HANDLER_ADAPTERS]
         self._limits: dict[str, trio.CapacityLimiter] = {}
+        self._metrics_of: dict[str, tuple[Any, Any]] = {}
+        self._memo_resources: Resources | None = None
+        self._memo: dict[tuple[str, ...], tuple[list[Workflow], list[Problem]]] = {}
         self.refresh(resources())
         self._reported: set[str] = set()
         self.inbox, self._receive = trio.open_memory_channel[HandlerJob](INBOX_SIZE)
@@ -151,7 +155,7 @@ class HandlerRunner:
     async def handle(self, event: Event, seq: int = 0, done: frozenset[str] = frozenset()) -> None:
         """Run every workflow of the event (but those of ``done``), concurrently, each isolated
         from the others; report each on the completions channel as it finishes (job ``seq``)."""
-        workflows, problems = workflows_for(event, self._resources())
+        workflows, problems = self._workflows_for(event)
         self._report(event, problems)
         workflows = [w for w in workflows if workflow_key(w.pipeline, w.name) not in done]
         if self.traces is not None and (workflows or problems):
@@ -161,8 +165,12 @@ class HandlerRunner:
         if not workflows:  # most events: no nursery to open
             await self._complete(Completion(seq))
             return
-        remaining = [len(workflows)]
         forms = EventForms(event)  # every workflow shares each form of the event, encoded once
+        if len(workflows) == 1:  # nothing to run beside it: no nursery, no task to start
+            await self._run_workflow(workflows[0], forms, records[0])
+            await self._complete(Completion(seq))
+            return
+        remaining = [len(workflows)]
 
         async def run_one(workflow: Workflow, record: WorkflowTrace) -> None:
             await self._run_workflow(workflow, forms, record)
@@ -174,6 +182,22 @@ class HandlerRunner:
             for workflow, record in zip(workflows, records, strict=True):
                 nursery.start_soon(run_one, workflow, record)
         await self._complete(Completion(seq))
+
+    def _workflows_for(self, event: Event) -> tuple[list[Workflow], list[Problem]]:
+        """:func:`workflows_for`, remembered for events that name only handlers (most): the same
+        names in the same namespace under the same resources give the same workflows."""
+        resources = self._resources()
+        if event.pipelines:
+            return workflows_for(event, resources)
+        if resources is not self._memo_resources:
+            self._memo_resources, self._memo = resources, {}
+        key = (event.namespace or DEFAULT_NAMESPACE, *legacy_handler_names(event))
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= REPORTED_MAX:  # handler names come from events: stay bounded
+                self._memo.clear()
+            found = self._memo[key] = workflows_for(event, resources)
+        return list(found[0]), list(found[1])
 
     def _report(self, event: Event, problems: list[Problem]) -> None:
         for problem in problems:
@@ -323,7 +347,10 @@ class HandlerRunner:
     # -- handlers --------------------------------------------------------------------------------
 
     def _handler_adapter(self, handler: Handler) -> HandlerAdapter | None:
-        return next((a for a in self._handlers if a.can_handle(handler)), None)
+        for adapter in self._handlers:
+            if adapter.can_handle(handler):
+                return adapter
+        return None
 
     async def _run_handler(
         self, handler: Handler, forms: EventForms, payload: bytes, record: WorkflowTrace
@@ -337,7 +364,8 @@ class HandlerRunner:
             if attempt > 1:
                 self.metrics.handler_retries.labels(name).inc()
                 await trio.sleep(min(self.retry_base * 2 ** (attempt - 2), RETRY_MAX))
-            self.metrics.handler_runs.labels(name).inc()
+            runs, duration = self._handler_metrics(name)
+            runs.inc()
             started = trio.current_time()
             try:
                 if limit is not None:
@@ -349,18 +377,28 @@ class HandlerRunner:
                 error = exc
                 record.attempted(attempt, False, str(exc), exc.reason)
                 self.metrics.handler_failures.labels(name, exc.reason).inc()
-                self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
+                duration.observe(trio.current_time() - started)
                 give_up = attempt == handler.max_attempts
                 log.error("handler gave up" if give_up else "handler failed", handler=name, event_id=event.id,
                           entity=event.entity_name, check=event.check_name, attempt=attempt,
                           max_attempts=handler.max_attempts, error=exc)  # fmt: skip
                 continue
-            self.metrics.handler_duration.labels(name).observe(trio.current_time() - started)
+            duration.observe(trio.current_time() - started)
             record.attempted(attempt, True, run.output)
             log.info("handler ran", handler=name, event_id=event.id, entity=event.entity_name, check=event.check_name,
                      attempt=attempt, status=run.status, output=run.output)  # fmt: skip
             return None
         return error
+
+    def _handler_metrics(self, name: str) -> tuple[Any, Any]:
+        """The run counter and duration histogram of handler ``name`` (labelled once, not per run)."""
+        found = self._metrics_of.get(name)
+        if found is None:
+            if len(self._metrics_of) >= REPORTED_MAX:  # names come from the configuration: bounded anyway
+                self._metrics_of.clear()
+            found = self._metrics_of[name] = (self.metrics.handler_runs.labels(name),
+                                              self.metrics.handler_duration.labels(name))  # fmt: skip
+        return found
 
     async def _attempt(self, handler: Handler, forms: EventForms, payload: bytes) -> HandlerRun:
         """One run of a handler by the first adapter that can; raises StageError when it fails."""

@@ -442,8 +442,9 @@ class TransportServer:
             await self._accept_events(message.events, agent, acks)
 
     async def _accept_events(self, raw_events: Sequence[EventData], agent: Entity, acks: _Acks) -> None:
+        self.metrics.events_received.labels("agent").inc(len(raw_events))
+        accepted: list[Event] = []
         for raw in raw_events:
-            self.metrics.events_received.labels("agent").inc()
             try:
                 event = decode_agent_event(raw)
             except ValidationError as exc:
@@ -459,7 +460,12 @@ class TransportServer:
                 self._refusals.refused(agent.name, event.id, why)
                 acks.reject(event.id, why.message, why.reason)
                 continue
-            await self.eventd.submit(event, acks.reply)
+            accepted.append(event)
+        # The frame's events go to the processor at once when its inbox has the room (one wake-up,
+        # no task switch per event), else one by one, waiting for the room as before.
+        if accepted and not self.eventd.offer(accepted, acks.reply):
+            for event in accepted:
+                await self.eventd.submit(event, acks.reply)
 
     async def _send_acks(self, conn: MessageStream, acks: _Acks, scope: trio.CancelScope) -> None:
         while True:

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import trio
 
-from pipeline import containment, logs
+from pipeline import containment, heap, logs
 from pipeline.agent.agent import Agent
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.settings import AgentConfig
@@ -225,6 +225,7 @@ def cmd_backend(args: argparse.Namespace) -> int:
         backend = Backend(config)
         addresses = await nursery.start(backend.run)
         locate.record_running(addresses.api_url, config.data_dir)
+        heap.settle()
         return Controls(stop=backend.stop, reload=functools.partial(_reload_backend, backend))
 
     return run_daemon(args, main)
@@ -293,6 +294,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         agent_config = up_agent_config(args)
         agent = Agent(agent_config, agent_metrics)
         await nursery.start(agent.run)
+        heap.settle()
         print(f"pipeline is up: API {addresses.api_url}, agent {agent_config.name!r}", file=sys.stderr, flush=True)
 
         async def stop() -> None:

@@ -21,11 +21,11 @@ Where we knowingly differ:
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections.abc import Sequence
 
 from pipeline.model import FAILING, FLAPPING, PASSING, Check, CheckHistory
+from pipeline.model.codec import replace
 
 #: How many results a check's history keeps, and how many flap detection needs.
 HISTORY_LIMIT = 21
@@ -107,7 +107,7 @@ def _start_from(incoming: Check, previous: Check | None) -> Check:
     if previous is not None:
         return previous
     if incoming.status == 0:
-        return dataclasses.replace(incoming, last_ok=incoming.executed)
+        return replace(incoming, last_ok=incoming.executed)
     return incoming
 
 
@@ -131,7 +131,7 @@ def apply_result(incoming: Check, previous: Check | None) -> Check:
         state = FAILING
     occurrences, watermark = _update_occurrences(history, base.occurrences, base.occurrences_watermark)
     was_flapping = previous is not None and previous.state == FLAPPING
-    return dataclasses.replace(
+    return replace(
         incoming,
         history=history,
         total_state_change=total,

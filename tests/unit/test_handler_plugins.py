@@ -166,3 +166,32 @@ def test_a_plugin_is_built_once_when_a_change_is_checked_then_applied() -> None:
     assert Counted.built == 1
     runner.refresh(Resources(handlers=[plugin("counted", "tests.unit.test_handler_plugins:Counted", port=1)]))
     assert Counted.built == 2  # new options: a new instance
+
+
+async def test_the_workflows_of_an_event_follow_a_change_of_the_resources() -> None:
+    """The runner remembers which workflows a set of handler names gives, per set of resources:
+    a change (a new Resources) is followed from the next event on."""
+    with_record = Resources(handlers=[plugin("record", "tests.unit.test_handler_plugins:Recording")])
+    without = Resources()
+    current = [with_record]
+    metrics = BackendMetrics.create()
+    runner = HandlerRunner(lambda: current[0], metrics, {})
+    runner.refresh(with_record)
+    event = Event(entity=Entity(metadata=ObjectMeta(name="web1", namespace="default")),
+                  check=Check(metadata=ObjectMeta(name="disk", namespace="default"), handlers=["record"]))  # fmt: skip
+    Recording.seen = []
+    await runner.handle(event)
+    await runner.handle(event)
+    assert Recording.seen == [event, event]
+    current[0] = without
+    runner.refresh(without)
+    await runner.handle(event)
+    assert Recording.seen == [event, event]
+    missing = metrics.registry.get_sample_value(
+        "pipeline_handler_failures_total", {"handler": "record", "reason": "missing"}
+    )
+    assert missing == 1
+    current[0] = with_record
+    runner.refresh(with_record)
+    await runner.handle(event)
+    assert Recording.seen == [event, event, event]

@@ -1,0 +1,192 @@
+"""Straight-line decoders and encoders for the model's classes, generated once per class.
+
+The generic codec (:mod:`pipeline.model.codec`) walks a table of closures per field and builds
+a dotted path for every key, in case an error must name it: about 40 us to decode an agent's
+check event and 20 us to encode one, the largest part of the backend's time per check result.
+What is generated here does the same checks inline, for the values every well-formed event
+holds (exact ``str``, ``int`` in range, finite ``float``, ``bool``, lists of strings, maps of
+strings, nested records), and gives up on anything else by raising :class:`Slow`: the caller
+then decodes with the generic codec, which returns the same object or raises the error naming
+the field. So the fast path only ever returns what the generic one would; it never produces an
+error of its own.
+
+Sans I/O; the generic codec hands each class's field table in (no import of it from here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+
+class Slow(Exception):
+    """The value needs the generic decoder (an error to name, or a case not inlined)."""
+
+
+class FieldSpec(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def attr(self) -> str: ...
+    @property
+    def omitempty(self) -> bool: ...
+    @property
+    def decoder(self) -> Callable[[Any, str], Any]: ...
+    @property
+    def encoder(self) -> Callable[[Any], Any] | None: ...
+    @property
+    def tp(self) -> Any: ...
+    @property
+    def bounds(self) -> tuple[int, int] | None: ...
+
+
+_ABSENT = object()
+#: Integers converted to a float field inline (beyond, the generic codec says why it cannot).
+_FLOAT_INT = 2**53
+
+
+def _record(tp: Any) -> type | None:
+    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
+
+
+def _optional_of(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return None
+
+
+def _decode_lines(spec: FieldSpec, n: int, records: dict[str, type]) -> list[str]:
+    """The statements that check ``v`` (present in the map) and set ``kw[attr]``."""
+    tp, origin, args = spec.tp, typing.get_origin(spec.tp), typing.get_args(spec.tp)
+    if tp is str:
+        body = ["if type(v) is not str:", "    if v is not None: raise Slow", "    v = ''"]
+    elif tp is int and spec.bounds is not None:
+        low, high = spec.bounds
+        body = [f"if type(v) is not int or not {low} <= v <= {high}:", "    if v is not None: raise Slow", "    v = 0"]
+    elif tp is float:
+        body = ["if type(v) is not float:",
+                "    if v is None: v = 0.0",
+                f"    elif type(v) is int and -{_FLOAT_INT} <= v <= {_FLOAT_INT}: v = float(v)",
+                "    else: raise Slow",
+                "elif v - v != 0.0: raise Slow"]  # fmt: skip
+    elif tp is bool:
+        body = ["if v is not True and v is not False:", "    if v is not None: raise Slow", "    v = False"]
+    elif origin is list and args[0] is str:
+        body = ["if type(v) is list:",
+                "    for x in v:",
+                "        if type(x) is not str: raise Slow",
+                "    v = list(v)",
+                "elif v is None: v = []",
+                "else: raise Slow"]  # fmt: skip
+    elif origin is dict and args == (str, str):
+        body = ["if type(v) is dict:",
+                "    for k, x in v.items():",
+                "        if type(k) is not str or type(x) is not str: raise Slow",
+                "    v = dict(v)",
+                "elif v is None: v = {}",
+                "else: raise Slow"]  # fmt: skip
+    elif (cls := _record(tp)) is not None:
+        records[f"_c{n}"] = cls
+        body = [f"v = _c{n}() if v is None else _fast(_c{n}, v)"]
+    elif (cls := _record(_optional_of(tp))) is not None:
+        records[f"_c{n}"] = cls
+        body = [f"if v is not None: v = _fast(_c{n}, v)"]
+    elif origin is list and (cls := _record(args[0])) is not None:
+        records[f"_c{n}"] = cls
+        body = ["if type(v) is list:",
+                f"    v = [_fast(_c{n}, x) for x in v]",
+                "elif v is None: v = []",
+                "else: raise Slow"]  # fmt: skip
+    elif origin is list:  # of maps (check_hooks): empty, nearly always
+        body = ["if type(v) is not list or v:", f"    v = _d{n}(v, {spec.key!r})", "else: v = []"]
+    else:  # the generic decoder of the field: it raises ValidationError, which sends the caller to the slow path
+        body = [f"v = _d{n}(v, {spec.key!r})"]
+    return [f"v = d.get({spec.key!r}, _ABSENT)", "if v is not _ABSENT:", *("    " + line for line in body)]
+
+
+def plain_slotted(cls: type) -> bool:
+    """A slotted dataclass whose __init__ only sets its fields (not frozen, no __post_init__)."""
+    params = getattr(cls, "__dataclass_params__", None)
+    return hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__") and not getattr(params, "frozen", True)
+
+
+def _default_lines(f: dataclasses.Field[Any], n: int, namespace: dict[str, Any]) -> list[str]:
+    """The field's value when its key is absent, as the dataclass's __init__ gives it."""
+    if f.default is not dataclasses.MISSING:
+        namespace[f"_v{n}"] = f.default
+        return ["else:", f"    o.{f.name} = _v{n}"]
+    if f.default_factory is not dataclasses.MISSING:
+        namespace[f"_f{n}"] = f.default_factory
+        return ["else:", f"    o.{f.name} = _f{n}()"]
+    return ["else: raise Slow"]  # a required field: the generic decoder says it is missing
+
+
+def compile_decoder(cls: type, specs: Sequence[FieldSpec], fast: Callable[[type, Any], Any]) -> Callable[[Any], Any]:
+    """``cls`` from its map, or :class:`Slow`, ``ValidationError`` or ``TypeError`` when the generic
+    decoder must look at it. ``fast(record_class, value)`` decodes a nested record the same way."""
+    records: dict[str, type] = {}
+    lines = ["def decode(d):", "    if type(d) is not dict or not d.keys() <= _keys: raise Slow"]
+    namespace: dict[str, Any] = {"Slow": Slow, "_ABSENT": _ABSENT, "_cls": cls, "_fast": fast, "_new": object.__new__,
+                                 "_keys": frozenset(spec.key for spec in specs)}  # fmt: skip
+    # A slotted class is built without its __init__ (a keyword call with every field is a third
+    # of the cost): each field is set as __init__ would set it, its default when absent.
+    direct = plain_slotted(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    lines.append("    o = _new(_cls)" if direct else "    kw = {}")
+    for n, spec in enumerate(specs):
+        namespace[f"_d{n}"] = spec.decoder
+        lines.extend("    " + line for line in _decode_lines(spec, n, records))
+        lines.append(f"        o.{spec.attr} = v" if direct else f"        kw[{spec.attr!r}] = v")
+        if direct:
+            lines.extend("    " + line for line in _default_lines(fields[spec.attr], n, namespace))
+    lines.append("    return o" if direct else "    return _cls(**kw)")
+    namespace.update(records)
+    exec("\n".join(lines), namespace)  # the source is built above from the class's own field table
+    decoder: Callable[[Any], Any] = namespace["decode"]
+    return decoder
+
+
+def compile_encoder(
+    specs: Sequence[FieldSpec], encode_record: Callable[[Any], dict[str, Any]]
+) -> Callable[[Any], dict[str, Any]]:
+    """The map of an object of the class ``specs`` describe, as the generic ``encode`` builds it
+    (``encode_record``: the map of a record inside it)."""
+    lines = ["def encode(o):", "    out = {}"]
+    namespace: dict[str, Any] = {"_encode": encode_record}
+    for n, spec in enumerate(specs):
+        value = "v"
+        origin, args = typing.get_origin(spec.tp), typing.get_args(spec.tp)
+        if spec.encoder is list:
+            value = "None if v is None else list(v)"
+        elif origin is list and _record(args[0]) is not None:  # a history: no call per entry but the record's own
+            value = "None if v is None else [_encode(x) for x in v]"
+        elif _record(spec.tp) is not None or _record(_optional_of(spec.tp)) is not None:
+            value = "None if v is None else _encode(v)"
+        elif spec.encoder is not None:
+            namespace[f"_e{n}"] = spec.encoder
+            value = f"None if v is None else _e{n}(v)"
+        lines.append(f"    v = o.{spec.attr}")
+        if spec.omitempty:
+            lines.append(f"    if v: out[{spec.key!r}] = {value}")
+        else:
+            lines.append(f"    out[{spec.key!r}] = {value}")
+    lines.append("    return out")
+    exec("\n".join(lines), namespace)  # the source is built above from the class's own field table
+    encoder: Callable[[Any], dict[str, Any]] = namespace["encode"]
+    return encoder
+
+
+def compile_copier(cls: type) -> Callable[[Any], Any]:
+    """A shallow copy of a slotted dataclass ``cls`` object: every field shared, as
+    ``dataclasses.replace`` with no changes makes it, without the keyword call to ``__init__``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    lines = ["def copy(o):", "    n = _new(_cls)", *(f"    n.{name} = o.{name}" for name in names), "    return n"]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    exec("\n".join(lines), namespace)  # the source is built above from the class's own fields
+    copier: Callable[[Any], Any] = namespace["copy"]
+    return copier

@@ -1,0 +1,195 @@
+"""The generated decoders and encoders (pipeline/model/codec_compiled.py) against the generic
+codec they stand in for: the same object or the same error, for every field of an event set to
+every kind of odd value, and the same map for every model object encoded."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import math
+import pkgutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import pipeline.model
+from pipeline.model import (
+    Check,
+    CheckHistory,
+    Entity,
+    Event,
+    MetricPoint,
+    Metrics,
+    MetricTag,
+    Network,
+    NetworkInterface,
+    ObjectMeta,
+    System,
+)
+from pipeline.model.codec import _decode_checked, _table, decode, encode, encode_generic, field, replace
+from pipeline.model.meta import ResourceReference
+
+
+class Text(str):
+    """A str that is not exactly ``str``: the generated decoder leaves it to the generic one."""
+
+
+ODD_VALUES: list[Any] = [None, True, False, 0, 1, -1, 2**31, 2**63, -(2**63) - 1, 2**70, 1.5, math.nan, math.inf,
+                         "", "x", Text("t"), [], [None], ["a", 1], [{}], {}, {"a": "b"}, {"a": 1}, {1: "a"}]  # fmt: skip
+
+
+def rich_event() -> Event:
+    entity = Entity(
+        entity_class="agent",
+        metadata=ObjectMeta(name="web1", namespace="default", labels={"env": "prod"}, annotations={"a": "b"}),
+        subscriptions=["linux", "entity:web1"],
+        system=System(
+            hostname="web1", os="linux", network=Network([NetworkInterface("eth0", "00:11", ["10.0.0.1/8"])])
+        ),
+        last_seen=1_800_000_000,
+        redact=["password"],
+    )
+    check = Check(
+        metadata=ObjectMeta(name="disk", namespace="default"),
+        command="check_disk -w 80",
+        interval=60,
+        status=2,
+        output="DISK CRITICAL | used=97%;80;90",
+        handlers=["mail"],
+        subscriptions=["linux"],
+        duration=0.25,
+        executed=1_800_000_000,
+        history=[CheckHistory(i % 3, 1_800_000_000 - 60 * i) for i in range(21)],
+        occurrences=3,
+        total_state_change=40,
+        subdue={"days": {"all": [{"begin": "9:00 AM", "end": "5:00 PM"}]}},
+    )
+    metrics = Metrics(handlers=["graphite"], points=[MetricPoint("disk.used", 97.5, 1_800_000_000,
+                                                                 [MetricTag("host", "web1")])])  # fmt: skip
+    return Event(timestamp=1_800_000_000, entity=entity, check=check, metrics=metrics, id="3f2e1d4c-0000-4000-8000-000000000001",
+                 pipelines=[ResourceReference(name="p", type="Pipeline", api_version="core/v2")])  # fmt: skip
+
+
+def leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every path into ``value``'s maps and lists (each map key and list item, nested ones too)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, key)
+            yield from leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield (*path, i)
+            yield from leaves(item, (*path, i))
+
+
+def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        result = fn(*args)
+    except Exception as exc:  # the error itself is what is compared
+        return ("error", (type(exc), str(exc)))
+    return ("ok", result)
+
+
+def test_a_rich_event_encodes_and_decodes_as_the_generic_codec() -> None:
+    event = rich_event()
+    data = encode(event)
+    assert data == encode_generic(event)
+    assert decode(Event, data) == _decode_checked(Event, data) == event
+
+
+@pytest.mark.parametrize("odd", ODD_VALUES, ids=repr)
+def test_every_field_set_to_an_odd_value_decodes_or_fails_as_the_generic_codec(odd: Any) -> None:
+    base = encode(rich_event())
+    for path in leaves(base):
+        data = copy.deepcopy(base)
+        target = data
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = copy.deepcopy(odd)
+        fast, generic = outcome(decode, Event, data), outcome(_decode_checked, Event, data)
+        if fast[0] == "ok" and generic[0] == "ok":
+            # NaN is never equal to itself: compare the encodings' text
+            assert repr(encode(fast[1])) == repr(encode(generic[1])), path
+        else:
+            assert fast == generic, path
+
+
+def test_unknown_keys_and_missing_maps_are_the_generic_codecs_errors() -> None:
+    data = encode(rich_event())
+    data["check"]["history"][3]["bogus"] = 1
+    assert outcome(decode, Event, data) == outcome(_decode_checked, Event, data)
+    assert outcome(decode, Event, "not a map") == outcome(_decode_checked, Event, "not a map")
+
+
+def test_an_int_in_a_float_field_is_a_float_as_the_generic_codec_makes_it() -> None:
+    data = encode(rich_event())
+    data["check"]["duration"] = 3
+    event = decode(Event, data)
+    assert event.check is not None
+    assert type(event.check.duration) is float
+    assert event == _decode_checked(Event, data)
+
+
+def test_decoded_lists_and_maps_are_copies() -> None:
+    data = encode(rich_event())
+    event = decode(Event, data)
+    assert event.check is not None
+    data["check"]["handlers"].append("other")
+    data["entity"]["metadata"]["labels"]["new"] = "x"
+    assert event.check.handlers == ["mail"]
+    assert event.entity is not None
+    assert event.entity.metadata.labels == {"env": "prod"}
+
+
+def default_instances() -> Iterator[Any]:
+    """A default instance of every model class the codec can take (of every module of pipeline.model)."""
+    for info in pkgutil.iter_modules(pipeline.model.__path__):
+        module = importlib.import_module(f"pipeline.model.{info.name}")
+        for cls in vars(module).values():
+            if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)) or cls.__module__ != module.__name__:
+                continue
+            try:
+                _table(cls)
+                yield cls()
+            except TypeError:  # not a codec class, or a required field: nothing to build by default
+                continue
+
+
+def test_every_model_class_encodes_as_the_generic_codec() -> None:
+    rich = rich_event()
+    instances = list(default_instances())
+    assert len(instances) > 20
+    for obj in [rich, rich.entity, rich.check, rich.metrics, *instances]:
+        assert encode(obj) == encode_generic(obj), type(obj)
+        assert outcome(decode, type(obj), encode(obj)) == outcome(_decode_checked, type(obj), encode(obj)), type(obj)
+
+
+def test_replace_is_dataclasses_replace() -> None:
+    event = rich_event()
+    assert event.check is not None
+    changed = replace(event.check, status=0, history=[], occurrences=9)
+    assert changed == dataclasses.replace(event.check, status=0, history=[], occurrences=9)
+    assert changed.handlers is event.check.handlers  # shallow, as dataclasses.replace
+    assert event.check.status == 2  # the original is unchanged
+    assert replace(event) == event
+    assert replace(event) is not event
+
+
+@dataclasses.dataclass(slots=True)
+class Required:
+    name: str = field()
+    count: int = field(0, bounds=(0, 10))
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class Frozen:
+    name: str = field("")
+
+
+def test_a_required_field_and_a_frozen_class_decode_as_the_generic_codec() -> None:
+    for data in [{"count": 1}, {"name": "x"}, {"name": "x", "count": 11}, {}]:
+        assert outcome(decode, Required, data) == outcome(_decode_checked, Required, data), data
+    assert decode(Frozen, {"name": "x"}) == Frozen("x")
+    assert replace(Frozen("x"), name="y") == Frozen("y")
