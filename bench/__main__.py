@@ -26,7 +26,7 @@ from bench.table import TABLE_ENV, Row, read_rows
 BRIEF: list[tuple[str, list[str], float]] = [
     ("api_events", ["--events", "2000"], 300),
     ("agent_api", ["--results", "4000"], 300),
-    ("backend_throughput", ["--events", "6000", "--handler-events", "600"], 300),
+    ("transport", ["--events", "10000"], 300),
     ("handlers", ["--events", "1000", "--plugin-events", "10000", "--workflow-events", "2000"], 300),
     ("agent_checks", ["--seconds", "4"], 120),
     ("statsd_vs_etsy", ["--seconds", "1"], 300),

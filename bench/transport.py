@@ -35,6 +35,7 @@ from typing import Any
 import trio
 
 from bench.sink import Counting
+from bench.table import Row, record
 from pipeline import heap
 from pipeline.agent.delivery import BATCH_MAX, SEND_WINDOW
 from pipeline.backend.server import Backend, BackendConfig
@@ -219,6 +220,11 @@ def main() -> None:
               f"stored {r['stored']:,.0f}/s, handled {r['handled']:,.0f}/s, "
               f"backend CPU {r['cpu_us']:.0f} us/result (senders {r['sender_cpu_us']:.0f}), "
               f"{r['batch']:.0f} results per store transaction")  # fmt: skip
+        record(Row("transport", "check results stored, agents in another process", r["stored"], "results/s",
+                   goal=">= 5,000", met=r["stored"] >= 5000))  # fmt: skip
+        record(Row("transport", "handed to an in-process handler", r["handled"], "results/s", goal=">= 5,000",
+                   met=r["handled"] >= 5000))  # fmt: skip
+        record(Row("transport", "backend CPU per result", r["cpu_us"], "µs"))
     print(f"load: {os.getloadavg()[0]:.2f}")
 
 
