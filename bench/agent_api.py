@@ -183,7 +183,8 @@ def main() -> None:
                     api_client, local_api, 0, args.results, args.clients, agent, backend, api)}  # fmt: skip
                 if not args.skip_socket:
                     figures["client socket (TCP, one result a connection)"] = measure(
-                        socket_client, client_socket, args.results, args.results, args.clients, agent, backend, api)
+                        socket_client, client_socket, args.results, args.results, args.clients, agent, backend, api
+                    )
     print(f"{args.results:,} results of {CHECKS} checks, {args.clients} clients; load: {os.getloadavg()[0]:.2f}")
     for name, f in figures.items():
         print(f"{name}: {f.answered:,.0f} results/s answered (goal 5,000), {f.reached:,.0f} results/s stored by "
