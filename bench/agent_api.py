@@ -64,9 +64,10 @@ class Daemon:
 
 
 @contextmanager
-def daemon(command: list[str], log: Path) -> Iterator[Daemon]:
+def daemon(command: list[str], log: Path, profile: str | None = None) -> Iterator[Daemon]:
+    python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", *command], stderr=out, stdout=out)
+        process = subprocess.Popen([*python, "-m", "pipeline.cli.main", *command], stderr=out, stdout=out)
     try:
         yield Daemon(process, log)
     finally:
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--results", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--skip-socket", action="store_true")
+    parser.add_argument("--profile-agent", metavar="FILE", help="run the agent under cProfile, its figures to FILE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -175,7 +177,7 @@ def main() -> None:
                              "--api-addr", "127.0.0.1:0", "--socket-addr", "127.0.0.1:0",
                              "--keepalive-interval", "3600", "--keepalive-warning-timeout", "7200",
                              "--keepalive-critical-timeout", "0"]  # fmt: skip
-            with daemon(agent_command, tmp / "agent.log") as agent:
+            with daemon(agent_command, tmp / "agent.log", args.profile_agent) as agent:
                 local_api = address(agent.wait_for(rb'"agent API listening" address=(\S+)'))
                 client_socket = address(agent.wait_for(rb'"client socket listening" address=(\S+)'))
                 agent.wait_for(rb'"connected to backend"')

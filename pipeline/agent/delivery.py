@@ -1,10 +1,11 @@
 """From the agent's outbound queue to the backend, through the on-disk spool.
 
-Two tasks: the spooler writes what the agent produces into the spool (one thread hop per
-batch), and, while connected, the sender sends spooled events in order, keeping at most a
-window of them unacknowledged. Acknowledged events are removed from the spool. A new
-connection starts again from the oldest spooled event, so nothing unacknowledged is lost
-to a disconnect, a backend restart or an agent restart.
+Two tasks: the spooler writes what the agent produces into the spool (one transaction per
+batch, on the event loop: see :mod:`pipeline.agent.spool` for why not in a thread), and,
+while connected, the sender sends spooled events in order, keeping at most a window of them
+unacknowledged. Acknowledged events are removed from the spool. A new connection starts again
+from the oldest spooled event, so nothing unacknowledged is lost to a disconnect, a backend
+restart or an agent restart.
 
 Frames are filled by bytes as well as by count (:mod:`pipeline.wire.limits`), so none comes
 near the frame limit. An event that cannot be delivered, larger than the maximum event size
@@ -54,12 +55,38 @@ class Delivery:
         #: submitters waiting to hear that their event is on disk, or acknowledged, by event id
         self._waiting: dict[str, trio.Event] = {}
         self._ack_waiting: dict[str, trio.Event] = {}
+        #: the msgpack bytes of events their submitter packed already, by event id
+        self._packed: dict[str, bytes] = {}
+
+        self._checkpoint_due = trio.Event()
 
     async def _spool_call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A rare spool call (set aside, list): in a worker thread."""
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _spool_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """A hot spool call (append, next frame, remove): on the event loop, after any worker
+        thread's call on the same connection is done."""
+        async with self._limiter:
+            result = fn(*args)
+        if self.spool.wants_checkpoint:
+            self._checkpoint_due.set()
+        return result
 
     async def run_spooler(self) -> None:
         """Move produced events into the spool, in batches, for as long as the agent runs."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_checkpoints)
+            await self._spool_forever()
+
+    async def _run_checkpoints(self) -> None:
+        while True:
+            await self._checkpoint_due.wait()
+            self._checkpoint_due = trio.Event()
+            self.spool.unflushed = 0
+            await trio.to_thread.run_sync(self.spool.checkpoint)  # its own connection: no limiter
+
+    async def _spool_forever(self) -> None:
         while True:
             batch = [await self.outbound.receive()]
             while len(batch) < BATCH_MAX:
@@ -75,13 +102,14 @@ class Delivery:
             self._wake_sender()
 
     async def _spool_batch(self, batch: list[Event]) -> None:
-        encoded = [(event.id, event.to_msgpack()) for event in batch]
+        packed = self._packed
+        encoded = [(event.id, packed.pop(event.id, b"") or event.to_msgpack()) for event in batch]
         # Every source keeps to the limit on its own; this is the net under them all.
         over = [(i, "too_large", too_large_message(len(b)), b) for i, b in encoded if len(b) > MAX_EVENT_BYTES]
         if over:
             self._report_set_aside(*await self._spool_call(self.spool.put_aside, over, time.time()))
         fits = [(i, b) for i, b in encoded if len(b) <= MAX_EVENT_BYTES]
-        dropped = await self._spool_call(self.spool.append, fits) if fits else 0
+        dropped = await self._spool_now(self.spool.append, fits) if fits else 0
         if dropped:
             self.metrics.spool_dropped.inc(dropped)
             log.warning("spool full: oldest events dropped", dropped=dropped, max_bytes=self.spool.max_bytes)
@@ -112,10 +140,18 @@ class Delivery:
         waiter = self._ack_waiting[event_id] = trio.Event()
         return waiter
 
-    def spooled_event(self, event_id: str) -> trio.Event:
-        """An event set once ``event_id`` is written to the spool (register before submitting)."""
+    def spooled_event(self, event_id: str, packed: bytes | None = None) -> trio.Event:
+        """An event set once ``event_id`` is written to the spool (register before submitting);
+        ``packed``: the event's msgpack bytes, when the submitter has them (not encoded again)."""
         waiter = self._waiting[event_id] = trio.Event()
+        if packed is not None:
+            self._packed[event_id] = packed
         return waiter
+
+    def forget(self, event_id: str) -> None:
+        """The event registered with :meth:`spooled_event` was not submitted after all."""
+        self._waiting.pop(event_id, None)
+        self._packed.pop(event_id, None)
 
     def _wake_sender(self) -> None:
         self._spooled.set()
@@ -134,7 +170,7 @@ class Delivery:
                 await self._acked.wait()
                 continue
             spooled = self._spooled
-            frame = await self._spool_call(self.spool.next_frame, last_sent, min(room, BATCH_MAX))
+            frame = await self._spool_now(self.spool.next_frame, last_sent, min(room, BATCH_MAX))
             if frame.too_large:
                 await self.set_aside([(i, "too_large", too_large_message(size)) for i, size in frame.too_large])
             last_sent = max(last_sent, frame.last_seq)
@@ -154,7 +190,7 @@ class Delivery:
         refused = [event_id for event_id, _, _ in entries]
         if entries:
             await self.set_aside(entries)
-        await self._spool_call(self.spool.remove, ids)
+        await self._spool_now(self.spool.remove, ids)
         for event_id in [*ids, *refused]:
             self._in_flight.pop(event_id, None)
         self.metrics.events_acked.inc(len(ids))
