@@ -64,10 +64,12 @@ class Daemon:
 
 
 @contextmanager
-def daemon(command: list[str], log: Path, profile: str | None = None) -> Iterator[Daemon]:
+def daemon(
+    command: list[str], log: Path, profile: str | None = None, module: str = "pipeline.cli.main"
+) -> Iterator[Daemon]:
     python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
     with log.open("wb") as out:
-        process = subprocess.Popen([*python, "-m", "pipeline.cli.main", *command], stderr=out, stdout=out)
+        process = subprocess.Popen([*python, "-m", module, *command], stderr=out, stdout=out)
     try:
         yield Daemon(process, log)
     finally:
@@ -99,13 +101,36 @@ def socket_body(i: int) -> bytes:
                        "output": f"CHECK {status} - result {i} | value={i}"}).encode()  # fmt: skip
 
 
-def api_client(target: tuple[str, int], indexes: range, start: multiprocessing.synchronize.Barrier) -> None:
+def api_client(
+    target: tuple[str, int], indexes: range, start: multiprocessing.synchronize.Barrier, expected: int = 202
+) -> None:
     client = KeepAliveClient(target)
     start.wait()
     for i in indexes:
         status, answer = client.request("POST", "/events", api_body(i), "Content-Type: application/json\r\n")
-        assert status == 202, answer
+        assert status == expected, answer
     client.close()
+
+
+def server_floor(count: int, clients: int, tmp: Path) -> tuple[float, float]:
+    """The same requests to an empty ASGI app on the same HTTP server (``pipeline.http``), in a
+    process of its own: (requests/s, µs of CPU a request), the server's own share of the route."""
+    with daemon(["--serve", "pipeline"], tmp / "empty.log", module="bench.api_events") as server:
+        target = address(server.wait_for(rb"serving on (\S+)"))
+        start = multiprocessing.Barrier(clients + 1)
+        share = count // clients
+        workers = [multiprocessing.Process(target=api_client, args=(target, range(k * share, (k + 1) * share), start,
+                                                                     200)) for k in range(clients)]  # fmt: skip
+        for worker in workers:
+            worker.start()
+        cpu = server.cpu_seconds()
+        start.wait()
+        began = time.perf_counter()
+        for worker in workers:
+            worker.join()
+            assert worker.exitcode == 0, "a client failed"
+        elapsed = time.perf_counter() - began
+        return share * clients / elapsed, (server.cpu_seconds() - cpu) / (share * clients) * 1e6
 
 
 def socket_client(target: tuple[str, int], indexes: range, start: multiprocessing.synchronize.Barrier) -> None:
@@ -187,10 +212,13 @@ def main() -> None:
                     figures["client socket (TCP, one result a connection)"] = measure(
                         socket_client, client_socket, args.results, args.results, args.clients, agent, backend, api
                     )
+        floor = server_floor(args.results, args.clients, tmp)
     print(f"{args.results:,} results of {CHECKS} checks, {args.clients} clients; load: {os.getloadavg()[0]:.2f}")
     for name, f in figures.items():
         print(f"{name}: {f.answered:,.0f} results/s answered (goal 5,000), {f.reached:,.0f} results/s stored by "
               f"the backend; agent {f.agent_us:,.0f} µs CPU a result, backend {f.backend_us:,.0f} µs")  # fmt: skip
+    print(f"the same POSTs to an empty ASGI app on pipeline.http: {floor[0]:,.0f} requests/s, {floor[1]:,.0f} µs "
+          "CPU a request (the HTTP server's share of the local API's figure)")  # fmt: skip
 
 
 if __name__ == "__main__":
