@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import trio
 
 from pipeline.agent.metrics import AgentMetrics
-from pipeline.agent.spool import SetAside, Spool
+from pipeline.agent.spool import SetAside, Spool, Spooled
 from pipeline.logs import get_logger
 from pipeline.model import Event
-from pipeline.wire.limits import MAX_EVENT_BYTES, too_large_message
+from pipeline.wire.limits import MAX_EVENT_BYTES, plan_frame, too_large_message
 from pipeline.wire.messages import Events, Rejected
 from pipeline.wire.stream import MessageStream
 
@@ -50,8 +50,12 @@ class Delivery:
         self._limiter = trio.CapacityLimiter(1)  # one spool connection, one thread at a time
         self._spooled = trio.Event()
         self._acked = trio.Event()
-        #: sizes of the events sent and not yet acknowledged, by id
-        self._in_flight: dict[str, int] = {}
+        #: (seq, size) of the events sent and not yet acknowledged, by id, and their bytes
+        self._in_flight: dict[str, tuple[int, int]] = {}
+        self._in_flight_bytes = 0
+        #: events just spooled, for the sender to send without reading them back (see _next_rows)
+        self._unsent: list[Spooled] = []
+        self._sending = False
         #: submitters waiting to hear that their event is on disk, or acknowledged, by event id
         self._waiting: dict[str, trio.Event] = {}
         self._ack_waiting: dict[str, trio.Event] = {}
@@ -89,12 +93,16 @@ class Delivery:
     async def _spool_forever(self) -> None:
         while True:
             batch = [await self.outbound.receive()]
+            # One round of the scheduler: the submitters already woken (requests that came in
+            # together) queue theirs too, and one commit serves them all.
+            await trio.lowlevel.cancel_shielded_checkpoint()
             while len(batch) < BATCH_MAX:
                 try:
                     batch.append(self.outbound.receive_nowait())
                 except trio.WouldBlock:
                     break
-            await self._spool_batch(batch)
+            with trio.CancelScope(shield=True):  # taken off the queue: on disk, even when the agent stops now
+                await self._spool_batch(batch)
             for event in batch:
                 waiter = self._waiting.pop(event.id, None)
                 if waiter is not None:
@@ -109,7 +117,13 @@ class Delivery:
         if over:
             self._report_set_aside(*await self._spool_call(self.spool.put_aside, over, time.time()))
         fits = [(i, b) for i, b in encoded if len(b) <= MAX_EVENT_BYTES]
-        dropped = await self._spool_now(self.spool.append, fits) if fits else 0
+        if not fits:
+            return
+        rows, dropped = await self._spool_now(self.spool.write, fits)
+        if self._sending and not dropped and len(self._unsent) < SEND_WINDOW:
+            self._unsent += rows
+        else:
+            self._unsent.clear()  # the sender reads the spool instead
         if dropped:
             self.metrics.spool_dropped.inc(dropped)
             log.warning("spool full: oldest events dropped", dropped=dropped, max_bytes=self.spool.max_bytes)
@@ -160,29 +174,59 @@ class Delivery:
     async def send_loop(self, conn: MessageStream) -> None:
         """Send every spooled event, oldest first, within the window (one connection's life)."""
         self._in_flight.clear()
+        self._in_flight_bytes = 0
+        self._unsent.clear()
         last_sent = 0
         resent = self.spool.count
         if resent:
             log.info("sending spooled events", count=resent)
-        while True:
-            room = SEND_WINDOW - len(self._in_flight)
-            if room <= 0 or sum(self._in_flight.values()) >= SEND_WINDOW_BYTES:
-                await self._acked.wait()
-                continue
-            spooled = self._spooled
-            frame = await self._spool_now(self.spool.next_frame, last_sent, min(room, BATCH_MAX))
-            if frame.too_large:
-                await self.set_aside([(i, "too_large", too_large_message(size)) for i, size in frame.too_large])
-            last_sent = max(last_sent, frame.last_seq)
-            rows = frame.rows
-            if not rows:
-                if not frame.too_large:
-                    await spooled.wait()
-                continue
-            await conn.send(Events(tuple(row.event for row in rows)))
-            self._in_flight.update((row.id, len(row.event)) for row in rows)
-            self.metrics.events_sent.inc(len(rows))
-            self.metrics.events_unacked.set(len(self._in_flight))
+        self._sending = True
+        try:
+            while True:
+                room = SEND_WINDOW - len(self._in_flight)
+                if room <= 0 or self._in_flight_bytes >= SEND_WINDOW_BYTES:
+                    await self._acked.wait()
+                    continue
+                spooled = self._spooled
+                rows = self._next_rows(last_sent, min(room, BATCH_MAX))
+                if rows is None:
+                    frame = await self._spool_now(self.spool.next_frame, last_sent, min(room, BATCH_MAX))
+                    if frame.too_large:
+                        await self.set_aside([(i, "too_large", too_large_message(size)) for i, size in frame.too_large])
+                    last_sent = max(last_sent, frame.last_seq)
+                    rows = frame.rows
+                    if not rows:
+                        if not frame.too_large:
+                            await spooled.wait()
+                        continue
+                else:
+                    last_sent = rows[-1].seq
+                await conn.send(Events(tuple(row.event for row in rows)))
+                for row in rows:
+                    self._in_flight[row.id] = (row.seq, len(row.event))
+                    self._in_flight_bytes += len(row.event)
+                self.metrics.events_sent.inc(len(rows))
+                self.metrics.events_unacked.set(len(self._in_flight))
+        finally:
+            self._sending = False
+            self._unsent.clear()
+
+    def _next_rows(self, last_sent: int, max_count: int) -> list[Spooled] | None:
+        """The next frame's events from those just spooled, when they are the very next ones
+        (the sender has caught up with the spool); None: read the spool."""
+        unsent = self._unsent
+        skip = 0
+        while skip < len(unsent) and unsent[skip].seq <= last_sent:
+            skip += 1
+        del unsent[:skip]
+        if not unsent or unsent[0].seq != last_sent + 1:
+            return None
+        plan = plan_frame([len(row.event) for row in unsent[:max_count]], max_count=max_count)
+        if plan.too_large or not plan.send:
+            return None
+        rows = unsent[: len(plan.send)]
+        del unsent[: len(plan.send)]
+        return rows
 
     async def acknowledge(self, ids: Sequence[str], rejected: Sequence[Rejected]) -> None:
         """The backend has these events (forget them) or refused them for good (set them aside)."""
@@ -190,9 +234,21 @@ class Delivery:
         refused = [event_id for event_id, _, _ in entries]
         if entries:
             await self.set_aside(entries)
-        await self._spool_now(self.spool.remove, ids)
-        for event_id in [*ids, *refused]:
-            self._in_flight.pop(event_id, None)
+        seqs, others = [], []
+        for event_id in ids:
+            sent = self._in_flight.pop(event_id, None)
+            if sent is None:
+                others.append(event_id)
+            else:
+                seqs.append(sent[0])
+                self._in_flight_bytes -= sent[1]
+        await self._spool_now(self.spool.remove_seqs, seqs)
+        if others:  # not sent on this connection: looked up by id
+            await self._spool_now(self.spool.remove, others)
+        for event_id in refused:
+            sent = self._in_flight.pop(event_id, None)
+            if sent is not None:
+                self._in_flight_bytes -= sent[1]
         self.metrics.events_acked.inc(len(ids))
         self.metrics.events_rejected.inc(len(refused))
         self.metrics.events_unacked.set(len(self._in_flight))

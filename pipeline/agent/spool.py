@@ -130,6 +130,8 @@ class Spool:
         self.count = 0
         #: bytes written to the WAL since the last checkpoint began, roughly
         self.unflushed = 0
+        #: the seq of the last event appended (this connection is the spool's only writer)
+        self.last_seq = 0
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +141,8 @@ class Spool:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
             self.count, self.bytes = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool").fetchone()
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'").fetchone()
+            self.last_seq = row[0] if row else 0
             if self._on_disk:
                 conn.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint()
                 self._checkpointer = sqlite3.connect(
@@ -185,22 +189,33 @@ class Spool:
 
     def append(self, events: Sequence[tuple[str, bytes]]) -> int:
         """Store (id, msgpack bytes) pairs durably, in order; returns how many old events were dropped."""
+        return self.write(events)[1]
+
+    def write(self, events: Sequence[tuple[str, bytes]]) -> tuple[list[Spooled], int]:
+        """Store (id, msgpack bytes) pairs durably, in order, in one transaction; returns them as
+        stored (with their seq) and how many old events were dropped to make room."""
         incoming = sum(len(blob) for _, blob in events)
+        first = self.last_seq + 1
+        rows = [Spooled(seq, i, b) for seq, (i, b) in enumerate(events, first)]
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             dropped = self._make_room(incoming)
+            # The seqs given, not left to SQLite: the caller gets them without reading them back
+            # (AUTOINCREMENT keeps sqlite_sequence at the largest, so a reopened spool goes on).
             conn.executemany(
-                "INSERT INTO spool (id, size, event) VALUES (?, ?, ?)", [(i, len(b), b) for i, b in events]
+                "INSERT INTO spool (seq, id, size, event) VALUES (?, ?, ?, ?)",
+                [(r.seq, r.id, len(r.event), r.event) for r in rows],
             )
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self.last_seq += len(rows)
         self.count += len(events)
         self.bytes += incoming
         self.unflushed += incoming + TRANSACTION_BYTES
-        return dropped
+        return rows, dropped
 
     def _make_room(self, incoming: int) -> int:
         dropped = 0
@@ -228,17 +243,23 @@ class Spool:
 
     def remove(self, ids: Sequence[str]) -> None:
         """Forget acknowledged events."""
-        if not ids:
+        self._delete("id", ids)
+
+    def remove_seqs(self, seqs: Sequence[int]) -> None:
+        """Forget acknowledged events by their seq (the sender knows it: no lookup by id)."""
+        self._delete("seq", seqs)
+
+    def _delete(self, column: str, keys: Sequence[Any]) -> None:
+        if not keys:
             return
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             sizes = []
-            for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
-                sizes += conn.execute(f"SELECT size FROM spool WHERE id IN ({marks})", chunk).fetchall()
-                conn.execute(f"DELETE FROM spool WHERE id IN ({marks})", chunk)
+                sizes += conn.execute(f"DELETE FROM spool WHERE {column} IN ({marks}) RETURNING size", chunk).fetchall()
         except BaseException:
             conn.execute("ROLLBACK")
             raise
