@@ -120,7 +120,8 @@ class AgentApi:
             await send(_ACCEPTED_HEAD)
             await send(_ACCEPTED_BODY)
             return
-        body = json.dumps(error_body(status, error)).encode()
+        # as Starlette's JSONResponse renders it
+        body = json.dumps(error_body(status, error), ensure_ascii=False, separators=(",", ":")).encode()
         headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -87,8 +87,7 @@ class Delivery:
         while True:
             await self._checkpoint_due.wait()
             self._checkpoint_due = trio.Event()
-            self.spool.unflushed = 0
-            await trio.to_thread.run_sync(self.spool.checkpoint)  # its own connection: no limiter
+            await self._spool_call(self.spool.checkpoint)  # the writes wait: see Spool.checkpoint
 
     async def _spool_forever(self) -> None:
         while True:

@@ -16,10 +16,12 @@ Synchronous. The agent calls the hot steps (append a batch, read the next frame,
 acknowledged) on its event loop, not in a worker thread: with ``synchronous=NORMAL`` a WAL
 commit is a ``write()`` without ``fsync`` (about 20 µs an event), while a thread hop costs
 about 170 µs of CPU on two cores (``bench/agent_api.py``). The one step that syncs to disk,
-copying the WAL into the database file, is taken off that connection
-(``wal_autocheckpoint=0``) and run by :meth:`Spool.checkpoint` on a connection of its own, in
-a worker thread, once :attr:`Spool.wants_checkpoint`. The rare steps (setting aside, listing)
-run in a worker thread. Either way, one call at a time on the main connection.
+copying the WAL into the database file, is no longer left to SQLite at the end of a commit
+(``wal_autocheckpoint=0``): the agent runs :meth:`Spool.checkpoint` in a worker thread once
+:attr:`Spool.wants_checkpoint`, as it does the rare steps (setting aside, listing). Every call
+is one at a time on the one connection: a checkpoint with no write beside it copies the whole
+WAL, so the next write starts the WAL over and the file stays near its bound (one running
+beside writes, on a second connection, let the WAL grow without end).
 """
 
 from __future__ import annotations
@@ -124,8 +126,6 @@ class Spool:
         self.max_bytes = max_bytes
         self.set_aside_max_bytes = set_aside_max_bytes
         self._conn: sqlite3.Connection | None = None
-        #: the connection checkpoints run on, in a worker thread (none for a spool in memory)
-        self._checkpointer: sqlite3.Connection | None = None
         self.bytes = 0
         self.count = 0
         #: bytes written to the WAL since the last checkpoint began, roughly
@@ -145,10 +145,6 @@ class Spool:
             self.last_seq = row[0] if row else 0
             if self._on_disk:
                 conn.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint()
-                self._checkpointer = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=30
-                )
-                self._checkpointer.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the spool: {exc}") from exc
         self._conn = conn
@@ -158,9 +154,6 @@ class Spool:
         return str(self.path) != ":memory:"
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
         if self._conn is not None:
             self._conn.close()  # the last connection: SQLite checkpoints and removes the WAL
             self._conn = None
@@ -168,17 +161,16 @@ class Spool:
     @property
     def wants_checkpoint(self) -> bool:
         """Whether enough was written since the last checkpoint to start one."""
-        return self._checkpointer is not None and self.unflushed >= CHECKPOINT_BYTES
+        return self._on_disk and self.unflushed >= CHECKPOINT_BYTES
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database file, syncing both (slow: run it in a worker thread; it
-        may run beside the main connection's calls, as WAL allows a checkpoint beside a writer).
-        PASSIVE: it copies what no reader still needs and never blocks a writer; once it has
-        copied all, the next write starts the WAL over, so the file stays near its bound. The
-        caller resets :attr:`unflushed` before starting it (from the event loop's side)."""
-        if self._checkpointer is not None:
+        """Copy the WAL into the database file, syncing both: slow, so in a worker thread, like any
+        other call one at a time. With no write beside it, it copies the whole WAL and the next
+        write starts the WAL over from its beginning."""
+        self.unflushed = 0
+        if self._on_disk:
             try:
-                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: spool checkpoint failed: {exc}") from exc
 
