@@ -199,7 +199,7 @@ def main() -> None:
             api = address(ready)
             transport = ready.group(2).decode()
             agent_command = ["agent", "--backend-addr", transport, "--name", "bench-agent", "--data", str(tmp / "agent"),
-                             "--api-addr", "127.0.0.1:0", "--socket-addr", "127.0.0.1:0",
+                             "--api-addr", "127.0.0.1:0", "--socket-addr", "127.0.0.1:0", "--statsd-addr", "",
                              "--keepalive-interval", "3600", "--keepalive-warning-timeout", "7200",
                              "--keepalive-critical-timeout", "0"]  # fmt: skip
             with daemon(agent_command, tmp / "agent.log", args.profile_agent) as agent:
