@@ -17,12 +17,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
-from starlette.applications import Starlette
 
 from pipeline import __version__
-from pipeline.agent.api import create_agent_app
+from pipeline.agent.api import AgentApi, create_agent_api, pack_local_event
 from pipeline.agent.client_socket import ClientSocketServer
 from pipeline.agent.delivery import Delivery
 from pipeline.agent.executor import CheckExecutor
@@ -117,7 +117,9 @@ class Agent:
         self.metrics.spool.watch(lambda: self.spool.count, lambda: self.spool.bytes)
         self.connected = trio.Event()
         #: the local HTTP API's app once it serves (its routes are what the API answers)
-        self.api_app: Starlette | None = None
+        self.api_app: AgentApi | None = None
+        #: the entity encoded, for the events local programs send; None when it may have changed
+        self._entity_encoded: dict[str, Any] | None = None
         #: the current connection's tasks; cancelled to connect again with a changed entity
         self._connection_scope: trio.CancelScope | None = None
 
@@ -136,6 +138,7 @@ class Agent:
             entity.metadata.labels, entity.metadata.annotations = fresh.metadata.labels, fresh.metadata.annotations
             entity.keepalive_handlers, entity.deregister = fresh.keepalive_handlers, fresh.deregister
             entity.deregistration = fresh.deregistration
+            self._entity_encoded = None
             if self._connection_scope is not None:
                 log.info("connecting again to send the changed entity", agent=self.config.name)
                 self._connection_scope.cancel()
@@ -160,13 +163,22 @@ class Agent:
         """Spool an event a local program sent (``source``: api, socket) through that source's
         channel, returning once it is on disk (the client is answered then), refusing one over the
         maximum event size with :class:`EventTooLarge`."""
-        size = len(event.to_msgpack())
+        if self._entity_encoded is None:
+            self._entity_encoded = encode(self.entity)
+        packed = pack_local_event(event, self._entity_encoded)
+        size = len(packed)
         if size > MAX_EVENT_BYTES:
             self.metrics.events_too_large.labels(source, "refused").inc()
             log.warning("event refused: too large", source=source, event_id=event.id, check=event.check_name,
                         size=size, limit=MAX_EVENT_BYTES)  # fmt: skip
             raise EventTooLarge(size, MAX_EVENT_BYTES)
-        await outlet.send_durably(event)
+        spooled = self.delivery.spooled_event(event.id, packed)
+        try:
+            await outlet.send(event)
+        except BaseException:
+            self.delivery.forget(event.id)  # never handed over: nothing will wake the waiter
+            raise
+        await spooled.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))
@@ -220,6 +232,7 @@ class Agent:
                                 self.config.keepalive_critical_timeout, namespace, now)  # fmt: skip
         check.processed_by = self.config.name
         self.entity.last_seen = int(now)
+        self._entity_encoded = None
         return Event(timestamp=int(now), entity=self.entity, check=check, metadata=ObjectMeta(namespace=namespace),
                      id=new_event_id())  # fmt: skip
 
@@ -250,7 +263,7 @@ class Agent:
         listeners = {}
         if self.config.api_addr is not None:
             outlet = Outlet(self.delivery.spooled_event)
-            app = create_agent_app(
+            app = create_agent_api(
                 self.metrics.registry,
                 lambda: self.connected.is_set(),
                 functools.partial(self._submit_local, outlet, "api"),

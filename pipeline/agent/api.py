@@ -9,28 +9,36 @@ its time, as in Sensu Go), ``issued`` is kept as given, the namespace is the age
 id is given when there is none. An event larger than
 the maximum event size once prepared (its entity included) is refused with 413.
 
+``POST /events`` without a query string is answered by :class:`AgentApi` itself, ahead of
+Starlette (whose request objects and middleware cost more per request than the rest of the
+route); every other request, and the same route with a query string (refused 400), goes to the
+Starlette app, which answers alike.
+
 ``GET /events/set-aside`` lists the events the agent set aside instead of sending (too large,
 or refused by the backend), newest first (``?limit=``, 100 by default, 1000 at most).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgpack
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from pipeline import __version__
 from pipeline.errors import EventTooLarge, ValidationError
-from pipeline.http_answers import EXCEPTION_HANDLERS, error_response
+from pipeline.http_answers import EXCEPTION_HANDLERS, error_body, error_response
 from pipeline.http_params import guarded, takes_query
 from pipeline.model import Entity, Event, new_event_id
-from pipeline.model.codec import decode, encode
+from pipeline.model.codec import encode
 
 #: Set-aside events one ``GET /events/set-aside`` lists at most.
 SET_ASIDE_LIST_MAX = 1000
@@ -38,13 +46,14 @@ SET_ASIDE_LIST_MAX = 1000
 
 def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
     """A locally submitted event, completed as Sensu Go's agent does (raises ValidationError);
-    fields the model does not know are dropped, as Sensu Go's JSON decoding does."""
+    fields the model does not know are dropped, as Sensu Go's JSON decoding does. Its entity is
+    ``agent`` itself, not a copy: pack it (:func:`pack_local_event`) rather than change it."""
     event = Event.from_json(body, ignored=[])
     if event.check is None and event.metrics is None:
         raise ValidationError("", "event must contain a check or metrics")
     given = event.entity.metadata.name if event.entity is not None else ""
     namespace = agent.metadata.namespace
-    event.entity = decode(Entity, encode(agent))
+    event.entity = agent
     event.metadata.namespace = namespace
     event.timestamp = event.timestamp or int(now)
     event.id = event.id or new_event_id()
@@ -60,6 +69,97 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
         check.processed_by = agent.metadata.name
     event.validate()
     return event
+
+
+def pack_local_event(event: Event, entity: dict[str, Any]) -> bytes:
+    """The msgpack bytes of an event of the agent's own entity, given that entity encoded once
+    (it is most of the event's fields: encoding it for every result cost more than the rest)."""
+    own, event.entity = event.entity, None
+    try:
+        data = encode(event)
+    finally:
+        event.entity = own
+    data["entity"] = entity
+    packed: bytes = msgpack.packb(data, use_bin_type=True)
+    return packed
+
+
+#: What ``POST /events`` answers once the event is on disk (Starlette's ``Response(status_code=202)``).
+_ACCEPTED_HEAD = {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
+_ACCEPTED_BODY = {"type": "http.response.body", "body": b""}
+
+
+class AgentApi:
+    """The agent API's ASGI app: ``POST /events`` answered here, the rest by ``app`` (Starlette).
+
+    ``accept`` takes a request body and gives the status and the error message (empty for 202)."""
+
+    def __init__(self, app: Starlette, accept: Callable[[bytes], Awaitable[tuple[int, str]]] | None) -> None:
+        self.app = app
+        self.accept = accept
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return self.app.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.accept is None or scope["type"] != "http" or scope["path"] != "/events" or scope["method"] != "POST"
+                or scope["query_string"]):  # fmt: skip
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:  # within 1 MiB: the HTTP server refuses more, unread
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client is gone: nobody to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        status, error = await self.accept(b"".join(chunks))
+        if not error:
+            await send(_ACCEPTED_HEAD)
+            await send(_ACCEPTED_BODY)
+            return
+        # as Starlette's JSONResponse renders it
+        body = json.dumps(error_body(status, error), ensure_ascii=False, separators=(",", ":")).encode()
+        headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_agent_api(
+    registry: CollectorRegistry,
+    is_connected: Callable[[], bool],
+    submit: Callable[[Event], Awaitable[None]] | None = None,
+    entity: Entity | None = None,
+    *,
+    wall_clock: Callable[[], float] = time.time,
+    set_aside: Callable[[int], Awaitable[Sequence[Any]]] | None = None,
+    unknown_parameters: Counter | None = None,
+) -> AgentApi:
+    """The agent's API (what :func:`create_agent_app` serves, with ``POST /events`` ahead of it)."""
+    app = create_agent_app(registry, is_connected, submit, entity, wall_clock=wall_clock, set_aside=set_aside,
+                           unknown_parameters=unknown_parameters)  # fmt: skip
+    accept = _acceptor(submit, entity, wall_clock) if submit is not None and entity is not None else None
+    return AgentApi(app, accept)
+
+
+def _acceptor(
+    submit: Callable[[Event], Awaitable[None]], entity: Entity, wall_clock: Callable[[], float]
+) -> Callable[[bytes], Awaitable[tuple[int, str]]]:
+    async def accept(body: bytes) -> tuple[int, str]:
+        """``POST /events``: (202, "") once the event is on disk, or a refusal (400, 413) and why."""
+        try:
+            event = prepare_local_event(body, entity, wall_clock())
+        except ValidationError as exc:
+            return 400, str(exc)
+        try:
+            await submit(event)
+        except EventTooLarge as exc:
+            return 413, str(exc)
+        return 202, ""
+
+    return accept
 
 
 def create_agent_app(
@@ -97,16 +197,9 @@ def create_agent_app(
     async def post_event(request: Request) -> Response:
         assert submit is not None
         assert entity is not None
-        body = await request.body()  # within 1 MiB: the HTTP server refuses more, unread
-        try:
-            event = prepare_local_event(body, entity, wall_clock())
-        except ValidationError as exc:
-            return error_response(400, str(exc))
-        try:
-            await submit(event)
-        except EventTooLarge as exc:
-            return error_response(413, str(exc))
-        return Response(status_code=202)
+        # within 1 MiB: the HTTP server refuses more, unread
+        status, error = await _acceptor(submit, entity, wall_clock)(await request.body())
+        return error_response(status, error) if error else Response(status_code=status)
 
     @takes_query("limit")
     async def list_set_aside(request: Request) -> Response:

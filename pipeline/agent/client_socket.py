@@ -120,7 +120,8 @@ class ClientSocketServer:
             self.metrics.socket_errors.labels(transport, "too_large").inc()
             return f"invalid: {exc}".encode()
         self.metrics.socket_results.labels(transport).inc()
-        log.info("check result received", transport=transport, peer=peer, check=event.check_name,
+        # debug, not info: one line per result is the cost of a result (the counter says how many)
+        log.debug("check result received", transport=transport, peer=peer, check=event.check_name,
                  entity=event.check.proxy_entity_name if event.check else "")  # fmt: skip
         return b"ok"
 

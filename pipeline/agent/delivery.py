@@ -1,10 +1,11 @@
 """From the agent's outbound queue to the backend, through the on-disk spool.
 
-Two tasks: the spooler writes what the agent produces into the spool (one thread hop per
-batch), and, while connected, the sender sends spooled events in order, keeping at most a
-window of them unacknowledged. Acknowledged events are removed from the spool. A new
-connection starts again from the oldest spooled event, so nothing unacknowledged is lost
-to a disconnect, a backend restart or an agent restart.
+Two tasks: the spooler writes what the agent produces into the spool (one transaction per
+batch, on the event loop: see :mod:`pipeline.agent.spool` for why not in a thread), and,
+while connected, the sender sends spooled events in order, keeping at most a window of them
+unacknowledged. Acknowledged events are removed from the spool. A new connection starts again
+from the oldest spooled event, so nothing unacknowledged is lost to a disconnect, a backend
+restart or an agent restart.
 
 Frames are filled by bytes as well as by count (:mod:`pipeline.wire.limits`), so none comes
 near the frame limit. An event that cannot be delivered, larger than the maximum event size
@@ -21,10 +22,10 @@ from typing import Any, TypeVar
 import trio
 
 from pipeline.agent.metrics import AgentMetrics
-from pipeline.agent.spool import SetAside, Spool
+from pipeline.agent.spool import SetAside, Spool, Spooled
 from pipeline.logs import get_logger
 from pipeline.model import Event
-from pipeline.wire.limits import MAX_EVENT_BYTES, too_large_message
+from pipeline.wire.limits import MAX_EVENT_BYTES, plan_frame, too_large_message
 from pipeline.wire.messages import Events, Rejected
 from pipeline.wire.stream import MessageStream
 
@@ -49,25 +50,58 @@ class Delivery:
         self._limiter = trio.CapacityLimiter(1)  # one spool connection, one thread at a time
         self._spooled = trio.Event()
         self._acked = trio.Event()
-        #: sizes of the events sent and not yet acknowledged, by id
-        self._in_flight: dict[str, int] = {}
+        #: (seq, size) of the events sent and not yet acknowledged, by id, and their bytes
+        self._in_flight: dict[str, tuple[int, int]] = {}
+        self._in_flight_bytes = 0
+        #: events just spooled, for the sender to send without reading them back (see _next_rows)
+        self._unsent: list[Spooled] = []
+        self._sending = False
         #: submitters waiting to hear that their event is on disk, or acknowledged, by event id
         self._waiting: dict[str, trio.Event] = {}
         self._ack_waiting: dict[str, trio.Event] = {}
+        #: the msgpack bytes of events their submitter packed already, by event id
+        self._packed: dict[str, bytes] = {}
+
+        self._checkpoint_due = trio.Event()
 
     async def _spool_call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A rare spool call (set aside, list): in a worker thread."""
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _spool_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """A hot spool call (append, next frame, remove): on the event loop, after any worker
+        thread's call on the same connection is done."""
+        async with self._limiter:
+            result = fn(*args)
+        if self.spool.wants_checkpoint:
+            self._checkpoint_due.set()
+        return result
 
     async def run_spooler(self) -> None:
         """Move produced events into the spool, in batches, for as long as the agent runs."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_checkpoints)
+            await self._spool_forever()
+
+    async def _run_checkpoints(self) -> None:
+        while True:
+            await self._checkpoint_due.wait()
+            self._checkpoint_due = trio.Event()
+            await self._spool_call(self.spool.checkpoint)  # the writes wait: see Spool.checkpoint
+
+    async def _spool_forever(self) -> None:
         while True:
             batch = [await self.outbound.receive()]
+            # One round of the scheduler: the submitters already woken (requests that came in
+            # together) queue theirs too, and one commit serves them all.
+            await trio.lowlevel.cancel_shielded_checkpoint()
             while len(batch) < BATCH_MAX:
                 try:
                     batch.append(self.outbound.receive_nowait())
                 except trio.WouldBlock:
                     break
-            await self._spool_batch(batch)
+            with trio.CancelScope(shield=True):  # taken off the queue: on disk, even when the agent stops now
+                await self._spool_batch(batch)
             for event in batch:
                 waiter = self._waiting.pop(event.id, None)
                 if waiter is not None:
@@ -75,13 +109,20 @@ class Delivery:
             self._wake_sender()
 
     async def _spool_batch(self, batch: list[Event]) -> None:
-        encoded = [(event.id, event.to_msgpack()) for event in batch]
+        packed = self._packed
+        encoded = [(event.id, packed.pop(event.id, b"") or event.to_msgpack()) for event in batch]
         # Every source keeps to the limit on its own; this is the net under them all.
         over = [(i, "too_large", too_large_message(len(b)), b) for i, b in encoded if len(b) > MAX_EVENT_BYTES]
         if over:
             self._report_set_aside(*await self._spool_call(self.spool.put_aside, over, time.time()))
         fits = [(i, b) for i, b in encoded if len(b) <= MAX_EVENT_BYTES]
-        dropped = await self._spool_call(self.spool.append, fits) if fits else 0
+        if not fits:
+            return
+        rows, dropped = await self._spool_now(self.spool.write, fits)
+        if self._sending and not dropped and len(self._unsent) < SEND_WINDOW:
+            self._unsent += rows
+        else:
+            self._unsent.clear()  # the sender reads the spool instead
         if dropped:
             self.metrics.spool_dropped.inc(dropped)
             log.warning("spool full: oldest events dropped", dropped=dropped, max_bytes=self.spool.max_bytes)
@@ -112,10 +153,18 @@ class Delivery:
         waiter = self._ack_waiting[event_id] = trio.Event()
         return waiter
 
-    def spooled_event(self, event_id: str) -> trio.Event:
-        """An event set once ``event_id`` is written to the spool (register before submitting)."""
+    def spooled_event(self, event_id: str, packed: bytes | None = None) -> trio.Event:
+        """An event set once ``event_id`` is written to the spool (register before submitting);
+        ``packed``: the event's msgpack bytes, when the submitter has them (not encoded again)."""
         waiter = self._waiting[event_id] = trio.Event()
+        if packed is not None:
+            self._packed[event_id] = packed
         return waiter
+
+    def forget(self, event_id: str) -> None:
+        """The event registered with :meth:`spooled_event` was not submitted after all."""
+        self._waiting.pop(event_id, None)
+        self._packed.pop(event_id, None)
 
     def _wake_sender(self) -> None:
         self._spooled.set()
@@ -124,29 +173,59 @@ class Delivery:
     async def send_loop(self, conn: MessageStream) -> None:
         """Send every spooled event, oldest first, within the window (one connection's life)."""
         self._in_flight.clear()
+        self._in_flight_bytes = 0
+        self._unsent.clear()
         last_sent = 0
         resent = self.spool.count
         if resent:
             log.info("sending spooled events", count=resent)
-        while True:
-            room = SEND_WINDOW - len(self._in_flight)
-            if room <= 0 or sum(self._in_flight.values()) >= SEND_WINDOW_BYTES:
-                await self._acked.wait()
-                continue
-            spooled = self._spooled
-            frame = await self._spool_call(self.spool.next_frame, last_sent, min(room, BATCH_MAX))
-            if frame.too_large:
-                await self.set_aside([(i, "too_large", too_large_message(size)) for i, size in frame.too_large])
-            last_sent = max(last_sent, frame.last_seq)
-            rows = frame.rows
-            if not rows:
-                if not frame.too_large:
-                    await spooled.wait()
-                continue
-            await conn.send(Events(tuple(row.event for row in rows)))
-            self._in_flight.update((row.id, len(row.event)) for row in rows)
-            self.metrics.events_sent.inc(len(rows))
-            self.metrics.events_unacked.set(len(self._in_flight))
+        self._sending = True
+        try:
+            while True:
+                room = SEND_WINDOW - len(self._in_flight)
+                if room <= 0 or self._in_flight_bytes >= SEND_WINDOW_BYTES:
+                    await self._acked.wait()
+                    continue
+                spooled = self._spooled
+                rows = self._next_rows(last_sent, min(room, BATCH_MAX))
+                if rows is None:
+                    frame = await self._spool_now(self.spool.next_frame, last_sent, min(room, BATCH_MAX))
+                    if frame.too_large:
+                        await self.set_aside([(i, "too_large", too_large_message(size)) for i, size in frame.too_large])
+                    last_sent = max(last_sent, frame.last_seq)
+                    rows = frame.rows
+                    if not rows:
+                        if not frame.too_large:
+                            await spooled.wait()
+                        continue
+                else:
+                    last_sent = rows[-1].seq
+                await conn.send(Events(tuple(row.event for row in rows)))
+                for row in rows:
+                    self._in_flight[row.id] = (row.seq, len(row.event))
+                    self._in_flight_bytes += len(row.event)
+                self.metrics.events_sent.inc(len(rows))
+                self.metrics.events_unacked.set(len(self._in_flight))
+        finally:
+            self._sending = False
+            self._unsent.clear()
+
+    def _next_rows(self, last_sent: int, max_count: int) -> list[Spooled] | None:
+        """The next frame's events from those just spooled, when they are the very next ones
+        (the sender has caught up with the spool); None: read the spool."""
+        unsent = self._unsent
+        skip = 0
+        while skip < len(unsent) and unsent[skip].seq <= last_sent:
+            skip += 1
+        del unsent[:skip]
+        if not unsent or unsent[0].seq != last_sent + 1:
+            return None
+        plan = plan_frame([len(row.event) for row in unsent[:max_count]], max_count=max_count)
+        if plan.too_large or not plan.send:
+            return None
+        rows = unsent[: len(plan.send)]
+        del unsent[: len(plan.send)]
+        return rows
 
     async def acknowledge(self, ids: Sequence[str], rejected: Sequence[Rejected]) -> None:
         """The backend has these events (forget them) or refused them for good (set them aside)."""
@@ -154,9 +233,21 @@ class Delivery:
         refused = [event_id for event_id, _, _ in entries]
         if entries:
             await self.set_aside(entries)
-        await self._spool_call(self.spool.remove, ids)
-        for event_id in [*ids, *refused]:
-            self._in_flight.pop(event_id, None)
+        seqs, others = [], []
+        for event_id in ids:
+            sent = self._in_flight.pop(event_id, None)
+            if sent is None:
+                others.append(event_id)
+            else:
+                seqs.append(sent[0])
+                self._in_flight_bytes -= sent[1]
+        await self._spool_now(self.spool.remove_seqs, seqs)
+        if others:  # not sent on this connection: looked up by id
+            await self._spool_now(self.spool.remove, others)
+        for event_id in refused:
+            sent = self._in_flight.pop(event_id, None)
+            if sent is not None:
+                self._in_flight_bytes -= sent[1]
         self.metrics.events_acked.inc(len(ids))
         self.metrics.events_rejected.inc(len(refused))
         self.metrics.events_unacked.set(len(self._in_flight))

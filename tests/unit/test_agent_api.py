@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
+import msgpack
 from prometheus_client import CollectorRegistry, Counter
 
-from pipeline.agent.api import create_agent_app
+from pipeline.agent.api import create_agent_api, create_agent_app, pack_local_event, prepare_local_event
 from pipeline.agent.spool import SetAside
+from pipeline.errors import EventTooLarge
+from pipeline.model import Entity, Event, ObjectMeta
+from pipeline.model.codec import encode
 
 
 async def test_healthz_follows_the_backend_connection_and_metrics_are_exported() -> None:
@@ -42,3 +48,51 @@ async def test_the_set_aside_list_takes_a_bounded_limit() -> None:
             assert refused.status_code == 400
             assert refused.json()["message"].startswith("limit: expected 1 to 1000")
     assert asked == [100, 5]
+
+
+def agent_entity() -> Entity:
+    return Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"), subscriptions=["linux"])
+
+
+async def test_post_events_answers_alike_ahead_of_starlette_and_through_it() -> None:
+    """``AgentApi`` answers ``POST /events`` itself; the Starlette app behind it answers the
+    same request the same way, and everything else."""
+    agent = agent_entity()
+    taken: list[Event] = []
+
+    async def submit(event: Event) -> None:
+        if event.check is not None and event.check.output == "huge":
+            raise EventTooLarge(3_000_000, 2_000_000)
+        taken.append(event)
+
+    api = create_agent_api(CollectorRegistry(), lambda: True, submit, agent, wall_clock=lambda: 1_800_000_000)
+    answers = []
+    for app in (api, api.app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agent") as client:
+            ok = await client.post("/events", json={"check": {"metadata": {"name": "disk"}, "status": 2}})
+            bad = await client.post("/events", content=b'{"check": ')
+            nameless = await client.post("/events", json={"check": {"status": 1}})
+            huge = await client.post("/events", json={"check": {"metadata": {"name": "disk"}, "output": "huge"}})
+            query = await client.post("/events?x=1", json={"check": {"metadata": {"name": "disk"}}})
+            get = await client.get("/events")
+        answers.append([(r.status_code, r.content, r.headers.get("content-type")) for r in
+                        (ok, bad, nameless, huge, query, get)])  # fmt: skip
+    assert answers[0] == answers[1]
+    statuses = [status for status, _, _ in answers[0]]
+    assert statuses == [202, 400, 400, 413, 400, 405]
+    assert answers[0][0][1] == b""
+    assert json.loads(answers[0][2][1]) == {"code": 2, "message": "check.metadata.name: a check needs a name"}
+    assert json.loads(answers[0][3][1])["message"].startswith("event of 3000000 bytes")
+    assert len(taken) == 2  # one from each app
+    event = taken[0]
+    assert event.entity is agent  # not a copy: packed below, never changed
+    assert (event.check_name, event.timestamp, event.metadata.namespace) == ("disk", 1_800_000_000, "default")
+
+
+def test_a_local_event_is_packed_with_the_agent_entity_encoded_once() -> None:
+    agent = agent_entity()
+    event = prepare_local_event(b'{"check": {"metadata": {"name": "disk"}, "output": "ok"}}', agent, 1_800_000_000)
+    packed = pack_local_event(event, encode(agent))
+    assert msgpack.unpackb(packed, raw=False) == event.to_dict()
+    assert Event.from_msgpack(packed).entity == agent
+    assert event.entity is agent  # given back after packing

@@ -4,14 +4,18 @@ aside at the spool and never sent; its submitter is not left waiting."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import trio
+import trio.testing
 
 from pipeline.agent.delivery import Delivery
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.spool import Spool
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
 from pipeline.wire.limits import MAX_EVENT_BYTES
+from pipeline.wire.messages import Events
+from pipeline.wire.stream import MessageStream
 
 
 def event(output: str) -> Event:
@@ -44,3 +48,50 @@ async def test_an_event_over_the_maximum_size_is_set_aside_at_the_spool_and_the_
     assert (record.id, record.reason, record.entity, record.check) == (huge.id, "too_large", "web1", "big")
     assert record.error == f"event of {record.size} bytes exceeds the maximum event size of {MAX_EVENT_BYTES} bytes"
     assert metrics.registry.get_sample_value("pipeline_agent_events_set_aside_total", {"reason": "too_large"}) == 1
+
+
+async def test_an_event_taken_off_the_queue_is_spooled_even_when_the_agent_stops_at_once() -> None:
+    """The spooler may have taken an event (its submitter told so) just as the agent stops: it
+    writes it all the same, so the event is there, on disk, at the next start."""
+    spool = Spool(Path(":memory:"), max_bytes=64 * 1024 * 1024)
+    spool.open()
+    send, receive = trio.open_memory_channel[Event](10)
+    delivery = Delivery(spool, receive, AgentMetrics.create())
+    taken = event("ok")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(delivery.run_spooler)
+            await trio.testing.wait_all_tasks_blocked()
+            await send.send(taken)  # handed straight to the waiting spooler
+            nursery.cancel_scope.cancel()
+    assert [row.id for row in spool.after(0, 10)] == [taken.id]
+
+
+async def test_events_just_spooled_are_sent_from_memory_in_order_after_those_read_from_the_spool() -> None:
+    spool = Spool(Path(":memory:"), max_bytes=64 * 1024 * 1024)
+    spool.open()
+    older = [event(f"old {i}") for i in range(3)]
+    spool.write([(e.id, e.to_msgpack()) for e in older])
+    send, receive = trio.open_memory_channel[Event](10)
+    delivery = Delivery(spool, receive, AgentMetrics.create())
+    sent: list[str] = []
+
+    class Wire:
+        async def send(self, message: Events) -> None:
+            sent.extend(Event.from_msgpack(blob).id for blob in message.events if isinstance(blob, bytes))
+
+    newer = [event(f"new {i}") for i in range(3)]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(delivery.run_spooler)
+            nursery.start_soon(delivery.send_loop, cast(MessageStream, Wire()))
+            await trio.testing.wait_all_tasks_blocked()
+            for new in newer:
+                spooled = delivery.spooled_event(new.id)
+                await send.send(new)
+                await spooled.wait()
+                await trio.testing.wait_all_tasks_blocked()
+            await delivery.acknowledge([e.id for e in older + newer], [])
+            nursery.cancel_scope.cancel()
+    assert sent == [e.id for e in older + newer]
+    assert (spool.count, spool.bytes) == (0, 0)

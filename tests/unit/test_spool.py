@@ -7,7 +7,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from pipeline.agent.spool import Spool
+from pipeline.agent.spool import CHECKPOINT_BYTES, Spool
 from pipeline.wire.limits import MAX_EVENT_BYTES
 
 
@@ -97,3 +97,52 @@ def test_the_set_aside_list_is_bounded_oldest_dropped_first(tmp_path: Path) -> N
     _, pruned = spool.put_aside([("big", "too_large", "", b"x" * 5000)], now=9.0)
     assert pruned == 2
     assert [r.id for r in spool.list_set_aside()] == ["big"]  # the newest stays, whatever its size
+
+
+def test_written_events_get_consecutive_seqs_that_go_on_after_reopening(tmp_path: Path) -> None:
+    first = Spool(tmp_path / "spool.db", max_bytes=10_000)
+    first.open()
+    rows, dropped = first.write([("a", b"aa"), ("b", b"bbb")])
+    assert ([(r.seq, r.id, r.event) for r in rows], dropped) == ([(1, "a", b"aa"), (2, "b", b"bbb")], 0)
+    assert [(r.seq, r.id) for r in first.after(0, 10)] == [(1, "a"), (2, "b")]
+    first.remove_seqs([2, 99])
+    assert (first.count, first.bytes) == (1, 2)
+    first.close()
+    again = Spool(tmp_path / "spool.db", max_bytes=10_000)
+    again.open()
+    (row,), _ = again.write([("c", b"c")])
+    assert row.seq == 3  # never a removed event's seq again
+    assert [(r.seq, r.id) for r in again.after(0, 10)] == [(1, "a"), (3, "c")]
+    again.close()
+
+
+def test_checkpoints_keep_the_wal_near_its_bound(tmp_path: Path) -> None:
+    """The spool's connection never checkpoints at a commit (wal_autocheckpoint=0): the agent
+    calls checkpoint() when due, and the WAL starts over after each."""
+    spool = Spool(tmp_path / "spool.db", max_bytes=256 * 1024 * 1024)
+    spool.open()
+    blob = b"x" * 4000
+    checkpoints = 0
+    for batch in range(1500):  # about 12 MB through the WAL, three times the bound
+        spool.write([(f"e{batch}-{i}", blob) for i in range(4)])
+        spool.remove([f"e{batch}-{i}" for i in range(4)])
+        if spool.wants_checkpoint:
+            spool.checkpoint()
+            checkpoints += 1
+    assert checkpoints >= 2
+    assert (tmp_path / "spool.db-wal").stat().st_size < 2 * CHECKPOINT_BYTES
+    spool.write([("last", b"kept")])
+    spool.close()
+    again = Spool(tmp_path / "spool.db", max_bytes=256 * 1024 * 1024)
+    again.open()
+    assert [(r.id, r.event) for r in again.after(0, 10)] == [("last", b"kept")]
+    again.close()
+
+
+def test_a_spool_in_memory_never_wants_a_checkpoint() -> None:
+    spool = Spool(Path(":memory:"), max_bytes=256 * 1024 * 1024)
+    spool.open()
+    spool.write([("a", b"x" * (CHECKPOINT_BYTES + 1))])
+    assert not spool.wants_checkpoint
+    spool.checkpoint()  # nothing to do
+    spool.close()
