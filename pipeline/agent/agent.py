@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from pipeline.agent.delivery import Delivery
 from pipeline.agent.executor import CheckExecutor
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.reconfigure import ENTITY_FIELDS, RELOADABLE, ConfigChanges, config_changes
+from pipeline.agent.remembered import CHECKS_FILE, remember_checks, remembered_checks
 from pipeline.agent.scheduler import Scheduler
 from pipeline.agent.settings import AgentConfig, agent_entity
 from pipeline.agent.sources import Outlet, SourceContext, SourceRunner, make_sources
@@ -51,7 +51,6 @@ from pipeline.process import plugin_environment
 from pipeline.tls import client_context
 from pipeline.wire import messages as wire
 from pipeline.wire.limits import MAX_EVENT_BYTES
-from pipeline.wire.protocol import FrameDecoder, encode_frame
 from pipeline.wire.stream import MessageStream
 
 log = get_logger("agent")
@@ -61,15 +60,6 @@ OUTBOUND_BUFFER = 1024
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
-#: The last ``checks`` message, kept in the data directory.
-CHECKS_FILE = "checks.msgpack"
 #: The runtime asset cache, under the data directory (Sensu Go's ``cache-dir``).
 ASSETS_DIR = "assets"
 
@@ -438,23 +428,13 @@ class Agent:
         return self.config.data_dir / CHECKS_FILE if self.config.data_dir else None
 
     async def _remember_checks(self, message: wire.Checks) -> None:
-        """Keep the last checks received on disk, so a restart without a backend still runs them (never
-        their secrets: those stay in memory)."""
-        path = self._checks_file
-        if path is not None:
-            data = encode_frame(wire.Checks(message.checks, message.hooks, message.assets))
-            await trio.to_thread.run_sync(_write_atomically, path, data)
+        if self._checks_file is not None:
+            await remember_checks(self._checks_file, message)
 
     async def _schedule_remembered_checks(self) -> None:
         path = self._checks_file
-        if path is None or not path.exists():
-            return
-        try:
-            (message,) = FrameDecoder().feed(await trio.to_thread.run_sync(path.read_bytes))
-            if not isinstance(message, wire.Checks):
-                raise ProtocolError(f"expected checks, got {wire.message_type(message)}")
-        except (OSError, ValueError, ProtocolError) as exc:
-            log.error("remembered checks unreadable; waiting for the backend", path=str(path), error=exc)
+        message = await remembered_checks(path) if path is not None else None
+        if message is None:
             return
         self._apply_assets(message.assets)
         self._apply_hooks(message.hooks)
