@@ -1,5 +1,7 @@
 """Sensu Go's events API. A submitted event takes the same path as an agent's (state, store,
-handlers); the answer is sent once the event is stored, so a GET right after a 201 sees it.
+handlers); the answer is sent once the event is stored or, with the intake journal
+(:mod:`pipeline.backend.journal`), once journaled; either way it survives a crash of the backend
+process, and a GET right after a 201 sees it.
 
 An event written here is always a new result: its ``id`` is kept unless already used, then
 replaced (``sensuctl event resolve`` sends the event it read back with its id). The body is
@@ -21,6 +23,7 @@ from pipeline.backend.api.lists import event_key, listed, takes_list_query
 from pipeline.backend.api.writes import ignored_warning
 from pipeline.backend.eventd import Outcome, Replays
 from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
+from pipeline.backend.journal import IntakeJournal
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http_answers import error_response
 from pipeline.logs import get_logger
@@ -29,6 +32,7 @@ from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import load_json
 from pipeline.model.meta import ObjectMeta
 from pipeline.store.service import StoreService
+from pipeline.wire.limits import MAX_EVENT_BYTES
 
 log = get_logger("backend.api")
 
@@ -90,6 +94,78 @@ def prepare_event(
     return event, replays
 
 
+class EventIntake:
+    """Taking one submitted event: decoded, completed, validated, then journaled (201 at once)
+    or, without a journal or for an event whose id the client chose, stored before the answer.
+    Shared by the route and by :class:`pipeline.backend.api.event_intake.FastEvents`."""
+
+    def __init__(
+        self, offer: Offer, metrics: BackendMetrics, *, journal: IntakeJournal | None = None,
+        namespace_exists: Callable[[str], bool] = lambda name: True, wall_clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.offer = offer
+        self.metrics = metrics
+        self.journal = journal
+        self.namespace_exists = namespace_exists
+        self.wall_clock = wall_clock
+
+    async def submit(
+        self, body: bytes, namespace: str, entity: str | None, check: str | None, client: str
+    ) -> Response | None:
+        """The refusal, the 201 with a warning, or None: created, nothing to add (the caller
+        answers a bare 201 at its cheapest)."""
+        metrics = self.metrics
+        metrics.events_received.labels("api").inc()
+        if not self.namespace_exists(namespace):
+            metrics.events_rejected.labels("api").inc()
+            return unknown_namespace(namespace)
+        ignored: list[str] = []
+        try:
+            event, replays = prepare_event(body, namespace, entity=entity, check=check, now=self.wall_clock(),
+                                          ignored=ignored)  # fmt: skip
+        except ValidationError as exc:
+            metrics.events_rejected.labels("api").inc()
+            log.info("rejected event from API", client=client, error=exc)
+            return error_response(400, str(exc))
+        if ignored:
+            metrics.fields_ignored.inc(len(ignored))
+            log.debug("unknown fields ignored", client=client, fields=",".join(ignored))
+        refusal = await self._take(event, replays)
+        if refusal is not None:
+            return refusal
+        return Response(status_code=201, headers=ignored_warning(ignored)) if ignored else None
+
+    async def _take(self, event: Event, replays: Replays) -> Response | None:
+        # A client's own id may be a used one, renumbered by the processor: journaled, its replay
+        # after a crash could not tell a stored result from a new one. Such events (sensuctl's
+        # resolve) are stored before the answer, as they always were.
+        if self.journal is None or replays is not Replays.NONE:
+            return await self._store(event, replays)
+        packed = event.to_msgpack()
+        if len(packed) > MAX_EVENT_BYTES:
+            self.metrics.events_rejected.labels("api").inc()
+            return error_response(413, str(EventTooLarge(len(packed), MAX_EVENT_BYTES)))
+        try:
+            taken = await self.journal.take(event, packed)
+        except OSError as exc:
+            self.journal.metrics.failures.inc()
+            log.error("intake journal not written; event refused", error=exc)
+            return error_response(500, "the intake journal could not be written; try again")
+        return None if taken else busy(self.metrics, "api")
+
+    async def _store(self, event: Event, replays: Replays) -> Response | None:
+        try:
+            (outcome,) = await store_all(self.offer, [event], replays=replays)
+        except PipelineFull:
+            return busy(self.metrics, "api")
+        except EventTooLarge as exc:
+            self.metrics.events_rejected.labels("api").inc()
+            return error_response(413, str(exc))
+        if outcome is Outcome.FAILED:
+            return error_response(500, "the event store failed; try again")
+        return None
+
+
 def event_routes(
     store: StoreService,
     offer: Offer,
@@ -98,7 +174,12 @@ def event_routes(
     *,
     namespace_exists: Callable[[str], bool] = lambda name: True,
     wall_clock: Callable[[], float] = time.time,
+    intake: EventIntake | None = None,
 ) -> list[Route]:
+    """The events API's routes; ``intake``: how a submitted event is taken (by default, stored
+    before the answer)."""
+    taker = intake or EventIntake(offer, metrics, namespace_exists=namespace_exists, wall_clock=wall_clock)
+
     @takes_list_query
     async def list_events(request: Request) -> Response:
         """The latest events of a namespace (or of one entity); under ``/api/core/v2/events``, of all."""
@@ -116,31 +197,8 @@ def event_routes(
     async def create_event(request: Request) -> Response:
         p = request.path_params
         body = await request.body()  # within --max-body-size: the HTTP server refuses more, unread
-        metrics.events_received.labels("api").inc()
-        if not namespace_exists(p["namespace"]):
-            metrics.events_rejected.labels("api").inc()
-            return unknown_namespace(p["namespace"])
-        ignored: list[str] = []
-        try:
-            event, replays = prepare_event(body, p["namespace"], entity=p.get("entity"), check=p.get("check"),
-                                          now=wall_clock(), ignored=ignored)  # fmt: skip
-        except ValidationError as exc:
-            metrics.events_rejected.labels("api").inc()
-            log.info("rejected event from API", client=client_of(request), error=exc)
-            return error_response(400, str(exc))
-        if ignored:
-            metrics.fields_ignored.inc(len(ignored))
-            log.debug("unknown fields ignored", client=client_of(request), fields=",".join(ignored))
-        try:
-            (outcome,) = await store_all(offer, [event], replays=replays)
-        except PipelineFull:
-            return busy(metrics, "api")
-        except EventTooLarge as exc:
-            metrics.events_rejected.labels("api").inc()
-            return error_response(413, str(exc))
-        if outcome is Outcome.FAILED:
-            return error_response(500, "the event store failed; try again")
-        return Response(status_code=201, headers=ignored_warning(ignored))
+        answer = await taker.submit(body, p["namespace"], p.get("entity"), p.get("check"), client_of(request))
+        return Response(status_code=201) if answer is None else answer
 
     async def remove_event(request: Request) -> Response:
         p = request.path_params
