@@ -70,6 +70,7 @@ class JournalMetrics:
     retries: Counter
     torn: Counter
     failures: Counter
+    barrier_timeouts: Counter
     pending: Gauge
 
     @classmethod
@@ -86,6 +87,9 @@ class JournalMetrics:
                          "Journal segments that ended on a torn or corrupt record at replay", registry=registry),
             failures=Counter("pipeline_journal_failures",
                              "Events refused (500) because the journal could not be written", registry=registry),
+            barrier_timeouts=Counter("pipeline_journal_barrier_timeouts",
+                                     "Requests served before the events journaled ahead of them were stored",
+                                     registry=registry),
             pending=Gauge("pipeline_journal_pending", "Journaled events not yet stored", registry=registry),
         )  # fmt: skip
 
