@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,7 @@ class JournalMetrics:
     retries: Counter
     torn: Counter
     failures: Counter
+    undecodable: Counter
     barrier_timeouts: Counter
     pending: Gauge
 
@@ -87,6 +88,9 @@ class JournalMetrics:
                          "Journal segments that ended on a torn or corrupt record at replay", registry=registry),
             failures=Counter("pipeline_journal_failures",
                              "Events refused (500) because the journal could not be written", registry=registry),
+            undecodable=Counter("pipeline_journal_undecodable",
+                                "Journal records replayed that no longer decode to an event (dropped)",
+                                registry=registry),
             barrier_timeouts=Counter("pipeline_journal_barrier_timeouts",
                                      "Requests served before the events journaled ahead of them were stored",
                                      registry=registry),
@@ -144,8 +148,11 @@ class IntakeJournal:
     def __init__(
         self, directory: Path, offer: Offer, metrics: JournalMetrics, *, durable: bool = False,
         segment_bytes: int = SEGMENT_BYTES, max_pending: int = MAX_PENDING, linger: float = LINGER,
+        decode: Callable[[bytes], Event] = Event.from_msgpack,
     ) -> None:  # fmt: skip
         self.directory = directory
+        #: a record back to its event (for replays and retries); raises ValueError
+        self.decode = decode
         self.offer = offer
         self.metrics = metrics
         self.durable = durable
@@ -185,7 +192,7 @@ class IntakeJournal:
                 log.warning("journal segment ends on a torn record; the rest is ignored", path=str(path),
                             records=len(records))  # fmt: skip
             for start in range(0, len(records), REPLAY_BATCH):
-                events = [Event.from_msgpack(raw) for raw in records[start : start + REPLAY_BATCH]]
+                events = self._decoded(records[start : start + REPLAY_BATCH], path)
                 stored += await self._store_replayed(events)
             replayed += len(records)
             path.unlink()
@@ -194,6 +201,16 @@ class IntakeJournal:
             log.info("journal replayed", events=replayed, stored=stored, segments=len(old))
         self._open_segment()
         return replayed
+
+    def _decoded(self, records: Sequence[bytes], path: Path) -> list[Event]:
+        events: list[Event] = []
+        for raw in records:
+            try:
+                events.append(self.decode(raw))
+            except ValueError as exc:  # a record this version cannot take
+                self.metrics.undecodable.inc()
+                log.error("journal record not replayed: it does not decode", path=str(path), error=exc)
+        return events
 
     async def _store_replayed(self, events: Sequence[Event]) -> int:
         """Store ``events``; how many were not stored before (the others are dropped by id)."""
@@ -221,9 +238,10 @@ class IntakeJournal:
     # -- taking events -------------------------------------------------------------------------
 
     async def take(self, event: Event, packed: bytes) -> bool:
-        """Journal ``event`` (``packed``: its msgpack) for the processor; False, with nothing
-        journaled, when the pipeline stays full for :data:`BUSY_WAIT`. Returns once the event
-        survives a crash of the process (and, ``durable``, of the machine). Raises OSError when
+        """Journal ``event`` for the processor (``packed``: its record, what ``decode`` makes it
+        again from); False, with nothing journaled, when the pipeline stays full for
+        :data:`BUSY_WAIT`. Returns once the event survives a crash of the process (and,
+        ``durable``, of the machine). Raises OSError when
         the journal cannot be written (nothing journaled)."""
         if len(self._pending) >= self.max_pending and not await self._room():
             return False
@@ -345,7 +363,7 @@ class IntakeJournal:
     async def _retry(self) -> None:
         async with self._retry_receive:
             async for record in self._retry_receive:
-                event = Event.from_msgpack(record.packed)  # the processor changed the one it had
+                event = self.decode(record.packed)  # the processor changed the one it had
                 offered = False
                 while not offered:  # until the pipeline has room
                     await trio.sleep(RETRY_SECONDS)

@@ -24,7 +24,7 @@ from pipeline.backend.api.check_hooks import check_hook_routes
 from pipeline.backend.api.deadletters import ReplayResult, dead_letter_routes
 from pipeline.backend.api.entities import EntityService, entity_routes
 from pipeline.backend.api.event_intake import FastEvents
-from pipeline.backend.api.events import EventIntake, event_routes
+from pipeline.backend.api.events import EventIntake, event_of_record, event_routes
 from pipeline.backend.api.execute import execute_routes
 from pipeline.backend.api.health import health_routes
 from pipeline.backend.api.kinds import kind_routes
@@ -176,7 +176,7 @@ class Backend:
         #: backends must not depend on this one's disk to see a result it answered
         self.journal = None if self.store.shared else IntakeJournal(
             config.data_dir / JOURNAL_DIR, self.eventd.offer, JournalMetrics.create(self.metrics.registry),
-            durable=getattr(self.store.store, "durable", False))  # fmt: skip
+            durable=getattr(self.store.store, "durable", False), decode=event_of_record)  # fmt: skip
         to_liveness, backends_changed = trio.open_memory_channel[BackendsChanged](BACKENDS_CHANGED_SIZE)
         #: this backend among those sharing the store: its heartbeat, and who owns which entity
         self.membership = Membership(self.store, Heartbeat(config.name, 0.0), self.metrics, to_liveness)
