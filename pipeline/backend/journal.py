@@ -275,10 +275,10 @@ class IntakeJournal:
             return True
         return False
 
-    def _rotate(self) -> None:
+    def _rotate(self, *, sync: bool = True) -> None:
         old = self._segment
         assert old is not None
-        if self.durable:
+        if self.durable and sync:
             os.fsync(old.fd)  # its records are answered once synced; rare (a segment is large)
         os.close(old.fd)
         old.sealed = True
@@ -319,7 +319,7 @@ class IntakeJournal:
         if self._barriers:
             self._release_barriers()
         if not self._pending and self._segment is not None and self._segment.size >= ROTATE_IDLE_BYTES:
-            self._rotate()  # all stored: a restart after a crash has nothing old to read again
+            self._rotate(sync=False)  # all stored (durably, with a durable store): nothing to sync
         if self._roomy is not None and len(self._pending) < self.max_pending:
             self._roomy.set()
             self._roomy = None
