@@ -241,8 +241,8 @@ class IntakeJournal:
         """Journal ``event`` for the processor (``packed``: its record, what ``decode`` makes it
         again from); False, with nothing journaled, when the pipeline stays full for
         :data:`BUSY_WAIT`. Returns once the event survives a crash of the process (and,
-        ``durable``, of the machine). Raises OSError when
-        the journal cannot be written (nothing journaled)."""
+        ``durable``, of the machine). Raises OSError when the journal cannot be written (nothing
+        journaled)."""
         if len(self._pending) >= self.max_pending and not await self._room():
             return False
         segment = self._segment
