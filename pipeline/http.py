@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -269,8 +270,18 @@ class _Connection:
 
     async def send(self, *events: Any) -> None:
         data = b"".join([self.wire.send(event) for event in events])
+        # Written at once if the socket takes it all, as it nearly always does (an answer is small):
+        # trio's send costs a timer and a trip through its scheduler, about 5 % of a request.
+        try:
+            sent = os.write(self.stream.socket.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if sent == len(data):
+            return
         with trio.move_on_after(self.limits.read_timeout):
-            await self.stream.send_all(data)
+            await self.stream.send_all(data[sent:])
             return
         raise _PeerGone("timeout")
 
