@@ -1,25 +1,35 @@
-"""Events per second accepted over HTTP: the Sensu events API from one keep-alive client, and
+"""Check results per second accepted by the events API, and the backend CPU each one costs;
 StackState intakes in batches; and the HTTP server's own ceiling beside hypercorn's.
 
 The backend runs as its own process (``pipeline backend``, SQLite in a temporary directory).
-The client is one keep-alive connection on a plain socket, sending one request and reading
+Each client is one keep-alive connection on a plain socket, sending one request and reading
 its answer before the next (as ``wrk -c1`` does): a Python HTTP client library costs more per
 request than the server, and would measure itself (httpx: about 2,200 requests/s here).
 
-*Ceiling*: GET /version, the cost of the HTTP stack alone (``/health`` reads the store since
-issue 14). *Events API*: N check events (100
-checks) POSTed one after the other to ``/api/core/v2/namespaces/default/events``; each answer
-(201) comes once the event is stored. *StackState*: N change events in intakes of B events.
+*Events API*: the issue-19 workload, N check results of 200 checks (20 hosts x 10 checks),
+each check's status cycling 0, 1, 2 from one round to the next so that every result changes
+state, POSTed to ``/api/core/v2/namespaces/default/events`` from one client and then from
+four concurrent clients (four processes, each a quarter of the results, one request at a
+time); each 201 means the result survives a crash of the backend (journaled, since issue 19). Beside each rate, the backend's CPU time (user +
+system, every thread, from ``/proc/<pid>/stat``) divided by the results. *Ceiling*: GET
+/version, the HTTP stack alone. *StackState*: N change events in intakes of B events.
 *Servers*: an empty ASGI app served by ``pipeline.http`` and by hypercorn's trio worker (the
 peer, when installed: ``pip install -e '.[bench]'``), each in its own process.
 
-Usage: python -m bench.api_events [--events N] [--batch B]
+*Icinga 2*, when ``bench/icinga.py`` is there and Icinga 2 is installed: its ``measure``
+runs the same results (:func:`results`) against Icinga 2's REST API and gives
+:class:`Figures` for one and four clients (None: not installed); see :func:`peer_figures`.
+
+Usage: python -m bench.api_events [--events N] [--batch B] [--only-events]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import multiprocessing
+import os
 import re
 import socket
 import subprocess
@@ -28,10 +38,53 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 KEY = "bench-admin-key"
+#: The issue-19 workload: this many checks, on this many hosts.
+CHECKS = 200
+HOSTS = 20
+#: Concurrent clients of the second run.
+CLIENTS = 4
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(slots=True, frozen=True)
+class Result:
+    """One check result of the workload, as any server under test is sent it."""
+
+    host: str
+    check: str
+    status: int
+    output: str
+
+
+def results(count: int, start: int = 0) -> Iterator[Result]:
+    """Results ``start`` to ``start + count`` of the workload: check ``i % 200``, its status
+    cycling 0, 1, 2 with each round through the 200 checks (every result a state change)."""
+    for i in range(start, start + count):
+        k = i % CHECKS
+        yield Result(f"host{k % HOSTS}", f"check{k // HOSTS}", (i // CHECKS) % 3, f"result {i}")
+
+
+@dataclass(slots=True, frozen=True)
+class Figures:
+    """Results a second, and the server's CPU µs per result (None when not measured)."""
+
+    rate: float
+    cpu_us: float | None
+
+    def __str__(self) -> str:
+        cpu = "" if self.cpu_us is None else f", {self.cpu_us:,.0f} µs CPU a result"
+        return f"{self.rate:,.0f} results/s{cpu}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, every thread (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime: fields 14 and 15
 
 
 class KeepAliveClient:
@@ -75,15 +128,16 @@ def rate(count: int, step: Callable[[int], None]) -> float:
 
 
 @contextmanager
-def process_announcing(command: list[str], pattern: bytes) -> Iterator[tuple[str, int]]:
-    """A subprocess that writes ``pattern`` (with the address as its group) to stderr when ready."""
+def process_announcing(command: list[str], pattern: bytes) -> Iterator[tuple[tuple[str, int], int]]:
+    """A subprocess that writes ``pattern`` (with the address as its group) to stderr when
+    ready: its address and pid."""
     process = subprocess.Popen(command, stderr=subprocess.PIPE)
     assert process.stderr is not None
     try:
         for line in process.stderr:
             if match := re.search(pattern, line):
                 host, _, port = match.group(1).decode().rpartition(":")
-                yield host.removeprefix("http://"), int(port)
+                yield (host.removeprefix("http://"), int(port)), process.pid
                 return
         raise RuntimeError(f"{command[2:4]} did not start")
     finally:
@@ -98,20 +152,58 @@ def backend(tmp: Path) -> Any:
     return process_announcing(command, rb'"backend ready" api=(\S+)')
 
 
-def measure_backend(address: tuple[str, int], count: int, batch: int) -> dict[str, float]:
+def event_body(result: Result) -> bytes:
+    return json.dumps({"entity": {"metadata": {"name": result.host}},
+                       "check": {"metadata": {"name": result.check}, "status": result.status,
+                                 "output": result.output, "interval": 60}}).encode()  # fmt: skip
+
+
+def post_results(address: tuple[str, int], count: int, start: int, ready: Any = None) -> None:
+    """Send results ``start`` to ``start + count`` one request at a time on one connection (a
+    client process's work); ``ready``: a barrier passed once connected."""
     client = KeepAliveClient(address)
-    auth = f"Authorization: Key {KEY}\r\n"
+    headers = f"Authorization: Key {KEY}\r\nContent-Type: application/json\r\n"
+    bodies = [event_body(r) for r in results(count, start)]
+    if ready is not None:
+        ready.wait()
+    try:
+        for body in bodies:
+            status, answer = client.request("POST", "/api/core/v2/namespaces/default/events", body, headers)
+            assert status == 201, answer
+    finally:
+        client.close()
+
+
+def measure_events(address: tuple[str, int], pid: int, count: int, clients: int, start: int = 0) -> Figures:
+    """The events API's figures with ``clients`` concurrent keep-alive clients, each in its own
+    process, sending ``count`` results between them."""
+    share = count // clients
+    ready = multiprocessing.Barrier(clients + 1)
+    workers = [multiprocessing.Process(target=post_results, args=(address, share, start + n * share, ready))
+               for n in range(clients)]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    ready.wait()
+    cpu, started = cpu_seconds(pid), time.perf_counter()
+    for worker in workers:
+        worker.join()
+    elapsed, used = time.perf_counter() - started, cpu_seconds(pid) - cpu
+    if any(worker.exitcode for worker in workers):
+        raise RuntimeError("a client failed (see above)")
+    return Figures(share * clients / elapsed, used / (share * clients) * 1e6)
+
+
+def measure_backend(address: tuple[str, int], pid: int, count: int, batch: int, only_events: bool) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "one": measure_events(address, pid, count, 1),
+        "four": measure_events(address, pid, count, CLIENTS, start=count),
+    }
+    if only_events:
+        return figures
+    client = KeepAliveClient(address)
 
     def health(i: int) -> None:
         assert client.request("GET", "/version")[0] == 200
-
-    def post_event(i: int) -> None:
-        body = {"entity": {"metadata": {"name": f"host{i % 10}"}},
-                "check": {"metadata": {"name": f"check{i % 100}"}, "status": i % 3, "output": f"result {i}",
-                          "interval": 60}}  # fmt: skip
-        status, answer = client.request("POST", "/api/core/v2/namespaces/default/events", json.dumps(body).encode(),
-                                        auth + "Content-Type: application/json\r\n")  # fmt: skip
-        assert status == 201, answer
 
     def intake(n: int) -> None:
         start = n * batch
@@ -122,13 +214,27 @@ def measure_backend(address: tuple[str, int], count: int, batch: int) -> dict[st
         assert status == 200, answer
 
     try:
-        return {
-            "health": rate(count, health),
-            "events": rate(count, post_event),
-            "stackstate": rate(count // batch, intake) * batch,
-        }
+        figures["health"] = rate(count, health)
+        figures["stackstate"] = rate(count // batch, intake) * batch
     finally:
         client.close()
+    return figures
+
+
+def peer_figures(count: int) -> dict[str, Figures] | None:
+    """Icinga 2's figures for the same results, one client and four (``bench/icinga.py``'s
+    ``measure(results, count, clients) -> Figures | None``); None when it cannot run."""
+    try:
+        icinga = importlib.import_module("bench.icinga")  # the integrator's; absent until then
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench.icinga":
+            raise  # it is there, and broken
+        return None
+    one = icinga.measure(results, count, 1)
+    four = icinga.measure(results, count, CLIENTS)
+    if one is None or four is None:
+        return None
+    return {"one": one, "four": four}
 
 
 # -- an empty app on each server, for the servers' own ceilings ------------------------------------
@@ -177,16 +283,19 @@ def hypercorn_installed() -> bool:
     return True
 
 
-def measure_server(server: str, count: int) -> float:
+def measure_server(server: str, count: int) -> Figures:
     command = [sys.executable, "-m", "bench.api_events", "--serve", server]
-    with process_announcing(command, rb"serving on (\S+)") as address:
+    with process_announcing(command, rb"serving on (\S+)") as (address, pid):
         client = KeepAliveClient(address)
 
         def get(i: int) -> None:
             assert client.request("GET", "/")[0] == 200
 
         try:
-            return rate(count, get)
+            rate(min(count, 500), get)  # warm: the first requests pay for imports and caches
+            cpu = cpu_seconds(pid)
+            requests = rate(count, get)
+            return Figures(requests, (cpu_seconds(pid) - cpu) / count * 1e6)
         finally:
             client.close()
 
@@ -195,25 +304,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--only-events", action="store_true", help="the events API's figures only")
     parser.add_argument("--serve", choices=["pipeline", "hypercorn"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve_empty_app(args.serve)
         return
-    with tempfile.TemporaryDirectory() as tmp, backend(Path(tmp)) as address:
-        figures = measure_backend(address, args.events, args.batch)
-    ours = measure_server("pipeline", args.events)
-    peer = measure_server("hypercorn", args.events) if hypercorn_installed() else None
-    print(f"GET /version, one keep-alive client: {figures['health']:,.0f} requests/s (the HTTP stack's ceiling)")
-    print(f"events API, one keep-alive client: {figures['events']:,.0f} events/s "
-          f"({args.events:,} events, each stored before 201; goal 3,000)")  # fmt: skip
-    print(f"StackState intake, {args.batch} events a body: {figures['stackstate']:,.0f} events/s")
-    print(f"empty ASGI app, pipeline.http: {ours:,.0f} requests/s")
+    print(f"load: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp, backend(Path(tmp)) as (address, pid):
+        figures = measure_backend(address, pid, args.events, args.batch, args.only_events)
+    peer = peer_figures(args.events)
+    print(f"events API, {args.events:,} results of {CHECKS} checks, each 201 once it survives a backend crash "
+          "(goal: Icinga 2's rate, at most 400 µs CPU a result)")  # fmt: skip
+    for name, clients in (("one", 1), ("four", CLIENTS)):
+        versus = "" if peer is None else f"; Icinga 2: {peer[name]} (ratio {figures[name].rate / peer[name].rate:.2f})"
+        print(f"  {clients} keep-alive client{'s' if clients > 1 else ''}: {figures[name]}{versus}")
     if peer is None:
+        print("  Icinga 2: not measured (bench/icinga.py absent or Icinga 2 not installed)")
+    if args.only_events:
+        return
+    ours = measure_server("pipeline", args.events)
+    hyper = measure_server("hypercorn", args.events) if hypercorn_installed() else None
+    print(f"GET /version, one keep-alive client: {figures['health']:,.0f} requests/s (the HTTP stack's ceiling)")
+    print(f"StackState intake, {args.batch} events a body: {figures['stackstate']:,.0f} events/s")
+    print(f"empty ASGI app, pipeline.http: {ours.rate:,.0f} requests/s, {ours.cpu_us:,.0f} µs CPU a request")
+    if hyper is None:
         print("empty ASGI app, hypercorn trio worker: not installed (pip install -e '.[bench]')")
     else:
-        print(f"empty ASGI app, hypercorn trio worker: {peer:,.0f} requests/s")
-        print(f"ratio pipeline.http / hypercorn: {ours / peer:.2f}")
+        print(
+            f"empty ASGI app, hypercorn trio worker: {hyper.rate:,.0f} requests/s, {hyper.cpu_us:,.0f} µs CPU a request"
+        )
+        print(f"ratio pipeline.http / hypercorn: {ours.rate / hyper.rate:.2f}")
 
 
 if __name__ == "__main__":

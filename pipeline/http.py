@@ -1,4 +1,5 @@
-"""The daemons' HTTP/1.1 server: h11 parses and frames, trio carries, an ASGI app answers.
+"""The daemons' HTTP/1.1 server: httptools parses, :mod:`pipeline.http_wire` frames, trio carries,
+an ASGI app answers.
 
 Why not hypercorn's trio worker, the usual choice: with one keep-alive client on two cores it
 answers an empty app 2,657 times a second, this loop 7,207 (``bench/api_events.py``), because
@@ -32,15 +33,16 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-import h11
 import trio
 from starlette.types import ASGIApp, Message, Scope
 
+from pipeline import http_wire as wire
 from pipeline.http_answers import error_body, mask_secrets
 from pipeline.logs import get_logger
 from pipeline.metrics import HttpMetrics
@@ -175,7 +177,7 @@ class _Connection:
         self.stream = stream
         self.client = _peer_of(stream)
         self.peer = "{}:{}".format(*self.client) if self.client else "?"
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.wire = wire.ServerConnection(MAX_HEAD_BYTES)
         self.refused = False
         self.method = b""  # of the request under way: a HEAD request's answer has no body, refusals included
         #: what the connection is doing, for shedding: "idle" (awaiting a request), "head" (reading one), "busy"
@@ -198,7 +200,7 @@ class _Connection:
                 await exchange.run()
                 if not (exchange.complete and await self._finish_request(exchange)):
                     return
-                self.h11.start_next_cycle()
+                self.wire.start_next_cycle()
                 self.method = b""
                 self.phase, self.since = "idle", trio.current_time()
         except _Refused as refused:
@@ -212,22 +214,22 @@ class _Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.count_error("disconnect")
 
-    async def _next_request(self) -> h11.Request | None:
+    async def _next_request(self) -> wire.Request | None:
         """The next request's head; None when the client closes or stays idle too long."""
         while True:
             event = self.next_event()
-            if event is h11.NEED_DATA:
-                if self.h11.trailing_data[0]:
+            if event is wire.NEED_DATA:
+                if self.wire.head_begun:
                     self._head_begun()
                     await self.read_more()  # a head has begun: the read timeout and head deadline apply
                     continue
                 with trio.move_on_after(self.limits.keep_alive_timeout):
-                    self.h11.receive_data(await self.stream.receive_some(READ_SIZE))
+                    self.wire.receive_data(await self.stream.receive_some(READ_SIZE))
                     self._head_begun()
                     continue
                 return None  # an idle keep-alive connection is closed quietly, as every server does
             self.set_deadline(math.inf, None)
-            if isinstance(event, h11.Request):
+            if isinstance(event, wire.Request):
                 self.phase = "busy"
                 return event
             return None  # ConnectionClosed
@@ -246,35 +248,45 @@ class _Connection:
         """Whether the connection can carry another request. The app may answer without reading
         the body (a 401, say): the rest is read so that the next request starts at its head,
         unless the client waits for a 100 Continue it will never get."""
-        if self.h11.their_state is h11.SEND_BODY and not self.h11.they_are_waiting_for_100_continue:
+        if self.wire.their_state is wire.SEND_BODY and not self.wire.they_are_waiting_for_100_continue:
             while not exchange.body_done:
                 await exchange.receive()
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+        return self.wire.our_state is wire.DONE and self.wire.their_state is wire.DONE
 
     def next_event(self) -> Any:
         try:
-            return self.h11.next_event()
-        except h11.RemoteProtocolError as exc:
+            return self.wire.next_event()
+        except wire.ProtocolError as exc:
             reason = "head_too_large" if exc.error_status_hint == 431 else "bad_request"
             raise _Refused(reason, exc.error_status_hint, str(exc)) from exc
 
     async def read_more(self) -> None:
         with trio.move_on_at(min(trio.current_time() + self.limits.read_timeout, self.deadline)):
-            self.h11.receive_data(await self.stream.receive_some(READ_SIZE))
+            self.wire.receive_data(await self.stream.receive_some(READ_SIZE))
             return
         if self.late is not None and trio.current_time() >= self.deadline:
             raise self.late
         raise _PeerGone("timeout")
 
     async def send(self, *events: Any) -> None:
-        data = b"".join(self.h11.send(event) or b"" for event in events)
+        data = b"".join([self.wire.send(event) for event in events])
+        # Written at once if the socket takes it all, as it nearly always does (an answer is small):
+        # trio's send costs a timer and a trip through its scheduler, about 5 % of a request.
+        try:
+            sent = os.write(self.stream.socket.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if sent == len(data):
+            return
         with trio.move_on_after(self.limits.read_timeout):
-            await self.stream.send_all(data)
+            await self.stream.send_all(data[sent:])
             return
         raise _PeerGone("timeout")
 
     async def _answer_refusal(self, refused: _Refused) -> None:
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self.wire.our_state not in (wire.IDLE, wire.SEND_RESPONSE):
             return  # a response is under way: all that is left is to close
         body = json.dumps(error_body(refused.status, str(refused))).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
@@ -282,8 +294,8 @@ class _Connection:
         if refused.status == 503:
             headers.append((b"retry-after", b"1"))
         try:
-            answer = [h11.Data(data=body)] if self.method != b"HEAD" else []
-            await self.send(_response(refused.status, headers), *answer, h11.EndOfMessage())
+            answer = [wire.Data(data=body)] if self.method != b"HEAD" else []
+            await self.send(_response(refused.status, headers), *answer, wire.EndOfMessage())
         except (trio.BrokenResourceError, trio.ClosedResourceError, _PeerGone):
             return
         self.count_response(refused.status)
@@ -315,10 +327,10 @@ class _Connection:
 class _Exchange:
     """One request and its response, as the ASGI app sees them."""
 
-    def __init__(self, connection: _Connection, request: h11.Request) -> None:
+    def __init__(self, connection: _Connection, request: wire.Request) -> None:
         self.connection = connection
         self.request = request
-        self.response: h11.Response | None = None
+        self.response: wire.Response | None = None
         self.head_sent = False
         self.body_read = 0
         self.body_done = False
@@ -388,8 +400,8 @@ class _Exchange:
             await self.finished.wait()  # nothing more will come; ASGI says so with a disconnect
             return {"type": "http.disconnect"}
         connection = self.connection
-        if connection.h11.they_are_waiting_for_100_continue:
-            await connection.send(h11.InformationalResponse(status_code=100, headers=[]))
+        if connection.wire.they_are_waiting_for_100_continue:
+            await connection.send(wire.InformationalResponse(status_code=100, headers=[]))
         if connection.late is None:  # the first read: the body's deadline starts
             seconds = connection.limits.body_timeout
             connection.set_deadline(trio.current_time() + seconds, _Refused("body_timeout", 408,
@@ -397,14 +409,14 @@ class _Exchange:
         chunks: list[bytes] = []
         while True:
             event = connection.next_event()
-            if event is h11.NEED_DATA:
+            if event is wire.NEED_DATA:
                 if chunks:
                     return _body_message(chunks, more=True)
                 await connection.read_more()
-            elif isinstance(event, h11.Data):
+            elif isinstance(event, wire.Data):
                 self._count_body(len(event.data))
                 chunks.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            elif isinstance(event, wire.EndOfMessage):
                 self.body_done = True
                 connection.set_deadline(math.inf, None)
                 return _body_message(chunks, more=False)
@@ -431,9 +443,9 @@ class _Exchange:
             events.append(self.response)
         body = message.get("body", b"")
         if body and self.request.method != b"HEAD":
-            events.append(h11.Data(data=body))
+            events.append(wire.Data(data=body))
         if not message.get("more_body", False):
-            events.append(h11.EndOfMessage())
+            events.append(wire.EndOfMessage())
         await self.connection.send(*events)
         if not self.head_sent:
             self.head_sent = True
@@ -446,21 +458,21 @@ def _body_message(chunks: list[bytes], *, more: bool) -> Message:
     return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
 
 
-def _response(status: int, headers: Any) -> h11.Response:
-    return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+def _response(status: int, headers: Any) -> wire.Response:
+    return wire.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
 
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
-def _has_header(request: h11.Request, wanted: bytes) -> bool:
+def _has_header(request: wire.Request, wanted: bytes) -> bool:
     return any(name == wanted for name, _ in request.headers)
 
 
-def _content_length(request: h11.Request) -> int | None:
+def _content_length(request: wire.Request) -> int | None:
     for name, value in request.headers:
         if name == b"content-length":
-            return int(value)  # h11 has checked that it is a number
+            return int(value)  # the parser has checked that it is a number
     return None
 
 

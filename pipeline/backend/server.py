@@ -23,7 +23,8 @@ from pipeline.backend.api import create_app
 from pipeline.backend.api.check_hooks import check_hook_routes
 from pipeline.backend.api.deadletters import ReplayResult, dead_letter_routes
 from pipeline.backend.api.entities import EntityService, entity_routes
-from pipeline.backend.api.events import event_routes
+from pipeline.backend.api.event_intake import FastEvents
+from pipeline.backend.api.events import EventIntake, event_of_record, event_routes
 from pipeline.backend.api.execute import execute_routes
 from pipeline.backend.api.health import health_routes
 from pipeline.backend.api.kinds import kind_routes
@@ -41,6 +42,7 @@ from pipeline.backend.dashboard.changes import Changes
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.follower import ChangeFollower
 from pipeline.backend.handlers import HandlerRunner
+from pipeline.backend.journal import IntakeJournal, JournalMetrics
 from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.membership import BackendsChanged, Membership
@@ -78,6 +80,10 @@ log = get_logger("backend")
 
 #: The admin API key a backend without any creates in its data directory.
 ADMIN_KEY_FILE = "admin.key"
+#: The intake journal's directory, in the data directory.
+JOURNAL_DIR = "intake"
+#: Seconds a stopping backend waits for the journaled events to be stored (the rest: at the next start).
+JOURNAL_DRAIN = 5.0
 
 #: Changes of the live backends waiting for liveness, at most (one a heartbeat at most).
 BACKENDS_CHANGED_SIZE = 16
@@ -166,6 +172,11 @@ class Backend:
         self.eventd = EventProcessor(self.store, self.metrics, self.handlers.inbox, notices=stored_notices,
                                      silences=self.silences, change_handlers=config.change_handlers,
                                      recent_metrics=self.recent_metrics)  # fmt: skip
+        #: the events API's submissions, answered once journaled; none on a shared store, whose other
+        #: backends must not depend on this one's disk to see a result it answered
+        self.journal = None if self.store.shared else IntakeJournal(
+            config.data_dir / JOURNAL_DIR, self.eventd.offer, JournalMetrics.create(self.metrics.registry),
+            durable=getattr(self.store.store, "durable", False), decode=event_of_record)  # fmt: skip
         to_liveness, backends_changed = trio.open_memory_channel[BackendsChanged](BACKENDS_CHANGED_SIZE)
         #: this backend among those sharing the store: its heartbeat, and who owns which entity
         self.membership = Membership(self.store, Heartbeat(config.name, 0.0), self.metrics, to_liveness)
@@ -275,6 +286,9 @@ class Backend:
                 await nursery.start(self.follower.run)
                 await nursery.start(self.resumer.run_adoption)
             await nursery.start(self.eventd.run)
+            if self.journal is not None:  # what the last run journaled, stored before anything new
+                await self.journal.replay()
+                await nursery.start(self.journal.run)
             await nursery.start(self.liveness.run)
             self.transport = self._transport()
             self.transport.agent_entities.update(await self._agent_entities())
@@ -296,7 +310,12 @@ class Backend:
             self._ready = True
             task_status.started(addresses)
             await self._stopping.wait()
+            if self.journal is not None:  # what was answered 201 is stored before the stop, if it can be
+                with trio.move_on_after(JOURNAL_DRAIN):
+                    await self.journal.barrier()
             nursery.cancel_scope.cancel()
+        if self.journal is not None:
+            self.journal.close()
 
     async def stop(self) -> None:
         """Stop taking events, let the handlers finish what they hold (for ``handler_drain``
@@ -423,13 +442,13 @@ class Backend:
         self.dashboard.recent_metrics = self.recent_metrics
         self.dashboard.last_seen = self.eventd.entities.last_seen
         self.dashboard.latest_checks = lambda: self.eventd.checks
+        intake = EventIntake(self.eventd.offer, self.metrics, journal=self.journal,
+                             namespace_exists=self.namespace_exists)  # fmt: skip
         app = create_app(
             health_routes(self.metrics, self.store, self.config.name, lambda: self._ready),
             auth_routes(self.keys, guard),
             namespace_routes(self.resource_service, self._namespace_occupants),
-            event_routes(
-                self.store, self.eventd.offer, self.metrics, self.delete_event, namespace_exists=self.namespace_exists
-            ),
+            event_routes(self.store, self.eventd.offer, self.metrics, self.delete_event, intake=intake),
             entity_routes(self.store, entities, writer),
             timeline_routes(self.store),
             dead_letter_routes(self.store, self.replay_dead_letter),
@@ -446,7 +465,8 @@ class Backend:
             refused=lambda path: self.metrics.api_unknown_parameters.labels(path).inc(),
         )
         self.api_app = app
-        await serve_app(RequireKey(app, self.keys, self.metrics, guard), self.config.api_addr,
+        await serve_app(RequireKey(FastEvents(app, intake, self.journal), self.keys, self.metrics, guard),
+                        self.config.api_addr,
                         limits=Limits(max_body=self.config.max_body_size), metrics=self.metrics.http,
                         task_status=task_status)  # fmt: skip
 

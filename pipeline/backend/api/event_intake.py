@@ -1,0 +1,89 @@
+"""The events API's hot routes, answered without Starlette's routing and request objects.
+
+``POST /api/core/v2/namespaces/{ns}/events`` and ``PUT``/``POST .../events/{entity}/{check}``
+with no query string are taken here, in front of the app (behind the key gate): Starlette's
+matching through every route, its request, its response and its middlewares cost about as much
+CPU as the rest of the request (``bench/api_events.py``). What they do is the route's own
+(:class:`pipeline.backend.api.events.EventIntake`); a query string goes to the route, which
+refuses parameters it does not declare.
+
+Every other request goes to the app, and first waits for the events journaled before it to be
+stored (:meth:`pipeline.backend.journal.IntakeJournal.barrier`), so that what a client does
+right after a 201 (a read through the API or the dashboard, deleting the event, its entity or
+its namespace) sees what was written; only ``/health``, ``/ready``, ``/metrics`` and
+``/version`` do not wait.
+"""
+
+from __future__ import annotations
+
+import re
+
+import trio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline.backend.api.events import EventIntake
+from pipeline.backend.journal import IntakeJournal
+from pipeline.logs import get_logger
+
+log = get_logger("backend.api")
+
+#: Seconds a request waits for the events journaled before it (a store that keeps failing must
+#: not hold every request): beyond, it is served without them, counted and logged.
+BARRIER_WAIT = 5.0
+#: Paths that say nothing of the events, served without waiting for them.
+_UNORDERED = re.compile(r"/(health|ready|metrics|version)\Z")
+_SUBMIT = re.compile(r"/api/core/v2/namespaces/([^/]+)/events(?:/([^/]+)/([^/]+))?")
+_CREATED: Message = {"type": "http.response.start", "status": 201, "headers": [(b"content-length", b"0")]}
+_EMPTY: Message = {"type": "http.response.body", "body": b""}
+
+
+class FastEvents:
+    """ASGI middleware: the event submissions taken at once, reads held behind the journal."""
+
+    def __init__(self, app: ASGIApp, intake: EventIntake, journal: IntakeJournal | None) -> None:
+        self.app = app
+        self.intake = intake
+        self.journal = journal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method = scope["method"]
+            if (
+                (method == "POST" or method == "PUT")
+                and not scope["query_string"]
+                and (match := _SUBMIT.fullmatch(scope["path"])) is not None
+                and (method == "POST" or match[2] is not None)
+            ):
+                await self._submit(scope, receive, send, *match.groups())
+                return
+            if self.journal is not None and self.journal.pending and not _UNORDERED.match(scope["path"]):
+                await self._barrier(self.journal)
+        await self.app(scope, receive, send)
+
+    async def _barrier(self, journal: IntakeJournal) -> None:
+        with trio.move_on_after(BARRIER_WAIT):
+            await journal.barrier()
+            return
+        journal.metrics.barrier_timeouts.inc()
+        log.warning("request served before the events journaled ahead of it were stored", seconds=BARRIER_WAIT,
+                    pending=journal.pending)  # fmt: skip
+
+    async def _submit(
+        self, scope: Scope, receive: Receive, send: Send, namespace: str, entity: str | None, check: str | None
+    ) -> None:
+        chunks: list[bytes] = []
+        while True:  # within --max-body-size: the HTTP server refuses more, unread
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client is gone
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        client = scope.get("client")
+        answer = await self.intake.submit(b"".join(chunks), namespace, entity, check,
+                                          f"{client[0]}:{client[1]}" if client else "unknown")  # fmt: skip
+        if answer is not None:
+            await answer(scope, receive, send)
+            return
+        await send(_CREATED)
+        await send(_EMPTY)

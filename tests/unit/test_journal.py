@@ -1,0 +1,196 @@
+"""The intake journal: events answered once appended, handed to the processor in batches,
+replayed after a crash, refused whole when the pipeline stays full."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from prometheus_client import CollectorRegistry
+
+from pipeline.backend.eventd import Outcome, Replays
+from pipeline.backend.journal import BUSY_WAIT, LINGER, RETRY_SECONDS, IntakeJournal, JournalMetrics
+from pipeline.model import Check, Entity, Event, ObjectMeta
+
+Reply = Callable[[str, Outcome], None]
+
+
+def event(i: int) -> Event:
+    return Event(entity=Entity(metadata=ObjectMeta(name="web1", namespace="default")),
+                 check=Check(metadata=ObjectMeta(name=f"c{i}", namespace="default"), output=str(i)),
+                 id=f"id-{i}")  # fmt: skip
+
+
+class Processor:
+    """Stands for the event processor: keeps what it is offered; answers when told to."""
+
+    def __init__(self, *, room: bool = True) -> None:
+        self.room = room
+        self.offered: list[tuple[list[Event], Reply, Replays]] = []
+        self.arrived = trio.Event()
+
+    def offer(self, events: Sequence[Event], reply: Reply, *, replays: Replays = Replays.DROP) -> bool:
+        if not self.room:
+            return False
+        self.offered.append((list(events), reply, replays))
+        self.arrived.set()
+        return True
+
+    def answer(self, outcome: Outcome = Outcome.STORED) -> list[Event]:
+        events: list[Event] = []
+        for batch, reply, _ in self.offered:
+            for e in batch:
+                reply(e.id, outcome)
+            events.extend(batch)
+        self.offered.clear()
+        self.arrived = trio.Event()
+        return events
+
+
+def journal(path: Path, processor: Processor, **settings: object) -> IntakeJournal:
+    return IntakeJournal(path, processor.offer, JournalMetrics.create(CollectorRegistry()), **settings)  # type: ignore[arg-type]
+
+
+def segments(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("journal-*.log"))
+
+
+async def take(j: IntakeJournal, e: Event) -> bool:
+    return await j.take(e, e.to_msgpack())
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_taken_events_go_to_the_processor_in_one_batch_and_reads_wait_for_them(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    processor = Processor()
+    j = journal(tmp_path, processor)
+    await j.replay()
+    read: list[float] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(j.run)
+        for i in range(3):
+            assert await take(j, event(i))
+        assert processor.offered == []
+        assert j.pending == 3
+
+        async def reader() -> None:
+            await j.barrier()
+            read.append(trio.current_time())
+
+        nursery.start_soon(reader)
+        await processor.arrived.wait()  # a read hurries the batch on
+        assert read == []
+        ((batch, _, replays),) = processor.offered
+        assert [e.id for e in batch] == ["id-0", "id-1", "id-2"]
+        assert replays is Replays.NONE
+        processor.answer()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(read) == 1
+        assert j.pending == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_without_a_read_a_batch_waits_out_the_linger(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    processor = Processor()
+    j = journal(tmp_path, processor)
+    await j.replay()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(j.run)
+        start = trio.current_time()
+        assert await take(j, event(0))
+        await processor.arrived.wait()
+        assert trio.current_time() - start == pytest.approx(LINGER)
+        nursery.cancel_scope.cancel()
+
+
+async def test_what_was_not_stored_before_a_crash_is_replayed_at_start(tmp_path: Path) -> None:
+    lost = Processor()
+    first = journal(tmp_path, lost)
+    await first.replay()
+    for i in range(5):
+        assert await take(first, event(i))
+    # the process dies: nothing stored, nothing closed
+    processor = Processor()
+    second = journal(tmp_path, processor)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(second.replay)
+        await processor.arrived.wait()
+        ((batch, _, replays),) = processor.offered
+        assert [e.check.output for e in batch if e.check] == ["0", "1", "2", "3", "4"]
+        assert replays is Replays.DROP  # those stored before the crash are dropped by id
+        processor.answer()
+    assert segments(tmp_path) == ["journal-1.log"]  # the old one is gone
+    assert second.metrics.replayed._value.get() == 5
+
+
+async def test_a_torn_record_ends_its_segment(tmp_path: Path) -> None:
+    first = journal(tmp_path, Processor())
+    await first.replay()
+    for i in range(2):
+        assert await take(first, event(i))
+    with (tmp_path / "journal-0.log").open("ab") as segment:
+        segment.write(b"\x10\x00\x00\x00\x00\x00")  # a head, cut short
+    processor = Processor()
+    second = journal(tmp_path, processor)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(second.replay)
+        await processor.arrived.wait()
+        assert [e.id for e in processor.offered[0][0]] == ["id-0", "id-1"]
+        processor.answer()
+    assert second.metrics.torn._value.get() == 1
+
+
+async def test_a_full_pipeline_refuses_and_journals_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    processor = Processor()
+    j = journal(tmp_path, processor, max_pending=2)
+    await j.replay()
+    assert await take(j, event(0))
+    assert await take(j, event(1))
+    size = (tmp_path / "journal-0.log").stat().st_size
+    start = trio.current_time()
+    assert not await take(j, event(2))
+    assert trio.current_time() - start == pytest.approx(BUSY_WAIT)
+    assert (tmp_path / "journal-0.log").stat().st_size == size
+
+
+async def test_a_failed_store_is_offered_again(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    processor = Processor()
+    j = journal(tmp_path, processor)
+    await j.replay()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(j.run)
+        assert await take(j, event(0))
+        await processor.arrived.wait()
+        processor.answer(Outcome.FAILED)
+        failed_at = trio.current_time()
+        await processor.arrived.wait()
+        assert trio.current_time() - failed_at == pytest.approx(RETRY_SECONDS)
+        ((batch, _, replays),) = processor.offered
+        assert [e.id for e in batch] == ["id-0"]
+        assert replays is Replays.DROP
+        assert j.pending == 1
+        processor.answer()
+        assert j.pending == 0
+        assert j.metrics.retries._value.get() == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_durable_journal_syncs_before_it_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr("os.fdatasync", lambda fd: synced.append(fd))
+    j = journal(tmp_path, Processor(), durable=True)
+    await j.replay()
+    assert await take(j, event(0))
+    assert len(synced) == 1
