@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.table import Row, record
+
 KEY = "bench-admin-key"
 #: The issue-19 workload: this many checks, on this many hosts.
 CHECKS = 200
@@ -319,6 +321,14 @@ def main() -> None:
     for name, clients in (("one", 1), ("four", CLIENTS)):
         versus = "" if peer is None else f"; Icinga 2: {peer[name]} (ratio {figures[name].rate / peer[name].rate:.2f})"
         print(f"  {clients} keep-alive client{'s' if clients > 1 else ''}: {figures[name]}{versus}")
+        ours = figures[name]
+        record(Row("api_events", f"events API, {clients} client(s)", ours.rate, "results/s",
+                   "Icinga 2" if peer else "", peer[name].rate if peer else None, ">= 1.0x Icinga 2",
+                   peer[name].rate <= ours.rate if peer else None))  # fmt: skip
+        if ours.cpu_us is not None:
+            record(Row("api_events", f"events API, {clients} client(s): backend CPU per result", ours.cpu_us, "µs",
+                       "Icinga 2" if peer else "", peer[name].cpu_us if peer else None, "<= 400",
+                       ours.cpu_us <= 400))  # fmt: skip
     if peer is None:
         print("  Icinga 2: not measured (bench/icinga.py absent or Icinga 2 not installed)")
     if args.only_events:

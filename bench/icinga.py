@@ -2,8 +2,8 @@
 
 Icinga 2 (Debian's ``icinga2``) runs as its own process tree from a configuration written
 into a temporary directory: its API on 127.0.0.1 over TLS (a CA and certificate made with
-openssl for the run), an API user, one host and C passive services (``enable_active_checks =
-false``). Each client is its own process with one keep-alive TLS connection, sending one
+openssl for the run), an API user, and the hosts and passive services of
+``bench.api_events``' workload (20 hosts of 10 services, ``enable_active_checks = false``). Each client is its own process with one keep-alive TLS connection, sending one
 ``POST /v1/actions/process-check-result`` and reading its answer before the next, as the
 pipeline side's clients do with its events API. The results cycle through the services, each
 service's status changing from one result to the next (0, 1, 2, ...), so every result is a
@@ -17,7 +17,7 @@ Reported per run: results per second (all clients) and CPU time of the whole Ici
 tree per result (user + system, from /proc), so the ratio to pipeline is measured in the same
 run, on the same machine, not remembered.
 
-Usage: python -m bench.icinga [--results N] [--checks C] [--clients K ...]
+Usage: python -m bench.icinga [--results N] [--clients K ...]
 Needs: ``apt-get install icinga2-bin icinga2-common`` (skipped, with a line saying so, if absent).
 """
 
@@ -35,13 +35,14 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 ICINGA = "icinga2"
-HOST = "bench"
+HOST = "bench"  # the node's name (its certificate's CN)
 USER, PASSWORD = "bench", "bench"
 #: Icinga's console log level: "warning" (no line per request; its packaged main log writes one at
 #: "information", which costs it CPU): the stronger peer.
@@ -50,12 +51,6 @@ LOG_LEVEL = "warning"
 
 def installed() -> bool:
     return shutil.which(ICINGA) is not None and shutil.which("openssl") is not None
-
-
-def statuses(results: int, checks: int) -> list[tuple[int, int]]:
-    """The workload both sides take: result i is for check ``i % checks``, with a status that
-    changes at every result of that check (0, 1, 2, 0, ...)."""
-    return [(i % checks, (i // checks) % 3) for i in range(results)]
 
 
 # -- a client: one keep-alive connection, one request at a time --------------------------------
@@ -157,11 +152,11 @@ def tree_cpu(root: int) -> float:
     return ticks / _CLOCK_TICKS
 
 
-_CLOCK_TICKS = 100
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _tree(root: int) -> list[int]:
-    pids, children = [root], {}
+    pids, children = [root], dict[int, list[int]]()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rpartition(")")[2].split()
@@ -176,17 +171,18 @@ def _tree(root: int) -> list[int]:
 # -- Icinga 2 ---------------------------------------------------------------------------------
 
 
-def _config(port: int, checks: int) -> str:
+def _config(port: int, services: dict[str, list[str]]) -> str:
     lines = [
         "include <itl>",
         f'object ApiListener "api" {{\n  bind_host = "127.0.0.1"\n  bind_port = {port}\n}}',
         f'object ApiUser "{USER}" {{\n  password = "{PASSWORD}"\n  permissions = [ "*" ]\n}}',
         "object Endpoint NodeName { }",
         "object Zone ZoneName { endpoints = [ NodeName ] }",
-        f'object Host "{HOST}" {{\n  check_command = "dummy"\n  enable_active_checks = false\n}}',
     ]
-    lines += [f'object Service "check-{i}" {{\n  host_name = "{HOST}"\n  check_command = "dummy"\n'
-              f"  enable_active_checks = false\n}}" for i in range(checks)]  # fmt: skip
+    for host, checks in services.items():
+        lines.append(f'object Host "{host}" {{\n  check_command = "dummy"\n  enable_active_checks = false\n}}')
+        lines += [f'object Service "{check}" {{\n  host_name = "{host}"\n  check_command = "dummy"\n'
+                  f"  enable_active_checks = false\n}}" for check in checks]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -212,15 +208,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def icinga(checks: int) -> Iterator[tuple[tuple[str, int], int]]:
-    """Icinga 2 running with ``checks`` passive services: yields (API address, daemon pid)."""
+def icinga(services: dict[str, list[str]]) -> Iterator[tuple[tuple[str, int], int]]:
+    """Icinga 2 running with these passive services ({host: [service, ...]}): yields (API
+    address, daemon pid)."""
     with tempfile.TemporaryDirectory(prefix="bench-icinga-") as name:
         tmp = Path(name)
         _certificates(tmp)
         for sub in ("log", "cache", "spool", "run/icinga2"):
             (tmp / sub).mkdir(parents=True)
         port = _free_port()
-        (tmp / "icinga2.conf").write_text(_config(port, checks))
+        (tmp / "icinga2.conf").write_text(_config(port, services))
         defines = {"NodeName": HOST, "ZoneName": HOST, "DataDir": tmp / "data", "LogDir": tmp / "log",
                    "CacheDir": tmp / "cache", "SpoolDir": tmp / "spool", "InitRunDir": tmp / "run",
                    "PidPath": tmp / "run/icinga2.pid", "VarsPath": tmp / "cache/icinga2.vars",
@@ -278,37 +275,45 @@ def _head(method: str, target: str) -> bytes:
             "Accept: application/json\r\nContent-Type: application/json\r\n").encode()  # fmt: skip
 
 
-def check_results(results: int, checks: int) -> list[tuple[bytes, bytes]]:
-    head = _head("POST", "/v1/actions/process-check-result")
-    return [(head, json.dumps({"type": "Service", "service": f"{HOST}!check-{check}", "exit_status": status,
-                                "plugin_output": f"check-{check} status {status}"}).encode())
-            for check, status in statuses(results, checks)]  # fmt: skip
+def check_result(result: Any) -> tuple[bytes, bytes]:
+    """The request that gives Icinga 2 one result of the workload (``bench.api_events.Result``)."""
+    body = {"type": "Service", "service": f"{result.host}!{result.check}", "exit_status": result.status,
+            "plugin_output": result.output}  # fmt: skip
+    return _head("POST", "/v1/actions/process-check-result"), json.dumps(body).encode()
 
 
-def measure(results: int, checks: int, clients: Sequence[int]) -> dict[int, tuple[float, float]]:
-    """{clients: (results/s, CPU µs per result)} of Icinga 2 for each client count, a fresh
-    daemon for each."""
-    figures = {}
-    for count in clients:
-        with icinga(checks) as (address, pid):
-            requests = check_results(results, checks)
-            rate, cpu = run_clients(address, requests, count, tls=True, expected=200, cpu_of=lambda: tree_cpu(pid))
-            figures[count] = (rate, cpu * 1e6)
-    return figures
+def measure(results: Callable[[int], Iterable[Any]], count: int, clients: int) -> Any:
+    """Icinga 2's figures (``bench.api_events.Figures``) for ``results(count)`` from ``clients``
+    keep-alive clients, on a daemon of its own; None when Icinga 2 is not installed."""
+    from bench.api_events import Figures
+
+    if not installed():
+        return None
+    workload = list(results(count))
+    services: dict[str, list[str]] = {}
+    for result in workload:
+        if result.check not in services.setdefault(result.host, []):
+            services[result.host].append(result.check)
+    with icinga(services) as (address, pid):
+        requests = [check_result(result) for result in workload]
+        rate, cpu = run_clients(address, requests, clients, tls=True, expected=200, cpu_of=lambda: tree_cpu(pid))
+    return Figures(rate, cpu * 1e6)
 
 
 def main() -> None:
+    from bench.api_events import results
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=int, default=10_000)
-    parser.add_argument("--checks", type=int, default=200)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
     args = parser.parse_args()
     if not installed():
-        print("icinga2 is not installed (apt-get install icinga2-bin icinga2-common): skipped")
+        print("icinga2 is not installed (bench/setup, or apt-get install icinga2-bin icinga2-common): skipped")
         return
-    for count, (rate, cpu) in measure(args.results, args.checks, args.clients).items():
-        print(f"Icinga 2 process-check-result, {count} keep-alive TLS client(s): {rate:,.0f} results/s, "
-              f"{cpu:,.0f} µs CPU per result ({args.results:,} results, {args.checks} services)")  # fmt: skip
+    for count in args.clients:
+        figures = measure(results, args.results, count)
+        print(f"Icinga 2 process-check-result, {count} keep-alive TLS client(s): {figures} "
+              f"({args.results:,} results of bench.api_events' workload)")  # fmt: skip
 
 
 if __name__ == "__main__":
