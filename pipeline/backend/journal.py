@@ -13,10 +13,12 @@ that returned is in the kernel's page cache, which outlives the process, as SQLi
 requests that arrived meanwhile (group commit). At start, what a previous run journaled and
 did not store is replayed before the API serves: the events already stored are dropped by id.
 
-Records are ``<length u32><crc32 u32><msgpack event>`` in segment files
-(``<dir>/journal-<n>.log``); a segment is deleted once it is full and every one of its events
-is stored. A record that fails its checksum ends the replay of its segment (counted, logged):
-it can only be the torn end of a write that never returned, never a 201.
+Records are ``<length u32><crc32 u32><record>`` in segment files ``<dir>/journal-<n>.log``,
+the record being what the caller hands in and decodes again (the API's: the submission as it
+came, its body, path, id and time, so that the event is not encoded a second time per
+request); a segment is deleted once it is full and every one of its events is stored. A
+record that fails its checksum ends the replay of its segment (counted, logged): it can only
+be the torn end of a write that never returned, never a 201.
 
 Reads keep seeing what was written: :meth:`IntakeJournal.barrier` waits until every event
 journaled before it is stored (the API's GETs call it), so a GET right after a 201 sees the event.
@@ -172,7 +174,8 @@ class IntakeJournal:
         self._filled = trio.Event()  # the buffer has an event
         self._hurry = trio.Event()  # hand the buffer over without waiting out the linger
         self._roomy: trio.Event | None = None  # set when fewer than max_pending are pending
-        self._retry_send, self._retry_receive = trio.open_memory_channel[_Record](float("inf"))
+        # A record is in it at most once, and only while pending: max_pending bounds it.
+        self._retry_send, self._retry_receive = trio.open_memory_channel[_Record](max_pending)
         metrics.pending.set_function(lambda: len(self._pending))
 
     # -- start: what a previous run left -------------------------------------------------------
