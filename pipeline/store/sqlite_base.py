@@ -14,6 +14,9 @@ from pipeline.errors import StoreError
 from pipeline.store.sqlite_schema import SCHEMA, SCHEMA_VERSION, UPGRADABLE, add_deadlines
 from pipeline.store.unreadable import Unreadable
 
+#: Pages of WAL (4 KiB each) after which a commit copies them into the database file.
+WAL_CHECKPOINT_PAGES = 10_000
+
 
 class SQLiteConnections:
     #: one backend's file: check state is kept in its memory (a test may share the file)
@@ -41,6 +44,11 @@ class SQLiteConnections:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+            # WAL copied into the database every ~40 MiB, not SQLite's ~4 MiB: each copy rewrites
+            # the same hot pages (the latest events, the log's index tails), so fewer, larger
+            # checkpoints cost less per event (about 15 µs of 60 in a batch write's own SQLite
+            # time, measured with the events and event_log tables at 1.4 KB an event).
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the event store: {exc}") from exc
         return conn
