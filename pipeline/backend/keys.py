@@ -47,7 +47,9 @@ def digest(key: str) -> str:
 
 
 def new_key() -> str:
-    return secrets.token_urlsafe(32)
+    """256 random bits in hex. Not URL-safe base64: one such key in 64 begins with "-", which
+    ``pipeline ... --api-key KEY`` (argparse) then takes for an option and refuses."""
+    return secrets.token_hex(32)
 
 
 def ingest_may(method: str, path: str) -> bool:

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pipeline.backend.api.health import StoreHealth, health_body, health_timeout, member_id
-from pipeline.backend.keys import ADMIN, ApiKeys
+from pipeline.backend.keys import ADMIN, ApiKeys, new_key
 from pipeline.backend.sessions import Lifetimes, SessionRefused, Sessions, parse_lifetime
 
 
@@ -147,3 +147,16 @@ def test_health_timeout_parameter() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             health_timeout(params)
+
+
+def test_a_new_api_key_is_taken_by_the_command_line_as_a_value() -> None:
+    """`pipeline event list --api-key KEY`: argparse takes a value beginning with "-" for an
+    option, so no generated key may begin with one (URL-safe base64 did, once in 64)."""
+    from pipeline.cli.main import build_parser
+
+    parser, _ = build_parser("event")
+    for _ in range(500):
+        key = new_key()
+        assert len(key) == 64
+        assert not key.startswith("-")
+        assert parser.parse_args(["event", "list", "--api-key", key]).api_key == key
