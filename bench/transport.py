@@ -16,7 +16,9 @@ for every event. Reported:
   steadier figure on a shared machine. The senders' own CPU is shown beside it, and the
   mean number of results per store transaction.
 
-Usage: python -m bench.transport [--events N] [--checks M] [--agents K] [--rounds R]
+Usage: python -m bench.transport [--events N] [--checks M] [--agents K] [--rounds R] [--log-level L]
+
+The backend logs at ``--log-level`` (info by default, as ``pipeline backend`` runs), to stderr.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import trio
 
 from bench.sink import Counting
 from bench.table import Row, record
-from pipeline import heap
+from pipeline import heap, logs
 from pipeline.agent.delivery import BATCH_MAX, SEND_WINDOW
 from pipeline.backend.server import Backend, BackendConfig
 from pipeline.config import load_directory
@@ -207,12 +209,19 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=200, help="checks in all, shared among the agents")
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the backend's log level (stderr), as `pipeline backend --log-level`: info by default, as it runs",
+    )
     parser.add_argument("--send", help=argparse.SUPPRESS)  # HOST:PORT: be the senders' process
     args = parser.parse_args()
     if args.send:
         host, port = args.send.rsplit(":", 1)
         trio.run(senders, host, int(port), args.agents, args.events, args.checks)
         return
+    logs.configure(args.log_level)
     print(f"load: {os.getloadavg()[0]:.2f}")
     for _ in range(args.rounds):
         r = trio.run(one_round, args.events, args.checks, args.agents)

@@ -385,7 +385,8 @@ class HandlerRunner:
                 continue
             duration.observe(trio.current_time() - started)
             record.attempted(attempt, True, run.output)
-            log.info("handler ran", handler=name, event_id=event.id, entity=event.entity_name, check=event.check_name,
+            # Debug, not info: one line per event handled would be the log's largest cost and volume.
+            log.debug("handler ran", handler=name, event_id=event.id, entity=event.entity_name, check=event.check_name,
                      attempt=attempt, status=run.status, output=run.output)  # fmt: skip
             return None
         return error
