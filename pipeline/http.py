@@ -69,6 +69,9 @@ MAX_CONNECTIONS = 1000
 #: that a client still sending its body gets to read the answer rather than a connection reset.
 LINGER_BYTES = 64 * 1024 * 1024
 LINGER_SECONDS = 2.0
+#: Requests a connection may read without waiting (see ``_Connection._read_waiting``) before it
+#: lets the other tasks run.
+YIELD_EVERY = 8
 
 
 @dataclass(slots=True, frozen=True)
@@ -175,6 +178,9 @@ class _Connection:
         self.limits = limits
         self.metrics = metrics
         self.stream = stream
+        self.fd = stream.socket.fileno()
+        #: requests read without waiting since the connection last yielded to the others
+        self.unyielded = 0
         self.client = _peer_of(stream)
         self.peer = "{}:{}".format(*self.client) if self.client else "?"
         self.wire = wire.ServerConnection(MAX_HEAD_BYTES)
@@ -223,16 +229,38 @@ class _Connection:
                     self._head_begun()
                     await self.read_more()  # a head has begun: the read timeout and head deadline apply
                     continue
-                with trio.move_on_after(self.limits.keep_alive_timeout):
-                    self.wire.receive_data(await self.stream.receive_some(READ_SIZE))
-                    self._head_begun()
-                    continue
-                return None  # an idle keep-alive connection is closed quietly, as every server does
+                data = await self._read_waiting()
+                if data is None:
+                    with trio.move_on_after(self.limits.keep_alive_timeout):
+                        data = await self.stream.receive_some(READ_SIZE)
+                if data is None:
+                    return None  # an idle keep-alive connection is closed quietly, as every server does
+                self.wire.receive_data(data)
+                self._head_begun()
+                continue
             self.set_deadline(math.inf, None)
             if isinstance(event, wire.Request):
                 self.phase = "busy"
                 return event
             return None  # ConnectionClosed
+
+    async def _read_waiting(self) -> bytes | None:
+        """What the client has sent already, read without waiting; None when nothing is there.
+        Under load the next request is often there when the last answer is out: read at once, it
+        costs no timer and no round through trio's scheduler (trio's ``receive_some`` costs both,
+        about 10 % of an empty app's request). Every ``YIELD_EVERY`` such reads the connection
+        yields, so that a client sending without pause cannot hold the event loop."""
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        self.unyielded += 1
+        if self.unyielded >= YIELD_EVERY:
+            self.unyielded = 0
+            await trio.lowlevel.checkpoint()
+        return data
 
     def _head_begun(self) -> None:
         if self.phase == "idle":
@@ -273,7 +301,7 @@ class _Connection:
         # Written at once if the socket takes it all, as it nearly always does (an answer is small):
         # trio's send costs a timer and a trip through its scheduler, about 5 % of a request.
         try:
-            sent = os.write(self.stream.socket.fileno(), data)
+            sent = os.write(self.fd, data)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
