@@ -129,13 +129,15 @@ class _Server:
     limits: Limits
     metrics: HttpMetrics | None
     open: set[_Connection] = field(default_factory=set)
+    #: the responses counter's child by status (``labels()`` costs more than the increment)
+    counted: dict[int, Any] = field(default_factory=dict)
 
     @property
     def connections(self) -> int:
         return len(self.open)
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
-        connection = _Connection(self.app, self.address, self.limits, self.metrics, stream)
+        connection = _Connection(self.app, self.address, self.limits, self.metrics, stream, self.counted)
         over_limit = self.connections >= self.limits.max_connections and not self._shed_one()
         self.open.add(connection)
         if self.metrics is not None:
@@ -171,12 +173,13 @@ class _Connection:
 
     def __init__(
         self, app: ASGIApp, server: tuple[str, int], limits: Limits, metrics: HttpMetrics | None,
-        stream: trio.SocketStream,
+        stream: trio.SocketStream, counted: dict[int, Any] | None = None,
     ) -> None:  # fmt: skip
         self.app = app
         self.server = server
         self.limits = limits
         self.metrics = metrics
+        self.counted = {} if counted is None else counted
         self.stream = stream
         self.fd = stream.socket.fileno()
         #: requests read without waiting since the connection last yielded to the others
@@ -345,7 +348,10 @@ class _Connection:
 
     def count_response(self, status: int) -> None:
         if self.metrics is not None:
-            self.metrics.responses.labels(str(status)).inc()
+            counter = self.counted.get(status)
+            if counter is None:
+                counter = self.counted[status] = self.metrics.responses.labels(str(status))
+            counter.inc()
 
     def count_error(self, reason: str) -> None:
         if self.metrics is not None:
