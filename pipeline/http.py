@@ -119,6 +119,7 @@ async def serve_app(
     server = _Server(app, listeners[0].socket.getsockname()[:2], limits, metrics)
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
+        nursery.start_soon(server.close_idle)
         task_status.started(server.address)
 
 
@@ -153,6 +154,18 @@ class _Server:
             if self.metrics is not None:
                 self.metrics.connections.dec()
             await connection.close()
+
+    async def close_idle(self) -> None:
+        """Close the keep-alive connections idle for ``keep_alive_timeout``, give or take a quarter
+        of it: one timer for every connection, rather than a timer (a cancel scope, about 8 µs,
+        and a trip through trio's socket wrappers) around each wait for the next request."""
+        timeout = self.limits.keep_alive_timeout
+        while True:
+            await trio.sleep(max(timeout / 4, 0.01))
+            now = trio.current_time()
+            for connection in self.open:
+                if connection.phase == "idle" and now - connection.since >= timeout:
+                    connection.scope.cancel()
 
     def _shed_one(self) -> bool:
         """Make room for a new connection by closing one that serves nobody: idle between requests
@@ -224,7 +237,8 @@ class _Connection:
             self.count_error("disconnect")
 
     async def _next_request(self) -> wire.Request | None:
-        """The next request's head; None when the client closes or stays idle too long."""
+        """The next request's head; None when the client closes (one idle too long is cancelled:
+        see :meth:`_Server.close_idle`)."""
         while True:
             event = self.next_event()
             if event is wire.NEED_DATA:
@@ -234,10 +248,11 @@ class _Connection:
                     continue
                 data = await self._read_waiting()
                 if data is None:
-                    with trio.move_on_after(self.limits.keep_alive_timeout):
-                        data = await self.stream.receive_some(READ_SIZE)
-                if data is None:
-                    return None  # an idle keep-alive connection is closed quietly, as every server does
+                    # Idle: no timer here; _Server.close_idle closes the connection (quietly, as
+                    # every server does) once it has idled for the keep-alive timeout.
+                    await trio.lowlevel.wait_readable(self.fd)
+                    if (data := self._read_now()) is None:
+                        continue
                 self.wire.receive_data(data)
                 self._head_begun()
                 continue
@@ -253,17 +268,22 @@ class _Connection:
         costs no timer and no round through trio's scheduler (trio's ``receive_some`` costs both,
         about 10 % of an empty app's request). Every ``YIELD_EVERY`` such reads the connection
         yields, so that a client sending without pause cannot hold the event loop."""
-        try:
-            data = os.read(self.fd, READ_SIZE)
-        except BlockingIOError:
+        data = self._read_now()
+        if data is None:
             return None
-        except OSError as exc:
-            raise trio.BrokenResourceError(str(exc)) from exc
         self.unyielded += 1
         if self.unyielded >= YIELD_EVERY:
             self.unyielded = 0
             await trio.lowlevel.checkpoint()
         return data
+
+    def _read_now(self) -> bytes | None:
+        try:
+            return os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
 
     def _head_begun(self) -> None:
         if self.phase == "idle":
