@@ -205,9 +205,10 @@ class _Connection:
         #: what the connection is doing, for shedding: "idle" (awaiting a request), "head" (reading one), "busy"
         self.phase = "idle"
         self.since = trio.current_time()
-        #: when the head or body being read must be complete, and the refusal when it is not
+        #: when the head or body being read must be complete, and which ("head", "body": the
+        #: refusal is made only when it is late, not for every request)
         self.deadline = math.inf
-        self.late: _Refused | None = None
+        self.late: str | None = None
         #: cancelled to shed the connection; close() runs outside it
         self.scope = trio.CancelScope()
 
@@ -288,12 +289,14 @@ class _Connection:
     def _head_begun(self) -> None:
         if self.phase == "idle":
             self.phase, self.since = "head", trio.current_time()
-            seconds = self.limits.head_timeout
-            self.set_deadline(self.since + seconds, _Refused("head_timeout", 408,
-                              f"request head not complete within {seconds:g} s"))  # fmt: skip
+            self.set_deadline(self.since + self.limits.head_timeout, "head")
 
-    def set_deadline(self, deadline: float, late: _Refused | None) -> None:
+    def set_deadline(self, deadline: float, late: str | None) -> None:
         self.deadline, self.late = deadline, late
+
+    def late_refusal(self, late: str) -> _Refused:
+        seconds = self.limits.head_timeout if late == "head" else self.limits.body_timeout
+        return _Refused(f"{late}_timeout", 408, f"request {late} not complete within {seconds:g} s")
 
     async def _finish_request(self, exchange: _Exchange) -> bool:
         """Whether the connection can carry another request. The app may answer without reading
@@ -316,7 +319,7 @@ class _Connection:
             self.wire.receive_data(await self.stream.receive_some(READ_SIZE))
             return
         if self.late is not None and trio.current_time() >= self.deadline:
-            raise self.late
+            raise self.late_refusal(self.late)
         raise _PeerGone("timeout")
 
     async def send(self, *events: Any) -> None:
@@ -457,9 +460,7 @@ class _Exchange:
         if connection.wire.they_are_waiting_for_100_continue:
             await connection.send(wire.InformationalResponse(status_code=100, headers=[]))
         if connection.late is None:  # the first read: the body's deadline starts
-            seconds = connection.limits.body_timeout
-            connection.set_deadline(trio.current_time() + seconds, _Refused("body_timeout", 408,
-                                    f"request body not complete within {seconds:g} s"))  # fmt: skip
+            connection.set_deadline(trio.current_time() + connection.limits.body_timeout, "body")
         chunks: list[bytes] = []
         while True:
             event = connection.next_event()

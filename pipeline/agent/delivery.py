@@ -77,8 +77,16 @@ class Delivery:
     async def _spool_now(self, fn: Callable[..., T], *args: Any) -> T:
         """A hot spool call (append, next frame, remove): on the event loop, after any worker
         thread's call on the same connection is done."""
-        async with self._limiter:
-            result = fn(*args)
+        try:
+            self._limiter.acquire_nowait()  # free, as it nearly always is: no trip through the scheduler
+        except trio.WouldBlock:
+            async with self._limiter:
+                result = fn(*args)
+        else:
+            try:
+                result = fn(*args)
+            finally:
+                self._limiter.release()
         if self.spool.wants_checkpoint:
             self._checkpoint_due.set()
         return result
