@@ -252,7 +252,7 @@ class Agent:
         """The local API, StatsD and the client socket, those switched on, by name."""
         listeners = {}
         if self.config.api_addr is not None:
-            outlet = Outlet(self.delivery.spooled_event)
+            outlet = Outlet(self.delivery.spooled_event, (self.submit, self.metrics.source_events.labels("api").inc))
             app = create_agent_api(
                 self.metrics.registry,
                 lambda: self.connected.is_set(),
@@ -269,7 +269,7 @@ class Agent:
             server = StatsdServer(self.config.statsd, self.entity, outlet.send, self.metrics.registry)
             listeners["statsd"] = ListenerSource("statsd", server.run, outlet)
         if self.config.socket_addr is not None:
-            outlet = Outlet(self.delivery.spooled_event)
+            outlet = Outlet(self.delivery.spooled_event, (self.submit, self.metrics.source_events.labels("socket").inc))
             submit = functools.partial(self._submit_local, outlet, "socket")
             sockets = ClientSocketServer(self.config.socket_addr, self.entity, submit, self.metrics)
             listeners["socket"] = ListenerSource("socket", sockets.run, outlet)

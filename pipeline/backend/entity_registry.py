@@ -42,6 +42,17 @@ def proxy_for(event: Event) -> Entity | None:
     return dataclasses.replace(entity, entity_class="proxy", subscriptions=subscriptions, metadata=metadata)
 
 
+def _proxy_key(event: Event) -> EntityKey | None:
+    """The key of :func:`proxy_for`'s entity, without making it (two ``dataclasses.replace``)."""
+    check, entity = event.check, event.entity
+    namespace = event.namespace or DEFAULT_NAMESPACE
+    if check is not None and check.proxy_entity_name:
+        return (namespace, check.proxy_entity_name)
+    if entity is None or entity.entity_class == "agent":
+        return None
+    return (entity.metadata.namespace or namespace, entity.name)
+
+
 def key_of(entity: Entity) -> EntityKey:
     return (entity.metadata.namespace or DEFAULT_NAMESPACE, entity.name)
 
@@ -69,14 +80,15 @@ class EntityRegistry:
         """Give a proxy's event the stored entity (Sensu Go's ``createProxyEntity``, without the
         store). Returns the entity to register when it is new: it is known from here on, so that
         the next events about it wait for no store; :meth:`forget` it if it could not be stored."""
-        candidate = proxy_for(event)
-        if candidate is None:
+        key = _proxy_key(event)
+        if key is None:
             return None
-        key = key_of(candidate)
         known = self._known.get(key)
-        if known is not None:
+        if known is not None:  # nearly always: the entity is looked up without making it again
             event.entity = known
             return None
+        candidate = proxy_for(event)
+        assert candidate is not None  # _proxy_key found it is a proxy's event
         self._known[key] = event.entity = candidate
         return candidate
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+import pytest
 import trio
 import trio.testing
 
-from pipeline.agent.delivery import Delivery
+from pipeline.agent.delivery import FRAME_LINGER, Delivery
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.spool import Spool
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
@@ -95,3 +96,48 @@ async def test_events_just_spooled_are_sent_from_memory_in_order_after_those_rea
             nursery.cancel_scope.cancel()
     assert sent == [e.id for e in older + newer]
     assert (spool.count, spool.bytes) == (0, 0)
+
+
+@pytest.fixture
+def mock_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock()  # still, unless a test jumps it
+
+
+async def test_a_short_frame_waits_for_the_frame_in_flight_to_be_acked_or_for_the_linger(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    spool = Spool(Path(":memory:"), max_bytes=64 * 1024 * 1024)
+    spool.open()
+    send, receive = trio.open_memory_channel[Event](10)
+    delivery = Delivery(spool, receive, AgentMetrics.create())
+    frames: list[list[str]] = []
+
+    class Wire:
+        async def send(self, message: Events) -> None:
+            frames.append([Event.from_msgpack(blob).id for blob in message.events if isinstance(blob, bytes)])
+
+    async def spool_all(events: list[Event]) -> None:
+        for new in events:
+            spooled = delivery.spooled_event(new.id)
+            await send.send(new)
+            await spooled.wait()
+        await trio.testing.wait_all_tasks_blocked()
+
+    first, held, later = [event("first")], [event(f"held {i}") for i in range(3)], [event("later")]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(delivery.run_spooler)
+            nursery.start_soon(delivery.send_loop, cast(MessageStream, Wire()))
+            await spool_all(first)  # nothing in flight: sent at once
+            assert frames == [[first[0].id]]
+            await spool_all(held)
+            assert len(frames) == 1  # a frame is in flight: these wait for its ack
+            await delivery.acknowledge([first[0].id], [])
+            await trio.testing.wait_all_tasks_blocked()
+            assert frames[1:] == [[e.id for e in held]]  # then go together
+            await spool_all(later)
+            assert len(frames) == 2
+            mock_clock.jump(FRAME_LINGER)  # no ack: sent once the linger is over
+            await trio.testing.wait_all_tasks_blocked()
+            assert frames[2:] == [[later[0].id]]
+            nursery.cancel_scope.cancel()

@@ -148,3 +148,20 @@ async def test_an_api_event_with_a_used_id_is_a_new_result_and_a_transport_repla
     assert latest.check is not None
     assert [h.status for h in latest.check.history] == [2, 0]
     assert metrics.registry.get_sample_value("pipeline_api_events_renumbered_total") == 1
+
+
+def test_a_known_proxy_is_found_by_the_key_of_the_entity_it_would_be_made_into() -> None:
+    from pipeline.backend.entity_registry import _proxy_key, key_of, proxy_for
+
+    elsewhere = event("db1", "disk")
+    assert elsewhere.entity is not None
+    elsewhere.entity.metadata.namespace = ""  # the event's namespace is the entity's then
+    elsewhere.metadata.namespace = "ops"
+    unnamed = event("db1", "disk")
+    unnamed.metadata.namespace = ""
+    cases = [event("db1", "disk"), event("agent1", "ping", proxy="switch1"), elsewhere, unnamed]
+    for case in cases:
+        made = proxy_for(case)
+        assert made is not None
+        assert _proxy_key(case) == key_of(made)
+    assert _proxy_key(event("agent1", "disk", "agent")) is None

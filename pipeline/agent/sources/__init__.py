@@ -59,10 +59,19 @@ class Outlet:
     called from outside the run (its HTTP app, its scheduler, which the backend's messages reach).
 
     ``send_durably`` returns only once the event is in the on-disk spool: what the local API and
-    the client socket promise their clients before they answer."""
+    the client socket promise their clients before they answer.
 
-    def __init__(self, spooled: Callable[[str], trio.Event]) -> None:
+    ``direct``: the agent's ``submit`` and the source's counter, for the sources of one event a
+    request (the local API, the client socket): their events go straight into the outbound
+    channel, counted here, while the source runs, rather than through its channel and forwarder
+    task (a task hand-off, about 5 % of the agent's CPU a result at 2,500 results/s)."""
+
+    def __init__(
+        self, spooled: Callable[[str], trio.Event],
+        direct: tuple[Callable[[Event], Awaitable[None]], Callable[[], None]] | None = None,
+    ) -> None:  # fmt: skip
         self._spooled = spooled
+        self._direct = direct
         self._channel: trio.MemorySendChannel[Event] | None = None
 
     @contextmanager
@@ -76,6 +85,11 @@ class Outlet:
     async def send(self, event: Event) -> None:
         if self._channel is None:  # between two runs of the source: nothing may take it now
             raise trio.ClosedResourceError("the source is restarting")
+        if self._direct is not None:
+            submit, counted = self._direct
+            await submit(event)
+            counted()
+            return
         await self._channel.send(event)
 
     async def send_durably(self, event: Event) -> None:
