@@ -35,15 +35,14 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote
 
 import trio
-from starlette.types import ASGIApp, Message, Scope
+from starlette.types import ASGIApp
 
 from pipeline import http_wire as wire
 from pipeline.http_answers import error_body, mask_secrets
+from pipeline.http_exchange import Exchange, PeerGone, Refused, response
 from pipeline.logs import get_logger
 from pipeline.metrics import HttpMetrics
 
@@ -82,23 +81,6 @@ class Limits:
     read_timeout: float = READ_TIMEOUT
     head_timeout: float = HEAD_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
-
-
-class _Refused(Exception):
-    """The request cannot be served; answered with ``status`` (when possible) and the connection closed."""
-
-    def __init__(self, reason: str, status: int, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.status = status
-
-
-class _PeerGone(Exception):
-    """The client closed the connection or stopped sending: nothing to answer."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 async def serve_app(
@@ -218,20 +200,20 @@ class _Connection:
             while (request := await self._next_request()) is not None:
                 self.method = request.method
                 if over_limit:
-                    raise _Refused("too_many_connections", 503, "too many connections; retry shortly")
-                exchange = _Exchange(self, request)
+                    raise Refused("too_many_connections", 503, "too many connections; retry shortly")
+                exchange = Exchange(self, request)
                 await exchange.run()
                 if not (exchange.complete and await self._finish_request(exchange)):
                     return
                 self.wire.start_next_cycle()
                 self.method = b""
                 self.phase, self.since = "idle", trio.current_time()
-        except _Refused as refused:
+        except Refused as refused:
             self.count_error(refused.reason)
             log.info("HTTP request refused", peer=self.peer, status=refused.status, error=mask_secrets(str(refused)))
             self.refused = True
             await self._answer_refusal(refused)
-        except _PeerGone as gone:
+        except PeerGone as gone:
             self.count_error(gone.reason)
             log.debug("HTTP client gone", peer=self.peer, reason=gone.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -294,11 +276,11 @@ class _Connection:
     def set_deadline(self, deadline: float, late: str | None) -> None:
         self.deadline, self.late = deadline, late
 
-    def late_refusal(self, late: str) -> _Refused:
+    def late_refusal(self, late: str) -> Refused:
         seconds = self.limits.head_timeout if late == "head" else self.limits.body_timeout
-        return _Refused(f"{late}_timeout", 408, f"request {late} not complete within {seconds:g} s")
+        return Refused(f"{late}_timeout", 408, f"request {late} not complete within {seconds:g} s")
 
-    async def _finish_request(self, exchange: _Exchange) -> bool:
+    async def _finish_request(self, exchange: Exchange) -> bool:
         """Whether the connection can carry another request. The app may answer without reading
         the body (a 401, say): the rest is read so that the next request starts at its head,
         unless the client waits for a 100 Continue it will never get."""
@@ -312,7 +294,7 @@ class _Connection:
             return self.wire.next_event()
         except wire.ProtocolError as exc:
             reason = "head_too_large" if exc.error_status_hint == 431 else "bad_request"
-            raise _Refused(reason, exc.error_status_hint, str(exc)) from exc
+            raise Refused(reason, exc.error_status_hint, str(exc)) from exc
 
     async def read_more(self) -> None:
         with trio.move_on_at(min(trio.current_time() + self.limits.read_timeout, self.deadline)):
@@ -320,7 +302,7 @@ class _Connection:
             return
         if self.late is not None and trio.current_time() >= self.deadline:
             raise self.late_refusal(self.late)
-        raise _PeerGone("timeout")
+        raise PeerGone("timeout")
 
     async def send(self, *events: Any) -> None:
         data = b"".join([self.wire.send(event) for event in events])
@@ -337,9 +319,9 @@ class _Connection:
         with trio.move_on_after(self.limits.read_timeout):
             await self.stream.send_all(data[sent:])
             return
-        raise _PeerGone("timeout")
+        raise PeerGone("timeout")
 
-    async def _answer_refusal(self, refused: _Refused) -> None:
+    async def _answer_refusal(self, refused: Refused) -> None:
         if self.wire.our_state not in (wire.IDLE, wire.SEND_RESPONSE):
             return  # a response is under way: all that is left is to close
         body = json.dumps(error_body(refused.status, str(refused))).encode()
@@ -349,8 +331,8 @@ class _Connection:
             headers.append((b"retry-after", b"1"))
         try:
             answer = [wire.Data(data=body)] if self.method != b"HEAD" else []
-            await self.send(_response(refused.status, headers), *answer, wire.EndOfMessage())
-        except (trio.BrokenResourceError, trio.ClosedResourceError, _PeerGone):
+            await self.send(response(refused.status, headers), *answer, wire.EndOfMessage())
+        except (trio.BrokenResourceError, trio.ClosedResourceError, PeerGone):
             return
         self.count_response(refused.status)
 
@@ -379,156 +361,6 @@ class _Connection:
     def count_error(self, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.errors.labels(reason).inc()
-
-
-class _Exchange:
-    """One request and its response, as the ASGI app sees them."""
-
-    def __init__(self, connection: _Connection, request: wire.Request) -> None:
-        self.connection = connection
-        self.request = request
-        self.response: wire.Response | None = None
-        self.head_sent = False
-        self.body_read = 0
-        self.body_done = False
-        #: set once the whole response is sent; a receive() after the body waits for it
-        self.finished = trio.Event()
-        #: why the request was cut off while the app read it; from then on the app's sends are ignored
-        #: (a framework answers the exception with a 500 of its own, which must not go out)
-        self.cut: _Refused | _PeerGone | None = None
-
-    @property
-    def complete(self) -> bool:
-        return self.finished.is_set()
-
-    async def run(self) -> None:
-        connection, request = self.connection, self.request
-        declared = _content_length(request)
-        if declared is not None and _has_header(request, b"transfer-encoding"):
-            raise _Refused("ambiguous_framing", 400,
-                           "both Content-Length and Transfer-Encoding: the body's length is ambiguous")  # fmt: skip
-        if declared is not None and declared > connection.limits.max_body:
-            raise _Refused("body_too_large", 413, f"body of {declared} bytes exceeds {connection.limits.max_body}")
-        try:
-            await connection.app(self.scope(), self.receive, self.send)
-        except (_Refused, _PeerGone):
-            raise
-        except Exception as exc:
-            if self.cut is not None:
-                raise self.cut from exc
-            log.exception("HTTP app failed", peer=connection.peer, method=request.method.decode(),
-                          target=mask_secrets(request.target.decode("latin-1")))  # fmt: skip
-            if not self.head_sent:
-                raise _Refused("app_error", 500, "internal server error") from exc
-            connection.count_error("app_error")  # the response is cut short: the connection closes
-            return
-        if self.cut is not None:
-            raise self.cut  # the app caught it and went on
-        if not self.head_sent:
-            raise _Refused("app_error", 500, "the application sent no response")
-
-    def scope(self) -> Scope:
-        request = self.request
-        raw_path, _, query = request.target.partition(b"?")
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": request.http_version.decode(),
-            "method": request.method.decode(),
-            "scheme": "http",
-            "path": unquote(raw_path.decode("latin-1")),
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": "",
-            "headers": list(request.headers),
-            "client": self.connection.client,
-            "server": self.connection.server,
-        }
-
-    async def receive(self) -> Message:
-        try:
-            return await self._read_body()
-        except (_Refused, _PeerGone) as cut:
-            self.cut = cut
-            raise
-
-    async def _read_body(self) -> Message:
-        if self.body_done:
-            await self.finished.wait()  # nothing more will come; ASGI says so with a disconnect
-            return {"type": "http.disconnect"}
-        connection = self.connection
-        if connection.wire.they_are_waiting_for_100_continue:
-            await connection.send(wire.InformationalResponse(status_code=100, headers=[]))
-        if connection.late is None:  # the first read: the body's deadline starts
-            connection.set_deadline(trio.current_time() + connection.limits.body_timeout, "body")
-        chunks: list[bytes] = []
-        while True:
-            event = connection.next_event()
-            if event is wire.NEED_DATA:
-                if chunks:
-                    return _body_message(chunks, more=True)
-                await connection.read_more()
-            elif isinstance(event, wire.Data):
-                self._count_body(len(event.data))
-                chunks.append(event.data)
-            elif isinstance(event, wire.EndOfMessage):
-                self.body_done = True
-                connection.set_deadline(math.inf, None)
-                return _body_message(chunks, more=False)
-            else:
-                raise _PeerGone("disconnect")
-
-    def _count_body(self, size: int) -> None:
-        self.body_read += size
-        limit = self.connection.limits.max_body
-        if self.body_read > limit:
-            raise _Refused("body_too_large", 413, f"body exceeds {limit} bytes")
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start" and self.response is None:
-            self.response = _response(message["status"], message.get("headers", []))
-            return
-        if kind != "http.response.body" or self.finished.is_set() or self.cut is not None:
-            return  # ignored, as ASGI allows: a message after the response is complete
-        if self.response is None:
-            raise RuntimeError("ASGI: http.response.body before http.response.start")
-        events: list[Any] = []
-        if not self.head_sent:
-            events.append(self.response)
-        body = message.get("body", b"")
-        if body and self.request.method != b"HEAD":
-            events.append(wire.Data(data=body))
-        if not message.get("more_body", False):
-            events.append(wire.EndOfMessage())
-        await self.connection.send(*events)
-        if not self.head_sent:
-            self.head_sent = True
-            self.connection.count_response(self.response.status_code)
-        if not message.get("more_body", False):
-            self.finished.set()
-
-
-def _body_message(chunks: list[bytes], *, more: bool) -> Message:
-    return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
-
-
-def _response(status: int, headers: Any) -> wire.Response:
-    return wire.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-
-
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-
-
-def _has_header(request: wire.Request, wanted: bytes) -> bool:
-    return any(name == wanted for name, _ in request.headers)
-
-
-def _content_length(request: wire.Request) -> int | None:
-    for name, value in request.headers:
-        if name == b"content-length":
-            return int(value)  # the parser has checked that it is a number
-    return None
 
 
 def _peer_of(stream: trio.SocketStream) -> tuple[str, int] | None:
