@@ -51,10 +51,6 @@ class RequireKey:
         self.keys = keys
         self.metrics = metrics
         self.guard = guard or AuthGuard(metrics)
-        #: roles of ``Authorization: Key ...`` values already checked, by the header's raw bytes
-        #: (see _role); valid while the key tables are the same objects (a revocation replaces them)
-        self._verified: dict[bytes, str] = {}
-        self._verified_for: tuple[object, object] = (None, None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,7 +79,7 @@ class RequireKey:
         source = scope["client"][0] if scope.get("client") else "?"
         if authorization and (throttled := self.guard.refusal(source)) is not None:
             return throttled  # before the credentials are looked at: a guess while throttled tells nothing
-        role = self._role(raw, authorization)
+        role = self.keys.role_of(authorization)
         if role is None:
             self.metrics.api_unauthorized.labels("unauthenticated").inc()
             bearer = authorization[:7].lower() == "bearer "
@@ -100,27 +96,6 @@ class RequireKey:
             return error_response(403, f"a viewer key may only read (GET), not {scope['method']} {scope['path']}")
         return None
 
-    def _role(self, raw: bytes, authorization: str) -> str | None:
-        """The role ``authorization`` grants, an API key's remembered by the header's bytes once
-        verified (hashing and parsing it again cost about 3 % of an event's request). Only keys
-        that were accepted are remembered, so a guess is always checked in full; the lookup hashes
-        the header with Python's keyed (SipHash) string hash and compares bytes only on a hash
-        match, so its timing tells nothing of the keys. Bearer tokens expire: never remembered."""
-        keys = self.keys
-        if self._verified_for[0] is not keys.configured or self._verified_for[1] is not keys.stored:
-            self._verified.clear()  # keys reloaded or revoked
-            self._verified_for = (keys.configured, keys.stored)
-        role = self._verified.get(raw)
-        if role is not None:
-            return role
-        role = keys.role_of(authorization)
-        if role is not None and authorization[:4].lower() == "key " and len(self._verified) < MAX_VERIFIED:
-            self._verified[raw] = role
-        return role
-
-
-#: Distinct API key headers :class:`RequireKey` remembers (more are checked in full each time).
-MAX_VERIFIED = 1024
 
 #: A key's name says what it is for; it is shown in tables, one line each.
 MAX_KEY_NAME = 256
