@@ -31,7 +31,6 @@ import os
 import pwd
 import shutil
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -41,72 +40,34 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from bench.api_events import Figures, KeepAliveClient
+
 ICINGA = "icinga2"
 HOST = "bench"  # the node's name (its certificate's CN)
 USER, PASSWORD = "bench", "bench"
 #: Icinga's console log level: "warning" (no line per request; its packaged main log writes one at
 #: "information", which costs it CPU): the stronger peer.
 LOG_LEVEL = "warning"
+HEADERS = (f"Authorization: Basic {base64.b64encode(f'{USER}:{PASSWORD}'.encode()).decode()}\r\n"
+           "Accept: application/json\r\nContent-Type: application/json\r\n")  # fmt: skip
 
 
 def installed() -> bool:
     return shutil.which(ICINGA) is not None and shutil.which("openssl") is not None
 
 
-# -- a client: one keep-alive connection, one request at a time --------------------------------
-
-
-class KeepAlive:
-    """HTTP/1.1 on one socket (TLS or not), one request at a time; answers framed by
-    Content-Length. A Python client library would cost more per request than the servers."""
-
-    def __init__(self, address: tuple[str, int], *, tls: bool = False) -> None:
-        sock = socket.create_connection(address)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            sock = context.wrap_socket(sock)
-        self.sock = sock
-        self.buffer = b""
-
-    def request(self, head: bytes, body: bytes) -> int:
-        self.sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        while b"\r\n\r\n" not in self.buffer:
-            self._read()
-        head_bytes, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = head_bytes.split(b"\r\n")
-        length = 0
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        while len(self.buffer) < length:
-            self._read()
-        self.buffer = self.buffer[length:]
-        return int(lines[0].split()[1])
-
-    def _read(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("the server closed the connection")
-        self.buffer += data
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-#: (address, tls, [(head, body), ...]) -> sends each, raises on an unexpected status
-Job = tuple[tuple[str, int], bool, list[tuple[bytes, bytes]], int]
+#: A request: (target, body), POSTed with :data:`HEADERS`.
+Request = tuple[str, bytes]
+#: (address, tls, requests, expected status) -> sends each, raises on an unexpected status
+Job = tuple[tuple[str, int], bool, list[Request], int]
 
 
 def _client(job: Job) -> int:
     address, tls, requests, expected = job
-    client = KeepAlive(address, tls=tls)
+    client = KeepAliveClient(address, tls=tls)
     try:
-        for head, body in requests:
-            status = client.request(head, body)
+        for target, body in requests:
+            status, _ = client.request("POST", target, body, HEADERS)
             if status != expected:
                 raise RuntimeError(f"answered {status}, expected {expected}")
     finally:
@@ -116,7 +77,7 @@ def _client(job: Job) -> int:
 
 def run_clients(
     address: tuple[str, int],
-    requests: Sequence[tuple[bytes, bytes]],
+    requests: Sequence[Request],
     clients: int,
     *,
     tls: bool,
@@ -249,17 +210,16 @@ def _group() -> str:
 
 def _wait_ready(address: tuple[str, int], process: subprocess.Popen[bytes], tmp: Path) -> None:
     deadline = time.monotonic() + 60
-    head = _head("GET", "/v1/status/IcingaApplication")
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"icinga2 exited {process.returncode}: {(tmp / 'log/console.log').read_text()[-2000:]}")
         try:
-            client = KeepAlive(address, tls=True)
+            client = KeepAliveClient(address, tls=True)
         except OSError:
             time.sleep(0.1)  # polling a daemon's start in a benchmark, not a test
             continue
         try:
-            if client.request(head, b"") == 200:
+            if client.request("GET", "/v1/status/IcingaApplication", b"", HEADERS)[0] == 200:
                 return
         except (OSError, ConnectionError):
             pass
@@ -269,24 +229,16 @@ def _wait_ready(address: tuple[str, int], process: subprocess.Popen[bytes], tmp:
     raise RuntimeError("icinga2 did not answer within 60 s")
 
 
-def _head(method: str, target: str) -> bytes:
-    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    return (f"{method} {target} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Basic {auth}\r\n"
-            "Accept: application/json\r\nContent-Type: application/json\r\n").encode()  # fmt: skip
-
-
-def check_result(result: Any) -> tuple[bytes, bytes]:
+def check_result(result: Any) -> Request:
     """The request that gives Icinga 2 one result of the workload (``bench.api_events.Result``)."""
     body = {"type": "Service", "service": f"{result.host}!{result.check}", "exit_status": result.status,
             "plugin_output": result.output}  # fmt: skip
-    return _head("POST", "/v1/actions/process-check-result"), json.dumps(body).encode()
+    return "/v1/actions/process-check-result", json.dumps(body).encode()
 
 
 def measure(results: Callable[[int], Iterable[Any]], count: int, clients: int) -> Any:
     """Icinga 2's figures (``bench.api_events.Figures``) for ``results(count)`` from ``clients``
     keep-alive clients, on a daemon of its own; None when Icinga 2 is not installed."""
-    from bench.api_events import Figures
-
     if not installed():
         return None
     workload = list(results(count))
