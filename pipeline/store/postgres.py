@@ -27,6 +27,7 @@ from pipeline.store import postgres_records as records
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
 from pipeline.store.postgres_base import redacted
 from pipeline.store.postgres_cluster import PostgresQueues
+from pipeline.store.rows import event_row, pack
 
 __all__ = ["PostgresStore", "redacted"]
 
@@ -74,13 +75,13 @@ class PostgresStore(PostgresQueues):
             if merge is not None and checks:
                 dropped = self._merge(conn, checks, merge)
                 checks = [event for event in checks if id(event) not in dropped]
-            rows = [records.event_row(event) for event in checks]
+            rows = [event_row(event) for event in checks]
             if rows:
                 deadlines = [stale_at(e.check) if e.check else None for e in checks]
                 conn.execute(_WRITE_EVENTS, [list(column) for column in zip(*rows, strict=True)] + [deadlines])
             packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
             kept = [event for event in outbox if id(event) not in dropped]
-            seqs = iter(self._put_jobs(conn, [(e.id, packed.get(id(e)) or records.pack(e)) for e in kept]))
+            seqs = iter(self._put_jobs(conn, [(e.id, packed.get(id(e)) or pack(e)) for e in kept]))
             return [0 if id(event) in dropped else next(seqs) for event in outbox]
 
     def _merge(self, conn: psycopg.Connection[Any], checks: Sequence[Event], merge: Merge) -> set[int]:

@@ -13,8 +13,8 @@ import psycopg
 from pipeline.core.cluster import Connection, Heartbeat
 from pipeline.model import Event
 from pipeline.model.outbox import Completion, StoredJob
-from pipeline.store import postgres_records as records
 from pipeline.store.postgres_base import PostgresConnections
+from pipeline.store.rows import pack
 
 #: The server's clock, in seconds: the one clock every backend agrees on.
 NOW = "extract(epoch from clock_timestamp())"
@@ -35,7 +35,7 @@ class PostgresQueues(PostgresConnections):
 
     def put_jobs(self, events: Sequence[Event]) -> list[int]:
         with self._transaction("cannot write handler jobs") as conn:
-            return self._put_jobs(conn, [(event.id, records.pack(event)) for event in events])
+            return self._put_jobs(conn, [(event.id, pack(event)) for event in events])
 
     def _with_done(self, conn: psycopg.Connection[Any], jobs: Sequence[Sequence[Any]]) -> list[StoredJob]:
         seqs = [int(job[0]) for job in jobs]

@@ -7,35 +7,11 @@ from __future__ import annotations
 import msgpack
 
 from pipeline.errors import StoreError, ValidationError
-from pipeline.model import DEFAULT_NAMESPACE, Entity, Event
+from pipeline.model import Entity, Event
 from pipeline.model.codec import decode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
 from pipeline.store.base import TimelineQuery
-
-EventRow = tuple[str, str, str, int, int, str, bytes]
-
-
-def pack(event: Event) -> bytes:
-    """The whole event, as a handler job keeps it."""
-    try:
-        return event.to_msgpack()
-    except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError; an int past 64 bits
-        raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
-
-
-def event_row(event: Event) -> EventRow:
-    """(namespace, entity, check, status, timestamp, id, event msgpack) of a check event, its
-    metrics left out (as in Sensu Go, metrics are not kept with check events)."""
-    assert event.check is not None
-    stored = event
-    if event.metrics is not None:
-        stored = Event(timestamp=event.timestamp, entity=event.entity, check=event.check, metadata=event.metadata,
-                       id=event.id, sequence=event.sequence, pipelines=event.pipelines,
-                       fallback_pipeline=event.fallback_pipeline)  # fmt: skip
-    namespace = event.namespace or DEFAULT_NAMESPACE
-    return (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id,
-            pack(stored))  # fmt: skip
 
 
 def _unreadable(kind: str, exc: Exception) -> StoreError:

@@ -23,6 +23,7 @@ from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
 from pipeline.store import sqlite_cluster, sqlite_outbox
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
+from pipeline.store.rows import event_row, pack
 from pipeline.store.sqlite_queues import SQLiteQueues
 
 log = get_logger("store.sqlite")
@@ -56,12 +57,12 @@ class SQLiteStore(SQLiteQueues):
             if merge is not None:  # BEGIN IMMEDIATE holds every other writer off: the lock
                 dropped = self._merge(conn, checks, merge)
                 checks = [event for event in checks if id(event) not in dropped]
-            rows = [self._event_row(event) for event in checks]
+            rows = [event_row(event) for event in checks]
             # A check event without metrics is stored whole: its job reuses those bytes instead of
             # packing the event a second time (a third of the outbox's cost per event).
             packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
             kept = [event for event in outbox if id(event) not in dropped]
-            jobs = [(event.id, packed.get(id(event)) or sqlite_outbox.pack(event)) for event in kept]
+            jobs = [(event.id, packed.get(id(event)) or pack(event)) for event in kept]
             conn.executemany(
                 "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event, deadline)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -87,27 +88,6 @@ class SQLiteStore(SQLiteQueues):
             found = [] if row is None else self._events([(*key, row[0])])
             latest[key] = found[0].check if found else None
         return merge_in_order(checks, latest, merge)
-
-    def _event_row(self, event: Event) -> tuple[str, str, str, int, int, str, bytes]:
-        assert event.check is not None
-        stored = event
-        if event.metrics is not None:  # metrics are not kept with check events (as in Sensu Go)
-            stored = Event(
-                timestamp=event.timestamp,
-                entity=event.entity,
-                check=event.check,
-                metadata=event.metadata,
-                id=event.id,
-                sequence=event.sequence,
-                pipelines=event.pipelines,
-                fallback_pipeline=event.fallback_pipeline,
-            )
-        try:
-            blob = stored.to_msgpack()
-        except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError; an int past 64 bits
-            raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
-        namespace = event.namespace or DEFAULT_NAMESPACE
-        return (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id, blob)
 
     def delete_event(self, namespace: str, entity: str, check: str) -> bool:
         with self._transaction("cannot delete an event") as conn:

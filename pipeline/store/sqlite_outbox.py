@@ -9,8 +9,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from pipeline.errors import StoreError
-from pipeline.model import Event
 from pipeline.model.outbox import Completion
 
 SCHEMA = """
@@ -26,14 +24,6 @@ CREATE TABLE IF NOT EXISTS outbox_done (
     PRIMARY KEY (seq, workflow)
 ) WITHOUT ROWID;
 """
-
-
-def pack(event: Event) -> bytes:
-    """The whole event, as a job keeps it."""
-    try:
-        return event.to_msgpack()
-    except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError; an int past 64 bits
-        raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
 
 
 def put(conn: sqlite3.Connection, jobs: Sequence[tuple[str, bytes]], backend: str = "") -> list[int]:

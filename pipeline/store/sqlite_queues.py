@@ -10,6 +10,7 @@ from pipeline.core.cluster import Connection, Heartbeat
 from pipeline.model import Event
 from pipeline.model.outbox import Completion, StoredJob
 from pipeline.store import sqlite_cluster, sqlite_outbox
+from pipeline.store.rows import pack
 from pipeline.store.sqlite_base import SQLiteConnections
 
 
@@ -17,7 +18,7 @@ class SQLiteQueues(SQLiteConnections):
     # -- the outbox ----------------------------------------------------------------------------
 
     def put_jobs(self, events: Sequence[Event]) -> list[int]:
-        jobs = [(event.id, sqlite_outbox.pack(event)) for event in events]
+        jobs = [(event.id, pack(event)) for event in events]
         with self._transaction("cannot write handler jobs") as conn:
             return sqlite_outbox.put(conn, jobs, self.backend)
 
