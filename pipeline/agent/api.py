@@ -71,17 +71,30 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
     return event
 
 
-def pack_local_event(event: Event, entity: dict[str, Any]) -> bytes:
-    """The msgpack bytes of an event of the agent's own entity, given that entity encoded once
-    (it is most of the event's fields: encoding it for every result cost more than the rest)."""
+def packed_entity(entity: Entity) -> bytes:
+    """The msgpack bytes of the agent's entity, as :func:`pack_local_event` splices them in."""
+    packed: bytes = msgpack.packb(encode(entity), use_bin_type=True)
+    return packed
+
+
+#: The msgpack of the key the entity goes under, last in an event (the backend counts on that
+#: to decode an agent's entity once: :class:`pipeline.backend.transport.AgentEvents`).
+_ENTITY_KEY = msgpack.packb("entity")
+
+
+def pack_local_event(event: Event, entity: bytes) -> bytes:
+    """The msgpack bytes of an event of the agent's own entity, given that entity packed once
+    (:func:`packed_entity`; it is most of the event's bytes: encoding it for every result cost
+    more than the rest). The same bytes as packing the event's map with the entity last: the
+    map's count one more, then its pairs, then the entity's."""
     own, event.entity = event.entity, None
     try:
         data = encode(event)
     finally:
         event.entity = own
-    data["entity"] = entity
-    packed: bytes = msgpack.packb(data, use_bin_type=True)
-    return packed
+    rest: bytes = msgpack.packb(data, use_bin_type=True)
+    assert 0x80 <= rest[0] < 0x8F, "an event has 9 fields at most: a fixmap (15 pairs at most)"
+    return b"".join((bytes((rest[0] + 1,)), memoryview(rest)[1:], _ENTITY_KEY, entity))
 
 
 #: What ``POST /events`` answers once the event is on disk (Starlette's ``Response(status_code=202)``).

@@ -5,11 +5,10 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from pipeline.agent.api import pack_local_event, prepare_local_event
+from pipeline.agent.api import pack_local_event, packed_entity, prepare_local_event
 from pipeline.backend.transport import AgentEvents, decode_agent_event
 from pipeline.errors import ValidationError
 from pipeline.model import Entity, ObjectMeta
-from pipeline.model.codec import encode
 
 
 def _agent(name: str = "web-1", labels: dict[str, str] | None = None) -> Entity:
@@ -21,7 +20,7 @@ def _agent(name: str = "web-1", labels: dict[str, str] | None = None) -> Entity:
 def _packed(agent: Entity, check: str = "disk", output: str = "ok") -> bytes:
     event = prepare_local_event(b'{"check": {"metadata": {"name": "%s"}, "output": "%s"}}' % (check.encode(), output.encode()),
                                 agent, 1000.0)  # fmt: skip
-    return pack_local_event(event, encode(agent))
+    return pack_local_event(event, packed_entity(agent))
 
 
 def test_the_agent_entity_is_decoded_once_and_the_events_are_what_a_whole_decode_gives() -> None:
