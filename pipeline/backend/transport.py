@@ -118,6 +118,11 @@ def decode_agent_event(raw: EventData) -> Event:
 _ENTITY_KEY = msgpack.packb("entity")
 
 
+#: After an event whose entity could not be remembered, this many are decoded whole before the
+#: next try: events packed another way cost that try once in this many.
+REMEMBER_SKIP = 64
+
+
 class AgentEvents:
     """Decodes one connection's events, the entity an agent's events end with decoded once while
     its bytes stay the same (decoding the agent's entity was about half of decoding its event).
@@ -130,11 +135,13 @@ class AgentEvents:
     elsewhere, a changed entity, an event refused) is decoded whole by :func:`decode_agent_event`;
     after such an event its entity is remembered when its bytes end the event."""
 
-    __slots__ = ("_entity", "_suffix")
+    __slots__ = ("_entity", "_skip", "_suffix")
 
     def __init__(self) -> None:
         self._suffix = b""
         self._entity: Entity | None = None
+        #: events decoded whole before the next try to remember an entity (see _remember)
+        self._skip = 0
 
     def decode(self, raw: EventData) -> Event:
         if self._entity is not None and isinstance(raw, bytes) and raw.endswith(self._suffix):
@@ -168,9 +175,14 @@ class AgentEvents:
         model's encoding of the entity: what the agent packs its own with)."""
         if event.entity is None:
             return
+        if self._skip:
+            self._skip -= 1
+            return
         suffix = _ENTITY_KEY + msgpack.packb(encode(event.entity), use_bin_type=True)
         if raw.endswith(suffix):
             self._suffix, self._entity = suffix, event.entity
+        else:  # packed otherwise (another encoder, the entity elsewhere): a try costs about 5 µs
+            self._skip = REMEMBER_SKIP
 
 
 def _id_of(raw: EventData) -> str:

@@ -6,7 +6,7 @@ import msgpack
 import pytest
 
 from pipeline.agent.api import pack_local_event, packed_entity, prepare_local_event
-from pipeline.backend.transport import AgentEvents, decode_agent_event
+from pipeline.backend.transport import REMEMBER_SKIP, AgentEvents, decode_agent_event
 from pipeline.errors import ValidationError
 from pipeline.model import Entity, ObjectMeta
 
@@ -74,3 +74,17 @@ def test_an_invalid_event_with_the_remembered_entity_is_refused_as_a_whole_decod
         with pytest.raises(ValidationError) as cached:
             decoder.decode(raw)
         assert str(cached.value) == str(whole.value)
+
+
+def test_events_packed_another_way_are_decoded_whole_and_tried_again_later() -> None:
+    agent = _agent()
+    decoder = AgentEvents()
+    other = prepare_local_event(b'{"check": {"metadata": {"name": "disk"}}}', agent, 1000.0).to_msgpack()
+    assert not other.endswith(b"\xa6entity" + packed_entity(agent))  # the entity is not last
+    for _ in range(REMEMBER_SKIP):  # one try, then REMEMBER_SKIP - 1 without
+        assert decoder.decode(other).to_dict() == decode_agent_event(other).to_dict()
+    spliced = _packed(agent)
+    skipped = decoder.decode(spliced)  # the last without a try: not remembered
+    tried = decoder.decode(spliced)  # remembered
+    assert tried.entity is not skipped.entity
+    assert decoder.decode(spliced).entity is tried.entity
