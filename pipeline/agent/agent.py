@@ -16,12 +16,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import trio
 
 from pipeline import __version__
-from pipeline.agent.api import AgentApi, create_agent_api, pack_local_event
+from pipeline.agent.api import AgentApi, create_agent_api, pack_local_event, packed_entity
 from pipeline.agent.client_socket import ClientSocketServer
 from pipeline.agent.delivery import Delivery
 from pipeline.agent.executor import CheckExecutor
@@ -108,8 +107,8 @@ class Agent:
         self.connected = trio.Event()
         #: the local HTTP API's app once it serves (its routes are what the API answers)
         self.api_app: AgentApi | None = None
-        #: the entity encoded, for the events local programs send; None when it may have changed
-        self._entity_encoded: dict[str, Any] | None = None
+        #: the entity packed, for the events local programs send; None when it may have changed
+        self._entity_encoded: bytes | None = None
         #: the current connection's tasks; cancelled to connect again with a changed entity
         self._connection_scope: trio.CancelScope | None = None
 
@@ -143,6 +142,15 @@ class Agent:
         events (started, stopped) come this way; every other producer is a source."""
         await self._outbound_send.send(event)
 
+    async def _queue_local(self, event: Event) -> None:
+        """:meth:`submit` for a local program's event, whose submitter waits for the spool next (that
+        wait is its checkpoint): queued at once when the queue has room, without the scheduler round
+        trio's ``send`` takes even then (one task switch of about four a result)."""
+        try:
+            self._outbound_send.send_nowait(event)
+        except trio.WouldBlock:
+            await self._outbound_send.send(event)
+
     async def submit_durably(self, event: Event) -> None:
         """Queue an event and return once it is in the on-disk spool."""
         spooled = self.delivery.spooled_event(event.id)
@@ -154,7 +162,7 @@ class Agent:
         channel, returning once it is on disk (the client is answered then), refusing one over the
         maximum event size with :class:`EventTooLarge`."""
         if self._entity_encoded is None:
-            self._entity_encoded = encode(self.entity)
+            self._entity_encoded = packed_entity(self.entity)
         packed = pack_local_event(event, self._entity_encoded)
         size = len(packed)
         if size > MAX_EVENT_BYTES:
@@ -252,7 +260,9 @@ class Agent:
         """The local API, StatsD and the client socket, those switched on, by name."""
         listeners = {}
         if self.config.api_addr is not None:
-            outlet = Outlet(self.delivery.spooled_event, (self.submit, self.metrics.source_events.labels("api").inc))
+            outlet = Outlet(
+                self.delivery.spooled_event, (self._queue_local, self.metrics.source_events.labels("api").inc)
+            )
             app = create_agent_api(
                 self.metrics.registry,
                 lambda: self.connected.is_set(),
@@ -269,7 +279,9 @@ class Agent:
             server = StatsdServer(self.config.statsd, self.entity, outlet.send, self.metrics.registry)
             listeners["statsd"] = ListenerSource("statsd", server.run, outlet)
         if self.config.socket_addr is not None:
-            outlet = Outlet(self.delivery.spooled_event, (self.submit, self.metrics.source_events.labels("socket").inc))
+            outlet = Outlet(
+                self.delivery.spooled_event, (self._queue_local, self.metrics.source_events.labels("socket").inc)
+            )
             submit = functools.partial(self._submit_local, outlet, "socket")
             sockets = ClientSocketServer(self.config.socket_addr, self.entity, submit, self.metrics)
             listeners["socket"] = ListenerSource("socket", sockets.run, outlet)

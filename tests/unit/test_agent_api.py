@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 import msgpack
 from prometheus_client import CollectorRegistry, Counter
 
-from pipeline.agent.api import create_agent_api, create_agent_app, pack_local_event, prepare_local_event
+from pipeline.agent.api import (
+    EventIds,
+    create_agent_api,
+    create_agent_app,
+    pack_local_event,
+    packed_entity,
+    prepare_local_event,
+)
 from pipeline.agent.spool import SetAside
 from pipeline.errors import EventTooLarge
 from pipeline.model import Entity, Event, ObjectMeta
@@ -92,7 +100,20 @@ async def test_post_events_answers_alike_ahead_of_starlette_and_through_it() -> 
 def test_a_local_event_is_packed_with_the_agent_entity_encoded_once() -> None:
     agent = agent_entity()
     event = prepare_local_event(b'{"check": {"metadata": {"name": "disk"}, "output": "ok"}}', agent, 1_800_000_000)
-    packed = pack_local_event(event, encode(agent))
+    packed = pack_local_event(event, packed_entity(agent))
     assert msgpack.unpackb(packed, raw=False) == event.to_dict()
+    whole = {key: value for key, value in event.to_dict().items() if key != "entity"} | {"entity": encode(agent)}
+    assert packed == msgpack.packb(whole, use_bin_type=True)  # byte for byte, the entity last
     assert Event.from_msgpack(packed).entity == agent
     assert event.entity is agent  # given back after packing
+
+
+def test_local_events_get_version_4_uuids_as_uuid4_writes_them() -> None:
+    ids = EventIds()
+    made = [ids() for _ in range(1000)]  # across the 256-id blocks
+    assert len(set(made)) == 1000
+    for made_id in made:
+        parsed = uuid.UUID(made_id)
+        assert (str(parsed), parsed.version, parsed.variant) == (made_id, 4, uuid.RFC_4122)
+    event = prepare_local_event(b'{"check": {"metadata": {"name": "disk"}}}', agent_entity(), 1_800_000_000)
+    assert uuid.UUID(event.id).version == 4
