@@ -212,3 +212,15 @@ def test_submitted_events_may_carry_fields_the_model_does_not_know() -> None:
     assert (event.entity_name, event.check_name, event.check and event.check.status) == ("e", "c", 2)
     with pytest.raises(UnknownFieldError, match=r"entity\.metadata\.uid: unknown field"):
         Event.from_dict(data)  # strict unless asked: resource files refuse what they do not know
+
+
+def test_new_event_ids_are_random_version_4_uuids_in_canonical_form() -> None:
+    import uuid
+
+    from pipeline.model import new_event_id
+
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for made in ids:
+        parsed = uuid.UUID(made)
+        assert (str(parsed), parsed.version, parsed.variant) == (made, 4, uuid.RFC_4122)
