@@ -370,8 +370,15 @@ def encode(obj: Any) -> dict[str, Any]:
     None, 0, "", [], {} and False, as gogo's omitempty), by the class's generated encoder."""
     encoder = _ENCODERS.get(type(obj))
     if encoder is None:
-        encoder = _ENCODERS[type(obj)] = compile_encoder(_table(type(obj))[1], encode)
+        encoder = _encoder_of(type(obj))
     return encoder(obj)
+
+
+def _encoder_of(cls: type) -> Callable[[Any], dict[str, Any]]:
+    encoder = _ENCODERS.get(cls)
+    if encoder is None:
+        encoder = _ENCODERS[cls] = compile_encoder(_table(cls)[1], encode, _encoder_of, lambda c: _table(c)[1])
+    return encoder
 
 
 _COPIERS: dict[type, Callable[[Any], Any]] = {}

@@ -152,33 +152,75 @@ def compile_decoder(cls: type, specs: Sequence[FieldSpec], fast: Callable[[type,
 
 
 def compile_encoder(
-    specs: Sequence[FieldSpec], encode_record: Callable[[Any], dict[str, Any]]
+    specs: Sequence[FieldSpec],
+    encode_record: Callable[[Any], dict[str, Any]],
+    encoder_of: Callable[[type], Callable[[Any], dict[str, Any]]] | None = None,
+    specs_of: Callable[[type], Sequence[FieldSpec]] | None = None,
 ) -> Callable[[Any], dict[str, Any]]:
     """The map of an object of the class ``specs`` describe, as the generic ``encode`` builds it
-    (``encode_record``: the map of a record inside it)."""
-    lines = ["def encode(o):", "    out = {}"]
+    (``encode_record``: the map of a record inside it, found by its type).
+
+    With ``encoder_of`` (a record class's own generated encoder) and ``specs_of`` (its fields), a
+    record of the field's own class (not a subclass) is encoded by that class's encoder called
+    directly, not found by its type in a table; one of plain fields only (a check's history) by a
+    map display inline, with no call per entry. The map itself is one display of the fields up to
+    the first that may be left out or needs converting, then one store per field, in the table's
+    order (the order of the map's keys)."""
     namespace: dict[str, Any] = {"_encode": encode_record}
+    first: list[str] = []  # the map display's entries
+    rest: list[str] = []
     for n, spec in enumerate(specs):
-        value = "v"
-        origin, args = typing.get_origin(spec.tp), typing.get_args(spec.tp)
-        if spec.encoder is list:
-            value = "None if v is None else list(v)"
-        elif origin is list and _record(args[0]) is not None:  # a history: no call per entry but the record's own
-            value = "None if v is None else [_encode(x) for x in v]"
-        elif _record(spec.tp) is not None or _record(_optional_of(spec.tp)) is not None:
-            value = "None if v is None else _encode(v)"
-        elif spec.encoder is not None:
-            namespace[f"_e{n}"] = spec.encoder
-            value = f"None if v is None else _e{n}(v)"
-        lines.append(f"    v = o.{spec.attr}")
+        value = _encoded_value(spec, n, namespace, encoder_of, specs_of)
         if spec.omitempty:
-            lines.append(f"    if v: out[{spec.key!r}] = {value}")
+            rest.extend([f"v = o.{spec.attr}", f"if v: out[{spec.key!r}] = {value}"])
+        elif not rest and value == "v":
+            first.append(f"{spec.key!r}: o.{spec.attr}")
+        elif value == "v":
+            rest.append(f"out[{spec.key!r}] = o.{spec.attr}")
         else:
-            lines.append(f"    out[{spec.key!r}] = {value}")
-    lines.append("    return out")
+            rest.extend([f"v = o.{spec.attr}", f"out[{spec.key!r}] = {value}"])
+    lines = ["def encode(o):", f"    out = {{{', '.join(first)}}}", *("    " + line for line in rest), "    return out"]
     exec("\n".join(lines), namespace)  # the source is built above from the class's own field table
     encoder: Callable[[Any], dict[str, Any]] = namespace["encode"]
     return encoder
+
+
+def _plain_map(specs: Sequence[FieldSpec], var: str) -> str | None:
+    """A map display of a record's fields (``specs``, the record named ``var``) when each encodes
+    as itself and none may be left out."""
+    if any(spec.omitempty or spec.encoder is not None for spec in specs):
+        return None
+    return "{" + ", ".join(f"{spec.key!r}: {var}.{spec.attr}" for spec in specs) + "}"
+
+
+def _encoded_value(
+    spec: FieldSpec,
+    n: int,
+    namespace: dict[str, Any],
+    encoder_of: Callable[[type], Callable[[Any], dict[str, Any]]] | None,
+    specs_of: Callable[[type], Sequence[FieldSpec]] | None,
+) -> str:
+    """The expression of the field's encoded value ``v`` (``"v"``: the value as it is)."""
+    origin, args = typing.get_origin(spec.tp), typing.get_args(spec.tp)
+    item = _record(args[0]) if origin is list and args else None
+    record = _record(spec.tp) or _record(_optional_of(spec.tp))
+    if spec.encoder is list:
+        return "None if v is None else list(v)"
+    if item is not None:  # a history: no call per entry but the record's own
+        if encoder_of is None or specs_of is None:
+            return "None if v is None else [_encode(x) for x in v]"
+        namespace[f"_c{n}"], namespace[f"_r{n}"] = item, encoder_of(item)
+        inline = _plain_map(specs_of(item), "x") or f"_r{n}(x)"
+        return f"None if v is None else [{inline} if type(x) is _c{n} else _encode(x) for x in v]"
+    if record is not None:
+        if encoder_of is None:
+            return "None if v is None else _encode(v)"
+        namespace[f"_c{n}"], namespace[f"_r{n}"] = record, encoder_of(record)
+        return f"None if v is None else _r{n}(v) if type(v) is _c{n} else _encode(v)"
+    if spec.encoder is not None:
+        namespace[f"_e{n}"] = spec.encoder
+        return f"None if v is None else _e{n}(v)"
+    return "v"
 
 
 def compile_copier(cls: type) -> Callable[[Any], Any]:
