@@ -12,7 +12,10 @@ import pkgutil
 from collections.abc import Iterator
 from typing import Any
 
+import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pipeline.model
 from pipeline.model import (
@@ -193,3 +196,36 @@ def test_a_required_field_and_a_frozen_class_decode_as_the_generic_codec() -> No
         assert outcome(decode, Required, data) == outcome(_decode_checked, Required, data), data
     assert decode(Frozen, {"name": "x"}) == Frozen("x")
     assert replace(Frozen("x"), name="y") == Frozen("y")
+
+
+PACKABLE = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**65) | st.floats() | st.text()
+    | st.binary(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3) | st.integers(0, 3), inner, max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(value=PACKABLE, output=st.text(max_size=8))
+def test_to_msgpack_packs_what_msgpack_packs_or_fails_as_it_does(value: Any, output: str) -> None:
+    """ormsgpack packs the event's map where it can; the bytes are msgpack's, and what ormsgpack
+    refuses is msgpack's to pack or refuse (same exception type)."""
+    event = rich_event()
+    assert event.check is not None
+    event.check.subdue, event.check.output = value, output
+    expected = outcome(lambda: msgpack.packb(event.to_dict(), use_bin_type=True))
+    got = outcome(event.to_msgpack)
+    assert (got[0], got[1] if got[0] == "ok" else got[1][0]) == (expected[0], expected[1] if expected[0] == "ok"
+                                                                 else expected[1][0])  # fmt: skip
+
+
+def test_to_msgpack_takes_nesting_ormsgpack_does_not() -> None:
+    event = rich_event()
+    assert event.check is not None
+    deep: list[Any] = []
+    event.check.subdue = deep
+    for _ in range(300):
+        deep.append([])
+        deep = deep[0]
+    assert event.to_msgpack() == msgpack.packb(event.to_dict(), use_bin_type=True)
