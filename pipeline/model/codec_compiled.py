@@ -106,7 +106,9 @@ def _decode_lines(spec: FieldSpec, n: int, records: dict[str, type]) -> list[str
         body = ["if type(v) is not list or v:", f"    v = _d{n}(v, {spec.key!r})", "else: v = []"]
     else:  # the generic decoder of the field: it raises ValidationError, which sends the caller to the slow path
         body = [f"v = _d{n}(v, {spec.key!r})"]
-    return [f"v = d.get({spec.key!r}, _ABSENT)", "if v is not _ABSENT:", *("    " + line for line in body)]
+    # ``in`` then an item, not ``d.get``: most keys are absent, and a membership test costs a third
+    # of a method call
+    return [f"if {spec.key!r} in d:", f"    v = d[{spec.key!r}]", *("    " + line for line in body)]
 
 
 def plain_slotted(cls: type) -> bool:
