@@ -19,7 +19,7 @@ import math
 import reprlib
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pipeline.errors import UnknownFieldError, ValidationError
@@ -377,7 +377,31 @@ def encode(obj: Any) -> dict[str, Any]:
 def _encoder_of(cls: type) -> Callable[[Any], dict[str, Any]]:
     encoder = _ENCODERS.get(cls)
     if encoder is None:
-        encoder = _ENCODERS[cls] = compile_encoder(_table(cls)[1], encode, _encoder_of, lambda c: _table(c)[1])
+        encoder = _ENCODERS[cls] = compile_encoder(_table(cls)[1], encode, _encoder_of, _specs_of)
+    return encoder
+
+
+def _specs_of(cls: type) -> Sequence[Any]:
+    return _table(cls)[1]
+
+
+_SHARING_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+
+def encode_to_pack(obj: Any) -> dict[str, Any]:
+    """:func:`encode`'s map, but sharing the object's lists and maps of plain values rather than
+    copying them: only for a map packed at once and dropped (about a sixth cheaper for an event)."""
+    encoder = _SHARING_ENCODERS.get(type(obj))
+    if encoder is None:
+        encoder = _sharing_encoder_of(type(obj))
+    return encoder(obj)
+
+
+def _sharing_encoder_of(cls: type) -> Callable[[Any], dict[str, Any]]:
+    encoder = _SHARING_ENCODERS.get(cls)
+    if encoder is None:
+        encoder = _SHARING_ENCODERS[cls] = compile_encoder(_table(cls)[1], encode_to_pack, _sharing_encoder_of,
+                                                           _specs_of, share=True)  # fmt: skip
     return encoder
 
 

@@ -158,6 +158,8 @@ def compile_encoder(
     encode_record: Callable[[Any], dict[str, Any]],
     encoder_of: Callable[[type], Callable[[Any], dict[str, Any]]] | None = None,
     specs_of: Callable[[type], Sequence[FieldSpec]] | None = None,
+    *,
+    share: bool = False,
 ) -> Callable[[Any], dict[str, Any]]:
     """The map of an object of the class ``specs`` describe, as the generic ``encode`` builds it
     (``encode_record``: the map of a record inside it, found by its type).
@@ -167,12 +169,15 @@ def compile_encoder(
     directly, not found by its type in a table; one of plain fields only (a check's history) by a
     map display inline, with no call per entry. The map itself is one display of the fields up to
     the first that may be left out or needs converting, then one store per field, in the table's
-    order (the order of the map's keys)."""
+    order (the order of the map's keys).
+
+    ``share``: lists and maps of plain values are put in the map as they are, not copied: for a
+    map that is packed at once and dropped (nothing can change the object through it)."""
     namespace: dict[str, Any] = {"_encode": encode_record}
     first: list[str] = []  # the map display's entries
     rest: list[str] = []
     for n, spec in enumerate(specs):
-        value = _encoded_value(spec, n, namespace, encoder_of, specs_of)
+        value = _encoded_value(spec, n, namespace, encoder_of, specs_of, share)
         if spec.omitempty:
             rest.extend([f"v = o.{spec.attr}", f"if v: out[{spec.key!r}] = {value}"])
         elif not rest and value == "v":
@@ -195,17 +200,25 @@ def _plain_map(specs: Sequence[FieldSpec], var: str) -> str | None:
     return "{" + ", ".join(f"{spec.key!r}: {var}.{spec.attr}" for spec in specs) + "}"
 
 
+def _holds_record(tp: Any) -> bool:
+    """Whether a value of type ``tp`` may hold a model record (whose encoding is a map)."""
+    return _record(tp) is not None or any(_holds_record(arg) for arg in typing.get_args(tp))
+
+
 def _encoded_value(
     spec: FieldSpec,
     n: int,
     namespace: dict[str, Any],
     encoder_of: Callable[[type], Callable[[Any], dict[str, Any]]] | None,
     specs_of: Callable[[type], Sequence[FieldSpec]] | None,
+    share: bool,
 ) -> str:
     """The expression of the field's encoded value ``v`` (``"v"``: the value as it is)."""
     origin, args = typing.get_origin(spec.tp), typing.get_args(spec.tp)
     item = _record(args[0]) if origin is list and args else None
     record = _record(spec.tp) or _record(_optional_of(spec.tp))
+    if share and not _holds_record(spec.tp):
+        return "v"  # its encoder would only copy it
     if spec.encoder is list:
         return "None if v is None else list(v)"
     if item is not None:  # a history: no call per entry but the record's own

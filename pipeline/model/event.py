@@ -17,7 +17,17 @@ import ormsgpack
 
 from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model.check import Check
-from pipeline.model.codec import INT64, JSON, check_ranges, decode, encode, field, known_fields_only, load_json
+from pipeline.model.codec import (
+    INT64,
+    JSON,
+    check_ranges,
+    decode,
+    encode,
+    encode_to_pack,
+    field,
+    known_fields_only,
+    load_json,
+)
 from pipeline.model.entity import Entity
 from pipeline.model.meta import ObjectMeta, ResourceReference, refuse_other_reference, refuse_unsupported
 from pipeline.model.metrics import Metrics
@@ -137,7 +147,7 @@ class Event:
         msgpack, the same bytes), or where it refuses (a key that is not a string, an integer past
         64 bits, a lone surrogate, nesting past 255) by msgpack, which packs it or says why as it
         always did."""
-        data = self.to_dict()
+        data = encode_to_pack(self)  # packed here and dropped: its lists need not be copies
         try:
             return ormsgpack.packb(data)
         except TypeError:

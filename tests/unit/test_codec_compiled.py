@@ -31,7 +31,16 @@ from pipeline.model import (
     ObjectMeta,
     System,
 )
-from pipeline.model.codec import _decode_checked, _table, decode, encode, encode_generic, field, replace
+from pipeline.model.codec import (
+    _decode_checked,
+    _table,
+    decode,
+    encode,
+    encode_generic,
+    encode_to_pack,
+    field,
+    replace,
+)
 from pipeline.model.meta import ResourceReference
 
 
@@ -229,3 +238,14 @@ def test_to_msgpack_takes_nesting_ormsgpack_does_not() -> None:
         deep.append([])
         deep = deep[0]
     assert event.to_msgpack() == msgpack.packb(event.to_dict(), use_bin_type=True)
+
+
+def test_the_map_to_pack_is_the_encoded_map_sharing_plain_lists() -> None:
+    rich = rich_event()
+    for obj in [rich, rich.entity, rich.check, rich.metrics, *default_instances()]:
+        assert encode_to_pack(obj) == encode(obj), type(obj)
+    assert rich.check is not None
+    shared = encode_to_pack(rich)
+    assert shared["check"]["handlers"] is rich.check.handlers  # not copied: packed at once
+    assert encode(rich)["check"]["handlers"] is not rich.check.handlers
+    assert shared["check"]["history"][0] == {"status": 0, "executed": 1_800_000_000}  # records still maps
