@@ -16,6 +16,7 @@ Sans I/O; the generic codec hands each class's field table in (no import of it f
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -117,11 +118,22 @@ def plain_slotted(cls: type) -> bool:
     return hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__") and not getattr(params, "frozen", True)
 
 
+def _literal(value: Any) -> bool:
+    """Whether ``repr(value)`` in the generated code gives back the same value, of the same type."""
+    if value is None or type(value) in (bool, int, str):
+        return True
+    return type(value) is float and math.isfinite(value)
+
+
 def _default_lines(f: dataclasses.Field[Any], n: int, namespace: dict[str, Any]) -> list[str]:
     """The field's value when its key is absent, as the dataclass's __init__ gives it."""
     if f.default is not dataclasses.MISSING:
+        if _literal(f.default):  # a constant of the code: no lookup of a global per absent key
+            return ["else:", f"    o.{f.name} = {f.default!r}"]
         namespace[f"_v{n}"] = f.default
         return ["else:", f"    o.{f.name} = _v{n}"]
+    if f.default_factory in (list, dict):  # a display, not a call
+        return ["else:", f"    o.{f.name} = {'[]' if f.default_factory is list else '{}'}"]
     if f.default_factory is not dataclasses.MISSING:
         namespace[f"_f{n}"] = f.default_factory
         return ["else:", f"    o.{f.name} = _f{n}()"]
