@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import reprlib
+import threading
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -312,10 +313,30 @@ _ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
 
 def _fast(cls: type, data: Any) -> Any:
-    decoder = _DECODERS.get(cls)
-    if decoder is None:
-        decoder = _DECODERS[cls] = compile_decoder(cls, _table(cls)[1], _fast)
+    decoder = _DECODERS.get(cls) or _decoder_of(cls)
+    assert decoder is not None  # None only while it is compiled, and then nothing decodes
     return decoder(data)
+
+
+_COMPILING: set[type] = set()
+#: One thread compiles at a time (the store's threads decode too): another thread must not see a
+#: class in _COMPILING, which only the compiling thread's nested classes may.
+_COMPILE_LOCK = threading.RLock()
+
+
+def _decoder_of(cls: type) -> Callable[[Any], Any] | None:
+    decoder = _DECODERS.get(cls)
+    if decoder is not None:
+        return decoder
+    with _COMPILE_LOCK:
+        decoder = _DECODERS.get(cls)
+        if decoder is None and cls not in _COMPILING:
+            _COMPILING.add(cls)
+            try:
+                decoder = _DECODERS[cls] = compile_decoder(cls, _table(cls)[1], _fast, _decoder_of)
+            finally:
+                _COMPILING.discard(cls)
+        return decoder
 
 
 def _decode_checked(cls: type[T], data: Any, path: str = "") -> T:
