@@ -249,3 +249,31 @@ def test_the_map_to_pack_is_the_encoded_map_sharing_plain_lists() -> None:
     assert shared["check"]["handlers"] is rich.check.handlers  # not copied: packed at once
     assert encode(rich)["check"]["handlers"] is not rich.check.handlers
     assert shared["check"]["history"][0] == {"status": 0, "executed": 1_800_000_000}  # records still maps
+
+
+def test_decoders_compiled_by_several_threads_at_once_decode_alike() -> None:
+    import threading
+
+    from pipeline.model import codec
+
+    data = encode(rich_event())
+    expected = decode(Event, data)
+    for _ in range(10):
+        codec._DECODERS.clear()
+        failures: list[BaseException] = []
+        start = threading.Barrier(4)
+
+        def decode_some(start: threading.Barrier, failures: list[BaseException]) -> None:
+            start.wait()
+            try:
+                for _ in range(20):
+                    assert decode(Event, data) == expected
+            except BaseException as exc:  # reported below: a thread's failure is the test's
+                failures.append(exc)
+
+        threads = [threading.Thread(target=decode_some, args=(start, failures)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
