@@ -282,6 +282,9 @@ class EventProcessor:
         to_store: list[Event] = []
         new_entities: list[Entity] = []
         taken: list[Submission] = []
+        # looked up once a batch rather than once an event
+        change_handlers, silences, checks = self.change_handlers, self.silences, self._checks
+        attribute, seen = self.entities.attribute, self.entities.seen
         for sub in fresh:
             event = sub.event
             if not shared and sub.expect is not None and event.check is not None:
@@ -294,17 +297,18 @@ class EventProcessor:
             taken.append(sub)
             if not event.timestamp:
                 event.timestamp = now
-            give_change_handlers(event, self.change_handlers)
-            if event.check is not None and (entity := self.entities.attribute(event)) is not None:
+            if change_handlers:
+                give_change_handlers(event, change_handlers)
+            if event.check is not None and (entity := attribute(event)) is not None:
                 new_entities.append(entity)
             if sub.alive:
-                self.entities.seen(event, wall)
+                seen(event, wall)
             if event.check is not None:
                 if not shared:
                     key = check_key(event)
-                    event.check = apply_result(event.check, states.get(key) or self._checks.get(key))
-                    if self.silences is not None:
-                        self.silences.apply(event, now)
+                    event.check = apply_result(event.check, states.get(key) or checks.get(key))
+                    if silences is not None:
+                        silences.apply(event, now)
                     states[key] = event.check
                 to_store.append(event)
         fresh = taken
@@ -331,15 +335,20 @@ class EventProcessor:
         self._tell_watchers(list(states))
         if to_store:
             await self._notify(ChecksStored(tuple((k, c) for k, c in states.items()), self._wall_clock()))
+        recent, observe = self._recent, self.recent_metrics.observe if self.recent_metrics is not None else None
         for sub in fresh:
-            self._remember(sub.event.id)
-            _reply(sub, Outcome.STORED)
-            if self.recent_metrics is not None:
-                self.recent_metrics.observe(sub.event)
+            recent[sub.event.id] = None  # the ids stored lately, trimmed once for the batch below
+            if sub.reply is not None:
+                sub.reply(sub.event.id, Outcome.STORED)
+            if observe is not None:
+                observe(sub.event)
+        while len(recent) > RECENT_IDS:
+            recent.popitem(last=False)
+        send_nowait = self._handlers.send_nowait
         for sub in fresh:
             job = HandlerJob(jobs.get(id(sub.event), 0), sub.event)
             try:  # no task switch per job while the runner's inbox has room
-                self._handlers.send_nowait(job)
+                send_nowait(job)
             except trio.WouldBlock:
                 await self._handlers.send(job)
         self.metrics.events_processed.inc(len(fresh))
@@ -421,11 +430,6 @@ class EventProcessor:
         self.metrics.events_stored.inc(len(events))
         self.metrics.store_batches.observe(len(events))
         return jobs
-
-    def _remember(self, event_id: str) -> None:
-        self._recent[event_id] = None
-        if len(self._recent) > RECENT_IDS:
-            self._recent.popitem(last=False)
 
 
 def _reply(sub: Submission, outcome: Outcome) -> None:

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from functools import lru_cache
 
 from pipeline.model import FAILING, FLAPPING, PASSING, Check, CheckHistory
-from pipeline.model.codec import replace
+from pipeline.model.codec import replace, shallow_copy
 
 #: How many results a check's history keeps, and how many flap detection needs.
 HISTORY_LIMIT = 21
@@ -39,6 +40,7 @@ def _f32(value: float) -> float:
     return rounded
 
 
+@lru_cache(maxsize=4096)  # few sums recur (a cycling check's are one or two): 3 struct round trips
 def _go_percent(changes: float) -> int:
     """Go's ``uint32(float32(changes) / 20 * 100)``.
 
@@ -119,7 +121,7 @@ def apply_result(incoming: Check, previous: Check | None) -> Check:
     shared with ``incoming`` as in a shallow copy.
     """
     base = _start_from(incoming, previous)
-    entry = CheckHistory(status=incoming.status, executed=incoming.executed)
+    entry = CheckHistory(incoming.status, incoming.executed)
     history = [*base.history, entry][-HISTORY_LIMIT:]
     total = total_state_change(history)
     last_ok = base.last_ok
@@ -131,14 +133,13 @@ def apply_result(incoming: Check, previous: Check | None) -> Check:
         state = FAILING
     occurrences, watermark = _update_occurrences(history, base.occurrences, base.occurrences_watermark)
     was_flapping = previous is not None and previous.state == FLAPPING
-    return replace(
-        incoming,
-        history=history,
-        total_state_change=total,
-        state=state,
-        last_ok=last_ok,
-        occurrences=occurrences,
-        occurrences_watermark=watermark,
-        is_flapping_start=state == FLAPPING and not was_flapping,
-        is_flapping_end=was_flapping and state != FLAPPING,
-    )
+    merged = shallow_copy(incoming)
+    merged.history = history
+    merged.total_state_change = total
+    merged.state = state
+    merged.last_ok = last_ok
+    merged.occurrences = occurrences
+    merged.occurrences_watermark = watermark
+    merged.is_flapping_start = state == FLAPPING and not was_flapping
+    merged.is_flapping_end = was_flapping and state != FLAPPING
+    return merged

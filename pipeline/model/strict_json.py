@@ -17,6 +17,14 @@ the line and column where it can:
 
 The checks cost little on ordinary input: the depth is only scanned when the body holds more
 brackets than the limit, the surrogate escapes only when one appears at all.
+
+Ordinary input is parsed by orjson (about a quarter of the cost of Python's ``json`` with the
+checks above). orjson refuses everything refused here (non-finite numbers, lone surrogates,
+escaped or encoded, a byte order mark, invalid UTF-8) but with its own words, and it differs in
+two places: integers beyond 64 bits come out as floats, and it nests up to 1,024 levels. So it
+is only given text with no run of 19 digits (a shorter integer literal fits in 64 bits) and
+within :data:`MAX_DEPTH` brackets; whatever it refuses is parsed again by the reference path
+below, which names the refusal and its line and column as it always did.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import json
 import math
 import re
 from typing import Any
+
+import orjson
 
 from pipeline.errors import MalformedJsonError
 
@@ -36,6 +46,11 @@ _MAX_INT_DIGITS = 309
 _STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.S)
+#: A run of 19 digits may be an integer past 64 bits, which orjson would read as a float. Looked
+#: for as a run of zeros once every digit is a zero (a tenth of the cost of a regular expression).
+_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
 
 
 class _BadNumber(Exception):
@@ -76,6 +91,22 @@ _NON_FINITE_DECODER = json.JSONDecoder(parse_int=_parse_int)
 def loads(data: bytes | str, *, allow_nan: bool = False) -> Any:
     """The JSON value of ``data``; MalformedJsonError when it is not acceptable JSON. ``allow_nan``
     lets ``NaN``, ``Infinity`` and overflowing floats through, for JSON the pipeline wrote."""
+    if type(data) is bytes:
+        fast = data.count(b"[") + data.count(b"{") <= MAX_DEPTH and _LONG_RUN not in data.translate(_DIGITS_AS_ZEROS)
+    elif type(data) is str:
+        fast = data.count("[") + data.count("{") <= MAX_DEPTH and not _LONG_DIGITS_TEXT.search(data)
+    else:
+        fast = False
+    if fast:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # refused or not: the reference path decides, and names the refusal
+    return _reference_loads(data, allow_nan)
+
+
+def _reference_loads(data: bytes | str, allow_nan: bool) -> Any:
+    """:func:`loads` by Python's ``json`` and the checks above."""
     text = _text(data)
     _check_depth(text)
     try:

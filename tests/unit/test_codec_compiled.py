@@ -12,7 +12,10 @@ import pkgutil
 from collections.abc import Iterator
 from typing import Any
 
+import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pipeline.model
 from pipeline.model import (
@@ -28,7 +31,16 @@ from pipeline.model import (
     ObjectMeta,
     System,
 )
-from pipeline.model.codec import _decode_checked, _table, decode, encode, encode_generic, field, replace
+from pipeline.model.codec import (
+    _decode_checked,
+    _table,
+    decode,
+    encode,
+    encode_generic,
+    encode_to_pack,
+    field,
+    replace,
+)
 from pipeline.model.meta import ResourceReference
 
 
@@ -193,3 +205,75 @@ def test_a_required_field_and_a_frozen_class_decode_as_the_generic_codec() -> No
         assert outcome(decode, Required, data) == outcome(_decode_checked, Required, data), data
     assert decode(Frozen, {"name": "x"}) == Frozen("x")
     assert replace(Frozen("x"), name="y") == Frozen("y")
+
+
+PACKABLE = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**65) | st.floats() | st.text()
+    | st.binary(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3) | st.integers(0, 3), inner, max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(value=PACKABLE, output=st.text(max_size=8))
+def test_to_msgpack_packs_what_msgpack_packs_or_fails_as_it_does(value: Any, output: str) -> None:
+    """ormsgpack packs the event's map where it can; the bytes are msgpack's, and what ormsgpack
+    refuses is msgpack's to pack or refuse (same exception type)."""
+    event = rich_event()
+    assert event.check is not None
+    event.check.subdue, event.check.output = value, output
+    expected = outcome(lambda: msgpack.packb(event.to_dict(), use_bin_type=True))
+    got = outcome(event.to_msgpack)
+    assert (got[0], got[1] if got[0] == "ok" else got[1][0]) == (expected[0], expected[1] if expected[0] == "ok"
+                                                                 else expected[1][0])  # fmt: skip
+
+
+def test_to_msgpack_takes_nesting_ormsgpack_does_not() -> None:
+    event = rich_event()
+    assert event.check is not None
+    deep: list[Any] = []
+    event.check.subdue = deep
+    for _ in range(300):
+        deep.append([])
+        deep = deep[0]
+    assert event.to_msgpack() == msgpack.packb(event.to_dict(), use_bin_type=True)
+
+
+def test_the_map_to_pack_is_the_encoded_map_sharing_plain_lists() -> None:
+    rich = rich_event()
+    for obj in [rich, rich.entity, rich.check, rich.metrics, *default_instances()]:
+        assert encode_to_pack(obj) == encode(obj), type(obj)
+    assert rich.check is not None
+    shared = encode_to_pack(rich)
+    assert shared["check"]["handlers"] is rich.check.handlers  # not copied: packed at once
+    assert encode(rich)["check"]["handlers"] is not rich.check.handlers
+    assert shared["check"]["history"][0] == {"status": 0, "executed": 1_800_000_000}  # records still maps
+
+
+def test_decoders_compiled_by_several_threads_at_once_decode_alike() -> None:
+    import threading
+
+    from pipeline.model import codec
+
+    data = encode(rich_event())
+    expected = decode(Event, data)
+    for _ in range(10):
+        codec._DECODERS.clear()
+        failures: list[BaseException] = []
+        start = threading.Barrier(4)
+
+        def decode_some(start: threading.Barrier, failures: list[BaseException]) -> None:
+            start.wait()
+            try:
+                for _ in range(20):
+                    assert decode(Event, data) == expected
+            except BaseException as exc:  # reported below: a thread's failure is the test's
+                failures.append(exc)
+
+        threads = [threading.Thread(target=decode_some, args=(start, failures)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []

@@ -212,3 +212,35 @@ def test_submitted_events_may_carry_fields_the_model_does_not_know() -> None:
     assert (event.entity_name, event.check_name, event.check and event.check.status) == ("e", "c", 2)
     with pytest.raises(UnknownFieldError, match=r"entity\.metadata\.uid: unknown field"):
         Event.from_dict(data)  # strict unless asked: resource files refuse what they do not know
+
+
+def test_new_event_ids_are_random_version_4_uuids_in_canonical_form() -> None:
+    import uuid
+
+    from pipeline.model import new_event_id
+
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for made in ids:
+        parsed = uuid.UUID(made)
+        assert (str(parsed), parsed.version, parsed.variant) == (made, 4, uuid.RFC_4122)
+
+
+def test_a_forked_child_does_not_hand_out_its_parents_ids() -> None:
+    import os
+
+    from pipeline.model import new_event_id
+
+    new_event_id()  # the parent holds ids made ahead
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.write(write, "".join(new_event_id() for _ in range(300)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    parents = {new_event_id() for _ in range(300)}
+    assert len(child) == 300 * 36
+    assert not parents & {child[i : i + 36] for i in range(0, len(child), 36)}

@@ -84,3 +84,54 @@ def test_json_the_pipeline_wrote_may_hold_non_finite_points() -> None:
     assert [str(v) for v in value["points"]] == ["nan", "inf", "-inf", "inf"]
     with pytest.raises(MalformedJsonError, match="nested deeper"):
         loads(b"[" * 100, allow_nan=True)  # the other rules still hold
+
+
+def _reference(data: bytes | str) -> tuple[str, Any]:
+    """What Python's json with the checks gives (the parser before orjson), as a comparable pair."""
+    from pipeline.model.strict_json import _reference_loads
+
+    try:
+        return "value", _reference_loads(data, False)
+    except MalformedJsonError as exc:
+        return "refused", str(exc)
+
+
+def _ours(data: bytes | str) -> tuple[str, Any]:
+    try:
+        return "value", loads(data)
+    except MalformedJsonError as exc:
+        return "refused", str(exc)
+
+
+JSONISH = st.lists(
+    st.sampled_from(['"', "\\", "u", "d8", "dc", "00", "{", "}", "[", "]", ":", ",", "1", "-", "0", ".", "e", "E",
+                     "+", "9" * 18, "9" * 19, "a", " ", "\n", "null", "true", "NaN", "Infinity", "1e308", "1e309",
+                     "\ud800", "\xe9", "\U0001f600", "\ufeff", "\x00", "\x7f"]),
+    max_size=30,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=500)
+@given(text=JSONISH | st.text(max_size=40))
+def test_the_fast_parser_gives_what_the_reference_gives(text: str) -> None:
+    """orjson takes ordinary input; every value and every refusal (message, line, column) is the
+    reference parser's, for text and for its bytes."""
+    assert _ours(text) == _reference(text)
+    raw = text.encode("utf-8", "surrogatepass")
+    assert _ours(raw) == _reference(raw)
+
+
+@given(value=JSON_VALUES)
+def test_written_json_reads_back_exactly_on_the_fast_path(value: Any) -> None:
+    raw = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    assert _ours(raw) == _reference(raw)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"18446744073709551616", b"-9223372036854775809", b"[12345678901234567890123]", b'{"a": 1, "a": 2, "b": 3}',
+     b'"\\ud83d\\u0041"', b'"\xed\xa0\x80"', b"1.8e308", b"[" * 65 + b"]" * 65, b"9" * 400, b'"\xef\xbf\xbe"',
+     bytearray(b"[1]")],
+)  # fmt: skip
+def test_where_orjson_differs_the_reference_decides(data: bytes) -> None:
+    assert _ours(data) == _reference(data)

@@ -88,11 +88,11 @@ def prepare_event(
         event.entity.entity_class = "proxy"
     if not event.metadata.namespace:
         event.metadata.namespace = namespace
-    replays = Replays.RENEW if event.id else Replays.NONE
-    if not event.id:
-        event.id = new_event_id()
-    event.validate()
-    return event, replays
+    event.validate()  # before an id is made here: only the client's own needs its form checked
+    if event.id:
+        return event, Replays.RENEW
+    event.id = new_event_id()
+    return event, Replays.NONE
 
 
 #: The journal's record of a submission: what it was (the body and the path's parts), the id and
