@@ -21,7 +21,6 @@ or refused by the backend), newest first (``?limit=``, 100 by default, 1000 at m
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -38,35 +37,11 @@ from pipeline import __version__
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http_answers import EXCEPTION_HANDLERS, error_body, error_response
 from pipeline.http_params import guarded, takes_query
-from pipeline.model import Entity, Event
+from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import encode
 
 #: Set-aside events one ``GET /events/set-aside`` lists at most.
 SET_ASIDE_LIST_MAX = 1000
-
-
-class EventIds:
-    """Random (version 4) UUIDs, as ``str(uuid.uuid4())`` gives them, from ``os.urandom`` 4 KiB at
-    a time (one system call per 256 ids) and written out without a UUID object: a quarter of the
-    cost of ``uuid4`` for the id of every result a local program sends without one."""
-
-    __slots__ = ("_at", "_block")
-
-    def __init__(self) -> None:
-        self._block = b""
-        self._at = 0
-
-    def __call__(self) -> str:
-        if self._at >= len(self._block):
-            self._block, self._at = os.urandom(4096), 0
-        h = self._block[self._at : self._at + 16].hex()
-        self._at += 16
-        # the version nibble 4, and the variant's two bits 10 in the ninth byte's top
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-_new_id = EventIds()
 
 
 def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
@@ -81,7 +56,7 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
     event.entity = agent
     event.metadata.namespace = namespace
     event.timestamp = event.timestamp or int(now)
-    event.id = event.id or _new_id()
+    event.id = event.id or new_event_id()
     if event.check is not None:
         check = event.check
         if not check.metadata.name:
