@@ -101,7 +101,7 @@ async def pipe_done(runner: HandlerRunner, count: int) -> None:
 
 def _count(histogram: Any) -> float:
     # observe() adds to one bucket only (made cumulative at collection): their sum is the count
-    return sum(bucket.get() for bucket in histogram._buckets)
+    return float(sum(bucket.get() for bucket in histogram._buckets))
 
 
 async def plugin_done(runner: HandlerRunner, count: int) -> None:
@@ -143,8 +143,8 @@ def own_cpu() -> float:
     return times.user + times.system
 
 
-def pipe_round(events: int, pipe_first: bool) -> float:
-    """One round, pipe handler and plain loop alternated; prints both and returns the ratio."""
+def pipe_round(events: int, pipe_first: bool) -> tuple[float, float]:
+    """One round, pipe handler and plain loop alternated; prints both and returns both rates."""
     payload = make_event("sink").to_json()
     sink = Handler(metadata=ObjectMeta(name="sink", namespace="default"), type="pipe", command=COMMAND, max_attempts=1)
     measured = {}
