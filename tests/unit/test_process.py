@@ -78,3 +78,15 @@ async def test_a_cancelled_caller_leaves_nothing_running(tmp_path: trio.Path) ->
         await run_command(f"sleep 60 & echo $! > {pidfile}; wait")
     assert cancelled.cancelled_caught
     await wait_for_exit(int(pidfile.read_text()))
+
+
+async def test_without_pidfds_exit_and_timeout_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux before 5.3 has no pidfd_open: a thread's waitid tells the shell's exit instead."""
+
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr("os.pidfd_open", no_pidfd)
+    assert (await run_command("echo hi; exit 4")).status == 4
+    result = await run_command("echo partial; sleep 60", timeout=0.3)
+    assert (result.timed_out, result.output) == (True, TIMED_OUT_OUTPUT + "partial\n")
