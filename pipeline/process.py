@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import math
 import os
 import select
 import signal
@@ -97,6 +96,13 @@ class _Execution:
     def _popen(self, argv: list[str], stdin: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdin=stdin, stdout=self._output_write, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # fmt: skip
+
+    async def complete(self, scope: Scope) -> None:
+        """Until the shell exits, then what it left behind goes too (which also ends the
+        output), then until the output ends."""
+        await self.until_exited()
+        await scope.leader_exited()
+        await self.until_output_ends()
 
     async def until_exited(self) -> None:
         while not self.exited:
@@ -195,17 +201,19 @@ async def run_command(
         raise
     timed_out = False
     try:
-        with trio.move_on_after(timeout if timeout > 0 else math.inf) as deadline:
-            await execution.until_exited()
-            # The shell is done: what it left behind goes too, which also ends the output.
-            await scope.leader_exited()
-            await execution.until_output_ends()
-        timed_out = deadline.cancelled_caught
+        if timeout > 0:
+            with trio.move_on_after(timeout) as deadline:
+                await execution.complete(scope)
+            timed_out = deadline.cancelled_caught
+        else:  # no scope to enter and leave: most handlers and many checks set no timeout
+            await execution.complete(scope)
     finally:
-        with trio.CancelScope(shield=True):
-            if not execution.exited:
-                await execution.terminate(scope)
-            await scope.close()
+        # Most executions end with nothing left to kill: no shielded scope to enter for that.
+        if not (execution.exited and scope.release_now()):
+            with trio.CancelScope(shield=True):
+                if not execution.exited:
+                    await execution.terminate(scope)
+                await scope.close()
         execution.close()
     duration = trio.current_time() - started
     text = execution.text

@@ -160,6 +160,11 @@ class CgroupScope(Scope):
             return
         await self.kill_all()
 
+    def release_now(self) -> bool:
+        if self.emptied:
+            self.owner.release(self.slot, reusable=True)
+        return self.emptied
+
     async def close(self) -> None:
         if self.emptied:
             self.owner.release(self.slot, reusable=True)
