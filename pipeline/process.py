@@ -72,12 +72,17 @@ class _Execution:
         self.exited = False
         self.eof = False
         self.epoll = select.epoll(3)
-        self.exit_fd = -1
-        self.output, self._output_write = os.pipe2(os.O_CLOEXEC)
-        self.stdin_read, self.stdin_write, self.pending = _stdin_pipe(stdin)
-        self.epoll.register(self.output, select.EPOLLIN)
-        if self.stdin_write >= 0:
-            self.epoll.register(self.stdin_write, select.EPOLLOUT)
+        self.output = self._output_write = self.stdin_read = self.stdin_write = self.exit_fd = -1
+        self.pending = memoryview(b"")
+        try:
+            self.output, self._output_write = os.pipe2(os.O_CLOEXEC)
+            self.stdin_read, self.stdin_write, self.pending = _stdin_pipe(stdin)
+            self.epoll.register(self.output, select.EPOLLIN)
+            if self.stdin_write >= 0:
+                self.epoll.register(self.stdin_write, select.EPOLLOUT)
+        except BaseException:
+            self.close()
+            raise
 
     async def spawn(self, argv: list[str], env: dict[str, str]) -> int:
         """Start the shell (in a worker thread: the fork waits for the child's exec); its pid."""
@@ -85,9 +90,12 @@ class _Execution:
         try:
             popen = await trio.to_thread.run_sync(self._popen, argv, stdin, env)
         finally:
-            os.close(self._output_write)  # the child has its copies
+            # The child has its copies.
+            os.close(self._output_write)
+            self._output_write = -1
             if self.stdin_read >= 0:
                 os.close(self.stdin_read)
+                self.stdin_read = -1
         self.popen = popen
         self.exit_fd = _exit_fd(popen.pid)
         self.epoll.register(self.exit_fd, select.EPOLLIN)
@@ -164,9 +172,10 @@ class _Execution:
 
     def close(self) -> None:
         # Only this task waited on these, and never on one it is closing: no notify_closing needed.
-        for fd in (self.output, self.exit_fd, self.stdin_write):
+        for fd in (self.output, self._output_write, self.stdin_read, self.stdin_write, self.exit_fd):
             if fd >= 0:
                 os.close(fd)
+        self.output = self._output_write = self.stdin_read = self.stdin_write = self.exit_fd = -1
         self.epoll.close()
 
     @property
@@ -240,14 +249,19 @@ def _stdin_pipe(data: bytes | None) -> tuple[int, int, memoryview]:
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     # Never block the event loop: a pipe may hold less than its default (a user over
     # pipe-user-pages-soft gets smaller ones); what does not fit is fed later.
-    os.set_blocking(write_end, False)
-    if len(data) > DEFAULT_PIPE_SIZE:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(write_end, F_SETPIPE_SZ, min(len(data), PREFILL_LIMIT))
     try:
-        written = os.write(write_end, data) if data else 0
-    except BlockingIOError:
-        written = 0
+        os.set_blocking(write_end, False)
+        if len(data) > DEFAULT_PIPE_SIZE:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(write_end, F_SETPIPE_SZ, min(len(data), PREFILL_LIMIT))
+        try:
+            written = os.write(write_end, data) if data else 0
+        except BlockingIOError:
+            written = 0
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
     if written == len(data):
         os.close(write_end)
         return read_end, -1, memoryview(b"")
