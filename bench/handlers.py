@@ -13,10 +13,14 @@ encoding, without a fork.
 
 The pipe and plain rows alternate over ``--rounds`` rounds (which goes first alternates too),
 each round printing both rates, the ratio and the CPU this process spent per event (the
-children's is about the same for both); then the median ratio and its range, as the load of
-a shared machine moves both sides.
+children's is about the same for both; for the pipe side from the first event sent to the last
+handled, not building the events before it); then the median ratio and its range, as the load
+of a shared machine moves both sides.
 
-Usage: python -m bench.handlers [--events N] [--rounds R] [--plugin-events M] [--workflow-events K]
+``--slices S`` runs each round's events in S parts, the sides taking turns, so that the load of
+a shared machine (which moves within seconds) weighs on both alike.
+
+Usage: python -m bench.handlers [--events N] [--rounds R] [--slices S] [--plugin-events M] [--workflow-events K]
 """
 
 from __future__ import annotations
@@ -65,21 +69,27 @@ def plain_loop(count: int, payload: bytes) -> float:
     return time.perf_counter() - started
 
 
+#: This process's CPU seconds (all threads) over the last timed stretch of ``through``: from the
+#: first event sent to the last handled, without building the events (~40 us each) before it.
+last_cpu = 0.0
+
+
 async def through_runner(handler: Handler, count: int, wait: Any) -> float:
     return await through(Resources(handlers=[handler]), count, wait)
 
 
 async def through(resources: Resources, count: int, wait: Any) -> float:
+    global last_cpu
     runner = HandlerRunner(lambda: resources, BackendMetrics.create(), {"PATH": "/usr/bin:/bin"})
     names = [h.metadata.name for h in resources.handlers]
     events = [make_event(*names) for _ in range(count)]
     async with trio.open_nursery() as nursery:
         await nursery.start(runner.run)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), own_cpu()
         for event in events:
             await runner.inbox.send(HandlerJob(0, event))
         await wait(runner, count)
-        elapsed = time.perf_counter() - started
+        elapsed, last_cpu = time.perf_counter() - started, own_cpu() - cpu
         nursery.cancel_scope.cancel()
     return elapsed
 
@@ -94,7 +104,7 @@ async def pipe_done(runner: HandlerRunner, count: int) -> None:
 
 def _count(histogram: Any) -> float:
     # observe() adds to one bucket only (made cumulative at collection): their sum is the count
-    return sum(bucket.get() for bucket in histogram._buckets)
+    return float(sum(bucket.get() for bucket in histogram._buckets))
 
 
 async def plugin_done(runner: HandlerRunner, count: int) -> None:
@@ -136,17 +146,31 @@ def own_cpu() -> float:
     return times.user + times.system
 
 
-def pipe_round(events: int, pipe_first: bool) -> float:
-    """One round, pipe handler and plain loop alternated; prints both and returns the ratio."""
+def pipe_round(events: int, pipe_first: bool, slices: int = 1) -> tuple[float, float]:
+    """One round, pipe handler and plain loop alternated; prints both and returns both rates.
+
+    With ``slices`` above 1 each side runs its events in that many parts, the sides taking
+    turns (pipe, plain, plain, pipe, ...), and each side's times and CPU are summed: the load
+    of a shared machine, which moves within seconds, then weighs on both alike.
+    """
     payload = make_event("sink").to_json()
     sink = Handler(metadata=ObjectMeta(name="sink", namespace="default"), type="pipe", command=COMMAND, max_attempts=1)
-    measured = {}
-    for name in ("pipe", "plain") if pipe_first else ("plain", "pipe"):
-        cpu = own_cpu()
-        run = (lambda: trio.run(through_runner, sink, events, pipe_done)) if name == "pipe" else None
-        seconds = run() if run else plain_loop(events, payload)
-        measured[name] = (seconds, (own_cpu() - cpu) / events)
-    (pipe_s, pipe_cpu), (plain_s, plain_cpu) = measured["pipe"], measured["plain"]
+    measured = {"pipe": [0.0, 0.0], "plain": [0.0, 0.0]}
+    part = events // slices
+    for i in range(slices):
+        first = pipe_first == (i % 2 == 0)
+        for name in ("pipe", "plain") if first else ("plain", "pipe"):
+            if name == "pipe":
+                seconds = trio.run(through_runner, sink, part, pipe_done)
+                cpu = last_cpu
+            else:
+                cpu = own_cpu()
+                seconds = plain_loop(part, payload)
+                cpu = own_cpu() - cpu
+            measured[name][0] += seconds
+            measured[name][1] += cpu
+    events = part * slices
+    (pipe_s, pipe_cpu), (plain_s, plain_cpu) = [(t, c / events) for t, c in (measured["pipe"], measured["plain"])]
     ratio = plain_s / pipe_s
     print(
         f"pipe handler {events / pipe_s:>6,.0f}/s ({pipe_cpu * 1e6:,.0f} us CPU/event)   "
@@ -160,12 +184,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--slices", type=int, default=1,
+                        help="run each round's events in this many parts, the sides taking turns")  # fmt: skip
     parser.add_argument("--plugin-events", type=int, default=50_000)
     parser.add_argument("--workflow-events", type=int, default=10_000)
     args = parser.parse_args()
     print(f"pipe handler ({COMMAND!r}, {MAX_PROCESSES} at once) against a plain loop (16 threads, subprocess.run, "
           f"same stdin), {args.events:,} events a round")  # fmt: skip
-    rounds = [pipe_round(args.events, pipe_first=i % 2 == 0) for i in range(args.rounds)]
+    rounds = [pipe_round(args.events, pipe_first=i % 2 == 0, slices=args.slices) for i in range(args.rounds)]
     ratios = [pipe / plain for pipe, plain in rounds]
     pipe, plain = statistics.median(p for p, _ in rounds), statistics.median(p for _, p in rounds)
     record(Row("handlers", f"pipe handler, worst of {args.rounds} rounds", min(ratios), "x plain loop",

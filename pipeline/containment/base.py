@@ -82,6 +82,11 @@ class Scope(ABC):
         """Kill what is left and release the scope; call once, after the leader was reaped."""
         await self.kill_all()
 
+    def release_now(self) -> bool:
+        """Release the scope at once when :meth:`leader_exited` left nothing to kill or wait
+        for (then :meth:`close` is not called); False when close() must be awaited."""
+        return False
+
     def _count_leftovers(self, pids: set[int]) -> None:
         """Count each once: a process killed a moment ago may still be listed by the next kill."""
         new = pids - self._counted - {self.leader}

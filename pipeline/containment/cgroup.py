@@ -15,7 +15,9 @@ bookkeeping: while other executions are running, a cgroup that ended empty witho
 are removed as soon as nothing runs, so an idle daemon holds no cgroup but its own.
 
 The control files are read and written from the trio thread: they are kernel pseudo-files
-answered in microseconds, cheaper than a thread hop.
+answered in microseconds, cheaper than a thread hop. An execution that leaves nothing behind
+(most) costs one ``pread`` of its cgroup's ``cgroup.procs``, kept open while the cgroup is
+kept: empty once the shell was reaped means no kill and no wait.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -81,19 +84,55 @@ async def wait_until(predicate: Callable[[], bool], deadline: float) -> bool:
     return False
 
 
+@dataclass(slots=True, eq=False)
+class Slot:
+    """One execution cgroup, which may serve several executions in turn (see MAX_IDLE)."""
+
+    path: Path
+    #: The shell's first command, made once per cgroup (a path join and a quote per execution
+    #: cost more than the check below).
+    prologue: str
+    #: Whether ``cgroup.procs`` may be kept open and read again (cgroup v2 only, see empty()).
+    reread: bool
+    #: ``cgroup.procs``, opened at the first check and kept until the cgroup is removed: one
+    #: pread per execution instead of an open, a read and a close.
+    procs: int = -1
+
+    @classmethod
+    def at(cls, path: Path, mechanism: str) -> Slot:
+        prologue = f"echo 0 >{shlex.quote(str(path / 'cgroup.procs'))} || exit 126; "
+        return cls(path, prologue, reread=mechanism == CGROUP2)
+
+    def empty(self) -> bool:
+        """Whether nothing is in the cgroup now."""
+        if not self.reread:
+            # v1 keeps the list an open file read first for a second or so (the kernel's
+            # pidlist cache): a read through a kept descriptor could be stale. A new open is not.
+            return not read_pids(self.path)
+        if self.procs < 0:
+            self.procs = os.open(self.path / "cgroup.procs", os.O_RDONLY | os.O_CLOEXEC)
+        # v2 lists the cgroup afresh at each read from offset 0.
+        return not os.pread(self.procs, 65536, 0)
+
+    def close(self) -> None:
+        if self.procs >= 0:
+            os.close(self.procs)
+            self.procs = -1
+
+
 class CgroupScope(Scope):
-    def __init__(self, owner: Cgroup, path: Path, execution_id: str) -> None:
+    def __init__(self, owner: Cgroup, slot: Slot, execution_id: str) -> None:
         super().__init__(owner.stats, execution_id)
         self.owner = owner
-        self.path = path
+        self.slot = slot
+        self.path = slot.path
         #: Found empty after the shell was reaped: nothing of the execution is left, and
         #: nothing can join a cgroup by itself, so there is nothing to kill or wait for.
         self.emptied = False
 
     def argv(self, command: str) -> list[str]:
         # Same line as the command, so the shell's line numbers in its errors are unchanged.
-        procs = shlex.quote(str(self.path / "cgroup.procs"))
-        return ["/bin/sh", "-c", f"echo 0 >{procs} || exit 126; {command}"]
+        return ["/bin/sh", "-c", self.slot.prologue + command]
 
     def signal_all(self, sig: int) -> None:
         for pid in read_pids(self.path):
@@ -112,19 +151,27 @@ class CgroupScope(Scope):
                 send_signal(pid, signal.SIGKILL)
 
     async def leader_exited(self) -> None:
-        pids = read_pids(self.path)
-        if not pids:
+        try:
+            empty = self.slot.empty()
+        except OSError:  # the kill path reads it again, and copes
+            empty = False
+        if empty:
             self.emptied = True
             return
         await self.kill_all()
 
+    def release_now(self) -> bool:
+        if self.emptied:
+            self.owner.release(self.slot, reusable=True)
+        return self.emptied
+
     async def close(self) -> None:
         if self.emptied:
-            self.owner.release(self.path, reusable=True)
+            self.owner.release(self.slot, reusable=True)
             return
         await self.kill_all()
         await wait_until(lambda: not read_pids(self.path), EMPTY_DEADLINE)
-        self.owner.release(self.path, reusable=False)
+        self.owner.release(self.slot, reusable=False)
 
 
 class Cgroup(Containment):
@@ -137,7 +184,7 @@ class Cgroup(Containment):
         self.location = str(parent)
         self.stale: list[Path] = []
         #: Empty cgroups of ended executions, kept for the next ones while any runs.
-        self.idle: list[Path] = []
+        self.idle: list[Slot] = []
         self.running = 0
         self._names = itertools.count(1)
 
@@ -164,7 +211,7 @@ class Cgroup(Containment):
         try:
             if not any((path / name).exists() for name in control[self.mechanism]):
                 raise ContainmentError(str(path), f"none of {', '.join(control[self.mechanism])}")
-            scope = CgroupScope(self, path, "probe")
+            scope = CgroupScope(self, Slot.at(path, self.mechanism), "probe")
             joined = subprocess.run(scope.argv("exit 0"), capture_output=True, check=False)
             if joined.returncode != 0:
                 reason = joined.stderr.decode(errors="replace").strip()
@@ -175,7 +222,7 @@ class Cgroup(Containment):
     def open_scope(self) -> Scope:
         execution_id = new_execution_id()
         if self.idle:
-            path = self.idle.pop()
+            slot = self.idle.pop()
         else:
             # Named apart from the execution: a directory may serve several in turn.
             path = self.parent / f"run-{next(self._names)}"
@@ -185,22 +232,29 @@ class Cgroup(Containment):
                 # Still contained, by the fallback: better than refusing to run the check.
                 self.stats.failed("create", cgroup=str(path), error=exc)
                 return ProcessTreeScope(self.stats, execution_id)
+            slot = Slot.at(path, self.mechanism)
         self.running += 1
-        return CgroupScope(self, path, execution_id)
+        return CgroupScope(self, slot, execution_id)
 
-    def release(self, path: Path, *, reusable: bool) -> None:
+    def release(self, slot: Slot, *, reusable: bool) -> None:
         """An execution's end: keep its cgroup for the next while others run, else remove it."""
         self.running -= 1
         if reusable and self.running and len(self.idle) < MAX_IDLE:
-            self.idle.append(path)
+            self.idle.append(slot)
             return
-        if not self.remove(path):
-            self.stale.append(path)
-            self.stats.failed("remove", cgroup=str(path), error="processes still inside")
+        slot.close()
+        if not self.remove(slot.path):
+            self.stale.append(slot.path)
+            self.stats.failed("remove", cgroup=str(slot.path), error="processes still inside")
         if not self.running:
-            while self.idle:
-                self.remove(self.idle.pop())
+            self._remove_idle()
         self.retry_stale()
+
+    def _remove_idle(self) -> None:
+        while self.idle:
+            slot = self.idle.pop()
+            slot.close()
+            self.remove(slot.path)
 
     async def kill(self, path: Path) -> None:
         if self.mechanism == CGROUP2 and (path / "cgroup.kill").exists():
@@ -242,8 +296,7 @@ class Cgroup(Containment):
                 self.stale.remove(path)
 
     def shutdown(self) -> None:
-        while self.idle:
-            self.remove(self.idle.pop())
+        self._remove_idle()
         self.retry_stale()
         self.remove(self.parent)
 

@@ -130,6 +130,35 @@ async def test_cgroups_are_reused_while_others_run_and_removed_once_idle(contain
     assert leftover_dirs(contained) == []
 
 
+@pytest.mark.parametrize("contained", [m for m in MECHANISMS if m != "process-tree"], indirect=True)
+async def test_a_reused_cgroup_still_finds_what_its_next_execution_leaves(
+    contained: containment.Containment, tmp_path: Path
+) -> None:
+    """A kept cgroup was last read empty (on v2 through a descriptor kept open): its next
+    execution's leftover must still be seen and killed (v1 would give the stale list)."""
+    assert isinstance(contained, Cgroup)
+    release = trio.Event()
+
+    async def hold() -> None:  # keeps one execution running, so that ended cgroups are kept
+        await run_command(f"while [ ! -e {tmp_path / 'stop'} ]; do sleep 0.01; done")
+        release.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hold)
+        for _ in range(3):
+            assert (await run_command("true")).status == 0
+        assert len(contained.idle) == 1  # kept
+        assert (contained.idle[0].procs >= 0) == (contained.mechanism == "cgroup2")
+        result = await run_command(f"sleep 600 & echo $! > {tmp_path / 'pid'}; exit 0")
+        assert result.status == 0
+        assert contained.stats.leftovers_killed == 1
+        await wait_for_exit(int((tmp_path / "pid").read_text()))
+        (tmp_path / "stop").touch()
+        await release.wait()
+    assert leftover_dirs(contained) == []
+    assert contained.stats.errors == {}
+
+
 async def test_the_mechanism_and_the_leftovers_are_exported(contained: containment.Containment) -> None:
     metrics = BackendMetrics.create()
     await run_command("sleep 600 & sleep 600 & exit 0")

@@ -63,3 +63,30 @@ async def test_environment_and_plugin_path(tmp_path: trio.Path) -> None:
     env = with_env_vars(plugin_environment([tmp_path]), ["GREETING=hello", "IGNORED"])
     result = await run_command("my_check", env=env)
     assert result.output == "plugin hello\n"
+
+
+async def test_output_larger_than_a_pipe_holds_is_read_while_the_command_runs() -> None:
+    """The command blocks writing until it is read: its exit can only come after the reads."""
+    result = await run_command("head -c 300000 /dev/zero; echo done >&2", output_cap=400_000)
+    assert len(result.output) == 300_005
+    assert result.output.endswith("done\n")
+
+
+async def test_a_cancelled_caller_leaves_nothing_running(tmp_path: trio.Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    with trio.move_on_after(0.5) as cancelled:
+        await run_command(f"sleep 60 & echo $! > {pidfile}; wait")
+    assert cancelled.cancelled_caught
+    await wait_for_exit(int(pidfile.read_text()))
+
+
+async def test_without_pidfds_exit_and_timeout_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux before 5.3 has no pidfd_open: a thread's waitid tells the shell's exit instead."""
+
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr("os.pidfd_open", no_pidfd)
+    assert (await run_command("echo hi; exit 4")).status == 4
+    result = await run_command("echo partial; sleep 60", timeout=0.3)
+    assert (result.timed_out, result.output) == (True, TIMED_OUT_OUTPUT + "partial\n")
