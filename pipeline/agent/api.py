@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgpack
+import ormsgpack
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,7 +39,7 @@ from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http_answers import EXCEPTION_HANDLERS, error_body, error_response
 from pipeline.http_params import guarded, takes_query
 from pipeline.model import Entity, Event, new_event_id
-from pipeline.model.codec import encode
+from pipeline.model.codec import encode, encode_to_pack
 
 #: Set-aside events one ``GET /events/set-aside`` lists at most.
 SET_ASIDE_LIST_MAX = 1000
@@ -56,7 +57,6 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
     event.entity = agent
     event.metadata.namespace = namespace
     event.timestamp = event.timestamp or int(now)
-    event.id = event.id or new_event_id()
     if event.check is not None:
         check = event.check
         if not check.metadata.name:
@@ -68,6 +68,9 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
         check.executed = check.executed or int(now)
         check.processed_by = agent.metadata.name
     event.validate()
+    # given after validating: the id checked is the submitter's (ours is a UUID by making, and
+    # parsing it back cost about as much as making it)
+    event.id = event.id or new_event_id()
     return event
 
 
@@ -89,10 +92,13 @@ def pack_local_event(event: Event, entity: bytes) -> bytes:
     map's count one more, then its pairs, then the entity's."""
     own, event.entity = event.entity, None
     try:
-        data = encode(event)
+        data = encode_to_pack(event)  # packed at once and dropped: its lists need not be copies
     finally:
         event.entity = own
-    rest: bytes = msgpack.packb(data, use_bin_type=True)
+    try:  # ormsgpack: the same bytes as msgpack's in about half the time (see Event.to_msgpack)
+        rest: bytes = ormsgpack.packb(data)
+    except TypeError:  # what it refuses (an integer past 64 bits, a lone surrogate): msgpack packs it or says why
+        rest = msgpack.packb(data, use_bin_type=True)
     assert 0x80 <= rest[0] < 0x8F, "an event has 9 fields at most: a fixmap (15 pairs at most)"
     return b"".join((bytes((rest[0] + 1,)), memoryview(rest)[1:], _ENTITY_KEY, entity))
 

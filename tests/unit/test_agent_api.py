@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 import msgpack
+import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.agent.api import (
@@ -17,7 +18,7 @@ from pipeline.agent.api import (
     prepare_local_event,
 )
 from pipeline.agent.spool import SetAside
-from pipeline.errors import EventTooLarge
+from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.model import Entity, Event, ObjectMeta
 from pipeline.model.codec import encode
 
@@ -114,3 +115,62 @@ def test_local_events_without_an_id_get_distinct_version_4_uuids() -> None:
     for made_id in made:
         parsed = uuid.UUID(made_id)
         assert (str(parsed), parsed.version, parsed.variant) == (made_id, 4, uuid.RFC_4122)
+
+
+def test_a_richer_local_event_is_packed_as_msgpack_packs_it() -> None:
+    """ormsgpack packs the event (msgpack where it refuses): the same bytes as msgpack's map for
+    an event with metrics, labels, floats, large integers and text outside ASCII."""
+    agent = agent_entity()
+    body = json.dumps({
+        "check": {"metadata": {"name": "disk", "labels": {"région": "é✓"}, "annotations": {"a": "b"}},
+                  "status": 2, "output": "plein à 99 % 🙂", "interval": 60, "executed": 2**40,
+                  "duration": 0.125, "handlers": ["a", "b"], "output_metric_format": "nagios_perfdata"},
+        "metrics": {"handlers": ["m"], "points": [{"name": "used", "value": 1.5e300, "timestamp": 2**62,
+                                                   "tags": [{"name": "mount", "value": "/"}]}]},
+        "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+    }).encode()  # fmt: skip
+    event = prepare_local_event(body, agent, 1_800_000_000)
+    packed = pack_local_event(event, packed_entity(agent))
+    whole = {key: value for key, value in event.to_dict().items() if key != "entity"} | {"entity": encode(agent)}
+    assert packed == msgpack.packb(whole, use_bin_type=True)
+    assert event.id == "0f8fad5b-d9cb-469f-a165-70867728950e"  # the submitter's, kept
+
+
+def test_a_submitted_id_is_still_checked_once_ours_are_given_after_validating() -> None:
+    with pytest.raises(ValidationError) as refused:
+        prepare_local_event(b'{"check": {"metadata": {"name": "disk"}}, "id": "nope"}', agent_entity(), 1.0)
+    assert refused.value.path == "id"
+
+
+#: Bodies ``POST /events`` refuses, each for its own reason.
+_BAD_BODIES = [
+    b"", b"null", b"[]", b'"check"', b"{", b'{"check": {"metadata": {"name": "disk"}}} trailing',
+    b"\xff\xfe", b'{"check": {"metadata": {"name": "disk"}, "status": "two"}}',
+    b'{"check": {"metadata": {"name": "disk"}, "status": 4294967296}}', b'{"check": {"metadata": {"name": "no/slash"}}}',
+    b'{"check": {"metadata": {"name": "disk"}}, "id": "not-a-uuid"}', b'{"check": {"metadata": {"name": "disk"}}, "metadata": {"name": "x"}}',
+    b'{"entity": {"metadata": {"name": "web1"}}}', b'{"check": {"metadata": {"name": "disk"}, "interval": -1}}',
+    b'{"check": {"metadata": {"name": "disk"}, "output": "\\ud800"}}', b'{"check": {"metadata": {"name": "disk"}}, "x": NaN}',
+]  # fmt: skip
+
+
+async def test_post_events_answers_every_body_alike_ahead_of_starlette_and_through_it() -> None:
+    """Good and bad bodies: the same status, headers (all of them, in order) and body bytes from
+    the fast route as from the Starlette route behind it."""
+    agent = agent_entity()
+    taken: list[Event] = []
+
+    async def submit(event: Event) -> None:
+        taken.append(event)
+
+    good = [b'{"check": {"metadata": {"name": "disk"}, "status": 2}}',
+            b'{"check": {"metadata": {"name": "disk"}}, "entity": {"metadata": {"name": "proxy1"}}, "unknown": 1}',
+            b'{"metrics": {"points": [{"name": "m", "value": 1.5}]}}']  # fmt: skip
+    api = create_agent_api(CollectorRegistry(), lambda: True, submit, agent, wall_clock=lambda: 1_800_000_000)
+    answers = []
+    for app in (api, api.app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agent") as client:
+            replies = [await client.post("/events", content=body) for body in [*good, *_BAD_BODIES]]
+        answers.append([(r.status_code, r.headers.raw, r.content) for r in replies])
+    assert answers[0] == answers[1]
+    assert [status for status, _, _ in answers[0]] == [202] * len(good) + [400] * len(_BAD_BODIES)
+    assert len(taken) == 2 * len(good)
