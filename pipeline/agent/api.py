@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgpack
-import ormsgpack
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,6 +39,7 @@ from pipeline.http_answers import EXCEPTION_HANDLERS, error_body, error_response
 from pipeline.http_params import guarded, takes_query
 from pipeline.model import Entity, Event, new_event_id
 from pipeline.model.codec import encode, encode_to_pack
+from pipeline.model.event import pack_map
 
 #: Set-aside events one ``GET /events/set-aside`` lists at most.
 SET_ASIDE_LIST_MAX = 1000
@@ -95,10 +95,7 @@ def pack_local_event(event: Event, entity: bytes) -> bytes:
         data = encode_to_pack(event)  # packed at once and dropped: its lists need not be copies
     finally:
         event.entity = own
-    try:  # ormsgpack: the same bytes as msgpack's in about half the time (see Event.to_msgpack)
-        rest: bytes = ormsgpack.packb(data)
-    except TypeError:  # what it refuses (an integer past 64 bits, a lone surrogate): msgpack packs it or says why
-        rest = msgpack.packb(data, use_bin_type=True)
+    rest = pack_map(data)
     assert 0x80 <= rest[0] < 0x8F, "an event has 9 fields at most: a fixmap (15 pairs at most)"
     return b"".join((bytes((rest[0] + 1,)), memoryview(rest)[1:], _ENTITY_KEY, entity))
 

@@ -33,6 +33,18 @@ from pipeline.model.meta import ObjectMeta, ResourceReference, refuse_other_refe
 from pipeline.model.metrics import Metrics
 
 
+def pack_map(data: dict[str, Any]) -> bytes:
+    """An event's map (or part of one) packed: by ormsgpack (2.2 µs for a check event's map
+    against 5.5 with msgpack, the same bytes), or where it refuses (a key that is not a string,
+    an integer past 64 bits, a lone surrogate, nesting past 255) by msgpack, which packs it or
+    says why as it always did."""
+    try:
+        return ormsgpack.packb(data)
+    except TypeError:
+        packed: bytes = msgpack.packb(data, use_bin_type=True)
+        return packed
+
+
 @dataclass(slots=True)
 class Event:
     """A Sensu v2 event. ``id`` is the canonical UUID string; ``timestamp`` is in seconds."""
@@ -143,16 +155,8 @@ class Event:
         return cls.from_dict(load_json(raw, allow_nan=allow_nan), ignored=ignored)
 
     def to_msgpack(self) -> bytes:
-        """The event's map packed: by ormsgpack (2.2 µs for a check event's map against 5.5 with
-        msgpack, the same bytes), or where it refuses (a key that is not a string, an integer past
-        64 bits, a lone surrogate, nesting past 255) by msgpack, which packs it or says why as it
-        always did."""
-        data = encode_to_pack(self)  # packed here and dropped: its lists need not be copies
-        try:
-            return ormsgpack.packb(data)
-        except TypeError:
-            packed: bytes = msgpack.packb(data, use_bin_type=True)
-            return packed
+        """The event's map packed (see :func:`pack_map`)."""
+        return pack_map(encode_to_pack(self))  # packed here and dropped: its lists need not be copies
 
     @classmethod
     def from_msgpack(cls, raw: bytes) -> Event:
