@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import httptools
@@ -98,6 +99,8 @@ class LocalProtocolError(Exception):
 
 
 _NO_BODY_STATUS = frozenset({204, 304})
+#: Reason phrases by status.
+REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class ServerConnection:
@@ -262,6 +265,16 @@ class ServerConnection:
             self._body_seen = True  # the client may send its body now; no second 100
             return _head(event.status_code, event.reason, event.headers)
         return self._response_head(event)
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        """A whole answer at once: what sending its Response, Data and EndOfMessage makes."""
+        data = self._response_head(Response(status, headers, REASONS.get(status, b"")))
+        if body and self._has_body():
+            data += b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if self._chunked else body
+        elif self._chunked and self._has_body():
+            data += b"0\r\n\r\n"
+        self.our_state = DONE if self._keep_alive else MUST_CLOSE
+        return data
 
     def _has_body(self) -> bool:
         request = self._request
