@@ -99,6 +99,9 @@ class LocalProtocolError(Exception):
 
 
 _NO_BODY_STATUS = frozenset({204, 304})
+#: Response heads :meth:`ServerConnection.respond` keeps, at most (beyond, each is made anew).
+MAX_HEADS_KEPT = 256
+_HEADS: dict[tuple[Any, ...], tuple[bytes, bool, bool]] = {}
 #: Reason phrases by status.
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
@@ -268,7 +271,20 @@ class ServerConnection:
 
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
         """A whole answer at once: what sending its Response, Data and EndOfMessage makes."""
-        data = self._response_head(Response(status, headers, REASONS.get(status, b"")))
+        request = self._request
+        # The same few answers go out again and again (a 201, a refusal): their head is kept by
+        # everything it depends on, and only the framing state is set again.
+        key = (status, tuple(headers), self._keep_alive, request is None or request.method == b"HEAD",
+               request is not None and request.http_version == b"1.1")  # fmt: skip
+        known = _HEADS.get(key)
+        if known is None:
+            head = self._response_head(Response(status, headers, REASONS.get(status, b"")))
+            if len(_HEADS) < MAX_HEADS_KEPT:
+                _HEADS[key] = (head, self._keep_alive, self._chunked)
+        else:
+            head, self._keep_alive, self._chunked = known
+            self._status = status
+        data = head
         if body and self._has_body():
             data += b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if self._chunked else body
         elif self._chunked and self._has_body():

@@ -77,7 +77,9 @@ class FastEvents:
             and (method == b"POST" or match[2] is not None)
         ):
             namespace = match[1].decode("latin-1")
-            entity, check = (None if part is None else part.decode("latin-1") for part in (match[2], match[3]))
+            entity = check = None
+            if match[2] is not None:
+                entity, check = match[2].decode("latin-1"), match[3].decode("latin-1")
             source = f"{client[0]}:{client[1]}" if client else "unknown"
             intake = self.intake
 
