@@ -55,6 +55,8 @@ class Request:
     headers: list[tuple[bytes, bytes]]
     http_version: bytes
     keep_alive: bool = True
+    #: ``Expect: 100-continue`` was sent
+    expects_continue: bool = False
 
 
 @dataclass(slots=True)
@@ -102,6 +104,7 @@ _NO_BODY_STATUS = frozenset({204, 304})
 #: Response heads :meth:`ServerConnection.respond` keeps, at most (beyond, each is made anew).
 MAX_HEADS_KEPT = 256
 _HEADS: dict[tuple[Any, ...], tuple[bytes, bool, bool]] = {}
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 #: Reason phrases by status.
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
@@ -120,6 +123,7 @@ class ServerConnection:
         # the request being parsed
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._has_host = self._expects_continue = False
         self._in_message = False
         self._head_done = False
         self._head_bytes = 0
@@ -137,21 +141,30 @@ class ServerConnection:
     def on_message_begin(self) -> None:
         self._in_message, self._head_done = True, False
         self._url, self._headers = b"", []
+        self._has_host = self._expects_continue = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        # noted as they come: cheaper than a scan of the headers for each
+        if name == b"host":
+            self._has_host = True
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self._expects_continue = True
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._head_done, self._head_bytes = True, 0
         parser = self._parser
-        version = parser.get_http_version().encode()
-        if version == b"1.1" and not any(name == b"host" for name, _ in self._headers):
+        version = parser.get_http_version()
+        version_bytes = _VERSIONS.get(version) or version.encode()
+        if version_bytes == b"1.1" and not self._has_host:
             self._refused = ProtocolError("Missing mandatory Host: header")
             raise self._refused
-        self._events.append(Request(parser.get_method(), self._url, self._headers, version, parser.should_keep_alive()))
+        self._events.append(Request(parser.get_method(), self._url, self._headers, version_bytes,
+                                    parser.should_keep_alive(), self._expects_continue))  # fmt: skip
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Data(body))
@@ -243,8 +256,8 @@ class ServerConnection:
             and self.their_state is SEND_BODY
             and self.our_state is SEND_RESPONSE
             and not self._body_seen
+            and request.expects_continue
             and request.http_version == b"1.1"
-            and any(name == b"expect" and value.lower() == b"100-continue" for name, value in request.headers)
         )
 
     def start_next_cycle(self) -> None:
