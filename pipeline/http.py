@@ -26,6 +26,11 @@ both ``Content-Length`` and ``Transfer-Encoding`` is refused (400): which one fr
 is what request smuggling plays on. Error bodies take Sensu Go's shape, ``{"code": N,
 "message": "..."}`` (:mod:`pipeline.http_answers`). Log lines never carry a secret: see
 :func:`~pipeline.http_answers.mask_secrets`.
+
+An app may answer its hottest routes without ASGI (its ``direct`` attribute, a
+:data:`~pipeline.http_exchange.Direct`): the scope, the messages and the exchange cost about
+as much CPU as the events API's own work on a submission; every limit, refusal and counter
+above applies to those requests the same, and their answers are the same bytes.
 """
 
 from __future__ import annotations

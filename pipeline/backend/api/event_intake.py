@@ -5,7 +5,8 @@ with no query string are taken here, in front of the app (behind the key gate): 
 matching through every route, its request, its response and its middlewares cost about as much
 CPU as the rest of the request (``bench/api_events.py``). What they do is the route's own
 (:class:`pipeline.backend.api.events.EventIntake`); a query string goes to the route, which
-refuses parameters it does not declare.
+refuses parameters it does not declare. The HTTP server asks :meth:`FastEvents.direct` first
+(through the key gate's ``direct``), and answers those submissions without ASGI at all.
 
 Every other request goes to the app, and first waits for the events journaled before it to be
 stored (:meth:`pipeline.backend.journal.IntakeJournal.barrier`), so that what a client does
