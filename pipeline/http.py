@@ -26,6 +26,11 @@ both ``Content-Length`` and ``Transfer-Encoding`` is refused (400): which one fr
 is what request smuggling plays on. Error bodies take Sensu Go's shape, ``{"code": N,
 "message": "..."}`` (:mod:`pipeline.http_answers`). Log lines never carry a secret: see
 :func:`~pipeline.http_answers.mask_secrets`.
+
+An app may answer its hottest routes without ASGI (its ``direct`` attribute, a
+:data:`~pipeline.http_exchange.Direct`): the scope, the messages and the exchange cost about
+as much CPU as the events API's own work on a submission; every limit, refusal and counter
+above applies to those requests the same, and their answers are the same bytes.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from starlette.types import ASGIApp
 
 from pipeline import http_wire as wire
 from pipeline.http_answers import error_body, mask_secrets
-from pipeline.http_exchange import Exchange, PeerGone, Refused, response
+from pipeline.http_exchange import Answer, BodyTaker, Direct, Exchange, PeerGone, Refused, check_framing, response
 from pipeline.logs import get_logger
 from pipeline.metrics import HttpMetrics
 
@@ -92,7 +97,8 @@ async def serve_app(
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``address`` (port 0 picks a free port) until cancelled; ``task_status``
-    gets the bound address once connections are accepted."""
+    gets the bound address once connections are accepted. An app with a ``direct`` attribute
+    (a :data:`~pipeline.http_exchange.Direct`) is asked first for each request's answer."""
     host, port = address
     try:
         listeners = await trio.open_tcp_listeners(port, host=host)
@@ -114,13 +120,17 @@ class _Server:
     open: set[_Connection] = field(default_factory=set)
     #: the responses counter's child by status (``labels()`` costs more than the increment)
     counted: dict[int, Any] = field(default_factory=dict)
+    direct: Direct | None = None
+
+    def __post_init__(self) -> None:
+        self.direct = getattr(self.app, "direct", None)
 
     @property
     def connections(self) -> int:
         return len(self.open)
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
-        connection = _Connection(self.app, self.address, self.limits, self.metrics, stream, self.counted)
+        connection = _Connection(self.app, self.address, self.limits, self.metrics, stream, self.counted, self.direct)
         over_limit = self.connections >= self.limits.max_connections and not self._shed_one()
         self.open.add(connection)
         if self.metrics is not None:
@@ -168,9 +178,10 @@ class _Connection:
 
     def __init__(
         self, app: ASGIApp, server: tuple[str, int], limits: Limits, metrics: HttpMetrics | None,
-        stream: trio.SocketStream, counted: dict[int, Any] | None = None,
+        stream: trio.SocketStream, counted: dict[int, Any] | None = None, direct: Direct | None = None,
     ) -> None:  # fmt: skip
         self.app = app
+        self.direct = direct
         self.server = server
         self.limits = limits
         self.metrics = metrics
@@ -184,6 +195,9 @@ class _Connection:
         self.wire = wire.ServerConnection(MAX_HEAD_BYTES)
         self.refused = False
         self.method = b""  # of the request under way: a HEAD request's answer has no body, refusals included
+        #: the body of the request under way: bytes read, and whether all of it
+        self.body_read = 0
+        self.body_done = False
         #: what the connection is doing, for shedding: "idle" (awaiting a request), "head" (reading one), "busy"
         self.phase = "idle"
         self.since = trio.current_time()
@@ -201,9 +215,18 @@ class _Connection:
                 self.method = request.method
                 if over_limit:
                     raise Refused("too_many_connections", 503, "too many connections; retry shortly")
-                exchange = Exchange(self, request)
-                await exchange.run()
-                if not (exchange.complete and await self._finish_request(exchange)):
+                self.body_read, self.body_done = 0, False
+                check_framing(request, self.limits.max_body)
+                taken = None if self.direct is None else self.direct(request.method, request.target,
+                                                                      request.headers, self.client)  # fmt: skip
+                if taken is None:
+                    exchange = Exchange(self, request)
+                    await exchange.run()
+                    if not exchange.complete:
+                        return
+                else:
+                    await self._answer_directly(request, taken)
+                if not await self._finish_request():
                     return
                 self.wire.start_next_cycle()
                 self.method = b""
@@ -280,13 +303,71 @@ class _Connection:
         seconds = self.limits.head_timeout if late == "head" else self.limits.body_timeout
         return Refused(f"{late}_timeout", 408, f"request {late} not complete within {seconds:g} s")
 
-    async def _finish_request(self, exchange: Exchange) -> bool:
+    async def _answer_directly(self, request: wire.Request, taken: Answer | BodyTaker) -> None:
+        """Answer with the app's direct route: at once, or once its body is read whole."""
+        if not isinstance(taken, tuple):
+            body = await self.read_body()
+            try:
+                taken = await taken(body)
+            except (Refused, PeerGone):
+                raise
+            except Exception as exc:  # as Exchange.run answers an app that fails
+                log.exception("HTTP app failed", peer=self.peer, method=request.method.decode(),
+                              target=mask_secrets(request.target.decode("latin-1")))  # fmt: skip
+                raise Refused("app_error", 500, "internal server error") from exc
+        status, headers, body = taken
+        await self.write(self.wire.respond(status, headers, body))
+        self.count_response(status)
+
+    async def read_body(self) -> bytes:
+        """The request's body, whole (within ``max_body``: 413 beyond)."""
+        body, more = await self.read_body_part()
+        if not more:
+            return body
+        chunks = [body]
+        while more:
+            body, more = await self.read_body_part()
+            chunks.append(body)
+        return b"".join(chunks)
+
+    async def read_body_part(self) -> tuple[bytes, bool]:
+        """What has come of the request's body, and whether more is to come: at least one byte
+        unless it is the end."""
+        if self.wire.they_are_waiting_for_100_continue:
+            await self.send(wire.InformationalResponse(status_code=100, headers=[]))
+        if self.late is None:  # the first read: the body's deadline starts
+            self.set_deadline(trio.current_time() + self.limits.body_timeout, "body")
+        chunks: list[bytes] = []
+        while True:
+            event = self.next_event()
+            kind = type(event)
+            if event is wire.NEED_DATA:
+                if chunks:
+                    return b"".join(chunks), True
+                await self.read_more()
+            elif kind is wire.Data:
+                self._count_body(len(event.data))
+                chunks.append(event.data)
+            elif kind is wire.EndOfMessage:
+                self.body_done = True
+                self.set_deadline(math.inf, None)
+                return b"".join(chunks), False
+            else:
+                raise PeerGone("disconnect")
+
+    def _count_body(self, size: int) -> None:
+        self.body_read += size
+        limit = self.limits.max_body
+        if self.body_read > limit:
+            raise Refused("body_too_large", 413, f"body exceeds {limit} bytes")
+
+    async def _finish_request(self) -> bool:
         """Whether the connection can carry another request. The app may answer without reading
         the body (a 401, say): the rest is read so that the next request starts at its head,
         unless the client waits for a 100 Continue it will never get."""
         if self.wire.their_state is wire.SEND_BODY and not self.wire.they_are_waiting_for_100_continue:
-            while not exchange.body_done:
-                await exchange.receive()
+            while not self.body_done:
+                await self.read_body_part()
         return self.wire.our_state is wire.DONE and self.wire.their_state is wire.DONE
 
     def next_event(self) -> Any:
@@ -305,7 +386,9 @@ class _Connection:
         raise PeerGone("timeout")
 
     async def send(self, *events: Any) -> None:
-        data = b"".join([self.wire.send(event) for event in events])
+        await self.write(b"".join([self.wire.send(event) for event in events]))
+
+    async def write(self, data: bytes) -> None:
         # Written at once if the socket takes it all, as it nearly always does (an answer is small):
         # trio's send costs a timer and a trip through its scheduler, about 5 % of a request.
         try:

@@ -21,6 +21,11 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
 
 
+def answer_of(response: Response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A Starlette response as the server's direct routes answer (what its ASGI messages carry)."""
+    return response.status_code, response.raw_headers, bytes(response.body)
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
 

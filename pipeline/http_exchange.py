@@ -4,9 +4,8 @@ that speaks ASGI, apart from the connection loop that reads, frames and times re
 
 from __future__ import annotations
 
-import math
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import unquote
 
 import trio
@@ -20,6 +19,18 @@ if TYPE_CHECKING:
     from pipeline.http import _Connection
 
 log = get_logger("http")
+
+#: A whole answer: status, headers, body (``Content-Length`` given by the headers, as an app's).
+Answer: TypeAlias = tuple[int, list[tuple[bytes, bytes]], bytes]
+#: What makes the answer of a request from its whole body.
+BodyTaker: TypeAlias = Callable[[bytes], Awaitable[Answer]]
+#: An app's direct route (its attribute ``direct``): given a request's method, target, headers and
+#: client, its answer at once (a refusal, the body unread), a :data:`BodyTaker`, or None for the
+#: app to serve it through ASGI. The hot routes skip the ASGI scope, messages and exchange: about
+#: a fifth of a request's CPU (``bench/api_events.py``).
+Direct: TypeAlias = Callable[
+    [bytes, bytes, list[tuple[bytes, bytes]], "tuple[str, int] | None"], Answer | BodyTaker | None
+]
 
 
 class Refused(Exception):
@@ -47,8 +58,6 @@ class Exchange:
         self.request = request
         self.response: wire.Response | None = None
         self.head_sent = False
-        self.body_read = 0
-        self.body_done = False
         #: set once the whole response is sent; a receive() after the body waits for it
         self.finished = trio.Event()
         #: why the request was cut off while the app read it; from then on the app's sends are ignored
@@ -61,12 +70,6 @@ class Exchange:
 
     async def run(self) -> None:
         connection, request = self.connection, self.request
-        declared = _content_length(request)
-        if declared is not None and _has_header(request, b"transfer-encoding"):
-            raise Refused("ambiguous_framing", 400,
-                           "both Content-Length and Transfer-Encoding: the body's length is ambiguous")  # fmt: skip
-        if declared is not None and declared > connection.limits.max_body:
-            raise Refused("body_too_large", 413, f"body of {declared} bytes exceeds {connection.limits.max_body}")
         try:
             await connection.app(self.scope(), self.receive, self.send)
         except (Refused, PeerGone):
@@ -111,36 +114,11 @@ class Exchange:
             raise
 
     async def _read_body(self) -> Message:
-        if self.body_done:
+        if self.connection.body_done:
             await self.finished.wait()  # nothing more will come; ASGI says so with a disconnect
             return {"type": "http.disconnect"}
-        connection = self.connection
-        if connection.wire.they_are_waiting_for_100_continue:
-            await connection.send(wire.InformationalResponse(status_code=100, headers=[]))
-        if connection.late is None:  # the first read: the body's deadline starts
-            connection.set_deadline(trio.current_time() + connection.limits.body_timeout, "body")
-        chunks: list[bytes] = []
-        while True:
-            event = connection.next_event()
-            if event is wire.NEED_DATA:
-                if chunks:
-                    return _body_message(chunks, more=True)
-                await connection.read_more()
-            elif isinstance(event, wire.Data):
-                self._count_body(len(event.data))
-                chunks.append(event.data)
-            elif isinstance(event, wire.EndOfMessage):
-                self.body_done = True
-                connection.set_deadline(math.inf, None)
-                return _body_message(chunks, more=False)
-            else:
-                raise PeerGone("disconnect")
-
-    def _count_body(self, size: int) -> None:
-        self.body_read += size
-        limit = self.connection.limits.max_body
-        if self.body_read > limit:
-            raise Refused("body_too_large", 413, f"body exceeds {limit} bytes")
+        body, more = await self.connection.read_body_part()
+        return {"type": "http.request", "body": body, "more_body": more}
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -167,23 +145,21 @@ class Exchange:
             self.finished.set()
 
 
-def _body_message(chunks: list[bytes], *, more: bool) -> Message:
-    return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
-
-
 def response(status: int, headers: Any) -> wire.Response:
-    return wire.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+    return wire.Response(status_code=status, headers=headers, reason=wire.REASONS.get(status, b""))
 
 
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-
-
-def _has_header(request: wire.Request, wanted: bytes) -> bool:
-    return any(name == wanted for name, _ in request.headers)
-
-
-def _content_length(request: wire.Request) -> int | None:
+def check_framing(request: wire.Request, max_body: int) -> None:
+    """Refuse, before the app sees it, a body whose length is ambiguous or declared too large."""
+    declared = None
     for name, value in request.headers:
         if name == b"content-length":
-            return int(value)  # the parser has checked that it is a number
-    return None
+            declared = int(value)  # the parser has checked that it is a number
+            break
+    if declared is None:
+        return
+    if any(name == b"transfer-encoding" for name, _ in request.headers):
+        raise Refused("ambiguous_framing", 400,
+                      "both Content-Length and Transfer-Encoding: the body's length is ambiguous")  # fmt: skip
+    if declared > max_body:
+        raise Refused("body_too_large", 413, f"body of {declared} bytes exceeds {max_body}")

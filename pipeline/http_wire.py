@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import httptools
@@ -54,6 +55,8 @@ class Request:
     headers: list[tuple[bytes, bytes]]
     http_version: bytes
     keep_alive: bool = True
+    #: ``Expect: 100-continue`` was sent
+    expects_continue: bool = False
 
 
 @dataclass(slots=True)
@@ -98,6 +101,12 @@ class LocalProtocolError(Exception):
 
 
 _NO_BODY_STATUS = frozenset({204, 304})
+#: Response heads :meth:`ServerConnection.respond` keeps, at most (beyond, each is made anew).
+MAX_HEADS_KEPT = 256
+_HEADS: dict[tuple[Any, ...], tuple[bytes, bool, bool]] = {}
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+#: Reason phrases by status.
+REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class ServerConnection:
@@ -114,6 +123,7 @@ class ServerConnection:
         # the request being parsed
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._has_host = self._expects_continue = False
         self._in_message = False
         self._head_done = False
         self._head_bytes = 0
@@ -131,21 +141,30 @@ class ServerConnection:
     def on_message_begin(self) -> None:
         self._in_message, self._head_done = True, False
         self._url, self._headers = b"", []
+        self._has_host = self._expects_continue = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        # noted as they come: cheaper than a scan of the headers for each
+        if name == b"host":
+            self._has_host = True
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self._expects_continue = True
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._head_done, self._head_bytes = True, 0
         parser = self._parser
-        version = parser.get_http_version().encode()
-        if version == b"1.1" and not any(name == b"host" for name, _ in self._headers):
+        version = parser.get_http_version()
+        version_bytes = _VERSIONS.get(version) or version.encode()
+        if version_bytes == b"1.1" and not self._has_host:
             self._refused = ProtocolError("Missing mandatory Host: header")
             raise self._refused
-        self._events.append(Request(parser.get_method(), self._url, self._headers, version, parser.should_keep_alive()))
+        self._events.append(Request(parser.get_method(), self._url, self._headers, version_bytes,
+                                    parser.should_keep_alive(), self._expects_continue))  # fmt: skip
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Data(body))
@@ -237,8 +256,8 @@ class ServerConnection:
             and self.their_state is SEND_BODY
             and self.our_state is SEND_RESPONSE
             and not self._body_seen
+            and request.expects_continue
             and request.http_version == b"1.1"
-            and any(name == b"expect" and value.lower() == b"100-continue" for name, value in request.headers)
         )
 
     def start_next_cycle(self) -> None:
@@ -262,6 +281,29 @@ class ServerConnection:
             self._body_seen = True  # the client may send its body now; no second 100
             return _head(event.status_code, event.reason, event.headers)
         return self._response_head(event)
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        """A whole answer at once: what sending its Response, Data and EndOfMessage makes."""
+        request = self._request
+        # The same few answers go out again and again (a 201, a refusal): their head is kept by
+        # everything it depends on, and only the framing state is set again.
+        key = (status, tuple(headers), self._keep_alive, request is None or request.method == b"HEAD",
+               request is not None and request.http_version == b"1.1")  # fmt: skip
+        known = _HEADS.get(key)
+        if known is None:
+            head = self._response_head(Response(status, headers, REASONS.get(status, b"")))
+            if len(_HEADS) < MAX_HEADS_KEPT:
+                _HEADS[key] = (head, self._keep_alive, self._chunked)
+        else:
+            head, self._keep_alive, self._chunked = known
+            self._status = status
+        data = head
+        if body and self._has_body():
+            data += b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if self._chunked else body
+        elif self._chunked and self._has_body():
+            data += b"0\r\n\r\n"
+        self.our_state = DONE if self._keep_alive else MUST_CLOSE
+        return data
 
     def _has_body(self) -> bool:
         request = self._request

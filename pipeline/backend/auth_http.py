@@ -25,7 +25,8 @@ from pipeline.backend.keys import ADMIN, INGEST, ROLES, VIEWER, ApiKeys, digest,
 from pipeline.backend.sessions import SessionRefused
 from pipeline.backend.throttle import AuthGuard, source_of
 from pipeline.errors import ValidationError
-from pipeline.http_answers import error_response
+from pipeline.http_answers import answer_of, error_response
+from pipeline.http_exchange import Answer, BodyTaker, Direct
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import new_event_id
@@ -51,6 +52,19 @@ class RequireKey:
         self.keys = keys
         self.metrics = metrics
         self.guard = guard or AuthGuard(metrics)
+        #: the app's own direct route (:class:`~pipeline.backend.api.event_intake.FastEvents`'s), gated here
+        self._direct: Direct | None = getattr(app, "direct", None)
+
+    def direct(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None
+    ) -> Answer | BodyTaker | None:
+        """The app's direct route behind the gate (:data:`pipeline.http_exchange.Direct`): it only
+        takes paths under ``/api/``, which are neither open nor push paths, so the gate is the key."""
+        taken = None if self._direct is None else self._direct(method, target, headers, client)
+        if taken is None:
+            return None
+        refusal = self._refusal(headers, client, method.decode(), target.decode("latin-1"))
+        return taken if refusal is None else answer_of(refusal)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,19 +78,21 @@ class RequireKey:
         ):
             await self.app(scope, receive, send)
             return
-        response = self._refusal(scope)
+        response = self._refusal(scope["headers"], scope.get("client"), method, path)
         if response is None:
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
 
-    def _refusal(self, scope: Scope) -> Response | None:
+    def _refusal(
+        self, headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None, method: str, path: str
+    ) -> Response | None:
         raw = b""
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"authorization":
                 raw = value
         authorization = raw.decode("latin-1")
-        source = scope["client"][0] if scope.get("client") else "?"
+        source = client[0] if client else "?"
         if authorization and (throttled := self.guard.refusal(source)) is not None:
             return throttled  # before the credentials are looked at: a guess while throttled tells nothing
         role = self.keys.role_of(authorization)
@@ -88,12 +104,12 @@ class RequireKey:
             if bearer:
                 return error_response(401, "the access token is unknown or expired: refresh it (POST /auth/token)")
             return error_response(401, "an API key is required: Authorization: Key <key>")
-        if role == INGEST and not ingest_may(scope["method"], scope["path"]):
+        if role == INGEST and not ingest_may(method, path):
             self.metrics.api_unauthorized.labels("forbidden").inc()
             return error_response(403, "an ingest key may only push events")
-        if role == VIEWER and not viewer_may(scope["method"]):
+        if role == VIEWER and not viewer_may(method):
             self.metrics.api_unauthorized.labels("forbidden").inc()
-            return error_response(403, f"a viewer key may only read (GET), not {scope['method']} {scope['path']}")
+            return error_response(403, f"a viewer key may only read (GET), not {method} {path}")
         return None
 
 

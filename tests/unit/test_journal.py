@@ -3,6 +3,8 @@ replayed after a crash, refused whole when the pipeline stays full."""
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import trio.testing
 from prometheus_client import CollectorRegistry
 
 from pipeline.backend.eventd import Outcome, Replays
-from pipeline.backend.journal import BUSY_WAIT, LINGER, RETRY_SECONDS, IntakeJournal, JournalMetrics
+from pipeline.backend.journal import BUSY_WAIT, LINGER, RETRY_SECONDS, IntakeJournal, JournalMetrics, read_segment
 from pipeline.model import Check, Entity, Event, ObjectMeta
 
 Reply = Callable[[str, Outcome], None]
@@ -194,3 +196,47 @@ async def test_a_durable_journal_syncs_before_it_answers(tmp_path: Path, monkeyp
     await j.replay()
     assert await take(j, event(0))
     assert len(synced) == 1
+
+
+class ShortWrites:
+    """``os.write`` for the journal's segment: the first call takes half, later ones ``fail``
+    (an OSError) or take the rest; other descriptors are written as usual."""
+
+    def __init__(self, fd: int, *, fail: bool) -> None:
+        self.fd, self.fail, self.calls = fd, fail, 0
+        self.real = os.write
+
+    def __call__(self, fd: int, data: bytes) -> int:
+        if fd != self.fd:
+            return self.real(fd, data)
+        self.calls += 1
+        if self.calls == 1:
+            return self.real(fd, bytes(data[: len(data) // 2]))
+        if self.fail:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.real(fd, data)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["completed", "failed"])
+async def test_a_short_append_is_completed_or_cut_off_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: bool
+) -> None:
+    first = journal(tmp_path, Processor())
+    await first.replay()
+    assert await take(first, event(0))
+    path = tmp_path / "journal-0.log"
+    size = path.stat().st_size
+    assert first._segment is not None
+    monkeypatch.setattr(os, "write", ShortWrites(first._segment.fd, fail=fail))
+    if fail:
+        with pytest.raises(OSError, match="No space left"):
+            await take(first, event(1))
+        assert path.stat().st_size == size  # the half written is cut off again
+    else:
+        assert await take(first, event(1))
+    monkeypatch.undo()
+    assert await take(first, event(2))
+    records, torn = read_segment(path)
+    assert not torn
+    expected = [0, 2] if fail else [0, 1, 2]
+    assert [Event.from_msgpack(r).id for r in records] == [f"id-{i}" for i in expected]

@@ -5,7 +5,8 @@ with no query string are taken here, in front of the app (behind the key gate): 
 matching through every route, its request, its response and its middlewares cost about as much
 CPU as the rest of the request (``bench/api_events.py``). What they do is the route's own
 (:class:`pipeline.backend.api.events.EventIntake`); a query string goes to the route, which
-refuses parameters it does not declare.
+refuses parameters it does not declare. The HTTP server asks :meth:`FastEvents.direct` first
+(through the key gate's ``direct``), and answers those submissions without ASGI at all.
 
 Every other request goes to the app, and first waits for the events journaled before it to be
 stored (:meth:`pipeline.backend.journal.IntakeJournal.barrier`), so that what a client does
@@ -23,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.backend.api.events import EventIntake
 from pipeline.backend.journal import IntakeJournal
+from pipeline.http_answers import answer_of
+from pipeline.http_exchange import Answer, BodyTaker
 from pipeline.logs import get_logger
 
 log = get_logger("backend.api")
@@ -33,8 +36,10 @@ BARRIER_WAIT = 5.0
 #: Paths that say nothing of the events, served without waiting for them.
 _UNORDERED = re.compile(r"/(health|ready|metrics|version)\Z")
 _SUBMIT = re.compile(r"/api/core/v2/namespaces/([^/]+)/events(?:/([^/]+)/([^/]+))?")
+_SUBMIT_TARGET = re.compile(rb"/api/core/v2/namespaces/([^/]+)/events(?:/([^/]+)/([^/]+))?")
 _CREATED: Message = {"type": "http.response.start", "status": 201, "headers": [(b"content-length", b"0")]}
 _EMPTY: Message = {"type": "http.response.body", "body": b""}
+_CREATED_HEADERS = [(b"content-length", b"0")]
 
 
 class FastEvents:
@@ -59,6 +64,32 @@ class FastEvents:
             if self.journal is not None and self.journal.pending and not _UNORDERED.match(scope["path"]):
                 await self._barrier(self.journal)
         await self.app(scope, receive, send)
+
+    def direct(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None
+    ) -> BodyTaker | None:
+        """The submissions for the HTTP server to answer without ASGI (:data:`pipeline.http_exchange.Direct`).
+        A target with a query string or an escape goes through ASGI (to the same answer)."""
+        if (
+            (method == b"POST" or method == b"PUT")
+            and b"?" not in target
+            and b"%" not in target
+            and (match := _SUBMIT_TARGET.fullmatch(target)) is not None
+            and (method == b"POST" or match[2] is not None)
+        ):
+            namespace = match[1].decode("latin-1")
+            entity = check = None
+            if match[2] is not None:
+                entity, check = match[2].decode("latin-1"), match[3].decode("latin-1")
+            source = f"{client[0]}:{client[1]}" if client else "unknown"
+            intake = self.intake
+
+            async def take(body: bytes) -> Answer:
+                answer = await intake.submit(body, namespace, entity, check, source)
+                return (201, _CREATED_HEADERS, b"") if answer is None else answer_of(answer)
+
+            return take
+        return None
 
     async def _barrier(self, journal: IntakeJournal) -> None:
         with trio.move_on_after(BARRIER_WAIT):
