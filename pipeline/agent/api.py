@@ -81,7 +81,7 @@ def packed_entity(entity: Entity) -> bytes:
 
 
 #: The msgpack of the key the entity goes under, last in an event (the backend counts on that
-#: to decode an agent's entity once: :class:`pipeline.backend.transport.AgentEvents`).
+#: to decode an agent's entity once: :class:`pipeline.backend.agent_events.AgentEvents`).
 _ENTITY_KEY = msgpack.packb("entity")
 
 

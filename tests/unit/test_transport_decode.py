@@ -6,7 +6,7 @@ import msgpack
 import pytest
 
 from pipeline.agent.api import pack_local_event, packed_entity, prepare_local_event
-from pipeline.backend.transport import REMEMBER_SKIP, AgentEvents, decode_agent_event
+from pipeline.backend.agent_events import REMEMBER_SKIP, AgentEvents, decode_agent_event
 from pipeline.errors import ValidationError
 from pipeline.model import Entity, ObjectMeta
 
