@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from pipeline.core.limits import split_points
 from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS, Aggregator
-from pipeline.core.statsd.parse import DogEvent, ServiceCheck, parse_datagram, sanitize
+from pipeline.core.statsd.parse import DogEvent, ServiceCheck, decode, parse_text, plain_lines, sanitize
 from pipeline.logs import get_logger
 from pipeline.model import Check, Entity, Event, MetricPoint, Metrics, ObjectMeta, new_event_id
 from pipeline.wire.limits import MAX_EVENT_BYTES
@@ -149,21 +149,36 @@ class StatsdServer:
                 await self._receive_forever(sock)
 
     async def _receive_forever(self, sock: socket.socket) -> None:
+        recvfrom, ingest = sock.recvfrom, self._ingest
         while True:
             await trio.lowlevel.wait_readable(sock)
-            for _ in range(DRAIN_LIMIT):
+            packets = lines = 0
+            while packets < DRAIN_LIMIT:
                 try:
-                    data, sender = sock.recvfrom(MAX_DATAGRAM)
+                    data, sender = recvfrom(MAX_DATAGRAM)
                 except BlockingIOError:
                     break
-                self.handle_datagram(data, sender)
+                packets += 1
+                lines += ingest(data, sender)
+            # counted once a wakeup: a Prometheus inc takes a lock, twice a datagram was a
+            # quarter of the cost of a ten-metric datagram
+            self.packets.inc(packets)
+            self.lines.inc(lines)
             await trio.lowlevel.checkpoint()
 
     def handle_datagram(self, data: bytes, sender: tuple[str, int] | str = "") -> None:
         """Parse and aggregate one datagram (no awaiting: this runs in the receive loop)."""
-        parsed = parse_datagram(data)
         self.packets.inc()
-        self.lines.inc(parsed.lines)
+        self.lines.inc(self._ingest(data, sender))
+
+    def _ingest(self, data: bytes, sender: tuple[str, int] | str) -> int:
+        """:meth:`handle_datagram` without counting it; returns the lines it had."""
+        text = decode(data)
+        plain = plain_lines(text)
+        if plain is not None:  # nearly every datagram: no Sample objects, no per-line Python
+            self.aggregator.add_plain(plain)
+            return len(plain)
+        parsed = parse_text(text)
         self.aggregator.add(parsed.samples)
         if parsed.bad:
             self.bad_lines.inc(len(parsed.bad))
@@ -175,6 +190,7 @@ class StatsdServer:
             self._queue_side_event(self._service_check_event(check))
         for event in parsed.events:
             self._queue_side_event(self._dog_event(event))
+        return parsed.lines
 
     async def _flush_forever(self) -> None:
         interval = self.config.flush_interval
