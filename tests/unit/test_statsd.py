@@ -238,7 +238,9 @@ _PLAIN_OR_NOT = st.one_of(
         st.sampled_from(["a", "b.c", "x-y_z", "a b", "k/1"]),
         st.from_regex(r"-?\d{1,4}(\.\d{1,3})?|", fullmatch=True),
         st.sampled_from(["c", "ms", "h", "d", "g", "s", "x", "c\r"]),
-        st.sampled_from(["", "|@0.5", "|@.25", "|@0", "|@0.0", "|@2", "|#env:prod", "|T1700000000"]),
+        st.sampled_from(
+            ["", "|@0.5", "|@.25", "|@0", "|@0.0", "|@00", "|@.0", "|@2", "|@0.01", "|#env:prod", "|T1700000000"]
+        ),
     ),
     st.sampled_from(["", "", "junk", "_sc|up|0", ":1|c", "a:1|c:2|c"]),
 )
@@ -264,6 +266,16 @@ def test_a_datagram_read_in_one_pass_aggregates_exactly_as_line_by_line(lines: l
 def test_one_pass_datagrams_keep_their_order_and_refuse_zero_rates() -> None:
     assert plain_lines("\n\na:1|c\n\nt:2.5|ms|@0.5\nh:3|h\n") == [
         ("a", "1", "c", ""), ("t", "2.5", "ms", "0.5"), ("h", "3", "h", "")]  # fmt: skip
-    for text in ("a:1|ca:1|c", "a:1|c\r", "a:1|c|@0", "a:1|c|@0.0", "a:1|g", "a b:1|c", "a:-1|c", "a:1|c|#k:v"):
+    for text in (
+        "a:1|ca:1|c",
+        "a:1|c\r",
+        "a:1|c|@0",
+        "a:1|c|@0.0",
+        "b:1|c\na:1|c|@.00\n",
+        "a:1|g",
+        "a b:1|c",
+        "a:-1|c",
+        "a:1|c|#k:v",
+    ):
         assert plain_lines(text) is None, text
     assert plain_lines("") == []
