@@ -279,3 +279,11 @@ def test_one_pass_datagrams_keep_their_order_and_refuse_zero_rates() -> None:
     ):
         assert plain_lines(text) is None, text
     assert plain_lines("") == []
+
+
+@pytest.mark.parametrize("prefix", ["", "\n", "ok:1|c\n\n"])
+def test_a_rate_of_many_digits_is_refused_without_backtracking_for_seconds(prefix: str) -> None:
+    line = "a:1|c|@" + "1" * 20_000 + "x"  # the old rate pattern took 3 s per regex on this line
+    assert plain_lines(prefix + line) is None
+    parsed = parse_text(prefix + line)
+    assert [reason[:17] for _, reason in parsed.bad] == ["bad sample rate '"]

@@ -163,8 +163,10 @@ def _strip_extensions(body: str) -> tuple[str, int | None]:
     return "|".join(fields), timestamp
 
 
-#: The shape nearly every line has: a clean key, one plain number, a type, maybe a rate.
-_PLAIN = r"([a-zA-Z0-9_.\-]+):([0-9]{1,300}(?:\.[0-9]+)?)\|(c|ms|h|d)(?:\|@([0-9]*\.?[0-9]+))?"
+#: The shape nearly every line has: a clean key, one plain number, a type, maybe a rate. The
+#: rate is written so that one way only can match it (``[0-9]*\.?[0-9]+`` took seconds of
+#: backtracking on a rate of 20,000 digits followed by a letter).
+_PLAIN = r"([a-zA-Z0-9_.\-]+):([0-9]{1,300}(?:\.[0-9]+)?)\|(c|ms|h|d)(?:\|@([0-9]+(?:\.[0-9]+)?|\.[0-9]+))?"
 _SIMPLE = re.compile(_PLAIN + r"\Z", re.ASCII)
 #: A datagram of plain lines only (empty lines allowed anywhere), checked in one C pass...
 _ALL_PLAIN = re.compile(r"\n*(?:" + re.sub(r"\((?!\?)", "(?:", _PLAIN) + r"(?:\n+|\Z))*", re.ASCII)
