@@ -287,3 +287,18 @@ def test_a_rate_of_many_digits_is_refused_without_backtracking_for_seconds(prefi
     assert plain_lines(prefix + line) is None
     parsed = parse_text(prefix + line)
     assert [reason[:17] for _, reason in parsed.bad] == ["bad sample rate '"]
+
+
+async def test_datagrams_and_lines_are_counted_by_the_next_flush_at_the_latest() -> None:
+    async def submit(event: Event) -> None:
+        pass
+
+    registry = CollectorRegistry()
+    entity = Entity(metadata=ObjectMeta(name="web1", namespace="default"))
+    server = StatsdServer(StatsdConfig(), entity, submit, registry, wall_clock=lambda: NOW)
+    server.handle_datagram(b"a:1|c\nb:2|ms\n\n")  # one pass
+    server.handle_datagram(b"c:1|g\nbad\n_sc|up|0")  # line by line
+    await server.flush()
+    assert registry.get_sample_value("pipeline_statsd_packets_total") == 2
+    assert registry.get_sample_value("pipeline_statsd_lines_total") == 5
+    assert registry.get_sample_value("pipeline_statsd_bad_lines_total") == 1
