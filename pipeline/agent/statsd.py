@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from pipeline.core.limits import split_points
 from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS, Aggregator
-from pipeline.core.statsd.parse import DogEvent, ServiceCheck, parse_datagram, sanitize
+from pipeline.core.statsd.parse import DogEvent, ServiceCheck, decode, parse_text, plain_lines, sanitize
 from pipeline.logs import get_logger
 from pipeline.model import Check, Entity, Event, MetricPoint, Metrics, ObjectMeta, new_event_id
 from pipeline.wire.limits import MAX_EVENT_BYTES
@@ -125,6 +125,8 @@ class StatsdServer:
         registry.register(self.kernel_drops)
         self._side_send, self._side_receive = trio.open_memory_channel[Event](SIDE_EVENTS)
         self._bad_logged = 0
+        #: handled since the receive loop last counted them (see _count_received)
+        self._received_packets = self._received_lines = 0
 
     async def run(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         host, port = self.config.addr
@@ -149,21 +151,38 @@ class StatsdServer:
                 await self._receive_forever(sock)
 
     async def _receive_forever(self, sock: socket.socket) -> None:
+        recvfrom, handle = sock.recvfrom, self.handle_datagram
         while True:
             await trio.lowlevel.wait_readable(sock)
             for _ in range(DRAIN_LIMIT):
                 try:
-                    data, sender = sock.recvfrom(MAX_DATAGRAM)
+                    data, sender = recvfrom(MAX_DATAGRAM)
                 except BlockingIOError:
                     break
-                self.handle_datagram(data, sender)
+                handle(data, sender)
+            self._count_received()
             await trio.lowlevel.checkpoint()
+
+    def _count_received(self) -> None:
+        """Move the datagrams and lines handled since the last call into their Prometheus
+        counters: once a receive wakeup, not twice a datagram (an ``inc`` takes a lock, and
+        two cost a quarter of a ten-metric datagram)."""
+        if self._received_packets:
+            self.packets.inc(self._received_packets)
+            self.lines.inc(self._received_lines)
+            self._received_packets = self._received_lines = 0
 
     def handle_datagram(self, data: bytes, sender: tuple[str, int] | str = "") -> None:
         """Parse and aggregate one datagram (no awaiting: this runs in the receive loop)."""
-        parsed = parse_datagram(data)
-        self.packets.inc()
-        self.lines.inc(parsed.lines)
+        self._received_packets += 1
+        text = decode(data)
+        plain = plain_lines(text)
+        if plain is not None:  # nearly every datagram: no Sample objects, no per-line Python
+            self.aggregator.add_plain(plain)
+            self._received_lines += len(plain)
+            return
+        parsed = parse_text(text)
+        self._received_lines += parsed.lines
         self.aggregator.add(parsed.samples)
         if parsed.bad:
             self.bad_lines.inc(len(parsed.bad))
@@ -187,6 +206,7 @@ class StatsdServer:
         """Emit the points of the interval as metrics-only events (none if empty), as many as it
         takes for each to keep to the maximum event size."""
         self._bad_logged = 0
+        self._count_received()
         dropped = self.aggregator.take_dropped()
         if dropped:
             self.keys_dropped.inc(dropped)

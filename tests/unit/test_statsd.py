@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.agent.statsd import StatsdConfig, StatsdServer
 from pipeline.core.statsd.aggregate import Aggregator, percentile_suffix
-from pipeline.core.statsd.parse import Sample, parse_datagram, parse_line, parse_line_general
+from pipeline.core.statsd.parse import Sample, parse_datagram, parse_line, parse_line_general, parse_text, plain_lines
 from pipeline.model import Entity, Event, ObjectMeta
 from pipeline.wire.limits import MAX_EVENT_BYTES
 
@@ -230,3 +230,75 @@ async def test_a_flush_over_the_event_size_is_split_and_dropped_keys_are_counted
     assert registry.get_sample_value("pipeline_statsd_flushes_total") == 1
     await server.flush()
     assert registry.get_sample_value("pipeline_statsd_keys_dropped_total") == 1000  # nothing new this window
+
+
+_PLAIN_OR_NOT = st.one_of(
+    st.builds(
+        "{}:{}|{}{}".format,
+        st.sampled_from(["a", "b.c", "x-y_z", "a b", "k/1"]),
+        st.from_regex(r"-?\d{1,4}(\.\d{1,3})?|", fullmatch=True),
+        st.sampled_from(["c", "ms", "h", "d", "g", "s", "x", "c\r"]),
+        st.sampled_from(
+            ["", "|@0.5", "|@.25", "|@0", "|@0.0", "|@00", "|@.0", "|@2", "|@0.01", "|#env:prod", "|T1700000000"]
+        ),
+    ),
+    st.sampled_from(["", "", "junk", "_sc|up|0", ":1|c", "a:1|c:2|c"]),
+)
+
+
+@given(lines=st.lists(_PLAIN_OR_NOT, max_size=12), max_keys=st.sampled_from([2, 100]))
+def test_a_datagram_read_in_one_pass_aggregates_exactly_as_line_by_line(lines: list[str], max_keys: int) -> None:
+    text = "\n".join(lines)
+    plain = plain_lines(text)
+    parsed = parse_text(text)
+    if plain is None:  # anything but plain lines goes line by line, as before
+        assert not all(plain_lines(line) for line in lines if line)
+        return
+    assert len(plain) == parsed.lines
+    assert not parsed.bad
+    one_pass, line_by_line = Aggregator(max_keys=max_keys), Aggregator(max_keys=max_keys)
+    one_pass.add_plain(plain)
+    line_by_line.add(parsed.samples)
+    assert one_pass.take_dropped() == line_by_line.take_dropped()
+    assert one_pass.flush(NOW, 10.0) == line_by_line.flush(NOW, 10.0)
+
+
+def test_one_pass_datagrams_keep_their_order_and_refuse_zero_rates() -> None:
+    assert plain_lines("\n\na:1|c\n\nt:2.5|ms|@0.5\nh:3|h\n") == [
+        ("a", "1", "c", ""), ("t", "2.5", "ms", "0.5"), ("h", "3", "h", "")]  # fmt: skip
+    for text in (
+        "a:1|ca:1|c",
+        "a:1|c\r",
+        "a:1|c|@0",
+        "a:1|c|@0.0",
+        "b:1|c\na:1|c|@.00\n",
+        "a:1|g",
+        "a b:1|c",
+        "a:-1|c",
+        "a:1|c|#k:v",
+    ):
+        assert plain_lines(text) is None, text
+    assert plain_lines("") == []
+
+
+@pytest.mark.parametrize("prefix", ["", "\n", "ok:1|c\n\n"])
+def test_a_rate_of_many_digits_is_refused_without_backtracking_for_seconds(prefix: str) -> None:
+    line = "a:1|c|@" + "1" * 20_000 + "x"  # the old rate pattern took 3 s per regex on this line
+    assert plain_lines(prefix + line) is None
+    parsed = parse_text(prefix + line)
+    assert [reason[:17] for _, reason in parsed.bad] == ["bad sample rate '"]
+
+
+async def test_datagrams_and_lines_are_counted_by_the_next_flush_at_the_latest() -> None:
+    async def submit(event: Event) -> None:
+        pass
+
+    registry = CollectorRegistry()
+    entity = Entity(metadata=ObjectMeta(name="web1", namespace="default"))
+    server = StatsdServer(StatsdConfig(), entity, submit, registry, wall_clock=lambda: NOW)
+    server.handle_datagram(b"a:1|c\nb:2|ms\n\n")  # one pass
+    server.handle_datagram(b"c:1|g\nbad\n_sc|up|0")  # line by line
+    await server.flush()
+    assert registry.get_sample_value("pipeline_statsd_packets_total") == 2
+    assert registry.get_sample_value("pipeline_statsd_lines_total") == 5
+    assert registry.get_sample_value("pipeline_statsd_bad_lines_total") == 1
