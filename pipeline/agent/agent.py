@@ -21,6 +21,7 @@ import trio
 
 from pipeline import __version__
 from pipeline.agent.api import AgentApi, create_agent_api, pack_local_event, packed_entity
+from pipeline.agent.check_reports import CheckReports
 from pipeline.agent.client_socket import ClientSocketServer
 from pipeline.agent.delivery import Delivery
 from pipeline.agent.executor import CheckExecutor
@@ -39,7 +40,6 @@ from pipeline.core.host_events import host_event
 from pipeline.core.keepalive import (
     keepalive_check,
 )
-from pipeline.core.limits import Fit
 from pipeline.errors import EventTooLarge, ProtocolError, ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
@@ -78,11 +78,12 @@ class Agent:
         self._conn: MessageStream | None = None
         self.metrics = metrics or AgentMetrics.create()
         self.entity = agent_entity(config)
+        reports = CheckReports(self.metrics)
         self.executor = CheckExecutor(
             self.entity,
             plugin_environment(config.plugin_dirs),
-            on_extraction_errors=self._count_extraction_errors,
-            on_fit=self._count_fit,
+            on_extraction_errors=reports.extraction_errors,
+            on_fit=reports.fit,
             asset_cache=AssetCache(
                 config.data_dir / ASSETS_DIR if config.data_dir else None,
                 lambda: encode(self.entity),
@@ -96,7 +97,7 @@ class Agent:
         self.delivery = Delivery(self.spool, self._outbound, self.metrics)
         scheduled = Outlet(self.delivery.spooled_event)
         self.scheduler = Scheduler(
-            config.name, self._run_check, scheduled.send, on_skip=self._count_skip, on_subdued=self._count_subdued
+            config.name, self._run_check, scheduled.send, on_skip=reports.skipped, on_subdued=reports.subdued
         )
         self._scheduler_source = SchedulerSource(self.scheduler, scheduled)
         #: the host sources switched on (``--source``); raises UnknownSource for a name none has
@@ -299,27 +300,6 @@ class Agent:
         self.metrics.check_duration.labels(name).observe(event.check.duration)
         log.info("check executed", check=name, status=event.check.status, duration=f"{event.check.duration:.3f}")
         return event
-
-    def _count_extraction_errors(self, config: CheckConfig, errors: list[str]) -> None:
-        self.metrics.metric_extraction_errors.labels(config.metadata.name, config.output_metric_format).inc(len(errors))
-        log.warning(
-            "metric extraction skipped lines",
-            check=config.metadata.name,
-            format=config.output_metric_format,
-            count=len(errors),
-            first=errors[0],
-        )
-
-    def _count_fit(self, event: Event, fit: Fit) -> None:
-        self.metrics.events_too_large.labels("check", "truncated").inc()
-        log.warning("check result cut to the maximum event size", check=event.check_name, event_id=event.id,
-                    cut_bytes=fit.cut_bytes, dropped_points=fit.dropped_points, limit=MAX_EVENT_BYTES)  # fmt: skip
-
-    def _count_subdued(self, name: str) -> None:
-        self.metrics.checks_subdued.labels(name).inc()
-
-    def _count_skip(self, name: str) -> None:
-        self.metrics.checks_skipped.labels(name).inc()
 
     async def _connect_forever(self) -> None:
         delay = RETRY_MIN
