@@ -287,8 +287,8 @@ class ServerConnection:
         request = self._request
         # The same few answers go out again and again (a 201, a refusal): their head is kept by
         # everything it depends on, and only the framing state is set again.
-        key = (status, tuple(headers), self._keep_alive, request is None or request.method == b"HEAD",
-               request is not None and request.http_version == b"1.1")  # fmt: skip
+        shape = None if request is None else (request.method == b"HEAD", request.http_version == b"1.1")
+        key = (status, tuple(headers), self._keep_alive, shape)
         known = _HEADS.get(key)
         if known is None:
             head = self._response_head(Response(status, headers, REASONS.get(status, b"")))
