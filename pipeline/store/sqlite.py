@@ -24,6 +24,7 @@ from pipeline.model.pipeline import Silenced
 from pipeline.store import sqlite_cluster, sqlite_outbox
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
 from pipeline.store.rows import event_row, pack
+from pipeline.store.sqlite_many import insert_rows
 from pipeline.store.sqlite_queues import SQLiteQueues
 
 log = get_logger("store.sqlite")
@@ -63,16 +64,13 @@ class SQLiteStore(SQLiteQueues):
             packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}
             kept = [event for event in outbox if id(event) not in dropped]
             jobs = [(event.id, packed.get(id(event)) or pack(event)) for event in kept]
-            conn.executemany(
-                "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event, deadline)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            insert_rows(
+                conn,
+                "INSERT OR REPLACE INTO events (namespace, entity, check_name, status, timestamp, id, event, deadline)",
                 [(*row, stale_at(e.check) if e.check else None) for e, row in zip(checks, rows, strict=True)],
             )
-            conn.executemany(
-                "INSERT OR IGNORE INTO event_log (namespace, entity, check_name, status, timestamp, id, event)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            insert_rows(conn, "INSERT OR IGNORE INTO event_log (namespace, entity, check_name, status, timestamp, id,"
+                        " event)", rows)  # fmt: skip
             job_rows = iter(sqlite_outbox.put(conn, jobs, self.backend))
             return [0 if id(event) in dropped else next(job_rows) for event in outbox]
 

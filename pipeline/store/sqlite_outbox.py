@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from pipeline.model.outbox import Completion
+from pipeline.store.sqlite_many import delete_keys, insert_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -29,13 +30,13 @@ CREATE TABLE IF NOT EXISTS outbox_done (
 def put(conn: sqlite3.Connection, jobs: Sequence[tuple[str, bytes]], backend: str = "") -> list[int]:
     """Add a job per (event id, packed event), held by ``backend``; their rows, in order.
 
-    One statement for the lot: inside the caller's transaction nothing else writes the
-    outbox, and AUTOINCREMENT gives rows above every row ever used, so the rows are the
-    ``len(jobs)`` consecutive ones ending at the last inserted."""
+    Inside the caller's transaction nothing else writes the outbox, and AUTOINCREMENT gives
+    rows above every row ever used, so the rows are the ``len(jobs)`` consecutive ones ending at
+    the last inserted."""
     if not jobs:
         return []
-    conn.executemany("INSERT INTO outbox (event_id, event, backend) VALUES (?, ?, ?)",
-                     [(event_id, event, backend) for event_id, event in jobs])  # fmt: skip
+    insert_rows(conn, "INSERT INTO outbox (event_id, event, backend)",
+                [(event_id, event, backend) for event_id, event in jobs])  # fmt: skip
     (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
     return list(range(last - len(jobs) + 1, last + 1))
 
@@ -80,10 +81,10 @@ def claim(conn: sqlite3.Connection, me: str, since: float, limit: int) -> list[t
 
 def complete(conn: sqlite3.Connection, completions: Sequence[Completion]) -> None:
     ran = [(c.seq, c.workflow) for c in completions if c.workflow is not None]
-    finished = [(c.seq,) for c in completions if c.workflow is None]
-    conn.executemany("INSERT OR IGNORE INTO outbox_done VALUES (?, ?)", ran)
-    conn.executemany("DELETE FROM outbox WHERE seq = ?", finished)
-    conn.executemany("DELETE FROM outbox_done WHERE seq = ?", finished)
+    finished = [c.seq for c in completions if c.workflow is None]
+    insert_rows(conn, "INSERT OR IGNORE INTO outbox_done", ran)
+    delete_keys(conn, "DELETE FROM outbox WHERE seq", finished)
+    delete_keys(conn, "DELETE FROM outbox_done WHERE seq", finished)
 
 
 def count(conn: sqlite3.Connection) -> int:
