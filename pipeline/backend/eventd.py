@@ -346,7 +346,10 @@ class EventProcessor:
             recent.popitem(last=False)
         send_nowait = self._handlers.send_nowait
         for sub in fresh:
-            job = HandlerJob(jobs.get(id(sub.event), 0), sub.event)
+            seq = jobs.get(id(sub.event))
+            if seq is None:  # names no handler nor pipeline: nothing to run, no job to send
+                continue
+            job = HandlerJob(seq, sub.event)
             try:  # no task switch per job while the runner's inbox has room
                 send_nowait(job)
             except trio.WouldBlock:

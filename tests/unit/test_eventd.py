@@ -26,33 +26,43 @@ def check_event(i: int) -> Event:
                              executed=NOW), metadata=ObjectMeta(namespace="default"), id=new_event_id())  # fmt: skip
 
 
+class Replies:
+    """The processor's word on each of ``expected`` submissions, in the order given; ``all`` is set
+    once every one has had it."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.outcomes: dict[str, Outcome] = {}
+        self.all = trio.Event()
+
+    def reply(self, event_id: str, outcome: Outcome) -> None:
+        self.outcomes[event_id] = outcome
+        if len(self.outcomes) == self.expected:
+            self.all.set()
+
+
 async def test_a_keepalive_submitted_behind_a_backlog_is_processed_first(tmp_path: Path) -> None:
     metrics = BackendMetrics.create()
     store = StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store)
     await store.open()
-    to_handlers, from_eventd = trio.open_memory_channel[HandlerJob](10_000)
+    to_handlers, _from_eventd = trio.open_memory_channel[HandlerJob](10_000)
     eventd = EventProcessor(store, metrics, to_handlers)
-    order: list[str] = []
-
-    def reply(event_id: str, outcome: Outcome) -> None:
-        assert outcome is Outcome.STORED
-        order.append(event_id)
-
     backlog = 3 * BATCH_MAX
+    stored = Replies(backlog + 1)
     for i in range(backlog):
-        await eventd.submit(check_event(i), reply)
+        await eventd.submit(check_event(i), stored.reply)
     received = check_event(0)
     received.check = keepalive_check(20, 120, 240, "default", NOW)
     keepalive = passing_keepalive(received, NOW)
-    await eventd.submit_priority(keepalive, reply)
+    await eventd.submit_priority(keepalive, stored.reply)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(eventd.run)
-            while len(order) < backlog + 1:
-                await from_eventd.receive()
+            await stored.all.wait()
             nursery.cancel_scope.cancel()
     await store.close()
-    assert order.index(keepalive.id) == 0  # in the first batch, ahead of every check result
+    assert set(stored.outcomes.values()) == {Outcome.STORED}
+    assert list(stored.outcomes).index(keepalive.id) == 0  # in the first batch, ahead of every check result
 
 
 async def test_a_delete_is_done_in_turn_with_the_results_and_liveness_hears_of_both(tmp_path: Path) -> None:
@@ -65,7 +75,7 @@ async def test_a_delete_is_done_in_turn_with_the_results_and_liveness_hears_of_b
     liveness = Liveness(eventd, store, metrics, notices, wall_clock=lambda: NOW)
     failing = check_event(1)
     assert failing.check is not None
-    failing.check.status, failing.check.ttl = 2, 30
+    failing.check.status, failing.check.ttl, failing.check.handlers = 2, 30, ["pager"]
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(eventd.run)
@@ -74,6 +84,8 @@ async def test_a_delete_is_done_in_turn_with_the_results_and_liveness_hears_of_b
             # queued behind the result: the delete cannot overtake it, and ends the state it made
             assert await eventd.delete_event("default", "web1", "c1")
             again = check_event(1)
+            assert again.check is not None
+            again.check.handlers = ["pager"]
             await eventd.submit(again)
             jobs = [(await from_eventd.receive()).event for _ in range(2)]
             nursery.cancel_scope.cancel()
@@ -104,18 +116,23 @@ async def test_only_an_event_that_names_a_handler_or_pipeline_gets_a_handler_job
     quiet, paging = check_event(1), check_event(2)
     assert paging.check is not None
     paging.check.handlers = ["pager"]
+    stored = Replies(2)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(eventd.run)
             for event in (quiet, paging):
-                await eventd.submit(event)
-            jobs = {job.event.id: job.seq for job in [await from_eventd.receive() for _ in range(2)]}
+                await eventd.submit(event, stored.reply)
+            await stored.all.wait()
+            job = await from_eventd.receive()
             nursery.cancel_scope.cancel()
     pending = await store.pending_jobs(0, 10)
     await store.close()
-    assert jobs[quiet.id] == 0  # still handed on (nothing to run), but nothing to keep
-    assert [job.seq for job in pending] == [jobs[paging.id]]
-    assert jobs[paging.id] > 0
+    assert stored.outcomes == {quiet.id: Outcome.STORED, paging.id: Outcome.STORED}
+    # the quiet one is not handed on at all (nothing to run), the paging one with its kept job
+    assert job.event.id == paging.id
+    assert from_eventd.statistics().current_buffer_used == 0
+    assert [job.seq for job in pending] == [job.seq]
+    assert job.seq > 0
 
 
 async def test_a_change_event_naming_no_handler_gets_the_change_handlers_whichever_way_it_came(
@@ -136,13 +153,18 @@ async def test_a_change_event_naming_no_handler_gets_the_change_handlers_whichev
     assert own.check is not None
     own.check.handlers = ["slack"]
     result = check_event(3)
+    stored = Replies(3)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(eventd.run)
             for event in (oom, own, result):
-                await eventd.submit(event)
-            jobs = {job.event.id: job.event for job in [await from_eventd.receive() for _ in range(3)]}
+                await eventd.submit(event, stored.reply)
+            await stored.all.wait()
+            jobs = {job.event.id: job.event for job in [await from_eventd.receive() for _ in range(2)]}
             nursery.cancel_scope.cancel()
     await store.close()
     handlers = {event_id: event.check.handlers for event_id, event in jobs.items() if event.check is not None}
-    assert handlers == {oom.id: ["changes"], own.id: ["slack"], result.id: []}
+    # the check result names no handler: stored, and not handed on (nothing to run)
+    assert handlers == {oom.id: ["changes"], own.id: ["slack"]}
+    assert stored.outcomes[result.id] is Outcome.STORED
+    assert from_eventd.statistics().current_buffer_used == 0
