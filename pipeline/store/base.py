@@ -16,6 +16,7 @@ from pipeline.model.codec import INT64
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
+from pipeline.store.rows import EventRow
 from pipeline.store.unreadable import Unreadable
 
 #: (namespace, entity name, check name)
@@ -73,7 +74,12 @@ class EventRecords(Protocol):
     """Each check's latest event and the event log, with the outbox written beside them."""
 
     def write_batch(
-        self, events: Sequence[Event], outbox: Sequence[Event] = (), *, merge: Merge | None = None
+        self,
+        events: Sequence[Event],
+        outbox: Sequence[Event] = (),
+        *,
+        merge: Merge | None = None,
+        rows: Sequence[EventRow] | None = None,
     ) -> list[int]:
         """Store the check events of ``events`` and put every event of ``outbox`` in the outbox,
         in one transaction; return the outbox rows (``HandlerJob.seq``) in ``outbox``'s order.
@@ -83,7 +89,9 @@ class EventRecords(Protocol):
         and under a lock on each check of the batch, ``merge(event, latest)`` is called for each
         check event in order (a later event of a check sees the earlier one merged) before
         anything is written; an event it answers False for is neither stored nor given a job
-        (its row is 0)."""
+        (its row is 0). ``rows``: the check events' :func:`~pipeline.store.rows.event_row`, in
+        order, packed by the caller (never with ``merge``, which changes the events); None: packed
+        here."""
         ...
 
     def known_ids(self, ids: Collection[str]) -> set[str]:

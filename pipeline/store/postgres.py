@@ -27,7 +27,7 @@ from pipeline.store import postgres_records as records
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
 from pipeline.store.postgres_base import redacted
 from pipeline.store.postgres_cluster import PostgresQueues
-from pipeline.store.rows import event_row, pack
+from pipeline.store.rows import EventRow, event_row, pack
 
 __all__ = ["PostgresStore", "redacted"]
 
@@ -65,7 +65,12 @@ class PostgresStore(PostgresQueues):
     # -- events --------------------------------------------------------------------------------
 
     def write_batch(
-        self, events: Sequence[Event], outbox: Sequence[Event] = (), *, merge: Merge | None = None
+        self,
+        events: Sequence[Event],
+        outbox: Sequence[Event] = (),
+        *,
+        merge: Merge | None = None,
+        rows: Sequence[EventRow] | None = None,
     ) -> list[int]:
         checks = [event for event in events if event.check is not None]
         if not checks and not outbox:
@@ -75,7 +80,8 @@ class PostgresStore(PostgresQueues):
             if merge is not None and checks:
                 dropped = self._merge(conn, checks, merge)
                 checks = [event for event in checks if id(event) not in dropped]
-            rows = [event_row(event) for event in checks]
+            if rows is None:
+                rows = [event_row(event) for event in checks]
             if rows:
                 deadlines = [stale_at(e.check) if e.check else None for e in checks]
                 conn.execute(_WRITE_EVENTS, [list(column) for column in zip(*rows, strict=True)] + [deadlines])

@@ -26,6 +26,7 @@ from pipeline.model.deadletter import DeadLetter
 from pipeline.model.outbox import Completion, StoredJob
 from pipeline.model.pipeline import Silenced
 from pipeline.store.base import CheckKey, EventStore, Merge, TimelineQuery
+from pipeline.store.rows import event_row
 
 log = get_logger("store")
 
@@ -86,7 +87,11 @@ class StoreService:
         """Store ``events`` and their handler jobs in one transaction; the jobs' rows. ``merge``:
         see :meth:`pipeline.store.base.EventRecords.write_batch`."""
         if merge is None:
-            rows = await self._write(self.store.write_batch, events, outbox)
+            # Packed here, on the trio thread: in the writer's thread the packing held the GIL
+            # for a millisecond a batch while the trio thread, back from every write(2) to a
+            # client, waited to take it (issue 19).
+            packed = [event_row(event) for event in events if event.check is not None]
+            rows = await self._write(partial(self.store.write_batch, rows=packed), events, outbox)
         else:
             rows = await self._write(partial(self.store.write_batch, merge=merge), events, outbox)
         self.metrics.outbox_jobs.inc(len(rows))

@@ -23,7 +23,7 @@ from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
 from pipeline.store import sqlite_cluster, sqlite_outbox
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
-from pipeline.store.rows import event_row, pack
+from pipeline.store.rows import EventRow, event_row, pack
 from pipeline.store.sqlite_many import insert_rows
 from pipeline.store.sqlite_queues import SQLiteQueues
 
@@ -48,7 +48,12 @@ class SQLiteStore(SQLiteQueues):
     # -- writes --------------------------------------------------------------------------------
 
     def write_batch(
-        self, events: Sequence[Event], outbox: Sequence[Event] = (), *, merge: Merge | None = None
+        self,
+        events: Sequence[Event],
+        outbox: Sequence[Event] = (),
+        *,
+        merge: Merge | None = None,
+        rows: Sequence[EventRow] | None = None,
     ) -> list[int]:
         checks = [event for event in events if event.check is not None]
         if not checks and not outbox:
@@ -58,7 +63,8 @@ class SQLiteStore(SQLiteQueues):
             if merge is not None:  # BEGIN IMMEDIATE holds every other writer off: the lock
                 dropped = self._merge(conn, checks, merge)
                 checks = [event for event in checks if id(event) not in dropped]
-            rows = [event_row(event) for event in checks]
+            if rows is None:
+                rows = [event_row(event) for event in checks]
             # A check event without metrics is stored whole: its job reuses those bytes instead of
             # packing the event a second time (a third of the outbox's cost per event).
             packed = {id(event): row[6] for event, row in zip(checks, rows, strict=True) if event.metrics is None}

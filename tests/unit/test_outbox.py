@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 import trio
 
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.config import Resources
+from pipeline.errors import StoreError
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, Entity, Event, MetricPoint, Metrics, ObjectMeta, new_event_id
 from pipeline.model.outbox import Completion, workflow_key
@@ -147,4 +149,29 @@ async def test_completions_that_come_one_by_one_are_written_together(tmp_path: P
     # one transaction for what came within COMPLETIONS_LINGER, not one per few completions
     assert len(store.batches) <= 5, (store.batches, store_service.COMPLETIONS_LINGER)
     assert await service.pending_jobs(0, 100) == []
+    await service.close()
+
+
+async def test_a_batch_packed_by_the_service_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
+    """The service packs a batch's rows before the store's thread writes them: the events read
+    back as they went in, with their jobs; one that cannot be packed fails the batch, nothing
+    written."""
+    metrics = BackendMetrics.create()
+    service = StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store)
+    await service.open()
+    events = [check_event("pager") for _ in range(3)]
+    seqs = await service.write_batch(events, events[:1])
+    assert len(seqs) == 1
+    stored = await service.list_events()
+    assert [e.id for e in stored] == [events[-1].id]  # one check: the latest replaces the others
+    assert stored[0].to_dict() == events[-1].to_dict()
+    (job,) = await service.pending_jobs(0, 10)
+    assert job.decode().event.to_dict() == events[0].to_dict()
+    good, bad = check_event(), check_event()
+    assert bad.check is not None
+    bad.check.output = "\ud800"  # a lone surrogate cannot be packed
+    with pytest.raises(StoreError, match=f"event {bad.id} cannot be serialised"):
+        await service.write_batch([good, bad], [good, bad])
+    assert [e.id for e in await service.list_events()] == [events[-1].id]
+    assert len(await service.pending_jobs(0, 10)) == 1
     await service.close()
