@@ -9,8 +9,9 @@ import json
 import pytest
 
 from pipeline.backend.api.health import StoreHealth, health_body, health_timeout, member_id
-from pipeline.backend.keys import ADMIN, ApiKeys, new_key
+from pipeline.backend.keys import ADMIN, DIGESTS_KEPT, INGEST, ApiKeys, digest, new_key
 from pipeline.backend.sessions import Lifetimes, SessionRefused, Sessions, parse_lifetime
+from pipeline.model.apikey import StoredKey
 
 
 def basic(user: str, password: str) -> str:
@@ -160,3 +161,19 @@ def test_a_new_api_key_is_taken_by_the_command_line_as_a_value() -> None:
         assert len(key) == 64
         assert not key.startswith("-")
         assert parser.parse_args(["event", "list", "--api-key", key]).api_key == key
+
+
+def test_a_key_is_looked_up_afresh_each_time_and_the_digests_kept_stay_bounded() -> None:
+    """Digests are remembered, never roles: a stored key deleted is refused at once, and keys
+    guessed by the thousand keep no more than DIGESTS_KEPT digests."""
+    keys = ApiKeys.of(["admin-key"], ["ingest-key"])
+    stored = StoredKey(id="k1", name="ci", role=ADMIN, digest=digest("stored-key"), created=0)
+    keys.stored = {stored.digest: stored}
+    assert [keys.role_of("Key admin-key"), keys.role_of("Key stored-key")] == [ADMIN, ADMIN]
+    assert keys.role_of("Key ingest-key") == INGEST
+    keys.stored = {}  # deleted (the backend refreshes ``stored``)
+    assert keys.role_of("Key stored-key") is None
+    for n in range(3 * DIGESTS_KEPT):
+        assert keys.role_of(f"Key guess-{n}") is None
+    assert len(keys._digests) <= DIGESTS_KEPT
+    assert keys.role_of("Key admin-key") == ADMIN
