@@ -24,7 +24,7 @@ from bench.table import TABLE_ENV, Row, read_rows
 
 #: (module under bench/, its arguments for a brief run, seconds it may take at most)
 BRIEF: list[tuple[str, list[str], float]] = [
-    ("api_events", ["--events", "4000", "--only-events"], 300),
+    ("api_events", ["--events", "4000", "--only-events", "--rounds", "3"], 300),
     ("agent_api", ["--results", "4000"], 300),
     ("transport", ["--events", "10000"], 300),
     ("handlers", ["--events", "1000", "--plugin-events", "10000", "--workflow-events", "2000"], 300),
