@@ -35,6 +35,7 @@ from typing import Any
 import msgpack
 
 from pipeline.errors import StoreError
+from pipeline.sqlite_many import delete_keys, insert_rows
 from pipeline.wire.limits import plan_frame
 
 SCHEMA = """
@@ -195,10 +196,8 @@ class Spool:
             dropped = self._make_room(incoming)
             # The seqs given, not left to SQLite: the caller gets them without reading them back
             # (AUTOINCREMENT keeps sqlite_sequence at the largest, so a reopened spool goes on).
-            conn.executemany(
-                "INSERT INTO spool (seq, id, size, event) VALUES (?, ?, ?, ?)",
-                [(r.seq, r.id, len(r.event), r.event) for r in rows],
-            )
+            insert_rows(conn, "INSERT INTO spool (seq, id, size, event)",
+                        [(r.seq, r.id, len(r.event), r.event) for r in rows])  # fmt: skip
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -218,9 +217,9 @@ class Spool:
             for seq, size in rows:
                 if freed >= excess:
                     break
-                victims.append((seq,))
+                victims.append(seq)
                 freed += size
-            self.conn.executemany("DELETE FROM spool WHERE seq = ?", victims)
+            delete_keys(self.conn, "DELETE FROM spool WHERE seq", victims)
             self.count -= len(victims)
             self.bytes -= freed
             dropped += len(victims)
@@ -331,8 +330,8 @@ class Spool:
         for index, (seq, size) in enumerate(rows):
             kept += size
             if index and kept > self.set_aside_max_bytes:
-                victims.append((seq,))
-        self.conn.executemany("DELETE FROM set_aside WHERE seq = ?", victims)
+                victims.append(seq)
+        delete_keys(self.conn, "DELETE FROM set_aside WHERE seq", victims)
         return len(victims)
 
     def list_set_aside(self, limit: int = 100) -> list[SetAside]:

@@ -21,10 +21,10 @@ from pipeline.model.apikey import StoredKey
 from pipeline.model.codec import decode, encode
 from pipeline.model.deadletter import DeadLetter
 from pipeline.model.pipeline import Silenced
+from pipeline.sqlite_many import insert_rows
 from pipeline.store import sqlite_cluster, sqlite_outbox
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
 from pipeline.store.rows import EventRow, event_row, pack
-from pipeline.store.sqlite_many import insert_rows
 from pipeline.store.sqlite_queues import SQLiteQueues
 
 log = get_logger("store.sqlite")

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from pipeline.model.outbox import Completion
-from pipeline.store.sqlite_many import delete_keys, insert_rows
+from pipeline.sqlite_many import delete_keys, insert_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -1,4 +1,4 @@
-"""Rows written in few statements (pipeline.store.sqlite_many) end as executemany leaves them."""
+"""Rows written in few statements (pipeline.sqlite_many) end as executemany leaves them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.store.sqlite_many import _chunks, delete_keys, insert_rows
+from pipeline.sqlite_many import _chunks, delete_keys, insert_rows
 
 TABLE = "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER)"
 rows_of = st.lists(
