@@ -131,3 +131,99 @@ async def test_deep_or_non_finite_json_is_refused_and_the_socket_goes_on() -> No
     errors = metrics.registry.get_sample_value
     assert errors("pipeline_agent_socket_errors_total", {"transport": "tcp", "reason": "invalid"}) == 1
     assert errors("pipeline_agent_socket_errors_total", {"transport": "udp", "reason": "invalid"}) == 3
+
+
+def recording_server() -> tuple[ClientSocketServer, list[Event], AgentMetrics]:
+    submitted: list[Event] = []
+
+    async def submit(event: Event) -> None:
+        submitted.append(event)
+        await trio.lowlevel.checkpoint()  # as the spool's wait does
+
+    metrics = AgentMetrics.create()
+    agent = Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"))
+    return ClientSocketServer(("127.0.0.1", 0), agent, submit, metrics), submitted, metrics
+
+
+async def test_a_slow_client_sending_in_pieces_holds_up_no_fast_client() -> None:
+    """A result trickling in over a second is answered, and fast clients are answered meanwhile."""
+    server, submitted, metrics = recording_server()
+    with trio.fail_after(READ_TIMEOUT - 1):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.run)
+            slow = await trio.open_tcp_stream(*address)
+            body = result("slow")
+            await slow.send_all(body[:5])
+            for i in range(3):
+                await slow.send_all(body[5 + i * 10 : 15 + i * 10])
+                assert [await tcp_exchange(address, result(f"fast-{i}-{k}")) for k in range(5)] == [b"ok"] * 5
+                await trio.sleep(0.3)  # the slow client's pace: what is tested is that the others do not wait for it
+            await slow.send_all(body[35:])
+            reply = await slow.receive_some(100)
+            await slow.aclose()
+            nursery.cancel_scope.cancel()
+    assert reply == b"ok"
+    names = [e.check_name for e in submitted]
+    assert names[-1] == "slow"
+    assert sorted(names[:-1]) == sorted(f"fast-{i}-{k}" for i in range(3) for k in range(5))
+    assert metrics.registry.get_sample_value("pipeline_agent_socket_results_total", {"transport": "tcp"}) == 16
+
+
+async def test_many_connections_at_once_are_each_answered() -> None:
+    server, submitted, metrics = recording_server()
+    replies: list[bytes] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.run)
+
+            async def one(i: int) -> None:
+                replies.append(await tcp_exchange(address, result(f"many-{i}") if i % 10 else b"ping"))
+
+            async with trio.open_nursery() as clients:
+                for i in range(300):  # more than the answerers and the accept batch
+                    clients.start_soon(one, i)
+            nursery.cancel_scope.cancel()
+    assert sorted(replies) == sorted([b"ok"] * 270 + [b"pong"] * 30)
+    assert len({e.check_name for e in submitted}) == 270
+    assert metrics.registry.get_sample_value("pipeline_agent_socket_results_total", {"transport": "tcp"}) == 270
+
+
+async def test_a_client_that_closes_without_sending_is_refused_and_the_socket_goes_on() -> None:
+    server, submitted, metrics = recording_server()
+    with trio.fail_after(READ_TIMEOUT - 1):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.run)
+            silent = await trio.open_tcp_stream(*address)
+            await silent.send_eof()
+            nothing = await silent.receive_some(200)
+            await silent.aclose()
+            with socket.create_connection(address) as gone:  # and one that closes before we look
+                gone.close()
+            after = await tcp_exchange(address, result("after"))
+            nursery.cancel_scope.cancel()
+    assert nothing.startswith(b"invalid: malformed JSON at line 1 column 1")
+    assert after == b"ok"
+    assert [e.check_name for e in submitted] == ["after"]
+    invalid = {"transport": "tcp", "reason": "invalid"}
+    assert (
+        metrics.registry.get_sample_value("pipeline_agent_socket_errors_total", invalid) == 2
+    )  # as before: nothing is not JSON
+
+
+async def test_a_client_that_never_finishes_is_told_so_after_the_deadline(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    server, submitted, metrics = recording_server()
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(server.run)
+        stream = await trio.open_tcp_stream(*address)
+        await stream.send_all(b'{"name": "half"')
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(READ_TIMEOUT + 1)
+        reply = await stream.receive_some(200)
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+    assert reply == b"invalid: no complete JSON within 5 s"
+    assert submitted == []
+    timeout = {"transport": "tcp", "reason": "timeout"}
+    assert metrics.registry.get_sample_value("pipeline_agent_socket_errors_total", timeout) == 1
