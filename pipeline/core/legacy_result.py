@@ -34,6 +34,8 @@ _EXPECTED = {int: "integer", str: "string", list: "list"}
 def _field(result: dict[str, Any], name: str, kind: type, default: Any) -> Any:
     """``result[name]`` if it is a ``kind`` (a number for ``float``), else a ValidationError."""
     value = result.get(name, default)
+    if type(value) is kind:  # nearly always (a bool is not an int here): the checks below cost more
+        return value
     if value is None:
         return default
     allowed: tuple[type, ...] = (int, float) if kind is float else (kind,)
