@@ -53,8 +53,9 @@ ACCEPT_BATCH = 64
 #: once, at most, before the accept loop waits (as many again wait in their queue).
 ANSWERERS = 64
 
-#: accept(2) errors that say the system is out of something: logged, then a pause (as
-#: ``trio.serve_listeners`` does), rather than a busy loop or a stopped socket.
+#: accept(2) errors that say the system is out of something (descriptors, memory): counted
+#: (``reason="accept"``) and logged, then a pause (as ``trio.serve_listeners`` does), rather
+#: than a busy loop or a stopped socket.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_PAUSE = 0.1
 #: accept(2) errors about one connection that went away (``trio.SocketListener``'s list).
@@ -174,6 +175,7 @@ class ClientSocketServer:
                         continue
                     if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                         raise
+                    self.metrics.socket_errors.labels("tcp", "accept").inc()
                     log.error("client socket cannot accept: pausing", error=os.strerror(exc.errno or 0),
                               pause=ACCEPT_PAUSE)  # fmt: skip
                     await trio.sleep(ACCEPT_PAUSE)
@@ -189,7 +191,7 @@ class ClientSocketServer:
             conn.setblocking(False)
             outcome = self._first_read(conn, address)
             if outcome is None:
-                nursery.start_soon(self._read_slowly, conn, address, trio.current_time() + READ_TIMEOUT, nursery)
+                nursery.start_soon(self._read_slowly, conn, address, trio.current_time() + READ_TIMEOUT)
             elif isinstance(outcome, Event):
                 try:
                     spooling.send_nowait((conn, address, outcome))
@@ -306,7 +308,7 @@ class ClientSocketServer:
 
     # -- TCP: slow clients --------------------------------------------------------------------
 
-    async def _read_slowly(self, conn: socket.socket, address: Any, deadline: float, nursery: trio.Nursery) -> None:
+    async def _read_slowly(self, conn: socket.socket, address: Any, deadline: float) -> None:
         """A client whose result was not all there when accepted: read on until ``deadline``."""
         peer = _peer(address)
         async with trio.SocketStream(trio.socket.from_stdlib_socket(conn)) as stream:

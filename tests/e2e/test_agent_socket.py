@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 from pathlib import Path
@@ -227,3 +228,38 @@ async def test_a_client_that_never_finishes_is_told_so_after_the_deadline(
     assert submitted == []
     timeout = {"transport": "tcp", "reason": "timeout"}
     assert metrics.registry.get_sample_value("pipeline_agent_socket_errors_total", timeout) == 1
+
+
+class RefusesOnce(socket.socket):
+    """A listening socket whose first accept fails as when the process is out of descriptors."""
+
+    refused = False
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if not self.refused:
+            self.refused = True
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+async def test_an_accept_the_system_refuses_is_counted_and_tried_again() -> None:
+    server, submitted, metrics = recording_server()
+    with RefusesOnce(socket.AF_INET, socket.SOCK_STREAM) as listener, trio.fail_after(10):
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        spooling, queued = trio.open_memory_channel[tuple[socket.socket, object, Event]](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server._accept_forever, listener, spooling, nursery)
+            nursery.start_soon(server._answer_spooled, queued, nursery)
+            reply = await tcp_exchange(listener.getsockname(), result("after-emfile"))
+            nursery.cancel_scope.cancel()
+    assert reply == b"ok"
+    assert listener.refused
+    assert [e.check_name for e in submitted] == ["after-emfile"]
+    assert (
+        metrics.registry.get_sample_value(
+            "pipeline_agent_socket_errors_total", {"transport": "tcp", "reason": "accept"}
+        )
+        == 1
+    )
