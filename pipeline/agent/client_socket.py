@@ -189,9 +189,10 @@ class ClientSocketServer:
         the connection to a task of its own. Never waits on the client."""
         try:
             conn.setblocking(False)
-            outcome = self._first_read(conn, address)
+            data, outcome = self._first_read(conn, address)
             if outcome is None:
-                nursery.start_soon(self._read_slowly, conn, address, trio.current_time() + READ_TIMEOUT)
+                deadline = trio.current_time() + READ_TIMEOUT
+                nursery.start_soon(self._read_slowly, conn, address, data, deadline)
             elif isinstance(outcome, Event):
                 try:
                     spooling.send_nowait((conn, address, outcome))
@@ -210,15 +211,16 @@ class ClientSocketServer:
             conn.close()
             raise
 
-    def _first_read(self, conn: socket.socket, address: Any) -> bytes | Event | None:
-        """What the bytes already there call for: an answer, an event to spool, or None (read on)."""
+    def _first_read(self, conn: socket.socket, address: Any) -> tuple[bytes, bytes | Event | None]:
+        """The bytes already there, and what they call for: an answer, an event to spool, or None
+        (read on, from those bytes)."""
         try:
             data = conn.recv(READ_SIZE)
         except BlockingIOError:
-            return None
+            return b"", None
         if not data:  # closed at once: what the client sent, nothing, is what is judged
-            return self._judge(data, _peer(address))
-        return self._examine(data, _peer(address))
+            return data, self._judge(data, _peer(address))
+        return data, self._examine(data, _peer(address))
 
     def _examine(self, data: bytes, peer: str) -> bytes | Event | None:
         """After each read: an answer or an event once ``data`` is complete, else None."""
@@ -308,12 +310,13 @@ class ClientSocketServer:
 
     # -- TCP: slow clients --------------------------------------------------------------------
 
-    async def _read_slowly(self, conn: socket.socket, address: Any, deadline: float) -> None:
-        """A client whose result was not all there when accepted: read on until ``deadline``."""
+    async def _read_slowly(self, conn: socket.socket, address: Any, data: bytes, deadline: float) -> None:
+        """A client whose result was not all there when accepted (``data``: what was): read on
+        until ``deadline``."""
         peer = _peer(address)
         async with trio.SocketStream(trio.socket.from_stdlib_socket(conn)) as stream:
             try:
-                reply = await self._slow_reply(stream, peer, deadline)
+                reply = await self._slow_reply(stream, peer, data, deadline)
                 await stream.send_all(reply)
             except _LOST as exc:
                 log.info("client socket connection lost", peer=peer, error=exc)
@@ -321,8 +324,7 @@ class ClientSocketServer:
                 self.metrics.socket_errors.labels("tcp", "internal").inc()
                 log.exception("client socket result failed", transport="tcp", peer=peer)
 
-    async def _slow_reply(self, stream: trio.SocketStream, peer: str, deadline: float) -> bytes:
-        data = b""
+    async def _slow_reply(self, stream: trio.SocketStream, peer: str, data: bytes, deadline: float) -> bytes:
         outcome: bytes | Event | None = None
         with trio.move_on_at(deadline):
             while chunk := await stream.receive_some(READ_SIZE):

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from pipeline.agent.agent import Agent
-from pipeline.agent.client_socket import READ_TIMEOUT, ClientSocketServer
+from pipeline.agent.client_socket import MAX_RESULT_BYTES, READ_TIMEOUT, ClientSocketServer
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.settings import AgentConfig
 from pipeline.model import Entity, Event, ObjectMeta
@@ -146,22 +146,28 @@ def recording_server() -> tuple[ClientSocketServer, list[Event], AgentMetrics]:
     return ClientSocketServer(("127.0.0.1", 0), agent, submit, metrics), submitted, metrics
 
 
-async def test_a_slow_client_sending_in_pieces_holds_up_no_fast_client() -> None:
-    """A result trickling in over a second is answered, and fast clients are answered meanwhile."""
+@pytest.mark.parametrize("first_piece_there", [True, False], ids=["first-piece-read-at-accept", "nothing-at-accept"])
+async def test_a_slow_client_sending_in_pieces_holds_up_no_fast_client(first_piece_there: bool) -> None:
+    """A result trickling in over a second is answered, and fast clients are answered meanwhile;
+    whatever the socket read when it took the connection is kept."""
     server, submitted, metrics = recording_server()
     with trio.fail_after(READ_TIMEOUT - 1):
         async with trio.open_nursery() as nursery:
             address = await nursery.start(server.run)
-            slow = await trio.open_tcp_stream(*address)
             body = result("slow")
-            await slow.send_all(body[:5])
-            for i in range(3):
-                await slow.send_all(body[5 + i * 10 : 15 + i * 10])
-                assert [await tcp_exchange(address, result(f"fast-{i}-{k}")) for k in range(5)] == [b"ok"] * 5
-                await trio.sleep(0.3)  # the slow client's pace: what is tested is that the others do not wait for it
-            await slow.send_all(body[35:])
-            reply = await slow.receive_some(100)
-            await slow.aclose()
+            plain = socket.create_connection(address)  # connected by the kernel: the accept loop has not run yet
+            if first_piece_there:
+                plain.sendall(body[:5])  # so the loop's first read takes these bytes
+            async with trio.SocketStream(trio.socket.from_stdlib_socket(plain)) as slow:
+                if not first_piece_there:
+                    await trio.testing.wait_all_tasks_blocked()  # taken with nothing to read yet
+                    await slow.send_all(body[:5])
+                for i in range(3):
+                    await slow.send_all(body[5 + i * 10 : 15 + i * 10])
+                    assert [await tcp_exchange(address, result(f"fast-{i}-{k}")) for k in range(5)] == [b"ok"] * 5
+                    await trio.sleep(0.3)  # the slow client's pace: tested is that the others do not wait for it
+                await slow.send_all(body[35:])
+                reply = await slow.receive_some(100)
             nursery.cancel_scope.cancel()
     assert reply == b"ok"
     names = [e.check_name for e in submitted]
@@ -263,3 +269,19 @@ async def test_an_accept_the_system_refuses_is_counted_and_tried_again() -> None
         )
         == 1
     )
+
+
+async def test_a_result_larger_than_one_read_is_whole_and_one_over_the_limit_is_refused() -> None:
+    server, submitted, metrics = recording_server()
+    with trio.fail_after(READ_TIMEOUT - 1):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.run)
+            large = await tcp_exchange(address, json.dumps({"name": "large", "output": "x" * 300_000}).encode())
+            over = b'{"name": "huge", "output": "' + b"x" * MAX_RESULT_BYTES + b'"}'
+            huge = await tcp_exchange(address, over[: MAX_RESULT_BYTES + 1])  # all read: answered, not reset
+            nursery.cancel_scope.cancel()
+    assert large == b"ok"
+    assert huge == b"invalid: a result must be at most 1048576 bytes"
+    assert [(e.check_name, len(e.check.output) if e.check else 0) for e in submitted] == [("large", 300_000)]
+    too_large = {"transport": "tcp", "reason": "too_large"}
+    assert metrics.registry.get_sample_value("pipeline_agent_socket_errors_total", too_large) == 1
