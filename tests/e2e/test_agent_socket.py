@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 from pathlib import Path
@@ -11,7 +12,7 @@ import trio
 import trio.testing
 
 from pipeline.agent.agent import Agent
-from pipeline.agent.client_socket import READ_TIMEOUT, ClientSocketServer
+from pipeline.agent.client_socket import MAX_RESULT_BYTES, READ_TIMEOUT, ClientSocketServer
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.settings import AgentConfig
 from pipeline.model import Entity, Event, ObjectMeta
@@ -131,3 +132,156 @@ async def test_deep_or_non_finite_json_is_refused_and_the_socket_goes_on() -> No
     errors = metrics.registry.get_sample_value
     assert errors("pipeline_agent_socket_errors_total", {"transport": "tcp", "reason": "invalid"}) == 1
     assert errors("pipeline_agent_socket_errors_total", {"transport": "udp", "reason": "invalid"}) == 3
+
+
+def recording_server() -> tuple[ClientSocketServer, list[Event], AgentMetrics]:
+    submitted: list[Event] = []
+
+    async def submit(event: Event) -> None:
+        submitted.append(event)
+        await trio.lowlevel.checkpoint()  # as the spool's wait does
+
+    metrics = AgentMetrics.create()
+    agent = Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"))
+    return ClientSocketServer(("127.0.0.1", 0), agent, submit, metrics), submitted, metrics
+
+
+@pytest.mark.parametrize("first_piece_there", [True, False], ids=["first-piece-read-at-accept", "nothing-at-accept"])
+async def test_a_slow_client_sending_in_pieces_holds_up_no_fast_client(first_piece_there: bool) -> None:
+    """A result trickling in over a second is answered, and fast clients are answered meanwhile;
+    whatever the socket read when it took the connection is kept."""
+    server, submitted, metrics = recording_server()
+    with trio.fail_after(READ_TIMEOUT - 1):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.run)
+            body = result("slow")
+            plain = socket.create_connection(address)  # connected by the kernel: the accept loop has not run yet
+            if first_piece_there:
+                plain.sendall(body[:5])  # so the loop's first read takes these bytes
+            async with trio.SocketStream(trio.socket.from_stdlib_socket(plain)) as slow:
+                if not first_piece_there:
+                    await trio.testing.wait_all_tasks_blocked()  # taken with nothing to read yet
+                    await slow.send_all(body[:5])
+                for i in range(3):
+                    await slow.send_all(body[5 + i * 10 : 15 + i * 10])
+                    assert [await tcp_exchange(address, result(f"fast-{i}-{k}")) for k in range(5)] == [b"ok"] * 5
+                    await trio.sleep(0.3)  # the slow client's pace: tested is that the others do not wait for it
+                await slow.send_all(body[35:])
+                reply = await slow.receive_some(100)
+            nursery.cancel_scope.cancel()
+    assert reply == b"ok"
+    names = [e.check_name for e in submitted]
+    assert names[-1] == "slow"
+    assert sorted(names[:-1]) == sorted(f"fast-{i}-{k}" for i in range(3) for k in range(5))
+    assert metrics.registry.get_sample_value("pipeline_agent_socket_results_total", {"transport": "tcp"}) == 16
+
+
+async def test_many_connections_at_once_are_each_answered() -> None:
+    server, submitted, metrics = recording_server()
+    replies: list[bytes] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.run)
+
+            async def one(i: int) -> None:
+                replies.append(await tcp_exchange(address, result(f"many-{i}") if i % 10 else b"ping"))
+
+            async with trio.open_nursery() as clients:
+                for i in range(300):  # more than the answerers and the accept batch
+                    clients.start_soon(one, i)
+            nursery.cancel_scope.cancel()
+    assert sorted(replies) == sorted([b"ok"] * 270 + [b"pong"] * 30)
+    assert len({e.check_name for e in submitted}) == 270
+    assert metrics.registry.get_sample_value("pipeline_agent_socket_results_total", {"transport": "tcp"}) == 270
+
+
+async def test_a_client_that_closes_without_sending_is_refused_and_the_socket_goes_on() -> None:
+    server, submitted, metrics = recording_server()
+    with trio.fail_after(READ_TIMEOUT - 1):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.run)
+            silent = await trio.open_tcp_stream(*address)
+            await silent.send_eof()
+            nothing = await silent.receive_some(200)
+            await silent.aclose()
+            with socket.create_connection(address) as gone:  # and one that closes before we look
+                gone.close()
+            after = await tcp_exchange(address, result("after"))
+            nursery.cancel_scope.cancel()
+    assert nothing.startswith(b"invalid: malformed JSON at line 1 column 1")
+    assert after == b"ok"
+    assert [e.check_name for e in submitted] == ["after"]
+    invalid = {"transport": "tcp", "reason": "invalid"}
+    assert (
+        metrics.registry.get_sample_value("pipeline_agent_socket_errors_total", invalid) == 2
+    )  # as before: nothing is not JSON
+
+
+async def test_a_client_that_never_finishes_is_told_so_after_the_deadline(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    server, submitted, metrics = recording_server()
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(server.run)
+        stream = await trio.open_tcp_stream(*address)
+        await stream.send_all(b'{"name": "half"')
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(READ_TIMEOUT + 1)
+        reply = await stream.receive_some(200)
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+    assert reply == b"invalid: no complete JSON within 5 s"
+    assert submitted == []
+    timeout = {"transport": "tcp", "reason": "timeout"}
+    assert metrics.registry.get_sample_value("pipeline_agent_socket_errors_total", timeout) == 1
+
+
+class RefusesOnce(socket.socket):
+    """A listening socket whose first accept fails as when the process is out of descriptors."""
+
+    refused = False
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if not self.refused:
+            self.refused = True
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+async def test_an_accept_the_system_refuses_is_counted_and_tried_again() -> None:
+    server, submitted, metrics = recording_server()
+    with RefusesOnce(socket.AF_INET, socket.SOCK_STREAM) as listener, trio.fail_after(10):
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        spooling, queued = trio.open_memory_channel[tuple[socket.socket, object, Event]](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server._accept_forever, listener, spooling, nursery)
+            nursery.start_soon(server._answer_spooled, queued, nursery)
+            reply = await tcp_exchange(listener.getsockname(), result("after-emfile"))
+            nursery.cancel_scope.cancel()
+    assert reply == b"ok"
+    assert listener.refused
+    assert [e.check_name for e in submitted] == ["after-emfile"]
+    assert (
+        metrics.registry.get_sample_value(
+            "pipeline_agent_socket_errors_total", {"transport": "tcp", "reason": "accept"}
+        )
+        == 1
+    )
+
+
+async def test_a_result_larger_than_one_read_is_whole_and_one_over_the_limit_is_refused() -> None:
+    server, submitted, metrics = recording_server()
+    with trio.fail_after(READ_TIMEOUT - 1):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(server.run)
+            large = await tcp_exchange(address, json.dumps({"name": "large", "output": "x" * 300_000}).encode())
+            over = b'{"name": "huge", "output": "' + b"x" * MAX_RESULT_BYTES + b'"}'
+            huge = await tcp_exchange(address, over[: MAX_RESULT_BYTES + 1])  # all read: answered, not reset
+            nursery.cancel_scope.cancel()
+    assert large == b"ok"
+    assert huge == b"invalid: a result must be at most 1048576 bytes"
+    assert [(e.check_name, len(e.check.output) if e.check else 0) for e in submitted] == [("large", 300_000)]
+    too_large = {"transport": "tcp", "reason": "too_large"}
+    assert metrics.registry.get_sample_value("pipeline_agent_socket_errors_total", too_large) == 1

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.core.legacy_result import is_ping, parse_legacy_result
+from pipeline.core.legacy_result import is_ping, legacy_event, parse_legacy_result
 from pipeline.errors import ValidationError
 from pipeline.model import Entity, ObjectMeta
 
@@ -70,3 +70,25 @@ def test_malformed_json_and_pings() -> None:
         parse_legacy_result(b'{"name": x}', AGENT, NOW)
     assert is_ping(b" ping \n")
     assert not is_ping(b'{"name": "ping"}')
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"status": 2**32}, r"check\.status: 4294967296 is out of range \(0\.\.4294967295\)"),
+        ({"interval": -1}, r"check\.interval: -1 is out of range"),
+        ({"ttl": 2**63}, r"check\.ttl: 9223372036854775808 is out of range"),
+        ({"issued": 2**70, "status": 2**40}, r"check\.issued: "),  # the first in the check's field order
+        ({"executed": -(2**64)}, r"check\.executed: "),
+    ],
+)
+def test_numbers_out_of_range_are_refused_naming_the_field(fields: dict[str, int], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        parse({"name": "x", "output": "y", **fields})
+
+
+def test_a_result_parsed_once_and_the_agents_own_entity() -> None:
+    event = legacy_event({"name": "x", "output": "y", "status": 2}, AGENT, NOW)
+    assert event.entity is AGENT  # not a copy: the agent packs its entity once for every event
+    assert event.check is not None
+    assert (event.check.status, event.check.executed) == (2, int(NOW))
