@@ -48,9 +48,12 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 THREAD_WAIT = 0.25
 #: Commands waited for in worker threads at once (each holds its thread at most THREAD_WAIT
 #: past its spawn); beyond that, a command's thread only spawns it, under trio's default
-#: thread limiter, and the event loop waits for it. A count, not a CapacityLimiter of our
-#: own: its acquire and release were a tenth of the loop's CPU per command.
-THREADS = 64
+#: thread limiter, and the event loop waits for it. 16, the handler runner's processes at
+#: once: an agent saturated with 800 checks a second did worse with 64 such threads (more of
+#: them contending for the interpreter lock with the loop), as well with 16 as before. A count,
+#: not a CapacityLimiter of our own: its acquire and release were a tenth of the loop's CPU
+#: per command.
+THREADS = 16
 _waiting_threads = 0
 
 
