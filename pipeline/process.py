@@ -51,7 +51,7 @@ THREAD_WAIT = 0.25
 #: thread limiter, and the event loop waits for it. 16, the handler runner's processes at
 #: once: an agent saturated with 800 checks a second did worse with 64 such threads (more of
 #: them contending for the interpreter lock with the loop), as well with 16 as before. A count,
-#: not a CapacityLimiter of our own: its acquire and release were a tenth of the loop's CPU
+#: not a CapacityLimiter of our own: its acquire and release were about 5 % of the loop's CPU
 #: per command.
 THREADS = 16
 _waiting_threads = 0
