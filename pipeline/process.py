@@ -124,6 +124,7 @@ class _Execution:
         if _waiting_threads >= THREADS:
             await trio.to_thread.run_sync(self._run, command, env, scope, 0.0)
             return
+        await trio.lowlevel.checkpoint_if_cancelled()  # as to_thread does: no spawn once cancelled
         _waiting_threads += 1
         try:
             wait = min(THREAD_WAIT, timeout) if timeout > 0 else THREAD_WAIT

@@ -144,3 +144,11 @@ async def test_beyond_the_threads_count_a_thread_only_spawns(monkeypatch: pytest
     assert (await run_command("echo hi; exit 4")).status == 4
     result = await run_command("echo partial; sleep 60", timeout=0.3)
     assert (result.timed_out, result.output) == (True, TIMED_OUT_OUTPUT + "partial\n")
+
+
+async def test_an_already_cancelled_caller_spawns_nothing(tmp_path: trio.Path) -> None:
+    marker = tmp_path / "ran"
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await run_command(f"touch {marker}")
+    assert not marker.exists()
