@@ -18,10 +18,12 @@ import os
 import select
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import outcome
 import trio
 
 from pipeline.containment import Scope
@@ -40,6 +42,19 @@ TERMINATE_GRACE = 1.0
 PREFILL_LIMIT = 1024 * 1024
 DEFAULT_PIPE_SIZE = 65536
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+#: How long the worker thread that spawned a command goes on waiting for it (exit, output,
+#: nothing left behind) before it hands the wait to the event loop: most commands are done by
+#: then, and a long-running one holds no thread.
+THREAD_WAIT = 0.25
+#: Commands waited for in worker threads at once (each holds its thread at most THREAD_WAIT
+#: past its spawn); beyond that, a command's thread only spawns it, under trio's default
+#: thread limiter, and the event loop waits for it. 16, the handler runner's processes at
+#: once: an agent saturated with 800 checks a second did worse with 64 such threads (more of
+#: them contending for the interpreter lock with the loop), as well with 16 as before. A count,
+#: not a CapacityLimiter of our own: its acquire and release were about 5 % of the loop's CPU
+#: per command.
+THREADS = 16
+_waiting_threads = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,34 +76,70 @@ class _Execution:
     descriptor. Most commands are done after a single wait (exit and end of output together),
     with no task, nursery or stream object per pipe: at a few hundred commands a second those
     were most of this process's CPU per command.
+
+    That wait is first done by the worker thread that spawns the command, blocking on the set
+    (with an eventfd in it by which a cancellation interrupts it), for up to THREAD_WAIT: a
+    command done by then (most) costs the event loop's thread one hop and no wakeup of its
+    own. On a busy machine the loop's one thread gets a core's share like any other thread;
+    each wakeup per command it needed was a wait in the run queue, which is how the pipe
+    handlers fell behind a plain spawn loop there. What is not done in the thread is waited
+    for by the loop as before.
     """
 
     def __init__(self, stdin: bytes | None, cap: int) -> None:
         self.popen: subprocess.Popen[bytes] | None = None
+        self.spawned = 0.0
+        self.stdin = stdin
         self.chunks: list[bytes] = []
         self.cap = cap
         self.kept = 0
         self.dropped = 0
         self.exited = False
         self.eof = False
-        self.epoll = select.epoll(3)
-        self.output = self._output_write = self.stdin_read = self.stdin_write = self.exit_fd = -1
+        #: The worker thread found the scope empty once the shell was reaped (see Scope.left_nothing).
+        self.cleared = False
+        #: Whether the worker thread's wait was interrupted (the caller was cancelled).
+        self.woken = False
+        self.output = self._output_write = self.stdin_read = self.stdin_write = self.exit_fd = self.wake = -1
         self.pending = memoryview(b"")
-        try:
-            self.output, self._output_write = os.pipe2(os.O_CLOEXEC)
-            self.stdin_read, self.stdin_write, self.pending = _stdin_pipe(stdin)
-            self.epoll.register(self.output, select.EPOLLIN)
-            if self.stdin_write >= 0:
-                self.epoll.register(self.stdin_write, select.EPOLLOUT)
-        except BaseException:
-            self.close()
-            raise
+        # Made in the worker thread, with the rest (pipes, the input); None until then.
+        self.epoll: select.epoll | None = None
 
-    async def spawn(self, argv: list[str], env: dict[str, str]) -> int:
-        """Start the shell (in a worker thread: the fork waits for the child's exec); its pid."""
+    def _open(self) -> select.epoll:
+        self.epoll = epoll = select.epoll(4)
+        self.wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)  # a cancellation writes to it
+        epoll.register(self.wake, select.EPOLLIN)
+        self.output, self._output_write = os.pipe2(os.O_CLOEXEC)
+        self.stdin_read, self.stdin_write, self.pending = _stdin_pipe(self.stdin)
+        epoll.register(self.output, select.EPOLLIN)
+        if self.stdin_write >= 0:
+            epoll.register(self.stdin_write, select.EPOLLOUT)
+        return epoll
+
+    async def start(self, command: str, env: Mapping[str, str] | None, scope: Scope, timeout: float) -> None:
+        """Spawn the shell in a worker thread, which then waits for it for up to THREAD_WAIT
+        or the command's ``timeout`` (see the class); a cancellation of the caller interrupts
+        that wait."""
+        global _waiting_threads
+        if _waiting_threads >= THREADS:
+            await trio.to_thread.run_sync(self._run, command, env, scope, 0.0)
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()  # as to_thread does: no spawn once cancelled
+        _waiting_threads += 1
+        try:
+            wait = min(THREAD_WAIT, timeout) if timeout > 0 else THREAD_WAIT
+            await _in_thread(lambda: self._run(command, env, scope, wait), self._interrupt)
+        finally:
+            _waiting_threads -= 1
+
+    def _run(self, command: str, env: Mapping[str, str] | None, scope: Scope, wait: float) -> None:
+        """In a worker thread: spawn (the fork waits for the child's exec), then wait up to
+        ``wait``; once all is done, the descriptors are closed here too (run_command's
+        close() then has nothing to do)."""
+        epoll = self._open()
         stdin = subprocess.DEVNULL if self.stdin_read < 0 else self.stdin_read
         try:
-            popen = await trio.to_thread.run_sync(self._popen, argv, stdin, env)
+            popen = self._popen(scope.argv(command), stdin, scope.environment(env))
         finally:
             # The child has its copies.
             os.close(self._output_write)
@@ -97,9 +148,36 @@ class _Execution:
                 os.close(self.stdin_read)
                 self.stdin_read = -1
         self.popen = popen
+        self.spawned = time.monotonic()  # a timeout runs from here
+        scope.started(popen.pid)
         self.exit_fd = _exit_fd(popen.pid)
-        self.epoll.register(self.exit_fd, select.EPOLLIN)
-        return popen.pid
+        epoll.register(self.exit_fd, select.EPOLLIN)
+        until = time.monotonic() + wait
+        while not self.exited and self._block(epoll, until):
+            pass
+        if not self.exited or self.woken or not scope.left_nothing():
+            return
+        self.cleared = True  # nothing else can hold the output's write end: its end is near
+        while not self.eof and self._block(epoll, until):
+            pass
+        if self.eof:
+            self.close()
+
+    def _block(self, epoll: select.epoll, until: float) -> bool:
+        """One blocking wait of the worker thread; False once it must hand over to the loop."""
+        left = until - time.monotonic()
+        if left <= 0 or self.woken:
+            return False
+        self._dispatch(epoll, epoll.poll(left))
+        return not self.woken
+
+    def _interrupt(self) -> None:
+        # Flag first: a thread that has not made its eventfd yet sees the flag before it waits.
+        self.woken = True
+        wake = self.wake
+        if wake >= 0:
+            with contextlib.suppress(OSError):
+                os.eventfd_write(wake, 1)
 
     def _popen(self, argv: list[str], stdin: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdin=stdin, stdout=self._output_write, stderr=subprocess.STDOUT, env=env,
@@ -109,7 +187,8 @@ class _Execution:
         """Until the shell exits, then what it left behind goes too (which also ends the
         output), then until the output ends."""
         await self.until_exited()
-        await scope.leader_exited()
+        if not self.cleared:
+            await scope.leader_exited()
         await self.until_output_ends()
 
     async def until_exited(self) -> None:
@@ -121,24 +200,32 @@ class _Execution:
             await self._step()
 
     async def _step(self) -> None:
+        assert self.epoll is not None  # made before the spawn
         await trio.lowlevel.wait_readable(self.epoll.fileno())
-        for fd, _ in self.epoll.poll(0):
-            if fd == self.output:
-                self._read()
+        self._dispatch(self.epoll, self.epoll.poll(0))
+
+    def _dispatch(self, epoll: select.epoll, ready: list[tuple[int, int]]) -> None:
+        for fd, _ in ready:
+            if fd == self.wake:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self.wake)
+                self.woken = True
+            elif fd == self.output:
+                self._read(epoll)
             elif fd == self.exit_fd:
                 self.exited = True
-                self.epoll.unregister(fd)
+                epoll.unregister(fd)
                 assert self.popen is not None
                 self.popen.wait()  # reaps it at once: it has exited
             elif fd == self.stdin_write:
-                self._feed()
+                self._feed(epoll)
 
-    def _read(self) -> None:
+    def _read(self, epoll: select.epoll) -> None:
         # Readable, so one read does not block; more waiting is seen at the next poll.
         data = os.read(self.output, 65536)
         if not data:
             self.eof = True
-            self.epoll.unregister(self.output)
+            epoll.unregister(self.output)
             return
         room = max(self.cap - self.kept, 0)
         if room:
@@ -146,7 +233,7 @@ class _Execution:
             self.kept += min(room, len(data))
         self.dropped += max(len(data) - room, 0)
 
-    def _feed(self) -> None:
+    def _feed(self, epoll: select.epoll) -> None:
         try:
             written = os.write(self.stdin_write, self.pending[:DEFAULT_PIPE_SIZE])
         except BlockingIOError:
@@ -155,7 +242,7 @@ class _Execution:
             written = len(self.pending)  # the command did not read all of its input; its business
         self.pending = self.pending[written:]
         if not self.pending:
-            self.epoll.unregister(self.stdin_write)
+            epoll.unregister(self.stdin_write)
             os.close(self.stdin_write)
             self.stdin_write = -1
 
@@ -171,12 +258,16 @@ class _Execution:
         await self.until_exited()
 
     def close(self) -> None:
-        # Only this task waited on these, and never on one it is closing: no notify_closing needed.
-        for fd in (self.output, self._output_write, self.stdin_read, self.stdin_write, self.exit_fd):
+        # Only this execution waited on these, and never on one it is closing: no
+        # notify_closing needed. Each is forgotten before it is closed: a cancellation's
+        # interrupt (on the loop's thread) must never write to a number reused meanwhile.
+        fds = (self.output, self._output_write, self.stdin_read, self.stdin_write, self.exit_fd, self.wake)
+        self.output = self._output_write = self.stdin_read = self.stdin_write = self.exit_fd = self.wake = -1
+        for fd in fds:
             if fd >= 0:
                 os.close(fd)
-        self.output = self._output_write = self.stdin_read = self.stdin_write = self.exit_fd = -1
-        self.epoll.close()
+        if self.epoll is not None:
+            self.epoll.close()
 
     @property
     def text(self) -> str:
@@ -201,7 +292,7 @@ async def run_command(
     scope: Scope | None = None
     try:
         scope = current_containment().open_scope()
-        scope.started(await execution.spawn(scope.argv(command), scope.environment(env)))
+        await execution.start(command, env, scope, timeout)
     except BaseException:
         execution.close()
         if scope is not None:
@@ -211,7 +302,8 @@ async def run_command(
     timed_out = False
     try:
         if timeout > 0:
-            with trio.move_on_after(timeout) as deadline:
+            # What the spawning thread waited of it counts (the thread itself stops at the timeout).
+            with trio.move_on_after(max(timeout - (time.monotonic() - execution.spawned), 0.0)) as deadline:
                 await execution.complete(scope)
             timed_out = deadline.cancelled_caught
         else:  # no scope to enter and leave: most handlers and many checks set no timeout
@@ -233,6 +325,23 @@ async def run_command(
     assert code is not None  # the process was waited for above
     status = code if code >= 0 else 128 - code
     return CommandResult(status, text, duration, False, execution.dropped)
+
+
+async def _in_thread(fn: Callable[[], None], interrupt: Callable[[], None]) -> None:
+    """Run ``fn`` in a worker thread and wait for it; a cancellation calls ``interrupt`` (which
+    makes ``fn`` return soon) and is raised at the caller's next checkpoint, once ``fn`` returned."""
+    task = trio.lowlevel.current_task()
+    token = trio.lowlevel.current_trio_token()
+
+    def deliver(result: outcome.Outcome[None]) -> None:
+        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+    def abort(_: object) -> trio.lowlevel.Abort:
+        interrupt()
+        return trio.lowlevel.Abort.FAILED
+
+    trio.lowlevel.start_thread_soon(fn, deliver)
+    await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 def _stdin_pipe(data: bytes | None) -> tuple[int, int, memoryview]:

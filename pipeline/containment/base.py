@@ -74,6 +74,12 @@ class Scope(ABC):
     async def kill_all(self) -> None:
         """SIGKILL every process of the scope, counting those that are not the leader."""
 
+    def left_nothing(self) -> bool:
+        """Whether the reaped shell certainly left nothing behind, found cheaply and without
+        blocking (then :meth:`leader_exited` is not called); may be called from a worker thread,
+        and must touch nothing another execution uses. False where it cannot tell."""
+        return False
+
     async def leader_exited(self) -> None:
         """The shell was reaped: what it left behind goes too (which also ends the output)."""
         await self.kill_all()

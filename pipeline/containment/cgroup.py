@@ -150,15 +150,17 @@ class CgroupScope(Scope):
             for pid in read_pids(self.path):
                 send_signal(pid, signal.SIGKILL)
 
-    async def leader_exited(self) -> None:
+    def left_nothing(self) -> bool:
+        # The slot is this execution's alone while it runs: a worker thread may read it.
         try:
-            empty = self.slot.empty()
+            self.emptied = self.slot.empty()
         except OSError:  # the kill path reads it again, and copes
-            empty = False
-        if empty:
-            self.emptied = True
-            return
-        await self.kill_all()
+            self.emptied = False
+        return self.emptied
+
+    async def leader_exited(self) -> None:
+        if not self.left_nothing():
+            await self.kill_all()
 
     def release_now(self) -> bool:
         if self.emptied:

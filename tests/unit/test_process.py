@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -90,3 +91,64 @@ async def test_without_pidfds_exit_and_timeout_still_work(monkeypatch: pytest.Mo
     assert (await run_command("echo hi; exit 4")).status == 4
     result = await run_command("echo partial; sleep 60", timeout=0.3)
     assert (result.timed_out, result.output) == (True, TIMED_OUT_OUTPUT + "partial\n")
+
+
+async def _pid_from(fifo: str) -> int:
+    """The pid a command writes into ``fifo``, once it has (the FIFO becomes readable then)."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        await trio.lowlevel.wait_readable(fd)
+        return int(os.read(fd, 64))
+    finally:
+        os.close(fd)
+
+
+async def test_a_cancellation_interrupts_the_spawning_threads_wait(
+    tmp_path: trio.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker thread that spawned a command waits for it; a cancelled caller does not wait
+    until that wait runs out (60 s here), and nothing of the command is left running."""
+    monkeypatch.setattr("pipeline.process.THREAD_WAIT", 60.0)
+    fifo = str(tmp_path / "pid")
+    os.mkfifo(fifo)
+    found: list[int] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_once_started() -> None:
+                found.append(await _pid_from(fifo))
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(cancel_once_started)
+            nursery.start_soon(run_command, f"sleep 60 & echo $! > {fifo}; wait")
+    await wait_for_exit(found[0])
+
+
+async def test_a_timeout_interrupts_the_spawning_threads_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.process.THREAD_WAIT", 60.0)
+    with trio.fail_after(10):
+        result = await run_command("echo partial; sleep 60", timeout=0.2)
+    assert (result.timed_out, result.output) == (True, TIMED_OUT_OUTPUT + "partial\n")
+
+
+async def test_a_command_outlasting_the_threads_wait_is_waited_for_by_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("pipeline.process.THREAD_WAIT", 0.0)  # the thread only spawns
+    result = await run_command("cat; sleep 0.1; echo done; exit 5", stdin=b"in ")
+    assert (result.status, result.output) == (5, "in done\n")
+
+
+async def test_beyond_the_threads_count_a_thread_only_spawns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.process.THREADS", 0)
+    assert (await run_command("echo hi; exit 4")).status == 4
+    result = await run_command("echo partial; sleep 60", timeout=0.3)
+    assert (result.timed_out, result.output) == (True, TIMED_OUT_OUTPUT + "partial\n")
+
+
+async def test_an_already_cancelled_caller_spawns_nothing(tmp_path: trio.Path) -> None:
+    marker = tmp_path / "ran"
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await run_command(f"touch {marker}")
+    assert not marker.exists()
