@@ -21,12 +21,12 @@ once (a long refusal to a client that does not read) is finished by a task of it
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import trio
@@ -150,7 +150,7 @@ class ClientSocketServer:
                     nursery.start_soon(self._accept_forever, listener, spooling, nursery)
                 task_status.started(bound)
         finally:
-            with suppress(trio.WouldBlock, trio.EndOfChannel):
+            with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
                 while True:  # taken, never answered: the agent stops
                     queued.receive_nowait()[0].close()
 
@@ -187,7 +187,7 @@ class ClientSocketServer:
     ) -> None:
         """Read a new connection's result if it is all there, and answer or queue it; else hand
         the connection to a task of its own. Never waits on the client."""
-        try:
+        with self._closed_on_failure(conn, address):
             conn.setblocking(False)
             data, outcome = self._first_read(conn, address)
             if outcome is None:
@@ -200,10 +200,17 @@ class ClientSocketServer:
                     await spooling.send((conn, address, outcome))  # every answerer busy: wait (backpressure)
             else:
                 self._reply(conn, address, outcome, nursery)
+
+    @contextlib.contextmanager
+    def _closed_on_failure(self, conn: socket.socket, address: Any) -> Iterator[None]:
+        """A connection whose handling fails is closed: lost (logged), or a bug of ours (counted
+        and logged: one result must not stop the agent); a cancellation goes on."""
+        try:
+            yield
         except _LOST as exc:
             conn.close()
             log.info("client socket connection lost", peer=_peer(address), error=exc)
-        except Exception:  # a bug of ours with one result must not stop the agent
+        except Exception:
             conn.close()
             self.metrics.socket_errors.labels("tcp", "internal").inc()
             log.exception("client socket result failed", transport="tcp", peer=_peer(address))
@@ -262,19 +269,9 @@ class ClientSocketServer:
     async def _answer_spooled(self, queued: trio.MemoryReceiveChannel[_Spooling], nursery: trio.Nursery) -> None:
         """One answerer: for each complete result, its answer once it is in the spool."""
         async for conn, address, event in queued:
-            try:
+            with self._closed_on_failure(conn, address):
                 reply = await self._submit("tcp", event, _peer(address))
                 self._reply(conn, address, reply, nursery)
-            except _LOST as exc:
-                conn.close()
-                log.info("client socket connection lost", peer=_peer(address), error=exc)
-            except Exception:  # a bug of ours with one result must not stop the agent
-                conn.close()
-                self.metrics.socket_errors.labels("tcp", "internal").inc()
-                log.exception("client socket result failed", transport="tcp", peer=_peer(address))
-            except BaseException:
-                conn.close()
-                raise
 
     def _reply(self, conn: socket.socket, address: Any, reply: bytes, nursery: trio.Nursery) -> None:
         """Send ``reply`` and close; what the socket cannot take at once, a task sends."""
