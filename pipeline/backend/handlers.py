@@ -349,13 +349,7 @@ class HandlerRunner:
     def _mutator_metrics(self, name: str) -> tuple[Any, Any]:
         """The run counter and duration histogram of mutator ``name`` (labelled once, not per
         event: two label lookups were about 2 % of the loop's CPU for a pipe handler's event)."""
-        found = self._mutator_metrics_of.get(name)
-        if found is None:
-            if len(self._mutator_metrics_of) >= REPORTED_MAX:  # names come from the configuration: bounded anyway
-                self._mutator_metrics_of.clear()
-            found = self._mutator_metrics_of[name] = (self.metrics.mutator_runs.labels(name),
-                                                      self.metrics.mutator_duration.labels(name))  # fmt: skip
-        return found
+        return _labelled(self._mutator_metrics_of, name, self.metrics.mutator_runs, self.metrics.mutator_duration)
 
     # -- handlers --------------------------------------------------------------------------------
 
@@ -406,13 +400,7 @@ class HandlerRunner:
 
     def _handler_metrics(self, name: str) -> tuple[Any, Any]:
         """The run counter and duration histogram of handler ``name`` (labelled once, not per run)."""
-        found = self._metrics_of.get(name)
-        if found is None:
-            if len(self._metrics_of) >= REPORTED_MAX:  # names come from the configuration: bounded anyway
-                self._metrics_of.clear()
-            found = self._metrics_of[name] = (self.metrics.handler_runs.labels(name),
-                                              self.metrics.handler_duration.labels(name))  # fmt: skip
-        return found
+        return _labelled(self._metrics_of, name, self.metrics.handler_runs, self.metrics.handler_duration)
 
     async def _attempt(self, handler: Handler, forms: EventForms, payload: bytes) -> HandlerRun:
         """One run of a handler by the first adapter that can; raises StageError when it fails."""
@@ -420,3 +408,14 @@ class HandlerRunner:
         if adapter is None:
             raise StageError("unsupported", f"handler {handler.metadata.name!r}: no adapter for type {handler.type!r}")
         return await adapter.handle(handler, forms, payload)
+
+
+def _labelled(kept: dict[str, tuple[Any, Any]], name: str, runs: Any, duration: Any) -> tuple[Any, Any]:
+    """``runs`` and ``duration`` labelled with ``name``, kept in ``kept`` (names come from the
+    configuration, bounded anyway: emptied past REPORTED_MAX)."""
+    found = kept.get(name)
+    if found is None:
+        if len(kept) >= REPORTED_MAX:
+            kept.clear()
+        found = kept[name] = (runs.labels(name), duration.labels(name))
+    return found
