@@ -25,7 +25,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import msgpack
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,8 +37,8 @@ from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http_answers import EXCEPTION_HANDLERS, error_body, error_response
 from pipeline.http_params import guarded, takes_query
 from pipeline.model import Entity, Event, new_event_id
-from pipeline.model.codec import encode, encode_to_pack
-from pipeline.model.event import pack_map
+from pipeline.model.codec import encode_to_pack
+from pipeline.model.event import ENTITY_KEY, pack_map
 
 #: Set-aside events one ``GET /events/set-aside`` lists at most.
 SET_ASIDE_LIST_MAX = 1000
@@ -74,17 +73,6 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
     return event
 
 
-def packed_entity(entity: Entity) -> bytes:
-    """The msgpack bytes of the agent's entity, as :func:`pack_local_event` splices them in."""
-    packed: bytes = msgpack.packb(encode(entity), use_bin_type=True)
-    return packed
-
-
-#: The msgpack of the key the entity goes under, last in an event (the backend counts on that
-#: to decode an agent's entity once: :class:`pipeline.backend.agent_events.AgentEvents`).
-_ENTITY_KEY = msgpack.packb("entity")
-
-
 def pack_local_event(event: Event, entity: bytes) -> bytes:
     """The msgpack bytes of an event of the agent's own entity, given that entity packed once
     (:func:`packed_entity`; it is most of the event's bytes: encoding it for every result cost
@@ -97,7 +85,7 @@ def pack_local_event(event: Event, entity: bytes) -> bytes:
         event.entity = own
     rest = pack_map(data)
     assert 0x80 <= rest[0] < 0x8F, "an event has 9 fields at most: a fixmap (15 pairs at most)"
-    return b"".join((bytes((rest[0] + 1,)), memoryview(rest)[1:], _ENTITY_KEY, entity))
+    return b"".join((bytes((rest[0] + 1,)), memoryview(rest)[1:], ENTITY_KEY, entity))
 
 
 #: What ``POST /events`` answers once the event is on disk (Starlette's ``Response(status_code=202)``).

@@ -9,7 +9,7 @@ import msgpack
 
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.model import Entity, Event
-from pipeline.model.codec import encode
+from pipeline.model.event import ENTITY_KEY, packed_entity
 from pipeline.wire.limits import MAX_EVENT_BYTES
 from pipeline.wire.messages import EventData
 
@@ -25,11 +25,6 @@ def decode_agent_event(raw: EventData) -> Event:
     if not event.id:
         raise ValidationError("id", "an agent event must carry an id")
     return event
-
-
-#: The msgpack of the key ``"entity"``: an agent packs its own entity last in an event (see
-#: :func:`pipeline.agent.api.pack_local_event`), so an event's bytes end with this and the entity.
-_ENTITY_KEY = msgpack.packb("entity")
 
 
 #: After an event whose entity could not be remembered, this many are decoded whole before the
@@ -92,7 +87,7 @@ class AgentEvents:
         if self._skip:
             self._skip -= 1
             return
-        suffix = _ENTITY_KEY + msgpack.packb(encode(event.entity), use_bin_type=True)
+        suffix = ENTITY_KEY + packed_entity(event.entity)
         if raw.endswith(suffix):
             self._suffix, self._entity = suffix, event.entity
         else:  # packed otherwise (another encoder, the entity elsewhere): a try costs about 5 µs

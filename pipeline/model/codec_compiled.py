@@ -44,7 +44,6 @@ class FieldSpec(Protocol):
     def bounds(self) -> tuple[int, int] | None: ...
 
 
-_ABSENT = object()
 #: Integers converted to a float field inline (beyond, the generic codec says why it cannot).
 _FLOAT_INT = 2**53
 
@@ -160,7 +159,7 @@ def compile_decoder(
     one call less per record: 21 for a check's history)."""
     records: dict[str, Any] = {}
     lines = ["def decode(d):", "    if type(d) is not dict or not d.keys() <= _keys: raise Slow"]
-    namespace: dict[str, Any] = {"Slow": Slow, "_ABSENT": _ABSENT, "_cls": cls, "_fast": fast, "_new": object.__new__,
+    namespace: dict[str, Any] = {"Slow": Slow, "_cls": cls, "_fast": fast, "_new": object.__new__,
                                  "_keys": frozenset(spec.key for spec in specs)}  # fmt: skip
     # A slotted class is built without its __init__ (a keyword call with every field is a third
     # of the cost): each field is set as __init__ would set it, its default when absent.

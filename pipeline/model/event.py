@@ -45,6 +45,18 @@ def pack_map(data: dict[str, Any]) -> bytes:
         return packed
 
 
+#: The msgpack of the key ``"entity"``. An agent packs its own entity last in an event, once for
+#: all its events (:func:`packed_entity`); the backend knows those bytes again by this suffix.
+ENTITY_KEY = msgpack.packb("entity")
+
+
+def packed_entity(entity: Entity) -> bytes:
+    """The msgpack bytes of an entity as an agent splices them into its events (and as the
+    backend packs it to know them again: both sides must pack it the same way)."""
+    packed: bytes = msgpack.packb(encode(entity), use_bin_type=True)
+    return packed
+
+
 @dataclass(slots=True)
 class Event:
     """A Sensu v2 event. ``id`` is the canonical UUID string; ``timestamp`` is in seconds."""
@@ -193,5 +205,5 @@ def _made_ids(count: int) -> list[str]:
     return [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in hexes]
 
 
-# A forked child (the HTTP intake's worker processes) must not hand out its parent's ids.
+# A forked child must not hand out its parent's ids (the same ids in two processes).
 os.register_at_fork(after_in_child=_IDS.clear)

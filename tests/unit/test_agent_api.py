@@ -14,13 +14,13 @@ from pipeline.agent.api import (
     create_agent_api,
     create_agent_app,
     pack_local_event,
-    packed_entity,
     prepare_local_event,
 )
 from pipeline.agent.spool import SetAside
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.model import Entity, Event, ObjectMeta
 from pipeline.model.codec import encode
+from pipeline.model.event import packed_entity
 
 
 async def test_healthz_follows_the_backend_connection_and_metrics_are_exported() -> None:

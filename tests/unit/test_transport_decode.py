@@ -5,10 +5,11 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from pipeline.agent.api import pack_local_event, packed_entity, prepare_local_event
+from pipeline.agent.api import pack_local_event, prepare_local_event
 from pipeline.backend.agent_events import REMEMBER_SKIP, AgentEvents, decode_agent_event
 from pipeline.errors import ValidationError
 from pipeline.model import Entity, ObjectMeta
+from pipeline.model.event import packed_entity
 
 
 def _agent(name: str = "web-1", labels: dict[str, str] | None = None) -> Entity:
