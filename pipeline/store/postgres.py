@@ -27,7 +27,7 @@ from pipeline.store import postgres_records as records
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
 from pipeline.store.postgres_base import redacted
 from pipeline.store.postgres_cluster import PostgresQueues
-from pipeline.store.rows import EventRow, event_row, pack
+from pipeline.store.rows import EventRow, event_row, pack, refuse_rows_with_merge
 
 __all__ = ["PostgresStore", "redacted"]
 
@@ -72,6 +72,7 @@ class PostgresStore(PostgresQueues):
         merge: Merge | None = None,
         rows: Sequence[EventRow] | None = None,
     ) -> list[int]:
+        refuse_rows_with_merge(rows, merge)
         checks = [event for event in events if event.check is not None]
         if not checks and not outbox:
             return []

@@ -30,3 +30,10 @@ def event_row(event: Event) -> EventRow:
     namespace = event.namespace or DEFAULT_NAMESPACE
     return (namespace, event.entity_name, event.check_name, event.check.status, event.timestamp, event.id,
             pack(stored))  # fmt: skip
+
+
+def refuse_rows_with_merge(rows: object, merge: object) -> None:
+    """Rows packed by a caller are the events as they came; a merge changes (and drops) events in
+    the transaction, so both at once would store rows that are not the merged events."""
+    if rows is not None and merge is not None:
+        raise ValueError("write_batch: rows packed by the caller cannot go with a merge")

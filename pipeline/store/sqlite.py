@@ -24,7 +24,7 @@ from pipeline.model.pipeline import Silenced
 from pipeline.sqlite_many import insert_rows
 from pipeline.store import sqlite_cluster, sqlite_outbox
 from pipeline.store.base import KEYS, RESOURCES, SILENCES, CheckKey, Merge, TimelineQuery, check_key, merge_in_order
-from pipeline.store.rows import EventRow, event_row, pack
+from pipeline.store.rows import EventRow, event_row, pack, refuse_rows_with_merge
 from pipeline.store.sqlite_queues import SQLiteQueues
 
 log = get_logger("store.sqlite")
@@ -55,6 +55,7 @@ class SQLiteStore(SQLiteQueues):
         merge: Merge | None = None,
         rows: Sequence[EventRow] | None = None,
     ) -> list[int]:
+        refuse_rows_with_merge(rows, merge)
         checks = [event for event in events if event.check is not None]
         if not checks and not outbox:
             return []

@@ -17,6 +17,7 @@ from pipeline.model import Check, Entity, Event, MetricPoint, Metrics, ObjectMet
 from pipeline.model.outbox import Completion, workflow_key
 from pipeline.model.resources import Handler
 from pipeline.store import service as store_service
+from pipeline.store.rows import event_row
 from pipeline.store.service import StoreService
 from pipeline.store.sqlite import SQLiteStore
 
@@ -175,3 +176,13 @@ async def test_a_batch_packed_by_the_service_is_stored_whole_or_not_at_all(tmp_p
     assert [e.id for e in await service.list_events()] == [events[-1].id]
     assert len(await service.pending_jobs(0, 10)) == 1
     await service.close()
+
+
+def test_rows_packed_by_the_caller_are_refused_with_a_merge(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "events.db")
+    store.open()
+    event = check_event()
+    with pytest.raises(ValueError, match="cannot go with a merge"):
+        store.write_batch([event], rows=[event_row(event)], merge=lambda event, latest: True)
+    assert store.list_events() == []
+    store.close()
