@@ -55,11 +55,7 @@ def test_the_entity_bytes_inside_another_field_are_not_taken_for_the_entity() ->
     # read as the event less one pair, so it is decoded whole (and refused, as it would be).
     raw = msgpack.packb({**data, "pipelines": b"x" + tail}, use_bin_type=True)
     assert raw.endswith(tail)
-    with pytest.raises(ValidationError) as whole:
-        decode_agent_event(raw)
-    with pytest.raises(ValidationError) as cached:
-        decoder.decode(raw)
-    assert str(cached.value) == str(whole.value)
+    _refused_alike(decoder, raw)
 
 
 def test_an_invalid_event_with_the_remembered_entity_is_refused_as_a_whole_decode_refuses_it() -> None:
@@ -69,12 +65,7 @@ def test_an_invalid_event_with_the_remembered_entity_is_refused_as_a_whole_decod
     data = msgpack.unpackb(_packed(agent), raw=False)
     entity = data.pop("entity")
     for broken in ({**data, "id": ""}, {**data, "check": {"metadata": {"name": "bad name!"}}}, {**data, "extra": 1}):
-        raw = msgpack.packb({**broken, "entity": entity}, use_bin_type=True)
-        with pytest.raises(ValidationError) as whole:
-            decode_agent_event(raw)
-        with pytest.raises(ValidationError) as cached:
-            decoder.decode(raw)
-        assert str(cached.value) == str(whole.value)
+        _refused_alike(decoder, msgpack.packb({**broken, "entity": entity}, use_bin_type=True))
 
 
 def test_events_packed_another_way_are_decoded_whole_and_tried_again_later() -> None:
@@ -89,3 +80,12 @@ def test_events_packed_another_way_are_decoded_whole_and_tried_again_later() -> 
     tried = decoder.decode(spliced)  # remembered
     assert tried.entity is not skipped.entity
     assert decoder.decode(spliced).entity is tried.entity
+
+
+def _refused_alike(decoder: AgentEvents, raw: bytes) -> None:
+    """``raw`` is refused by ``decoder`` with the very words a whole decode refuses it with."""
+    with pytest.raises(ValidationError) as whole:
+        decode_agent_event(raw)
+    with pytest.raises(ValidationError) as cached:
+        decoder.decode(raw)
+    assert str(cached.value) == str(whole.value)
