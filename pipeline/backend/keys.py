@@ -70,7 +70,7 @@ class ApiKeys:
     wall_clock: Callable[[], float] = time.time
     #: the digests of the keys met lately: a client sends its key with every request, and hashing
     #: it each time was 2 % of an event's intake (bounded: emptied when full, keys come from outside)
-    _digests: dict[str, str] = field(default_factory=dict, repr=False)
+    _digests: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def of(
