@@ -95,7 +95,7 @@ class Agent:
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
         spool_path = config.data_dir / "spool.db" if config.data_dir else Path(":memory:")
         self.spool = Spool(spool_path, config.spool_max_bytes)
-        self.delivery = Delivery(self.spool, self._outbound, self.metrics)
+        self.delivery = Delivery(self.spool, self._outbound, self.metrics, self.packed)
         scheduled = Outlet(self.delivery.spooled_event)
         self.scheduler = Scheduler(
             config.name, self._run_check, scheduled.send, on_skip=reports.skipped, on_subdued=reports.subdued
@@ -163,9 +163,7 @@ class Agent:
         """Spool an event a local program sent (``source``: api, socket) through that source's
         channel, returning once it is on disk (the client is answered then), refusing one over the
         maximum event size with :class:`EventTooLarge`."""
-        if self._entity_encoded is None:
-            self._entity_encoded = packed_entity(self.entity)
-        packed = pack_local_event(event, self._entity_encoded)
+        packed = self.packed(event)
         size = len(packed)
         if size > MAX_EVENT_BYTES:
             self.metrics.events_too_large.labels(source, "refused").inc()
@@ -179,6 +177,15 @@ class Agent:
             self.delivery.forget(event.id)  # never handed over: nothing will wake the waiter
             raise
         await spooled.wait()
+
+    def packed(self, event: Event) -> bytes:
+        """The event's msgpack bytes, as :meth:`Event.to_msgpack` packs them; the agent's own
+        entity, most of an event's bytes, packed once for all its events (until it changes)."""
+        if event.entity is not self.entity:
+            return event.to_msgpack()
+        if self._entity_encoded is None:
+            self._entity_encoded = packed_entity(self.entity)
+        return pack_local_event(event, self._entity_encoded)
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))

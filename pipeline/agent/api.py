@@ -76,8 +76,8 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
 def pack_local_event(event: Event, entity: bytes) -> bytes:
     """The msgpack bytes of an event of the agent's own entity, given that entity packed once
     (:func:`packed_entity`; it is most of the event's bytes: encoding it for every result cost
-    more than the rest). The same bytes as packing the event's map with the entity last: the
-    map's count one more, then its pairs, then the entity's."""
+    more than the rest). The same bytes as :meth:`Event.to_msgpack`, which packs the entity
+    last: the map's count one more, then its pairs, then the entity's."""
     own, event.entity = event.entity, None
     try:
         data = encode_to_pack(event)  # packed at once and dropped: its lists need not be copies

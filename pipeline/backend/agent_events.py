@@ -42,11 +42,14 @@ class AgentEvents:
     bytes before that suffix read as the event's map less one pair, with no byte left over, the
     last pair is ``"entity"`` and those very bytes. Anything else (another encoder, the entity
     elsewhere, a changed entity, an event refused) is decoded whole by :func:`decode_agent_event`;
-    after such an event its entity is remembered when its bytes end the event."""
+    after such an event its entity is remembered when its bytes end the event and it is the
+    agent's own (``agent``: its name). A proxy entity is not: it is small, and remembering it
+    would forget the agent's, which most of the connection's events carry."""
 
-    __slots__ = ("_entity", "_skip", "_suffix")
+    __slots__ = ("_agent", "_entity", "_skip", "_suffix")
 
-    def __init__(self) -> None:
+    def __init__(self, agent: str) -> None:
+        self._agent = agent
         self._suffix = b""
         self._entity: Entity | None = None
         #: events decoded whole before the next try to remember an entity (see _remember)
@@ -82,7 +85,7 @@ class AgentEvents:
     def _remember(self, raw: bytes, event: Event) -> None:
         """Remember the event's entity when its bytes end the event as the agent packs them (the
         model's encoding of the entity: what the agent packs its own with)."""
-        if event.entity is None:
+        if event.entity is None or event.entity.metadata.name != self._agent:
             return
         if self._skip:
             self._skip -= 1

@@ -412,7 +412,7 @@ class TransportServer:
         acks.reply(request_id, Outcome.STORED)
 
     async def _submit_frames(self, frames: trio.MemoryReceiveChannel[Events], agent: Entity, acks: _Acks) -> None:
-        decoder = AgentEvents()
+        decoder = AgentEvents(agent.name)
         async for message in frames:
             await self._accept_events(message.events, agent, acks, decoder)
 

@@ -104,6 +104,7 @@ def test_a_local_event_is_packed_with_the_agent_entity_encoded_once() -> None:
     assert msgpack.unpackb(packed, raw=False) == event.to_dict()
     whole = {key: value for key, value in event.to_dict().items() if key != "entity"} | {"entity": encode(agent)}
     assert packed == msgpack.packb(whole, use_bin_type=True)  # byte for byte, the entity last
+    assert packed == event.to_msgpack()  # as the model packs every event: the backend knows the entity again
     assert Event.from_msgpack(packed).entity == agent
     assert event.entity is agent  # given back after packing
 
@@ -132,7 +133,7 @@ def test_a_richer_local_event_is_packed_as_msgpack_packs_it() -> None:
     event = prepare_local_event(body, agent, 1_800_000_000)
     packed = pack_local_event(event, packed_entity(agent))
     whole = {key: value for key, value in event.to_dict().items() if key != "entity"} | {"entity": encode(agent)}
-    assert packed == msgpack.packb(whole, use_bin_type=True)
+    assert packed == msgpack.packb(whole, use_bin_type=True) == event.to_msgpack()
     assert event.id == "0f8fad5b-d9cb-469f-a165-70867728950e"  # the submitter's, kept
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import msgpack
 import pytest
 
+from pipeline.agent.agent import Agent
 from pipeline.agent.api import pack_local_event, prepare_local_event
+from pipeline.agent.settings import AgentConfig
 from pipeline.backend.agent_events import REMEMBER_SKIP, AgentEvents, decode_agent_event
 from pipeline.errors import ValidationError
-from pipeline.model import Entity, ObjectMeta
+from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
+from pipeline.model.entity import proxy_entity
 from pipeline.model.event import packed_entity
 
 
@@ -26,7 +29,7 @@ def _packed(agent: Entity, check: str = "disk", output: str = "ok") -> bytes:
 
 def test_the_agent_entity_is_decoded_once_and_the_events_are_what_a_whole_decode_gives() -> None:
     agent = _agent()
-    decoder = AgentEvents()
+    decoder = AgentEvents("web-1")
     first, second = _packed(agent, "disk"), _packed(agent, "load", "high")
     events = [decoder.decode(first), decoder.decode(second), decoder.decode(first)]
     assert events[1].entity is events[0].entity is events[2].entity  # the second and third reuse it
@@ -35,7 +38,7 @@ def test_the_agent_entity_is_decoded_once_and_the_events_are_what_a_whole_decode
 
 
 def test_a_changed_entity_is_decoded_whole_then_remembered() -> None:
-    decoder = AgentEvents()
+    decoder = AgentEvents("web-1")
     old = decoder.decode(_packed(_agent()))
     changed = _packed(_agent(labels={"room": "b2"}))
     new = decoder.decode(changed)
@@ -47,7 +50,7 @@ def test_a_changed_entity_is_decoded_whole_then_remembered() -> None:
 
 def test_the_entity_bytes_inside_another_field_are_not_taken_for_the_entity() -> None:
     agent = _agent()
-    decoder = AgentEvents()
+    decoder = AgentEvents("web-1")
     decoder.decode(_packed(agent))
     data = msgpack.unpackb(_packed(agent), raw=False)
     tail = b"\xa6entity" + msgpack.packb(data.pop("entity"), use_bin_type=True)
@@ -60,7 +63,7 @@ def test_the_entity_bytes_inside_another_field_are_not_taken_for_the_entity() ->
 
 def test_an_invalid_event_with_the_remembered_entity_is_refused_as_a_whole_decode_refuses_it() -> None:
     agent = _agent()
-    decoder = AgentEvents()
+    decoder = AgentEvents("web-1")
     decoder.decode(_packed(agent))
     data = msgpack.unpackb(_packed(agent), raw=False)
     entity = data.pop("entity")
@@ -70,8 +73,9 @@ def test_an_invalid_event_with_the_remembered_entity_is_refused_as_a_whole_decod
 
 def test_events_packed_another_way_are_decoded_whole_and_tried_again_later() -> None:
     agent = _agent()
-    decoder = AgentEvents()
-    other = prepare_local_event(b'{"check": {"metadata": {"name": "disk"}}}', agent, 1000.0).to_msgpack()
+    decoder = AgentEvents("web-1")
+    event = prepare_local_event(b'{"check": {"metadata": {"name": "disk"}}}', agent, 1000.0)
+    other = msgpack.packb(event.to_dict(), use_bin_type=True)  # another encoder's order
     assert not other.endswith(b"\xa6entity" + packed_entity(agent))  # the entity is not last
     for _ in range(REMEMBER_SKIP):  # one try, then REMEMBER_SKIP - 1 without
         assert decoder.decode(other).to_dict() == decode_agent_event(other).to_dict()
@@ -89,3 +93,22 @@ def _refused_alike(decoder: AgentEvents, raw: bytes) -> None:
     with pytest.raises(ValidationError) as cached:
         decoder.decode(raw)
     assert str(cached.value) == str(whole.value)
+
+
+def test_an_agents_scheduled_events_are_packed_entity_last_so_the_backend_decodes_its_entity_once() -> None:
+    agent = Agent(AgentConfig(name="web-1", backend_addrs=[("127.0.0.1", 1)], api_addr=None))
+    router = proxy_entity("router", "default")
+
+    def scheduled(entity: Entity, check: str) -> Event:  # as the executor makes them
+        return Event(timestamp=1000, entity=entity, check=Check(metadata=ObjectMeta(name=check, namespace="default"),
+                     status=1, output="WARNING", interval=60, executed=1000), id=new_event_id(),
+                     metadata=ObjectMeta(namespace="default"))  # fmt: skip
+
+    events = [scheduled(agent.entity, "disk"), scheduled(router, "ping"), scheduled(agent.entity, "load")]
+    packed = [agent.packed(event) for event in events]
+    assert packed == [event.to_msgpack() for event in events]
+    assert packed[0].endswith(b"\xa6entity" + packed_entity(agent.entity))
+    decoder = AgentEvents("web-1")
+    decoded = [decoder.decode(raw) for raw in packed]
+    assert decoded[2].entity is decoded[0].entity  # the agent's own entity, decoded once
+    assert [event.to_dict() for event in decoded] == [event.to_dict() for event in events]
