@@ -10,11 +10,10 @@ dict copies it (the template and expression sandboxes cannot change it).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pipeline.model.event import Event
+from pipeline.model.event import Event, event_json
 
 T = TypeVar("T")
 
@@ -49,5 +48,5 @@ class EventForms:
     def json(self) -> bytes:
         """The event as JSON bytes, exactly as ``Event.to_json`` writes them, on first use."""
         if self._json is None:
-            self._json = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False).encode()
+            self._json = event_json(self.event, self.data)
         return self._json

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+import json
 import math
 import pkgutil
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from pipeline.model.codec import (
     field,
     replace,
 )
+from pipeline.model.event import event_json
 from pipeline.model.meta import ResourceReference
 
 
@@ -282,3 +284,34 @@ def test_decoders_compiled_by_several_threads_at_once_decode_alike() -> None:
         for thread in threads:
             thread.join()
         assert failures == []
+
+
+@settings(max_examples=300)
+@given(subdue=st.none() | PACKABLE, output=st.text(st.characters(exclude_categories=()), max_size=8),
+       duration=st.floats(), value=st.floats(), label=st.text(max_size=4))  # fmt: skip
+def test_event_json_writes_the_values_json_dumps_writes_or_fails_as_it_does(
+    subdue: Any, output: str, duration: float, value: float, label: str
+) -> None:
+    """orjson writes the event's JSON where it writes the same values (numbers may be spelled
+    another way: ``1e-7`` for Python's ``1e-07``); a NaN or an infinity (which orjson would
+    write as null), a free-form value, a key that is not a string, an integer past 64 bits, a
+    lone surrogate: json.dumps writes it, or fails, as before."""
+    event = rich_event()
+    assert event.check is not None
+    assert event.metrics is not None
+    event.check.subdue, event.check.output, event.check.duration = subdue, output, duration
+    event.metrics.points[0].value = value
+    event.metrics.points[0].tags[0].value = label
+    data = event.to_dict()
+    expected = outcome(lambda: json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    got = outcome(lambda: event_json(event, data))
+    assert got[0] == expected[0]
+    if got[0] != "ok":
+        assert got[1][0] is expected[1][0]  # the same exception type
+        return
+    if got[1] != expected[1]:  # orjson wrote it: the same values, every float finite
+        assert math.isfinite(duration)
+        assert math.isfinite(value)
+        assert subdue is None
+        assert json.loads(got[1]) == json.loads(expected[1])
+    assert event.to_json() == got[1]
