@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 
 from pipeline import __version__
-from pipeline.agent.api import AgentApi, create_agent_api, pack_local_event
+from pipeline.agent.api import AgentApi, create_agent_api
 from pipeline.agent.check_reports import CheckReports
 from pipeline.agent.client_socket import ClientSocketServer
 from pipeline.agent.delivery import Delivery
@@ -46,7 +46,7 @@ from pipeline.logs import get_logger
 from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
-from pipeline.model.event import packed_entity
+from pipeline.model.event import pack_with_entity, packed_entity
 from pipeline.process import plugin_environment
 from pipeline.tls import client_context
 from pipeline.wire import messages as wire
@@ -185,7 +185,7 @@ class Agent:
             return event.to_msgpack()
         if self._entity_encoded is None:
             self._entity_encoded = packed_entity(self.entity)
-        return pack_local_event(event, self._entity_encoded)
+        return pack_with_entity(event, self._entity_encoded)
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))

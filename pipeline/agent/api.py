@@ -37,8 +37,6 @@ from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http_answers import EXCEPTION_HANDLERS, error_body, error_response
 from pipeline.http_params import guarded, takes_query
 from pipeline.model import Entity, Event, new_event_id
-from pipeline.model.codec import encode_to_pack
-from pipeline.model.event import ENTITY_KEY, pack_map
 
 #: Set-aside events one ``GET /events/set-aside`` lists at most.
 SET_ASIDE_LIST_MAX = 1000
@@ -47,7 +45,7 @@ SET_ASIDE_LIST_MAX = 1000
 def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
     """A locally submitted event, completed as Sensu Go's agent does (raises ValidationError);
     fields the model does not know are dropped, as Sensu Go's JSON decoding does. Its entity is
-    ``agent`` itself, not a copy: pack it (:func:`pack_local_event`) rather than change it."""
+    ``agent`` itself, not a copy: pack it (:func:`~pipeline.model.event.pack_with_entity`) rather than change it."""
     event = Event.from_json(body, ignored=[])
     if event.check is None and event.metrics is None:
         raise ValidationError("", "event must contain a check or metrics")
@@ -71,21 +69,6 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
     # parsing it back cost about as much as making it)
     event.id = event.id or new_event_id()
     return event
-
-
-def pack_local_event(event: Event, entity: bytes) -> bytes:
-    """The msgpack bytes of an event of the agent's own entity, given that entity packed once
-    (:func:`packed_entity`; it is most of the event's bytes: encoding it for every result cost
-    more than the rest). The same bytes as :meth:`Event.to_msgpack`, which packs the entity
-    last: the map's count one more, then its pairs, then the entity's."""
-    own, event.entity = event.entity, None
-    try:
-        data = encode_to_pack(event)  # packed at once and dropped: its lists need not be copies
-    finally:
-        event.entity = own
-    rest = pack_map(data)
-    assert 0x80 <= rest[0] < 0x8F, "an event has 9 fields at most: a fixmap (15 pairs at most)"
-    return b"".join((bytes((rest[0] + 1,)), memoryview(rest)[1:], ENTITY_KEY, entity))
 
 
 #: What ``POST /events`` answers once the event is on disk (Starlette's ``Response(status_code=202)``).

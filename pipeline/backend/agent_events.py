@@ -9,7 +9,7 @@ import msgpack
 
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.model import Entity, Event
-from pipeline.model.event import ENTITY_KEY, packed_entity
+from pipeline.model.event import ENTITY_KEY, forget_packed, know_packed, packed_entity
 from pipeline.wire.limits import MAX_EVENT_BYTES
 from pipeline.wire.messages import EventData
 
@@ -44,7 +44,9 @@ class AgentEvents:
     elsewhere, a changed entity, an event refused) is decoded whole by :func:`decode_agent_event`;
     after such an event its entity is remembered when its bytes end the event and it is the
     agent's own (``agent``: its name). A proxy entity is not: it is small, and remembering it
-    would forget the agent's, which most of the connection's events carry."""
+    would forget the agent's, which most of the connection's events carry. The remembered
+    entity's bytes are kept for packing its events again (:func:`know_packed`) until
+    :meth:`close` (or the next entity remembered)."""
 
     __slots__ = ("_agent", "_entity", "_skip", "_suffix")
 
@@ -54,6 +56,12 @@ class AgentEvents:
         self._entity: Entity | None = None
         #: events decoded whole before the next try to remember an entity (see _remember)
         self._skip = 0
+
+    def close(self) -> None:
+        """Forget the remembered entity (its packed bytes are no longer kept for it either)."""
+        if self._entity is not None:
+            forget_packed(self._entity)
+            self._entity, self._suffix = None, b""
 
     def decode(self, raw: EventData) -> Event:
         if self._entity is not None and isinstance(raw, bytes) and raw.endswith(self._suffix):
@@ -90,9 +98,12 @@ class AgentEvents:
         if self._skip:
             self._skip -= 1
             return
-        suffix = ENTITY_KEY + packed_entity(event.entity)
+        packed = packed_entity(event.entity)
+        suffix = ENTITY_KEY + packed
         if raw.endswith(suffix):
+            self.close()
             self._suffix, self._entity = suffix, event.entity
+            know_packed(event.entity, packed)  # its events are packed again for the store: not their entity
         else:  # packed otherwise (another encoder, the entity elsewhere): a try costs about 5 µs
             self._skip = REMEMBER_SKIP
 

@@ -413,8 +413,11 @@ class TransportServer:
 
     async def _submit_frames(self, frames: trio.MemoryReceiveChannel[Events], agent: Entity, acks: _Acks) -> None:
         decoder = AgentEvents(agent.name)
-        async for message in frames:
-            await self._accept_events(message.events, agent, acks, decoder)
+        try:
+            async for message in frames:
+                await self._accept_events(message.events, agent, acks, decoder)
+        finally:
+            decoder.close()
 
     async def _accept_events(
         self, raw_events: Sequence[EventData], agent: Entity, acks: _Acks, decoder: AgentEvents

@@ -90,6 +90,41 @@ def packed_entity(entity: Entity) -> bytes:
     return packed
 
 
+def pack_with_entity(event: Event, entity: bytes) -> bytes:
+    """The event's msgpack bytes (:meth:`Event.to_msgpack`'s) given its entity's
+    (:func:`packed_entity`), which are most of an event's: the rest of its map packed, its count
+    one more, then ``"entity"`` and those bytes."""
+    own, event.entity = event.entity, None
+    try:
+        data = encode_to_pack(event)  # packed at once and dropped: its lists need not be copies
+    finally:
+        event.entity = own
+    rest = pack_map(data)
+    assert 0x80 <= rest[0] < 0x8F, "an event has 9 fields at most: a fixmap (15 pairs at most)"
+    return b"".join((bytes((rest[0] + 1,)), memoryview(rest)[1:], ENTITY_KEY, entity))
+
+
+#: Entities that many events share, each with its :func:`packed_entity` bytes, by ``id()``: an
+#: event carrying one is packed with those bytes (:meth:`Event.to_msgpack`) rather than encoding
+#: the entity again. Whoever registers one (:func:`know_packed`) promises that it is not changed
+#: while registered, as the events sharing it already require; bounded, as names come from outside.
+_KNOWN_BYTES: dict[int, tuple[Entity, bytes]] = {}
+KNOWN_BYTES_MAX = 16384
+
+
+def know_packed(entity: Entity, packed: bytes) -> None:
+    """Remember ``entity``'s bytes (``packed_entity(entity)``) until :func:`forget_packed`."""
+    if len(_KNOWN_BYTES) >= KNOWN_BYTES_MAX:
+        _KNOWN_BYTES.clear()  # a memo: dropping it costs speed, never a wrong byte
+    _KNOWN_BYTES[id(entity)] = (entity, packed)
+
+
+def forget_packed(entity: Entity) -> None:
+    known = _KNOWN_BYTES.get(id(entity))
+    if known is not None and known[0] is entity:
+        del _KNOWN_BYTES[id(entity)]
+
+
 @dataclass(slots=True)
 class Event:
     """A Sensu v2 event. ``id`` is the canonical UUID string; ``timestamp`` is in seconds."""
@@ -203,10 +238,15 @@ class Event:
         """The event's map packed (see :func:`pack_map`), its entity last: as an agent packs its
         own entity once for all its events (:data:`ENTITY_KEY`), so that the backend decodes an
         agent's entity once while its bytes stay the same, whichever way the agent packed."""
-        data = encode_to_pack(self)  # packed here and dropped: its lists need not be copies
-        entity = data.pop("entity", None)
+        entity = self.entity
         if entity is not None:
-            data["entity"] = entity
+            known = _KNOWN_BYTES.get(id(entity))
+            if known is not None and known[0] is entity:
+                return pack_with_entity(self, known[1])
+        data = encode_to_pack(self)  # packed here and dropped: its lists need not be copies
+        packed_entity = data.pop("entity", None)
+        if packed_entity is not None:
+            data["entity"] = packed_entity
         return pack_map(data)
 
     @classmethod

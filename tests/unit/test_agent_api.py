@@ -13,14 +13,13 @@ from prometheus_client import CollectorRegistry, Counter
 from pipeline.agent.api import (
     create_agent_api,
     create_agent_app,
-    pack_local_event,
     prepare_local_event,
 )
 from pipeline.agent.spool import SetAside
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.model import Entity, Event, ObjectMeta
 from pipeline.model.codec import encode
-from pipeline.model.event import packed_entity
+from pipeline.model.event import pack_with_entity, packed_entity
 
 
 async def test_healthz_follows_the_backend_connection_and_metrics_are_exported() -> None:
@@ -100,7 +99,7 @@ async def test_post_events_answers_alike_ahead_of_starlette_and_through_it() -> 
 def test_a_local_event_is_packed_with_the_agent_entity_encoded_once() -> None:
     agent = agent_entity()
     event = prepare_local_event(b'{"check": {"metadata": {"name": "disk"}, "output": "ok"}}', agent, 1_800_000_000)
-    packed = pack_local_event(event, packed_entity(agent))
+    packed = pack_with_entity(event, packed_entity(agent))
     assert msgpack.unpackb(packed, raw=False) == event.to_dict()
     whole = {key: value for key, value in event.to_dict().items() if key != "entity"} | {"entity": encode(agent)}
     assert packed == msgpack.packb(whole, use_bin_type=True)  # byte for byte, the entity last
@@ -131,7 +130,7 @@ def test_a_richer_local_event_is_packed_as_msgpack_packs_it() -> None:
         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
     }).encode()  # fmt: skip
     event = prepare_local_event(body, agent, 1_800_000_000)
-    packed = pack_local_event(event, packed_entity(agent))
+    packed = pack_with_entity(event, packed_entity(agent))
     whole = {key: value for key, value in event.to_dict().items() if key != "entity"} | {"entity": encode(agent)}
     assert packed == msgpack.packb(whole, use_bin_type=True) == event.to_msgpack()
     assert event.id == "0f8fad5b-d9cb-469f-a165-70867728950e"  # the submitter's, kept

@@ -6,13 +6,13 @@ import msgpack
 import pytest
 
 from pipeline.agent.agent import Agent
-from pipeline.agent.api import pack_local_event, prepare_local_event
+from pipeline.agent.api import prepare_local_event
 from pipeline.agent.settings import AgentConfig
 from pipeline.backend.agent_events import REMEMBER_SKIP, AgentEvents, decode_agent_event
 from pipeline.errors import ValidationError
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.entity import proxy_entity
-from pipeline.model.event import packed_entity
+from pipeline.model.event import pack_with_entity, packed_entity
 
 
 def _agent(name: str = "web-1", labels: dict[str, str] | None = None) -> Entity:
@@ -24,7 +24,7 @@ def _agent(name: str = "web-1", labels: dict[str, str] | None = None) -> Entity:
 def _packed(agent: Entity, check: str = "disk", output: str = "ok") -> bytes:
     event = prepare_local_event(b'{"check": {"metadata": {"name": "%s"}, "output": "%s"}}' % (check.encode(), output.encode()),
                                 agent, 1000.0)  # fmt: skip
-    return pack_local_event(event, packed_entity(agent))
+    return pack_with_entity(event, packed_entity(agent))
 
 
 def test_the_agent_entity_is_decoded_once_and_the_events_are_what_a_whole_decode_gives() -> None:
@@ -112,3 +112,20 @@ def test_an_agents_scheduled_events_are_packed_entity_last_so_the_backend_decode
     decoded = [decoder.decode(raw) for raw in packed]
     assert decoded[2].entity is decoded[0].entity  # the agent's own entity, decoded once
     assert [event.to_dict() for event in decoded] == [event.to_dict() for event in events]
+
+
+def test_events_of_the_remembered_entity_pack_again_to_the_bytes_they_came_as_until_it_is_forgotten() -> None:
+    agent = _agent()
+    decoder = AgentEvents("web-1")
+    raws = [_packed(agent, "disk"), _packed(agent, "load", "high")]
+    events = [decoder.decode(raw) for raw in raws]
+    assert [event.to_msgpack() for event in events] == raws  # the entity's bytes kept, not packed again
+    check = events[1].check
+    assert check is not None
+    check.output = "changed"  # what the backend changes (the check's state) is packed anew
+    assert Event.from_msgpack(events[1].to_msgpack()).to_dict() == events[1].to_dict()
+    decoder.close()
+    entity = events[0].entity
+    assert entity is not None
+    entity.metadata.labels["room"] = "b2"  # forgotten: packed from the model again
+    assert Event.from_msgpack(events[0].to_msgpack()).to_dict() == events[0].to_dict()
