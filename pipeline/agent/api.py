@@ -11,8 +11,9 @@ the maximum event size once prepared (its entity included) is refused with 413.
 
 ``POST /events`` without a query string is answered by :class:`AgentApi` itself, ahead of
 Starlette (whose request objects and middleware cost more per request than the rest of the
-route); every other request, and the same route with a query string (refused 400), goes to the
-Starlette app, which answers alike.
+route), and by ``pipeline.http`` without ASGI at all (:meth:`AgentApi.direct`); every other
+request, and the same route with a query string (refused 400), goes to the Starlette app,
+which answers alike.
 
 ``GET /events/set-aside`` lists the events the agent set aside instead of sending (too large,
 or refused by the backend), newest first (``?limit=``, 100 by default, 1000 at most).
@@ -20,7 +21,6 @@ or refused by the backend), newest first (``?limit=``, 100 by default, 1000 at m
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -34,7 +34,8 @@ from starlette.types import Receive, Scope, Send
 
 from pipeline import __version__
 from pipeline.errors import EventTooLarge, ValidationError
-from pipeline.http_answers import EXCEPTION_HANDLERS, error_body, error_response
+from pipeline.http_answers import EXCEPTION_HANDLERS, answer_of, error_response
+from pipeline.http_exchange import Answer, BodyTaker
 from pipeline.http_params import guarded, takes_query
 from pipeline.model import Entity, Event, new_event_id
 
@@ -72,12 +73,12 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
 
 
 #: What ``POST /events`` answers once the event is on disk (Starlette's ``Response(status_code=202)``).
-_ACCEPTED_HEAD = {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
-_ACCEPTED_BODY = {"type": "http.response.body", "body": b""}
+_ACCEPTED: Answer = (202, [(b"content-length", b"0")], b"")
 
 
 class AgentApi:
     """The agent API's ASGI app: ``POST /events`` answered here, the rest by ``app`` (Starlette).
+    The HTTP server answers ``POST /events`` without ASGI (:meth:`direct`), with the same bytes.
 
     ``accept`` takes a request body and gives the status and the error message (empty for 202)."""
 
@@ -88,6 +89,21 @@ class AgentApi:
     @property
     def routes(self) -> list[BaseRoute]:
         return self.app.routes
+
+    def direct(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None
+    ) -> BodyTaker | None:
+        """``POST /events`` for the HTTP server to answer without ASGI (its scope, messages and
+        exchange cost about a tenth of the route's CPU); any other target, a query string
+        included, goes through ASGI (:data:`pipeline.http_exchange.Direct`)."""
+        if self.accept is None or method != b"POST" or target != b"/events":
+            return None
+        return self._answer
+
+    async def _answer(self, body: bytes) -> Answer:
+        assert self.accept is not None
+        status, error = await self.accept(body)
+        return _ACCEPTED if not error else answer_of(error_response(status, error))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.accept is None or scope["type"] != "http" or scope["path"] != "/events" or scope["method"] != "POST"
@@ -102,14 +118,7 @@ class AgentApi:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        status, error = await self.accept(b"".join(chunks))
-        if not error:
-            await send(_ACCEPTED_HEAD)
-            await send(_ACCEPTED_BODY)
-            return
-        # as Starlette's JSONResponse renders it
-        body = json.dumps(error_body(status, error), ensure_ascii=False, separators=(",", ":")).encode()
-        headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+        status, headers, body = await self._answer(b"".join(chunks))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

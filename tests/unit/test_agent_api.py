@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 
 import httpx
 import msgpack
 import pytest
+import trio
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.agent.api import (
@@ -17,6 +19,7 @@ from pipeline.agent.api import (
 )
 from pipeline.agent.spool import SetAside
 from pipeline.errors import EventTooLarge, ValidationError
+from pipeline.http import serve_app
 from pipeline.model import Entity, Event, ObjectMeta
 from pipeline.model.codec import encode
 from pipeline.model.event import pack_with_entity, packed_entity
@@ -61,9 +64,9 @@ def agent_entity() -> Entity:
     return Entity(entity_class="agent", metadata=ObjectMeta(name="web1", namespace="default"), subscriptions=["linux"])
 
 
-async def test_post_events_answers_alike_ahead_of_starlette_and_through_it() -> None:
+async def test_post_events_answers_alike_ahead_of_starlette_through_it_and_without_asgi() -> None:
     """``AgentApi`` answers ``POST /events`` itself; the Starlette app behind it answers the
-    same request the same way, and everything else."""
+    same request the same way, and everything else; so does the HTTP server's direct route."""
     agent = agent_entity()
     taken: list[Event] = []
 
@@ -73,24 +76,34 @@ async def test_post_events_answers_alike_ahead_of_starlette_and_through_it() -> 
         taken.append(event)
 
     api = create_agent_api(CollectorRegistry(), lambda: True, submit, agent, wall_clock=lambda: 1_800_000_000)
+
+    async def answers_of(client: httpx.AsyncClient) -> list[tuple[int, bytes, str | None]]:
+        ok = await client.post("/events", json={"check": {"metadata": {"name": "disk"}, "status": 2}})
+        bad = await client.post("/events", content=b'{"check": ')
+        nameless = await client.post("/events", json={"check": {"status": 1}})
+        huge = await client.post("/events", json={"check": {"metadata": {"name": "disk"}, "output": "huge"}})
+        query = await client.post("/events?x=1", json={"check": {"metadata": {"name": "disk"}}})
+        get = await client.get("/events")
+        return [
+            (r.status_code, r.content, r.headers.get("content-type")) for r in (ok, bad, nameless, huge, query, get)
+        ]
+
     answers = []
     for app in (api, api.app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agent") as client:
-            ok = await client.post("/events", json={"check": {"metadata": {"name": "disk"}, "status": 2}})
-            bad = await client.post("/events", content=b'{"check": ')
-            nameless = await client.post("/events", json={"check": {"status": 1}})
-            huge = await client.post("/events", json={"check": {"metadata": {"name": "disk"}, "output": "huge"}})
-            query = await client.post("/events?x=1", json={"check": {"metadata": {"name": "disk"}}})
-            get = await client.get("/events")
-        answers.append([(r.status_code, r.content, r.headers.get("content-type")) for r in
-                        (ok, bad, nameless, huge, query, get)])  # fmt: skip
-    assert answers[0] == answers[1]
+            answers.append(await answers_of(client))
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(functools.partial(serve_app, api, ("127.0.0.1", 0)))
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+            answers.append(await answers_of(client))  # POST /events by the server's direct route
+        nursery.cancel_scope.cancel()
+    assert answers[0] == answers[1] == answers[2]
     statuses = [status for status, _, _ in answers[0]]
     assert statuses == [202, 400, 400, 413, 400, 405]
     assert answers[0][0][1] == b""
     assert json.loads(answers[0][2][1]) == {"code": 2, "message": "check.metadata.name: a check needs a name"}
     assert json.loads(answers[0][3][1])["message"].startswith("event of 3000000 bytes")
-    assert len(taken) == 2  # one from each app
+    assert len(taken) == 3  # one from each app
     event = taken[0]
     assert event.entity is agent  # not a copy: packed below, never changed
     assert (event.check_name, event.timestamp, event.metadata.namespace) == ("disk", 1_800_000_000, "default")
