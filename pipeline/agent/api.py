@@ -65,7 +65,7 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
         check.interval = check.interval or 1
         check.executed = check.executed or int(now)
         check.processed_by = agent.metadata.name
-    event.validate()
+    event.validate(entity_validated=True)  # the agent's own: validated as the agent started
     # given after validating: the id checked is the submitter's (ours is a UUID by making, and
     # parsing it back cost about as much as making it)
     event.id = event.id or new_event_id()

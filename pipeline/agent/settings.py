@@ -13,8 +13,10 @@ from pipeline.agent.statsd import StatsdConfig
 from pipeline.agent.system import collect_system
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
 from pipeline.core.redact import DEFAULT_REDACT, redacted_entity
+from pipeline.errors import ValidationError
 from pipeline.model import Entity, ObjectMeta, entity_subscription
 from pipeline.model.entity import Deregistration
+from pipeline.model.meta import validate_name
 from pipeline.tls import TLSFiles
 from pipeline.wire import messages
 
@@ -52,7 +54,13 @@ class AgentConfig:
     source_settings: SourceSettings = field(default_factory=SourceSettings)
 
     def validate(self) -> None:
-        """Raise ValueError naming the flag when the settings contradict each other."""
+        """Raise ValueError naming the flag when the settings contradict each other, or when the
+        name is not one Sensu takes (the agent's entity is validated here, once, not with each of
+        its events)."""
+        try:
+            validate_name(self.name, "--name")
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
         for flag, timeout in (("--keepalive-warning-timeout", self.keepalive_warning_timeout),
                               ("--keepalive-critical-timeout", self.keepalive_critical_timeout)):  # fmt: skip
             if timeout and timeout <= self.keepalive_interval:

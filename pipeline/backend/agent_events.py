@@ -85,7 +85,7 @@ class AgentEvents:
                 return None
             event = Event.from_dict(data)
             event.entity = self._entity
-            event.validate()
+            event.validate(entity_validated=True)  # validated when it was remembered
         except (ValueError, msgpack.UnpackException, ValidationError):  # ExtraData is a ValueError
             return None
         return event if event.id else None

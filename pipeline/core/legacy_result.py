@@ -105,5 +105,5 @@ def legacy_event(result: Any, agent: Entity, now: float) -> Event:
     _check_ranges(check)  # built here, not decoded: nothing else checked its numbers
     event = Event(timestamp=int(now), entity=agent, check=check, metadata=ObjectMeta(namespace=namespace),
                   id=new_event_id())  # fmt: skip
-    event.validate()
+    event.validate(entity_validated=True)  # the agent's own: validated as the agent started
     return event

@@ -12,7 +12,7 @@ import trio
 
 from pipeline.agent.agent import Agent
 from pipeline.agent.settings import AgentConfig
-from tests.support import REPO, EventPipe, capture_handler, loopback_backend, write_config
+from tests.support import REPO, EventPipe, capture_handler, loopback_backend, pipeline_command, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -178,3 +178,15 @@ async def test_results_posted_to_the_local_api_are_spooled_then_delivered(tmp_pa
     assert ping["entity"]["metadata"]["name"] == "switch1"  # the backend made it about the proxy entity
     assert ping["entity"]["entity_class"] == "proxy"
     assert ping["check"]["proxy_entity_name"] == "switch1"
+
+
+async def test_an_agent_whose_name_sensu_would_refuse_does_not_start() -> None:
+    """Its name is its entity's, on every event: refused at start, naming the flag, rather than
+    each of its events refused later."""
+    result = await trio.run_process(
+        pipeline_command("agent", "--name", "web 1!", "--backend-addr", "127.0.0.1:1", "--api-addr", "",
+                         "--statsd-addr", "", "--socket-addr", ""),
+        capture_stderr=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "pipeline: cannot run: --name: name 'web 1!' may contain only letters" in result.stderr.decode()

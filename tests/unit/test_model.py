@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from hypothesis import given
@@ -244,3 +245,44 @@ def test_a_forked_child_does_not_hand_out_its_parents_ids() -> None:
     parents = {new_event_id() for _ in range(300)}
     assert len(child) == 300 * 36
     assert not parents & {child[i : i + 36] for i in range(0, len(child), 36)}
+
+
+@pytest.mark.parametrize(
+    ("given", "valid"),
+    [
+        ("3f2e1d4c-0000-4000-8000-000000000001", True),
+        ("3F2E1D4C-0000-4000-8000-00000000000A", True),
+        ("3f2e1d4c000040008000000000000001", True),  # the other forms uuid.UUID takes stay valid
+        ("{3f2e1d4c-0000-4000-8000-000000000001}", True),
+        ("urn:uuid:3f2e1d4c-0000-4000-8000-000000000001", True),
+        ("3f2e1d4c-0000-4000-8000-00000000000g", False),
+        ("3f2e1d4c-0000-4000-8000-0000000000011", False),
+        ("3f2e1d4c-0000-4000-8000-000000000001\n", False),
+    ],
+)
+def test_an_event_id_is_valid_exactly_when_uuid_takes_it(given: str, valid: bool) -> None:
+    event = Event.from_dict({"entity": {"metadata": {"name": "w"}}, "check": {"metadata": {"name": "c"}}, "id": given})
+    assert valid == _uuid_takes(given)
+    if valid:
+        event.validate()
+    else:
+        with pytest.raises(ValidationError, match="id: expected a UUID"):
+            event.validate()
+
+
+def _uuid_takes(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_an_entity_validated_already_is_not_validated_again_but_the_rest_is() -> None:
+    event = Event.from_dict({"entity": {"metadata": {"name": "web 1"}}, "check": {"metadata": {"name": "c"}}})
+    event.validate(entity_validated=True)  # the caller's word: an agent's own entity, checked as it started
+    with pytest.raises(ValidationError, match=r"entity\.metadata\.name"):
+        event.validate()
+    event.check = Event.from_dict({"entity": {"metadata": {"name": "w"}}, "check": {"metadata": {"name": "c d"}}}).check
+    with pytest.raises(ValidationError, match=r"check\.metadata\.name"):
+        event.validate(entity_validated=True)
