@@ -19,7 +19,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 
@@ -186,6 +186,8 @@ def compile_encoder(
     specs_of: Callable[[type], Sequence[FieldSpec]] | None = None,
     *,
     share: bool = False,
+    defaults: Mapping[str, Any] | None = None,
+    items: tuple[Callable[[Any], dict[str, Any]], Callable[[type], Callable[[Any], dict[str, Any]]]] | None = None,
 ) -> Callable[[Any], dict[str, Any]]:
     """The map of an object of the class ``specs`` describe, as the generic ``encode`` builds it
     (``encode_record``: the map of a record inside it, found by its type).
@@ -198,14 +200,26 @@ def compile_encoder(
     order (the order of the map's keys).
 
     ``share``: lists and maps of plain values are put in the map as they are, not copied: for a
-    map that is packed at once and dropped (nothing can change the object through it)."""
-    namespace: dict[str, Any] = {"_encode": encode_record}
+    map that is packed at once and dropped (nothing can change the object through it).
+
+    ``defaults``: fields left out of the map when they hold their default, by attribute name:
+    the default value itself, or :data:`EMPTY` for a field whose default is an empty list or map
+    (a decoder gives a field that is not in the map its default, so the object comes back the same).
+    ``items``: how the records in a list are encoded instead (``encode_record`` and ``encoder_of``
+    for them), whole: a list of records left at their defaults keeps its size (``[{}] * 40_000``
+    as metric points is 40,000 whole points, which the maximum event size must see)."""
+    namespace: dict[str, Any] = {"_encode": encode_record, "_encode_item": (items or (encode_record,))[0]}
     first: list[str] = []  # the map display's entries
     rest: list[str] = []
     for n, spec in enumerate(specs):
-        value = _encoded_value(spec, n, namespace, encoder_of, specs_of, share)
-        if spec.omitempty:
+        value = _encoded_value(spec, n, namespace, items[1] if items else encoder_of, encoder_of, specs_of, share)
+        default = _KEPT if defaults is None else defaults.get(spec.attr, _KEPT)
+        if spec.omitempty or default is EMPTY:
             rest.extend([f"v = o.{spec.attr}", f"if v: out[{spec.key!r}] = {value}"])
+        elif default is not _KEPT:
+            namespace[f"_f{n}"] = default
+            kept = "v is not None" if default is None else f"v != _f{n}"
+            rest.extend([f"v = o.{spec.attr}", f"if {kept}: out[{spec.key!r}] = {value}"])
         elif not rest and value == "v":
             first.append(f"{spec.key!r}: o.{spec.attr}")
         elif value == "v":
@@ -216,6 +230,11 @@ def compile_encoder(
     exec("\n".join(lines), namespace)  # the source is built above from the class's own field table
     encoder: Callable[[Any], dict[str, Any]] = namespace["encode"]
     return encoder
+
+
+#: See :func:`compile_encoder`'s ``defaults``: a field whose default is an empty list or map.
+EMPTY = object()
+_KEPT = object()
 
 
 def _plain_map(specs: Sequence[FieldSpec], var: str) -> str | None:
@@ -235,6 +254,7 @@ def _encoded_value(
     spec: FieldSpec,
     n: int,
     namespace: dict[str, Any],
+    item_encoder_of: Callable[[type], Callable[[Any], dict[str, Any]]] | None,
     encoder_of: Callable[[type], Callable[[Any], dict[str, Any]]] | None,
     specs_of: Callable[[type], Sequence[FieldSpec]] | None,
     share: bool,
@@ -248,11 +268,11 @@ def _encoded_value(
     if spec.encoder is list:
         return "None if v is None else list(v)"
     if item is not None:  # a history: no call per entry but the record's own
-        if encoder_of is None or specs_of is None:
-            return "None if v is None else [_encode(x) for x in v]"
-        namespace[f"_c{n}"], namespace[f"_r{n}"] = item, encoder_of(item)
+        if item_encoder_of is None or specs_of is None:
+            return "None if v is None else [_encode_item(x) for x in v]"
+        namespace[f"_c{n}"], namespace[f"_r{n}"] = item, item_encoder_of(item)
         inline = _plain_map(specs_of(item), "x") or f"_r{n}(x)"
-        return f"None if v is None else [{inline} if type(x) is _c{n} else _encode(x) for x in v]"
+        return f"None if v is None else [{inline} if type(x) is _c{n} else _encode_item(x) for x in v]"
     if record is not None:
         if encoder_of is None:
             return "None if v is None else _encode(v)"

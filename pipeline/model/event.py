@@ -89,10 +89,10 @@ ENTITY_KEY = msgpack.packb("entity")
 
 
 def packed_entity(entity: Entity) -> bytes:
-    """The msgpack bytes of an entity as an agent splices them into its events (and as the
-    backend packs it to know them again: both sides must pack it the same way)."""
-    packed: bytes = msgpack.packb(encode(entity), use_bin_type=True)
-    return packed
+    """The msgpack bytes of an entity as :meth:`Event.to_msgpack` packs it inside an event: as
+    an agent splices them into its events, and as the backend packs it to know them again (both
+    sides must pack it the same way)."""
+    return pack_map(encode_to_pack(entity))
 
 
 def pack_with_entity(event: Event, entity: bytes) -> bytes:

@@ -21,7 +21,7 @@ from pipeline.agent.spool import SetAside
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http import serve_app
 from pipeline.model import Entity, Event, ObjectMeta
-from pipeline.model.codec import encode
+from pipeline.model.codec import encode_to_pack
 from pipeline.model.event import pack_with_entity, packed_entity
 
 
@@ -113,8 +113,9 @@ def test_a_local_event_is_packed_with_the_agent_entity_encoded_once() -> None:
     agent = agent_entity()
     event = prepare_local_event(b'{"check": {"metadata": {"name": "disk"}, "output": "ok"}}', agent, 1_800_000_000)
     packed = pack_with_entity(event, packed_entity(agent))
-    assert msgpack.unpackb(packed, raw=False) == event.to_dict()
-    whole = {key: value for key, value in event.to_dict().items() if key != "entity"} | {"entity": encode(agent)}
+    assert Event.from_msgpack(packed) == event
+    whole = {key: value for key, value in encode_to_pack(event).items() if key != "entity"}
+    whole["entity"] = encode_to_pack(agent)
     assert packed == msgpack.packb(whole, use_bin_type=True)  # byte for byte, the entity last
     assert packed == event.to_msgpack()  # as the model packs every event: the backend knows the entity again
     assert Event.from_msgpack(packed).entity == agent
@@ -144,8 +145,10 @@ def test_a_richer_local_event_is_packed_as_msgpack_packs_it() -> None:
     }).encode()  # fmt: skip
     event = prepare_local_event(body, agent, 1_800_000_000)
     packed = pack_with_entity(event, packed_entity(agent))
-    whole = {key: value for key, value in event.to_dict().items() if key != "entity"} | {"entity": encode(agent)}
+    whole = {key: value for key, value in encode_to_pack(event).items() if key != "entity"}
+    whole["entity"] = encode_to_pack(agent)
     assert packed == msgpack.packb(whole, use_bin_type=True) == event.to_msgpack()
+    assert Event.from_msgpack(packed) == event
     assert event.id == "0f8fad5b-d9cb-469f-a165-70867728950e"  # the submitter's, kept
 
 

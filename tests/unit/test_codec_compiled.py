@@ -225,7 +225,7 @@ def test_to_msgpack_packs_what_msgpack_packs_or_fails_as_it_does(value: Any, out
     event = rich_event()
     assert event.check is not None
     event.check.subdue, event.check.output = value, output
-    expected = outcome(lambda: msgpack.packb(entity_last(event.to_dict()), use_bin_type=True))
+    expected = outcome(lambda: msgpack.packb(entity_last(encode_to_pack(event)), use_bin_type=True))
     got = outcome(event.to_msgpack)
     assert (got[0], got[1] if got[0] == "ok" else got[1][0]) == (expected[0], expected[1] if expected[0] == "ok"
                                                                  else expected[1][0])  # fmt: skip
@@ -239,7 +239,7 @@ def test_to_msgpack_takes_nesting_ormsgpack_does_not() -> None:
     for _ in range(300):
         deep.append([])
         deep = deep[0]
-    assert event.to_msgpack() == msgpack.packb(entity_last(event.to_dict()), use_bin_type=True)
+    assert event.to_msgpack() == msgpack.packb(entity_last(encode_to_pack(event)), use_bin_type=True)
 
 
 def entity_last(data: dict[str, Any]) -> dict[str, Any]:
@@ -247,11 +247,16 @@ def entity_last(data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if key != "entity"} | {"entity": data["entity"]}
 
 
-def test_the_map_to_pack_is_the_encoded_map_sharing_plain_lists() -> None:
+def test_the_map_to_pack_is_the_encoded_map_less_its_defaults_sharing_plain_lists() -> None:
     rich = rich_event()
     for obj in [rich, rich.entity, rich.check, rich.metrics, *default_instances()]:
-        assert encode_to_pack(obj) == encode(obj), type(obj)
+        packed, whole = encode_to_pack(obj), encode(obj)
+        assert decode(type(obj), packed) == decode(type(obj), whole) == obj, type(obj)
+        for key in whole.keys() - packed.keys():  # only what decodes to the field's default is left out
+            assert decode(type(obj), {key: whole[key]}) == decode(type(obj), {}), (type(obj), key)
     assert rich.check is not None
+    assert "publish" not in encode_to_pack(rich)["check"]  # False, its default
+    assert encode_to_pack(rich)["check"]["interval"] == 60
     shared = encode_to_pack(rich)
     assert shared["check"]["handlers"] is rich.check.handlers  # not copied: packed at once
     assert encode(rich)["check"]["handlers"] is not rich.check.handlers
@@ -315,3 +320,29 @@ def test_event_json_writes_the_values_json_dumps_writes_or_fails_as_it_does(
         assert subdue is None
         assert json.loads(got[1]) == json.loads(expected[1])
     assert event.to_json() == got[1]
+
+
+def test_an_event_packed_without_its_defaults_decodes_to_the_same_event_field_by_field() -> None:
+    """Every field of every record of an event, at its default and at another value: the
+    packed bytes (which leave defaults out) decode to the very same event."""
+    rich = rich_event()
+    assert rich.check is not None
+    assert rich.entity is not None
+    for record in (rich, rich.check, rich.entity, rich.entity.metadata, rich.check.metadata):
+        defaults = type(record)()
+        for f in dataclasses.fields(record):
+            for value in (getattr(defaults, f.name), getattr(record, f.name)):
+                event = rich_event()
+                setattr(part_of(event, record, rich), f.name, copy.deepcopy(value))
+                assert Event.from_msgpack(event.to_msgpack()) == event, (type(record).__name__, f.name, value)
+
+
+def part_of(event: Event, record: Any, rich: Event) -> Any:
+    """The record of ``event`` in the place ``record`` holds in ``rich``."""
+    assert event.check is not None
+    assert event.entity is not None
+    assert rich.check is not None
+    assert rich.entity is not None
+    places = {id(rich): event, id(rich.check): event.check, id(rich.entity): event.entity,
+              id(rich.entity.metadata): event.entity.metadata, id(rich.check.metadata): event.check.metadata}  # fmt: skip
+    return places[id(record)]
