@@ -25,14 +25,7 @@ from typing import Any, TypeVar
 
 from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model import strict_json
-from pipeline.model.codec_compiled import (
-    EMPTY,
-    Slow,
-    compile_copier,
-    compile_decoder,
-    compile_encoder,
-    plain_slotted,
-)
+from pipeline.model.codec_compiled import Slow, compile_copier, compile_decoder, compile_encoder, plain_slotted
 
 T = TypeVar("T")
 
@@ -405,69 +398,13 @@ def encode(obj: Any) -> dict[str, Any]:
 def _encoder_of(cls: type) -> Callable[[Any], dict[str, Any]]:
     encoder = _ENCODERS.get(cls)
     if encoder is None:
-        encoder = _ENCODERS[cls] = compile_encoder(_table(cls)[1], encode, _encoder_of, _specs_of)
+        encoder = _ENCODERS[cls] = compile_encoder(_table(cls)[1], encode, _encoder_of, field_specs)
     return encoder
 
 
-def _specs_of(cls: type) -> Sequence[Any]:
+def field_specs(cls: type) -> Sequence[Any]:
+    """The fields of a model class as the codec encodes them, in order."""
     return _table(cls)[1]
-
-
-_SHARING_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
-_PACKING_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
-
-
-def encode_to_pack(obj: Any) -> dict[str, Any]:
-    """:func:`encode`'s map less the fields that hold their default, sharing the object's lists
-    and maps of plain values rather than copying them: only for a map packed at once and dropped
-    (the msgpack the agent spools and sends, the store keeps), which :func:`decode` makes the
-    same object again (a field not in the map is given its default). A check event's map had
-    32 check fields where a result sets 5 to 10: left out, its bytes were two thirds, and their
-    packing, unpacking and decoding cheaper (issue 19). The records in a list are kept whole
-    (see :func:`compile_encoder`'s ``items``)."""
-    encoder = _PACKING_ENCODERS.get(type(obj))
-    if encoder is None:
-        encoder = _packing_encoder_of(type(obj))
-    return encoder(obj)
-
-
-def _packing_encoder_of(cls: type) -> Callable[[Any], dict[str, Any]]:
-    encoder = _PACKING_ENCODERS.get(cls)
-    if encoder is None:
-        encoder = _PACKING_ENCODERS[cls] = compile_encoder(
-            _table(cls)[1], encode_to_pack, _packing_encoder_of, _specs_of, share=True, defaults=_defaults(cls),
-            items=(_encode_shared, _sharing_encoder_of),
-        )  # fmt: skip
-    return encoder
-
-
-def _encode_shared(obj: Any) -> dict[str, Any]:
-    """:func:`encode`'s whole map, sharing lists and maps of plain values (records in a list)."""
-    encoder = _SHARING_ENCODERS.get(type(obj))
-    if encoder is None:
-        encoder = _sharing_encoder_of(type(obj))
-    return encoder(obj)
-
-
-def _sharing_encoder_of(cls: type) -> Callable[[Any], dict[str, Any]]:
-    encoder = _SHARING_ENCODERS.get(cls)
-    if encoder is None:
-        encoder = _SHARING_ENCODERS[cls] = compile_encoder(_table(cls)[1], _encode_shared, _sharing_encoder_of,
-                                                           _specs_of, share=True)  # fmt: skip
-    return encoder
-
-
-def _defaults(cls: type) -> dict[str, Any]:
-    """The fields :func:`encode_to_pack` may leave out, with their defaults: a plain value, or
-    an empty list or map made by the field's factory (a record made by its factory is kept: its
-    own map leaves out its defaults)."""
-    found: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.default is None or isinstance(f.default, (bool, int, float, str)):
-            found[f.name] = f.default
-        elif f.default_factory in (list, dict):
-            found[f.name] = EMPTY
-    return found
 
 
 _COPIERS: dict[type, Callable[[Any], Any]] = {}

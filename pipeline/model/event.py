@@ -26,11 +26,11 @@ from pipeline.model.codec import (
     check_ranges,
     decode,
     encode,
-    encode_to_pack,
     field,
     known_fields_only,
     load_json,
 )
+from pipeline.model.codec_pack import encode_to_pack
 from pipeline.model.entity import Entity
 from pipeline.model.meta import ObjectMeta, ResourceReference, refuse_other_reference, refuse_unsupported
 from pipeline.model.metrics import Metrics

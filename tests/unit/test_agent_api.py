@@ -21,7 +21,7 @@ from pipeline.agent.spool import SetAside
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http import serve_app
 from pipeline.model import Entity, Event, ObjectMeta
-from pipeline.model.codec import encode_to_pack
+from pipeline.model.codec_pack import encode_to_pack
 from pipeline.model.event import pack_with_entity, packed_entity
 
 

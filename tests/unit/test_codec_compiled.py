@@ -38,10 +38,10 @@ from pipeline.model.codec import (
     decode,
     encode,
     encode_generic,
-    encode_to_pack,
     field,
     replace,
 )
+from pipeline.model.codec_pack import encode_to_pack
 from pipeline.model.event import event_json
 from pipeline.model.meta import ResourceReference
 
