@@ -46,6 +46,10 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 #: nothing left behind) before it hands the wait to the event loop: most commands are done by
 #: then, and a long-running one holds no thread.
 THREAD_WAIT = 0.25
+#: After the shell exited and what it left was killed, seconds until the scope is looked at
+#: again while the output stays open, doubling up to RESCAN_MAX (see _Execution.complete).
+RESCAN_FIRST = 0.05
+RESCAN_MAX = 1.0
 #: Commands waited for in worker threads at once (each holds its thread at most THREAD_WAIT
 #: past its spawn); beyond that, a command's thread only spawns it, under trio's default
 #: thread limiter, and the event loop waits for it. 16, the handler runner's processes at
@@ -185,11 +189,22 @@ class _Execution:
 
     async def complete(self, scope: Scope) -> None:
         """Until the shell exits, then what it left behind goes too (which also ends the
-        output), then until the output ends."""
+        output), then until the output ends. While the output stays open after that, what is
+        left is looked for again, at growing intervals: a scan of ``/proc`` (the fallback
+        containment) can miss a process caught between ``setsid`` and its exec (its environment
+        unreadable for a moment, its shell gone), which would hold the output until the timeout."""
         await self.until_exited()
-        if not self.cleared:
-            await scope.leader_exited()
-        await self.until_output_ends()
+        if self.cleared:
+            await self.until_output_ends()
+            return
+        await scope.leader_exited()
+        wait = RESCAN_FIRST
+        while not self.eof:
+            with trio.move_on_after(wait):
+                await self.until_output_ends()
+            if not self.eof:
+                await scope.leader_exited()
+                wait = min(wait * 2, RESCAN_MAX)
 
     async def until_exited(self) -> None:
         while not self.exited:

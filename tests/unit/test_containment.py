@@ -19,6 +19,7 @@ from pipeline import containment
 from pipeline.agent.executor import CheckExecutor
 from pipeline.backend.handlers import HandlerRunner
 from pipeline.config import Resources
+from pipeline.containment import proctree
 from pipeline.containment.cgroup import Cgroup
 from pipeline.containment.detect import candidates, detect
 from pipeline.containment.proctree import ProcessTree
@@ -286,3 +287,33 @@ def test_a_dead_daemons_cgroups_are_swept_at_start(mechanism: str) -> None:
     assert again.parent.name == f"pipeline-{os.getpid()}"
     again.shutdown()
     assert not again.parent.exists()
+
+
+async def test_a_child_the_first_scan_misses_is_looked_for_again_while_the_output_is_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan of /proc can miss a process caught between ``setsid`` and its exec (its environment
+    unreadable for a moment, its shell gone): here the first scan is made to miss it. The
+    execution looks again while the child holds its output, rather than waiting out its timeout."""
+    chosen = detect({containment.MECHANISM_VARIABLE: "process-tree"})
+    previous = containment.set_current(chosen)
+    missing = True
+    real_kill, real_marker = proctree.ProcessTreeScope.kill_all, proctree._has_marker
+
+    async def first_kill_misses(scope: proctree.ProcessTreeScope) -> None:
+        nonlocal missing
+        await real_kill(scope)
+        missing = False
+
+    monkeypatch.setattr(proctree.ProcessTreeScope, "kill_all", first_kill_misses)
+    monkeypatch.setattr(proctree, "_has_marker", lambda pid, marker: not missing and real_marker(pid, marker))
+    try:
+        # The shell exits once its child runs in a session of its own: only its environment says it is ours.
+        fifo, pid = tmp_path / "ready", tmp_path / "pid"
+        result = await run_command(f"mkfifo {fifo}; setsid sh -c 'echo ready > {fifo}; exec sleep 600' & echo $! > {pid};"
+                                   f" read ready < {fifo}; echo done", timeout=60)  # fmt: skip
+    finally:
+        containment.set_current(previous)
+        chosen.shutdown()
+    assert (result.status, result.output, result.timed_out) == (0, "done\n", False)
+    await wait_for_exit(int((tmp_path / "pid").read_text()))
