@@ -29,6 +29,7 @@ from pipeline.model.codec import (
     field,
     known_fields_only,
     load_json,
+    shallow_copy,
 )
 from pipeline.model.codec_pack import encode_to_pack
 from pipeline.model.entity import Entity
@@ -98,13 +99,11 @@ def packed_entity(entity: Entity) -> bytes:
 def pack_with_entity(event: Event, entity: bytes) -> bytes:
     """The event's msgpack bytes (:meth:`Event.to_msgpack`'s) given its entity's
     (:func:`packed_entity`), which are most of an event's: the rest of its map packed, its count
-    one more, then ``"entity"`` and those bytes."""
-    own, event.entity = event.entity, None
-    try:
-        data = encode_to_pack(event)  # packed at once and dropped: its lists need not be copies
-    finally:
-        event.entity = own
-    rest = pack_map(data)
+    one more, then ``"entity"`` and those bytes. The event is not changed, not even for a moment
+    (a store's thread may pack it): a copy without its entity is packed (0.3 µs)."""
+    rest_of_it = shallow_copy(event)
+    rest_of_it.entity = None
+    rest = pack_map(encode_to_pack(rest_of_it))  # packed at once and dropped: its lists need not be copies
     assert 0x80 <= rest[0] < 0x8F, "an event has 9 fields at most: a fixmap (15 pairs at most)"
     return b"".join((bytes((rest[0] + 1,)), memoryview(rest)[1:], ENTITY_KEY, entity))
 
