@@ -46,7 +46,7 @@ from pipeline.logs import get_logger
 from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, new_event_id
 from pipeline.model.check import HookConfig
 from pipeline.model.codec import decode, encode
-from pipeline.model.event import pack_with_entity, packed_entity
+from pipeline.model.event import forget_packed, know_packed, packed_entity
 from pipeline.process import plugin_environment
 from pipeline.tls import client_context
 from pipeline.wire import messages as wire
@@ -95,7 +95,7 @@ class Agent:
         self.metrics.queues.watch("agent_outbound", self._outbound_send)  # type: ignore[arg-type]
         spool_path = config.data_dir / "spool.db" if config.data_dir else Path(":memory:")
         self.spool = Spool(spool_path, config.spool_max_bytes)
-        self.delivery = Delivery(self.spool, self._outbound, self.metrics, self.packed)
+        self.delivery = Delivery(self.spool, self._outbound, self.metrics)
         scheduled = Outlet(self.delivery.spooled_event)
         self.scheduler = Scheduler(
             config.name, self._run_check, scheduled.send, on_skip=reports.skipped, on_subdued=reports.subdued
@@ -110,7 +110,7 @@ class Agent:
         #: the local HTTP API's app once it serves (its routes are what the API answers)
         self.api_app: AgentApi | None = None
         #: the entity packed, for the events local programs send; None when it may have changed
-        self._entity_encoded: bytes | None = None
+        self._entity_changed()
         #: the current connection's tasks; cancelled to connect again with a changed entity
         self._connection_scope: trio.CancelScope | None = None
 
@@ -129,7 +129,7 @@ class Agent:
             entity.metadata.labels, entity.metadata.annotations = fresh.metadata.labels, fresh.metadata.annotations
             entity.keepalive_handlers, entity.deregister = fresh.keepalive_handlers, fresh.deregister
             entity.deregistration = fresh.deregistration
-            self._entity_encoded = None
+            self._entity_changed()
             if self._connection_scope is not None:
                 log.info("connecting again to send the changed entity", agent=self.config.name)
                 self._connection_scope.cancel()
@@ -163,7 +163,7 @@ class Agent:
         """Spool an event a local program sent (``source``: api, socket) through that source's
         channel, returning once it is on disk (the client is answered then), refusing one over the
         maximum event size with :class:`EventTooLarge`."""
-        packed = self.packed(event)
+        packed = event.to_msgpack()
         size = len(packed)
         if size > MAX_EVENT_BYTES:
             self.metrics.events_too_large.labels(source, "refused").inc()
@@ -178,14 +178,10 @@ class Agent:
             raise
         await spooled.wait()
 
-    def packed(self, event: Event) -> bytes:
-        """The event's msgpack bytes, as :meth:`Event.to_msgpack` packs them; the agent's own
-        entity, most of an event's bytes, packed once for all its events (until it changes)."""
-        if event.entity is not self.entity:
-            return event.to_msgpack()
-        if self._entity_encoded is None:
-            self._entity_encoded = packed_entity(self.entity)
-        return pack_with_entity(event, self._entity_encoded)
+    def _entity_changed(self) -> None:
+        """The agent's own entity (made, or changed in place): its bytes packed once for all its
+        events from here on (:func:`know_packed`: ``Event.to_msgpack`` splices them in)."""
+        know_packed(self.entity, packed_entity(self.entity))
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))
@@ -193,6 +189,7 @@ class Agent:
         try:
             await self._run_tasks(task_status)
         finally:
+            forget_packed(self.entity)
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.spool.close)
 
@@ -239,7 +236,7 @@ class Agent:
                                 self.config.keepalive_critical_timeout, namespace, now)  # fmt: skip
         check.processed_by = self.config.name
         self.entity.last_seen = int(now)
-        self._entity_encoded = None
+        self._entity_changed()
         return Event(timestamp=int(now), entity=self.entity, check=check, metadata=ObjectMeta(namespace=namespace),
                      id=new_event_id())  # fmt: skip
 

@@ -51,15 +51,10 @@ FRAME_LINGER = 0.05
 
 
 class Delivery:
-    def __init__(
-        self, spool: Spool, outbound: trio.MemoryReceiveChannel[Event], metrics: AgentMetrics,
-        pack: Callable[[Event], bytes] = Event.to_msgpack,
-    ) -> None:  # fmt: skip
+    def __init__(self, spool: Spool, outbound: trio.MemoryReceiveChannel[Event], metrics: AgentMetrics) -> None:
         self.spool = spool
         self.outbound = outbound
         self.metrics = metrics
-        #: an event's msgpack bytes (the agent's: its own entity packed once, see Agent.packed)
-        self.pack = pack
         self._limiter = trio.CapacityLimiter(1)  # one spool connection, one thread at a time
         self._spooled = trio.Event()
         self._acked = trio.Event()
@@ -133,8 +128,8 @@ class Delivery:
 
     def _encode(self, batch: list[Event]) -> list[tuple[str, bytes]]:
         """(id, msgpack bytes) of each event: as its submitter packed it, else packed now."""
-        packed, pack = self._packed, self.pack
-        return [(event.id, packed.pop(event.id, b"") or pack(event)) for event in batch]
+        packed = self._packed
+        return [(event.id, packed.pop(event.id, b"") or event.to_msgpack()) for event in batch]
 
     def _write_at_once(self, encoded: list[tuple[str, bytes]]) -> bool:
         """Write the batch without a checkpoint, so with nothing to shield (a cancel scope for

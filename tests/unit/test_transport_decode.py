@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgpack
 import pytest
 
@@ -95,8 +97,9 @@ def _refused_alike(decoder: AgentEvents, raw: bytes) -> None:
     assert str(cached.value) == str(whole.value)
 
 
-def test_an_agents_scheduled_events_are_packed_entity_last_so_the_backend_decodes_its_entity_once() -> None:
-    agent = Agent(AgentConfig(name="web-1", backend_addrs=[("127.0.0.1", 1)], api_addr=None))
+def test_an_agents_events_carry_its_entity_packed_last_so_the_backend_decodes_it_once() -> None:
+    config = AgentConfig(name="web-1", backend_addrs=[("127.0.0.1", 1)], api_addr=None)
+    agent = Agent(config)
     router = proxy_entity("router", "default")
 
     def scheduled(entity: Entity, check: str) -> Event:  # as the executor makes them
@@ -105,13 +108,18 @@ def test_an_agents_scheduled_events_are_packed_entity_last_so_the_backend_decode
                      metadata=ObjectMeta(namespace="default"))  # fmt: skip
 
     events = [scheduled(agent.entity, "disk"), scheduled(router, "ping"), scheduled(agent.entity, "load")]
-    packed = [agent.packed(event) for event in events]
-    assert packed == [event.to_msgpack() for event in events]
+    packed = [event.to_msgpack() for event in events]
     assert packed[0].endswith(b"\xa6entity" + packed_entity(agent.entity))
     decoder = AgentEvents("web-1")
     decoded = [decoder.decode(raw) for raw in packed]
     assert decoded[2].entity is decoded[0].entity  # the agent's own entity, decoded once
-    assert [event.to_dict() for event in decoded] == [event.to_dict() for event in events]
+    assert decoded == events
+    # Changed in place by a reload: its events carry it as it is now, not the bytes packed before.
+    agent.reload(dataclasses.replace(config, labels={"room": "b2"}))
+    after = Event.from_msgpack(scheduled(agent.entity, "disk").to_msgpack())
+    assert after.entity is not None
+    assert after.entity.metadata.labels == {"room": "b2"}
+    assert after.entity == agent.entity
 
 
 def test_events_of_the_remembered_entity_pack_again_to_the_bytes_they_came_as_until_it_is_forgotten() -> None:
