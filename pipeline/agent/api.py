@@ -9,11 +9,10 @@ its time, as in Sensu Go), ``issued`` is kept as given, the namespace is the age
 id is given when there is none. An event larger than
 the maximum event size once prepared (its entity included) is refused with 413.
 
-``POST /events`` without a query string is answered by :class:`AgentApi` itself, ahead of
-Starlette (whose request objects and middleware cost more per request than the rest of the
-route), and by ``pipeline.http`` without ASGI at all (:meth:`AgentApi.direct`); every other
-request, and the same route with a query string (refused 400), goes to the Starlette app,
-which answers alike.
+``POST /events`` without a query string is answered by ``pipeline.http`` without ASGI
+(:meth:`AgentApi.direct`: Starlette's request objects and middleware cost more per request than
+the rest of the route); every other request, and the same route through ASGI or with a query
+string (refused 400), goes to the Starlette app, which answers alike.
 
 ``GET /events/set-aside`` lists the events the agent set aside instead of sending (too large,
 or refused by the backend), newest first (``?limit=``, 100 by default, 1000 at most).
@@ -77,8 +76,8 @@ _ACCEPTED: Answer = (202, [(b"content-length", b"0")], b"")
 
 
 class AgentApi:
-    """The agent API's ASGI app: ``POST /events`` answered here, the rest by ``app`` (Starlette).
-    The HTTP server answers ``POST /events`` without ASGI (:meth:`direct`), with the same bytes.
+    """The agent API's ASGI app (``app``, Starlette), and ``POST /events`` for the HTTP server to
+    answer without ASGI (:meth:`direct`), with the same bytes.
 
     ``accept`` takes a request body and gives the status and the error message (empty for 202)."""
 
@@ -106,21 +105,7 @@ class AgentApi:
         return _ACCEPTED if not error else answer_of(error_response(status, error))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (self.accept is None or scope["type"] != "http" or scope["path"] != "/events" or scope["method"] != "POST"
-                or scope["query_string"]):  # fmt: skip
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        while True:  # within 1 MiB: the HTTP server refuses more, unread
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client is gone: nobody to answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        status, headers, body = await self._answer(b"".join(chunks))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await self.app(scope, receive, send)
 
 
 def create_agent_api(
@@ -133,7 +118,7 @@ def create_agent_api(
     set_aside: Callable[[int], Awaitable[Sequence[Any]]] | None = None,
     unknown_parameters: Counter | None = None,
 ) -> AgentApi:
-    """The agent's API (what :func:`create_agent_app` serves, with ``POST /events`` ahead of it)."""
+    """The agent's API: :func:`create_agent_app`, with ``POST /events`` taken directly too."""
     app = create_agent_app(registry, is_connected, submit, entity, wall_clock=wall_clock, set_aside=set_aside,
                            unknown_parameters=unknown_parameters)  # fmt: skip
     accept = _acceptor(submit, entity, wall_clock) if submit is not None and entity is not None else None
@@ -177,6 +162,7 @@ def create_agent_app(
             ["path"], registry=registry,
         )  # fmt: skip
     counter = unknown_parameters
+    accept = _acceptor(submit, entity, wall_clock) if submit is not None and entity is not None else None
 
     async def healthz(request: Request) -> Response:
         # Sensu Go's agent answers exactly these bodies.
@@ -191,10 +177,9 @@ def create_agent_app(
         return JSONResponse({"version": __version__})
 
     async def post_event(request: Request) -> Response:
-        assert submit is not None
-        assert entity is not None
+        assert accept is not None
         # within 1 MiB: the HTTP server refuses more, unread
-        status, error = await _acceptor(submit, entity, wall_clock)(await request.body())
+        status, error = await accept(await request.body())
         return error_response(status, error) if error else Response(status_code=status)
 
     @takes_query("limit")
@@ -206,7 +191,7 @@ def create_agent_app(
         return JSONResponse([record.to_dict() for record in await set_aside(int(raw))])
 
     routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/version", version)]
-    if submit is not None and entity is not None:
+    if accept is not None:
         routes.append(Route("/events", post_event, methods=["POST"]))
     if set_aside is not None:
         routes.append(Route("/events/set-aside", list_set_aside))
