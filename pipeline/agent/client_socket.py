@@ -229,8 +229,9 @@ class ClientSocketServer:
             return data, self._judge(data, _peer(address))
         return data, self._examine(data, _peer(address))
 
-    def _examine(self, data: bytes, peer: str) -> bytes | Event | None:
-        """After each read: an answer or an event once ``data`` is complete, else None."""
+    def _examine(self, data: bytes, peer: str, *, whole: bool = False) -> bytes | Event | None:
+        """An answer or an event once ``data`` is complete, else None (read on). ``whole``: the
+        client closed its side, so ``data`` is judged as it is, complete or not."""
         if len(data) > MAX_RESULT_BYTES:
             self._failed("tcp", "too_large", peer, f"over {MAX_RESULT_BYTES} bytes")
             return f"invalid: a result must be at most {MAX_RESULT_BYTES} bytes".encode()
@@ -239,20 +240,16 @@ class ClientSocketServer:
         try:
             value = load_json(data)  # parsed once: the value is the result's
         except MalformedJsonError as exc:
-            if exc.reason not in _FINAL:
+            if not whole and exc.reason not in _FINAL:
                 return None
             return self._refused("tcp", peer, exc)
         return self._event("tcp", value, peer)
 
     def _judge(self, data: bytes, peer: str) -> bytes | Event:
         """The client stopped sending (it closed its side): ``data`` as it is, whole or not."""
-        if is_ping(data):
-            return b"pong"
-        try:
-            value = load_json(data)
-        except ValidationError as exc:
-            return self._refused("tcp", peer, exc)
-        return self._event("tcp", value, peer)
+        outcome = self._examine(data, peer, whole=True)
+        assert outcome is not None  # judged whole: an answer or an event
+        return outcome
 
     def _refused(self, transport: str, peer: str, exc: ValidationError) -> bytes:
         self._failed(transport, "invalid", peer, exc)
