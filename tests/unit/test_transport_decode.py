@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import msgpack
 import pytest
@@ -13,6 +14,8 @@ from pipeline.agent.settings import AgentConfig
 from pipeline.backend.agent_events import REMEMBER_SKIP, AgentEvents, decode_agent_event
 from pipeline.errors import ValidationError
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
+from pipeline.model import event as event_module
+from pipeline.model.codec_pack import encode_to_pack
 from pipeline.model.entity import proxy_entity
 from pipeline.model.event import pack_with_entity, packed_entity
 
@@ -122,12 +125,24 @@ def test_an_agents_events_carry_its_entity_packed_last_so_the_backend_decodes_it
     assert after.entity == agent.entity
 
 
-def test_events_of_the_remembered_entity_pack_again_to_the_bytes_they_came_as_until_it_is_forgotten() -> None:
+def test_events_of_the_remembered_entity_pack_again_to_the_bytes_they_came_as_until_it_is_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded_entities: list[Entity] = []
+
+    def counting(obj: Any) -> dict[str, Any]:  # which entities the packing encodes
+        if isinstance(obj, Event) and obj.entity is not None:
+            encoded_entities.append(obj.entity)
+        return encode_to_pack(obj)
+
+    monkeypatch.setattr(event_module, "encode_to_pack", counting)
     agent = _agent()
     decoder = AgentEvents("web-1")
     raws = [_packed(agent, "disk"), _packed(agent, "load", "high")]
     events = [decoder.decode(raw) for raw in raws]
-    assert [event.to_msgpack() for event in events] == raws  # the entity's bytes kept, not packed again
+    encoded_entities.clear()
+    assert [event.to_msgpack() for event in events] == raws
+    assert encoded_entities == []  # the entity's bytes kept, not packed again
     check = events[1].check
     assert check is not None
     check.output = "changed"  # what the backend changes (the check's state) is packed anew
@@ -137,3 +152,4 @@ def test_events_of_the_remembered_entity_pack_again_to_the_bytes_they_came_as_un
     assert entity is not None
     entity.metadata.labels["room"] = "b2"  # forgotten: packed from the model again
     assert Event.from_msgpack(events[0].to_msgpack()).to_dict() == events[0].to_dict()
+    assert encoded_entities == [entity]
