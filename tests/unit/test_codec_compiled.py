@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgpack
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -346,3 +347,17 @@ def part_of(event: Event, record: Any, rich: Event) -> Any:
     places = {id(rich): event, id(rich.check): event.check, id(rich.entity): event.entity,
               id(rich.entity.metadata): event.entity.metadata, id(rich.check.metadata): event.check.metadata}  # fmt: skip
     return places[id(record)]
+
+
+def test_an_event_of_finite_numbers_is_written_by_orjson_one_with_a_nan_point_by_json_dumps() -> None:
+    event = rich_event()
+    assert event.check is not None
+    assert event.metrics is not None
+    event.check.subdue, event.check.duration = None, 1e-7
+    data = event.to_dict()
+    assert event_json(event, data) == orjson.dumps(data)  # the fast writer, not json.dumps
+    assert b'"duration":1e-7' in event_json(event, data)  # as Go writes it
+    event.metrics.points[0].value = math.nan
+    data = event.to_dict()
+    assert event_json(event, data) == json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    assert b'"value":NaN' in event_json(event, data)  # what the pipeline's Python plugins read back
