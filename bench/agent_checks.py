@@ -21,6 +21,7 @@ import trio
 
 from bench.sink import AckingSink
 from bench.table import Row, record
+from pipeline import heap
 from pipeline.agent.agent import Agent
 from pipeline.agent.settings import AgentConfig
 from pipeline.model import CheckConfig, ObjectMeta
@@ -59,6 +60,7 @@ async def agent_rate(checks: int, seconds: float) -> tuple[float, float]:
             AgentConfig(name="bench", backend_addrs=[("127.0.0.1", port)], subscriptions=["bench"], api_addr=None)
         )
         await nursery.start(agent.run)
+        heap.settle()  # as `pipeline agent` does once started
         await trio.sleep(2)  # let every check's splayed first run pass
         start_count, started, cpu = sink.received, time.perf_counter(), own_cpu()
         await trio.sleep(seconds)

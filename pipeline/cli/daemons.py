@@ -262,6 +262,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     async def main(nursery: trio.Nursery) -> Controls:
         agent = Agent(config)
         await nursery.start(agent.run)
+        heap.settle()
 
         async def stop() -> None:
             with trio.move_on_after(AGENT_STOP):
