@@ -186,6 +186,7 @@ class Agent:
     async def run(self, *, task_status: trio.TaskStatus[AgentAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("agent starting", agent=self.config.name, subscriptions=",".join(self.entity.subscriptions))
         await trio.to_thread.run_sync(self.spool.open)
+        self.metrics.spool_damaged.inc(self.spool.damaged_at_open)
         try:
             await self._run_tasks(task_status)
         finally:

@@ -34,6 +34,7 @@ class AgentMetrics:
     metric_extraction_errors: Counter
     spool: SpoolCollector
     spool_dropped: Counter
+    spool_damaged: Counter
     keepalives_sent: Counter
     config_reloads: Counter
     socket_results: Counter
@@ -93,6 +94,11 @@ class AgentMetrics:
             spool=registered(SpoolCollector(), r),
             spool_dropped=Counter(
                 "pipeline_agent_spool_dropped", "Oldest events dropped because the spool was full", registry=r
+            ),
+            spool_damaged=Counter(
+                "pipeline_agent_spool_damaged_segments",
+                "Spool segments found damaged at start (the events after the damage in each are lost)",
+                registry=r,
             ),
             keepalives_sent=Counter("pipeline_agent_keepalives_sent", "Keepalives sent to the backend", registry=r),
             config_reloads=Counter(

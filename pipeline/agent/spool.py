@@ -1,27 +1,25 @@
 """The agent's on-disk spool: every event is written here before it is sent.
 
-A SQLite file in the agent's data directory (WAL; a committed write survives the agent being
-killed). Events are kept in arrival order with their id and msgpack bytes, sent from here,
-and deleted when the backend acknowledges them; after a reconnect or a restart whatever is
-still here is sent again, in order. The spool is bounded by bytes: when a write would exceed
-``max_bytes`` the oldest events are dropped, and the caller is told how many, so that it can
-count and log the loss.
+Events are kept in arrival order with their id and msgpack bytes, sent from here, and
+forgotten when the backend acknowledges them; after a reconnect or a restart whatever is still
+here is sent again, in order. They live in an append-only log of segment files in the agent's
+data directory (``<data>/spool/``, :mod:`pipeline.agent.spool_log`): a write is one
+``write(2)`` without ``fsync``, which survives the agent being killed, not the machine losing
+power. The spool is bounded by bytes: when a write would exceed ``max_bytes`` the oldest events
+are dropped, and the caller is told how many, so that it can count and log the loss.
 
 Events that cannot be delivered (larger than the maximum event size, or refused by the backend
-for good) are moved out of the way into the ``set_aside`` table of the same file, so that they
-never hold up the events behind them; an operator lists them with ``GET /events/set-aside`` on
-the agent API. That table is bounded too (:data:`SET_ASIDE_MAX_BYTES`, oldest dropped first).
+for good) are moved out of the way into the ``set_aside`` table of a SQLite file
+(``<data>/spool.db``), so that they never hold up the events behind them; an operator lists them
+with ``GET /events/set-aside`` on the agent API. That table is bounded too
+(:data:`SET_ASIDE_MAX_BYTES`, oldest dropped first). Events an older version left in that
+file's ``spool`` table are moved into the log when the spool opens.
 
 Synchronous. The agent calls the hot steps (append a batch, read the next frame, remove the
-acknowledged) on its event loop, not in a worker thread: with ``synchronous=NORMAL`` a WAL
-commit is a ``write()`` without ``fsync`` (about 20 µs an event), while a thread hop costs
-about 170 µs of CPU on two cores (``bench/agent_api.py``). The one step that syncs to disk,
-copying the WAL into the database file, is no longer left to SQLite at the end of a commit
-(``wal_autocheckpoint=0``): the agent runs :meth:`Spool.checkpoint` in a worker thread once
-:attr:`Spool.wants_checkpoint`, as it does the rare steps (setting aside, listing). Every call
-is one at a time on the one connection: a checkpoint with no write beside it copies the whole
-WAL, so the next write starts the WAL over and the file stays near its bound (one running
-beside writes, on a second connection, let the WAL grow without end).
+acknowledged) on its event loop, not in a worker thread: an append costs a few microseconds,
+a thread hop about 170 µs of CPU on two cores (``bench/agent_api.py``). The steps that sync to
+disk (:meth:`Spool.checkpoint`, once :attr:`Spool.wants_checkpoint`: a full segment) and the
+rare ones (setting aside, listing) it runs in a worker thread, one call at a time.
 """
 
 from __future__ import annotations
@@ -34,18 +32,18 @@ from typing import Any
 
 import msgpack
 
+from pipeline.agent.spool_log import SpoolLog
 from pipeline.errors import StoreError
-from pipeline.sqlite_many import delete_keys, insert_rows
+from pipeline.logs import get_logger
+from pipeline.sqlite_many import delete_keys
 from pipeline.wire.limits import plan_frame
 
+log = get_logger("agent.spool")
+
+#: msgpack bytes, as the Spool names them (its ``bytes`` is a size).
+Blob = bytes
+
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    event BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS spool_by_id ON spool (id);
 CREATE TABLE IF NOT EXISTS set_aside (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
@@ -59,15 +57,10 @@ CREATE TABLE IF NOT EXISTS set_aside (
 );
 """
 
-#: Bytes written to the WAL, roughly, after which a checkpoint is due (SQLite's own default is
-#: 1,000 pages, 4 MiB).
-CHECKPOINT_BYTES = 4 * 1024 * 1024
-#: What one write transaction adds to the WAL besides the events' bytes (pages of the table, the
-#: index, the sequence), roughly.
-TRANSACTION_BYTES = 3 * 4096
-
 #: Bytes of set-aside events kept; past that the oldest set-aside events are dropped.
 SET_ASIDE_MAX_BYTES = 64 * 1024 * 1024
+#: Events an older version's spool table gives up at a time when moved into the log.
+MIGRATE_ROWS = 500
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,16 +116,15 @@ def _names(blob: bytes) -> tuple[str, str]:
 
 class Spool:
     def __init__(self, path: Path, max_bytes: int, set_aside_max_bytes: int = SET_ASIDE_MAX_BYTES) -> None:
+        """``path``: the SQLite file of set-aside events (``:memory:``: everything in memory);
+        the log goes in the directory beside it named after its stem."""
         self.path = path
         self.max_bytes = max_bytes
         self.set_aside_max_bytes = set_aside_max_bytes
+        self.log = SpoolLog(path.with_suffix("") if self._on_disk else None)
         self._conn: sqlite3.Connection | None = None
-        self.bytes = 0
-        self.count = 0
-        #: bytes written to the WAL since the last checkpoint began, roughly
-        self.unflushed = 0
-        #: the seq of the last event appended (this connection is the spool's only writer)
-        self.last_seq = 0
+        #: segments the log found damaged at open (what follows the damage in each is lost)
+        self.damaged_at_open = 0
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,166 +133,148 @@ class Spool:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
-            self.count, self.bytes = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool").fetchone()
-            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'").fetchone()
-            self.last_seq = row[0] if row else 0
-            if self._on_disk:
-                conn.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the spool: {exc}") from exc
         self._conn = conn
+        recovery = self.log.open()
+        for file, offset, what in recovery.cut:
+            log.warning("spool segment cut", file=file, offset=offset, problem=what)
+        self.damaged_at_open = recovery.damaged
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Move the events an older version left in the SQLite ``spool`` table into the log, in
+        order (a stop in between sends some twice: the backend drops the second as a replay)."""
+        conn = self.conn
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spool'").fetchone() is None:
+                return
+            moved, after = 0, -1
+            while rows := conn.execute(
+                "SELECT seq, id, event FROM spool WHERE seq > ? ORDER BY seq LIMIT ?", (after, MIGRATE_ROWS)
+            ).fetchall():
+                after = rows[-1][0]
+                first = self.log.last_seq + 1
+                self.log.append([], [(seq, i, bytes(e)) for seq, (_, i, e) in enumerate(rows, first)])
+                moved += len(rows)
+            conn.execute("DROP TABLE spool")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot move the older spool's events: {exc}") from exc
+        log.info("spool moved to its log", events=moved, file=str(self.path))
 
     @property
     def _on_disk(self) -> bool:
         return str(self.path) != ":memory:"
 
     def close(self) -> None:
+        self.log.close()
         if self._conn is not None:
-            self._conn.close()  # the last connection: SQLite checkpoints and removes the WAL
+            self._conn.close()
             self._conn = None
 
     @property
+    def count(self) -> int:
+        return len(self.log.entries)
+
+    @property
+    def bytes(self) -> int:
+        return self.log.bytes
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event appended (this process is the spool's only writer)."""
+        return self.log.last_seq
+
+    @property
     def wants_checkpoint(self) -> bool:
-        """Whether enough was written since the last checkpoint to start one."""
-        return self._on_disk and self.unflushed >= CHECKPOINT_BYTES
+        """Whether a segment is full and waits to be synced to disk."""
+        return self.log.wants_sync
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database file, syncing both: slow, so in a worker thread, like any
-        other call one at a time. With no write beside it, it copies the whole WAL and the next
-        write starts the WAL over from its beginning."""
-        self.unflushed = 0
-        if self._on_disk:
-            try:
-                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: spool checkpoint failed: {exc}") from exc
+        """Sync the full segments to disk: slow, so in a worker thread, like any other call one
+        at a time."""
+        self.log.sync()
 
     @property
     def conn(self) -> sqlite3.Connection:
         assert self._conn is not None, "Spool.open() first"
         return self._conn
 
-    def append(self, events: Sequence[tuple[str, bytes]]) -> int:
+    def append(self, events: Sequence[tuple[str, Blob]]) -> int:
         """Store (id, msgpack bytes) pairs durably, in order; returns how many old events were dropped."""
         return self.write(events)[1]
 
-    def write(self, events: Sequence[tuple[str, bytes]]) -> tuple[list[Spooled], int]:
-        """Store (id, msgpack bytes) pairs durably, in order, in one transaction; returns them as
-        stored (with their seq) and how many old events were dropped to make room."""
-        incoming = sum(len(blob) for _, blob in events)
-        first = self.last_seq + 1
-        rows = [Spooled(seq, i, b) for seq, (i, b) in enumerate(events, first)]
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            dropped = self._make_room(incoming)
-            # The seqs given, not left to SQLite: the caller gets them without reading them back
-            # (AUTOINCREMENT keeps sqlite_sequence at the largest, so a reopened spool goes on).
-            insert_rows(conn, "INSERT INTO spool (seq, id, size, event)",
-                        [(r.seq, r.id, len(r.event), r.event) for r in rows])  # fmt: skip
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        self.last_seq += len(rows)
-        self.count += len(events)
-        self.bytes += incoming
-        self.unflushed += incoming + TRANSACTION_BYTES
-        return rows, dropped
+    def write(self, events: Sequence[tuple[str, Blob]]) -> tuple[list[Spooled], int]:
+        """Store (id, msgpack bytes) pairs durably, in order, in one write; returns them as stored
+        (with their seq) and how many old events were dropped to make room."""
+        victims = self._room_for(sum(len(blob) for _, blob in events))
+        rows = [Spooled(seq, i, b) for seq, (i, b) in enumerate(events, self.log.last_seq + 1)]
+        self.log.append(victims, [(r.seq, r.id, r.event) for r in rows])
+        return rows, len(victims)
 
-    def _make_room(self, incoming: int) -> int:
-        dropped = 0
-        while self.count and self.bytes + incoming > self.max_bytes:
-            rows = self.conn.execute("SELECT seq, size FROM spool ORDER BY seq LIMIT 256").fetchall()
-            excess = self.bytes + incoming - self.max_bytes
-            victims, freed = [], 0
-            for seq, size in rows:
-                if freed >= excess:
+    def _room_for(self, incoming: int) -> list[int]:
+        """The oldest events to drop so that ``incoming`` bytes fit."""
+        excess = self.log.bytes + incoming - self.max_bytes
+        victims: list[int] = []
+        after = 0
+        while excess > 0 and (seqs := self.log.after(after, 256)):
+            for seq in seqs:
+                if excess <= 0:
                     break
                 victims.append(seq)
-                freed += size
-            delete_keys(self.conn, "DELETE FROM spool WHERE seq", victims)
-            self.count -= len(victims)
-            self.bytes -= freed
-            dropped += len(victims)
-        return dropped
+                excess -= self.log.entries[seq].size
+            after = seqs[-1]
+        return victims
 
     def after(self, seq: int, limit: int) -> list[Spooled]:
         """Up to ``limit`` events after ``seq``, oldest first."""
-        rows = self.conn.execute(
-            "SELECT seq, id, event FROM spool WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
-        ).fetchall()
-        return [Spooled(s, i, bytes(e)) for s, i, e in rows]
+        entries = self.log.entries
+        return [Spooled(s, entries[s].id, self.log.read(s)) for s in self.log.after(seq, limit)]
 
     def remove(self, ids: Sequence[str]) -> None:
         """Forget acknowledged events."""
-        self._delete("id", ids)
+        by_id = self.log.by_id
+        self.log.remove([by_id[i] for i in ids if i in by_id])
 
     def remove_seqs(self, seqs: Sequence[int]) -> None:
         """Forget acknowledged events by their seq (the sender knows it: no lookup by id)."""
-        self._delete("seq", seqs)
-
-    def _delete(self, column: str, keys: Sequence[Any]) -> None:
-        if not keys:
-            return
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            sizes = []
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start : start + 500])
-                marks = ",".join("?" * len(chunk))
-                sizes += conn.execute(f"DELETE FROM spool WHERE {column} IN ({marks}) RETURNING size", chunk).fetchall()
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        self.count -= len(sizes)
-        freed = sum(s for (s,) in sizes)
-        self.bytes -= freed
-        self.unflushed += freed + TRANSACTION_BYTES  # the pages that held them are written again
+        self.log.remove(seqs)
 
     def next_frame(self, seq: int, max_count: int) -> Frame:
         """The events after ``seq`` that one ``events`` frame takes (by count and by bytes, see
         :func:`pipeline.wire.limits.plan_frame`), reading only their bytes."""
-        heads = self.conn.execute(
-            "SELECT seq, id, size FROM spool WHERE seq > ? ORDER BY seq LIMIT ?", (seq, max_count)
-        ).fetchall()
-        plan = plan_frame([size for _, _, size in heads], max_count=max_count)
-        frame = Frame(too_large=[(heads[i][1], heads[i][2]) for i in plan.too_large])
+        entries = self.log.entries
+        heads = self.log.after(seq, max_count)
+        plan = plan_frame([entries[s].size for s in heads], max_count=max_count)
+        frame = Frame(too_large=[(entries[heads[i]].id, entries[heads[i]].size) for i in plan.too_large])
         if plan.consumed:
-            frame.last_seq = heads[plan.consumed - 1][0]
-        if plan.send:
-            seqs = [heads[i][0] for i in plan.send]
-            rows = self.conn.execute(
-                f"SELECT seq, id, event FROM spool WHERE seq IN ({','.join('?' * len(seqs))}) ORDER BY seq", seqs
-            ).fetchall()
-            frame.rows = [Spooled(s, i, bytes(e)) for s, i, e in rows]
+            frame.last_seq = heads[plan.consumed - 1]
+        frame.rows = [Spooled(heads[i], entries[heads[i]].id, self.log.read(heads[i])) for i in plan.send]
         return frame
 
     def set_aside(self, entries: Sequence[tuple[str, str, str]], now: float) -> tuple[list[SetAside], int]:
         """Move spooled events (id, reason, error) into the set-aside table; returns what was
         moved and how many old set-aside events were dropped to make room."""
         moved: list[SetAside] = []
-        freed = 0
+        seqs = []
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             for event_id, reason, error in entries:
-                for seq, size, blob in conn.execute("SELECT seq, size, event FROM spool WHERE id = ?", (event_id,)):
-                    moved.append(self._insert_aside(event_id, reason, error, bytes(blob), now))
-                    conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-                    freed += size
+                seq = self.log.by_id.get(event_id)
+                if seq is not None and seq not in seqs:
+                    moved.append(self._insert_aside(event_id, reason, error, self.log.read(seq), now))
+                    seqs.append(seq)
             dropped = self._prune_aside()
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        self.count -= len(moved)
-        self.bytes -= freed
+        # After the commit: stopped in between, the event is sent once more, never lost.
+        self.log.remove(seqs)
         return moved, dropped
 
-    def put_aside(self, entries: Sequence[tuple[str, str, str, bytes]], now: float) -> tuple[list[SetAside], int]:
+    def put_aside(self, entries: Sequence[tuple[str, str, str, Blob]], now: float) -> tuple[list[SetAside], int]:
         """Set aside events (id, reason, error, msgpack bytes) that never entered the spool."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -313,7 +287,7 @@ class Spool:
         conn.execute("COMMIT")
         return moved, dropped
 
-    def _insert_aside(self, event_id: str, reason: str, error: str, blob: bytes, now: float) -> SetAside:
+    def _insert_aside(self, event_id: str, reason: str, error: str, blob: Blob, now: float) -> SetAside:
         entity, check = _names(blob)
         record = SetAside(event_id, now, reason, error, entity, check, len(blob))
         self.conn.execute(
@@ -342,7 +316,7 @@ class Spool:
         ).fetchall()
         return [SetAside(*row) for row in rows]
 
-    def set_aside_event(self, event_id: str) -> bytes | None:
+    def set_aside_event(self, event_id: str) -> Blob | None:
         """The msgpack bytes of one set-aside event."""
         row = self.conn.execute("SELECT event FROM set_aside WHERE id = ? ORDER BY seq DESC", (event_id,)).fetchone()
         return bytes(row[0]) if row else None

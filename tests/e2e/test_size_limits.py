@@ -9,7 +9,9 @@ backend comes, a small result posted last arrives: nothing before it blocked it.
 from __future__ import annotations
 
 import socket
+import sqlite3
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -19,7 +21,6 @@ import trio
 
 from pipeline.agent.agent import Agent
 from pipeline.agent.settings import AgentConfig
-from pipeline.agent.spool import Spool
 from pipeline.agent.statsd import StatsdConfig
 from pipeline.model import Event
 from pipeline.wire.limits import MAX_EVENT_BYTES
@@ -29,6 +30,15 @@ pytestmark = pytest.mark.e2e
 
 STATSD_KEYS = 40_000
 OLD_HUGE, OLD_INVALID, SMALL = (str(uuid.uuid4()) for _ in range(3))
+#: the spool file as versions before the spool log left it
+OLDER_SPOOL_SCHEMA = """
+CREATE TABLE spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, size INTEGER NOT NULL,
+                    event BLOB NOT NULL);
+CREATE INDEX spool_by_id ON spool (id);
+CREATE TABLE set_aside (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, at REAL NOT NULL,
+                        reason TEXT NOT NULL, error TEXT NOT NULL, entity TEXT NOT NULL, check_name TEXT NOT NULL,
+                        size INTEGER NOT NULL, event BLOB NOT NULL);
+"""
 
 
 class WatchingAgent(Agent):
@@ -54,15 +64,17 @@ def free_tcp_port() -> int:
 
 
 def spool_left_by_an_older_version(data_dir: Path) -> None:
-    """An event over the maximum size and one the backend refuses, already spooled."""
-    spool = Spool(data_dir / "spool.db", max_bytes=256 * 1024 * 1024)
-    spool.open()
+    """An event over the maximum size and one the backend refuses, already spooled, in the
+    SQLite table older versions spooled to (the agent moves them into its log at start)."""
     huge = {"id": OLD_HUGE, "entity": {"metadata": {"name": "web1"}},
             "check": {"metadata": {"name": "old"}, "output": "o" * (2 * MAX_EVENT_BYTES)}}  # fmt: skip
     invalid = {"id": OLD_INVALID, "entity": {"metadata": {"name": "web1"}},
                "check": {"metadata": {"name": "old"}, "status": "not a number"}}  # fmt: skip
-    spool.append([(str(e["id"]), msgpack.packb(e, use_bin_type=True)) for e in (huge, invalid)])
-    spool.close()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(data_dir / "spool.db")) as old, old:
+        old.executescript(OLDER_SPOOL_SCHEMA)
+        old.executemany("INSERT INTO spool (id, size, event) VALUES (?, ?, ?)",
+                        [(e["id"], len(b), b) for e in (huge, invalid) if (b := msgpack.packb(e, use_bin_type=True))])  # fmt: skip
 
 
 def send_statsd(address: tuple[str, int]) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pipeline.agent.spool import CHECKPOINT_BYTES, Spool
+from pipeline.agent.spool import Spool
+from pipeline.agent.spool_log import SEGMENT_BYTES
+from pipeline.errors import StoreError
 from pipeline.wire.limits import MAX_EVENT_BYTES
 
 
@@ -116,33 +124,177 @@ def test_written_events_get_consecutive_seqs_that_go_on_after_reopening(tmp_path
     again.close()
 
 
-def test_checkpoints_keep_the_wal_near_its_bound(tmp_path: Path) -> None:
-    """The spool's connection never checkpoints at a commit (wal_autocheckpoint=0): the agent
-    calls checkpoint() when due, and the WAL starts over after each."""
+def test_acknowledged_segments_are_deleted_and_queued_ones_synced_when_full(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.db", max_bytes=256 * 1024 * 1024)
     spool.open()
     blob = b"x" * 4000
-    checkpoints = 0
-    for batch in range(1500):  # about 12 MB through the WAL, three times the bound
+
+    def on_disk() -> int:
+        return sum(path.stat().st_size for path in (tmp_path / "spool").iterdir())
+
+    for batch in range(1500):  # about 24 MB through the log, six segments' worth, all acknowledged
         spool.write([(f"e{batch}-{i}", blob) for i in range(4)])
         spool.remove([f"e{batch}-{i}" for i in range(4)])
+        assert not spool.wants_checkpoint  # a segment gone before it is full: nothing to sync
+    assert on_disk() < SEGMENT_BYTES
+    syncs = 0
+    for batch in range(600):  # the backend away: 9.6 MB stay queued
+        spool.write([(f"q{batch}-{i}", blob) for i in range(4)])
         if spool.wants_checkpoint:
             spool.checkpoint()
-            checkpoints += 1
-    assert checkpoints >= 2
-    assert (tmp_path / "spool.db-wal").stat().st_size < 2 * CHECKPOINT_BYTES
-    spool.write([("last", b"kept")])
+            syncs += 1
+    assert syncs >= 2
+    # Beyond the queued events: at most the dead rest of the oldest segment they share.
+    assert 9_600_000 < on_disk() < 9_600_000 + SEGMENT_BYTES + 100_000
     spool.close()
     again = Spool(tmp_path / "spool.db", max_bytes=256 * 1024 * 1024)
     again.open()
-    assert [(r.id, r.event) for r in again.after(0, 10)] == [("last", b"kept")]
+    assert again.count == 2400
+    assert [r.id for r in again.after(0, 2)] == ["q0-0", "q0-1"]
     again.close()
 
 
-def test_a_spool_in_memory_never_wants_a_checkpoint() -> None:
-    spool = Spool(Path(":memory:"), max_bytes=256 * 1024 * 1024)
+def segments(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "spool").glob("*.seg"))
+
+
+def test_a_write_cut_short_by_a_kill_is_cut_off_at_the_next_start(tmp_path: Path) -> None:
+    """The agent killed in the middle of a write: that write was never answered, and nothing
+    before it is lost."""
+    first = Spool(tmp_path / "spool.db", max_bytes=10_000)
+    first.open()
+    first.write([("a", b"aa")])
+    first.write([("b", b"bb"), ("c", b"cc")])
+    first.close()
+    (newest,) = segments(tmp_path)
+    whole = newest.stat().st_size
+    with newest.open("r+b") as f:
+        f.truncate(whole - 3)  # into c's record
+    again = Spool(tmp_path / "spool.db", max_bytes=10_000)
+    again.open()
+    assert [(r.id, r.event) for r in again.after(0, 10)] == [("a", b"aa"), ("b", b"bb")]
+    (row,), _ = again.write([("d", b"dd")])  # appended after b, not after the cut record
+    assert row.seq == 3
+    again.close()
+    last = Spool(tmp_path / "spool.db", max_bytes=10_000)
+    last.open()
+    assert [(r.seq, r.id) for r in last.after(0, 10)] == [(1, "a"), (2, "b"), (3, "d")]
+    last.close()
+
+
+def test_a_damaged_older_segment_is_read_up_to_the_damage_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pipeline.agent.spool_log.SEGMENT_BYTES", 100)
+    first = Spool(tmp_path / "spool.db", max_bytes=100_000)
+    first.open()
+    for name in "abcdef":
+        first.write([(name, name.encode() * 120)])  # a segment each
+    first.close()
+    second_segment = segments(tmp_path)[1]  # holds b
+    data = bytearray(second_segment.read_bytes())
+    data[-1] ^= 0xFF
+    second_segment.write_bytes(bytes(data))
+    again = Spool(tmp_path / "spool.db", max_bytes=100_000)
+    again.open()
+    assert [r.id for r in again.after(0, 10)] == ["a", "c", "d", "e", "f"]
+    assert again.damaged_at_open == 1
+    again.close()
+
+
+def test_a_failed_write_leaves_the_log_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path / "spool.db", max_bytes=10_000)
     spool.open()
-    spool.write([("a", b"x" * (CHECKPOINT_BYTES + 1))])
-    assert not spool.wants_checkpoint
-    spool.checkpoint()  # nothing to do
+    spool.write([("a", b"aa")])
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        if fd in {s.fd for s in spool.log._segments.values()}:
+            real_write(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("pipeline.agent.spool_log.os.write", half_then_full)
+    with pytest.raises(StoreError, match=r"cannot write to the spool: .*No space left"):
+        spool.write([("b", b"bb")])
+    assert (spool.count, spool.bytes, spool.last_seq) == (1, 2, 1)
+    monkeypatch.undo()
+    spool.write([("c", b"cc")])
     spool.close()
+    again = Spool(tmp_path / "spool.db", max_bytes=10_000)
+    again.open()
+    assert [(r.seq, r.id) for r in again.after(0, 10)] == [(1, "a"), (2, "c")]
+    again.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, size INTEGER NOT NULL,
+                    event BLOB NOT NULL);
+CREATE INDEX spool_by_id ON spool (id);
+"""
+
+
+def test_events_an_older_version_left_in_sqlite_are_moved_into_the_log_in_order(tmp_path: Path) -> None:
+    with closing(sqlite3.connect(tmp_path / "spool.db")) as old, old:
+        old.executescript(OLD_SCHEMA)
+        old.executemany("INSERT INTO spool (id, size, event) VALUES (?, ?, ?)",
+                        [(f"old{i}", 3, f"e{i:02d}".encode()) for i in range(1200)])  # fmt: skip
+        old.execute("DELETE FROM spool WHERE id = 'old0'")  # acknowledged before the upgrade
+    spool = Spool(tmp_path / "spool.db", max_bytes=100_000)
+    spool.open()
+    spool.write([("new", b"n")])
+    spool.close()
+    again = Spool(tmp_path / "spool.db", max_bytes=100_000)
+    again.open()  # moved once: not again
+    assert [r.id for r in again.after(0, 2000)] == [f"old{i}" for i in range(1, 1200)] + ["new"]
+    assert again.after(0, 1)[0].event == b"e01"
+    with closing(sqlite3.connect(tmp_path / "spool.db")) as check:
+        assert check.execute("SELECT name FROM sqlite_master WHERE name = 'spool'").fetchall() == []
+    again.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.one_of(st.tuples(st.just("write"), st.integers(1, 4), st.integers(1, 60)),
+                                st.tuples(st.just("remove"), st.integers(0, 50), st.integers(1, 5)),
+                                st.tuples(st.sampled_from(["reopen", "kill"]), st.just(0), st.just(0))),
+                      max_size=60))  # fmt: skip
+def test_the_log_keeps_what_a_plain_queue_keeps_across_reopens(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, steps: list[tuple[str, int, int]]
+) -> None:
+    """Against a model (an ordered dict): writes, removals anywhere in the queue, bounds dropping
+    the oldest, and reopening (after a close, or a kill) at any point, with segments small
+    enough to turn over often."""
+    monkeypatch.setattr("pipeline.agent.spool_log.SEGMENT_BYTES", 150)
+    path = tmp_path_factory.mktemp("spool") / "spool.db"
+    spool = Spool(path, max_bytes=600)
+    spool.open()
+    model: dict[int, tuple[str, bytes]] = {}
+    highest = 0
+    killed: list[Spool] = []
+    for number, (kind, a, b) in enumerate(steps):
+        if kind == "write":
+            events = [(f"e{number}-{i}", bytes([number % 256]) * b) for i in range(a)]
+            rows, dropped = spool.write(events)
+            assert rows[0].seq > highest  # never a seq used before
+            highest = rows[-1].seq
+            model.update({row.seq: (row.id, row.event) for row in rows})
+            while sum(len(e) for _, e in model.values()) > 600:
+                del model[next(iter(model))]
+                dropped -= 1
+            assert dropped == 0
+        elif kind == "remove" and model:
+            chosen = list(model)[a % len(model) :][:b]
+            spool.remove_seqs(chosen)
+            for seq in chosen:
+                del model[seq]
+        elif kind in ("reopen", "kill"):
+            if kind == "reopen":
+                spool.close()
+            else:  # no close: what the files hold is all the next start has
+                killed.append(spool)
+            spool = Spool(path, max_bytes=600)
+            spool.open()
+        assert [(r.seq, r.id, r.event) for r in spool.after(0, 1000)] == [(s, i, e) for s, (i, e) in model.items()]
+        assert (spool.count, spool.bytes) == (len(model), sum(len(e) for _, e in model.values()))
+    for left in [*killed, spool]:
+        left.close()
