@@ -168,8 +168,8 @@ class Delivery:
         if self.spool.wants_checkpoint:
             self._checkpoint_due.set()
 
-    async def set_aside(self, entries: list[tuple[str, str, str]]) -> None:
-        """Move spooled events (id, reason, error) out of the way of the ones behind them."""
+    async def set_aside(self, entries: list[tuple[int, str, str]]) -> None:
+        """Move spooled events (seq, reason, error) out of the way of the ones behind them."""
         self._report_set_aside(*await self._spool_call(self.spool.set_aside, entries, time.time()))
 
     def _report_set_aside(self, moved: list[SetAside], pruned: int) -> None:
@@ -235,7 +235,8 @@ class Delivery:
                 if rows is None:
                     frame = await self._spool_now(self.spool.next_frame, last_sent, min(room, BATCH_MAX))
                     if frame.too_large:
-                        await self.set_aside([(i, "too_large", too_large_message(size)) for i, size in frame.too_large])
+                        await self.set_aside([(seq, "too_large", too_large_message(size))
+                                              for seq, _, size in frame.too_large])  # fmt: skip
                     last_sent = max(last_sent, frame.last_seq)
                     rows = frame.rows
                     if not rows:
@@ -272,30 +273,28 @@ class Delivery:
         return rows
 
     async def acknowledge(self, ids: Sequence[str], rejected: Sequence[Rejected]) -> None:
-        """The backend has these events (forget them) or refused them for good (set them aside)."""
-        entries = [(item.id, "rejected", item.error) for item in rejected]
-        refused = [event_id for event_id, _, _ in entries]
-        if entries:
-            await self.set_aside(entries)
-        seqs, others = [], []
+        """The backend has these events (forget them) or refused them for good (set them aside).
+        Only events sent on this connection are acknowledged: a backend answers the frames it
+        was sent, and an id of none of them is ignored (its event, if spooled, is sent again)."""
+        refused = []
+        for item in rejected:
+            sent = self._in_flight.pop(item.id, None)
+            if sent is not None:
+                self._in_flight_bytes -= sent[1]
+                refused.append((sent[0], item.id, item.error))
+        if refused:
+            await self.set_aside([(seq, "rejected", error) for seq, _, error in refused])
+        seqs = []
         for event_id in ids:
             sent = self._in_flight.pop(event_id, None)
-            if sent is None:
-                others.append(event_id)
-            else:
+            if sent is not None:
                 seqs.append(sent[0])
                 self._in_flight_bytes -= sent[1]
         await self._spool_now(self.spool.remove_seqs, seqs)
-        if others:  # not sent on this connection: looked up by id
-            await self._spool_now(self.spool.remove, others)
-        for event_id in refused:
-            sent = self._in_flight.pop(event_id, None)
-            if sent is not None:
-                self._in_flight_bytes -= sent[1]
-        self.metrics.events_acked.inc(len(ids))
+        self.metrics.events_acked.inc(len(seqs))
         self.metrics.events_rejected.inc(len(refused))
         self.metrics.events_unacked.set(len(self._in_flight))
-        for event_id in [*ids, *refused]:
+        for event_id in [*ids, *(event_id for _, event_id, _ in refused)]:
             waiter = self._ack_waiting.pop(event_id, None)
             if waiter is not None:
                 waiter.set()

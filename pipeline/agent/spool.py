@@ -75,8 +75,8 @@ class Frame:
     """The next events to send, and those too large to send at all (to be set aside)."""
 
     rows: list[Spooled] = field(default_factory=list)
-    #: (id, size) of each
-    too_large: list[tuple[str, int]] = field(default_factory=list)
+    #: (seq, id, size) of each
+    too_large: list[tuple[int, str, int]] = field(default_factory=list)
     #: the spool position the frame reaches; the next frame starts after it
     last_seq: int = 0
 
@@ -174,7 +174,7 @@ class Spool:
 
     @property
     def count(self) -> int:
-        return len(self.log.entries)
+        return self.log.count
 
     @property
     def bytes(self) -> int:
@@ -222,48 +222,41 @@ class Spool:
                 if excess <= 0:
                     break
                 victims.append(seq)
-                excess -= self.log.entries[seq].size
+                excess -= self.log.size(seq)
             after = seqs[-1]
         return victims
 
     def after(self, seq: int, limit: int) -> list[Spooled]:
         """Up to ``limit`` events after ``seq``, oldest first."""
-        entries = self.log.entries
-        return [Spooled(s, entries[s].id, self.log.read(s)) for s in self.log.after(seq, limit)]
-
-    def remove(self, ids: Sequence[str]) -> None:
-        """Forget acknowledged events."""
-        by_id = self.log.by_id
-        self.log.remove([by_id[i] for i in ids if i in by_id])
+        return [Spooled(s, *self.log.read(s)) for s in self.log.after(seq, limit)]
 
     def remove_seqs(self, seqs: Sequence[int]) -> None:
-        """Forget acknowledged events by their seq (the sender knows it: no lookup by id)."""
+        """Forget acknowledged events by their seq (the sender keeps it with each event it sent)."""
         self.log.remove(seqs)
 
     def next_frame(self, seq: int, max_count: int) -> Frame:
         """The events after ``seq`` that one ``events`` frame takes (by count and by bytes, see
         :func:`pipeline.wire.limits.plan_frame`), reading only their bytes."""
-        entries = self.log.entries
         heads = self.log.after(seq, max_count)
-        plan = plan_frame([entries[s].size for s in heads], max_count=max_count)
-        frame = Frame(too_large=[(entries[heads[i]].id, entries[heads[i]].size) for i in plan.too_large])
+        plan = plan_frame([self.log.size(s) for s in heads], max_count=max_count)
+        frame = Frame(too_large=[(heads[i], self.log.id_of(heads[i]), self.log.size(heads[i])) for i in plan.too_large])
         if plan.consumed:
             frame.last_seq = heads[plan.consumed - 1]
-        frame.rows = [Spooled(heads[i], entries[heads[i]].id, self.log.read(heads[i])) for i in plan.send]
+        frame.rows = [Spooled(heads[i], *self.log.read(heads[i])) for i in plan.send]
         return frame
 
-    def set_aside(self, entries: Sequence[tuple[str, str, str]], now: float) -> tuple[list[SetAside], int]:
-        """Move spooled events (id, reason, error) into the set-aside table; returns what was
+    def set_aside(self, entries: Sequence[tuple[int, str, str]], now: float) -> tuple[list[SetAside], int]:
+        """Move spooled events (seq, reason, error) into the set-aside table; returns what was
         moved and how many old set-aside events were dropped to make room."""
         moved: list[SetAside] = []
-        seqs = []
+        seqs: list[int] = []
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for event_id, reason, error in entries:
-                seq = self.log.by_id.get(event_id)
-                if seq is not None and seq not in seqs:
-                    moved.append(self._insert_aside(event_id, reason, error, self.log.read(seq), now))
+            for seq, reason, error in entries:
+                if self.log.queued(seq) and seq not in seqs:
+                    event_id, blob = self.log.read(seq)
+                    moved.append(self._insert_aside(event_id, reason, error, blob, now))
                     seqs.append(seq)
             dropped = self._prune_aside()
         except BaseException:

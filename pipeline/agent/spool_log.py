@@ -5,7 +5,10 @@ one ``write(2)`` without ``fsync``: what is written survives the agent being kil
 has it), not the machine losing power, as SQLite's WAL at ``synchronous=NORMAL`` did before.
 A SQLite transaction for a batch of one to four results (what four clients make) cost 25-50 µs
 a result; an append costs 3-4 (issue 19, ``BENCHMARKS.md``). Which events are queued is kept in
-memory (their id, size and place, not their bytes) and rebuilt from the log at start.
+memory, rebuilt from the log at start: two machine words an event (its size, and where its
+record starts), in arrays indexed by seq, so that a full spool of small events holds a few MB
+of memory, not a Python object per event (a dict of records took 345 bytes an event, 90 MB for
+256 MiB of 1 KB events). Ids and bytes are read back from the record when needed.
 
 A segment that reaches :data:`SEGMENT_BYTES` is closed and synced to disk in a worker thread
 (:meth:`SpoolLog.sync`, as the agent syncs everything else slow), and the next write starts a
@@ -24,10 +27,12 @@ reading of its segment; :meth:`SpoolLog.open` reports it, naming the file and th
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import struct
 import zlib
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,19 +49,6 @@ HEADER = struct.Struct("<BII")
 EVENT_HEAD = struct.Struct("<QH")
 SEQ = struct.Struct("<Q")
 SUFFIX = ".seg"
-
-
-@dataclass(slots=True)
-class Entry:
-    """A queued event: where its bytes are."""
-
-    id: str
-    size: int
-    #: the first seq of its segment (the file's name); its bytes at ``offset`` there
-    segment: int
-    offset: int
-    #: its bytes, for a log kept in memory only
-    blob: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -112,16 +104,22 @@ class SpoolLog:
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-        self.entries: dict[int, Entry] = {}
-        self.by_id: dict[str, int] = {}
+        self.count = 0
         self.bytes = 0
         self.last_seq = 0
+        #: the seq at index 0 of the arrays, and the index of the first event that may be queued
+        self._base = 1
+        self._front = 0
+        #: by seq - _base: the event's bytes (-1: not queued), and (record offset << 16 | id length)
+        self._sizes = array("q")
+        self._places = array("q")
+        #: (id, bytes) of each queued event, for a log kept in memory only
+        self._memory: dict[int, tuple[str, bytes]] = {}
         self._segments: dict[int, Segment] = {}  # by first seq, oldest first
+        self._firsts: list[int] = []  # their first seqs, for finding an event's segment
         self._active: Segment | None = None
         #: segments closed and not yet synced to disk
         self._unsynced: list[Segment] = []
-        #: the lowest seq that may still be queued (the queue's front, found lazily)
-        self._low = 1
 
     # -- opening and closing --------------------------------------------------------------------
 
@@ -136,12 +134,11 @@ class SpoolLog:
                 self._read_segment(path, last=index == len(paths) - 1, recovery=recovery)
         except OSError as exc:
             raise StoreError(f"{self.directory}: cannot open the spool: {exc}") from exc
-        for entry in self.entries.values():
-            self._segments[entry.segment].live += 1
-        self._low = min(self.entries, default=self.last_seq + 1)
+        if not self._sizes:
+            self._base = self.last_seq + 1
         # The newest stays until the next write starts one of its own: its name keeps the seqs
         # going up across restarts, as SQLite's AUTOINCREMENT did.
-        self._active = self._segments[max(self._segments)] if self._segments else None
+        self._active = self._segments[self._firsts[-1]] if self._firsts else None
         self._retire()
         self._active = None
         return recovery
@@ -154,20 +151,21 @@ class SpoolLog:
             return
         data = path.read_bytes()
         segment = Segment(first_seq, path, os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC), len(data))
-        self._segments[first_seq] = segment
+        self._add_segment(segment)
         self.last_seq = max(self.last_seq, first_seq - 1)
         reached = 0
         for at, kind, body in _records(data):
             reached = at + HEADER.size + len(body)
             if kind == EVENT:
                 seq, id_length = EVENT_HEAD.unpack_from(body)
-                event_id = bytes(body[EVENT_HEAD.size : EVENT_HEAD.size + id_length]).decode()
-                start = EVENT_HEAD.size + id_length
-                self._add(seq, Entry(event_id, len(body) - start, first_seq, at + HEADER.size + start))
+                if not self._sizes:
+                    self._base = seq
+                self._queue(seq, len(body) - EVENT_HEAD.size - id_length, at, id_length)
+                segment.live += 1
             else:
                 for (seq,) in SEQ.iter_unpack(body):
                     self.last_seq = max(self.last_seq, seq)
-                    self._drop(seq)
+                    self._unqueue(seq)
         if reached < len(data):
             if last:  # the agent stopped in the middle of a write: what follows was never answered
                 os.ftruncate(segment.fd, reached)
@@ -178,23 +176,9 @@ class SpoolLog:
                 recovery.cut.append((str(path), reached, "a damaged record: the rest of the segment not read"))
                 recovery.damaged += 1
 
-    def _add(self, seq: int, entry: Entry) -> None:
-        old = self.entries.pop(seq, None)
-        if old is not None:  # the same seq twice cannot be written; counted once all the same
-            self.bytes -= old.size
-            self.by_id.pop(old.id, None)
-        self.entries[seq] = entry
-        self.by_id[entry.id] = seq
-        self.bytes += entry.size
-        self.last_seq = max(self.last_seq, seq)
-
-    def _drop(self, seq: int) -> Entry | None:
-        entry = self.entries.pop(seq, None)
-        if entry is not None:
-            self.bytes -= entry.size
-            if self.by_id.get(entry.id) == seq:
-                del self.by_id[entry.id]
-        return entry
+    def _add_segment(self, segment: Segment) -> None:
+        self._segments[segment.first_seq] = segment
+        self._firsts.append(segment.first_seq)
 
     def close(self) -> None:
         """Close every segment, the newest synced first (a clean stop leaves it all on disk)."""
@@ -206,8 +190,54 @@ class SpoolLog:
                 os.close(segment.fd)
                 segment.fd = -1
         self._segments.clear()
+        self._firsts.clear()
         self._active = None
         self._unsynced.clear()
+
+    # -- the index --------------------------------------------------------------------------------
+
+    def _queue(self, seq: int, size: int, record_offset: int, id_length: int) -> None:
+        index = seq - self._base
+        if index < len(self._sizes):  # the same seq again (never written so): counted once
+            self._unqueue(seq)
+            if index < 0:
+                return
+        if index > len(self._sizes):  # seqs that never reached the log (a damaged segment)
+            gap = index - len(self._sizes)
+            self._sizes.extend(array("q", [-1]) * gap)
+            self._places.extend(array("q", [0]) * gap)
+        if index == len(self._sizes):
+            self._sizes.append(size)
+            self._places.append(record_offset << 16 | id_length)
+        else:
+            self._sizes[index] = size
+            self._places[index] = record_offset << 16 | id_length
+        self.count += 1
+        self.bytes += size
+        self.last_seq = max(self.last_seq, seq)
+
+    def _unqueue(self, seq: int) -> bool:
+        """Take ``seq`` out of the queue; False: it was not in it."""
+        index = seq - self._base
+        if not 0 <= index < len(self._sizes) or self._sizes[index] < 0:
+            return False
+        self.count -= 1
+        self.bytes -= self._sizes[index]
+        self._sizes[index] = -1
+        self._memory.pop(seq, None)
+        self._segment_of(seq).live -= 1
+        return True
+
+    def _segment_of(self, seq: int) -> Segment:
+        return self._segments[self._firsts[bisect.bisect_right(self._firsts, seq) - 1]]
+
+    def queued(self, seq: int) -> bool:
+        index = seq - self._base
+        return 0 <= index < len(self._sizes) and self._sizes[index] >= 0
+
+    def size(self, seq: int) -> int:
+        """The bytes of a queued event."""
+        return self._sizes[seq - self._base]
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -220,52 +250,46 @@ class SpoolLog:
         for seq, event_id, blob in events:
             record, start = _event_record(seq, event_id, blob)
             parts.append(record)
-            added.append((seq, Entry(event_id, len(blob), segment.first_seq, at + start,
-                                     blob if segment.path is None else None)))  # fmt: skip
+            added.append((seq, len(blob), at, start - HEADER.size - EVENT_HEAD.size))
             at += len(record)
         self._write(segment, b"".join(parts))
-        self._forget(removed)
-        for seq, entry in added:
-            self._add(seq, entry)
+        for seq in removed:
+            self._unqueue(seq)
+        for seq, size, record_offset, id_length in added:
+            self._queue(seq, size, record_offset, id_length)
         segment.live += len(added)
+        if segment.path is None:
+            self._memory.update((seq, (event_id, blob)) for seq, event_id, blob in events)
         self._retire()
 
-    def remove(self, seqs: Iterable[int]) -> list[Entry]:
-        """Record the queued events of ``seqs`` as gone; returns their entries."""
-        queued = [seq for seq in seqs if seq in self.entries]
+    def remove(self, seqs: Iterable[int]) -> int:
+        """Record the queued events of ``seqs`` as gone; returns how many were queued."""
+        queued = [seq for seq in seqs if self.queued(seq)]
         if not queued:
-            return []
+            return 0
         self._write(self._writable(), _removed_record(queued))
-        gone = self._forget(queued)
+        for seq in queued:
+            self._unqueue(seq)
         self._retire()
-        return gone
-
-    def _forget(self, seqs: Sequence[int]) -> list[Entry]:
-        gone = []
-        for seq in seqs:
-            entry = self._drop(seq)
-            if entry is not None:
-                self._segments[entry.segment].live -= 1
-                gone.append(entry)
-        return gone
+        return len(queued)
 
     def _writable(self) -> Segment:
         active = self._active
         if active is not None and active.size < SEGMENT_BYTES:
             return active
-        if active is not None and active.path is not None:
-            self._unsynced.append(active)
         first_seq = self.last_seq + 1
-        path = None if self.directory is None else self.directory / f"{first_seq:020d}{SUFFIX}"
         segment = self._segments.get(first_seq)
-        if segment is None:  # (a segment of that name holds only removals: appended to)
+        if segment is None:  # (else a segment that holds only removals: appended to)
+            path = None if self.directory is None else self.directory / f"{first_seq:020d}{SUFFIX}"
             segment = Segment(first_seq, path)
             if path is not None:
                 try:
                     segment.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
                 except OSError as exc:
                     raise StoreError(f"{path}: cannot start a spool segment: {exc}") from exc
-            self._segments[first_seq] = segment
+            self._add_segment(segment)
+        if active is not None and active is not segment and active.path is not None:
+            self._unsynced.append(active)
         self._active = segment
         return segment
 
@@ -284,12 +308,14 @@ class SpoolLog:
         segment.size += written
 
     def _retire(self) -> None:
-        """Delete the oldest segments whose events have all left, oldest first."""
-        while self._segments:
-            first_seq, oldest = next(iter(self._segments.items()))
+        """Delete the oldest segments whose events have all left, oldest first, and drop the
+        index's front once it is mostly events gone."""
+        while self._firsts:
+            oldest = self._segments[self._firsts[0]]
             if oldest is self._active or oldest.live > 0:
-                return
-            del self._segments[first_seq]
+                break
+            del self._segments[oldest.first_seq]
+            del self._firsts[0]
             if oldest in self._unsynced:
                 self._unsynced.remove(oldest)
             if oldest.fd >= 0:
@@ -298,6 +324,14 @@ class SpoolLog:
             if oldest.path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     oldest.path.unlink()
+        sizes = self._sizes
+        while self._front < len(sizes) and sizes[self._front] < 0:
+            self._front += 1
+        if self._front >= 1024 and self._front * 2 >= len(sizes):  # amortised: each index moved once
+            del sizes[: self._front]
+            del self._places[: self._front]
+            self._base += self._front
+            self._front = 0
 
     # -- syncing ----------------------------------------------------------------------------------
 
@@ -326,31 +360,38 @@ class SpoolLog:
 
     def after(self, seq: int, limit: int) -> list[int]:
         """Up to ``limit`` queued seqs after ``seq``, in order."""
-        entries = self.entries
-        if seq < self._low:
-            while self._low <= self.last_seq and self._low not in entries:
-                self._low += 1
-            seq = self._low - 1
+        sizes = self._sizes
+        index = max(seq + 1 - self._base, self._front)
         found: list[int] = []
-        at = seq + 1
-        while len(found) < limit and at <= self.last_seq:
-            if at in entries:
-                found.append(at)
-            at += 1
+        while len(found) < limit and index < len(sizes):
+            if sizes[index] >= 0:
+                found.append(index + self._base)
+            index += 1
         return found
 
-    def read(self, seq: int) -> bytes:
-        entry = self.entries[seq]
-        if entry.blob is not None:
-            return entry.blob
-        segment = self._segments[entry.segment]
+    def read(self, seq: int) -> tuple[str, bytes]:
+        """The id and bytes of a queued event."""
+        return self._read(seq, whole=True)
+
+    def id_of(self, seq: int) -> str:
+        """The id of a queued event (without reading its bytes)."""
+        return self._read(seq, whole=False)[0]
+
+    def _read(self, seq: int, *, whole: bool) -> tuple[str, bytes]:
+        if seq in self._memory:
+            return self._memory[seq]
+        index = seq - self._base
+        place, size = self._places[index], self._sizes[index]
+        offset, id_length = place >> 16, place & 0xFFFF
+        head = HEADER.size + EVENT_HEAD.size + id_length
+        segment = self._segment_of(seq)
         try:
-            data = os.pread(segment.fd, entry.size, entry.offset)
+            data = os.pread(segment.fd, head + size if whole else head, offset)
         except OSError as exc:
             raise StoreError(f"{segment.path}: cannot read the spool: {exc}") from exc
-        if len(data) != entry.size:
-            raise StoreError(f"{segment.path}: the spool ends inside event {entry.id} at {entry.offset}")
-        return data
+        if len(data) != (head + size if whole else head):
+            raise StoreError(f"{segment.path}: the spool ends inside event seq {seq} at {offset}")
+        return data[HEADER.size + EVENT_HEAD.size : head].decode(), data[head:]
 
     def files(self) -> list[Path]:
         """The segment files, oldest first."""

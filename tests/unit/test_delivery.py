@@ -92,7 +92,9 @@ async def test_events_just_spooled_are_sent_from_memory_in_order_after_those_rea
                 await send.send(new)
                 await spooled.wait()
                 await trio.testing.wait_all_tasks_blocked()
-            await delivery.acknowledge([e.id for e in older + newer], [])
+            await delivery.acknowledge([e.id for e in older], [])  # the newer wait for this ack (Nagle)
+            await trio.testing.wait_all_tasks_blocked()
+            await delivery.acknowledge([e.id for e in newer], [])
             nursery.cancel_scope.cancel()
     assert sent == [e.id for e in older + newer]
     assert (spool.count, spool.bytes) == (0, 0)
@@ -141,3 +143,29 @@ async def test_a_short_frame_waits_for_the_frame_in_flight_to_be_acked_or_for_th
             await trio.testing.wait_all_tasks_blocked()
             assert frames[2:] == [[later[0].id]]
             nursery.cancel_scope.cancel()
+
+
+async def test_an_ack_for_an_event_not_sent_on_this_connection_is_ignored_and_the_event_still_sent() -> None:
+    """A backend acknowledges the frames it was sent; an id of none of them removes nothing."""
+    spool = Spool(Path(":memory:"), max_bytes=64 * 1024 * 1024)
+    spool.open()
+    queued = event("queued")
+    spool.write([(queued.id, queued.to_msgpack())])
+    _send, receive = trio.open_memory_channel[Event](10)
+    delivery = Delivery(spool, receive, AgentMetrics.create())
+    await delivery.acknowledge([queued.id], [])  # no connection yet: nothing was sent
+    assert spool.count == 1
+    sent: list[str] = []
+
+    class Wire:
+        async def send(self, message: Events) -> None:
+            sent.extend(Event.from_msgpack(blob).id for blob in message.events if isinstance(blob, bytes))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(delivery.send_loop, cast(MessageStream, Wire()))
+            await trio.testing.wait_all_tasks_blocked()
+            await delivery.acknowledge([queued.id], [])
+            nursery.cancel_scope.cancel()
+    assert sent == [queued.id]
+    assert spool.count == 0

@@ -33,7 +33,7 @@ def test_events_come_back_in_order_and_go_on_ack(spool: Spool) -> None:
     assert [(r.id, r.event) for r in rows] == [("a", b"1" * 10), ("b", b"2" * 10), ("c", b"3" * 10)]
     assert [r.id for r in spool.after(rows[0].seq, 10)] == ["b", "c"]
     assert [r.id for r in spool.after(0, 2)] == ["a", "b"]
-    spool.remove(["a", "c", "unknown"])
+    spool.remove_seqs([rows[0].seq, rows[2].seq, 99])
     assert [r.id for r in spool.after(0, 10)] == ["b"]
     assert (spool.count, spool.bytes) == (1, 10)
 
@@ -49,8 +49,8 @@ def test_a_full_spool_drops_the_oldest_and_says_how_many(spool: Spool) -> None:
 def test_what_was_spooled_is_there_after_reopening(tmp_path: Path) -> None:
     first = Spool(tmp_path / "spool.db", max_bytes=10_000)
     first.open()
-    first.append([("a", b"aa"), ("b", b"bb")])
-    first.remove(["a"])
+    rows, _ = first.write([("a", b"aa"), ("b", b"bb")])
+    first.remove_seqs([rows[0].seq])
     first.close()
     again = Spool(tmp_path / "spool.db", max_bytes=10_000)
     again.open()
@@ -73,15 +73,15 @@ def test_a_frame_is_filled_by_bytes_and_a_too_large_event_is_named_for_setting_a
     assert [r.id for r in first.rows] == ["e0", "e1", "e2", "e3"]
     second = spool.next_frame(first.last_seq, 200)
     assert [r.id for r in second.rows] == ["e4", "e5", "small"]
-    assert second.too_large == [("huge", MAX_EVENT_BYTES + 1)]
+    assert second.too_large == [(7, "huge", MAX_EVENT_BYTES + 1)]
     assert spool.next_frame(second.last_seq, 200).rows == []
 
 
 def test_set_aside_events_leave_the_spool_and_are_listed_newest_first(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.db", max_bytes=10_000_000)
     spool.open()
-    spool.append([("a", event_bytes("web1", "disk")), ("b", event_bytes("web1", "load")), ("c", b"\xc1")])
-    moved, pruned = spool.set_aside([("a", "too_large", "too big"), ("c", "rejected", "bad")], now=100.0)
+    a, _, c = spool.write([("a", event_bytes("web1", "disk")), ("b", event_bytes("web1", "load")), ("c", b"\xc1")])[0]
+    moved, pruned = spool.set_aside([(a.seq, "too_large", "too big"), (c.seq, "rejected", "bad"), (99, "x", "")], 100.0)
     assert [(m.id, m.entity, m.check, m.reason) for m in moved] == [
         ("a", "web1", "disk", "too_large"),
         ("c", "", "", "rejected"),  # not even msgpack: listed all the same
@@ -133,8 +133,8 @@ def test_acknowledged_segments_are_deleted_and_queued_ones_synced_when_full(tmp_
         return sum(path.stat().st_size for path in (tmp_path / "spool").iterdir())
 
     for batch in range(1500):  # about 24 MB through the log, six segments' worth, all acknowledged
-        spool.write([(f"e{batch}-{i}", blob) for i in range(4)])
-        spool.remove([f"e{batch}-{i}" for i in range(4)])
+        rows, _ = spool.write([(f"e{batch}-{i}", blob) for i in range(4)])
+        spool.remove_seqs([row.seq for row in rows])
         assert not spool.wants_checkpoint  # a segment gone before it is full: nothing to sync
     assert on_disk() < SEGMENT_BYTES
     syncs = 0
