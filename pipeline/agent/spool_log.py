@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import fcntl
 import os
 import struct
 import zlib
@@ -49,6 +50,7 @@ HEADER = struct.Struct("<BII")
 EVENT_HEAD = struct.Struct("<QH")
 SEQ = struct.Struct("<Q")
 SUFFIX = ".seg"
+LOCK_FILE = "lock"
 
 
 @dataclass(slots=True)
@@ -120,6 +122,7 @@ class SpoolLog:
         self._active: Segment | None = None
         #: segments closed and not yet synced to disk
         self._unsynced: list[Segment] = []
+        self._lock_fd = -1
 
     # -- opening and closing --------------------------------------------------------------------
 
@@ -129,6 +132,7 @@ class SpoolLog:
             return recovery
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            self._lock()
             paths = sorted(self.directory.glob("*" + SUFFIX))
             for index, path in enumerate(paths):
                 self._read_segment(path, last=index == len(paths) - 1, recovery=recovery)
@@ -142,6 +146,18 @@ class SpoolLog:
         self._retire()
         self._active = None
         return recovery
+
+    def _lock(self) -> None:
+        """One writer: a second agent appending to the same segments would corrupt them."""
+        assert self.directory is not None
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{self.directory}: the spool is in use by another process (another agent "
+                             f"with the same data directory?)") from None  # fmt: skip
+        self._lock_fd = fd
 
     def _read_segment(self, path: Path, *, last: bool, recovery: Recovery) -> None:
         try:
@@ -193,6 +209,9 @@ class SpoolLog:
         self._firsts.clear()
         self._active = None
         self._unsynced.clear()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # the lock goes with it
+            self._lock_fd = -1
 
     # -- the index --------------------------------------------------------------------------------
 

@@ -190,3 +190,19 @@ async def test_an_agent_whose_name_sensu_would_refuse_does_not_start() -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "pipeline: cannot run: --name: name 'web 1!' may contain only letters" in result.stderr.decode()
+
+
+async def test_a_second_agent_on_the_same_data_directory_does_not_start(tmp_path: Path) -> None:
+    """Two agents appending to one spool would corrupt it: the second is refused, naming it."""
+    data = tmp_path / "agent"
+    first = Agent(AgentConfig(name="web1", backend_addrs=[("127.0.0.1", 1)], api_addr=None, data_dir=data))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.run)
+        result = await trio.run_process(
+            pipeline_command("agent", "--name", "web1", "--data", str(data), "--backend-addr", "127.0.0.1:1",
+                             "--api-addr", "", "--statsd-addr", "", "--socket-addr", ""),
+            capture_stderr=True, check=False,
+        )  # fmt: skip
+        nursery.cancel_scope.cancel()
+    assert result.returncode == 1
+    assert f"pipeline: cannot run: {data / 'spool'}: the spool is in use by another process" in result.stderr.decode()
