@@ -176,8 +176,8 @@ class SpoolLog:
                 seq, id_length = EVENT_HEAD.unpack_from(body)
                 if not self._sizes:
                     self._base = seq
-                self._queue(seq, len(body) - EVENT_HEAD.size - id_length, at, id_length)
-                segment.live += 1
+                if self._queue(seq, len(body) - EVENT_HEAD.size - id_length, at, id_length):
+                    segment.live += 1
             else:
                 for (seq,) in SEQ.iter_unpack(body):
                     self.last_seq = max(self.last_seq, seq)
@@ -215,12 +215,13 @@ class SpoolLog:
 
     # -- the index --------------------------------------------------------------------------------
 
-    def _queue(self, seq: int, size: int, record_offset: int, id_length: int) -> None:
+    def _queue(self, seq: int, size: int, record_offset: int, id_length: int) -> bool:
+        """Put ``seq`` in the queue; False: below its front (never written so: left out)."""
         index = seq - self._base
+        if index < 0:
+            return False
         if index < len(self._sizes):  # the same seq again (never written so): counted once
             self._unqueue(seq)
-            if index < 0:
-                return
         if index > len(self._sizes):  # seqs that never reached the log (a damaged segment)
             gap = index - len(self._sizes)
             self._sizes.extend(array("q", [-1]) * gap)
@@ -234,6 +235,7 @@ class SpoolLog:
         self.count += 1
         self.bytes += size
         self.last_seq = max(self.last_seq, seq)
+        return True
 
     def _unqueue(self, seq: int) -> bool:
         """Take ``seq`` out of the queue; False: it was not in it."""
@@ -275,8 +277,8 @@ class SpoolLog:
         for seq in removed:
             self._unqueue(seq)
         for seq, size, record_offset, id_length in added:
-            self._queue(seq, size, record_offset, id_length)
-        segment.live += len(added)
+            if self._queue(seq, size, record_offset, id_length):
+                segment.live += 1
         if segment.path is None:
             self._memory.update((seq, (event_id, blob)) for seq, event_id, blob in events)
         self._retire()
