@@ -35,6 +35,7 @@ class AgentMetrics:
     spool: SpoolCollector
     spool_dropped: Counter
     spool_damaged: Counter
+    spool_write_failures: Counter
     keepalives_sent: Counter
     config_reloads: Counter
     socket_results: Counter
@@ -98,6 +99,11 @@ class AgentMetrics:
             spool_damaged=Counter(
                 "pipeline_agent_spool_damaged_segments",
                 "Spool segments found damaged at start (the events after the damage in each are lost)",
+                registry=r,
+            ),
+            spool_write_failures=Counter(
+                "pipeline_agent_spool_write_failures",
+                "Spool writes that failed (a full or failing disk); a batch of events is tried again",
                 registry=r,
             ),
             keepalives_sent=Counter("pipeline_agent_keepalives_sent", "Keepalives sent to the backend", registry=r),

@@ -3,6 +3,8 @@ aside at the spool and never sent; its submitter is not left waiting."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import cast
 
@@ -169,3 +171,38 @@ async def test_an_ack_for_an_event_not_sent_on_this_connection_is_ignored_and_th
             nursery.cancel_scope.cancel()
     assert sent == [queued.id]
     assert spool.count == 0
+
+
+async def test_a_failed_spool_write_is_counted_and_tried_again_its_submitter_waiting(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: the spooler does not stop (nor the agent); the batch is written once it can
+    be, and only then is its submitter told the event is on disk."""
+    spool = Spool(tmp_path / "spool.db", max_bytes=64 * 1024 * 1024)
+    spool.open()
+    metrics = AgentMetrics.create()
+    send, receive = trio.open_memory_channel[Event](10)
+    delivery = Delivery(spool, receive, metrics)
+    failures = 3
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        nonlocal failures
+        if failures and fd in {segment.fd for segment in spool.log._segments.values()}:
+            failures -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("pipeline.agent.spool_log.os.write", full_disk)
+    taken = event("ok")
+    spooled = delivery.spooled_event(taken.id)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(delivery.run_spooler)
+        await send.send(taken)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not spooled.is_set()  # not on disk yet: not answered
+        await spooled.wait()
+        nursery.cancel_scope.cancel()
+    assert [row.id for row in spool.after(0, 10)] == [taken.id]
+    assert metrics.registry.get_sample_value("pipeline_agent_spool_write_failures_total") == 3
+    spool.close()
