@@ -105,7 +105,7 @@ class Pipeline:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli.main", "agent", "--backend-addr", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
              "--api-addr", f"127.0.0.1:{api}", "--statsd-addr", f"127.0.0.1:{self.port}", "--statsd-flush-interval", "3600",
-             "--log-level", "error"],
+             "--log-level", "error", "--data", str(tmp / "agent")],  # not ./data: no checks cached by another run
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for(self._up)
