@@ -188,7 +188,13 @@ class Delivery:
 
     async def set_aside(self, entries: list[tuple[int, str, str]]) -> None:
         """Move spooled events (seq, reason, error) out of the way of the ones behind them."""
-        self._report_set_aside(*await self._spool_call(self.spool.set_aside, entries, time.time()))
+        try:
+            moved, pruned = await self._spool_call(self.spool.set_aside, entries, time.time())
+        except StoreError as exc:  # they stay spooled: sent again after a reconnect, and set aside then
+            self.metrics.spool_write_failures.inc()
+            log.error("events not set aside", error=exc, events=len(entries))
+            return
+        self._report_set_aside(moved, pruned)
 
     def _report_set_aside(self, moved: list[SetAside], pruned: int) -> None:
         for record in moved:

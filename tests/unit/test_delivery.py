@@ -15,6 +15,7 @@ import trio.testing
 from pipeline.agent.delivery import FRAME_LINGER, Delivery
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.spool import Spool
+from pipeline.errors import StoreError
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
 from pipeline.wire.limits import MAX_EVENT_BYTES
 from pipeline.wire.messages import Events
@@ -206,3 +207,20 @@ async def test_a_failed_spool_write_is_counted_and_tried_again_its_submitter_wai
     assert [row.id for row in spool.after(0, 10)] == [taken.id]
     assert metrics.registry.get_sample_value("pipeline_agent_spool_write_failures_total") == 3
     spool.close()
+
+
+async def test_events_that_cannot_be_set_aside_stay_spooled_and_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(Path(":memory:"), max_bytes=64 * 1024 * 1024)
+    spool.open()
+    refused = event("refused")
+    (row,), _ = spool.write([(refused.id, refused.to_msgpack())])
+    metrics = AgentMetrics.create()
+    delivery = Delivery(spool, trio.open_memory_channel[Event](1)[1], metrics)
+
+    def failing(*args: object) -> None:
+        raise StoreError("spool.db: database or disk is full")
+
+    monkeypatch.setattr(spool, "set_aside", failing)
+    await delivery.set_aside([(row.seq, "rejected", "bad")])  # the delivery goes on
+    assert [r.id for r in spool.after(0, 10)] == [refused.id]  # to be sent again, and set aside then
+    assert metrics.registry.get_sample_value("pipeline_agent_spool_write_failures_total") == 1
