@@ -1,7 +1,8 @@
 """The queue of the agent's spool: an append-only log of segment files.
 
-Each write appends its events, and the removals since the last write, to the newest segment in
-one ``write(2)`` without ``fsync``: what is written survives the agent being killed (the kernel
+Each write appends its events (after a record of the oldest dropped to make room for them, if
+any) to the newest segment in one ``write(2)`` without ``fsync``, and each acknowledgement its
+record of the events that left: what is written survives the agent being killed (the kernel
 has it), not the machine losing power, as SQLite's WAL at ``synchronous=NORMAL`` did before.
 A SQLite transaction for a batch of one to four results (what four clients make) cost 25-50 µs
 a result; an append costs 3-4 (issue 19, ``BENCHMARKS.md``). Which events are queued is kept in
