@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from pipeline.agent.delivery import FRAME_LINGER, Delivery
+from pipeline.agent.delivery import FRAME_GAP, FRAME_LINGER, Delivery
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.spool import Spool
 from pipeline.errors import StoreError
@@ -71,7 +71,9 @@ async def test_an_event_taken_off_the_queue_is_spooled_even_when_the_agent_stops
     assert [row.id for row in spool.after(0, 10)] == [taken.id]
 
 
-async def test_events_just_spooled_are_sent_from_memory_in_order_after_those_read_from_the_spool() -> None:
+async def test_events_just_spooled_are_sent_from_memory_in_order_after_those_read_from_the_spool(
+    mock_clock: trio.testing.MockClock,
+) -> None:
     spool = Spool(Path(":memory:"), max_bytes=64 * 1024 * 1024)
     spool.open()
     older = [event(f"old {i}") for i in range(3)]
@@ -96,6 +98,7 @@ async def test_events_just_spooled_are_sent_from_memory_in_order_after_those_rea
                 await spooled.wait()
                 await trio.testing.wait_all_tasks_blocked()
             await delivery.acknowledge([e.id for e in older], [])  # the newer wait for this ack (Nagle)
+            mock_clock.jump(FRAME_GAP)  # and for the gap after the frame before
             await trio.testing.wait_all_tasks_blocked()
             await delivery.acknowledge([e.id for e in newer], [])
             nursery.cancel_scope.cancel()
@@ -108,7 +111,7 @@ def mock_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock()  # still, unless a test jumps it
 
 
-async def test_a_short_frame_waits_for_the_frame_in_flight_to_be_acked_or_for_the_linger(
+async def test_a_short_frame_waits_for_the_frame_in_flight_to_be_acked_or_the_linger_and_for_the_gap(
     mock_clock: trio.testing.MockClock,
 ) -> None:
     spool = Spool(Path(":memory:"), max_bytes=64 * 1024 * 1024)
@@ -138,6 +141,9 @@ async def test_a_short_frame_waits_for_the_frame_in_flight_to_be_acked_or_for_th
             await spool_all(held)
             assert len(frames) == 1  # a frame is in flight: these wait for its ack
             await delivery.acknowledge([first[0].id], [])
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(frames) == 1  # acknowledged, but no sooner than FRAME_GAP after the first
+            mock_clock.jump(FRAME_GAP)
             await trio.testing.wait_all_tasks_blocked()
             assert frames[1:] == [[e.id for e in held]]  # then go together
             await spool_all(later)
