@@ -40,7 +40,7 @@ from pipeline.core.host_events import host_event
 from pipeline.core.keepalive import (
     keepalive_check,
 )
-from pipeline.errors import EventTooLarge, ProtocolError, ValidationError, first_error
+from pipeline.errors import EventTooLarge, ProtocolError, StoreError, ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, new_event_id
@@ -351,6 +351,9 @@ class Agent:
         except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError) as group:
             self.metrics.connection_failures.inc()
             log.warning("backend connection lost", backend=conn.peer, error=first_error(group))
+        except* StoreError as group:  # the spool could not be read (a failing disk): again on the next connection
+            self.metrics.connection_failures.inc()
+            log.error("spool not read: connection dropped", backend=conn.peer, error=first_error(group))
         finally:
             self._conn = None
             self._connection_scope = None

@@ -15,6 +15,7 @@ from pipeline.agent.agent import Agent
 from pipeline.agent.settings import AgentConfig, agent_entity
 from pipeline.backend.auth import AgentCredentials
 from pipeline.backend.server import Backend
+from pipeline.errors import StoreError
 from pipeline.model.codec import encode
 from pipeline.tls import TLSFiles, client_context
 from pipeline.wire import protocol
@@ -228,3 +229,39 @@ async def test_a_first_frame_that_is_not_a_valid_hello_is_answered_with_the_fiel
     ]
     errors = backend.metrics.registry.get_sample_value("pipeline_transport_errors_total", {"reason": "protocol"})
     assert errors == len(sent)
+
+
+async def test_a_spool_that_cannot_be_read_drops_the_connection_not_the_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing disk under the spool: the connection goes, the agent reconnects and reads again."""
+    hellos = 0
+    reconnected = trio.Event()
+
+    async def backend(stream: trio.SocketStream) -> None:
+        nonlocal hellos
+        conn = MessageStream(stream, "agent")
+        assert await conn.receive() is not None
+        hellos += 1
+        if hellos == 2:
+            reconnected.set()
+        await conn.send(Welcome("backend"))
+        while await conn.receive() is not None:
+            pass
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(partial(trio.serve_tcp, backend, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            agent = Agent(AgentConfig(name="web1", backend_addrs=[("127.0.0.1", port)], api_addr=None))
+            read = agent.spool.next_frame
+            failures = iter([StoreError("spool/00000000000000000001.seg: cannot read the spool: EIO")])
+
+            def failing_once(seq: int, max_count: int) -> Any:
+                for failure in failures:
+                    raise failure
+                return read(seq, max_count)
+
+            monkeypatch.setattr(agent.spool, "next_frame", failing_once)
+            await nursery.start(agent.run)
+            await reconnected.wait()
+            nursery.cancel_scope.cancel()
+    assert agent.metrics.registry.get_sample_value("pipeline_agent_connection_failures_total") == 1
