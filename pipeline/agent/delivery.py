@@ -266,8 +266,9 @@ class Delivery:
                 if rows is None:
                     frame = await self._spool_now(self.spool.next_frame, last_sent, min(room, BATCH_MAX))
                     if frame.too_large:
-                        await self.set_aside([(seq, "too_large", too_large_message(size))
-                                              for seq, _, size in frame.too_large])  # fmt: skip
+                        await self.set_aside(
+                            [(seq, "too_large", too_large_message(size)) for seq, size in frame.too_large]
+                        )
                     last_sent = max(last_sent, frame.last_seq)
                     rows = frame.rows
                     if not rows:

@@ -75,8 +75,8 @@ class Frame:
     """The next events to send, and those too large to send at all (to be set aside)."""
 
     rows: list[Spooled] = field(default_factory=list)
-    #: (seq, id, size) of each
-    too_large: list[tuple[int, str, int]] = field(default_factory=list)
+    #: (seq, size) of each
+    too_large: list[tuple[int, int]] = field(default_factory=list)
     #: the spool position the frame reaches; the next frame starts after it
     last_seq: int = 0
 
@@ -181,11 +181,6 @@ class Spool:
         return self.log.bytes
 
     @property
-    def last_seq(self) -> int:
-        """The seq of the last event appended (this process is the spool's only writer)."""
-        return self.log.last_seq
-
-    @property
     def wants_checkpoint(self) -> bool:
         """Whether a segment is full and waits to be synced to disk."""
         return self.log.wants_sync
@@ -239,7 +234,7 @@ class Spool:
         :func:`pipeline.wire.limits.plan_frame`), reading only their bytes."""
         heads = self.log.after(seq, max_count)
         plan = plan_frame([self.log.size(s) for s in heads], max_count=max_count)
-        frame = Frame(too_large=[(heads[i], self.log.id_of(heads[i]), self.log.size(heads[i])) for i in plan.too_large])
+        frame = Frame(too_large=[(heads[i], self.log.size(heads[i])) for i in plan.too_large])
         if plan.consumed:
             frame.last_seq = heads[plan.consumed - 1]
         frame.rows = [Spooled(heads[i], *self.log.read(heads[i])) for i in plan.send]

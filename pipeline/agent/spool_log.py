@@ -393,13 +393,6 @@ class SpoolLog:
 
     def read(self, seq: int) -> tuple[str, bytes]:
         """The id and bytes of a queued event."""
-        return self._read(seq, whole=True)
-
-    def id_of(self, seq: int) -> str:
-        """The id of a queued event (without reading its bytes)."""
-        return self._read(seq, whole=False)[0]
-
-    def _read(self, seq: int, *, whole: bool) -> tuple[str, bytes]:
         if seq in self._memory:
             return self._memory[seq]
         index = seq - self._base
@@ -408,13 +401,9 @@ class SpoolLog:
         head = HEADER.size + EVENT_HEAD.size + id_length
         segment = self._segment_of(seq)
         try:
-            data = os.pread(segment.fd, head + size if whole else head, offset)
+            data = os.pread(segment.fd, head + size, offset)
         except OSError as exc:
             raise StoreError(f"{segment.path}: cannot read the spool: {exc}") from exc
-        if len(data) != (head + size if whole else head):
+        if len(data) != head + size:
             raise StoreError(f"{segment.path}: the spool ends inside event seq {seq} at {offset}")
         return data[HEADER.size + EVENT_HEAD.size : head].decode(), data[head:]
-
-    def files(self) -> list[Path]:
-        """The segment files, oldest first."""
-        return [s.path for s in self._segments.values() if s.path is not None]

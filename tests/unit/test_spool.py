@@ -73,7 +73,7 @@ def test_a_frame_is_filled_by_bytes_and_a_too_large_event_is_named_for_setting_a
     assert [r.id for r in first.rows] == ["e0", "e1", "e2", "e3"]
     second = spool.next_frame(first.last_seq, 200)
     assert [r.id for r in second.rows] == ["e4", "e5", "small"]
-    assert second.too_large == [(7, "huge", MAX_EVENT_BYTES + 1)]
+    assert second.too_large == [(7, MAX_EVENT_BYTES + 1)]
     assert spool.next_frame(second.last_seq, 200).rows == []
 
 
@@ -217,7 +217,7 @@ def test_a_failed_write_leaves_the_log_as_it_was(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr("pipeline.agent.spool_log.os.write", half_then_full)
     with pytest.raises(StoreError, match=r"cannot write to the spool: .*No space left"):
         spool.write([("b", b"bb")])
-    assert (spool.count, spool.bytes, spool.last_seq) == (1, 2, 1)
+    assert (spool.count, spool.bytes, spool.log.last_seq) == (1, 2, 1)
     monkeypatch.undo()
     spool.write([("c", b"cc")])
     spool.close()
