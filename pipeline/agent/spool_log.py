@@ -16,7 +16,7 @@ A segment that reaches :data:`SEGMENT_BYTES` is closed and synced to disk in a w
 new one. The oldest segments are deleted once none of their events is queued, oldest first: a
 removal is always recorded in the same or a later segment than its event, so it outlives it.
 
-Records: a header (type, body length, CRC-32 of the body), then the body:
+Records: a header (type, body length, CRC-32 of the body seeded with the type), then the body:
 
 - ``EVENT``: seq, id, the event's msgpack bytes;
 - ``REMOVED``: the seqs of events that left (acknowledged, set aside, or dropped for room).
@@ -45,7 +45,7 @@ from pipeline.errors import StoreError
 SEGMENT_BYTES = 4 * 1024 * 1024
 
 EVENT, REMOVED = 1, 2
-#: type, body length, CRC-32 of the body
+#: type, body length, CRC-32 of the body (seeded with the type)
 HEADER = struct.Struct("<BII")
 #: an EVENT body's start: seq, length of the id (UTF-8); then the id, then the event
 EVENT_HEAD = struct.Struct("<QH")
@@ -73,21 +73,34 @@ class Recovery:
     damaged: int = 0
 
 
+def _crc(kind: int, body: bytes | memoryview) -> int:
+    """A record's check: its type as well as its body (a damaged type byte would read an event's
+    body as removals)."""
+    return zlib.crc32(body, kind)
+
+
 def _event_record(seq: int, event_id: str, blob: bytes) -> tuple[bytes, int]:
     """The record, and where the event's bytes start in it."""
     idb = event_id.encode()
     body = EVENT_HEAD.pack(seq, len(idb)) + idb + blob
-    return HEADER.pack(EVENT, len(body), zlib.crc32(body)) + body, HEADER.size + EVENT_HEAD.size + len(idb)
+    return HEADER.pack(EVENT, len(body), _crc(EVENT, body)) + body, HEADER.size + EVENT_HEAD.size + len(idb)
 
 
 def _removed_record(seqs: Sequence[int]) -> bytes:
     body = struct.pack(f"<{len(seqs)}Q", *seqs)
-    return HEADER.pack(REMOVED, len(body), zlib.crc32(body)) + body
+    return HEADER.pack(REMOVED, len(body), _crc(REMOVED, body)) + body
+
+
+def _well_formed(kind: int, body: memoryview) -> bool:
+    if kind == REMOVED:
+        return len(body) % SEQ.size == 0
+    return len(body) >= EVENT_HEAD.size and EVENT_HEAD.unpack_from(body)[1] <= len(body) - EVENT_HEAD.size
 
 
 def _records(data: bytes) -> Iterator[tuple[int, int, memoryview]]:
-    """(offset, type, body) of each whole record, in order; stops at the first that is cut short
-    or fails its check (the caller compares the offset reached with the length)."""
+    """(offset, type, body) of each whole record, in order; stops at the first that is cut short,
+    fails its check or is not the shape of its type (the caller compares the offset reached with
+    the length)."""
     view = memoryview(data)
     at = 0
     while at + HEADER.size <= len(data):
@@ -96,7 +109,7 @@ def _records(data: bytes) -> Iterator[tuple[int, int, memoryview]]:
         if kind not in (EVENT, REMOVED) or end > len(data):
             return
         body = view[at + HEADER.size : end]
-        if zlib.crc32(body) != crc:
+        if _crc(kind, body) != crc or not _well_formed(kind, body):
             return
         yield at, kind, body
         at = end

@@ -304,3 +304,25 @@ def test_a_second_process_on_the_same_spool_is_refused(tmp_path: Path) -> None:
     first.close()
     second.open()  # free once the first has closed it
     second.close()
+
+
+def test_a_damaged_record_type_is_damage_not_removals_nor_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flipped type byte would read an event's body as a list of removed seqs: the check covers
+    the type, and a body not the shape of its type is damage too."""
+    monkeypatch.setattr("pipeline.agent.spool_log.SEGMENT_BYTES", 100)
+    first = Spool(tmp_path / "spool.db", max_bytes=100_000)
+    first.open()
+    for name in "abcd":
+        first.write([(name, name.encode() * 120)])  # a segment each
+    first.close()
+    second_segment = segments(tmp_path)[1]  # holds b
+    data = bytearray(second_segment.read_bytes())
+    data[0] = 2  # EVENT -> REMOVED
+    second_segment.write_bytes(bytes(data))
+    again = Spool(tmp_path / "spool.db", max_bytes=100_000)
+    again.open()
+    assert [r.id for r in again.after(0, 10)] == ["a", "c", "d"]
+    assert again.damaged_at_open == 1
+    again.close()
