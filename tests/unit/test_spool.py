@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -182,21 +183,30 @@ def test_a_write_cut_short_by_a_kill_is_cut_off_at_the_next_start(tmp_path: Path
     last.close()
 
 
-def test_a_damaged_older_segment_is_read_up_to_the_damage_and_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def reopened_with_damage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: Callable[[bytearray], None]) -> Spool:
+    """A spool of events a to f, a segment each, reopened after ``damage`` to b's segment."""
     monkeypatch.setattr("pipeline.agent.spool_log.SEGMENT_BYTES", 100)
     first = Spool(tmp_path / "spool.db", max_bytes=100_000)
     first.open()
     for name in "abcdef":
         first.write([(name, name.encode() * 120)])  # a segment each
     first.close()
-    second_segment = segments(tmp_path)[1]  # holds b
+    second_segment = segments(tmp_path)[1]
     data = bytearray(second_segment.read_bytes())
-    data[-1] ^= 0xFF
+    damage(data)
     second_segment.write_bytes(bytes(data))
     again = Spool(tmp_path / "spool.db", max_bytes=100_000)
     again.open()
+    return again
+
+
+def test_a_damaged_older_segment_is_read_up_to_the_damage_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def flip_last_byte(data: bytearray) -> None:
+        data[-1] ^= 0xFF
+
+    again = reopened_with_damage(tmp_path, monkeypatch, flip_last_byte)
     assert [r.id for r in again.after(0, 10)] == ["a", "c", "d", "e", "f"]
     assert again.damaged_at_open == 1
     again.close()
@@ -311,18 +321,11 @@ def test_a_damaged_record_type_is_damage_not_removals_nor_a_crash(
 ) -> None:
     """A flipped type byte would read an event's body as a list of removed seqs: the check covers
     the type, and a body not the shape of its type is damage too."""
-    monkeypatch.setattr("pipeline.agent.spool_log.SEGMENT_BYTES", 100)
-    first = Spool(tmp_path / "spool.db", max_bytes=100_000)
-    first.open()
-    for name in "abcd":
-        first.write([(name, name.encode() * 120)])  # a segment each
-    first.close()
-    second_segment = segments(tmp_path)[1]  # holds b
-    data = bytearray(second_segment.read_bytes())
-    data[0] = 2  # EVENT -> REMOVED
-    second_segment.write_bytes(bytes(data))
-    again = Spool(tmp_path / "spool.db", max_bytes=100_000)
-    again.open()
-    assert [r.id for r in again.after(0, 10)] == ["a", "c", "d"]
+
+    def event_to_removals(data: bytearray) -> None:
+        data[0] = 2
+
+    again = reopened_with_damage(tmp_path, monkeypatch, event_to_removals)
+    assert [r.id for r in again.after(0, 10)] == ["a", "c", "d", "e", "f"]
     assert again.damaged_at_open == 1
     again.close()
