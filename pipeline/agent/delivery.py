@@ -1,6 +1,6 @@
 """From the agent's outbound queue to the backend, through the on-disk spool.
 
-Two tasks: the spooler writes what the agent produces into the spool (one transaction per
+Two tasks: the spooler writes what the agent produces into the spool (one write per
 batch, on the event loop: see :mod:`pipeline.agent.spool` for why not in a thread), and,
 while connected, the sender sends spooled events in order, keeping at most a window of them
 unacknowledged. Acknowledged events are removed from the spool. A new connection starts again
@@ -78,7 +78,7 @@ class Delivery:
         #: the msgpack bytes of events their submitter packed already, by event id
         self._packed: dict[str, bytes] = {}
 
-        self._checkpoint_due = trio.Event()
+        self._sync_due = trio.Event()
 
     async def _spool_call(self, fn: Callable[..., T], *args: Any) -> T:
         """A rare spool call (set aside, list): in a worker thread."""
@@ -97,21 +97,21 @@ class Delivery:
                 result = fn(*args)
             finally:
                 self._limiter.release()
-        if self.spool.wants_checkpoint:
-            self._checkpoint_due.set()
+        if self.spool.wants_sync:
+            self._sync_due.set()
         return result
 
     async def run_spooler(self) -> None:
         """Move produced events into the spool, in batches, for as long as the agent runs."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._run_checkpoints)
+            nursery.start_soon(self._run_syncs)
             await self._spool_forever()
 
-    async def _run_checkpoints(self) -> None:
+    async def _run_syncs(self) -> None:
         while True:
-            await self._checkpoint_due.wait()
-            self._checkpoint_due = trio.Event()
-            await self._spool_call(self.spool.checkpoint)  # the writes wait: see Spool.checkpoint
+            await self._sync_due.wait()
+            self._sync_due = trio.Event()
+            await self._spool_call(self.spool.sync)  # the writes wait: see Spool.sync
 
     async def _spool_forever(self) -> None:
         while True:
@@ -154,7 +154,7 @@ class Delivery:
         return [(event.id, packed.pop(event.id, b"") or event.to_msgpack()) for event in batch]
 
     def _write_at_once(self, encoded: list[tuple[str, bytes]]) -> bool:
-        """Write the batch without a checkpoint, so with nothing to shield (a cancel scope for
+        """Write the batch when no sync holds the spool, so with nothing to shield (a cancel scope for
         every batch cost about what the write itself did): when every event fits and no worker
         thread holds the spool, as nearly always. False: nothing done, :meth:`_spool_batch` it."""
         if any(len(blob) > MAX_EVENT_BYTES for _, blob in encoded):
@@ -187,8 +187,8 @@ class Delivery:
         if dropped:
             self.metrics.spool_dropped.inc(dropped)
             log.warning("spool full: oldest events dropped", dropped=dropped, max_bytes=self.spool.max_bytes)
-        if self.spool.wants_checkpoint:
-            self._checkpoint_due.set()
+        if self.spool.wants_sync:
+            self._sync_due.set()
 
     async def set_aside(self, entries: list[tuple[int, str, str]]) -> None:
         """Move spooled events (seq, reason, error) out of the way of the ones behind them."""

@@ -18,7 +18,7 @@ file's ``spool`` table are moved into the log when the spool opens.
 Synchronous. The agent calls the hot steps (append a batch, read the next frame, remove the
 acknowledged) on its event loop, not in a worker thread: an append costs a few microseconds,
 a thread hop about 170 µs of CPU on two cores (``bench/agent_api.py``). The steps that sync to
-disk (:meth:`Spool.checkpoint`, once :attr:`Spool.wants_checkpoint`: a full segment) and the
+disk (:meth:`Spool.sync`, once :attr:`Spool.wants_sync`: a full segment) and the
 rare ones (setting aside, listing) it runs in a worker thread, one call at a time.
 """
 
@@ -181,11 +181,11 @@ class Spool:
         return self.log.bytes
 
     @property
-    def wants_checkpoint(self) -> bool:
+    def wants_sync(self) -> bool:
         """Whether a segment is full and waits to be synced to disk."""
         return self.log.wants_sync
 
-    def checkpoint(self) -> None:
+    def sync(self) -> None:
         """Sync the full segments to disk: slow, so in a worker thread, like any other call one
         at a time."""
         self.log.sync()

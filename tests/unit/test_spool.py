@@ -136,13 +136,13 @@ def test_acknowledged_segments_are_deleted_and_queued_ones_synced_when_full(tmp_
     for batch in range(1500):  # about 24 MB through the log, six segments' worth, all acknowledged
         rows, _ = spool.write([(f"e{batch}-{i}", blob) for i in range(4)])
         spool.remove_seqs([row.seq for row in rows])
-        assert not spool.wants_checkpoint  # a segment gone before it is full: nothing to sync
+        assert not spool.wants_sync  # a segment gone before it is full: nothing to sync
     assert on_disk() < SEGMENT_BYTES
     syncs = 0
     for batch in range(600):  # the backend away: 9.6 MB stay queued
         spool.write([(f"q{batch}-{i}", blob) for i in range(4)])
-        if spool.wants_checkpoint:
-            spool.checkpoint()
+        if spool.wants_sync:
+            spool.sync()
             syncs += 1
     assert syncs >= 2
     # Beyond the queued events: at most the dead rest of the oldest segment they share.
