@@ -2,7 +2,8 @@
 
 from pipeline.model.check import FAILING, FLAPPING, PASSING, Check, CheckConfig, CheckHistory
 from pipeline.model.entity import Entity, Network, NetworkInterface, System, entity_subscription
-from pipeline.model.event import Event, new_event_id
+from pipeline.model.event import Event
+from pipeline.model.event_ids import new_event_id
 from pipeline.model.meta import DEFAULT_NAMESPACE, ObjectMeta, ResourceReference
 from pipeline.model.metrics import MetricPoint, Metrics, MetricTag
 

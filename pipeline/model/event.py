@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -263,33 +262,3 @@ class Event:
         except (ValueError, msgpack.UnpackException) as exc:
             raise ValidationError("", f"invalid msgpack: {exc}") from None
         return cls.from_dict(data)
-
-
-#: Ids made ahead, popped one per event: one ``getrandom`` system call per 256 ids rather than one
-#: per id (under load each system call is a point where the process may lose its core: in the
-#: events bench's backend ``os.urandom(16)`` took 12 µs a call on average, against 0.4 alone).
-_IDS: list[str] = []
-_BATCH = 256
-
-
-def new_event_id() -> str:
-    """A random (version 4) UUID in its canonical form, as ``str(uuid.uuid4())`` makes it from
-    ``os.urandom`` (here 16 bytes of one larger read), formatted in a third of its time."""
-    try:
-        return _IDS.pop()  # atomic: threads never get the same id
-    except IndexError:
-        _IDS.extend(_made_ids(_BATCH))
-        return _IDS.pop()
-
-
-def _made_ids(count: int) -> list[str]:
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
-    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
-    text = raw.hex()
-    hexes = [text[i : i + 32] for i in range(0, 32 * count, 32)]
-    return [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in hexes]
-
-
-# A forked child must not hand out its parent's ids (the same ids in two processes).
-os.register_at_fork(after_in_child=_IDS.clear)

@@ -121,13 +121,13 @@ def test_a_local_event_is_packed_with_the_agent_entity_encoded_once() -> None:
     assert event.entity is agent  # given back after packing
 
 
-def test_local_events_without_an_id_get_distinct_version_4_uuids() -> None:
+def test_local_events_without_an_id_get_distinct_version_7_uuids() -> None:
     made = [prepare_local_event(b'{"check": {"metadata": {"name": "disk"}}}', agent_entity(), 1_800_000_000).id
             for _ in range(600)]  # fmt: skip
     assert len(set(made)) == 600
     for made_id in made:
         parsed = uuid.UUID(made_id)
-        assert (str(parsed), parsed.version, parsed.variant) == (made_id, 4, uuid.RFC_4122)
+        assert (str(parsed), parsed.version, parsed.variant) == (made_id, 7, uuid.RFC_4122)
 
 
 def test_a_richer_local_event_is_packed_as_msgpack_packs_it() -> None:

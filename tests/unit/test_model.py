@@ -215,16 +215,26 @@ def test_submitted_events_may_carry_fields_the_model_does_not_know() -> None:
         Event.from_dict(data)  # strict unless asked: resource files refuse what they do not know
 
 
-def test_new_event_ids_are_random_version_4_uuids_in_canonical_form() -> None:
+def test_new_event_ids_are_version_7_uuids_in_canonical_form_made_in_increasing_order() -> None:
+    """Version 7 (RFC 9562): the time they were made, then random bits; across several batches
+    of ids made ahead, each id greater than the one before, so that a store's index of ids takes
+    them at its end."""
+    import time
     import uuid
 
     from pipeline.model import new_event_id
+    from pipeline.model.event_ids import BATCH
 
-    ids = [new_event_id() for _ in range(2000)]
+    before = time.time_ns() // 1_000_000
+    ids = [new_event_id() for _ in range(BATCH * 8)]
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
     for made in ids:
         parsed = uuid.UUID(made)
-        assert (str(parsed), parsed.version, parsed.variant) == (made, 4, uuid.RFC_4122)
+        assert (str(parsed), parsed.version, parsed.variant) == (made, 7, uuid.RFC_4122)
+    # the first was made ahead, by an earlier test perhaps; the last batch was made within this one
+    assert before <= int(ids[-1][:8] + ids[-1][9:13], 16) <= after + 1
 
 
 def test_a_forked_child_does_not_hand_out_its_parents_ids() -> None:
