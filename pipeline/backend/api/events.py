@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
+import ormsgpack
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -182,7 +183,9 @@ class EventIntake:
         if not _small(len(body)) and (size := len(event.to_msgpack())) > MAX_EVENT_BYTES:
             self.metrics.events_rejected.labels("api").inc()
             return error_response(413, str(EventTooLarge(size, MAX_EVENT_BYTES)))
-        record = msgpack.packb([RECORD_VERSION, body, namespace, entity, check, event.id, now])
+        # ormsgpack: msgpack's packb makes a Packer (and its 256 KiB buffer) a call, 2.7 % of the
+        # backend's CPU in the events bench; the same bytes (plain str, bytes, None and numbers)
+        record = ormsgpack.packb([RECORD_VERSION, body, namespace, entity, check, event.id, now])
         try:
             taken = await self.journal.take(event, record)
         except OSError as exc:
