@@ -140,6 +140,16 @@ class StoreError(PipelineError):
     """The event store failed, or holds a record it cannot read back."""
 
 
+class SpoolUnavailable(StoreError):
+    """A local program's event the agent's spool did not take within ``seconds`` (a full or
+    failing disk): refused, and withdrawn, so that it is not spooled afterwards either."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"the agent's spool could not write the event within {seconds:g} s (a full or failing "
+                         "disk?); it was not spooled: send it again later")  # fmt: skip
+
+
 class HandlerError(PipelineError):
     """A handler is misconfigured or could not be run."""
 

@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import trio
 
+from pipeline.agent.agent import Agent
+from pipeline.agent.settings import AgentConfig
 from pipeline.backend.server import Backend, BackendAddresses, BackendConfig
 from pipeline.config import load_directory
 from pipeline.wire.messages import Message, encode_message
@@ -93,6 +95,14 @@ def loopback_backend(tmp_path: Path, config: Path, **settings: Any) -> Backend:
             **settings,
         )
     )
+
+
+def loopback_agent(tmp_path: Path, backend: BackendAddresses, *, api: bool = False, socket: bool = False) -> Agent:
+    """An agent named ``web1`` connecting to ``backend``, its data in ``tmp_path / "agent"``, with
+    its local API and client socket on free loopback ports when asked for."""
+    return Agent(AgentConfig(name="web1", backend_addrs=[backend.transport], data_dir=tmp_path / "agent",
+                             api_addr=("127.0.0.1", 0) if api else None,
+                             socket_addr=("127.0.0.1", 0) if socket else None))  # fmt: skip
 
 
 @dataclass(slots=True, frozen=True)

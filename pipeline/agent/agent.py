@@ -40,7 +40,7 @@ from pipeline.core.host_events import host_event
 from pipeline.core.keepalive import (
     keepalive_check,
 )
-from pipeline.errors import EventTooLarge, ProtocolError, StoreError, ValidationError, first_error
+from pipeline.errors import EventTooLarge, ProtocolError, SpoolUnavailable, StoreError, ValidationError, first_error
 from pipeline.http import serve_app
 from pipeline.logs import get_logger
 from pipeline.model import CheckConfig, Entity, Event, ObjectMeta, new_event_id
@@ -162,7 +162,8 @@ class Agent:
     async def _submit_local(self, outlet: Outlet, source: str, event: Event) -> None:
         """Spool an event a local program sent (``source``: api, socket) through that source's
         channel, returning once it is on disk (the client is answered then), refusing one over the
-        maximum event size with :class:`EventTooLarge`."""
+        maximum event size with :class:`EventTooLarge`, and one the spool does not take within
+        :data:`~pipeline.agent.delivery.SPOOL_WAIT` with :class:`SpoolUnavailable` (not spooled)."""
         packed = event.to_msgpack()
         size = len(packed)
         if size > MAX_EVENT_BYTES:
@@ -170,13 +171,12 @@ class Agent:
             log.warning("event refused: too large", source=source, event_id=event.id, check=event.check_name,
                         size=size, limit=MAX_EVENT_BYTES)  # fmt: skip
             raise EventTooLarge(size, MAX_EVENT_BYTES)
-        spooled = self.delivery.spooled_event(event.id, packed)
         try:
-            await outlet.send(event)
-        except BaseException:
-            self.delivery.forget(event.id)  # never handed over: nothing will wake the waiter
+            await self.delivery.spool_within(event, packed, outlet.send)
+        except SpoolUnavailable as exc:
+            log.error("event refused: not spooled in time", source=source, event_id=event.id,
+                      check=event.check_name, seconds=exc.seconds)  # fmt: skip
             raise
-        await spooled.wait()
 
     def _entity_changed(self) -> None:
         """The agent's own entity (made, or changed in place): its bytes packed once for all its

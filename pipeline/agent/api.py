@@ -7,7 +7,9 @@ name makes the check about that proxy entity), a missing interval is 1, ``execut
 ``timestamp`` are now when the submitter left them at 0 (a result a script ran earlier keeps
 its time, as in Sensu Go), ``issued`` is kept as given, the namespace is the agent's, and an
 id is given when there is none. An event larger than
-the maximum event size once prepared (its entity included) is refused with 413.
+the maximum event size once prepared (its entity included) is refused with 413; one the spool
+does not take within 10 s (a full or failing disk) with 503 and ``Retry-After``, and it is
+then not spooled at all.
 
 ``POST /events`` without a query string is answered by ``pipeline.http`` without ASGI
 (:meth:`AgentApi.direct`: Starlette's request objects and middleware cost more per request than
@@ -32,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from pipeline import __version__
-from pipeline.errors import EventTooLarge, ValidationError
+from pipeline.errors import EventTooLarge, SpoolUnavailable, ValidationError
 from pipeline.http_answers import EXCEPTION_HANDLERS, answer_of, error_response
 from pipeline.http_exchange import Answer, BodyTaker
 from pipeline.http_params import guarded, takes_query
@@ -73,6 +75,12 @@ def prepare_local_event(body: bytes, agent: Entity, now: float) -> Event:
 
 #: What ``POST /events`` answers once the event is on disk (Starlette's ``Response(status_code=202)``).
 _ACCEPTED: Answer = (202, [(b"content-length", b"0")], b"")
+#: Seconds a client refused 503 (the spool did not take its event in time) is told to wait.
+RETRY_AFTER = 10
+
+
+def _refusal(status: int, error: str) -> Response:
+    return error_response(status, error, headers={"Retry-After": str(RETRY_AFTER)} if status == 503 else None)
 
 
 class AgentApi:
@@ -102,7 +110,7 @@ class AgentApi:
     async def _answer(self, body: bytes) -> Answer:
         assert self.accept is not None
         status, error = await self.accept(body)
-        return _ACCEPTED if not error else answer_of(error_response(status, error))
+        return _ACCEPTED if not error else answer_of(_refusal(status, error))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -129,7 +137,8 @@ def _acceptor(
     submit: Callable[[Event], Awaitable[None]], entity: Entity, wall_clock: Callable[[], float]
 ) -> Callable[[bytes], Awaitable[tuple[int, str]]]:
     async def accept(body: bytes) -> tuple[int, str]:
-        """``POST /events``: (202, "") once the event is on disk, or a refusal (400, 413) and why."""
+        """``POST /events``: (202, "") once the event is on disk, or a refusal (400, 413, 503: not
+        spooled in time) and why."""
         try:
             event = prepare_local_event(body, entity, wall_clock())
         except ValidationError as exc:
@@ -138,6 +147,8 @@ def _acceptor(
             await submit(event)
         except EventTooLarge as exc:
             return 413, str(exc)
+        except SpoolUnavailable as exc:
+            return 503, str(exc)
         return 202, ""
 
     return accept
@@ -180,7 +191,7 @@ def create_agent_app(
         assert accept is not None
         # within 1 MiB: the HTTP server refuses more, unread
         status, error = await accept(await request.body())
-        return error_response(status, error) if error else Response(status_code=status)
+        return _refusal(status, error) if error else Response(status_code=status)
 
     @takes_query("limit")
     async def list_set_aside(request: Request) -> Response:

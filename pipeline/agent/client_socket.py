@@ -3,11 +3,12 @@
 One JSON check result per TCP connection or UDP datagram (see
 :mod:`pipeline.core.legacy_result`). Over TCP the agent reads until the bytes are valid JSON
 (5 s at most), answers ``ok`` once the event is in the on-disk spool, ``invalid: <why>``
-otherwise, and ``pong`` to ``ping``. A malformed datagram is counted and logged; unlike Sensu
-Go's agent, the UDP listener keeps serving after one. JSON is read strictly
-(:mod:`pipeline.model.strict_json`): nesting deeper than 64 levels, NaN or a lone surrogate is
-refused (``invalid: malformed JSON at line L column C: ...``), counted and logged, and a
-result that fails in a way we did not foresee costs that result only, never the agent.
+for a result it refuses, ``error: <why>`` when the spool does not take it in time (a full or
+failing disk: not spooled, send it again), and ``pong`` to ``ping``. A malformed datagram is
+counted and logged; unlike Sensu Go's agent, the UDP listener keeps serving after one. JSON is
+read strictly (:mod:`pipeline.model.strict_json`): nesting deeper than 64 levels, NaN or a lone
+surrogate is refused (``invalid: malformed JSON at line L column C: ...``), counted and logged,
+and a result that fails in a way we did not foresee costs that result only, never the agent.
 
 How TCP is served (a connection carries one small result, so what a connection costs is what
 a result costs): one accept loop per listening socket takes every pending connection at each
@@ -33,7 +34,7 @@ import trio
 
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.core.legacy_result import is_ping, legacy_event, parse_legacy_result
-from pipeline.errors import EventTooLarge, MalformedJsonError, ValidationError
+from pipeline.errors import EventTooLarge, MalformedJsonError, SpoolUnavailable, ValidationError
 from pipeline.logs import get_logger
 from pipeline.model import Entity, Event
 from pipeline.model.codec import load_json
@@ -296,6 +297,9 @@ class ClientSocketServer:
         except EventTooLarge as exc:  # counted and logged by the agent as well, once
             self.metrics.socket_errors.labels(transport, "too_large").inc()
             return f"invalid: {exc}".encode()
+        except SpoolUnavailable as exc:  # the result is fine; the agent cannot keep it now
+            self.metrics.socket_errors.labels(transport, "spool").inc()
+            return f"error: {exc}".encode()
         self._results[transport].inc()
         # debug, not info: one line per result is the cost of a result (the counter says how many)
         log.debug("check result received", transport=transport, peer=peer, check=event.check_name,

@@ -16,14 +16,14 @@ logged once, listable, and out of the way of the events behind it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import trio
 
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.spool import SetAside, Spool, Spooled
-from pipeline.errors import StoreError
+from pipeline.errors import SpoolUnavailable, StoreError
 from pipeline.logs import get_logger
 from pipeline.model import Event
 from pipeline.wire.limits import MAX_EVENT_BYTES, plan_frame, too_large_message
@@ -56,6 +56,12 @@ FRAME_GAP = 0.01
 #: Seconds before a failed spool write (a full or failing disk) is tried again, doubling up to
 #: the second figure; the batch's submitters wait meanwhile, and the queue behind them fills.
 WRITE_RETRY_FIRST, WRITE_RETRY_MAX = 0.5, 30.0
+#: Seconds a local program's event (the agent API's ``POST /events``, the client socket) may
+#: take to reach the spool before its submitter is refused (:meth:`Delivery.spool_within`): a
+#: write that keeps failing would hold them for as long as it fails. Four tries fit in it. Late
+#: submissions are looked for every quarter of it (one timer for all, not a cancel scope each:
+#: about 9 µs an event), so a refusal comes 10 to 12.5 s after the event was handed over.
+SPOOL_WAIT = 10.0
 
 
 class Delivery:
@@ -77,6 +83,12 @@ class Delivery:
         self._ack_waiting: dict[str, trio.Event] = {}
         #: the msgpack bytes of events their submitter packed already, by event id
         self._packed: dict[str, bytes] = {}
+        #: local submissions not yet written, by id: when their submitter is to be refused
+        self._deadlines: dict[str, float] = {}
+        self._deadline_set = trio.Event()  # the timer sleeps only while there are deadlines
+        #: events withdrawn past their deadline: never written; and those whose submitter is to hear it
+        self._withdrawn: set[str] = set()
+        self._late: set[str] = set()
 
         self._sync_due = trio.Event()
 
@@ -105,6 +117,7 @@ class Delivery:
         """Move produced events into the spool, in batches, for as long as the agent runs."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run_syncs)
+            nursery.start_soon(self._refuse_late)
             await self._spool_forever()
 
     async def _run_syncs(self) -> None:
@@ -125,10 +138,11 @@ class Delivery:
                 except trio.WouldBlock:
                     break
             await self._store(self._encode(batch))
-            for event in batch:
+            for event in batch:  # those not written (set aside) too: nobody is left waiting
                 waiter = self._waiting.pop(event.id, None)
                 if waiter is not None:
                     waiter.set()
+                    self._deadlines.pop(event.id, None)
             self._wake_sender()
 
     async def _store(self, encoded: list[tuple[str, bytes]]) -> None:
@@ -164,11 +178,21 @@ class Delivery:
         except trio.WouldBlock:
             return False
         try:
-            rows, dropped = self.spool.write(encoded)
+            rows, dropped = self._write_wanted(encoded)
         finally:
             self._limiter.release()
         self._written(rows, dropped)
         return True
+
+    def _write_wanted(self, encoded: list[tuple[str, bytes]]) -> tuple[list[Spooled], int]:
+        """Write the batch less its events withdrawn (:meth:`spool_within`), whether they were
+        withdrawn queued or while a failed write was tried again: taken out of ``encoded`` itself,
+        so that no later try writes them. Every write comes here, on the event loop: an event is
+        either written before its submitter stops waiting, or never."""
+        if self._withdrawn and (gone := {i for i, _ in encoded if i in self._withdrawn}):
+            encoded[:] = [(i, b) for i, b in encoded if i not in gone]
+            self._withdrawn -= gone  # in no other batch: forgotten
+        return self.spool.write(encoded) if encoded else ([], 0)
 
     async def _spool_batch(self, encoded: list[tuple[str, bytes]]) -> None:
         # Every source keeps to the limit on its own; this is the net under them all.
@@ -177,9 +201,16 @@ class Delivery:
             self._report_set_aside(*await self._spool_call(self.spool.put_aside, over, time.time()))
             encoded[:] = [(i, b) for i, b in encoded if len(b) <= MAX_EVENT_BYTES]  # a retry: not set aside twice
         if encoded:
-            self._written(*await self._spool_now(self.spool.write, encoded))
+            self._written(*await self._spool_now(self._write_wanted, encoded))
 
     def _written(self, rows: list[Spooled], dropped: int) -> None:
+        waiting, deadlines = self._waiting, self._deadlines
+        for row in rows:  # told as the write returns: no deadline can pass between the two
+            waiter = waiting.pop(row.id, None)
+            if waiter is not None:
+                waiter.set()
+                if deadlines:
+                    deadlines.pop(row.id, None)
         if self._sending and not dropped and len(self._unsent) < SEND_WINDOW:
             self._unsent += rows
         else:
@@ -234,6 +265,65 @@ class Delivery:
         """The event registered with :meth:`spooled_event` was not submitted after all."""
         self._waiting.pop(event_id, None)
         self._packed.pop(event_id, None)
+        self._deadlines.pop(event_id, None)
+
+    async def spool_within(self, event: Event, packed: bytes, hand_over: Callable[[Event], Awaitable[None]]) -> None:
+        """Hand ``event`` (``packed``: its msgpack bytes) over to be spooled and return once it is
+        on disk; SpoolUnavailable when it is not within :data:`SPOOL_WAIT`, the event then
+        withdrawn: never written, so that the refusal is the whole truth. ``hand_over`` (the
+        source's outlet) waits only while the outbound queue is full."""
+        wait = SPOOL_WAIT
+        deadline = trio.current_time() + wait
+        spooled = self.spooled_event(event.id, packed)
+        queue = self.outbound.statistics()
+        handed = False
+        try:
+            if queue.current_buffer_used < queue.max_buffer_size:
+                await hand_over(event)  # room in the queue: handed over at once, no timer needed
+                handed = True
+            else:
+                with trio.move_on_at(deadline):
+                    await hand_over(event)
+                    handed = True
+        except BaseException:
+            self.forget(event.id)  # never handed over: nothing will wake the waiter
+            raise
+        if spooled.is_set():  # written while the queue made room for it
+            return
+        if not handed or trio.current_time() >= deadline:  # the queue stayed full
+            self.forget(event.id)
+            if handed:
+                self._withdrawn.add(event.id)
+            self._refused(wait)
+        self._deadlines[event.id] = deadline
+        self._deadline_set.set()
+        await spooled.wait()
+        if self._late and event.id in self._late:
+            self._late.discard(event.id)
+            self._refused(wait)
+
+    def _refused(self, wait: float) -> NoReturn:
+        self.metrics.spool_timeouts.inc()
+        raise SpoolUnavailable(wait)
+
+    async def _refuse_late(self) -> None:
+        """Every quarter of :data:`SPOOL_WAIT`, withdraw the local submissions not yet written past
+        their deadline, and wake their submitters to refuse them."""
+        while True:
+            if not self._deadlines:
+                self._deadline_set = trio.Event()
+                await self._deadline_set.wait()
+            await trio.sleep(SPOOL_WAIT / 4)
+            now = trio.current_time()
+            for event_id in [i for i, deadline in self._deadlines.items() if deadline <= now]:
+                del self._deadlines[event_id]
+                waiter = self._waiting.pop(event_id, None)
+                if waiter is None:  # written (it has no deadline then), or given up on: nothing to withdraw
+                    continue
+                self._packed.pop(event_id, None)
+                self._withdrawn.add(event_id)
+                self._late.add(event_id)
+                waiter.set()
 
     def _wake_sender(self) -> None:
         self._spooled.set()

@@ -36,6 +36,7 @@ class AgentMetrics:
     spool_dropped: Counter
     spool_damaged: Counter
     spool_write_failures: Counter
+    spool_timeouts: Counter
     keepalives_sent: Counter
     config_reloads: Counter
     socket_results: Counter
@@ -104,6 +105,12 @@ class AgentMetrics:
             spool_write_failures=Counter(
                 "pipeline_agent_spool_write_failures",
                 "Spool writes that failed (a full or failing disk); a batch of events is tried again",
+                registry=r,
+            ),
+            spool_timeouts=Counter(
+                "pipeline_agent_spool_timeouts",
+                "Local programs' events (agent API, client socket) the spool did not take in time: refused, "
+                "and not spooled",
                 registry=r,
             ),
             keepalives_sent=Counter("pipeline_agent_keepalives_sent", "Keepalives sent to the backend", registry=r),

@@ -12,7 +12,15 @@ import trio
 
 from pipeline.agent.agent import Agent
 from pipeline.agent.settings import AgentConfig
-from tests.support import REPO, EventPipe, capture_handler, loopback_backend, pipeline_command, write_config
+from tests.support import (
+    REPO,
+    EventPipe,
+    capture_handler,
+    loopback_agent,
+    loopback_backend,
+    pipeline_command,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -145,8 +153,7 @@ async def test_results_posted_to_the_local_api_are_spooled_then_delivered(tmp_pa
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)
-            agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], api_addr=("127.0.0.1", 0),
-                                      data_dir=tmp_path / "agent"))  # fmt: skip
+            agent = loopback_agent(tmp_path, addresses, api=True)
             api = (await nursery.start(agent.run)).api
             assert api is not None
             url = f"http://{api[0]}:{api[1]}/events"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -16,7 +18,7 @@ from pipeline.agent.client_socket import MAX_RESULT_BYTES, READ_TIMEOUT, ClientS
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.settings import AgentConfig
 from pipeline.model import Entity, Event, ObjectMeta
-from tests.support import EventPipe, capture_handler, loopback_backend, write_config
+from tests.support import EventPipe, capture_handler, loopback_agent, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -285,3 +287,56 @@ async def test_a_result_larger_than_one_read_is_whole_and_one_over_the_limit_is_
     assert [(e.check_name, len(e.check.output) if e.check else 0) for e in submitted] == [("large", 300_000)]
     too_large = {"transport": "tcp", "reason": "too_large"}
     assert metrics.registry.get_sample_value("pipeline_agent_socket_errors_total", too_large) == 1
+
+
+async def test_results_the_spool_cannot_take_in_time_are_refused_and_never_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under the agent: a result sent to its local API is answered 503 with
+    Retry-After, one sent to its client socket ``error: ...``, once the spool has not taken them
+    within SPOOL_WAIT (rather than holding their clients for as long as the disk is full); and,
+    refused, they are not delivered once the disk has room: the next result is the first the
+    backend's handler sees."""
+    monkeypatch.setattr("pipeline.agent.delivery.SPOOL_WAIT", 1.0)
+    # tries every 0.1 s: the result sent once the disk has room is written well within the wait
+    monkeypatch.setattr("pipeline.agent.delivery.WRITE_RETRY_FIRST", 0.05)
+    monkeypatch.setattr("pipeline.agent.delivery.WRITE_RETRY_MAX", 0.1)
+    full = False
+    real_write = os.write
+    pipe = EventPipe(tmp_path / "events.fifo")
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", capture_handler(pipe.path)))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(backend.run)
+            agent = loopback_agent(tmp_path, addresses, api=True, socket=True)
+            listening = await nursery.start(agent.run)
+            assert listening.api is not None
+            assert listening.socket is not None
+            segments = agent.delivery.spool.log._segments
+
+            def full_disk(fd: int, data: bytes) -> int:
+                if full and fd in {segment.fd for segment in segments.values()}:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return real_write(fd, data)
+
+            monkeypatch.setattr("pipeline.agent.spool_log.os.write", full_disk)
+            full = True
+            async with httpx.AsyncClient(base_url="http://{}:{}".format(*listening.api)) as client:
+                refused = await client.post("/events", json={"check": {"metadata": {"name": "over-api"},
+                                                                       "output": "lost?", "handlers": ["capture"]}})  # fmt: skip
+            socket_reply = await tcp_exchange(listening.socket, result("over-socket"))
+            full = False
+            after = await tcp_exchange(listening.socket, result("after"))
+            first = await pipe.next_event()
+            nursery.cancel_scope.cancel()
+    await pipe.aclose()
+    assert (refused.status_code, refused.headers["retry-after"]) == (503, "10")
+    message = "the agent's spool could not write the event within 1 s (a full or failing disk?); it was not spooled"
+    assert refused.json()["message"].startswith(message)
+    assert socket_reply.startswith(b"error: " + message.encode())
+    assert after == b"ok"
+    assert first["check"]["metadata"]["name"] == "after"  # the spool is in order: the refused two were never in it
+    registry = agent.metrics.registry
+    assert registry.get_sample_value("pipeline_agent_spool_timeouts_total") == 2
+    assert registry.get_sample_value("pipeline_agent_socket_errors_total", {"transport": "tcp", "reason": "spool"}) == 1
+    assert registry.get_sample_value("pipeline_agent_spool_write_failures_total") >= 1

@@ -13,9 +13,7 @@ import httpx
 import pytest
 import trio
 
-from pipeline.agent.agent import Agent
-from pipeline.agent.settings import AgentConfig
-from tests.support import EventPipe, capture_handler, loopback_backend, write_config
+from tests.support import EventPipe, capture_handler, loopback_agent, loopback_backend, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -43,8 +41,7 @@ async def submit_all(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], float, 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(backend.run)
-            agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], api_addr=("127.0.0.1", 0),
-                                      socket_addr=("127.0.0.1", 0), data_dir=tmp_path / "agent"))  # fmt: skip
+            agent = loopback_agent(tmp_path, addresses, api=True, socket=True)
             bound = await nursery.start(agent.run)
             assert bound.api is not None
             assert bound.socket is not None

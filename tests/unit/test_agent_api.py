@@ -18,7 +18,7 @@ from pipeline.agent.api import (
     prepare_local_event,
 )
 from pipeline.agent.spool import SetAside
-from pipeline.errors import EventTooLarge, ValidationError
+from pipeline.errors import EventTooLarge, SpoolUnavailable, ValidationError
 from pipeline.http import serve_app
 from pipeline.model import Entity, Event, ObjectMeta
 from pipeline.model.codec_pack import encode_to_pack
@@ -73,20 +73,22 @@ async def test_post_events_answers_alike_through_asgi_and_without_it() -> None:
     async def submit(event: Event) -> None:
         if event.check is not None and event.check.output == "huge":
             raise EventTooLarge(3_000_000, 2_000_000)
+        if event.check is not None and event.check.output == "disk full":
+            raise SpoolUnavailable(10)
         taken.append(event)
 
     api = create_agent_api(CollectorRegistry(), lambda: True, submit, agent, wall_clock=lambda: 1_800_000_000)
 
-    async def answers_of(client: httpx.AsyncClient) -> list[tuple[int, bytes, str | None]]:
+    async def answers_of(client: httpx.AsyncClient) -> list[tuple[int, bytes, str | None, str | None]]:
         ok = await client.post("/events", json={"check": {"metadata": {"name": "disk"}, "status": 2}})
         bad = await client.post("/events", content=b'{"check": ')
         nameless = await client.post("/events", json={"check": {"status": 1}})
         huge = await client.post("/events", json={"check": {"metadata": {"name": "disk"}, "output": "huge"}})
         query = await client.post("/events?x=1", json={"check": {"metadata": {"name": "disk"}}})
         get = await client.get("/events")
-        return [
-            (r.status_code, r.content, r.headers.get("content-type")) for r in (ok, bad, nameless, huge, query, get)
-        ]
+        stuck = await client.post("/events", json={"check": {"metadata": {"name": "disk"}, "output": "disk full"}})
+        return [(r.status_code, r.content, r.headers.get("content-type"), r.headers.get("retry-after"))
+                for r in (ok, bad, nameless, huge, query, get, stuck)]  # fmt: skip
 
     answers = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://agent") as client:
@@ -97,8 +99,10 @@ async def test_post_events_answers_alike_through_asgi_and_without_it() -> None:
             answers.append(await answers_of(client))  # POST /events by the server's direct route
         nursery.cancel_scope.cancel()
     assert answers[0] == answers[1]
-    statuses = [status for status, _, _ in answers[0]]
-    assert statuses == [202, 400, 400, 413, 400, 405]
+    statuses = [status for status, _, _, _ in answers[0]]
+    assert statuses == [202, 400, 400, 413, 400, 405, 503]
+    assert answers[0][6][3] == "10"  # Retry-After: the spool did not take it in time (not spooled)
+    assert json.loads(answers[0][6][1])["message"].startswith("the agent's spool could not write the event within 10 s")
     assert answers[0][0][1] == b""
     assert json.loads(answers[0][2][1]) == {"code": 2, "message": "check.metadata.name: a check needs a name"}
     assert json.loads(answers[0][3][1])["message"].startswith("event of 3000000 bytes")

@@ -12,10 +12,10 @@ import pytest
 import trio
 import trio.testing
 
-from pipeline.agent.delivery import FRAME_GAP, FRAME_LINGER, Delivery
+from pipeline.agent.delivery import FRAME_GAP, FRAME_LINGER, SPOOL_WAIT, Delivery
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.spool import Spool
-from pipeline.errors import StoreError
+from pipeline.errors import SpoolUnavailable, StoreError
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
 from pipeline.wire.limits import MAX_EVENT_BYTES
 from pipeline.wire.messages import Events
@@ -212,6 +212,55 @@ async def test_a_failed_spool_write_is_counted_and_tried_again_its_submitter_wai
         nursery.cancel_scope.cancel()
     assert [row.id for row in spool.after(0, 10)] == [taken.id]
     assert metrics.registry.get_sample_value("pipeline_agent_spool_write_failures_total") == 3
+    spool.close()
+
+
+async def test_a_local_event_the_spool_does_not_take_in_time_is_refused_and_never_spooled(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that stays full: a local program's event (agent API, client socket) is refused
+    after SPOOL_WAIT rather than held for as long as the disk is full, and, refused, it is not
+    written once the disk has room again: neither the one the spooler was retrying nor the one
+    still queued behind it. The next event is spooled as usual."""
+    spool = Spool(tmp_path / "spool.db", max_bytes=64 * 1024 * 1024)
+    spool.open()
+    metrics = AgentMetrics.create()
+    send, receive = trio.open_memory_channel[Event](10)
+    delivery = Delivery(spool, receive, metrics)
+    full = True
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        if full and fd in {segment.fd for segment in spool.log._segments.values()}:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("pipeline.agent.spool_log.os.write", full_disk)
+    retried, queued, later = event("retried"), event("queued"), event("later")
+    answers: dict[str, str] = {}
+
+    async def submit(submitted: Event) -> None:
+        try:
+            await delivery.spool_within(submitted, submitted.to_msgpack(), send.send)
+            answers[submitted.check.output if submitted.check else ""] = "spooled"
+        except SpoolUnavailable as exc:
+            answers[submitted.check.output if submitted.check else ""] = f"refused after {exc.seconds:g} s"
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(delivery.run_spooler)
+        nursery.start_soon(submit, retried)  # taken by the spooler, whose write keeps failing
+        await trio.sleep(SPOOL_WAIT / 2)
+        nursery.start_soon(submit, queued)  # behind it, in the queue
+        await trio.sleep(SPOOL_WAIT / 2 + 1)
+        assert answers == {"retried": "refused after 10 s"}
+        await trio.sleep(SPOOL_WAIT / 2)
+        assert answers == {"retried": "refused after 10 s", "queued": "refused after 10 s"}
+        full = False  # room again: the spooler's next try writes neither
+        await submit(later)
+        nursery.cancel_scope.cancel()
+    assert answers["later"] == "spooled"
+    assert [row.id for row in spool.after(0, 10)] == [later.id]
+    assert metrics.registry.get_sample_value("pipeline_agent_spool_timeouts_total") == 2
     spool.close()
 
 
