@@ -298,14 +298,16 @@ def test_an_entity_validated_already_is_not_validated_again_but_the_rest_is() ->
         event.validate(entity_validated=True)
 
 
-@given(st.lists(st.text(alphabet="ab:. -_\u00e9\n", max_size=6), max_size=40), st.integers(1, 8))
-def test_a_name_is_judged_the_same_each_time_it_is_seen(names: list[str], kept: int) -> None:
+@given(st.lists(st.text(alphabet="ab:. -_\u00e9\n", max_size=6), max_size=40), st.integers(1, 8), st.integers(1, 6))
+def test_a_name_is_judged_the_same_each_time_it_is_seen(names: list[str], kept: int, longest: int) -> None:
     """Names found valid are remembered (a memo, bounded): a name is valid, or refused, the same
-    on its first sight as on its hundredth, and the memo never holds more than it keeps."""
+    on its first sight as on its hundredth, and the memo never holds more names, nor longer ones,
+    than it keeps."""
     from pipeline.model import meta
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(meta, "VALID_NAMES_KEPT", kept)
+        patch.setattr(meta, "VALID_NAME_KEPT_LENGTH", longest)
         meta._VALID_NAMES.clear()
         for name in names * 3:
             expected = bool(name) and meta.NAME_PATTERN.match(name) is not None
@@ -316,3 +318,4 @@ def test_a_name_is_judged_the_same_each_time_it_is_seen(names: list[str], kept: 
                 valid = False
             assert valid == expected, name
             assert len(meta._VALID_NAMES) <= kept
+            assert all(len(kept_name) <= longest for kept_name in meta._VALID_NAMES)
