@@ -109,8 +109,7 @@ class Agent:
         self.connected = trio.Event()
         #: the local HTTP API's app once it serves (its routes are what the API answers)
         self.api_app: AgentApi | None = None
-        #: the entity packed, for the events local programs send; None when it may have changed
-        self._entity_changed()
+        self._entity_changed()  # its bytes packed once for all its events
         #: the current connection's tasks; cancelled to connect again with a changed entity
         self._connection_scope: trio.CancelScope | None = None
 

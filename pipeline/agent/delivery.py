@@ -58,7 +58,7 @@ FRAME_GAP = 0.01
 WRITE_RETRY_FIRST, WRITE_RETRY_MAX = 0.5, 30.0
 #: Seconds a local program's event (the agent API's ``POST /events``, the client socket) may
 #: take to reach the spool before its submitter is refused (:meth:`Delivery.spool_within`): a
-#: write that keeps failing would hold them for as long as it fails. Four tries fit in it. Late
+#: write that keeps failing would hold them for as long as it fails. Five tries fit in it. Late
 #: submissions are looked for every quarter of it (one timer for all, not a cancel scope each:
 #: about 9 µs an event), so a refusal comes 10 to 12.5 s after the event was handed over.
 SPOOL_WAIT = 10.0
@@ -138,11 +138,6 @@ class Delivery:
                 except trio.WouldBlock:
                     break
             await self._store(self._encode(batch))
-            for event in batch:  # those not written (set aside) too: nobody is left waiting
-                waiter = self._waiting.pop(event.id, None)
-                if waiter is not None:
-                    waiter.set()
-                    self._deadlines.pop(event.id, None)
             self._wake_sender()
 
     async def _store(self, encoded: list[tuple[str, bytes]]) -> None:
@@ -204,13 +199,8 @@ class Delivery:
             self._written(*await self._spool_now(self._write_wanted, encoded))
 
     def _written(self, rows: list[Spooled], dropped: int) -> None:
-        waiting, deadlines = self._waiting, self._deadlines
         for row in rows:  # told as the write returns: no deadline can pass between the two
-            waiter = waiting.pop(row.id, None)
-            if waiter is not None:
-                waiter.set()
-                if deadlines:
-                    deadlines.pop(row.id, None)
+            self._settled(row.id)
         if self._sending and not dropped and len(self._unsent) < SEND_WINDOW:
             self._unsent += rows
         else:
@@ -231,8 +221,17 @@ class Delivery:
             return
         self._report_set_aside(moved, pruned)
 
+    def _settled(self, event_id: str) -> None:
+        """The submitter waiting for ``event_id`` to be spooled may stop: it is written, or set
+        aside (never to be written)."""
+        waiter = self._waiting.pop(event_id, None)
+        if waiter is not None:
+            waiter.set()
+            self._deadlines.pop(event_id, None)
+
     def _report_set_aside(self, moved: list[SetAside], pruned: int) -> None:
         for record in moved:
+            self._settled(record.id)  # put aside as it came (too large): nobody is left waiting
             waiter = self._ack_waiting.pop(record.id, None)
             if waiter is not None:
                 waiter.set()  # nobody waits for an ack that will never come

@@ -196,12 +196,13 @@ class Spool:
         return self._conn
 
     def append(self, events: Sequence[tuple[str, Blob]]) -> int:
-        """Store (id, msgpack bytes) pairs durably, in order; returns how many old events were dropped."""
+        """:meth:`write`, telling only how many old events were dropped."""
         return self.write(events)[1]
 
     def write(self, events: Sequence[tuple[str, Blob]]) -> tuple[list[Spooled], int]:
-        """Store (id, msgpack bytes) pairs durably, in order, in one write; returns them as stored
-        (with their seq) and how many old events were dropped to make room."""
+        """Store (id, msgpack bytes) pairs in order, in one write (it outlives the agent, not a
+        power loss: see the module); returns them as stored (with their seq) and how many old
+        events were dropped to make room."""
         victims = self._room_for(sum(len(blob) for _, blob in events))
         rows = [Spooled(seq, i, b) for seq, (i, b) in enumerate(events, self.log.last_seq + 1)]
         self.log.append(victims, [(r.seq, r.id, r.event) for r in rows])

@@ -49,7 +49,8 @@ def _made_ids(count: int) -> list[str]:
     _next_stamp = first + count
     raw = bytearray(os.urandom(16 * count))
     for at, stamp in zip(range(0, 16 * count, 16), range(first + count - 1, first - 1, -1), strict=True):
-        raw[at : at + 8] = ((stamp >> 12) << 16 | 0x7000 | (stamp & 0xFFF)).to_bytes(6 + 2, "big")
+        # 48 bits of milliseconds, then the version (7) and the 12-bit counter
+        raw[at : at + 8] = ((stamp >> 12) << 16 | 0x7000 | (stamp & 0xFFF)).to_bytes(8, "big")
     raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 9562's variant
     text = raw.hex()
     return [f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-{text[i + 16 : i + 20]}-"
