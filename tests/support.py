@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import trio
 
-from pipeline.agent.agent import Agent
+from pipeline.agent.agent import Agent, AgentAddresses
 from pipeline.agent.settings import AgentConfig
 from pipeline.backend.server import Backend, BackendAddresses, BackendConfig
 from pipeline.config import load_directory
@@ -97,12 +97,40 @@ def loopback_backend(tmp_path: Path, config: Path, **settings: Any) -> Backend:
     )
 
 
-def loopback_agent(tmp_path: Path, backend: BackendAddresses, *, api: bool = False, socket: bool = False) -> Agent:
-    """An agent named ``web1`` connecting to ``backend``, its data in ``tmp_path / "agent"``, with
-    its local API and client socket on free loopback ports when asked for."""
-    return Agent(AgentConfig(name="web1", backend_addrs=[backend.transport], data_dir=tmp_path / "agent",
-                             api_addr=("127.0.0.1", 0) if api else None,
-                             socket_addr=("127.0.0.1", 0) if socket else None))  # fmt: skip
+@dataclass(slots=True, frozen=True)
+class StartedAgent:
+    """An agent started beside its backend (:func:`start_backend_and_agent`), and where it listens."""
+
+    agent: Agent
+    addresses: AgentAddresses
+
+    @property
+    def api(self) -> tuple[str, int]:
+        assert self.addresses.api is not None, "started without its local API"
+        return self.addresses.api
+
+    @property
+    def socket(self) -> tuple[str, int]:
+        assert self.addresses.socket is not None, "started without its client socket"
+        return self.addresses.socket
+
+    @property
+    def events_url(self) -> str:
+        """The local API's ``POST /events``."""
+        return "http://{}:{}/events".format(*self.api)
+
+
+async def start_backend_and_agent(
+    nursery: trio.Nursery, tmp_path: Path, backend: Backend, *, api: bool = False, socket: bool = False
+) -> StartedAgent:
+    """Start ``backend``, then an agent named ``web1`` connected to it, its data in
+    ``tmp_path / "agent"``, with its local API and client socket on free loopback ports when
+    asked for."""
+    addresses = await nursery.start(backend.run)
+    agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], data_dir=tmp_path / "agent",
+                              api_addr=("127.0.0.1", 0) if api else None,
+                              socket_addr=("127.0.0.1", 0) if socket else None))  # fmt: skip
+    return StartedAgent(agent, await nursery.start(agent.run))
 
 
 @dataclass(slots=True, frozen=True)

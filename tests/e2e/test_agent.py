@@ -16,9 +16,9 @@ from tests.support import (
     REPO,
     EventPipe,
     capture_handler,
-    loopback_agent,
     loopback_backend,
     pipeline_command,
+    start_backend_and_agent,
     write_config,
 )
 
@@ -152,11 +152,7 @@ async def test_results_posted_to_the_local_api_are_spooled_then_delivered(tmp_pa
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", capture_handler(pipe.path)))
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            agent = loopback_agent(tmp_path, addresses, api=True)
-            api = (await nursery.start(agent.run)).api
-            assert api is not None
-            url = f"http://{api[0]}:{api[1]}/events"
+            url = (await start_backend_and_agent(nursery, tmp_path, backend, api=True)).events_url
             async with httpx.AsyncClient() as client:
                 cron_job = {"check": {"metadata": {"name": "backup"}, "status": 1, "output": "backup late",
                                       "handlers": ["capture"]}}  # fmt: skip

@@ -18,7 +18,7 @@ from pipeline.agent.client_socket import MAX_RESULT_BYTES, READ_TIMEOUT, ClientS
 from pipeline.agent.metrics import AgentMetrics
 from pipeline.agent.settings import AgentConfig
 from pipeline.model import Entity, Event, ObjectMeta
-from tests.support import EventPipe, capture_handler, loopback_agent, loopback_backend, write_config
+from tests.support import EventPipe, capture_handler, loopback_backend, start_backend_and_agent, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -307,12 +307,8 @@ async def test_results_the_spool_cannot_take_in_time_are_refused_and_never_deliv
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", capture_handler(pipe.path)))
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            agent = loopback_agent(tmp_path, addresses, api=True, socket=True)
-            listening = await nursery.start(agent.run)
-            assert listening.api is not None
-            assert listening.socket is not None
-            segments = agent.delivery.spool.log._segments
+            started = await start_backend_and_agent(nursery, tmp_path, backend, api=True, socket=True)
+            segments = started.agent.delivery.spool.log._segments
 
             def full_disk(fd: int, data: bytes) -> int:
                 if full and fd in {segment.fd for segment in segments.values()}:
@@ -321,12 +317,12 @@ async def test_results_the_spool_cannot_take_in_time_are_refused_and_never_deliv
 
             monkeypatch.setattr("pipeline.agent.spool_log.os.write", full_disk)
             full = True
-            async with httpx.AsyncClient(base_url="http://{}:{}".format(*listening.api)) as client:
-                refused = await client.post("/events", json={"check": {"metadata": {"name": "over-api"},
+            async with httpx.AsyncClient() as client:
+                refused = await client.post(started.events_url, json={"check": {"metadata": {"name": "over-api"},
                                                                        "output": "lost?", "handlers": ["capture"]}})  # fmt: skip
-            socket_reply = await tcp_exchange(listening.socket, result("over-socket"))
+            socket_reply = await tcp_exchange(started.socket, result("over-socket"))
             full = False
-            after = await tcp_exchange(listening.socket, result("after"))
+            after = await tcp_exchange(started.socket, result("after"))
             first = await pipe.next_event()
             nursery.cancel_scope.cancel()
     await pipe.aclose()
@@ -336,7 +332,7 @@ async def test_results_the_spool_cannot_take_in_time_are_refused_and_never_deliv
     assert socket_reply.startswith(b"error: " + message.encode())
     assert after == b"ok"
     assert first["check"]["metadata"]["name"] == "after"  # the spool is in order: the refused two were never in it
-    registry = agent.metrics.registry
+    registry = started.agent.metrics.registry
     assert registry.get_sample_value("pipeline_agent_spool_timeouts_total") == 2
     assert registry.get_sample_value("pipeline_agent_socket_errors_total", {"transport": "tcp", "reason": "spool"}) == 1
-    assert registry.get_sample_value("pipeline_agent_spool_write_failures_total") >= 1
+    assert (registry.get_sample_value("pipeline_agent_spool_write_failures_total") or 0) >= 1

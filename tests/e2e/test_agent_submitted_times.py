@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from tests.support import EventPipe, capture_handler, loopback_agent, loopback_backend, write_config
+from tests.support import EventPipe, capture_handler, loopback_backend, start_backend_and_agent, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +40,8 @@ async def submit_all(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], float, 
     before = time.time()
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(backend.run)
-            agent = loopback_agent(tmp_path, addresses, api=True, socket=True)
-            bound = await nursery.start(agent.run)
-            assert bound.api is not None
-            assert bound.socket is not None
-            url = f"http://{bound.api[0]}:{bound.api[1]}/events"
+            started = await start_backend_and_agent(nursery, tmp_path, backend, api=True, socket=True)
+            url = started.events_url
             timed = {"timestamp": TIMESTAMP, "check": {"metadata": {"name": "api-timed"}, "executed": EXECUTED,
                                                        "issued": ISSUED, "handlers": ["capture"]}}  # fmt: skip
             untimed = {"check": {"metadata": {"name": "api-untimed"}, "handlers": ["capture"]}}
@@ -62,7 +58,7 @@ async def submit_all(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], float, 
                 },
                 {"name": "socket-untimed", "output": "x", "handlers": ["capture"]},
             ):
-                assert await send_tcp(bound.socket, json.dumps(result).encode()) == b"ok"
+                assert await send_tcp(started.socket, json.dumps(result).encode()) == b"ok"
             received: dict[str, dict[str, Any]] = {}
             while len(received) < 4:
                 event = await pipe.next_event()
