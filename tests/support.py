@@ -103,6 +103,7 @@ class StartedAgent:
 
     agent: Agent
     addresses: AgentAddresses
+    backend: BackendAddresses
 
     @property
     def api(self) -> tuple[str, int]:
@@ -130,7 +131,7 @@ async def start_backend_and_agent(
     agent = Agent(AgentConfig(name="web1", backend_addrs=[addresses.transport], data_dir=tmp_path / "agent",
                               api_addr=("127.0.0.1", 0) if api else None,
                               socket_addr=("127.0.0.1", 0) if socket else None))  # fmt: skip
-    return StartedAgent(agent, await nursery.start(agent.run))
+    return StartedAgent(agent, await nursery.start(agent.run), addresses)
 
 
 @dataclass(slots=True, frozen=True)
