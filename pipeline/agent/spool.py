@@ -32,7 +32,7 @@ from typing import Any
 
 import msgpack
 
-from pipeline.agent.spool_log import SpoolLog
+from pipeline.agent.spool_log import MAX_ID_BYTES, SpoolLog
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.sqlite_many import delete_keys
@@ -114,6 +114,17 @@ def _names(blob: bytes) -> tuple[str, str]:
     return name(event.get("entity")), name(event.get("check"))
 
 
+def _movable(event_id: object, event: object) -> bool:
+    """Whether an older spool's row is an event the log can hold: SQLite keeps whatever a column
+    is given, and a damaged file may hold anything."""
+    if not isinstance(event_id, str) or not isinstance(event, bytes):
+        return False
+    try:
+        return 0 < len(event_id.encode()) <= MAX_ID_BYTES
+    except UnicodeEncodeError:
+        return False
+
+
 class Spool:
     def __init__(self, path: Path, max_bytes: int, set_aside_max_bytes: int = SET_ASIDE_MAX_BYTES) -> None:
         """``path``: the SQLite file of set-aside events (``:memory:``: everything in memory);
@@ -149,18 +160,23 @@ class Spool:
         try:
             if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spool'").fetchone() is None:
                 return
-            moved, after = 0, -1
+            moved, skipped, after = 0, 0, -1
             while rows := conn.execute(
                 "SELECT seq, id, event FROM spool WHERE seq > ? ORDER BY seq LIMIT ?", (after, MIGRATE_ROWS)
             ).fetchall():
                 after = rows[-1][0]
+                movable = [(i, e) for _, i, e in rows if _movable(i, e)]
+                skipped += len(rows) - len(movable)
                 first = self.log.last_seq + 1
-                self.log.append([], [(seq, i, bytes(e)) for seq, (_, i, e) in enumerate(rows, first)])
-                moved += len(rows)
+                self.log.append([], [(seq, i, e) for seq, (i, e) in enumerate(movable, first)])
+                moved += len(movable)
             conn.execute("DROP TABLE spool")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot move the older spool's events: {exc}") from exc
         log.info("spool moved to its log", events=moved, file=str(self.path))
+        if skipped:
+            log.warning("older spool rows not moved: not an id and an event's bytes", rows=skipped,
+                        file=str(self.path))  # fmt: skip
 
     @property
     def _on_disk(self) -> bool:

@@ -49,6 +49,8 @@ EVENT, REMOVED = 1, 2
 HEADER = struct.Struct("<BII")
 #: an EVENT body's start: seq, length of the id (UTF-8); then the id, then the event
 EVENT_HEAD = struct.Struct("<QH")
+#: An id longer than its length field holds cannot be written (events carry a UUID's 36 bytes).
+MAX_ID_BYTES = 0xFFFF
 SEQ = struct.Struct("<Q")
 SUFFIX = ".seg"
 LOCK_FILE = "lock"

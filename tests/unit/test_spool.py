@@ -244,6 +244,21 @@ CREATE INDEX spool_by_id ON spool (id);
 """
 
 
+def test_rows_of_an_older_spool_that_are_not_events_are_left_and_the_rest_moved(tmp_path: Path) -> None:
+    """SQLite keeps whatever a column is given: a row of the older spool table whose id is not
+    text, or too long for the log, or whose event is not bytes, is left behind (logged), and the
+    agent starts with the others, in order."""
+    with closing(sqlite3.connect(tmp_path / "spool.db")) as old, old:
+        old.executescript(OLD_SCHEMA)
+        old.executemany("INSERT INTO spool (id, size, event) VALUES (?, ?, ?)",
+                        [("first", 1, b"1"), (b"a blob", 1, b"x"), ("text", 4, "not bytes"), ("i" * 70_000, 1, b"x"),
+                         ("", 1, b"x"), ("last", 1, b"2")])  # fmt: skip
+    spool = Spool(tmp_path / "spool.db", max_bytes=100_000)
+    spool.open()
+    assert [(r.id, r.event) for r in spool.after(0, 10)] == [("first", b"1"), ("last", b"2")]
+    spool.close()
+
+
 def test_events_an_older_version_left_in_sqlite_are_moved_into_the_log_in_order(tmp_path: Path) -> None:
     with closing(sqlite3.connect(tmp_path / "spool.db")) as old, old:
         old.executescript(OLD_SCHEMA)
