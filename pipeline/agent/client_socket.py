@@ -81,6 +81,12 @@ _IGNORED_ACCEPT_ERRNOS = frozenset(
     ]
     if hasattr(errno, name)
 )
+#: The answer, the last bytes of a connection: held back (``MSG_MORE``) so that the close that
+#: follows sends them and the FIN in one segment. On loopback the sender's call runs the
+#: receiver's side too, so each segment spared is a wakeup and a TCP receive spared, in the
+#: agent's time and the client's. Non-blocking for this one call (``MSG_DONTWAIT``): an
+#: accepted connection is used as it comes, without a call to make it non-blocking first.
+_LAST_SEND = socket.MSG_MORE | socket.MSG_DONTWAIT
 #: A connection lost, or the agent's queue closed as the socket restarts: the client gets no answer.
 _LOST = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 #: Errors that more bytes cannot mend: a result that shows one is answered at once.
@@ -189,7 +195,6 @@ class ClientSocketServer:
         """Read a new connection's result if it is all there, and answer or queue it; else hand
         the connection to a task of its own. Never waits on the client."""
         with self._closed_on_failure(conn, address):
-            conn.setblocking(False)
             data, outcome = self._first_read(conn, address)
             if outcome is None:
                 deadline = trio.current_time() + READ_TIMEOUT
@@ -223,7 +228,7 @@ class ClientSocketServer:
         """The bytes already there, and what they call for: an answer, an event to spool, or None
         (read on, from those bytes)."""
         try:
-            data = conn.recv(READ_SIZE)
+            data = conn.recv(READ_SIZE, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return b"", None
         if not data:  # closed at once: what the client sent, nothing, is what is judged
@@ -274,7 +279,7 @@ class ClientSocketServer:
     def _reply(self, conn: socket.socket, address: Any, reply: bytes, nursery: trio.Nursery) -> None:
         """Send ``reply`` and close; what the socket cannot take at once, a task sends."""
         try:
-            sent = conn.send(reply)
+            sent = conn.send(reply, _LAST_SEND)
         except BlockingIOError:
             sent = 0
         if sent < len(reply):
