@@ -19,8 +19,12 @@ peer, when installed: ``pip install -e '.[bench]'``), each in its own process.
 *Icinga 2*, when ``bench/icinga.py`` is there and Icinga 2 is installed: its ``measure``
 runs the same results (:func:`results`) against Icinga 2's REST API and gives
 :class:`Figures` for one and four clients (None: not installed); see :func:`peer_figures`.
+With ``--slices S`` a round runs the backend and Icinga 2 side by side instead, each sent its
+results in S parts, taking turns (:func:`sliced_round`): on this machine, whose speed moves
+within seconds, four rounds of the same tree gave four-client ratios of 0.88-1.11 unsliced and
+0.96-1.06 in five slices (BENCHMARKS.md, issue 19's eighth session).
 
-Usage: python -m bench.api_events [--events N] [--batch B] [--only-events] [--rounds R]
+Usage: python -m bench.api_events [--events N] [--batch B] [--only-events] [--rounds R] [--slices S]
 """
 
 from __future__ import annotations
@@ -208,8 +212,14 @@ def measure_backend(address: tuple[str, int], pid: int, count: int, batch: int, 
         "one": measure_events(address, pid, count, 1),
         "four": measure_events(address, pid, count, CLIENTS, start=count),
     }
-    if only_events:
-        return figures
+    if not only_events:
+        figures.update(measure_extras(address, count, batch))
+    return figures
+
+
+def measure_extras(address: tuple[str, int], count: int, batch: int) -> dict[str, Any]:
+    """GET /version's rate (the HTTP stack's ceiling) and StackState intakes' events a second."""
+    figures: dict[str, Any] = {}
     client = KeepAliveClient(address)
 
     def health(i: int) -> None:
@@ -231,20 +241,73 @@ def measure_backend(address: tuple[str, int], pid: int, count: int, batch: int, 
     return figures
 
 
-def peer_figures(count: int) -> dict[str, Figures] | None:
-    """Icinga 2's figures for the same results, one client and four (``bench/icinga.py``'s
-    ``measure(results, count, clients) -> Figures | None``); None when it cannot run."""
+def _icinga() -> Any:
+    """``bench/icinga.py`` when it is there and Icinga 2 is installed, else None."""
     try:
         icinga = importlib.import_module("bench.icinga")  # the integrator's; absent until then
     except ModuleNotFoundError as exc:
         if exc.name != "bench.icinga":
             raise  # it is there, and broken
         return None
+    return icinga if icinga.installed() else None
+
+
+def peer_figures(count: int) -> dict[str, Figures] | None:
+    """Icinga 2's figures for the same results, one client and four (``bench/icinga.py``'s
+    ``measure(results, count, clients) -> Figures | None``); None when it cannot run."""
+    icinga = _icinga()
+    if icinga is None:
+        return None
     one = icinga.measure(results, count, 1)
     four = icinga.measure(results, count, CLIENTS)
     if one is None or four is None:
         return None
     return {"one": one, "four": four}
+
+
+def sliced_round(
+    count: int, batch: int, only_events: bool, slices: int, pipeline_first: bool
+) -> tuple[dict[str, Any], dict[str, Figures] | None]:
+    """One round with the backend and Icinga 2 running side by side: each client count's results
+    sent in ``slices`` parts, the two sides taking turns (pipeline, Icinga 2, Icinga 2, pipeline,
+    ...), each side's times and CPU summed, so that a load that moves within seconds weighs on
+    both alike (as ``bench.handlers --slices``). Both are sent the same results, one client's
+    first; (our figures, Icinga 2's or None)."""
+    icinga = _icinga()
+    with tempfile.TemporaryDirectory() as tmp, backend(Path(tmp)) as (address, pid):
+        if icinga is None:
+            return measure_backend(address, pid, count, batch, only_events), None
+        services: dict[str, list[str]] = {}
+        for result in results(CHECKS):
+            services.setdefault(result.host, []).append(result.check)
+        ours: dict[str, Any] = {}
+        theirs: dict[str, Figures] = {}
+        with icinga.icinga(services) as (peer, peer_pid):
+
+            def icinga_slice(part: int, first: int, clients: int) -> Figures:
+                requests = [icinga.check_result(result) for result in results(part, first)]
+                rate, cpu = icinga.run_clients(peer, requests, clients, tls=True, expected=200,
+                                               cpu_of=lambda: icinga.tree_cpu(peer_pid))  # fmt: skip
+                return Figures(rate, cpu * 1e6)
+
+            for name, clients, start in (("one", 1, 0), ("four", CLIENTS, count)):
+                part = count // slices // CLIENTS * CLIENTS  # whole shares for every client
+                sums = {"ours": [0.0, 0.0], "theirs": [0.0, 0.0]}  # seconds, CPU seconds
+                for i in range(slices):
+                    first = start + i * part
+                    for side in ("ours", "theirs") if pipeline_first == (i % 2 == 0) else ("theirs", "ours"):
+                        if side == "ours":
+                            figures = measure_events(address, pid, part, clients, start=first)
+                        else:
+                            figures = icinga_slice(part, first, clients)
+                        sums[side][0] += part / figures.rate
+                        sums[side][1] += (figures.cpu_us or 0.0) * part / 1e6
+                sent = part * slices
+                ours[name] = Figures(sent / sums["ours"][0], sums["ours"][1] / sent * 1e6)
+                theirs[name] = Figures(sent / sums["theirs"][0], sums["theirs"][1] / sent * 1e6)
+        if not only_events:
+            ours.update(measure_extras(address, count, batch))
+    return ours, theirs
 
 
 # -- an empty app on each server, for the servers' own ceilings ------------------------------------
@@ -357,6 +420,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="the events API and Icinga 2 measured this many times, alternated (the "
                              "other figures once): each round's figures, the medians and the worst ratio")  # fmt: skip
+    parser.add_argument("--slices", type=int, default=1,
+                        help="each round's results in this many parts, the backend and Icinga 2 running side by "
+                             "side and taking turns (a load that moves within seconds weighs on both alike)")  # fmt: skip
     parser.add_argument("--serve", choices=["pipeline", "hypercorn"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -365,6 +431,9 @@ def main() -> None:
     print(f"load: {os.getloadavg()[0]:.2f}")
     rounds: list[tuple[dict[str, Any], dict[str, Figures] | None]] = []
     for n in range(args.rounds):  # pipeline, then Icinga 2, alternated: a passing load falls on both
+        if args.slices > 1:
+            rounds.append(sliced_round(args.events, args.batch, args.only_events or n > 0, args.slices, n % 2 == 0))
+            continue
         with tempfile.TemporaryDirectory() as tmp, backend(Path(tmp)) as (address, pid):
             figures = measure_backend(address, pid, args.events, args.batch, args.only_events or n > 0)
         rounds.append((figures, peer_figures(args.events)))
