@@ -10,8 +10,9 @@ from pipeline.model.codec import field
 
 DEFAULT_NAMESPACE = "default"
 
-#: Sensu Go's name rule (core/v2 validators.go NameRegex).
-NAME_PATTERN = re.compile(r"\A[\w.\-:]+\Z")
+#: Sensu Go's name rule (core/v2 validators.go NameRegex). ASCII: Go's ``\w`` is
+#: ``[0-9A-Za-z_]``, Python's takes any letter or digit (``héllo``, ``٣``), which Sensu refuses.
+NAME_PATTERN = re.compile(r"\A[\w.\-:]+\Z", re.ASCII)
 
 
 #: Names lately found valid: every event names its entity, check and namespace, mostly the same
@@ -30,7 +31,7 @@ def validate_name(name: str, path: str) -> None:
     if not name:
         raise ValidationError(path, "name must not be empty")
     if not NAME_PATTERN.match(name):
-        raise ValidationError(path, f"name {name!r} may contain only letters, digits, '_', '.', '-' and ':'")
+        raise ValidationError(path, f"name {name!r} may contain only ASCII letters, digits, '_', '.', '-' and ':'")
     if len(name) <= VALID_NAME_KEPT_LENGTH:
         if len(_VALID_NAMES) >= VALID_NAMES_KEPT:
             _VALID_NAMES.clear()

@@ -133,7 +133,8 @@ class Pipeline:
             seen.add(workflow.name)
 
 
-_SUBSCRIPTION = re.compile(r"\A[\w.\-]+(:?[\w.\-]+)?\Z")
+#: Sensu Go's SubscriptionNameRegex; ASCII as Go's ``\w`` is (see NAME_PATTERN).
+_SUBSCRIPTION = re.compile(r"\A[\w.\-]+(:?[\w.\-]+)?\Z", re.ASCII)
 
 
 def silence_name(subscription: str, check: str) -> str:

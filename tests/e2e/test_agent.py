@@ -192,7 +192,7 @@ async def test_an_agent_whose_name_sensu_would_refuse_does_not_start() -> None:
         capture_stderr=True, check=False,
     )  # fmt: skip
     assert result.returncode == 1
-    assert "pipeline: cannot run: --name: name 'web 1!' may contain only letters" in result.stderr.decode()
+    assert "pipeline: cannot run: --name: name 'web 1!' may contain only ASCII letters" in result.stderr.decode()
 
 
 async def test_a_second_agent_on_the_same_data_directory_does_not_start(tmp_path: Path) -> None:

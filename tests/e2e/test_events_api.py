@@ -145,3 +145,44 @@ async def test_the_sensu_go_client_round_trips_events_and_reads_proxy_entities(t
     assert seen["entity"]["subscriptions"] == ["entity:router2"]
     assert seen["entities"] == [("router2", "proxy")]
     assert seen["after delete"] is None
+
+
+async def test_a_name_sensu_go_refuses_is_refused_by_either_route(tmp_path: Path) -> None:
+    """Sensu Go's name rule is ASCII (its ``\\w``): ``héllo`` is a 400 naming the field, whether
+    it comes in the body, percent-encoded in the path (the ASGI route) or as raw UTF-8 in the
+    path (the HTTP server's direct route); nothing is stored, and the API goes on."""
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    result = {"check": {"metadata": {"name": "ping"}, "output": "ok", "status": 0}}
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            url = (await nursery.start(backend.run)).api_url
+            headers = admin_headers(backend)
+            async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+                in_body = await client.post(
+                    f"{NS}/events", json={**result, "entity": {"metadata": {"name": "h\u00e9llo"}}}
+                )
+                in_path = await client.put(f"{NS}/events/h%C3%A9llo/ping", json=result)
+                host, _, port = url.removeprefix("http://").rpartition(":")
+                raw = await raw_put(host, int(port), f"{NS}/events/h\u00e9llo/ping".encode(), json.dumps(result).encode(),
+                                    headers)  # fmt: skip
+                ascii_name = await client.put(f"{NS}/events/hello/ping", json=result)
+                listed = [e["entity"]["metadata"]["name"] for e in (await client.get(f"{NS}/events")).json()]
+            nursery.cancel_scope.cancel()
+    assert (in_body.status_code, in_path.status_code, ascii_name.status_code) == (400, 400, 201)
+    assert in_body.json()["message"].startswith("entity.metadata.name: name 'h\u00e9llo' may contain only ASCII")
+    assert "may contain only ASCII letters" in in_path.json()["message"]
+    assert raw.startswith(b"HTTP/1.1 400"), raw
+    assert listed == ["hello"]
+
+
+async def raw_put(host: str, port: int, target: bytes, body: bytes, headers: dict[str, str]) -> bytes:
+    """A PUT whose target is sent as the bytes given (a client that does not percent-encode), and
+    its answer's first bytes."""
+    head = b"".join(f"{name}: {value}\r\n".encode() for name, value in headers.items())
+    async with await trio.open_tcp_stream(host, port) as stream:
+        await stream.send_all(b"PUT " + target + b" HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                              + head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)  # fmt: skip
+        answer = b""
+        while chunk := await stream.receive_some(4096):
+            answer += chunk
+    return answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 
 from pipeline.errors import UnknownFieldError, ValidationError
 from pipeline.model import Check, CheckHistory, Entity, Event, MetricPoint, Metrics, MetricTag, ObjectMeta
+from pipeline.model.meta import validate_name
+from pipeline.model.pipeline import Silenced
 
 # An event as Sensu Go 6 serialises it (fields with explicit json tags are always present).
 SENSU_EVENT = {
@@ -319,3 +322,25 @@ def test_a_name_is_judged_the_same_each_time_it_is_seen(names: list[str], kept: 
             assert valid == expected, name
             assert len(meta._VALID_NAMES) <= kept
             assert all(len(kept_name) <= longest for kept_name in meta._VALID_NAMES)
+
+
+#: Sensu Go's NameRegex, ``\A[\w\.\-\:]+\z``, as Go's regexp reads it: its ``\w`` is [0-9A-Za-z_].
+SENSU_GO_NAME = re.compile(r"[0-9A-Za-z_.:-]+")
+
+
+@given(st.text(alphabet="aZ09_.:- \u00e9\u00fc\u00df\u0663\u540d\u212a", max_size=8))
+def test_a_name_is_valid_exactly_when_sensu_go_takes_it(name: str) -> None:
+    """A letter or digit of another script (``héllo``, ``٣``, the Kelvin sign) is refused, as Sensu
+    Go refuses it: a name accepted here must be one its tools and API take too."""
+    if SENSU_GO_NAME.fullmatch(name):
+        validate_name(name, "entity.metadata.name")
+    else:
+        with pytest.raises(ValidationError) as refused:
+            validate_name(name, "entity.metadata.name")
+        assert refused.value.path == "entity.metadata.name"
+
+
+def test_a_silence_subscription_is_ascii_as_in_sensu_go() -> None:
+    Silenced(subscription="linux", check="disk").validate()
+    with pytest.raises(ValidationError, match=r"subscription.*'lin\u00fcx'"):
+        Silenced(subscription="lin\u00fcx", check="disk").validate()

@@ -143,3 +143,14 @@ def test_stackstate_timestamps_past_any_calendar_are_refused_naming_the_field(
     # int(1e300) is an integer no store or wire can hold: it used to reach the event processor
     with pytest.raises(ValidationError, match=rf"^{re.escape(path)}: .* is out of range"):
         stackstate.parse(json.dumps({"internalHostname": "db1", **body}).encode(), CONTEXT)
+
+
+def test_a_host_and_type_in_another_script_become_names_sensu_go_takes() -> None:
+    """Free text made a name keeps ASCII letters, digits and ``_.-:``, and nothing else, as Sensu
+    Go's name rule does (its ``\\w`` is ASCII): the event is stored, not refused."""
+    body = {"message": "Bereitgestellt", "type": "d\u00e9ploiement", "host": "caf\u00e9-01"}
+    (event,) = sematext.parse(json.dumps(body).encode(), CONTEXT, many=False)
+    assert event.entity is not None
+    assert event.check is not None
+    assert (event.entity.name, event.check.metadata.name) == ("caf_-01", "d_ploiement")
+    event.validate()

@@ -21,7 +21,8 @@ CHANGE = "change"
 _STATUS_OF = {"info": 0, "normal": 0, "low": 0, "ok": 0, "success": 0, "notice": 0,
               "warning": 1, "warn": 1, "medium": 1,
               "error": 2, "critical": 2, "high": 2, "fatal": 2, "alert": 2, "emergency": 2}  # fmt: skip
-_NAME_UNSAFE = re.compile(r"[^\w.\-:]")
+#: What a name may not hold (NAME_PATTERN's complement, ASCII as it is).
+_NAME_UNSAFE = re.compile(r"[^\w.\-:]", re.ASCII)
 
 
 @dataclass(slots=True, frozen=True)
