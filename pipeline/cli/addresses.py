@@ -8,7 +8,7 @@ import argparse
 def parse_address(text: str) -> tuple[str, int]:
     """``"127.0.0.1:8080"`` -> ``("127.0.0.1", 8080)``; raises argparse.ArgumentTypeError."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -32,8 +32,8 @@ class EventFilters:
             name = text.strip().lower()
             if name in ("non-ok", "nonok", "failing"):
                 wanted.non_ok = True
-            elif name in STATUS_NAMES or name.isdigit():
-                wanted.statuses.add(STATUS_NAMES.get(name, int(name) if name.isdigit() else 0))
+            elif name in STATUS_NAMES or (name.isascii() and name.isdigit()):  # not ² nor ٣
+                wanted.statuses.add(STATUS_NAMES[name] if name in STATUS_NAMES else int(name))
             else:
                 raise ValueError(f"--status: expected ok, warning, critical, unknown, non-ok or a number, got {text!r}")
         for text in args.label:

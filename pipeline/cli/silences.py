@@ -13,13 +13,18 @@ from pipeline.cli.operator import api_get, api_request
 from pipeline.cli.output import first_line, local_time, show
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-DURATION = re.compile(r"(\d+)([smhdw])")
+DURATION = re.compile(r"(\d+)([smhdw])", re.ASCII)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes ``²``, which ``int`` refuses, and ``٣``."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_duration(text: str) -> int:
     """``90s``, ``30m``, ``2h``, ``1d``, ``1h30m`` or plain seconds -> seconds; ValueError else."""
     compact = text.strip().lower().replace(" ", "")
-    if compact.isdigit():
+    if _digits(compact):
         return int(compact)
     parts = DURATION.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
@@ -30,7 +35,7 @@ def parse_duration(text: str) -> int:
 def parse_moment(text: str, now: float) -> int:
     """``30m`` (from now), epoch seconds, or ISO-8601 (local time unless it names a zone) -> epoch seconds."""
     try:
-        return int(now) + parse_duration(text) if not text.strip().isdigit() else int(text)
+        return int(text) if _digits(text.strip()) else int(now) + parse_duration(text)
     except ValueError:
         pass
     try:

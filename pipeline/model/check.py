@@ -71,7 +71,9 @@ class Hook(HookConfig):
 
 
 def valid_hook_type(name: str) -> bool:
-    return name in HOOK_TYPES or (name.isdigit() and str(int(name)) == name and 0 <= int(name) <= 255)
+    # ASCII digits: ``str.isdigit`` also takes ``²`` (which ``int`` refuses) and ``٣`` (which Go's
+    # strconv, and so Sensu, refuses)
+    return name in HOOK_TYPES or (name.isascii() and name.isdigit() and str(int(name)) == name and int(name) <= 255)
 
 
 @dataclass(slots=True)

@@ -21,7 +21,9 @@ REPEAT_PERIODS = ("annually", "monthly", "weekly", "weekdays", "weekends", "dail
                   "tuesdays", "wednesdays", "thursdays", "fridays", "saturdays")  # fmt: skip
 
 # Go's time.RFC3339 layout: a 'T', seconds, optional fraction, and 'Z' or a +hh:mm offset.
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|([+-])(\d{2}):(\d{2}))")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|([+-])(\d{2}):(\d{2}))", re.ASCII
+)
 
 
 def parse_rfc3339(text: str) -> datetime:

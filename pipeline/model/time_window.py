@@ -17,7 +17,7 @@ from pipeline.model.codec import field
 DAYS = ("all", "sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 
 # Go's time.Kitchen, "3:04PM": an hour of one or two digits, two of minutes, AM or PM in capitals
-_KITCHEN = re.compile(r"(\d{1,2}):(\d{2})(AM|PM)")
+_KITCHEN = re.compile(r"(\d{1,2}):(\d{2})(AM|PM)", re.ASCII)
 
 
 def parse_kitchen(text: str) -> int:

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from pipeline import __version__
+from pipeline.core.numbers import parse_int
 from pipeline.errors import StoreError
 from pipeline.http_answers import error_response
 from pipeline.http_params import takes_query
@@ -83,9 +84,10 @@ def health_timeout(params: dict[str, str]) -> int:
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown parameter (expected timeout)")
     text = params.get("timeout", str(DEFAULT_TIMEOUT))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_TIMEOUT:
+    seconds = parse_int(text, (1, MAX_TIMEOUT)) if text.isdigit() else None  # no sign
+    if seconds is None:
         raise ValueError(f"timeout: expected whole seconds from 1 to {MAX_TIMEOUT}, got {text[:20]!r}")
-    return int(text)
+    return seconds
 
 
 async def probe_store(store: StoreService, timeout: float, metrics: BackendMetrics) -> StoreHealth:

@@ -92,7 +92,7 @@ class ProblemQuery:
         if not self.status:
             return True
         wanted = STATUS_OF.get(self.status.lower())
-        if wanted is None and self.status.isdigit():
+        if wanted is None and self.status.isascii() and self.status.isdigit():
             wanted = int(self.status)
         return problem.status == wanted or (wanted == 3 and problem.status > 3)
 

@@ -42,7 +42,7 @@ def query_of(request: Request) -> ProblemQuery:
                         label=q.get("label", ""), namespace=q.get("namespace", ""),
                         silenced=q.get("silenced", "") in ("1", "true", "yes", "on"),
                         group=q.get("group", "entity") or "entity",
-                        page=int(page) if page.isdigit() else 1)  # fmt: skip
+                        page=int(page) if page.isascii() and page.isdigit() else 1)  # fmt: skip
 
 
 def routes(ctx: DashboardContext) -> list[BaseRoute]:

@@ -1,0 +1,103 @@
+"""Numbers in text are ASCII digits wherever they are read, as Go's strconv and time read them.
+
+Python's ``str.isdigit`` and a regular expression's ``\\d`` also take ``²`` (which ``int`` then
+refuses: a crash where a refusal was due) and other scripts' digits such as ``٣`` (which ``int``
+reads as 3: a "yes" where Sensu Go says no). Each reader below refuses both, naming what is
+wrong, and still takes the ASCII form.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from pipeline.backend.api.health import health_timeout
+from pipeline.backend.dashboard.problems import ProblemQuery
+from pipeline.backend.dashboard.views.problems import query_of
+from pipeline.backend.sessions import parse_lifetime
+from pipeline.cli.addresses import parse_address
+from pipeline.cli.event_filters import EventFilters
+from pipeline.cli.silences import parse_duration as silence_duration
+from pipeline.config.loader import load_path
+from pipeline.core.schedule import ScheduleError
+from pipeline.core.schedule import parse_duration as go_duration
+from pipeline.errors import ValidationError
+from pipeline.model.check import CheckConfig
+from pipeline.model.codec import decode
+from pipeline.model.subdue import parse_rfc3339
+from pipeline.model.time_window import parse_kitchen
+
+SUPERSCRIPT_TWO = "\u00b2"
+ARABIC_INDIC_THREE = "\u0663"
+
+
+def _status_filter(text: str) -> object:
+    return EventFilters.of(argparse.Namespace(entity="", check="", silenced=None, status=[text], label=[]))
+
+
+#: (reader, its ASCII form with {} where the digit goes, what it gives for 3, what it raises, and
+#: the words of the refusal: its own, not ``int``'s "invalid literal")
+READERS: list[tuple[str, Callable[[str], Any], str, Any, type[Exception], str]] = [
+    ("time window", parse_kitchen, "{}:00PM", 15 * 3600, ValueError, "expected a time"),
+    ("RFC 3339", lambda t: parse_rfc3339(t).hour, "2027-01-15T0{}:00:00Z", 3, ValueError, "expected RFC 3339"),
+    ("session lifetime", lambda t: parse_lifetime(t, 86400), "{}m", 180.0, ValueError, "expected a duration"),
+    ("Go duration", go_duration, "{}m", 180.0, ScheduleError, "invalid duration"),
+    ("/health timeout", lambda t: health_timeout({"timeout": t}), "{}", 3, ValueError, "timeout: expected"),
+    ("HOST:PORT", parse_address, "127.0.0.1:{}", ("127.0.0.1", 3), argparse.ArgumentTypeError, "expected HOST:PORT"),
+    ("silence duration", silence_duration, "{}m", 180, ValueError, "expected a duration"),
+]
+
+
+@pytest.mark.parametrize(("name", "read", "form", "three", "refusal", "words"), READERS, ids=[r[0] for r in READERS])
+@pytest.mark.parametrize("digit", [SUPERSCRIPT_TWO, ARABIC_INDIC_THREE], ids=["superscript", "arabic-indic"])
+def test_a_digit_of_another_script_is_refused_and_an_ascii_one_read(
+    name: str, read: Callable[[str], Any], form: str, three: Any, refusal: type[Exception], words: str, digit: str
+) -> None:
+    assert read(form.format("3")) == three
+    with pytest.raises(refusal, match=words):
+        read(form.format(digit))
+
+
+@pytest.mark.parametrize("digit", [SUPERSCRIPT_TWO, ARABIC_INDIC_THREE], ids=["superscript", "arabic-indic"])
+def test_the_problems_page_takes_such_a_page_or_status_as_no_filter_not_a_failure(digit: str) -> None:
+    """The dashboard's problems page: an unreadable page is the first, as any text there is."""
+    encoded = digit.encode().hex("%").upper()
+    query = query_of(Request({"type": "http", "query_string": f"page=%{encoded}&status=%{encoded}".encode(),
+                              "headers": []}))  # fmt: skip
+    assert (query.page, query.status) == (1, digit)
+    assert not query.status_matches(SimpleNamespace(status=3))  # type: ignore[arg-type]
+    assert ProblemQuery(status="3").status_matches(SimpleNamespace(status=3))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("digit", [SUPERSCRIPT_TWO, ARABIC_INDIC_THREE], ids=["superscript", "arabic-indic"])
+def test_a_status_filter_of_another_script_is_refused_naming_the_flag(digit: str) -> None:
+    with pytest.raises(ValueError, match="--status"):
+        _status_filter(digit)
+
+
+@pytest.mark.parametrize("digit", [SUPERSCRIPT_TWO, ARABIC_INDIC_THREE], ids=["superscript", "arabic-indic"])
+def test_a_hook_type_of_another_script_is_refused_naming_the_field(digit: str) -> None:
+    spec = {"metadata": {"name": "disk", "namespace": "default"}, "command": "true", "interval": 10,
+            "subscriptions": ["linux"]}  # fmt: skip
+    decode(CheckConfig, {**spec, "check_hooks": [{"3": ["restart"]}]}).validate()
+    with pytest.raises(ValidationError, match=r"check_hooks\[0\]\..*hook type must be 0-255"):
+        decode(CheckConfig, {**spec, "check_hooks": [{digit: ["restart"]}]}).validate()
+
+
+def test_a_config_file_with_such_a_hook_type_is_an_error_naming_it_not_a_crash(tmp_path: Path) -> None:
+    """The backend's config directory: the file, the document and the field, not a traceback."""
+    (tmp_path / "check.yaml").write_text(
+        "type: CheckConfig\napi_version: core/v2\nmetadata:\n  name: disk\nspec:\n  command: 'true'\n"
+        f"  interval: 10\n  subscriptions: [linux]\n  check_hooks:\n    - '{SUPERSCRIPT_TWO}': [restart]\n",
+        encoding="utf-8",
+    )
+    (error,) = load_path(tmp_path).errors
+    assert "check.yaml" in str(error)
+    assert "check_hooks[0]" in str(error)
+    assert "hook type must be 0-255" in str(error)
