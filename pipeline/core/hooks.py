@@ -16,7 +16,7 @@ _NAMED = {"ok": lambda s: s == 0, "warning": lambda s: s == 1, "critical": lambd
 
 def _rank(hook_type: str, status: int) -> int | None:
     """Precedence of a matching type (lower runs first), or None when it does not match."""
-    if hook_type.isdigit():
+    if hook_type.isascii() and hook_type.isdigit():  # not ², which int refuses
         return 0 if int(hook_type) == status else None
     if hook_type in _NAMED:
         return 1 if _NAMED[hook_type](status) else None

@@ -25,9 +25,11 @@ from pipeline.cli.addresses import parse_address
 from pipeline.cli.event_filters import EventFilters
 from pipeline.cli.silences import parse_duration as silence_duration
 from pipeline.config.loader import load_path
+from pipeline.core.hooks import select_hooks
+from pipeline.core.host.oom import parse_context
 from pipeline.core.schedule import ScheduleError
 from pipeline.core.schedule import parse_duration as go_duration
-from pipeline.errors import ValidationError
+from pipeline.errors import HostRecordError, ValidationError
 from pipeline.model.check import CheckConfig
 from pipeline.model.codec import decode
 from pipeline.model.subdue import parse_rfc3339
@@ -101,3 +103,17 @@ def test_a_config_file_with_such_a_hook_type_is_an_error_naming_it_not_a_crash(t
     assert "check.yaml" in str(error)
     assert "check_hooks[0]" in str(error)
     assert "hook type must be 0-255" in str(error)
+
+
+@pytest.mark.parametrize("digit", [SUPERSCRIPT_TWO, ARABIC_INDIC_THREE], ids=["superscript", "arabic-indic"])
+def test_an_agent_given_such_a_hook_type_runs_no_hook_for_it(digit: str) -> None:
+    """Refused where checks are configured; an agent handed one anyway (an older backend) matches
+    nothing by it rather than failing the check."""
+    assert select_hooks([{digit: ["odd"], "3": ["three"]}], 3) == ["three"]
+
+
+@pytest.mark.parametrize("digit", [SUPERSCRIPT_TWO, ARABIC_INDIC_THREE], ids=["superscript", "arabic-indic"])
+def test_a_kernel_oom_line_with_such_a_pid_is_a_bad_record(digit: str) -> None:
+    assert parse_context("oom-kill:constraint=CONSTRAINT_NONE,task=java,pid=3,uid=0").pid == 3
+    with pytest.raises(HostRecordError):
+        parse_context(f"oom-kill:constraint=CONSTRAINT_NONE,task=java,pid={digit},uid=0")

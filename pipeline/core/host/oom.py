@@ -132,7 +132,7 @@ def parse_context(message: str) -> OomContext:
     """The ``oom-kill:constraint=...,task=<comm>,pid=<pid>,uid=<uid>`` line."""
     fields = _fields(message.removeprefix(_CONTEXT_START))
     pid = fields.get("pid", "")
-    if not pid.isdigit() or "task" not in fields:
+    if not (pid.isascii() and pid.isdigit()) or "task" not in fields:
         raise HostRecordError("kmsg", message, "oom-kill line without task= and pid=")
     return OomContext(
         pid=int(pid),
