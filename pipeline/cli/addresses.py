@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.core.numbers import parse_decimal
+
 
 def parse_address(text: str) -> tuple[str, int]:
     """``"127.0.0.1:8080"`` -> ``("127.0.0.1", 8080)``; raises argparse.ArgumentTypeError."""
@@ -39,18 +41,17 @@ def parse_pairs(text: str) -> dict[str, str]:
 
 
 def parse_floats(text: str) -> list[float]:
-    """``"90,99.9"`` -> ``[90.0, 99.9]``; raises argparse.ArgumentTypeError on a non-number."""
-    try:
-        return [float(item) for item in parse_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    """``"90,99.9"`` -> ``[90.0, 99.9]``; raises argparse.ArgumentTypeError on a non-number (``nan``,
+    ``inf``, ``1_0`` and other scripts' digits included: ``float`` takes them all)."""
+    values = [parse_decimal(item) for item in parse_list(text)]
+    if any(value is None for value in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return [value for value in values if value is not None]
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if value <= 0:
+    """A positive, finite number of seconds (``float`` alone would take ``nan`` and ``inf``)."""
+    value = parse_decimal(text)
+    if value is None or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value

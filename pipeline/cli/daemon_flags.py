@@ -30,6 +30,7 @@ from pipeline.cli.addresses import (
     positive_float,
 )
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
+from pipeline.core.numbers import parse_int
 from pipeline.core.redact import DEFAULT_REDACT
 from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS
 from pipeline.core.store_url import check_store
@@ -39,10 +40,14 @@ from pipeline.errors import ValidationError
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
+#: Seconds a flag may give at most: within int64, as Go's flags take them.
+_MOST_SECONDS = 2**63 - 1
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    value = parse_int(text, (1, _MOST_SECONDS))  # ASCII digits: not ٣, 1_0 or " 3"
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number of seconds, got {text!r}")
     return value
 
 
@@ -60,9 +65,9 @@ def backend_name(text: str) -> str:
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    value = parse_int(text, (0, _MOST_SECONDS))
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be 0 or more whole seconds, got {text!r}")
     return value
 
 

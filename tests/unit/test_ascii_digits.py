@@ -21,7 +21,8 @@ from pipeline.backend.api.health import health_timeout
 from pipeline.backend.dashboard.problems import ProblemQuery
 from pipeline.backend.dashboard.views.problems import query_of
 from pipeline.backend.sessions import parse_lifetime
-from pipeline.cli.addresses import parse_address
+from pipeline.cli.addresses import parse_address, parse_floats, positive_float
+from pipeline.cli.daemon_flags import non_negative_int, positive_int
 from pipeline.cli.event_filters import EventFilters
 from pipeline.cli.silences import parse_duration as silence_duration
 from pipeline.config.loader import load_path
@@ -117,3 +118,22 @@ def test_a_kernel_oom_line_with_such_a_pid_is_a_bad_record(digit: str) -> None:
     assert parse_context("oom-kill:constraint=CONSTRAINT_NONE,task=java,pid=3,uid=0").pid == 3
     with pytest.raises(HostRecordError):
         parse_context(f"oom-kill:constraint=CONSTRAINT_NONE,task=java,pid={digit},uid=0")
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1_0", ARABIC_INDIC_THREE, SUPERSCRIPT_TWO, "0", "-2", ""])
+def test_a_seconds_flag_is_a_finite_positive_number_in_ascii(text: str) -> None:
+    """``float`` and ``int`` would take ``nan``, ``inf``, ``1_0`` and ``٣``: an agent started with
+    ``--heartbeat-interval nan`` ran, and its heartbeat would have had no meaning."""
+    assert positive_float("2.5") == 2.5
+    assert positive_int("30") == 30
+    assert non_negative_int("0") == 0
+    with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
+        positive_float(text)
+    with pytest.raises(argparse.ArgumentTypeError):
+        positive_int(text)
+    if text not in ("0", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            non_negative_int(text)
+    if text not in ("0", "-2", ""):  # numbers, and an empty item is none: a list's range is the caller's
+        with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
+            parse_floats(f"90,{text}")
