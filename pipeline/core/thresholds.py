@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from pipeline.model import MetricPoint
 from pipeline.model.check import MetricThreshold
+from pipeline.model.go_float import parse_go_float
 
 CAPTIONS = {0: "ok", 1: "warning", 2: "critical"}
 
@@ -74,10 +75,7 @@ def _null_message(threshold: MetricThreshold) -> str:
 
 
 def _bound(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    return parse_go_float(text)  # Sensu Go's strconv.ParseFloat: not 1_0 nor ٣ as float() takes them
 
 
 def evaluate(status: int, points: Sequence[MetricPoint], thresholds: Sequence[MetricThreshold]) -> ThresholdResult:

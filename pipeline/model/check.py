@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pipeline.errors import ValidationError
 from pipeline.model.codec import INT32, INT64, JSON, UINT32, field
+from pipeline.model.go_float import parse_go_float
 from pipeline.model.meta import ObjectMeta, ResourceReference, refuse_other_reference, refuse_unsupported, validate_name
 from pipeline.model.metrics import MetricTag
 from pipeline.model.secrets import SecretRef, validate_secret_refs
@@ -110,15 +111,8 @@ class MetricThreshold:
                 raise ValidationError(f"{path}.thresholds[{i}]", "a rule needs min or max")
             for bound in ("min", "max"):
                 text = getattr(rule, bound)
-                if text and "{{" not in text and _float_or_none(text) is None:
+                if text and "{{" not in text and parse_go_float(text) is None:  # as Sensu Go parses it
                     raise ValidationError(f"{path}.thresholds[{i}].{bound}", f"expected a number, got {text!r}")
-
-
-def _float_or_none(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 @dataclass(slots=True)

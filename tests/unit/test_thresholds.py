@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.core.thresholds import evaluate, format_go_float
+from pipeline.errors import ValidationError
 from pipeline.model import MetricPoint, MetricTag
 from pipeline.model.check import MetricThreshold, MetricThresholdRule, MetricThresholdTag
 
@@ -88,3 +89,16 @@ def test_only_a_passing_check_with_points_is_evaluated() -> None:
 )
 def test_go_float_formatting(value: float, text: str) -> None:
     assert format_go_float(value) == text
+
+
+@pytest.mark.parametrize("bound", ["5_0000", "\u0665\u0660\u0660\u0660\u0660", " 50000", "1e400", "+nan"])
+def test_a_bound_go_cannot_parse_is_refused_and_never_evaluated(bound: str) -> None:
+    """Sensu Go parses a bound with strconv.ParseFloat; Python's float takes ``5_0000``, Arabic-Indic
+    digits and blanks as 50000 and ``1e400`` as infinity. Refused where the check is configured, and a
+    rule holding one (stored before) is skipped, as Sensu Go skips a bound it cannot parse."""
+    rule = threshold("disk_rate", ("", bound, 2))
+    with pytest.raises(ValidationError, match=r"thresholds\[0\]\.max: expected a number"):
+        rule.validate("output_metric_thresholds[0]")
+    assert evaluate(0, [DISK], [rule]).status == 0
+    threshold("disk_rate", ("", "5e4", 2), ("Inf", "", 1), ("nan", "", 1)).validate("output_metric_thresholds[0]")
+    assert evaluate(0, [DISK], [threshold("disk_rate", ("", "5e4", 2))]).status == 2

@@ -4,25 +4,19 @@ type's range is an error (Go's ``ErrRange``), never a value the event could not 
 
 from __future__ import annotations
 
-import math
 import re
 
 from pipeline.core.numbers import parse_int as parse_bounded
 from pipeline.model.codec import INT64  # as Go's ParseInt(text, 10, 64)
+from pipeline.model.go_float import parse_go_float
 
-_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?|[iI]nf(inity)?|NaN)\Z")
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 
 
 def parse_float(text: str) -> float | None:
     """The float in ``text``, or None; accepts what Go's ParseFloat accepts (Inf, NaN, exponents),
     and refuses what it refuses with ErrRange (``1e400``: a finite number too large for a float)."""
-    if len(text) > 400 or not _FLOAT.match(text):
-        return None
-    value = float(text)
-    if math.isinf(value) and "inf" not in text.lower():
-        return None
-    return value if not math.isnan(value) or text.lstrip("+-") == "NaN" else None
+    return parse_go_float(text)
 
 
 def parse_int(text: str) -> int | None:
