@@ -67,7 +67,7 @@ def fatigue_annotation_problems(annotations: dict[str, str]) -> list[tuple[str, 
     problems = []
     for key in FATIGUE_NUMBERS:
         value = annotations.get(key)
-        if value is not None and not value.strip().isdecimal():
+        if value is not None and not (value.strip().isascii() and value.strip().isdecimal()):  # parseInt("٣") is NaN
             problems.append((key, f"expected a whole number, got {value!r}: fatigue_check reads it with parseInt"))
     return problems
 

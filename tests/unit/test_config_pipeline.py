@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.config import load_directory, validate_directory
 from pipeline.config.loader import load_path
+from pipeline.core.filtering import fatigue_annotation_problems
 from tests.support import write_config
 
 PIPELINE = """
@@ -327,3 +328,11 @@ def test_a_filter_s_asset_and_a_secret_that_are_not_defined_are_warnings(tmp_pat
     declared = load_path(tmp_path)
     assert declared.errors == []
     assert [w.message for w in declared.warnings] == ["spec.runtime_assets[0]: no Asset 'fatigue-check-filter'"]
+
+
+def test_a_fatigue_annotation_in_other_digits_is_a_warning_too() -> None:
+    """JavaScript's parseInt reads ASCII digits only: ``٣`` is NaN to the filter, as ``many`` is."""
+    assert fatigue_annotation_problems({"fatigue_check/occurrences": "3"}) == []
+    assert fatigue_annotation_problems({"fatigue_check/occurrences": "\u0663"}) == [
+        ("fatigue_check/occurrences", "expected a whole number, got '\u0663': fatigue_check reads it with parseInt")
+    ]
