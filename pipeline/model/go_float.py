@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 import re
 
-#: A decimal number or an infinity, signed or not, or a NaN, unsigned (Go's ``special``).
-_FLOAT = re.compile(r"([+-]?([0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?|inf(inity)?)|nan)\Z", re.I)
+#: A decimal number or an infinity, signed or not, or a NaN, unsigned (Go's ``special``). Case is
+#: ignored in ASCII only: Unicode's would let inf with a dotless i (U+0131) through to ``float``, which refuses it.
+_FLOAT = re.compile(
+    r"([+-]?([0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|\.[0-9]+([eE][+-]?[0-9]+)?|inf(inity)?)|nan)\Z", re.I | re.ASCII
+)
 
 
 def parse_go_float(text: str) -> float | None:

@@ -91,7 +91,9 @@ def test_go_float_formatting(value: float, text: str) -> None:
     assert format_go_float(value) == text
 
 
-@pytest.mark.parametrize("bound", ["5_0000", "\u0665\u0660\u0660\u0660\u0660", " 50000", "1e400", "+nan"])
+@pytest.mark.parametrize(
+    "bound", ["5_0000", "\u0665\u0660\u0660\u0660\u0660", " 50000", "1e400", "+nan", "\u0131nf", "\u0130nfinity"]
+)
 def test_a_bound_go_cannot_parse_is_refused_and_never_evaluated(bound: str) -> None:
     """Sensu Go parses a bound with strconv.ParseFloat; Python's float takes ``5_0000``, Arabic-Indic
     digits and blanks as 50000 and ``1e400`` as infinity. Refused where the check is configured, and a
