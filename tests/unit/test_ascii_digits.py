@@ -15,6 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.requests import Request
 
 from pipeline.backend.api.health import health_timeout
@@ -33,6 +35,7 @@ from pipeline.core.schedule import parse_duration as go_duration
 from pipeline.errors import HostRecordError, ValidationError
 from pipeline.model.check import CheckConfig
 from pipeline.model.codec import decode
+from pipeline.model.go_float import parse_go_float
 from pipeline.model.subdue import parse_rfc3339
 from pipeline.model.time_window import parse_kitchen
 
@@ -137,3 +140,28 @@ def test_a_seconds_flag_is_a_finite_positive_number_in_ascii(text: str) -> None:
     if text not in ("0", "-2", ""):  # numbers, and an empty item is none: a list's range is the caller's
         with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
             parse_floats(f"90,{text}")
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=12))
+def test_the_go_float_reader_never_raises(text: str) -> None:
+    """Whatever the text (other scripts' digits and letters, case-folding look-alikes), a float or
+    None: never an exception from ``float`` behind its pattern."""
+    value = parse_go_float(text)
+    assert value is None or isinstance(value, float)
+
+
+@given(st.from_regex(r"[+-]?[0-9]{1,6}(\.[0-9]{0,4})?([eE][+-]?[0-9]{1,2})?", fullmatch=True))
+def test_the_go_float_reader_reads_an_ascii_decimal_as_float_does(text: str) -> None:
+    assert parse_go_float(text) == float(text)
+
+
+@given(
+    st.sampled_from(["inf", "-Inf", "infinity", "NaN", "1e5", "2.5"]),
+    st.integers(0, 8),
+    st.sampled_from("\u0131\u0130\u017f\u212a\u0663\u00b2"),
+)
+def test_a_go_float_with_one_look_alike_character_is_refused(word: str, at: int, odd: str) -> None:
+    """``inf`` with a dotless or a dotted capital i, the long s, the Kelvin sign, ``٣``, ``²``: case
+    folding and ``float`` take some of them; Go's ParseFloat none."""
+    text = word[:at] + odd + word[at + 1 :]
+    assert parse_go_float(text) is None
