@@ -100,3 +100,20 @@ def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 
 StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
+def _unless_base_60(construct: Any) -> Any:
+    """``construct`` (YAML 1.1's int or float), except for a base-60 number: ``1:30`` is 90 to
+    PyYAML, and text to Sensu Go's reader (go-yaml: "base 60 floats are a bad idea ... purposefully
+    unsupported"), so that ``interval: 1:30`` is refused there as a string; here too."""
+
+    def constructor(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        if isinstance(node.value, str) and ":" in node.value:
+            return loader.construct_scalar(node)  # type: ignore[arg-type]
+        return construct(loader, node)
+
+    return constructor
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:int", _unless_base_60(yaml.SafeLoader.construct_yaml_int))
+StrictLoader.add_constructor("tag:yaml.org,2002:float", _unless_base_60(yaml.SafeLoader.construct_yaml_float))

@@ -336,3 +336,21 @@ def test_a_fatigue_annotation_in_other_digits_is_a_warning_too() -> None:
     assert fatigue_annotation_problems({"fatigue_check/occurrences": "\u0663"}) == [
         ("fatigue_check/occurrences", "expected a whole number, got '\u0663': fatigue_check reads it with parseInt")
     ]
+
+
+def test_a_base_60_number_is_text_as_in_sensu_go(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``1:30`` as 90, and PyYAML does; Sensu Go's reader (go-yaml) takes no base
+    60, so ``interval: 1:30`` is a string there, refused: here too, naming the field and line.
+    Other YAML 1.1 numbers read as go-yaml reads them (``1_000``, ``0x1F``)."""
+    write_config(tmp_path, "type: CheckConfig\napi_version: core/v2\nmetadata:\n  name: disk\nspec:\n"
+                           "  command: 'true'\n  interval: 1:30\n  subscriptions: [linux]\n")  # fmt: skip
+    (error,) = load_path(tmp_path).errors
+    assert "line 7" in str(error)
+    assert "interval" in str(error)
+    assert "'1:30'" in str(error)
+    write_config(tmp_path, "type: CheckConfig\napi_version: core/v2\nmetadata:\n  name: disk\nspec:\n"
+                           "  command: 'true'\n  interval: 1_000\n  timeout: 0x1F\n  subscriptions: [linux]\n")  # fmt: skip
+    loaded = load_path(tmp_path)
+    assert loaded.errors == []
+    (check,) = loaded.resources.checks
+    assert (check.interval, check.timeout) == (1000, 31)
