@@ -9,8 +9,12 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.core.numbers import parse_int
+
 CHANGE_LABEL = "pipeline.io/event-kind"  # pipeline.core.push.common's, not imported: it would cost the command time
 STATUS_NAMES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+#: A status as a number: a check's is a uint32.
+STATUSES = (0, 2**32 - 1)
 
 
 @dataclass(slots=True)
@@ -32,8 +36,8 @@ class EventFilters:
             name = text.strip().lower()
             if name in ("non-ok", "nonok", "failing"):
                 wanted.non_ok = True
-            elif name in STATUS_NAMES or (name.isascii() and name.isdigit()):  # not ² nor ٣
-                wanted.statuses.add(STATUS_NAMES[name] if name in STATUS_NAMES else int(name))
+            elif (status := STATUS_NAMES.get(name, parse_int(name, STATUSES))) is not None:
+                wanted.statuses.add(status)
             else:
                 raise ValueError(f"--status: expected ok, warning, critical, unknown, non-ok or a number, got {text!r}")
         for text in args.label:

@@ -11,21 +11,17 @@ from typing import Any
 
 from pipeline.cli.operator import api_get, api_request
 from pipeline.cli.output import first_line, local_time, show
+from pipeline.core.numbers import UNIX_SECONDS, parse_int
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DURATION = re.compile(r"(\d+)([smhdw])", re.ASCII)
 
 
-def _digits(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also takes ``²``, which ``int`` refuses, and ``٣``."""
-    return text.isascii() and text.isdigit()
-
-
 def parse_duration(text: str) -> int:
     """``90s``, ``30m``, ``2h``, ``1d``, ``1h30m`` or plain seconds -> seconds; ValueError else."""
     compact = text.strip().lower().replace(" ", "")
-    if _digits(compact):
-        return int(compact)
+    if (seconds := parse_int(compact, UNIX_SECONDS)) is not None:  # no longer than the calendar
+        return seconds
     parts = DURATION.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise ValueError(f"expected a duration such as 90s, 30m, 2h or 1d, got {text!r}")
@@ -35,7 +31,8 @@ def parse_duration(text: str) -> int:
 def parse_moment(text: str, now: float) -> int:
     """``30m`` (from now), epoch seconds, or ISO-8601 (local time unless it names a zone) -> epoch seconds."""
     try:
-        return int(text) if _digits(text.strip()) else int(now) + parse_duration(text)
+        epoch = parse_int(text.strip(), UNIX_SECONDS)
+        return epoch if epoch is not None else int(now) + parse_duration(text)
     except ValueError:
         pass
     try:

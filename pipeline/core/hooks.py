@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from pipeline.core.numbers import parse_int
+
 _NAMED = {"ok": lambda s: s == 0, "warning": lambda s: s == 1, "critical": lambda s: s == 2, "unknown": lambda s: s > 2}
 
 
 def _rank(hook_type: str, status: int) -> int | None:
     """Precedence of a matching type (lower runs first), or None when it does not match."""
-    if hook_type.isascii() and hook_type.isdigit():  # not ², which int refuses
-        return 0 if int(hook_type) == status else None
+    if (code := parse_int(hook_type, (0, 255))) is not None:
+        return 0 if code == status else None
     if hook_type in _NAMED:
         return 1 if _NAMED[hook_type](status) else None
     if hook_type == "non-zero":

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
-from pipeline.model.codec import Bounds
+if TYPE_CHECKING:  # a type only: the model's import costs a command line 60 ms
+    from pipeline.model.codec import Bounds
 
 #: Unix seconds a calendar can show (1970 to the end of 9999): what ``time.gmtime`` and
 #: ``datetime`` take on every platform, and far inside int64.

@@ -16,9 +16,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pipeline.core.numbers import parse_int
 from pipeline.core.push.common import is_change
 from pipeline.core.silencing import silencing_names
 from pipeline.model import DEFAULT_NAMESPACE, Check, Event
+from pipeline.model.codec import UINT32
 from pipeline.model.pipeline import Silenced
 
 #: Problems on one page.
@@ -92,8 +94,8 @@ class ProblemQuery:
         if not self.status:
             return True
         wanted = STATUS_OF.get(self.status.lower())
-        if wanted is None and self.status.isascii() and self.status.isdigit():
-            wanted = int(self.status)
+        if wanted is None:
+            wanted = parse_int(self.status, UINT32)
         return problem.status == wanted or (wanted == 3 and problem.status > 3)
 
 

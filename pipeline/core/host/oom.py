@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from pipeline.core.host_events import host_event
+from pipeline.core.numbers import parse_int
 from pipeline.errors import HostRecordError
 from pipeline.model import Entity, Event
 
@@ -37,6 +38,8 @@ _KILL = re.compile(
     r" total-vm:(?P<vm>\d+)kB, anon-rss:(?P<anon>\d+)kB, file-rss:(?P<file>\d+)kB(?:, shmem-rss:(?P<shmem>\d+)kB)?"
 )
 _CONTEXT_START = "oom-kill:"
+#: A process id: Linux's pid_max is 2**22 at most.
+PIDS = (1, 2**22)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +135,11 @@ def parse_context(message: str) -> OomContext:
     """The ``oom-kill:constraint=...,task=<comm>,pid=<pid>,uid=<uid>`` line."""
     fields = _fields(message.removeprefix(_CONTEXT_START))
     pid = fields.get("pid", "")
-    if not (pid.isascii() and pid.isdigit()) or "task" not in fields:
+    number = parse_int(pid, PIDS)
+    if number is None or "task" not in fields:
         raise HostRecordError("kmsg", message, "oom-kill line without task= and pid=")
     return OomContext(
-        pid=int(pid),
+        pid=number,
         task=fields["task"],
         constraint=fields.get("constraint", ""),
         oom_memcg=fields.get("oom_memcg") or None,

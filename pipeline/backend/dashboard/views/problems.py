@@ -22,6 +22,7 @@ from pipeline.backend.dashboard.problems import Key, ProblemQuery, page_of, prob
 from pipeline.backend.dashboard.sessions import Viewer
 from pipeline.backend.eventd import Outcome, Replays
 from pipeline.backend.intake import PipelineFull, store_all
+from pipeline.core.numbers import parse_int
 from pipeline.errors import StoreError, ValidationError
 from pipeline.http_params import takes_query
 from pipeline.logs import get_logger
@@ -30,6 +31,8 @@ from pipeline.model.pipeline import Silenced, silence_name
 
 log = get_logger("backend.dashboard")
 
+#: The pages a query may ask for (any other text is the first page, as it always was).
+PAGES = (1, 2**31 - 1)
 #: Events one bulk action takes at most (a page's worth).
 MAX_BULK = 500
 Act = Callable[[DashboardContext, Viewer, Key], Awaitable[str | None]]
@@ -42,7 +45,7 @@ def query_of(request: Request) -> ProblemQuery:
                         label=q.get("label", ""), namespace=q.get("namespace", ""),
                         silenced=q.get("silenced", "") in ("1", "true", "yes", "on"),
                         group=q.get("group", "entity") or "entity",
-                        page=int(page) if page.isascii() and page.isdigit() else 1)  # fmt: skip
+                        page=parse_int(page, PAGES) or 1)  # fmt: skip
 
 
 def routes(ctx: DashboardContext) -> list[BaseRoute]:
