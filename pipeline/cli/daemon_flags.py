@@ -64,6 +64,17 @@ def backend_name(text: str) -> str:
     return text
 
 
+def statsd_percentiles(text: str) -> list[float]:
+    """``90,99.9,-10``: etsy's percentThreshold, each from -100 to 100 (a negative one: the
+    lowest); 0, which makes no statistic, and past 100, which would read past the timer's values
+    at every flush, are refused."""
+    values = parse_floats(text)
+    for value in values:
+        if not 0 < abs(value) <= 100:
+            raise argparse.ArgumentTypeError(f"a percentile is from -100 to 100 and not 0, got {value:g} in {text!r}")
+    return values
+
+
 def non_negative_int(text: str) -> int:
     value = parse_int(text, (0, _MOST_SECONDS))
     if value is None:
@@ -312,7 +323,7 @@ def add_statsd_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--statsd-flush-interval", type=positive_float, default=10.0, help="seconds (default 10)")
     parser.add_argument(
-        "--statsd-percentiles", type=parse_floats, default=[90.0], help="comma-separated, e.g. 90,99 (default 90)"
+        "--statsd-percentiles", type=statsd_percentiles, default=[90.0], help="comma-separated, e.g. 90,99 (default 90)"
     )
     parser.add_argument(
         "--statsd-delete-idle", action="store_true", help="forget idle metrics after a flush (etsy's deleteIdleStats)"

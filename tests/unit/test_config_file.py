@@ -46,6 +46,11 @@ def test_flags_win_over_the_file(tmp_path: Path) -> None:
         ("statsd-adr: 1\n", "statsd-adr: unknown setting (expected one of annotations, api-addr"),
         ("statsd-addr: nowhere\n", "statsd-addr: expected HOST:PORT, got 'nowhere'"),
         ("statsd-delete-idle: sometimes\n", "statsd-delete-idle: expected true or false, got 'sometimes'"),
+        # past 100 the agent's flush read past a timer's values (IndexError); 0 makes no statistic
+        ("statsd-percentiles: [90, 150]\n", "statsd-percentiles: a percentile is from -100 to 100 and not 0, got 150"),
+        ("statsd-percentiles: [-150]\n", "statsd-percentiles: a percentile is from -100 to 100 and not 0, got -150"),
+        ("statsd-percentiles: [0]\n", "statsd-percentiles: a percentile is from -100 to 100 and not 0, got 0"),
+        ("statsd-percentiles: [nan]\n", "statsd-percentiles: expected comma-separated numbers, got 'nan'"),
         ("- a list\n", "expected a mapping of setting: value"),
     ],
 )
@@ -69,3 +74,12 @@ def test_config_file_in_argv() -> None:
     assert config_file_in(["agent", "--config-file", "a.yml"]) == Path("a.yml")
     assert config_file_in(["agent", "--config-file=b.yml"]) == Path("b.yml")
     assert config_file_in(["agent"]) is None
+
+
+def test_the_percentile_flag_takes_etsys_range_and_refuses_past_it(capsys: pytest.CaptureFixture[str]) -> None:
+    parser, _ = build_parser()
+    args = parser.parse_args(["agent", "--statsd-percentiles", "90,99.9,-10,100"])
+    assert args.statsd_percentiles == [90.0, 99.9, -10.0, 100.0]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["agent", "--statsd-percentiles", "90,101"])
+    assert "a percentile is from -100 to 100 and not 0, got 101 in '90,101'" in capsys.readouterr().err
