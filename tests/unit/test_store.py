@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -239,3 +242,39 @@ def test_writes_from_several_threads_do_not_interleave_their_transactions(store:
     assert errors == []
     assert len(store.list_entities()) == 200
     assert store.count_log() == 200
+
+
+#: Writes batches in a process whose SQLite puts its temporary files in argv[2] (SQLITE_TMPDIR,
+#: read once a process), and prints how many files were created there meanwhile (inotify: the
+#: files live for microseconds, as SQLite unlinks them at once).
+_WRITE_BATCHES = """
+import ctypes, os, sys
+from pathlib import Path
+from pipeline.store import SQLiteStore
+from tests.unit.test_store import make_event
+libc = ctypes.CDLL(None, use_errno=True)
+watch = libc.inotify_init1(os.O_NONBLOCK)
+assert watch >= 0 and libc.inotify_add_watch(watch, sys.argv[2].encode(), 0x100) >= 0  # IN_CREATE
+store = SQLiteStore(Path(sys.argv[1]))
+store.open()
+for batch in range(3):  # every check stored again: its events row replaced, as results keep coming
+    store.write_batch([make_event(entity=f"web{i % 7}", check=f"c{i % 40}", status=batch) for i in range(300)])
+store.close()
+try:
+    created = os.read(watch, 65536)
+except BlockingIOError:
+    created = b""
+print(created.count(b"etilqs"))
+"""
+
+
+def test_sqlite_writes_make_no_temporary_files(tmp_path: Path) -> None:
+    """A batch goes in statements of many rows, each keeping an undo log of its own: in memory,
+    not a file made, written and deleted in SQLite's temporary directory for every batch."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "SQLITE_TMPDIR": str(temporary)}
+    done = subprocess.run([sys.executable, "-c", _WRITE_BATCHES, str(tmp_path / "events.db"), str(temporary)],
+                          env=env, check=True, capture_output=True, text=True, cwd=Path(__file__).parents[2],
+                          timeout=60)  # fmt: skip
+    assert done.stdout.strip() == "0"
