@@ -36,7 +36,7 @@ __all__ = ["PostgresStore", "redacted"]
 #: not update a row twice).
 _WRITE_EVENTS = """
 WITH batch AS (
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[], %s::text[], %s::bytea[],
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::bytea[],
                          %s::bigint[]) WITH ORDINALITY AS b(namespace, entity, check_name, status, timestamp, id, event,
                                                            deadline, n)
 ), latest AS (

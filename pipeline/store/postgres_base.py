@@ -12,8 +12,11 @@ import psycopg_pool
 from psycopg import conninfo
 
 from pipeline.errors import StoreError
+from pipeline.logs import get_logger
 from pipeline.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS
 from pipeline.store.unreadable import Unreadable
+
+log = get_logger("store.postgres")
 
 #: Connections the pool keeps at most: the store service's one writer and its readers, and one
 #: spare for ``/health`` while they are busy.
@@ -71,6 +74,9 @@ class PostgresConnections:
             current = 0 if row is None else int(row[0])
             if current > MIGRATIONS[-1][0]:
                 raise StoreError(f"{self.where}: schema version {current}, this pipeline reads {MIGRATIONS[-1][0]}")
+            if row is not None and current < MIGRATIONS[-1][0]:  # a rewrite of a large table takes a while
+                log.info("migrating the PostgreSQL schema", store=self.where, version=current,
+                         to_version=MIGRATIONS[-1][0])  # fmt: skip
             for version, statements in MIGRATIONS:
                 if version > current:
                     for statement in statements:

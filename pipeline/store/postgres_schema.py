@@ -72,6 +72,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE TABLE executions (seq BIGSERIAL PRIMARY KEY, backend TEXT NOT NULL, request BYTEA NOT NULL)",
         ],
     ),
+    (
+        # A check's status is Sensu's uint32: INTEGER stops at 2^31 - 1, and one result above it
+        # failed the write of its whole batch, again at every retry. Rewrites both tables, once.
+        2,
+        [
+            "ALTER TABLE events ALTER COLUMN status TYPE BIGINT",
+            "ALTER TABLE event_log ALTER COLUMN status TYPE BIGINT",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -19,6 +19,7 @@ from pipeline.errors import StoreError
 from pipeline.model import Check, CheckHistory, Entity, Event, MetricPoint, Metrics, ObjectMeta
 from pipeline.model.deadletter import DeadLetter
 from pipeline.store import EventStore, SQLiteStore
+from pipeline.store.postgres import PostgresStore
 from tests.store_support import KINDS, StoreFactory, database, opened, raw_sql
 
 
@@ -74,6 +75,16 @@ def test_latest_is_replaced_and_the_log_keeps_everything(store: EventStore) -> N
     assert store.event_log("default", "web1", "disk") == [second, first]
     assert store.count_log() == 2
     assert store.latest_checks() == {("default", "web1", "disk"): second.check}
+
+
+def test_any_uint32_status_is_stored_with_the_rest_of_its_batch(store: EventStore) -> None:
+    """Sensu's status is a uint32: one above 2^31 - 1 must not fail the write of its batch."""
+    highest = make_event(check="odd", status=4_294_967_295)
+    others = [make_event(check=f"c{i}", status=i) for i in range(3)]
+    store.write_batch([*others, highest])
+    assert store.get_event("default", "web1", "odd") == highest
+    assert [e.check.status for e in store.event_log("default", "web1", "odd") if e.check] == [4_294_967_295]
+    assert len(store.list_events()) == 4
 
 
 def test_metrics_are_not_stored(store: EventStore) -> None:
@@ -278,3 +289,28 @@ def test_sqlite_writes_make_no_temporary_files(tmp_path: Path) -> None:
                           env=env, check=True, capture_output=True, text=True, cwd=Path(__file__).parents[2],
                           timeout=60)  # fmt: skip
     assert done.stdout.strip() == "0"
+
+
+def test_a_postgres_database_of_schema_1_is_migrated_and_keeps_its_events(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Version 2 widens the status columns to BIGINT: a database an older pipeline made takes a
+    uint32 status once a newer one opens it, and what it held stays readable."""
+    from pipeline.store import postgres_base
+    from tests.pg_support import fresh_schema
+
+    older = make_event(check="old", status=2)
+    with fresh_schema() as dsn:
+        current = postgres_base.MIGRATIONS
+        monkeypatch.setattr(postgres_base, "MIGRATIONS", current[:1])
+        with opened(lambda backend="": PostgresStore(dsn)) as store:
+            store.write_batch([older])
+        monkeypatch.setattr(postgres_base, "MIGRATIONS", current)
+        with caplog.at_level(logging.INFO), opened(lambda backend="": PostgresStore(dsn)) as store:
+            highest = make_event(check="new", status=4_294_967_295)
+            store.write_batch([highest])
+            assert store.get_event("default", "web1", "old") == older
+            assert store.get_event("default", "web1", "new") == highest
+            with raw_sql(store) as sql:
+                assert sql("SELECT version FROM schema_version").fetchone() == (2,)
+        assert "migrating the PostgreSQL schema" in caplog.text
