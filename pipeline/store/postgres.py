@@ -33,11 +33,14 @@ __all__ = ["PostgresStore", "redacted"]
 
 #: A batch's check events, in one statement (one round trip whatever the batch): appended to the
 #: event log in order, and each check's last one made its latest (DISTINCT ON: a statement may
-#: not update a row twice).
+#: not update a row twice). The arrays go in PostgreSQL's binary format (``%b``): in text, psycopg
+#: escaped each event's bytes into an array literal (a regular expression an element) and the
+#: server parsed it back, for 4,000 events in batches of 500 10,500-11,000 events/s against
+#: 12,900-15,800 in binary (``bench/store_postgres.py``, synchronous_commit=off).
 _WRITE_EVENTS = """
 WITH batch AS (
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::bytea[],
-                         %s::bigint[]) WITH ORDINALITY AS b(namespace, entity, check_name, status, timestamp, id, event,
+    SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[], %b::bytea[],
+                         %b::bigint[]) WITH ORDINALITY AS b(namespace, entity, check_name, status, timestamp, id, event,
                                                            deadline, n)
 ), latest AS (
     INSERT INTO events (namespace, entity, check_name, status, timestamp, id, event, deadline)

@@ -26,9 +26,9 @@ class PostgresQueues(PostgresConnections):
     def _put_jobs(self, conn: psycopg.Connection[Any], jobs: Sequence[tuple[str, bytes]]) -> list[int]:
         if not jobs:
             return []
-        rows = conn.execute(
+        rows = conn.execute(  # the arrays in binary, as the events' (postgres._WRITE_EVENTS)
             "INSERT INTO outbox (event_id, event, backend) SELECT i, e, %s FROM"
-            " unnest(%s::text[], %s::bytea[]) WITH ORDINALITY AS j(i, e, n) ORDER BY n RETURNING seq",
+            " unnest(%b::text[], %b::bytea[]) WITH ORDINALITY AS j(i, e, n) ORDER BY n RETURNING seq",
             (self.backend, [j[0] for j in jobs], [j[1] for j in jobs]),
         ).fetchall()
         return sorted(int(row[0]) for row in rows)  # a sequence: in the order inserted
