@@ -17,6 +17,7 @@ import dataclasses
 import time
 
 from pipeline.model import Check, Entity, Event, ObjectMeta, new_event_id
+from pipeline.model.codec import INT64
 
 KEEPALIVE = "keepalive"
 REGISTRATION = "registration"
@@ -26,6 +27,9 @@ DEFAULT_INTERVAL = 20
 DEFAULT_WARNING_TIMEOUT = 120
 #: Sensu Go 6.14's default; 0 turns the critical state off.
 DEFAULT_CRITICAL_TIMEOUT = 240
+#: The latest deadline a store keeps (its 64-bit column): a check's ``executed`` may be any int64,
+#: and one near the end of that range plus its ttl must not make a row no store can write.
+LAST_SECOND = INT64[1]
 
 
 def _go_time(timestamp: float) -> str:
@@ -63,8 +67,8 @@ def stale_at(check: Check) -> int | None:
     if check.metadata.name == KEEPALIVE:
         last_seen = check.last_ok or check.executed
         deadline = keepalive_deadline(last_seen, check.executed, check.timeout, check.ttl)
-        return None if deadline is None else int(deadline)
-    return check.executed + check.ttl if check.ttl > 0 else None
+        return None if deadline is None else min(int(deadline), LAST_SECOND)
+    return min(check.executed + check.ttl, LAST_SECOND) if check.ttl > 0 else None
 
 
 def keepalive_check(interval: int, warning: int, critical: int, namespace: str, now: float) -> Check:

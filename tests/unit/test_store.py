@@ -87,6 +87,20 @@ def test_any_uint32_status_is_stored_with_the_rest_of_its_batch(store: EventStor
     assert len(store.list_events()) == 4
 
 
+def test_a_result_at_the_end_of_int64_time_with_a_ttl_is_stored(store: EventStore) -> None:
+    """Its deadline (``executed`` + ``ttl``) is past int64: kept at the last second instead of
+    failing its batch in either store's 64-bit column."""
+    last = make_event(check="late", executed=2**63 - 1)
+    assert last.check is not None
+    last.check.ttl = 120
+    keepalive = make_event(check="keepalive", executed=2**63 - 1)
+    assert keepalive.check is not None
+    keepalive.check.timeout, keepalive.check.ttl = 120, 180
+    store.write_batch([last, keepalive, make_event(check="next")])
+    assert store.get_event("default", "web1", "late") == last
+    assert len(store.list_events()) == 3
+
+
 def test_metrics_are_not_stored(store: EventStore) -> None:
     both = make_event(metrics=True)
     store.write_batch([make_event(check=None, metrics=True, entity="only-metrics"), both])
