@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.logs import printable
@@ -48,8 +48,20 @@ def terminal_width() -> int | None:
 
 
 def local_time(epoch: float) -> str:
-    """Seconds since the epoch as the operator's local time with its zone, as every table shows it."""
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+    """Seconds since the epoch as the operator's local time with its zone, as every table shows it;
+    a time the C library cannot convert (a silence's ``expire_at`` may be any int64) as its number."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+    except (OverflowError, OSError, ValueError):
+        return f"{int(epoch)} (epoch seconds)"
+
+
+def silence_ends(entry: Mapping[str, Any]) -> str:
+    """When a silence ends, as ``silence list`` and ``get silenced`` show it."""
+    text = "resolution" if entry.get("expire_on_resolve") else ""
+    if entry.get("expire_at"):
+        text = ", ".join(filter(None, [local_time(entry["expire_at"]), text]))
+    return text or "never"
 
 
 def first_line(text: str) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.cli import http_client
 from pipeline.cli.operator import api_get, api_request, refusal
-from pipeline.cli.output import Bar, first_line, local_time, show, show_one
+from pipeline.cli.output import Bar, first_line, show, show_one, silence_ends
 from pipeline.logs import printable
 
 if TYPE_CHECKING:  # the loader and the model cost `get` and `delete` a tenth of a second: imported where used
@@ -215,13 +215,6 @@ def _workflows(pipeline: Item) -> str:
     return ",".join(str(w.get("name", "")) for w in pipeline.get("workflows") or [])
 
 
-def _silenced_until(entry: Item) -> str:
-    until = "resolution" if entry.get("expire_on_resolve") else ""
-    if entry.get("expire_at"):
-        until = ", ".join(filter(None, [local_time(entry["expire_at"]), until]))
-    return until or "never"
-
-
 #: What ``pipeline get KIND`` shows of each kind, after sensuctl's ``list`` columns.
 COLUMNS: dict[str, list[tuple[str, Callable[[Item], str]]]] = {
     "checks": [("name", _name), ("command", _text("command")), ("schedule", _schedule), ("timeout", _number("timeout")),
@@ -235,7 +228,7 @@ COLUMNS: dict[str, list[tuple[str, Callable[[Item], str]]]] = {
     "mutators": [("name", _name), ("type", lambda m: str(m.get("type") or "pipe")), ("mutation", _mutation)],
     "pipelines": [("name", _name), ("workflows", _workflows)],
     "silenced": [("name", _name), ("subscription", _text("subscription")), ("check", _text("check")),
-                 ("until", _silenced_until), ("creator", _text("creator")), ("reason", _text("reason"))],
+                 ("until", silence_ends), ("creator", _text("creator")), ("reason", _text("reason"))],
 }  # fmt: skip
 
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from pipeline.cli.operator import api_get, api_request
-from pipeline.cli.output import first_line, local_time, show
+from pipeline.cli.output import first_line, local_time, show, silence_ends
 from pipeline.core.numbers import UNIX_SECONDS, parse_int
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -94,15 +94,8 @@ def until(body: dict[str, Any]) -> str:
 
 def silence_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
     return [[str((e.get("metadata") or {}).get("name", "")), str(e.get("subscription") or ""),
-             str(e.get("check") or ""), local_time(e["begin"]) if e.get("begin") else "", ends(e),
+             str(e.get("check") or ""), local_time(e["begin"]) if e.get("begin") else "", silence_ends(e),
              str(e.get("creator") or ""), first_line(str(e.get("reason") or ""))] for e in entries]  # fmt: skip
-
-
-def ends(entry: dict[str, Any]) -> str:
-    text = "resolution" if entry.get("expire_on_resolve") else ""
-    if entry.get("expire_at"):
-        text = ", ".join(filter(None, [local_time(entry["expire_at"]), text]))
-    return text or "never"
 
 
 def cmd_silence_list(args: argparse.Namespace) -> int:

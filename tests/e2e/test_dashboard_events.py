@@ -177,3 +177,23 @@ async def test_entities_show_keepalive_state_and_the_latest_statsd_values_with_a
     assert 333 in values
     assert metrics.json()["window"] == {"points_per_series": 60, "seconds": 3600, "series_per_entity": 200,
                                         "series_total": 10_000}  # fmt: skip
+
+
+async def test_pages_show_times_past_what_a_calendar_holds(tmp_path: Path) -> None:
+    """``executed`` and a silence's ``expire_at`` may be any int64: the event, its entity and the
+    entities page show such a time as its number, not an error page."""
+    last = 2**63 - 1
+    backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
+    async with served(backend, seconds=30) as api:
+        silence = {"metadata": {"name": "entity:web1:*"}, "subscription": "entity:web1", "expire": 2**62}
+        assert (await api.client.post("/api/core/v2/namespaces/default/silenced", json=silence)).status_code == 201
+        late = {"entity": {"metadata": {"name": "web1"}},
+                "check": {"metadata": {"name": "late"}, "status": 2, "executed": last}}  # fmt: skip
+        assert (await api.client.post("/api/core/v2/namespaces/default/events", json=late)).status_code == 201
+        async with session(api.client, backend) as browser:
+            pages = {path: await browser.get(path) for path in
+                     ("/events/default/web1/late", "/entities/default/web1", "/entities")}  # fmt: skip
+    for path, page in pages.items():
+        assert page.status_code == 200, (path, page.text[-500:])
+    assert f"{last} (epoch seconds)" in pages["/events/default/web1/late"].text
+    assert "(epoch seconds)" in pages["/entities/default/web1"].text

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.cli.event_filters import EventFilters, silenced
 from pipeline.cli.main import build_parser
-from pipeline.cli.output import flatten, render_table
-from pipeline.cli.silences import parse_duration, parse_moment
+from pipeline.cli.output import flatten, render_table, silence_ends
+from pipeline.cli.silences import parse_duration, parse_moment, silence_rows
 
 ROWS = [["web1", "disk", "2", "x" * 200], ["db", "load", "0", "ok"]]
 HEADERS = ["entity", "check", "status", "output"]
@@ -166,3 +166,12 @@ def test_store_flag_names_what_it_refuses(tmp_path: Path) -> None:
     shared = store_for(check_store("postgres://u:secret@db:5433/events"), tmp_path, "b1")
     assert isinstance(shared, PostgresStore)
     assert shared.where == "postgresql://u@db:5433/events"  # named in errors without its password
+
+
+def test_a_silence_that_ends_past_what_the_clock_converts_is_listed() -> None:
+    """A silence's ``expire_at`` may be any int64 (``begin`` plus a long ``expire`` is kept at
+    int64's last second): ``silence list`` and ``get silenced`` show it as a number."""
+    far = {"metadata": {"name": "linux:*"}, "subscription": "linux", "begin": 1_795_793_235,
+           "expire_at": 2**63 - 1, "expire_on_resolve": True}  # fmt: skip
+    assert silence_ends(far) == "9223372036854775807 (epoch seconds), resolution"
+    assert silence_rows([far])[0][4] == "9223372036854775807 (epoch seconds), resolution"

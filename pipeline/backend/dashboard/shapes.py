@@ -3,10 +3,10 @@ incident started, and the points of an inline SVG sparkline."""
 
 from __future__ import annotations
 
-import datetime
 import math
 from collections.abc import Sequence
 
+from pipeline.backend.dashboard.shown import utc
 from pipeline.model import Check
 
 STATUS_NAMES = {0: "OK", 1: "WARNING", 2: "CRITICAL"}
@@ -23,11 +23,9 @@ def status_class(status: int) -> str:
     return f"status-{status_name(status).lower()}"
 
 
-def when(timestamp: float) -> str:
-    """An absolute UTC time, to the second (empty for 0: never)."""
-    if not timestamp:
-        return ""
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+#: An absolute UTC time, to the second (empty for 0: never; a time past the calendar's end, which an
+#: int64 ``executed`` or ``expire_at`` may be, as its number), as every page shows times.
+when = utc
 
 
 def ago(timestamp: float, now: float) -> str:
