@@ -49,11 +49,14 @@ class _Window:
         return datetime(day.year, day.month, day.day, self.begin.hour, self.begin.minute, self.begin.second,
                         tzinfo=self.begin.tzinfo)  # fmt: skip
 
+    # The bounds are compared by their differences (timedeltas reach far beyond any date), not by
+    # adding Sensu's second to the end: a window that ends on 9999-12-31T23:59:59Z, the last
+    # second a datetime holds, raised OverflowError there, and with it every run of its check.
     def _inside(self, moment: datetime, start: datetime) -> bool:
-        return start <= moment < start + self.duration + _ONE_SECOND
+        return start <= moment and moment - start < self.duration + _ONE_SECOND
 
     def absolute(self, moment: datetime) -> bool:
-        return self.begin <= moment < self.end + _ONE_SECOND
+        return self.begin <= moment and moment - self.end < _ONE_SECOND
 
     def on_day(self, moment: datetime, weekday: int) -> bool:
         if moment < self.begin:

@@ -86,6 +86,16 @@ def test_a_window_written_in_summer_time_follows_the_summer_wall_clock() -> None
     assert not in_window(summer, datetime(2027, 3, 30, 23, 30, tzinfo=PARIS).timestamp())
 
 
+@pytest.mark.parametrize("repeat", [[], ["daily"], ["weekly"], ["weekdays"]])
+def test_a_window_to_the_last_second_a_calendar_holds(repeat: list[str]) -> None:
+    """``end: 9999-12-31T23:59:59Z`` (until further notice) is a window like any other: Sensu's
+    second added to it went past what a datetime holds, and every run of the check raised."""
+    window = TimeWindowRepeated(begin="2027-03-01T00:00:00Z", end="9999-12-31T23:59:59Z", repeat=repeat)
+    assert in_window(window, at("2027-03-03T12:00:00+00:00"))  # a Wednesday: the window began on Monday
+    assert in_window(window, at("9999-12-31T23:59:59+00:00"))
+    assert not in_window(window, at("2027-02-28T23:59:59+00:00"))
+
+
 def test_subdued_in_any_window() -> None:
     windows = [
         TimeWindowRepeated(begin="2027-03-01T09:00:00Z", end="2027-03-01T10:00:00Z", repeat=["daily"]),
