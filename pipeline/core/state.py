@@ -26,7 +26,12 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from pipeline.model import FAILING, FLAPPING, PASSING, Check, CheckHistory
-from pipeline.model.codec import replace, shallow_copy
+from pipeline.model.codec import INT64, replace, shallow_copy
+
+#: The most occurrences a check counts (the field's int64): a first result carries its own count
+#: in, and one more than int64 would be stored, then refused by every read of the check (Go wraps
+#: it to a negative count; here it stays at the top).
+_MOST = INT64[1]
 
 #: How many results a check's history keeps, and how many flap detection needs.
 HISTORY_LIMIT = 21
@@ -92,11 +97,11 @@ def _update_occurrences(history: Sequence[CheckHistory], occurrences: int, water
     the longest run of the incident across warning/critical changes and through the recovery.
     """
     repeated = len(history) > 1 and history[-1].status == history[-2].status
-    occurrences = occurrences + 1 if repeated else 1
+    occurrences = min(occurrences + 1, _MOST) if repeated else 1
     if len(history) > 1 and history[-1].status != 0 and history[-2].status == 0:
         watermark = 1
     elif occurrences > watermark:
-        watermark += 1
+        watermark = min(watermark + 1, _MOST)
     return occurrences, watermark
 
 

@@ -188,27 +188,32 @@ async def raw_put(host: str, port: int, target: bytes, body: bytes, headers: dic
     return answer
 
 
-async def test_a_result_at_the_end_of_int64_time_with_a_ttl_is_stored(tmp_path: Path) -> None:
-    """``executed`` may be any int64: the last second plus a ttl made a deadline no store could
-    write, so the 201'd result was never stored, retried every second, and held every read
-    behind it for the barrier's 5 s. It is stored at once, the results after it too."""
+async def test_results_at_the_ends_of_int64_are_stored_and_read(tmp_path: Path) -> None:
+    """``executed`` and a first result's own ``occurrences`` may be any int64. The last second plus
+    a ttl made a deadline no store could write: the 201'd result was never stored, retried every
+    second, and held every read behind it for the barrier's 5 s. Occurrences counted one past
+    int64 were stored and then refused by every read: the result was never listed. Both are
+    stored and read at once, the results after them too."""
     backend = loopback_backend(tmp_path, write_config(tmp_path / "config", "---\n"))
     last = 2**63 - 1
     late = {"check": {"metadata": {"name": "late"}, "status": 1, "ttl": 120, "interval": 60, "executed": last}}
+    counted = {"check": {"metadata": {"name": "counted"}, "status": 2, "occurrences": last,
+                         "occurrences_watermark": last, "history": [{"status": 2, "executed": 1}]}}  # fmt: skip
     after = {"check": {"metadata": {"name": "after"}, "status": 0}}
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             url = (await nursery.start(backend.run)).api_url
             async with httpx.AsyncClient(base_url=url, headers=admin_headers(backend)) as client:
                 created = [(await client.put(f"{NS}/events/h/{name}", json=result)).status_code
-                           for name, result in (("late", late), ("after", after))]  # fmt: skip
+                           for name, result in (("late", late), ("counted", counted), ("after", after))]  # fmt: skip
                 stored = (await client.get(f"{NS}/events/h/late")).json()
-                listed = sorted(e["check"]["metadata"]["name"] for e in (await client.get(f"{NS}/events")).json())
+                listed = {e["check"]["metadata"]["name"]: e["check"] for e in (await client.get(f"{NS}/events")).json()}
                 metrics = (await client.get("/metrics")).text
             nursery.cancel_scope.cancel()
-    assert created == [201, 201]
+    assert created == [201, 201, 201]
     assert stored["check"]["executed"] == last
-    assert listed == ["after", "late"]
+    assert sorted(listed) == ["after", "counted", "late"]
+    assert (listed["counted"]["occurrences"], listed["counted"]["occurrences_watermark"]) == (last, last)
     assert 'pipeline_store_failures_total{operation="write_batch"}' not in metrics
     assert "pipeline_journal_retries_total 0.0" in metrics
     assert "pipeline_journal_barrier_timeouts_total 0.0" in metrics

@@ -56,6 +56,15 @@ def test_sensu_occurrences_and_watermark_table() -> None:
     assert [(c.status, c.occurrences, c.occurrences_watermark) for c in states] == table
 
 
+def test_occurrences_stay_at_the_top_of_int64() -> None:
+    """A first result brings its own counts: one past int64 was stored, and then refused by every
+    read of the check (its event 201'd, then never listed)."""
+    top = 2**63 - 1
+    first = apply_result(result(2, 1000, occurrences=top, occurrences_watermark=top, history=history([2])), None)
+    assert (first.occurrences, first.occurrences_watermark) == (top, top)
+    assert apply_result(result(2, 1001), first).occurrences == top
+
+
 def test_sensu_total_state_change_vectors() -> None:
     # core/v2 flapping_test.go TestTotalStateChange.
     assert total_state_change([CheckHistory()] * 20) == 0
