@@ -18,8 +18,9 @@ import pytest
 from pipeline.errors import StoreError
 from pipeline.model import Check, CheckHistory, Entity, Event, MetricPoint, Metrics, ObjectMeta
 from pipeline.model.deadletter import DeadLetter
-from pipeline.store import EventStore, SQLiteStore
+from pipeline.store import EventStore, SQLiteStore, postgres_base
 from pipeline.store.postgres import PostgresStore
+from tests.pg_support import fresh_schema
 from tests.store_support import KINDS, StoreFactory, database, opened, raw_sql
 
 
@@ -310,9 +311,6 @@ def test_a_postgres_database_of_schema_1_is_migrated_and_keeps_its_events(
 ) -> None:
     """Version 2 widens the status columns to BIGINT: a database an older pipeline made takes a
     uint32 status once a newer one opens it, and what it held stays readable."""
-    from pipeline.store import postgres_base
-    from tests.pg_support import fresh_schema
-
     older = make_event(check="old", status=2)
     with fresh_schema() as dsn:
         current = postgres_base.MIGRATIONS
