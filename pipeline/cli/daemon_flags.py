@@ -40,14 +40,34 @@ from pipeline.errors import ValidationError
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
-#: Seconds a flag may give at most: within int64, as Go's flags take them.
-_MOST_SECONDS = 2**63 - 1
+#: A count a flag may give at most: within int64, as Go's flags take them.
+_MOST = 2**63 - 1
+#: Sensu Go's agent keeps its keepalive interval and timeouts as uint32: the keepalive's check
+#: carries them in fields of that range, which the backend checks (a larger one, taken here,
+#: made every keepalive of the agent refused).
+_MOST_KEEPALIVE_SECONDS = 2**32 - 1
 
 
 def positive_int(text: str) -> int:
-    value = parse_int(text, (1, _MOST_SECONDS))  # ASCII digits: not ٣, 1_0 or " 3"
+    value = parse_int(text, (1, _MOST))  # ASCII digits: not Arabic-Indic ones, 1_0 or " 3"
     if value is None:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+def keepalive_interval(text: str) -> int:
+    value = parse_int(text, (1, _MOST_KEEPALIVE_SECONDS))
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be whole seconds from 1 to {_MOST_KEEPALIVE_SECONDS}, got {text!r}")
+    return value
+
+
+def keepalive_timeout(text: str) -> int:
+    value = parse_int(text, (0, _MOST_KEEPALIVE_SECONDS))
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            f"must be whole seconds from 0 (never) to {_MOST_KEEPALIVE_SECONDS}, got {text!r}"
+        )
     return value
 
 
@@ -73,13 +93,6 @@ def statsd_percentiles(text: str) -> list[float]:
         if not 0 < abs(value) <= 100:
             raise argparse.ArgumentTypeError(f"a percentile is from -100 to 100 and not 0, got {value:g} in {text!r}")
     return values
-
-
-def non_negative_int(text: str) -> int:
-    value = parse_int(text, (0, _MOST_SECONDS))
-    if value is None:
-        raise argparse.ArgumentTypeError(f"must be 0 or more whole seconds, got {text!r}")
-    return value
 
 
 #: The directories of the shipped plugins, in the source tree and where a wheel installs them.
@@ -240,16 +253,16 @@ def add_agent_flags(parser: argparse.ArgumentParser, *, prefix: str = "") -> Non
         default=("127.0.0.1", 3030),
         help="Sensu client socket, TCP and UDP; empty disables it (default 127.0.0.1:3030)",
     )
-    parser.add_argument("--keepalive-interval", type=positive_int, default=DEFAULT_INTERVAL, help="seconds (20)")
+    parser.add_argument("--keepalive-interval", type=keepalive_interval, default=DEFAULT_INTERVAL, help="seconds (20)")
     parser.add_argument(
         "--keepalive-warning-timeout",
-        type=non_negative_int,
+        type=keepalive_timeout,
         default=DEFAULT_WARNING_TIMEOUT,
         help="seconds of silence before the keepalive warns; 0 never (120)",
     )
     parser.add_argument(
         "--keepalive-critical-timeout",
-        type=non_negative_int,
+        type=keepalive_timeout,
         default=DEFAULT_CRITICAL_TIMEOUT,
         help="seconds of silence before the keepalive is critical; 0 never (240)",
     )

@@ -26,7 +26,7 @@ from pipeline.backend.dashboard.problems import ProblemQuery
 from pipeline.backend.dashboard.views.problems import query_of
 from pipeline.backend.sessions import parse_lifetime
 from pipeline.cli.addresses import parse_address, parse_floats, positive_float
-from pipeline.cli.daemon_flags import non_negative_int, positive_int
+from pipeline.cli.daemon_flags import keepalive_interval, keepalive_timeout, positive_int
 from pipeline.cli.event_filters import EventFilters
 from pipeline.cli.silences import parse_duration as silence_duration
 from pipeline.config.loader import load_path
@@ -131,14 +131,17 @@ def test_a_seconds_flag_is_a_finite_positive_number_in_ascii(text: str) -> None:
     ``--heartbeat-interval nan`` ran, and its heartbeat would have had no meaning."""
     assert positive_float("2.5") == 2.5
     assert positive_int("30") == 30
-    assert non_negative_int("0") == 0
+    assert keepalive_interval("30") == 30
+    assert keepalive_timeout("0") == 0
     with pytest.raises(argparse.ArgumentTypeError, match=repr(text)):
         positive_float(text)
     with pytest.raises(argparse.ArgumentTypeError):
         positive_int(text)
+    with pytest.raises(argparse.ArgumentTypeError):
+        keepalive_interval(text)
     if text not in ("0", ""):
         with pytest.raises(argparse.ArgumentTypeError):
-            non_negative_int(text)
+            keepalive_timeout(text)
     if text not in ("0", "-2", ""):  # numbers, and an empty item is none: a list's range is the caller's
         with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
             parse_floats(f"90,{text}")

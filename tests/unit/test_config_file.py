@@ -51,6 +51,12 @@ def test_flags_win_over_the_file(tmp_path: Path) -> None:
         ("statsd-percentiles: [-150]\n", "statsd-percentiles: a percentile is from -100 to 100 and not 0, got -150"),
         ("statsd-percentiles: [0]\n", "statsd-percentiles: a percentile is from -100 to 100 and not 0, got 0"),
         ("statsd-percentiles: [nan]\n", "statsd-percentiles: expected comma-separated numbers, got 'nan'"),
+        # Sensu's uint32: a larger one went into the keepalive's check, and the backend refused them all
+        (
+            "keepalive-warning-timeout: 4294967296\n",
+            "keepalive-warning-timeout: must be whole seconds from 0 (never) to 4294967295, got '4294967296'",
+        ),
+        ("keepalive-interval: 4294967296\n", "keepalive-interval: must be whole seconds from 1 to 4294967295"),
         ("- a list\n", "expected a mapping of setting: value"),
     ],
 )
@@ -83,3 +89,13 @@ def test_the_percentile_flag_takes_etsys_range_and_refuses_past_it(capsys: pytes
     with pytest.raises(SystemExit):
         parser.parse_args(["agent", "--statsd-percentiles", "90,101"])
     assert "a percentile is from -100 to 100 and not 0, got 101 in '90,101'" in capsys.readouterr().err
+
+
+def test_the_agent_refuses_keepalive_timeouts_sensu_cannot_carry(capsys: pytest.CaptureFixture[str]) -> None:
+    """An agent started with ``--keepalive-warning-timeout 4294967296`` ran, and the backend
+    refused every keepalive it sent (``check.timeout`` is Sensu's uint32): it looked dead. The
+    three keepalive settings take Sensu's uint32, as its agent's flags do."""
+    for flag in ("--keepalive-warning-timeout", "--keepalive-critical-timeout"):
+        with pytest.raises(SystemExit):
+            main(["agent", flag, "4294967296"])
+        assert f"{flag}: must be whole seconds from 0 (never) to 4294967295" in capsys.readouterr().err
