@@ -131,6 +131,7 @@ class BackendMetrics:
     events_stored: Counter
     events_processed: Counter
     store_batches: Histogram
+    store_batches_split: Counter
     handler_runs: Counter
     handler_failures: Counter
     handler_duration: Histogram
@@ -201,6 +202,11 @@ class BackendMetrics:
                 "pipeline_store_batch_size",
                 "Events per store transaction",
                 buckets=(1, 10, 50, 100, 250, 500),
+                registry=r,
+            ),
+            store_batches_split=Counter(
+                "pipeline_store_batches_split",
+                "Batches the store failed, written again one event at a time (an event it refuses fails alone)",
                 registry=r,
             ),
             handler_runs=Counter("pipeline_handler_runs", "Handler executions", ["handler"], registry=r),

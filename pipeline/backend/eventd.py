@@ -270,9 +270,12 @@ class EventProcessor:
         if self._notices is not None:
             await self._notices.send(notice)
 
-    async def process_batch(self, batch: Sequence[Submission]) -> None:
+    async def process_batch(self, batch: Sequence[Submission]) -> bool:
+        """Store ``batch`` and tell each submitter the outcome; False when the store failed."""
         fresh, duplicates = await self._split_replays(batch)
         shared = self.store.shared
+        # the checks as they came, put back if the store fails: the state is merged into them
+        received = [(sub.event, sub.event.check) for sub in fresh]
         for sub in duplicates:
             self.metrics.events_duplicate.inc()
             _reply(sub, Outcome.DUPLICATE)
@@ -323,9 +326,14 @@ class EventProcessor:
             merge.expected = {sub.event.id: sub.expect for sub in fresh if sub.expect is not None}
         rows = await self._write(to_store, handled, merge) if fresh else []
         if rows is None:
-            for sub in fresh:
-                _reply(sub, Outcome.FAILED)
-            return
+            for event, check in received:
+                event.check = check
+            if len(fresh) > 1:
+                await self._one_by_one(fresh)
+            else:
+                for sub in fresh:
+                    _reply(sub, Outcome.FAILED)
+            return False
         if merge is not None:
             fresh = self._merged(fresh, to_store, merge, states)
         jobs = dict(zip(map(id, handled), rows, strict=True))
@@ -355,6 +363,22 @@ class EventProcessor:
             except trio.WouldBlock:
                 await self._handlers.send(job)
         self.metrics.events_processed.inc(len(fresh))
+        return True
+
+    async def _one_by_one(self, subs: Sequence[Submission]) -> None:
+        """A batch the store failed, again one submission at a time: an event the store refuses
+        for what it holds fails alone, not with every event batched with it at every retry (an
+        agent's results behind it were held for ever). Two failures in a row are the store's
+        own: the rest fail with them, to be offered again by their submitters."""
+        self.metrics.store_batches_split.inc()
+        log.warning("store failed a batch: its events are written one by one", events=len(subs))
+        failed_in_a_row = 0
+        for at, sub in enumerate(subs):
+            if failed_in_a_row == 2:
+                for rest in subs[at:]:
+                    _reply(rest, Outcome.FAILED)
+                return
+            failed_in_a_row = 0 if await self.process_batch([sub]) else failed_in_a_row + 1
 
     def _superseded(self, sub: Submission) -> None:
         self.metrics.events_superseded.inc()
@@ -428,7 +452,7 @@ class EventProcessor:
             jobs = await self.store.write_batch(events, outbox, merge=merge)
         except StoreError as exc:
             self.metrics.store.failures.labels("write_batch").inc()
-            log.error("store write failed", events=len(outbox), error=exc)
+            log.error("store write failed", events=len(events), jobs=len(outbox), error=exc)
             return None
         self.metrics.events_stored.inc(len(events))
         self.metrics.store_batches.observe(len(events))

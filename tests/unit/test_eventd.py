@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+import pytest
 import trio
 
 from pipeline.backend.checkstate import ChecksForgotten, ChecksStored, open_notices
@@ -168,3 +171,46 @@ async def test_a_change_event_naming_no_handler_gets_the_change_handlers_whichev
     assert handlers == {oom.id: ["changes"], own.id: ["slack"]}
     assert stored.outcomes[result.id] is Outcome.STORED
     assert from_eventd.statistics().current_buffer_used == 0
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["one-backend", "shared-store"])
+async def test_an_event_the_store_refuses_fails_alone_and_the_rest_of_its_batch_is_stored(
+    tmp_path: Path, shared: bool
+) -> None:
+    """A batch the store failed is written again one event at a time: the event it refuses (here
+    by a trigger, as a constraint would) fails alone, to be offered again with its check as it
+    came; the others are stored once, with their state merged once. An agent's results behind
+    such an event were held for ever, failed with it at every retry."""
+    metrics = BackendMetrics.create()
+    sqlite = SQLiteStore(tmp_path / "events.db")
+    sqlite.shared = shared  # the state merged inside the write, as backends sharing a store do
+    store = StoreService(sqlite, metrics.store)
+    await store.open()
+    with closing(sqlite3.connect(tmp_path / "events.db")) as raw, raw:
+        raw.execute("CREATE TRIGGER refuse BEFORE INSERT ON event_log WHEN NEW.check_name LIKE 'refused%'"
+                    " BEGIN SELECT RAISE(ABORT, 'refused for the test'); END")  # fmt: skip
+    to_handlers, _from_eventd = trio.open_memory_channel[HandlerJob](100)
+    eventd = EventProcessor(store, metrics, to_handlers, wall_clock=lambda: NOW)
+    events = [check_event(1), check_event(2), check_event(3), check_event(4), check_event(5)]
+    names = ["before", "refused", "after", "refused-too", "refused-three"]
+    for event, name in zip(events, names, strict=True):
+        assert event.check is not None
+        event.check.metadata.name = name
+    replies = Replies(len(events))
+    for event in events:
+        await eventd.submit(event, replies.reply)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(eventd.run)
+            await replies.all.wait()
+            nursery.cancel_scope.cancel()
+    stored = {e.check_name: e for e in await store.list_events()}
+    await store.close()
+    outcomes = [replies.outcomes[e.id] for e in events]
+    # two refusals in a row are taken for the store's own failure: the rest is not tried
+    assert outcomes == [Outcome.STORED, Outcome.FAILED, Outcome.STORED, Outcome.FAILED, Outcome.FAILED]
+    assert sorted(stored) == ["after", "before"]
+    assert [len(e.check.history) for e in stored.values() if e.check] == [1, 1]
+    assert events[1].check is not None
+    assert events[1].check.history == []  # as it came: merged again when offered again
+    assert metrics.store_batches_split._value.get() == 1
