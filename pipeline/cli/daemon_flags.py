@@ -36,39 +36,34 @@ from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS
 from pipeline.core.store_url import check_store
 from pipeline.defaults import CONFIG_DIR
 from pipeline.errors import ValidationError
+from pipeline.model.codec import UINT32
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
 #: A count a flag may give at most: within int64, as Go's flags take them.
 _MOST = 2**63 - 1
-#: Sensu Go's agent keeps its keepalive interval and timeouts as uint32: the keepalive's check
-#: carries them in fields of that range, which the backend checks (a larger one, taken here,
-#: made every keepalive of the agent refused).
-_MOST_KEEPALIVE_SECONDS = 2**32 - 1
 
 
-def positive_int(text: str) -> int:
-    value = parse_int(text, (1, _MOST))  # ASCII digits: not Arabic-Indic ones, 1_0 or " 3"
-    if value is None:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
-    return value
+def _whole_number(bounds: tuple[int, int], expected: str) -> Callable[[str], int]:
+    """A flag's converter to a whole number within ``bounds`` in ASCII digits (not Arabic-Indic
+    ones, ``1_0`` or ``" 3"``, which ``int`` takes), refusing any other text as ``expected``."""
+
+    def convert(text: str) -> int:
+        value = parse_int(text, bounds)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return convert
 
 
-def keepalive_interval(text: str) -> int:
-    value = parse_int(text, (1, _MOST_KEEPALIVE_SECONDS))
-    if value is None:
-        raise argparse.ArgumentTypeError(f"must be whole seconds from 1 to {_MOST_KEEPALIVE_SECONDS}, got {text!r}")
-    return value
-
-
-def keepalive_timeout(text: str) -> int:
-    value = parse_int(text, (0, _MOST_KEEPALIVE_SECONDS))
-    if value is None:
-        raise argparse.ArgumentTypeError(
-            f"must be whole seconds from 0 (never) to {_MOST_KEEPALIVE_SECONDS}, got {text!r}"
-        )
-    return value
+positive_int = _whole_number((1, _MOST), "a positive whole number")
+# Sensu Go's agent keeps its keepalive interval and timeouts as uint32, and the keepalive's check
+# carries them in fields of that range, which the backend checks: a larger one, taken here, made
+# every keepalive of the agent refused.
+keepalive_interval = _whole_number((1, UINT32[1]), f"whole seconds from 1 to {UINT32[1]}")
+keepalive_timeout = _whole_number((0, UINT32[1]), f"whole seconds from 0 (never) to {UINT32[1]}")
 
 
 def store_url(text: str) -> str:
