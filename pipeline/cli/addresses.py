@@ -43,10 +43,13 @@ def parse_pairs(text: str) -> dict[str, str]:
 def parse_floats(text: str) -> list[float]:
     """``"90,99.9"`` -> ``[90.0, 99.9]``; raises argparse.ArgumentTypeError on a non-number (``nan``,
     ``inf``, ``1_0`` and other scripts' digits included: ``float`` takes them all)."""
-    values = [parse_decimal(item) for item in parse_list(text)]
-    if any(value is None for value in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-    return [value for value in values if value is not None]
+    values = []
+    for item in parse_list(text):
+        value = parse_decimal(item)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+        values.append(value)
+    return values
 
 
 def positive_float(text: str) -> float:

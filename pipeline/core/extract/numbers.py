@@ -13,10 +13,9 @@ from pipeline.model.go_float import parse_go_float
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 
 
-def parse_float(text: str) -> float | None:
-    """The float in ``text``, or None; accepts what Go's ParseFloat accepts (Inf, NaN, exponents),
-    and refuses what it refuses with ErrRange (``1e400``: a finite number too large for a float)."""
-    return parse_go_float(text)
+#: The float in a text, or None: what Go's ParseFloat accepts (Inf, NaN, exponents), refusing
+#: what it refuses (``1e400``, ErrRange), as the parsers' Sensu Go counterparts read values.
+parse_float = parse_go_float
 
 
 def parse_int(text: str) -> int | None:
