@@ -99,3 +99,7 @@ def test_the_agent_refuses_keepalive_timeouts_sensu_cannot_carry(capsys: pytest.
         with pytest.raises(SystemExit):
             main(["agent", flag, "4294967296"])
         assert f"{flag}: must be whole seconds from 0 (never) to 4294967295" in capsys.readouterr().err
+    _, daemons = build_parser()
+    top = daemons["agent"].parse_args(["--keepalive-interval", "4294967295", "--keepalive-warning-timeout",
+                                       "4294967295", "--keepalive-critical-timeout", "4294967295"])  # fmt: skip
+    assert (top.keepalive_interval, top.keepalive_warning_timeout, top.keepalive_critical_timeout) == (2**32 - 1,) * 3

@@ -44,6 +44,15 @@ class Replies:
             self.all.set()
 
 
+async def run_until_answered(eventd: EventProcessor, replies: Replies) -> None:
+    """Run the processor on what was submitted to it until every submission has its answer."""
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(eventd.run)
+            await replies.all.wait()
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_keepalive_submitted_behind_a_backlog_is_processed_first(tmp_path: Path) -> None:
     metrics = BackendMetrics.create()
     store = StoreService(SQLiteStore(tmp_path / "events.db"), metrics.store)
@@ -58,11 +67,7 @@ async def test_a_keepalive_submitted_behind_a_backlog_is_processed_first(tmp_pat
     received.check = keepalive_check(20, 120, 240, "default", NOW)
     keepalive = passing_keepalive(received, NOW)
     await eventd.submit_priority(keepalive, stored.reply)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(eventd.run)
-            await stored.all.wait()
-            nursery.cancel_scope.cancel()
+    await run_until_answered(eventd, stored)
     await store.close()
     assert set(stored.outcomes.values()) == {Outcome.STORED}
     assert list(stored.outcomes).index(keepalive.id) == 0  # in the first batch, ahead of every check result
@@ -199,11 +204,7 @@ async def test_an_event_the_store_refuses_fails_alone_and_the_rest_of_its_batch_
     replies = Replies(len(events))
     for event in events:
         await eventd.submit(event, replies.reply)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(eventd.run)
-            await replies.all.wait()
-            nursery.cancel_scope.cancel()
+    await run_until_answered(eventd, replies)
     stored = {e.check_name: e for e in await store.list_events()}
     await store.close()
     outcomes = [replies.outcomes[e.id] for e in events]
