@@ -428,6 +428,10 @@ def main() -> None:
     if args.serve:
         serve_empty_app(args.serve)
         return
+    if args.rounds < 1 or args.batch < 1:
+        parser.error("--rounds and --batch: at least 1")
+    if args.slices < 1 or args.events // args.slices < CLIENTS:  # a slice gives each client a result at least
+        parser.error(f"--slices: from 1 to {max(args.events // CLIENTS, 0)} for --events {args.events}")
     print(f"load: {os.getloadavg()[0]:.2f}")
     rounds: list[tuple[dict[str, Any], dict[str, Figures] | None]] = []
     for n in range(args.rounds):  # pipeline, then Icinga 2, alternated: a passing load falls on both
