@@ -15,6 +15,8 @@ Hierarchy::
     │   └── MessageError          a frame that is a map but not a message: unknown type, a field missing or not
     │                             of its type or range (field: ``<type>.<field>``)
     ├── StoreError                the event store failed or holds something unreadable
+    │   └── StoreRefused          it refused what it was given (a constraint, a trigger, a number past its
+    │                             column, an event that cannot be serialised): writing it again cannot help
     ├── HandlerError              a handler could not be started or run
     ├── ScriptError               a filter expression or javascript mutator failed (source, message)
     │   ├── ScriptTimeout         it ran past its time limit and was stopped (limit)
@@ -138,6 +140,12 @@ class MessageError(ProtocolError):
 
 class StoreError(PipelineError):
     """The event store failed, or holds a record it cannot read back."""
+
+
+class StoreRefused(StoreError):
+    """The event store refused what it was given, not for a failure of its own (a constraint or a
+    trigger, a number past its column, an event that cannot be serialised): the same write fails
+    again whenever it is tried, so the event is set aside rather than offered again for ever."""
 
 
 class SpoolUnavailable(StoreError):

@@ -132,6 +132,7 @@ class BackendMetrics:
     events_processed: Counter
     store_batches: Histogram
     store_batches_split: Counter
+    store_refused: Counter
     handler_runs: Counter
     handler_failures: Counter
     handler_duration: Histogram
@@ -207,6 +208,11 @@ class BackendMetrics:
             store_batches_split=Counter(
                 "pipeline_store_batches_split",
                 "Batches the store failed, written again one event at a time (an event it refuses fails alone)",
+                registry=r,
+            ),
+            store_refused=Counter(
+                "pipeline_store_events_refused",
+                "Events the store refused for what they hold: not stored, set aside or refused to their submitter",
                 registry=r,
             ),
             handler_runs=Counter("pipeline_handler_runs", "Handler executions", ["handler"], registry=r),

@@ -41,7 +41,7 @@ from pipeline.core.push.common import give_change_handlers
 from pipeline.core.result_merge import ResultMerge, still_current
 from pipeline.core.state import apply_result
 from pipeline.core.workflows import names_handlers
-from pipeline.errors import StoreError
+from pipeline.errors import StoreError, StoreRefused
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import Check, CheckHistory, Entity, Event, new_event_id
@@ -65,6 +65,10 @@ class Outcome(enum.Enum):
     STORED = "stored"  # durably stored, with its handler job (check events), or its handler job (metrics only)
     DUPLICATE = "duplicate"  # seen before: already stored, nothing changed
     FAILED = "failed"  # the store failed; the submitter should retry later
+    # the store refused this event for what it holds (alone, while it takes others): not stored,
+    # and never will be; the submitter sets it aside (journal, agent) or says so (API) rather
+    # than offering it again for ever
+    REFUSED = "refused"
     SUPERSEDED = "superseded"  # made here from a result a newer one overtook: dropped (not stored, not handled)
 
 
@@ -325,14 +329,18 @@ class EventProcessor:
             merge = ResultMerge(self.silences.snapshot(now) if self.silences else None, now)
             merge.expected = {sub.event.id: sub.expect for sub in fresh if sub.expect is not None}
         rows = await self._write(to_store, handled, merge) if fresh else []
-        if rows is None:
+        if isinstance(rows, StoreError):
             for event, check in received:
                 event.check = check
             if len(fresh) > 1:
                 await self._one_by_one(fresh)
-            else:
+                return False
+            if isinstance(rows, StoreRefused):  # alone: this event's content, not the store
                 for sub in fresh:
-                    _reply(sub, Outcome.FAILED)
+                    self._refused(sub, rows)
+                return True
+            for sub in fresh:
+                _reply(sub, Outcome.FAILED)
             return False
         if merge is not None:
             fresh = self._merged(fresh, to_store, merge, states)
@@ -367,9 +375,9 @@ class EventProcessor:
 
     async def _one_by_one(self, subs: Sequence[Submission]) -> None:
         """A batch the store failed, again one submission at a time: an event the store refuses
-        for what it holds fails alone, not with every event batched with it at every retry (an
-        agent's results behind it were held for ever). Two failures in a row are the store's
-        own: the rest fail with them, to be offered again by their submitters."""
+        for what it holds is refused alone, not failed with every event batched with it at every
+        retry (an agent's results behind it were held for ever). Two failures of the store's own
+        in a row: the rest fail with them, to be offered again by their submitters."""
         self.metrics.store_batches_split.inc()
         log.warning("store failed a batch: its events are written one by one", events=len(subs))
         failed_in_a_row = 0
@@ -379,6 +387,14 @@ class EventProcessor:
                     _reply(rest, Outcome.FAILED)
                 return
             failed_in_a_row = 0 if await self.process_batch([sub]) else failed_in_a_row + 1
+
+    def _refused(self, sub: Submission, error: StoreRefused) -> None:
+        event = sub.event
+        self.metrics.store_refused.inc()
+        log.error("the store refused an event; it is not stored, and its submitter does not offer it again",
+                  event_id=event.id, namespace=event.metadata.namespace, entity=event.entity_name,
+                  check=event.check_name, error=error)  # fmt: skip
+        _reply(sub, Outcome.REFUSED)
 
     def _superseded(self, sub: Submission) -> None:
         self.metrics.events_superseded.inc()
@@ -445,15 +461,17 @@ class EventProcessor:
             fresh.append(sub)
         return fresh, duplicates
 
-    async def _write(self, events: list[Event], outbox: list[Event], merge: ResultMerge | None) -> list[int] | None:
+    async def _write(
+        self, events: list[Event], outbox: list[Event], merge: ResultMerge | None
+    ) -> list[int] | StoreError:
         """Store the check events and a handler job per event of ``outbox``, at once; the jobs'
-        rows, or None when the store failed (nothing was written)."""
+        rows, or the store's error (nothing was written)."""
         try:
             jobs = await self.store.write_batch(events, outbox, merge=merge)
         except StoreError as exc:
             self.metrics.store.failures.labels("write_batch").inc()
             log.error("store write failed", events=len(events), jobs=len(outbox), error=exc)
-            return None
+            return exc
         self.metrics.events_stored.inc(len(events))
         self.metrics.store_batches.observe(len(events))
         return jobs

@@ -47,12 +47,19 @@ class PipelineFull(Exception):
 async def store_all(offer: Offer, events: Sequence[Event], *, replays: Replays = Replays.DROP) -> list[Outcome]:
     """Queue the events and wait until each is stored (or failed); PipelineFull if there is no
     room, EventTooLarge (nothing queued) for an event over the maximum event size."""
+    return [outcome for _, outcome in await store_each(offer, events, replays=replays)]
+
+
+async def store_each(
+    offer: Offer, events: Sequence[Event], *, replays: Replays = Replays.DROP
+) -> list[tuple[str, Outcome]]:
+    """:func:`store_all`, each outcome with the id of its event (as the processor left it)."""
     hold_to_size(events)
-    outcomes: list[Outcome] = []
+    outcomes: list[tuple[str, Outcome]] = []
     done = trio.Event()
 
     def reply(event_id: str, outcome: Outcome) -> None:
-        outcomes.append(outcome)
+        outcomes.append((event_id, outcome))
         if len(outcomes) == len(events):
             done.set()
 
@@ -62,6 +69,18 @@ async def store_all(offer: Offer, events: Sequence[Event], *, replays: Replays =
         raise PipelineFull()
     await done.wait()
     return outcomes
+
+
+#: The answer to a request whose event the store refused for what it holds: retrying cannot help.
+STORE_REFUSED = "the event store refused this event (the backend's log names it and says why); it was not stored"
+
+
+def refused_by_store(count: int = 1, of: int = 1) -> Response:
+    """422: ``count`` of the request's ``of`` events refused by the store (the others are stored)."""
+    if of == 1:
+        return error_response(422, STORE_REFUSED)
+    return error_response(422, f"the event store refused {count} of the {of} events (the backend's log names them "
+                               "and says why); they were not stored, the others were")  # fmt: skip
 
 
 def busy(metrics: BackendMetrics, source: str) -> Response:

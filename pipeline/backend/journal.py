@@ -20,6 +20,10 @@ request); a segment is deleted once it is full and every one of its events is st
 record that fails its checksum ends the replay of its segment (counted, logged): it can only
 be the torn end of a write that never returned, never a 201.
 
+An event the store refuses for what it holds (:class:`pipeline.errors.StoreRefused`: never
+stored however often it is offered) is set aside as a file (:mod:`pipeline.backend.refused`)
+and forgotten here, rather than offered again for ever with every read waiting behind it.
+
 Reads keep seeing what was written: :meth:`IntakeJournal.barrier` waits until every event
 journaled before it is stored (the API's GETs call it), so a GET right after a 201 sees the event.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +42,8 @@ import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.backend.eventd import Outcome, Replays, Reply
-from pipeline.backend.intake import Offer, store_all
+from pipeline.backend.intake import Offer, store_each
+from pipeline.backend.refused import RefusedEvents
 from pipeline.logs import get_logger
 from pipeline.model import Event
 
@@ -76,6 +82,8 @@ class JournalMetrics:
     failures: Counter
     undecodable: Counter
     barrier_timeouts: Counter
+    set_aside: Counter
+    set_aside_failures: Counter
     pending: Gauge
 
     @classmethod
@@ -98,6 +106,12 @@ class JournalMetrics:
             barrier_timeouts=Counter("pipeline_journal_barrier_timeouts",
                                      "Requests served before the events journaled ahead of them were stored",
                                      registry=registry),
+            set_aside=Counter("pipeline_journal_set_aside",
+                              "Journaled events the store refused for what they hold, set aside as files "
+                              "(<data dir>/intake/refused/)", registry=registry),
+            set_aside_failures=Counter("pipeline_journal_set_aside_failures",
+                                       "Refused events whose file could not be written (kept journaled, tried again)",
+                                       registry=registry),
             pending=Gauge("pipeline_journal_pending", "Journaled events not yet stored", registry=registry),
         )  # fmt: skip
 
@@ -178,6 +192,9 @@ class IntakeJournal:
         self._roomy: trio.Event | None = None  # set when fewer than max_pending are pending
         # A record is in it at most once, and only while pending: max_pending bounds it.
         self._retry_send, self._retry_receive = trio.open_memory_channel[_Record](max_pending)
+        #: where the events the store refused go, and those waiting to go there (bounded as the retries)
+        self.refused = RefusedEvents(directory / "refused", durable=durable)
+        self._refused_send, self._refused_receive = trio.open_memory_channel[_Record](max_pending)
         metrics.pending.set_function(lambda: len(self._pending))
 
     # -- start: what a previous run left -------------------------------------------------------
@@ -218,9 +235,15 @@ class IntakeJournal:
         return events
 
     async def _store_replayed(self, events: Sequence[Event]) -> int:
-        """Store ``events``; how many were not stored before (the others are dropped by id)."""
+        """Store ``events``; how many were not stored before (the others are dropped by id, or
+        set aside if the store refuses them)."""
         while True:
-            outcomes = await store_all(self.offer, events, replays=Replays.DROP)
+            replies = await store_each(self.offer, events, replays=Replays.DROP)
+            outcomes = [outcome for _, outcome in replies]
+            refused = {event_id for event_id, outcome in replies if outcome is Outcome.REFUSED}
+            for event in events:
+                if event.id in refused:
+                    await self._set_aside(event)
             if Outcome.FAILED not in outcomes:
                 return outcomes.count(Outcome.STORED)
             # Dropped by id on the next try, those that were stored.
@@ -316,11 +339,17 @@ class IntakeJournal:
         return lambda _id, outcome: self._done(record, outcome)
 
     def _done(self, record: _Record, outcome: Outcome) -> None:
-        """The processor's word on a record: stored (or dropped), or to be tried again."""
+        """The processor's word on a record: stored (or dropped), to be tried again, or refused."""
         if outcome is Outcome.FAILED:
             self.metrics.retries.inc()
             self._retry_send.send_nowait(record)
             return
+        if outcome is Outcome.REFUSED:
+            self._refused_send.send_nowait(record)  # forgotten once its file is written
+            return
+        self._forget(record)
+
+    def _forget(self, record: _Record) -> None:
         del self._pending[record.seq]
         record.segment.outstanding -= 1
         self._forget_if_done(record.segment)
@@ -341,6 +370,7 @@ class IntakeJournal:
         failed to write (they stay journaled meanwhile)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._retry)
+            nursery.start_soon(self._set_aside_refused)
             task_status.started()
             await self._hand_over()
 
@@ -376,6 +406,31 @@ class IntakeJournal:
                 while not offered:  # until the pipeline has room
                     await trio.sleep(RETRY_SECONDS)
                     offered = self.offer([event], self._reply(record), replays=Replays.DROP)
+
+    async def _set_aside_refused(self) -> None:
+        async with self._refused_receive:
+            async for record in self._refused_receive:
+                await self._set_aside(self.decode(record.packed))  # as it came: the processor changed its copy
+                self._forget(record)
+
+    async def _set_aside(self, event: Event) -> None:
+        """Write the refused event's file; until it is written (a full disk?), the event stays
+        journaled: replayed at a restart, and barriers wait for it."""
+        while True:
+            try:
+                path, pruned = await trio.to_thread.run_sync(self.refused.keep, event, time.time_ns())
+                break
+            except OSError as exc:
+                self.metrics.set_aside_failures.inc()
+                log.error("refused event not set aside; it stays journaled and is tried again", event_id=event.id,
+                          error=exc)  # fmt: skip
+                await trio.sleep(RETRY_SECONDS)
+        self.metrics.set_aside.inc()
+        log.error("journaled event set aside: the store refused it", event_id=event.id,
+                  namespace=event.metadata.namespace, entity=event.entity_name, check=event.check_name,
+                  path=str(path))  # fmt: skip
+        if pruned:
+            log.warning("refused events past the limit: the oldest deleted", deleted=pruned, kept=self.refused.kept)
 
     # -- reading what was written --------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.backend.eventd import Outcome, Replays
-from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
+from pipeline.backend.intake import Offer, PipelineFull, busy, refused_by_store, store_all
 from pipeline.backend.throttle import AuthGuard, source_of
 from pipeline.core.push import sematext, stackstate
 from pipeline.core.push.common import PushContext
@@ -81,6 +81,9 @@ def push_routes(
             return error_response(413, str(exc))
         if Outcome.FAILED in outcomes:
             return error_response(500, "the event store failed; try again")
+        if refused := outcomes.count(Outcome.REFUSED):
+            metrics.push_refused.labels(source, "store").inc()
+            return refused_by_store(refused, len(events))
         metrics.events_received.labels(source).inc(len(events))
         return JSONResponse({"accepted": len(events)}, status_code=status)
 

@@ -58,6 +58,8 @@ DEFAULT_HEARTBEAT_TIMEOUT = 15.0
 #: ``events`` frames read and not yet submitted, per connection; each frame holds at least
 #: one event, so an agent keeping to its send window never fills it.
 FRAMES_BUFFERED = 1024
+#: What an agent is told of an event the store refused for what it holds (the backend's log says why).
+STORE_REFUSED = "the backend's event store refused this event (its log names the event and why); it is not stored"
 #: Refused events are logged once per agent and reason, then at most once per this many seconds.
 REFUSAL_LOG_INTERVAL = 60.0
 
@@ -83,6 +85,8 @@ class _Acks:
     def reply(self, event_id: str, outcome: Outcome) -> None:
         if outcome is Outcome.FAILED:
             self.failed = True
+        elif outcome is Outcome.REFUSED:  # final: the agent sets it aside and goes on
+            self.rejected.append(Rejected(event_id, STORE_REFUSED, "store"))
         else:
             self.ids.append(event_id)
         self.ready.set()

@@ -11,10 +11,14 @@ import psycopg
 import psycopg_pool
 from psycopg import conninfo
 
-from pipeline.errors import StoreError
+from pipeline.errors import StoreError, StoreRefused
 from pipeline.logs import get_logger
 from pipeline.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS
 from pipeline.store.unreadable import Unreadable
+
+#: What PostgreSQL says of the data rather than of itself: a constraint (or a trigger's ``RAISE
+#: EXCEPTION``, the usual way to refuse a row), a value past its column, a Python int past int64.
+_REFUSALS = (psycopg.IntegrityError, psycopg.DataError, psycopg.errors.RaiseException, OverflowError)
 
 log = get_logger("store.postgres")
 
@@ -100,7 +104,9 @@ class PostgresConnections:
         try:
             with pool.connection() as conn:
                 yield conn
-        except (psycopg.Error, psycopg_pool.PoolTimeout, OverflowError) as exc:
+        except _REFUSALS as exc:  # the data, not the store
+            raise StoreRefused(f"{self.where}: {action}: {exc}") from exc
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise StoreError(f"{self.where}: {action}: {exc}") from exc
 
     _read = _transaction

@@ -4,7 +4,7 @@ events). Shared by the SQLite and PostgreSQL stores."""
 
 from __future__ import annotations
 
-from pipeline.errors import StoreError
+from pipeline.errors import StoreRefused
 from pipeline.model import DEFAULT_NAMESPACE, Event
 
 #: (namespace, entity, check, status, timestamp, id, event msgpack)
@@ -12,11 +12,11 @@ EventRow = tuple[str, str, str, int, int, str, bytes]
 
 
 def pack(event: Event) -> bytes:
-    """The whole event, as a handler job keeps it (StoreError when it cannot be serialised)."""
+    """The whole event, as a handler job keeps it (StoreRefused when it cannot be serialised)."""
     try:
         return event.to_msgpack()
     except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError; an int past 64 bits
-        raise StoreError(f"event {event.id} cannot be serialised: {exc}") from exc
+        raise StoreRefused(f"event {event.id} cannot be serialised: {exc}") from exc
 
 
 def event_row(event: Event) -> EventRow:

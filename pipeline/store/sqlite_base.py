@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.errors import StoreError
+from pipeline.errors import StoreError, StoreRefused
 from pipeline.store.sqlite_schema import SCHEMA, SCHEMA_VERSION, UPGRADABLE, add_deadlines
 from pipeline.store.unreadable import Unreadable
 
@@ -96,7 +96,9 @@ class SQLiteConnections:
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except (sqlite3.Error, OverflowError) as exc:  # OverflowError: a parameter past int64
+        except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError) as exc:  # OverflowError: past int64
+            raise StoreRefused(f"{self.path}: {action}: {exc}") from exc
+        except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {action}: {exc}") from exc
 
     @contextmanager

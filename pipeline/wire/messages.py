@@ -40,8 +40,9 @@ Backend -> agent:
                 A rejected event is final: the agent must not send it again. ``reason`` is there
                 when the event was valid but the agent may not write it: ``namespace`` (another
                 namespace than the agent's), ``other_agent`` (about another agent's entity) or
-                ``not_proxy`` (about an entity that is neither the agent's nor a proxy); an
-                invalid event has no ``reason``.
+                ``not_proxy`` (about an entity that is neither the agent's nor a proxy), or
+                ``store`` (the backend's store refused what it holds); an invalid event has
+                no ``reason``.
     ``error``   {message}: the backend refuses the connection and closes it.
 """
 
@@ -134,7 +135,8 @@ class Events:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """An event the backend refused for good: ``reason`` is set when it was valid but the agent
-    may not write it (``namespace``, ``other_agent``, ``not_proxy``), empty when it was invalid."""
+    may not write it (``namespace``, ``other_agent``, ``not_proxy``) or the store refused it
+    (``store``), empty when it was invalid."""
 
     id: str
     error: str

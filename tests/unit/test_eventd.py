@@ -178,26 +178,25 @@ async def test_a_change_event_naming_no_handler_gets_the_change_handlers_whichev
     assert from_eventd.statistics().current_buffer_used == 0
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["one-backend", "shared-store"])
-async def test_an_event_the_store_refuses_fails_alone_and_the_rest_of_its_batch_is_stored(
-    tmp_path: Path, shared: bool
-) -> None:
-    """A batch the store failed is written again one event at a time: the event it refuses (here
-    by a trigger, as a constraint would) fails alone, to be offered again with its check as it
-    came; the others are stored once, with their state merged once. An agent's results behind
-    such an event were held for ever, failed with it at every retry."""
-    metrics = BackendMetrics.create()
+async def store_with_trigger(
+    tmp_path: Path, metrics: BackendMetrics, trigger: str, *, shared: bool = False
+) -> StoreService:
+    """A real SQLite store whose ``event_log`` runs ``trigger`` (a statement) before each insert."""
+    await trio.Path(tmp_path).mkdir(exist_ok=True)
     sqlite = SQLiteStore(tmp_path / "events.db")
     sqlite.shared = shared  # the state merged inside the write, as backends sharing a store do
     store = StoreService(sqlite, metrics.store)
     await store.open()
     with closing(sqlite3.connect(tmp_path / "events.db")) as raw, raw:
-        raw.execute("CREATE TRIGGER refuse BEFORE INSERT ON event_log WHEN NEW.check_name LIKE 'refused%'"
-                    " BEGIN SELECT RAISE(ABORT, 'refused for the test'); END")  # fmt: skip
+        raw.execute(f"CREATE TRIGGER under_test BEFORE INSERT ON event_log {trigger}")
+    return store
+
+
+async def process_named(store: StoreService, metrics: BackendMetrics, names: list[str]) -> tuple[list[Event], Replies]:
+    """Submit one check result of each of ``names`` and run the processor until each is answered."""
     to_handlers, _from_eventd = trio.open_memory_channel[HandlerJob](100)
     eventd = EventProcessor(store, metrics, to_handlers, wall_clock=lambda: NOW)
-    events = [check_event(1), check_event(2), check_event(3), check_event(4), check_event(5)]
-    names = ["before", "refused", "after", "refused-too", "refused-three"]
+    events = [check_event(i) for i in range(len(names))]
     for event, name in zip(events, names, strict=True):
         assert event.check is not None
         event.check.metadata.name = name
@@ -205,13 +204,61 @@ async def test_an_event_the_store_refuses_fails_alone_and_the_rest_of_its_batch_
     for event in events:
         await eventd.submit(event, replies.reply)
     await run_until_answered(eventd, replies)
+    return events, replies
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["one-backend", "shared-store"])
+async def test_an_event_the_store_refuses_is_refused_alone_and_the_rest_of_its_batch_is_stored(
+    tmp_path: Path, shared: bool
+) -> None:
+    """A batch the store failed is written again one event at a time: an event it refuses for
+    what it holds (here by a trigger, as a constraint would) is refused alone, never to be offered
+    again, with its check as it came; the others are stored once, with their state merged once.
+    An agent's results behind such an event were held for ever, failed with it at every retry."""
+    metrics = BackendMetrics.create()
+    store = await store_with_trigger(tmp_path, metrics, "WHEN NEW.check_name LIKE 'refused%' BEGIN "
+                                     "SELECT RAISE(ABORT, 'refused for the test'); END", shared=shared)  # fmt: skip
+    events, replies = await process_named(store, metrics, ["before", "refused", "after", "refused-too",
+                                                           "refused-three", "last"])  # fmt: skip
     stored = {e.check_name: e for e in await store.list_events()}
     await store.close()
     outcomes = [replies.outcomes[e.id] for e in events]
-    # two refusals in a row are taken for the store's own failure: the rest is not tried
-    assert outcomes == [Outcome.STORED, Outcome.FAILED, Outcome.STORED, Outcome.FAILED, Outcome.FAILED]
-    assert sorted(stored) == ["after", "before"]
-    assert [len(e.check.history) for e in stored.values() if e.check] == [1, 1]
+    # refusals in a row are the events', not the store's: each is tried, the rest is stored
+    assert outcomes == [Outcome.STORED, Outcome.REFUSED, Outcome.STORED, Outcome.REFUSED, Outcome.REFUSED,
+                        Outcome.STORED]  # fmt: skip
+    assert sorted(stored) == ["after", "before", "last"]
+    assert [len(e.check.history) for e in stored.values() if e.check] == [1, 1, 1]
     assert events[1].check is not None
-    assert events[1].check.history == []  # as it came: merged again when offered again
+    assert events[1].check.history == []  # as it came
     assert metrics.store_batches_split._value.get() == 1
+    assert metrics.store_refused._value.get() == 3
+
+
+async def test_an_event_alone_the_store_refuses_is_refused_and_one_it_fails_is_failed(tmp_path: Path) -> None:
+    """A batch of one event is not split: the store's word on it decides, refused for what it
+    holds (the submitter sets it aside) or failed (the submitter offers it again)."""
+    metrics = BackendMetrics.create()
+    store = await store_with_trigger(tmp_path, metrics, "WHEN NEW.check_name = 'refused' BEGIN "
+                                     "SELECT RAISE(ABORT, 'refused for the test'); END")  # fmt: skip
+    (refused,), replies = await process_named(store, metrics, ["refused"])
+    assert replies.outcomes[refused.id] is Outcome.REFUSED
+    await store.close()
+    metrics = BackendMetrics.create()
+    store = await store_with_trigger(tmp_path / "failing", metrics, "BEGIN SELECT no_such_function(); END")
+    (failed,), replies = await process_named(store, metrics, ["any"])
+    await store.close()
+    assert replies.outcomes[failed.id] is Outcome.FAILED
+    assert metrics.store_refused._value.get() == 0
+
+
+async def test_a_store_failing_of_its_own_fails_the_batch_after_two_tries_and_refuses_nothing(tmp_path: Path) -> None:
+    """A store that fails every write (here a trigger calling a function SQLite lacks: an
+    operational error, as a full or failing disk gives) is not taken for events it refuses: after
+    two failures in a row the rest of the batch fails untried, each to be offered again."""
+    metrics = BackendMetrics.create()
+    store = await store_with_trigger(tmp_path, metrics, "BEGIN SELECT no_such_function(); END")
+    events, replies = await process_named(store, metrics, ["a", "b", "c", "d"])
+    await store.close()
+    assert [replies.outcomes[e.id] for e in events] == [Outcome.FAILED] * 4
+    assert metrics.store.failures.labels("write_batch")._value.get() == 3  # the batch, then two alone
+    assert metrics.store_refused._value.get() == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import StoreError
+from pipeline.errors import StoreError, StoreRefused
 from pipeline.model import Check, CheckHistory, Entity, Event, MetricPoint, Metrics, ObjectMeta
 from pipeline.model.deadletter import DeadLetter
 from pipeline.store import EventStore, SQLiteStore, postgres_base
@@ -176,10 +176,42 @@ def test_a_failing_batch_writes_nothing(store: EventStore) -> None:
     bad = make_event(check="bad")
     assert bad.check is not None
     bad.check.output = "\ud800"  # a lone surrogate cannot be serialised
-    with pytest.raises(StoreError, match=f"event {bad.id} cannot be serialised"):
+    with pytest.raises(StoreRefused, match=f"event {bad.id} cannot be serialised"):
         store.write_batch([good, bad])
     assert store.list_events() == []
     assert store.count_log() == 0
+
+
+def refusing_trigger(store: EventStore, body: str) -> None:
+    """A trigger before each insert into ``event_log`` doing ``body`` for the check ``poison``."""
+    with raw_sql(store) as sql:
+        if isinstance(store, SQLiteStore):
+            sql(
+                f"CREATE TRIGGER under_test BEFORE INSERT ON event_log WHEN NEW.check_name = 'poison' BEGIN {body}; END"
+            )
+            return
+        sql(f"CREATE OR REPLACE FUNCTION under_test() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.check_name = 'poison' THEN {body}; END IF; RETURN NEW; END $$")  # fmt: skip
+        sql("CREATE TRIGGER under_test BEFORE INSERT ON event_log FOR EACH ROW EXECUTE FUNCTION under_test()")
+
+
+def test_a_row_the_operator_refuses_is_a_refusal_and_a_broken_store_is_a_failure(store: EventStore) -> None:
+    """What the store says of the data (a trigger refusing it, as a constraint would) is
+    StoreRefused: the event is set aside, never offered again. What it says of itself (here a
+    function it lacks; a full disk, a lost server) is a StoreError only: offered again later."""
+    refusal = "SELECT RAISE(ABORT, 'not here')" if isinstance(store, SQLiteStore) else "RAISE EXCEPTION 'not here'"
+    refusing_trigger(store, refusal)
+    with pytest.raises(StoreRefused, match="not here"):
+        store.write_batch([make_event(check="fine"), make_event(check="poison")])
+    store.write_batch([make_event(check="fine")])
+    with raw_sql(store) as sql:
+        sql("DROP TRIGGER under_test" if isinstance(store, SQLiteStore) else "DROP TRIGGER under_test ON event_log")
+    refusing_trigger(store, "SELECT no_such_function()" if isinstance(store, SQLiteStore) else
+                     "PERFORM no_such_function()")  # fmt: skip
+    with pytest.raises(StoreError, match="no_such_function") as failed:
+        store.write_batch([make_event(check="poison")])
+    assert not isinstance(failed.value, StoreRefused)
+    assert [e.check_name for e in store.list_events()] == ["fine"]
 
 
 def test_an_unreadable_record_is_skipped_logged_and_counted_once(

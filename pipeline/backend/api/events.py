@@ -24,7 +24,7 @@ from pipeline.backend.api.common import client_of, fill_or_match, not_found, unk
 from pipeline.backend.api.lists import event_key, listed, takes_list_query
 from pipeline.backend.api.writes import ignored_warning
 from pipeline.backend.eventd import Outcome, Replays
-from pipeline.backend.intake import Offer, PipelineFull, busy, store_all
+from pipeline.backend.intake import Offer, PipelineFull, busy, refused_by_store, store_all
 from pipeline.backend.journal import IntakeJournal
 from pipeline.errors import EventTooLarge, ValidationError
 from pipeline.http_answers import error_response
@@ -204,6 +204,8 @@ class EventIntake:
             return error_response(413, str(exc))
         if outcome is Outcome.FAILED:
             return error_response(500, "the event store failed; try again")
+        if outcome is Outcome.REFUSED:
+            return refused_by_store()
         return None
 
 

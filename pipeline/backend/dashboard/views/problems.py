@@ -21,7 +21,7 @@ from pipeline.backend.dashboard.pages import action, form_of, local_path, page, 
 from pipeline.backend.dashboard.problems import Key, ProblemQuery, page_of, problems_of
 from pipeline.backend.dashboard.sessions import Viewer
 from pipeline.backend.eventd import Outcome, Replays
-from pipeline.backend.intake import PipelineFull, store_all
+from pipeline.backend.intake import STORE_REFUSED, PipelineFull, store_all
 from pipeline.core.numbers import parse_int
 from pipeline.errors import StoreError, ValidationError
 from pipeline.http_params import takes_query
@@ -150,6 +150,8 @@ async def resolve(ctx: DashboardContext, viewer: Viewer, key: Key) -> str | None
         (outcome,) = await store_all(ctx.offer, [event], replays=Replays.RENEW)
     except PipelineFull:
         return "the pipeline is full; try again shortly"
+    if outcome is Outcome.REFUSED:
+        return STORE_REFUSED
     return "the event store failed; try again" if outcome is Outcome.FAILED else None
 
 
