@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,33 @@ async def test_bodies_may_be_larger_than_one_event_but_no_event_is_larger_than_t
         assert f"exceeds the maximum event size of {MAX_EVENT_BYTES} bytes" in refused.json()["message"]
     assert fits.status_code == 201
     assert len(latest["check"]["output"]) == 900_000  # the event that fits, not the one refused
+
+
+async def test_a_pushed_event_the_store_refuses_is_answered_422_and_the_others_are_stored(tmp_path: Path) -> None:
+    """A push of several events, one of which the store refuses for what it holds (a trigger,
+    as a constraint would): the answer says how many were refused, the others are stored, and a
+    push of the refused one alone is refused again at once rather than failing for ever."""
+    checks = [{"name": name, "status": 2, "host_name": "db1", "message": "down", "timestamp": 1_800_000_030}
+              for name in ("poison", "db.can_connect")]  # fmt: skip
+    intake = {"internalHostname": "db1", "service_checks": checks, "events": {}, "metrics": [], "topologies": [],
+              "health": []}  # fmt: skip
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            server = backend(tmp_path)
+            addresses = await nursery.start(server.run)
+            with closing(sqlite3.connect(tmp_path / "data" / "events.db")) as db, db:
+                db.execute("CREATE TRIGGER refuse_poison BEFORE INSERT ON event_log WHEN NEW.check_name = 'poison' "
+                           "BEGIN SELECT RAISE(ABORT, 'poison is refused here'); END")  # fmt: skip
+            url = f"{addresses.api_url}/stsAgent/intake?api_key={TOKEN}"
+            both = await curl("-XPOST", url, "-H", "Content-Type: application/json", "-d", json.dumps(intake))
+            alone = await curl("-XPOST", url, "-H", "Content-Type: application/json", "-d",
+                               json.dumps({**intake, "service_checks": checks[:1]}))  # fmt: skip
+            async with httpx.AsyncClient(base_url=addresses.api_url, headers=admin_headers(server)) as client:
+                stored = (await client.get("/api/core/v2/namespaces/default/events")).json()
+            nursery.cancel_scope.cancel()
+    assert both[0] == "422"
+    assert "refused 1 of the 2 events" in json.loads(both[1])["message"]
+    assert alone[0] == "422"
+    assert "refused this event" in json.loads(alone[1])["message"]
+    assert [e["check"]["metadata"]["name"] for e in stored] == ["db.can_connect"]
+    assert server.metrics.push_refused.labels("stackstate", "store")._value.get() == 2
