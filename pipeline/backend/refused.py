@@ -31,9 +31,14 @@ _PLAIN_ID = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z_.-]{0,127}")
 def file_name(event_id: str, now_ns: int) -> str:
     seconds, fraction = divmod(now_ns, 1_000_000_000)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds))
+    return f"{stamp}.{fraction:09d}Z-{_id_part(event_id)}"
+
+
+def _id_part(event_id: str) -> str:
+    """The end of the file's name, which tells the event (an id that is not plain, by its digest)."""
     if not _PLAIN_ID.fullmatch(event_id):
         event_id = hashlib.sha256(event_id.encode(errors="surrogatepass")).hexdigest()
-    return f"{stamp}.{fraction:09d}Z-{event_id}.json"
+    return f"{event_id}.json"
 
 
 def event_json(event: Event) -> bytes:
@@ -55,8 +60,13 @@ class RefusedEvents:
     def keep(self, event: Event, now_ns: int) -> tuple[Path, int]:
         """Write ``event``'s file (durably with a ``durable`` store: it replaces a journal record
         that was), named for ``now_ns`` (wall clock); its path, and how many older files were
-        deleted to stay within ``kept``. Raises OSError."""
+        deleted to stay within ``kept``. An event set aside already (a crash came before the
+        journal forgot it, and the replay was refused again) keeps its file. Raises OSError."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        ending = "Z-" + _id_part(event.id)
+        for name in os.listdir(self.directory):
+            if name.endswith(ending):
+                return self.directory / name, 0
         path = self.directory / file_name(event.id, now_ns)
         partial = path.with_name(path.name + ".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

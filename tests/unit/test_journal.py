@@ -331,5 +331,6 @@ def test_the_set_aside_files_are_the_newest_kept_named_to_sort_oldest_first(tmp_
     assert pruned == 1
     assert path.name == "20270115T080000.000000100Z-id-2.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["20270115T080000.000000010Z-id-1.json", path.name]
+    assert refused.keep(event(2), day + 200) == (path, 0)  # set aside again after a crash: the same file
     odd = Event.from_dict({**event(3).to_dict(), "id": "../escape"})
     assert "/" not in RefusedEvents(tmp_path).keep(odd, day)[0].name.removesuffix(".json")
