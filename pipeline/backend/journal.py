@@ -246,6 +246,7 @@ class IntakeJournal:
                     await self._set_aside(event)
             if Outcome.FAILED not in outcomes:
                 return outcomes.count(Outcome.STORED)
+            events = [event for event in events if event.id not in refused]  # the rest, tried again
             # Dropped by id on the next try, those that were stored.
             log.error("journal replay: the store failed; trying again", events=len(events))
             await trio.sleep(RETRY_SECONDS)
