@@ -58,6 +58,9 @@ log = get_logger("agent")
 #: Events produced and not yet handed to the connection.
 OUTBOUND_BUFFER = 1024
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
+#: A connection resets the backoff if an event was acknowledged on it or it lasted this long: a
+#: backend closing it after each failed store write must not get a reconnect storm.
+WORKED_SECONDS = RETRY_MAX
 
 
 #: The runtime asset cache, under the data directory (Sensu Go's ``cache-dir``).
@@ -112,6 +115,7 @@ class Agent:
         self._entity_changed()  # its bytes packed once for all its events
         #: the current connection's tasks; cancelled to connect again with a changed entity
         self._connection_scope: trio.CancelScope | None = None
+        self._acked = False  # the backend acknowledged (or rejected) an event on this connection
 
     def reload(self, new: AgentConfig) -> ConfigChanges:
         """Take on the settings of ``new`` that can change at run time (raises ValueError when they
@@ -311,27 +315,30 @@ class Agent:
         attempt = 0
         while True:
             host, port = self.config.backend_addrs[attempt % len(self.config.backend_addrs)]
-            attempt += 1
+            attempt, backend = attempt + 1, f"{host}:{port}"
             try:
                 stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
             except OSError as exc:
                 self.metrics.connection_failures.inc()
-                log.warning("backend unreachable", backend=f"{host}:{port}", error=exc, retry_in=f"{delay:.1f}")
+                log.warning("backend unreachable", backend=backend, error=exc, retry_in=f"{delay:.1f}")
             else:
                 if self._tls is not None:
                     stream = trio.SSLStream(stream, self._tls, server_hostname=host)
-                if await self._serve_connection(MessageStream(stream, f"{host}:{port}")):
+                if worked := await self._serve_connection(MessageStream(stream, backend)):
                     delay = RETRY_MIN
+                log.warning("backend connection ended", backend=backend, worked=worked, retry_in=f"{delay:.1f}")
             await trio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, RETRY_MAX)
 
     async def _serve_connection(self, conn: MessageStream) -> bool:
-        """Serve one connection until it ends; True if the handshake succeeded."""
-        welcomed = False
+        """Serve one connection until it ends; True if it worked: the handshake succeeded, and the
+        backend acknowledged an event on it or it lasted :data:`WORKED_SECONDS`."""
+        welcomed, since = False, trio.current_time()
+        self._acked = False
         try:
             with trio.fail_after(self.config.heartbeat_timeout):
                 await self._handshake(conn)
-            welcomed = True
+            welcomed, since = True, trio.current_time()
             self._conn = conn
             self.metrics.connected.set(1)
             self.connected.set()
@@ -361,7 +368,7 @@ class Agent:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(1):  # a TLS close_notify to a dead peer must not hang us
                     await conn.aclose()
-        return welcomed
+        return welcomed and (self._acked or trio.current_time() - since >= WORKED_SECONDS)
 
     async def _send_keepalives(self, conn: MessageStream) -> None:
         while True:
@@ -416,6 +423,7 @@ class Agent:
                 case wire.Execute():
                     self._execute_now(message.check, message.hooks, message.assets, message.entity, message.secrets)
                 case wire.Ack():
+                    self._acked = True
                     await self.delivery.acknowledge(message.ids, message.rejected)
                 case wire.Error():
                     raise ProtocolError(f"backend error: {message.message}")

@@ -59,13 +59,14 @@ class Daemon:
         with self._arrived:
             self._arrived.notify_all()  # the process ended
 
-    def logged(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
+    def logged(self, text: str, count: int = 1) -> bool:
+        return sum(text in line for line in self.lines) >= count
 
-    def wait_for_log(self, text: str) -> None:
+    def wait_for_log(self, text: str, count: int = 1) -> None:
+        """Wait until ``count`` lines hold ``text`` (or the process ends: the assertion says so)."""
         with self._arrived:
-            self._arrived.wait_for(lambda: self.logged(text) or not self._reader.is_alive(), DEADLINE)
-        assert self.logged(text), f"no {text!r} in the log: {''.join(self.lines)[-2000:]}"
+            self._arrived.wait_for(lambda: self.logged(text, count) or not self._reader.is_alive(), DEADLINE)
+        assert self.logged(text, count), f"not {count} of {text!r} in the log: {''.join(self.lines)[-2000:]}"
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

@@ -83,3 +83,30 @@ def test_an_event_the_store_refuses_is_set_aside_or_refused_and_holds_nothing_ba
         assert metric(metrics, "pipeline_journal_barrier_timeouts_total") == 0
         assert metric(metrics, "pipeline_journal_pending") == 0
     setup.close()
+
+
+def test_an_agent_backs_off_from_a_backend_whose_store_fails_and_delivers_once_it_works(tmp_path: Path) -> None:
+    """A backend whose store fails every write (a trigger calling a function SQLite lacks: an
+    operational error, as a full disk gives) takes the agent's handshake, fails its events and
+    closes the connection. The agent's backoff grows over such connections rather than starting
+    again at half a second after each handshake (a reconnect storm that resent its window twice a
+    second); once the store works, its events are stored."""
+    setup = Setup(tmp_path)
+    with daemons() as started:
+        setup.backend(started)
+        with closing(sqlite3.connect(tmp_path / "backend" / "events.db")) as db, db:
+            db.execute("CREATE TRIGGER broken BEFORE INSERT ON event_log BEGIN SELECT no_such_function(); END")
+        agent = setup.agent(started)
+        with httpx.Client(base_url=f"http://127.0.0.1:{setup.agent_api}", timeout=30) as client:
+            assert client.post("/events", json=result("disk", "held back")).status_code == 202
+            for ended in range(1, 4):
+                agent.wait_for_log("backend connection ended", count=ended)
+            delays = re.findall(r'"backend connection ended" .*worked=False retry_in=(\S+)', "".join(agent.lines))
+            assert delays[:3] == ["0.5", "1.0", "2.0"]
+            with closing(sqlite3.connect(tmp_path / "backend" / "events.db")) as db, db:
+                db.execute("DROP TRIGGER broken")
+            setup.send_marker_and_wait(client)  # the held-back event went first, in order
+    with closing(sqlite3.connect(tmp_path / "backend" / "events.db")) as db:
+        outputs = [row[0] for row in db.execute("SELECT check_name FROM event_log WHERE check_name = 'disk'")]
+    assert outputs == ["disk"]
+    setup.close()
