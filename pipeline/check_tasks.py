@@ -3,13 +3,18 @@ checks wanted now, the changed ones restart, the gone ones stop and the new ones
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 import trio
 
+from pipeline.core.schedule import ScheduleError
+from pipeline.logs import get_logger
 from pipeline.model import CheckConfig
 from pipeline.model.codec import encode
+
+log = get_logger("check_tasks")
 
 K = TypeVar("K", bound=Hashable)
 #: Runs one check's schedule until its cancel scope is cancelled.
@@ -40,3 +45,15 @@ class CheckTasks(Generic[K]):
                 nursery.start_soon(run, check, scope)
                 started.append(key)
         return started
+
+
+@contextmanager
+def unschedulable_ends(check: str, count: Callable[[], None]) -> Iterator[None]:
+    """Around one check's schedule: one that has no next run (a cron the resources' checks would
+    refuse, come another way) ends that check's task alone, logged and ``count``ed, rather than
+    failing the scheduler and every check in it."""
+    try:
+        yield
+    except ScheduleError as exc:
+        count()
+        log.error("check no longer scheduled: it has no next run", check=check, error=exc)

@@ -399,7 +399,8 @@ class BackendMetrics:
             scheduled_skipped=Counter(
                 "pipeline_scheduled_skipped",
                 "Round robin and proxy check executions not asked for: no agent connected (no_agent), no entity"
-                " matching (no_entity), an entity the expressions failed on (entity_error)",
+                " matching (no_entity), an entity the expressions failed on (entity_error), a check whose schedule"
+                " had no next run (unschedulable: its schedule ends)",
                 ["reason"],
                 registry=r,
             ),

@@ -100,9 +100,8 @@ class Agent:
         self.spool = Spool(spool_path, config.spool_max_bytes)
         self.delivery = Delivery(self.spool, self._outbound, self.metrics)
         scheduled = Outlet(self.delivery.spooled_event)
-        self.scheduler = Scheduler(
-            config.name, self._run_check, scheduled.send, on_skip=reports.skipped, on_subdued=reports.subdued
-        )
+        self.scheduler = Scheduler(config.name, self._run_check, scheduled.send, on_skip=reports.skipped,
+                                   on_subdued=reports.subdued, on_unschedulable=reports.unschedulable)  # fmt: skip
         self._scheduler_source = SchedulerSource(self.scheduler, scheduled)
         #: the host sources switched on (``--source``); raises UnknownSource for a name none has
         self.sources = make_sources(

@@ -35,3 +35,6 @@ class CheckReports:
 
     def skipped(self, name: str) -> None:
         self.metrics.checks_skipped.labels(name).inc()
+
+    def unschedulable(self, name: str) -> None:
+        self.metrics.checks_unschedulable.labels(name).inc()

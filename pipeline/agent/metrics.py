@@ -25,6 +25,7 @@ class AgentMetrics:
     check_duration: Histogram
     checks_skipped: Counter
     checks_subdued: Counter
+    checks_unschedulable: Counter
     events_sent: Counter
     events_acked: Counter
     events_rejected: Counter
@@ -76,6 +77,12 @@ class AgentMetrics:
             checks_subdued=Counter(
                 "pipeline_agent_checks_subdued",
                 "Scheduled runs not made because they fell inside one of the check's subdues windows",
+                ["check"],
+                registry=r,
+            ),
+            checks_unschedulable=Counter(
+                "pipeline_agent_checks_unschedulable",
+                "Checks whose schedule had no next run (their task ended; the other checks go on)",
                 ["check"],
                 registry=r,
             ),

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from pipeline.check_tasks import CheckTasks
+from pipeline.check_tasks import CheckTasks, unschedulable_ends
 from pipeline.core.backend_schedule import backend_scheduled
 from pipeline.core.schedule import schedule_for
 from pipeline.core.subdues import is_subdued
@@ -38,6 +38,7 @@ class Scheduler:
         *,
         on_skip: Callable[[str], None] = lambda name: None,
         on_subdued: Callable[[str], None] = lambda name: None,
+        on_unschedulable: Callable[[str], None] = lambda name: None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.agent = agent
@@ -45,6 +46,7 @@ class Scheduler:
         self._send = send
         self._on_skip = on_skip
         self._on_subdued = on_subdued
+        self._on_unschedulable = on_unschedulable
         self._wall_clock = wall_clock
         self._tasks: CheckTasks[str] = CheckTasks()
         self._nursery: trio.Nursery | None = None
@@ -94,7 +96,7 @@ class Scheduler:
 
     async def _run_schedule(self, config: CheckConfig, scope: trio.CancelScope) -> None:
         name = config.metadata.name
-        with scope:
+        with scope, unschedulable_ends(name, lambda: self._on_unschedulable(name)):
             schedule = schedule_for(self.agent, name, interval=config.interval, cron=config.cron)
             due = schedule.next_after(self._wall_clock())
             subdued = False

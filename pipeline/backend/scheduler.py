@@ -22,7 +22,7 @@ from typing import Protocol
 
 import trio
 
-from pipeline.check_tasks import CheckTasks
+from pipeline.check_tasks import CheckTasks, unschedulable_ends
 from pipeline.core.backend_schedule import backend_scheduled, next_agents, splay_step
 from pipeline.core.entity_attributes import EntityMatcher, EntityMatchError, compile_entity_attributes
 from pipeline.core.schedule import schedule_for
@@ -123,7 +123,8 @@ class BackendScheduler:
         matcher = None
         if check.proxy_requests is not None:
             matcher = compile_entity_attributes(check.proxy_requests.entity_attributes)
-        with scope:
+        unschedulable = self._metrics.scheduled_skipped.labels("unschedulable").inc
+        with scope, unschedulable_ends(f"{namespace}/{name}", unschedulable):
             schedule = schedule_for(SCHEDULER, f"{namespace}/{name}", interval=check.interval, cron=check.cron)
             due = schedule.next_after(self._wall_clock())
             while True:

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 _DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", re.ASCII)
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: Where a cron expression is asked for its first run, to refuse one that never fires (2000-01-01).
+_REFERENCE = 946_684_800.0
 
 
 class ScheduleError(ValueError):
@@ -72,8 +74,12 @@ class CronSchedule:
     zone: datetime.tzinfo
 
     def next_after(self, wall: float) -> float:
+        """ScheduleError when there is none (croniter looks 50 years ahead)."""
         start = datetime.datetime.fromtimestamp(wall, self.zone)
-        return float(croniter(self.expression, start).get_next(float))
+        try:
+            return float(croniter(self.expression, start).get_next(float))
+        except CroniterBadDateError:
+            raise ScheduleError(f"cron {self.expression!r} has no run after {start.isoformat()}") from None
 
     def runs_between(self, start: float, end: float) -> int:
         count = 0
@@ -121,7 +127,12 @@ def parse_cron(expression: str, local: datetime.tzinfo | None = None) -> Interva
         raise ScheduleError(f"invalid cron expression {expression!r}")
     if zone is None:
         zone = datetime.datetime.now().astimezone().tzinfo or datetime.UTC
-    return CronSchedule(text, zone)
+    schedule = CronSchedule(text, zone)
+    try:  # accepted, a date no calendar has (the 31st of February) stopped every check of the agent
+        schedule.next_after(_REFERENCE)
+    except ScheduleError:
+        raise ScheduleError(f"cron {expression!r} never fires: no date matches it") from None
+    return schedule
 
 
 def schedule_for(agent: str, check: str, *, interval: int, cron: str) -> IntervalSchedule | CronSchedule:

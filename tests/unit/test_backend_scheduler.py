@@ -162,3 +162,12 @@ async def test_no_round_robin_run_inside_a_subdue_window(mock_clock: trio.testin
     await run(agents, [check(round_robin=True, subdues=[window])], 60, metrics)
     assert agents.asked == []
     assert metrics.registry.get_sample_value("pipeline_scheduled_skipped_total", {"reason": "subdued"}) == 6
+
+
+async def test_a_check_with_no_next_run_ends_alone_counted(mock_clock: trio.testing.MockClock) -> None:
+    """A round robin check whose cron never fires (come without the resources' checks): its
+    schedule ends, counted, and the backend's other checks go on."""
+    agents, metrics = FakeAgents("web1"), BackendMetrics.create()
+    await run(agents, [check("never", round_robin=True, cron="0 0 31 4 *"), check(round_robin=True)], 30, metrics)
+    assert [agent for _, agent, _ in agents.asked] == ["web1"] * 3
+    assert metrics.registry.get_sample_value("pipeline_scheduled_skipped_total", {"reason": "unschedulable"}) == 1

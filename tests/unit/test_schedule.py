@@ -78,6 +78,11 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
+def test_a_date_that_comes_once_in_four_years_is_a_schedule() -> None:
+    schedule = parse_cron("CRON_TZ=UTC 0 0 29 2 *")
+    assert schedule.next_after(4_102_444_800) == 4_233_686_400  # from 2100 (no leap day) to 2104-02-29
+
+
 def test_every_is_an_interval_with_splay() -> None:
     schedule = schedule_for("web1", "often", interval=0, cron="@every 5m")
     assert schedule == IntervalSchedule(300, splay_phase("web1", "often", 300))
@@ -93,6 +98,10 @@ def test_every_is_an_interval_with_splay() -> None:
         ("@every soon", "invalid duration 'soon'"),
         ("@every 0s", "must be positive"),
         ("CRON_TZ=Mars/Base * * * * *", "unknown time zone 'Mars/Base'"),
+        # dates no calendar has: accepted, they stopped every check of the agent at its first run
+        ("59 23 31 2 *", "never fires: no date matches it"),
+        ("0 0 31 4,6,9,11 *", "never fires"),
+        ("CRON_TZ=UTC 0 12 30 2 *", "never fires"),
     ],
 )
 def test_bad_cron_is_an_error_saying_why(expression: str, message: str) -> None:

@@ -34,6 +34,7 @@ class Recorder:
         self.issued: list[int] = []
         self.skipped: list[str] = []
         self.proxies: list[str] = []
+        self.unschedulable: list[str] = []
 
     async def run_check(self, cfg: CheckConfig, issued: int, proxy: Entity | None = None) -> Event:
         self.starts.setdefault(cfg.metadata.name, []).append(wall())
@@ -47,7 +48,8 @@ class Recorder:
         pass
 
     def scheduler(self, agent: str = "web1") -> Scheduler:
-        return Scheduler(agent, self.run_check, self.send, on_skip=self.skipped.append, wall_clock=wall)
+        return Scheduler(agent, self.run_check, self.send, on_skip=self.skipped.append,
+                         on_unschedulable=self.unschedulable.append, wall_clock=wall)  # fmt: skip
 
 
 @pytest.fixture
@@ -100,6 +102,20 @@ async def test_cron_runs_at_its_times(mock_clock: trio.testing.MockClock) -> Non
     recorder = Recorder(duration=1)
     await run_for(16 * 60, recorder, [config("report", cron="CRON_TZ=UTC */5 * * * *")])
     assert recorder.starts["report"] == [EPOCH + 300, EPOCH + 600, EPOCH + 900]
+
+
+async def test_a_check_with_no_next_run_ends_alone_and_the_others_keep_their_schedule(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """A cron that never fires (the 31st of February), come to the agent without the resources'
+    checks (an older backend's): that check's task ends, counted, and the rest run on. Before,
+    it failed the scheduler, and every check of the agent stopped with it."""
+    recorder = Recorder()
+    never = CheckConfig(metadata=ObjectMeta(name="never"), command="true", cron="59 23 31 2 *", publish=True)
+    await run_for(35, recorder, [config("steady", 10), never])
+    assert len(recorder.starts["steady"]) == 3
+    assert "never" not in recorder.starts
+    assert recorder.unschedulable == ["never"]
 
 
 async def test_every_descriptor(mock_clock: trio.testing.MockClock) -> None:
