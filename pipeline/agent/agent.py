@@ -325,7 +325,8 @@ class Agent:
                     stream = trio.SSLStream(stream, self._tls, server_hostname=host)
                 if worked := await self._serve_connection(MessageStream(stream, backend)):
                     delay = RETRY_MIN
-                log.warning("backend connection ended", backend=backend, worked=worked, retry_in=f"{delay:.1f}")
+                (log.info if worked else log.warning)("backend connection ended", backend=backend, worked=worked,
+                                                      retry_in=f"{delay:.1f}")  # fmt: skip
             await trio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, RETRY_MAX)
 
