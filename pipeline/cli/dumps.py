@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from pipeline.cli.operator import ApiError, api_get, api_request
+from pipeline.cli.operator import ApiError, api_get, api_request, in_namespace, segment
 from pipeline.cli.output import Bar
 
 #: API list -> type, in the order a restore needs them (namespaces first, what names others before them).
@@ -40,11 +40,7 @@ def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     with Bar(len(kinds), "dumping", sys.stderr) as bar:
         for plural, kind in kinds:
-            where = (
-                f"/api/core/v2/{plural}"
-                if args.all_namespaces
-                else f"/api/core/v2/namespaces/{args.namespace}/{plural}"
-            )
+            where = f"/api/core/v2/{plural}" if args.all_namespaces else in_namespace(args, plural)
             documents += [wrap(kind, item) for item in api_get(args, where)]
             bar.advance()
     return documents
@@ -105,4 +101,5 @@ def put_entity(args: argparse.Namespace, document: dict[str, Any]) -> None:
     if not isinstance(name, str) or not name:
         raise ApiError(f"{args.file}: an Entity without metadata.name")
     body = {**(document.get("spec") or {}), "metadata": {**metadata, "namespace": namespace}}
-    api_request(args, "PUT", f"/api/core/v2/namespaces/{namespace}/entities/{name}", expect=201, json=body)
+    path = f"/api/core/v2/namespaces/{segment(namespace, 'metadata.namespace')}/entities/{segment(name, 'name')}"
+    api_request(args, "PUT", path, expect=201, json=body)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pipeline.cli import http_client
 from pipeline.cli.event_filters import EventFilters
@@ -22,6 +23,22 @@ RESOLVED_OUTPUT = "Resolved manually by pipeline"
 
 class ApiError(Exception):
     """The backend could not be reached or answered with an error."""
+
+
+def segment(value: str, what: str) -> str:
+    """``value`` as one segment of an API path: percent-quoted, so that a ``/``, ``?``, ``#`` or
+    space in a name asks about that name (before, ``entity info 'a#b'`` answered about ``a``, and
+    ``'a?b'`` with a query parameter error); ApiError naming ``what`` when it is empty."""
+    if not value:
+        raise ApiError(f"{what}: must not be empty")
+    return quote(value, safe="")
+
+
+def in_namespace(args: argparse.Namespace, *parts: str | tuple[str, str]) -> str:
+    """``/api/core/v2/namespaces/<namespace>/...`` in the operator's namespace: each of ``parts``
+    a word of the path as it is, or a value given by the operator and what it is (quoted)."""
+    given = [part if isinstance(part, str) else segment(*part) for part in parts]
+    return "/".join(["/api/core/v2/namespaces", segment(args.namespace, "--namespace"), *given])
 
 
 def api_key(args: argparse.Namespace) -> str:
@@ -111,19 +128,19 @@ def cmd_event_list(args: argparse.Namespace) -> int:
         print(f"pipeline event list: error: {exc}", file=sys.stderr)
         return 2
     if wanted.silenced is not None:
-        wanted.silences, wanted.now = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/silenced"), time.time()
-    events = [e for e in api_get(args, f"/api/core/v2/namespaces/{args.namespace}/events") if wanted.match(e)]
+        wanted.silences, wanted.now = api_get(args, in_namespace(args, "silenced")), time.time()
+    events = [e for e in api_get(args, in_namespace(args, "events")) if wanted.match(e)]
     headers = ["entity", "check", "status", "state", "occurrences", "output"]
     return show(events, args, "no events", headers, event_rows(events))
 
 
 def cmd_event_info(args: argparse.Namespace) -> int:
-    event = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/events/{args.entity}/{args.check}")
+    event = api_get(args, event_path(args))
     return show_one(event, args)
 
 
 def event_path(args: argparse.Namespace) -> str:
-    return f"/api/core/v2/namespaces/{args.namespace}/events/{args.entity}/{args.check}"
+    return in_namespace(args, "events", (args.entity, "entity"), (args.check, "check"))
 
 
 def cmd_event_resolve(args: argparse.Namespace) -> int:
@@ -164,19 +181,19 @@ def entity_rows(entities: Sequence[dict[str, Any]], now: float) -> list[list[str
 
 
 def cmd_entity_list(args: argparse.Namespace) -> int:
-    entities = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/entities")
+    entities = api_get(args, in_namespace(args, "entities"))
     headers = ["entity", "class", "hostname", "last seen", "subscriptions"]
     return show(entities, args, "no entities", headers, entity_rows(entities, time.time()))
 
 
 def cmd_entity_info(args: argparse.Namespace) -> int:
-    entity = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/entities/{args.name}")
+    entity = api_get(args, in_namespace(args, "entities", (args.name, "entity")))
     return show_one(entity, args)
 
 
 def cmd_entity_delete(args: argparse.Namespace) -> int:
     """Sensu's entity delete: the entity and its events go; the handlers hear them resolved."""
-    api_request(args, "DELETE", f"/api/core/v2/namespaces/{args.namespace}/entities/{args.name}", expect=204)
+    api_request(args, "DELETE", in_namespace(args, "entities", (args.name, "entity")), expect=204)
     print("Deleted")
     return 0
 
@@ -217,7 +234,7 @@ def cmd_deadletter_replay(args: argparse.Namespace) -> int:
     failed = 0
     with Bar(len(ids), "replaying") as bar:
         for number, letter_id in enumerate(ids, start=1):
-            status, body = api_post(args, f"{DEAD_LETTERS}/{letter_id}/replay")
+            status, body = api_post(args, f"{DEAD_LETTERS}/{segment(letter_id, 'dead letter id')}/replay")
             if status == 404:
                 raise ApiError(body.get("message", f"dead letter {letter_id} not found"))
             if body.get("replayed"):
@@ -235,7 +252,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     """Every logged event in time order, page after page."""
     params = {k: v for k, v in (("since", args.since), ("until", args.until), ("entity", args.entity),
                                 ("type", args.type), ("limit", str(args.page))) if v}  # fmt: skip
-    path = f"/api/core/v2/namespaces/{args.namespace}/timeline"
+    path = in_namespace(args, "timeline")
     events: list[dict[str, Any]] = []
     while True:
         response = api_request(args, "GET", path, expect=200, params=params, timeout=30.0)
@@ -274,7 +291,7 @@ def cmd_key_list(args: argparse.Namespace) -> int:
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:
-    api_request(args, "DELETE", f"{KEYS}/{args.id}", expect=204)
+    api_request(args, "DELETE", f"{KEYS}/{segment(args.id, 'key id')}", expect=204)
     print(f"key {args.id} revoked")
     return 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.cli import http_client
-from pipeline.cli.operator import api_get, api_request, refusal
+from pipeline.cli.operator import api_get, api_request, in_namespace, refusal, segment
 from pipeline.cli.output import Bar, first_line, show, show_one, silence_ends
 from pipeline.logs import printable
 
@@ -123,7 +123,7 @@ def _put_entity(args: argparse.Namespace, document: Document, entity: Entity) ->
     from pipeline.model.codec import encode
 
     namespace = entity.metadata.namespace
-    path = f"/api/core/v2/namespaces/{namespace}/entities/{entity.metadata.name}"
+    path = f"/api/core/v2/namespaces/{segment(namespace, 'namespace')}/entities/{segment(entity.metadata.name, 'name')}"
     api_request(args, "PUT", path, expect=201, json=encode(entity))
 
 
@@ -142,7 +142,7 @@ def known_kind(args: argparse.Namespace, kinds: Collection[str] = KINDS) -> bool
 def cmd_get(args: argparse.Namespace) -> int:
     if not known_kind(args):
         return 2
-    path = f"/api/core/v2/namespaces/{args.namespace}/{args.kind}" + (f"/{args.name}" if args.name else "")
+    path = in_namespace(args, args.kind, *([(args.name, "name")] if args.name else []))
     found = api_get(args, path)
     if args.name:
         if args.format == "table":
@@ -167,7 +167,8 @@ def cmd_revert(args: argparse.Namespace) -> int:
     """Drop the API's change of a resource: the config directory's version runs again."""
     if not known_kind(args, [k for k in KINDS if k != "silenced"]):
         return 2
-    api_request(args, "DELETE", f"/api/pipeline/v1/overrides/{args.kind}/{args.namespace}/{args.name}", expect=204)
+    where = f"{args.kind}/{segment(args.namespace, '--namespace')}/{segment(args.name, 'name')}"
+    api_request(args, "DELETE", f"/api/pipeline/v1/overrides/{where}", expect=204)
     print(f"{args.kind} {args.name!r}: the config directory's version runs again")
     return 0
 
@@ -235,7 +236,7 @@ COLUMNS: dict[str, list[tuple[str, Callable[[Item], str]]]] = {
 def cmd_delete(args: argparse.Namespace) -> int:
     if not known_kind(args):
         return 2
-    api_request(args, "DELETE", f"/api/core/v2/namespaces/{args.namespace}/{args.kind}/{args.name}", expect=204)
+    api_request(args, "DELETE", in_namespace(args, args.kind, (args.name, "name")), expect=204)
     print(f"{args.kind} {args.name!r} deleted")
     return 0
 
@@ -243,7 +244,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_check_execute(args: argparse.Namespace) -> int:
     subscriptions = [s for s in args.subscriptions.split(",") if s]
     body = {"check": args.name, "subscriptions": subscriptions, "reason": args.reason, "creator": "pipeline"}
-    path = f"/api/core/v2/namespaces/{args.namespace}/checks/{args.name}/execute"
+    path = in_namespace(args, "checks", (args.name, "check"), "execute")
     agents = api_request(args, "POST", path, expect=202, json=body).json()["agents"]
     if not agents:
         where = ", ".join(subscriptions) if subscriptions else "the check's subscriptions"

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from pipeline.cli import http_client
-from pipeline.cli.operator import ApiError, api_request, refusal
+from pipeline.cli.operator import ApiError, api_request, in_namespace, refusal
 from pipeline.core.push.common import change_event, labels_of
 from pipeline.errors import ValidationError
 
@@ -69,7 +69,7 @@ def cmd_event_send(args: argparse.Namespace) -> int:
         _post_to_agent(args.agent_url, body)
         where = f"the agent at {args.agent_url} (spooled)"
     else:
-        api_request(args, "POST", f"/api/core/v2/namespaces/{args.namespace}/events", expect=201, json=body)
+        api_request(args, "POST", in_namespace(args, "events"), expect=201, json=body)
         where = f"the backend at {args.api_url}"
     print(f"event {body['id']} ({args.type}) sent to {where}")
     return 0

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from pipeline.cli.operator import api_get, api_request
+from pipeline.cli.operator import api_get, api_request, in_namespace
 from pipeline.cli.output import first_line, local_time, show, silence_ends
 from pipeline.core.numbers import UNIX_SECONDS, parse_int
 
@@ -76,7 +76,7 @@ def cmd_silence_create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pipeline silence create: error: {exc}", file=sys.stderr)
         return 2
-    path = f"/api/core/v2/namespaces/{args.namespace}/silenced"
+    path = in_namespace(args, "silenced")
     api_request(args, "POST", path, expect=201, json=body)
     name = f"{args.subscription or '*'}:{args.check or '*'}"
     print(f"silence {name} created{until(body)}")
@@ -99,12 +99,12 @@ def silence_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def cmd_silence_list(args: argparse.Namespace) -> int:
-    entries = api_get(args, f"/api/core/v2/namespaces/{args.namespace}/silenced")
+    entries = api_get(args, in_namespace(args, "silenced"))
     headers = ["name", "subscription", "check", "begins", "ends", "creator", "reason"]
     return show(entries, args, "no silences", headers, silence_rows(entries))
 
 
 def cmd_silence_delete(args: argparse.Namespace) -> int:
-    api_request(args, "DELETE", f"/api/core/v2/namespaces/{args.namespace}/silenced/{args.name}", expect=204)
+    api_request(args, "DELETE", in_namespace(args, "silenced", (args.name, "silence")), expect=204)
     print(f"silence {args.name} deleted")
     return 0

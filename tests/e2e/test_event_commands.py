@@ -45,6 +45,11 @@ async def test_resolve_delete_and_entity_commands(tmp_path: Path) -> None:
             await pipeline("resolve unknown", "event", "resolve", "router1", "ospf")
             await pipeline("delete", "event", "delete", "router1", "bgp")
             await pipeline("delete again", "event", "delete", "router1", "bgp")
+            # names the API could not hold are asked about as they are, never as another path
+            await pipeline("hash", "entity", "info", "router1#x")
+            await pipeline("query", "event", "info", "router1", "bgp?x=1")
+            await pipeline("slash", "event", "delete", "router1/bgp", "x")
+            await pipeline("empty", "entity", "delete", "")
             await pipeline("entity delete", "entity", "delete", "router1")
             await pipeline("entity delete again", "entity", "delete", "router1")
             nursery.cancel_scope.cancel()
@@ -64,5 +69,10 @@ async def test_resolve_delete_and_entity_commands(tmp_path: Path) -> None:
     assert results["resolve unknown"] == (1, "", "pipeline: event router1/ospf not found in namespace default\n")
     assert results["delete"] == (0, "Deleted\n", "")
     assert results["delete again"] == (1, "", "pipeline: event router1/bgp not found in namespace default\n")
+    assert results["hash"] == (1, "", "pipeline: entity router1#x not found in namespace default\n")
+    assert results["query"] == (1, "", "pipeline: event router1/bgp?x=1 not found in namespace default\n")
+    # one segment with a slash in it (the server decodes it into two): no path, not router1/bgp's delete
+    assert results["slash"] == (1, "", f"pipeline: no such path: {NS}/events/router1/bgp/x\n")
+    assert results["empty"] == (1, "", "pipeline: entity: must not be empty\n")
     assert results["entity delete"] == (0, "Deleted\n", "")
     assert results["entity delete again"] == (1, "", "pipeline: entity router1 not found in namespace default\n")
