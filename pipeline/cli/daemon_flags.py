@@ -66,6 +66,22 @@ keepalive_interval = _whole_number((1, UINT32[1]), f"whole seconds from 1 to {UI
 keepalive_timeout = _whole_number((0, UINT32[1]), f"whole seconds from 0 (never) to {UINT32[1]}")
 
 
+def api_key(text: str) -> str:
+    """An API key given on the command line: an empty one, or one with spaces around it (a key is
+    compared without them), could never be presented; the admin key file is not written when a
+    key is given, so such a flag left the backend with no admin key at all."""
+    if not text or text != text.strip():
+        raise argparse.ArgumentTypeError("must be a key: not empty, no spaces around it")
+    return text
+
+
+def secret(text: str) -> str:
+    """An agent token or password: an empty one matches nothing."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def store_url(text: str) -> str:
     try:
         return check_store(text)
@@ -138,18 +154,21 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--admin-key",
+        type=api_key,
         action="append",
         default=_env_list("PIPELINE_ADMIN_KEYS"),
         help="an API key of role admin (repeatable; also PIPELINE_ADMIN_KEYS, comma-separated)",
     )
     parser.add_argument(
         "--ingest-key",
+        type=api_key,
         action="append",
         default=_env_list("PIPELINE_INGEST_KEYS"),
         help="an API key that may only push events (repeatable; also PIPELINE_INGEST_KEYS)",
     )
     parser.add_argument(
         "--viewer-key",
+        type=api_key,
         action="append",
         default=_env_list("PIPELINE_VIEWER_KEYS"),
         help="an API key that may only read: the API's GETs, the dashboard without its buttons "
@@ -174,7 +193,7 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
         help="handlers of pushed change events (deployments, boots ...)",
     )
     parser.add_argument(
-        "--max-body-size", type=int, default=1024 * 1024, help="largest HTTP body accepted, in bytes (1 MiB)"
+        "--max-body-size", type=positive_int, default=1024 * 1024, help="largest HTTP body accepted, in bytes (1 MiB)"
     )
 
 
@@ -201,7 +220,7 @@ def add_backend_security_flags(parser: argparse.ArgumentParser) -> None:
         metavar="USER:PASSWORD",
         help="an agent login (repeatable); without any login or token, agents are accepted on loopback only",
     )
-    parser.add_argument("--agent-token", action="append", default=[], help="an agent token (repeatable)")
+    parser.add_argument("--agent-token", type=secret, action="append", default=[], help="an agent token (repeatable)")
     add_tls_flags(parser, "the backend's certificate", "CA that agent certificates must be signed by (mutual TLS)")
 
 
@@ -219,8 +238,8 @@ def add_agent_connection_flags(parser: argparse.ArgumentParser) -> None:
         help="backend transport HOST:PORT (repeatable: tried in turn; default 127.0.0.1:8081)",
     )
     parser.add_argument("--user", help="agent login, with --password")
-    parser.add_argument("--password", help="agent password")
-    parser.add_argument("--token", help="agent token configured on the backend")
+    parser.add_argument("--password", type=secret, help="agent password (with --user)")
+    parser.add_argument("--token", type=secret, help="agent token configured on the backend (or --user/--password)")
     parser.add_argument("--heartbeat-interval", type=positive_float, default=5.0, help="seconds between pings (5)")
     parser.add_argument(
         "--heartbeat-timeout", type=positive_float, default=15.0, help="seconds of silence that end a connection (15)"

@@ -47,13 +47,29 @@ def _source_settings(args: argparse.Namespace, data_dir: Path | None) -> SourceS
     )
 
 
-def refused_sources(args: argparse.Namespace) -> int | None:
-    """2 (argparse's status for a bad flag) after one line naming an unknown ``--source``, else None."""
+def refused_agent_flags(args: argparse.Namespace) -> int | None:
+    """2 (argparse's status for a bad flag) after one line naming an unknown ``--source`` or
+    agent credentials given by halves or twice, else None."""
     try:
         check_source_names(_flat(args.sources))
     except UnknownSource as exc:
         print(f"pipeline {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    if (problem := credentials_problem(args)) is not None:
+        print(f"pipeline {args.command}: error: {problem}", file=sys.stderr)
+        return 2
+    return None
+
+
+def credentials_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the agent's credentials flags: one was used and the other dropped
+    (``--token`` won over ``--user``), or a password went without its user (ignored) or a user
+    without a password (refused by every backend)."""
+    token, user, password = (getattr(args, name, None) for name in ("token", "user", "password"))
+    if token is not None and (user is not None or password is not None):
+        return "give --token or --user with --password, not both"
+    if (user is None) != (password is None):
+        return "--user and --password go together"
     return None
 
 
@@ -102,10 +118,13 @@ def _tls_files(args: argparse.Namespace) -> TLSFiles:
 
 
 def _credentials(args: argparse.Namespace) -> dict[str, str]:
+    """The agent's credentials; ValueError for flags given by halves or twice (a reload's file)."""
+    if (problem := credentials_problem(args)) is not None:
+        raise ValueError(problem)
     if getattr(args, "token", None):
         return {"token": args.token}
     if getattr(args, "user", None):
-        return {"user": args.user, "password": args.password or ""}
+        return {"user": args.user, "password": args.password}
     return {}
 
 
@@ -255,7 +274,7 @@ def _standalone_agent_config(args: argparse.Namespace) -> AgentConfig:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    if (refused := refused_sources(args)) is not None:
+    if (refused := refused_agent_flags(args)) is not None:
         return refused
     config = _standalone_agent_config(args)
 
@@ -274,7 +293,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    if (refused := refused_sources(args)) is not None:
+    if (refused := refused_agent_flags(args)) is not None:
         return refused
     try:
         backend_config = _backend_config(args)

@@ -103,3 +103,35 @@ def test_the_agent_refuses_keepalive_timeouts_sensu_cannot_carry(capsys: pytest.
     top = daemons["agent"].parse_args(["--keepalive-interval", "4294967295", "--keepalive-warning-timeout",
                                        "4294967295", "--keepalive-critical-timeout", "4294967295"])  # fmt: skip
     assert (top.keepalive_interval, top.keepalive_warning_timeout, top.keepalive_critical_timeout) == (2**32 - 1,) * 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # an empty admin key stopped the admin key file being written, and could never be presented
+        (["backend", "--admin-key", ""], "--admin-key: must be a key: not empty, no spaces around it"),
+        (["backend", "--ingest-key", " k"], "--ingest-key: must be a key: not empty, no spaces around it"),
+        (["backend", "--viewer-key", "k "], "--viewer-key: must be a key: not empty, no spaces around it"),
+        (["backend", "--agent-token", ""], "--agent-token: must not be empty"),
+        (["backend", "--max-body-size", "0"], "--max-body-size: must be a positive whole number, got '0'"),
+        (["backend", "--max-body-size", "-5"], "--max-body-size: must be a positive whole number, got '-5'"),
+        (["agent", "--token", ""], "--token: must not be empty"),
+        (["agent", "--password", ""], "--password: must not be empty"),
+        # one of the two was dropped without a word: the token won, or the lone password was ignored
+        (
+            ["agent", "--token", "t", "--user", "u", "--password", "p"],
+            "give --token or --user with --password, not both",
+        ),
+        (["agent", "--password", "p"], "--user and --password go together"),
+        (["agent", "--user", "u"], "--user and --password go together"),
+    ],
+)
+def test_daemon_flags_that_could_never_work_are_refused_naming_them(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        status = main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == 2
+    assert message in capsys.readouterr().err
