@@ -59,6 +59,7 @@ class AgentConfig:
         its events)."""
         try:
             validate_name(self.name, "--name")
+            validate_name(self.namespace, "--namespace")  # the backend takes no other for the entity
         except ValidationError as exc:
             raise ValueError(str(exc)) from None
         for flag, timeout in (("--keepalive-warning-timeout", self.keepalive_warning_timeout),

@@ -19,6 +19,15 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_peer_address(text: str) -> tuple[str, int]:
+    """An address to connect to: :func:`parse_address`, with a port from 1 (port 0 is only a
+    listener's "any free port"; no connection reaches it)."""
+    host, port = parse_address(text)
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port from 1 to 65535, got {text!r}")
+    return host, port
+
+
 def parse_optional_address(text: str) -> tuple[str, int] | None:
     """Like :func:`parse_address`, but an empty string means "disabled"."""
     return parse_address(text) if text else None

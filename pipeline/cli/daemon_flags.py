@@ -27,6 +27,7 @@ from pipeline.cli.addresses import (
     parse_list,
     parse_optional_address,
     parse_pairs,
+    parse_peer_address,
     positive_float,
 )
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
@@ -233,7 +234,7 @@ def add_tls_flags(parser: argparse.ArgumentParser, cert: str, ca: str) -> None:
 def add_agent_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend-addr",
-        type=parse_address,
+        type=parse_peer_address,
         action="append",
         help="backend transport HOST:PORT (repeatable: tried in turn; default 127.0.0.1:8081)",
     )
@@ -335,7 +336,7 @@ def add_spool_flags(parser: argparse.ArgumentParser, *, data: bool) -> None:
         )
     parser.add_argument(
         "--spool-max-bytes",
-        type=int,
+        type=positive_int,
         default=256 * 1024 * 1024,
         help="bytes of unacknowledged events kept on disk; past that the oldest are dropped and counted (256 MiB)",
     )

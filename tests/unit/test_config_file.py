@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.agent.settings import AgentConfig
 from pipeline.cli.config_file import config_file_in, file_defaults
 from pipeline.cli.main import build_parser, main
 from pipeline.errors import ConfigError
@@ -116,6 +117,9 @@ def test_the_agent_refuses_keepalive_timeouts_sensu_cannot_carry(capsys: pytest.
         (["backend", "--max-body-size", "0"], "--max-body-size: must be a positive whole number, got '0'"),
         (["backend", "--max-body-size", "-5"], "--max-body-size: must be a positive whole number, got '-5'"),
         (["agent", "--token", ""], "--token: must not be empty"),
+        # port 0 is a listener's "any port": the agent retried it for ever
+        (["agent", "--backend-addr", "127.0.0.1:0"], "--backend-addr: expected HOST:PORT with a port from 1 to 65535"),
+        (["agent", "--spool-max-bytes", "0"], "--spool-max-bytes: must be a positive whole number, got '0'"),
         (["agent", "--password", ""], "--password: must not be empty"),
         # one of the two was dropped without a word: the token won, or the lone password was ignored
         (
@@ -135,3 +139,10 @@ def test_daemon_flags_that_could_never_work_are_refused_naming_them(
         status = exit_.code
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("namespace", "message"), [("", "name must not be empty"), ("a b", "name 'a b' may contain")])
+def test_an_agent_namespace_the_backend_cannot_take_is_refused_at_start(namespace: str, message: str) -> None:
+    config = AgentConfig(name="web1", backend_addrs=[("127.0.0.1", 8081)], namespace=namespace)
+    with pytest.raises(ValueError, match=f"--namespace: {message}"):
+        config.validate()
