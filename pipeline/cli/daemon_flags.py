@@ -67,6 +67,24 @@ keepalive_interval = _whole_number((1, UINT32[1]), f"whole seconds from 1 to {UI
 keepalive_timeout = _whole_number((0, UINT32[1]), f"whole seconds from 0 (never) to {UINT32[1]}")
 
 
+def login(text: str) -> tuple[str, str]:
+    """``USER:PASSWORD``, refused with what is wrong (argparse's own words were "invalid
+    parse_user value")."""
+    try:
+        return parse_user(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def plugin_dir(text: str) -> Path:
+    """A directory put on the PATH of checks, hooks and handlers: one that is not there would
+    leave every command in it "not found", found out run by run."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory")
+    return path
+
+
 def api_key(text: str) -> str:
     """An API key given on the command line: an empty one, or one with spaces around it (a key is
     compared without them), could never be presented; the admin key file is not written when a
@@ -177,7 +195,7 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--api-user",
-        type=parse_user,
+        type=login,
         action="append",
         default=[],
         metavar="USER:PASSWORD",
@@ -215,7 +233,7 @@ def _env_list(name: str) -> list[str]:
 def add_backend_security_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agent-user",
-        type=parse_user,
+        type=login,
         action="append",
         default=[],
         metavar="USER:PASSWORD",
@@ -369,7 +387,7 @@ def add_statsd_flags(parser: argparse.ArgumentParser) -> None:
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plugin-dir",
-        type=Path,
+        type=plugin_dir,
         action="append",
         dest="plugin_dirs",
         help="directory put first on PATH for checks, hooks and handlers (repeatable; default: the shipped "

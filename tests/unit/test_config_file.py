@@ -117,6 +117,14 @@ def test_the_agent_refuses_keepalive_timeouts_sensu_cannot_carry(capsys: pytest.
         (["backend", "--max-body-size", "0"], "--max-body-size: must be a positive whole number, got '0'"),
         (["backend", "--max-body-size", "-5"], "--max-body-size: must be a positive whole number, got '-5'"),
         (["agent", "--token", ""], "--token: must not be empty"),
+        (
+            ["backend", "--api-user", "admin:"],
+            "--api-user: expected USER:PASSWORD, got 'admin'",
+        ),  # was "invalid parse_user value"
+        (["backend", "--agent-user", "agent"], "--agent-user: expected USER:PASSWORD, got 'agent'"),
+        # a typo left every command in it "not found", run by run
+        (["agent", "--plugin-dir", "/no/such/dir"], "--plugin-dir: '/no/such/dir' is not a directory"),
+        (["backend", "--plugin-dir", "/no/such/dir"], "--plugin-dir: '/no/such/dir' is not a directory"),
         # port 0 is a listener's "any port": the agent retried it for ever
         (["agent", "--backend-addr", "127.0.0.1:0"], "--backend-addr: expected HOST:PORT with a port from 1 to 65535"),
         (["agent", "--spool-max-bytes", "0"], "--spool-max-bytes: must be a positive whole number, got '0'"),
