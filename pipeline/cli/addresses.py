@@ -1,10 +1,33 @@
-"""Parsing of ``host:port`` flags (IPv6 in brackets: ``[::1]:8080``)."""
+"""Parsing of flags: ``host:port`` (IPv6 in brackets: ``[::1]:8080``), lists, pairs, numbers."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-from pipeline.core.numbers import parse_decimal
+from pipeline.core.numbers import parse_decimal, parse_int
+
+#: A count a flag may give at most: within int64, as Go's flags take them.
+MOST = 2**63 - 1
+#: A check's status: Sensu's uint32.
+STATUS_MOST = 2**32 - 1
+
+
+def whole_number(bounds: tuple[int, int], expected: str) -> Callable[[str], int]:
+    """A flag's converter to a whole number within ``bounds`` in ASCII digits (not Arabic-Indic
+    ones, ``1_0`` or ``" 3"``, which ``int`` takes), refusing any other text as ``expected``."""
+
+    def convert(text: str) -> int:
+        value = parse_int(text, bounds)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return convert
+
+
+positive_int = whole_number((1, MOST), "a positive whole number")
+check_status = whole_number((0, STATUS_MOST), f"a status from 0 to {STATUS_MOST}")
 
 
 def parse_address(text: str) -> tuple[str, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.cli.addresses import check_status, positive_int
 from pipeline.cli.output import add_format_flag
 
 AGENT_URL = "http://127.0.0.1:3031"
@@ -121,7 +122,9 @@ def add_send_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--message", required=True, help="what happened: the check's output")
     parser.add_argument("--tag", action="append", default=[], help="a label k:v (repeatable)")
     parser.add_argument("--link", action="append", default=[], help='"title: url", an annotation (repeatable)')
-    parser.add_argument("--status", type=int, default=0, help="0 OK (default), 1 warning, 2 critical, 3 unknown")
+    parser.add_argument(
+        "--status", type=check_status, default=0, help="0 OK (default), 1 warning, 2 critical, 3 unknown"
+    )
     parser.add_argument("--host", default="", help="the entity (default: this machine, or the agent's own)")
     parser.add_argument("--agent", action="store_true", help="send through the local agent, which spools it")
     parser.add_argument("--agent-url", default=AGENT_URL, help=f"the local agent's API (default {AGENT_URL})")
@@ -204,7 +207,7 @@ def _timeline(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     timeline.add_argument("--until", default="", help="same forms; default now")
     timeline.add_argument("--entity", default="", help="only this entity")
     timeline.add_argument("--type", default="", help="only this check or change type (deployment, keepalive, ...)")
-    timeline.add_argument("--limit", type=int, default=1000, help="at most this many lines (1000)")
+    timeline.add_argument("--limit", type=positive_int, default=1000, help="at most this many lines (1000)")
     timeline.add_argument("--page", type=int, default=500, help=argparse.SUPPRESS)
     add_format_flag(timeline)
     return timeline

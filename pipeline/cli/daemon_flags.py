@@ -29,9 +29,10 @@ from pipeline.cli.addresses import (
     parse_pairs,
     parse_peer_address,
     positive_float,
+    positive_int,
+    whole_number,
 )
 from pipeline.core.keepalive import DEFAULT_CRITICAL_TIMEOUT, DEFAULT_INTERVAL, DEFAULT_WARNING_TIMEOUT
-from pipeline.core.numbers import parse_int
 from pipeline.core.redact import DEFAULT_REDACT
 from pipeline.core.statsd.aggregate import DEFAULT_MAX_KEYS
 from pipeline.core.store_url import check_store
@@ -42,29 +43,11 @@ from pipeline.model.codec import UINT32
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
-#: A count a flag may give at most: within int64, as Go's flags take them.
-_MOST = 2**63 - 1
-
-
-def _whole_number(bounds: tuple[int, int], expected: str) -> Callable[[str], int]:
-    """A flag's converter to a whole number within ``bounds`` in ASCII digits (not Arabic-Indic
-    ones, ``1_0`` or ``" 3"``, which ``int`` takes), refusing any other text as ``expected``."""
-
-    def convert(text: str) -> int:
-        value = parse_int(text, bounds)
-        if value is None:
-            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
-        return value
-
-    return convert
-
-
-positive_int = _whole_number((1, _MOST), "a positive whole number")
 # Sensu Go's agent keeps its keepalive interval and timeouts as uint32, and the keepalive's check
 # carries them in fields of that range, which the backend checks: a larger one, taken here, made
 # every keepalive of the agent refused.
-keepalive_interval = _whole_number((1, UINT32[1]), f"whole seconds from 1 to {UINT32[1]}")
-keepalive_timeout = _whole_number((0, UINT32[1]), f"whole seconds from 0 (never) to {UINT32[1]}")
+keepalive_interval = whole_number((1, UINT32[1]), f"whole seconds from 1 to {UINT32[1]}")
+keepalive_timeout = whole_number((0, UINT32[1]), f"whole seconds from 0 (never) to {UINT32[1]}")
 
 
 def login(text: str) -> tuple[str, str]:

@@ -24,6 +24,7 @@ from pipeline.cli import http_client
 from pipeline.cli.operator import ApiError, api_request, in_namespace, refusal
 from pipeline.core.push.common import change_event, labels_of
 from pipeline.errors import ValidationError
+from pipeline.model.meta import validate_name
 
 
 def links_of(links: list[str]) -> dict[str, str]:
@@ -39,8 +40,22 @@ def links_of(links: list[str]) -> dict[str, str]:
     return annotations
 
 
+def tags_of(tags: list[str]) -> dict[str, str]:
+    """``--tag`` values as labels (``k:v``, ``k=v``, or ``k`` for ``k: "true"``); one without a key
+    is refused (``:v`` made a label with an empty key)."""
+    for i, tag in enumerate(tags):
+        if not tag.partition(":" if ":" in tag else "=")[0].strip():
+            raise ValidationError(f"--tag[{i}]", f"expected KEY:VALUE, got {tag!r}")
+    return labels_of(tags, "--tag")
+
+
 def event_body(args: argparse.Namespace, now: float) -> dict[str, Any]:
-    """The event to send, as Sensu Go's event JSON (raises ValidationError naming the flag)."""
+    """The event to send, as Sensu Go's event JSON (raises ValidationError naming the flag). The
+    names are the operator's own, refused rather than made valid: the push formats' free text is
+    rewritten (``a b`` to ``a_b``), but here the event would not be the one asked for."""
+    validate_name(args.type, "--type")
+    if args.host:
+        validate_name(args.host, "--host")
     event = change_event(
         host=args.host or socket.gethostname(),
         name=args.type,
@@ -48,7 +63,7 @@ def event_body(args: argparse.Namespace, now: float) -> dict[str, Any]:
         status=args.status,
         timestamp=int(now),
         namespace=args.namespace,
-        labels=labels_of(args.tag, "--tag"),
+        labels=tags_of(args.tag),
         annotations=links_of(args.link),
         handlers=[],
     )
