@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.cli.addresses import check_status, positive_int
+from pipeline.cli.addresses import MOST, check_status, positive_int, whole_number
 from pipeline.cli.output import add_format_flag
 
 AGENT_URL = "http://127.0.0.1:3031"
+
+
+#: A silence's ``expire``: seconds from its begin, or -1 for none (Sensu's int64).
+silence_expire = whole_number((-1, MOST), "whole seconds, or -1 for none")
 
 
 def _func(parser: argparse.ArgumentParser, target: str) -> argparse.ArgumentParser:
@@ -164,7 +168,7 @@ def _silence(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> l
     until = create.add_mutually_exclusive_group()
     until.add_argument(
         "--expire",
-        type=int,
+        type=silence_expire,
         default=None,
         metavar="SECONDS",
         help="seconds until the silence ends (default: never, or at resolution)",
@@ -208,7 +212,7 @@ def _timeline(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     timeline.add_argument("--entity", default="", help="only this entity")
     timeline.add_argument("--type", default="", help="only this check or change type (deployment, keepalive, ...)")
     timeline.add_argument("--limit", type=positive_int, default=1000, help="at most this many lines (1000)")
-    timeline.add_argument("--page", type=int, default=500, help=argparse.SUPPRESS)
+    timeline.add_argument("--page", type=positive_int, default=500, help=argparse.SUPPRESS)
     add_format_flag(timeline)
     return timeline
 

@@ -20,6 +20,8 @@ from pipeline.cli.main import main
         # int() took 1_0 as 10
         (["event", "send", "--type", "deploy", "--message", "m", "--status", "1_0"], "must be a status from 0 to"),
         (["event", "send", "--type", "d", "--message", "m", "--status", "4294967296"], "must be a status from 0 to"),
+        (["silence", "create", "--check", "c", "--expire", "1_0"], "--expire: must be whole seconds, or -1 for none"),
+        (["silence", "create", "--check", "c", "--expire", "-2"], "--expire: must be whole seconds, or -1 for none"),
         # --limit 0 printed "nothing happened in that time" whatever had happened
         (["timeline", "--limit", "0"], "--limit: must be a positive whole number, got '0'"),
     ],
