@@ -78,7 +78,8 @@ def api_key(text: str) -> str:
 
 
 def secret(text: str) -> str:
-    """An agent token or password: an empty one matches nothing."""
+    """An agent's login, password or token: an empty one matches nothing (an empty login also
+    dropped the password given with it)."""
     if not text:
         raise argparse.ArgumentTypeError("must not be empty")
     return text
@@ -239,7 +240,7 @@ def add_agent_connection_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="backend transport HOST:PORT (repeatable: tried in turn; default 127.0.0.1:8081)",
     )
-    parser.add_argument("--user", help="agent login, with --password")
+    parser.add_argument("--user", type=secret, help="agent login, with --password")
     parser.add_argument("--password", type=secret, help="agent password (with --user)")
     parser.add_argument("--token", type=secret, help="agent token configured on the backend (or --user/--password)")
     parser.add_argument("--heartbeat-interval", type=positive_float, default=5.0, help="seconds between pings (5)")

@@ -129,6 +129,7 @@ def test_the_agent_refuses_keepalive_timeouts_sensu_cannot_carry(capsys: pytest.
         (["agent", "--backend-addr", "127.0.0.1:0"], "--backend-addr: expected HOST:PORT with a port from 1 to 65535"),
         (["agent", "--spool-max-bytes", "0"], "--spool-max-bytes: must be a positive whole number, got '0'"),
         (["agent", "--password", ""], "--password: must not be empty"),
+        (["agent", "--user", "", "--password", "p"], "--user: must not be empty"),  # the password was dropped
         # one of the two was dropped without a word: the token won, or the lone password was ignored
         (
             ["agent", "--token", "t", "--user", "u", "--password", "p"],
