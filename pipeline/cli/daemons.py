@@ -25,6 +25,7 @@ from pipeline.cli import locate
 from pipeline.cli.daemon_flags import default_plugin_dirs
 from pipeline.config import load_directory
 from pipeline.errors import ConfigError, ConfigErrors, ContainmentError, HandlerError, StoreError, UnknownSource
+from pipeline.fd_limit import raise_open_files_limit
 from pipeline.metrics import BackendMetrics
 from pipeline.tls import TLSFiles
 
@@ -210,6 +211,8 @@ async def _reload(controls: Controls) -> None:
 def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitable[Controls]]) -> int:
     """Run until signalled; a port in use or an unusable store is one clear line and exit 1."""
     logs.configure(args.log_level)
+    if (raised := raise_open_files_limit()) is not None:
+        log.info("open files limit raised", soft=raised[0], to=raised[1])
     try:
         containment.current()  # chosen and logged once, before any command runs
     except ContainmentError as exc:

@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -40,11 +40,13 @@ class Daemon:
     """A ``pipeline`` daemon as a child process; a thread copies its log lines to a file and
     wakes whoever waits for one."""
 
-    def __init__(self, log: Path, *args: str) -> None:
+    def __init__(self, log: Path, *args: str, wrapper: Sequence[str] = ()) -> None:
+        """``wrapper``: a command that runs the daemon's in its place (``prlimit ... --``)."""
         self.log = log
         self.lines: list[str] = []
         self._arrived = threading.Condition()
-        self.process = subprocess.Popen(pipeline_command(*args), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen([*wrapper, *pipeline_command(*args)], stderr=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL)  # fmt: skip
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
