@@ -17,6 +17,7 @@ Hierarchy::
     ├── StoreError                the event store failed or holds something unreadable
     │   └── StoreRefused          it refused what it was given (a constraint, a trigger, a number past its
     │                             column, an event that cannot be serialised): writing it again cannot help
+    ├── DataDirInUse              another daemon holds the data directory (directory, role, holder)
     ├── HandlerError              a handler could not be started or run
     ├── ScriptError               a filter expression or javascript mutator failed (source, message)
     │   ├── ScriptTimeout         it ran past its time limit and was stopped (limit)
@@ -156,6 +157,17 @@ class SpoolUnavailable(StoreError):
         self.seconds = seconds
         super().__init__(f"the agent's spool could not write the event within {seconds:g} s (a full or failing "
                          "disk?); it was not spooled: send it again later")  # fmt: skip
+
+
+class DataDirInUse(PipelineError):
+    """Another process holds the data directory of this ``role`` (``backend``)."""
+
+    def __init__(self, directory: object, role: str, holder: str) -> None:
+        self.directory = directory
+        self.role = role
+        self.holder = holder
+        who = f"process {holder}" if holder else "another process"
+        super().__init__(f"{directory} is in use by {who} (its {role} lock): give each daemon its own --data")
 
 
 class HandlerError(PipelineError):

@@ -61,6 +61,7 @@ from pipeline.backend.traces import PipelineTraces
 from pipeline.backend.transport import TransportServer
 from pipeline.config import Resources
 from pipeline.core.cluster import Heartbeat
+from pipeline.data_lock import DataDirLock
 from pipeline.errors import HandlerError, StoreError, ValidationError
 from pipeline.http import Limits, serve_app
 from pipeline.logs import get_logger
@@ -139,6 +140,7 @@ class Backend:
         self.config = config
         self.metrics = metrics or BackendMetrics.create()
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_lock = DataDirLock(config.data_dir, "backend")
         self.store = StoreService(store_for(config.store, config.data_dir, config.name), self.metrics.store)
         self.resource_service = ResourceService(
             config.resources,
@@ -248,6 +250,13 @@ class Backend:
         return checks, hooks, self.resources.assets_needed(checks, hooks)
 
     async def run(self, *, task_status: trio.TaskStatus[BackendAddresses] = trio.TASK_STATUS_IGNORED) -> None:
+        self.data_lock.acquire()  # one backend to a data directory: its journal is not shareable
+        try:
+            await self._run(task_status)
+        finally:
+            self.data_lock.release()
+
+    async def _run(self, task_status: trio.TaskStatus[BackendAddresses]) -> None:
         await self.store.open()
         log.info("store opened", store=self.store.store.where, shared=self.store.shared, backend=self.config.name)
         try:

@@ -24,7 +24,15 @@ from pipeline.backend.server import Backend, BackendConfig
 from pipeline.cli import locate
 from pipeline.cli.daemon_flags import default_plugin_dirs
 from pipeline.config import load_directory
-from pipeline.errors import ConfigError, ConfigErrors, ContainmentError, HandlerError, StoreError, UnknownSource
+from pipeline.errors import (
+    ConfigError,
+    ConfigErrors,
+    ContainmentError,
+    DataDirInUse,
+    HandlerError,
+    StoreError,
+    UnknownSource,
+)
 from pipeline.fd_limit import raise_open_files_limit
 from pipeline.metrics import BackendMetrics
 from pipeline.tls import TLSFiles
@@ -221,7 +229,7 @@ def run_daemon(args: argparse.Namespace, main: Callable[[trio.Nursery], Awaitabl
     failures: list[BaseException] = []
     try:
         trio.run(_until_signalled, main)
-    except* (OSError, StoreError, HandlerError, ValueError) as group:
+    except* (OSError, StoreError, HandlerError, ValueError, DataDirInUse) as group:
         failures = _leaves(group)
     finally:
         locate.forget_running()

@@ -215,3 +215,21 @@ def test_an_agent_killed_with_a_full_spool_delivers_it_after_restart(tmp_path: P
             setup.send_marker_and_wait(client)
     setup.close()
     assert_stored_exactly_once_in_order(setup, count)
+
+
+def test_a_second_backend_on_the_same_data_directory_is_refused(tmp_path: Path) -> None:
+    """Two backends on one --data shared its intake journal: the second's replay deleted the
+    segment the first was appending to, whose records (answered 201) a crash then lost."""
+    config = write_config(tmp_path / "config", "")
+    with daemons() as started:
+        first = Daemon(tmp_path / "first.log", "backend", "--config", str(config), "--data", str(tmp_path / "data"),
+                       "--api-addr", f"127.0.0.1:{free_port()}", "--transport-addr", f"127.0.0.1:{free_port()}")  # fmt: skip
+        started.append(first)
+        first.wait_for_log("backend ready")
+        second = subprocess.run(pipeline_command("backend", "--config", str(config), "--data", str(tmp_path / "data"),
+                                                 "--api-addr", "127.0.0.1:0", "--transport-addr", "127.0.0.1:0"),
+                                capture_output=True, text=True, timeout=DEADLINE)  # fmt: skip
+        assert second.returncode == 1
+        assert (f"pipeline: cannot run: {tmp_path / 'data'} is in use by process {first.process.pid} "
+                "(its backend lock): give each daemon its own --data") in second.stderr  # fmt: skip
+        assert first.process.poll() is None  # the first goes on
