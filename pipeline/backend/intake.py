@@ -71,7 +71,8 @@ async def store_each(
     return outcomes
 
 
-#: The answer to a request whose event the store refused for what it holds: retrying cannot help.
+#: What the submitter of an event the store refused for what it holds is told (an API client, with
+#: 422; an agent, in its ack's rejections): retrying cannot help.
 STORE_REFUSED = "the event store refused this event (the backend's log names it and says why); it was not stored"
 
 

@@ -21,6 +21,7 @@ import trio
 from pipeline.backend.agent_events import AgentEvents, decode_agent_event, id_of
 from pipeline.backend.auth import AgentCredentials, AuthenticationError
 from pipeline.backend.eventd import EventProcessor, Outcome
+from pipeline.backend.intake import STORE_REFUSED
 from pipeline.backend.liveness import Liveness
 from pipeline.core.agent_rights import Refusal, refusal
 from pipeline.errors import MessageError, ProtocolError, ValidationError, first_error
@@ -58,8 +59,6 @@ DEFAULT_HEARTBEAT_TIMEOUT = 15.0
 #: ``events`` frames read and not yet submitted, per connection; each frame holds at least
 #: one event, so an agent keeping to its send window never fills it.
 FRAMES_BUFFERED = 1024
-#: What an agent is told of an event the store refused for what it holds (the backend's log says why).
-STORE_REFUSED = "the backend's event store refused this event (its log names the event and why); it is not stored"
 #: Refused events are logged once per agent and reason, then at most once per this many seconds.
 REFUSAL_LOG_INTERVAL = 60.0
 
@@ -83,10 +82,11 @@ class _Acks:
         self.deregistered = False
 
     def reply(self, event_id: str, outcome: Outcome) -> None:
+        if outcome is Outcome.REFUSED:  # final: the agent sets it aside and goes on
+            self.reject(event_id, STORE_REFUSED, "store")
+            return
         if outcome is Outcome.FAILED:
             self.failed = True
-        elif outcome is Outcome.REFUSED:  # final: the agent sets it aside and goes on
-            self.rejected.append(Rejected(event_id, STORE_REFUSED, "store"))
         else:
             self.ids.append(event_id)
         self.ready.set()
