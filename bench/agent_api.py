@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.api_events import KeepAliveClient
+from bench.process_cpu import tree_cpu
 from bench.table import Row, record
 
 CHECKS = 200
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(slots=True)
@@ -60,8 +60,7 @@ class Daemon:
         raise RuntimeError(f"no {pattern!r} in {self.log}:\n{self.log.read_text()[-2000:]}")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        return tree_cpu(self.process.pid)  # with its children: the backend's store writer
 
 
 @contextmanager

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.process_cpu import tree_cpu
 from bench.table import Row, record
 
 KEY = "bench-admin-key"
@@ -56,7 +57,6 @@ CHECKS = 200
 HOSTS = 20
 #: Concurrent clients of the second run.
 CLIENTS = 4
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,9 +90,9 @@ class Figures:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far, every thread (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime: fields 14 and 15
+    """User + system CPU time of process ``pid`` so far, every thread, and of its processes
+    alive now (the backend's store writer)."""
+    return tree_cpu(pid)
 
 
 class KeepAliveClient:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api_events import Figures, KeepAliveClient
+from bench.process_cpu import tree_cpu
 
 ICINGA = "icinga2"
 HOST = "bench"  # the node's name (its certificate's CN)
@@ -105,34 +106,6 @@ def run_clients(
     if any(worker.exitcode for worker in workers):
         raise RuntimeError("an Icinga 2 client failed (see above)")
     return len(requests) / elapsed, cpu / len(requests)
-
-
-def tree_cpu(root: int) -> float:
-    """CPU seconds (user + system) of ``root`` and every descendant alive now."""
-    ticks = 0
-    for pid in _tree(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except FileNotFoundError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / _CLOCK_TICKS
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _tree(root: int) -> list[int]:
-    pids, children = [root], dict[int, list[int]]()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    for pid in pids:
-        pids.extend(children.get(pid, []))
-    return pids
 
 
 # -- Icinga 2 ---------------------------------------------------------------------------------
