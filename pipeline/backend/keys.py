@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import base64
 import hmac
+import os
 import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 from pipeline.backend.sessions import Sessions
+from pipeline.logs import get_logger
 from pipeline.model.apikey import StoredKey
+
+log = get_logger("backend.auth")
 
 ADMIN, INGEST, VIEWER = "admin", "ingest", "viewer"
 ROLES = (ADMIN, INGEST, VIEWER)
@@ -132,3 +137,25 @@ class ApiKeys:
         """Sensu Go's ``Tokens`` (access and refresh tokens) for a user's password."""
         found = self.user_of(authorization, body)
         return None if found is None else self.sessions.open(*found, self.wall_clock())
+
+
+#: The admin key a backend makes in its data directory when none is configured.
+ADMIN_KEY_FILE = "admin.key"
+
+
+def admin_key_file(data_dir: Path, keys: ApiKeys, *, created: bool) -> str | None:
+    """``<data>/admin.key``: read if there; else made (mode 0600) if ``created`` (no admin key
+    or user is configured), else None. A key read or made is an admin key of ``keys``."""
+    path = data_dir / ADMIN_KEY_FILE
+    if path.exists():
+        key = path.read_text().strip()
+    elif not created:
+        return None
+    else:
+        key = new_key()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key + "\n")
+        log.info("admin API key created", path=str(path))
+    keys.configured[digest(key)] = ADMIN
+    return key
