@@ -41,6 +41,12 @@ class DataDirLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
+    @property
+    def fd(self) -> int | None:
+        """The lock's descriptor while held: a helper process given it holds the lock until it
+        ends too (the backend's front process, :mod:`pipeline.backend.front`)."""
+        return self._fd
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # the file stays: removing it would race with the next holder

@@ -99,20 +99,29 @@ async def serve_app(
     """Serve ``app`` on ``address`` (port 0 picks a free port) until cancelled; ``task_status``
     gets the bound address once connections are accepted. An app with a ``direct`` attribute
     (a :data:`~pipeline.http_exchange.Direct`) is asked first for each request's answer."""
+    listener = await listen(address)
+    server = Server(app, listener.socket.getsockname()[:2], limits, metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, server.serve_connection, [listener])
+        nursery.start_soon(server.close_idle)
+        task_status.started(server.address)
+
+
+async def listen(address: tuple[str, int]) -> trio.SocketListener:
+    """A listener on ``address``, its error naming it."""
     host, port = address
     try:
         listeners = await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
         raise OSError(exc.errno, f"HTTP on {host}:{port}: {exc.strerror}") from exc
-    server = _Server(app, listeners[0].socket.getsockname()[:2], limits, metrics)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
-        nursery.start_soon(server.close_idle)
-        task_status.started(server.address)
+    return listeners[0]
 
 
 @dataclass(slots=True)
-class _Server:
+class Server:
+    """Connections served, each until its client is done: accepted by :func:`serve_app`, or handed
+    over by another process (:mod:`pipeline.backend.front`) with what it read of them already."""
+
     app: ASGIApp
     address: tuple[str, int]
     limits: Limits
@@ -129,8 +138,11 @@ class _Server:
     def connections(self) -> int:
         return len(self.open)
 
-    async def serve_connection(self, stream: trio.SocketStream) -> None:
+    async def serve_connection(self, stream: trio.SocketStream, received: bytes = b"") -> None:
+        """Serve ``stream``; ``received``: its first bytes, read by whoever handed it over."""
         connection = _Connection(self.app, self.address, self.limits, self.metrics, stream, self.counted, self.direct)
+        if received:
+            connection.wire.receive_data(received)
         over_limit = self.connections >= self.limits.max_connections and not self._shed_one()
         self.open.add(connection)
         if self.metrics is not None:
@@ -244,7 +256,7 @@ class _Connection:
 
     async def _next_request(self) -> wire.Request | None:
         """The next request's head; None when the client closes (one idle too long is cancelled:
-        see :meth:`_Server.close_idle`)."""
+        see :meth:`Server.close_idle`)."""
         while True:
             event = self.next_event()
             if event is wire.NEED_DATA:
@@ -254,7 +266,7 @@ class _Connection:
                     continue
                 data = await self._read_waiting()
                 if data is None:
-                    # Idle: no timer here; _Server.close_idle closes the connection (quietly, as
+                    # Idle: no timer here; Server.close_idle closes the connection (quietly, as
                     # every server does) once it has idled for the keep-alive timeout.
                     await trio.lowlevel.wait_readable(self.fd)
                     if (data := self._read_now()) is None:

@@ -113,6 +113,23 @@ class RequireKey:
         return None
 
 
+def may_post_events(
+    keys: ApiKeys, guard: AuthGuard, namespace_exists: Callable[[str], bool]
+) -> Callable[[str, str, str], bool]:
+    """The front process's question (:mod:`pipeline.backend.front`): may ``authorization``, from
+    ``source``, post an event to ``namespace``? What :class:`RequireKey` lets through, with
+    nothing counted: a refused request is handed to the backend, whose gate counts it."""
+
+    def may_post(authorization: str, namespace: str, source: str) -> bool:
+        if not authorization or guard.throttle.wait(source, guard.clock()) > 0:
+            return False
+        role = keys.role_of(authorization)
+        allowed = role in (ADMIN, INGEST) or (role == VIEWER and viewer_may("POST"))
+        return allowed and namespace_exists(namespace)
+
+    return may_post
+
+
 #: A key's name says what it is for; it is shown in tables, one line each.
 MAX_KEY_NAME = 256
 

@@ -31,18 +31,16 @@ journaled before it is stored (the API's GETs call it), so a GET right after a 2
 from __future__ import annotations
 
 import os
-import struct
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
-from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.backend.eventd import Outcome, Replays, Reply
 from pipeline.backend.intake import Offer, store_each
+from pipeline.backend.journal_files import JournalMetrics, append, framed, open_segment, read_segment, segment_number
 from pipeline.backend.refused import RefusedEvents
 from pipeline.logs import get_logger
 from pipeline.model import Event
@@ -70,50 +68,6 @@ FLUSH_BATCH = 200
 OFFER_RETRY = 0.01
 #: Seconds before an event the store failed to write is offered again.
 RETRY_SECONDS = 1.0
-_HEAD = struct.Struct("<II")
-
-
-@dataclass(slots=True, frozen=True)
-class JournalMetrics:
-    appended: Counter
-    replayed: Counter
-    retries: Counter
-    torn: Counter
-    failures: Counter
-    undecodable: Counter
-    barrier_timeouts: Counter
-    set_aside: Counter
-    set_aside_failures: Counter
-    pending: Gauge
-
-    @classmethod
-    def create(cls, registry: CollectorRegistry) -> JournalMetrics:
-        return cls(
-            appended=Counter("pipeline_journal_appended", "Events journaled by the HTTP API (answered 201)",
-                             registry=registry),
-            replayed=Counter("pipeline_journal_replayed",
-                             "Journaled events replayed at start (stored then, or dropped as already stored)",
-                             registry=registry),
-            retries=Counter("pipeline_journal_retries",
-                            "Journaled events the store failed to write, offered again", registry=registry),
-            torn=Counter("pipeline_journal_torn",
-                         "Journal segments that ended on a torn or corrupt record at replay", registry=registry),
-            failures=Counter("pipeline_journal_failures",
-                             "Events refused (500) because the journal could not be written", registry=registry),
-            undecodable=Counter("pipeline_journal_undecodable",
-                                "Journal records replayed that no longer decode to an event (dropped)",
-                                registry=registry),
-            barrier_timeouts=Counter("pipeline_journal_barrier_timeouts",
-                                     "Requests served before the events journaled ahead of them were stored",
-                                     registry=registry),
-            set_aside=Counter("pipeline_journal_set_aside",
-                              "Journaled events the store refused for what they hold, set aside as files "
-                              "(<data dir>/intake/refused/)", registry=registry),
-            set_aside_failures=Counter("pipeline_journal_set_aside_failures",
-                                       "Refused events whose file could not be written (kept journaled, tried again)",
-                                       registry=registry),
-            pending=Gauge("pipeline_journal_pending", "Journaled events not yet stored", registry=registry),
-        )  # fmt: skip
 
 
 @dataclass(slots=True, eq=False)
@@ -124,6 +78,8 @@ class _Segment:
     #: records not yet stored
     outstanding: int = 0
     sealed: bool = False
+    #: records taken from it, in all (the front process's: given over the link)
+    taken: int = 0
 
 
 @dataclass(slots=True)
@@ -137,27 +93,6 @@ class _Record:
 class _Barrier:
     seq: int
     done: trio.Event = field(default_factory=trio.Event)
-
-
-def _segment_number(path: Path) -> int:
-    return int(path.stem.removeprefix("journal-"))
-
-
-def read_segment(path: Path) -> tuple[list[bytes], bool]:
-    """The records of a segment, in order, and whether it ended on a torn or corrupt record."""
-    data = path.read_bytes()
-    records: list[bytes] = []
-    at = 0
-    while at < len(data):
-        if at + _HEAD.size > len(data):
-            return records, True
-        length, crc = _HEAD.unpack_from(data, at)
-        body = data[at + _HEAD.size : at + _HEAD.size + length]
-        if len(body) < length or zlib.crc32(body) != crc:
-            return records, True
-        records.append(body)
-        at += _HEAD.size + length
-    return records, False
 
 
 class IntakeJournal:
@@ -195,6 +130,13 @@ class IntakeJournal:
         #: where the events the store refused go, and those waiting to go there (bounded as the retries)
         self.refused = RefusedEvents(directory / "refused", durable=durable)
         self._refused_send, self._refused_receive = trio.open_memory_channel[_Record](max_pending)
+        #: where the front process journals (:mod:`pipeline.backend.front`), its open segments,
+        #: and the number of its events done with since it was last told (set: some are)
+        self.front_directory = directory / "front"
+        self.next_front_segment = 0
+        self._fronts: dict[int, _Segment] = {}
+        self.front_done = 0
+        self.front_progress = trio.Event()
         metrics.pending.set_function(lambda: len(self._pending))
 
     # -- start: what a previous run left -------------------------------------------------------
@@ -204,8 +146,12 @@ class IntakeJournal:
         segments, and open a new one; the number of events replayed (stored or dropped as already
         stored)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        old = sorted(self.directory.glob("journal-*.log"), key=_segment_number)
-        self._next_segment = _segment_number(old[-1]) + 1 if old else 0
+        self.front_directory.mkdir(exist_ok=True)
+        old = sorted(self.directory.glob("journal-*.log"), key=segment_number)
+        self._next_segment = segment_number(old[-1]) + 1 if old else 0
+        fronts = sorted(self.front_directory.glob("journal-*.log"), key=segment_number)
+        self.next_front_segment = segment_number(fronts[-1]) + 1 if fronts else 0
+        old += fronts
         replayed = stored = 0
         for path in old:
             records, torn = read_segment(path)
@@ -254,7 +200,7 @@ class IntakeJournal:
     def _open_segment(self) -> None:
         path = self.directory / f"journal-{self._next_segment}.log"
         self._next_segment += 1
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fd = open_segment(path)
         if self.durable:  # the file's name must survive a power loss too
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
@@ -276,13 +222,19 @@ class IntakeJournal:
             return False
         segment = self._segment
         assert segment is not None, "replay() opens the journal"
-        data = _HEAD.pack(len(packed), zlib.crc32(packed)) + packed
-        written = _write_now(segment.fd, data)
-        if written != len(data):  # a partial write (disk full?), or one that failed: the long way
-            _write_all(segment.fd, data, segment.size, written)
+        data = framed(packed)
+        append(segment.fd, data, segment.size)
+        record = self._journaled(event, packed, segment)
+        segment.size += len(data)
+        if segment.size >= self.segment_bytes:
+            self._rotate()
+        if self.durable and record.segment is self._segment:
+            await self._sync_to(segment.size)
+        return True
+
+    def _journaled(self, event: Event, packed: bytes, segment: _Segment) -> _Record:
         self._seq += 1
         record = _Record(self._seq, segment, packed)
-        segment.size += _HEAD.size + len(packed)
         segment.outstanding += 1
         self._pending[record.seq] = record
         self._buffer.append((event, record))
@@ -291,11 +243,59 @@ class IntakeJournal:
         elif len(self._buffer) >= FLUSH_BATCH:
             self._hurry.set()
         self.metrics.appended.inc()
-        if segment.size >= self.segment_bytes:
-            self._rotate()
-        if self.durable and record.segment is self._segment:
-            await self._sync_to(segment.size)
-        return True
+        return record
+
+    # -- the front process's events ------------------------------------------------------------
+
+    def take_front(self, event: Event, packed: bytes, number: int) -> None:
+        """An event the front process journaled (and answered) in its segment ``number``: handed
+        to the processor as this journal's own, its segment deleted once sealed and all stored."""
+        segment = self._fronts.get(number)
+        if segment is None:
+            segment = self._fronts[number] = _Segment(self.front_directory / f"journal-{number}.log", -1)
+            self.next_front_segment = max(self.next_front_segment, number + 1)
+        segment.taken += 1
+        self._journaled(event, packed, segment)
+
+    def recover_front(self) -> int:
+        """The front process ended: take the events it journaled (and answered) but did not give
+        yet, from its segments still open, and seal them all; how many."""
+        recovered = 0
+        for path in sorted(self.front_directory.glob("journal-*.log"), key=segment_number):
+            number = segment_number(path)
+            segment = self._fronts.get(number)
+            if segment is None and number < self.next_front_segment:
+                continue  # sealed: every record of it was given before the seal
+            records, _ = read_segment(path)  # a torn end was never answered
+            rest = records[segment.taken if segment is not None else 0 :]
+            for raw in rest:
+                for event in self._decoded([raw], path):
+                    self.take_front(event, raw, number)
+                    recovered += 1
+            if segment is None and not rest:
+                path.unlink(missing_ok=True)  # opened, never written
+        self.seal_front()
+        return recovered
+
+    def drop_front(self) -> None:
+        """A record of the front's dropped (it does not decode): done with, as far as it knows."""
+        self.front_done += 1
+        self.front_progress.set()
+
+    async def front_done_since(self) -> int:
+        """Once some of the front's events are done with: how many, since the last call."""
+        await self.front_progress.wait()
+        count, self.front_done = self.front_done, 0
+        self.front_progress = trio.Event()
+        return count
+
+    def seal_front(self, number: int | None = None) -> None:
+        """The front process writes no more to its segment ``number`` (None: to any, it ended)."""
+        for key in list(self._fronts) if number is None else [number]:
+            segment = self._fronts.pop(key, None)
+            if segment is not None:
+                segment.sealed = True
+                self._forget_if_done(segment)
 
     async def _room(self) -> bool:
         """Wait up to :data:`BUSY_WAIT` for fewer than ``max_pending`` events waiting to be stored."""
@@ -354,6 +354,8 @@ class IntakeJournal:
         del self._pending[record.seq]
         record.segment.outstanding -= 1
         self._forget_if_done(record.segment)
+        if record.segment.fd < 0:  # the front process's: it counts what it has waiting
+            self.drop_front()
         if self._barriers:
             self._release_barriers()
         if not self._pending and self._segment is not None and self._segment.size >= ROTATE_IDLE_BYTES:
@@ -468,24 +470,3 @@ class IntakeJournal:
         os.close(segment.fd)
         segment.sealed = True
         self._forget_if_done(segment)
-
-
-def _write_now(fd: int, data: bytes) -> int:
-    """Bytes of ``data`` one ``write(2)`` takes: all of it nearly always, in a few µs; 0 when it
-    fails (the caller goes the long way, which raises)."""
-    try:
-        return os.write(fd, data)
-    except OSError:
-        return 0
-
-
-def _write_all(fd: int, data: bytes, start: int, written: int = 0) -> None:
-    """Append the rest of ``data`` after its first ``written`` bytes, or nothing of it (a partial
-    write is cut off again, back to ``start``; OSError raised)."""
-    view = memoryview(data)[written:]
-    try:
-        while view:
-            view = view[os.write(fd, view) :]
-    except OSError:
-        os.ftruncate(fd, start)
-        raise

@@ -8,7 +8,6 @@ do not finish stays in the outbox, for the next start), then closes the store.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,16 +33,18 @@ from pipeline.backend.api.silenced import silenced_routes
 from pipeline.backend.api.timeline import timeline_routes
 from pipeline.backend.api.writes import Writer
 from pipeline.backend.auth import AgentCredentials
-from pipeline.backend.auth_http import RequireKey, auth_routes, key_routes
+from pipeline.backend.auth_http import RequireKey, auth_routes, key_routes, may_post_events
 from pipeline.backend.checkstate import open_notices
 from pipeline.backend.cluster_agents import ClusterAgents
 from pipeline.backend.dashboard import DashboardContext, dashboard_routes
 from pipeline.backend.dashboard.changes import Changes
 from pipeline.backend.eventd import EventProcessor
 from pipeline.backend.follower import ChangeFollower
+from pipeline.backend.front_process import FrontMetrics, FrontProcess
 from pipeline.backend.handlers import HandlerRunner
-from pipeline.backend.journal import IntakeJournal, JournalMetrics
-from pipeline.backend.keys import ADMIN, ApiKeys, digest, new_key
+from pipeline.backend.journal import IntakeJournal
+from pipeline.backend.journal_files import JournalMetrics
+from pipeline.backend.keys import ApiKeys, admin_key_file
 from pipeline.backend.liveness import Liveness
 from pipeline.backend.membership import BackendsChanged, Membership
 from pipeline.backend.push_api import push_routes
@@ -63,7 +64,7 @@ from pipeline.config import Resources
 from pipeline.core.cluster import Heartbeat
 from pipeline.data_lock import DataDirLock
 from pipeline.errors import HandlerError, StoreError, ValidationError
-from pipeline.http import Limits, serve_app
+from pipeline.http import Limits, Server, listen, serve_app
 from pipeline.logs import get_logger
 from pipeline.metrics import BackendMetrics
 from pipeline.model import DEFAULT_NAMESPACE, CheckConfig, Entity
@@ -80,7 +81,6 @@ from pipeline.tls import TLSFiles, server_context
 log = get_logger("backend")
 
 #: The admin API key a backend without any creates in its data directory.
-ADMIN_KEY_FILE = "admin.key"
 #: The intake journal's directory, in the data directory.
 JOURNAL_DIR = "intake"
 #: Seconds a stopping backend waits for the journaled events to be stored (the rest: at the next start).
@@ -166,7 +166,7 @@ class Backend:
                                       traces=self.traces)  # fmt: skip
         sessions = Sessions(Lifetimes(config.access_token_expiry, config.refresh_token_expiry))
         self.keys = ApiKeys.of(config.admin_keys, config.ingest_keys, config.api_users, sessions, config.viewer_keys)
-        self.admin_key = self._admin_key_file()
+        self.admin_key = admin_key_file(config.data_dir, self.keys, created=not (config.admin_keys or config.api_users))
         self.silences = Silences(self.store, self.metrics, config.resources.silences)
         stored_notices, notices = open_notices()  # what eventd stored or forgot, for liveness
         self.metrics.queues.watch("liveness_notices", stored_notices)  # type: ignore[arg-type]
@@ -474,23 +474,16 @@ class Backend:
             refused=lambda path: self.metrics.api_unknown_parameters.labels(path).inc(),
         )
         self.api_app = app
-        await serve_app(RequireKey(FastEvents(app, intake, self.journal), self.keys, self.metrics, guard),
-                        self.config.api_addr,
-                        limits=Limits(max_body=self.config.max_body_size), metrics=self.metrics.http,
-                        task_status=task_status)  # fmt: skip
-
-    def _admin_key_file(self) -> str | None:
-        """``<data>/admin.key``: read if there; created (mode 0600) when no admin key or user is configured."""
-        path = self.config.data_dir / ADMIN_KEY_FILE
-        if path.exists():
-            key = path.read_text().strip()
-        elif self.config.admin_keys or self.config.api_users:
-            return None
-        else:
-            key = new_key()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(key + "\n")
-            log.info("admin API key created", path=str(path))
-        self.keys.configured[digest(key)] = ADMIN
-        return key
+        limits = Limits(max_body=self.config.max_body_size)
+        if self.journal is None or self.journal.durable:  # a shared store: stored before the answer; a
+            # durable one: the front's journal is not synced (its records are answered once written)
+            await serve_app(RequireKey(FastEvents(app, intake, self.journal), self.keys, self.metrics, guard),
+                            self.config.api_addr, limits=limits, metrics=self.metrics.http,
+                            task_status=task_status)  # fmt: skip
+            return
+        front = FrontProcess(self.journal, may_post_events(self.keys, guard, self.namespace_exists), self.metrics,
+                             FrontMetrics.create(self.metrics.registry), limits, self.data_lock)  # fmt: skip
+        gated = RequireKey(FastEvents(app, intake, self.journal, front.catch_up), self.keys, self.metrics, guard)
+        async with await listen(self.config.api_addr) as listener:
+            server = Server(gated, listener.socket.getsockname()[:2], limits, self.metrics.http)
+            await front.serve(server, listener, task_status)

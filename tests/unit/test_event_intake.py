@@ -8,7 +8,7 @@ import json
 import msgpack
 import pytest
 
-from pipeline.backend.api.events import RECORD_VERSION, _small, event_of_record, prepare_event
+from pipeline.backend.api.events import RECORD_VERSION, event_of_record, prepare_event, small_body
 from pipeline.wire.limits import MAX_EVENT_BYTES
 
 BODY = json.dumps({"entity": {"metadata": {"name": "db1"}},
@@ -38,9 +38,9 @@ def test_the_worst_expanding_small_body_stays_under_the_maximum_event() -> None:
     # empty metric points expand the most: each ``{}`` becomes a whole point
     head = b'{"entity": {"metadata": {"name": "db1"}}, "metrics": {"points": ['
     count = 1
-    while _small(len(head) + 3 * (count + 1) + 3):
+    while small_body(len(head) + 3 * (count + 1) + 3):
         count += 1
     body = head + b",".join([b"{}"] * count) + b"]}}"
-    assert _small(len(body))
+    assert small_body(len(body))
     event, _ = prepare_event(body, "default", now=1_800_000_000)
     assert len(event.to_msgpack()) <= MAX_EVENT_BYTES

@@ -15,7 +15,8 @@ import trio.testing
 from prometheus_client import CollectorRegistry
 
 from pipeline.backend.eventd import Outcome, Replays
-from pipeline.backend.journal import BUSY_WAIT, LINGER, RETRY_SECONDS, IntakeJournal, JournalMetrics, read_segment
+from pipeline.backend.journal import BUSY_WAIT, LINGER, RETRY_SECONDS, IntakeJournal
+from pipeline.backend.journal_files import JournalMetrics, read_segment
 from pipeline.backend.refused import RefusedEvents
 from pipeline.model import Check, Entity, Event, ObjectMeta
 
@@ -334,3 +335,30 @@ def test_the_set_aside_files_are_the_newest_kept_named_to_sort_oldest_first(tmp_
     assert refused.keep(event(2), day + 200) == (path, 0)  # set aside again after a crash: the same file
     odd = Event.from_dict({**event(3).to_dict(), "id": "../escape"})
     assert "/" not in RefusedEvents(tmp_path).keep(odd, day)[0].name.removesuffix(".json")
+
+
+async def test_the_front_s_events_are_stored_as_the_journal_s_and_those_it_did_not_give_are_read_back(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The front process (pipeline/backend/front.py) appends to its own segments and gives each
+    record over the link; if it ends with records appended (answered) and not given, the
+    journal reads them back from the segment, and a segment is deleted once all is stored."""
+    from pipeline.backend.journal_files import framed, open_segment
+
+    async with running(tmp_path) as (j, processor, nursery):
+        front = j.front_directory / f"journal-{j.next_front_segment}.log"
+        fd = open_segment(front)
+        records = [event(i).to_msgpack() for i in range(4)]
+        os.write(fd, b"".join(framed(r) for r in records))
+        os.close(fd)
+        for r in records[:2]:  # given over the link
+            j.take_front(Event.from_msgpack(r), r, 0)
+        assert j.pending == 2
+        assert j.recover_front() == 2  # the two it did not give
+        assert j.pending == 4
+        await processor.arrived.wait()
+        assert [e.id for e in processor.answer()] == ["id-0", "id-1", "id-2", "id-3"]
+        assert j.pending == 0
+        assert not front.exists()  # sealed at the front's end, all stored: deleted
+        assert await j.front_done_since() == 4  # the front would be told of all four
+        nursery.cancel_scope.cancel()

@@ -8,9 +8,10 @@ CPU as the rest of the request (``bench/api_events.py``). What they do is the ro
 refuses parameters it does not declare. The HTTP server asks :meth:`FastEvents.direct` first
 (through the key gate's ``direct``), and answers those submissions without ASGI at all.
 
-Every other request goes to the app, and first waits for the events journaled before it to be
-stored (:meth:`pipeline.backend.journal.IntakeJournal.barrier`), so that what a client does
-right after a 201 (a read through the API or the dashboard, deleting the event, its entity or
+Every other request goes to the app, and first waits for the events journaled before it (by
+the backend or its front process) to be stored
+(:meth:`pipeline.backend.journal.IntakeJournal.barrier`), so that what a client does right
+after a 201 (a read through the API or the dashboard, deleting the event, its entity or
 its namespace) sees what was written; only ``/health``, ``/ready``, ``/metrics`` and
 ``/version`` do not wait.
 """
@@ -18,6 +19,7 @@ its namespace) sees what was written; only ``/health``, ``/ready``, ``/metrics``
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 import trio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,10 +47,15 @@ _CREATED_HEADERS = [(b"content-length", b"0")]
 class FastEvents:
     """ASGI middleware: the event submissions taken at once, reads held behind the journal."""
 
-    def __init__(self, app: ASGIApp, intake: EventIntake, journal: IntakeJournal | None) -> None:
+    def __init__(
+        self, app: ASGIApp, intake: EventIntake, journal: IntakeJournal | None,
+        catch_up: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:  # fmt: skip
         self.app = app
         self.intake = intake
         self.journal = journal
+        #: takes what the front process journaled and gave already (:mod:`pipeline.backend.front_process`)
+        self.catch_up = catch_up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -61,7 +68,11 @@ class FastEvents:
             ):
                 await self._submit(scope, receive, send, *match.groups())
                 return
-            if self.journal is not None and self.journal.pending and not _UNORDERED.match(scope["path"]):
+            if (
+                self.journal is not None
+                and (self.catch_up or self.journal.pending)
+                and not _UNORDERED.match(scope["path"])
+            ):
                 await self._barrier(self.journal)
         await self.app(scope, receive, send)
 
@@ -93,6 +104,8 @@ class FastEvents:
 
     async def _barrier(self, journal: IntakeJournal) -> None:
         with trio.move_on_after(BARRIER_WAIT):
+            if self.catch_up is not None:
+                await self.catch_up()
             await journal.barrier()
             return
         journal.metrics.barrier_timeouts.inc()

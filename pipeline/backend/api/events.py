@@ -106,7 +106,8 @@ RECORD_VERSION = 1
 _EXPANSION, _DEFAULTS = 32, 64 * 1024
 
 
-def _small(body_size: int) -> bool:
+def small_body(body_size: int) -> bool:
+    """Whether a body this size cannot make an event over the maximum event size."""
     return body_size * _EXPANSION + _DEFAULTS <= MAX_EVENT_BYTES
 
 
@@ -180,7 +181,7 @@ class EventIntake:
         # resolve) are stored before the answer, as they always were.
         if self.journal is None or replays is not Replays.NONE:
             return await self._store(event, replays)
-        if not _small(len(body)) and (size := len(event.to_msgpack())) > MAX_EVENT_BYTES:
+        if not small_body(len(body)) and (size := len(event.to_msgpack())) > MAX_EVENT_BYTES:
             self.metrics.events_rejected.labels("api").inc()
             return error_response(413, str(EventTooLarge(size, MAX_EVENT_BYTES)))
         # ormsgpack: msgpack's packb makes a Packer (and its 256 KiB buffer) a call, 2.7 % of the
