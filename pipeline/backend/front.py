@@ -85,7 +85,7 @@ class _Connection:
     source: str
     #: read and not yet answered: the head and body of the request under way
     received: bytes = b""
-    #: "idle" (between requests), "head" (a request begun)
+    #: "idle" (between requests), "head" (a request begun), "answer" (its 201 being written)
     phase: str = "idle"
     since: float = 0.0
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -290,6 +290,7 @@ class Front:
             if isinstance(answer, str):
                 return await self._hand_over(connection, answer)
             connection.received = connection.received[total:]
+            connection.phase = "answer"  # journaled: a client too slow to take its 201 is closed, not handed over
             await _write(connection, fd, answer)
             if parser.our_state is not wire.DONE:  # Connection: close, HTTP/1.0
                 return False

@@ -20,6 +20,7 @@ the front ends with it.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -42,6 +43,8 @@ log = get_logger("backend.front")
 
 #: Seconds the backend serves the API itself after its front ended, before it starts another.
 RESTART_WAIT = 1.0
+#: Seconds before an accept that failed (no descriptor left) is tried again.
+ACCEPT_RETRY = 0.1
 #: Seconds the front has to end once told to, before it is killed.
 STOP_WAIT = 5.0
 #: Answers to the front waiting to be sent, at most (each a question of one of its connections).
@@ -109,7 +112,12 @@ class FrontProcess:
                 self.front_metrics.ended.inc()
                 with trio.move_on_after(RESTART_WAIT):  # meanwhile, the backend takes the connections
                     while True:
-                        stream = await listener.accept()
+                        try:
+                            stream = await listener.accept()
+                        except OSError as exc:  # out of descriptors or memory: as trio.serve_listeners does
+                            log.error("API connection not accepted", error=exc)
+                            await trio.sleep(ACCEPT_RETRY)
+                            continue
                         connections.start_soon(server.serve_connection, stream)
 
     async def _run_front(self, server: Server, listener: trio.SocketListener, connections: trio.Nursery) -> None:
@@ -143,6 +151,7 @@ class FrontProcess:
                 nursery.cancel_scope.cancel()
         finally:
             self._link = None
+            trio.lowlevel.notify_closing(ours)  # a request's catch-up waiting to write is let go
             ours.close()  # the front ends at the end of its link
             handover.close()
             with trio.CancelScope(shield=True):
@@ -233,7 +242,10 @@ class FrontProcess:
                 try:
                     view = view[sock.send(view) :]
                 except BlockingIOError:
-                    await trio.lowlevel.wait_writable(sock)
+                    try:
+                        await trio.lowlevel.wait_writable(sock)
+                    except trio.ClosedResourceError:
+                        return
                 except OSError:  # the front ended: its reader sees it too
                     return
 
@@ -272,6 +284,4 @@ async def _ended(process: trio.Process) -> None:
 
 
 def _log_level() -> str:
-    import logging
-
     return logging.getLevelName(logging.getLogger("pipeline").getEffectiveLevel()).lower()
