@@ -198,8 +198,12 @@ class FrontProcess:
                 return True
             if not data:
                 return True
-            for kind, body in self._frames.feed(data):
-                self._take(kind, body)
+            try:
+                for kind, body in self._frames.feed(data):
+                    self._take(kind, body)
+            except Exception:  # a frame not understood: a bug of ours, which must not stop the backend
+                log.exception("front process's frame not understood; its link is closed and another is started")
+                return True
 
     def _take(self, kind: int, body: bytes) -> None:
         if kind == link.RECORD:

@@ -139,15 +139,21 @@ def test_what_the_front_does_not_take_the_backend_answers_as_it_always_did(tmp_p
         old = raw_request(port, b"POST " + EVENTS.encode() + b" HTTP/1.0\r\nAuthorization: Key " + KEY.encode()
                           + b"\r\nContent-Length: %d\r\n\r\n%b" % (len(old_body), old_body))  # fmt: skip
         assert old.startswith(b"HTTP/1.1 201 "), old
+        # what is not HTTP, and a head too long: the backend's refusals, as before
+        garbage = raw_request(port, b"\x16\x03\x01 not http at all\r\n\r\n")
+        assert garbage.startswith(b"HTTP/1.1 400 "), garbage
+        long_head = raw_request(port, b"POST " + EVENTS.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 70_000
+                                + b"\r\n\r\n")  # fmt: skip
+        assert long_head.startswith(b"HTTP/1.1 431 "), long_head
         with client(base) as api:
             stored = {e["check"]["metadata"]["name"] for e in api.get("/api/core/v2/events").json()}
             metrics = api.get("/metrics").text
     assert stored == {"own", "warned", "large", "chunked", "old"}
     handed = {reason: metric(metrics, f'pipeline_front_handed_over_total{{reason="{reason}"}}')
-              for reason in ("request", "credentials", "invalid", "event")}  # fmt: skip
-    # no credential, too large, chunked, the read; a wrong key, an unknown namespace; the bad
-    # JSON; the client's id, the unknown field
-    assert handed == {"request": 4, "credentials": 2, "invalid": 1, "event": 2}
+              for reason in ("request", "credentials", "invalid", "event", "head")}  # fmt: skip
+    # no credential, too large, chunked, not HTTP, the read; a wrong key, an unknown namespace;
+    # the bad JSON; the client's id, the unknown field; the long head
+    assert handed == {"request": 5, "credentials": 2, "invalid": 1, "event": 2, "head": 1}
     assert metric(metrics, "pipeline_front_answered_total") == 1  # HTTP/1.0, framed by Content-Length
     assert metric(metrics, 'pipeline_api_unauthorized_total{reason="unauthenticated"}') == 2
 
