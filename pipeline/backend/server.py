@@ -80,7 +80,6 @@ from pipeline.tls import TLSFiles, server_context
 
 log = get_logger("backend")
 
-#: The admin API key a backend without any creates in its data directory.
 #: The intake journal's directory, in the data directory.
 JOURNAL_DIR = "intake"
 #: Seconds a stopping backend waits for the journaled events to be stored (the rest: at the next start).
