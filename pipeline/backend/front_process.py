@@ -144,15 +144,17 @@ class FrontProcess:
         handover = trio.socket.from_stdlib_socket(hand_ours)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._take_connections, handover, server, connections)
+                handed_over = trio.Event()
+                nursery.start_soon(self._take_connections, handover, server, connections, handed_over)
                 nursery.start_soon(self._tell_done)
                 nursery.start_soon(self._send_answers)
-                await self._listen()  # until the front ends
+                await self._listen()  # until the front ends (or says what the backend cannot read)
+                self._close_link(ours)
+                with trio.move_on_after(STOP_WAIT):  # the connections it handed over before it ended: served
+                    await handed_over.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            self._link = None
-            trio.lowlevel.notify_closing(ours)  # a request's catch-up waiting to write is let go
-            ours.close()  # the front ends at the end of its link
+            self._close_link(ours)
             handover.close()
             with trio.CancelScope(shield=True):
                 await _ended(process)
@@ -262,7 +264,24 @@ class FrontProcess:
         while True:
             await self._write(await self._answers_receive.receive())
 
+    def _close_link(self, ours: socket.socket) -> None:
+        """The front ends at the end of its link (it may have already)."""
+        if self._link is None:
+            return
+        self._link = None
+        trio.lowlevel.notify_closing(ours)  # a request's catch-up waiting to write is let go
+        ours.close()
+
     async def _take_connections(
+        self, handover: trio.socket.SocketType, server: Server, connections: trio.Nursery, done: trio.Event
+    ) -> None:
+        """Serve each connection the front hands over, until it has ended (``done`` set then)."""
+        try:
+            await self._taken_connections(handover, server, connections)
+        finally:
+            done.set()
+
+    async def _taken_connections(
         self, handover: trio.socket.SocketType, server: Server, connections: trio.Nursery
     ) -> None:
         while True:
