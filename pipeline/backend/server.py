@@ -175,6 +175,8 @@ class Backend:
                                      recent_metrics=self.recent_metrics)  # fmt: skip
         #: the events API's submissions, answered once journaled; none on a shared store, whose other
         #: backends must not depend on this one's disk to see a result it answered
+        #: the API's front process, when there is one (:meth:`_serve_http`)
+        self.front: FrontProcess | None = None
         self.journal = None if self.store.shared else IntakeJournal(
             config.data_dir / JOURNAL_DIR, self.eventd.offer, JournalMetrics.create(self.metrics.registry),
             durable=getattr(self.store.store, "durable", False), decode=event_of_record)  # fmt: skip
@@ -320,6 +322,8 @@ class Backend:
             await self._stopping.wait()
             if self.journal is not None:  # what was answered 201 is stored before the stop, if it can be
                 with trio.move_on_after(JOURNAL_DRAIN):
+                    if self.front is not None:  # the front's too (what it answers from now on: the next start's)
+                        await self.front.catch_up()
                     await self.journal.barrier()
             nursery.cancel_scope.cancel()
         if self.journal is not None:
@@ -480,8 +484,9 @@ class Backend:
                             self.config.api_addr, limits=limits, metrics=self.metrics.http,
                             task_status=task_status)  # fmt: skip
             return
-        front = FrontProcess(self.journal, may_post_events(self.keys, guard, self.namespace_exists), self.metrics,
-                             FrontMetrics.create(self.metrics.registry), limits, self.data_lock)  # fmt: skip
+        self.front = front = FrontProcess(self.journal, may_post_events(self.keys, guard, self.namespace_exists),
+                                          self.metrics, FrontMetrics.create(self.metrics.registry), limits,
+                                          self.data_lock)  # fmt: skip
         gated = RequireKey(FastEvents(app, intake, self.journal, front.catch_up), self.keys, self.metrics, guard)
         async with await listen(self.config.api_addr) as listener:
             server = Server(gated, listener.socket.getsockname()[:2], limits, self.metrics.http)
