@@ -230,7 +230,7 @@ class Front:
             nursery.cancel_scope.cancel()
 
     async def _sweep(self) -> None:
-        """Idle keep-alive connections closed, slow heads handed over (the backend refuses them):
+        """Idle keep-alive connections closed, slow bodies handed over (the backend refuses them):
         one timer for every connection, as :meth:`pipeline.http.Server.close_idle`."""
         settings = self.settings
         while True:
@@ -273,8 +273,8 @@ class Front:
         while True:
             end = connection.received.find(b"\r\n\r\n")
             while end < 0:
-                if len(connection.received) > MAX_HEAD_BYTES:
-                    return await self._hand_over(connection, "head")
+                if connection.received:  # a head in pieces (a real client sends it in one): the
+                    return await self._hand_over(connection, "head")  # backend's timers judge it
                 if not await _read(connection, fd):
                     return False
                 end = connection.received.find(b"\r\n\r\n")

@@ -1,8 +1,8 @@
 """The backend's front process (pipeline/backend/front.py), its class run here on real sockets,
 the test standing for the backend at the other end of the link and the hand-over pair, on
 trio's mock clock: a plain submission is journaled, given over the link and answered 201; a
-credential the backend refuses, and a head that does not arrive in time, hand the connection
-over with the bytes read; an idle keep-alive connection is closed."""
+credential the backend refuses, a head in pieces and a body that does not arrive in time hand
+the connection over with the bytes read; an idle keep-alive connection is closed."""
 
 from __future__ import annotations
 
@@ -133,16 +133,23 @@ async def test_a_refused_credential_hands_the_connection_over_with_its_request(
         await client.aclose()
 
 
-async def test_a_head_that_does_not_arrive_in_time_goes_to_the_backend_and_an_idle_connection_is_closed(
+async def test_a_head_in_pieces_or_a_slow_body_goes_to_the_backend_and_an_idle_connection_is_closed(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with front(tmp_path) as (backend, address):
-        slow = await connect(address)
-        await slow.send_all(b"POST " + EVENTS + b" HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+        pieces = await connect(address)
+        await pieces.send_all(b"POST " + EVENTS + b" HTTP/1.1\r\nHost: x\r\n")  # and nothing more yet
         started = trio.current_time()
         taken, reason, received = await backend.taken_over()
-        assert reason == "slow"
-        assert received == b"POST " + EVENTS + b" HTTP/1.1\r\nHost: x\r\n"
+        assert (reason, received) == ("head", b"POST " + EVENTS + b" HTTP/1.1\r\nHost: x\r\n")
+        assert trio.current_time() == started  # at once: the backend's head timeout is the one that runs
+        taken.close()
+        slow = await connect(address)
+        request = post()
+        await slow.send_all(request[:-10])  # the whole head, the body but for its last bytes
+        started = trio.current_time()
+        taken, reason, received = await backend.taken_over()
+        assert (reason, received) == ("slow", request[:-10])
         assert 10.0 <= trio.current_time() - started <= 12.5  # the head timeout, give or take the sweep
         taken.close()
         idle = await connect(address)
@@ -151,5 +158,5 @@ async def test_a_head_that_does_not_arrive_in_time_goes_to_the_backend_and_an_id
         answered = trio.current_time()
         assert await idle.receive_some(65536) == b""  # closed by the front, quietly
         assert 5.0 <= trio.current_time() - answered <= 6.5  # the keep-alive timeout
-        await idle.aclose()
-        await slow.aclose()
+        for stream in (idle, slow, pieces):
+            await stream.aclose()
