@@ -104,13 +104,19 @@ class RequireKey:
             if bearer:
                 return error_response(401, "the access token is unknown or expired: refresh it (POST /auth/token)")
             return error_response(401, "an API key is required: Authorization: Key <key>")
-        if role == INGEST and not ingest_may(method, path):
+        if (why := forbidden(role, method, path)) is not None:
             self.metrics.api_unauthorized.labels("forbidden").inc()
-            return error_response(403, "an ingest key may only push events")
-        if role == VIEWER and not viewer_may(method):
-            self.metrics.api_unauthorized.labels("forbidden").inc()
-            return error_response(403, f"a viewer key may only read (GET), not {method} {path}")
+            return error_response(403, why)
         return None
+
+
+def forbidden(role: str, method: str, path: str) -> str | None:
+    """Why ``role`` may not ``method`` ``path`` (the 403's words), or None: it may."""
+    if role == INGEST and not ingest_may(method, path):
+        return "an ingest key may only push events"
+    if role == VIEWER and not viewer_may(method):
+        return f"a viewer key may only read (GET), not {method} {path}"
+    return None
 
 
 def may_post_events(
@@ -124,8 +130,8 @@ def may_post_events(
         if not authorization or guard.throttle.wait(source, guard.clock()) > 0:
             return False
         role = keys.role_of(authorization)
-        allowed = role in (ADMIN, INGEST) or (role == VIEWER and viewer_may("POST"))
-        return allowed and namespace_exists(namespace)
+        path = f"/api/core/v2/namespaces/{namespace}/events"
+        return role is not None and forbidden(role, "POST", path) is None and namespace_exists(namespace)
 
     return may_post
 

@@ -177,3 +177,28 @@ def test_a_key_is_looked_up_afresh_each_time_and_the_digests_kept_stay_bounded()
         assert keys.role_of(f"Key guess-{n}") is None
     assert len(keys._digests) <= DIGESTS_KEPT
     assert keys.role_of("Key admin-key") == ADMIN
+
+
+def test_the_front_is_allowed_to_take_a_post_exactly_where_the_gate_lets_it_through() -> None:
+    """The front process asks ``may_post_events`` (pipeline/backend/front.py); a yes where the
+    gate would refuse would answer 201 to a request the backend answers 401, 403 or 404."""
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.backend.auth_http import may_post_events
+    from pipeline.backend.throttle import AuthGuard
+    from pipeline.metrics import BackendMetrics
+
+    keys = ApiKeys.of(["admin-key"], ["ingest-key"], viewer=["viewer-key"])
+    clock = [0.0]
+    guard = AuthGuard(BackendMetrics.create(CollectorRegistry()), clock=lambda: clock[0])
+    may = may_post_events(keys, guard, lambda namespace: namespace == "default")
+    assert may("Key admin-key", "default", "10.0.0.1")
+    assert may("Key ingest-key", "default", "10.0.0.1")
+    assert not may("Key viewer-key", "default", "10.0.0.1")  # 403 from the gate
+    assert not may("Key guessed", "default", "10.0.0.1")  # 401
+    assert not may("", "default", "10.0.0.1")  # 401
+    assert not may("Key admin-key", "nowhere", "10.0.0.1")  # 404
+    while not guard.throttle.failed("10.0.0.2", clock[0]):
+        pass  # wrong credentials from there until it is throttled: 429 for any key
+    assert not may("Key admin-key", "default", "10.0.0.2")
+    assert may("Key admin-key", "default", "10.0.0.1")
