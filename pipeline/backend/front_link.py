@@ -35,6 +35,9 @@ FLUSH = 13  # body: a number u32, to be answered FLUSHED once every record taken
 _HEAD = struct.Struct("<IB")
 _U32 = struct.Struct("<I")
 _ANSWER = struct.Struct("<IB")
+#: A frame's bytes, at most: a record holds a body of at most 64 KiB and the path's parts, so a
+#: longer frame is a link out of step (a bug), refused before its bytes are gathered.
+MAX_FRAME = 1024 * 1024
 #: Bytes of a connection's beginning a hand-over carries, at most (a datagram must hold them).
 HANDOVER_BYTES = 128 * 1024
 #: A hand-over datagram's size, at most: its reason, then those bytes.
@@ -113,12 +116,15 @@ class Frames:
         self.buffer = bytearray()
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        """The frames ``data`` completes, in order: (kind, body)."""
+        """The frames ``data`` completes, in order: (kind, body). ValueError for a frame longer
+        than :data:`MAX_FRAME` (the link cannot be read further)."""
         self.buffer += data
         frames: list[tuple[int, bytes]] = []
         at, buffer = 0, self.buffer
         while len(buffer) - at >= _HEAD.size:
             size, kind = _HEAD.unpack_from(buffer, at)
+            if size > MAX_FRAME:
+                raise ValueError(f"link frame of {size} bytes, more than {MAX_FRAME}")
             end = at + 4 + size
             if end > len(buffer):
                 break

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from pipeline.backend import front_link as link
 
 
@@ -23,6 +25,13 @@ def test_frames_come_out_whole_and_in_order_however_the_bytes_are_cut() -> None:
         assert link.question_of(taken[3][1]) == (1, "Key k", "default", "127.0.0.1")
         assert link.count_of(taken[4][1]) == 9
         assert frames.buffer == bytearray()
+
+
+def test_a_frame_longer_than_any_the_link_carries_is_refused_before_it_is_gathered() -> None:
+    frames = link.Frames()
+    with pytest.raises(ValueError, match="more than"):
+        frames.feed(link.struct.pack("<IB", link.MAX_FRAME + 1, link.RECORD))
+    assert len(frames.buffer) == 5  # nothing waited for
 
 
 def test_a_connection_handed_over_arrives_working_with_its_bytes_and_its_reason() -> None:
