@@ -218,7 +218,7 @@ class FrontProcess:
             except ValueError as exc:  # the front took it as this program does: a bug, said loudly
                 self.journal.metrics.undecodable.inc()
                 log.error("front's journal record does not decode; dropped", error=exc)
-                self.journal.drop_front()
+                self.journal.front_record_done()
                 return
             self.journal.take_front(event, record, number)
         elif kind == link.SEALED:
@@ -277,24 +277,19 @@ class FrontProcess:
     ) -> None:
         """Serve each connection the front hands over, until it has ended (``done`` set then)."""
         try:
-            await self._taken_connections(handover, server, connections)
+            while True:
+                data, ancillary, _, _ = await handover.recvmsg(link.DATAGRAM_BYTES, link.ANCILLARY_SPACE,
+                                                               socket.MSG_CMSG_CLOEXEC)  # fmt: skip
+                fd, reason, received = link.taken_over(data, ancillary)
+                if fd is None:
+                    if not data:
+                        return  # the front ended
+                    continue
+                self.front_metrics.handed_over.labels(reason).inc()
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=fd)))
+                connections.start_soon(server.serve_connection, stream, received)
         finally:
             done.set()
-
-    async def _taken_connections(
-        self, handover: trio.socket.SocketType, server: Server, connections: trio.Nursery
-    ) -> None:
-        while True:
-            data, ancillary, _, _ = await handover.recvmsg(link.DATAGRAM_BYTES, link.ANCILLARY_SPACE,
-                                                           socket.MSG_CMSG_CLOEXEC)  # fmt: skip
-            fd, reason, received = link.taken_over(data, ancillary)
-            if fd is None:
-                if not data:
-                    return  # the front ended
-                continue
-            self.front_metrics.handed_over.labels(reason).inc()
-            stream = trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=fd)))
-            connections.start_soon(server.serve_connection, stream, received)
 
 
 async def _ended(process: trio.Process) -> None:

@@ -160,7 +160,7 @@ class IntakeJournal:
                 log.warning("journal segment ends on a torn record; the rest is ignored", path=str(path),
                             records=len(records))  # fmt: skip
             for start in range(0, len(records), REPLAY_BATCH):
-                events = self._decoded(records[start : start + REPLAY_BATCH], path)
+                events = [event for _, event in self._decoded(records[start : start + REPLAY_BATCH], path)]
                 stored += await self._store_replayed(events)
             replayed += len(records)
             path.unlink()
@@ -170,11 +170,12 @@ class IntakeJournal:
         self._open_segment()
         return replayed
 
-    def _decoded(self, records: Sequence[bytes], path: Path) -> list[Event]:
-        events: list[Event] = []
+    def _decoded(self, records: Sequence[bytes], path: Path) -> list[tuple[bytes, Event]]:
+        """Each record that decodes, with its event (the others counted and logged)."""
+        events: list[tuple[bytes, Event]] = []
         for raw in records:
             try:
-                events.append(self.decode(raw))
+                events.append((raw, self.decode(raw)))
             except ValueError as exc:  # a record this version cannot take
                 self.metrics.undecodable.inc()
                 log.error("journal record not replayed: it does not decode", path=str(path), error=exc)
@@ -268,17 +269,16 @@ class IntakeJournal:
                 continue  # sealed: every record of it was given before the seal
             records, _ = read_segment(path)  # a torn end was never answered
             rest = records[segment.taken if segment is not None else 0 :]
-            for raw in rest:
-                for event in self._decoded([raw], path):
-                    self.take_front(event, raw, number)
-                    recovered += 1
+            for raw, event in self._decoded(rest, path):
+                self.take_front(event, raw, number)
+                recovered += 1
             if segment is None and not rest:
                 path.unlink(missing_ok=True)  # opened, never written
         self.seal_front()
         return recovered
 
-    def drop_front(self) -> None:
-        """A record of the front's dropped (it does not decode): done with, as far as it knows."""
+    def front_record_done(self) -> None:
+        """A record of the front's is done with: stored, set aside, or dropped (it does not decode)."""
         self.front_done += 1
         self.front_progress.set()
 
@@ -355,7 +355,7 @@ class IntakeJournal:
         record.segment.outstanding -= 1
         self._forget_if_done(record.segment)
         if record.segment.fd < 0:  # the front process's: it counts what it has waiting
-            self.drop_front()
+            self.front_record_done()
         if self._barriers:
             self._release_barriers()
         if not self._pending and self._segment is not None and self._segment.size >= ROTATE_IDLE_BYTES:
