@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import trio
 import trio.testing
 
@@ -96,11 +95,6 @@ async def answer_of(stream: trio.SocketStream) -> bytes:
     while b"\r\n\r\n" not in data:
         data += await stream.receive_some(65536)
     return data
-
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 async def test_a_plain_submission_is_journaled_given_and_answered_201(

@@ -78,11 +78,6 @@ async def take(j: IntakeJournal, e: Event) -> bool:
     return await j.take(e, e.to_msgpack())
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def test_taken_events_go_to_the_processor_in_one_batch_and_reads_wait_for_them(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
