@@ -228,7 +228,8 @@ class FrontProcess:
             verdict = self.may_take(authorization, namespace, source)
             try:
                 self._answers_send.send_nowait(link.answer_frame(question, verdict))
-            except trio.WouldBlock:  # cannot happen with the front's connections bounded; never a hang
+            except trio.WouldBlock:  # more than the front's connections can ask: its request waits out
+                # the head timeout, then comes to the backend (handed over), which answers it itself
                 log.error("front's question not answered: too many waiting", waiting=ANSWERS_WAITING)
         elif kind == link.FLUSHED:
             self._flushed = max(self._flushed, link.count_of(body))

@@ -70,7 +70,7 @@ class FastEvents:
                 return
             if (
                 self.journal is not None
-                and (self.catch_up or self.journal.pending)
+                and (self.catch_up is not None or self.journal.pending)
                 and not _UNORDERED.match(scope["path"])
             ):
                 await self._barrier(self.journal)
